@@ -1,0 +1,87 @@
+# livevlm build. `make` builds build/livevlm and the tools; `make test` runs every test;
+# `make SAN=1` builds into build-san/ with ASan+UBSan; `make check-san` runs the suite on it.
+
+CC      ?= cc
+SAN     ?= 0
+WERROR  ?= 0
+PKGS    := libwebsockets libuv libcurl jansson libturbojpeg openssl
+
+ifeq ($(SAN),1)
+BUILD   := build-san
+OPT     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD   := build
+OPT     := -O2 -g
+endif
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
+           -Wimplicit-fallthrough -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN    += -Werror
+endif
+INCS    := -Isrc/common -Isrc/proto -Isrc/core -Isrc/backend -Isrc/server -Isrc/store -Isrc/obs
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(INCS) $(shell pkg-config --cflags $(PKGS)) -MMD -MP
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lm -ldl -lpthread
+LDFLAGS := $(OPT)
+
+LIB_SRC := $(wildcard src/common/*.c src/proto/*.c src/core/*.c src/backend/*.c src/store/*.c \
+                      src/obs/*.c src/server/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_assets.o
+FAKEVLM_SRC := $(wildcard tools/fakevlm/*.c)
+LOADGEN_SRC := $(wildcard tools/loadgen/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+WEB_FILES := $(shell find web -type f ! -name '*.md' | LC_ALL=C sort)
+
+.PHONY: all clean test unit check-san fuzz run
+all: $(BUILD)/livevlm $(BUILD)/fakevlm $(if $(LOADGEN_SRC),$(BUILD)/loadgen) $(UNIT_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -Wall -Wextra -o $@ $<
+
+# The web UI is embedded at build time so the binary serves it with no files around.
+$(BUILD)/gen/web_assets.c: $(BUILD)/embed $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	$(BUILD)/embed web $@ $(WEB_FILES)
+
+$(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -c $< -o $@
+
+$(BUILD)/livevlm: $(BUILD)/src/main.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fakevlm: $(FAKEVLM_SRC:%.c=$(BUILD)/%.o) $(filter $(BUILD)/src/common/% $(BUILD)/src/proto/%,$(LIB_OBJ))
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/loadgen: $(LOADGEN_SRC:%.c=$(BUILD)/%.o) $(filter $(BUILD)/src/common/% $(BUILD)/src/proto/%,$(LIB_OBJ))
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $^ $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BIN)
+	@scripts/run-unit.sh $(BUILD)
+
+test: all
+	@scripts/test.sh
+
+check-san:
+	$(MAKE) SAN=1 all
+	LIVEVLM_BUILD=build-san scripts/test.sh
+
+fuzz:
+	@scripts/fuzz.sh
+
+run: all
+	$(BUILD)/livevlm serve
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,125 @@
+/* lv_session.h - live sessions: one person's analysis context, its frame mailbox, credits, history
+ * and metrics, and the registry that creates, resumes and expires them. No sockets here: the server
+ * links its connections into `conns` and the engine owns the in-flight job. */
+#ifndef LV_SESSION_H
+#define LV_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lv_queue.h"
+#include "lv_settings.h"
+#include "lv_store.h"
+
+/* A received camera frame. Immutable after creation and refcounted, so the mailbox, a job and a
+ * debug view can share it without copies. Freed when the last reference is dropped. */
+typedef struct lv_frame {
+    int refs;
+    uint64_t recv_us;        /* monotonic, when the server received it */
+    uint32_t capture_age_ms; /* how old the picture was when the page sent it */
+    int width, height;
+    size_t len;
+    unsigned char data[];    /* the JPEG */
+} lv_frame_t;
+
+/** Copy jpeg into a new frame with one reference; NULL on allocation failure. */
+lv_frame_t *lv_frame_new(const void *jpeg, size_t len);
+lv_frame_t *lv_frame_ref(lv_frame_t *f);
+/** Drop one reference; frees on the last. NULL is ignored. */
+void lv_frame_unref(lv_frame_t *f);
+
+#define LV_HISTORY_MAX 20
+#define LV_HISTORY_TEXT_MAX 4096
+
+typedef struct {
+    uint64_t answer_id;
+    uint64_t wall_ms;
+    double latency_ms;
+    char *text;              /* owned, NUL-terminated, at most LV_HISTORY_TEXT_MAX bytes */
+} lv_history_entry_t;
+
+typedef struct lv_session {
+    lv_session_rec_t rec;        /* durable part; written back to the store on change */
+    struct lv_session *hash_next;/* registry chain */
+    lv_queue_t conns;            /* the server's connections attached to this session */
+    size_t n_conns;
+    lv_queue_t ready_link;       /* in the scheduler's ready queue while a frame waits */
+    lv_queue_t started_link;     /* in the registry's started list while started */
+    lv_frame_t *pending;         /* mailbox: at most one waiting frame, the newest */
+    void *job;                   /* the engine's in-flight request, NULL when idle */
+
+    /* credits: the server asks for a frame when it wants one */
+    uint32_t credit_seq;
+    uint32_t credit_outstanding; /* id of the unanswered credit, 0 if none */
+    uint64_t credit_sent_ms;
+    uint64_t next_credit_ms;     /* monotonic time the next credit is due */
+
+    uint64_t answer_seq;
+    uint64_t last_stats_ms;
+    uint64_t detached_since_ms;  /* monotonic; 0 while a connection is attached */
+
+    /* metrics */
+    uint64_t frames_received, frames_replaced, frames_rejected, errors;
+    double last_latency_ms;
+
+    lv_history_entry_t history[LV_HISTORY_MAX];
+    size_t history_len, history_head; /* ring: oldest at head */
+} lv_session_t;
+
+typedef struct {
+    size_t max_sessions;
+    size_t max_sessions_per_owner;
+} lv_registry_caps_t;
+
+typedef struct lv_registry lv_registry_t;
+
+/** Create a registry over a store (not owned). */
+int lv_registry_create(lv_store_t *store, const lv_registry_caps_t *caps, lv_registry_t **out);
+/** Free every session (history, pending frames) and the registry. Jobs must be gone already. */
+void lv_registry_destroy(lv_registry_t *reg);
+
+/** New session owned by `owner` (client address), with settings (NULL = defaults).
+ * Writes the resume secret (64 hex + NUL) to secret_out; it is not kept anywhere in clear.
+ * LV_ELIMIT when the global or per-owner cap is reached. */
+int lv_session_create(lv_registry_t *reg, const char *owner, const lv_settings_t *settings,
+                      char secret_out[65], lv_session_t **out);
+/** Find a session by id and check its secret (constant time). LV_ENOTFOUND for a wrong id or secret
+ * (the same answer for both, so ids cannot be probed). */
+int lv_session_resume(lv_registry_t *reg, const char *id, const char *secret, lv_session_t **out);
+/** Look up by id without a secret (internal use). */
+lv_session_t *lv_session_find(lv_registry_t *reg, const char *id);
+/** Write the durable part back to the store (after settings or metrics change). */
+int lv_session_save(lv_registry_t *reg, lv_session_t *s);
+
+/** Mark started/stopped; keeps the started list the credit sweep walks. */
+void lv_session_set_started(lv_registry_t *reg, lv_session_t *s, bool started, uint64_t now_ms);
+/** Head of the started list (lv_session_t.started_link entries). */
+lv_queue_t *lv_registry_started(lv_registry_t *reg);
+
+/** Put a frame in the mailbox (takes the caller's reference). Returns 1 if it replaced a waiting
+ * frame (counted in frames_replaced), 0 otherwise. */
+int lv_session_mailbox_put(lv_session_t *s, lv_frame_t *f);
+/** Take the waiting frame (caller owns the reference) or NULL. */
+lv_frame_t *lv_session_mailbox_take(lv_session_t *s);
+
+/** Append an answer to the bounded history (text is copied, cut at LV_HISTORY_TEXT_MAX). */
+void lv_session_history_add(lv_session_t *s, uint64_t answer_id, const char *text, size_t len,
+                            double latency_ms, uint64_t wall_ms);
+/** i-th history entry, oldest first (i < history_len). */
+const lv_history_entry_t *lv_session_history_at(const lv_session_t *s, size_t i);
+
+/** Note that the last connection left (starts the idle clock) or one arrived. */
+void lv_session_attach_changed(lv_session_t *s, uint64_t now_ms);
+
+/** Remove sessions with no connection for idle_ms and no job. before_free runs for each one just
+ * before it is freed (the engine uses it to cancel work). Returns how many were removed. Bounded:
+ * examines at most max_examined sessions per call, resuming where the last call stopped. */
+size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, size_t max_examined,
+                         void (*before_free)(lv_session_t *s, void *ud), void *ud);
+/** Number of live sessions. */
+size_t lv_registry_count(const lv_registry_t *reg);
+/** Number of live sessions created by owner. */
+size_t lv_registry_owner_count(const lv_registry_t *reg, const char *owner);
+
+#endif

@@ -1,0 +1,280 @@
+/* lv_httputil.c - cookie, query, Bearer and Origin helpers for the HTTP layer. */
+#include "lv_httputil.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "lv_common.h"
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int is_alnum(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+/* Copy a view into a caller buffer as a C string, or LV_ELIMIT when it (plus NUL) does not fit. */
+static int copy_out(const char *p, size_t len, char *out, size_t out_size)
+{
+    if (!out || len >= out_size)
+        return LV_ELIMIT;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return 0;
+}
+
+int lv_cookie_get(const char *cookie_header, const char *name, char *out, size_t out_size)
+{
+    if (!name || !*name)
+        return LV_EINVAL;
+    if (!cookie_header)
+        return LV_ENOTFOUND;
+    size_t name_len = strlen(name);
+    const char *p = cookie_header;
+    while (*p) {
+        while (is_blank(*p) || *p == ';')
+            p++;
+        if (!*p)
+            break;
+        const char *end = strchr(p, ';');
+        if (!end)
+            end = p + strlen(p);
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        if (eq) {
+            const char *n_end = eq;
+            while (n_end > p && is_blank(n_end[-1]))
+                n_end--;
+            const char *v = eq + 1, *v_end = end;
+            while (v < v_end && is_blank(*v))
+                v++;
+            while (v_end > v && is_blank(v_end[-1]))
+                v_end--;
+            /* RFC 6265: cookie-value = *cookie-octet / ( DQUOTE *cookie-octet DQUOTE ) */
+            if (v_end - v >= 2 && v[0] == '"' && v_end[-1] == '"')
+                v++, v_end--;
+            if ((size_t)(n_end - p) == name_len && memcmp(p, name, name_len) == 0)
+                return copy_out(v, (size_t)(v_end - v), out, out_size);
+        }
+        p = end;
+    }
+    return LV_ENOTFOUND;
+}
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decode one byte of a form-encoded component at *pp (< end) and advance. Returns the byte
+ * (0..255) or -1 for a malformed escape. */
+static int decode_byte(const char **pp, const char *end)
+{
+    const char *p = *pp;
+    if (*p == '+') {
+        *pp = p + 1;
+        return ' ';
+    }
+    if (*p != '%') {
+        *pp = p + 1;
+        return (unsigned char)*p;
+    }
+    if (end - p < 3)
+        return -1;
+    int hi = hex_val(p[1]), lo = hex_val(p[2]);
+    if (hi < 0 || lo < 0)
+        return -1;
+    *pp = p + 3;
+    return hi * 16 + lo;
+}
+
+/* Does the decoded form of [p, end) equal name? A malformed escape or %00 never matches. */
+static int key_matches(const char *p, const char *end, const char *name, size_t name_len)
+{
+    size_t i = 0;
+    while (p < end) {
+        int c = decode_byte(&p, end);
+        if (c <= 0 || i >= name_len || (char)c != name[i])
+            return 0;
+        i++;
+    }
+    return i == name_len;
+}
+
+int lv_query_get(const char *query, const char *name, char *out, size_t out_size)
+{
+    if (!name || !*name)
+        return LV_EINVAL;
+    if (!query)
+        return LV_ENOTFOUND;
+    size_t name_len = strlen(name);
+    const char *p = query;
+    for (;;) {
+        const char *end = strchr(p, '&');
+        if (!end)
+            end = p + strlen(p);
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        const char *k_end = eq ? eq : end;
+        if (key_matches(p, k_end, name, name_len)) {
+            const char *v = eq ? eq + 1 : end;
+            /* Validate and measure first, so a bad escape is reported as such even when the
+             * value would also be too long, and out is untouched on failure. */
+            size_t n = 0;
+            for (const char *q = v; q < end; n++) {
+                int c = decode_byte(&q, end);
+                if (c <= 0) /* malformed, or %00 which would truncate the C string */
+                    return LV_EINVAL;
+            }
+            if (!out || n >= out_size)
+                return LV_ELIMIT;
+            size_t i = 0;
+            for (const char *q = v; q < end;)
+                out[i++] = (char)decode_byte(&q, end);
+            out[i] = '\0';
+            return 0;
+        }
+        if (!*end)
+            break;
+        p = end + 1;
+    }
+    return LV_ENOTFOUND;
+}
+
+typedef struct {
+    const char *host; /* without brackets for IPv6 literals */
+    size_t host_len;
+    long port;        /* -1 when not given */
+    int ipv6;
+} hostport_t;
+
+/* Parse "host[:port]" or "[v6]:port" spanning exactly [p, end). Returns 0 or -1. Deliberately
+ * narrow (RFC 3986 reg-name without percent-encoding, IPv6 without zone ids): anything unusual
+ * makes the Origin check fail closed. */
+static int parse_hostport(const char *p, const char *end, hostport_t *hp)
+{
+    const char *h_end;
+    hp->port = -1;
+    hp->ipv6 = 0;
+    if (p >= end)
+        return -1;
+    if (*p == '[') {
+        const char *close = memchr(p, ']', (size_t)(end - p));
+        if (!close || close == p + 1)
+            return -1;
+        for (const char *q = p + 1; q < close; q++)
+            if (hex_val(*q) < 0 && *q != ':' && *q != '.')
+                return -1;
+        hp->host = p + 1;
+        hp->host_len = (size_t)(close - p - 1);
+        hp->ipv6 = 1;
+        h_end = close + 1;
+    } else {
+        h_end = p;
+        while (h_end < end && (is_alnum(*h_end) || *h_end == '.' || *h_end == '-' || *h_end == '_'))
+            h_end++;
+        if (h_end == p)
+            return -1;
+        hp->host = p;
+        hp->host_len = (size_t)(h_end - p);
+    }
+    if (h_end == end)
+        return 0;
+    if (*h_end != ':')
+        return -1;
+    const char *d = h_end + 1;
+    if (d == end || end - d > 5)
+        return -1; /* "host:" is legal in RFC 3986 but browsers never send it; be strict */
+    long port = 0;
+    for (; d < end; d++) {
+        if (*d < '0' || *d > '9')
+            return -1;
+        port = port * 10 + (*d - '0');
+    }
+    if (port < 1 || port > 65535)
+        return -1;
+    hp->port = port;
+    return 0;
+}
+
+static void trim(const char **p, const char **end)
+{
+    while (*p < *end && is_blank(**p))
+        (*p)++;
+    while (*end > *p && is_blank((*end)[-1]))
+        (*end)--;
+}
+
+int lv_origin_matches(const char *origin, const char *host_header)
+{
+    hostport_t o, h;
+    long default_port;
+
+    if (!origin || !host_header)
+        return 0;
+    const char *op = origin, *o_end = origin + strlen(origin);
+    trim(&op, &o_end);
+    /* RFC 6454 section 6.1: scheme "://" host [ ":" port ]; "null" is the opaque origin of
+     * sandboxed frames and file: pages and must never match. */
+    if ((size_t)(o_end - op) >= 8 && strncasecmp(op, "https://", 8) == 0) {
+        default_port = 443;
+        op += 8;
+    } else if ((size_t)(o_end - op) >= 7 && strncasecmp(op, "http://", 7) == 0) {
+        default_port = 80;
+        op += 7;
+    } else {
+        return 0;
+    }
+    const char *hp = host_header, *h_end = host_header + strlen(host_header);
+    trim(&hp, &h_end);
+    if (parse_hostport(op, o_end, &o) != 0 || parse_hostport(hp, h_end, &h) != 0)
+        return 0;
+    /* The Host header carries no scheme; the connection's scheme is the origin's if they match
+     * at all, so the origin's default port stands in for a missing port on both sides. */
+    if (o.port < 0)
+        o.port = default_port;
+    if (h.port < 0)
+        h.port = default_port;
+    return o.ipv6 == h.ipv6 && o.port == h.port && o.host_len == h.host_len &&
+           strncasecmp(o.host, h.host, o.host_len) == 0;
+}
+
+/* RFC 7235 token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
+static int is_token68(char c)
+{
+    return is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
+}
+
+int lv_bearer_get(const char *authorization_header, char *out, size_t out_size)
+{
+    if (!authorization_header)
+        return LV_ENOTFOUND;
+    const char *p = authorization_header;
+    while (is_blank(*p))
+        p++;
+    if (strncasecmp(p, "bearer", 6) != 0 || !is_blank(p[6]))
+        return LV_ENOTFOUND;
+    p += 6;
+    while (is_blank(*p))
+        p++;
+    const char *tok = p;
+    while (is_token68(*p))
+        p++;
+    if (p == tok)
+        return LV_ENOTFOUND;
+    while (*p == '=')
+        p++;
+    const char *tok_end = p;
+    while (is_blank(*p))
+        p++;
+    if (*p)
+        return LV_ENOTFOUND; /* trailing junk or a second token: not a Bearer credential */
+    return copy_out(tok, (size_t)(tok_end - tok), out, out_size);
+}

@@ -1,0 +1,462 @@
+/* lv_config.c - flags, environment and config file for `livevlm serve`. */
+#include "lv_config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lv_common.h"
+
+void lv_config_defaults(lv_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->host, sizeof(c->host), "0.0.0.0");
+    c->port = 8090;
+    c->tls = true;
+    c->detect = true;
+    c->max_sessions = 10000;
+    c->max_sessions_per_ip = 20;
+    c->max_sockets_per_ip = 50;
+    c->max_frame_bytes = 4u << 20;
+    c->max_frame_side = 8192;
+    c->max_frame_pixels = 16777216ul;
+    c->session_idle_s = 300;
+    c->connect_timeout_ms = 5000;
+    c->first_token_timeout_ms = 60000;
+    c->total_timeout_ms = 180000;
+    c->default_backend_max = 4;
+    c->stats_period_ms = 1000;
+    snprintf(c->log_level, sizeof(c->log_level), "info");
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && *xdg)
+        snprintf(c->config_dir, sizeof(c->config_dir), "%s/livevlm", xdg);
+    else
+        snprintf(c->config_dir, sizeof(c->config_dir), "%s/.config/livevlm", home && *home ? home : ".");
+}
+
+void lv_config_print_help(const char *prog)
+{
+    printf(
+        "Usage: %s serve [OPTIONS]\n"
+        "\n"
+        "Serve the livevlm web UI, its WebSocket API and the model scheduler on one port.\n"
+        "Open the printed https URL (it carries the access token) and press Start.\n"
+        "\n"
+        "Network and security:\n"
+        "  --host ADDR              address to bind (default 0.0.0.0; 127.0.0.1 for local only)\n"
+        "  --port N                 port (default 8090; 0 picks a free one)\n"
+        "  --port-file PATH         write the bound port to PATH once listening\n"
+        "  --no-tls                 plain HTTP (behind a TLS-terminating proxy; browsers allow the\n"
+        "                           camera on http only for localhost)\n"
+        "  --tls-cert FILE --tls-key FILE\n"
+        "                           your certificate; default: a self-signed one generated on first\n"
+        "                           start in the config dir (SANs: localhost, host name, local addresses)\n"
+        "  --config-dir DIR         token, cert.pem, key.pem (default $XDG_CONFIG_HOME/livevlm or\n"
+        "                           ~/.config/livevlm)\n"
+        "  --config FILE            JSON file with any of these options (keys = long names without\n"
+        "                           --, plus \"backends\": [{\"id\",\"url\",\"api_key\",\"api_key_env\",\n"
+        "                           \"max_concurrency\",\"models\":[...]}]); flags override it\n"
+        "  --auth token|none        token (default): the access token is needed for the API and\n"
+        "                           WebSocket; none: no credential, allowed only on loopback binds\n"
+        "\n"
+        "Model backends (OpenAI-compatible: Ollama, vLLM, SGLang, llama.cpp, NIM, OpenAI...):\n"
+        "  --backend ID=URL         add a backend; URL is its OpenAI base, e.g.\n"
+        "                           ollama=http://127.0.0.1:11434/v1 (repeatable)\n"
+        "  --backend-key ID=ENVVAR  read that backend's API key from environment variable ENVVAR\n"
+        "                           (keys never go on the command line or to browsers)\n"
+        "  --backend-max ID=N       at most N concurrent requests to that backend (default 4)\n"
+        "  --backend-models ID=a,b  serve only these models from it (default: its /v1/models)\n"
+        "  --no-detect              do not look for local backends when none is configured\n"
+        "                           (default: probe 127.0.0.1 ports 11434 Ollama, 8000 vLLM,\n"
+        "                           30000 SGLang, 8080 llama.cpp, 1234 LM Studio)\n"
+        "  --connect-timeout-ms N   backend connect timeout (default 5000)\n"
+        "  --first-token-timeout-ms N  time allowed until the first token (default 60000)\n"
+        "  --total-timeout-ms N     time allowed for a whole answer (default 180000)\n"
+        "\n"
+        "Limits:\n"
+        "  --max-sessions N         sessions in total (default 10000)\n"
+        "  --max-sessions-per-ip N  sessions created per client address (default 20)\n"
+        "  --max-sockets-per-ip N   WebSockets open per client address (default 50)\n"
+        "  --max-frame-bytes N      largest camera frame accepted (default 4194304)\n"
+        "  --session-idle S         forget a session S seconds after its last socket left (default 300)\n"
+        "\n"
+        "Other:\n"
+        "  --stats-period-ms N      system stats sampling period (default 1000)\n"
+        "  --web-root DIR           serve the UI from DIR instead of the embedded copy (development)\n"
+        "  --log-level L            debug, info, warn or error (default info)\n"
+        "  -h, --help               this text\n"
+        "\n"
+        "Environment (flags win): LIVEVLM_BACKEND=URL and LIVEVLM_API_KEY=KEY add a backend \"default\";\n"
+        "LIVEVLM_HOST, LIVEVLM_PORT, LIVEVLM_CONFIG_DIR, LIVEVLM_LOG_LEVEL.\n"
+        "\n"
+        "Examples:\n"
+        "  %s serve                                   # detect local backends, https on :8090\n"
+        "  %s serve --backend vllm=http://gpu1:8000/v1 --backend-max vllm=16\n"
+        "  OPENAI_API_KEY=sk-... %s serve --backend openai=https://api.openai.com/v1 \\\n"
+        "      --backend-key openai=OPENAI_API_KEY --backend-models openai=gpt-4o-mini\n"
+        "  %s fakevlm --port 9100 &  %s serve --backend fake=http://127.0.0.1:9100/v1  # no GPU\n",
+        prog, prog, prog, prog, prog, prog);
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return LV_EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int copy_str(char *dst, size_t size, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= size)
+        return LV_ELIMIT;
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+static lv_backend_spec_t *find_backend(lv_config_t *c, const char *id, size_t id_len)
+{
+    for (size_t i = 0; i < c->n_backends; i++)
+        if (strlen(c->backends[i].id) == id_len && memcmp(c->backends[i].id, id, id_len) == 0)
+            return &c->backends[i];
+    return NULL;
+}
+
+static lv_backend_spec_t *add_backend(lv_config_t *c, const char *id, const char *url)
+{
+    lv_backend_spec_t *b = find_backend(c, id, strlen(id));
+    if (!b) {
+        if (c->n_backends >= LV_MAX_BACKENDS)
+            return NULL;
+        b = &c->backends[c->n_backends++];
+        memset(b, 0, sizeof(*b));
+        if (copy_str(b->id, sizeof(b->id), id)) {
+            c->n_backends--;
+            return NULL;
+        }
+    }
+    if (url && copy_str(b->url, sizeof(b->url), url))
+        return NULL;
+    return b;
+}
+
+/* "ID=VALUE" flags; the backend must exist for everything but --backend itself */
+static int split_pair(const char *arg, char *id, size_t id_size, const char **value)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || (size_t)(eq - arg) >= id_size)
+        return LV_EINVAL;
+    memcpy(id, arg, (size_t)(eq - arg));
+    id[eq - arg] = '\0';
+    *value = eq + 1;
+    return 0;
+}
+
+typedef enum { OPT_STR, OPT_INT, OPT_FLAG, OPT_SPECIAL } opt_kind_t;
+
+int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_t err_size)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = (i + 1 < argc) ? argv[i + 1] : NULL;
+        long n;
+#define NEED_VALUE()                                                                                \
+    do {                                                                                            \
+        if (!v) {                                                                                   \
+            snprintf(err, err_size, "%s needs a value (see --help)", a);                            \
+            return LV_EINVAL;                                                                       \
+        }                                                                                           \
+        i++;                                                                                        \
+    } while (0)
+#define STR_OPT(name, field)                                                                        \
+    if (strcmp(a, name) == 0) {                                                                     \
+        NEED_VALUE();                                                                               \
+        if (copy_str(c->field, sizeof(c->field), v)) {                                              \
+            snprintf(err, err_size, "%s: value too long", a);                                       \
+            return LV_EINVAL;                                                                       \
+        }                                                                                           \
+        continue;                                                                                   \
+    }
+#define INT_OPT(name, field, lo, hi)                                                                \
+    if (strcmp(a, name) == 0) {                                                                     \
+        NEED_VALUE();                                                                               \
+        if (parse_long(v, lo, hi, &n)) {                                                            \
+            snprintf(err, err_size, "%s: expected a whole number from %ld to %ld, got '%s'", a,     \
+                     (long)(lo), (long)(hi), v);                                                    \
+            return LV_EINVAL;                                                                       \
+        }                                                                                           \
+        c->field = n;                                                                               \
+        continue;                                                                                   \
+    }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return 1;
+        STR_OPT("--host", host)
+        INT_OPT("--port", port, 0, 65535)
+        STR_OPT("--port-file", port_file)
+        STR_OPT("--tls-cert", tls_cert)
+        STR_OPT("--tls-key", tls_key)
+        STR_OPT("--config-dir", config_dir)
+        STR_OPT("--web-root", web_root)
+        STR_OPT("--log-level", log_level)
+        INT_OPT("--max-sessions", max_sessions, 1, 1000000)
+        INT_OPT("--max-sessions-per-ip", max_sessions_per_ip, 1, 1000000)
+        INT_OPT("--max-sockets-per-ip", max_sockets_per_ip, 1, 1000000)
+        INT_OPT("--max-frame-bytes", max_frame_bytes, 1024, 64l << 20)
+        INT_OPT("--session-idle", session_idle_s, 1, 7 * 86400)
+        INT_OPT("--connect-timeout-ms", connect_timeout_ms, 50, 600000)
+        INT_OPT("--first-token-timeout-ms", first_token_timeout_ms, 50, 3600000)
+        INT_OPT("--total-timeout-ms", total_timeout_ms, 50, 3600000)
+        INT_OPT("--stats-period-ms", stats_period_ms, 250, 60000)
+        if (strcmp(a, "--no-tls") == 0) {
+            c->tls = false;
+            continue;
+        }
+        if (strcmp(a, "--no-detect") == 0) {
+            c->detect = false;
+            continue;
+        }
+        if (strcmp(a, "--allow-client-urls") == 0) {
+            c->allow_client_urls = true;
+            continue;
+        }
+        if (strcmp(a, "--auth") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "none") == 0)
+                c->auth_none = true;
+            else if (strcmp(v, "token") == 0)
+                c->auth_none = false;
+            else {
+                snprintf(err, err_size, "--auth: expected 'token' or 'none', got '%s'", v);
+                return LV_EINVAL;
+            }
+            continue;
+        }
+        if (strcmp(a, "--config") == 0) {
+            NEED_VALUE();
+            int rc = lv_config_load_file(c, v, err, err_size);
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (strcmp(a, "--backend") == 0 || strcmp(a, "--backend-key") == 0 || strcmp(a, "--backend-max") == 0 ||
+            strcmp(a, "--backend-models") == 0) {
+            NEED_VALUE();
+            char id[65];
+            const char *val;
+            if (split_pair(v, id, sizeof(id), &val)) {
+                snprintf(err, err_size, "%s: expected ID=VALUE, got '%s'", a, v);
+                return LV_EINVAL;
+            }
+            lv_backend_spec_t *b;
+            if (strcmp(a, "--backend") == 0) {
+                b = add_backend(c, id, val);
+                if (!b) {
+                    snprintf(err, err_size, "--backend: too many backends or value too long");
+                    return LV_EINVAL;
+                }
+                continue;
+            }
+            b = find_backend(c, id, strlen(id));
+            if (!b) {
+                snprintf(err, err_size, "%s %s: no backend '%s' (give --backend %s=URL first)", a, v, id, id);
+                return LV_EINVAL;
+            }
+            if (strcmp(a, "--backend-key") == 0) {
+                if (copy_str(b->key_env, sizeof(b->key_env), val) || !getenv(val)) {
+                    snprintf(err, err_size, "--backend-key %s: environment variable '%s' is not set", v, val);
+                    return LV_EINVAL;
+                }
+            } else if (strcmp(a, "--backend-max") == 0) {
+                if (parse_long(val, 1, 4096, &n)) {
+                    snprintf(err, err_size, "--backend-max %s: expected 1..4096", v);
+                    return LV_EINVAL;
+                }
+                b->max_concurrency = (int)n;
+            } else if (copy_str(b->models, sizeof(b->models), val)) {
+                snprintf(err, err_size, "--backend-models: list too long");
+                return LV_EINVAL;
+            }
+            continue;
+        }
+        snprintf(err, err_size, "unknown option '%s' (see %s)", a, "--help");
+        return LV_EINVAL;
+#undef NEED_VALUE
+#undef STR_OPT
+#undef INT_OPT
+    }
+    return 0;
+}
+
+int lv_config_apply_env(lv_config_t *c, char *err, size_t err_size)
+{
+    const char *v;
+    long n;
+    if ((v = getenv("LIVEVLM_HOST")) && *v && copy_str(c->host, sizeof(c->host), v))
+        goto toolong;
+    if ((v = getenv("LIVEVLM_PORT")) && *v) {
+        if (parse_long(v, 0, 65535, &n)) {
+            snprintf(err, err_size, "LIVEVLM_PORT: expected 0..65535, got '%s'", v);
+            return LV_EINVAL;
+        }
+        c->port = (int)n;
+    }
+    if ((v = getenv("LIVEVLM_CONFIG_DIR")) && *v && copy_str(c->config_dir, sizeof(c->config_dir), v))
+        goto toolong;
+    if ((v = getenv("LIVEVLM_LOG_LEVEL")) && *v && copy_str(c->log_level, sizeof(c->log_level), v))
+        goto toolong;
+    if ((v = getenv("LIVEVLM_BACKEND")) && *v) {
+        lv_backend_spec_t *b = add_backend(c, "default", v);
+        if (!b)
+            goto toolong;
+        const char *key = getenv("LIVEVLM_API_KEY");
+        if (key && copy_str(b->key, sizeof(b->key), key))
+            goto toolong;
+    }
+    return 0;
+toolong:
+    snprintf(err, err_size, "an LIVEVLM_* environment value is too long");
+    return LV_EINVAL;
+}
+
+int lv_config_load_file(lv_config_t *c, const char *path, char *err, size_t err_size)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    int rc = LV_EINVAL;
+    if (!root) {
+        snprintf(err, err_size, "%s:%d: %s", path, jerr.line, jerr.text);
+        return LV_EINVAL;
+    }
+    if (!json_is_object(root)) {
+        snprintf(err, err_size, "%s: expected a JSON object", path);
+        goto out;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val)
+    {
+        if (strcmp(key, "backends") == 0) {
+            size_t i;
+            json_t *b;
+            if (!json_is_array(val)) {
+                snprintf(err, err_size, "%s: \"backends\" must be an array", path);
+                goto out;
+            }
+            json_array_foreach(val, i, b)
+            {
+                const char *id = json_string_value(json_object_get(b, "id"));
+                const char *url = json_string_value(json_object_get(b, "url"));
+                if (!id || !url) {
+                    snprintf(err, err_size, "%s: backends[%zu] needs \"id\" and \"url\" strings", path, i);
+                    goto out;
+                }
+                lv_backend_spec_t *spec = add_backend(c, id, url);
+                if (!spec) {
+                    snprintf(err, err_size, "%s: backends[%zu]: too many or too long", path, i);
+                    goto out;
+                }
+                const char *k = json_string_value(json_object_get(b, "api_key"));
+                const char *ke = json_string_value(json_object_get(b, "api_key_env"));
+                if (k)
+                    copy_str(spec->key, sizeof(spec->key), k);
+                if (ke)
+                    copy_str(spec->key_env, sizeof(spec->key_env), ke);
+                json_t *mc = json_object_get(b, "max_concurrency");
+                if (mc) {
+                    if (!json_is_integer(mc) || json_integer_value(mc) < 1 || json_integer_value(mc) > 4096) {
+                        snprintf(err, err_size, "%s: backends[%zu].max_concurrency must be 1..4096", path, i);
+                        goto out;
+                    }
+                    spec->max_concurrency = (int)json_integer_value(mc);
+                }
+                json_t *models = json_object_get(b, "models");
+                if (json_is_array(models)) {
+                    size_t j;
+                    json_t *m;
+                    spec->models[0] = '\0';
+                    json_array_foreach(models, j, m)
+                    {
+                        const char *s = json_string_value(m);
+                        size_t used = strlen(spec->models);
+                        if (s)
+                            snprintf(spec->models + used, sizeof(spec->models) - used, "%s%s", used ? "," : "", s);
+                    }
+                }
+            }
+            continue;
+        }
+        /* every other key is a flag: turn it into argv and reuse the flag parser */
+        char flag[80], num[32];
+        snprintf(flag, sizeof(flag), "--%s", key);
+        char *argv2[2] = {flag, NULL};
+        int argc2 = 1;
+        if (json_is_string(val)) {
+            argv2[1] = (char *)json_string_value(val);
+            argc2 = 2;
+        } else if (json_is_integer(val)) {
+            snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(val));
+            argv2[1] = num;
+            argc2 = 2;
+        } else if (json_is_true(val)) {
+            argc2 = 1;
+        } else if (json_is_false(val)) {
+            continue;
+        } else {
+            snprintf(err, err_size, "%s: \"%s\" has an unsupported type", path, key);
+            goto out;
+        }
+        if (strcmp(key, "config") == 0) {
+            snprintf(err, err_size, "%s: \"config\" cannot be nested", path);
+            goto out;
+        }
+        int prc = lv_config_parse_args(c, argc2, argv2, err, err_size);
+        if (prc) {
+            rc = LV_EINVAL;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+int lv_host_is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0 ||
+           strcmp(host, "[::1]") == 0;
+}
+
+int lv_config_validate(const lv_config_t *c, char *err, size_t err_size)
+{
+    if (c->auth_none && !lv_host_is_loopback(c->host)) {
+        snprintf(err, err_size,
+                 "--auth none is refused on a non-loopback bind (--host %s): anyone who can reach the port "
+                 "could use your backends. Use --host 127.0.0.1, or keep token auth.",
+                 c->host);
+        return LV_EINVAL;
+    }
+    if (!!c->tls_cert[0] != !!c->tls_key[0]) {
+        snprintf(err, err_size, "--tls-cert and --tls-key go together");
+        return LV_EINVAL;
+    }
+    if (!c->tls && c->tls_cert[0]) {
+        snprintf(err, err_size, "--no-tls contradicts --tls-cert/--tls-key");
+        return LV_EINVAL;
+    }
+    for (size_t i = 0; i < c->n_backends; i++) {
+        const lv_backend_spec_t *b = &c->backends[i];
+        if (strncmp(b->url, "http://", 7) != 0 && strncmp(b->url, "https://", 8) != 0) {
+            snprintf(err, err_size, "backend '%s': URL must start with http:// or https:// (got '%s')", b->id, b->url);
+            return LV_EINVAL;
+        }
+    }
+    return 0;
+}

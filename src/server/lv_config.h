@@ -1,0 +1,66 @@
+/* lv_config.h - everything `livevlm serve` is configured with: flags, environment, config file.
+ * Read once at start; the only other global besides the loop. */
+#ifndef LV_CONFIG_H
+#define LV_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define LV_MAX_BACKENDS 16
+
+typedef struct {
+    char id[65];
+    char url[512];
+    char key_env[128];   /* name of the environment variable holding the key ("" = none) */
+    char key[512];       /* the key itself when it came from the config file or LIVEVLM_API_KEY */
+    int max_concurrency; /* 0 = default */
+    char models[1024];   /* comma-separated; "" = discover from /v1/models */
+} lv_backend_spec_t;
+
+typedef struct {
+    char host[256];
+    int port;
+    char port_file[512];
+    bool tls;
+    char tls_cert[512];
+    char tls_key[512];
+    char config_dir[512];
+    bool auth_none;
+    lv_backend_spec_t backends[LV_MAX_BACKENDS];
+    size_t n_backends;
+    bool detect;
+    bool allow_client_urls;
+    size_t max_sessions;
+    size_t max_sessions_per_ip;
+    size_t max_sockets_per_ip;
+    size_t max_frame_bytes;
+    int max_frame_side;
+    unsigned long max_frame_pixels;
+    int session_idle_s;
+    int connect_timeout_ms;
+    int first_token_timeout_ms;
+    int total_timeout_ms;
+    int default_backend_max;
+    int stats_period_ms;
+    char web_root[512];
+    char log_level[16];
+} lv_config_t;
+
+/** Built-in defaults (config_dir from $XDG_CONFIG_HOME or ~/.config, + "/livevlm"). */
+void lv_config_defaults(lv_config_t *c);
+/** Parse `serve` flags (argv after the subcommand). On error writes a message to err and returns
+ * LV_EINVAL; returns 1 when --help was printed (caller exits 0). */
+int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_t err_size);
+/** Apply LIVEVLM_* environment variables (before flags, so flags win). */
+int lv_config_apply_env(lv_config_t *c, char *err, size_t err_size);
+/** Load a JSON config file (keys are the long flag names without "--"; "backends" is an array of
+ * {id,url,api_key,api_key_env,max_concurrency,models}). */
+int lv_config_load_file(lv_config_t *c, const char *path, char *err, size_t err_size);
+/** Check cross-field rules (auth none only on loopback, tls files in pairs...). */
+int lv_config_validate(const lv_config_t *c, char *err, size_t err_size);
+/** Print `serve --help`. */
+void lv_config_print_help(const char *prog);
+/** 1 if host is a loopback address (127.0.0.0/8, ::1, localhost). */
+int lv_host_is_loopback(const char *host);
+
+#endif
