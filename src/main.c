@@ -1,0 +1,332 @@
+/* main.c - the livevlm binary: `serve` (default), `token`, `fakevlm`; flags, start-up and shutdown. */
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "lv_app.h"
+#include "lv_backend.h"
+#include "lv_common.h"
+#include "lv_http.h"
+#include "lv_log.h"
+#include "lv_sysmon.h"
+
+#define LIVEVLM_VERSION "0.1.0"
+#define HEALTH_PERIOD_MS 10000
+
+static void usage(FILE *to, const char *prog)
+{
+    fprintf(to,
+            "livevlm %s - live camera analysis with vision-language models, for many users at once\n"
+            "\n"
+            "Usage:\n"
+            "  %s [serve] [OPTIONS]      run the server (the default command; see `%s serve --help`)\n"
+            "  %s token [show|rotate]    print the access token, or replace it (old links stop working)\n"
+            "  %s fakevlm [OPTIONS]      a stand-in model backend for trying livevlm without a GPU\n"
+            "  %s --version | --help\n"
+            "\n"
+            "Docs: README.md, docs/protocol.md (the WebSocket/HTTP API), docs/fakevlm.md.\n",
+            LIVEVLM_VERSION, prog, prog, prog, prog, prog);
+}
+
+/* Many sockets per process is the point; lift the soft descriptor limit to the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void print_urls(lv_app_t *app)
+{
+    const char *scheme = app->cfg.tls ? "https" : "http";
+    char q[80] = "";
+    if (!app->cfg.auth_none)
+        snprintf(q, sizeof(q), "?token=%s", app->token);
+    bool any = strcmp(app->cfg.host, "0.0.0.0") == 0 || strcmp(app->cfg.host, "::") == 0;
+    printf("\nlivevlm %s is serving. Open in a browser:\n\n", LIVEVLM_VERSION);
+    if (any || lv_host_is_loopback(app->cfg.host))
+        printf("    %s://localhost:%d/%s\n", scheme, app->bound_port, q);
+    else
+        printf("    %s://%s:%d/%s\n", scheme, app->cfg.host, app->bound_port, q);
+    if (any) {
+        struct ifaddrs *ifs = NULL;
+        if (getifaddrs(&ifs) == 0) {
+            for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+                char addr[INET_ADDRSTRLEN];
+                if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+                    continue;
+                inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, addr, sizeof(addr));
+                if (strncmp(addr, "127.", 4) != 0)
+                    printf("    %s://%s:%d/%s\n", scheme, addr, app->bound_port, q);
+            }
+            freeifaddrs(ifs);
+        }
+    }
+    if (app->cfg.tls && !app->cfg.tls_cert[0])
+        printf("\n(The certificate is self-signed: the browser asks once to accept it.)\n");
+    if (!app->cfg.auth_none)
+        printf("The token is kept in %s/token; `livevlm token rotate` replaces it.\n", app->cfg.config_dir);
+    printf("\n");
+    fflush(stdout);
+}
+
+static void write_port_file(lv_app_t *app)
+{
+    if (!app->cfg.port_file[0])
+        return;
+    char tmp[700];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", app->cfg.port_file);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", app->bound_port) < 0 || fclose(f) != 0 || rename(tmp, app->cfg.port_file) != 0)
+        LV_ERROR("could not write the port file %s", app->cfg.port_file);
+}
+
+static void describe_backends(lv_app_t *app)
+{
+    size_t n = lv_pool_count(app->pool);
+    for (size_t i = 0; i < n; i++) {
+        lv_backend_t *b = lv_pool_at(app->pool, i);
+        LV_INFO("backend %s: %s, %zu model(s)%s%s, up to %d concurrent", b->id, b->healthy ? "healthy" : "DOWN",
+                b->n_models, b->last_error[0] ? ", " : "", b->last_error, b->max_concurrency);
+    }
+    if (n == 0) {
+        snprintf(app->no_backend_help, sizeof(app->no_backend_help),
+                 "No model backend is configured and none was found on this machine (looked for Ollama :11434, "
+                 "vLLM :8000, SGLang :30000, llama.cpp :8080, LM Studio :1234). Start one, or restart livevlm with "
+                 "--backend NAME=URL (for example --backend ollama=http://127.0.0.1:11434/v1); "
+                 "`livevlm fakevlm` gives a stand-in for trying the UI.");
+        LV_WARN("%s", app->no_backend_help);
+    }
+}
+
+static void on_detected(void *ud, int found)
+{
+    lv_app_t *app = ud;
+    LV_INFO("backend detection found %d local server(s)", found);
+    describe_backends(app);
+}
+
+static void on_refreshed(void *ud) { describe_backends(ud); }
+
+static void shutdown_app(lv_app_t *app)
+{
+    if (app->stopping)
+        return;
+    app->stopping = true;
+    LV_INFO("shutting down (%zu sockets, %zu sessions, %llu frames, %llu answers)", app->n_conns,
+            lv_registry_count(app->reg), (unsigned long long)app->frames_total,
+            (unsigned long long)app->answers_total);
+    lv_engine_stop(app);
+    lv_server_stop(app);
+    if (app->sysmon)
+        lv_sysmon_stop(app->sysmon);
+    app->sysmon = NULL;
+    lv_pool_destroy(app->pool);
+    app->pool = NULL;
+    lv_http_destroy(app->http);
+    app->http = NULL;
+    uv_signal_stop(&app->sigint);
+    uv_signal_stop(&app->sigterm);
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) { shutdown_app(h->data); }
+
+static int add_backends(lv_app_t *app)
+{
+    for (size_t i = 0; i < app->cfg.n_backends; i++) {
+        lv_backend_spec_t *b = &app->cfg.backends[i];
+        const char *key = b->key;
+        if (b->key_env[0]) {
+            key = getenv(b->key_env);
+            if (!key) {
+                LV_ERROR("backend %s: environment variable %s (its API key) is not set", b->id, b->key_env);
+                return LV_EINVAL;
+            }
+        }
+        int max = b->max_concurrency ? b->max_concurrency : app->cfg.default_backend_max;
+        int rc = lv_pool_add(app->pool, b->id, b->url, key, max, b->models[0] ? b->models : NULL);
+        if (rc) {
+            LV_ERROR("backend %s (%s): %s", b->id, b->url, lv_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int serve(int argc, char **argv, const char *prog)
+{
+    static lv_app_t app_storage; /* large; lives for the whole process */
+    lv_app_t *app = &app_storage;
+    char err[512] = "";
+    uv_loop_t loop;
+    int rc;
+    lv_config_defaults(&app->cfg);
+    if (lv_config_apply_env(&app->cfg, err, sizeof(err)) != 0 ||
+        (rc = lv_config_parse_args(&app->cfg, argc, argv, err, sizeof(err))) < 0 ||
+        (rc == 0 && lv_config_validate(&app->cfg, err, sizeof(err)) != 0)) {
+        fprintf(stderr, "livevlm: %s\n", err);
+        return 2;
+    }
+    if (rc == 1) {
+        lv_config_print_help(prog);
+        return 0;
+    }
+    lv_log_level_t level;
+    if (lv_log_parse_level(app->cfg.log_level, &level) != 0) {
+        fprintf(stderr, "livevlm: --log-level: expected debug, info, warn or error\n");
+        return 2;
+    }
+    lv_log_set_level(level);
+    lws_set_log_level(level == LV_LOG_DEBUG ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, NULL);
+    raise_fd_limit();
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!app->cfg.auth_none) {
+        bool created;
+        if (lv_auth_load_token(app->cfg.config_dir, app->token, &created) != 0) {
+            fprintf(stderr, "livevlm: cannot write the access token in %s (set --config-dir)\n", app->cfg.config_dir);
+            return 1;
+        }
+        if (created)
+            LV_INFO("created a new access token in %s/token", app->cfg.config_dir);
+    }
+    if (app->cfg.tls && !app->cfg.tls_cert[0]) {
+        bool generated;
+        if (lv_auth_ensure_dir(app->cfg.config_dir) != 0 ||
+            lv_tls_ensure_cert(app->cfg.config_dir, app->cfg.tls_cert, sizeof(app->cfg.tls_cert), app->cfg.tls_key,
+                               sizeof(app->cfg.tls_key), &generated) != 0) {
+            fprintf(stderr, "livevlm: could not create a TLS certificate in %s\n", app->cfg.config_dir);
+            return 1;
+        }
+    }
+
+    uv_loop_init(&loop);
+    app->loop = &loop;
+    lv_store_mem_create(app->cfg.max_sessions, &app->store);
+    lv_registry_caps_t caps = {app->cfg.max_sessions, app->cfg.max_sessions_per_ip};
+    app->ips = lv_iptable_create();
+    if (!app->store || !app->ips || lv_registry_create(app->store, &caps, &app->reg) != 0 ||
+        lv_http_create(&loop, &app->http) != 0 || lv_pool_create(&loop, app->http, &app->pool) != 0) {
+        fprintf(stderr, "livevlm: out of memory at start\n");
+        return 1;
+    }
+    if (add_backends(app) != 0)
+        return 2;
+    if (lv_sysmon_start(&loop, app->cfg.stats_period_ms, &app->sysmon) != 0)
+        LV_WARN("system stats are unavailable");
+    if (lv_server_start(app) != 0)
+        return 1;
+    lv_engine_start(app);
+    uv_signal_init(&loop, &app->sigint);
+    uv_signal_init(&loop, &app->sigterm);
+    app->sigint.data = app->sigterm.data = app;
+    uv_signal_start(&app->sigint, on_signal, SIGINT);
+    uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+
+    if (lv_pool_count(app->pool) > 0)
+        lv_pool_refresh(app->pool, on_refreshed, app);
+    else if (app->cfg.detect)
+        lv_pool_detect_local(app->pool, on_detected, app);
+    else
+        describe_backends(app);
+    lv_pool_start_health(app->pool, HEALTH_PERIOD_MS);
+
+    LV_INFO("listening on %s:%d (%s, auth %s)", app->cfg.host, app->bound_port, app->cfg.tls ? "TLS" : "no TLS",
+            app->cfg.auth_none ? "none" : "token");
+    write_port_file(app);
+    print_urls(app);
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    lv_registry_destroy(app->reg);
+    app->store->ops->destroy(app->store);
+    lv_iptable_destroy(app->ips);
+    rc = uv_loop_close(&loop);
+    if (rc != 0)
+        LV_WARN("event loop closed with handles still open");
+    LV_INFO("stopped");
+    return 0;
+}
+
+static int token_cmd(int argc, char **argv)
+{
+    lv_config_t cfg;
+    char err[256], token[65];
+    bool created;
+    lv_config_defaults(&cfg);
+    lv_config_apply_env(&cfg, err, sizeof(err));
+    const char *action = "show";
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--config-dir") == 0 && i + 1 < argc)
+            snprintf(cfg.config_dir, sizeof(cfg.config_dir), "%s", argv[++i]);
+        else if (strcmp(argv[i], "show") == 0 || strcmp(argv[i], "rotate") == 0)
+            action = argv[i];
+        else {
+            fprintf(stderr, "usage: livevlm token [show|rotate] [--config-dir DIR]\n");
+            return 2;
+        }
+    }
+    int rc = strcmp(action, "rotate") == 0 ? lv_auth_rotate_token(cfg.config_dir, token)
+                                           : lv_auth_load_token(cfg.config_dir, token, &created);
+    if (rc) {
+        fprintf(stderr, "livevlm: cannot read or write %s/token\n", cfg.config_dir);
+        return 1;
+    }
+    printf("%s\n", token);
+    if (strcmp(action, "rotate") == 0)
+        fprintf(stderr, "New token written to %s/token; restart the server for it to take effect.\n", cfg.config_dir);
+    return 0;
+}
+
+/* `livevlm fakevlm` runs the fakevlm binary built next to this one. */
+static int fakevlm_cmd(char **argv, const char *self)
+{
+    char path[PATH_MAX], dir[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+    if (n <= 0)
+        snprintf(dir, sizeof(dir), "%s", self);
+    else
+        dir[n] = '\0';
+    snprintf(path, sizeof(path), "%s/fakevlm", dirname(dir));
+    argv[0] = path;
+    execv(path, argv);
+    fprintf(stderr, "livevlm: cannot run %s (build it with `make`)\n", path);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *prog = "livevlm";
+    if (argc > 1 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
+        printf("livevlm %s\n", LIVEVLM_VERSION);
+        return 0;
+    }
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)) {
+        usage(stdout, prog);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "serve") == 0)
+        return serve(argc - 2, argv + 2, prog);
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return token_cmd(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "fakevlm") == 0)
+        return fakevlm_cmd(argv + 1, argv[0]);
+    if (argc > 1 && argv[1][0] != '-') {
+        fprintf(stderr, "livevlm: unknown command '%s'\n\n", argv[1]);
+        usage(stderr, prog);
+        return 2;
+    }
+    return serve(argc - 1, argv + 1, prog);
+}

@@ -1,0 +1,209 @@
+/* lv_auth.c - the access token (a file in the config dir), credential checks, and per-address
+ * counters (open sockets, failed logins). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lv_app.h"
+#include "lv_common.h"
+#include "lv_httputil.h"
+#include "lv_log.h"
+#include "lv_rand.h"
+
+#define LOGIN_FAILS_PER_MIN 10
+
+int lv_auth_ensure_dir(const char *dir)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0700) && errno != EEXIST)
+                return LV_EIO;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0700) && errno != EEXIST)
+        return LV_EIO;
+    return 0;
+}
+
+static int write_token(const char *path, const char *token)
+{
+    char tmp[700];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return LV_EIO;
+    size_t n = strlen(token);
+    int ok = write(fd, token, n) == (ssize_t)n && write(fd, "\n", 1) == 1;
+    ok = (close(fd) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return LV_EIO;
+    }
+    return 0;
+}
+
+int lv_auth_rotate_token(const char *config_dir, char out[65])
+{
+    char path[600];
+    int rc = lv_auth_ensure_dir(config_dir);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof(path), "%s/token", config_dir);
+    if ((rc = lv_rand_hex(out, 65, 32)) != 0)
+        return rc;
+    return write_token(path, out);
+}
+
+int lv_auth_load_token(const char *config_dir, char out[65], bool *created)
+{
+    char path[600];
+    *created = false;
+    snprintf(path, sizeof(path), "%s/token", config_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char line[128] = {0};
+        char *got = fgets(line, sizeof(line), f);
+        fclose(f);
+        size_t n = got ? strcspn(line, "\r\n") : 0;
+        line[n] = '\0';
+        int hex = n == 64;
+        for (size_t i = 0; hex && i < n; i++)
+            hex = (line[i] >= '0' && line[i] <= '9') || (line[i] >= 'a' && line[i] <= 'f');
+        if (hex) {
+            memcpy(out, line, 65);
+            return 0;
+        }
+        LV_WARN("%s does not hold a 64-hex-digit token; writing a new one", path);
+    }
+    *created = true;
+    return lv_auth_rotate_token(config_dir, out);
+}
+
+int lv_auth_request_ok(lv_app_t *app, struct lws *wsi)
+{
+    char hdr[1024], tok[128];
+    if (app->cfg.auth_none)
+        return 1;
+    if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
+        lv_bearer_get(hdr, tok, sizeof(tok)) == 0 && lv_secure_equal(tok, strlen(tok), app->token, 64))
+        return 1;
+    if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_COOKIE) > 0 &&
+        lv_cookie_get(hdr, "livevlm_auth", tok, sizeof(tok)) == 0 && lv_secure_equal(tok, strlen(tok), app->token, 64))
+        return 1;
+    return 0;
+}
+
+/* ---- per-address table ---- */
+
+#define IP_BUCKETS 1024
+
+typedef struct ip_entry {
+    struct ip_entry *next;
+    size_t sockets;
+    unsigned login_fails;
+    uint64_t login_window_ms;
+    char ip[64];
+} ip_entry_t;
+
+struct lv_iptable {
+    ip_entry_t *b[IP_BUCKETS];
+};
+
+struct lv_iptable *lv_iptable_create(void) { return calloc(1, sizeof(struct lv_iptable)); }
+
+void lv_iptable_destroy(struct lv_iptable *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < IP_BUCKETS; i++) {
+        ip_entry_t *e = t->b[i];
+        while (e) {
+            ip_entry_t *n = e->next;
+            free(e);
+            e = n;
+        }
+    }
+    free(t);
+}
+
+static ip_entry_t **ip_slot(struct lv_iptable *t, const char *ip)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = ip; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    ip_entry_t **pp = &t->b[h % IP_BUCKETS];
+    while (*pp && strcmp((*pp)->ip, ip) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static ip_entry_t *ip_get(struct lv_iptable *t, const char *ip)
+{
+    ip_entry_t **pp = ip_slot(t, ip);
+    if (!*pp) {
+        ip_entry_t *e = calloc(1, sizeof(*e));
+        if (!e)
+            return NULL;
+        snprintf(e->ip, sizeof(e->ip), "%s", ip);
+        *pp = e;
+    }
+    return *pp;
+}
+
+/* entries with nothing to remember are dropped so the table stays as small as the live clients */
+static void ip_maybe_drop(struct lv_iptable *t, const char *ip, uint64_t now_ms)
+{
+    ip_entry_t **pp = ip_slot(t, ip);
+    ip_entry_t *e = *pp;
+    if (e && e->sockets == 0 && (e->login_fails == 0 || now_ms - e->login_window_ms >= 60000)) {
+        *pp = e->next;
+        free(e);
+    }
+}
+
+size_t lv_iptable_sockets(struct lv_iptable *t, const char *ip, int delta)
+{
+    ip_entry_t *e = ip_get(t, ip);
+    if (!e)
+        return SIZE_MAX;
+    if (delta > 0)
+        e->sockets++;
+    else if (delta < 0 && e->sockets > 0)
+        e->sockets--;
+    size_t n = e->sockets;
+    ip_maybe_drop(t, ip, lv_now_ms());
+    return n;
+}
+
+int lv_iptable_login_blocked(struct lv_iptable *t, const char *ip, uint64_t now_ms)
+{
+    ip_entry_t *e = *ip_slot(t, ip);
+    if (!e)
+        return 0;
+    if (now_ms - e->login_window_ms >= 60000) {
+        e->login_fails = 0;
+        e->login_window_ms = now_ms;
+    }
+    return e->login_fails >= LOGIN_FAILS_PER_MIN;
+}
+
+int lv_iptable_login_failed(struct lv_iptable *t, const char *ip, uint64_t now_ms)
+{
+    ip_entry_t *e = ip_get(t, ip);
+    if (!e)
+        return 1;
+    if (now_ms - e->login_window_ms >= 60000) {
+        e->login_fails = 0;
+        e->login_window_ms = now_ms;
+    }
+    e->login_fails++;
+    return e->login_fails >= LOGIN_FAILS_PER_MIN;
+}

@@ -1,0 +1,694 @@
+/* lv_engine.c - the frame path: WebSocket messages -> session mailbox -> fair queue -> backend call
+ * -> deltas and answers to the session's sockets. Also the periodic work: credits, stats, hello
+ * deadlines, idle sessions. Everything here runs on the loop thread. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lv_app.h"
+#include "lv_backend.h"
+#include "lv_chat.h"
+#include "lv_common.h"
+#include "lv_frame.h"
+#include "lv_jpeg.h"
+#include "lv_log.h"
+#include "lv_sysmon.h"
+#include "lv_wsmsg.h"
+
+#define TICK_MS 20
+#define SWEEP_MS 1000
+#define HELLO_TIMEOUT_MS 10000
+#define CREDIT_RETRY_MIN_MS 5000
+#define MAX_TEXT_BYTES 65536
+#define MAX_JSON_DEPTH 16
+#define RATE_MSGS_PER_S 50.0
+#define DISPATCH_PER_RUN 256
+
+/* One backend request in flight for one session. */
+typedef struct lv_job {
+    lv_queue_t link; /* app->jobs */
+    lv_app_t *app;
+    lv_session_t *session;
+    lv_chat_t *chat;
+    lv_backend_t *backend;
+    uint64_t answer_id;
+    uint64_t frame_recv_us;
+    uint64_t dispatch_us;
+    double queue_wait_ms;
+    double frame_age_ms;
+    char model[LV_MODEL_MAX + 1];
+} lv_job_t;
+
+/* ---------- messages ---------- */
+
+lv_msg_t *lv_msg_new(const void *p, size_t len, bool binary)
+{
+    lv_msg_t *m = malloc(sizeof(*m) + LWS_PRE + len);
+    if (!m)
+        return NULL;
+    m->refs = 1;
+    m->binary = binary;
+    m->len = len;
+    memcpy(m->buf + LWS_PRE, p, len);
+    return m;
+}
+
+lv_msg_t *lv_msg_from_json(const void *json_value)
+{
+    char *text = json_dumps((const json_t *)json_value, JSON_COMPACT);
+    if (!text)
+        return NULL;
+    lv_msg_t *m = lv_msg_new(text, strlen(text), false);
+    free(text);
+    return m;
+}
+
+void lv_msg_unref(lv_msg_t *m)
+{
+    if (m && --m->refs == 0)
+        free(m);
+}
+
+/* Build, send to a session, release: the common case for session-wide messages. */
+static void session_send_json(lv_session_t *s, json_t *obj)
+{
+    lv_msg_t *m = lv_msg_from_json(obj);
+    json_decref(obj);
+    if (!m)
+        return;
+    lv_session_send(s, m);
+    lv_msg_unref(m);
+}
+
+static void conn_send_json(lv_conn_t *c, json_t *obj)
+{
+    lv_msg_t *m = lv_msg_from_json(obj);
+    json_decref(obj);
+    if (!m)
+        return;
+    lv_conn_send(c, m);
+    lv_msg_unref(m);
+}
+
+int lv_conn_send(lv_conn_t *c, lv_msg_t *m)
+{
+    if (c->kill)
+        return LV_ECLOSED;
+    /* a socket that does not drain is closed rather than allowed to grow without bound */
+    if (c->tx_len >= LV_CONN_TXQ_MAX || c->tx_bytes + m->len > LV_CONN_TX_BYTES_MAX) {
+        LV_WARN("closing a WebSocket from %s that stopped reading (%zu messages queued)", c->ip, c->tx_len);
+        lv_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow reader");
+        return LV_ELIMIT;
+    }
+    m->refs++;
+    c->txq[(c->tx_head + c->tx_len) % LV_CONN_TXQ_MAX] = m;
+    c->tx_len++;
+    c->tx_bytes += m->len;
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+void lv_session_send(lv_session_t *s, lv_msg_t *m)
+{
+    lv_queue_t *n, *next;
+    for (n = s->conns.next; n != &s->conns; n = next) {
+        next = n->next;
+        lv_conn_send(LV_CONTAINER_OF(n, lv_conn_t, session_link), m);
+    }
+}
+
+void lv_conn_send_error(lv_conn_t *c, const char *code, const char *message, const char *field)
+{
+    char *text = lv_wsmsg_error(code, message, field);
+    if (!text)
+        return;
+    lv_msg_t *m = lv_msg_new(text, strlen(text), false);
+    free(text);
+    if (m) {
+        lv_conn_send(c, m);
+        lv_msg_unref(m);
+    }
+}
+
+static void session_send_error(lv_session_t *s, const char *code, const char *message, uint64_t answer_id)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message);
+    if (answer_id)
+        json_object_set_new(o, "answer_id", json_integer((json_int_t)answer_id));
+    s->errors++;
+    session_send_json(s, o);
+}
+
+void lv_conn_close(lv_conn_t *c, int status, const char *reason)
+{
+    if (c->kill)
+        return;
+    c->kill = true;
+    c->kill_status = status;
+    c->kill_reason = reason;
+    lws_callback_on_writable(c->wsi);
+}
+
+/* ---------- session views ---------- */
+
+static json_t *metrics_json(const lv_session_t *s)
+{
+    return json_pack("{s:f, s:f, s:I, s:b, s:I, s:I, s:I, s:I}", "last_latency_ms", s->last_latency_ms,
+                     "avg_latency_ms", s->rec.avg_latency_ms, "total_inferences", (json_int_t)s->rec.total_inferences,
+                     "is_processing", s->job != NULL, "frames_received", (json_int_t)s->frames_received,
+                     "frames_replaced", (json_int_t)s->frames_replaced, "frames_rejected",
+                     (json_int_t)s->frames_rejected, "errors", (json_int_t)s->errors);
+}
+
+static json_t *history_json(const lv_session_t *s)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < s->history_len; i++) {
+        const lv_history_entry_t *e = lv_session_history_at(s, i);
+        json_array_append_new(arr, json_pack("{s:I, s:s, s:f, s:I}", "answer_id", (json_int_t)e->answer_id, "text",
+                                             e->text ? e->text : "", "latency_ms", e->latency_ms, "t",
+                                             (json_int_t)e->wall_ms));
+    }
+    return arr;
+}
+
+static void send_session_hello(lv_conn_t *c, const char *secret, bool resumed)
+{
+    lv_session_t *s = c->session;
+    json_t *o = json_pack("{s:s, s:i, s:s, s:b, s:b, s:o, s:o, s:o}", "type", "session", "protocol", 1, "session_id",
+                          s->rec.id, "resumed", resumed, "started", s->rec.started, "settings",
+                          lv_settings_to_json(&s->rec.settings), "metrics", metrics_json(s), "history",
+                          history_json(s));
+    if (secret)
+        json_object_set_new(o, "resume_secret", json_string(secret));
+    conn_send_json(c, o);
+}
+
+static void attach(lv_conn_t *c, lv_session_t *s)
+{
+    c->session = s;
+    lv_queue_insert_tail(&s->conns, &c->session_link);
+    s->n_conns++;
+    lv_session_attach_changed(s, lv_now_ms());
+}
+
+/* ---------- the scheduler and backend calls ---------- */
+
+static void job_free(lv_job_t *job)
+{
+    if (job->session)
+        job->session->job = NULL;
+    lv_queue_remove(&job->link);
+    free(job);
+}
+
+static void on_delta(void *ud, const char *text, size_t len)
+{
+    lv_job_t *job = ud;
+    if (!job->session)
+        return;
+    json_t *o = json_pack("{s:s, s:I, s:s%}", "type", "delta", "answer_id", (json_int_t)job->answer_id, "text", text,
+                          len);
+    if (o)
+        session_send_json(job->session, o);
+}
+
+static void on_done(void *ud, const lv_chat_result_t *r)
+{
+    lv_job_t *job = ud;
+    lv_app_t *app = job->app;
+    lv_session_t *s = job->session;
+    if (!s) {
+        job_free(job);
+        return;
+    }
+    if (r->rc == 0) {
+        double latency_ms = (double)(lv_now_us() - job->frame_recv_us) / 1000.0;
+        s->last_latency_ms = latency_ms;
+        s->rec.total_inferences++;
+        s->rec.avg_latency_ms += (latency_ms - s->rec.avg_latency_ms) / (double)s->rec.total_inferences;
+        app->answers_total++;
+        int tokens = r->completion_tokens > 0 ? r->completion_tokens : r->n_deltas;
+        s->job = NULL; /* so is_processing reads false in the final metrics */
+        json_t *m = metrics_json(s);
+        json_object_set_new(m, "ttft_ms", json_real((double)r->ttft_us / 1000.0));
+        json_object_set_new(m, "queue_wait_ms", json_real(job->queue_wait_ms));
+        json_object_set_new(m, "frame_age_ms", json_real(job->frame_age_ms));
+        json_object_set_new(m, "tokens", json_integer(tokens));
+        json_object_set_new(m, "backend", json_string(job->backend->id));
+        json_object_set_new(m, "model", json_string(job->model));
+        json_object_set_new(m, "streamed", json_boolean(r->streamed));
+        json_t *o = json_pack("{s:s, s:I, s:s%, s:o}", "type", "vlm_response", "answer_id",
+                              (json_int_t)job->answer_id, "text", r->text ? r->text : "", r->text ? r->text_len : 0,
+                              "metrics", m);
+        if (o && s->rec.settings.debug) {
+            json_t *req = r->request_debug_json ? json_loads(r->request_debug_json, 0, NULL) : NULL;
+            json_t *resp = r->response_debug_json ? json_loads(r->response_debug_json, 0, NULL) : NULL;
+            json_object_set_new(o, "request_payload", req ? req : json_null());
+            json_object_set_new(o, "response_payload", resp ? resp : json_null());
+        }
+        lv_session_history_add(s, job->answer_id, r->text ? r->text : "", r->text ? r->text_len : 0, latency_ms,
+                               lv_wall_ms());
+        lv_session_save(app->reg, s);
+        if (o)
+            session_send_json(s, o);
+    } else {
+        app->errors_total++;
+        const char *code = r->error_code ? r->error_code : (r->rc == LV_ETIMEDOUT ? "backend_timeout" : "backend_error");
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s: %s", job->backend->id,
+                 r->error_message ? r->error_message : lv_strerror(r->rc));
+        LV_INFO("session %.8s: %s %s", s->rec.id, code, msg);
+        session_send_error(s, code, msg, job->answer_id);
+    }
+    job_free(job);
+    /* the slot this job held is free, and this session may have a frame waiting */
+    if (s->pending && s->rec.started)
+        lv_sched_ready(&app->sched, s);
+    lv_engine_kick(app);
+}
+
+static lv_sched_verdict_t try_dispatch(lv_session_t *s, void *ud)
+{
+    lv_app_t *app = ud;
+    lv_backend_t *b = NULL;
+    const char *model = NULL;
+    if (s->job || !s->pending)
+        return LV_SCHED_DROP; /* re-queued when the job ends */
+    int rc = lv_pool_resolve(app->pool, s->rec.settings.backend, s->rec.settings.model, &b, &model);
+    if (rc == LV_EAGAIN)
+        return LV_SCHED_BUSY;
+    lv_frame_t *f = lv_session_mailbox_take(s);
+    if (rc != 0) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "no healthy backend serves model '%s'%s%s. %s",
+                 s->rec.settings.model[0] ? s->rec.settings.model : "(none chosen)",
+                 s->rec.settings.backend[0] ? " on backend " : "", s->rec.settings.backend,
+                 app->no_backend_help[0] ? app->no_backend_help : "Pick another model or check the backend.");
+        session_send_error(s, "no_backend", msg, 0);
+        lv_frame_unref(f);
+        return LV_SCHED_DROP;
+    }
+    lv_job_t *job = calloc(1, sizeof(*job));
+    if (!job) {
+        lv_frame_unref(f);
+        return LV_SCHED_DROP;
+    }
+    uint64_t now_us = lv_now_us();
+    job->app = app;
+    job->session = s;
+    job->backend = b;
+    job->answer_id = ++s->answer_seq;
+    job->frame_recv_us = f->recv_us;
+    job->dispatch_us = now_us;
+    job->queue_wait_ms = (double)(now_us - f->recv_us) / 1000.0;
+    job->frame_age_ms = job->queue_wait_ms + f->capture_age_ms;
+    snprintf(job->model, sizeof(job->model), "%s", model ? model : s->rec.settings.model);
+
+    lv_chat_req_t req = {
+        .model = job->model,
+        .prompt = s->rec.settings.prompt,
+        .max_tokens = s->rec.settings.max_tokens,
+        .temperature = s->rec.settings.temperature,
+        .jpeg = f->data,
+        .jpeg_len = f->len,
+        .connect_timeout_ms = app->cfg.connect_timeout_ms,
+        .first_token_timeout_ms = app->cfg.first_token_timeout_ms,
+        .total_timeout_ms = app->cfg.total_timeout_ms,
+        .want_debug = s->rec.settings.debug,
+    };
+    static const lv_chat_cb_t cbs = {on_delta, on_done};
+    s->job = job;
+    lv_queue_insert_tail(&app->jobs, &job->link);
+    rc = lv_chat_start(app->pool, b, &req, &cbs, job, &job->chat);
+    lv_frame_unref(f); /* lv_chat_start copied what it needs into the request body */
+    if (rc != 0) {
+        job_free(job);
+        session_send_error(s, "backend_error", "could not start the backend request", 0);
+        return LV_SCHED_DROP;
+    }
+    json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:f, s:f}", "type", "answer_start", "answer_id",
+                          (json_int_t)job->answer_id, "backend", b->id, "model", job->model, "queue_wait_ms",
+                          job->queue_wait_ms, "frame_age_ms", job->frame_age_ms);
+    if (o)
+        session_send_json(s, o);
+    return LV_SCHED_DISPATCHED;
+}
+
+static void on_kick(uv_timer_t *t)
+{
+    lv_app_t *app = t->data;
+    app->kick_pending = false;
+    if (app->stopping)
+        return;
+    size_t n = lv_sched_run(&app->sched, DISPATCH_PER_RUN, try_dispatch, app);
+    /* bounded work per wake-up: if a full batch went out, come back for the rest */
+    if (n == DISPATCH_PER_RUN)
+        lv_engine_kick(app);
+}
+
+void lv_engine_kick(lv_app_t *app)
+{
+    if (app->kick_pending || app->stopping)
+        return;
+    app->kick_pending = true;
+    uv_timer_start(&app->kick, on_kick, 0, 0);
+}
+
+/* ---------- client messages ---------- */
+
+static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
+{
+    lv_app_t *app = c->app;
+    if (c->session) {
+        lv_conn_send_error(c, "bad_message", "hello was already sent on this socket", NULL);
+        return;
+    }
+    if (m->session_id || m->resume_secret) {
+        lv_session_t *s = NULL;
+        if (!m->session_id || !m->resume_secret ||
+            lv_session_resume(app->reg, m->session_id, m->resume_secret, &s) != 0) {
+            lv_conn_send_error(c, "session_not_found",
+                               "no session with that id and secret (it may have expired); send hello without them "
+                               "to start a new one",
+                               NULL);
+            return;
+        }
+        attach(c, s);
+        send_session_hello(c, NULL, true);
+        return;
+    }
+    lv_settings_t settings;
+    lv_settings_defaults(&settings);
+    const char *def_model = lv_pool_default_model(app->pool);
+    if (def_model)
+        snprintf(settings.model, sizeof(settings.model), "%s", def_model);
+    if (m->settings) {
+        const char *field = NULL, *why = NULL;
+        if (lv_settings_apply_json(&settings, m->settings, &field, &why) != 0) {
+            lv_conn_send_error(c, "invalid_setting", why ? why : "invalid setting", field);
+            return;
+        }
+    }
+    char secret[65];
+    lv_session_t *s = NULL;
+    int rc = lv_session_create(app->reg, c->ip, &settings, secret, &s);
+    if (rc == LV_ELIMIT) {
+        lv_conn_send_error(c, "too_many_sessions",
+                           "session limit reached (per address or in total); close other tabs or wait for idle "
+                           "sessions to expire",
+                           NULL);
+        lv_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many sessions");
+        return;
+    }
+    if (rc) {
+        lv_conn_send_error(c, "internal", "could not create a session", NULL);
+        return;
+    }
+    attach(c, s);
+    send_session_hello(c, secret, false);
+    memset(secret, 0, sizeof(secret));
+}
+
+static void handle_update_settings(lv_conn_t *c, const lv_client_msg_t *m)
+{
+    lv_session_t *s = c->session;
+    const char *field = NULL, *why = NULL;
+    if (!m->settings) {
+        lv_conn_send_error(c, "bad_message", "update_settings needs a \"settings\" object", "settings");
+        return;
+    }
+    lv_settings_t next = s->rec.settings;
+    if (lv_settings_apply_json(&next, m->settings, &field, &why) != 0) {
+        lv_conn_send_error(c, "invalid_setting", why ? why : "invalid setting", field);
+        return;
+    }
+    /* a backend id must name a configured backend; the model is checked when a frame is sent,
+     * because model lists change while the server runs */
+    if (next.backend[0] && !lv_pool_find(c->app->pool, next.backend)) {
+        lv_conn_send_error(c, "invalid_setting", "no backend with that id is configured", "backend");
+        return;
+    }
+    bool interval_changed = next.interval_ms != s->rec.settings.interval_ms;
+    s->rec.settings = next;
+    if (interval_changed && s->rec.started && !s->credit_outstanding)
+        s->next_credit_ms = lv_now_ms();
+    lv_session_save(c->app->reg, s);
+    session_send_json(s, json_pack("{s:s, s:o}", "type", "settings_updated", "settings", lv_settings_to_json(&next)));
+}
+
+static void handle_text(lv_conn_t *c, const char *p, size_t len)
+{
+    lv_client_msg_t m;
+    const char *code = NULL, *text = NULL;
+    uint64_t now = lv_now_ms();
+    /* token bucket: RATE_MSGS_PER_S sustained, the same as burst */
+    c->rl_tokens += (double)(now - c->rl_last_ms) * RATE_MSGS_PER_S / 1000.0;
+    if (c->rl_tokens > RATE_MSGS_PER_S)
+        c->rl_tokens = RATE_MSGS_PER_S;
+    c->rl_last_ms = now;
+    if (c->rl_tokens < 1.0) {
+        lv_conn_send_error(c, "rate_limited", "too many messages; at most 50 per second", NULL);
+        return;
+    }
+    c->rl_tokens -= 1.0;
+    if (lv_wsmsg_parse(p, len, MAX_TEXT_BYTES, MAX_JSON_DEPTH, &m, &code, &text) != 0) {
+        lv_conn_send_error(c, code ? code : "bad_message", text ? text : "malformed message", NULL);
+        return;
+    }
+    if (m.type == LV_MSG_HELLO) {
+        handle_hello(c, &m);
+        goto out;
+    }
+    if (m.type == LV_MSG_UNKNOWN) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "unknown message type '%.64s'", m.type_name ? m.type_name : "");
+        lv_conn_send_error(c, "unknown_type", msg, NULL);
+        goto out;
+    }
+    if (!c->session) {
+        lv_conn_send_error(c, "hello_required", "send {\"type\":\"hello\"} first", NULL);
+        goto out;
+    }
+    lv_session_t *s = c->session;
+    switch (m.type) {
+    case LV_MSG_UPDATE_SETTINGS:
+        handle_update_settings(c, &m);
+        break;
+    case LV_MSG_START:
+        lv_session_set_started(c->app->reg, s, true, now);
+        lv_session_save(c->app->reg, s);
+        session_send_json(s, json_pack("{s:s}", "type", "started"));
+        break;
+    case LV_MSG_STOP:
+        lv_session_set_started(c->app->reg, s, false, now);
+        lv_sched_remove(&c->app->sched, s);
+        lv_frame_unref(lv_session_mailbox_take(s));
+        lv_session_save(c->app->reg, s);
+        session_send_json(s, json_pack("{s:s}", "type", "stopped"));
+        break;
+    case LV_MSG_PING: {
+        json_t *o = json_pack("{s:s}", "type", "pong");
+        if (m.t)
+            json_object_set(o, "t", m.t);
+        conn_send_json(c, o);
+        break;
+    }
+    default:
+        break;
+    }
+out:
+    lv_wsmsg_free(&m);
+}
+
+static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
+{
+    lv_app_t *app = c->app;
+    lv_session_t *s = c->session;
+    lv_frame_hdr_t hdr;
+    lv_jpeg_info_t info;
+    const char *why = NULL;
+    if (!s) {
+        lv_conn_send_error(c, "hello_required", "send {\"type\":\"hello\"} before frames", NULL);
+        return;
+    }
+    s->frames_received++;
+    if (lv_frame_parse(p, len, &hdr) != 0) {
+        s->frames_rejected++;
+        lv_conn_send_error(c, "bad_frame", "a frame must be a JPEG, bare or behind the 16-byte LVF1 header", NULL);
+        return;
+    }
+    lv_jpeg_caps_t caps = {app->cfg.max_frame_bytes, app->cfg.max_frame_side, app->cfg.max_frame_pixels};
+    int rc = lv_jpeg_check(hdr.jpeg, hdr.jpeg_len, &caps, &info, &why);
+    if (rc != 0) {
+        char msg[200];
+        s->frames_rejected++;
+        snprintf(msg, sizeof(msg), "frame rejected: %s", why ? why : "invalid JPEG");
+        lv_conn_send_error(c, rc == LV_ELIMIT ? "frame_too_large" : "bad_frame", msg, NULL);
+        return;
+    }
+    if (hdr.credit_id && hdr.credit_id == s->credit_outstanding)
+        s->credit_outstanding = 0;
+    if (!s->rec.started) {
+        s->frames_rejected++;
+        lv_conn_send_error(c, "not_started", "send {\"type\":\"start\"} before frames", NULL);
+        return;
+    }
+    lv_frame_t *f = lv_frame_new(hdr.jpeg, hdr.jpeg_len);
+    if (!f)
+        return;
+    f->recv_us = lv_now_us();
+    f->capture_age_ms = hdr.capture_age_ms;
+    f->width = info.width;
+    f->height = info.height;
+    app->frames_total++;
+    lv_session_mailbox_put(s, f);
+    if (!s->job) {
+        lv_sched_ready(&app->sched, s);
+        lv_engine_kick(app);
+    }
+}
+
+void lv_engine_on_message(lv_conn_t *c, const char *p, size_t len, bool binary)
+{
+    if (binary)
+        handle_frame(c, (const unsigned char *)p, len);
+    else
+        handle_text(c, p, len);
+}
+
+void lv_engine_on_close(lv_conn_t *c)
+{
+    lv_session_t *s = c->session;
+    if (!s)
+        return;
+    lv_queue_remove(&c->session_link);
+    s->n_conns--;
+    c->session = NULL;
+    lv_session_attach_changed(s, lv_now_ms());
+    if (s->n_conns == 0) {
+        /* nobody is watching: stop asking for frames but keep the settings for a resume */
+        s->credit_outstanding = 0;
+    }
+}
+
+/* ---------- periodic work ---------- */
+
+static void send_credits(lv_app_t *app, uint64_t now)
+{
+    lv_queue_t *n;
+    LV_QUEUE_FOREACH(n, lv_registry_started(app->reg))
+    {
+        lv_session_t *s = LV_CONTAINER_OF(n, lv_session_t, started_link);
+        if (s->n_conns == 0 || s->pending)
+            continue;
+        if (s->credit_outstanding) {
+            uint64_t retry = LV_MAX((uint64_t)CREDIT_RETRY_MIN_MS, 2u * (uint64_t)s->rec.settings.interval_ms);
+            if (now - s->credit_sent_ms < retry)
+                continue;
+            s->credit_outstanding = 0; /* the page lost it (tab hidden, reconnect): ask again */
+        }
+        if (now < s->next_credit_ms)
+            continue;
+        s->credit_outstanding = ++s->credit_seq ? s->credit_seq : ++s->credit_seq;
+        s->credit_sent_ms = now;
+        s->next_credit_ms = now + (uint64_t)s->rec.settings.interval_ms;
+        session_send_json(s, json_pack("{s:s, s:I}", "type", "credit", "credit_id", (json_int_t)s->credit_outstanding));
+    }
+}
+
+static void send_stats_and_deadlines(lv_app_t *app, uint64_t now)
+{
+    size_t len = 0;
+    const char *stats = app->sysmon ? lv_sysmon_json(app->sysmon, &len) : NULL;
+    lv_msg_t *msg = NULL;
+    lv_queue_t *n, *next;
+    for (n = app->conns.next; n != &app->conns; n = next) {
+        next = n->next;
+        lv_conn_t *c = LV_CONTAINER_OF(n, lv_conn_t, app_link);
+        if (!c->session) {
+            if (now - c->opened_ms > HELLO_TIMEOUT_MS) {
+                lv_conn_send_error(c, "hello_required", "no hello within 10 s", NULL);
+                lv_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "no hello");
+            }
+            continue;
+        }
+        int every = c->session->rec.settings.stats_interval_ms;
+        if (!stats || every <= 0 || now - c->last_stats_ms < (uint64_t)every)
+            continue;
+        if (!msg) {
+            /* rendered once per tick for every socket that is due */
+            static const char head[] = "{\"type\":\"gpu_stats\",\"stats\":";
+            lv_buf_t b;
+            lv_buf_init(&b, 1u << 20);
+            if (lv_buf_append(&b, head, sizeof(head) - 1) == 0 && lv_buf_append(&b, stats, len) == 0 &&
+                lv_buf_append(&b, "}", 1) == 0)
+                msg = lv_msg_new(b.data, b.len, false);
+            lv_buf_free(&b);
+            if (!msg)
+                return;
+        }
+        c->last_stats_ms = now;
+        lv_conn_send(c, msg);
+    }
+    lv_msg_unref(msg);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    lv_app_t *app = t->data;
+    uint64_t now = lv_now_ms();
+    send_credits(app, now);
+    if (now - app->last_slow_tick_ms >= 100) {
+        app->last_slow_tick_ms = now;
+        send_stats_and_deadlines(app, now);
+    }
+}
+
+static void before_free(lv_session_t *s, void *ud)
+{
+    lv_app_t *app = ud;
+    lv_sched_remove(&app->sched, s);
+    lv_job_t *job = s->job;
+    if (job) {
+        lv_chat_cancel(job->chat);
+        job_free(job);
+    }
+    LV_INFO("session %.8s expired after %d s without a socket", s->rec.id, app->cfg.session_idle_s);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    lv_app_t *app = t->data;
+    lv_registry_sweep(app->reg, lv_now_ms(), (uint64_t)app->cfg.session_idle_s * 1000u, 4096, before_free, app);
+}
+
+int lv_engine_start(lv_app_t *app)
+{
+    lv_sched_init(&app->sched);
+    lv_queue_init(&app->jobs);
+    uv_timer_init(app->loop, &app->tick);
+    uv_timer_init(app->loop, &app->sweep);
+    uv_timer_init(app->loop, &app->kick);
+    app->tick.data = app->sweep.data = app->kick.data = app;
+    uv_timer_start(&app->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_start(&app->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    return 0;
+}
+
+void lv_engine_stop(lv_app_t *app)
+{
+    /* cancel every backend call before the pool goes */
+    while (!lv_queue_empty(&app->jobs)) {
+        lv_job_t *job = LV_CONTAINER_OF(lv_queue_head(&app->jobs), lv_job_t, link);
+        lv_chat_cancel(job->chat);
+        job_free(job);
+    }
+    uv_timer_stop(&app->tick);
+    uv_timer_stop(&app->sweep);
+    uv_timer_stop(&app->kick);
+    uv_close((uv_handle_t *)&app->tick, NULL);
+    uv_close((uv_handle_t *)&app->sweep, NULL);
+    uv_close((uv_handle_t *)&app->kick, NULL);
+}
