@@ -114,7 +114,8 @@ int lv_nvml_open(const char *lib_name, lv_nvml_t **out, char *why, size_t why_le
     void *lib = dlopen(lib_name, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
         const char *err = dlerror();
-        set_why(why, why_len, "dlopen %s: %s", lib_name, err ? err : "failed");
+        /* dlerror() names the file already */
+        set_why(why, why_len, "dlopen: %s", err ? err : lib_name);
         return LV_EIO;
     }
     int rc = open_common(lib, dl_resolve, lib, out, why, why_len);

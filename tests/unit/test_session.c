@@ -1,0 +1,267 @@
+/* test_session.c - session registry, mailbox, history, expiry and the round-robin ready queue. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "lv_common.h"
+#include "lv_sched.h"
+#include "lv_session.h"
+#include "lv_store.h"
+
+typedef struct {
+    lv_store_t *store;
+    lv_registry_t *reg;
+} fx_t;
+
+static int setup(void **state)
+{
+    static fx_t fx;
+    lv_registry_caps_t caps = {.max_sessions = 5, .max_sessions_per_owner = 3};
+    assert_int_equal(lv_store_mem_create(100, &fx.store), 0);
+    assert_int_equal(lv_registry_create(fx.store, &caps, &fx.reg), 0);
+    *state = &fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    lv_registry_destroy(fx->reg);
+    fx->store->ops->destroy(fx->store);
+    return 0;
+}
+
+static void create_and_resume(void **state)
+{
+    fx_t *fx = *state;
+    char secret[65], other[65];
+    lv_session_t *s, *r;
+    assert_int_equal(lv_session_create(fx->reg, "1.2.3.4", NULL, secret, &s), 0);
+    assert_int_equal(strlen(s->rec.id), LV_SESSION_ID_LEN);
+    assert_int_equal(strlen(secret), 64);
+    /* the secret is not stored in clear */
+    assert_null(strstr(s->rec.secret_hash, secret));
+    assert_int_equal(lv_session_resume(fx->reg, s->rec.id, secret, &r), 0);
+    assert_ptr_equal(r, s);
+    memcpy(other, secret, sizeof(other));
+    other[0] = other[0] == 'a' ? 'b' : 'a';
+    assert_int_equal(lv_session_resume(fx->reg, s->rec.id, other, &r), LV_ENOTFOUND);
+    assert_int_equal(lv_session_resume(fx->reg, "00000000000000000000000000000000", secret, &r), LV_ENOTFOUND);
+    /* two sessions never share an id */
+    lv_session_t *s2;
+    assert_int_equal(lv_session_create(fx->reg, "1.2.3.4", NULL, secret, &s2), 0);
+    assert_string_not_equal(s->rec.id, s2->rec.id);
+}
+
+static void caps_per_owner_and_total(void **state)
+{
+    fx_t *fx = *state;
+    char secret[65];
+    lv_session_t *s;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lv_session_create(fx->reg, "a", NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, "a", NULL, secret, &s), LV_ELIMIT);
+    assert_int_equal(lv_registry_owner_count(fx->reg, "a"), 3);
+    assert_int_equal(lv_session_create(fx->reg, "b", NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, "c", NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, "d", NULL, secret, &s), LV_ELIMIT); /* 5 in total */
+    assert_int_equal(lv_registry_count(fx->reg), 5);
+}
+
+static void mailbox_latest_wins(void **state)
+{
+    fx_t *fx = *state;
+    char secret[65];
+    lv_session_t *s;
+    assert_int_equal(lv_session_create(fx->reg, "x", NULL, secret, &s), 0);
+    lv_frame_t *f1 = lv_frame_new("one", 3), *f2 = lv_frame_new("two!", 4);
+    assert_int_equal(lv_session_mailbox_put(s, f1), 0);
+    assert_int_equal(lv_session_mailbox_put(s, f2), 1);
+    assert_int_equal(s->frames_replaced, 1);
+    lv_frame_t *got = lv_session_mailbox_take(s);
+    assert_ptr_equal(got, f2);
+    assert_memory_equal(got->data, "two!", 4);
+    assert_null(lv_session_mailbox_take(s));
+    lv_frame_unref(got);
+}
+
+static void frame_refcount(void **state)
+{
+    (void)state;
+    lv_frame_t *f = lv_frame_new("abc", 3);
+    assert_ptr_equal(lv_frame_ref(f), f);
+    assert_int_equal(f->refs, 2);
+    lv_frame_unref(f);
+    assert_int_equal(f->refs, 1);
+    lv_frame_unref(f); /* freed; ASan would report a leak otherwise */
+    lv_frame_unref(NULL);
+}
+
+static void history_bounded(void **state)
+{
+    fx_t *fx = *state;
+    char secret[65], text[32];
+    lv_session_t *s;
+    assert_int_equal(lv_session_create(fx->reg, "x", NULL, secret, &s), 0);
+    for (int i = 1; i <= LV_HISTORY_MAX + 5; i++) {
+        int n = snprintf(text, sizeof(text), "answer %d", i);
+        lv_session_history_add(s, (uint64_t)i, text, (size_t)n, 10.0, 1000);
+    }
+    assert_int_equal(s->history_len, LV_HISTORY_MAX);
+    assert_string_equal(lv_session_history_at(s, 0)->text, "answer 6");
+    assert_string_equal(lv_session_history_at(s, LV_HISTORY_MAX - 1)->text, "answer 25");
+    assert_null(lv_session_history_at(s, LV_HISTORY_MAX));
+    /* long answers are cut */
+    static char big[LV_HISTORY_TEXT_MAX * 2];
+    memset(big, 'z', sizeof(big));
+    lv_session_history_add(s, 99, big, sizeof(big), 1.0, 1);
+    assert_int_equal(strlen(lv_session_history_at(s, LV_HISTORY_MAX - 1)->text), LV_HISTORY_TEXT_MAX);
+}
+
+static int freed_count;
+static void count_free(lv_session_t *s, void *ud)
+{
+    (void)s;
+    (void)ud;
+    freed_count++;
+}
+
+static void expiry_only_detached(void **state)
+{
+    fx_t *fx = *state;
+    char secret[65];
+    lv_session_t *a, *b;
+    assert_int_equal(lv_session_create(fx->reg, "x", NULL, secret, &a), 0);
+    assert_int_equal(lv_session_create(fx->reg, "y", NULL, secret, &b), 0);
+    char id_a[40];
+    snprintf(id_a, sizeof(id_a), "%s", a->rec.id);
+    /* a: detached at t=1000; b: has a socket */
+    a->n_conns = 0;
+    lv_session_attach_changed(a, 1000);
+    b->n_conns = 1;
+    lv_session_attach_changed(b, 1000);
+    freed_count = 0;
+    assert_int_equal(lv_registry_sweep(fx->reg, 1500, 1000, 100000, count_free, NULL), 0);
+    assert_int_equal(lv_registry_sweep(fx->reg, 2000, 1000, 100000, count_free, NULL), 1);
+    assert_int_equal(freed_count, 1);
+    assert_null(lv_session_find(fx->reg, id_a));
+    lv_session_rec_t rec;
+    assert_int_equal(fx->store->ops->load(fx->store, id_a, &rec), LV_ENOTFOUND);
+    assert_int_equal(lv_registry_count(fx->reg), 1);
+    assert_int_equal(lv_registry_owner_count(fx->reg, "x"), 0);
+    b->n_conns = 0; /* let teardown free it without complaint */
+}
+
+static void started_list(void **state)
+{
+    fx_t *fx = *state;
+    char secret[65];
+    lv_session_t *s;
+    assert_int_equal(lv_session_create(fx->reg, "x", NULL, secret, &s), 0);
+    lv_session_set_started(fx->reg, s, true, 5);
+    assert_false(lv_queue_empty(lv_registry_started(fx->reg)));
+    assert_int_equal(s->next_credit_ms, 5);
+    lv_session_set_started(fx->reg, s, true, 9); /* idempotent */
+    lv_session_set_started(fx->reg, s, false, 9);
+    assert_true(lv_queue_empty(lv_registry_started(fx->reg)));
+}
+
+/* ---- scheduler ---- */
+
+typedef struct {
+    int busy_id;        /* session index that reports BUSY */
+    int drop_id;
+    int order[16];
+    int n;
+} disp_t;
+
+static lv_session_t ss[8];
+
+static lv_sched_verdict_t fake_dispatch(lv_session_t *s, void *ud)
+{
+    disp_t *d = ud;
+    int idx = (int)(s - ss);
+    d->order[d->n++] = idx;
+    if (idx == d->busy_id)
+        return LV_SCHED_BUSY;
+    if (idx == d->drop_id)
+        return LV_SCHED_DROP;
+    return LV_SCHED_DISPATCHED;
+}
+
+static void sched_round_robin(void **state)
+{
+    (void)state;
+    lv_sched_t q;
+    lv_sched_init(&q);
+    memset(ss, 0, sizeof(ss));
+    for (int i = 0; i < 4; i++) {
+        lv_queue_init(&ss[i].ready_link);
+        lv_sched_ready(&q, &ss[i]);
+    }
+    lv_sched_ready(&q, &ss[1]); /* no double entry */
+    assert_int_equal(q.n_ready, 4);
+    disp_t d = {.busy_id = 1, .drop_id = 2};
+    assert_int_equal(lv_sched_run(&q, 100, fake_dispatch, &d), 2);
+    assert_int_equal(d.n, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(d.order[i], i);
+    /* the busy one kept its place and is first next time */
+    assert_int_equal(q.n_ready, 1);
+    lv_sched_ready(&q, &ss[0]);
+    disp_t d2 = {.busy_id = -1, .drop_id = -1};
+    assert_int_equal(lv_sched_run(&q, 1, fake_dispatch, &d2), 1);
+    assert_int_equal(d2.order[0], 1);
+    assert_int_equal(q.n_ready, 1);
+    lv_sched_remove(&q, &ss[0]);
+    lv_sched_remove(&q, &ss[0]);
+    assert_int_equal(q.n_ready, 0);
+}
+
+static void store_roundtrip(void **state)
+{
+    (void)state;
+    lv_store_t *st;
+    lv_session_rec_t a, b;
+    assert_int_equal(lv_store_mem_create(2, &st), 0);
+    memset(&a, 0, sizeof(a));
+    snprintf(a.id, sizeof(a.id), "aa");
+    lv_settings_defaults(&a.settings);
+    assert_int_equal(st->ops->create(st, &a), 0);
+    assert_int_equal(st->ops->create(st, &a), LV_EEXIST);
+    a.settings.max_tokens = 7;
+    assert_int_equal(st->ops->save(st, &a), 0);
+    assert_int_equal(st->ops->load(st, "aa", &b), 0);
+    assert_int_equal(b.settings.max_tokens, 7);
+    snprintf(b.id, sizeof(b.id), "bb");
+    assert_int_equal(st->ops->create(st, &b), 0);
+    snprintf(b.id, sizeof(b.id), "cc");
+    assert_int_equal(st->ops->create(st, &b), LV_ELIMIT);
+    assert_int_equal(st->ops->count(st), 2);
+    assert_int_equal(st->ops->remove(st, "aa"), 0);
+    assert_int_equal(st->ops->remove(st, "aa"), LV_ENOTFOUND);
+    char h1[65], h2[65];
+    lv_store_hash_secret("x", h1);
+    lv_store_hash_secret("y", h2);
+    assert_int_equal(strlen(h1), 64);
+    assert_string_not_equal(h1, h2);
+    st->ops->destroy(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(create_and_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(caps_per_owner_and_total, setup, teardown),
+        cmocka_unit_test_setup_teardown(mailbox_latest_wins, setup, teardown),
+        cmocka_unit_test(frame_refcount),
+        cmocka_unit_test_setup_teardown(history_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(expiry_only_detached, setup, teardown),
+        cmocka_unit_test_setup_teardown(started_list, setup, teardown),
+        cmocka_unit_test(sched_round_robin),
+        cmocka_unit_test(store_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
