@@ -104,8 +104,13 @@ int lv_jpeg_check(const void *p, size_t len, const lv_jpeg_caps_t *caps, lv_jpeg
     /* Parses markers up to the first SOS; a datastream that ends before it (truncated header)
      * or has an unsupported layout fails here. libjpeg errors longjmp back inside turbojpeg,
      * and its warnings are recorded on the handle, not printed. */
-    if (tjDecompressHeader3(tls_handle, b, (unsigned long)len, &w, &h, &subsamp, &colorspace) != 0)
+    if (tjDecompressHeader3(tls_handle, b, (unsigned long)len, &w, &h, &subsamp, &colorspace) != 0) {
+        /* libjpeg-turbo 2.1 longjmps out of jpeg_read_header() without aborting the
+         * decompressor, so the handle keeps a half-read marker state and the next (valid)
+         * header fails too. Start over with a fresh handle; bad frames are the rare case. */
+        lv_jpeg_thread_cleanup();
         return fail(why, "JPEG header does not parse", LV_EINVAL);
+    }
     /* A tables-only datastream parses but has no image. */
     if (w <= 0 || h <= 0)
         return fail(why, "JPEG has zero width or height", LV_EINVAL);

@@ -70,12 +70,14 @@ const lv_preset_t *lv_presets(size_t *count)
     return presets;
 }
 
+/* Copy and zero the rest of dst, so no stale bytes of an older value linger behind the NUL and
+ * two settings structs with equal values compare equal with memcmp(). */
 static void copy_str(char *dst, size_t dst_size, const char *src, size_t len)
 {
     if (len >= dst_size)
         len = dst_size - 1;
     memcpy(dst, src, len);
-    dst[len] = '\0';
+    memset(dst + len, 0, dst_size - len);
 }
 
 void lv_settings_defaults(lv_settings_t *s)
@@ -222,7 +224,7 @@ static const char *check_temperature(const json_t *v, lv_settings_t *s)
     double t = json_number_value(v);
     if (!isfinite(t) || t < TEMPERATURE_MIN || t > TEMPERATURE_MAX)
         return "out of range";
-    s->temperature = t;
+    s->temperature = t == 0 ? 0.0 : t; /* -0.0 would come back out as "-0.0" */
     return NULL;
 }
 

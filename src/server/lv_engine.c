@@ -56,7 +56,7 @@ lv_msg_t *lv_msg_new(const void *p, size_t len, bool binary)
 
 lv_msg_t *lv_msg_from_json(const void *json_value)
 {
-    char *text = json_dumps((const json_t *)json_value, JSON_COMPACT);
+    char *text = json_dumps((const json_t *)json_value, JSON_COMPACT | JSON_REAL_PRECISION(10));
     if (!text)
         return NULL;
     lv_msg_t *m = lv_msg_new(text, strlen(text), false);

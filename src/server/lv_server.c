@@ -100,7 +100,7 @@ static int respond(pss_t *p, int status, const char *ctype, const void *body, si
 
 static int respond_json(pss_t *p, int status, json_t *obj, const char *extra)
 {
-    char *text = json_dumps(obj, JSON_COMPACT);
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10));
     json_decref(obj);
     if (!text)
         return -1;

@@ -1,0 +1,252 @@
+/* test_httputil.c - cookies, query parameters, Origin/Host matching, Bearer tokens. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "lv_common.h"
+#include "lv_httputil.h"
+
+static void test_cookie_basic(void **state)
+{
+    (void)state;
+    char out[64];
+    const char *h = "theme=dark; livevlm_auth=abc123; lang=en";
+    assert_int_equal(lv_cookie_get(h, "livevlm_auth", out, sizeof(out)), 0);
+    assert_string_equal(out, "abc123");
+    assert_int_equal(lv_cookie_get(h, "theme", out, sizeof(out)), 0);
+    assert_string_equal(out, "dark");
+    assert_int_equal(lv_cookie_get(h, "lang", out, sizeof(out)), 0);
+    assert_string_equal(out, "en");
+    assert_int_equal(lv_cookie_get(h, "missing", out, sizeof(out)), LV_ENOTFOUND);
+    /* Names are whole and case-sensitive: no prefix, suffix or case-folded matches. */
+    assert_int_equal(lv_cookie_get(h, "livevlm", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_cookie_get(h, "vlm_auth", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_cookie_get(h, "LIVEVLM_AUTH", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_cookie_get("xlivevlm_auth=1", "livevlm_auth", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_cookie_get(NULL, "a", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_cookie_get("", "a", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_cookie_get("a=1", NULL, out, sizeof(out)), LV_EINVAL);
+    assert_int_equal(lv_cookie_get("a=1", "", out, sizeof(out)), LV_EINVAL);
+}
+
+static void test_cookie_spacing_and_quotes(void **state)
+{
+    (void)state;
+    char out[64];
+    const char *h = "  a = 1 ;b=2;;  ; c=\"quoted value\" ;\td\t=\t\"\" ; e= ; novalue; f=x=y";
+    assert_int_equal(lv_cookie_get(h, "a", out, sizeof(out)), 0);
+    assert_string_equal(out, "1");
+    assert_int_equal(lv_cookie_get(h, "b", out, sizeof(out)), 0);
+    assert_string_equal(out, "2");
+    assert_int_equal(lv_cookie_get(h, "c", out, sizeof(out)), 0);
+    assert_string_equal(out, "quoted value");
+    assert_int_equal(lv_cookie_get(h, "d", out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(lv_cookie_get(h, "e", out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(lv_cookie_get(h, "novalue", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_cookie_get(h, "f", out, sizeof(out)), 0);
+    assert_string_equal(out, "x=y");
+    /* A lone quote is not a quoted value. */
+    assert_int_equal(lv_cookie_get("q=\"", "q", out, sizeof(out)), 0);
+    assert_string_equal(out, "\"");
+    /* The first of two same-named cookies wins (browsers send the most specific path first). */
+    assert_int_equal(lv_cookie_get("t=first; t=second", "t", out, sizeof(out)), 0);
+    assert_string_equal(out, "first");
+}
+
+static void test_cookie_limits(void **state)
+{
+    (void)state;
+    char out[8];
+    assert_int_equal(lv_cookie_get("k=1234567", "k", out, sizeof(out)), 0);
+    assert_string_equal(out, "1234567");
+    assert_int_equal(lv_cookie_get("k=12345678", "k", out, sizeof(out)), LV_ELIMIT);
+    /* Quotes do not count against the buffer. */
+    assert_int_equal(lv_cookie_get("k=\"1234567\"", "k", out, sizeof(out)), 0);
+    assert_int_equal(lv_cookie_get("k=", "k", out, 0), LV_ELIMIT);
+    assert_int_equal(lv_cookie_get("k=", "k", out, 1), 0);
+    assert_int_equal(lv_cookie_get("k=x", "k", NULL, 0), LV_ELIMIT);
+}
+
+static void test_query_basic(void **state)
+{
+    (void)state;
+    char out[80];
+    const char *q = "a=1&token=0123abcd&refresh=1&empty=&flag&x=y=z";
+    assert_int_equal(lv_query_get(q, "token", out, sizeof(out)), 0);
+    assert_string_equal(out, "0123abcd");
+    assert_int_equal(lv_query_get(q, "a", out, sizeof(out)), 0);
+    assert_string_equal(out, "1");
+    assert_int_equal(lv_query_get(q, "empty", out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(lv_query_get(q, "flag", out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(lv_query_get(q, "x", out, sizeof(out)), 0);
+    assert_string_equal(out, "y=z");
+    assert_int_equal(lv_query_get(q, "tok", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_query_get(q, "Token", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_query_get(NULL, "a", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_query_get("", "a", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_query_get("&&&", "a", out, sizeof(out)), LV_ENOTFOUND);
+    assert_int_equal(lv_query_get("a=1", "", out, sizeof(out)), LV_EINVAL);
+    assert_int_equal(lv_query_get("a=1", NULL, out, sizeof(out)), LV_EINVAL);
+    /* First match wins. */
+    assert_int_equal(lv_query_get("a=1&a=2", "a", out, sizeof(out)), 0);
+    assert_string_equal(out, "1");
+}
+
+static void test_query_decoding(void **state)
+{
+    (void)state;
+    char out[80];
+    assert_int_equal(lv_query_get("p=a+b%20c%2Bd%25e%2fF", "p", out, sizeof(out)), 0);
+    assert_string_equal(out, "a b c+d%e/F");
+    assert_int_equal(lv_query_get("p=caf%C3%A9", "p", out, sizeof(out)), 0);
+    assert_string_equal(out, "caf\xC3\xA9");
+    /* Names are decoded too. */
+    assert_int_equal(lv_query_get("my%20key=v&my+key2=w", "my key", out, sizeof(out)), 0);
+    assert_string_equal(out, "v");
+    assert_int_equal(lv_query_get("my%20key=v&my+key2=w", "my key2", out, sizeof(out)), 0);
+    assert_string_equal(out, "w");
+    /* Bad escapes and %00 in the matching value. */
+    static const char *const bad[] = {"p=%", "p=%4", "p=%zz", "p=%4g", "p=ab%", "p=%00", "p=a%00b", "p=%%41"};
+    for (size_t i = 0; i < LV_ARRAY_LEN(bad); i++) {
+        snprintf(out, sizeof(out), "untouched");
+        if (lv_query_get(bad[i], "p", out, sizeof(out)) != LV_EINVAL)
+            fail_msg("%s not rejected", bad[i]);
+        assert_string_equal(out, "untouched");
+    }
+    /* A bad escape elsewhere does not matter. */
+    assert_int_equal(lv_query_get("x=%zz&p=ok", "p", out, sizeof(out)), 0);
+    assert_string_equal(out, "ok");
+    /* A malformed or NUL-bearing name never matches. */
+    assert_int_equal(lv_query_get("p%=1&p%00=2", "p", out, sizeof(out)), LV_ENOTFOUND);
+    /* A bad value that would also be too long is reported as bad. */
+    char small[3];
+    assert_int_equal(lv_query_get("p=abcdef%zz", "p", small, sizeof(small)), LV_EINVAL);
+}
+
+static void test_query_limits(void **state)
+{
+    (void)state;
+    char out[4];
+    assert_int_equal(lv_query_get("p=abc", "p", out, sizeof(out)), 0);
+    assert_int_equal(lv_query_get("p=abcd", "p", out, sizeof(out)), LV_ELIMIT);
+    /* The limit is on the decoded length. */
+    assert_int_equal(lv_query_get("p=%41%42%43", "p", out, sizeof(out)), 0);
+    assert_string_equal(out, "ABC");
+    assert_int_equal(lv_query_get("p=", "p", out, 0), LV_ELIMIT);
+    assert_int_equal(lv_query_get("p=x", "p", NULL, 0), LV_ELIMIT);
+}
+
+static void test_origin(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *origin, *host;
+        int match;
+    } t[] = {
+        {"https://host:8090", "host:8090", 1},
+        {"https://HOST:8090", "Host:8090", 1},
+        {"http://127.0.0.1:8090", "127.0.0.1:8090", 1},
+        {"https://host:8090", "host:8091", 0},
+        {"https://host:8090", "host", 0},
+        {"https://host", "host:8090", 0},
+        {"https://other:8090", "host:8090", 0},
+        {"https://host.example:8090", "host:8090", 0},
+        {"https://host:8090", "host.example:8090", 0},
+        /* Default ports, omitted on either side. */
+        {"https://host", "host", 1},
+        {"https://host", "host:443", 1},
+        {"https://host:443", "host", 1},
+        {"http://host", "host:80", 1},
+        {"http://host:80", "host", 1},
+        {"https://host", "host:80", 0},
+        {"http://host", "host:443", 0},
+        {"HTTPS://host", "host", 1},
+        /* IPv6 literals. */
+        {"https://[::1]:8090", "[::1]:8090", 1},
+        {"https://[::1]", "[::1]:443", 1},
+        {"https://[FE80::1]:8090", "[fe80::1]:8090", 1},
+        {"https://[::1]:8090", "[::1]:8091", 0},
+        {"https://[::1]:8090", "[::2]:8090", 0},
+        {"https://[::1]:8090", "::1:8090", 0},
+        {"https://[::1]:8090", "[::1:8090", 0},
+        {"https://[]:8090", "[]:8090", 0},
+        {"https://[::1%eth0]:8090", "[::1%eth0]:8090", 0},
+        /* Opaque and malformed origins fail closed. */
+        {"null", "host:8090", 0},
+        {"", "host", 0},
+        {"ftp://host", "host", 0},
+        {"file://", "host", 0},
+        {"https://", "", 0},
+        {"https://host:8090/", "host:8090", 0},
+        {"https://host:8090/path", "host:8090", 0},
+        {"https://user@host:8090", "host:8090", 0},
+        {"https://evil.example#@host:8090", "host:8090", 0},
+        {"https://host:", "host", 0},
+        {"https://host:0", "host:0", 0},
+        {"https://host:65535", "host:65535", 1},
+        {"https://host:65536", "host:65536", 0},
+        {"https://host:008090", "host:8090", 0},
+        {"https://host:08090", "host:8090", 1},
+        {"https://host:80a", "host:80a", 0},
+        {"https://host:8090", "host:8090 ", 1},
+        {"https://ho st:8090", "ho st:8090", 0},
+        {"https://host:8090", "host:8090:1", 0},
+    };
+    for (size_t i = 0; i < LV_ARRAY_LEN(t); i++)
+        if (lv_origin_matches(t[i].origin, t[i].host) != t[i].match)
+            fail_msg("origin '%s' host '%s': expected %d", t[i].origin, t[i].host, t[i].match);
+    assert_int_equal(lv_origin_matches(NULL, "host"), 0);
+    assert_int_equal(lv_origin_matches("https://host", NULL), 0);
+}
+
+static void test_bearer(void **state)
+{
+    (void)state;
+    char out[80];
+    const char *tok = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char h[128];
+    snprintf(h, sizeof(h), "Bearer %s", tok);
+    assert_int_equal(lv_bearer_get(h, out, sizeof(out)), 0);
+    assert_string_equal(out, tok);
+    assert_int_equal(lv_bearer_get("bearer abc", out, sizeof(out)), 0);
+    assert_string_equal(out, "abc");
+    assert_int_equal(lv_bearer_get("BEARER\tabc", out, sizeof(out)), 0);
+    assert_int_equal(lv_bearer_get("  Bearer   a-b.c_d~e+f/g==  ", out, sizeof(out)), 0);
+    assert_string_equal(out, "a-b.c_d~e+f/g==");
+    static const char *const none[] = {
+        "Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Bearer    ", "Bearerabc", "Bearer a b",
+        "Bearer ab=c", "Bearer =abc", "Bearer a\"b", "Bearer a,b", "", "Token abc", "Bear abc",
+    };
+    for (size_t i = 0; i < LV_ARRAY_LEN(none); i++)
+        if (lv_bearer_get(none[i], out, sizeof(out)) != LV_ENOTFOUND)
+            fail_msg("'%s' accepted", none[i]);
+    assert_int_equal(lv_bearer_get(NULL, out, sizeof(out)), LV_ENOTFOUND);
+    char small[4];
+    assert_int_equal(lv_bearer_get("Bearer abc", small, sizeof(small)), 0);
+    assert_int_equal(lv_bearer_get("Bearer abcd", small, sizeof(small)), LV_ELIMIT);
+    assert_int_equal(lv_bearer_get("Bearer abcd", NULL, 0), LV_ELIMIT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cookie_basic),
+        cmocka_unit_test(test_cookie_spacing_and_quotes),
+        cmocka_unit_test(test_cookie_limits),
+        cmocka_unit_test(test_query_basic),
+        cmocka_unit_test(test_query_decoding),
+        cmocka_unit_test(test_query_limits),
+        cmocka_unit_test(test_origin),
+        cmocka_unit_test(test_bearer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
