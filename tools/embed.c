@@ -28,8 +28,10 @@ int main(int argc, char **argv)
         fprintf(out, "static const unsigned char a%d[] = {", i);
         int c;
         size_t n = 0;
-        while ((c = fgetc(in)) != EOF)
-            fprintf(out, "%s%d", (n++ % 32) ? "," : ",\n", c);
+        while ((c = fgetc(in)) != EOF) {
+            fprintf(out, "%s%d", n == 0 ? "\n" : (n % 32) ? "," : ",\n", c);
+            n++;
+        }
         fprintf(out, "%s0};\n", n ? "," : "");
         fclose(in);
     }

@@ -349,10 +349,12 @@ static int api_login(lv_app_t *app, pss_t *p)
 
 static int handle_get(lv_app_t *app, pss_t *p, const char *path, struct lws *wsi)
 {
-    char arg[160];
+    char argbuf[160];
+    const char *arg;
     if (strcmp(path, "/healthz") == 0)
         return respond(p, 200, "text/plain; charset=utf-8", "ok\n", 3, false, NULL);
-    if (strcmp(path, "/") == 0 && lws_get_urlarg_by_name(wsi, "token=", arg, sizeof(arg))) {
+    /* lws returns a pointer just past "name=" inside the buffer */
+    if (strcmp(path, "/") == 0 && (arg = lws_get_urlarg_by_name(wsi, "token=", argbuf, sizeof(argbuf)))) {
         /* the URL printed at start: trade the token for a cookie and take it out of the address bar */
         if (lv_iptable_login_blocked(app->ips, p->ip, lv_now_ms()))
             return respond_error(p, 429, "rate_limited", "too many failed logins; wait a minute");
@@ -376,7 +378,8 @@ static int handle_get(lv_app_t *app, pss_t *p, const char *path, struct lws *wsi
     if (strcmp(path, "/api/v1/config") == 0)
         return api_config(app, p);
     if (strcmp(path, "/api/v1/models") == 0 || strcmp(path, "/models") == 0) {
-        if (lws_get_urlarg_by_name(wsi, "refresh=", arg, sizeof(arg)) && strcmp(arg, "0") != 0) {
+        arg = lws_get_urlarg_by_name(wsi, "refresh=", argbuf, sizeof(argbuf));
+        if (arg && strcmp(arg, "0") != 0) {
             lv_queue_insert_tail(&app->pending_models, &p->wait_link);
             p->waiting_models = true;
             if (!app->refreshing) {
