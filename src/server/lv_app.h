@@ -55,6 +55,7 @@ typedef struct lv_conn {
     double rl_tokens;            /* text-message token bucket */
     uint64_t rl_last_ms;
     bool kill;                   /* close at the next writable callback */
+    bool close_sent;             /* our close frame went out; waiting for the peer's */
     int kill_status;
     const char *kill_reason;
 } lv_conn_t;

@@ -16,6 +16,7 @@
 #include "lv_sysmon.h"
 
 #define MAX_BODY_BYTES 65536
+#define MAX_URL_BYTES 2048
 #define HTTP_CHUNK 16384
 #define WEB_ROOT_MAX_FILE (8u << 20)
 #define PROTOCOL_VERSION 1
@@ -518,13 +519,24 @@ static int ws_receive(lv_app_t *app, lv_conn_t *c, const void *in, size_t len)
 
 static int ws_writable(lv_conn_t *c)
 {
-    if (c->kill) {
-        const char *r = c->kill_reason ? c->kill_reason : "";
-        /* flush what is queued first (the error that explains the close) */
-        if (c->tx_len == 0) {
-            lws_close_reason(c->wsi, (enum lws_close_status)c->kill_status, (unsigned char *)r, strlen(r));
+    if (c->kill && c->tx_len == 0) {
+        /* flush what is queued first (the error that explains the close), then send the close frame
+         * ourselves: lws 4.1 drops the lws_close_reason() payload when a callback returns -1, so
+         * peers would only see 1006 */
+        if (c->close_sent)
             return -1;
-        }
+        unsigned char buf[LWS_PRE + 125];
+        const char *r = c->kill_reason ? c->kill_reason : "";
+        size_t rlen = LV_MIN(strlen(r), (size_t)120);
+        buf[LWS_PRE] = (unsigned char)(c->kill_status >> 8);
+        buf[LWS_PRE + 1] = (unsigned char)(c->kill_status & 0xff);
+        memcpy(buf + LWS_PRE + 2, r, rlen);
+        c->close_sent = true;
+        /* 4 is lws's private LWS_WRITE_CLOSE (the public header leaves it to lws_close_reason) */
+        if (lws_write(c->wsi, buf + LWS_PRE, rlen + 2, (enum lws_write_protocol)4) < 0)
+            return -1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, 2);
+        return 0;
     }
     if (c->tx_len == 0)
         return 0;
@@ -554,6 +566,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         p->wsi = wsi;
         lws_get_peer_simple(wsi, p->ip, sizeof(p->ip));
         snprintf(p->path, sizeof(p->path), "%s", (const char *)in);
+        if (strlen((const char *)in) + (size_t)lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) > MAX_URL_BYTES)
+            return respond_error(p, 414, "uri_too_long", "URL over 2 KiB");
         if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
             if (lws_hdr_copy(wsi, clen, sizeof(clen), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
                 strtoul(clen, NULL, 10) > MAX_BODY_BYTES)
