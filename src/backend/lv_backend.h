@@ -1,0 +1,152 @@
+/* lv_backend.h - the pool of OpenAI-compatible model backends: configuration, model discovery
+ * (GET {base}/models), local auto-detection, health, and picking a backend for a request.
+ * Everything runs on the loop thread. API keys are kept here and only ever sent in the
+ * Authorization header of backend calls: never logged, never in URLs. */
+#ifndef LV_BACKEND_H
+#define LV_BACKEND_H
+
+#include <curl/curl.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "lv_http.h"
+#include "lv_queue.h"
+
+#define LV_BACKEND_ID_MAX_LEN 64
+#define LV_BACKEND_URL_MAX_LEN 511
+#define LV_BACKEND_KEY_MAX_LEN 511
+#define LV_BACKEND_MODEL_MAX_LEN 256   /* longer discovered ids are skipped */
+#define LV_BACKEND_MAX_MODELS 256      /* per backend; the rest of a list is ignored */
+#define LV_POOL_MAX_BACKENDS 64
+#define LV_BACKEND_DEFAULT_CONCURRENCY 4
+
+typedef struct lv_pool lv_pool_t;
+
+/** One backend. Owned by the pool (freed by lv_pool_destroy); pointers stay valid until then.
+ * Callers read the fields; only the scheduler's lv_chat (inflight) and the pool write them. */
+typedef struct lv_backend {
+    char id[LV_BACKEND_ID_MAX_LEN + 1];       /* [A-Za-z0-9._-]{1,64} */
+    char base_url[LV_BACKEND_URL_MAX_LEN + 1];/* normalised: no trailing '/', e.g. http://h:8000/v1 */
+    char api_key[LV_BACKEND_KEY_MAX_LEN + 1]; /* "" = none. Secret: never log or show it */
+    int max_concurrency;                      /* requests allowed in flight at once (>= 1) */
+    int inflight;                             /* lv_chat requests in flight now */
+    char **models;                            /* model ids, owned by the pool. Replaced when a
+                                               * refresh discovers a different list: do not keep
+                                               * these pointers across loop turns, copy them */
+    size_t n_models;
+    int healthy;                              /* 1 = in rotation */
+    char last_error[256];                     /* "" or why it is down: "connection refused",
+                                               * "HTTP 401", "timed out", ... */
+    uint64_t last_check_ms;                   /* lv_now_ms() of the last finished check; 0 = never */
+    /* private to the pool */
+    int models_configured;                    /* models came from configuration: keep them */
+    uint64_t last_pick;                       /* round-robin among equally loaded backends */
+} lv_backend_t;
+
+/** Create an empty pool using http for its calls. Both loop and http must outlive the pool.
+ * *out is set on success only. LV_ENOMEM, LV_EIO. */
+int lv_pool_create(uv_loop_t *loop, lv_http_t *http, lv_pool_t **out);
+
+/** Destroy the pool: stops the health timer, aborts running checks and detections (their done
+ * callbacks never fire), cancels every lv_chat still running on it (no callbacks), frees the
+ * backends. Memory goes when the loop has run the close callbacks. Call it before
+ * lv_http_destroy(), never from inside a pool, chat or http callback. NULL is ignored. */
+void lv_pool_destroy(lv_pool_t *pool);
+
+/** Add a backend.
+ * id: [A-Za-z0-9._-], 1..64 characters, unique in the pool (LV_EEXIST otherwise).
+ * base_url: the OpenAI base, e.g. "http://127.0.0.1:8000/v1"; http:// or https:// only, no
+ *   user:password@, no query or fragment, no spaces or control characters. Trailing '/' are
+ *   removed; a URL with no path at all gets "/v1" (a common slip for Ollama and vLLM).
+ * api_key: NULL or "" for none; at most 511 bytes, no control characters.
+ * max_concurrency: 1..1024, or 0 for the default (4).
+ * models_csv: comma-separated model ids (blanks around names trimmed); NULL or "" = discover them
+ *   with lv_pool_refresh(). Configured models are kept across refreshes.
+ * The backend starts healthy when its models are configured, otherwise unhealthy with
+ * last_error "not checked yet" until a refresh. LV_EINVAL, LV_EEXIST, LV_ELIMIT (64 backends,
+ * too many models), LV_ENOMEM. */
+int lv_pool_add(lv_pool_t *pool, const char *id, const char *base_url, const char *api_key,
+                int max_concurrency, const char *models_csv);
+
+/** Number of backends, and the i-th (NULL when i >= count), in the order they were added. */
+size_t lv_pool_count(const lv_pool_t *pool);
+lv_backend_t *lv_pool_at(lv_pool_t *pool, size_t i);
+
+/** The backend with this id, or NULL. */
+lv_backend_t *lv_pool_find(lv_pool_t *pool, const char *id);
+
+/** Check every backend concurrently: GET {base}/models (Bearer key when set), 2 s timeout.
+ * A backend is healthy after a 2xx whose body is an OpenAI model list ({"data":[{"id":...}]});
+ * its models are replaced by the discovered ones unless they were configured. With configured
+ * models any answer below 500 except 401/403 counts as healthy (some servers have no /models).
+ * Otherwise healthy = 0 and last_error says why. done(ud) fires exactly once when every check has
+ * finished, later, from the loop (never from inside this call), unless the pool is destroyed
+ * first. Overlapping refreshes are allowed; the last answer per backend wins.
+ * Returns 0; LV_ENOTFOUND when the pool is empty (done is not called); LV_ENOMEM / LV_EIO
+ * (nothing started, done is not called). */
+int lv_pool_refresh(lv_pool_t *pool, void (*done)(void *ud), void *ud);
+
+/** Look for local servers: GET http://127.0.0.1:PORT/v1/models, 1 s timeout, on 11434 ("ollama"),
+ * 8000 ("vllm"), 30000 ("sglang"), 8080 ("llamacpp"), 1234 ("lmstudio"). Each that answers 200
+ * with a model list is added (max_concurrency 4, no key, discovered models, healthy) unless its
+ * id or base URL is already in the pool. done(ud, found) fires exactly once, later, with the
+ * number added, unless the pool is destroyed first. LV_ENOMEM / LV_EIO: nothing started, no
+ * callback. */
+int lv_pool_detect_local(lv_pool_t *pool, void (*done)(void *ud, int found), void *ud);
+
+/** Pick a backend for one request.
+ * backend_id: "" = any backend; otherwise only that one (LV_ENOTFOUND if unknown).
+ * model: "" = the backend's first model; otherwise a backend must list it (exactly, or as
+ *   "model:latest" when model has no tag, Ollama's naming).
+ * Candidates are healthy backends serving the model. Returns 0 with *out set to the candidate
+ * with inflight < max_concurrency and the fewest requests in flight (ties: the least recently
+ * picked), and *model_out to the backend's own model string (see lv_backend_t.models for its
+ * lifetime); LV_EAGAIN when there are candidates but all are at their window; LV_ENOTFOUND when
+ * there is none. Does not change inflight (lv_chat_start does). */
+int lv_pool_resolve(lv_pool_t *pool, const char *backend_id, const char *model, lv_backend_t **out,
+                    const char **model_out);
+
+/** The model to use when a session names none: the first model (healthy backends in order,
+ * their models in order) that looks like a vision model ("vl", "vision", "llava", "gemma3",
+ * "moondream", "minicpm-v", "pixtral", "gpt-4o", ...), then one of the weaker hints ("qwen",
+ * "minicpm", "gemma", ...), skipping ids that name non-chat models (embed, tts, whisper,
+ * audio, realtime, moderation, ...); else the first model of the first healthy backend; NULL
+ * if none.
+ * Same lifetime as lv_backend_t.models. */
+const char *lv_pool_default_model(lv_pool_t *pool);
+
+/** Re-check all backends every period_ms (<= 0: 10000) with lv_pool_refresh(), so a backend
+ * marked down rejoins when it answers again. A new round starts only when the previous one has
+ * finished. Calling it again changes the period. LV_EIO if the timer cannot start. */
+int lv_pool_start_health(lv_pool_t *pool, int period_ms);
+
+/** Passive health: take b out of rotation with why as last_error (lv_chat calls it when a
+ * backend cannot be reached). The next successful refresh puts it back. */
+void lv_backend_mark_down(lv_backend_t *b, const char *why);
+
+/* ---- for the other files of src/backend (lv_chat) ---- */
+
+/** The loop and http the pool was created with. */
+uv_loop_t *lv_pool_loop(lv_pool_t *pool);
+lv_http_t *lv_pool_http(lv_pool_t *pool);
+
+/** A request running on the pool; lv_pool_destroy() unlinks it and calls cancel(link). */
+typedef struct lv_pool_link {
+    lv_queue_t node;
+    void (*cancel)(struct lv_pool_link *link);
+} lv_pool_link_t;
+
+/** Register / unregister a running request (unregistering an unlinked link does nothing). */
+void lv_pool_link_add(lv_pool_t *pool, lv_pool_link_t *link, void (*cancel)(lv_pool_link_t *link));
+void lv_pool_link_remove(lv_pool_link_t *link);
+
+/** New easy handle for {base_url}{path} with what every backend call shares: http/https only, no
+ * redirects, no proxy for loopback hosts, NOSIGNAL, CURLOPT_ERRORBUFFER = errbuf (at least
+ * CURL_ERROR_SIZE bytes), and "Authorization: Bearer <api_key>" appended to *headers when
+ * api_key is non-empty (the caller sets CURLOPT_HTTPHEADER after adding its own, and frees the
+ * list after the transfer). NULL on failure, with *headers unchanged. */
+CURL *lv_backend_easy_new(const char *base_url, const char *api_key, const char *path,
+                          struct curl_slist **headers, char *errbuf);
+
+#endif

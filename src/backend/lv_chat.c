@@ -1,0 +1,640 @@
+/* lv_chat.c - one streamed chat/completions call. libcurl callbacks only parse into buffers;
+ * user callbacks run from lv_http_defer (deltas) and the transfer's done callback, outside curl,
+ * so they may start or cancel other transfers. */
+#include "lv_chat.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lv_b64.h"
+#include "lv_buf.h"
+#include "lv_chatreq.h"
+#include "lv_chatresp.h"
+#include "lv_common.h"
+#include "lv_sse.h"
+
+#define REQ_DEBUG_MAX (256 * 1024)
+#define DONE_GRACE_MS 1000 /* after "[DONE]", how long the server may take to end the response */
+#define ERR_DETAIL_MAX 200 /* characters of a backend's error message we repeat */
+
+typedef enum { MODE_UNKNOWN = 0, MODE_SSE, MODE_JSON, MODE_ERROR } chat_mode_t;
+
+struct lv_chat {
+    lv_pool_link_t link;        /* on the pool, so lv_pool_destroy() can cancel us */
+    lv_pool_t *pool;
+    lv_http_t *http;
+    lv_backend_t *b;
+    lv_chat_cb_t cb;
+    void *ud;
+
+    CURL *easy;
+    struct curl_slist *headers;
+    char errbuf[CURL_ERROR_SIZE];
+    lv_buf_t body;              /* the request body; curl reads it in place (POSTFIELDS) */
+    lv_buf_t req_debug;
+    uv_timer_t timer;           /* deadlines; its close callback frees the chat */
+    lv_http_defer_t defer;      /* delivers deltas right after curl returns */
+
+    chat_mode_t mode;
+    long http_status;
+    lv_sse_t sse;
+    lv_chatresp_t resp;
+    lv_buf_t text;              /* the answer */
+    size_t delivered;           /* bytes of text already given to on_delta */
+    lv_buf_t raw;               /* non-streamed or error body */
+    int n_deltas;
+    int has_usage, prompt_tokens, completion_tokens;
+    int saw_done;
+    char finish_reason[32];
+    char resp_id[128];
+    char resp_model[LV_BACKEND_MODEL_MAX_LEN + 1];
+    char model[LV_BACKEND_MODEL_MAX_LEN + 1];
+    int want_debug;
+
+    int connect_timeout_ms, first_token_timeout_ms, total_timeout_ms;
+    uint64_t start_loop_ms;     /* uv_now() at start: deadlines are on the loop's clock */
+    uint64_t t_start_us, t_first_us;
+
+    int err_rc;                 /* first error wins */
+    char err_msg[512];
+
+    unsigned in_http : 1;       /* the transfer is in lv_http */
+    unsigned finished : 1;      /* the outcome is decided; on_done is running or ran */
+    unsigned cancelled : 1;
+    unsigned closing : 1;       /* released; memory goes with the timer's close callback */
+};
+
+/* ---------- small helpers ---------- */
+
+static void set_error(lv_chat_t *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_error(lv_chat_t *c, int rc, const char *fmt, ...)
+{
+    if (c->err_rc)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err_msg, sizeof c->err_msg, fmt, ap);
+    va_end(ap);
+    c->err_rc = rc;
+}
+
+/* Backends sometimes quote the key they were given in error texts: never pass it on. */
+static void redact(char *s, size_t n, const char *secret)
+{
+    size_t sl = strlen(secret);
+    char *p = s;
+    if (!s || sl < 4)
+        return;
+    while ((size_t)(s + n - p) >= sl && (p = memmem(p, (size_t)(s + n - p), secret, sl)) != NULL) {
+        memset(p, '*', sl);
+        p += sl;
+    }
+}
+
+/* At most ERR_DETAIL_MAX bytes of s[0..n) for a human message: the key redacted, whole UTF-8
+ * characters only, control characters as spaces (messages end up in logs and the UI). */
+static void excerpt(const lv_chat_t *c, char out[ERR_DETAIL_MAX + 1], const char *s, size_t n)
+{
+    char *tmp = malloc(n + 1);
+    if (!tmp) {
+        out[0] = '\0';
+        return;
+    }
+    memcpy(tmp, s, n);
+    redact(tmp, n, c->b->api_key); /* before cutting, so no prefix of the key survives */
+    size_t cut = LV_MIN(n, (size_t)ERR_DETAIL_MAX);
+    if (cut < n)
+        while (cut > 0 && ((unsigned char)tmp[cut] & 0xC0) == 0x80)
+            cut--;
+    for (size_t i = 0; i < cut; i++) {
+        unsigned char ch = (unsigned char)tmp[i];
+        out[i] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
+    }
+    out[cut] = '\0';
+    free(tmp);
+}
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    if (src)
+        snprintf(dst, size, "%s", src);
+}
+
+static void decide_mode(lv_chat_t *c)
+{
+    char *ct = NULL;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->http_status);
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+    if (c->http_status < 200 || c->http_status > 299) {
+        c->mode = MODE_ERROR;
+        lv_buf_init(&c->raw, LV_CHAT_ERROR_BODY_MAX);
+        return;
+    }
+    while (ct && (*ct == ' ' || *ct == '\t'))
+        ct++;
+    if (ct && strncasecmp(ct, "text/event-stream", 17) == 0) {
+        c->mode = MODE_SSE;
+    } else {
+        c->mode = MODE_JSON;
+        lv_buf_init(&c->raw, LV_CHAT_BODY_MAX);
+    }
+}
+
+/* Re-arm the deadline timer for whichever deadline comes next. */
+static void on_timer(uv_timer_t *t);
+static void arm_timer(lv_chat_t *c)
+{
+    uv_loop_t *loop = lv_pool_loop(c->pool);
+    uint64_t now = uv_now(loop);
+    uint64_t deadline = c->start_loop_ms + (uint64_t)c->total_timeout_ms;
+    if (!c->t_first_us) {
+        uint64_t first = c->start_loop_ms + (uint64_t)c->first_token_timeout_ms;
+        if (first < deadline)
+            deadline = first;
+    }
+    if (c->saw_done && now + DONE_GRACE_MS < deadline)
+        deadline = now + DONE_GRACE_MS;
+    uv_timer_start(&c->timer, on_timer, deadline > now ? deadline - now : 0, 0);
+}
+
+/* ---------- inside curl: parse only ---------- */
+
+static int on_sse_data(void *ud, const char *data, size_t len)
+{
+    lv_chat_t *c = ud;
+    lv_chatresp_t *r = &c->resp;
+    int rc;
+    if (c->saw_done)
+        return 0; /* nothing counts after the sentinel */
+    rc = lv_chatresp_parse_chunk(r, data, len, LV_CHAT_SSE_LINE_MAX);
+    if (rc == LV_EBACKEND) {
+        char ex[ERR_DETAIL_MAX + 1];
+        excerpt(c, ex, r->error_message, strlen(r->error_message));
+        set_error(c, LV_EBACKEND, "backend error: %s", ex);
+        goto out;
+    }
+    if (rc) {
+        set_error(c, LV_EBACKEND, "malformed stream");
+        goto out;
+    }
+    if (r->is_done) {
+        c->saw_done = 1;
+        arm_timer(c); /* the server should now end the response; don't wait for it for long */
+        goto out;
+    }
+    if (r->id && !c->resp_id[0])
+        copy_str(c->resp_id, sizeof c->resp_id, r->id);
+    if (r->model && !c->resp_model[0])
+        copy_str(c->resp_model, sizeof c->resp_model, r->model);
+    if (r->finish_reason)
+        copy_str(c->finish_reason, sizeof c->finish_reason, r->finish_reason);
+    if (r->has_usage) {
+        c->has_usage = 1;
+        c->prompt_tokens = r->prompt_tokens;
+        c->completion_tokens = r->completion_tokens;
+    }
+    if (r->content_len) {
+        if (lv_buf_append(&c->text, r->content, r->content_len) != 0) {
+            set_error(c, LV_EBACKEND, "answer longer than %d bytes", LV_CHAT_TEXT_MAX);
+            rc = LV_ELIMIT;
+            goto out;
+        }
+        c->n_deltas++;
+        if (!c->t_first_us) {
+            c->t_first_us = lv_now_us();
+            arm_timer(c); /* from now on only the total deadline applies */
+        }
+    }
+out:
+    lv_chatresp_clear(r);
+    return rc;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    lv_chat_t *c = ud;
+    size_t n = size * nmemb;
+    if (c->cancelled || c->finished || c->err_rc)
+        return 0; /* aborts the transfer (CURLE_WRITE_ERROR) */
+    if (c->mode == MODE_UNKNOWN)
+        decide_mode(c);
+    switch (c->mode) {
+    case MODE_SSE: {
+        int rc = lv_sse_feed(&c->sse, ptr, n, on_sse_data, c);
+        if (rc == LV_ELIMIT)
+            set_error(c, LV_EBACKEND, "stream line longer than %d bytes", LV_CHAT_SSE_LINE_MAX);
+        else if (rc == LV_ENOMEM)
+            set_error(c, LV_ENOMEM, "out of memory");
+        if (rc)
+            return 0;
+        if (c->delivered < c->text.len && c->cb.on_delta)
+            lv_http_defer(c->http, &c->defer);
+        return n;
+    }
+    case MODE_JSON:
+        if (lv_buf_append(&c->raw, ptr, n) != 0) {
+            set_error(c, LV_EBACKEND, "backend answer larger than %d bytes", LV_CHAT_BODY_MAX);
+            return 0;
+        }
+        return n;
+    case MODE_ERROR:
+    default:
+        /* keep the start of an error body; the rest is not needed */
+        if (lv_buf_append(&c->raw, ptr, LV_MIN(n, c->raw.max - c->raw.len)) != 0)
+            return 0;
+        return c->raw.len < c->raw.max ? n : 0;
+    }
+}
+
+/* ---------- outside curl ---------- */
+
+static void deliver_pending(lv_chat_t *c)
+{
+    if (c->cancelled || c->closing || !c->cb.on_delta || c->delivered >= c->text.len)
+        return;
+    size_t from = c->delivered;
+    c->delivered = c->text.len;
+    c->cb.on_delta(c->ud, c->text.data + from, c->text.len - from);
+}
+
+static void on_defer(lv_http_defer_t *d)
+{
+    lv_chat_t *c = LV_CONTAINER_OF(d, lv_chat_t, defer);
+    if (!c->err_rc)
+        deliver_pending(c);
+}
+
+static void on_chat_closed(uv_handle_t *h) { free(h->data); }
+
+/* Free everything but the struct (which goes with the timer). Outside curl only. */
+static void release(lv_chat_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    lv_pool_link_remove(&c->link);
+    lv_http_defer_cancel(&c->defer);
+    if (c->in_http)
+        lv_http_remove(c->http, c->easy);
+    c->in_http = 0;
+    curl_easy_cleanup(c->easy);
+    c->easy = NULL;
+    curl_slist_free_all(c->headers);
+    c->headers = NULL;
+    lv_buf_free(&c->body);
+    lv_buf_free(&c->req_debug);
+    lv_buf_free(&c->text);
+    lv_buf_free(&c->raw);
+    lv_sse_free(&c->sse);
+    lv_chatresp_clear(&c->resp);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_chat_closed);
+}
+
+/* Valid JSON text for the debug view from an arbitrary body: the body itself when it parses,
+ * otherwise {"http_status":N,"body":"<start of the body, as text>"}. Caller frees. */
+static char *debug_from_raw(const lv_chat_t *c)
+{
+    json_error_t jerr;
+    const char *p = c->raw.data ? c->raw.data : "";
+    json_t *j = json_loadb(p, c->raw.len, 0, &jerr);
+    if (j) {
+        json_decref(j);
+        return strndup(p, c->raw.len);
+    }
+    char ex[2048];
+    size_t n = LV_MIN(c->raw.len, sizeof ex - 1);
+    for (size_t i = 0; i < n; i++) { /* ASCII only: the body may not even be UTF-8 */
+        unsigned char ch = (unsigned char)p[i];
+        ex[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : ch == '\n' ? '\n' : '?';
+    }
+    ex[n] = '\0';
+    j = json_pack("{s:i,s:s}", "http_status", (int)c->http_status, "body", ex);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return s;
+}
+
+/* A chat.completion-like object rebuilt from a stream. Caller frees. */
+static char *debug_from_stream(const lv_chat_t *c)
+{
+    json_t *msg = json_pack("{s:s,s:s%}", "role", "assistant", "content", c->text.data ? c->text.data : "",
+                            c->text.len);
+    json_t *choice = json_pack("{s:i,s:o,s:s*}", "index", 0, "message", msg, "finish_reason",
+                               c->finish_reason[0] ? c->finish_reason : NULL);
+    json_t *root = json_pack("{s:s,s:s,s:s,s:[o]}", "id", c->resp_id, "object", "chat.completion", "model",
+                             c->resp_model[0] ? c->resp_model : c->model, "choices", choice);
+    char *s = NULL;
+    if (!root)
+        goto out;
+    if (c->has_usage) {
+        json_t *u = json_pack("{s:i,s:i,s:i}", "prompt_tokens", c->prompt_tokens, "completion_tokens",
+                              c->completion_tokens, "total_tokens", c->prompt_tokens + c->completion_tokens);
+        if (u)
+            json_object_set_new(root, "usage", u);
+    }
+    s = json_dumps(root, JSON_COMPACT);
+out:
+    json_decref(root);
+    return s;
+}
+
+/* The outcome is known: report it once, then free the chat. */
+static void finish(lv_chat_t *c)
+{
+    char *resp_debug = NULL;
+    if (c->finished || c->closing)
+        return;
+    c->finished = 1;
+    uv_timer_stop(&c->timer);
+    if (!c->err_rc)
+        deliver_pending(c);
+    lv_http_defer_cancel(&c->defer);
+    if (c->b->inflight > 0)
+        c->b->inflight--;
+    lv_pool_link_remove(&c->link); /* a pool destroyed from on_done must not cancel us */
+
+    lv_chat_result_t res;
+    memset(&res, 0, sizeof res);
+    res.rc = c->err_rc;
+    if (res.rc) {
+        res.error_code = res.rc == LV_ETIMEDOUT ? "backend_timeout" : "backend_error";
+        res.error_message = c->err_msg;
+    }
+    res.http_status = (int)c->http_status;
+    res.text = c->text.data ? c->text.data : "";
+    res.text_len = c->text.len;
+    res.prompt_tokens = c->prompt_tokens;
+    res.completion_tokens = c->completion_tokens;
+    res.n_deltas = c->n_deltas;
+    res.ttft_us = c->t_first_us ? c->t_first_us - c->t_start_us : 0;
+    res.total_us = lv_now_us() - c->t_start_us;
+    res.streamed = c->mode == MODE_SSE;
+    res.finish_reason = c->finish_reason[0] ? c->finish_reason : NULL;
+    if (c->want_debug) {
+        res.request_debug_json = c->req_debug.data;
+        if (c->mode == MODE_SSE && !c->err_rc)
+            resp_debug = debug_from_stream(c);
+        else if (c->raw.len)
+            resp_debug = debug_from_raw(c);
+        else if (c->mode == MODE_SSE)
+            resp_debug = debug_from_stream(c);
+        if (resp_debug)
+            redact(resp_debug, strlen(resp_debug), c->b->api_key);
+        res.response_debug_json = resp_debug;
+    }
+    if (c->cb.on_done)
+        c->cb.on_done(c->ud, &res);
+    free(resp_debug);
+    release(c);
+}
+
+/* Non-streamed 2xx body: one chat.completion. */
+static void finish_json(lv_chat_t *c)
+{
+    int rc = lv_chatresp_parse_completion(&c->resp, c->raw.data ? c->raw.data : "", c->raw.len, LV_CHAT_BODY_MAX);
+    if (rc == LV_EBACKEND) {
+        char ex[ERR_DETAIL_MAX + 1];
+        excerpt(c, ex, c->resp.error_message, strlen(c->resp.error_message));
+        set_error(c, LV_EBACKEND, "backend error: %s", ex);
+        return;
+    }
+    if (rc) {
+        set_error(c, LV_EBACKEND, "malformed response");
+        return;
+    }
+    copy_str(c->finish_reason, sizeof c->finish_reason, c->resp.finish_reason);
+    copy_str(c->resp_id, sizeof c->resp_id, c->resp.id);
+    copy_str(c->resp_model, sizeof c->resp_model, c->resp.model);
+    if (c->resp.has_usage) {
+        c->has_usage = 1;
+        c->prompt_tokens = c->resp.prompt_tokens;
+        c->completion_tokens = c->resp.completion_tokens;
+    }
+    if (lv_buf_append(&c->text, c->resp.content, c->resp.content_len) != 0) {
+        set_error(c, LV_EBACKEND, "answer longer than %d bytes", LV_CHAT_TEXT_MAX);
+        return;
+    }
+    if (c->resp.content_len) {
+        c->n_deltas = 1;
+        c->t_first_us = lv_now_us();
+    }
+}
+
+/* Non-2xx: "backend returned HTTP 500: <its error message>". */
+static void finish_http_error(lv_chat_t *c)
+{
+    char ex[ERR_DETAIL_MAX + 1] = "";
+    const char *p = c->raw.data ? c->raw.data : "";
+    if (lv_chatresp_parse_completion(&c->resp, p, c->raw.len, LV_CHAT_ERROR_BODY_MAX) == LV_EBACKEND)
+        excerpt(c, ex, c->resp.error_message, strlen(c->resp.error_message));
+    else
+        excerpt(c, ex, p, c->raw.len);
+    if (ex[0])
+        set_error(c, LV_EBACKEND, "backend returned HTTP %ld: %s", c->http_status, ex);
+    else
+        set_error(c, LV_EBACKEND, "backend returned HTTP %ld", c->http_status);
+}
+
+static void on_http_done(void *ud, CURL *easy, CURLcode crc)
+{
+    lv_chat_t *c = ud;
+    c->in_http = 0;
+    if (c->cancelled) { /* cancelled while curl held the transfer (see lv_chat_cancel) */
+        release(c);
+        return;
+    }
+    if (c->mode == MODE_UNKNOWN)
+        decide_mode(c); /* no body arrived */
+    if (c->err_rc) {
+        /* our own verdict from inside the stream (it aborted the transfer) */
+    } else if (c->mode == MODE_ERROR && c->http_status > 0) {
+        finish_http_error(c);
+    } else if (crc != CURLE_OK) {
+        char why[200];
+        lv_http_describe(easy, crc, c->errbuf, why, sizeof why);
+        if (c->mode == MODE_SSE && (c->saw_done || c->finish_reason[0])) {
+            /* the answer was complete; only the end of the response went wrong */
+        } else if (c->http_status == 0 && lv_http_is_connect_failure(crc)) {
+            lv_backend_mark_down(c->b, why);
+            if (crc == CURLE_OPERATION_TIMEDOUT)
+                set_error(c, LV_ETIMEDOUT, "cannot reach backend: no connection within %d ms",
+                          c->connect_timeout_ms);
+            else
+                set_error(c, LV_EBACKEND, "cannot reach backend: %s", why);
+        } else {
+            set_error(c, LV_EBACKEND, "backend connection failed: %s", why);
+        }
+    } else if (c->mode == MODE_SSE) {
+        int rc = lv_sse_finish(&c->sse, on_sse_data, c);
+        if (rc && !c->err_rc)
+            set_error(c, LV_EBACKEND, "malformed stream");
+        if (!c->err_rc && !c->saw_done && !c->finish_reason[0])
+            set_error(c, LV_EBACKEND, "stream ended before the answer was complete");
+    } else if (c->mode == MODE_JSON) {
+        finish_json(c);
+    } else {
+        set_error(c, LV_EBACKEND, "empty answer from backend");
+    }
+    finish(c);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    lv_chat_t *c = t->data;
+    if (c->cancelled) { /* the deferred end of a cancel made from inside curl */
+        if (c->in_http)
+            lv_http_remove(c->http, c->easy);
+        c->in_http = 0;
+        release(c);
+        return;
+    }
+    if (c->finished || c->closing)
+        return;
+    if (c->in_http)
+        lv_http_remove(c->http, c->easy); /* the timer runs outside curl */
+    c->in_http = 0;
+    if (c->err_rc) {
+        /* keep it */
+    } else if (c->saw_done) {
+        /* complete answer; the server just did not end the response */
+    } else if (!c->t_first_us &&
+               uv_now(lv_pool_loop(c->pool)) < c->start_loop_ms + (uint64_t)c->total_timeout_ms) {
+        set_error(c, LV_ETIMEDOUT, "no first token within %d ms", c->first_token_timeout_ms);
+    } else {
+        set_error(c, LV_ETIMEDOUT, "answer not complete within %d ms", c->total_timeout_ms);
+    }
+    finish(c);
+}
+
+static void on_pool_cancel(lv_pool_link_t *l)
+{
+    lv_chat_cancel(LV_CONTAINER_OF(l, lv_chat_t, link));
+}
+
+void lv_chat_cancel(lv_chat_t *c)
+{
+    if (!c || c->cancelled || c->finished || c->closing)
+        return;
+    c->cancelled = 1;
+    uv_timer_stop(&c->timer);
+    lv_http_defer_cancel(&c->defer);
+    lv_pool_link_remove(&c->link);
+    if (c->b->inflight > 0)
+        c->b->inflight--;
+    if (c->in_http && lv_http_remove(c->http, c->easy) == LV_EAGAIN) {
+        /* Called from inside curl (not through our callbacks, which never run there): curl still
+         * holds the easy handle. on_write now fails the transfer, and the timer (next loop turn)
+         * or on_http_done, whichever comes first, releases. */
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+        return;
+    }
+    c->in_http = 0;
+    release(c);
+}
+
+static int timeout_or(int v, int dflt) { return v > 0 ? v : dflt; }
+
+int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, const lv_chat_cb_t *cb,
+                  void *ud, lv_chat_t **out)
+{
+    int rc = LV_EINVAL;
+    lv_chat_t *c = NULL;
+    int timer_ready = 0;
+    if (!pool || !b || !req || !cb || !cb->on_done || !req->model || !req->prompt)
+        goto out;
+    size_t model_len = strlen(req->model);
+    if (model_len == 0 || model_len > LV_BACKEND_MODEL_MAX_LEN)
+        goto out;
+    rc = LV_ENOMEM;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        goto out;
+    c->pool = pool;
+    c->http = lv_pool_http(pool);
+    c->b = b;
+    c->cb = *cb;
+    c->ud = ud;
+    c->want_debug = req->want_debug != 0;
+    memcpy(c->model, req->model, model_len + 1);
+    lv_queue_init(&c->link.node);
+    lv_http_defer_init(&c->defer, on_defer);
+    lv_sse_init(&c->sse, LV_CHAT_SSE_LINE_MAX);
+    lv_chatresp_init(&c->resp);
+    lv_buf_init(&c->text, LV_CHAT_TEXT_MAX);
+    lv_buf_init(&c->raw, LV_CHAT_BODY_MAX);
+    c->connect_timeout_ms = timeout_or(req->connect_timeout_ms, LV_CHAT_DEFAULT_CONNECT_MS);
+    c->first_token_timeout_ms = timeout_or(req->first_token_timeout_ms, LV_CHAT_DEFAULT_FIRST_TOKEN_MS);
+    c->total_timeout_ms = timeout_or(req->total_timeout_ms, LV_CHAT_DEFAULT_TOTAL_MS);
+
+    lv_chatreq_t cr = {.model = req->model, .prompt = req->prompt, .max_tokens = req->max_tokens,
+                       .temperature = req->temperature, .jpeg = req->jpeg, .jpeg_len = req->jpeg_len,
+                       .stream = 1, .include_usage = 1};
+    size_t jpeg_len = req->jpeg ? req->jpeg_len : 0;
+    /* an exact upper bound, so the cap only guards against arithmetic slips */
+    lv_buf_init(&c->body, lv_b64_encoded_len(jpeg_len) + 6 * (model_len + strlen(req->prompt)) + 1024);
+    if ((rc = lv_chatreq_build(&c->body, &cr)) != 0)
+        goto out;
+    if (c->want_debug) {
+        lv_buf_init(&c->req_debug, REQ_DEBUG_MAX);
+        if ((rc = lv_chatreq_build_debug(&c->req_debug, &cr)) != 0)
+            goto out;
+    }
+
+    rc = LV_ENOMEM;
+    c->easy = lv_backend_easy_new(b->base_url, b->api_key, "/chat/completions", &c->headers, c->errbuf);
+    if (!c->easy)
+        goto out;
+    static const char *const hdrs[] = {"Content-Type: application/json", "Accept: text/event-stream",
+                                       "Expect:" /* no 100-continue round trip for big bodies */};
+    for (size_t i = 0; i < LV_ARRAY_LEN(hdrs); i++) {
+        struct curl_slist *nl = curl_slist_append(c->headers, hdrs[i]);
+        if (!nl)
+            goto out;
+        c->headers = nl;
+    }
+    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
+    curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body.data);
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body.len);
+    curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+    curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
+
+    rc = LV_EIO;
+    if (uv_timer_init(lv_pool_loop(pool), &c->timer) != 0)
+        goto out;
+    timer_ready = 1;
+    c->timer.data = c;
+    if ((rc = lv_http_add(c->http, c->easy, on_http_done, c)) != 0)
+        goto out;
+    c->in_http = 1;
+    c->t_start_us = lv_now_us();
+    c->start_loop_ms = uv_now(lv_pool_loop(pool));
+    arm_timer(c);
+    lv_pool_link_add(pool, &c->link, on_pool_cancel);
+    b->inflight++;
+    if (out)
+        *out = c;
+    return 0;
+out:
+    if (c) {
+        if (c->easy)
+            curl_easy_cleanup(c->easy);
+        curl_slist_free_all(c->headers);
+        lv_buf_free(&c->body);
+        lv_buf_free(&c->req_debug);
+        lv_buf_free(&c->text);
+        lv_buf_free(&c->raw);
+        lv_sse_free(&c->sse);
+        if (timer_ready)
+            uv_close((uv_handle_t *)&c->timer, on_chat_closed);
+        else
+            free(c);
+    }
+    return rc;
+}

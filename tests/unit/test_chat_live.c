@@ -1,0 +1,1068 @@
+/* test_chat_live.c - lv_http, lv_backend and lv_chat against a tiny scripted HTTP server that runs
+ * on the same libuv loop (127.0.0.1, port 0). Every test ends with all handles closed and
+ * uv_loop_close() == 0, so ASan/LSan see a clean teardown. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "lv_backend.h"
+#include "lv_buf.h"
+#include "lv_chat.h"
+#include "lv_common.h"
+#include "lv_http.h"
+#include "lv_queue.h"
+
+/* ====================== the scripted server ====================== */
+
+typedef struct srv srv_t;
+
+typedef struct {
+    lv_queue_t link;
+    srv_t *srv;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    int open_handles;
+    int closing;
+    int handled;
+    lv_buf_t in;
+    /* a response written piece by piece */
+    char *script;
+    size_t script_len, script_off, piece;
+    int chunked;
+    int keep_open; /* do not end the response after the script (a server that hangs on) */
+} conn_t;
+
+struct srv {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    int port;
+    lv_queue_t conns;
+    int requests;
+    int closed_by_client;  /* connections the client closed before we finished */
+    char last_auth[256];
+    char last_accept[128];
+    char last_path[128];
+    lv_buf_t last_body;
+};
+
+typedef struct {
+    uv_write_t req;
+    conn_t *conn;
+    int close_after;
+    char data[];
+} wreq_t;
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->open_handles == 0) {
+        lv_buf_free(&c->in);
+        free(c->script);
+        free(c);
+    }
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    lv_queue_remove(&c->link);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    wreq_t *w = LV_CONTAINER_OF(req, wreq_t, req);
+    (void)status;
+    if (w->close_after)
+        conn_close(w->conn);
+    free(w);
+}
+
+static void conn_write(conn_t *c, const char *p, size_t n, int close_after)
+{
+    if (c->closing)
+        return;
+    wreq_t *w = malloc(sizeof *w + n);
+    assert_non_null(w);
+    memcpy(w->data, p, n);
+    w->conn = c;
+    w->close_after = close_after;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+    assert_int_equal(uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written), 0);
+}
+
+static void on_script_tick(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    size_t n = LV_MIN(c->piece, c->script_len - c->script_off);
+    if (n) {
+        if (c->chunked) {
+            char head[32];
+            int hl = snprintf(head, sizeof head, "%zx\r\n", n);
+            conn_write(c, head, (size_t)hl, 0);
+        }
+        conn_write(c, c->script + c->script_off, n, 0);
+        if (c->chunked)
+            conn_write(c, "\r\n", 2, 0);
+        c->script_off += n;
+    }
+    if (c->script_off >= c->script_len) {
+        uv_timer_stop(&c->timer);
+        if (c->keep_open)
+            return;
+        if (c->chunked)
+            conn_write(c, "0\r\n\r\n", 5, 1);
+        else
+            conn_write(c, "", 0, 1);
+    }
+}
+
+/* Send head now, then body in pieces of `piece` bytes every delay_ms, then close. */
+static void conn_script(conn_t *c, const char *head, const char *body, size_t piece, unsigned delay_ms, int chunked)
+{
+    conn_write(c, head, strlen(head), 0);
+    c->script = strdup(body);
+    assert_non_null(c->script);
+    c->script_len = strlen(body);
+    c->piece = piece;
+    c->chunked = chunked;
+    uv_timer_start(&c->timer, on_script_tick, delay_ms, delay_ms);
+}
+
+static void header_value(const char *head, const char *name, char *out, size_t out_size)
+{
+    out[0] = '\0';
+    size_t nl = strlen(name);
+    for (const char *p = strstr(head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
+        if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':') {
+            const char *v = p + 3 + nl;
+            while (*v == ' ')
+                v++;
+            size_t vl = strcspn(v, "\r");
+            snprintf(out, out_size, "%.*s", (int)vl, v);
+            return;
+        }
+    }
+}
+
+/* ---- canned answers ---- */
+
+static const char *const tokens[] = {"The", " quick", " brown", " fox", " jumps", " over", " the",
+                                     " lazy", " dog", " \xC3\xA9\xF0\x9F\x98\x80", "."};
+#define STREAM_TEXT "The quick brown fox jumps over the lazy dog \xC3\xA9\xF0\x9F\x98\x80."
+
+static char *sse_body(const char *eol, int with_done, int with_usage)
+{
+    lv_buf_t b;
+    lv_buf_init(&b, 1 << 20);
+    const char *pre = "{\"id\":\"chatcmpl-t1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"fake-vl-1\",";
+    assert_int_equal(lv_buf_printf(&b, "data: %s\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+                                       "\"finish_reason\":null}]}%s%s",
+                                   pre, eol, eol), 0);
+    assert_int_equal(lv_buf_printf(&b, ": keep-alive%s%s", eol, eol), 0);
+    for (size_t i = 0; i < LV_ARRAY_LEN(tokens); i++) {
+        json_t *s = json_string(tokens[i]);
+        char *enc = json_dumps(s, JSON_ENCODE_ANY);
+        assert_int_equal(lv_buf_printf(&b, "data: %s\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},"
+                                           "\"finish_reason\":null}]}%s%s",
+                                       pre, enc, eol, eol), 0);
+        free(enc);
+        json_decref(s);
+    }
+    assert_int_equal(lv_buf_printf(&b, "data: %s\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},"
+                                       "\"finish_reason\":\"stop\"}]}%s%s",
+                                   pre, eol, eol), 0);
+    if (with_usage)
+        assert_int_equal(lv_buf_printf(&b, "data: %s\"choices\":[],\"usage\":{\"prompt_tokens\":100,"
+                                           "\"completion_tokens\":11,\"total_tokens\":111}}%s%s",
+                                       pre, eol, eol), 0);
+    if (with_done)
+        assert_int_equal(lv_buf_printf(&b, "data: [DONE]%s%s", eol, eol), 0);
+    char *s = strdup(b.data);
+    lv_buf_free(&b);
+    return s;
+}
+
+static const char models_json[] =
+    "{\"object\":\"list\",\"data\":[{\"id\":\"text-model\",\"object\":\"model\"},"
+    "{\"id\":\"fake-vl-1\",\"object\":\"model\",\"owned_by\":\"t\"},{\"id\":\"llava:latest\"},{\"id\":7},{\"nope\":1}]}";
+
+static void respond_simple(conn_t *c, int status, const char *ctype, const char *body)
+{
+    char head[256];
+    snprintf(head, sizeof head, "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+             status, ctype, strlen(body));
+    conn_write(c, head, strlen(head), 0);
+    conn_write(c, body, strlen(body), 1);
+}
+
+static void route(conn_t *c, const char *method, const char *path, const char *body)
+{
+    static const char sse_head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+                                   "Cache-Control: no-cache\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    static const char sse_head_close[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+    if (strcmp(method, "GET") == 0 && strcmp(path, "/v1/models") == 0) {
+        respond_simple(c, 200, "application/json", models_json);
+        return;
+    }
+    if (strcmp(method, "POST") != 0 || strcmp(path, "/v1/chat/completions") != 0) {
+        respond_simple(c, 404, "text/plain", "not found");
+        return;
+    }
+    char model[64] = "";
+    const char *m = strstr(body, "\"model\":\"");
+    if (m)
+        snprintf(model, sizeof model, "%.*s", (int)strcspn(m + 9, "\""), m + 9);
+    if (strcmp(model, "m-stream") == 0 || strcmp(model, "fake-vl-1") == 0) {
+        char *s = sse_body("\n", 1, 1);
+        conn_script(c, sse_head, s, 37, 1, 1); /* events split across many chunked writes */
+        free(s);
+    } else if (strcmp(model, "m-slow") == 0) {
+        char *s = sse_body("\r\n", 1, 0);
+        conn_script(c, sse_head_close, s, 60, 30, 0);
+        free(s);
+    } else if (strcmp(model, "m-nodone") == 0) {
+        char *s = sse_body("\n", 0, 0);
+        conn_script(c, sse_head_close, s, 4096, 1, 0);
+        free(s);
+    } else if (strcmp(model, "m-keepopen") == 0) {
+        char *s = sse_body("\n", 1, 1);
+        c->keep_open = 1;
+        conn_script(c, sse_head, s, 4096, 1, 1);
+        free(s);
+    } else if (strcmp(model, "m-echo-key") == 0) {
+        respond_simple(c, 401, "application/json",
+                       "{\"error\":{\"message\":\"Incorrect API key provided: sk-test-secret. See docs.\","
+                       "\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}");
+    } else if (strcmp(model, "m-bad") == 0) {
+        conn_script(c, sse_head_close,
+                    "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\n\n",
+                    4096, 1, 0);
+    } else if (strcmp(model, "m-json") == 0) {
+        respond_simple(c, 200, "application/json",
+                       "{\"id\":\"chatcmpl-j\",\"object\":\"chat.completion\",\"model\":\"m-json\",\"choices\":[{\"index\":0,"
+                       "\"message\":{\"role\":\"assistant\",\"content\":\"A red mug on a desk.\"},\"finish_reason\":\"stop\"}],"
+                       "\"usage\":{\"prompt_tokens\":50,\"completion_tokens\":7,\"total_tokens\":57}}");
+    } else if (strcmp(model, "m-500") == 0) {
+        respond_simple(c, 500, "application/json",
+                       "{\"error\":{\"message\":\"CUDA out of memory.\\nTried to allocate 2 GiB\",\"type\":\"server_error\","
+                       "\"code\":500}}");
+    } else if (strcmp(model, "m-stall") == 0) {
+        /* never answer */
+    } else {
+        respond_simple(c, 404, "application/json", "{\"error\":{\"message\":\"model not found\"}}");
+    }
+}
+
+static void try_handle(conn_t *c)
+{
+    if (c->handled || !c->in.len)
+        return;
+    const char *end = strstr(c->in.data, "\r\n\r\n");
+    if (!end)
+        return;
+    size_t head_len = (size_t)(end - c->in.data) + 4;
+    char cl[32];
+    char *head = strndup(c->in.data, head_len);
+    assert_non_null(head);
+    header_value(head, "Content-Length", cl, sizeof cl);
+    size_t body_len = cl[0] ? (size_t)strtoul(cl, NULL, 10) : 0;
+    if (c->in.len < head_len + body_len) {
+        free(head);
+        return;
+    }
+    c->handled = 1;
+    srv_t *s = c->srv;
+    s->requests++;
+    char method[16] = "", path[128] = "";
+    sscanf(head, "%15s %127s", method, path);
+    snprintf(s->last_path, sizeof s->last_path, "%s", path);
+    header_value(head, "Authorization", s->last_auth, sizeof s->last_auth);
+    header_value(head, "Accept", s->last_accept, sizeof s->last_accept);
+    lv_buf_reset(&s->last_body);
+    assert_int_equal(lv_buf_append(&s->last_body, c->in.data + head_len, body_len), 0);
+    route(c, method, path, s->last_body.data ? s->last_body.data : "");
+    free(head);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = malloc(suggested);
+    buf->len = buf->base ? suggested : 0;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    if (nread > 0) {
+        assert_int_equal(lv_buf_append(&c->in, buf->base, (size_t)nread), 0);
+        try_handle(c);
+    } else if (nread < 0) {
+        if (!c->closing)
+            c->srv->closed_by_client++;
+        conn_close(c);
+    }
+    free(buf->base);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    srv_t *s = server->data;
+    assert_int_equal(status, 0);
+    conn_t *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->srv = s;
+    lv_buf_init(&c->in, 16 << 20);
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->open_handles = 2;
+    lv_queue_insert_tail(&s->conns, &c->link);
+    assert_int_equal(uv_accept(server, (uv_stream_t *)&c->tcp), 0);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void srv_start(srv_t *s, uv_loop_t *loop)
+{
+    memset(s, 0, sizeof *s);
+    s->loop = loop;
+    lv_queue_init(&s->conns);
+    lv_buf_init(&s->last_body, 16 << 20);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    assert_int_equal(uv_tcp_init(loop, &s->listener), 0);
+    s->listener.data = s;
+    assert_int_equal(uv_tcp_bind(&s->listener, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 64, on_connection), 0);
+    struct sockaddr_in got;
+    int len = sizeof got;
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&got, &len);
+    s->port = ntohs(got.sin_port);
+}
+
+static void srv_stop(srv_t *s)
+{
+    while (!lv_queue_empty(&s->conns))
+        conn_close(LV_CONTAINER_OF(lv_queue_head(&s->conns), conn_t, link));
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    lv_buf_free(&s->last_body);
+}
+
+/* A port on which nothing listens (bound once, then closed). */
+static int dead_port(void)
+{
+    uv_loop_t l;
+    uv_tcp_t t;
+    struct sockaddr_in a, got;
+    int len = sizeof got;
+    uv_loop_init(&l);
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&l, &t);
+    uv_tcp_bind(&t, (const struct sockaddr *)&a, 0);
+    uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&l, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&l), 0);
+    return ntohs(got.sin_port);
+}
+
+/* ====================== fixture ====================== */
+
+typedef struct {
+    uv_loop_t loop;
+    uv_timer_t tick; /* keeps UV_RUN_ONCE from sleeping forever */
+    srv_t srv;
+    lv_http_t *http;
+    lv_pool_t *pool;
+    char url[128];
+    uint64_t t0;
+} fx_t;
+
+static void on_tick(uv_timer_t *t) { (void)t; }
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    uv_timer_init(&f->loop, &f->tick);
+    uv_timer_start(&f->tick, on_tick, 20, 20);
+    srv_start(&f->srv, &f->loop);
+    assert_int_equal(lv_http_create(&f->loop, &f->http), 0);
+    assert_int_equal(lv_pool_create(&f->loop, f->http, &f->pool), 0);
+    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d/v1/", f->srv.port);
+    f->t0 = lv_now_ms();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    lv_pool_destroy(f->pool);
+    lv_http_destroy(f->http);
+    srv_stop(&f->srv);
+    uv_close((uv_handle_t *)&f->tick, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&f->loop);
+    assert_int_equal(rc, 0);
+    free(f);
+    return 0;
+}
+
+/* Run the loop until *flag is set (or fail after timeout_ms). */
+static void run_until(fx_t *f, const int *flag, unsigned timeout_ms)
+{
+    uint64_t end = lv_now_ms() + timeout_ms;
+    while (!*flag) {
+        if (lv_now_ms() > end)
+            fail_msg("timed out after %u ms", timeout_ms);
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+}
+
+static void run_for(fx_t *f, unsigned ms)
+{
+    uint64_t end = lv_now_ms() + ms;
+    while (lv_now_ms() < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+/* ====================== chat helpers ====================== */
+
+typedef struct {
+    fx_t *f;
+    lv_backend_t *b;
+    int done;
+    int delta_calls;
+    int delta_after_done;
+    int max_inflight_seen;
+    lv_buf_t deltas;
+    lv_chat_result_t res;   /* copied; strings below */
+    char text[LV_CHAT_TEXT_MAX + 1];
+    char err[512];
+    char code[32];
+    char finish[32];
+    char *req_debug, *resp_debug;
+    uint64_t done_ms;
+    /* cancel support */
+    lv_chat_t *chat;
+    uv_timer_t cancel_timer;
+    int cancel_after_deltas;
+    int cancelled;
+} rec_t;
+
+static void rec_init(rec_t *r, fx_t *f, lv_backend_t *b)
+{
+    memset(r, 0, sizeof *r);
+    r->f = f;
+    r->b = b;
+    lv_buf_init(&r->deltas, 1 << 20);
+}
+
+static void rec_free(rec_t *r)
+{
+    lv_buf_free(&r->deltas);
+    free(r->req_debug);
+    free(r->resp_debug);
+}
+
+static void on_cancel_timer(uv_timer_t *t)
+{
+    rec_t *r = t->data;
+    lv_chat_cancel(r->chat);
+    r->chat = NULL;
+    r->cancelled = 1;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void on_delta(void *ud, const char *text, size_t len)
+{
+    rec_t *r = ud;
+    if (r->done)
+        r->delta_after_done++;
+    r->delta_calls++;
+    if (r->b->inflight > r->max_inflight_seen)
+        r->max_inflight_seen = r->b->inflight;
+    assert_true(len > 0);
+    assert_int_equal(lv_buf_append(&r->deltas, text, len), 0);
+    if (r->cancel_after_deltas && r->delta_calls == r->cancel_after_deltas) {
+        /* cancel from outside the chat's callbacks: a timer on the next loop turn */
+        uv_timer_init(&r->f->loop, &r->cancel_timer);
+        r->cancel_timer.data = r;
+        uv_timer_start(&r->cancel_timer, on_cancel_timer, 0, 0);
+    }
+}
+
+static void on_done(void *ud, const lv_chat_result_t *res)
+{
+    rec_t *r = ud;
+    assert_false(r->done);
+    r->done = 1;
+    r->done_ms = lv_now_ms();
+    r->res = *res;
+    r->chat = NULL;
+    assert_non_null(res->text);
+    snprintf(r->text, sizeof r->text, "%.*s", (int)res->text_len, res->text);
+    snprintf(r->err, sizeof r->err, "%s", res->error_message ? res->error_message : "");
+    snprintf(r->code, sizeof r->code, "%s", res->error_code ? res->error_code : "");
+    snprintf(r->finish, sizeof r->finish, "%s", res->finish_reason ? res->finish_reason : "");
+    r->req_debug = res->request_debug_json ? strdup(res->request_debug_json) : NULL;
+    r->resp_debug = res->response_debug_json ? strdup(res->response_debug_json) : NULL;
+    /* the slot is free before on_done */
+    assert_true(r->b->inflight >= 0);
+}
+
+static const lv_chat_cb_t rec_cb = {on_delta, on_done};
+
+static const unsigned char fake_jpeg[] = {0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0xFF, 0xD9};
+
+static lv_backend_t *add_server_backend(fx_t *f, const char *id, const char *models)
+{
+    assert_int_equal(lv_pool_add(f->pool, id, f->url, "sk-test-secret", 4, models), 0);
+    lv_backend_t *b = lv_pool_find(f->pool, id);
+    assert_non_null(b);
+    return b;
+}
+
+static void start_chat(fx_t *f, rec_t *r, lv_backend_t *b, const char *model, int first_ms, int debug)
+{
+    unsigned char big[4000];
+    memset(big, 0xAB, sizeof big);
+    memcpy(big, fake_jpeg, sizeof fake_jpeg);
+    lv_chat_req_t req = {.model = model, .prompt = "Describe \"this\"\nbriefly.", .max_tokens = 64,
+                         .temperature = 0.2, .jpeg = big, .jpeg_len = sizeof big, .connect_timeout_ms = 1000,
+                         .first_token_timeout_ms = first_ms, .total_timeout_ms = 3000, .want_debug = debug};
+    rec_init(r, f, b);
+    assert_int_equal(lv_chat_start(f->pool, b, &req, &rec_cb, r, &r->chat), 0);
+    memset(big, 0, sizeof big); /* the chat must not need it any more */
+}
+
+/* ====================== tests ====================== */
+
+static void test_stream(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-stream");
+    rec_t r;
+    start_chat(f, &r, b, "m-stream", 2000, 1);
+    assert_int_equal(b->inflight, 1);
+    assert_int_equal(r.delta_calls, 0); /* nothing fires from inside lv_chat_start */
+    run_until(f, &r.done, 3000);
+
+    assert_int_equal(r.res.rc, 0);
+    assert_null(r.res.error_code);
+    assert_int_equal(r.res.http_status, 200);
+    assert_string_equal(r.text, STREAM_TEXT);
+    assert_int_equal(r.deltas.len, strlen(STREAM_TEXT));
+    assert_memory_equal(r.deltas.data, STREAM_TEXT, r.deltas.len);
+    assert_true(r.delta_calls >= 2);
+    assert_int_equal(r.delta_after_done, 0);
+    assert_int_equal(r.res.n_deltas, (int)LV_ARRAY_LEN(tokens));
+    assert_int_equal(r.res.streamed, 1);
+    assert_string_equal(r.finish, "stop");
+    assert_int_equal(r.res.prompt_tokens, 100);
+    assert_int_equal(r.res.completion_tokens, 11);
+    assert_true(r.res.ttft_us > 0 && r.res.ttft_us <= r.res.total_us);
+    assert_int_equal(r.max_inflight_seen, 1);
+    assert_int_equal(b->inflight, 0);
+
+    /* what the server saw */
+    assert_string_equal(f->srv.last_path, "/v1/chat/completions");
+    assert_string_equal(f->srv.last_auth, "Bearer sk-test-secret");
+    assert_string_equal(f->srv.last_accept, "text/event-stream");
+    json_error_t e;
+    json_t *body = json_loadb(f->srv.last_body.data, f->srv.last_body.len, 0, &e);
+    assert_non_null(body);
+    const char *prompt = NULL, *url = NULL;
+    int stream = 0;
+    assert_int_equal(json_unpack(body, "{s:b,s:[{s:[{s:s},{s:{s:s}}]}]}", "stream", &stream, "messages", "content",
+                                 "text", &prompt, "image_url", "url", &url), 0);
+    assert_true(stream);
+    assert_string_equal(prompt, "Describe \"this\"\nbriefly.");
+    assert_int_equal(strncmp(url, "data:image/jpeg;base64,/9j/4A", 29), 0);
+    assert_int_equal(strlen(url), strlen("data:image/jpeg;base64,") + 4 * ((4000 + 2) / 3));
+    json_decref(body);
+
+    /* debug payloads */
+    assert_non_null(r.req_debug);
+    assert_non_null(strstr(r.req_debug, "...<5336 chars total>"));
+    assert_null(strstr(r.req_debug, "sk-test"));
+    assert_non_null(r.resp_debug);
+    json_t *d = json_loads(r.resp_debug, 0, &e);
+    assert_non_null(d);
+    const char *content = NULL, *fr = NULL, *model = NULL;
+    int pt = 0;
+    assert_int_equal(json_unpack(d, "{s:s,s:[{s:{s:s},s:s}],s:{s:i}}", "model", &model, "choices", "message", "content",
+                                 &content, "finish_reason", &fr, "usage", "prompt_tokens", &pt), 0);
+    assert_string_equal(content, STREAM_TEXT);
+    assert_string_equal(fr, "stop");
+    assert_string_equal(model, "fake-vl-1");
+    assert_int_equal(pt, 100);
+    json_decref(d);
+    rec_free(&r);
+}
+
+static void test_nonstream_json(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-json");
+    rec_t r;
+    start_chat(f, &r, b, "m-json", 2000, 1);
+    run_until(f, &r.done, 3000);
+    assert_int_equal(r.res.rc, 0);
+    assert_int_equal(r.res.streamed, 0);
+    assert_string_equal(r.text, "A red mug on a desk.");
+    assert_int_equal(r.delta_calls, 1);
+    assert_int_equal(r.delta_after_done, 0);
+    assert_memory_equal(r.deltas.data, "A red mug on a desk.", r.deltas.len);
+    assert_int_equal(r.res.n_deltas, 1);
+    assert_int_equal(r.res.completion_tokens, 7);
+    assert_string_equal(r.finish, "stop");
+    assert_non_null(r.resp_debug);
+    assert_non_null(strstr(r.resp_debug, "\"chat.completion\""));
+    assert_int_equal(b->inflight, 0);
+    rec_free(&r);
+}
+
+static void test_http_500(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-500");
+    rec_t r;
+    start_chat(f, &r, b, "m-500", 2000, 1);
+    run_until(f, &r.done, 3000);
+    assert_int_equal(r.res.rc, LV_EBACKEND);
+    assert_string_equal(r.code, "backend_error");
+    assert_int_equal(r.res.http_status, 500);
+    assert_string_equal(r.err, "backend returned HTTP 500: CUDA out of memory. Tried to allocate 2 GiB");
+    assert_int_equal(r.delta_calls, 0);
+    assert_true(b->healthy); /* an HTTP error is not a connection failure */
+    assert_int_equal(b->inflight, 0);
+    assert_non_null(strstr(r.resp_debug, "CUDA out of memory"));
+    rec_free(&r);
+}
+
+static void test_first_token_timeout(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-stall");
+    rec_t r;
+    uint64_t t0 = lv_now_ms();
+    start_chat(f, &r, b, "m-stall", 300, 0);
+    run_until(f, &r.done, 3000);
+    uint64_t took = r.done_ms - t0;
+    assert_int_equal(r.res.rc, LV_ETIMEDOUT);
+    assert_string_equal(r.code, "backend_timeout");
+    assert_string_equal(r.err, "no first token within 300 ms");
+    assert_true(took >= 280 && took < 1500);
+    assert_int_equal(b->inflight, 0);
+    assert_null(r.req_debug);
+    /* the aborted connection is seen closed by the server */
+    run_for(f, 50);
+    assert_int_equal(f->srv.closed_by_client, 1);
+    rec_free(&r);
+}
+
+static void test_cancel_mid_stream(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-slow");
+    rec_t r;
+    start_chat(f, &r, b, "m-slow", 2000, 0);
+    r.cancel_after_deltas = 2;
+    run_until(f, &r.cancelled, 3000);
+    assert_int_equal(b->inflight, 0);
+    int calls = r.delta_calls;
+    run_for(f, 150); /* the server keeps writing into a closed socket: no more callbacks */
+    assert_int_equal(r.delta_calls, calls);
+    assert_false(r.done);
+    assert_true(r.deltas.len < strlen(STREAM_TEXT));
+    assert_int_equal(f->srv.closed_by_client, 1);
+    rec_free(&r);
+}
+
+static void test_malformed_stream(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-bad");
+    rec_t r;
+    start_chat(f, &r, b, "m-bad", 2000, 0);
+    run_until(f, &r.done, 3000);
+    assert_int_equal(r.res.rc, LV_EBACKEND);
+    assert_string_equal(r.err, "malformed stream");
+    assert_int_equal(b->inflight, 0);
+    rec_free(&r);
+}
+
+static void test_finish_reason_without_done(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-nodone");
+    rec_t r;
+    start_chat(f, &r, b, "m-nodone", 2000, 1);
+    run_until(f, &r.done, 3000);
+    assert_int_equal(r.res.rc, 0);
+    assert_string_equal(r.text, STREAM_TEXT);
+    assert_string_equal(r.finish, "stop");
+    assert_int_equal(r.res.prompt_tokens, 0); /* no usage chunk in this script */
+    rec_free(&r);
+}
+
+static void test_done_but_server_hangs_on(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-keepopen");
+    rec_t r;
+    uint64_t t0 = lv_now_ms();
+    start_chat(f, &r, b, "m-keepopen", 2000, 0);
+    run_until(f, &r.done, 3000);
+    /* complete after [DONE] plus the grace period, well before the 3 s total deadline */
+    assert_int_equal(r.res.rc, 0);
+    assert_string_equal(r.text, STREAM_TEXT);
+    assert_true(r.done_ms - t0 < 2000);
+    assert_int_equal(b->inflight, 0);
+    rec_free(&r);
+}
+
+static void test_error_never_repeats_key(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-echo-key");
+    rec_t r;
+    start_chat(f, &r, b, "m-echo-key", 2000, 1);
+    run_until(f, &r.done, 3000);
+    assert_int_equal(r.res.rc, LV_EBACKEND);
+    assert_int_equal(r.res.http_status, 401);
+    assert_string_equal(r.err, "backend returned HTTP 401: Incorrect API key provided: **************. See docs.");
+    assert_non_null(r.resp_debug);
+    assert_null(strstr(r.resp_debug, "sk-test-secret"));
+    json_error_t e;
+    json_t *j = json_loads(r.resp_debug, 0, &e);
+    assert_non_null(j);
+    json_decref(j);
+    rec_free(&r);
+}
+
+static void test_connection_refused(void **state)
+{
+    fx_t *f = *state;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", dead_port());
+    assert_int_equal(lv_pool_add(f->pool, "dead", url, "", 2, "m"), 0);
+    lv_backend_t *b = lv_pool_find(f->pool, "dead");
+    assert_true(b->healthy);
+    rec_t r;
+    start_chat(f, &r, b, "m", 2000, 0);
+    run_until(f, &r.done, 3000);
+    assert_int_equal(r.res.rc, LV_EBACKEND);
+    assert_string_equal(r.err, "cannot reach backend: connection refused");
+    assert_int_equal(r.res.http_status, 0);
+    assert_false(b->healthy);
+    assert_string_equal(b->last_error, "connection refused");
+    assert_int_equal(b->inflight, 0);
+    rec_free(&r);
+}
+
+/* Three concurrent streams; chat 0's first delta cancels chat 2 (allowed: another chat). */
+typedef struct {
+    rec_t r[3];
+} trio_t;
+
+static void on_delta_cancel_other(void *ud, const char *text, size_t len)
+{
+    trio_t *t = LV_CONTAINER_OF(ud, trio_t, r[0]);
+    on_delta(ud, text, len);
+    if (t->r[2].chat) {
+        lv_chat_cancel(t->r[2].chat);
+        t->r[2].chat = NULL;
+        t->r[2].cancelled = 1;
+    }
+}
+
+static void test_concurrent_and_cancel_other(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-stream,m-slow");
+    trio_t t;
+    unsigned char img[100] = {0xFF, 0xD8};
+    static const lv_chat_cb_t cb0 = {on_delta_cancel_other, on_done};
+    for (int i = 0; i < 3; i++) {
+        lv_chat_req_t req = {.model = i == 2 ? "m-slow" : "m-stream", .prompt = "p", .max_tokens = 8,
+                             .temperature = 0, .jpeg = img, .jpeg_len = sizeof img, .first_token_timeout_ms = 2000,
+                             .total_timeout_ms = 3000};
+        rec_init(&t.r[i], f, b);
+        assert_int_equal(lv_chat_start(f->pool, b, &req, i == 0 ? &cb0 : &rec_cb, &t.r[i], &t.r[i].chat), 0);
+    }
+    assert_int_equal(b->inflight, 3);
+    run_until(f, &t.r[0].done, 3000);
+    run_until(f, &t.r[1].done, 3000);
+    assert_true(t.r[2].cancelled);
+    assert_false(t.r[2].done);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(t.r[i].res.rc, 0);
+        assert_string_equal(t.r[i].text, STREAM_TEXT);
+        rec_free(&t.r[i]);
+    }
+    rec_free(&t.r[2]);
+    assert_int_equal(b->inflight, 0);
+}
+
+/* on_done starts the next chat (what the scheduler does). */
+typedef struct {
+    fx_t *f;
+    lv_backend_t *b;
+    int remaining;
+    int finished;
+    int all_done;
+} chain_t;
+
+static void chain_done(void *ud, const lv_chat_result_t *res);
+static void chain_next(chain_t *c)
+{
+    static const lv_chat_cb_t cb = {NULL, chain_done};
+    lv_chat_req_t req = {.model = "m-json", .prompt = "p", .temperature = 1};
+    assert_int_equal(lv_chat_start(c->f->pool, c->b, &req, &cb, c, NULL), 0);
+}
+
+static void chain_done(void *ud, const lv_chat_result_t *res)
+{
+    chain_t *c = ud;
+    assert_int_equal(res->rc, 0);
+    assert_int_equal(c->b->inflight, 0);
+    c->finished++;
+    if (--c->remaining > 0)
+        chain_next(c);
+    else
+        c->all_done = 1;
+}
+
+static void test_start_from_on_done(void **state)
+{
+    fx_t *f = *state;
+    chain_t c = {.f = f, .b = add_server_backend(f, "fake", "m-json"), .remaining = 3};
+    chain_next(&c);
+    run_until(f, &c.all_done, 3000);
+    assert_int_equal(c.finished, 3);
+    assert_int_equal(f->srv.requests, 3);
+}
+
+static void on_refreshed(void *ud) { *(int *)ud += 1; }
+
+static void test_pool_refresh_and_resolve(void **state)
+{
+    fx_t *f = *state;
+    char dead[64];
+    snprintf(dead, sizeof dead, "http://127.0.0.1:%d/v1", dead_port());
+    assert_int_equal(lv_pool_add(f->pool, "good", f->url, "sk-test-secret", 1, NULL), 0);
+    assert_int_equal(lv_pool_add(f->pool, "dead", dead, "", 4, NULL), 0);
+    assert_int_equal(lv_pool_add(f->pool, "cfg", f->url, NULL, 2, " fake-vl-1 , only-here,"), 0);
+    lv_backend_t *good = lv_pool_find(f->pool, "good"), *bad = lv_pool_find(f->pool, "dead"),
+                 *cfg = lv_pool_find(f->pool, "cfg");
+    assert_false(good->healthy);
+    assert_string_equal(good->last_error, "not checked yet");
+    assert_true(cfg->healthy);
+    assert_int_equal(cfg->n_models, 2);
+
+    lv_backend_t *o = NULL;
+    const char *m = NULL;
+    assert_int_equal(lv_pool_resolve(f->pool, "good", "", &o, &m), LV_ENOTFOUND);
+
+    int refreshed = 0;
+    assert_int_equal(lv_pool_refresh(f->pool, on_refreshed, &refreshed), 0);
+    assert_int_equal(refreshed, 0);
+    run_until(f, &refreshed, 3000);
+    assert_int_equal(refreshed, 1);
+    assert_string_equal(f->srv.last_path, "/v1/models");
+
+    assert_true(good->healthy);
+    assert_string_equal(good->last_error, "");
+    assert_true(good->last_check_ms > 0);
+    assert_int_equal(good->n_models, 3);
+    assert_string_equal(good->models[0], "text-model");
+    assert_string_equal(good->models[1], "fake-vl-1");
+    assert_string_equal(good->models[2], "llava:latest");
+    assert_false(bad->healthy);
+    assert_string_equal(bad->last_error, "connection refused");
+    assert_true(cfg->healthy);
+    assert_int_equal(cfg->n_models, 2); /* configured models are kept */
+    assert_string_equal(cfg->models[1], "only-here");
+
+    /* resolve */
+    assert_int_equal(lv_pool_resolve(f->pool, "good", "", &o, &m), 0);
+    assert_ptr_equal(o, good);
+    assert_string_equal(m, "text-model");
+    assert_int_equal(lv_pool_resolve(f->pool, "", "llava", &o, &m), 0);
+    assert_ptr_equal(o, good);
+    assert_string_equal(m, "llava:latest");
+    assert_int_equal(lv_pool_resolve(f->pool, "", "only-here", &o, &m), 0);
+    assert_ptr_equal(o, cfg);
+    assert_int_equal(lv_pool_resolve(f->pool, "dead", "", &o, &m), LV_ENOTFOUND);
+    assert_int_equal(lv_pool_resolve(f->pool, "nosuch", "", &o, &m), LV_ENOTFOUND);
+    assert_int_equal(lv_pool_resolve(f->pool, "", "absent-model", &o, &m), LV_ENOTFOUND);
+
+    /* fake-vl-1 is on good and cfg: equal load alternates, then the less loaded wins */
+    lv_backend_t *first = NULL, *second = NULL;
+    assert_int_equal(lv_pool_resolve(f->pool, "", "fake-vl-1", &first, &m), 0);
+    assert_string_equal(m, "fake-vl-1");
+    assert_int_equal(lv_pool_resolve(f->pool, "", "fake-vl-1", &second, &m), 0);
+    assert_ptr_not_equal(first, second);
+    good->inflight = 1; /* at its window of 1 */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(lv_pool_resolve(f->pool, "", "fake-vl-1", &o, &m), 0);
+        assert_ptr_equal(o, cfg);
+    }
+    cfg->inflight = 2;
+    assert_int_equal(lv_pool_resolve(f->pool, "", "fake-vl-1", &o, &m), LV_EAGAIN);
+    assert_int_equal(lv_pool_resolve(f->pool, "good", "text-model", &o, &m), LV_EAGAIN);
+    good->inflight = cfg->inflight = 0;
+
+    assert_string_equal(lv_pool_default_model(f->pool), "fake-vl-1");
+
+    /* passive health: marked down, back after the periodic check */
+    lv_backend_mark_down(good, "connection refused");
+    assert_int_equal(lv_pool_resolve(f->pool, "good", "", &o, &m), LV_ENOTFOUND);
+    assert_int_equal(lv_pool_start_health(f->pool, 50), 0);
+    uint64_t end = lv_now_ms() + 2000;
+    while (!good->healthy && lv_now_ms() < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(good->healthy);
+    assert_false(bad->healthy);
+}
+
+static void test_pool_add_validation(void **state)
+{
+    fx_t *f = *state;
+    lv_pool_t *p = f->pool;
+    assert_int_equal(lv_pool_add(p, "a", "http://h:1/v1/", "", 0, NULL), 0);
+    assert_string_equal(lv_pool_find(p, "a")->base_url, "http://h:1/v1");
+    assert_int_equal(lv_pool_find(p, "a")->max_concurrency, LV_BACKEND_DEFAULT_CONCURRENCY);
+    assert_int_equal(lv_pool_add(p, "b", "HTTPS://api.example.com", "k", 8, NULL), 0);
+    assert_string_equal(lv_pool_find(p, "b")->base_url, "https://api.example.com/v1");
+    assert_int_equal(lv_pool_add(p, "c.d_e-F9", "http://[::1]:8000/openai/v1//", "", 1, NULL), 0);
+    assert_string_equal(lv_pool_find(p, "c.d_e-F9")->base_url, "http://[::1]:8000/openai/v1");
+
+    assert_int_equal(lv_pool_add(p, "a", "http://h:1/v1", "", 1, NULL), LV_EEXIST);
+    assert_int_equal(lv_pool_add(p, "", "http://h/v1", "", 1, NULL), LV_EINVAL);
+    assert_int_equal(lv_pool_add(p, NULL, "http://h/v1", "", 1, NULL), LV_EINVAL);
+    assert_int_equal(lv_pool_add(p, "bad id", "http://h/v1", "", 1, NULL), LV_EINVAL);
+    assert_int_equal(lv_pool_add(p, "bad/id", "http://h/v1", "", 1, NULL), LV_EINVAL);
+    char longid[70];
+    memset(longid, 'x', 65);
+    longid[65] = '\0';
+    assert_int_equal(lv_pool_add(p, longid, "http://h/v1", "", 1, NULL), LV_EINVAL);
+    longid[64] = '\0';
+    assert_int_equal(lv_pool_add(p, longid, "http://h/v1", "", 1, NULL), 0);
+    static const char *bad_urls[] = {"ftp://h/v1", "file:///etc/passwd", "h:8000/v1", "http://", "http:///v1",
+                                     "http://u:p@h/v1", "http://h/v1?x=1", "http://h/v 1", "http://h/v1#f",
+                                     "http://h/\r\nX: y", "", NULL};
+    for (size_t i = 0; i < LV_ARRAY_LEN(bad_urls); i++)
+        assert_int_equal(lv_pool_add(p, "z", bad_urls[i], "", 1, NULL), LV_EINVAL);
+    assert_int_equal(lv_pool_add(p, "z", "http://h/v1", "key\r\nX-Evil: 1", 1, NULL), LV_EINVAL);
+    assert_int_equal(lv_pool_add(p, "z", "http://h/v1", "", -1, NULL), LV_EINVAL);
+    assert_int_equal(lv_pool_add(p, "z", "http://h/v1", "", 1025, NULL), LV_EINVAL);
+    assert_int_equal(lv_pool_add(p, "z", "http://h/v1", "", 1, "ok,bad\x01name"), LV_EINVAL);
+    assert_null(lv_pool_find(p, "z"));
+    assert_int_equal(lv_pool_count(p), 4);
+    assert_null(lv_pool_at(p, 4));
+    assert_string_equal(lv_pool_at(p, 1)->id, "b");
+    /* nothing healthy with models: no default model, no candidates */
+    assert_null(lv_pool_default_model(p));
+}
+
+static void test_default_model(void **state)
+{
+    fx_t *f = *state;
+    lv_pool_t *p = f->pool;
+    assert_null(lv_pool_default_model(p));
+    assert_int_equal(lv_pool_add(p, "a", "http://h:1/v1", "", 1, "mistral"), 0);
+    assert_string_equal(lv_pool_default_model(p), "mistral"); /* no hint: the first model */
+    assert_int_equal(lv_pool_add(p, "b", "http://h:2/v1", "", 1, "llama3.1:8b,qwen2.5:7b"), 0);
+    assert_string_equal(lv_pool_default_model(p), "qwen2.5:7b"); /* weak hint */
+    assert_int_equal(lv_pool_add(p, "c", "http://h:3/v1", "", 1,
+                                 "text-embedding-3-small,gpt-4o-audio-preview,Qwen/Qwen2.5-VL-7B-Instruct"), 0);
+    assert_string_equal(lv_pool_default_model(p), "Qwen/Qwen2.5-VL-7B-Instruct");
+    lv_backend_mark_down(lv_pool_find(p, "c"), "test");
+    assert_string_equal(lv_pool_default_model(p), "qwen2.5:7b"); /* only healthy backends count */
+}
+
+static void on_detected(void *ud, int found)
+{
+    int *out = ud;
+    out[0] = 1;
+    out[1] = found;
+}
+
+static void test_detect_local(void **state)
+{
+    fx_t *f = *state;
+    int res[2] = {0, -1};
+    assert_int_equal(lv_pool_detect_local(f->pool, on_detected, res), 0);
+    assert_int_equal(res[0], 0);
+    run_until(f, &res[0], 3000);
+    assert_true(res[1] >= 0);
+    assert_int_equal((int)lv_pool_count(f->pool), res[1]);
+    for (size_t i = 0; i < lv_pool_count(f->pool); i++)
+        assert_true(lv_pool_at(f->pool, i)->healthy);
+}
+
+/* Teardown with work in flight: a stalled chat, a refresh and a detection are all dropped by
+ * lv_pool_destroy without callbacks, and the loop still closes cleanly (checked in teardown). */
+static void never_called(void *ud, const lv_chat_result_t *res)
+{
+    (void)ud;
+    (void)res;
+    fail_msg("on_done after destroy");
+}
+
+static void test_destroy_with_work_in_flight(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-stall");
+    static const lv_chat_cb_t cb = {NULL, never_called};
+    lv_chat_req_t req = {.model = "m-stall", .prompt = "p", .temperature = 1, .first_token_timeout_ms = 2000};
+    lv_chat_t *chat = NULL;
+    assert_int_equal(lv_chat_start(f->pool, b, &req, &cb, NULL, &chat), 0);
+    int refreshed = 0;
+    assert_int_equal(lv_pool_refresh(f->pool, on_refreshed, &refreshed), 0);
+    run_for(f, 30);
+    assert_int_equal(b->inflight, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nonstream_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_500, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_token_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_mid_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_reason_without_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_done_but_server_hangs_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_never_repeats_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_and_cancel_other, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_from_on_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_refresh_and_resolve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_add_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detect_local, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_with_work_in_flight, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
