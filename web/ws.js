@@ -1,0 +1,236 @@
+// ws.js - the WebSocket protocol client (docs/protocol.md): hello / resume, automatic reconnect
+// with backoff, keep-alive pings, and the per-tab session credentials in sessionStorage.
+//
+// Events (CustomEvent, detail as noted):
+//   state    {state: 'connecting'|'open'|'reconnecting'|'closed', attempt, delay}
+//   session  the `session` message (after hello or resume)
+//   message  any other server message (objects with a string `type`)
+//   socketclose {code, reason, opened, hadSession}
+//   rtt      {ms}
+
+import { tabStore } from './util.js';
+
+const SID_KEY = 'livevlm.session_id';
+const SECRET_KEY = 'livevlm.resume_secret';
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 5000;
+const PING_EVERY_MS = 20000;
+const SILENCE_LIMIT_MS = 50000;
+
+export class Connection extends EventTarget {
+  constructor(url) {
+    super();
+    this.url = url;
+    this.ws = null;
+    this.want = false;
+    this.hasSession = false;
+    this.backoff = BACKOFF_MIN_MS;
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.pingTimer = null;
+    this.lastRx = 0;
+    this.pongSeen = false;
+    this.everHadSession = false;
+    this.onOnline = () => { if (this.want && !this.ws) this.reconnectNow(); };
+    window.addEventListener('online', this.onOnline);
+  }
+
+  /** Stored credentials of this tab's session, or null. */
+  static stored() {
+    const id = tabStore.get(SID_KEY);
+    const secret = tabStore.get(SECRET_KEY);
+    return id && secret ? { session_id: id, resume_secret: secret } : null;
+  }
+
+  static forget() {
+    tabStore.set(SID_KEY, null);
+    tabStore.set(SECRET_KEY, null);
+  }
+
+  get sessionId() {
+    return tabStore.get(SID_KEY);
+  }
+
+  get isOpen() {
+    return !!this.ws && this.ws.readyState === WebSocket.OPEN && this.hasSession;
+  }
+
+  start() {
+    this.want = true;
+    if (!this.ws) this._connect();
+  }
+
+  /** Close for good (logout, auth lost). */
+  stop() {
+    this.want = false;
+    this.everHadSession = false;
+    this.backoff = BACKOFF_MIN_MS;
+    this.attempt = 0;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this._stopPing();
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      this.hasSession = false;
+      try { ws.close(1000, 'bye'); } catch { /* already closing */ }
+    }
+    this._emit('state', { state: 'closed' });
+  }
+
+  reconnectNow() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.want && !this.ws) this._connect();
+  }
+
+  /** Send a JSON message; false when there is no open session to send it on. */
+  send(obj) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    if (!this.hasSession && obj.type !== 'hello') return false;
+    try {
+      this.ws.send(JSON.stringify(obj));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Send a binary message (a frame); false when not possible. */
+  sendBinary(buf) {
+    if (!this.isOpen) return false;
+    try {
+      this.ws.send(buf);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  get bufferedAmount() {
+    return this.ws ? this.ws.bufferedAmount : 0;
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  _connect() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.attempt++;
+    this._emit('state', { state: this.everHadSession ? 'reconnecting' : 'connecting', attempt: this.attempt });
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (e) {
+      this._scheduleRetry();
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      opened = true;
+      this.lastRx = performance.now();
+      this.pongSeen = false;
+      this._hello();
+      this._startPing();
+    };
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
+      this.lastRx = performance.now();
+      if (typeof ev.data !== 'string') return; // the server sends no binary messages
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
+      this._handle(msg);
+    };
+    ws.onerror = () => { /* a close event follows with the details */ };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this._dropped(ev.code, ev.reason, opened);
+    };
+  }
+
+  // The current socket is gone (closed by either side, or given up on by the watchdog).
+  _dropped(code, reason, opened) {
+    const hadSession = this.hasSession;
+    this.ws = null;
+    this.hasSession = false;
+    this._stopPing();
+    this._emit('socketclose', { code, reason, opened, hadSession });
+    if (this.want) this._scheduleRetry();
+    else this._emit('state', { state: 'closed' });
+  }
+
+  _hello() {
+    const cred = Connection.stored();
+    this.ws.send(JSON.stringify(cred ? { type: 'hello', ...cred } : { type: 'hello' }));
+  }
+
+  _handle(msg) {
+    if (msg.type === 'session') {
+      if (typeof msg.session_id === 'string') tabStore.set(SID_KEY, msg.session_id);
+      if (typeof msg.resume_secret === 'string') tabStore.set(SECRET_KEY, msg.resume_secret);
+      this.hasSession = true;
+      this.everHadSession = true;
+      this.backoff = BACKOFF_MIN_MS;
+      this.attempt = 0;
+      this._emit('state', { state: 'open' });
+      this._emit('session', msg);
+      return;
+    }
+    if (msg.type === 'error' && msg.code === 'session_not_found' && !this.hasSession) {
+      // The old session expired (or the server restarted): start a fresh one.
+      Connection.forget();
+      try { this.ws.send(JSON.stringify({ type: 'hello' })); } catch { /* close handles it */ }
+      this._emit('message', msg);
+      return;
+    }
+    if (msg.type === 'pong') {
+      this.pongSeen = true;
+      if (typeof msg.t === 'number') this._emit('rtt', { ms: performance.now() - msg.t });
+      return;
+    }
+    this._emit('message', msg);
+  }
+
+  _scheduleRetry() {
+    const delay = this.backoff;
+    this.backoff = Math.min(BACKOFF_MAX_MS, this.backoff * 2);
+    this._emit('state', { state: 'reconnecting', attempt: this.attempt, delay });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.want && !this.ws) this._connect();
+    }, delay);
+  }
+
+  _startPing() {
+    this._stopPing();
+    this.pingTimer = setInterval(() => {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+      // Only trust the silence watchdog once this server has answered a ping.
+      if (this.pongSeen && performance.now() - this.lastRx > SILENCE_LIMIT_MS) {
+        const ws = this.ws;
+        this._dropped(4000, 'no answer from the server', true);
+        try { ws.close(4000, 'silent'); } catch { /* ignore */ }
+        return;
+      }
+      if (this.hasSession) this.send({ type: 'ping', t: performance.now() });
+    }, PING_EVERY_MS);
+    // A first ping soon after the session starts measures the round trip early.
+    setTimeout(() => { if (this.hasSession) this.send({ type: 'ping', t: performance.now() }); }, 1500);
+  }
+
+  _stopPing() {
+    clearInterval(this.pingTimer);
+    this.pingTimer = null;
+  }
+}
