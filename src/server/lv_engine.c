@@ -167,7 +167,7 @@ static json_t *history_json(const lv_session_t *s)
     for (size_t i = 0; i < s->history_len; i++) {
         const lv_history_entry_t *e = lv_session_history_at(s, i);
         json_array_append_new(arr, json_pack("{s:I, s:s, s:f, s:I}", "answer_id", (json_int_t)e->answer_id, "text",
-                                             e->text ? e->text : "", "latency_ms", e->latency_ms, "t",
+                                             e->text ? e->text : "", "latency_ms", e->latency_ms, "wall_ms",
                                              (json_int_t)e->wall_ms));
     }
     return arr;
