@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 CC=${FUZZ_CC:-clang}
 OUT=build-fuzz
-PKGS="jansson libturbojpeg"
+PKGS="jansson libturbojpeg openssl"
 
 if ! command -v "$CC" >/dev/null; then
   echo "fuzz: $CC not found (apt-get install clang libclang-rt-14-dev)" >&2

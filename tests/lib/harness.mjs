@@ -1,0 +1,693 @@
+// harness.mjs - start the real livevlm and the fakevlm backend on free loopback ports in fresh
+// temp dirs, talk to them over HTTP(S) and WebSocket, and stop every process at the end.
+//
+// Processes write stdout+stderr straight into <tempdir>/<name>.log (a file, not a pipe, so a
+// chatty process never blocks on us). When LIVEVLM_TEST_TMP is set (scripts/test.sh does), temp
+// dirs are made under it and kept, so the script can scan every log for sanitizer reports;
+// otherwise they are removed when the test process exits, unless LIVEVLM_KEEP_TMP=1.
+import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const BUILD_DIR = path.resolve(ROOT, process.env.LIVEVLM_BUILD || 'build');
+export const LIVEVLM_BIN = path.join(BUILD_DIR, 'livevlm');
+export const FAKEVLM_BIN = path.join(BUILD_DIR, 'fakevlm');
+export const DATA_DIR = path.join(ROOT, 'tests', 'data');
+
+/** Sanitizer builds run several times slower: every wait below is multiplied by SCALE. */
+export const SCALE = Number(process.env.LIVEVLM_TIMEOUT_SCALE) ||
+    (/san/.test(path.basename(BUILD_DIR)) ? 3 : 1);
+export const T = (ms) => Math.round(ms * SCALE);
+
+/** Lines that mean a sanitizer found something (scripts/test.sh scans for the same). */
+export const SANITIZER_RE = /ERROR: AddressSanitizer|runtime error:|LeakSanitizer/;
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** First 8 hex digits of sha256(text): what fakevlm puts after "prompt=" in its answer. */
+export function sha8(text) {
+  return crypto.createHash('sha256').update(text, 'utf8').digest('hex').slice(0, 8);
+}
+
+/** Parse fakevlm's answer ("model=M prompt=H image=N bytes jpeg=WxH"), or null. */
+export function parseFakeAnswer(text) {
+  const m = /model=(\S+) prompt=([0-9a-f]{8}) image=(\d+) bytes jpeg=(\d+)x(\d+)/.exec(text || '');
+  if (!m) return null;
+  return { model: m[1], prompt: m[2], imageBytes: Number(m[3]), width: Number(m[4]), height: Number(m[5]) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// temp dirs and processes
+
+const tmpDirs = [];
+const liveProcs = new Set();
+const allProcs = [];
+
+export function makeTempDir(prefix) {
+  const base = process.env.LIVEVLM_TEST_TMP || os.tmpdir();
+  fs.mkdirSync(base, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(base, `${prefix}-`));
+  tmpDirs.push(dir);
+  return dir;
+}
+
+process.on('exit', () => {
+  for (const p of liveProcs) {
+    try { p.child.kill('SIGKILL'); } catch { /* already gone */ }
+  }
+  if (!process.env.LIVEVLM_TEST_TMP && process.env.LIVEVLM_KEEP_TMP !== '1') {
+    for (const d of tmpDirs) {
+      try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ }
+    }
+  }
+});
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => { process.exit(130); });
+}
+
+/** Last n lines of a file (for error messages). */
+export function tailFile(file, n = 30) {
+  let text = '';
+  try { text = fs.readFileSync(file, 'utf8'); } catch { return `(no log at ${file})`; }
+  const lines = text.split('\n');
+  if (lines.length && lines[lines.length - 1] === '') lines.pop();
+  return lines.slice(-n).join('\n');
+}
+
+/** One child process with its log file. */
+export class Proc {
+  constructor(name, bin, args, { cwd, env, logPath } = {}) {
+    this.name = name;
+    this.bin = bin;
+    this.args = args;
+    this.cwd = cwd;
+    this.env = env;
+    this.logPath = logPath;
+    this.exitCode = null;
+    this.signal = null;
+    this.exited = false;
+  }
+
+  start() {
+    if (!fs.existsSync(this.bin)) {
+      throw new Error(`${this.name}: binary ${this.bin} does not exist (build it first: make)`);
+    }
+    fs.appendFileSync(this.logPath, `### ${new Date().toISOString()} ${this.bin} ${this.args.join(' ')}\n`);
+    const fd = fs.openSync(this.logPath, 'a');
+    this.child = spawn(this.bin, this.args, {
+      cwd: this.cwd,
+      env: this.env,
+      stdio: ['ignore', fd, fd],
+    });
+    fs.closeSync(fd);
+    liveProcs.add(this);
+    allProcs.push(this);
+    this.exitPromise = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.exited = true;
+        this.exitCode = code;
+        this.signal = signal;
+        liveProcs.delete(this);
+        resolve({ code, signal });
+      });
+      this.child.on('error', (err) => {
+        this.exited = true;
+        this.spawnError = err;
+        liveProcs.delete(this);
+        resolve({ code: -1, signal: null, error: err });
+      });
+    });
+    return this;
+  }
+
+  get pid() { return this.child?.pid; }
+
+  logText() {
+    try { return fs.readFileSync(this.logPath, 'utf8'); } catch { return ''; }
+  }
+
+  logTail(n = 30) { return tailFile(this.logPath, n); }
+
+  describeExit() {
+    if (this.spawnError) return `failed to start: ${this.spawnError.message}`;
+    return this.signal ? `killed by ${this.signal}` : `exited with code ${this.exitCode}`;
+  }
+
+  /** Wait for exit up to ms; true when it exited. */
+  async waitExit(ms) {
+    if (this.exited) return true;
+    let timer;
+    const r = await Promise.race([
+      this.exitPromise.then(() => true),
+      new Promise((res) => { timer = setTimeout(() => res(false), ms); }),
+    ]);
+    clearTimeout(timer);
+    return r;
+  }
+
+  /** SIGTERM, then SIGKILL after graceMs. Resolves once the process is gone. */
+  async stop(graceMs = 3000) {
+    if (!this.child || this.exited) return;
+    try { this.child.kill('SIGTERM'); } catch { /* gone */ }
+    if (await this.waitExit(graceMs)) return;
+    try { this.child.kill('SIGKILL'); } catch { /* gone */ }
+    await this.waitExit(5000);
+  }
+
+  /** Lines of this process's log that are sanitizer reports. */
+  sanitizerLines() {
+    return this.logText().split('\n').filter((l) => SANITIZER_RE.test(l));
+  }
+}
+
+/** Stop every process this test file started; then fail if any log holds a sanitizer report. */
+export async function stopAll() {
+  await Promise.all([...liveProcs].map((p) => p.stop()));
+  assertNoSanitizerReports();
+}
+
+export function assertNoSanitizerReports() {
+  const bad = [];
+  for (const p of allProcs) {
+    const lines = p.sanitizerLines();
+    if (lines.length) bad.push(`${p.name} (${p.logPath}):\n${lines.slice(0, 5).join('\n')}\n--- log tail:\n${p.logTail(40)}`);
+  }
+  if (bad.length) throw new Error(`sanitizer reports in logs:\n${bad.join('\n\n')}`);
+}
+
+async function canConnect(port, host = '127.0.0.1') {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host });
+    const done = (ok) => { s.destroy(); resolve(ok); };
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+    s.setTimeout(1000, () => done(false));
+  });
+}
+
+/** Wait until portFile holds a port that accepts TCP, failing early if proc exits. */
+export async function waitForPort(proc, portFile, timeoutMs = T(10000)) {
+  const deadline = Date.now() + timeoutMs;
+  let port = null;
+  while (Date.now() < deadline) {
+    if (proc.exited) {
+      throw new Error(`${proc.name} ${proc.describeExit()} before it was ready\n` +
+        `command: ${proc.bin} ${proc.args.join(' ')}\n--- last 30 log lines (${proc.logPath}):\n${proc.logTail(30)}`);
+    }
+    if (port === null) {
+      let text = '';
+      try { text = fs.readFileSync(portFile, 'utf8'); } catch { /* not yet */ }
+      const m = /^\s*(\d+)\s*$/.exec(text);
+      if (m && Number(m[1]) > 0) port = Number(m[1]);
+    }
+    if (port !== null && await canConnect(port)) return port;
+    await sleep(50);
+  }
+  throw new Error(`${proc.name} not ready after ${timeoutMs} ms (port file ${portFile}: ` +
+    `${port === null ? 'no port yet' : `port ${port} does not accept`})\n` +
+    `command: ${proc.bin} ${proc.args.join(' ')}\n--- last 30 log lines (${proc.logPath}):\n${proc.logTail(30)}`);
+}
+
+function childEnv(dir, extra = {}) {
+  const env = { ...process.env, XDG_CONFIG_HOME: path.join(dir, 'xdg'), ...extra };
+  return env;
+}
+
+// ---------------------------------------------------------------------------------------------
+// fakevlm
+
+/**
+ * Start fakevlm. opts: slots, ttftMs, tokenMs, tokens, models (array), extraArgs.
+ * Returns {proc, port, url (OpenAI base ending in /v1), models, dir, stop()}.
+ */
+export async function startFakevlm(opts = {}) {
+  const dir = opts.dir || makeTempDir('fakevlm');
+  const portFile = path.join(dir, 'fakevlm.port');
+  const models = opts.models || ['fake-vlm-1'];
+  const args = [
+    '--port', '0', '--port-file', portFile,
+    '--slots', String(opts.slots ?? 8),
+    '--ttft-ms', String(opts.ttftMs ?? 20),
+    '--token-ms', String(opts.tokenMs ?? 5),
+    '--tokens', String(opts.tokens ?? 8),
+    '--models', models.join(','),
+    ...(opts.quiet === false ? [] : ['--quiet']),
+    ...(opts.extraArgs || []),
+  ];
+  const proc = new Proc('fakevlm', FAKEVLM_BIN, args,
+    { cwd: dir, env: childEnv(dir), logPath: path.join(dir, 'fakevlm.log') }).start();
+  const port = await waitForPort(proc, portFile, opts.readyTimeoutMs);
+  return {
+    proc, port, dir, models,
+    url: `http://127.0.0.1:${port}/v1`,
+    stop: () => proc.stop(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// livevlm
+
+/**
+ * Start `livevlm serve` on 127.0.0.1 with a free port.
+ * opts:
+ *   backends: [{id, url}] or fakevlm objects (id defaults to "fake", "fake2", ...)
+ *   tls (default false), auth ('token'|'none'), host, configDir (reuse one), args (extra flags),
+ *   env, detect (default false: --no-detect), logLevel (default 'debug').
+ * Returns a Server (see class below).
+ */
+export async function startLivevlm(opts = {}) {
+  const dir = opts.dir || makeTempDir('livevlm');
+  const configDir = opts.configDir || path.join(dir, 'config');
+  fs.mkdirSync(configDir, { recursive: true, mode: 0o700 });
+  const portFile = path.join(dir, `livevlm-${Date.now()}-${Math.floor(Math.random() * 1e6)}.port`);
+  const host = opts.host || '127.0.0.1';
+  const args = ['serve', '--host', host, '--port', '0', '--port-file', portFile,
+    '--config-dir', configDir, '--log-level', opts.logLevel || 'debug'];
+  if (!opts.tls) args.push('--no-tls');
+  if (opts.auth) args.push('--auth', opts.auth);
+  if (!opts.detect) args.push('--no-detect');
+  (opts.backends || []).forEach((b, i) => {
+    const id = b.id || (i === 0 ? 'fake' : `fake${i + 1}`);
+    args.push('--backend', `${id}=${b.url}`);
+  });
+  args.push(...(opts.args || []));
+  const proc = new Proc('livevlm', LIVEVLM_BIN, args, {
+    cwd: dir, env: childEnv(dir, opts.env), logPath: path.join(dir, opts.logName || 'livevlm.log'),
+  }).start();
+  const port = await waitForPort(proc, portFile, opts.readyTimeoutMs);
+  const server = new Server({ proc, port, dir, configDir, tls: !!opts.tls, host });
+  if (opts.auth !== 'none') server.token = await readToken(configDir, proc);
+  return server;
+}
+
+async function readToken(configDir, proc) {
+  const file = path.join(configDir, 'token');
+  const deadline = Date.now() + T(3000);
+  while (Date.now() < deadline) {
+    let t = '';
+    try { t = fs.readFileSync(file, 'utf8').trim(); } catch { /* not yet */ }
+    if (/^[0-9a-f]{64}$/.test(t)) return t;
+    await sleep(50);
+  }
+  let raw = '(missing)';
+  try { raw = JSON.stringify(fs.readFileSync(file, 'utf8')); } catch { /* missing */ }
+  throw new Error(`no 64-hex access token in ${file} (content ${raw})\n--- log tail:\n${proc.logTail(30)}`);
+}
+
+/** A running livevlm. */
+export class Server {
+  constructor({ proc, port, dir, configDir, tls, host }) {
+    Object.assign(this, { proc, port, dir, configDir, tls, host });
+    this.token = null;
+  }
+
+  get origin() { return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`; }
+  get wsUrl() { return `${this.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}/ws`; }
+  get authHeader() { return { Authorization: `Bearer ${this.token}` }; }
+
+  stop() { return this.proc.stop(); }
+  logTail(n = 30) { return this.proc.logTail(n); }
+
+  /**
+   * Raw HTTP(S) request. opts: method, headers, body (string|Buffer|object → JSON), auth (default
+   * true: add the Bearer token), timeoutMs. Resolves {status, headers, body (Buffer), text, json()}.
+   */
+  request(urlPath, opts = {}) {
+    const headers = { ...(opts.auth === false || !this.token ? {} : this.authHeader), ...(opts.headers || {}) };
+    let body = opts.body;
+    if (body !== undefined && !Buffer.isBuffer(body) && typeof body !== 'string') {
+      body = JSON.stringify(body);
+      headers['Content-Type'] = headers['Content-Type'] || 'application/json';
+    }
+    return httpRequest({
+      tls: this.tls, port: this.port, method: opts.method || (body !== undefined ? 'POST' : 'GET'),
+      path: urlPath, headers, body, timeoutMs: opts.timeoutMs,
+    });
+  }
+
+  /** Open a WebSocket (see connectWs) with this server's token unless opts.auth === false. */
+  connect(opts = {}) { return connectWs(this, opts); }
+
+  /** Connect and say hello; resolves the client, whose .session is the `session` message. */
+  async session(helloFields = {}, opts = {}) {
+    const c = await this.connect(opts);
+    await c.hello(helloFields);
+    return c;
+  }
+}
+
+/** Plain node http(s) request with a bounded time. */
+export function httpRequest({ tls = false, host = '127.0.0.1', port, method = 'GET', path: p = '/',
+  headers = {}, body, timeoutMs = T(10000) }) {
+  return new Promise((resolve, reject) => {
+    const mod = tls ? https : http;
+    const req = mod.request({
+      host, port, method, path: p, headers, rejectUnauthorized: false, agent: false,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const buf = Buffer.concat(chunks);
+        resolve({
+          status: res.statusCode, headers: res.headers, body: buf, text: buf.toString('utf8'),
+          json() { return JSON.parse(buf.toString('utf8')); },
+        });
+      });
+      res.on('error', reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${p}: no answer in ${timeoutMs} ms`)));
+    req.on('error', reject);
+    if (body !== undefined) req.end(body); else req.end();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket client
+
+/**
+ * Open a WebSocket to server /ws. opts: auth (default true: Bearer header), token, cookie,
+ * origin, headers, protocols, timeoutMs. Rejects with err.status set when the upgrade is refused.
+ */
+export function connectWs(server, opts = {}) {
+  const headers = { ...(opts.headers || {}) };
+  if (opts.auth !== false && (opts.token || server.token)) headers.Authorization = `Bearer ${opts.token || server.token}`;
+  if (opts.cookie) headers.Cookie = opts.cookie;
+  const timeoutMs = opts.timeoutMs || T(5000);
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(opts.url || server.wsUrl, opts.protocols || [], {
+      headers, origin: opts.origin, rejectUnauthorized: false, perMessageDeflate: false,
+      handshakeTimeout: timeoutMs, maxPayload: 64 * 1024 * 1024,
+    });
+    let settled = false;
+    const client = new WsClient(ws, server);
+    ws.once('open', () => { settled = true; resolve(client); });
+    ws.once('unexpected-response', (req, res) => {
+      settled = true;
+      const e = new Error(`WebSocket upgrade refused: HTTP ${res.statusCode}`);
+      e.status = res.statusCode;
+      e.headers = res.headers;
+      res.resume();
+      req.destroy();
+      reject(e);
+    });
+    ws.once('error', (err) => { if (!settled) { settled = true; reject(err); } });
+  });
+}
+
+/** LVF1 header (16 bytes) + JPEG. */
+export function lvf1(jpeg, creditId = 0, ageMs = 0) {
+  const h = Buffer.alloc(16);
+  h.write('LVF1', 0, 'ascii');
+  h.writeUInt32BE(creditId >>> 0, 4);
+  h.writeUInt32BE(ageMs >>> 0, 8);
+  return Buffer.concat([h, jpeg]);
+}
+
+function summarize(m) {
+  const s = JSON.stringify(m);
+  return s.length > 200 ? `${s.slice(0, 200)}…` : s;
+}
+
+/** A connected WebSocket with an inbox of parsed messages and awaitable `next()`. */
+export class WsClient {
+  constructor(ws, server) {
+    this.ws = ws;
+    this.server = server;
+    this.inbox = [];      // not yet consumed, in arrival order
+    this.log = [];        // every message, {seq, msg}
+    this.seq = 0;
+    this.waiters = [];
+    this.feed = null;     // {jpeg, ageMs}: answer each credit with this frame
+    this.closeInfo = null;
+    this.closed = new Promise((resolve) => {
+      ws.on('close', (code, reason) => {
+        this.closeInfo = { code, reason: reason.toString() };
+        for (const w of this.waiters.splice(0)) {
+          clearTimeout(w.timer);
+          w.reject(new Error(`socket closed (code ${code} ${reason}) while waiting for ${w.desc}; ` +
+            `recent: ${this.recent()}`));
+        }
+        resolve(this.closeInfo);
+      });
+    });
+    ws.on('error', () => { /* surfaced through close */ });
+    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+  }
+
+  onMessage(data, isBinary) {
+    let msg;
+    if (isBinary) msg = { type: '(binary)', bytes: data.length };
+    else {
+      try { msg = JSON.parse(data.toString('utf8')); } catch { msg = { type: '(non-json)', raw: data.toString('utf8') }; }
+    }
+    msg.__seq = ++this.seq;
+    msg.__t = Date.now();
+    this.log.push(msg);
+    if (this.feed && msg.type === 'credit') {
+      this.sendFrame(this.feed.jpeg, { creditId: msg.credit_id, ageMs: this.feed.ageMs || 0 });
+    }
+    for (let i = 0; i < this.waiters.length; i++) {
+      const w = this.waiters[i];
+      if (w.match(msg)) {
+        this.waiters.splice(i, 1);
+        clearTimeout(w.timer);
+        w.resolve(msg);
+        return;
+      }
+    }
+    this.inbox.push(msg);
+  }
+
+  recent(n = 8) {
+    return this.log.slice(-n).map(summarize).join(' | ') || '(nothing received)';
+  }
+
+  /**
+   * Next unconsumed message whose type is `type` (a string or an array of them) and that
+   * satisfies opts.where. Messages of other types stay in the inbox.
+   */
+  next(type, opts = {}) {
+    const types = Array.isArray(type) ? type : [type];
+    const where = opts.where || (() => true);
+    const match = (m) => types.includes(m.type) && where(m);
+    const idx = this.inbox.findIndex(match);
+    if (idx >= 0) return Promise.resolve(this.inbox.splice(idx, 1)[0]);
+    const desc = `${types.join('|')}${opts.where ? ' (filtered)' : ''}`;
+    if (this.closeInfo) {
+      return Promise.reject(new Error(`socket already closed (code ${this.closeInfo.code}) ` +
+        `waiting for ${desc}; recent: ${this.recent()}`));
+    }
+    const timeoutMs = opts.timeoutMs ?? T(5000);
+    return new Promise((resolve, reject) => {
+      const w = { match, resolve, reject, desc };
+      w.timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(new Error(`no ${desc} within ${timeoutMs} ms; recent messages: ${this.recent()}` +
+          (this.server ? `\n--- server log tail:\n${this.server.logTail(30)}` : '')));
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+
+  /** Next `error` with the given code (or any error when code is omitted). */
+  nextError(code, opts = {}) {
+    return this.next('error', { ...opts, where: (m) => (code === undefined || m.code === code) && (!opts.where || opts.where(m)) });
+  }
+
+  /** Resolve null when no matching message arrives within ms, else reject. */
+  async expectNone(type, ms, where) {
+    try {
+      const m = await this.next(type, { timeoutMs: ms, where });
+      throw Object.assign(new Error(`unexpected ${summarize(m)}`), { unexpected: m });
+    } catch (e) {
+      if (e.unexpected) throw e;
+      if (/^no /.test(e.message)) return null;
+      throw e;
+    }
+  }
+
+  /** Remove and return every queued message of a type. */
+  drain(type) {
+    const out = this.inbox.filter((m) => m.type === type);
+    this.inbox = this.inbox.filter((m) => m.type !== type);
+    return out;
+  }
+
+  /** Every message received so far of a type (consumed or not), in order. */
+  seen(type, where = () => true) { return this.log.filter((m) => m.type === type && where(m)); }
+
+  send(obj) { this.ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj)); }
+  sendRaw(data, binary) { this.ws.send(data, { binary: binary ?? Buffer.isBuffer(data) }); }
+
+  /** Send a frame: LVF1 header + JPEG (or the bare JPEG with header: false). */
+  sendFrame(jpeg, { creditId = 0, ageMs = 0, header = true } = {}) {
+    this.ws.send(header ? lvf1(jpeg, creditId, ageMs) : jpeg, { binary: true });
+  }
+
+  /** Answer every credit with this JPEG (null stops). */
+  autoFeed(jpeg, ageMs = 0) {
+    this.feed = jpeg ? { jpeg, ageMs } : null;
+    if (jpeg) {
+      for (const m of this.drain('credit')) this.sendFrame(jpeg, { creditId: m.credit_id, ageMs });
+    }
+  }
+
+  /** hello → `session` (kept as this.session); rejects on `error` unless allowError. */
+  async hello(fields = {}, { allowError = false, timeoutMs } = {}) {
+    this.send({ type: 'hello', ...fields });
+    const m = await this.next(['session', 'error'], { timeoutMs });
+    if (m.type === 'error' && !allowError) {
+      throw new Error(`hello answered with error ${summarize(m)}`);
+    }
+    if (m.type === 'session') this.session = m;
+    return m;
+  }
+
+  /** update_settings → `settings_updated` or `error` (returned, not thrown). */
+  async updateSettings(settings, opts = {}) {
+    this.send({ type: 'update_settings', settings });
+    return this.next(['settings_updated', 'error'], opts);
+  }
+
+  async start() { this.send({ type: 'start' }); return this.next('started'); }
+  async stop() { this.send({ type: 'stop' }); return this.next('stopped'); }
+
+  /** Wait for the next vlm_response (failing early on a backend error unless allowed). */
+  async nextAnswer(opts = {}) {
+    const m = await this.next(['vlm_response', ...(opts.allowErrors ? [] : ['error'])],
+      { timeoutMs: opts.timeoutMs ?? T(10000), where: opts.where });
+    if (m.type === 'error') throw new Error(`expected vlm_response, got ${summarize(m)}`);
+    return m;
+  }
+
+  async close(timeoutMs = 2000) {
+    if (this.closeInfo) return this.closeInfo;
+    try { this.ws.close(1000); } catch { /* ignore */ }
+    let timer;
+    const r = await Promise.race([this.closed, new Promise((res) => { timer = setTimeout(res, timeoutMs); })]);
+    clearTimeout(timer);
+    if (!this.closeInfo) this.ws.terminate();
+    return r;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// test data
+
+export function readData(name) { return fs.readFileSync(path.join(DATA_DIR, name)); }
+
+export const JPEG_640 = () => readData('frame-640x480.jpg');
+export const JPEG_320 = () => readData('frame-320x240.jpg');
+
+/** Copy of jpeg with the SOFn header's dimensions replaced (the pixels are left as they are). */
+export function patchJpegDims(jpeg, width, height) {
+  const out = Buffer.from(jpeg);
+  let i = 2;
+  while (i + 4 < out.length) {
+    if (out[i] !== 0xff) throw new Error(`bad marker at ${i}`);
+    const marker = out[i + 1];
+    const len = out.readUInt16BE(i + 2);
+    const isSof = marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker);
+    if (isSof) {
+      out.writeUInt16BE(height, i + 5);
+      out.writeUInt16BE(width, i + 7);
+      return out;
+    }
+    if (marker === 0xda) break;
+    i += 2 + len;
+  }
+  throw new Error('no SOF marker found');
+}
+
+/** A valid JPEG of about `size` bytes: COM segments inserted after SOI. */
+export function padJpeg(jpeg, size) {
+  const parts = [jpeg.subarray(0, 2)];
+  let need = size - jpeg.length;
+  while (need > 4) {
+    const payload = Math.min(need - 4, 65533);
+    const seg = Buffer.alloc(4 + payload, 0x41);
+    seg[0] = 0xff; seg[1] = 0xfe; seg.writeUInt16BE(payload + 2, 2);
+    parts.push(seg);
+    need -= seg.length;
+  }
+  parts.push(jpeg.subarray(2));
+  return Buffer.concat(parts);
+}
+
+/** Run a command and return stdout (throws on non-zero exit). */
+export function run(cmd, args, opts = {}) {
+  return execFileSync(cmd, args, { encoding: 'utf8', timeout: T(20000), stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+}
+
+/** Poll fn() until it returns truthy or timeout; returns the value. */
+export async function waitUntil(fn, { timeoutMs = T(5000), intervalMs = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await sleep(intervalMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// browser (e2e): Debian's chromium driven by playwright-core; never a downloaded browser
+
+export const CHROMIUM = process.env.LIVEVLM_CHROMIUM || '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--no-first-run', '--disable-quic', '--disable-dev-shm-usage',
+];
+
+/** Promise that rejects after ms (for bounding closes). */
+export function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`${what}: no result in ${ms} ms`)), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Launch chromium; returns {browser, newContext(opts), close()} where close() closes every
+ * page and context first and bounds each step in time. */
+export async function launchBrowser() {
+  process.env.PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD = '1';
+  const { chromium } = await import('playwright-core');
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found (apt-get install chromium)`);
+  const browser = await withTimeout(chromium.launch({
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: T(30000),
+  }), T(40000), 'chromium launch');
+  const contexts = [];
+  return {
+    browser,
+    async newContext(opts = {}) {
+      const ctx = await browser.newContext({
+        ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 }, ...opts,
+      });
+      ctx.setDefaultTimeout(T(10000));
+      contexts.push(ctx);
+      return ctx;
+    },
+    async closeContext(ctx) {
+      for (const p of ctx.pages()) await withTimeout(p.close(), 5000, 'page close').catch(() => {});
+      await withTimeout(ctx.close(), 5000, 'context close').catch(() => {});
+    },
+    async close() {
+      for (const ctx of contexts) await this.closeContext(ctx);
+      await withTimeout(browser.close(), 10000, 'browser close').catch(() => {
+        try { browser.process?.()?.kill('SIGKILL'); } catch { /* gone */ }
+      });
+    },
+  };
+}
