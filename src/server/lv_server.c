@@ -664,8 +664,14 @@ int lv_server_start(lv_app_t *app)
                  app->cfg.port);
         return LV_EIO;
     }
+    /* lws creates the context even when the listen socket could not be bound */
     app->vhost = lws_get_vhost_by_name(app->lws, "default");
-    app->bound_port = app->vhost ? lws_get_vhost_listen_port(app->vhost) : app->cfg.port;
+    app->bound_port = app->vhost ? lws_get_vhost_listen_port(app->vhost) : -1;
+    if (app->bound_port <= 0) {
+        LV_ERROR("could not listen on %s:%d (in use, or not an address of this machine?)", app->cfg.host,
+                 app->cfg.port);
+        return LV_EIO;
+    }
     return 0;
 }
 

@@ -12,7 +12,7 @@ void fv_http_parser_init(fv_http_parser_t *p)
     memset(p, 0, sizeof(*p));
 }
 
-static int fail(fv_http_parser_t *p, int status, const char *reason)
+static int reject(fv_http_parser_t *p, int status, const char *reason)
 {
     p->status = status;
     p->reason = reason;
@@ -90,34 +90,34 @@ static int parse_request_line(fv_http_parser_t *p, const char *s, size_t n)
     /* request-line = method SP request-target SP HTTP-version (RFC 9112 §3), single spaces. */
     const char *sp1 = memchr(s, ' ', n);
     if (!sp1)
-        return fail(p, 400, "malformed request line");
+        return reject(p, 400, "malformed request line");
     size_t mlen = (size_t)(sp1 - s);
     if (mlen == 0)
-        return fail(p, 400, "malformed request line");
+        return reject(p, 400, "malformed request line");
     for (size_t i = 0; i < mlen; i++) {
         if (!is_tchar((unsigned char)s[i]))
-            return fail(p, 400, "malformed method");
+            return reject(p, 400, "malformed method");
     }
     if (!copy_str(r->method, sizeof(r->method), s, mlen))
-        return fail(p, 501, "method not implemented");
+        return reject(p, 501, "method not implemented");
     const char *t = sp1 + 1;
     const char *end = s + n;
     const char *sp2 = memchr(t, ' ', (size_t)(end - t));
     if (!sp2 || sp2 == t)
-        return fail(p, 400, "malformed request line");
+        return reject(p, 400, "malformed request line");
     size_t tlen = (size_t)(sp2 - t);
     for (size_t i = 0; i < tlen; i++) {
         unsigned char c = (unsigned char)t[i];
         if (c <= 0x20 || c == 0x7f)
-            return fail(p, 400, "malformed request target");
+            return reject(p, 400, "malformed request target");
     }
     const char *v = sp2 + 1;
     size_t vlen = (size_t)(end - v);
     if (vlen != 8 || memcmp(v, "HTTP/", 5) != 0 || v[6] != '.' || v[5] < '0' || v[5] > '9' || v[7] < '0' ||
         v[7] > '9')
-        return fail(p, 400, "malformed HTTP version");
+        return reject(p, 400, "malformed HTTP version");
     if (v[5] != '1' || (v[7] != '0' && v[7] != '1'))
-        return fail(p, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
+        return reject(p, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
     r->minor_version = v[7] - '0';
 
     /* origin-form "/path?query"; absolute-form "http://host/path" is reduced to its path. */
@@ -130,7 +130,7 @@ static int parse_request_line(fv_http_parser_t *p, const char *s, size_t n)
         path = slash ? slash : "/";
         plen = slash ? (size_t)(t + tlen - slash) : 1;
     } else if (!(tlen == 1 && t[0] == '*') && t[0] != '/') {
-        return fail(p, 400, "malformed request target");
+        return reject(p, 400, "malformed request target");
     }
     for (size_t i = 0; i < plen; i++) {
         if (path[i] == '?' || path[i] == '#') {
@@ -139,7 +139,7 @@ static int parse_request_line(fv_http_parser_t *p, const char *s, size_t n)
         }
     }
     if (!copy_str(r->path, sizeof(r->path), path, plen))
-        return fail(p, 414, "request target too long");
+        return reject(p, 414, "request target too long");
     return 0;
 }
 
@@ -161,7 +161,7 @@ static int parse_head(fv_http_parser_t *p, const char *s, size_t n)
         if (len == 0)
             break; /* the blank line ending the head */
         if (memchr(line, '\0', len))
-            return fail(p, 400, "NUL byte in head");
+            return reject(p, 400, "NUL byte in head");
         if (first) {
             first = false;
             int rc = parse_request_line(p, line, len);
@@ -170,18 +170,18 @@ static int parse_head(fv_http_parser_t *p, const char *s, size_t n)
             continue;
         }
         if (++headers > FV_HTTP_HEADERS_MAX)
-            return fail(p, 431, "too many header fields");
+            return reject(p, 431, "too many header fields");
         /* RFC 9112 §5.2: obs-fold must be rejected or replaced; we reject. */
         if (line[0] == ' ' || line[0] == '\t')
-            return fail(p, 400, "obsolete line folding");
+            return reject(p, 400, "obsolete line folding");
         const char *colon = memchr(line, ':', len);
         if (!colon || colon == line)
-            return fail(p, 400, "malformed header field");
+            return reject(p, 400, "malformed header field");
         size_t nlen = (size_t)(colon - line);
         /* RFC 9112 §5.1: no whitespace between the field name and the colon. */
         for (size_t i = 0; i < nlen; i++) {
             if (!is_tchar((unsigned char)line[i]))
-                return fail(p, 400, "malformed header field name");
+                return reject(p, 400, "malformed header field name");
         }
         const char *v = colon + 1;
         size_t vlen = len - nlen - 1;
@@ -194,14 +194,14 @@ static int parse_head(fv_http_parser_t *p, const char *s, size_t n)
         for (size_t i = 0; i < vlen; i++) {
             unsigned char c = (unsigned char)v[i];
             if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return fail(p, 400, "control character in header value");
+                return reject(p, 400, "control character in header value");
         }
         if (ieq(line, nlen, "content-length")) {
             size_t cl;
             if (!parse_length(v, vlen, &cl))
-                return fail(p, 400, "invalid Content-Length");
+                return reject(p, 400, "invalid Content-Length");
             if (has_length && cl != r->content_length)
-                return fail(p, 400, "conflicting Content-Length headers");
+                return reject(p, 400, "conflicting Content-Length headers");
             has_length = true;
             r->content_length = cl;
         } else if (ieq(line, nlen, "transfer-encoding")) {
@@ -210,7 +210,7 @@ static int parse_head(fv_http_parser_t *p, const char *s, size_t n)
             parse_connection(v, vlen, &saw_close, &saw_keep);
         } else if (ieq(line, nlen, "expect")) {
             if (!ieq(v, vlen, "100-continue"))
-                return fail(p, 417, "only Expect: 100-continue is supported");
+                return reject(p, 417, "only Expect: 100-continue is supported");
             r->expect_continue = true;
         } else if (ieq(line, nlen, "x-fake-fault")) {
             r->has_fault = true;
@@ -219,16 +219,16 @@ static int parse_head(fv_http_parser_t *p, const char *s, size_t n)
         }
     }
     if (first)
-        return fail(p, 400, "empty request");
+        return reject(p, 400, "empty request");
     /* RFC 9112 §6.3: a request with both is a smuggling vector; we do not take chunked bodies. */
     if (has_te && has_length)
-        return fail(p, 400, "both Transfer-Encoding and Content-Length");
+        return reject(p, 400, "both Transfer-Encoding and Content-Length");
     if (has_te)
-        return fail(p, 411, "chunked request bodies are not supported; send Content-Length");
+        return reject(p, 411, "chunked request bodies are not supported; send Content-Length");
     if (!has_length && strcmp(r->method, "POST") == 0)
-        return fail(p, 411, "POST needs Content-Length");
+        return reject(p, 411, "POST needs Content-Length");
     if (r->content_length > FV_HTTP_BODY_MAX)
-        return fail(p, 413, "request body over 16 MiB");
+        return reject(p, 413, "request body over 16 MiB");
     r->keep_alive = r->minor_version == 1 ? !saw_close : (saw_keep && !saw_close);
     return 0;
 }
@@ -248,7 +248,7 @@ static int find_head_end(fv_http_parser_t *p, const char *buf, size_t len, size_
             line_len--;
         i = at + 1;
         if (i > FV_HTTP_HEAD_MAX)
-            return fail(p, 431, "request head over 16 KiB");
+            return reject(p, 431, "request head over 16 KiB");
         if (line_len == 0) {
             if (p->seen_line) {
                 p->scan_from = i;
@@ -263,7 +263,7 @@ static int find_head_end(fv_http_parser_t *p, const char *buf, size_t len, size_
     }
     p->scan_from = len;
     if (len >= FV_HTTP_HEAD_MAX)
-        return fail(p, 431, "request head over 16 KiB");
+        return reject(p, 431, "request head over 16 KiB");
     return LV_EAGAIN;
 }
 
