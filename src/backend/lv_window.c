@@ -1,0 +1,386 @@
+/* lv_window.c - adaptive concurrency window (Vegas-style queue estimate over measured base latency). */
+#include "lv_window.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lv_common.h"
+
+#define QUEUE_LOW 1.0        /* q below: room for one more */
+#define QUEUE_HIGH 2.0       /* q above: one too many */
+#define QUEUE_JUMP 6.0       /* q above: far over, jump to the capacity estimate */
+#define FASTER_FRACTION 0.85 /* rounds this far under base mean the backend got faster */
+#define EWMA_ALPHA 0.1       /* metrics only */
+#define ROUND_MIN 4          /* samples per round: about one window, within these bounds */
+#define ROUND_MAX 32
+#define PROBE_ROUND_MIN 16   /* base comes from a probe round: more samples, less noise */
+#define PROBE_ROUND_MAX 64
+#define PROBE_MIN_SAMPLES 1024 /* and at least this many samples between probes */
+
+static int clamp_limit(const lv_window_t *w, long v)
+{
+    if (v < w->min_limit)
+        return w->min_limit;
+    if (v > w->max_limit)
+        return w->max_limit;
+    return (int)v;
+}
+
+static int round_size(int level, int lo, int hi)
+{
+    return level < lo ? lo : level > hi ? hi : level;
+}
+
+/* The window the caller sees. */
+static int effective(const lv_window_t *w)
+{
+    if (w->phase == LV_WINDOW_FIXED)
+        return w->max_limit;
+    return w->phase == LV_WINDOW_PROBE ? w->probe_level : w->limit;
+}
+
+/* Start collecting a new round. fresh: only requests started from now on count (the window
+ * changed); otherwise requests started under the same window keep counting. When the window
+ * grew, the requests that fill the new room are dispatched in a burst and the first of them saw
+ * less concurrency than the window: skip as many samples as the window grew by. */
+static void round_reset(lv_window_t *w, uint64_t now_us, int fresh, int need)
+{
+    if (fresh) {
+        w->round_start_us = now_us;
+        int grew = effective(w) - w->round_level;
+        w->round_skip = grew > 0 ? grew : 0;
+        w->round_level = effective(w);
+    }
+    w->round_n = 0;
+    w->round_need = need;
+    w->round_sum_x = 0;
+    w->round_sum_inflight = 0;
+    w->round_max_inflight = 0;
+}
+
+/* Set the limit and start a round under it. fresh: a new round even if the limit is unchanged
+ * (the window the caller saw was different, e.g. a probe level). */
+static void set_limit(lv_window_t *w, long v, int fresh, uint64_t now_us)
+{
+    int nv = clamp_limit(w, v);
+    fresh |= nv != w->limit;
+    w->limit = nv;
+    round_reset(w, now_us, fresh, round_size(nv, ROUND_MIN, ROUND_MAX));
+}
+
+/* One step down from level: by frac, at least 1, not below min. */
+static int step_down(const lv_window_t *w, int level, double frac)
+{
+    int v = (int)floor((double)level * frac);
+    if (v >= level)
+        v = level - 1;
+    return clamp_limit(w, v);
+}
+
+static void probe_level_set(lv_window_t *w, int level, uint64_t now_us)
+{
+    w->probe_level = level;
+    round_reset(w, now_us, 1, round_size(level, PROBE_ROUND_MIN, PROBE_ROUND_MAX));
+}
+
+/* Measure from the current limit down: the first round at the limit itself (no base known). */
+static void probe_start_cold(lv_window_t *w, uint64_t now_us)
+{
+    w->phase = LV_WINDOW_PROBE;
+    w->probes++;
+    w->probe_cold = 1;
+    w->probe_hi_level = 0;
+    w->probe_queue_seen = 0;
+    probe_level_set(w, w->limit, now_us);
+}
+
+/* A new base measurement: averaged with the last one when they agree (noise), taken as is when
+ * they do not (the backend changed). */
+static void base_measured(lv_window_t *w, double x)
+{
+    if (w->base_us > 0 && x > w->base_us * 0.85 && x < w->base_us * 1.15)
+        w->base_us = (w->base_us + x) / 2;
+    else
+        w->base_us = x;
+    w->samples_at_base = w->samples;
+    w->rounds_since_base = 0;
+    w->below_base_rounds = 0;
+}
+
+/* The probe found a level with no queue (or could go no lower): set the window from it. */
+static void probe_finish(lv_window_t *w, double base_x, uint64_t now_us)
+{
+    base_measured(w, base_x);
+    w->phase = LV_WINDOW_STEADY;
+    long nv = w->limit;
+    if (w->probe_queue_seen) {
+        /* capacity from the lowest level that was queueing: inflight x base / latency */
+        nv = lround(w->probe_q_inflight * w->base_us / w->probe_q_x) + 1;
+    } else if (w->probe_cold) {
+        /* the level we started at had no queue: grow from there */
+        w->phase = LV_WINDOW_GROW;
+        nv = w->probe_hi_level;
+    }
+    set_limit(w, nv, 1, now_us); /* fresh: the probe ran lower */
+    w->limit_at_base = w->limit;
+}
+
+static void probe_round_done(lv_window_t *w, double x, double inflight, uint64_t now_us)
+{
+    if (w->probe_hi_level != 0) {
+        /* In a queue latency is proportional to concurrency, so it falls to f of what it was;
+         * with no queue it stays. The level above was queueing when latency fell past half-way
+         * (and concurrency really fell: an idle backend's levels look alike). */
+        double f = inflight / w->probe_hi_inflight;
+        double ratio = x / w->probe_hi_x;
+        if (f >= 0.9 || ratio >= (1.0 + f) / 2.0) {
+            probe_finish(w, x, now_us);
+            return;
+        }
+        w->probe_queue_seen = 1;
+        w->probe_q_x = w->probe_hi_x;
+        w->probe_q_inflight = w->probe_hi_inflight;
+    }
+    /* this level becomes the one to compare with; go one step lower (halving) */
+    w->probe_hi_level = w->probe_level;
+    w->probe_hi_x = x;
+    w->probe_hi_inflight = inflight;
+    int next = step_down(w, w->probe_level, 0.5);
+    if (next == w->probe_level) { /* at min: the best no-queue latency we can see is this one */
+        probe_finish(w, x, now_us);
+        return;
+    }
+    probe_level_set(w, next, now_us);
+}
+
+/* Steady state: start a base measurement one step (3/4) below, comparing with this round. */
+static void probe_start_warm(lv_window_t *w, double x, double inflight, uint64_t now_us)
+{
+    int next = step_down(w, w->limit, 0.75);
+    if (next == w->limit) { /* at min: the best no-queue latency we can see is this one */
+        base_measured(w, x);
+        w->limit_at_base = w->limit;
+        return;
+    }
+    w->phase = LV_WINDOW_PROBE;
+    w->probes++;
+    w->probe_cold = 0;
+    w->probe_queue_seen = 0;
+    w->probe_hi_level = w->limit;
+    w->probe_hi_x = x;
+    w->probe_hi_inflight = inflight;
+    probe_level_set(w, next, now_us);
+}
+
+static void steady_round_done(lv_window_t *w, double x, double inflight, int max_inflight, uint64_t now_us)
+{
+    if (w->base_us <= 0) {
+        probe_start_cold(w, now_us);
+        return;
+    }
+    double q = inflight * (1.0 - w->base_us / x);
+    w->queue_est = q;
+    /* got faster: two rounds in a row well under base, take the new level as base */
+    if (x < w->base_us * FASTER_FRACTION) {
+        if (++w->below_base_rounds >= 2)
+            base_measured(w, x);
+    } else {
+        w->below_base_rounds = 0;
+    }
+    long nv = w->limit;
+    if (q > QUEUE_JUMP) {
+        double khat = inflight * w->base_us / x;
+        nv = LV_MAX(w->limit / 2, lround(khat) + 1);
+        nv = LV_MIN(nv, (long)w->limit - 1);
+        w->phase = LV_WINDOW_STEADY;
+    } else if (q > QUEUE_HIGH) {
+        nv = w->limit - 1;
+        w->phase = LV_WINDOW_STEADY;
+    } else if (w->phase == LV_WINDOW_GROW) {
+        /* slow start: double while no clear queue (q <= 2, noise tolerated) and the window fills */
+        if (max_inflight >= w->limit)
+            nv = 2L * w->limit;
+    } else if (q < QUEUE_LOW && max_inflight >= w->limit) {
+        /* +1, and after three rounds of +1 in a row, steps that double (up to a quarter of the
+         * window): capacity that came back is regained in a few rounds, and an overshoot is
+         * caught by the jump rule above */
+        long step = 1;
+        if (w->increases >= 3)
+            step = LV_MIN(1L << LV_MIN(w->increases - 2, 20), LV_MAX(1L, (long)w->limit / 4));
+        nv = w->limit + step;
+    }
+    w->increases = nv > w->limit && w->phase == LV_WINDOW_STEADY ? w->increases + 1 : 0;
+    if (nv >= w->max_limit)
+        w->phase = LV_WINDOW_STEADY; /* nothing left to grow into */
+    set_limit(w, nv, 0, now_us);
+    w->rounds_since_base++;
+    /* re-measure base now and then, and soon when the window has halved since: latency that a
+     * smaller window does not bring down means the base itself moved */
+    int due = w->rounds_since_base >= LV_WINDOW_PROBE_ROUNDS && w->samples - w->samples_at_base >= PROBE_MIN_SAMPLES;
+    int halved = w->limit_at_base >= 4 && 2 * w->limit <= w->limit_at_base;
+    if (due || halved)
+        probe_start_warm(w, x, inflight, now_us);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The round's latency: the mean of the middle 3/4 of its samples. A stalled request or two (a
+ * long prompt, a GC pause) must not read as a queue, and a lucky one must not lower the base. */
+static double trimmed_mean(lv_window_t *w)
+{
+    int n = LV_MIN(w->round_n, LV_WINDOW_ROUND_CAP);
+    if (n < w->round_n) /* cannot happen (rounds are at most the cap); stay correct anyway */
+        return w->round_sum_x / w->round_n;
+    qsort(w->round_x, (size_t)n, sizeof(w->round_x[0]), cmp_double);
+    int cut = n / 8;
+    double sum = 0;
+    for (int i = cut; i < n - cut; i++)
+        sum += w->round_x[i];
+    return sum / (n - 2 * cut);
+}
+
+int lv_window_init(lv_window_t *w, int min_limit, int max_limit, int initial_limit)
+{
+    memset(w, 0, sizeof(*w));
+    w->min_limit = w->max_limit = w->limit = w->probe_level = 1;
+    w->phase = LV_WINDOW_STEADY;
+    if (min_limit < 1 || max_limit < min_limit || max_limit > LV_WINDOW_MAX_LIMIT || initial_limit < min_limit ||
+        initial_limit > max_limit)
+        return LV_EINVAL;
+    w->min_limit = min_limit;
+    w->max_limit = max_limit;
+    w->limit = initial_limit;
+    probe_start_cold(w, 0);
+    w->probes = 0;
+    return 0;
+}
+
+void lv_window_set_adaptive(lv_window_t *w, bool adaptive, uint64_t now_us)
+{
+    if (!adaptive) {
+        w->phase = LV_WINDOW_FIXED;
+        return;
+    }
+    if (w->phase != LV_WINDOW_FIXED)
+        return;
+    w->base_us = 0;
+    probe_start_cold(w, now_us);
+}
+
+void lv_window_sample(lv_window_t *w, uint64_t ttft_us, uint64_t total_us, int tokens, int inflight_at_start,
+                      uint64_t now_us)
+{
+    if (total_us == 0 || inflight_at_start < 1)
+        return;
+    lv_window_signal_t kind = ttft_us > 0 ? LV_WINDOW_SIGNAL_TTFT : LV_WINDOW_SIGNAL_PER_TOKEN;
+    double x = kind == LV_WINDOW_SIGNAL_TTFT ? (double)ttft_us : (double)total_us / (double)(tokens > 0 ? tokens : 1);
+    w->samples++;
+    if (kind != w->signal) {
+        /* a different signal has a different scale: measure base again (first sample too) */
+        int first = w->signal == LV_WINDOW_SIGNAL_NONE;
+        w->signal = kind;
+        w->latency_ewma_us = x;
+        if (!first && w->phase != LV_WINDOW_FIXED) {
+            w->base_us = 0;
+            probe_start_cold(w, now_us);
+        }
+    }
+    w->latency_ewma_us += EWMA_ALPHA * (x - w->latency_ewma_us);
+    if (w->phase == LV_WINDOW_FIXED)
+        return;
+    uint64_t start_us = now_us >= total_us ? now_us - total_us : 0;
+    if (start_us < w->round_start_us)
+        return; /* started under an older window */
+    if (w->round_skip > 0) {
+        w->round_skip--;
+        return;
+    }
+    if (w->round_n < LV_WINDOW_ROUND_CAP)
+        w->round_x[w->round_n] = x;
+    w->round_n++;
+    w->round_sum_x += x;
+    w->round_sum_inflight += inflight_at_start;
+    if (inflight_at_start > w->round_max_inflight)
+        w->round_max_inflight = inflight_at_start;
+    if (w->round_n < w->round_need)
+        return;
+    double mean_x = trimmed_mean(w);
+    double mean_inflight = w->round_sum_inflight / w->round_n;
+    int max_inflight = w->round_max_inflight;
+    w->rounds++;
+    if (w->phase == LV_WINDOW_PROBE)
+        probe_round_done(w, mean_x, mean_inflight, now_us);
+    else
+        steady_round_done(w, mean_x, mean_inflight, max_inflight, now_us);
+}
+
+/* Multiply the window the caller sees by num/den (at least -1, not below min). A probe or slow
+ * start in progress is abandoned; without a base yet, the next round starts measuring again. */
+static void shrink(lv_window_t *w, long num, long den, uint64_t now_us)
+{
+    if (w->phase == LV_WINDOW_FIXED)
+        return;
+    long cur = effective(w);
+    long nv = cur * num / den;
+    if (nv >= cur)
+        nv = cur - 1;
+    w->phase = LV_WINDOW_STEADY;
+    w->increases = 0;
+    set_limit(w, nv, 1, now_us);
+}
+
+void lv_window_on_error(lv_window_t *w, uint64_t now_us)
+{
+    w->errors++;
+    shrink(w, 3, 4, now_us);
+}
+
+void lv_window_on_timeout(lv_window_t *w, uint64_t now_us)
+{
+    w->timeouts++;
+    shrink(w, 1, 2, now_us);
+}
+
+int lv_window_limit(const lv_window_t *w)
+{
+    if (w->phase == LV_WINDOW_FIXED)
+        return w->max_limit;
+    if (w->phase == LV_WINDOW_PROBE)
+        return w->probe_level;
+    return w->limit;
+}
+
+void lv_window_stats(const lv_window_t *w, lv_window_stats_t *out)
+{
+    out->limit = lv_window_limit(w);
+    out->phase = w->phase;
+    out->signal = w->signal;
+    out->base_us = w->base_us;
+    out->latency_ewma_us = w->latency_ewma_us;
+    out->queue_est = w->queue_est;
+    out->samples = w->samples;
+    out->rounds = w->rounds;
+    out->probes = w->probes;
+    out->errors = w->errors;
+    out->timeouts = w->timeouts;
+}
+
+const char *lv_window_phase_name(lv_window_phase_t phase)
+{
+    switch (phase) {
+    case LV_WINDOW_PROBE:
+        return "probe";
+    case LV_WINDOW_GROW:
+        return "grow";
+    case LV_WINDOW_STEADY:
+        return "steady";
+    case LV_WINDOW_FIXED:
+        return "fixed";
+    }
+    return "unknown";
+}

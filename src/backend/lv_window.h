@@ -1,0 +1,119 @@
+/* lv_window.h - adaptive concurrency window for one backend: how many requests may be in flight
+ * so that the backend is kept busy without a queue building inside it. Pure: fed with samples
+ * and the caller's clock, no I/O, one thread. The rule and its measurements are in
+ * docs/internals/window.md; in short, TCP Vegas applied to requests:
+ *
+ *  - Signal: time to first token (TTFT). A request that finds every batch slot of an
+ *    OpenAI-compatible server taken waits in the server's queue before its prefill, so the queue
+ *    shows up whole in TTFT, while TTFT does not depend on how long the answer is (total time
+ *    grows with the number of tokens, 10x between answers). A backend that gives no TTFT (not
+ *    streamed) is judged on total time per token.
+ *  - Rounds: samples are taken in rounds of about one window (4..32 requests) that started under
+ *    the same window; a round's latency is the mean of its middle 3/4 (stalls do not count).
+ *  - Base: the no-queue latency, measured rather than taken as the minimum of noisy samples: at
+ *    start, then every LV_WINDOW_PROBE_ROUNDS rounds (and at least 1024 samples), and soon after
+ *    the window halved, the window steps down (to 1/2 at start, to 3/4 later) for one round of
+ *    16..64 requests. If latency fell about in proportion to concurrency, the upper level was
+ *    queueing: step down again. Otherwise the lower level has no queue; its latency is the base.
+ *  - Each round: q = inflight × (1 − base / latency) estimates the requests waiting inside the
+ *    backend (Little's law). q < 1 and the window was full: +1 (after three such rounds in a row,
+ *    doubling steps up to a quarter of the window); q > 2: −1; q > 6: straight down to the
+ *    capacity estimate inflight × base / latency + 1 (at most halving). The window so settles at
+ *    capacity K .. K+2: every slot busy, at most a request or two waiting inside.
+ *  - After the start-up measurement found no queue, the window doubles per round (slow start)
+ *    until q > 2.
+ *  - Errors shrink it (× 3/4), timeouts halve it. Always within [min, max].
+ * Fixed mode (adaptive off) pins the limit at max, for comparison runs. */
+#ifndef LV_WINDOW_H
+#define LV_WINDOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define LV_WINDOW_MAX_LIMIT 4096
+#define LV_WINDOW_PROBE_ROUNDS 64 /* rounds between base measurements in steady state */
+#define LV_WINDOW_ROUND_CAP 64    /* most samples in one round */
+
+typedef enum {
+    LV_WINDOW_PROBE,  /* measuring the no-queue latency at a lower level */
+    LV_WINDOW_GROW,   /* after start-up, doubling per round until a queue shows */
+    LV_WINDOW_STEADY, /* ±1 per round around capacity */
+    LV_WINDOW_FIXED,  /* adaptive off: limit = max */
+} lv_window_phase_t;
+
+typedef enum {
+    LV_WINDOW_SIGNAL_NONE,
+    LV_WINDOW_SIGNAL_TTFT,      /* time to first token */
+    LV_WINDOW_SIGNAL_PER_TOKEN, /* total time / tokens, when no TTFT is known */
+} lv_window_signal_t;
+
+/** One backend's window. Embedded by its owner (e.g. next to lv_backend_t); fields are private. */
+typedef struct lv_window {
+    int min_limit, max_limit;
+    int limit;            /* the window outside probes */
+    int probe_level;      /* the window during a probe */
+    lv_window_phase_t phase;
+    lv_window_signal_t signal;
+    double base_us;       /* no-queue latency of the signal; 0 = not measured yet */
+    double latency_ewma_us; /* for metrics only */
+    double queue_est;     /* q of the last round */
+    /* the round being collected: samples of requests started at or after round_start_us */
+    uint64_t round_start_us;
+    int round_level;      /* the window the round is collected under */
+    int round_skip;       /* samples still to skip: the burst that filled a larger window */
+    int round_n, round_need;
+    double round_sum_x, round_sum_inflight;
+    double round_x[LV_WINDOW_ROUND_CAP]; /* the round's latencies (for a trimmed mean) */
+    int round_max_inflight;
+    /* probing */
+    int probe_cold;       /* started with no base: its first round measures the limit itself */
+    int probe_hi_level;   /* the level measured before this one and its mean latency */
+    double probe_hi_x, probe_hi_inflight;
+    int probe_queue_seen; /* an upper level was found queueing */
+    double probe_q_x, probe_q_inflight; /* the lowest level found queueing */
+    int limit_at_base;    /* limit when the base was last measured */
+    int rounds_since_base;
+    uint64_t samples_at_base;
+    int increases;        /* consecutive rounds that raised the limit in steady state */
+    int below_base_rounds;/* consecutive rounds well below base (the backend got faster) */
+    uint64_t samples, rounds, probes, errors, timeouts;
+} lv_window_t;
+
+typedef struct {
+    int limit;
+    lv_window_phase_t phase;
+    lv_window_signal_t signal;
+    double base_us, latency_ewma_us, queue_est;
+    uint64_t samples, rounds, probes, errors, timeouts;
+} lv_window_stats_t;
+
+/** Start a window: min_limit 1..max_limit, max_limit ..LV_WINDOW_MAX_LIMIT, initial_limit in
+ * [min, max] (the configured max_concurrency is a good start; the first round measures there).
+ * Adaptive on. LV_EINVAL on bad bounds (the window is then left pinned at 1). */
+int lv_window_init(lv_window_t *w, int min_limit, int max_limit, int initial_limit);
+/** Adaptive on (default) or off. Off: the limit is max_limit and samples only feed the metrics.
+ * Switching on again starts over with a base measurement at the current limit. */
+void lv_window_set_adaptive(lv_window_t *w, bool adaptive, uint64_t now_us);
+
+/** Feed one finished, successful request.
+ * ttft_us: dispatch to first content token, 0 if unknown (not streamed);
+ * total_us: dispatch to the end (> 0); tokens: completion tokens (0 if unknown);
+ * inflight_at_start: requests in flight on this backend right after this one was dispatched
+ * (counting itself); now_us: the caller's monotonic clock now (the request started at
+ * now_us - total_us). Samples with total_us == 0 or inflight_at_start < 1 are ignored. */
+void lv_window_sample(lv_window_t *w, uint64_t ttft_us, uint64_t total_us, int tokens, int inflight_at_start,
+                      uint64_t now_us);
+/** A request failed on the backend's side (connect error, 5xx, 429): window × 3/4. Do not call it
+ * for failures the client caused (4xx other than 429) or for cancellations. */
+void lv_window_on_error(lv_window_t *w, uint64_t now_us);
+/** A request hit its first-token or total timeout: window halves. */
+void lv_window_on_timeout(lv_window_t *w, uint64_t now_us);
+
+/** Requests that may be in flight now: in [min, max]; max in fixed mode. */
+int lv_window_limit(const lv_window_t *w);
+/** Current numbers for metrics. */
+void lv_window_stats(const lv_window_t *w, lv_window_stats_t *out);
+/** "probe", "grow", "steady", "fixed" (static strings). */
+const char *lv_window_phase_name(lv_window_phase_t phase);
+
+#endif

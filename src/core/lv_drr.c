@@ -1,0 +1,512 @@
+/* lv_drr.c - deficit round-robin across users, round-robin across each user's sessions. */
+#include "lv_drr.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lv_common.h"
+#include "lv_rand.h"
+
+#define USER_BUCKETS_INITIAL 16
+#define WEIGHT_BUCKETS 64
+/* Idle user records are kept for reuse: a user whose only session is in flight leaves and comes
+ * back with every frame, and reusing its record keeps enqueue allocation-free. The cache is
+ * bounded by the most users queued at once in the current and the previous window of
+ * CACHE_WINDOW_US (plus CACHE_SLACK); lv_drr_run trims what a fallen peak no longer needs. */
+#define CACHE_WINDOW_US 10000000ULL
+#define CACHE_SLACK 64
+#define CACHE_TRIM_PER_RUN 64
+
+typedef struct lv_drr_user {
+    lv_queue_t active_link;       /* in lv_drr_t.active */
+    lv_queue_t sessions;          /* lv_drr_node_t.link, in service order */
+    struct lv_drr_user *hash_next;/* bucket chain, or the cache list while idle */
+    lv_queue_t *cursor;           /* next node to offer in run cursor_run (BUSY ones lie before) */
+    uint64_t cursor_run;
+    uint64_t hash;
+    size_t n_queued;
+    int weight;
+    int deficit; /* jobs left in the current turn; 0 when not in turn */
+    int in_turn; /* got its quantum and has not used it up: keeps its place in the round */
+    char key[LV_DRR_USER_MAX_LEN + 1];
+} lv_drr_user_t;
+
+typedef struct lv_drr_weight {
+    struct lv_drr_weight *next;
+    uint64_t hash;
+    int weight;
+    char key[LV_DRR_USER_MAX_LEN + 1];
+} lv_drr_weight_t;
+
+/* ---------- keys and tables ---------- */
+
+/* 1..63 bytes, else -1. */
+static int key_len(const char *key)
+{
+    if (!key)
+        return -1;
+    size_t n = strnlen(key, LV_DRR_USER_MAX_LEN + 1);
+    return (n == 0 || n > LV_DRR_USER_MAX_LEN) ? -1 : (int)n;
+}
+
+/* FNV-1a over the key, seeded per scheduler and finalised (splitmix64) so that keys chosen by
+ * clients cannot be lined up into one bucket without knowing the seed. */
+static uint64_t key_hash(const lv_drr_t *d, const char *key, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ d->hash_seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h;
+}
+
+static void *drr_calloc(lv_drr_t *d, size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (p)
+        d->allocs++;
+    return p;
+}
+
+static lv_drr_weight_t *weight_find(const lv_drr_t *d, const char *key, uint64_t h, lv_drr_weight_t ***link_out)
+{
+    lv_drr_weight_t **link = &d->wbuckets[h & (WEIGHT_BUCKETS - 1)];
+    for (; *link; link = &(*link)->next) {
+        if ((*link)->hash == h && strcmp((*link)->key, key) == 0) {
+            if (link_out)
+                *link_out = link;
+            return *link;
+        }
+    }
+    return NULL;
+}
+
+static int weight_of(const lv_drr_t *d, const char *key, uint64_t h)
+{
+    const lv_drr_weight_t *w = d->n_weights ? weight_find(d, key, h, NULL) : NULL;
+    return w ? w->weight : 1;
+}
+
+static lv_drr_user_t *user_find(const lv_drr_t *d, const char *key, uint64_t h)
+{
+    for (lv_drr_user_t *u = d->buckets[h & (d->n_buckets - 1)]; u; u = u->hash_next)
+        if (u->hash == h && strcmp(u->key, key) == 0)
+            return u;
+    return NULL;
+}
+
+static size_t cache_limit(const lv_drr_t *d)
+{
+    return LV_MAX(d->peak_cur, d->peak_prev) + CACHE_SLACK;
+}
+
+/* Move the peak window along with the caller's clock (a clock going backwards is ignored). */
+static void peak_tick(lv_drr_t *d, uint64_t now_us)
+{
+    if (now_us < d->peak_start_us + CACHE_WINDOW_US)
+        return;
+    d->peak_prev = d->peak_cur;
+    d->peak_cur = d->n_users;
+    d->peak_start_us = now_us;
+}
+
+/* Double the bucket array when users outnumber buckets. A failed allocation keeps the old table
+ * (longer chains, still correct). */
+static void users_maybe_grow(lv_drr_t *d)
+{
+    if (d->n_users <= d->n_buckets)
+        return;
+    size_t n = d->n_buckets * 2;
+    lv_drr_user_t **b = drr_calloc(d, n, sizeof(*b));
+    if (!b)
+        return;
+    for (size_t i = 0; i < d->n_buckets; i++) {
+        lv_drr_user_t *u = d->buckets[i];
+        while (u) {
+            lv_drr_user_t *next = u->hash_next;
+            u->hash_next = b[u->hash & (n - 1)];
+            b[u->hash & (n - 1)] = u;
+            u = next;
+        }
+    }
+    free(d->buckets);
+    d->buckets = b;
+    d->n_buckets = n;
+}
+
+/* A record for a user that has no queued node yet: from the cache, else the heap. Joins the end
+ * of the round with no turn in progress. */
+static lv_drr_user_t *user_create(lv_drr_t *d, const char *key, size_t len, uint64_t h)
+{
+    lv_drr_user_t *u = d->cache;
+    if (u) {
+        d->cache = u->hash_next;
+        d->n_cached--;
+        memset(u, 0, sizeof(*u));
+    } else {
+        u = drr_calloc(d, 1, sizeof(*u));
+        if (!u)
+            return NULL;
+    }
+    memcpy(u->key, key, len);
+    u->key[len] = '\0';
+    u->hash = h;
+    u->weight = weight_of(d, key, h);
+    lv_queue_init(&u->sessions);
+    u->hash_next = d->buckets[h & (d->n_buckets - 1)];
+    d->buckets[h & (d->n_buckets - 1)] = u;
+    lv_queue_insert_tail(&d->active, &u->active_link);
+    d->n_users++;
+    if (d->n_users > d->peak_cur)
+        d->peak_cur = d->n_users;
+    users_maybe_grow(d);
+    return u;
+}
+
+/* The user has no queued node left: out of the round and the hash, into the cache (or freed). */
+static void user_release(lv_drr_t *d, lv_drr_user_t *u)
+{
+    lv_drr_user_t **link = &d->buckets[u->hash & (d->n_buckets - 1)];
+    while (*link != u)
+        link = &(*link)->hash_next;
+    *link = u->hash_next;
+    lv_queue_remove(&u->active_link);
+    d->n_users--;
+    if (d->n_cached + d->n_users >= cache_limit(d)) {
+        free(u);
+        return;
+    }
+    u->hash_next = d->cache;
+    d->cache = u;
+    d->n_cached++;
+}
+
+/* Unlink a node from its user's ring; the caller releases the user when it became empty. */
+static void node_detach(lv_drr_t *d, lv_drr_node_t *node)
+{
+    lv_queue_remove(&node->link);
+    node->user->n_queued--;
+    node->user = NULL;
+    d->n_queued--;
+}
+
+/* ---------- public API ---------- */
+
+void lv_drr_node_init(lv_drr_node_t *node)
+{
+    memset(node, 0, sizeof(*node));
+}
+
+const char *lv_drr_node_user(const lv_drr_node_t *node)
+{
+    return node->user ? node->user->key : NULL;
+}
+
+int lv_drr_init(lv_drr_t *d, int quantum)
+{
+    memset(d, 0, sizeof(*d));
+    lv_queue_init(&d->active); /* first, so lv_drr_free() is safe whatever happens below */
+    if (quantum < 1 || quantum > LV_DRR_QUANTUM_MAX)
+        return LV_EINVAL;
+    d->quantum = quantum;
+    /* Only bucket placement depends on the seed, never the service order. */
+    if (lv_rand_bytes(&d->hash_seed, sizeof(d->hash_seed)) != 0)
+        d->hash_seed = (uint64_t)(uintptr_t)d * 0x9e3779b97f4a7c15ULL;
+    d->buckets = drr_calloc(d, USER_BUCKETS_INITIAL, sizeof(*d->buckets));
+    d->wbuckets = drr_calloc(d, WEIGHT_BUCKETS, sizeof(*d->wbuckets));
+    if (!d->buckets || !d->wbuckets) {
+        lv_drr_free(d);
+        return LV_ENOMEM;
+    }
+    d->n_buckets = USER_BUCKETS_INITIAL;
+    return 0;
+}
+
+void lv_drr_free(lv_drr_t *d)
+{
+    while (!lv_queue_empty(&d->active)) {
+        lv_drr_user_t *u = LV_CONTAINER_OF(lv_queue_head(&d->active), lv_drr_user_t, active_link);
+        while (!lv_queue_empty(&u->sessions)) {
+            lv_drr_node_t *n = LV_CONTAINER_OF(lv_queue_head(&u->sessions), lv_drr_node_t, link);
+            node_detach(d, n);
+        }
+        lv_queue_remove(&u->active_link);
+        free(u);
+    }
+    while (d->cache) {
+        lv_drr_user_t *u = d->cache;
+        d->cache = u->hash_next;
+        free(u);
+    }
+    if (d->wbuckets) {
+        for (size_t i = 0; i < WEIGHT_BUCKETS; i++) {
+            while (d->wbuckets[i]) {
+                lv_drr_weight_t *w = d->wbuckets[i];
+                d->wbuckets[i] = w->next;
+                free(w);
+            }
+        }
+    }
+    free(d->wbuckets);
+    free(d->buckets);
+    memset(d, 0, sizeof(*d));
+    lv_queue_init(&d->active);
+}
+
+int lv_drr_set_weight(lv_drr_t *d, const char *user, int weight)
+{
+    int len = key_len(user);
+    if (len < 0 || weight < 1 || weight > LV_DRR_WEIGHT_MAX)
+        return LV_EINVAL;
+    if (d->running)
+        return LV_EAGAIN;
+    uint64_t h = key_hash(d, user, (size_t)len);
+    lv_drr_weight_t **link = NULL;
+    lv_drr_weight_t *w = weight_find(d, user, h, &link);
+    if (weight == 1) {
+        if (w) {
+            *link = w->next;
+            free(w);
+            d->n_weights--;
+        }
+    } else if (w) {
+        w->weight = weight;
+    } else {
+        if (d->n_weights >= LV_DRR_MAX_WEIGHTS)
+            return LV_ELIMIT;
+        w = drr_calloc(d, 1, sizeof(*w));
+        if (!w)
+            return LV_ENOMEM;
+        memcpy(w->key, user, (size_t)len);
+        w->hash = h;
+        w->weight = weight;
+        w->next = d->wbuckets[h & (WEIGHT_BUCKETS - 1)];
+        d->wbuckets[h & (WEIGHT_BUCKETS - 1)] = w;
+        d->n_weights++;
+    }
+    lv_drr_user_t *u = user_find(d, user, h);
+    if (u)
+        u->weight = weight; /* from its next turn: the current deficit is left alone */
+    return 0;
+}
+
+int lv_drr_weight(const lv_drr_t *d, const char *user)
+{
+    int len = key_len(user);
+    if (len < 0)
+        return 1;
+    return weight_of(d, user, key_hash(d, user, (size_t)len));
+}
+
+int lv_drr_enqueue(lv_drr_t *d, lv_drr_node_t *node, const char *user, uint64_t now_us)
+{
+    if (node->user)
+        return 0;
+    int len = key_len(user);
+    if (len < 0)
+        return LV_EINVAL;
+    if (d->running)
+        return LV_EAGAIN;
+    peak_tick(d, now_us);
+    uint64_t h = key_hash(d, user, (size_t)len);
+    lv_drr_user_t *u = user_find(d, user, h);
+    if (!u && !(u = user_create(d, user, (size_t)len, h)))
+        return LV_ENOMEM;
+    lv_queue_insert_tail(&u->sessions, &node->link);
+    u->n_queued++;
+    node->user = u;
+    node->enqueued_us = now_us;
+    d->n_queued++;
+    return 0;
+}
+
+void lv_drr_remove(lv_drr_t *d, lv_drr_node_t *node)
+{
+    lv_drr_user_t *u = node->user;
+    if (!u)
+        return;
+    assert(!d->running); /* the run holds cursors into these rings */
+    node_detach(d, node);
+    if (u->n_queued == 0)
+        user_release(d, u);
+}
+
+static int node_is_stale(const lv_drr_node_t *n, uint64_t now_us)
+{
+    return n->max_age_us != 0 && now_us > n->enqueued_us && now_us - n->enqueued_us > n->max_age_us;
+}
+
+size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_fn try_dispatch,
+                  lv_drr_stale_fn on_stale, void *ud)
+{
+    if (!try_dispatch || d->running || max_dispatch == 0)
+        return 0;
+    peak_tick(d, now_us);
+    for (int i = 0; i < CACHE_TRIM_PER_RUN && d->cache && d->n_cached + d->n_users > cache_limit(d); i++) {
+        lv_drr_user_t *u = d->cache;
+        d->cache = u->hash_next;
+        d->n_cached--;
+        free(u);
+    }
+    d->running = 1;
+    uint64_t run = ++d->run_seq;
+    size_t dispatched = 0;
+    size_t unoffered = d->n_queued; /* exact: nothing is queued or removed from outside meanwhile */
+    int stop = 0;
+    lv_queue_t *ul = lv_queue_head(&d->active);
+    /* Every visit to a user holding unoffered nodes offers at least one (a user not in its turn
+     * starts one, and a turn gives at least one job), so the walk ends after at most one lap of
+     * users per offer. Users whose turn ends move to the tail; a user whose remaining nodes were
+     * all BUSY keeps its turn and its place, so it comes first in the next run. */
+    while (!stop && dispatched < max_dispatch && unoffered > 0) {
+        if (ul == &d->active) {
+            ul = lv_queue_head(&d->active);
+            continue;
+        }
+        lv_drr_user_t *u = LV_CONTAINER_OF(ul, lv_drr_user_t, active_link);
+        lv_queue_t *next_ul = ul->next;
+        if (u->cursor_run != run) {
+            u->cursor_run = run;
+            u->cursor = lv_queue_head(&u->sessions);
+        }
+        if (u->cursor == &u->sessions) { /* everything of this user was offered in this run */
+            ul = next_ul;
+            continue;
+        }
+        if (!u->in_turn) {
+            u->in_turn = 1;
+            u->deficit = d->quantum * u->weight;
+        }
+        while (u->deficit > 0 && u->cursor != &u->sessions && dispatched < max_dispatch) {
+            lv_queue_t *nl = u->cursor;
+            lv_drr_node_t *n = LV_CONTAINER_OF(nl, lv_drr_node_t, link);
+            lv_queue_t *after = nl->next;
+            unoffered--;
+            if (node_is_stale(n, now_us)) {
+                u->cursor = after;
+                node_detach(d, n);
+                if (on_stale)
+                    on_stale(n, ud);
+                continue;
+            }
+            lv_drr_verdict_t v = try_dispatch(n, ud);
+            if (v == LV_DRR_STOP) {
+                stop = 1;
+                break;
+            }
+            u->cursor = after;
+            if (v == LV_DRR_BUSY)
+                continue;
+            node_detach(d, n);
+            if (v == LV_DRR_DISPATCHED) {
+                dispatched++;
+                u->deficit--;
+            }
+        }
+        if (u->n_queued == 0) {
+            user_release(d, u);
+        } else if (u->deficit == 0) {
+            u->in_turn = 0; /* turn used up: to the back of the round */
+            lv_queue_remove(&u->active_link);
+            lv_queue_insert_tail(&d->active, &u->active_link);
+        }
+        ul = next_ul;
+    }
+    d->running = 0;
+    return dispatched;
+}
+
+size_t lv_drr_position(const lv_drr_t *d, const lv_drr_node_t *node)
+{
+    const lv_drr_user_t *me = node->user;
+    if (!me)
+        return 0;
+    size_t ahead_mine = 0;
+    const lv_queue_t *q;
+    LV_QUEUE_FOREACH(q, &me->sessions) {
+        if (q == &node->link)
+            break;
+        ahead_mine++;
+    }
+    /* Turns of mine needed: the current one (what is left of it, or a fresh quantum), then t more. */
+    uint64_t need = (uint64_t)ahead_mine + 1;
+    uint64_t per_turn_me = (uint64_t)d->quantum * (uint64_t)me->weight;
+    uint64_t first_me = me->in_turn ? (uint64_t)me->deficit : per_turn_me;
+    uint64_t t = need <= first_me ? 0 : 1 + (need - first_me - 1) / per_turn_me;
+    /* The round goes in ring order from the head: users ahead of me get turns 0..t before my
+     * turn t, users behind me get turns 0..t-1; each dispatches at most what it has queued. */
+    uint64_t pos = ahead_mine;
+    int before_me = 1;
+    LV_QUEUE_FOREACH(q, &d->active) {
+        const lv_drr_user_t *v = LV_CONTAINER_OF(q, lv_drr_user_t, active_link);
+        if (v == me) {
+            before_me = 0;
+            continue;
+        }
+        uint64_t turns = t + (uint64_t)before_me;
+        if (turns == 0)
+            continue;
+        uint64_t per_turn = (uint64_t)d->quantum * (uint64_t)v->weight;
+        uint64_t allowance = (v->in_turn ? (uint64_t)v->deficit : per_turn) + (turns - 1) * per_turn;
+        pos += LV_MIN(allowance, (uint64_t)v->n_queued);
+    }
+    return (size_t)pos;
+}
+
+size_t lv_drr_queued(const lv_drr_t *d)
+{
+    return d->n_queued;
+}
+
+size_t lv_drr_users_active(const lv_drr_t *d)
+{
+    return d->n_users;
+}
+
+void lv_drr_stats(const lv_drr_t *d, lv_drr_stats_t *out)
+{
+    out->queued = d->n_queued;
+    out->users_active = d->n_users;
+    out->users_cached = d->n_cached;
+    out->weights = d->n_weights;
+    out->allocs = d->allocs;
+}
+
+int lv_drr_check(const lv_drr_t *d)
+{
+    size_t users = 0, nodes = 0, hashed = 0, cached = 0;
+    const lv_queue_t *q, *r;
+    LV_QUEUE_FOREACH(q, &d->active) {
+        const lv_drr_user_t *u = LV_CONTAINER_OF(q, lv_drr_user_t, active_link);
+        size_t mine = 0;
+        if (q->next->prev != q || u->n_queued == 0 || user_find(d, u->key, u->hash) != u)
+            return LV_EINVAL;
+        if (u->weight != weight_of(d, u->key, u->hash) || u->deficit < 0 || (!u->in_turn && u->deficit))
+            return LV_EINVAL;
+        LV_QUEUE_FOREACH(r, &u->sessions) {
+            const lv_drr_node_t *n = LV_CONTAINER_OF(r, lv_drr_node_t, link);
+            if (n->user != u || r->next->prev != r)
+                return LV_EINVAL;
+            mine++;
+        }
+        if (mine != u->n_queued)
+            return LV_EINVAL;
+        users++;
+        nodes += mine;
+    }
+    for (size_t i = 0; i < d->n_buckets; i++)
+        for (const lv_drr_user_t *u = d->buckets[i]; u; u = u->hash_next)
+            hashed++;
+    for (const lv_drr_user_t *u = d->cache; u; u = u->hash_next)
+        cached++;
+    if (users != d->n_users || hashed != d->n_users || nodes != d->n_queued || cached != d->n_cached)
+        return LV_EINVAL;
+    return 0;
+}

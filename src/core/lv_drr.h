@@ -1,0 +1,149 @@
+/* lv_drr.h - the fair ready queue: deficit round-robin across users (by weight), round-robin across
+ * one user's sessions, with a per-node max age. Replaces the FIFO of lv_sched (see
+ * docs/internals/scheduler.md). Pure: no sockets, no clocks (time is passed in), one thread.
+ *
+ * Usage: the caller embeds an lv_drr_node_t in each schedulable object (a session), enqueues it
+ * under a user key when it has work, and calls lv_drr_run() when backend slots may be free.
+ * A dispatch costs one job; each turn a user may dispatch quantum × weight jobs. */
+#ifndef LV_DRR_H
+#define LV_DRR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lv_queue.h"
+
+#define LV_DRR_USER_MAX_LEN 63      /* user keys are 1..63 bytes, NUL-terminated */
+#define LV_DRR_WEIGHT_MAX 1000      /* weights are 1..1000; 1 is the default */
+#define LV_DRR_QUANTUM_MAX 1000     /* quantum (jobs per turn at weight 1) is 1..1000 */
+#define LV_DRR_MAX_WEIGHTS 4096     /* entries in the weights table (users with weight != 1) */
+
+struct lv_drr_user; /* private: one per user that has queued nodes */
+
+/** The link a schedulable object embeds. All-zero (e.g. from calloc) is a valid detached node, as
+ * is one passed to lv_drr_node_init(). The caller owns the memory; it must stay valid while the
+ * node is queued (lv_drr_remove() it before freeing the owner). */
+typedef struct lv_drr_node {
+    uint64_t enqueued_us; /* set by lv_drr_enqueue() (the caller's clock, e.g. lv_now_us()); the
+                           * caller may move it forward while queued, e.g. to the receive time of
+                           * a newer frame that replaced the waiting one. Only the age check
+                           * reads it. */
+    uint64_t max_age_us;  /* set by the caller; 0 = no limit. A node older than this when its turn
+                           * comes goes to on_stale instead of being dispatched. */
+    /* private to lv_drr */
+    lv_queue_t link;          /* in its user's ring while queued */
+    struct lv_drr_user *user; /* NULL while detached */
+} lv_drr_node_t;
+
+/** The scheduler. Embedded by its owner; fields are private. One thread only. */
+typedef struct lv_drr {
+    lv_queue_t active;            /* lv_drr_user.active_link, the round order; head's turn is next */
+    struct lv_drr_user **buckets; /* users with queued nodes, by key hash */
+    size_t n_buckets;             /* power of two */
+    struct lv_drr_user *cache;    /* idle user records kept for reuse (singly linked) */
+    size_t n_cached;
+    size_t peak_cur, peak_prev;   /* most users queued at once in this / the last cache window */
+    uint64_t peak_start_us;       /* when this cache window began (caller's clock) */
+    struct lv_drr_weight **wbuckets; /* weights table: keys whose weight is not 1 */
+    size_t n_weights;
+    size_t n_users;               /* users with queued nodes */
+    size_t n_queued;              /* nodes queued */
+    uint64_t hash_seed;
+    uint64_t run_seq;             /* counts lv_drr_run() calls; marks per-run cursors */
+    uint64_t allocs;              /* allocations made so far (see lv_drr_stats) */
+    int quantum;
+    int running;                  /* inside lv_drr_run(): re-entry is refused */
+} lv_drr_t;
+
+/** What the dispatcher says about one node offered by lv_drr_run(). */
+typedef enum {
+    LV_DRR_DISPATCHED, /* it took the job: the node leaves the queue; costs the user one job */
+    LV_DRR_BUSY,       /* no slot for this node's backend now: it keeps its place (it is first in
+                        * its user's line, and its user keeps its turn) and others are tried */
+    LV_DRR_DROP,       /* it cannot be served (the caller reported why): the node leaves the queue,
+                        * at no cost to the user */
+    LV_DRR_STOP,       /* no slot anywhere: keep this node's place like BUSY and end the run now */
+} lv_drr_verdict_t;
+
+/** Offered a node in lv_drr_run(). The node is still queued during the call (so
+ * lv_drr_node_user() works) and is removed right after it returns DISPATCHED or DROP. It must not
+ * free the node nor call any lv_drr_* function that changes this scheduler. */
+typedef lv_drr_verdict_t (*lv_drr_try_fn)(lv_drr_node_t *node, void *ud);
+/** Given a node that was too old when its turn came. The node has already been removed (detached)
+ * and is never touched by lv_drr again in this run, so the callback may free its owner; it must
+ * not call any lv_drr_* function that changes this scheduler. */
+typedef void (*lv_drr_stale_fn)(lv_drr_node_t *node, void *ud);
+
+typedef struct {
+    size_t queued;       /* nodes queued */
+    size_t users_active; /* users with at least one queued node */
+    size_t users_cached; /* idle user records kept for reuse */
+    size_t weights;      /* entries in the weights table */
+    uint64_t allocs;     /* heap allocations made by this scheduler since init (user records,
+                          * hash tables, weight entries); steady state makes none */
+} lv_drr_stats_t;
+
+/** Make a node detached (same as zeroing it). Never call it on a queued node. */
+void lv_drr_node_init(lv_drr_node_t *node);
+/** 1 while the node is queued, else 0. */
+static inline int lv_drr_node_queued(const lv_drr_node_t *node) { return node->user != NULL; }
+/** The user key a queued node was enqueued under (valid while it stays queued), or NULL. */
+const char *lv_drr_node_user(const lv_drr_node_t *node);
+
+/** Initialise an empty scheduler. quantum: jobs per turn at weight 1, 1..LV_DRR_QUANTUM_MAX
+ * (1 gives the finest interleaving; a user of weight w dispatches up to quantum × w jobs in a
+ * row). LV_EINVAL, LV_ENOMEM. On failure nothing needs freeing. */
+int lv_drr_init(lv_drr_t *d, int quantum);
+/** Free everything the scheduler allocated. Queued nodes are detached (their owners are not
+ * touched otherwise), so call it after the owners are gone or before they are freed. */
+void lv_drr_free(lv_drr_t *d);
+
+/** Set a user's weight, 1..LV_DRR_WEIGHT_MAX; works before the user has ever queued anything and
+ * is kept while the user is idle. Weight 1 removes the entry. A user in the middle of its turn
+ * gets the new weight from its next turn. user: 1..63 bytes, copied. LV_EINVAL, LV_ELIMIT (more
+ * than LV_DRR_MAX_WEIGHTS users with a non-default weight), LV_ENOMEM, LV_EAGAIN (inside
+ * lv_drr_run callbacks). */
+int lv_drr_set_weight(lv_drr_t *d, const char *user, int weight);
+/** The weight the user has (or would have): 1 when unset or for an invalid key. */
+int lv_drr_weight(const lv_drr_t *d, const char *user);
+
+/** Queue node under user (1..63 bytes, copied into the user record) at the tail of that user's
+ * ring; a user seen for the first time joins the end of the round. No-op returning 0 when the node
+ * is already queued (it keeps its place, user and enqueued_us). Allocates only when a user record
+ * must be created and none is cached: records of users that went idle are kept for reuse, up to
+ * the most users queued at once over the last 10-20 s (by now_us) plus 64, and lv_drr_run frees the
+ * rest a little at a time, so memory follows the recent peak of queued users. LV_EINVAL (bad key), LV_ENOMEM, LV_EAGAIN (called from
+ * inside an lv_drr_run callback). */
+int lv_drr_enqueue(lv_drr_t *d, lv_drr_node_t *node, const char *user, uint64_t now_us);
+/** Take a node out of the queue (its session stopped or is going away); no-op when not queued.
+ * Its user record is released when this was its last node. Must not be called from inside an
+ * lv_drr_run callback. */
+void lv_drr_remove(lv_drr_t *d, lv_drr_node_t *node);
+
+/** Offer queued nodes to try_dispatch in fair order: users in round order, each for up to its
+ * remaining turn (quantum × weight jobs), its sessions in ring order. Every queued node is offered
+ * at most once per run; a node whose age (now_us - enqueued_us) exceeds its max_age_us goes to
+ * on_stale instead (removed first, never dispatched, costs nothing). Stops after max_dispatch
+ * dispatches, on LV_DRR_STOP, or when every node has been offered. Returns the number dispatched.
+ * on_stale may be NULL (stale nodes are then just removed). Callbacks run synchronously, see
+ * lv_drr_try_fn / lv_drr_stale_fn for what they may do. */
+size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_fn try_dispatch,
+                  lv_drr_stale_fn on_stale, void *ud);
+
+/** Estimated number of dispatches that happen before this node's, for showing a queue position:
+ * 0 = next. Exact when every offer is dispatched and nothing new is queued meanwhile; a lower bound
+ * otherwise (arrivals and re-queued sessions of other users can come first). Also 0 for a node
+ * that is not queued. O(users + the node's user's sessions). */
+size_t lv_drr_position(const lv_drr_t *d, const lv_drr_node_t *node);
+
+/** Nodes queued. */
+size_t lv_drr_queued(const lv_drr_t *d);
+/** Users with at least one queued node. */
+size_t lv_drr_users_active(const lv_drr_t *d);
+/** Counters for metrics and tests. */
+void lv_drr_stats(const lv_drr_t *d, lv_drr_stats_t *out);
+/** Walk every internal structure and check it is consistent (counts, links, hash, turns).
+ * O(queued + users). For tests and debug builds: 0 when consistent, LV_EINVAL otherwise. */
+int lv_drr_check(const lv_drr_t *d);
+
+#endif

@@ -1,0 +1,437 @@
+/* test_window.c - adaptive concurrency window against simulated backends: convergence from below
+ * and above, capacity halving and coming back, noise, answer length, errors, fixed mode. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "lv_common.h"
+#include "lv_window.h"
+
+/* ---------- a simulated backend ---------- */
+
+static uint64_t rng_state;
+static double urand(void) /* xorshift64*, [0, 1) */
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 0x2545f4914f6cdd1dULL) >> 11) / 9007199254740992.0;
+}
+
+enum {
+    MODEL_PROPORTIONAL, /* K slots; beyond K a request's latency grows as inflight / K */
+    MODEL_FIFO,         /* K servers and a FIFO queue in front: TTFT = wait + prefill */
+};
+
+#define SIM_MAX_INFLIGHT 512
+
+typedef struct {
+    uint64_t start, done, ttft;
+    int inflight_at_start, tokens;
+    double busy_us; /* server time it used */
+} req_t;
+
+typedef struct {
+    int model;
+    int slots;        /* K now */
+    double service_us;/* S: no-queue TTFT */
+    double noise;     /* ±fraction, uniform */
+    int max_tokens;   /* answers are 5..max_tokens tokens long */
+    double tpot_us;   /* time per output token */
+    int no_ttft;      /* backend does not stream: report ttft 0 */
+    int outlier_pct;  /* this % of requests take 5x as long (a stall, a long prompt) */
+    uint64_t now;
+    req_t r[SIM_MAX_INFLIGHT];
+    int n;
+    uint64_t server_free[SIM_MAX_INFLIGHT];
+    double busy_sum;  /* server time of completed requests, for utilisation */
+} sim_t;
+
+static void sim_init(sim_t *s, int model, int slots, double noise, uint64_t seed)
+{
+    memset(s, 0, sizeof(*s));
+    s->model = model;
+    s->slots = slots;
+    s->service_us = 100000;
+    s->noise = noise;
+    s->max_tokens = 60;
+    s->tpot_us = 4000;
+    rng_state = seed;
+}
+
+static double jitter(const sim_t *s)
+{
+    return 1.0 + s->noise * (2.0 * urand() - 1.0);
+}
+
+static void sim_dispatch(sim_t *s)
+{
+    req_t *q = &s->r[s->n++];
+    q->start = s->now;
+    q->inflight_at_start = s->n;
+    q->tokens = 5 + (int)(urand() * (s->max_tokens - 4));
+    double decode = q->tokens * s->tpot_us * jitter(s);
+    double stall = urand() * 100 < s->outlier_pct ? 5.0 : 1.0;
+    if (s->model == MODEL_PROPORTIONAL) {
+        /* processor sharing: everything it does slows down by inflight / K */
+        double f = s->n > s->slots ? (double)s->n / s->slots : 1.0;
+        double ttft = s->service_us * f * jitter(s) * stall;
+        q->ttft = (uint64_t)ttft;
+        q->done = s->now + (uint64_t)(ttft + decode * f);
+        q->busy_us = s->service_us + decode;
+    } else {
+        int best = 0;
+        for (int i = 1; i < s->slots; i++)
+            if (s->server_free[i] < s->server_free[best])
+                best = i;
+        uint64_t begin = LV_MAX(s->server_free[best], s->now);
+        double prefill = s->service_us * jitter(s) * stall;
+        s->server_free[best] = begin + (uint64_t)(prefill + decode);
+        q->ttft = begin + (uint64_t)prefill - s->now;
+        q->done = s->server_free[best];
+        q->busy_us = prefill + decode;
+    }
+}
+
+/* Keep the window full (demand is unlimited), complete the next request and feed it back. */
+static void sim_step(sim_t *s, lv_window_t *w)
+{
+    int limit = lv_window_limit(w);
+    assert_true(limit >= 1 && limit <= SIM_MAX_INFLIGHT);
+    while (s->n < limit)
+        sim_dispatch(s);
+    int b = 0;
+    for (int i = 1; i < s->n; i++)
+        if (s->r[i].done < s->r[b].done)
+            b = i;
+    req_t q = s->r[b];
+    s->r[b] = s->r[--s->n];
+    s->now = q.done;
+    s->busy_sum += q.busy_us;
+    lv_window_sample(w, s->no_ttft ? 0 : q.ttft, q.done - q.start, q.tokens, q.inflight_at_start, s->now);
+}
+
+typedef struct {
+    int converged_at; /* first sample after which the start-up measurement is over and the
+                       * window stays in range (except during later base measurements) */
+    double mean, sd;  /* over the tail, outside probes */
+    int min, max;
+    double util;      /* busy fraction of the backend's slots over the tail */
+    double probing;   /* fraction of tail samples taken while probing */
+    double in_range;  /* fraction of tail samples (outside probes) with the window in range */
+} run_t;
+
+/* Run n samples; the tail is from `tail` on. Range [lo, hi] for convergence. */
+static run_t sim_run(sim_t *s, lv_window_t *w, int n, int tail, int lo, int hi)
+{
+    run_t r = {.converged_at = 0, .min = 1 << 30, .max = 0};
+    double sum = 0, sum2 = 0;
+    int cnt = 0, probing = 0, started = 0, in_range = 0;
+    uint64_t t0 = 0;
+    double busy0 = 0;
+    for (int i = 0; i < n; i++) {
+        if (i == tail) {
+            t0 = s->now;
+            busy0 = s->busy_sum;
+        }
+        sim_step(s, w);
+        lv_window_stats_t st;
+        lv_window_stats(w, &st);
+        int l = st.limit;
+        if (!started && st.phase == LV_WINDOW_PROBE)
+            r.converged_at = i + 1;
+        else
+            started = 1;
+        if (st.phase != LV_WINDOW_PROBE && (l < lo || l > hi))
+            r.converged_at = i + 1;
+        if (i >= tail) {
+            if (st.phase == LV_WINDOW_PROBE) {
+                probing++;
+                continue;
+            }
+            sum += l;
+            sum2 += (double)l * l;
+            cnt++;
+            in_range += l >= lo && l <= hi;
+            r.min = LV_MIN(r.min, l);
+            r.max = LV_MAX(r.max, l);
+        }
+    }
+    r.mean = cnt ? sum / cnt : 0;
+    r.sd = cnt ? sqrt(LV_MAX(0.0, sum2 / cnt - r.mean * r.mean)) : 0;
+    r.util = (s->busy_sum - busy0) / ((double)s->slots * (double)(s->now - t0));
+    r.probing = (double)probing / (n - tail);
+    r.in_range = cnt ? (double)in_range / cnt : 0;
+    return r;
+}
+
+static void print_run(const char *what, int k, int initial, const run_t *r)
+{
+    print_message("%-28s K=%-2d from %-2d: in [K,K+2] from sample %4d; tail: mean %.2f sd %.2f [%d..%d] "
+                  "in range %.0f%%, util %.3f, probing %.1f%%\n",
+                  what, k, initial, r->converged_at, r->mean, r->sd, r->min, r->max, 100 * r->in_range, r->util,
+                  100 * r->probing);
+}
+
+/* ---------- tests ---------- */
+
+static void init_and_bounds(void **state)
+{
+    (void)state;
+    lv_window_t w;
+    assert_int_equal(lv_window_init(&w, 0, 10, 5), LV_EINVAL);
+    assert_int_equal(lv_window_limit(&w), 1);
+    assert_int_equal(lv_window_init(&w, 5, 4, 5), LV_EINVAL);
+    assert_int_equal(lv_window_init(&w, 1, 10, 11), LV_EINVAL);
+    assert_int_equal(lv_window_init(&w, 1, LV_WINDOW_MAX_LIMIT + 1, 1), LV_EINVAL);
+    assert_int_equal(lv_window_init(&w, 2, 10, 4), 0);
+    assert_int_equal(lv_window_limit(&w), 4); /* the first round measures at the initial limit */
+    lv_window_stats_t st;
+    lv_window_stats(&w, &st);
+    assert_string_equal(lv_window_phase_name(st.phase), "probe");
+    assert_string_equal(lv_window_phase_name(LV_WINDOW_STEADY), "steady");
+    assert_string_equal(lv_window_phase_name(LV_WINDOW_GROW), "grow");
+    assert_string_equal(lv_window_phase_name(LV_WINDOW_FIXED), "fixed");
+    /* junk samples are ignored */
+    lv_window_sample(&w, 10, 0, 1, 1, 100);
+    lv_window_sample(&w, 10, 10, 1, 0, 100);
+    lv_window_stats(&w, &st);
+    assert_int_equal(st.samples, 0);
+}
+
+/* The window settles in [K, K+2] from 1 and from 64, on a noise-free backend. */
+static void converges_from_below_and_above(void **state)
+{
+    (void)state;
+    int ks[] = {1, 2, 4, 8, 16, 32};
+    int starts[] = {1, 64};
+    for (size_t i = 0; i < LV_ARRAY_LEN(ks); i++) {
+        for (size_t j = 0; j < LV_ARRAY_LEN(starts); j++) {
+            sim_t s;
+            lv_window_t w;
+            sim_init(&s, MODEL_PROPORTIONAL, ks[i], 0, 1 + i);
+            assert_int_equal(lv_window_init(&w, 1, 256, starts[j]), 0);
+            run_t r = sim_run(&s, &w, 4000, 1000, ks[i], ks[i] + 2);
+            print_run("proportional, no noise", ks[i], starts[j], &r);
+            assert_true(r.converged_at <= 400);
+            assert_true(r.min >= ks[i] && r.max <= ks[i] + 2);
+            assert_true(r.util >= 0.95);
+        }
+    }
+}
+
+/* A FIFO backend whose TTFT is prefill + wait, with ±20% noise on every time and answers of 5..60
+ * tokens: the window stays near K, fills the backend, and does not swing. */
+static void noise_and_fifo_stay_bounded(void **state)
+{
+    (void)state;
+    int ks[] = {2, 4, 8, 16, 32};
+    int starts[] = {1, 64};
+    for (int model = MODEL_PROPORTIONAL; model <= MODEL_FIFO; model++) {
+        for (size_t i = 0; i < LV_ARRAY_LEN(ks); i++) {
+            for (size_t j = 0; j < LV_ARRAY_LEN(starts); j++) {
+                sim_t s;
+                lv_window_t w;
+                int k = ks[i];
+                sim_init(&s, model, k, 0.2, 100 + i * 7 + j);
+                assert_int_equal(lv_window_init(&w, 1, 256, starts[j]), 0);
+                run_t r = sim_run(&s, &w, 6000, 2000, k, k + 2);
+                print_run(model == MODEL_FIFO ? "FIFO, noise 20%" : "proportional, noise 20%", k, starts[j], &r);
+                assert_true(r.mean >= k - 1 && r.mean <= k + 3);
+                assert_true(r.sd <= 1.5);
+                assert_true(r.min >= k - 4 && r.max <= k + 5);
+                assert_true(r.util >= 0.93);
+                assert_true(r.probing <= 0.05);
+            }
+        }
+    }
+}
+
+/* Capacity halves mid-run: the window follows it down, and back up when it returns. */
+static void follows_capacity_changes(void **state)
+{
+    (void)state;
+    int ks[] = {8, 16, 32};
+    for (int model = MODEL_PROPORTIONAL; model <= MODEL_FIFO; model++) {
+        for (size_t i = 0; i < LV_ARRAY_LEN(ks); i++) {
+            int k = ks[i];
+            sim_t s;
+            lv_window_t w;
+            sim_init(&s, model, k, model == MODEL_FIFO ? 0.2 : 0, 300 + i);
+            assert_int_equal(lv_window_init(&w, 1, 256, 4), 0);
+            run_t r = sim_run(&s, &w, 2000, 1000, k - 1, k + 3);
+            s.slots = k / 2;
+            /* the FIFO's extra servers finish their work and stop */
+            for (int n = k / 2; n < k; n++)
+                s.server_free[n] = UINT64_MAX / 2;
+            run_t down = sim_run(&s, &w, 2000, 1000, k / 2 - 1, k / 2 + 3);
+            s.slots = k;
+            for (int n = k / 2; n < k; n++)
+                s.server_free[n] = s.now;
+            run_t up = sim_run(&s, &w, 2500, 1500, k - 1, k + 3);
+            print_message("%s K=%d -> %d -> %d: mean %.1f -> %.1f (down in %d samples) -> %.1f (up in %d "
+                          "samples), util %.3f / %.3f\n",
+                          model == MODEL_FIFO ? "FIFO, noise 20%" : "proportional", k, k / 2, k, r.mean, down.mean,
+                          down.converged_at, up.mean, up.converged_at, down.util, up.util);
+            assert_true(down.converged_at <= 400);
+            assert_true(down.mean >= k / 2 - 1 && down.mean <= k / 2 + 3);
+            assert_true(up.converged_at <= 1000);
+            assert_true(up.mean >= k - 1 && up.mean <= k + 3);
+            assert_true(down.util >= 0.93 && up.util >= 0.93);
+        }
+    }
+}
+
+/* Answer length varies 5..500 tokens (total time 10x apart); TTFT is the signal, so the window
+ * does not care. Without TTFT (no streaming) per-token time is used. */
+static void answer_length_does_not_matter(void **state)
+{
+    (void)state;
+    sim_t s;
+    lv_window_t w;
+    sim_init(&s, MODEL_PROPORTIONAL, 8, 0.1, 77);
+    s.max_tokens = 500;
+    assert_int_equal(lv_window_init(&w, 1, 256, 1), 0);
+    run_t r = sim_run(&s, &w, 4000, 1000, 8, 10);
+    print_run("TTFT, answers 5..500 tok", 8, 1, &r);
+    assert_true(r.mean >= 8 && r.mean <= 10.5);
+    lv_window_stats_t st;
+    lv_window_stats(&w, &st);
+    assert_int_equal(st.signal, LV_WINDOW_SIGNAL_TTFT);
+
+    /* not streamed: TTFT unknown, total/tokens with fixed-length answers */
+    sim_init(&s, MODEL_PROPORTIONAL, 8, 0.1, 78);
+    s.no_ttft = 1;
+    s.max_tokens = 5;
+    assert_int_equal(lv_window_init(&w, 1, 256, 1), 0);
+    r = sim_run(&s, &w, 4000, 1000, 8, 10);
+    print_run("per-token (no TTFT)", 8, 1, &r);
+    lv_window_stats(&w, &st);
+    assert_int_equal(st.signal, LV_WINDOW_SIGNAL_PER_TOKEN);
+    assert_true(r.mean >= 7 && r.mean <= 11);
+
+    /* the backend starts streaming: the scale changed, so base is measured again */
+    s.no_ttft = 0;
+    uint64_t probes = st.probes;
+    sim_step(&s, &w);
+    lv_window_stats(&w, &st);
+    assert_int_equal(st.signal, LV_WINDOW_SIGNAL_TTFT);
+    assert_int_equal(st.phase, LV_WINDOW_PROBE);
+    assert_int_equal(st.probes, probes + 1);
+    r = sim_run(&s, &w, 3000, 1000, 8, 10);
+    assert_true(r.mean >= 7 && r.mean <= 11);
+}
+
+/* Heavy tail: 5% of requests stall 5x. The window must not collapse or swing. */
+static void outliers_do_not_collapse(void **state)
+{
+    (void)state;
+    int ks[] = {4, 16};
+    for (int model = MODEL_PROPORTIONAL; model <= MODEL_FIFO; model++) {
+        for (size_t i = 0; i < LV_ARRAY_LEN(ks); i++) {
+            sim_t s;
+            lv_window_t w;
+            int k = ks[i];
+            sim_init(&s, model, k, 0.2, 500 + i);
+            s.outlier_pct = 5;
+            assert_int_equal(lv_window_init(&w, 1, 256, 1), 0);
+            run_t r = sim_run(&s, &w, 6000, 2000, k, k + 2);
+            print_run(model == MODEL_FIFO ? "FIFO, 5% stalls x5" : "proportional, 5% stalls x5", k, 1, &r);
+            assert_true(r.mean >= k - 1 && r.mean <= k + 3);
+            assert_true(r.sd <= 2.0);
+        }
+    }
+}
+
+static void errors_and_timeouts_shrink(void **state)
+{
+    (void)state;
+    sim_t s;
+    lv_window_t w;
+    sim_init(&s, MODEL_PROPORTIONAL, 16, 0, 5);
+    assert_int_equal(lv_window_init(&w, 2, 256, 2), 0);
+    sim_run(&s, &w, 2000, 1000, 16, 18);
+    int l = lv_window_limit(&w);
+    assert_true(l >= 16 && l <= 18);
+    lv_window_on_error(&w, s.now);
+    assert_int_equal(lv_window_limit(&w), l * 3 / 4);
+    l = lv_window_limit(&w);
+    lv_window_on_timeout(&w, s.now);
+    assert_int_equal(lv_window_limit(&w), l / 2);
+    for (int i = 0; i < 20; i++)
+        lv_window_on_error(&w, s.now);
+    assert_int_equal(lv_window_limit(&w), 2); /* min */
+    lv_window_stats_t st;
+    lv_window_stats(&w, &st);
+    assert_int_equal(st.errors, 21);
+    assert_int_equal(st.timeouts, 1);
+    /* the backend is fine again: the window grows back */
+    run_t r = sim_run(&s, &w, 3000, 1500, 16, 18);
+    print_run("after errors", 16, 2, &r);
+    assert_true(r.mean >= 15 && r.mean <= 18.5);
+    assert_true(r.converged_at <= 1200);
+}
+
+static void fixed_mode(void **state)
+{
+    (void)state;
+    sim_t s;
+    lv_window_t w;
+    sim_init(&s, MODEL_PROPORTIONAL, 4, 0, 9);
+    assert_int_equal(lv_window_init(&w, 1, 32, 8), 0);
+    lv_window_set_adaptive(&w, false, 0);
+    for (int i = 0; i < 500; i++) {
+        sim_step(&s, &w);
+        assert_int_equal(lv_window_limit(&w), 32);
+    }
+    lv_window_on_error(&w, s.now);
+    lv_window_on_timeout(&w, s.now);
+    assert_int_equal(lv_window_limit(&w), 32);
+    lv_window_stats_t st;
+    lv_window_stats(&w, &st);
+    assert_int_equal(st.phase, LV_WINDOW_FIXED);
+    assert_true(st.latency_ewma_us > 0); /* still measured, for metrics */
+    lv_window_set_adaptive(&w, true, s.now);
+    lv_window_stats(&w, &st);
+    assert_int_equal(st.phase, LV_WINDOW_PROBE);
+    run_t r = sim_run(&s, &w, 3000, 1000, 4, 6);
+    print_run("fixed, then adaptive", 4, 8, &r);
+    assert_true(r.min >= 4 && r.max <= 6);
+}
+
+/* Demand below capacity: the window does not run away (it stays near what is used). */
+static void app_limited_does_not_grow(void **state)
+{
+    (void)state;
+    lv_window_t w;
+    assert_int_equal(lv_window_init(&w, 1, 256, 4), 0);
+    uint64_t now = 0;
+    /* 3 requests in flight at a time, always; backend has room for far more */
+    for (int i = 0; i < 3000; i++) {
+        now += 33333;
+        lv_window_sample(&w, 100000, 120000, 20, 1 + i % 3, now);
+    }
+    int l = lv_window_limit(&w);
+    print_message("app-limited at 3 in flight: limit %d\n", l);
+    assert_true(l >= 3 && l <= 8);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(init_and_bounds),
+        cmocka_unit_test(converges_from_below_and_above),
+        cmocka_unit_test(noise_and_fifo_stay_bounded),
+        cmocka_unit_test(follows_capacity_changes),
+        cmocka_unit_test(answer_length_does_not_matter),
+        cmocka_unit_test(outliers_do_not_collapse),
+        cmocka_unit_test(errors_and_timeouts_shrink),
+        cmocka_unit_test(fixed_mode),
+        cmocka_unit_test(app_limited_does_not_grow),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
