@@ -24,6 +24,9 @@
 #define MAX_JSON_DEPTH 16
 #define RATE_MSGS_PER_S 50.0
 #define DISPATCH_PER_RUN 256
+/* Deltas after the first are coalesced for this long: one WebSocket message (one TLS record, one
+ * send) per ~40 ms instead of one per token, which people cannot tell apart while reading. */
+#define DELTA_COALESCE_MS 40
 
 /* One backend request in flight for one session. */
 typedef struct lv_job {
@@ -37,6 +40,9 @@ typedef struct lv_job {
     uint64_t dispatch_us;
     double queue_wait_ms;
     double frame_age_ms;
+    lv_buf_t delta;          /* streamed text not yet sent to the session */
+    uint64_t delta_since_ms; /* when the oldest unsent piece arrived; 0 = nothing pending */
+    bool first_delta_sent;
     char model[LV_MODEL_MAX + 1];
 } lv_job_t;
 
@@ -200,7 +206,20 @@ static void job_free(lv_job_t *job)
     if (job->session)
         job->session->job = NULL;
     lv_queue_remove(&job->link);
+    lv_buf_free(&job->delta);
     free(job);
+}
+
+static void flush_delta(lv_job_t *job)
+{
+    if (job->delta.len && job->session) {
+        json_t *o = json_pack("{s:s, s:I, s:s%}", "type", "delta", "answer_id", (json_int_t)job->answer_id, "text",
+                              job->delta.data, job->delta.len);
+        if (o)
+            session_send_json(job->session, o);
+    }
+    lv_buf_reset(&job->delta);
+    job->delta_since_ms = 0;
 }
 
 static void on_delta(void *ud, const char *text, size_t len)
@@ -208,10 +227,17 @@ static void on_delta(void *ud, const char *text, size_t len)
     lv_job_t *job = ud;
     if (!job->session)
         return;
-    json_t *o = json_pack("{s:s, s:I, s:s%}", "type", "delta", "answer_id", (json_int_t)job->answer_id, "text", text,
-                          len);
-    if (o)
-        session_send_json(job->session, o);
+    if (lv_buf_append(&job->delta, text, len) != 0) {
+        flush_delta(job); /* over the cap: send what we have, then this piece alone */
+        lv_buf_append(&job->delta, text, len);
+    }
+    if (!job->first_delta_sent) {
+        /* the first token goes out at once: time to first token is what people notice */
+        job->first_delta_sent = true;
+        flush_delta(job);
+    } else if (!job->delta_since_ms) {
+        job->delta_since_ms = lv_now_ms();
+    }
 }
 
 static void on_done(void *ud, const lv_chat_result_t *r)
@@ -223,6 +249,7 @@ static void on_done(void *ud, const lv_chat_result_t *r)
         job_free(job);
         return;
     }
+    flush_delta(job); /* every delta precedes the final answer */
     if (r->rc == 0) {
         double latency_ms = (double)(lv_now_us() - job->frame_recv_us) / 1000.0;
         s->last_latency_ms = latency_ms;
@@ -298,6 +325,7 @@ static lv_sched_verdict_t try_dispatch(lv_session_t *s, void *ud)
     uint64_t now_us = lv_now_us();
     job->app = app;
     job->session = s;
+    lv_buf_init(&job->delta, 65536);
     job->backend = b;
     job->answer_id = ++s->answer_seq;
     job->frame_recv_us = f->recv_us;
@@ -635,11 +663,23 @@ static void send_stats_and_deadlines(lv_app_t *app, uint64_t now)
     lv_msg_unref(msg);
 }
 
+static void flush_due_deltas(lv_app_t *app, uint64_t now)
+{
+    lv_queue_t *n;
+    LV_QUEUE_FOREACH(n, &app->jobs)
+    {
+        lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
+        if (job->delta_since_ms && now - job->delta_since_ms >= DELTA_COALESCE_MS)
+            flush_delta(job);
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     lv_app_t *app = t->data;
     uint64_t now = lv_now_ms();
     send_credits(app, now);
+    flush_due_deltas(app, now);
     if (now - app->last_slow_tick_ms >= 100) {
         app->last_slow_tick_ms = now;
         send_stats_and_deadlines(app, now);
