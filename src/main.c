@@ -16,6 +16,7 @@
 #include "lv_common.h"
 #include "lv_http.h"
 #include "lv_log.h"
+#include "lv_stat.h"
 #include "lv_sysmon.h"
 
 #define LIVEVLM_VERSION "0.1.0"
@@ -157,6 +158,9 @@ static int add_backends(lv_app_t *app)
         }
         int max = b->max_concurrency ? b->max_concurrency : app->cfg.default_backend_max;
         int rc = lv_pool_add(app->pool, b->id, b->url, key, max, b->models[0] ? b->models : NULL);
+        if (rc == 0)
+            rc = lv_backend_configure(lv_pool_find(app->pool, b->id), b->adaptive != 0,
+                                      b->min_concurrency ? b->min_concurrency : 1, max, b->max_side, b->jpeg_quality);
         if (rc) {
             LV_ERROR("backend %s (%s): %s", b->id, b->url, lv_strerror(rc));
             return rc;
@@ -228,7 +232,10 @@ static int serve(int argc, char **argv, const char *prog)
         LV_WARN("system stats are unavailable");
     if (lv_server_start(app) != 0)
         return 1;
-    lv_engine_start(app);
+    if (lv_engine_start(app) != 0) {
+        fprintf(stderr, "livevlm: out of memory at start\n");
+        return 1;
+    }
     uv_signal_init(&loop, &app->sigint);
     uv_signal_init(&loop, &app->sigterm);
     app->sigint.data = app->sigterm.data = app;
@@ -251,6 +258,8 @@ static int serve(int argc, char **argv, const char *prog)
     uv_run(&loop, UV_RUN_DEFAULT);
 
     lv_registry_destroy(app->reg);
+    lv_drr_free(&app->drr);
+    lv_stat_destroy(app);
     app->store->ops->destroy(app->store);
     lv_iptable_destroy(app->ips);
     rc = uv_loop_close(&loop);

@@ -518,7 +518,17 @@ function onMessage(msg) {
     case 'credit':
       if (state.wantRun && camera.running) frames.credit(Number(msg.credit_id) >>> 0);
       break;
+    case 'queued':
+      // the frame waits behind others for a backend slot: say where it stands
+      $('queuePos').textContent = `#${Number(msg.position) || 1} of ${Number(msg.queued) || 1}`;
+      $('queuePos').closest('.meta-item').hidden = false;
+      break;
+    case 'frame_dropped':
+      $('queuePos').textContent = `frame too old (${fmtMs(msg.age_ms)}), skipped`;
+      $('queuePos').closest('.meta-item').hidden = false;
+      break;
     case 'answer_start':
+      $('queuePos').closest('.meta-item').hidden = true;
       answer.start(msg);
       if (msg.frame_age_ms !== undefined) $('frameAge').textContent = fmtMs(msg.frame_age_ms);
       if (msg.queue_wait_ms !== undefined) $('queueWait').textContent = fmtMs(msg.queue_wait_ms);

@@ -1,5 +1,6 @@
 /* lv_backend.c - backend pool: configuration checks, /models discovery, local detection, health
- * timer and the least-loaded pick. */
+ * timer, the latency-weighted least-loaded pick, and the per-backend window, breaker and latency
+ * fed by lv_chat (lv_backend_report). */
 #include "lv_backend.h"
 
 #include <jansson.h>
@@ -11,11 +12,13 @@
 #include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_log.h"
+#include "lv_shape.h"
 
 #define MODELS_BODY_MAX (1024 * 1024)
 #define REFRESH_TIMEOUT_MS 2000
 #define DETECT_TIMEOUT_MS 1000
 #define HEALTH_DEFAULT_MS 10000
+#define PROBE_PICK_STALE_MS 1000 /* a half-open pick no chat claimed within this is given back */
 
 struct lv_pool {
     uv_loop_t *loop;
@@ -25,7 +28,8 @@ struct lv_pool {
     lv_queue_t probes;    /* probe_t in flight */
     lv_queue_t links;     /* lv_pool_link_t: running chats */
     uv_timer_t health;    /* its close callback frees the pool */
-    int health_busy;      /* a periodic refresh round is running */
+    uint64_t health_period_ms; /* checks of backends in good standing */
+    uint64_t health_tick_ms;   /* the timer's period: min(period, LV_BACKEND_SUSPECT_CHECK_MS) */
     uint64_t pick_seq;
 };
 
@@ -44,6 +48,7 @@ typedef struct {
     lv_pool_t *pool;
     round_t *round;
     lv_backend_t *b;                 /* refresh: the backend checked; detect: NULL */
+    int health;                      /* started by the health timer: clears b->checking */
     char id[LV_BACKEND_ID_MAX_LEN + 1];
     char base_url[LV_BACKEND_URL_MAX_LEN + 1];
     CURL *easy;
@@ -313,6 +318,8 @@ static void probe_free(probe_t *pr)
 static void probe_cancel(probe_t *pr)
 {
     round_t *r = pr->round;
+    if (pr->health)
+        pr->b->checking = 0;
     if (pr->easy)
         lv_http_remove(pr->pool->http, pr->easy);
     probe_free(pr);
@@ -351,7 +358,7 @@ int lv_pool_add(lv_pool_t *pool, const char *id, const char *base_url, const cha
         goto out;
     if (!api_key)
         api_key = "";
-    if (!key_ok(api_key) || max_concurrency < 0 || max_concurrency > 1024)
+    if (!key_ok(api_key) || max_concurrency < 0 || max_concurrency > LV_BACKEND_MAX_CONCURRENCY)
         goto out;
     rc = LV_EEXIST;
     if (lv_pool_find(pool, id))
@@ -373,9 +380,16 @@ int lv_pool_add(lv_pool_t *pool, const char *id, const char *base_url, const cha
             goto out;
         b->models_configured = b->n_models > 0;
     }
+    /* discovered models: out of rotation until a check has found them */
+    b->check_failed = !b->models_configured;
     b->healthy = b->models_configured;
     if (!b->healthy)
         snprintf(b->last_error, sizeof b->last_error, "not checked yet");
+    lv_breaker_init(&b->breaker, NULL, lv_now_ms());
+    b->adaptive = 1;
+    b->min_concurrency = 1;
+    if ((rc = lv_window_init(&b->window, 1, b->max_concurrency, LV_MAX(1, b->max_concurrency / 4))) != 0)
+        goto out;
     rc = LV_ENOMEM;
     lv_backend_t **nv = realloc(pool->v, (pool->n + 1) * sizeof *nv);
     if (!nv)
@@ -418,12 +432,160 @@ void lv_pool_link_remove(lv_pool_link_t *link)
         lv_queue_remove(&link->node);
 }
 
+/* ---------- health state ---------- */
+
+/* Recompute healthy from the check result and the breaker (whose open state ends with time). */
+static int backend_sync(lv_backend_t *b, uint64_t now_ms)
+{
+    int up = !b->check_failed && lv_breaker_state(&b->breaker, now_ms) != LV_BREAKER_OPEN;
+    if (up && !b->healthy)
+        LV_INFO("backend %s is back in rotation (%s, %zu models)", b->id,
+                lv_breaker_state_name(lv_breaker_state(&b->breaker, now_ms)), b->n_models);
+    else if (!up && b->healthy)
+        LV_WARN("backend %s is out of rotation: %s", b->id, b->last_error[0] ? b->last_error : "circuit open");
+    b->healthy = up;
+    return up;
+}
+
+/* Give back half-open probes that resolve handed out and no chat claimed (the caller failed
+ * between resolve and lv_chat_start), so the breaker does not wait for them forever. */
+static void backend_sweep_picks(lv_backend_t *b, uint64_t now_ms)
+{
+    if (b->probe_picks > 0 && now_ms - b->probe_pick_ms >= PROBE_PICK_STALE_MS) {
+        for (; b->probe_picks > 0; b->probe_picks--)
+            lv_breaker_on_cancel(&b->breaker, now_ms);
+    }
+}
+
+/* Open the breaker now, whatever its state: an OPEN breaker whose cool-down is over (it reads
+ * half-open) ignores failures, so take a probe first and fail it. */
+static void breaker_force_open(lv_breaker_t *br, uint64_t now_ms)
+{
+    if (lv_breaker_state(br, now_ms) == LV_BREAKER_HALF_OPEN && lv_breaker_would_allow(br, now_ms))
+        (void)lv_breaker_allow(br, now_ms);
+    lv_breaker_on_failure(br, now_ms, LV_BREAKER_FAIL_CONNECT);
+}
+
 void lv_backend_mark_down(lv_backend_t *b, const char *why)
 {
-    if (b->healthy)
-        LV_WARN("backend %s marked down: %s", b->id, why);
-    b->healthy = 0;
+    uint64_t now = lv_now_ms();
     snprintf(b->last_error, sizeof b->last_error, "%s", why);
+    breaker_force_open(&b->breaker, now);
+    b->down_connect = 1;
+    backend_sync(b, now);
+}
+
+int lv_backend_configure(lv_backend_t *b, int adaptive, int min_concurrency, int max_concurrency, int max_side,
+                         int jpeg_quality)
+{
+    if (!b)
+        return LV_EINVAL;
+    int max = max_concurrency ? max_concurrency : b->max_concurrency;
+    int min = min_concurrency ? min_concurrency : 1;
+    if (max < 1 || max > LV_BACKEND_MAX_CONCURRENCY || min < 1 || min > max || max_side < 0 ||
+        max_side > LV_SHAPE_MAX_SIDE || jpeg_quality < 0 || jpeg_quality > 100)
+        return LV_EINVAL;
+    lv_window_t w;
+    if (lv_window_init(&w, min, max, LV_MAX(min, max / 4)) != 0)
+        return LV_EINVAL;
+    if (!adaptive)
+        lv_window_set_adaptive(&w, false, lv_now_us());
+    b->window = w;
+    b->adaptive = adaptive != 0;
+    b->min_concurrency = min;
+    b->max_concurrency = max;
+    b->max_side = max_side;
+    b->jpeg_quality = jpeg_quality;
+    return 0;
+}
+
+int lv_backend_limit(const lv_backend_t *b)
+{
+    return b->adaptive ? lv_window_limit(&b->window) : b->max_concurrency;
+}
+
+const char *lv_backend_state_name(const lv_backend_t *b)
+{
+    return lv_breaker_state_name(lv_breaker_state(&b->breaker, lv_now_ms()));
+}
+
+int lv_backend_take_probe(lv_backend_t *b)
+{
+    if (b->probe_picks <= 0)
+        return 0;
+    b->probe_picks--;
+    return 1;
+}
+
+static void lat_sample(lv_backend_t *b, uint64_t us)
+{
+    double ms = (double)us / 1000.0;
+    if (b->lat_ewma_ms <= 0)
+        b->lat_ewma_ms = ms;
+    else
+        b->lat_ewma_ms += LV_BACKEND_LAT_ALPHA * (ms - b->lat_ewma_ms);
+}
+
+void lv_backend_report(lv_backend_t *b, const lv_backend_report_t *r)
+{
+    uint64_t now_ms = lv_now_ms(), now_us = lv_now_us();
+    lv_breaker_state_t before = lv_breaker_state(&b->breaker, now_ms);
+    if (r->end == LV_BACKEND_END_CANCEL) {
+        if (r->probe)
+            lv_breaker_on_cancel(&b->breaker, now_ms);
+        return;
+    }
+    b->requests_total++;
+    if (r->end != LV_BACKEND_END_OK)
+        b->errors_total++;
+    switch (r->end) {
+    case LV_BACKEND_END_OK:
+        lv_breaker_on_success(&b->breaker, now_ms);
+        if (r->ttft_us)
+            lat_sample(b, r->ttft_us);
+        /* the window's signal is TTFT for streams and time per token otherwise; a stream with no
+         * content has neither and would make the window measure its base again */
+        if (!r->streamed || r->ttft_us)
+            lv_window_sample(&b->window, r->streamed ? r->ttft_us : 0, r->total_us, r->tokens,
+                             r->inflight_at_start, now_us);
+        break;
+    case LV_BACKEND_END_CLIENT:
+        lv_breaker_on_success(&b->breaker, now_ms);
+        break;
+    case LV_BACKEND_END_ERROR:
+        lv_window_on_error(&b->window, now_us);
+        lv_breaker_on_failure(&b->breaker, now_ms, LV_BREAKER_FAIL_ERROR);
+        break;
+    case LV_BACKEND_END_TIMEOUT:
+        b->timeouts_total++;
+        /* TTFT is at least what we waited: a hung backend must stop looking fast */
+        lat_sample(b, r->ttft_us ? r->ttft_us : r->total_us);
+        lv_window_on_timeout(&b->window, now_us);
+        lv_breaker_on_failure(&b->breaker, now_ms, LV_BREAKER_FAIL_TIMEOUT);
+        break;
+    case LV_BACKEND_END_CONNECT:
+        if (r->timed_out_connect)
+            b->timeouts_total++;
+        lv_window_on_error(&b->window, now_us);
+        lv_backend_mark_down(b, r->why ? r->why : "cannot connect"); /* opens the breaker */
+        break;
+    case LV_BACKEND_END_LOCAL:
+        if (r->probe)
+            lv_breaker_on_cancel(&b->breaker, now_ms);
+        break;
+    case LV_BACKEND_END_CANCEL:
+        break;
+    }
+    lv_breaker_state_t after = lv_breaker_state(&b->breaker, now_ms);
+    if (after == LV_BREAKER_OPEN && before != LV_BREAKER_OPEN && r->end != LV_BACKEND_END_CONNECT) {
+        snprintf(b->last_error, sizeof b->last_error, "circuit open: %s", r->why ? r->why : "failures");
+        b->down_connect = 0;
+    } else if (after == LV_BREAKER_CLOSED && before != LV_BREAKER_CLOSED) {
+        b->down_connect = 0;
+        if (!b->check_failed)
+            b->last_error[0] = '\0';
+    }
+    backend_sync(b, now_ms);
 }
 
 CURL *lv_backend_easy_new(const char *base_url, const char *api_key, const char *path,
@@ -445,7 +607,12 @@ CURL *lv_backend_easy_new(const char *base_url, const char *api_key, const char 
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "livevlm");
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L); /* prefer multiplexing on an HTTP/2 connection */
+    /* PIPEWAIT makes a transfer wait for a connection to the host that is still being set up or
+     * used, hoping to multiplex on it. Only TLS can bring HTTP/2 here (ALPN; no h2c), and on an
+     * HTTP/1.1 backend the wait serialises every request behind the one before it (measured:
+     * 8 concurrent requests to a 40 ms server took 40, 84, ..., 328 ms; 45 ms each without). */
+    if (strncmp(url, "https://", 8) == 0)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     if (host_is_loopback(base_url))
         curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     if (api_key && api_key[0]) {
@@ -491,32 +658,40 @@ static void round_finish(round_t *r)
         rd(ud);
 }
 
+/* A failed check: out of rotation until a check passes. */
+static void check_did_fail(lv_backend_t *b, const char *why)
+{
+    b->check_failed = 1;
+    lv_backend_mark_down(b, why);
+}
+
 static void apply_refresh(probe_t *pr, CURLcode rc, long status)
 {
     lv_backend_t *b = pr->b;
     char why[200];
     char **m = NULL;
     size_t mn = 0;
-    b->last_check_ms = lv_now_ms();
+    uint64_t now = lv_now_ms();
+    b->last_check_ms = now;
     if (rc != CURLE_OK) {
-        lv_backend_mark_down(b, pr->too_large ? "/models answer too large"
-                                              : lv_http_describe(pr->easy, rc, pr->errbuf, why, sizeof why));
+        check_did_fail(b, pr->too_large ? "/models answer too large"
+                                      : lv_http_describe(pr->easy, rc, pr->errbuf, why, sizeof why));
         return;
     }
     if (b->models_configured) {
         if (status >= 500 || status == 401 || status == 403 || status < 100) {
             snprintf(why, sizeof why, "HTTP %ld", status);
-            lv_backend_mark_down(b, why);
+            check_did_fail(b, why);
             return;
         }
     } else {
         if (status < 200 || status > 299) {
             snprintf(why, sizeof why, "HTTP %ld", status);
-            lv_backend_mark_down(b, why);
+            check_did_fail(b, why);
             return;
         }
         if (parse_models(pr->body.data ? pr->body.data : "", pr->body.len, &m, &mn) != 0) {
-            lv_backend_mark_down(b, "not an OpenAI model list at /models");
+            check_did_fail(b, "not an OpenAI model list at /models");
             return;
         }
         if (models_equal(b->models, b->n_models, m, mn)) {
@@ -527,10 +702,15 @@ static void apply_refresh(probe_t *pr, CURLcode rc, long status)
             b->n_models = mn;
         }
     }
-    if (!b->healthy)
-        LV_INFO("backend %s is up (%zu models)", b->id, b->n_models);
-    b->healthy = 1;
-    b->last_error[0] = '\0';
+    /* Back after a failed check or a connect failure: probe now rather than after a cool-down
+     * that may have grown to 30 s. A breaker opened by answers (5xx, timeouts) keeps its
+     * cool-down: /models working says nothing new about those. */
+    if (b->check_failed || b->down_connect)
+        lv_breaker_health_ok(&b->breaker, now);
+    b->check_failed = 0;
+    if (lv_breaker_state(&b->breaker, now) != LV_BREAKER_OPEN)
+        b->last_error[0] = '\0';
+    backend_sync(b, now);
 }
 
 static void apply_detect(probe_t *pr, CURLcode rc, long status)
@@ -555,6 +735,7 @@ static void apply_detect(probe_t *pr, CURLcode rc, long status)
     lv_backend_t *b = pool->v[pool->n - 1];
     b->models = m;
     b->n_models = mn;
+    b->check_failed = 0;
     b->healthy = 1;
     b->last_error[0] = '\0';
     b->last_check_ms = lv_now_ms();
@@ -568,6 +749,8 @@ static void probe_done(void *ud, CURL *easy, CURLcode rc)
     round_t *r = pr->round;
     long status = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    if (pr->health)
+        pr->b->checking = 0;
     if (pr->b)
         apply_refresh(pr, rc, status);
     else
@@ -579,7 +762,7 @@ static void probe_done(void *ud, CURL *easy, CURLcode rc)
 
 /* Start one GET {base}/models belonging to round r. */
 static int probe_start(lv_pool_t *pool, round_t *r, lv_backend_t *b, const char *id, const char *base_url,
-                       const char *key, long timeout_ms)
+                       const char *key, long timeout_ms, int health)
 {
     int rc = LV_ENOMEM;
     probe_t *pr = calloc(1, sizeof *pr);
@@ -609,6 +792,11 @@ static int probe_start(lv_pool_t *pool, round_t *r, lv_backend_t *b, const char 
         goto out;
     lv_queue_insert_tail(&pool->probes, &pr->link);
     r->pending++;
+    if (health) {
+        pr->health = 1;
+        b->checking = 1;
+        b->check_start_ms = lv_now_ms();
+    }
     pr = NULL;
     rc = 0;
 out:
@@ -646,7 +834,7 @@ int lv_pool_refresh(lv_pool_t *pool, void (*done)(void *ud), void *ud)
     r->ud = ud;
     for (size_t i = 0; i < pool->n; i++) {
         lv_backend_t *b = pool->v[i];
-        if ((rc = probe_start(pool, r, b, b->id, b->base_url, b->api_key, REFRESH_TIMEOUT_MS)) != 0)
+        if ((rc = probe_start(pool, r, b, b->id, b->base_url, b->api_key, REFRESH_TIMEOUT_MS, 0)) != 0)
             goto fail;
     }
     return 0;
@@ -671,7 +859,7 @@ int lv_pool_detect_local(lv_pool_t *pool, void (*done)(void *ud, int found), voi
     for (size_t i = 0; i < LV_ARRAY_LEN(local_candidates); i++) {
         char url[64];
         snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", local_candidates[i].port);
-        if ((rc = probe_start(pool, r, NULL, local_candidates[i].id, url, "", DETECT_TIMEOUT_MS)) != 0)
+        if ((rc = probe_start(pool, r, NULL, local_candidates[i].id, url, "", DETECT_TIMEOUT_MS, 0)) != 0)
             goto fail;
     }
     return 0;
@@ -706,11 +894,12 @@ static const char *serves(const lv_backend_t *b, const char *model)
     return NULL;
 }
 
-int lv_pool_resolve(lv_pool_t *pool, const char *backend_id, const char *model, lv_backend_t **out,
-                    const char **model_out)
+int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const char *model,
+                              const lv_backend_t *exclude, lv_backend_t **out, const char **model_out)
 {
     lv_backend_t *best = NULL;
     const char *best_model = NULL;
+    double best_score = 0;
     int candidates = 0;
     if (!pool || !out || !model_out)
         return LV_EINVAL;
@@ -718,30 +907,56 @@ int lv_pool_resolve(lv_pool_t *pool, const char *backend_id, const char *model, 
         backend_id = "";
     if (!model)
         model = "";
+    uint64_t now = lv_now_ms();
     for (size_t i = 0; i < pool->n; i++) {
         lv_backend_t *b = pool->v[i];
+        if (b == exclude)
+            continue;
         if (backend_id[0] && strcmp(b->id, backend_id) != 0)
             continue;
-        if (!b->healthy)
+        if (!backend_sync(b, now))
             continue;
         const char *m = serves(b, model);
         if (!m)
             continue;
         candidates++;
-        if (b->inflight >= b->max_concurrency)
+        if (!lv_breaker_would_allow(&b->breaker, now))
+            continue; /* half-open with its probe out */
+        int limit = lv_backend_limit(b);
+        if (b->inflight >= limit)
             continue;
-        if (!best || b->inflight < best->inflight ||
-            (b->inflight == best->inflight && b->last_pick < best->last_pick)) {
+        /* the expected wait of one more request: faster and wider backends take more. A
+         * half-open backend's probe goes first: otherwise a recovered backend that scores worse
+         * than a warm one would never be tried at light load and would stay out forever */
+        double score = (double)(b->inflight + 1) * LV_MAX(b->lat_ewma_ms, 1.0) / (double)limit;
+        if (lv_breaker_state(&b->breaker, now) == LV_BREAKER_HALF_OPEN && now - b->probe_pick_ms > 1000)
+            score = 0;
+        if (!best || score < best_score * (1 - 1e-9) ||
+            (score <= best_score * (1 + 1e-9) && b->last_pick < best->last_pick)) {
             best = b;
             best_model = m;
+            best_score = score;
         }
     }
     if (!best)
         return candidates ? LV_EAGAIN : LV_ENOTFOUND;
+    int probe = lv_breaker_state(&best->breaker, now) != LV_BREAKER_CLOSED;
+    if (!lv_breaker_allow(&best->breaker, now))
+        return LV_EAGAIN; /* cannot happen: would_allow said yes at the same time */
+    if (probe) {
+        best->probe_picks++;
+        best->probe_pick_ms = now;
+    }
     best->last_pick = ++pool->pick_seq;
     *out = best;
     *model_out = best_model;
     return 0;
+}
+
+int lv_pool_resolve(lv_pool_t *pool, const char *backend_id, const char *model, lv_backend_t **out,
+                    const char **model_out)
+{
+    return lv_pool_resolve_excluding(pool, backend_id, model, NULL, out, model_out);
 }
 
 static int contains_ci(const char *hay, const char *needle)
@@ -769,6 +984,9 @@ const char *lv_pool_default_model(lv_pool_t *pool)
     size_t tier_len[] = {LV_ARRAY_LEN(strong), LV_ARRAY_LEN(weak)};
     if (!pool)
         return NULL;
+    uint64_t now = lv_now_ms();
+    for (size_t i = 0; i < pool->n; i++)
+        backend_sync(pool->v[i], now);
     for (size_t t = 0; t < 2; t++)
         for (size_t i = 0; i < pool->n; i++) {
             lv_backend_t *b = pool->v[i];
@@ -791,23 +1009,43 @@ const char *lv_pool_default_model(lv_pool_t *pool)
 
 /* ---------- health ---------- */
 
-static void on_health_round_done(void *ud)
+/* A backend that is out or probing is checked often, so it rejoins soon after it is back. */
+static uint64_t check_interval(const lv_pool_t *pool, const lv_backend_t *b, uint64_t now)
 {
-    lv_pool_t *pool = ud;
-    pool->health_busy = 0;
+    if (b->check_failed || lv_breaker_state(&b->breaker, now) != LV_BREAKER_CLOSED)
+        return LV_MIN(pool->health_period_ms, (uint64_t)LV_BACKEND_SUSPECT_CHECK_MS);
+    return pool->health_period_ms;
 }
 
 static void on_health_tick(uv_timer_t *t)
 {
     lv_pool_t *pool = t->data;
-    if (pool->health_busy)
-        return;
-    if (lv_pool_refresh(pool, on_health_round_done, pool) == 0)
-        pool->health_busy = 1;
+    uint64_t now = lv_now_ms();
+    round_t *r = NULL;
+    for (size_t i = 0; i < pool->n; i++) {
+        lv_backend_t *b = pool->v[i];
+        backend_sweep_picks(b, now);
+        backend_sync(b, now);
+        if (b->checking)
+            continue;
+        /* due when the last check (started by this timer or finished by any refresh) is one
+         * interval old, give or take half a tick */
+        uint64_t last = LV_MAX(b->check_start_ms, b->last_check_ms);
+        if (last && last + check_interval(pool, b, now) > now + pool->health_tick_ms / 2)
+            continue;
+        if (!r && !(r = calloc(1, sizeof *r)))
+            return;
+        if (probe_start(pool, r, b, b->id, b->base_url, b->api_key, REFRESH_TIMEOUT_MS, 1) != 0)
+            break; /* try again next tick */
+    }
+    if (r && r->pending == 0)
+        free(r); /* otherwise the round (no callback) goes with its last probe */
 }
 
 int lv_pool_start_health(lv_pool_t *pool, int period_ms)
 {
-    uint64_t p = period_ms > 0 ? (uint64_t)period_ms : HEALTH_DEFAULT_MS;
-    return uv_timer_start(&pool->health, on_health_tick, p, p) == 0 ? 0 : LV_EIO;
+    pool->health_period_ms = period_ms > 0 ? (uint64_t)period_ms : HEALTH_DEFAULT_MS;
+    pool->health_tick_ms = LV_MIN(pool->health_period_ms, (uint64_t)LV_BACKEND_SUSPECT_CHECK_MS);
+    return uv_timer_start(&pool->health, on_health_tick, pool->health_tick_ms, pool->health_tick_ms) == 0 ? 0
+                                                                                                      : LV_EIO;
 }

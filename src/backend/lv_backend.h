@@ -10,8 +10,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "lv_breaker.h"
 #include "lv_http.h"
 #include "lv_queue.h"
+#include "lv_window.h"
 
 #define LV_BACKEND_ID_MAX_LEN 64
 #define LV_BACKEND_URL_MAX_LEN 511
@@ -20,6 +22,9 @@
 #define LV_BACKEND_MAX_MODELS 256      /* per backend; the rest of a list is ignored */
 #define LV_POOL_MAX_BACKENDS 64
 #define LV_BACKEND_DEFAULT_CONCURRENCY 4
+#define LV_BACKEND_MAX_CONCURRENCY 4096
+#define LV_BACKEND_SUSPECT_CHECK_MS 500  /* health-check period of a backend out of rotation */
+#define LV_BACKEND_LAT_ALPHA 0.2         /* EWMA weight of a new time-to-first-token sample */
 
 typedef struct lv_pool lv_pool_t;
 
@@ -29,7 +34,7 @@ typedef struct lv_backend {
     char id[LV_BACKEND_ID_MAX_LEN + 1];       /* [A-Za-z0-9._-]{1,64} */
     char base_url[LV_BACKEND_URL_MAX_LEN + 1];/* normalised: no trailing '/', e.g. http://h:8000/v1 */
     char api_key[LV_BACKEND_KEY_MAX_LEN + 1]; /* "" = none. Secret: never log or show it */
-    int max_concurrency;                      /* requests allowed in flight at once (>= 1) */
+    int max_concurrency;                      /* ceiling of the window (>= 1) */
     int inflight;                             /* lv_chat requests in flight now */
     char **models;                            /* model ids, owned by the pool. Replaced when a
                                                * refresh discovers a different list: do not keep
@@ -39,9 +44,24 @@ typedef struct lv_backend {
     char last_error[256];                     /* "" or why it is down: "connection refused",
                                                * "HTTP 401", "timed out", ... */
     uint64_t last_check_ms;                   /* lv_now_ms() of the last finished check; 0 = never */
+    /* read-only for callers: load control (see docs/internals/backend.md) */
+    lv_window_t window;                       /* adaptive concurrency window */
+    lv_breaker_t breaker;                     /* circuit breaker */
+    int adaptive;                             /* 1: the window adapts; 0: limit = max_concurrency */
+    int min_concurrency;                      /* window floor */
+    int max_side;                             /* scale frames to this longest side; 0 = as sent */
+    int jpeg_quality;                         /* quality of scaled frames; 0 = default */
+    double lat_ewma_ms;                       /* smoothed time to first token; 0 = no sample yet */
+    uint64_t requests_total, errors_total, timeouts_total;
     /* private to the pool */
     int models_configured;                    /* models came from configuration: keep them */
     uint64_t last_pick;                       /* round-robin among equally loaded backends */
+    int check_failed;                         /* the last health check failed */
+    int checking;                             /* a health check is running */
+    uint64_t check_start_ms;
+    int down_connect;                         /* out because a connection failed */
+    int probe_picks;                          /* half-open probes handed out by resolve */
+    uint64_t probe_pick_ms;
 } lv_backend_t;
 
 /** Create an empty pool using http for its calls. Both loop and http must outlive the pool.
@@ -115,6 +135,51 @@ int lv_pool_resolve(lv_pool_t *pool, const char *backend_id, const char *model, 
  * if none.
  * Same lifetime as lv_backend_t.models. */
 const char *lv_pool_default_model(lv_pool_t *pool);
+
+/** lv_pool_resolve() that never returns `exclude` (the backend a request just failed on): the
+ * engine's retry before the first token. Same return codes; LV_ENOTFOUND when only the excluded
+ * backend serves the model. */
+int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const char *model,
+                              const lv_backend_t *exclude, lv_backend_t **out, const char **model_out);
+
+/** Set a backend's load-control options (after lv_pool_add): adaptive window on/off, window bounds
+ * [min_concurrency, max_concurrency] (0 = keep), max_side (0 = send frames as they are) and the JPEG
+ * quality of scaled frames (0 = default). Restarts the window at max(min, max / 4). LV_EINVAL on a
+ * bad value (nothing changed). */
+int lv_backend_configure(lv_backend_t *b, int adaptive, int min_concurrency, int max_concurrency, int max_side,
+                         int jpeg_quality);
+/** Requests this backend may have in flight now: the adaptive window, or max_concurrency. */
+int lv_backend_limit(const lv_backend_t *b);
+/** "closed", "half_open" or "open" (the circuit breaker), for metrics and the UI. */
+const char *lv_backend_state_name(const lv_backend_t *b);
+
+/* ---- for src/backend only (lv_chat reports how each request ended) ---- */
+
+typedef enum {
+    LV_BACKEND_END_OK,      /* answered */
+    LV_BACKEND_END_CLIENT,  /* 4xx other than 429, or our own caps: the request's fault */
+    LV_BACKEND_END_ERROR,   /* 5xx, 429, malformed or broken stream */
+    LV_BACKEND_END_TIMEOUT, /* a deadline passed */
+    LV_BACKEND_END_CONNECT, /* the backend could not be reached */
+    LV_BACKEND_END_LOCAL,   /* our failure (out of memory) */
+    LV_BACKEND_END_CANCEL,  /* cancelled by the caller */
+} lv_backend_end_t;
+
+typedef struct {
+    lv_backend_end_t end;
+    int probe;              /* this request held the half-open probe */
+    int streamed;
+    uint64_t ttft_us, total_us;
+    int tokens;
+    int inflight_at_start;
+    int timed_out_connect;
+    const char *why;
+} lv_backend_report_t;
+
+/** Take the half-open probe resolve handed out (1) or 0 when none is pending. */
+int lv_backend_take_probe(lv_backend_t *b);
+/** Feed the window, the breaker, the latency average and the counters with one request's end. */
+void lv_backend_report(lv_backend_t *b, const lv_backend_report_t *r);
 
 /** Re-check all backends every period_ms (<= 0: 10000) with lv_pool_refresh(), so a backend
  * marked down rejoins when it answers again. A new round starts only when the previous one has

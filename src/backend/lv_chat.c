@@ -60,7 +60,11 @@ struct lv_chat {
     uint64_t t_start_us, t_first_us;
 
     int err_rc;                 /* first error wins */
+    lv_backend_end_t err_end;   /* what it says about the backend */
     char err_msg[512];
+    char down_why[200];         /* connect failures: the reason, for the backend's last_error */
+    int inflight_at_start;      /* b->inflight right after this chat was counted (window samples) */
+    int probe;                  /* holds the backend's half-open probe (lv_backend_take_probe) */
 
     unsigned in_http : 1;       /* the transfer is in lv_http */
     unsigned finished : 1;      /* the outcome is decided; on_done is running or ran */
@@ -70,8 +74,10 @@ struct lv_chat {
 
 /* ---------- small helpers ---------- */
 
-static void set_error(lv_chat_t *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_error(lv_chat_t *c, int rc, const char *fmt, ...)
+/* end: what the failure says about the backend (lv_backend_report). */
+static void set_error(lv_chat_t *c, lv_backend_end_t end, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void set_error(lv_chat_t *c, lv_backend_end_t end, int rc, const char *fmt, ...)
 {
     if (c->err_rc)
         return;
@@ -80,6 +86,7 @@ static void set_error(lv_chat_t *c, int rc, const char *fmt, ...)
     vsnprintf(c->err_msg, sizeof c->err_msg, fmt, ap);
     va_end(ap);
     c->err_rc = rc;
+    c->err_end = end;
 }
 
 /* Backends sometimes quote the key they were given in error texts: never pass it on. */
@@ -174,11 +181,11 @@ static int on_sse_data(void *ud, const char *data, size_t len)
     if (rc == LV_EBACKEND) {
         char ex[ERR_DETAIL_MAX + 1];
         excerpt(c, ex, r->error_message, strlen(r->error_message));
-        set_error(c, LV_EBACKEND, "backend error: %s", ex);
+        set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "backend error: %s", ex);
         goto out;
     }
     if (rc) {
-        set_error(c, LV_EBACKEND, "malformed stream");
+        set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "malformed stream");
         goto out;
     }
     if (r->is_done) {
@@ -199,7 +206,7 @@ static int on_sse_data(void *ud, const char *data, size_t len)
     }
     if (r->content_len) {
         if (lv_buf_append(&c->text, r->content, r->content_len) != 0) {
-            set_error(c, LV_EBACKEND, "answer longer than %d bytes", LV_CHAT_TEXT_MAX);
+            set_error(c, LV_BACKEND_END_CLIENT, LV_EBACKEND, "answer longer than %d bytes", LV_CHAT_TEXT_MAX);
             rc = LV_ELIMIT;
             goto out;
         }
@@ -226,9 +233,9 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     case MODE_SSE: {
         int rc = lv_sse_feed(&c->sse, ptr, n, on_sse_data, c);
         if (rc == LV_ELIMIT)
-            set_error(c, LV_EBACKEND, "stream line longer than %d bytes", LV_CHAT_SSE_LINE_MAX);
+            set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "stream line longer than %d bytes", LV_CHAT_SSE_LINE_MAX);
         else if (rc == LV_ENOMEM)
-            set_error(c, LV_ENOMEM, "out of memory");
+            set_error(c, LV_BACKEND_END_LOCAL, LV_ENOMEM, "out of memory");
         if (rc)
             return 0;
         if (c->delivered < c->text.len && c->cb.on_delta)
@@ -237,7 +244,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     }
     case MODE_JSON:
         if (lv_buf_append(&c->raw, ptr, n) != 0) {
-            set_error(c, LV_EBACKEND, "backend answer larger than %d bytes", LV_CHAT_BODY_MAX);
+            set_error(c, LV_BACKEND_END_CLIENT, LV_EBACKEND, "backend answer larger than %d bytes", LV_CHAT_BODY_MAX);
             return 0;
         }
         return n;
@@ -357,6 +364,21 @@ static void finish(lv_chat_t *c)
     if (c->b->inflight > 0)
         c->b->inflight--;
     lv_pool_link_remove(&c->link); /* a pool destroyed from on_done must not cancel us */
+    uint64_t ttft_us = c->t_first_us ? c->t_first_us - c->t_start_us : 0;
+    uint64_t total_us = lv_now_us() - c->t_start_us;
+    /* the pool learns the outcome first, so a retry from on_done sees the backend's new state */
+    lv_backend_report_t rep = {
+        .end = c->err_rc ? c->err_end : LV_BACKEND_END_OK,
+        .probe = c->probe,
+        .streamed = c->mode == MODE_SSE,
+        .ttft_us = ttft_us,
+        .total_us = total_us,
+        .tokens = c->completion_tokens,
+        .inflight_at_start = c->inflight_at_start,
+        .timed_out_connect = c->err_end == LV_BACKEND_END_CONNECT && c->err_rc == LV_ETIMEDOUT,
+        .why = c->err_end == LV_BACKEND_END_CONNECT ? c->down_why : c->err_msg,
+    };
+    lv_backend_report(c->b, &rep);
 
     lv_chat_result_t res;
     memset(&res, 0, sizeof res);
@@ -371,8 +393,8 @@ static void finish(lv_chat_t *c)
     res.prompt_tokens = c->prompt_tokens;
     res.completion_tokens = c->completion_tokens;
     res.n_deltas = c->n_deltas;
-    res.ttft_us = c->t_first_us ? c->t_first_us - c->t_start_us : 0;
-    res.total_us = lv_now_us() - c->t_start_us;
+    res.ttft_us = ttft_us;
+    res.total_us = total_us;
     res.streamed = c->mode == MODE_SSE;
     res.finish_reason = c->finish_reason[0] ? c->finish_reason : NULL;
     if (c->want_debug) {
@@ -400,11 +422,11 @@ static void finish_json(lv_chat_t *c)
     if (rc == LV_EBACKEND) {
         char ex[ERR_DETAIL_MAX + 1];
         excerpt(c, ex, c->resp.error_message, strlen(c->resp.error_message));
-        set_error(c, LV_EBACKEND, "backend error: %s", ex);
+        set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "backend error: %s", ex);
         return;
     }
     if (rc) {
-        set_error(c, LV_EBACKEND, "malformed response");
+        set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "malformed response");
         return;
     }
     copy_str(c->finish_reason, sizeof c->finish_reason, c->resp.finish_reason);
@@ -416,7 +438,7 @@ static void finish_json(lv_chat_t *c)
         c->completion_tokens = c->resp.completion_tokens;
     }
     if (lv_buf_append(&c->text, c->resp.content, c->resp.content_len) != 0) {
-        set_error(c, LV_EBACKEND, "answer longer than %d bytes", LV_CHAT_TEXT_MAX);
+        set_error(c, LV_BACKEND_END_CLIENT, LV_EBACKEND, "answer longer than %d bytes", LV_CHAT_TEXT_MAX);
         return;
     }
     if (c->resp.content_len) {
@@ -434,10 +456,13 @@ static void finish_http_error(lv_chat_t *c)
         excerpt(c, ex, c->resp.error_message, strlen(c->resp.error_message));
     else
         excerpt(c, ex, p, c->raw.len);
+    /* 4xx other than 429 are the request's fault (bad model name, key, size), not the backend's */
+    long st = c->http_status;
+    lv_backend_end_t end = st >= 400 && st < 500 && st != 429 ? LV_BACKEND_END_CLIENT : LV_BACKEND_END_ERROR;
     if (ex[0])
-        set_error(c, LV_EBACKEND, "backend returned HTTP %ld: %s", c->http_status, ex);
+        set_error(c, end, LV_EBACKEND, "backend returned HTTP %ld: %s", st, ex);
     else
-        set_error(c, LV_EBACKEND, "backend returned HTTP %ld", c->http_status);
+        set_error(c, end, LV_EBACKEND, "backend returned HTTP %ld", st);
 }
 
 static void on_http_done(void *ud, CURL *easy, CURLcode crc)
@@ -460,25 +485,26 @@ static void on_http_done(void *ud, CURL *easy, CURLcode crc)
         if (c->mode == MODE_SSE && (c->saw_done || c->finish_reason[0])) {
             /* the answer was complete; only the end of the response went wrong */
         } else if (c->http_status == 0 && lv_http_is_connect_failure(crc)) {
-            lv_backend_mark_down(c->b, why);
+            /* the backend is marked down (breaker opened) by lv_backend_report in finish() */
+            snprintf(c->down_why, sizeof c->down_why, "%s", why);
             if (crc == CURLE_OPERATION_TIMEDOUT)
-                set_error(c, LV_ETIMEDOUT, "cannot reach backend: no connection within %d ms",
+                set_error(c, LV_BACKEND_END_CONNECT, LV_ETIMEDOUT, "cannot reach backend: no connection within %d ms",
                           c->connect_timeout_ms);
             else
-                set_error(c, LV_EBACKEND, "cannot reach backend: %s", why);
+                set_error(c, LV_BACKEND_END_CONNECT, LV_EBACKEND, "cannot reach backend: %s", why);
         } else {
-            set_error(c, LV_EBACKEND, "backend connection failed: %s", why);
+            set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "backend connection failed: %s", why);
         }
     } else if (c->mode == MODE_SSE) {
         int rc = lv_sse_finish(&c->sse, on_sse_data, c);
         if (rc && !c->err_rc)
-            set_error(c, LV_EBACKEND, "malformed stream");
+            set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "malformed stream");
         if (!c->err_rc && !c->saw_done && !c->finish_reason[0])
-            set_error(c, LV_EBACKEND, "stream ended before the answer was complete");
+            set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "stream ended before the answer was complete");
     } else if (c->mode == MODE_JSON) {
         finish_json(c);
     } else {
-        set_error(c, LV_EBACKEND, "empty answer from backend");
+        set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "empty answer from backend");
     }
     finish(c);
 }
@@ -504,9 +530,9 @@ static void on_timer(uv_timer_t *t)
         /* complete answer; the server just did not end the response */
     } else if (!c->t_first_us &&
                uv_now(lv_pool_loop(c->pool)) < c->start_loop_ms + (uint64_t)c->total_timeout_ms) {
-        set_error(c, LV_ETIMEDOUT, "no first token within %d ms", c->first_token_timeout_ms);
+        set_error(c, LV_BACKEND_END_TIMEOUT, LV_ETIMEDOUT, "no first token within %d ms", c->first_token_timeout_ms);
     } else {
-        set_error(c, LV_ETIMEDOUT, "answer not complete within %d ms", c->total_timeout_ms);
+        set_error(c, LV_BACKEND_END_TIMEOUT, LV_ETIMEDOUT, "answer not complete within %d ms", c->total_timeout_ms);
     }
     finish(c);
 }
@@ -526,6 +552,8 @@ void lv_chat_cancel(lv_chat_t *c)
     lv_pool_link_remove(&c->link);
     if (c->b->inflight > 0)
         c->b->inflight--;
+    lv_backend_report_t rep = {.end = LV_BACKEND_END_CANCEL, .probe = c->probe};
+    lv_backend_report(c->b, &rep); /* gives back a half-open probe */
     if (c->in_http && lv_http_remove(c->http, c->easy) == LV_EAGAIN) {
         /* Called from inside curl (not through our callbacks, which never run there): curl still
          * holds the easy handle. on_write now fails the transfer, and the timer (next loop turn)
@@ -618,10 +646,16 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     arm_timer(c);
     lv_pool_link_add(pool, &c->link, on_pool_cancel);
     b->inflight++;
+    c->inflight_at_start = b->inflight;
+    c->probe = lv_backend_take_probe(b);
     if (out)
         *out = c;
     return 0;
 out:
+    if (b && lv_backend_take_probe(b)) { /* the probe resolve handed out is not used: give it back */
+        lv_backend_report_t rep = {.end = LV_BACKEND_END_CANCEL, .probe = 1};
+        lv_backend_report(b, &rep);
+    }
     if (c) {
         if (c->easy)
             curl_easy_cleanup(c->easy);

@@ -160,7 +160,7 @@ int lv_session_create(lv_registry_t *reg, const char *owner, const lv_settings_t
     if (!s)
         return LV_ENOMEM;
     lv_queue_init(&s->conns);
-    lv_queue_init(&s->ready_link);
+    lv_drr_node_init(&s->drr);
     lv_queue_init(&s->started_link);
     if (settings)
         s->rec.settings = *settings;
@@ -309,8 +309,6 @@ size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, 
                 *pp = s->hash_next;
                 if (lv_queue_linked(&s->started_link))
                     lv_queue_remove(&s->started_link);
-                if (lv_queue_linked(&s->ready_link))
-                    lv_queue_remove(&s->ready_link);
                 reg->store->ops->remove(reg->store, s->rec.id);
                 owner_add(reg, s->rec.owner, -1);
                 reg->count--;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lv_drr.h"
 #include "lv_queue.h"
 #include "lv_settings.h"
 #include "lv_store.h"
@@ -44,7 +45,7 @@ typedef struct lv_session {
     struct lv_session *hash_next;/* registry chain */
     lv_queue_t conns;            /* the server's connections attached to this session */
     size_t n_conns;
-    lv_queue_t ready_link;       /* in the scheduler's ready queue while a frame waits */
+    lv_drr_node_t drr;           /* in the fair scheduler while a frame waits (engine-owned) */
     lv_queue_t started_link;     /* in the registry's started list while started */
     lv_frame_t *pending;         /* mailbox: at most one waiting frame, the newest */
     void *job;                   /* the engine's in-flight request, NULL when idle */
@@ -60,7 +61,7 @@ typedef struct lv_session {
     uint64_t detached_since_ms;  /* monotonic; 0 while a connection is attached */
 
     /* metrics */
-    uint64_t frames_received, frames_replaced, frames_rejected, errors;
+    uint64_t frames_received, frames_replaced, frames_rejected, frames_stale, errors;
     double last_latency_ms;
 
     lv_history_entry_t history[LV_HISTORY_MAX];
@@ -112,8 +113,8 @@ const lv_history_entry_t *lv_session_history_at(const lv_session_t *s, size_t i)
 /** Note that the last connection left (starts the idle clock) or one arrived. */
 void lv_session_attach_changed(lv_session_t *s, uint64_t now_ms);
 
-/** Remove sessions with no connection for idle_ms and no job. before_free runs for each one just
- * before it is freed (the engine uses it to cancel work). Returns how many were removed. Bounded:
+/** Remove sessions with no connection for idle_ms. before_free runs for each one just before it is
+ * freed: the engine uses it to cancel the job and take the session out of its scheduler. Returns how many were removed. Bounded:
  * examines at most max_examined sessions per call, resuming where the last call stopped. */
 size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, size_t max_examined,
                          void (*before_free)(lv_session_t *s, void *ud), void *ud);

@@ -11,7 +11,7 @@
 #include "lv_buf.h"
 #include "lv_config.h"
 #include "lv_queue.h"
-#include "lv_sched.h"
+#include "lv_drr.h"
 #include "lv_session.h"
 #include "lv_store.h"
 
@@ -71,7 +71,9 @@ typedef struct lv_app {
     struct lv_sysmon *sysmon;
     lv_store_t *store;
     lv_registry_t *reg;
-    lv_sched_t sched;
+    lv_drr_t drr;                /* sessions with a waiting frame, in fair order */
+    size_t credits_outstanding;  /* credits sent and not yet answered by a frame */
+    struct lv_stat *stat;        /* metrics (lv_stat.h) */
     lv_queue_t jobs;             /* backend calls in flight (lv_job_t) */
     struct lv_iptable *ips;
     char token[65];              /* access token; empty with --auth none */
@@ -129,6 +131,14 @@ size_t lv_iptable_sockets(struct lv_iptable *t, const char *ip, int delta);
 /** Record a failed login; returns 1 when ip is over its failures for the current minute. */
 int lv_iptable_login_failed(struct lv_iptable *t, const char *ip, uint64_t now_ms);
 int lv_iptable_login_blocked(struct lv_iptable *t, const char *ip, uint64_t now_ms);
+/** Adjust the count of frames queued plus credits outstanding for ip (a user); returns the new count. */
+size_t lv_iptable_queued(struct lv_iptable *t, const char *ip, int delta);
+/** Count a frame against ip's per-minute budget; 0 when over fpm (the frame is not counted). */
+int lv_iptable_frame_allowed(struct lv_iptable *t, const char *ip, int fpm, uint64_t now_ms);
+/** 1 when a frame from ip would be allowed now (nothing is counted). */
+int lv_iptable_frame_would_allow(struct lv_iptable *t, const char *ip, int fpm, uint64_t now_ms);
+/** Milliseconds until ip's frame budget renews. */
+uint64_t lv_iptable_frame_retry_ms(struct lv_iptable *t, const char *ip, uint64_t now_ms);
 
 /* tls: self-signed certificate on first start */
 int lv_tls_ensure_cert(const char *config_dir, char *cert_path, size_t cert_size, char *key_path, size_t key_size,

@@ -108,6 +108,9 @@ int lv_auth_request_ok(lv_app_t *app, struct lws *wsi)
 typedef struct ip_entry {
     struct ip_entry *next;
     size_t sockets;
+    size_t queued;              /* frames queued + credits outstanding (fair credit gating) */
+    unsigned frames;            /* frames accepted in the current minute */
+    uint64_t frames_window_ms;
     unsigned login_fails;
     uint64_t login_window_ms;
     char ip[64];
@@ -163,7 +166,8 @@ static void ip_maybe_drop(struct lv_iptable *t, const char *ip, uint64_t now_ms)
 {
     ip_entry_t **pp = ip_slot(t, ip);
     ip_entry_t *e = *pp;
-    if (e && e->sockets == 0 && (e->login_fails == 0 || now_ms - e->login_window_ms >= 60000)) {
+    if (e && e->sockets == 0 && e->queued == 0 && (e->login_fails == 0 || now_ms - e->login_window_ms >= 60000) &&
+        (e->frames == 0 || now_ms - e->frames_window_ms >= 60000)) {
         *pp = e->next;
         free(e);
     }
@@ -206,4 +210,60 @@ int lv_iptable_login_failed(struct lv_iptable *t, const char *ip, uint64_t now_m
     }
     e->login_fails++;
     return e->login_fails >= LOGIN_FAILS_PER_MIN;
+}
+
+size_t lv_iptable_queued(struct lv_iptable *t, const char *ip, int delta)
+{
+    if (delta == 0) {
+        ip_entry_t *e = *ip_slot(t, ip);
+        return e ? e->queued : 0;
+    }
+    ip_entry_t *e = ip_get(t, ip);
+    if (!e)
+        return 0;
+    if (delta > 0)
+        e->queued++;
+    else if (e->queued > 0)
+        e->queued--;
+    size_t n = e->queued;
+    ip_maybe_drop(t, ip, lv_now_ms());
+    return n;
+}
+
+/* A fixed one-minute window per user: simple, and the page is told when it renews. */
+static void frames_roll(ip_entry_t *e, uint64_t now_ms)
+{
+    if (now_ms - e->frames_window_ms >= 60000) {
+        e->frames = 0;
+        e->frames_window_ms = now_ms;
+    }
+}
+
+int lv_iptable_frame_would_allow(struct lv_iptable *t, const char *ip, int fpm, uint64_t now_ms)
+{
+    ip_entry_t *e = *ip_slot(t, ip);
+    if (!e)
+        return 1;
+    frames_roll(e, now_ms);
+    return e->frames < (unsigned)fpm;
+}
+
+int lv_iptable_frame_allowed(struct lv_iptable *t, const char *ip, int fpm, uint64_t now_ms)
+{
+    ip_entry_t *e = ip_get(t, ip);
+    if (!e)
+        return 0;
+    frames_roll(e, now_ms);
+    if (e->frames >= (unsigned)fpm)
+        return 0;
+    e->frames++;
+    return 1;
+}
+
+uint64_t lv_iptable_frame_retry_ms(struct lv_iptable *t, const char *ip, uint64_t now_ms)
+{
+    ip_entry_t *e = *ip_slot(t, ip);
+    if (!e || now_ms - e->frames_window_ms >= 60000)
+        return 0;
+    return 60000 - (now_ms - e->frames_window_ms);
 }

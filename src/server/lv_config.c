@@ -26,7 +26,7 @@ void lv_config_defaults(lv_config_t *c)
     c->connect_timeout_ms = 5000;
     c->first_token_timeout_ms = 60000;
     c->total_timeout_ms = 180000;
-    c->default_backend_max = 4;
+    c->default_backend_max = 16;
     c->stats_period_ms = 1000;
     snprintf(c->log_level, sizeof(c->log_level), "info");
     const char *xdg = getenv("XDG_CONFIG_HOME");
@@ -67,11 +67,18 @@ void lv_config_print_help(const char *prog)
         "                           ollama=http://127.0.0.1:11434/v1 (repeatable)\n"
         "  --backend-key ID=ENVVAR  read that backend's API key from environment variable ENVVAR\n"
         "                           (keys never go on the command line or to browsers)\n"
-        "  --backend-max ID=N       at most N concurrent requests to that backend (default 4)\n"
+        "  --backend-max ID=N       at most N concurrent requests to that backend (default 16; the\n"
+        "                           adaptive window starts at a quarter of it)\n"
         "  --backend-models ID=a,b  serve only these models from it (default: its /v1/models)\n"
         "  --no-detect              do not look for local backends when none is configured\n"
         "                           (default: probe 127.0.0.1 ports 11434 Ollama, 8000 vLLM,\n"
         "                           30000 SGLang, 8080 llama.cpp, 1234 LM Studio)\n"
+        "  --backend-min ID=N       the adaptive window never goes below N (default 1)\n"
+        "  --backend-adaptive ID=on|off  adapt the concurrency window to measured latency (default on;\n"
+        "                           off = always --backend-max)\n"
+        "  --backend-max-side ID=N  scale frames down to a longest side of N for that backend, off the\n"
+        "                           loop thread (default 0: send frames as the page encoded them)\n"
+        "  --backend-jpeg-quality ID=Q  JPEG quality of scaled frames (default 85)\n"
         "  --connect-timeout-ms N   backend connect timeout (default 5000)\n"
         "  --first-token-timeout-ms N  time allowed until the first token (default 60000)\n"
         "  --total-timeout-ms N     time allowed for a whole answer (default 180000)\n"
@@ -82,9 +89,15 @@ void lv_config_print_help(const char *prog)
         "  --max-sockets-per-ip N   WebSockets open per client address (default 50)\n"
         "  --max-frame-bytes N      largest camera frame accepted (default 4194304)\n"
         "  --session-idle S         forget a session S seconds after its last socket left (default 300)\n"
+        "  --user-fpm N             frames per minute per user (client address); 0 = no limit (default)\n"
+        "  --user-weight USER=W     fair-share weight of a user (client address), 1..1000 (default 1)\n"
+        "  --max-frame-age-ms N     drop a waiting frame older than N ms instead of sending it\n"
+        "                           (default 0: two of its session's intervals, at least 2000)\n"
         "\n"
         "Other:\n"
         "  --stats-period-ms N      system stats sampling period (default 1000)\n"
+        "  --metrics-public         serve /metrics without a credential (for a Prometheus scraper on a\n"
+        "                           trusted network; default: the token is needed)\n"
         "  --web-root DIR           serve the UI from DIR instead of the embedded copy (development)\n"
         "  --log-level L            debug, info, warn or error (default info)\n"
         "  -h, --help               this text\n"
@@ -137,6 +150,7 @@ static lv_backend_spec_t *add_backend(lv_config_t *c, const char *id, const char
             return NULL;
         b = &c->backends[c->n_backends++];
         memset(b, 0, sizeof(*b));
+        b->adaptive = -1;
         if (copy_str(b->id, sizeof(b->id), id)) {
             c->n_backends--;
             return NULL;
@@ -214,6 +228,28 @@ int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_
         INT_OPT("--first-token-timeout-ms", first_token_timeout_ms, 50, 3600000)
         INT_OPT("--total-timeout-ms", total_timeout_ms, 50, 3600000)
         INT_OPT("--stats-period-ms", stats_period_ms, 250, 60000)
+        INT_OPT("--max-frame-age-ms", max_frame_age_ms, 0, 3600000)
+        INT_OPT("--user-fpm", user_fpm, 0, 1000000)
+        if (strcmp(a, "--metrics-public") == 0) {
+            c->metrics_public = true;
+            continue;
+        }
+        if (strcmp(a, "--user-weight") == 0) {
+            NEED_VALUE();
+            char user[64];
+            const char *val;
+            if (split_pair(v, user, sizeof(user), &val) || parse_long(val, 1, 1000, &n)) {
+                snprintf(err, err_size, "--user-weight: expected USER=W with W in 1..1000, got '%s'", v);
+                return LV_EINVAL;
+            }
+            if (c->n_user_weights >= LV_MAX_USER_WEIGHTS) {
+                snprintf(err, err_size, "--user-weight: at most %d users", LV_MAX_USER_WEIGHTS);
+                return LV_EINVAL;
+            }
+            snprintf(c->user_weights[c->n_user_weights].user, sizeof(c->user_weights[0].user), "%s", user);
+            c->user_weights[c->n_user_weights++].weight = (int)n;
+            continue;
+        }
         if (strcmp(a, "--no-tls") == 0) {
             c->tls = false;
             continue;
@@ -246,7 +282,9 @@ int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_
             continue;
         }
         if (strcmp(a, "--backend") == 0 || strcmp(a, "--backend-key") == 0 || strcmp(a, "--backend-max") == 0 ||
-            strcmp(a, "--backend-models") == 0) {
+            strcmp(a, "--backend-models") == 0 || strcmp(a, "--backend-min") == 0 ||
+            strcmp(a, "--backend-adaptive") == 0 || strcmp(a, "--backend-max-side") == 0 ||
+            strcmp(a, "--backend-jpeg-quality") == 0) {
             NEED_VALUE();
             char id[65];
             const char *val;
@@ -273,6 +311,30 @@ int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_
                     snprintf(err, err_size, "--backend-key %s: environment variable '%s' is not set", v, val);
                     return LV_EINVAL;
                 }
+            } else if (strcmp(a, "--backend-min") == 0) {
+                if (parse_long(val, 1, 4096, &n)) {
+                    snprintf(err, err_size, "--backend-min %s: expected 1..4096", v);
+                    return LV_EINVAL;
+                }
+                b->min_concurrency = (int)n;
+            } else if (strcmp(a, "--backend-adaptive") == 0) {
+                if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+                    snprintf(err, err_size, "--backend-adaptive %s: expected on or off", v);
+                    return LV_EINVAL;
+                }
+                b->adaptive = strcmp(val, "on") == 0;
+            } else if (strcmp(a, "--backend-max-side") == 0) {
+                if (parse_long(val, 0, 8192, &n) || (n > 0 && n < 64)) {
+                    snprintf(err, err_size, "--backend-max-side %s: expected 0 (off) or 64..8192", v);
+                    return LV_EINVAL;
+                }
+                b->max_side = (int)n;
+            } else if (strcmp(a, "--backend-jpeg-quality") == 0) {
+                if (parse_long(val, 10, 100, &n)) {
+                    snprintf(err, err_size, "--backend-jpeg-quality %s: expected 10..100", v);
+                    return LV_EINVAL;
+                }
+                b->jpeg_quality = (int)n;
             } else if (strcmp(a, "--backend-max") == 0) {
                 if (parse_long(val, 1, 4096, &n)) {
                     snprintf(err, err_size, "--backend-max %s: expected 1..4096", v);
@@ -376,6 +438,15 @@ int lv_config_load_file(lv_config_t *c, const char *path, char *err, size_t err_
                     }
                     spec->max_concurrency = (int)json_integer_value(mc);
                 }
+                json_t *x;
+                if ((x = json_object_get(b, "min_concurrency")) && json_is_integer(x))
+                    spec->min_concurrency = (int)json_integer_value(x);
+                if ((x = json_object_get(b, "adaptive")) && json_is_boolean(x))
+                    spec->adaptive = json_is_true(x);
+                if ((x = json_object_get(b, "max_side")) && json_is_integer(x))
+                    spec->max_side = (int)json_integer_value(x);
+                if ((x = json_object_get(b, "jpeg_quality")) && json_is_integer(x))
+                    spec->jpeg_quality = (int)json_integer_value(x);
                 json_t *models = json_object_get(b, "models");
                 if (json_is_array(models)) {
                     size_t j;

@@ -14,8 +14,19 @@ typedef struct {
     char key_env[128];   /* name of the environment variable holding the key ("" = none) */
     char key[512];       /* the key itself when it came from the config file or LIVEVLM_API_KEY */
     int max_concurrency; /* 0 = default */
+    int min_concurrency; /* adaptive window floor; 0 = 1 */
+    int adaptive;        /* -1 = default (on), 0 off, 1 on */
+    int max_side;        /* scale frames down to this longest side for this backend; 0 = as sent */
+    int jpeg_quality;    /* quality of scaled frames; 0 = 85 */
     char models[1024];   /* comma-separated; "" = discover from /v1/models */
 } lv_backend_spec_t;
+
+#define LV_MAX_USER_WEIGHTS 256
+
+typedef struct {
+    char user[64];
+    int weight;
+} lv_user_weight_t;
 
 typedef struct {
     char host[256];
@@ -42,6 +53,11 @@ typedef struct {
     int total_timeout_ms;
     int default_backend_max;
     int stats_period_ms;
+    int max_frame_age_ms;        /* 0 = two session intervals, at least 2 s */
+    int user_fpm;                /* frames per minute per user; 0 = unlimited */
+    lv_user_weight_t user_weights[LV_MAX_USER_WEIGHTS];
+    size_t n_user_weights;
+    bool metrics_public;
     char web_root[512];
     char log_level[16];
 } lv_config_t;

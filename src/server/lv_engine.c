@@ -13,6 +13,8 @@
 #include "lv_frame.h"
 #include "lv_jpeg.h"
 #include "lv_log.h"
+#include "lv_shape.h"
+#include "lv_stat.h"
 #include "lv_sysmon.h"
 #include "lv_wsmsg.h"
 
@@ -24,6 +26,7 @@
 #define MAX_JSON_DEPTH 16
 #define RATE_MSGS_PER_S 50.0
 #define DISPATCH_PER_RUN 256
+#define CREDITS_PER_TICK 1024
 /* Deltas after the first are coalesced for this long: one WebSocket message (one TLS record, one
  * send) per ~40 ms instead of one per token, which people cannot tell apart while reading. */
 #define DELTA_COALESCE_MS 40
@@ -40,11 +43,21 @@ typedef struct lv_job {
     uint64_t dispatch_us;
     double queue_wait_ms;
     double frame_age_ms;
+    lv_frame_t *frame;       /* kept for a retry on another backend */
+    lv_buf_t shaped;         /* the frame scaled down for this backend; empty = send frame as is */
+    lv_shape_req_t shape;
+    bool shaping;            /* a shape request is on the thread pool; on_shaped frees an orphan */
+    bool retried;
+    double shape_ms;
+    uint64_t gateway_us;     /* the gateway's own time on this frame (receive, dispatch, deliver) */
+    char model_asked[LV_MODEL_MAX + 1];
     lv_buf_t delta;          /* streamed text not yet sent to the session */
     uint64_t delta_since_ms; /* when the oldest unsent piece arrived; 0 = nothing pending */
     bool first_delta_sent;
     char model[LV_MODEL_MAX + 1];
 } lv_job_t;
+
+static void credit_clear(lv_app_t *app, lv_session_t *s);
 
 /* ---------- messages ---------- */
 
@@ -207,7 +220,26 @@ static void job_free(lv_job_t *job)
         job->session->job = NULL;
     lv_queue_remove(&job->link);
     lv_buf_free(&job->delta);
+    lv_buf_free(&job->shaped);
+    lv_frame_unref(job->frame);
     free(job);
+}
+
+/* Stop a job's work. A chat is cancelled and the job freed now; a frame being shaped cannot be
+ * taken back from its thread, so the job is orphaned and on_shaped frees it. */
+static void job_abort(lv_job_t *job)
+{
+    if (job->session)
+        job->session->job = NULL;
+    job->session = NULL;
+    if (job->shaping) {
+        lv_shape_cancel(&job->shape);
+        lv_queue_remove(&job->link);
+        return;
+    }
+    lv_chat_cancel(job->chat);
+    job->chat = NULL;
+    job_free(job);
 }
 
 static void flush_delta(lv_job_t *job)
@@ -240,18 +272,108 @@ static void on_delta(void *ud, const char *text, size_t len)
     }
 }
 
+static void on_done(void *ud, const lv_chat_result_t *r);
+static const lv_chat_cb_t chat_cbs = {on_delta, on_done};
+static int job_send(lv_job_t *job);
+
+/* Put a session with a waiting frame in the fair queue under its user. */
+static void session_ready(lv_app_t *app, lv_session_t *s)
+{
+    if (!s->pending || s->job || !s->rec.started)
+        return;
+    uint64_t interval_us = (uint64_t)s->rec.settings.interval_ms * 1000u;
+    /* a frame older than this when its turn comes is dropped, never sent: two intervals, at least 2 s */
+    s->drr.max_age_us = app->cfg.max_frame_age_ms > 0 ? (uint64_t)app->cfg.max_frame_age_ms * 1000u
+                                                      : LV_MAX(2 * interval_us, (uint64_t)2000000);
+    if (lv_drr_node_queued(&s->drr)) {
+        s->drr.enqueued_us = s->pending->recv_us; /* the newer frame replaced the waiting one */
+        return;
+    }
+    if (lv_drr_enqueue(&app->drr, &s->drr, s->rec.owner, s->pending->recv_us) != 0)
+        return;
+    lv_iptable_queued(app->ips, s->rec.owner, +1);
+    /* tell the page where it stands when the frame will have to wait for a slot */
+    size_t free_slots = 0;
+    for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
+        lv_backend_t *b = lv_pool_at(app->pool, i);
+        int limit = lv_backend_limit(b);
+        if (b->healthy && b->inflight < limit)
+            free_slots += (size_t)(limit - b->inflight);
+    }
+    size_t ahead = lv_drr_position(&app->drr, &s->drr);
+    if (ahead >= free_slots) {
+        char text[96];
+        int len = snprintf(text, sizeof(text), "{\"type\":\"queued\",\"position\":%zu,\"queued\":%zu}",
+                           ahead - free_slots + 1, lv_drr_queued(&app->drr));
+        lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
+        if (m) {
+            lv_session_send(s, m);
+            lv_msg_unref(m);
+        }
+    }
+}
+
+static void session_unready(lv_app_t *app, lv_session_t *s)
+{
+    if (!lv_drr_node_queued(&s->drr))
+        return;
+    lv_drr_remove(&app->drr, &s->drr);
+    lv_iptable_queued(app->ips, s->rec.owner, -1);
+}
+
+static bool retryable(const lv_chat_result_t *r)
+{
+    /* only before the first token: after it, the user has already seen part of this answer */
+    if (r->n_deltas > 0 || r->rc == LV_ETIMEDOUT)
+        return false;
+    return r->http_status == 0 || r->http_status >= 500 || r->http_status == 429;
+}
+
 static void on_done(void *ud, const lv_chat_result_t *r)
 {
     lv_job_t *job = ud;
     lv_app_t *app = job->app;
     lv_session_t *s = job->session;
+    job->chat = NULL;
     if (!s) {
         job_free(job);
         return;
     }
+    if (r->rc != 0 && !job->retried && !app->stopping && retryable(r)) {
+        lv_backend_t *other = NULL;
+        const char *model = NULL;
+        int rc = lv_pool_resolve_excluding(app->pool, s->rec.settings.backend, job->model_asked, job->backend, &other,
+                                           &model);
+        if (rc == LV_EAGAIN) {
+            /* another backend serves the model but has no free slot: the frame goes back in line
+             * (unless a newer one already waits) instead of failing in front of the user */
+            LV_INFO("session %.8s: %s failed before the first token (%s); the frame waits for another backend",
+                    s->rec.id, job->backend->id, r->error_message ? r->error_message : "error");
+            lv_stat_retry(app);
+            if (!s->pending && s->rec.started) {
+                s->pending = job->frame;
+                job->frame = NULL;
+            }
+            job_free(job);
+            session_ready(app, s);
+            lv_engine_kick(app);
+            return;
+        }
+        if (rc == 0) {
+            LV_INFO("session %.8s: %s failed before the first token (%s); retrying on %s", s->rec.id,
+                    job->backend->id, r->error_message ? r->error_message : "error", other->id);
+            lv_stat_retry(app);
+            job->retried = true;
+            job->backend = other;
+            snprintf(job->model, sizeof(job->model), "%s", model);
+            if (job_send(job) == 0)
+                return;
+        }
+    }
     flush_delta(job); /* every delta precedes the final answer */
+    uint64_t t0 = lv_now_us();
     if (r->rc == 0) {
-        double latency_ms = (double)(lv_now_us() - job->frame_recv_us) / 1000.0;
+        double latency_ms = (double)(t0 - job->frame_recv_us) / 1000.0;
         s->last_latency_ms = latency_ms;
         s->rec.total_inferences++;
         s->rec.avg_latency_ms += (latency_ms - s->rec.avg_latency_ms) / (double)s->rec.total_inferences;
@@ -262,6 +384,7 @@ static void on_done(void *ud, const lv_chat_result_t *r)
         json_object_set_new(m, "ttft_ms", json_real((double)r->ttft_us / 1000.0));
         json_object_set_new(m, "queue_wait_ms", json_real(job->queue_wait_ms));
         json_object_set_new(m, "frame_age_ms", json_real(job->frame_age_ms));
+        json_object_set_new(m, "shape_ms", json_real(job->shape_ms));
         json_object_set_new(m, "tokens", json_integer(tokens));
         json_object_set_new(m, "backend", json_string(job->backend->id));
         json_object_set_new(m, "model", json_string(job->model));
@@ -280,6 +403,7 @@ static void on_done(void *ud, const lv_chat_result_t *r)
         lv_session_save(app->reg, s);
         if (o)
             session_send_json(s, o);
+        lv_stat_answer(app, r, latency_ms, job->gateway_us + (lv_now_us() - t0));
     } else {
         app->errors_total++;
         const char *code = r->error_code ? r->error_code : (r->rc == LV_ETIMEDOUT ? "backend_timeout" : "backend_error");
@@ -288,24 +412,96 @@ static void on_done(void *ud, const lv_chat_result_t *r)
                  r->error_message ? r->error_message : lv_strerror(r->rc));
         LV_INFO("session %.8s: %s %s", s->rec.id, code, msg);
         session_send_error(s, code, msg, job->answer_id);
+        lv_stat_error(app, code);
     }
     job_free(job);
     /* the slot this job held is free, and this session may have a frame waiting */
-    if (s->pending && s->rec.started)
-        lv_sched_ready(&app->sched, s);
+    session_ready(app, s);
     lv_engine_kick(app);
 }
 
-static lv_sched_verdict_t try_dispatch(lv_session_t *s, void *ud)
+/* Start (or restart, for a retry) the backend call of a job whose frame is ready to send. */
+static int job_send(lv_job_t *job)
+{
+    lv_app_t *app = job->app;
+    lv_session_t *s = job->session;
+    const unsigned char *jpeg = job->shaped.len ? (const unsigned char *)job->shaped.data : job->frame->data;
+    size_t jpeg_len = job->shaped.len ? job->shaped.len : job->frame->len;
+    lv_chat_req_t req = {
+        .model = job->model,
+        .prompt = s->rec.settings.prompt,
+        .max_tokens = s->rec.settings.max_tokens,
+        .temperature = s->rec.settings.temperature,
+        .jpeg = jpeg,
+        .jpeg_len = jpeg_len,
+        .connect_timeout_ms = app->cfg.connect_timeout_ms,
+        .first_token_timeout_ms = app->cfg.first_token_timeout_ms,
+        .total_timeout_ms = app->cfg.total_timeout_ms,
+        .want_debug = s->rec.settings.debug,
+    };
+    uint64_t t0 = lv_now_us();
+    int rc = lv_chat_start(app->pool, job->backend, &req, &chat_cbs, job, &job->chat);
+    job->gateway_us += lv_now_us() - t0;
+    return rc;
+}
+
+static void start_failed(lv_job_t *job)
+{
+    lv_session_t *s = job->session;
+    lv_app_t *app = job->app;
+    job_free(job);
+    if (s) {
+        session_send_error(s, "backend_error", "could not start the backend request", 0);
+        session_ready(app, s);
+    }
+}
+
+static void announce(lv_job_t *job)
+{
+    json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:f, s:f}", "type", "answer_start", "answer_id",
+                          (json_int_t)job->answer_id, "backend", job->backend->id, "model", job->model,
+                          "queue_wait_ms", job->queue_wait_ms, "frame_age_ms", job->frame_age_ms);
+    if (o)
+        session_send_json(job->session, o);
+}
+
+static void on_shaped(lv_shape_req_t *req, int rc)
+{
+    lv_job_t *job = req->data;
+    lv_app_t *app = job->app;
+    job->shaping = false;
+    job->backend->inflight--; /* the slot was held while shaping; lv_chat_start takes it again */
+    if (!job->session || app->stopping) {
+        job_free(job);
+        return;
+    }
+    if (rc < 0) {
+        lv_buf_reset(&job->shaped); /* send the original: a model can still read it */
+        LV_WARN("session %.8s: frame shaping failed (%s); sending it unshaped", job->session->rec.id, lv_strerror(rc));
+    } else if (rc == 0) {
+        job->shape_ms = (double)(req->info.decode_us + req->info.resize_us + req->info.encode_us) / 1000.0;
+        lv_stat_shape(app, job->shape_ms);
+    }
+    if (job_send(job) != 0) {
+        start_failed(job);
+        lv_engine_kick(app);
+        return;
+    }
+    announce(job);
+}
+
+static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
 {
     lv_app_t *app = ud;
+    lv_session_t *s = LV_CONTAINER_OF(node, lv_session_t, drr);
     lv_backend_t *b = NULL;
     const char *model = NULL;
     if (s->job || !s->pending)
-        return LV_SCHED_DROP; /* re-queued when the job ends */
+        return LV_DRR_DROP; /* queued again when the job ends */
     int rc = lv_pool_resolve(app->pool, s->rec.settings.backend, s->rec.settings.model, &b, &model);
     if (rc == LV_EAGAIN)
-        return LV_SCHED_BUSY;
+        return LV_DRR_BUSY;
+    uint64_t t0 = lv_now_us();
     lv_frame_t *f = lv_session_mailbox_take(s);
     if (rc != 0) {
         char msg[1024];
@@ -314,54 +510,68 @@ static lv_sched_verdict_t try_dispatch(lv_session_t *s, void *ud)
                  s->rec.settings.backend[0] ? " on backend " : "", s->rec.settings.backend,
                  app->no_backend_help[0] ? app->no_backend_help : "Pick another model or check the backend.");
         session_send_error(s, "no_backend", msg, 0);
+        lv_stat_drop(app, "no_backend");
         lv_frame_unref(f);
-        return LV_SCHED_DROP;
+        return LV_DRR_DROP;
     }
     lv_job_t *job = calloc(1, sizeof(*job));
     if (!job) {
         lv_frame_unref(f);
-        return LV_SCHED_DROP;
+        return LV_DRR_DROP;
     }
-    uint64_t now_us = lv_now_us();
     job->app = app;
     job->session = s;
+    job->frame = f;
     lv_buf_init(&job->delta, 65536);
+    lv_buf_init(&job->shaped, app->cfg.max_frame_bytes);
     job->backend = b;
     job->answer_id = ++s->answer_seq;
     job->frame_recv_us = f->recv_us;
-    job->dispatch_us = now_us;
-    job->queue_wait_ms = (double)(now_us - f->recv_us) / 1000.0;
+    job->dispatch_us = t0;
+    job->queue_wait_ms = (double)(t0 - f->recv_us) / 1000.0;
     job->frame_age_ms = job->queue_wait_ms + f->capture_age_ms;
     snprintf(job->model, sizeof(job->model), "%s", model ? model : s->rec.settings.model);
-
-    lv_chat_req_t req = {
-        .model = job->model,
-        .prompt = s->rec.settings.prompt,
-        .max_tokens = s->rec.settings.max_tokens,
-        .temperature = s->rec.settings.temperature,
-        .jpeg = f->data,
-        .jpeg_len = f->len,
-        .connect_timeout_ms = app->cfg.connect_timeout_ms,
-        .first_token_timeout_ms = app->cfg.first_token_timeout_ms,
-        .total_timeout_ms = app->cfg.total_timeout_ms,
-        .want_debug = s->rec.settings.debug,
-    };
-    static const lv_chat_cb_t cbs = {on_delta, on_done};
+    snprintf(job->model_asked, sizeof(job->model_asked), "%s", s->rec.settings.model);
     s->job = job;
     lv_queue_insert_tail(&app->jobs, &job->link);
-    rc = lv_chat_start(app->pool, b, &req, &cbs, job, &job->chat);
-    lv_frame_unref(f); /* lv_chat_start copied what it needs into the request body */
-    if (rc != 0) {
-        job_free(job);
-        session_send_error(s, "backend_error", "could not start the backend request", 0);
-        return LV_SCHED_DROP;
+    lv_iptable_queued(app->ips, s->rec.owner, -1); /* it leaves the queue */
+    lv_stat_dispatch(app, job->queue_wait_ms, job->frame_age_ms);
+
+    if (b->max_side > 0 && LV_MAX(f->width, f->height) > b->max_side) {
+        /* shaping decodes pixels: never on the loop thread */
+        job->shape.data = job;
+        job->shaping = true;
+        b->inflight++; /* hold the slot while shaping */
+        if (lv_shape_submit(app->loop, &job->shape, f->data, f->len, b->max_side,
+                            b->jpeg_quality > 0 ? b->jpeg_quality : 85, &job->shaped, on_shaped) == 0) {
+            job->gateway_us += lv_now_us() - t0;
+            return LV_DRR_DISPATCHED;
+        }
+        job->shaping = false;
+        b->inflight--;
     }
-    json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:f, s:f}", "type", "answer_start", "answer_id",
-                          (json_int_t)job->answer_id, "backend", b->id, "model", job->model, "queue_wait_ms",
-                          job->queue_wait_ms, "frame_age_ms", job->frame_age_ms);
-    if (o)
-        session_send_json(s, o);
-    return LV_SCHED_DISPATCHED;
+    if (job_send(job) != 0) {
+        start_failed(job);
+        return LV_DRR_DROP;
+    }
+    job->gateway_us += lv_now_us() - t0 - 0; /* dispatch work, the call start included */
+    announce(job);
+    return LV_DRR_DISPATCHED;
+}
+
+static void on_stale(lv_drr_node_t *node, void *ud)
+{
+    lv_app_t *app = ud;
+    lv_session_t *s = LV_CONTAINER_OF(node, lv_session_t, drr);
+    lv_iptable_queued(app->ips, s->rec.owner, -1);
+    lv_frame_t *f = lv_session_mailbox_take(s);
+    if (!f)
+        return;
+    double age_ms = (double)(lv_now_us() - f->recv_us) / 1000.0 + f->capture_age_ms;
+    lv_frame_unref(f);
+    s->frames_stale++;
+    lv_stat_drop(app, "stale");
+    session_send_json(s, json_pack("{s:s, s:s, s:f}", "type", "frame_dropped", "reason", "stale", "age_ms", age_ms));
 }
 
 static void on_kick(uv_timer_t *t)
@@ -370,7 +580,7 @@ static void on_kick(uv_timer_t *t)
     app->kick_pending = false;
     if (app->stopping)
         return;
-    size_t n = lv_sched_run(&app->sched, DISPATCH_PER_RUN, try_dispatch, app);
+    size_t n = lv_drr_run(&app->drr, DISPATCH_PER_RUN, lv_now_us(), try_dispatch, on_stale, app);
     /* bounded work per wake-up: if a full batch went out, come back for the rest */
     if (n == DISPATCH_PER_RUN)
         lv_engine_kick(app);
@@ -510,8 +720,9 @@ static void handle_text(lv_conn_t *c, const char *p, size_t len)
         session_send_json(s, json_pack("{s:s}", "type", "started"));
         break;
     case LV_MSG_STOP:
+        credit_clear(c->app, s);
         lv_session_set_started(c->app->reg, s, false, now);
-        lv_sched_remove(&c->app->sched, s);
+        session_unready(c->app, s);
         lv_frame_unref(lv_session_mailbox_take(s));
         lv_session_save(c->app->reg, s);
         session_send_json(s, json_pack("{s:s}", "type", "stopped"));
@@ -530,6 +741,13 @@ out:
     lv_wsmsg_free(&m);
 }
 
+static void reject_frame(lv_conn_t *c, const char *code, const char *message, const char *reason)
+{
+    c->session->frames_rejected++;
+    lv_stat_drop(c->app, reason);
+    lv_conn_send_error(c, code, message, NULL);
+}
+
 static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
 {
     lv_app_t *app = c->app;
@@ -537,45 +755,55 @@ static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
     lv_frame_hdr_t hdr;
     lv_jpeg_info_t info;
     const char *why = NULL;
+    uint64_t t0 = lv_now_us();
     if (!s) {
         lv_conn_send_error(c, "hello_required", "send {\"type\":\"hello\"} before frames", NULL);
         return;
     }
     s->frames_received++;
     if (lv_frame_parse(p, len, &hdr) != 0) {
-        s->frames_rejected++;
-        lv_conn_send_error(c, "bad_frame", "a frame must be a JPEG, bare or behind the 16-byte LVF1 header", NULL);
+        reject_frame(c, "bad_frame", "a frame must be a JPEG, bare or behind the 16-byte LVF1 header", "rejected");
         return;
     }
     lv_jpeg_caps_t caps = {app->cfg.max_frame_bytes, app->cfg.max_frame_side, app->cfg.max_frame_pixels};
     int rc = lv_jpeg_check(hdr.jpeg, hdr.jpeg_len, &caps, &info, &why);
     if (rc != 0) {
         char msg[200];
-        s->frames_rejected++;
         snprintf(msg, sizeof(msg), "frame rejected: %s", why ? why : "invalid JPEG");
-        lv_conn_send_error(c, rc == LV_ELIMIT ? "frame_too_large" : "bad_frame", msg, NULL);
+        reject_frame(c, rc == LV_ELIMIT ? "frame_too_large" : "bad_frame", msg, "rejected");
         return;
     }
     if (hdr.credit_id && hdr.credit_id == s->credit_outstanding)
-        s->credit_outstanding = 0;
+        credit_clear(app, s);
     if (!s->rec.started) {
-        s->frames_rejected++;
-        lv_conn_send_error(c, "not_started", "send {\"type\":\"start\"} before frames", NULL);
+        reject_frame(c, "not_started", "send {\"type\":\"start\"} before frames", "not_started");
+        return;
+    }
+    uint64_t now_ms = t0 / 1000;
+    if (app->cfg.user_fpm > 0 && !lv_iptable_frame_allowed(app->ips, s->rec.owner, app->cfg.user_fpm, now_ms)) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "frame rate limit: at most %d frames per minute per user; frames are accepted "
+                 "again in %d s", app->cfg.user_fpm,
+                 (int)(lv_iptable_frame_retry_ms(app->ips, s->rec.owner, now_ms) / 1000) + 1);
+        lv_stat_rate_limited(app, "frames");
+        reject_frame(c, "rate_limited", msg, "rate_limited");
         return;
     }
     lv_frame_t *f = lv_frame_new(hdr.jpeg, hdr.jpeg_len);
     if (!f)
         return;
-    f->recv_us = lv_now_us();
+    f->recv_us = t0;
     f->capture_age_ms = hdr.capture_age_ms;
     f->width = info.width;
     f->height = info.height;
     app->frames_total++;
-    lv_session_mailbox_put(s, f);
+    if (lv_session_mailbox_put(s, f))
+        lv_stat_drop(app, "replaced");
     if (!s->job) {
-        lv_sched_ready(&app->sched, s);
+        session_ready(app, s);
         lv_engine_kick(app);
     }
+    lv_stat_frame_received(app, lv_now_us() - t0);
 }
 
 void lv_engine_on_message(lv_conn_t *c, const char *p, size_t len, bool binary)
@@ -597,17 +825,43 @@ void lv_engine_on_close(lv_conn_t *c)
     lv_session_attach_changed(s, lv_now_ms());
     if (s->n_conns == 0) {
         /* nobody is watching: stop asking for frames but keep the settings for a resume */
-        s->credit_outstanding = 0;
+        credit_clear(c->app, s);
     }
 }
 
 /* ---------- periodic work ---------- */
 
+/* A session's unanswered credit counts against its user like a queued frame, so credits go out
+ * only as fast as frames can be served. */
+static void credit_clear(lv_app_t *app, lv_session_t *s)
+{
+    if (!s->credit_outstanding)
+        return;
+    s->credit_outstanding = 0;
+    app->credits_outstanding--;
+    lv_iptable_queued(app->ips, s->rec.owner, -1);
+}
+
+/* Pull, not push: a page is asked for a frame only when its session's interval is due and the
+ * frame could be served soon: its user has nothing waiting (fair queueing gives every user a turn
+ * each round), or less than one round of backend capacity is waiting in total. Under overload
+ * pages therefore stop uploading frames that would only be thrown away. */
 static void send_credits(lv_app_t *app, uint64_t now)
 {
-    lv_queue_t *n;
-    LV_QUEUE_FOREACH(n, lv_registry_started(app->reg))
+    size_t capacity = 0;
+    for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
+        lv_backend_t *b = lv_pool_at(app->pool, i);
+        if (b->healthy)
+            capacity += (size_t)lv_backend_limit(b);
+    }
+    size_t waiting = lv_drr_queued(&app->drr) + app->credits_outstanding;
+    lv_queue_t *head = lv_registry_started(app->reg), *n;
+    lv_session_t *granted[CREDITS_PER_TICK];
+    size_t n_granted = 0;
+    LV_QUEUE_FOREACH(n, head)
     {
+        if (n_granted == CREDITS_PER_TICK)
+            break; /* bounded work per tick; the rest are asked on the next one */
         lv_session_t *s = LV_CONTAINER_OF(n, lv_session_t, started_link);
         if (s->n_conns == 0 || s->pending)
             continue;
@@ -615,14 +869,35 @@ static void send_credits(lv_app_t *app, uint64_t now)
             uint64_t retry = LV_MAX((uint64_t)CREDIT_RETRY_MIN_MS, 2u * (uint64_t)s->rec.settings.interval_ms);
             if (now - s->credit_sent_ms < retry)
                 continue;
-            s->credit_outstanding = 0; /* the page lost it (tab hidden, reconnect): ask again */
+            credit_clear(app, s); /* the page lost it (tab hidden, reconnect): ask again */
+            waiting--;
         }
         if (now < s->next_credit_ms)
             continue;
+        if (waiting >= capacity && lv_iptable_queued(app->ips, s->rec.owner, 0) > 0)
+            continue; /* it stays due and is asked as soon as the queue drains */
+        if (app->cfg.user_fpm > 0 && !lv_iptable_frame_would_allow(app->ips, s->rec.owner, app->cfg.user_fpm, now))
+            continue; /* over its frame rate: asking would only earn it an error */
         s->credit_outstanding = ++s->credit_seq ? s->credit_seq : ++s->credit_seq;
+        app->credits_outstanding++;
+        waiting++;
+        lv_iptable_queued(app->ips, s->rec.owner, +1);
         s->credit_sent_ms = now;
         s->next_credit_ms = now + (uint64_t)s->rec.settings.interval_ms;
-        session_send_json(s, json_pack("{s:s, s:I}", "type", "credit", "credit_id", (json_int_t)s->credit_outstanding));
+        granted[n_granted++] = s;
+        char text[64];
+        int len = snprintf(text, sizeof(text), "{\"type\":\"credit\",\"credit_id\":%u}", s->credit_outstanding);
+        lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
+        if (m) {
+            lv_session_send(s, m);
+            lv_msg_unref(m);
+        }
+    }
+    /* sessions that got a credit go to the back: the walk order is the order in which sessions
+     * last got one, so among one user's sessions the longest-waiting is asked first */
+    for (size_t i = 0; i < n_granted; i++) {
+        lv_queue_remove(&granted[i]->started_link);
+        lv_queue_insert_tail(head, &granted[i]->started_link);
     }
 }
 
@@ -689,12 +964,10 @@ static void on_tick(uv_timer_t *t)
 static void before_free(lv_session_t *s, void *ud)
 {
     lv_app_t *app = ud;
-    lv_sched_remove(&app->sched, s);
-    lv_job_t *job = s->job;
-    if (job) {
-        lv_chat_cancel(job->chat);
-        job_free(job);
-    }
+    session_unready(app, s);
+    credit_clear(app, s);
+    if (s->job)
+        job_abort(s->job);
     LV_INFO("session %.8s expired after %d s without a socket", s->rec.id, app->cfg.session_idle_s);
 }
 
@@ -706,7 +979,11 @@ static void on_sweep(uv_timer_t *t)
 
 int lv_engine_start(lv_app_t *app)
 {
-    lv_sched_init(&app->sched);
+    if (lv_drr_init(&app->drr, 1) != 0 || lv_stat_create(app) != 0)
+        return LV_ENOMEM;
+    for (size_t i = 0; i < app->cfg.n_user_weights; i++)
+        if (lv_drr_set_weight(&app->drr, app->cfg.user_weights[i].user, app->cfg.user_weights[i].weight) != 0)
+            LV_WARN("user weight for %s not applied", app->cfg.user_weights[i].user);
     lv_queue_init(&app->jobs);
     uv_timer_init(app->loop, &app->tick);
     uv_timer_init(app->loop, &app->sweep);
@@ -720,11 +997,8 @@ int lv_engine_start(lv_app_t *app)
 void lv_engine_stop(lv_app_t *app)
 {
     /* cancel every backend call before the pool goes */
-    while (!lv_queue_empty(&app->jobs)) {
-        lv_job_t *job = LV_CONTAINER_OF(lv_queue_head(&app->jobs), lv_job_t, link);
-        lv_chat_cancel(job->chat);
-        job_free(job);
-    }
+    while (!lv_queue_empty(&app->jobs))
+        job_abort(LV_CONTAINER_OF(lv_queue_head(&app->jobs), lv_job_t, link));
     uv_timer_stop(&app->tick);
     uv_timer_stop(&app->sweep);
     uv_timer_stop(&app->kick);

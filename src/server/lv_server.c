@@ -13,6 +13,7 @@
 #include "lv_httputil.h"
 #include "lv_log.h"
 #include "lv_rand.h"
+#include "lv_stat.h"
 #include "lv_sysmon.h"
 
 #define MAX_BODY_BYTES 65536
@@ -371,6 +372,26 @@ static int handle_get(lv_app_t *app, pss_t *p, const char *path, struct lws *wsi
         size_t used = strlen(hdr);
         snprintf(hdr + used, sizeof(hdr) - used, "location: /\r\n");
         return respond(p, 303, "text/plain", "", 0, false, hdr);
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        /* ready = at least one backend in rotation with a model to serve */
+        for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
+            lv_backend_t *b = lv_pool_at(app->pool, i);
+            if (b->healthy && b->n_models)
+                return respond(p, 200, "text/plain; charset=utf-8", "ready\n", 6, false, NULL);
+        }
+        return respond(p, 503, "text/plain; charset=utf-8", "no healthy backend\n", 19, false, NULL);
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        if (!app->cfg.metrics_public && !lv_auth_request_ok(app, wsi))
+            return respond_error(p, 401, "unauthorized", "send the access token (or start with --metrics-public)");
+        lv_buf_t b;
+        lv_buf_init(&b, 8u << 20);
+        int rc = lv_stat_render(app, &b) == 0
+                     ? respond(p, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len, true, NULL)
+                     : respond_error(p, 500, "internal", "could not render metrics");
+        lv_buf_free(&b);
+        return rc;
     }
     if (strncmp(path, "/api/", 5) != 0 && strcmp(path, "/models") != 0)
         return serve_static(app, p, path);

@@ -1,6 +1,9 @@
 /* test_chat_live.c - lv_http, lv_backend and lv_chat against a tiny scripted HTTP server that runs
  * on the same libuv loop (127.0.0.1, port 0). Every test ends with all handles closed and
- * uv_loop_close() == 0, so ASan/LSan see a clean teardown. */
+ * uv_loop_close() == 0, so ASan/LSan see a clean teardown. The pool tests at the end drive the
+ * pool the way the engine does (resolve, start, retry elsewhere before the first token) against
+ * one or two servers whose "m-pace" model has a first-token delay and a number of slots (a FIFO
+ * queue behind them), and whose listener can be closed and opened again. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,6 +42,9 @@ typedef struct {
     size_t script_len, script_off, piece;
     int chunked;
     int keep_open; /* do not end the response after the script (a server that hangs on) */
+    int pace_slot; /* "m-pace": holds one of the server's slots */
+    int pace_waiting;
+    lv_queue_t wait_link;
 } conn_t;
 
 struct srv {
@@ -52,6 +58,16 @@ struct srv {
     char last_accept[128];
     char last_path[128];
     lv_buf_t last_body;
+    int listening;           /* the listener is open */
+    int listener_closing;    /* uv_close() has not called back yet: the handle is not reusable */
+    int stopping;
+    /* "m-pace": each answer takes pace_ttft_ms in one of pace_slots slots (0 = as many as come);
+     * requests that find every slot busy wait in FIFO order, as in vLLM's scheduler queue */
+    unsigned pace_ttft_ms;
+    int pace_slots;
+    int pace_active;
+    lv_queue_t pace_wait;
+    int pace_served;
 };
 
 typedef struct {
@@ -71,11 +87,18 @@ static void on_conn_handle_closed(uv_handle_t *h)
     }
 }
 
+static void pace_release(conn_t *c);
+
 static void conn_close(conn_t *c)
 {
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->pace_waiting) {
+        lv_queue_remove(&c->wait_link);
+        c->pace_waiting = 0;
+    }
+    pace_release(c);
     lv_queue_remove(&c->link);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
@@ -121,6 +144,7 @@ static void on_script_tick(uv_timer_t *t)
     }
     if (c->script_off >= c->script_len) {
         uv_timer_stop(&c->timer);
+        pace_release(c); /* the answer is out: the slot is free */
         if (c->keep_open)
             return;
         if (c->chunked)
@@ -140,6 +164,39 @@ static void conn_script(conn_t *c, const char *head, const char *body, size_t pi
     c->piece = piece;
     c->chunked = chunked;
     uv_timer_start(&c->timer, on_script_tick, delay_ms, delay_ms);
+}
+
+static char *sse_body(const char *eol, int with_done, int with_usage);
+
+/* Prefill in a slot: the whole answer goes out after pace_ttft_ms. */
+static void pace_start(conn_t *c)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+    c->pace_slot = 1;
+    c->srv->pace_active++;
+    char *s = sse_body("\n", 1, 1);
+    conn_script(c, head, s, 1 << 20, c->srv->pace_ttft_ms ? c->srv->pace_ttft_ms : 1, 0);
+    free(s);
+}
+
+static void pace_admit(srv_t *s)
+{
+    while (!s->stopping && !lv_queue_empty(&s->pace_wait) && (s->pace_slots <= 0 || s->pace_active < s->pace_slots)) {
+        conn_t *c = LV_CONTAINER_OF(lv_queue_head(&s->pace_wait), conn_t, wait_link);
+        lv_queue_remove(&c->wait_link);
+        c->pace_waiting = 0;
+        pace_start(c);
+    }
+}
+
+static void pace_release(conn_t *c)
+{
+    if (!c->pace_slot)
+        return;
+    c->pace_slot = 0;
+    c->srv->pace_active--;
+    c->srv->pace_served++;
+    pace_admit(c->srv);
 }
 
 static void header_value(const char *head, const char *name, char *out, size_t out_size)
@@ -226,7 +283,11 @@ static void route(conn_t *c, const char *method, const char *path, const char *b
     const char *m = strstr(body, "\"model\":\"");
     if (m)
         snprintf(model, sizeof model, "%.*s", (int)strcspn(m + 9, "\""), m + 9);
-    if (strcmp(model, "m-stream") == 0 || strcmp(model, "fake-vl-1") == 0) {
+    if (strcmp(model, "m-pace") == 0) {
+        c->pace_waiting = 1;
+        lv_queue_insert_tail(&c->srv->pace_wait, &c->wait_link);
+        pace_admit(c->srv);
+    } else if (strcmp(model, "m-stream") == 0 || strcmp(model, "fake-vl-1") == 0) {
         char *s = sse_body("\n", 1, 1);
         conn_script(c, sse_head, s, 37, 1, 1); /* events split across many chunked writes */
         free(s);
@@ -336,29 +397,55 @@ static void on_connection(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
+static void on_listener_closed(uv_handle_t *h)
+{
+    srv_t *s = h->data;
+    s->listener_closing = 0;
+}
+
+/* Open the listener on port (0: any free one). */
+static void srv_listen(srv_t *s, int port)
+{
+    struct sockaddr_in a;
+    assert_false(s->listener_closing);
+    uv_ip4_addr("127.0.0.1", port, &a);
+    assert_int_equal(uv_tcp_init(s->loop, &s->listener), 0);
+    s->listener.data = s;
+    assert_int_equal(uv_tcp_bind(&s->listener, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 128, on_connection), 0);
+    struct sockaddr_in got;
+    int len = sizeof got;
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&got, &len);
+    s->port = ntohs(got.sin_port);
+    s->listening = 1;
+}
+
+/* Close the listener: new connections are refused; accepted ones carry on. */
+static void srv_unlisten(srv_t *s)
+{
+    if (!s->listening)
+        return;
+    s->listening = 0;
+    s->listener_closing = 1;
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+}
+
 static void srv_start(srv_t *s, uv_loop_t *loop)
 {
     memset(s, 0, sizeof *s);
     s->loop = loop;
     lv_queue_init(&s->conns);
+    lv_queue_init(&s->pace_wait);
     lv_buf_init(&s->last_body, 16 << 20);
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    assert_int_equal(uv_tcp_init(loop, &s->listener), 0);
-    s->listener.data = s;
-    assert_int_equal(uv_tcp_bind(&s->listener, (const struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 64, on_connection), 0);
-    struct sockaddr_in got;
-    int len = sizeof got;
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&got, &len);
-    s->port = ntohs(got.sin_port);
+    srv_listen(s, 0);
 }
 
 static void srv_stop(srv_t *s)
 {
+    s->stopping = 1;
     while (!lv_queue_empty(&s->conns))
         conn_close(LV_CONTAINER_OF(lv_queue_head(&s->conns), conn_t, link));
-    uv_close((uv_handle_t *)&s->listener, NULL);
+    srv_unlisten(s);
     lv_buf_free(&s->last_body);
 }
 
@@ -386,6 +473,10 @@ typedef struct {
     uv_loop_t loop;
     uv_timer_t tick; /* keeps UV_RUN_ONCE from sleeping forever */
     srv_t srv;
+    srv_t srv2;      /* a second backend server, for the tests that start it */
+    int srv2_on;
+    void *drv;       /* the pool driver of the test, if any: teardown stops it */
+    void (*drv_stop_now)(void *drv);
     lv_http_t *http;
     lv_pool_t *pool;
     char url[128];
@@ -413,9 +504,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
+    if (f->drv)
+        f->drv_stop_now(f->drv); /* before the pool goes: its timer uses the pool */
     lv_pool_destroy(f->pool);
     lv_http_destroy(f->http);
     srv_stop(&f->srv);
+    if (f->srv2_on)
+        srv_stop(&f->srv2);
     uv_close((uv_handle_t *)&f->tick, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&f->loop);
@@ -579,6 +674,14 @@ static void test_stream(void **state)
     assert_int_equal(r.res.completion_tokens, 11);
     assert_true(r.res.ttft_us > 0 && r.res.ttft_us <= r.res.total_us);
     assert_int_equal(r.max_inflight_seen, 1);
+    /* the pool learned from it */
+    assert_int_equal(b->requests_total, 1);
+    assert_int_equal(b->errors_total, 0);
+    assert_true(b->lat_ewma_ms > 0 && b->lat_ewma_ms <= r.res.ttft_us / 1000.0 + 1);
+    lv_window_stats_t ws;
+    lv_window_stats(&b->window, &ws);
+    assert_int_equal(ws.samples, 1);
+    assert_int_equal(ws.signal, LV_WINDOW_SIGNAL_TTFT);
     assert_int_equal(b->inflight, 0);
 
     /* what the server saw */
@@ -652,6 +755,12 @@ static void test_http_500(void **state)
     assert_string_equal(r.err, "backend returned HTTP 500: CUDA out of memory. Tried to allocate 2 GiB");
     assert_int_equal(r.delta_calls, 0);
     assert_true(b->healthy); /* an HTTP error is not a connection failure */
+    assert_string_equal(lv_backend_state_name(b), "closed"); /* one 5xx does not trip the breaker */
+    assert_int_equal(b->requests_total, 1);
+    assert_int_equal(b->errors_total, 1);
+    lv_window_stats_t ws;
+    lv_window_stats(&b->window, &ws);
+    assert_int_equal(ws.errors, 1);
     assert_int_equal(b->inflight, 0);
     assert_non_null(strstr(r.resp_debug, "CUDA out of memory"));
     rec_free(&r);
@@ -670,6 +779,12 @@ static void test_first_token_timeout(void **state)
     assert_string_equal(r.code, "backend_timeout");
     assert_string_equal(r.err, "no first token within 300 ms");
     assert_true(took >= 280 && took < 1500);
+    assert_int_equal(b->timeouts_total, 1);
+    assert_int_equal(b->errors_total, 1);
+    assert_true(b->lat_ewma_ms >= 280); /* it waited at least that long for a first token */
+    lv_window_stats_t ws;
+    lv_window_stats(&b->window, &ws);
+    assert_int_equal(ws.timeouts, 1);
     assert_int_equal(b->inflight, 0);
     assert_null(r.req_debug);
     /* the aborted connection is seen closed by the server */
@@ -751,6 +866,12 @@ static void test_error_never_repeats_key(void **state)
     assert_string_equal(r.err, "backend returned HTTP 401: Incorrect API key provided: **************. See docs.");
     assert_non_null(r.resp_debug);
     assert_null(strstr(r.resp_debug, "sk-test-secret"));
+    /* a 401 is the request's fault: an error for it, a success for the breaker and the window */
+    assert_int_equal(b->errors_total, 1);
+    assert_string_equal(lv_backend_state_name(b), "closed");
+    lv_window_stats_t ws;
+    lv_window_stats(&b->window, &ws);
+    assert_int_equal(ws.errors, 0);
     json_error_t e;
     json_t *j = json_loads(r.resp_debug, 0, &e);
     assert_non_null(j);
@@ -774,6 +895,7 @@ static void test_connection_refused(void **state)
     assert_int_equal(r.res.http_status, 0);
     assert_false(b->healthy);
     assert_string_equal(b->last_error, "connection refused");
+    assert_string_equal(lv_backend_state_name(b), "open"); /* out after one connect failure */
     assert_int_equal(b->inflight, 0);
     rec_free(&r);
 }
@@ -974,7 +1096,7 @@ static void test_pool_add_validation(void **state)
         assert_int_equal(lv_pool_add(p, "z", bad_urls[i], "", 1, NULL), LV_EINVAL);
     assert_int_equal(lv_pool_add(p, "z", "http://h/v1", "key\r\nX-Evil: 1", 1, NULL), LV_EINVAL);
     assert_int_equal(lv_pool_add(p, "z", "http://h/v1", "", -1, NULL), LV_EINVAL);
-    assert_int_equal(lv_pool_add(p, "z", "http://h/v1", "", 1025, NULL), LV_EINVAL);
+    assert_int_equal(lv_pool_add(p, "z", "http://h/v1", "", 4097, NULL), LV_EINVAL);
     assert_int_equal(lv_pool_add(p, "z", "http://h/v1", "", 1, "ok,bad\x01name"), LV_EINVAL);
     assert_null(lv_pool_find(p, "z"));
     assert_int_equal(lv_pool_count(p), 4);
@@ -1043,6 +1165,459 @@ static void test_destroy_with_work_in_flight(void **state)
     assert_int_equal(b->inflight, 1);
 }
 
+
+/* ====================== the pool, driven the way the engine drives it ====================== */
+
+typedef struct driver driver_t;
+
+typedef struct {
+    lv_queue_t link;    /* on driver.running */
+    driver_t *d;
+    lv_backend_t *b;
+    int retry;          /* this is the retry of a request that failed before its first token */
+} job_t;
+
+struct driver {
+    fx_t *f;
+    const char *model;
+    int max_jobs;       /* requests kept in flight at most */
+    int closed_loop;    /* refill from on_done as well as from the timer */
+    int stop;
+    int jobs;           /* in flight */
+    lv_queue_t running; /* job_t */
+    uv_timer_t timer;
+    lv_backend_t *bs[2];
+    int picks[2], ok[2], fail[2];
+    int busy;           /* resolve said LV_EAGAIN */
+    int retries, retries_ok, retries_busy;
+    /* the backend that dies and comes back */
+    lv_backend_t *watch;
+    uint64_t dead_ms, first_fail_ms, back_ms, rejoin_ms;
+    int sent_dead;      /* requests sent to it after its first failure and before it came back */
+    uint64_t first_sent_dead_ms;
+};
+
+static int drv_index(const driver_t *d, const lv_backend_t *b)
+{
+    for (int i = 0; i < 2; i++)
+        if (d->bs[i] == b)
+            return i;
+    fail_msg("resolve returned an unknown backend %s", b->id);
+    return 0;
+}
+
+static void drv_done(void *ud, const lv_chat_result_t *res);
+static const lv_chat_cb_t drv_cb = {NULL, drv_done};
+
+/* One frame: resolve (never returning exclude), start. 0, or resolve's error. */
+static int drv_send(driver_t *d, const lv_backend_t *exclude, int retry)
+{
+    lv_backend_t *b = NULL;
+    const char *m = NULL;
+    int rc = lv_pool_resolve_excluding(d->f->pool, "", d->model, exclude, &b, &m);
+    if (rc == LV_EAGAIN)
+        d->busy++;
+    if (rc)
+        return rc;
+    assert_ptr_not_equal(b, exclude);
+    job_t *j = calloc(1, sizeof *j);
+    assert_non_null(j);
+    j->d = d;
+    j->b = b;
+    j->retry = retry;
+    lv_queue_insert_tail(&d->running, &j->link);
+    d->picks[drv_index(d, b)]++;
+    if (b == d->watch && d->first_fail_ms && !d->back_ms) {
+        if (!d->sent_dead++)
+            d->first_sent_dead_ms = lv_now_ms();
+    }
+    lv_chat_req_t req = {.model = m, .prompt = "p", .max_tokens = 16, .connect_timeout_ms = 1000,
+                         .first_token_timeout_ms = 2000, .total_timeout_ms = 3000};
+    assert_int_equal(lv_chat_start(d->f->pool, b, &req, &drv_cb, j, NULL), 0);
+    d->jobs++;
+    return 0;
+}
+
+static void drv_fill(driver_t *d)
+{
+    while (!d->stop && d->jobs < d->max_jobs && drv_send(d, NULL, 0) == 0)
+        ;
+}
+
+static void drv_done(void *ud, const lv_chat_result_t *res)
+{
+    job_t *j = ud;
+    driver_t *d = j->d;
+    lv_backend_t *b = j->b;
+    int i = drv_index(d, b);
+    d->jobs--;
+    lv_queue_remove(&j->link);
+    if (res->rc == 0) {
+        d->ok[i]++;
+        d->retries_ok += j->retry;
+        if (b == d->watch && d->back_ms && !d->rejoin_ms)
+            d->rejoin_ms = lv_now_ms();
+    } else {
+        d->fail[i]++;
+        if (b == d->watch && !d->first_fail_ms) {
+            /* passive health: out of rotation as soon as its first request failed */
+            d->first_fail_ms = lv_now_ms();
+            /* refused, or reset when it was still in the closed listener's backlog */
+            assert_int_equal(strncmp(res->error_message, "cannot reach backend: ", 22), 0);
+            assert_false(b->healthy);
+            assert_string_equal(lv_backend_state_name(b), "open");
+            lv_backend_t *o = NULL;
+            const char *m = NULL;
+            assert_int_equal(lv_pool_resolve(d->f->pool, b->id, d->model, &o, &m), LV_ENOTFOUND);
+        }
+        /* the engine's retry: another backend, only when nothing reached the user yet */
+        if (res->n_deltas == 0 && !j->retry && !d->stop) {
+            d->retries++;
+            if (drv_send(d, b, 1) == LV_EAGAIN)
+                d->retries_busy++;
+        }
+    }
+    free(j);
+    if (d->closed_loop)
+        drv_fill(d);
+}
+
+static void drv_tick(uv_timer_t *t)
+{
+    driver_t *d = t->data;
+    if (d->closed_loop)
+        drv_fill(d);
+    else if (!d->stop && d->jobs < d->max_jobs)
+        (void)drv_send(d, NULL, 0);
+}
+
+static void drv_free(uv_handle_t *h) { free(h->data); }
+
+/* Teardown, also after a failed assertion: no more ticks; the pool is destroyed next (cancelling
+ * the chats without callbacks), so their jobs are freed here. */
+static void drv_stop_now(void *p)
+{
+    driver_t *d = p;
+    d->stop = 1;
+    while (!lv_queue_empty(&d->running)) {
+        job_t *j = LV_CONTAINER_OF(lv_queue_head(&d->running), job_t, link);
+        lv_queue_remove(&j->link);
+        free(j);
+    }
+    d->f->drv = NULL;
+    uv_timer_stop(&d->timer);
+    uv_close((uv_handle_t *)&d->timer, drv_free);
+}
+
+/* The driver: a request every tick_ms while fewer than max_jobs run (closed_loop: as many as
+ * resolve lets through, refilled as they end). Freed by teardown. */
+static driver_t *drv_start(fx_t *f, lv_backend_t *b0, lv_backend_t *b1, const char *model, int max_jobs,
+                           int closed_loop, unsigned tick_ms)
+{
+    driver_t *d = calloc(1, sizeof *d);
+    assert_non_null(d);
+    f->drv = d;
+    f->drv_stop_now = drv_stop_now;
+    lv_queue_init(&d->running);
+    d->f = f;
+    d->bs[0] = b0;
+    d->bs[1] = b1;
+    d->model = model;
+    d->max_jobs = max_jobs;
+    d->closed_loop = closed_loop;
+    uv_timer_init(&f->loop, &d->timer);
+    d->timer.data = d;
+    uv_timer_start(&d->timer, drv_tick, tick_ms, tick_ms);
+    if (closed_loop)
+        drv_fill(d);
+    return d;
+}
+
+/* Stop sending and let the running requests end. */
+static void drv_stop(driver_t *d)
+{
+    d->stop = 1;
+    uv_timer_stop(&d->timer);
+    uint64_t end = lv_now_ms() + 3000;
+    while (d->jobs > 0) {
+        if (lv_now_ms() > end)
+            fail_msg("%d requests still running", d->jobs);
+        uv_run(&d->f->loop, UV_RUN_ONCE);
+    }
+}
+
+static void start_srv2(fx_t *f, char *url, size_t url_size)
+{
+    srv_start(&f->srv2, &f->loop);
+    f->srv2_on = 1;
+    snprintf(url, url_size, "http://127.0.0.1:%d/v1", f->srv2.port);
+}
+
+/* Two backends serve one model; the one with the lower time to first token takes the load. */
+static void test_pool_prefers_faster_backend(void **state)
+{
+    fx_t *f = *state;
+    char url2[64];
+    start_srv2(f, url2, sizeof url2);
+    f->srv.pace_ttft_ms = 5;
+    f->srv2.pace_ttft_ms = 40;
+    assert_int_equal(lv_pool_add(f->pool, "fast", f->url, "", 8, "m-pace"), 0);
+    assert_int_equal(lv_pool_add(f->pool, "slow", url2, "", 8, "m-pace"), 0);
+    lv_backend_t *fast = lv_pool_find(f->pool, "fast"), *slow = lv_pool_find(f->pool, "slow");
+    /* fixed windows: the choice depends on latency and load only */
+    assert_int_equal(lv_backend_configure(fast, 0, 0, 0, 0, 0), 0);
+    assert_int_equal(lv_backend_configure(slow, 0, 0, 0, 0, 0), 0);
+    assert_int_equal(lv_backend_limit(fast), 8);
+
+    driver_t *dp = drv_start(f, fast, slow, "m-pace", 6, 1, 5);
+    run_for(f, 600);
+    drv_stop(dp);
+    print_message("fast/slow: %d/%d picks, TTFT EWMA %.1f/%.1f ms\n", dp->picks[0], dp->picks[1], fast->lat_ewma_ms,
+                  slow->lat_ewma_ms);
+    assert_int_equal(dp->fail[0] + dp->fail[1], 0);
+    assert_true(fast->lat_ewma_ms > 0 && slow->lat_ewma_ms > 0);
+    assert_true(fast->lat_ewma_ms * 2 < slow->lat_ewma_ms);
+    /* while both were idle at the start they alternated; after that the fast one took the load */
+    assert_true(slow->requests_total >= 1);
+    assert_true(dp->picks[0] > 4 * dp->picks[1]);
+    assert_int_equal(fast->requests_total + slow->requests_total, (uint64_t)(dp->picks[0] + dp->picks[1]));
+    assert_int_equal(fast->errors_total + slow->errors_total, 0);
+
+    /* equal inflight (none): the faster one every time */
+    for (int i = 0; i < 10; i++) {
+        lv_backend_t *o = NULL;
+        const char *m = NULL;
+        assert_int_equal(lv_pool_resolve(f->pool, "", "m-pace", &o, &m), 0);
+        assert_ptr_equal(o, fast);
+    }
+    /* until its load outweighs its speed: score (inflight + 1) * latency / limit */
+    int k = (int)(slow->lat_ewma_ms / fast->lat_ewma_ms) + 1;
+    fast->inflight = LV_MIN(k, 7);
+    if (k <= 7) {
+        lv_backend_t *o = NULL;
+        const char *m = NULL;
+        assert_int_equal(lv_pool_resolve(f->pool, "", "m-pace", &o, &m), 0);
+        assert_ptr_equal(o, slow);
+    }
+    fast->inflight = 0;
+}
+
+/* A backend that refuses connections is out after its first failure (the request is retried on
+ * the other one), gets at most a few probes while dead, and is back soon after it listens again. */
+static void test_pool_dead_backend_leaves_and_rejoins(void **state)
+{
+    fx_t *f = *state;
+    char url2[64];
+    start_srv2(f, url2, sizeof url2);
+    f->srv.pace_ttft_ms = f->srv2.pace_ttft_ms = 5;
+    int port2 = f->srv2.port;
+    assert_int_equal(lv_pool_add(f->pool, "a", f->url, "", 8, "m-pace"), 0);
+    assert_int_equal(lv_pool_add(f->pool, "b", url2, "", 8, "m-pace"), 0);
+    lv_backend_t *a = lv_pool_find(f->pool, "a"), *b = lv_pool_find(f->pool, "b");
+    assert_int_equal(lv_pool_start_health(f->pool, 10000), 0); /* open backends: every 500 ms */
+
+    driver_t *dp = drv_start(f, a, b, "m-pace", 4, 0, 10); /* a frame every 10 ms */
+    dp->watch = b;
+    run_for(f, 150);
+    assert_true(dp->ok[1] > 0);
+    srv_unlisten(&f->srv2);
+    dp->dead_ms = lv_now_ms();
+    uint64_t end = dp->dead_ms + 2000;
+    while (!dp->first_fail_ms && lv_now_ms() < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(dp->first_fail_ms > 0);
+    run_for(f, 850);
+    assert_false(b->healthy);
+    assert_true(a->healthy);
+    srv_listen(&f->srv2, port2);
+    dp->back_ms = lv_now_ms();
+    end = dp->back_ms + 2000;
+    while (!b->healthy && lv_now_ms() < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uint64_t healthy_ms = lv_now_ms();
+    assert_true(b->healthy);
+    /* in rotation again: picked when the other one is excluded (or busy), and its probe closes
+     * the breaker */
+    assert_int_equal(drv_send(dp, a, 0), 0);
+    while (!dp->rejoin_ms && lv_now_ms() < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    drv_stop(dp);
+
+    print_message("dead backend: first failure %llu ms after it died, %d requests to it while dead (first %lld ms "
+                  "after the failure), in rotation %llu ms and answering %llu ms after it listened again; "
+                  "%d retries (%d ok, %d busy)\n",
+                  (unsigned long long)(dp->first_fail_ms - dp->dead_ms), dp->sent_dead,
+                  dp->sent_dead ? (long long)(dp->first_sent_dead_ms - dp->first_fail_ms) : -1LL,
+                  (unsigned long long)(healthy_ms - dp->back_ms),
+                  (unsigned long long)(dp->rejoin_ms ? dp->rejoin_ms - dp->back_ms : 0), dp->retries, dp->retries_ok,
+                  dp->retries_busy);
+    assert_true(dp->first_fail_ms - dp->dead_ms < 1000);
+    /* no request in its first cool-down (500 ms); after that a probe now and then */
+    if (dp->sent_dead)
+        assert_true(dp->first_sent_dead_ms - dp->first_fail_ms >= 400);
+    assert_true(dp->sent_dead <= 4);
+    assert_true(healthy_ms - dp->back_ms <= 1000);
+    assert_true(dp->rejoin_ms > 0);
+    assert_true(dp->rejoin_ms - dp->back_ms <= 1100);
+    assert_true(b->healthy);
+    assert_string_equal(lv_backend_state_name(b), "closed");
+    assert_string_equal(b->last_error, "");
+    assert_true(b->errors_total >= 1);
+    assert_int_equal(a->errors_total, 0);
+    assert_true(dp->retries >= 1);
+    assert_int_equal(dp->retries, dp->retries_ok + dp->retries_busy);
+}
+
+/* The adaptive window grows while latency stays flat and shrinks when the backend starts
+ * queueing (4 slots behind a FIFO). */
+static void test_pool_window_follows_latency(void **state)
+{
+    fx_t *f = *state;
+    f->srv.pace_ttft_ms = 40;
+    assert_int_equal(lv_pool_add(f->pool, "w", f->url, "", 32, "m-pace"), 0);
+    lv_backend_t *b = lv_pool_find(f->pool, "w");
+    assert_int_equal(b->adaptive, 1);
+    int initial = lv_backend_limit(b);
+    assert_int_equal(initial, 8); /* max / 4 */
+
+    driver_t *dp = drv_start(f, b, b, "m-pace", 64, 1, 5); /* as many as the window lets through */
+    int peak = initial;
+    uint64_t t0 = lv_now_ms(), end = t0 + 4000;
+    while (lv_now_ms() < end && peak < 16) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+        peak = LV_MAX(peak, lv_backend_limit(b));
+        assert_true(b->inflight <= peak); /* never more in flight than the window allowed */
+    }
+    uint64_t grew_ms = lv_now_ms() - t0;
+    assert_true(peak > initial);
+
+    /* now the server has 4 slots: a queue builds up inside it, and TTFT with it */
+    f->srv.pace_slots = 4;
+    uint64_t t1 = lv_now_ms();
+    end = t1 + 4000;
+    int low = lv_backend_limit(b);
+    while (lv_now_ms() < end && !(low <= peak / 2 && low <= 8)) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+        low = LV_MIN(low, lv_backend_limit(b));
+    }
+    uint64_t shrank_ms = lv_now_ms() - t1;
+    /* and it stays near the 4 slots: every slot busy, a request or two waiting */
+    int lo = lv_backend_limit(b), hi = lo;
+    end = lv_now_ms() + 500;
+    while (lv_now_ms() < end) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+        lo = LV_MIN(lo, lv_backend_limit(b));
+        hi = LV_MAX(hi, lv_backend_limit(b));
+    }
+    lv_window_stats_t st;
+    lv_window_stats(&b->window, &st);
+    drv_stop(dp);
+    print_message("window: %d -> %d in %llu ms (flat latency), then -> %d in %llu ms (4 slots), then %d..%d for "
+                  "500 ms; base %.1f ms, %llu samples\n",
+                  initial, peak, (unsigned long long)grew_ms, low, (unsigned long long)shrank_ms, lo, hi,
+                  st.base_us / 1000.0, (unsigned long long)st.samples);
+    assert_true(low <= peak / 2);
+    assert_true(low <= 8);
+    assert_int_equal(dp->fail[0], 0);
+    assert_true(b->lat_ewma_ms >= 40);
+}
+
+/* resolve_excluding never hands out the excluded backend; configure and the half-open probe. */
+static void test_pool_exclude_configure_probe(void **state)
+{
+    fx_t *f = *state;
+    lv_pool_t *p = f->pool;
+    lv_backend_t *o = NULL;
+    const char *m = NULL;
+    assert_int_equal(lv_pool_add(p, "x", "http://127.0.0.1:1/v1", "", 4, "mm"), 0);
+    assert_int_equal(lv_pool_add(p, "y", "http://127.0.0.1:2/v1", "", 4, "mm,other"), 0);
+    assert_int_equal(lv_pool_add(p, "z", "http://127.0.0.1:3/v1", "", 4, "mm"), 0);
+    lv_backend_t *x = lv_pool_find(p, "x"), *y = lv_pool_find(p, "y"), *z = lv_pool_find(p, "z");
+    lv_backend_t *all[] = {x, y, z};
+    for (int e = 0; e < 3; e++) {
+        int seen[3] = {0, 0, 0};
+        for (int i = 0; i < 30; i++) {
+            assert_int_equal(lv_pool_resolve_excluding(p, "", "mm", all[e], &o, &m), 0);
+            assert_ptr_not_equal(o, all[e]);
+            assert_string_equal(m, "mm");
+            seen[o == x ? 0 : o == y ? 1 : 2]++;
+        }
+        assert_int_equal(seen[e], 0);
+        assert_true(seen[(e + 1) % 3] > 0 && seen[(e + 2) % 3] > 0); /* the others still alternate */
+    }
+    /* the excluded one is no candidate at all */
+    assert_int_equal(lv_pool_resolve_excluding(p, "", "other", y, &o, &m), LV_ENOTFOUND);
+    assert_int_equal(lv_pool_resolve_excluding(p, "y", "", y, &o, &m), LV_ENOTFOUND);
+    assert_int_equal(lv_pool_resolve_excluding(p, "", "other", x, &o, &m), 0);
+    assert_ptr_equal(o, y);
+    assert_int_equal(lv_pool_resolve_excluding(p, "", "other", NULL, &o, &m), 0);
+    x->inflight = z->inflight = 1; /* at their windows (1 = max(1, 4 / 4)) */
+    assert_int_equal(lv_pool_resolve_excluding(p, "", "mm", y, &o, &m), LV_EAGAIN);
+    x->inflight = z->inflight = 0;
+
+    /* configure: bounds, the fixed limit, the initial window */
+    assert_int_equal(lv_backend_configure(NULL, 1, 1, 4, 0, 0), LV_EINVAL);
+    assert_int_equal(lv_backend_configure(x, 1, 5, 4, 0, 0), LV_EINVAL);   /* min > max */
+    assert_int_equal(lv_backend_configure(x, 1, -1, 4, 0, 0), LV_EINVAL);
+    assert_int_equal(lv_backend_configure(x, 1, 1, 4097, 0, 0), LV_EINVAL);
+    assert_int_equal(lv_backend_configure(x, 1, 1, -2, 0, 0), LV_EINVAL);
+    assert_int_equal(lv_backend_configure(x, 1, 1, 4, -1, 0), LV_EINVAL);
+    assert_int_equal(lv_backend_configure(x, 1, 1, 4, 16385, 0), LV_EINVAL);
+    assert_int_equal(lv_backend_configure(x, 1, 1, 4, 0, 101), LV_EINVAL);
+    assert_int_equal(lv_backend_configure(x, 1, 1, 4, 0, -1), LV_EINVAL);
+    assert_int_equal(x->max_concurrency, 4); /* unchanged */
+    assert_int_equal(lv_backend_configure(x, 1, 0, 64, 768, 80), 0);
+    assert_int_equal(x->max_concurrency, 64);
+    assert_int_equal(x->min_concurrency, 1);
+    assert_int_equal(x->max_side, 768);
+    assert_int_equal(x->jpeg_quality, 80);
+    assert_int_equal(lv_backend_limit(x), 16); /* max / 4 */
+    assert_int_equal(lv_backend_configure(x, 1, 20, 64, 0, 0), 0);
+    assert_int_equal(lv_backend_limit(x), 20); /* not below min */
+    assert_int_equal(lv_backend_configure(x, 0, 2, 0, 0, 0), 0); /* 0: keep max */
+    assert_int_equal(x->adaptive, 0);
+    assert_int_equal(lv_backend_limit(x), 64);
+    assert_int_equal(lv_backend_configure(x, 1, 0, 4, 0, 0), 0);
+
+    /* the breaker: mark_down opens it; a passing health check would let it probe at once */
+    assert_string_equal(lv_backend_state_name(x), "closed");
+    lv_backend_mark_down(x, "connection refused");
+    assert_string_equal(lv_backend_state_name(x), "open");
+    assert_false(x->healthy);
+    assert_string_equal(x->last_error, "connection refused");
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(lv_pool_resolve(p, "", "mm", &o, &m), 0);
+        assert_ptr_not_equal(o, x);
+    }
+    assert_int_equal(lv_pool_resolve(p, "x", "", &o, &m), LV_ENOTFOUND);
+    lv_breaker_health_ok(&x->breaker, lv_now_ms());
+    assert_string_equal(lv_backend_state_name(x), "half_open");
+    /* one probe at a time: the pick is the probe, the next resolve finds it busy */
+    assert_int_equal(lv_pool_resolve(p, "x", "", &o, &m), 0);
+    assert_ptr_equal(o, x);
+    assert_int_equal(lv_pool_resolve(p, "x", "", &o, &m), LV_EAGAIN);
+    assert_true(x->healthy);
+    /* a chat that cannot start gives the probe back */
+    static const lv_chat_cb_t cb = {NULL, never_called};
+    lv_chat_req_t bad = {.model = "", .prompt = "p"};
+    assert_int_equal(lv_chat_start(p, x, &bad, &cb, NULL, NULL), LV_EINVAL);
+    assert_int_equal(lv_pool_resolve(p, "x", "", &o, &m), 0);
+    assert_ptr_equal(o, x);
+    assert_int_equal(x->requests_total, 0);
+    /* the probe goes to a port where nothing listens: open again, with a longer cool-down */
+    rec_t r;
+    start_chat(f, &r, x, "mm", 2000, 0);
+    run_until(f, &r.done, 3000);
+    assert_int_equal(r.res.rc, LV_EBACKEND);
+    assert_string_equal(lv_backend_state_name(x), "open");
+    assert_false(x->healthy);
+    assert_int_equal(x->requests_total, 1);
+    assert_int_equal(x->errors_total, 1);
+    assert_true(lv_breaker_retry_in_ms(&x->breaker, lv_now_ms()) > 500); /* 1 s: the second trip */
+    assert_int_equal(lv_pool_resolve(p, "x", "", &o, &m), LV_ENOTFOUND);
+    rec_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1063,6 +1638,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_add_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detect_local, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_with_work_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_exclude_configure_probe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_prefers_faster_backend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_dead_backend_leaves_and_rejoins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_window_follows_latency, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

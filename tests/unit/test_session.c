@@ -6,7 +6,6 @@
 #include <cmocka.h>
 
 #include "lv_common.h"
-#include "lv_sched.h"
 #include "lv_session.h"
 #include "lv_store.h"
 
@@ -168,58 +167,6 @@ static void started_list(void **state)
     assert_true(lv_queue_empty(lv_registry_started(fx->reg)));
 }
 
-/* ---- scheduler ---- */
-
-typedef struct {
-    int busy_id;        /* session index that reports BUSY */
-    int drop_id;
-    int order[16];
-    int n;
-} disp_t;
-
-static lv_session_t ss[8];
-
-static lv_sched_verdict_t fake_dispatch(lv_session_t *s, void *ud)
-{
-    disp_t *d = ud;
-    int idx = (int)(s - ss);
-    d->order[d->n++] = idx;
-    if (idx == d->busy_id)
-        return LV_SCHED_BUSY;
-    if (idx == d->drop_id)
-        return LV_SCHED_DROP;
-    return LV_SCHED_DISPATCHED;
-}
-
-static void sched_round_robin(void **state)
-{
-    (void)state;
-    lv_sched_t q;
-    lv_sched_init(&q);
-    memset(ss, 0, sizeof(ss));
-    for (int i = 0; i < 4; i++) {
-        lv_queue_init(&ss[i].ready_link);
-        lv_sched_ready(&q, &ss[i]);
-    }
-    lv_sched_ready(&q, &ss[1]); /* no double entry */
-    assert_int_equal(q.n_ready, 4);
-    disp_t d = {.busy_id = 1, .drop_id = 2};
-    assert_int_equal(lv_sched_run(&q, 100, fake_dispatch, &d), 2);
-    assert_int_equal(d.n, 4);
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(d.order[i], i);
-    /* the busy one kept its place and is first next time */
-    assert_int_equal(q.n_ready, 1);
-    lv_sched_ready(&q, &ss[0]);
-    disp_t d2 = {.busy_id = -1, .drop_id = -1};
-    assert_int_equal(lv_sched_run(&q, 1, fake_dispatch, &d2), 1);
-    assert_int_equal(d2.order[0], 1);
-    assert_int_equal(q.n_ready, 1);
-    lv_sched_remove(&q, &ss[0]);
-    lv_sched_remove(&q, &ss[0]);
-    assert_int_equal(q.n_ready, 0);
-}
-
 static void store_roundtrip(void **state)
 {
     (void)state;
@@ -260,7 +207,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(history_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(expiry_only_detached, setup, teardown),
         cmocka_unit_test_setup_teardown(started_list, setup, teardown),
-        cmocka_unit_test(sched_round_robin),
         cmocka_unit_test(store_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,32 @@
+/* lv_stat.h - livevlm's own metrics: what the frame path records at each stage, and the
+ * Prometheus text served at /metrics. Loop thread only. */
+#ifndef LV_STAT_H
+#define LV_STAT_H
+
+#include <stdint.h>
+
+#include "lv_app.h"
+#include "lv_buf.h"
+#include "lv_chat.h"
+
+/** Create the registry and every series (app->stat). LV_ENOMEM. */
+int lv_stat_create(lv_app_t *app);
+void lv_stat_destroy(lv_app_t *app);
+
+/** Time the loop spent on one received frame (envelope, JPEG header, mailbox). */
+void lv_stat_frame_received(lv_app_t *app, uint64_t us);
+/** A frame left the queue for a backend. */
+void lv_stat_dispatch(lv_app_t *app, double queue_wait_ms, double frame_age_ms);
+void lv_stat_shape(lv_app_t *app, double ms);
+/** A complete answer: latency from frame receipt, and the gateway's own time on this frame. */
+void lv_stat_answer(lv_app_t *app, const lv_chat_result_t *r, double latency_ms, uint64_t gateway_us);
+void lv_stat_error(lv_app_t *app, const char *code);
+/** A frame that was not sent: replaced, stale, rejected, not_started, rate_limited, no_backend. */
+void lv_stat_drop(lv_app_t *app, const char *reason);
+void lv_stat_retry(lv_app_t *app);
+/** A limit was hit: frames, sessions, sockets, login. */
+void lv_stat_rate_limited(lv_app_t *app, const char *limit);
+/** Append the Prometheus text exposition (version 0.0.4). */
+int lv_stat_render(lv_app_t *app, lv_buf_t *out);
+
+#endif
