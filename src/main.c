@@ -159,8 +159,12 @@ static int add_backends(lv_app_t *app)
         int max = b->max_concurrency ? b->max_concurrency : app->cfg.default_backend_max;
         int rc = lv_pool_add(app->pool, b->id, b->url, key, max, b->models[0] ? b->models : NULL);
         if (rc == 0)
+            /* the window's default floor is 4: a few requests in parallel are what every current
+             * server handles, and a floor keeps one stalled request from blocking everyone while the
+             * window is still learning at light load */
             rc = lv_backend_configure(lv_pool_find(app->pool, b->id), b->adaptive != 0,
-                                      b->min_concurrency ? b->min_concurrency : 1, max, b->max_side, b->jpeg_quality);
+                                      b->min_concurrency ? b->min_concurrency : LV_MIN(4, max), max, b->max_side,
+                                      b->jpeg_quality);
         if (rc) {
             LV_ERROR("backend %s (%s): %s", b->id, b->url, lv_strerror(rc));
             return rc;
