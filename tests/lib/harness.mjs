@@ -225,7 +225,8 @@ function childEnv(dir, extra = {}) {
 // fakevlm
 
 /**
- * Start fakevlm. opts: slots, ttftMs, tokenMs, tokens, models (array), extraArgs.
+ * Start fakevlm. opts: slots, ttftMs, tokenMs, tokens, models (array), extraArgs, port (default 0:
+ * a free one; pass an earlier instance's port to restart a backend where livevlm expects it).
  * Returns {proc, port, url (OpenAI base ending in /v1), models, dir, stop()}.
  */
 export async function startFakevlm(opts = {}) {
@@ -233,7 +234,7 @@ export async function startFakevlm(opts = {}) {
   const portFile = path.join(dir, 'fakevlm.port');
   const models = opts.models || ['fake-vlm-1'];
   const args = [
-    '--port', '0', '--port-file', portFile,
+    '--port', String(opts.port ?? 0), '--port-file', portFile,
     '--slots', String(opts.slots ?? 8),
     '--ttft-ms', String(opts.ttftMs ?? 20),
     '--token-ms', String(opts.tokenMs ?? 5),
@@ -374,7 +375,8 @@ export function httpRequest({ tls = false, host = '127.0.0.1', port, method = 'G
 
 /**
  * Open a WebSocket to server /ws. opts: auth (default true: Bearer header), token, cookie,
- * origin, headers, protocols, timeoutMs. Rejects with err.status set when the upgrade is refused.
+ * origin, headers, protocols, timeoutMs, localAddress (connect from e.g. 127.0.0.2: the server
+ * sees another client address, i.e. another user). Rejects with err.status set when the upgrade is refused.
  */
 export function connectWs(server, opts = {}) {
   const headers = { ...(opts.headers || {}) };
@@ -385,6 +387,7 @@ export function connectWs(server, opts = {}) {
     const ws = new WebSocket(opts.url || server.wsUrl, opts.protocols || [], {
       headers, origin: opts.origin, rejectUnauthorized: false, perMessageDeflate: false,
       handshakeTimeout: timeoutMs, maxPayload: 64 * 1024 * 1024,
+      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
     });
     let settled = false;
     const client = new WsClient(ws, server);
@@ -690,4 +693,57 @@ export async function launchBrowser() {
       });
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// backends and metrics
+
+/** fakevlm's GET /stats (requests, active, queued, ...), or null when it does not answer. */
+export async function fakevlmStats(fake, timeoutMs = T(3000)) {
+  try {
+    const r = await httpRequest({ port: fake.port, path: '/stats', timeoutMs });
+    return r.status === 200 ? r.json() : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Parse Prometheus text exposition: {types: {family: 'counter'|...}, samples: [{name, labels,
+ * value}], get(name, labels?) → value of the first sample whose labels include `labels` (or
+ * undefined), all(name) → samples of that exact name}.
+ */
+export function parseMetrics(text) {
+  const types = {};
+  const samples = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    let m = /^# TYPE (\S+) (\S+)/.exec(line);
+    if (m) { types[m[1]] = m[2]; continue; }
+    if (line.startsWith('#')) continue;
+    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$/.exec(line);
+    if (!m) throw new Error(`unparsable metrics line: ${JSON.stringify(line)}`);
+    const labels = {};
+    if (m[2]) {
+      const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+      let lm;
+      while ((lm = re.exec(m[2]))) labels[lm[1]] = lm[2].replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
+    }
+    const v = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
+    samples.push({ name: m[1], labels, value: v });
+  }
+  const matches = (s, name, labels) => s.name === name &&
+    Object.entries(labels || {}).every(([k, v]) => s.labels[k] === String(v));
+  return {
+    text, types, samples,
+    get(name, labels) { return samples.find((s) => matches(s, name, labels))?.value; },
+    all(name) { return samples.filter((s) => s.name === name); },
+  };
+}
+
+/** GET /metrics with the token (unless opts.auth === false) and parse it; throws unless 200. */
+export async function scrapeMetrics(server, opts = {}) {
+  const r = await server.request('/metrics', { auth: opts.auth, timeoutMs: opts.timeoutMs });
+  if (r.status !== 200) throw new Error(`GET /metrics: HTTP ${r.status}: ${r.text.slice(0, 200)}`);
+  return parseMetrics(r.text);
 }
