@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lv_common.h"
@@ -16,7 +17,199 @@ void lv_chatresp_init(lv_chatresp_t *r)
 void lv_chatresp_clear(lv_chatresp_t *r)
 {
     json_decref((json_t *)r->priv_doc);
+    free(r->priv_fast);
     lv_chatresp_init(r);
+}
+
+/* ---- fast path for the common chunk ----
+ * Nearly every chunk of a streamed answer looks like
+ *   {"id":"..","object":"chat.completion.chunk",...,"choices":[{"index":0,"delta":{"content":"word"},
+ *    "finish_reason":null}]}
+ * and parsing it into a jansson tree costs several allocations per token. This scanner reads just
+ * the content string (and the id) from such a chunk and says "not mine" (-1) for anything else —
+ * errors, usage, finish reasons, tool calls, unusual layouts — which then take the full parser. */
+
+static const char *find_key(const char *p, size_t n, const char *key, size_t klen, int *count)
+{
+    const char *hit = NULL;
+    *count = 0;
+    for (const char *q = p; (size_t)(q - p) + klen <= n;) {
+        const char *f = memchr(q, key[0], n - (size_t)(q - p));
+        if (!f || (size_t)(f - p) + klen > n)
+            break;
+        if (memcmp(f, key, klen) == 0) {
+            if (!hit)
+                hit = f;
+            (*count)++;
+        }
+        q = f + 1;
+    }
+    return hit;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Decode the JSON string starting after its opening quote; *end = the closing quote. -1 if bad. */
+static int json_unescape(const char *p, const char *lim, char *out, size_t *out_len, const char **end)
+{
+    size_t o = 0;
+    while (p < lim && *p != '"') {
+        unsigned char ch = (unsigned char)*p;
+        if (ch < 0x20)
+            return -1;
+        if (ch != '\\') {
+            out[o++] = (char)ch;
+            p++;
+            continue;
+        }
+        if (++p >= lim)
+            return -1;
+        switch (*p) {
+        case '"': out[o++] = '"'; break;
+        case '\\': out[o++] = '\\'; break;
+        case '/': out[o++] = '/'; break;
+        case 'b': out[o++] = '\b'; break;
+        case 'f': out[o++] = '\f'; break;
+        case 'n': out[o++] = '\n'; break;
+        case 'r': out[o++] = '\r'; break;
+        case 't': out[o++] = '\t'; break;
+        case 'u': {
+            unsigned cp = 0;
+            for (int i = 1; i <= 4; i++) {
+                int h = p + i < lim ? hexval(p[i]) : -1;
+                if (h < 0)
+                    return -1;
+                cp = cp * 16 + (unsigned)h;
+            }
+            p += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) { /* a surrogate pair */
+                unsigned lo = 0;
+                if (p + 6 >= lim || p[1] != '\\' || p[2] != 'u')
+                    return -1;
+                for (int i = 3; i <= 6; i++) {
+                    int h = hexval(p[i]);
+                    if (h < 0)
+                        return -1;
+                    lo = lo * 16 + (unsigned)h;
+                }
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return -1;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return -1;
+            }
+            if (cp == 0)
+                return -1; /* the full parser decides about NUL */
+            if (cp < 0x80) {
+                out[o++] = (char)cp;
+            } else if (cp < 0x800) {
+                out[o++] = (char)(0xC0 | (cp >> 6));
+                out[o++] = (char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0x10000) {
+                out[o++] = (char)(0xE0 | (cp >> 12));
+                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                out[o++] = (char)(0x80 | (cp & 0x3F));
+            } else {
+                out[o++] = (char)(0xF0 | (cp >> 18));
+                out[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                out[o++] = (char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        }
+        default:
+            return -1;
+        }
+        p++;
+    }
+    if (p >= lim)
+        return -1;
+    *end = p;
+    *out_len = o;
+    return 0;
+}
+
+/* Brackets balance outside strings, and the text is one object: a cheap shape check so that a
+ * truncated or garbled chunk still reaches the full parser and its error. */
+static int balanced_object(const char *p, size_t n)
+{
+    int depth = 0, in_str = 0;
+    if (n < 2 || p[0] != '{' || p[n - 1] != '}')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
+            continue;
+        }
+        if (c == '"')
+            in_str = 1;
+        else if (c == '{' || c == '[')
+            depth++;
+        else if ((c == '}' || c == ']') && --depth < 0)
+            return 0;
+        else if (depth == 0 && i != n - 1)
+            return 0;
+    }
+    return depth == 0 && !in_str;
+}
+
+static int fast_chunk(lv_chatresp_t *r, const char *p, size_t n)
+{
+    static const char k_content[] = "\"content\":\"", k_fin[] = "\"finish_reason\":null", k_id[] = "\"id\":\"";
+    static const char *const not_mine[] = {"\"error\"", "\"usage\"", "\"tool_calls\"", "\"finish_reason\":\"",
+                                           "\"object\":\"error\""};
+    int count;
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == '\t'))
+        n--;
+    while (n && (*p == ' ' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    if (!balanced_object(p, n) || !find_key(p, n, "\"choices\":[{", 12, &count) || count != 1)
+        return -1;
+    for (size_t i = 0; i < sizeof(not_mine) / sizeof(not_mine[0]); i++)
+        if (find_key(p, n, not_mine[i], strlen(not_mine[i]), &count))
+            return -1;
+    const char *c = find_key(p, n, k_content, sizeof(k_content) - 1, &count);
+    if (!c || count != 1 || !find_key(p, n, k_fin, sizeof(k_fin) - 1, &count) || count != 1)
+        return -1;
+    static const char k_model[] = "\"model\":\"";
+    const char *id = find_key(p, n, k_id, sizeof(k_id) - 1, &count);
+    const char *model = find_key(p, n, k_model, sizeof(k_model) - 1, &count);
+    char *buf = malloc(n + 3); /* decoded strings are never longer than their JSON form */
+    if (!buf)
+        return -1;
+    size_t clen = 0, idlen = 0, mlen = 0;
+    const char *end = NULL;
+    char *idp = NULL, *mp = NULL;
+    if (json_unescape(c + sizeof(k_content) - 1, p + n, buf, &clen, &end) != 0)
+        goto fail;
+    buf[clen] = '\0';
+    idp = buf + clen + 1;
+    if (id && json_unescape(id + sizeof(k_id) - 1, p + n, idp, &idlen, &end) != 0)
+        goto fail;
+    idp[idlen] = '\0';
+    mp = idp + idlen + 1;
+    if (model && json_unescape(model + sizeof(k_model) - 1, p + n, mp, &mlen, &end) != 0)
+        goto fail;
+    mp[mlen] = '\0';
+    r->priv_fast = buf;
+    r->content = buf;
+    r->content_len = clen;
+    r->id = id ? idp : NULL;
+    r->model = model ? mp : NULL;
+    return 0;
+fail:
+    free(buf);
+    return -1;
 }
 
 /* "error": {"message": "..."} (OpenAI, vLLM, Ollama's /v1) or a bare string (some proxies). */
@@ -151,6 +344,11 @@ int lv_chatresp_parse_chunk(lv_chatresp_t *r, const char *p, size_t n, size_t ma
         r->is_done = 1;
         return 0;
     }
+    if (n > max_bytes)
+        return LV_ELIMIT;
+    lv_chatresp_clear(r);
+    if (fast_chunk(r, p, n) == 0)
+        return 0;
     if ((rc = load(r, p, n, max_bytes, &root)) != 0)
         goto out;
     if ((rc = first_choice(root, &c0)) != 0 || !c0)

@@ -21,6 +21,7 @@ typedef struct {
     const char *id;              /* top-level "id" / "model" when they are strings, else NULL */
     const char *model;
     void *priv_doc;              /* private: the parsed document (a json_t *) */
+    char *priv_fast;             /* private: content and id decoded by the fast path */
 } lv_chatresp_t;
 
 /** Start empty (no allocation). */

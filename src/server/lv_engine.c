@@ -9,6 +9,7 @@
 #include "lv_app.h"
 #include "lv_backend.h"
 #include "lv_chat.h"
+#include "lv_chatreq.h"
 #include "lv_common.h"
 #include "lv_frame.h"
 #include "lv_jpeg.h"
@@ -245,10 +246,19 @@ static void job_abort(lv_job_t *job)
 static void flush_delta(lv_job_t *job)
 {
     if (job->delta.len && job->session) {
-        json_t *o = json_pack("{s:s, s:I, s:s%}", "type", "delta", "answer_id", (json_int_t)job->answer_id, "text",
-                              job->delta.data, job->delta.len);
-        if (o)
-            session_send_json(job->session, o);
+        /* the hottest message: written from a template, not through a JSON tree */
+        lv_buf_t b;
+        lv_buf_init(&b, 8 * job->delta.len + 128);
+        if (lv_buf_printf(&b, "{\"type\":\"delta\",\"answer_id\":%llu,\"text\":",
+                          (unsigned long long)job->answer_id) == 0 &&
+            lv_chatreq_json_string(&b, job->delta.data, job->delta.len) == 0 && lv_buf_append(&b, "}", 1) == 0) {
+            lv_msg_t *m = lv_msg_new(b.data, b.len, false);
+            if (m) {
+                lv_session_send(job->session, m);
+                lv_msg_unref(m);
+            }
+        }
+        lv_buf_free(&b);
     }
     lv_buf_reset(&job->delta);
     job->delta_since_ms = 0;

@@ -193,9 +193,47 @@ static void test_completion(void **state)
     lv_chatresp_clear(&r);
 }
 
+
+/* The common chunk takes a fast scanner instead of a JSON tree: same results, escapes included,
+ * and anything unusual still goes through the full parser. */
+static void test_fast_path_escapes(void **state)
+{
+    (void)state;
+    lv_chatresp_t r;
+    lv_chatresp_init(&r);
+    static const struct {
+        const char *json, *content;
+    } cases[] = {
+        {"{\"id\":\"a\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"line\\nnext \\\"q\\\" \\\\ \\/\"},\"finish_reason\":null}]}",
+         "line\nnext \"q\" \\ /"},
+        {"{\"id\":\"a\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"caf\\u00e9 \\u20ac \\ud83d\\ude00\"},\"finish_reason\":null}]}",
+         "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"{\"choices\":[{\"delta\":{\"content\":\"\"},\"finish_reason\":null}]}", ""},
+        /* content text that looks like keys is only text */
+        {"{\"choices\":[{\"delta\":{\"content\":\"\\\"error\\\": \\\"usage\\\"\"},\"finish_reason\":null}]}",
+         "\"error\": \"usage\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(lv_chatresp_parse_chunk(&r, cases[i].json, strlen(cases[i].json), 1 << 20), 0);
+        assert_string_equal(r.content, cases[i].content);
+        assert_int_equal(r.content_len, strlen(cases[i].content));
+        assert_null(r.finish_reason);
+    }
+    /* a lone low surrogate, a truncated object and a stray bracket are still refused */
+    static const char *bad[] = {
+        "{\"choices\":[{\"delta\":{\"content\":\"x\\udc00\"},\"finish_reason\":null}]}",
+        "{\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]",
+        "{\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(lv_chatresp_parse_chunk(&r, bad[i], strlen(bad[i]), 1 << 20), LV_EPARSE);
+    lv_chatresp_clear(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fast_path_escapes),
         cmocka_unit_test(test_vllm_stream),
         cmocka_unit_test(test_ollama_stream),
         cmocka_unit_test(test_openai_stream),
