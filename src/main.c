@@ -261,8 +261,9 @@ static int serve(int argc, char **argv, const char *prog)
 
     uv_run(&loop, UV_RUN_DEFAULT);
 
-    lv_registry_destroy(app->reg);
+    /* the scheduler detaches its nodes, which live in the sessions: free it first */
     lv_drr_free(&app->drr);
+    lv_registry_destroy(app->reg);
     lv_stat_destroy(app);
     app->store->ops->destroy(app->store);
     lv_iptable_destroy(app->ips);
