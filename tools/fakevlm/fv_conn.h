@@ -76,6 +76,7 @@ typedef struct {
     uint64_t errors_injected, faults[FV_FAULT_COUNT], client_aborts;
     uint64_t conns_total, conns_refused;
     uint64_t queue_wait_ms_total, queue_wait_ms_max;
+    uint64_t busy_slot_ms;  /* integral of busy slots over time, up to busy_mark_ms (fv_job_account) */
     unsigned max_concurrent;
     size_t max_queued;
 } fv_stats_t;
@@ -91,6 +92,7 @@ typedef struct fv_server {
     lv_queue_t waiting;     /* FIFO of connections whose request waits for a slot */
     size_t n_conns, n_waiting;
     unsigned busy;          /* slots in use */
+    uint64_t busy_mark_ms;  /* when st.busy_slot_ms was last brought up to date */
     uint64_t seq;           /* chat requests received; numbers them */
     uint64_t start_ms, start_wall_s;
     bool stopping;
@@ -124,6 +126,8 @@ void fv_conn_send_simple_error(fv_conn_t *c, int status, const char *type, const
 /** Serve POST /v1/chat/completions: validate, pick the fault, then answer at once (errors,
  * injected 500/429, queue full) or start the job or queue it. body is not kept. */
 void fv_job_handle_chat(fv_conn_t *c, const char *body, size_t body_len);
+/** Bring st.busy_slot_ms up to now (call before busy changes and before reading it). */
+void fv_job_account(fv_server_t *srv);
 /** Start waiting jobs while slots are free (FIFO). */
 void fv_job_dispatch(fv_server_t *srv);
 /** The connection of a WAITING or RUNNING job is closing: log it, leave the queue or the slot. */

@@ -36,6 +36,14 @@ static double unit_random(uint64_t seed, uint64_t seq, uint64_t purpose)
 
 /* ---------- the slot model ---------- */
 
+void fv_job_account(fv_server_t *srv)
+{
+    uint64_t now = uv_now(srv->loop);
+    if (now > srv->busy_mark_ms)
+        srv->st.busy_slot_ms += (uint64_t)srv->busy * (now - srv->busy_mark_ms);
+    srv->busy_mark_ms = now;
+}
+
 void fv_job_dispatch(fv_server_t *srv)
 {
     while (!srv->stopping && srv->busy < srv->cfg->slots && !lv_queue_empty(&srv->waiting)) {
@@ -65,6 +73,7 @@ static void job_release(fv_conn_t *c)
     fv_server_t *srv = c->srv;
     uv_timer_stop(&c->timer);
     lv_buf_free(&c->job.text);
+    fv_job_account(srv);
     srv->busy--;
 }
 
@@ -100,6 +109,7 @@ static void job_start(fv_conn_t *c)
     fv_job_t *j = &c->job;
     uint64_t now = uv_now(srv->loop);
     c->state = FV_CONN_RUNNING;
+    fv_job_account(srv);
     srv->busy++;
     srv->st.started++;
     if (srv->busy > srv->st.max_concurrent)

@@ -235,6 +235,8 @@ static void handle_stats(fv_conn_t *c)
     double avg = st->started ? (double)st->queue_wait_ms_total / (double)st->started : 0.0;
     json_object_set_new(wait, "avg", json_real(avg));
     json_object_set_new(doc, "queue_wait_ms", wait);
+    fv_job_account(srv);
+    set_count(doc, "busy_slot_ms", srv->st.busy_slot_ms); /* slot-milliseconds held by requests */
     set_count(doc, "slots", cfg->slots);
     set_count(doc, "queue_max", cfg->queue_max);
     set_count(doc, "ttft_ms", cfg->ttft_ms);
@@ -569,6 +571,7 @@ int fv_server_run(const fv_config_t *cfg)
     lv_queue_init(&srv->waiting);
     lv_buf_init(&srv->scratch, FV_OUT_MAX);
     srv->start_ms = uv_now(&loop);
+    srv->busy_mark_ms = srv->start_ms;
     srv->start_wall_s = lv_wall_ms() / 1000;
     bool wrote_port_file = false;
     int port = 0;
