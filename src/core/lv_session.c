@@ -50,17 +50,9 @@ void lv_frame_unref(lv_frame_t *f)
         free(f);
 }
 
-static uint32_t hash_str(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
 static owner_count_t **owner_slot(lv_registry_t *reg, const char *owner)
 {
-    owner_count_t **pp = &reg->owners[hash_str(owner) % OWNER_BUCKETS];
+    owner_count_t **pp = &reg->owners[lv_hash_str(owner) % OWNER_BUCKETS];
     while (*pp && strcmp((*pp)->owner, owner) != 0)
         pp = &(*pp)->next;
     return pp;
@@ -141,7 +133,7 @@ void lv_registry_destroy(lv_registry_t *reg)
 
 static lv_session_t **session_slot(lv_registry_t *reg, const char *id)
 {
-    lv_session_t **pp = &reg->buckets[hash_str(id) % NBUCKETS];
+    lv_session_t **pp = &reg->buckets[lv_hash_str(id) % NBUCKETS];
     while (*pp && strcmp((*pp)->rec.id, id) != 0)
         pp = &(*pp)->hash_next;
     return pp;

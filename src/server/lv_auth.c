@@ -139,10 +139,7 @@ void lv_iptable_destroy(struct lv_iptable *t)
 
 static ip_entry_t **ip_slot(struct lv_iptable *t, const char *ip)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = ip; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    ip_entry_t **pp = &t->b[h % IP_BUCKETS];
+    ip_entry_t **pp = &t->b[lv_hash_str(ip) % IP_BUCKETS];
     while (*pp && strcmp((*pp)->ip, ip) != 0)
         pp = &(*pp)->next;
     return pp;

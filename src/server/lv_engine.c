@@ -101,6 +101,16 @@ static void session_send_json(lv_session_t *s, json_t *obj)
     lv_msg_unref(m);
 }
 
+/* Send text already in JSON form to every socket of a session (templates on the hot path). */
+static void session_send_text(lv_session_t *s, const char *text, size_t len)
+{
+    lv_msg_t *m = lv_msg_new(text, len, false);
+    if (!m)
+        return;
+    lv_session_send(s, m);
+    lv_msg_unref(m);
+}
+
 static void conn_send_json(lv_conn_t *c, json_t *obj)
 {
     lv_msg_t *m = lv_msg_from_json(obj);
@@ -251,13 +261,8 @@ static void flush_delta(lv_job_t *job)
         lv_buf_init(&b, 8 * job->delta.len + 128);
         if (lv_buf_printf(&b, "{\"type\":\"delta\",\"answer_id\":%llu,\"text\":",
                           (unsigned long long)job->answer_id) == 0 &&
-            lv_chatreq_json_string(&b, job->delta.data, job->delta.len) == 0 && lv_buf_append(&b, "}", 1) == 0) {
-            lv_msg_t *m = lv_msg_new(b.data, b.len, false);
-            if (m) {
-                lv_session_send(job->session, m);
-                lv_msg_unref(m);
-            }
-        }
+            lv_chatreq_json_string(&b, job->delta.data, job->delta.len) == 0 && lv_buf_append(&b, "}", 1) == 0)
+            session_send_text(job->session, b.data, b.len);
         lv_buf_free(&b);
     }
     lv_buf_reset(&job->delta);
@@ -315,11 +320,7 @@ static void session_ready(lv_app_t *app, lv_session_t *s)
         char text[96];
         int len = snprintf(text, sizeof(text), "{\"type\":\"queued\",\"position\":%zu,\"queued\":%zu}",
                            ahead - free_slots + 1, lv_drr_queued(&app->drr));
-        lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
-        if (m) {
-            lv_session_send(s, m);
-            lv_msg_unref(m);
-        }
+        session_send_text(s, text, (size_t)len);
     }
 }
 
@@ -897,11 +898,7 @@ static void send_credits(lv_app_t *app, uint64_t now)
         granted[n_granted++] = s;
         char text[64];
         int len = snprintf(text, sizeof(text), "{\"type\":\"credit\",\"credit_id\":%u}", s->credit_outstanding);
-        lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
-        if (m) {
-            lv_session_send(s, m);
-            lv_msg_unref(m);
-        }
+        session_send_text(s, text, (size_t)len);
     }
     /* sessions that got a credit go to the back: the walk order is the order in which sessions
      * last got one, so among one user's sessions the longest-waiting is asked first */

@@ -23,11 +23,7 @@ typedef struct {
 
 static size_t bucket_of(const char *id)
 {
-    /* ids are random hex, so a short FNV over them spreads well */
-    uint32_t h = 2166136261u;
-    for (const char *p = id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % NBUCKETS;
+    return lv_hash_str(id) % NBUCKETS; /* ids are random hex: FNV spreads them well */
 }
 
 static mem_node_t **find_slot(mem_store_t *m, const char *id)

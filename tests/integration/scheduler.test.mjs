@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import {
   startFakevlm, startLivevlm, stopAll, sleep, sha8, parseFakeAnswer, scrapeMetrics, waitUntil,
   JPEG_320, T,
+  stopAndClose, assertOwnAnswers,
 } from '../lib/harness.mjs';
 
 const TO = { timeout: T(40000) };
@@ -25,25 +26,6 @@ async function openUser(srv, addr, n, settings, tag) {
     out.push(c);
   }
   return out;
-}
-
-async function stopAndClose(clients) {
-  for (const c of clients) c.autoFeed(null);
-  await Promise.all(clients.map(async (c) => {
-    if (!c.closeInfo) {
-      c.send({ type: 'stop' });
-      await c.next('stopped', { timeoutMs: T(3000) }).catch(() => {});
-    }
-    await c.close();
-  }));
-}
-
-function assertOwnAnswers(c) {
-  for (const r of c.seen('vlm_response')) {
-    const a = parseFakeAnswer(r.text);
-    assert.ok(a, `fakevlm answer: ${JSON.stringify(r.text).slice(0, 120)}`);
-    assert.equal(a.prompt, sha8(c.prompt), 'each session only gets answers about its own prompt');
-  }
 }
 
 test('fairness: one session of user B gets about as many answers as six sessions of user A', TO, async (t) => {

@@ -14,6 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -746,4 +747,25 @@ export async function scrapeMetrics(server, opts = {}) {
   const r = await server.request('/metrics', { auth: opts.auth, timeoutMs: opts.timeoutMs });
   if (r.status !== 200) throw new Error(`GET /metrics: HTTP ${r.status}: ${r.text.slice(0, 200)}`);
   return parseMetrics(r.text);
+}
+
+/** Stop feeding, send stop (when still open), and close every client. */
+export async function stopAndClose(clients) {
+  for (const c of clients) c.autoFeed(null);
+  await Promise.all(clients.map(async (c) => {
+    if (!c.closeInfo) {
+      c.send({ type: 'stop' });
+      await c.next('stopped', { timeoutMs: T(3000) }).catch(() => {});
+    }
+    await c.close();
+  }));
+}
+
+/** Every vlm_response a client saw names its own prompt's hash (fakevlm answers say what they got). */
+export function assertOwnAnswers(c) {
+  for (const r of c.seen('vlm_response')) {
+    const a = parseFakeAnswer(r.text);
+    assert.ok(a, `fakevlm answer: ${JSON.stringify(r.text).slice(0, 120)}`);
+    assert.equal(a.prompt, sha8(c.prompt), 'each session only gets answers about its own prompt');
+  }
 }
