@@ -35,6 +35,13 @@ if ! bash scripts/install-deps.sh; then
   finish
 fi
 
+stage "source checks (scripts/check-src.sh)"
+if bash scripts/check-src.sh; then
+  stages+=("check-src: ok"); extra_pass=$((extra_pass + 1))
+else
+  stages+=("check-src: FAILED"); extra_fail=$((extra_fail + 1))
+fi
+
 stage "build (make -j$JOBS WERROR=1)"
 if ! make -j"$JOBS" WERROR=1; then
   stages+=("build: FAILED")
