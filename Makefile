@@ -4,7 +4,7 @@
 CC      ?= cc
 SAN     ?= 0
 WERROR  ?= 0
-PKGS    := libwebsockets libuv libcurl jansson libturbojpeg openssl
+PKGS    := libuv libcurl jansson libturbojpeg openssl
 
 ifeq ($(SAN),1)
 BUILD   := build-san

@@ -11,7 +11,7 @@ export npm_config_audit=false npm_config_fund=false npm_config_update_notifier=f
 
 PKGS=(
   build-essential pkg-config
-  libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libcurl4-openssl-dev libjansson-dev
+  libuv1-dev libcurl4-openssl-dev libjansson-dev
   libturbojpeg0-dev libssl-dev libcmocka-dev
   openssl curl ca-certificates procps
   chromium

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build_pkgs=(build-essential pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
+build_pkgs=(build-essential pkg-config libuv1-dev
             libcurl4-openssl-dev libjansson-dev libturbojpeg0-dev libssl-dev openssl ca-certificates)
 missing=()
 for p in "${build_pkgs[@]}"; do

@@ -17,10 +17,12 @@
 #include "lv_http.h"
 #include "lv_log.h"
 #include "lv_stat.h"
+#include "lv_state.h"
 #include "lv_sysmon.h"
 
 #define LIVEVLM_VERSION "0.1.0"
 #define HEALTH_PERIOD_MS 10000
+#define SHUTDOWN_FLUSH_MS 1000 /* how long WebSockets get to take their close frame */
 
 static void usage(FILE *to, const char *prog)
 {
@@ -29,7 +31,8 @@ static void usage(FILE *to, const char *prog)
             "\n"
             "Usage:\n"
             "  %s [serve] [OPTIONS]      run the server (the default command; see `%s serve --help`)\n"
-            "  %s token [show|rotate]    print the access token, or replace it (old links stop working)\n"
+            "  %s token [show|rotate]    print the access token, or replace it (old links stop working);\n"
+            "                            --config-dir DIR or --config FILE say where it is kept\n"
             "  %s fakevlm [OPTIONS]      a stand-in model backend for trying livevlm without a GPU\n"
             "  %s --version | --help\n"
             "\n"
@@ -47,18 +50,27 @@ static void raise_fd_limit(void)
     }
 }
 
+/* The URL with the token goes to standard output only, and only where the operator reads it: a
+ * terminal, or when --print-token-url asks for it. stdout under a service manager usually ends up
+ * in the same journal as the log, which never carries the token (docs/operations.md, "Access"). */
+static bool token_url_wanted(const lv_app_t *app)
+{
+    return !app->cfg.auth_none && (app->cfg.print_token_url || isatty(STDOUT_FILENO));
+}
+
 static void print_urls(lv_app_t *app)
 {
     const char *scheme = app->cfg.tls ? "https" : "http";
     char q[80] = "";
-    if (!app->cfg.auth_none)
+    if (token_url_wanted(app))
         snprintf(q, sizeof(q), "?token=%s", app->token);
     bool any = strcmp(app->cfg.host, "0.0.0.0") == 0 || strcmp(app->cfg.host, "::") == 0;
+    bool v6 = strchr(app->cfg.host, ':') != NULL;
     printf("\nlivevlm %s is serving. Open in a browser:\n\n", LIVEVLM_VERSION);
     if (any || lv_host_is_loopback(app->cfg.host))
         printf("    %s://localhost:%d/%s\n", scheme, app->bound_port, q);
     else
-        printf("    %s://%s:%d/%s\n", scheme, app->cfg.host, app->bound_port, q);
+        printf("    %s://%s%s%s:%d/%s\n", scheme, v6 ? "[" : "", app->cfg.host, v6 ? "]" : "", app->bound_port, q);
     if (any) {
         struct ifaddrs *ifs = NULL;
         if (getifaddrs(&ifs) == 0) {
@@ -75,6 +87,10 @@ static void print_urls(lv_app_t *app)
     }
     if (app->cfg.tls && !app->cfg.tls_cert[0])
         printf("\n(The certificate is self-signed: the browser asks once to accept it.)\n");
+    if (!app->cfg.auth_none && !q[0])
+        printf("\nThe access token is left out because standard output is not a terminal: the page asks for\n"
+               "it, `livevlm token show --config-dir %s` prints it (--print-token-url prints the URL with it).\n",
+               app->cfg.config_dir);
     if (!app->cfg.auth_none)
         printf("The token is kept in %s/token; `livevlm token rotate` replaces it.\n", app->cfg.config_dir);
     printf("\n");
@@ -119,14 +135,11 @@ static void on_detected(void *ud, int found)
 
 static void on_refreshed(void *ud) { describe_backends(ud); }
 
-static void shutdown_app(lv_app_t *app)
+/* Second half of the shutdown, once every client socket is closed (or SHUTDOWN_FLUSH_MS passed):
+ * stop everything else; the loop ends when the last handle has closed. */
+static void shutdown_finish(void *ud)
 {
-    if (app->stopping)
-        return;
-    app->stopping = true;
-    LV_INFO("shutting down (%zu sockets, %zu sessions, %llu frames, %llu answers)", app->n_conns,
-            lv_registry_count(app->reg), (unsigned long long)app->frames_total,
-            (unsigned long long)app->answers_total);
+    lv_app_t *app = ud;
     lv_engine_stop(app);
     lv_server_stop(app);
     if (app->sysmon)
@@ -140,6 +153,21 @@ static void shutdown_app(lv_app_t *app)
     uv_signal_stop(&app->sigterm);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
+}
+
+/* The one shutdown path (SIGTERM, SIGINT): save state, stop accepting, send every WebSocket
+ * close 1001 "server restarting" and give the sockets SHUTDOWN_FLUSH_MS to take it, then
+ * shutdown_finish. */
+static void shutdown_app(lv_app_t *app)
+{
+    if (app->stopping)
+        return;
+    app->stopping = true;
+    LV_INFO("shutting down (%zu sockets, %zu sessions, %llu frames, %llu answers)", app->n_conns,
+            lv_registry_count(app->reg), (unsigned long long)app->frames_total,
+            (unsigned long long)app->answers_total);
+    lv_state_save_final(app); /* first, while every session is still as its users left it */
+    lv_server_drain(app, SHUTDOWN_FLUSH_MS, shutdown_finish, app);
 }
 
 static void on_signal(uv_signal_t *h, int signum) { shutdown_app(h->data); }
@@ -181,8 +209,7 @@ static int serve(int argc, char **argv, const char *prog)
     uv_loop_t loop;
     int rc;
     lv_config_defaults(&app->cfg);
-    if (lv_config_apply_env(&app->cfg, err, sizeof(err)) != 0 ||
-        (rc = lv_config_parse_args(&app->cfg, argc, argv, err, sizeof(err))) < 0 ||
+    if ((rc = lv_config_load(&app->cfg, argc, argv, err, sizeof(err))) < 0 ||
         (rc == 0 && lv_config_validate(&app->cfg, err, sizeof(err)) != 0)) {
         fprintf(stderr, "livevlm: %s\n", err);
         return 2;
@@ -197,7 +224,6 @@ static int serve(int argc, char **argv, const char *prog)
         return 2;
     }
     lv_log_set_level(level);
-    lws_set_log_level(level == LV_LOG_DEBUG ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR, NULL);
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
 
@@ -230,6 +256,7 @@ static int serve(int argc, char **argv, const char *prog)
         fprintf(stderr, "livevlm: out of memory at start\n");
         return 1;
     }
+    lv_state_start(app); /* sessions saved by the last run, before anyone can connect */
     if (add_backends(app) != 0)
         return 2;
     if (lv_sysmon_start(&loop, app->cfg.stats_period_ms, &app->sysmon) != 0)
@@ -256,6 +283,10 @@ static int serve(int argc, char **argv, const char *prog)
 
     LV_INFO("listening on %s:%d (%s, auth %s)", app->cfg.host, app->bound_port, app->cfg.tls ? "TLS" : "no TLS",
             app->cfg.auth_none ? "none" : "token");
+    if (!app->cfg.auth_none)
+        LV_INFO("the address to open is printed on standard output%s; the log never shows the access token "
+                "(`livevlm token show --config-dir %s` prints it)",
+                token_url_wanted(app) ? ", with the access token" : " without the access token", app->cfg.config_dir);
     write_port_file(app);
     print_urls(app);
 
@@ -263,6 +294,7 @@ static int serve(int argc, char **argv, const char *prog)
 
     /* the scheduler detaches its nodes, which live in the sessions: free it first */
     lv_drr_free(&app->drr);
+    lv_state_destroy(app);
     lv_registry_destroy(app->reg);
     lv_stat_destroy(app);
     app->store->ops->destroy(app->store);
@@ -279,19 +311,28 @@ static int token_cmd(int argc, char **argv)
     lv_config_t cfg;
     char err[256], token[65];
     bool created;
-    lv_config_defaults(&cfg);
-    lv_config_apply_env(&cfg, err, sizeof(err));
-    const char *action = "show";
+    const char *action = "show", *dir_flag = NULL, *file = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--config-dir") == 0 && i + 1 < argc)
-            snprintf(cfg.config_dir, sizeof(cfg.config_dir), "%s", argv[++i]);
+            dir_flag = argv[++i];
+        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            file = argv[++i];
         else if (strcmp(argv[i], "show") == 0 || strcmp(argv[i], "rotate") == 0)
             action = argv[i];
         else {
-            fprintf(stderr, "usage: livevlm token [show|rotate] [--config-dir DIR]\n");
+            fprintf(stderr, "usage: livevlm token [show|rotate] [--config-dir DIR] [--config FILE]\n");
             return 2;
         }
     }
+    /* the same precedence as serve: flag > environment > config file */
+    lv_config_defaults(&cfg);
+    if ((file && lv_config_load_file(&cfg, file, err, sizeof(err)) != 0) ||
+        lv_config_apply_env(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "livevlm: %s\n", err);
+        return 2;
+    }
+    if (dir_flag)
+        snprintf(cfg.config_dir, sizeof(cfg.config_dir), "%s", dir_flag);
     int rc = strcmp(action, "rotate") == 0 ? lv_auth_rotate_token(cfg.config_dir, token)
                                            : lv_auth_load_token(cfg.config_dir, token, &created);
     if (rc) {

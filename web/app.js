@@ -536,6 +536,10 @@ function onMessage(msg) {
     case 'delta':
       answer.delta(msg);
       break;
+    case 'answer_cancelled':
+      // settings changed or the slot went to another user: the next answer_start follows
+      answer.failed(msg);
+      break;
     case 'vlm_response': {
       answer.complete(msg);
       const m = msg.metrics || {};

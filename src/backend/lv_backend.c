@@ -509,6 +509,37 @@ const char *lv_backend_state_name(const lv_backend_t *b)
     return lv_breaker_state_name(lv_breaker_state(&b->breaker, lv_now_ms()));
 }
 
+int lv_backend_grow_on_demand(lv_backend_t *b)
+{
+    if (!b->adaptive || !b->healthy || b->inflight < lv_backend_limit(b))
+        return 0;
+    return lv_window_on_demand(&b->window, b->inflight, b->awaiting_first, lv_now_us());
+}
+
+int lv_pool_grow_on_demand(lv_pool_t *pool)
+{
+    int grew = 0;
+    for (size_t i = 0; pool && i < pool->n; i++)
+        grew += lv_backend_grow_on_demand(pool->v[i]);
+    return grew;
+}
+
+size_t lv_pool_capacity(lv_pool_t *pool)
+{
+    size_t slots = 0;
+    for (size_t i = 0; pool && i < pool->n; i++)
+        if (pool->v[i]->healthy)
+            slots += (size_t)lv_backend_limit(pool->v[i]);
+    return slots;
+}
+
+void lv_backend_first_token(lv_backend_t *b, uint64_t ttft_us)
+{
+    if (b->awaiting_first > 0)
+        b->awaiting_first--;
+    lv_window_first_token(&b->window, ttft_us, lv_now_us());
+}
+
 int lv_backend_take_probe(lv_backend_t *b)
 {
     if (b->probe_picks <= 0)
@@ -957,6 +988,24 @@ int lv_pool_resolve(lv_pool_t *pool, const char *backend_id, const char *model, 
                     const char **model_out)
 {
     return lv_pool_resolve_excluding(pool, backend_id, model, NULL, out, model_out);
+}
+
+int lv_pool_model_known(lv_pool_t *pool, const char *backend_id, const char *model)
+{
+    int unknown = 0, candidates = 0;
+    if (!model || !model[0])
+        return 1;
+    for (size_t i = 0; pool && i < pool->n; i++) {
+        const lv_backend_t *b = pool->v[i];
+        if (backend_id && backend_id[0] && strcmp(b->id, backend_id) != 0)
+            continue;
+        candidates++;
+        if (serves(b, model))
+            return 1;
+        if (b->n_models == 0)
+            unknown = 1;
+    }
+    return unknown || !candidates ? -1 : 0;
 }
 
 static int contains_ci(const char *hay, const char *needle)

@@ -36,6 +36,7 @@ typedef struct lv_backend {
     char api_key[LV_BACKEND_KEY_MAX_LEN + 1]; /* "" = none. Secret: never log or show it */
     int max_concurrency;                      /* ceiling of the window (>= 1) */
     int inflight;                             /* lv_chat requests in flight now */
+    int awaiting_first;                       /* of which not past their first token yet */
     char **models;                            /* model ids, owned by the pool. Replaced when a
                                                * refresh discovers a different list: do not keep
                                                * these pointers across loop turns, copy them */
@@ -142,6 +143,13 @@ const char *lv_pool_default_model(lv_pool_t *pool);
 int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const char *model,
                               const lv_backend_t *exclude, lv_backend_t **out, const char **model_out);
 
+/** Whether a session may pick this backend ("" = any) and model: 1 when a backend it could go to
+ * lists the model in its last known list (healthy or not), and always for model ""; 0 when every
+ * such backend has listed its models and none lists it; -1 when one of them has listed none yet
+ * (down since start, not checked yet) or there is no such backend: nobody can tell yet. The
+ * engine answers 0 with `invalid_setting`. */
+int lv_pool_model_known(lv_pool_t *pool, const char *backend_id, const char *model);
+
 /** Set a backend's load-control options (after lv_pool_add): adaptive window on/off, window bounds
  * [min_concurrency, max_concurrency] (0 = keep), max_side (0 = send frames as they are) and the JPEG
  * quality of scaled frames (0 = default). Restarts the window at max(min, max / 4). LV_EINVAL on a
@@ -152,6 +160,14 @@ int lv_backend_configure(lv_backend_t *b, int adaptive, int min_concurrency, int
 int lv_backend_limit(const lv_backend_t *b);
 /** "closed", "half_open" or "open" (the circuit breaker), for metrics and the UI. */
 const char *lv_backend_state_name(const lv_backend_t *b);
+/** Requests wait and may want this backend: when it is full, let its window grow if the backend
+ * shows free room (lv_window_on_demand: every request in flight past its first token, the latest
+ * first token at the floor). 1 when the window grew. Adaptive backends only. */
+int lv_backend_grow_on_demand(lv_backend_t *b);
+/** lv_backend_grow_on_demand() on every healthy backend; the number whose window grew. */
+int lv_pool_grow_on_demand(lv_pool_t *pool);
+/** Requests the healthy backends may have in flight now: the sum of their limits. */
+size_t lv_pool_capacity(lv_pool_t *pool);
 
 /* ---- for src/backend only (lv_chat reports how each request ended) ---- */
 
@@ -175,6 +191,9 @@ typedef struct {
     int timed_out_connect;
     const char *why;
 } lv_backend_report_t;
+
+/** A request on b got its first token ttft_us after it was sent (b->awaiting_first goes down). */
+void lv_backend_first_token(lv_backend_t *b, uint64_t ttft_us);
 
 /** Take the half-open probe resolve handed out (1) or 0 when none is pending. */
 int lv_backend_take_probe(lv_backend_t *b);

@@ -56,7 +56,9 @@ struct lv_chat {
     int want_debug;
 
     int connect_timeout_ms, first_token_timeout_ms, total_timeout_ms;
+    int stream_idle_timeout_ms; /* 0: none */
     uint64_t start_loop_ms;     /* uv_now() at start: deadlines are on the loop's clock */
+    uint64_t last_rx_loop_ms;   /* uv_now() when bytes last arrived (the idle deadline follows it) */
     uint64_t t_start_us, t_first_us;
 
     int err_rc;                 /* first error wins */
@@ -70,6 +72,7 @@ struct lv_chat {
     unsigned finished : 1;      /* the outcome is decided; on_done is running or ran */
     unsigned cancelled : 1;
     unsigned closing : 1;       /* released; memory goes with the timer's close callback */
+    unsigned awaiting_first : 1;/* counted in b->awaiting_first */
 };
 
 /* ---------- small helpers ---------- */
@@ -151,6 +154,29 @@ static void decide_mode(lv_chat_t *c)
     }
 }
 
+/* The request is no longer waiting for its first token: out of b->awaiting_first. The window
+ * hears of the token (its TTFT) only when it really came; not for an error or a cancel. */
+static void first_token_seen(lv_chat_t *c, int report)
+{
+    if (!c->awaiting_first)
+        return;
+    c->awaiting_first = 0;
+    if (report)
+        lv_backend_first_token(c->b, c->t_first_us - c->t_start_us);
+    else if (c->b->awaiting_first > 0)
+        c->b->awaiting_first--;
+}
+
+/* When a silent stream counts as stalled (loop clock); 0 when no idle deadline applies. The
+ * deadline follows the last bytes lazily: on_write only notes the time, and the timer, when it
+ * fires early, re-arms for the rest (one timer update per deadline, not per chunk). */
+static uint64_t idle_deadline(const lv_chat_t *c)
+{
+    if (!c->t_first_us || c->saw_done || !c->stream_idle_timeout_ms)
+        return 0;
+    return c->last_rx_loop_ms + (uint64_t)c->stream_idle_timeout_ms;
+}
+
 /* Re-arm the deadline timer for whichever deadline comes next. */
 static void on_timer(uv_timer_t *t);
 static void arm_timer(lv_chat_t *c)
@@ -163,6 +189,9 @@ static void arm_timer(lv_chat_t *c)
         if (first < deadline)
             deadline = first;
     }
+    uint64_t idle = idle_deadline(c);
+    if (idle && idle < deadline)
+        deadline = idle;
     if (c->saw_done && now + DONE_GRACE_MS < deadline)
         deadline = now + DONE_GRACE_MS;
     uv_timer_start(&c->timer, on_timer, deadline > now ? deadline - now : 0, 0);
@@ -213,7 +242,8 @@ static int on_sse_data(void *ud, const char *data, size_t len)
         c->n_deltas++;
         if (!c->t_first_us) {
             c->t_first_us = lv_now_us();
-            arm_timer(c); /* from now on only the total deadline applies */
+            first_token_seen(c, 1);
+            arm_timer(c); /* from now on the total and the stream-idle deadlines apply */
         }
     }
 out:
@@ -227,6 +257,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (c->cancelled || c->finished || c->err_rc)
         return 0; /* aborts the transfer (CURLE_WRITE_ERROR) */
+    c->last_rx_loop_ms = uv_now(lv_pool_loop(c->pool));
     if (c->mode == MODE_UNKNOWN)
         decide_mode(c);
     switch (c->mode) {
@@ -361,6 +392,7 @@ static void finish(lv_chat_t *c)
     if (!c->err_rc)
         deliver_pending(c);
     lv_http_defer_cancel(&c->defer);
+    first_token_seen(c, 0);
     if (c->b->inflight > 0)
         c->b->inflight--;
     lv_pool_link_remove(&c->link); /* a pool destroyed from on_done must not cancel us */
@@ -521,6 +553,13 @@ static void on_timer(uv_timer_t *t)
     }
     if (c->finished || c->closing)
         return;
+    uint64_t now = uv_now(lv_pool_loop(c->pool));
+    uint64_t total_due = c->start_loop_ms + (uint64_t)c->total_timeout_ms;
+    uint64_t idle_due = c->err_rc ? 0 : idle_deadline(c);
+    if (idle_due > now && total_due > now) {
+        arm_timer(c); /* bytes came since the timer was set: the stream is alive */
+        return;
+    }
     if (c->in_http)
         lv_http_remove(c->http, c->easy); /* the timer runs outside curl */
     c->in_http = 0;
@@ -528,9 +567,11 @@ static void on_timer(uv_timer_t *t)
         /* keep it */
     } else if (c->saw_done) {
         /* complete answer; the server just did not end the response */
-    } else if (!c->t_first_us &&
-               uv_now(lv_pool_loop(c->pool)) < c->start_loop_ms + (uint64_t)c->total_timeout_ms) {
+    } else if (!c->t_first_us && now < total_due) {
         set_error(c, LV_BACKEND_END_TIMEOUT, LV_ETIMEDOUT, "no first token within %d ms", c->first_token_timeout_ms);
+    } else if (idle_due && now < total_due) {
+        set_error(c, LV_BACKEND_END_TIMEOUT, LV_ETIMEDOUT,
+                  "the stream stalled: no data for %d ms after the first token", c->stream_idle_timeout_ms);
     } else {
         set_error(c, LV_BACKEND_END_TIMEOUT, LV_ETIMEDOUT, "answer not complete within %d ms", c->total_timeout_ms);
     }
@@ -550,6 +591,7 @@ void lv_chat_cancel(lv_chat_t *c)
     uv_timer_stop(&c->timer);
     lv_http_defer_cancel(&c->defer);
     lv_pool_link_remove(&c->link);
+    first_token_seen(c, 0);
     if (c->b->inflight > 0)
         c->b->inflight--;
     lv_backend_report_t rep = {.end = LV_BACKEND_END_CANCEL, .probe = c->probe};
@@ -598,6 +640,9 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     c->connect_timeout_ms = timeout_or(req->connect_timeout_ms, LV_CHAT_DEFAULT_CONNECT_MS);
     c->first_token_timeout_ms = timeout_or(req->first_token_timeout_ms, LV_CHAT_DEFAULT_FIRST_TOKEN_MS);
     c->total_timeout_ms = timeout_or(req->total_timeout_ms, LV_CHAT_DEFAULT_TOTAL_MS);
+    c->stream_idle_timeout_ms = req->stream_idle_timeout_ms < 0    ? 0
+                                : req->stream_idle_timeout_ms == 0 ? LV_CHAT_DEFAULT_STREAM_IDLE_MS
+                                                                   : req->stream_idle_timeout_ms;
 
     lv_chatreq_t cr = {.model = req->model, .prompt = req->prompt, .max_tokens = req->max_tokens,
                        .temperature = req->temperature, .jpeg = req->jpeg, .jpeg_len = req->jpeg_len,
@@ -643,9 +688,12 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     c->in_http = 1;
     c->t_start_us = lv_now_us();
     c->start_loop_ms = uv_now(lv_pool_loop(pool));
+    c->last_rx_loop_ms = c->start_loop_ms;
     arm_timer(c);
     lv_pool_link_add(pool, &c->link, on_pool_cancel);
     b->inflight++;
+    b->awaiting_first++;
+    c->awaiting_first = 1;
     c->inflight_at_start = b->inflight;
     c->probe = lv_backend_take_probe(b);
     if (out)

@@ -1,5 +1,6 @@
 /* lv_chat.h - one chat/completions call to a backend, streamed (SSE) when the backend streams,
- * with connect / first-token / total deadlines. Runs on the loop thread; never blocks. */
+ * with connect / first-token / stream-idle / total deadlines. Runs on the loop thread; never
+ * blocks. */
 #ifndef LV_CHAT_H
 #define LV_CHAT_H
 
@@ -15,6 +16,11 @@
 #define LV_CHAT_DEFAULT_CONNECT_MS 5000
 #define LV_CHAT_DEFAULT_FIRST_TOKEN_MS 30000
 #define LV_CHAT_DEFAULT_TOTAL_MS 120000
+/* After the first token, a stream silent this long (no bytes at all, SSE comments included) has
+ * stalled: a healthy server sends a token every 10-100 ms, and even a preempted request (vLLM
+ * recomputing its KV cache) resumes within a second or two. 5 s is 50x a slow token, short enough
+ * that a camera at one frame a second loses a handful of frames, not minutes. */
+#define LV_CHAT_DEFAULT_STREAM_IDLE_MS 5000
 
 typedef struct lv_chat lv_chat_t;
 
@@ -30,6 +36,8 @@ typedef struct {
     int connect_timeout_ms;      /* TCP+TLS connect; <= 0: LV_CHAT_DEFAULT_CONNECT_MS */
     int first_token_timeout_ms;  /* start -> first non-empty content; <= 0: default (30 s) */
     int total_timeout_ms;        /* start -> complete answer; <= 0: default (120 s) */
+    int stream_idle_timeout_ms;  /* after the first token, the longest silence allowed (no bytes);
+                                  * 0: default (LV_CHAT_DEFAULT_STREAM_IDLE_MS), < 0: none */
     int want_debug;              /* fill request_debug_json / response_debug_json */
 } lv_chat_req_t;
 
@@ -83,7 +91,10 @@ typedef struct {
  * on_delta + on_done with streamed = 0. A non-2xx answer gives LV_EBACKEND with the status and
  * the backend's error message; a chunk that is not a valid chat.completion.chunk gives
  * LV_EBACKEND "malformed stream"; caps (LV_CHAT_*_MAX) passed give LV_EBACKEND. Deadlines give
- * LV_ETIMEDOUT. When the backend cannot be reached (refused, unresolvable, connect timeout, TLS
+ * LV_ETIMEDOUT: connect, first token, total, and a stream that goes silent after its first token
+ * for stream_idle_timeout_ms (the transfer is dropped, so the backend frees its slot).
+ * b->awaiting_first counts the request until its first token (lv_backend_first_token feeds the
+ * window's growth on demand with that token's TTFT as it arrives). When the backend cannot be reached (refused, unresolvable, connect timeout, TLS
  * handshake) it is also marked down (lv_backend_mark_down). No retries here.
  * *out (may be NULL) receives the handle for lv_chat_cancel(); it is valid until on_done returns
  * or lv_chat_cancel() is called.

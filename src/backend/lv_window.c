@@ -17,6 +17,8 @@
 #define PROBE_ROUND_MIN 16   /* base comes from a probe round: more samples, less noise */
 #define PROBE_ROUND_MAX 64
 #define PROBE_MIN_SAMPLES 1024 /* and at least this many samples between probes */
+#define DEMAND_TTFT_FACTOR 1.5 /* growth on demand: the latest first token within this × floor */
+#define DEMAND_TTFT_SLACK_US 2000.0 /* ... plus this (timer and scheduling noise on tiny TTFTs) */
 
 static int clamp_limit(const lv_window_t *w, long v)
 {
@@ -319,6 +321,43 @@ void lv_window_sample(lv_window_t *w, uint64_t ttft_us, uint64_t total_us, int t
         steady_round_done(w, mean_x, mean_inflight, max_inflight, now_us);
 }
 
+void lv_window_first_token(lv_window_t *w, uint64_t ttft_us, uint64_t now_us)
+{
+    (void)now_us;
+    double x = (double)ttft_us;
+    w->ft_last_us = x;
+    if (w->ft_min_us <= 0 || x < w->ft_min_us)
+        w->ft_min_us = x;
+    w->ft_fresh = 1;
+}
+
+int lv_window_on_demand(lv_window_t *w, int inflight, int awaiting_first, uint64_t now_us)
+{
+    if (w->phase == LV_WINDOW_FIXED || !w->ft_fresh || awaiting_first > 0)
+        return 0;
+    int eff = effective(w);
+    if (inflight < eff || eff >= w->max_limit)
+        return 0;
+    /* the floor: the measured no-queue TTFT, or the lowest seen before one is measured */
+    lv_window_stats_t st;
+    lv_window_stats(w, &st);
+    double floor_us = st.ttft_floor_us;
+    if (floor_us <= 0 || w->ft_last_us > floor_us * DEMAND_TTFT_FACTOR + DEMAND_TTFT_SLACK_US)
+        return 0;
+    if (w->phase == LV_WINDOW_PROBE) {
+        /* its level is below requests we cannot take back: it would measure nothing. Measure
+         * again later (a cold start measures again at the next round's end). */
+        w->phase = LV_WINDOW_STEADY;
+        w->rounds_since_base = 0;
+        w->samples_at_base = w->samples;
+    }
+    w->ft_fresh = 0;
+    w->demand_grows++;
+    w->increases = 0;
+    set_limit(w, LV_MAX((long)w->limit, (long)eff + 1), 1, now_us);
+    return 1;
+}
+
 /* Multiply the window the caller sees by num/den (at least -1, not below min). A probe or slow
  * start in progress is abandoned; without a base yet, the next round starts measuring again. */
 static void shrink(lv_window_t *w, long num, long den, uint64_t now_us)
@@ -368,6 +407,8 @@ void lv_window_stats(const lv_window_t *w, lv_window_stats_t *out)
     out->probes = w->probes;
     out->errors = w->errors;
     out->timeouts = w->timeouts;
+    out->demand_grows = w->demand_grows;
+    out->ttft_floor_us = w->base_us > 0 && w->signal == LV_WINDOW_SIGNAL_TTFT ? w->base_us : w->ft_min_us;
 }
 
 const char *lv_window_phase_name(lv_window_phase_t phase)

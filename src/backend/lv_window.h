@@ -22,6 +22,11 @@
  *    capacity K .. K+2: every slot busy, at most a request or two waiting inside.
  *  - After the start-up measurement found no queue, the window doubles per round (slow start)
  *    until q > 2.
+ *  - Growth on demand: rounds need requests to end, and long answers (thousands of tokens) may
+ *    hold every slot for a minute while the backend has room for many more. So when requests
+ *    wait and the window is full, it grows by one if every request in flight is past its first
+ *    token (none waits in a queue inside the backend) and the latest first token came at the
+ *    floor (lv_window_on_demand; first tokens are reported as they come, lv_window_first_token).
  *  - Errors shrink it (× 3/4), timeouts halve it. Always within [min, max].
  * Fixed mode (adaptive off) pins the limit at max, for comparison runs. */
 #ifndef LV_WINDOW_H
@@ -77,6 +82,11 @@ typedef struct lv_window {
     int increases;        /* consecutive rounds that raised the limit in steady state */
     int below_base_rounds;/* consecutive rounds well below base (the backend got faster) */
     uint64_t samples, rounds, probes, errors, timeouts;
+    /* growth on demand: evidence from first tokens as they arrive */
+    double ft_last_us;    /* TTFT of the latest first token */
+    double ft_min_us;     /* lowest TTFT seen: the floor while no base is measured */
+    int ft_fresh;         /* a first token arrived since the last growth on demand */
+    uint64_t demand_grows;
 } lv_window_t;
 
 typedef struct {
@@ -85,6 +95,9 @@ typedef struct {
     lv_window_signal_t signal;
     double base_us, latency_ewma_us, queue_est;
     uint64_t samples, rounds, probes, errors, timeouts;
+    uint64_t demand_grows; /* growths by lv_window_on_demand */
+    double ttft_floor_us;  /* no-queue time to first token: the base when measured on TTFT, else the
+                            * lowest first token seen; 0 = none seen yet */
 } lv_window_stats_t;
 
 /** Start a window: min_limit 1..max_limit, max_limit ..LV_WINDOW_MAX_LIMIT, initial_limit in
@@ -103,6 +116,20 @@ void lv_window_set_adaptive(lv_window_t *w, bool adaptive, uint64_t now_us);
  * now_us - total_us). Samples with total_us == 0 or inflight_at_start < 1 are ignored. */
 void lv_window_sample(lv_window_t *w, uint64_t ttft_us, uint64_t total_us, int tokens, int inflight_at_start,
                       uint64_t now_us);
+/** A streamed request got its first token ttft_us after it was sent (report it when the token
+ * arrives, long before the request ends). Evidence for lv_window_on_demand; rounds are still fed
+ * by lv_window_sample when requests end. */
+void lv_window_first_token(lv_window_t *w, uint64_t ttft_us, uint64_t now_us);
+/** Requests wait for this backend and the window is full (inflight >= the limit). Grow it by one
+ * when the backend shows free room: every request in flight is past its first token
+ * (awaiting_first == 0: none waits in a queue inside the backend) and the latest first token came
+ * at the floor (at most 1.5 × base + 2 ms; before a base is measured, of the lowest TTFT seen)
+ * after the last growth on demand, so it grows at most once per first token. A probe in progress
+ * is abandoned (it cannot measure below requests that cannot be taken back) and the window goes
+ * back to at least its limit. This is what lets the window grow while long answers hold every
+ * slot and no request ends to feed a round. 1 when it grew, else 0; never in fixed mode. */
+int lv_window_on_demand(lv_window_t *w, int inflight, int awaiting_first, uint64_t now_us);
+
 /** A request failed on the backend's side (connect error, 5xx, 429): window × 3/4. Do not call it
  * for failures the client caused (4xx other than 429) or for cancellations. */
 void lv_window_on_error(lv_window_t *w, uint64_t now_us);

@@ -29,6 +29,11 @@ typedef struct lv_drr_user {
     int weight;
     int deficit; /* jobs left in the current turn; 0 when not in turn */
     int in_turn; /* got its quantum and has not used it up: keeps its place in the round */
+    int in_ring; /* has queued nodes: in lv_drr_t.active */
+    int inflight;/* jobs in flight (job tracking) */
+    int lingering;              /* in lv_drr_t.idle */
+    lv_queue_t idle_link;
+    uint64_t linger_until_us;   /* competes until then once it has nothing queued or in flight */
     char key[LV_DRR_USER_MAX_LEN + 1];
 } lv_drr_user_t;
 
@@ -110,10 +115,12 @@ static size_t cache_limit(const lv_drr_t *d)
 /* Move the peak window along with the caller's clock (a clock going backwards is ignored). */
 static void peak_tick(lv_drr_t *d, uint64_t now_us)
 {
+    if (now_us > d->clock_us)
+        d->clock_us = now_us;
     if (now_us < d->peak_start_us + CACHE_WINDOW_US)
         return;
     d->peak_prev = d->peak_cur;
-    d->peak_cur = d->n_users;
+    d->peak_cur = d->n_known;
     d->peak_start_us = now_us;
 }
 
@@ -121,7 +128,7 @@ static void peak_tick(lv_drr_t *d, uint64_t now_us)
  * (longer chains, still correct). */
 static void users_maybe_grow(lv_drr_t *d)
 {
-    if (d->n_users <= d->n_buckets)
+    if (d->n_known <= d->n_buckets)
         return;
     size_t n = d->n_buckets * 2;
     lv_drr_user_t **b = drr_calloc(d, n, sizeof(*b));
@@ -141,8 +148,8 @@ static void users_maybe_grow(lv_drr_t *d)
     d->n_buckets = n;
 }
 
-/* A record for a user that has no queued node yet: from the cache, else the heap. Joins the end
- * of the round with no turn in progress. */
+/* A record for a user the scheduler does not know yet: from the cache, else the heap. In the hash,
+ * not yet in the round (ring_join). */
 static lv_drr_user_t *user_create(lv_drr_t *d, const char *key, size_t len, uint64_t h)
 {
     lv_drr_user_t *u = d->cache;
@@ -160,26 +167,57 @@ static lv_drr_user_t *user_create(lv_drr_t *d, const char *key, size_t len, uint
     u->hash = h;
     u->weight = weight_of(d, key, h);
     lv_queue_init(&u->sessions);
+    lv_queue_init(&u->idle_link);
     u->hash_next = d->buckets[h & (d->n_buckets - 1)];
     d->buckets[h & (d->n_buckets - 1)] = u;
-    lv_queue_insert_tail(&d->active, &u->active_link);
-    d->n_users++;
-    if (d->n_users > d->peak_cur)
-        d->peak_cur = d->n_users;
+    d->n_known++;
+    d->weight_known += (uint64_t)u->weight;
+    if (d->n_known > d->peak_cur)
+        d->peak_cur = d->n_known;
     users_maybe_grow(d);
     return u;
 }
 
-/* The user has no queued node left: out of the round and the hash, into the cache (or freed). */
+/* The user got a queued node: it joins the end of the round with no turn in progress. */
+static void ring_join(lv_drr_t *d, lv_drr_user_t *u)
+{
+    if (u->lingering) {
+        lv_queue_remove(&u->idle_link);
+        u->lingering = 0;
+        d->n_idle--;
+    }
+    u->in_ring = 1;
+    u->in_turn = 0;
+    u->deficit = 0;
+    lv_queue_insert_tail(&d->active, &u->active_link);
+    d->n_users++;
+}
+
+/* Its last queued node left: out of the round; an unused turn is forfeited (no hoarding). */
+static void ring_leave(lv_drr_t *d, lv_drr_user_t *u)
+{
+    lv_queue_remove(&u->active_link);
+    u->in_ring = 0;
+    u->in_turn = 0;
+    u->deficit = 0;
+    d->n_users--;
+}
+
+/* Out of the hash, into the cache (or freed). Only for users with nothing queued or in flight. */
 static void user_release(lv_drr_t *d, lv_drr_user_t *u)
 {
     lv_drr_user_t **link = &d->buckets[u->hash & (d->n_buckets - 1)];
     while (*link != u)
         link = &(*link)->hash_next;
     *link = u->hash_next;
-    lv_queue_remove(&u->active_link);
-    d->n_users--;
-    if (d->n_cached + d->n_users >= cache_limit(d)) {
+    if (u->lingering) {
+        lv_queue_remove(&u->idle_link);
+        u->lingering = 0;
+        d->n_idle--;
+    }
+    d->n_known--;
+    d->weight_known -= (uint64_t)u->weight;
+    if (d->n_cached + d->n_known >= cache_limit(d)) {
         free(u);
         return;
     }
@@ -188,9 +226,45 @@ static void user_release(lv_drr_t *d, lv_drr_user_t *u)
     d->n_cached++;
 }
 
+/* A user out of the round: kept while it has jobs in flight; then lingering until its linger ends,
+ * in the idle list sorted by that time; then released. Inside a run nothing is released (the run
+ * holds pointers to records): a user due for release lingers until the next run's sweep. */
+static void user_settle(lv_drr_t *d, lv_drr_user_t *u)
+{
+    if (u->in_ring || u->inflight > 0)
+        return;
+    if (!d->running && u->linger_until_us <= d->clock_us) {
+        user_release(d, u);
+        return;
+    }
+    if (u->lingering)
+        lv_queue_remove(&u->idle_link);
+    else
+        d->n_idle++;
+    u->lingering = 1;
+    lv_queue_t *q = d->idle.prev; /* lingers are alike: the right place is almost always the tail */
+    while (q != &d->idle && LV_CONTAINER_OF(q, lv_drr_user_t, idle_link)->linger_until_us > u->linger_until_us)
+        q = q->prev;
+    lv_queue_insert_head(q, &u->idle_link); /* right after q */
+}
+
+/* Release lingering users whose time is up. Not inside a run. Each user is released once per stay,
+ * so the work is O(1) per user over time. */
+static void idle_sweep(lv_drr_t *d, uint64_t now_us)
+{
+    while (!lv_queue_empty(&d->idle)) {
+        lv_drr_user_t *u = LV_CONTAINER_OF(lv_queue_head(&d->idle), lv_drr_user_t, idle_link);
+        if (u->linger_until_us > now_us)
+            break;
+        user_release(d, u);
+    }
+}
+
 /* Unlink a node from its user's ring; the caller releases the user when it became empty. */
 static void node_detach(lv_drr_t *d, lv_drr_node_t *node)
 {
+    if (d->starved_node == node)
+        d->starved_node = NULL;
     lv_queue_remove(&node->link);
     node->user->n_queued--;
     node->user = NULL;
@@ -213,6 +287,7 @@ int lv_drr_init(lv_drr_t *d, int quantum)
 {
     memset(d, 0, sizeof(*d));
     lv_queue_init(&d->active); /* first, so lv_drr_free() is safe whatever happens below */
+    lv_queue_init(&d->idle);
     if (quantum < 1 || quantum > LV_DRR_QUANTUM_MAX)
         return LV_EINVAL;
     d->quantum = quantum;
@@ -238,7 +313,13 @@ void lv_drr_free(lv_drr_t *d)
             node_detach(d, n);
         }
         lv_queue_remove(&u->active_link);
-        free(u);
+    }
+    for (size_t i = 0; d->buckets && i < d->n_buckets; i++) { /* every known user, in the round or not */
+        while (d->buckets[i]) {
+            lv_drr_user_t *u = d->buckets[i];
+            d->buckets[i] = u->hash_next;
+            free(u);
+        }
     }
     while (d->cache) {
         lv_drr_user_t *u = d->cache;
@@ -258,6 +339,7 @@ void lv_drr_free(lv_drr_t *d)
     free(d->buckets);
     memset(d, 0, sizeof(*d));
     lv_queue_init(&d->active);
+    lv_queue_init(&d->idle);
 }
 
 int lv_drr_set_weight(lv_drr_t *d, const char *user, int weight)
@@ -292,8 +374,10 @@ int lv_drr_set_weight(lv_drr_t *d, const char *user, int weight)
         d->n_weights++;
     }
     lv_drr_user_t *u = user_find(d, user, h);
-    if (u)
+    if (u) {
+        d->weight_known += (uint64_t)weight - (uint64_t)u->weight; /* wraps back: stays exact */
         u->weight = weight; /* from its next turn: the current deficit is left alone */
+    }
     return 0;
 }
 
@@ -319,6 +403,8 @@ int lv_drr_enqueue(lv_drr_t *d, lv_drr_node_t *node, const char *user, uint64_t 
     lv_drr_user_t *u = user_find(d, user, h);
     if (!u && !(u = user_create(d, user, (size_t)len, h)))
         return LV_ENOMEM;
+    if (!u->in_ring)
+        ring_join(d, u);
     lv_queue_insert_tail(&u->sessions, &node->link);
     u->n_queued++;
     node->user = u;
@@ -334,13 +420,40 @@ void lv_drr_remove(lv_drr_t *d, lv_drr_node_t *node)
         return;
     assert(!d->running); /* the run holds cursors into these rings */
     node_detach(d, node);
-    if (u->n_queued == 0)
-        user_release(d, u);
+    if (u->n_queued == 0) {
+        ring_leave(d, u);
+        user_settle(d, u);
+    }
 }
 
 static int node_is_stale(const lv_drr_node_t *n, uint64_t now_us)
 {
     return n->max_age_us != 0 && now_us > n->enqueued_us && now_us - n->enqueued_us > n->max_age_us;
+}
+
+/* The share bound as one run sees it (capacity and weights are taken at its start). */
+typedef struct {
+    size_t capacity; /* 0: no bound */
+    uint64_t weights;
+    long n_under;    /* users in the round below their share */
+} share_t;
+
+static int over_share(const share_t *sh, const lv_drr_user_t *u)
+{
+    uint64_t share = sh->weights ? (uint64_t)sh->capacity * (uint64_t)u->weight / sh->weights : sh->capacity;
+    return (uint64_t)u->inflight >= LV_MAX(share, (uint64_t)1);
+}
+
+/* A user at or over its share waits while another queued user is below its share, and may not take
+ * a slot that a lingering user (between two frames) will want back: one free slot stays for each. */
+static int held_back(const lv_drr_t *d, const share_t *sh, const lv_drr_user_t *u, int counted_under)
+{
+    if (!over_share(sh, u))
+        return 0;
+    if (sh->n_under - counted_under > 0)
+        return 1;
+    size_t free_slots = sh->capacity > d->inflight ? sh->capacity - d->inflight : 0;
+    return free_slots <= d->n_idle;
 }
 
 size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_fn try_dispatch,
@@ -349,7 +462,8 @@ size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_
     if (!try_dispatch || d->running || max_dispatch == 0)
         return 0;
     peak_tick(d, now_us);
-    for (int i = 0; i < CACHE_TRIM_PER_RUN && d->cache && d->n_cached + d->n_users > cache_limit(d); i++) {
+    idle_sweep(d, now_us);
+    for (int i = 0; i < CACHE_TRIM_PER_RUN && d->cache && d->n_cached + d->n_known > cache_limit(d); i++) {
         lv_drr_user_t *u = d->cache;
         d->cache = u->hash_next;
         d->n_cached--;
@@ -360,6 +474,14 @@ size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_
     size_t dispatched = 0;
     size_t unoffered = d->n_queued; /* exact: nothing is queued or removed from outside meanwhile */
     int stop = 0;
+    d->starved = 0;
+    d->starved_node = NULL;
+    share_t sh = {.capacity = d->track_jobs ? d->capacity : 0, .weights = d->weight_known, .n_under = 0};
+    const lv_queue_t *q;
+    if (sh.capacity)
+        LV_QUEUE_FOREACH(q, &d->active) {
+            sh.n_under += !over_share(&sh, LV_CONTAINER_OF(q, lv_drr_user_t, active_link));
+        }
     lv_queue_t *ul = lv_queue_head(&d->active);
     /* Every visit to a user holding unoffered nodes offers at least one (a user not in its turn
      * starts one, and a turn gives at least one job), so the walk ends after at most one lap of
@@ -384,7 +506,16 @@ size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_
             u->in_turn = 1;
             u->deficit = d->quantum * u->weight;
         }
+        int was_under = sh.capacity && !over_share(&sh, u);
         while (u->deficit > 0 && u->cursor != &u->sessions && dispatched < max_dispatch) {
+            if (sh.capacity && held_back(d, &sh, u, was_under)) {
+                /* like BUSY for the rest of its line: it keeps its turn and its place */
+                for (const lv_queue_t *r = u->cursor; r != &u->sessions; r = r->next)
+                    unoffered--;
+                u->cursor = &u->sessions;
+                d->held_back++;
+                break;
+            }
             lv_queue_t *nl = u->cursor;
             lv_drr_node_t *n = LV_CONTAINER_OF(nl, lv_drr_node_t, link);
             lv_queue_t *after = nl->next;
@@ -397,6 +528,11 @@ size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_
                 continue;
             }
             lv_drr_verdict_t v = try_dispatch(n, ud);
+            if ((v == LV_DRR_BUSY || v == LV_DRR_STOP) && sh.capacity && !over_share(&sh, u)) {
+                d->starved++; /* below its share and no slot: someone over theirs holds it */
+                if (!d->starved_node)
+                    d->starved_node = n;
+            }
             if (v == LV_DRR_STOP) {
                 stop = 1;
                 break;
@@ -408,10 +544,17 @@ size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_
             if (v == LV_DRR_DISPATCHED) {
                 dispatched++;
                 u->deficit--;
+                if (d->track_jobs) {
+                    u->inflight++;
+                    d->inflight++;
+                }
             }
         }
+        if (sh.capacity) /* the user's standing after this visit (signed: approximate in a run) */
+            sh.n_under += (u->n_queued > 0 && !over_share(&sh, u)) - was_under;
         if (u->n_queued == 0) {
-            user_release(d, u);
+            ring_leave(d, u);
+            user_settle(d, u);
         } else if (u->deficit == 0) {
             u->in_turn = 0; /* turn used up: to the back of the round */
             lv_queue_remove(&u->active_link);
@@ -420,6 +563,7 @@ size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_
         ul = next_ul;
     }
     d->running = 0;
+    idle_sweep(d, d->clock_us); /* users that left the round in this run and have no reason to stay */
     return dispatched;
 }
 
@@ -477,16 +621,83 @@ void lv_drr_stats(const lv_drr_t *d, lv_drr_stats_t *out)
     out->users_cached = d->n_cached;
     out->weights = d->n_weights;
     out->allocs = d->allocs;
+    out->users_known = d->n_known;
+    out->users_idle = d->n_idle;
+    out->inflight = d->inflight;
+    out->held_back = d->held_back;
+}
+
+void lv_drr_track_jobs(lv_drr_t *d)
+{
+    d->track_jobs = 1;
+}
+
+void lv_drr_set_capacity(lv_drr_t *d, size_t slots)
+{
+    d->capacity = slots;
+}
+
+int lv_drr_job_done(lv_drr_t *d, const char *user, uint64_t now_us, uint64_t linger_us)
+{
+    int len = key_len(user);
+    if (len < 0)
+        return LV_EINVAL;
+    if (!d->buckets) /* freed (a job that outlived the scheduler at shutdown) */
+        return LV_ENOTFOUND;
+    lv_drr_user_t *u = user_find(d, user, key_hash(d, user, (size_t)len));
+    if (!u || u->inflight <= 0)
+        return LV_ENOTFOUND;
+    if (now_us > d->clock_us)
+        d->clock_us = now_us;
+    u->inflight--;
+    d->inflight--;
+    if (now_us + linger_us > u->linger_until_us)
+        u->linger_until_us = now_us + linger_us;
+    user_settle(d, u);
+    return 0;
+}
+
+int lv_drr_over_share(const lv_drr_t *d, const char *user)
+{
+    int len = key_len(user);
+    if (len < 0 || !d->buckets || !d->track_jobs || !d->capacity)
+        return 0;
+    const lv_drr_user_t *u = user_find(d, user, key_hash(d, user, (size_t)len));
+    share_t sh = {.capacity = d->capacity, .weights = d->weight_known, .n_under = 0};
+    return u && over_share(&sh, u);
+}
+
+lv_drr_node_t *lv_drr_starved(const lv_drr_t *d)
+{
+    return d->starved_node;
+}
+
+uint64_t lv_drr_linger_next_us(const lv_drr_t *d)
+{
+    if (lv_queue_empty(&d->idle))
+        return 0;
+    return LV_CONTAINER_OF(lv_queue_head(&d->idle), lv_drr_user_t, idle_link)->linger_until_us;
+}
+
+int lv_drr_user_inflight(const lv_drr_t *d, const char *user)
+{
+    int len = key_len(user);
+    if (len < 0 || !d->buckets)
+        return 0;
+    const lv_drr_user_t *u = user_find(d, user, key_hash(d, user, (size_t)len));
+    return u ? u->inflight : 0;
 }
 
 int lv_drr_check(const lv_drr_t *d)
 {
-    size_t users = 0, nodes = 0, hashed = 0, cached = 0;
+    size_t users = 0, nodes = 0, hashed = 0, cached = 0, idle = 0, inflight = 0;
+    uint64_t weights = 0, last_linger = 0;
     const lv_queue_t *q, *r;
     LV_QUEUE_FOREACH(q, &d->active) {
         const lv_drr_user_t *u = LV_CONTAINER_OF(q, lv_drr_user_t, active_link);
         size_t mine = 0;
-        if (q->next->prev != q || u->n_queued == 0 || user_find(d, u->key, u->hash) != u)
+        if (q->next->prev != q || u->n_queued == 0 || !u->in_ring || u->lingering ||
+            user_find(d, u->key, u->hash) != u)
             return LV_EINVAL;
         if (u->weight != weight_of(d, u->key, u->hash) || u->deficit < 0 || (!u->in_turn && u->deficit))
             return LV_EINVAL;
@@ -502,11 +713,28 @@ int lv_drr_check(const lv_drr_t *d)
         nodes += mine;
     }
     for (size_t i = 0; i < d->n_buckets; i++)
-        for (const lv_drr_user_t *u = d->buckets[i]; u; u = u->hash_next)
+        for (const lv_drr_user_t *u = d->buckets[i]; u; u = u->hash_next) {
+            /* out of the round only while it has jobs in flight or lingers */
+            if (u->inflight < 0 || (!u->in_ring && u->inflight == 0 && !u->lingering) ||
+                (u->in_ring && u->n_queued == 0) || (!u->in_ring && u->n_queued != 0) ||
+                (u->lingering && (u->in_ring || u->inflight)))
+                return LV_EINVAL;
             hashed++;
+            weights += (uint64_t)u->weight;
+            inflight += (size_t)u->inflight;
+        }
+    LV_QUEUE_FOREACH(q, &d->idle) {
+        const lv_drr_user_t *u = LV_CONTAINER_OF(q, lv_drr_user_t, idle_link);
+        if (q->next->prev != q || !u->lingering || u->linger_until_us < last_linger ||
+            user_find(d, u->key, u->hash) != u)
+            return LV_EINVAL;
+        last_linger = u->linger_until_us;
+        idle++;
+    }
     for (const lv_drr_user_t *u = d->cache; u; u = u->hash_next)
         cached++;
-    if (users != d->n_users || hashed != d->n_users || nodes != d->n_queued || cached != d->n_cached)
+    if (users != d->n_users || hashed != d->n_known || nodes != d->n_queued || cached != d->n_cached ||
+        idle != d->n_idle || weights != d->weight_known || inflight != d->inflight)
         return LV_EINVAL;
     return 0;
 }

@@ -4,7 +4,8 @@
  *
  * Usage: the caller embeds an lv_drr_node_t in each schedulable object (a session), enqueues it
  * under a user key when it has work, and calls lv_drr_run() when backend slots may be free.
- * A dispatch costs one job; each turn a user may dispatch quantum × weight jobs. */
+ * A dispatch costs one job; each turn a user may dispatch quantum × weight jobs. With job tracking
+ * (lv_drr_track_jobs) it also bounds each user's jobs in flight to its share while others wait. */
 #ifndef LV_DRR_H
 #define LV_DRR_H
 
@@ -38,7 +39,10 @@ typedef struct lv_drr_node {
 /** The scheduler. Embedded by its owner; fields are private. One thread only. */
 typedef struct lv_drr {
     lv_queue_t active;            /* lv_drr_user.active_link, the round order; head's turn is next */
-    struct lv_drr_user **buckets; /* users with queued nodes, by key hash */
+    lv_queue_t idle;              /* lv_drr_user.idle_link: users with nothing queued or in flight
+                                   * that still count as competing until their linger ends (sorted
+                                   * by that time) */
+    struct lv_drr_user **buckets; /* known users (queued, in flight, lingering), by key hash */
     size_t n_buckets;             /* power of two */
     struct lv_drr_user *cache;    /* idle user records kept for reuse (singly linked) */
     size_t n_cached;
@@ -53,6 +57,17 @@ typedef struct lv_drr {
     uint64_t allocs;              /* allocations made so far (see lv_drr_stats) */
     int quantum;
     int running;                  /* inside lv_drr_run(): re-entry is refused */
+    /* jobs in flight and the share bound (lv_drr_track_jobs, lv_drr_set_capacity) */
+    int track_jobs;
+    size_t n_known;               /* user records in the hash: queued, in flight or lingering */
+    size_t n_idle;                /* of which lingering (in `idle`) */
+    uint64_t weight_known;        /* sum of the weights of known users */
+    size_t inflight;              /* jobs dispatched and not yet reported done */
+    size_t capacity;              /* slots the jobs share; 0 = no share bound */
+    uint64_t clock_us;            /* the latest now_us the caller passed */
+    uint64_t held_back;           /* offers withheld by the share bound (stats) */
+    size_t starved;               /* in the last run: BUSY offers to users below their share */
+    lv_drr_node_t *starved_node;  /* the first of them, while it stays queued */
 } lv_drr_t;
 
 /** What the dispatcher says about one node offered by lv_drr_run(). */
@@ -81,6 +96,10 @@ typedef struct {
     size_t weights;      /* entries in the weights table */
     uint64_t allocs;     /* heap allocations made by this scheduler since init (user records,
                           * hash tables, weight entries); steady state makes none */
+    size_t users_known;  /* users queued, with jobs in flight, or lingering (lv_drr_track_jobs) */
+    size_t users_idle;   /* of which lingering: nothing queued or in flight */
+    size_t inflight;     /* jobs in flight (lv_drr_track_jobs) */
+    uint64_t held_back;  /* offers withheld because their user was over its share */
 } lv_drr_stats_t;
 
 /** Make a node detached (same as zeroing it). Never call it on a queued node. */
@@ -116,8 +135,8 @@ int lv_drr_weight(const lv_drr_t *d, const char *user);
  * inside an lv_drr_run callback). */
 int lv_drr_enqueue(lv_drr_t *d, lv_drr_node_t *node, const char *user, uint64_t now_us);
 /** Take a node out of the queue (its session stopped or is going away); no-op when not queued.
- * Its user record is released when this was its last node. Must not be called from inside an
- * lv_drr_run callback. */
+ * Its user record is released when this was its last node (with job tracking: and the user has no
+ * job in flight and no linger left). Must not be called from inside an lv_drr_run callback. */
 void lv_drr_remove(lv_drr_t *d, lv_drr_node_t *node);
 
 /** Offer queued nodes to try_dispatch in fair order: users in round order, each for up to its
@@ -129,6 +148,47 @@ void lv_drr_remove(lv_drr_t *d, lv_drr_node_t *node);
  * lv_drr_try_fn / lv_drr_stale_fn for what they may do. */
 size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_fn try_dispatch,
                   lv_drr_stale_fn on_stale, void *ud);
+
+/* ---- fair share of the slots in flight ----
+ * Deficit round-robin decides who goes next; it does not stop one user from holding every backend
+ * slot with long requests while others wait (a dispatch is one job whatever it costs). With job
+ * tracking on, the scheduler also counts each user's jobs in flight and bounds them:
+ *
+ *   share(u) = max(1, capacity × weight(u) / sum of the weights of the competing users)
+ *
+ * where a user competes while it has queued nodes, jobs in flight, or lingers after its last job
+ * (lv_drr_job_done's linger_us: about one frame interval, so a user between two frames keeps its
+ * place). A user below its share is offered as usual. A user at or over its share is offered only
+ * when no other queued user is below its share and, after taking a slot, one free slot would still
+ * be left for every lingering user (free = capacity - jobs in flight): it may borrow idle slots but
+ * not the ones others are about to come back for. A user held back keeps its turn and its place,
+ * like LV_DRR_BUSY. The user key is whatever fairness is owed to (a principal: an address today). */
+
+/** Turn job tracking on (once, before the first run): from now on every LV_DRR_DISPATCHED verdict
+ * counts one job in flight for the node's user, and the caller must report its end exactly once
+ * with lv_drr_job_done(). User records live while a user has queued nodes, jobs in flight, or
+ * lingers. Off by default (then nothing below applies and records live while nodes are queued). */
+void lv_drr_track_jobs(lv_drr_t *d);
+/** Slots the tracked jobs share (e.g. the sum of the backends' windows); 0 = no share bound (the
+ * default). Read at the start of each lv_drr_run(). */
+void lv_drr_set_capacity(lv_drr_t *d, size_t slots);
+/** A job of `user` dispatched by lv_drr_run() ended (answered, failed, cancelled). The user keeps
+ * competing for linger_us after its last job ends (0: not at all). Unknown users and users with no
+ * job in flight are ignored (returns LV_ENOTFOUND). May be called from inside lv_drr_run callbacks
+ * (no record is freed there). */
+int lv_drr_job_done(lv_drr_t *d, const char *user, uint64_t now_us, uint64_t linger_us);
+/** Jobs in flight of a user (0 for an unknown one). */
+int lv_drr_user_inflight(const lv_drr_t *d, const char *user);
+/** 1 when the user holds at least its share of the slots now (capacity and weights as they are;
+ * 0 without a capacity or job tracking). */
+int lv_drr_over_share(const lv_drr_t *d, const char *user);
+/** The first node whose user was below its share and found no slot (LV_DRR_BUSY or LV_DRR_STOP) in
+ * the last run, while it stays queued; else NULL. The caller may free a slot for it, e.g. by
+ * taking back a job of a user over its share that has produced nothing yet. */
+lv_drr_node_t *lv_drr_starved(const lv_drr_t *d);
+/** The earliest end of a linger (caller's clock), 0 when nobody lingers: held-back users may go
+ * then, so run again at that time if nodes wait. */
+uint64_t lv_drr_linger_next_us(const lv_drr_t *d);
 
 /** Estimated number of dispatches that happen before this node's, for showing a queue position:
  * 0 = next. Exact when every offer is dispatched and nothing new is queued meanwhile; a lower bound

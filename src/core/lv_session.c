@@ -13,6 +13,7 @@
 typedef struct owner_count {
     struct owner_count *next;
     size_t count;
+    lv_queue_t sessions;        /* lv_session_t.owner_link, in creation order */
     char owner[64];
 } owner_count_t;
 
@@ -24,6 +25,10 @@ struct lv_registry {
     size_t count;
     size_t sweep_bucket;        /* where the bounded sweep resumes */
     lv_queue_t started;
+    void (*before_evict)(lv_session_t *s, void *ud);
+    void *evict_ud;
+    bool persist_removed;       /* a session went since the last snapshot */
+    size_t persist_bucket;      /* where the snapshot's bounded re-encoding resumes */
 };
 
 lv_frame_t *lv_frame_new(const void *jpeg, size_t len)
@@ -74,6 +79,7 @@ static int owner_add(lv_registry_t *reg, const char *owner, int delta)
         o = calloc(1, sizeof(*o));
         if (!o)
             return LV_ENOMEM;
+        lv_queue_init(&o->sessions);
         snprintf(o->owner, sizeof(o->owner), "%s", owner);
         *pp = o;
     }
@@ -105,6 +111,7 @@ static void session_free(lv_session_t *s)
     lv_frame_unref(s->pending);
     for (size_t i = 0; i < LV_HISTORY_MAX; i++)
         free(s->history[i].text);
+    lv_statefile_line_unref(s->persist_line);
     free(s);
 }
 
@@ -141,17 +148,88 @@ static lv_session_t **session_slot(lv_registry_t *reg, const char *id)
 
 lv_session_t *lv_session_find(lv_registry_t *reg, const char *id) { return *session_slot(reg, id); }
 
+void lv_registry_set_evict_cb(lv_registry_t *reg, void (*before_evict)(lv_session_t *s, void *ud), void *ud)
+{
+    reg->before_evict = before_evict;
+    reg->evict_ud = ud;
+}
+
+/* Detached = its sockets have all gone. A session just created has not been attached yet and
+ * counts as live (the caller attaches it at once). */
+static bool is_detached(const lv_session_t *s) { return s->n_conns == 0 && s->detached_since_ms != 0; }
+
+size_t lv_registry_owner_live(const lv_registry_t *reg, const char *owner)
+{
+    owner_count_t **pp = owner_slot((lv_registry_t *)reg, owner);
+    size_t live = 0;
+    lv_queue_t *n;
+    if (!*pp)
+        return 0;
+    LV_QUEUE_FOREACH(n, &(*pp)->sessions)
+    {
+        if (!is_detached(LV_CONTAINER_OF(n, lv_session_t, owner_link)))
+            live++;
+    }
+    return live;
+}
+
+/* Take a session out of every registry structure and the store, and free it; *pp is its link in
+ * its hash chain. */
+static void session_remove(lv_registry_t *reg, lv_session_t **pp)
+{
+    lv_session_t *s = *pp;
+    *pp = s->hash_next;
+    if (lv_queue_linked(&s->started_link))
+        lv_queue_remove(&s->started_link);
+    if (lv_queue_linked(&s->owner_link))
+        lv_queue_remove(&s->owner_link);
+    reg->store->ops->remove(reg->store, s->rec.id);
+    owner_add(reg, s->rec.owner, -1);
+    reg->count--;
+    reg->persist_removed = true;
+    session_free(s);
+}
+
+/* Make room for one more session of owner by evicting its longest-detached session, if it has
+ * one. The walk is bounded by the owner's session count, itself bounded by the per-owner cap. */
+static int evict_oldest_detached(lv_registry_t *reg, const char *owner)
+{
+    owner_count_t *o = *owner_slot(reg, owner);
+    lv_session_t *oldest = NULL;
+    lv_queue_t *n;
+    if (!o)
+        return LV_ENOTFOUND;
+    LV_QUEUE_FOREACH(n, &o->sessions)
+    {
+        lv_session_t *s = LV_CONTAINER_OF(n, lv_session_t, owner_link);
+        if (is_detached(s) && (!oldest || s->detached_since_ms < oldest->detached_since_ms))
+            oldest = s;
+    }
+    if (!oldest)
+        return LV_ENOTFOUND;
+    if (reg->before_evict)
+        reg->before_evict(oldest, reg->evict_ud);
+    session_remove(reg, session_slot(reg, oldest->rec.id));
+    return 0;
+}
+
 int lv_session_create(lv_registry_t *reg, const char *owner, const lv_settings_t *settings,
                       char secret_out[65], lv_session_t **out)
 {
     int rc;
-    if (reg->count >= reg->caps.max_sessions ||
-        lv_registry_owner_count(reg, owner) >= reg->caps.max_sessions_per_owner)
+    /* live sessions are what the per-owner cap refuses; detached ones give way (see the header) */
+    if (lv_registry_owner_live(reg, owner) >= reg->caps.max_sessions_per_owner)
+        return LV_ELIMIT;
+    while (lv_registry_owner_count(reg, owner) >= reg->caps.max_sessions_per_owner)
+        if (evict_oldest_detached(reg, owner) != 0)
+            return LV_ELIMIT;
+    if (reg->count >= reg->caps.max_sessions && evict_oldest_detached(reg, owner) != 0)
         return LV_ELIMIT;
     lv_session_t *s = calloc(1, sizeof(*s));
     if (!s)
         return LV_ENOMEM;
     lv_queue_init(&s->conns);
+    lv_queue_init(&s->owner_link);
     lv_drr_node_init(&s->drr);
     lv_queue_init(&s->started_link);
     if (settings)
@@ -160,6 +238,8 @@ int lv_session_create(lv_registry_t *reg, const char *owner, const lv_settings_t
         lv_settings_defaults(&s->rec.settings);
     snprintf(s->rec.owner, sizeof(s->rec.owner), "%s", owner);
     s->rec.created_ms = lv_wall_ms();
+    s->detached_wall_ms = s->rec.created_ms;
+    s->persist_dirty = true;
     /* 128-bit id and 256-bit secret from the CSPRNG; a collision only retries */
     for (int tries = 0;; tries++) {
         if ((rc = lv_rand_hex(s->rec.id, sizeof(s->rec.id), LV_SESSION_ID_LEN / 2)) != 0)
@@ -180,6 +260,7 @@ int lv_session_create(lv_registry_t *reg, const char *owner, const lv_settings_t
         reg->store->ops->remove(reg->store, s->rec.id);
         goto fail;
     }
+    lv_queue_insert_tail(&(*owner_slot(reg, owner))->sessions, &s->owner_link);
     lv_session_t **pp = session_slot(reg, s->rec.id);
     *pp = s;
     reg->count++;
@@ -207,11 +288,16 @@ int lv_session_resume(lv_registry_t *reg, const char *id, const char *secret, lv
     return 0;
 }
 
-int lv_session_save(lv_registry_t *reg, lv_session_t *s) { return reg->store->ops->save(reg->store, &s->rec); }
+int lv_session_save(lv_registry_t *reg, lv_session_t *s)
+{
+    s->persist_dirty = true;
+    return reg->store->ops->save(reg->store, &s->rec);
+}
 
 void lv_session_set_started(lv_registry_t *reg, lv_session_t *s, bool started, uint64_t now_ms)
 {
     s->rec.started = started;
+    s->persist_dirty = true;
     if (started && !lv_queue_linked(&s->started_link)) {
         lv_queue_insert_tail(&reg->started, &s->started_link);
         s->next_credit_ms = now_ms;
@@ -265,6 +351,7 @@ void lv_session_history_add(lv_session_t *s, uint64_t answer_id, const char *tex
     e->answer_id = answer_id;
     e->wall_ms = wall_ms;
     e->latency_ms = latency_ms;
+    s->persist_dirty = true;
 }
 
 const lv_history_entry_t *lv_session_history_at(const lv_session_t *s, size_t i)
@@ -277,11 +364,14 @@ const lv_history_entry_t *lv_session_history_at(const lv_session_t *s, size_t i)
 void lv_session_attach_changed(lv_session_t *s, uint64_t now_ms)
 {
     if (s->n_conns == 0) {
-        if (s->detached_since_ms == 0)
+        if (s->detached_since_ms == 0) {
             s->detached_since_ms = now_ms ? now_ms : 1;
+            s->detached_wall_ms = lv_wall_ms();
+        }
     } else {
         s->detached_since_ms = 0;
     }
+    s->persist_dirty = true; /* attached or not decides what the state file says it was last seen */
 }
 
 size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, size_t max_examined,
@@ -298,13 +388,7 @@ size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, 
             if (s->n_conns == 0 && s->detached_since_ms && now_ms - s->detached_since_ms >= idle_ms) {
                 if (before_free)
                     before_free(s, ud);
-                *pp = s->hash_next;
-                if (lv_queue_linked(&s->started_link))
-                    lv_queue_remove(&s->started_link);
-                reg->store->ops->remove(reg->store, s->rec.id);
-                owner_add(reg, s->rec.owner, -1);
-                reg->count--;
-                session_free(s);
+                session_remove(reg, pp);
                 removed++;
             } else {
                 pp = &s->hash_next;
@@ -315,3 +399,125 @@ size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, 
 }
 
 size_t lv_registry_count(const lv_registry_t *reg) { return reg->count; }
+
+/* ---------- the state file (lv_statefile.h) ---------- */
+
+_Static_assert(LV_HISTORY_MAX <= LV_STATEFILE_ANSWERS_MAX, "the state file must hold a whole history");
+_Static_assert(LV_HISTORY_TEXT_MAX <= LV_STATEFILE_TEXT_MAX, "the state file must hold whole answers");
+
+/* Replace the session's saved line with its current state. On failure the previous line stays
+ * (a session that cannot be encoded is not retried every period: it waits for its next change). */
+static int session_encode(lv_session_t *s)
+{
+    lv_statefile_session_t *v = malloc(sizeof(*v)); /* ~5 KiB */
+    lv_statefile_line_t *line = NULL;
+    if (!v)
+        return LV_ENOMEM;
+    memset(v, 0, sizeof(*v));
+    v->rec = s->rec;
+    v->attached = s->n_conns > 0;
+    v->last_seen_ms = s->detached_wall_ms;
+    v->answer_seq = s->answer_seq;
+    v->n_answers = s->history_len;
+    for (size_t i = 0; i < s->history_len; i++) {
+        const lv_history_entry_t *e = lv_session_history_at(s, i);
+        v->answers[i] = (lv_statefile_answer_t){e->answer_id, e->wall_ms, e->latency_ms, e->text,
+                                                e->text ? strlen(e->text) : 0};
+    }
+    int rc = lv_statefile_encode_session(v, &line);
+    free(v); /* the texts were borrowed */
+    s->persist_dirty = false;
+    if (rc)
+        return rc;
+    lv_statefile_line_unref(s->persist_line);
+    s->persist_line = line;
+    return 0;
+}
+
+int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved, uint64_t now_ms)
+{
+    int rc;
+    if (*session_slot(reg, saved->rec.id))
+        return LV_EEXIST;
+    if (reg->count >= reg->caps.max_sessions)
+        return LV_ELIMIT;
+    lv_session_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return LV_ENOMEM;
+    lv_queue_init(&s->conns);
+    lv_queue_init(&s->owner_link);
+    lv_drr_node_init(&s->drr);
+    lv_queue_init(&s->started_link);
+    s->rec = saved->rec;
+    size_t first = saved->n_answers > LV_HISTORY_MAX ? saved->n_answers - LV_HISTORY_MAX : 0;
+    for (size_t i = first; i < saved->n_answers; i++) {
+        const lv_statefile_answer_t *a = &saved->answers[i];
+        lv_session_history_add(s, a->answer_id, a->text ? a->text : "", a->text ? a->text_len : 0, a->latency_ms,
+                               a->wall_ms);
+        s->answer_seq = LV_MAX(s->answer_seq, a->answer_id);
+    }
+    /* new answers must not reuse an id the page already shows */
+    s->answer_seq = LV_MAX(s->answer_seq, saved->answer_seq);
+    uint64_t wall = lv_wall_ms();
+    s->detached_wall_ms = wall > saved->age_ms ? wall - saved->age_ms : 0;
+    /* the monotonic clock may have restarted with the machine: then the idle time counts from 1 */
+    s->detached_since_ms = now_ms > saved->age_ms + 1 ? now_ms - saved->age_ms : 1;
+    if ((rc = reg->store->ops->create(reg->store, &s->rec)) != 0)
+        goto fail;
+    if ((rc = owner_add(reg, s->rec.owner, +1)) != 0) {
+        reg->store->ops->remove(reg->store, s->rec.id);
+        goto fail;
+    }
+    lv_queue_insert_tail(&(*owner_slot(reg, s->rec.owner))->sessions, &s->owner_link);
+    *session_slot(reg, s->rec.id) = s;
+    reg->count++;
+    if (s->rec.started)
+        lv_session_set_started(reg, s, true, now_ms);
+    session_encode(s); /* its line is ready before the first write, whatever the encoding budget */
+    return 0;
+fail:
+    session_free(s);
+    return rc;
+}
+
+int lv_registry_snapshot(lv_registry_t *reg, bool force, size_t encode_budget_bytes, size_t max_bytes,
+                         lv_statefile_snap_t *out)
+{
+    bool changed = force || reg->persist_removed;
+    size_t spent = 0;
+    /* re-encode what changed, fairly: each call starts where the budget stopped the last one */
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        size_t b = (reg->persist_bucket + i) % NBUCKETS;
+        for (lv_session_t *s = reg->buckets[b]; s; s = s->hash_next) {
+            if (!s->persist_dirty)
+                continue;
+            changed = true;
+            if (spent >= encode_budget_bytes) {
+                reg->persist_bucket = b;
+                goto collect;
+            }
+            if (session_encode(s) == 0)
+                spent += s->persist_line->len;
+        }
+    }
+collect:
+    if (!changed)
+        return LV_EAGAIN;
+    reg->persist_removed = false;
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        for (lv_session_t *s = reg->buckets[b]; s; s = s->hash_next) {
+            if (!s->persist_line)
+                continue;
+            if (out->bytes + s->persist_line->len > max_bytes) {
+                out->skipped++;
+                continue;
+            }
+            if (lv_statefile_snap_add(out, s->persist_line) != 0) {
+                lv_statefile_snap_clear(out);
+                reg->persist_removed = true; /* so the next call tries again */
+                return LV_ENOMEM;
+            }
+        }
+    }
+    return 0;
+}

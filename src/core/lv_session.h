@@ -11,6 +11,7 @@
 #include "lv_drr.h"
 #include "lv_queue.h"
 #include "lv_settings.h"
+#include "lv_statefile.h"
 #include "lv_store.h"
 
 /* A received camera frame. Immutable after creation and refcounted, so the mailbox, a job and a
@@ -59,6 +60,7 @@ typedef struct lv_session {
     uint64_t answer_seq;
     uint64_t last_stats_ms;
     uint64_t detached_since_ms;  /* monotonic; 0 while a connection is attached */
+    lv_queue_t owner_link;       /* in its owner's list (registry-private), oldest first */
 
     /* metrics */
     uint64_t frames_received, frames_replaced, frames_rejected, frames_stale, errors;
@@ -66,8 +68,19 @@ typedef struct lv_session {
 
     lv_history_entry_t history[LV_HISTORY_MAX];
     size_t history_len, history_head; /* ring: oldest at head */
+
+    /* the state file (lv_registry_snapshot): this session's saved form, re-encoded when dirty */
+    bool persist_dirty;
+    lv_statefile_line_t *persist_line;
+    uint64_t detached_wall_ms;   /* wall clock when its last socket left: "last seen" in the file */
 } lv_session_t;
 
+/* Caps. max_sessions bounds memory: every session counts, with or without a socket.
+ * max_sessions_per_owner counts an owner's LIVE sessions (a socket attached, or just created and
+ * not yet attached); its detached ones are kept only while the owner has room: when live +
+ * detached would pass the cap, or the total is reached, creating a session evicts that owner's
+ * longest-detached one instead of refusing. So reloading a page never locks a person out, and a
+ * resumed session is one session however many sockets it has. */
 typedef struct {
     size_t max_sessions;
     size_t max_sessions_per_owner;
@@ -80,9 +93,15 @@ int lv_registry_create(lv_store_t *store, const lv_registry_caps_t *caps, lv_reg
 /** Free every session (history, pending frames) and the registry. Jobs must be gone already. */
 void lv_registry_destroy(lv_registry_t *reg);
 
+/** What runs just before the registry frees a session itself (an eviction in lv_session_create):
+ * the engine cancels its job and takes it out of the scheduler, as for lv_registry_sweep. */
+void lv_registry_set_evict_cb(lv_registry_t *reg, void (*before_evict)(lv_session_t *s, void *ud), void *ud);
+
 /** New session owned by `owner` (client address), with settings (NULL = defaults).
  * Writes the resume secret (64 hex + NUL) to secret_out; it is not kept anywhere in clear.
- * LV_ELIMIT when the global or per-owner cap is reached. */
+ * May evict the owner's longest-detached session to make room (see lv_registry_caps_t).
+ * LV_ELIMIT when the owner has max_sessions_per_owner live sessions, or the total is reached and
+ * the owner has no detached session to give up. */
 int lv_session_create(lv_registry_t *reg, const char *owner, const lv_settings_t *settings,
                       char secret_out[65], lv_session_t **out);
 /** Find a session by id and check its secret (constant time). LV_ENOTFOUND for a wrong id or secret
@@ -120,7 +139,25 @@ size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, 
                          void (*before_free)(lv_session_t *s, void *ud), void *ud);
 /** Number of live sessions. */
 size_t lv_registry_count(const lv_registry_t *reg);
-/** Number of live sessions created by owner. */
+
+/** Recreate a session an earlier run saved (lv_statefile_parse): same id, secret hash, owner,
+ * settings, started state, history and answer numbering, no socket, its idle clock already
+ * saved->age_ms old, so the page resumes it with the secret it kept and it expires on time.
+ * LV_EEXIST for an id already here, LV_ELIMIT past max_sessions (the per-owner cap is not applied:
+ * these sessions were within it when made, and detached ones give way to new ones anyway). */
+int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved, uint64_t now_ms);
+
+/** The saved form of every session, for the state file (loop thread). Sessions changed since the
+ * last call are re-encoded first, at most encode_budget_bytes of lines per call, resuming where the
+ * last call stopped (the others keep their previous line until a later call; one never encoded is
+ * left out). out (empty on entry) then gets a reference to each session's line, up to max_bytes in
+ * all (the rest are counted in out->skipped). LV_EAGAIN, out empty, when nothing changed and
+ * nothing was removed since the last call and force is false; LV_ENOMEM. */
+int lv_registry_snapshot(lv_registry_t *reg, bool force, size_t encode_budget_bytes, size_t max_bytes,
+                         lv_statefile_snap_t *out);
+/** Number of sessions (live and detached) created by owner. */
 size_t lv_registry_owner_count(const lv_registry_t *reg, const char *owner);
+/** Number of owner's live sessions: a socket attached, or created and not yet attached. */
+size_t lv_registry_owner_live(const lv_registry_t *reg, const char *owner);
 
 #endif

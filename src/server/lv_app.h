@@ -4,58 +4,53 @@
 #ifndef LV_APP_H
 #define LV_APP_H
 
-#include <libwebsockets.h>
 #include <stdbool.h>
 #include <uv.h>
 
 #include "lv_buf.h"
 #include "lv_config.h"
+#include "lv_http1.h"
+#include "lv_net.h"
 #include "lv_queue.h"
 #include "lv_drr.h"
 #include "lv_session.h"
 #include "lv_store.h"
+#include "lv_wsframe.h"
 
 struct lv_http;
 struct lv_pool;
 struct lv_sysmon;
 struct lv_iptable;
+struct lv_persist;
 
-/* A message queued to one or more sockets: JSON text or a binary blob, with LWS_PRE headroom.
- * Refcounted because one delta fans out to every socket of a session. */
-typedef struct lv_msg {
-    int refs;
-    bool binary;
-    size_t len;
-    unsigned char buf[]; /* LWS_PRE bytes of headroom, then len payload bytes */
-} lv_msg_t;
-
-lv_msg_t *lv_msg_new(const void *p, size_t len, bool binary);
-/** New text message from a JSON value; the value is not consumed. */
-lv_msg_t *lv_msg_from_json(const void *json_value);
-void lv_msg_unref(lv_msg_t *m);
+/* lv_msg_t (a refcounted message queued to one or more sockets: lv_msg_new, lv_msg_from_json,
+ * lv_msg_unref) is declared in lv_net.h. */
 
 #define LV_CONN_TXQ_MAX 256           /* messages queued per socket before it counts as stuck */
 #define LV_CONN_TX_BYTES_MAX (4u << 20)
 
-/* One WebSocket. Owned by the server; freed when lws reports it closed. */
+/* One WebSocket. Owned by the server (lv_wsconn.c); freed after its socket closed, right after
+ * lv_engine_on_close(). */
 typedef struct lv_conn {
-    struct lws *wsi;
+    lv_sock_t *sock;             /* its socket (lv_net.h): the write queue lives there */
     struct lv_app *app;
     lv_session_t *session;       /* NULL until hello succeeds */
     lv_queue_t session_link;     /* in session->conns */
     lv_queue_t app_link;         /* in app->conns */
     char ip[64];
-    lv_buf_t rx;                 /* message being assembled from fragments (capped) */
-    bool rx_binary;
-    size_t rx_dropped;           /* bytes of an over-cap message skipped */
-    lv_msg_t *txq[LV_CONN_TXQ_MAX];
-    size_t tx_head, tx_len, tx_bytes;
+    lv_ws_reader_t rd;           /* client frames in, messages assembled (capped) */
+    bool paused_for_output;      /* reading stopped until the client reads what is queued */
     uint64_t opened_ms;
     uint64_t last_stats_ms;
     double rl_tokens;            /* text-message token bucket */
     uint64_t rl_last_ms;
-    bool kill;                   /* close at the next writable callback */
-    bool close_sent;             /* our close frame went out; waiting for the peer's */
+    uint64_t rl_dropped;         /* over-rate messages dropped since the last rate_limited notice */
+    uint64_t rl_notice_ms;       /* when that notice went out (at most one a second) */
+    uint64_t flood_win_ms;       /* flood check: start of the current one-second window */
+    uint32_t flood_win_n;        /* text messages received in it */
+    uint32_t flood_strikes;      /* consecutive earlier windows over the flood rate */
+    bool kill;                   /* closing: nothing more is queued but the close frame */
+    bool close_sent;             /* our close frame is queued behind everything before it */
     int kill_status;
     const char *kill_reason;
 } lv_conn_t;
@@ -63,14 +58,14 @@ typedef struct lv_conn {
 typedef struct lv_app {
     lv_config_t cfg;
     uv_loop_t *loop;
-    struct lws_context *lws;
-    struct lws_vhost *vhost;
+    lv_net_t *net;               /* the listener and every client socket (lv_net.h) */
     int bound_port;
     struct lv_http *http;
     struct lv_pool *pool;
     struct lv_sysmon *sysmon;
     lv_store_t *store;
     lv_registry_t *reg;
+    struct lv_persist *persist;  /* the state file (lv_state.h); NULL when sessions are not kept */
     lv_drr_t drr;                /* sessions with a waiting frame, in fair order */
     size_t credits_outstanding;  /* credits sent and not yet answered by a frame */
     struct lv_stat *stat;        /* metrics (lv_stat.h) */
@@ -109,25 +104,49 @@ int lv_conn_send(lv_conn_t *c, lv_msg_t *m);
 void lv_session_send(lv_session_t *s, lv_msg_t *m);
 /** Send {"type":"error",...} on one socket. */
 void lv_conn_send_error(lv_conn_t *c, const char *code, const char *message, const char *field);
-/** Ask lws to close the socket after flushing what is queued. */
+/** Close the socket with a close frame (status, reason: a static string) after flushing what is
+ * queued; nothing more can be queued on it. */
 void lv_conn_close(lv_conn_t *c, int status, const char *reason);
 
-/* server: lws context, HTTP routes, WebSocket plumbing */
+/* server: the listener, HTTP routes, WebSocket plumbing (lv_server.c, lv_httpd.c, lv_wsconn.c) */
+/** Listen on cfg.host/cfg.port (TLS unless --no-tls). Logs why and returns non-zero when it cannot
+ * (bad address, port in use, unusable certificate); bound_port is set on success. */
 int lv_server_start(lv_app_t *app);
+/** Graceful stop: no new connections, every WebSocket gets close 1001 "server restarting", HTTP
+ * connections finish their current request; done(ud) runs once all are gone or after deadline_ms. */
+void lv_server_drain(lv_app_t *app, unsigned deadline_ms, void (*done)(void *ud), void *ud);
+/** Close whatever is left and the listener (the loop must run on to free the handles). */
 void lv_server_stop(lv_app_t *app);
+struct lv_req;
+/** Route one complete request (lv_httpd.c calls it; it answers now or later, exactly once). */
+void lv_server_handle(lv_app_t *app, struct lv_req *r);
+/** Make the upgraded socket s a WebSocket of the app (lv_wsconn.c). */
+int lv_ws_attach(lv_app_t *app, lv_sock_t *s);
+/** Queue c's close frame (c->kill_status, c->kill_reason) behind its output, then close (once). */
+void lv_ws_close(lv_conn_t *c);
 
 /* auth: access token and per-address counters */
 /** Create the config directory (and parents) with mode 0700 if missing. */
 int lv_auth_ensure_dir(const char *dir);
 int lv_auth_load_token(const char *config_dir, char out[65], bool *created);
 int lv_auth_rotate_token(const char *config_dir, char out[65]);
-/** 1 when the request on wsi carries the token (Bearer header or cookie). */
-int lv_auth_request_ok(lv_app_t *app, struct lws *wsi);
+typedef enum { LV_CRED_NONE = 0, LV_CRED_OK = 1, LV_CRED_BAD = -1 } lv_cred_t;
+/** What credential req carries (Bearer header or the login cookie): the right one, a wrong one,
+ * or none. Counts nothing. */
+lv_cred_t lv_auth_request_ok(lv_app_t *app, const lv_http1_req_t *req);
+/** 0 when req carries the right credential; else the status to answer: 401, or 429 when it
+ * carries a wrong one and ip is over its failed credentials for the minute (wrong ones count). */
+int lv_auth_check(lv_app_t *app, const lv_http1_req_t *req, const char *ip);
+/** Count a failed credential from ip (any kind: header, cookie, login form, ?token= link);
+ * returns 429 when ip was already over LOGIN_FAILS_PER_MIN this minute, else 401. */
+int lv_auth_failed(lv_app_t *app, const char *ip);
 
 struct lv_iptable *lv_iptable_create(void);
 void lv_iptable_destroy(struct lv_iptable *t);
 /** Adjust the socket count of ip; returns the new count. */
 size_t lv_iptable_sockets(struct lv_iptable *t, const char *ip, int delta);
+/** Adjust the count of ip's sockets still in their TLS handshake or request head; returns it. */
+size_t lv_iptable_pending(struct lv_iptable *t, const char *ip, int delta);
 /** Record a failed login; returns 1 when ip is over its failures for the current minute. */
 int lv_iptable_login_failed(struct lv_iptable *t, const char *ip, uint64_t now_ms);
 int lv_iptable_login_blocked(struct lv_iptable *t, const char *ip, uint64_t now_ms);

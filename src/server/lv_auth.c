@@ -1,5 +1,5 @@
 /* lv_auth.c - the access token (a file in the config dir), credential checks, and per-address
- * counters (open sockets, failed logins). */
+ * counters (open sockets, sockets still in their head, failed credentials). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -87,18 +87,55 @@ int lv_auth_load_token(const char *config_dir, char out[65], bool *created)
     return lv_auth_rotate_token(config_dir, out);
 }
 
-int lv_auth_request_ok(lv_app_t *app, struct lws *wsi)
+lv_cred_t lv_auth_request_ok(lv_app_t *app, const lv_http1_req_t *req)
 {
     char hdr[1024], tok[128];
+    bool presented = false;
     if (app->cfg.auth_none)
-        return 1;
-    if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
-        lv_bearer_get(hdr, tok, sizeof(tok)) == 0 && lv_secure_equal(tok, strlen(tok), app->token, 64))
-        return 1;
-    if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_COOKIE) > 0 &&
-        lv_cookie_get(hdr, "livevlm_auth", tok, sizeof(tok)) == 0 && lv_secure_equal(tok, strlen(tok), app->token, 64))
-        return 1;
-    return 0;
+        return LV_CRED_OK;
+    int rc = lv_http1_header_copy(req, "authorization", hdr, sizeof(hdr));
+    if (rc != LV_ENOTFOUND) {
+        presented = true;
+        if (rc == 0 && lv_bearer_get(hdr, tok, sizeof(tok)) == 0 && lv_secure_equal(tok, strlen(tok), app->token, 64))
+            return LV_CRED_OK;
+    }
+    rc = lv_http1_header_copy(req, "cookie", hdr, sizeof(hdr));
+    if (rc == 0 && (rc = lv_cookie_get(hdr, "livevlm_auth", tok, sizeof(tok))) != LV_ENOTFOUND) {
+        if (rc == 0 && lv_secure_equal(tok, strlen(tok), app->token, 64))
+            return LV_CRED_OK;
+        if (rc != 0 || tok[0]) /* an emptied cookie (after logout) is no credential */
+            presented = true;
+    } else if (rc == LV_ELIMIT) {
+        presented = true; /* a Cookie header over 1 KiB: nothing of ours is that long */
+    }
+    return presented ? LV_CRED_BAD : LV_CRED_NONE;
+}
+
+/* Every failed credential counts the same, wherever it was presented (Bearer header on the API or
+ * the WebSocket upgrade, cookie, login form, ?token= link): after LOGIN_FAILS_PER_MIN in a minute
+ * the address gets 429 for its failures. A request with the right credential still passes: the
+ * token is 256 random bits, so the limit is not what stops guessing (2^256 tries do); it keeps
+ * noise out of the log and the CPU spent on hopeless tries bounded, and it must not let anyone
+ * lock a legitimate user out by failing on purpose from the same (NAT) address. */
+int lv_auth_failed(lv_app_t *app, const char *ip)
+{
+    uint64_t now = lv_now_ms();
+    if (lv_iptable_login_blocked(app->ips, ip, now))
+        return 429;
+    lv_iptable_login_failed(app->ips, ip, now);
+    return 401;
+}
+
+int lv_auth_check(lv_app_t *app, const lv_http1_req_t *req, const char *ip)
+{
+    switch (lv_auth_request_ok(app, req)) {
+    case LV_CRED_OK:
+        return 0;
+    case LV_CRED_BAD:
+        return lv_auth_failed(app, ip);
+    default:
+        return 401;
+    }
 }
 
 /* ---- per-address table ---- */
@@ -108,6 +145,7 @@ int lv_auth_request_ok(lv_app_t *app, struct lws *wsi)
 typedef struct ip_entry {
     struct ip_entry *next;
     size_t sockets;
+    size_t pending;             /* sockets still in TLS handshake or request head (lv_net) */
     size_t queued;              /* frames queued + credits outstanding (fair credit gating) */
     unsigned frames;            /* frames accepted in the current minute */
     uint64_t frames_window_ms;
@@ -163,7 +201,7 @@ static void ip_maybe_drop(struct lv_iptable *t, const char *ip, uint64_t now_ms)
 {
     ip_entry_t **pp = ip_slot(t, ip);
     ip_entry_t *e = *pp;
-    if (e && e->sockets == 0 && e->queued == 0 && (e->login_fails == 0 || now_ms - e->login_window_ms >= 60000) &&
+    if (e && e->sockets == 0 && e->pending == 0 && e->queued == 0 && (e->login_fails == 0 || now_ms - e->login_window_ms >= 60000) &&
         (e->frames == 0 || now_ms - e->frames_window_ms >= 60000)) {
         *pp = e->next;
         free(e);
@@ -180,6 +218,20 @@ size_t lv_iptable_sockets(struct lv_iptable *t, const char *ip, int delta)
     else if (delta < 0 && e->sockets > 0)
         e->sockets--;
     size_t n = e->sockets;
+    ip_maybe_drop(t, ip, lv_now_ms());
+    return n;
+}
+
+size_t lv_iptable_pending(struct lv_iptable *t, const char *ip, int delta)
+{
+    ip_entry_t *e = ip_get(t, ip);
+    if (!e)
+        return SIZE_MAX;
+    if (delta > 0)
+        e->pending++;
+    else if (delta < 0 && e->pending > 0)
+        e->pending--;
+    size_t n = e->pending;
     ip_maybe_drop(t, ip, lv_now_ms());
     return n;
 }

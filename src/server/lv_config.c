@@ -1,6 +1,7 @@
 /* lv_config.c - flags, environment and config file for `livevlm serve`. */
 #include "lv_config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,8 +18,9 @@ void lv_config_defaults(lv_config_t *c)
     c->tls = true;
     c->detect = true;
     c->max_sessions = 10000;
-    c->max_sessions_per_ip = 20;
-    c->max_sockets_per_ip = 50;
+    /* a classroom or an office behind one NAT address; only sessions with a socket count */
+    c->max_sessions_per_ip = 100;
+    c->max_sockets_per_ip = 200;
     c->max_frame_bytes = 4u << 20;
     c->max_frame_side = 8192;
     c->max_frame_pixels = 16777216ul;
@@ -26,6 +28,8 @@ void lv_config_defaults(lv_config_t *c)
     c->connect_timeout_ms = 5000;
     c->first_token_timeout_ms = 60000;
     c->total_timeout_ms = 180000;
+    c->stream_idle_timeout_ms = 5000;
+    c->detached_cancel_ms = 2000;
     c->default_backend_max = 16;
     c->stats_period_ms = 1000;
     snprintf(c->log_level, sizeof(c->log_level), "info");
@@ -43,10 +47,11 @@ void lv_config_print_help(const char *prog)
         "Usage: %s serve [OPTIONS]\n"
         "\n"
         "Serve the livevlm web UI, its WebSocket API and the model scheduler on one port.\n"
-        "Open the printed https URL (it carries the access token) and press Start.\n"
+        "Open the https URL it prints on standard output and press Start.\n"
         "\n"
         "Network and security:\n"
-        "  --host ADDR              address to bind (default 0.0.0.0; 127.0.0.1 for local only)\n"
+        "  --host ADDR              address to bind: IPv4 (0.0.0.0, 127.0.0.1), IPv6 (::, ::1) or\n"
+        "                           localhost; no port here (default 0.0.0.0; 127.0.0.1 for local only)\n"
         "  --port N                 port (default 8090; 0 picks a free one)\n"
         "  --port-file PATH         write the bound port to PATH once listening\n"
         "  --no-tls                 plain HTTP (behind a TLS-terminating proxy; browsers allow the\n"
@@ -54,11 +59,15 @@ void lv_config_print_help(const char *prog)
         "  --tls-cert FILE --tls-key FILE\n"
         "                           your certificate; default: a self-signed one generated on first\n"
         "                           start in the config dir (SANs: localhost, host name, local addresses)\n"
-        "  --config-dir DIR         token, cert.pem, key.pem (default $XDG_CONFIG_HOME/livevlm or\n"
-        "                           ~/.config/livevlm)\n"
+        "  --config-dir DIR         token, cert.pem, key.pem, sessions.db (default\n"
+        "                           $XDG_CONFIG_HOME/livevlm or ~/.config/livevlm)\n"
         "  --config FILE            JSON file with any of these options (keys = long names without\n"
         "                           --, plus \"backends\": [{\"id\",\"url\",\"api_key\",\"api_key_env\",\n"
-        "                           \"max_concurrency\",\"models\":[...]}]); flags override it\n"
+        "                           \"max_concurrency\",\"models\":[...]}]); the environment and\n"
+        "                           flags override it, wherever --config stands among the flags\n"
+        "  --print-token-url        print the URL with the access token on standard output even when\n"
+        "                           that is not a terminal (default: only on a terminal; the log never\n"
+        "                           carries the token)\n"
         "  --auth token|none        token (default): the access token is needed for the API and\n"
         "                           WebSocket; none: no credential, allowed only on loopback binds\n"
         "\n"
@@ -83,13 +92,29 @@ void lv_config_print_help(const char *prog)
         "  --connect-timeout-ms N   backend connect timeout (default 5000)\n"
         "  --first-token-timeout-ms N  time allowed until the first token (default 60000)\n"
         "  --total-timeout-ms N     time allowed for a whole answer (default 180000)\n"
+        "  --stream-idle-timeout-ms N  after the first token, a stream silent for N ms has stalled:\n"
+        "                           the request is dropped and the page gets backend_timeout\n"
+        "                           (default 5000; 0 = only the total timeout applies)\n"
+        "  --detached-cancel-ms N   cancel a session's backend request and waiting frame N ms after its\n"
+        "                           last socket closed (default 2000: a reload keeps its answer)\n"
         "\n"
         "Limits:\n"
         "  --max-sessions N         sessions in total (default 10000)\n"
-        "  --max-sessions-per-ip N  sessions created per client address (default 20)\n"
-        "  --max-sockets-per-ip N   WebSockets open per client address (default 50)\n"
+        "  --max-sessions-per-ip N  sessions per client address (default 100: a classroom behind one NAT\n"
+        "                           address); only sessions with a socket count against it: a new one\n"
+        "                           replaces that address's longest-idle session without a socket\n"
+        "  --max-sockets-per-ip N   WebSockets open per client address (default 200)\n"
+        "  --max-pending-per-ip N   connections per client address still in their TLS handshake or\n"
+        "                           request head (default 64); a newer one is closed at once\n"
+        "  --header-timeout-s S     a request head must arrive within S seconds (default 10); fixed\n"
+        "                           time boxes: TLS handshake 10 s, request body 30 s, keep-alive idle\n"
+        "                           5 s, output stalled 30 s, WebSocket pinged after 30 s silent and\n"
+        "                           closed at 40 s; connections in total: the descriptor limit - 256\n"
         "  --max-frame-bytes N      largest camera frame accepted (default 4194304)\n"
         "  --session-idle S         forget a session S seconds after its last socket left (default 300)\n"
+        "  --state-file PATH|none   keep sessions (settings, answer history, resume secret hashes) in\n"
+        "                           PATH across restarts (default CONFIG_DIR/sessions.db); none: forget\n"
+        "                           them on restart. Saved every second; a crash loses about 2 s\n"
         "  --user-fpm N             frames per minute per user (client address); 0 = no limit (default)\n"
         "  --user-weight USER=W     fair-share weight of a user (client address), 1..1000 (default 1)\n"
         "  --max-frame-age-ms N     drop a waiting frame older than N ms instead of sending it\n"
@@ -103,8 +128,9 @@ void lv_config_print_help(const char *prog)
         "  --log-level L            debug, info, warn or error (default info)\n"
         "  -h, --help               this text\n"
         "\n"
-        "Environment (flags win): LIVEVLM_BACKEND=URL and LIVEVLM_API_KEY=KEY add a backend \"default\";\n"
+        "Environment: LIVEVLM_BACKEND=URL and LIVEVLM_API_KEY=KEY add a backend \"default\";\n"
         "LIVEVLM_HOST, LIVEVLM_PORT, LIVEVLM_CONFIG_DIR, LIVEVLM_LOG_LEVEL.\n"
+        "Precedence: flags > environment > --config file > defaults.\n"
         "\n"
         "Examples:\n"
         "  %s serve                                   # detect local backends, https on :8090\n"
@@ -176,7 +202,61 @@ static int split_pair(const char *arg, char *id, size_t id_size, const char **va
 
 typedef enum { OPT_STR, OPT_INT, OPT_FLAG, OPT_SPECIAL } opt_kind_t;
 
-int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_t err_size)
+int lv_config_check_host(const char *what, const char *host, char *out, size_t out_size, char *err,
+                         size_t err_size)
+{
+    unsigned char addr[16];
+    char inner[256];
+    const char *colon = strrchr(host, ':');
+    size_t len = strlen(host);
+    if (strcmp(host, "localhost") == 0 || inet_pton(AF_INET, host, addr) == 1 ||
+        inet_pton(AF_INET6, host, addr) == 1) {
+        if (copy_str(out, out_size, host))
+            goto bad;
+        return 0;
+    }
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        if (close && close[1] == ':') {
+            snprintf(err, err_size, "%s '%s' carries a port: give the address alone and the port with --port", what,
+                     host);
+            return LV_EINVAL;
+        }
+        /* "[::1]": the brackets belong to URLs, not to the address that is bound */
+        if (close && close[1] == '\0' && (size_t)(close - host - 1) < sizeof(inner)) {
+            memcpy(inner, host + 1, (size_t)(close - host - 1));
+            inner[close - host - 1] = '\0';
+            if (inet_pton(AF_INET6, inner, addr) == 1) {
+                if (copy_str(out, out_size, inner))
+                    goto bad;
+                return 0;
+            }
+        }
+        goto bad;
+    }
+    /* "127.0.0.1:80", "localhost:8090": one colon with digits after it is a port, not IPv6 */
+    if (colon && colon != host && strchr(host, ':') == colon && colon[1] &&
+        strspn(colon + 1, "0123456789") == strlen(colon + 1)) {
+        snprintf(err, err_size, "%s '%s' carries a port: give the address alone (%.*s) and the port with --port",
+                 what, host, (int)(colon - host), host);
+        return LV_EINVAL;
+    }
+    if (len && strspn(host, "0123456789.") == len) {
+        /* inet_aton would take "127.1"; a bind address is written in full so nobody has to guess */
+        snprintf(err, err_size, "%s '%s': an IPv4 address is written as four numbers 0-255, e.g. 127.0.0.1",
+                 what, host);
+        return LV_EINVAL;
+    }
+bad:
+    snprintf(err, err_size,
+             "%s '%s': expected an IPv4 address (127.0.0.1, 0.0.0.0), an IPv6 address (::1, [::1], ::) or localhost",
+             what, host);
+    return LV_EINVAL;
+}
+
+/* scan: the first pass of lv_config_load, which only looks for --config and --help and checks
+ * what it can: a backend that the config file may still define is not an error yet. */
+static int parse_flags(lv_config_t *c, int argc, char **argv, char *err, size_t err_size, bool scan)
 {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -212,12 +292,22 @@ int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_
     }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
             return 1;
-        STR_OPT("--host", host)
+        if (strcmp(a, "--host") == 0) {
+            NEED_VALUE();
+            if (lv_config_check_host("--host", v, c->host, sizeof(c->host), err, err_size))
+                return LV_EINVAL;
+            continue;
+        }
+        if (strcmp(a, "--print-token-url") == 0) {
+            c->print_token_url = true;
+            continue;
+        }
         INT_OPT("--port", port, 0, 65535)
         STR_OPT("--port-file", port_file)
         STR_OPT("--tls-cert", tls_cert)
         STR_OPT("--tls-key", tls_key)
         STR_OPT("--config-dir", config_dir)
+        STR_OPT("--state-file", state_file)
         STR_OPT("--web-root", web_root)
         STR_OPT("--log-level", log_level)
         INT_OPT("--max-sessions", max_sessions, 1, 1000000)
@@ -228,9 +318,13 @@ int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_
         INT_OPT("--connect-timeout-ms", connect_timeout_ms, 50, 600000)
         INT_OPT("--first-token-timeout-ms", first_token_timeout_ms, 50, 3600000)
         INT_OPT("--total-timeout-ms", total_timeout_ms, 50, 3600000)
+        INT_OPT("--stream-idle-timeout-ms", stream_idle_timeout_ms, 0, 3600000)
+        INT_OPT("--detached-cancel-ms", detached_cancel_ms, 0, 3600000)
         INT_OPT("--stats-period-ms", stats_period_ms, 250, 60000)
         INT_OPT("--max-frame-age-ms", max_frame_age_ms, 0, 3600000)
         INT_OPT("--user-fpm", user_fpm, 0, 1000000)
+        INT_OPT("--header-timeout-s", header_timeout_s, 1, 3600)
+        INT_OPT("--max-pending-per-ip", max_pending_per_ip, 1, 1000000)
         if (strcmp(a, "--metrics-public") == 0) {
             c->metrics_public = true;
             continue;
@@ -275,13 +369,7 @@ int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_
             }
             continue;
         }
-        if (strcmp(a, "--config") == 0) {
-            NEED_VALUE();
-            int rc = lv_config_load_file(c, v, err, err_size);
-            if (rc)
-                return rc;
-            continue;
-        }
+        STR_OPT("--config", config_file)
         if (strcmp(a, "--backend") == 0 || strcmp(a, "--backend-key") == 0 || strcmp(a, "--backend-max") == 0 ||
             strcmp(a, "--backend-models") == 0 || strcmp(a, "--backend-min") == 0 ||
             strcmp(a, "--backend-adaptive") == 0 || strcmp(a, "--backend-max-side") == 0 ||
@@ -303,6 +391,8 @@ int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_
                 continue;
             }
             b = find_backend(c, id, strlen(id));
+            if (!b && scan)
+                continue; /* the config file may define it: the second pass decides */
             if (!b) {
                 snprintf(err, err_size, "%s %s: no backend '%s' (give --backend %s=URL first)", a, v, id, id);
                 return LV_EINVAL;
@@ -357,12 +447,42 @@ int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_
     return 0;
 }
 
+int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_t err_size)
+{
+    return parse_flags(c, argc, argv, err, err_size, false);
+}
+
+int lv_config_load(lv_config_t *c, int argc, char **argv, char *err, size_t err_size)
+{
+    /* flags win wherever --config stands, so the file is found first (on a scratch copy: the
+     * flags themselves are applied last, over the file and the environment) */
+    lv_config_t *scratch = malloc(sizeof(*scratch));
+    char path[sizeof(c->config_file)];
+    int rc;
+    if (!scratch) {
+        snprintf(err, err_size, "out of memory");
+        return LV_ENOMEM;
+    }
+    *scratch = *c;
+    rc = parse_flags(scratch, argc, argv, err, err_size, true);
+    memcpy(path, scratch->config_file, sizeof(path));
+    free(scratch);
+    if (rc)
+        return rc;
+    if (path[0] && (rc = lv_config_load_file(c, path, err, err_size)) != 0)
+        return rc;
+    if ((rc = lv_config_apply_env(c, err, err_size)) != 0)
+        return rc;
+    return parse_flags(c, argc, argv, err, err_size, false);
+}
+
 int lv_config_apply_env(lv_config_t *c, char *err, size_t err_size)
 {
     const char *v;
     long n;
-    if ((v = getenv("LIVEVLM_HOST")) && *v && copy_str(c->host, sizeof(c->host), v))
-        goto toolong;
+    if ((v = getenv("LIVEVLM_HOST")) && *v &&
+        lv_config_check_host("LIVEVLM_HOST", v, c->host, sizeof(c->host), err, err_size))
+        return LV_EINVAL;
     if ((v = getenv("LIVEVLM_PORT")) && *v) {
         if (parse_long(v, 0, 65535, &n)) {
             snprintf(err, err_size, "LIVEVLM_PORT: expected 0..65535, got '%s'", v);
@@ -488,8 +608,12 @@ int lv_config_load_file(lv_config_t *c, const char *path, char *err, size_t err_
             snprintf(err, err_size, "%s: \"config\" cannot be nested", path);
             goto out;
         }
-        int prc = lv_config_parse_args(c, argc2, argv2, err, err_size);
+        int prc = parse_flags(c, argc2, argv2, err, err_size, false);
         if (prc) {
+            /* say which file: the message names the option as a flag */
+            char why[512];
+            snprintf(why, sizeof(why), "%s", err);
+            snprintf(err, err_size, "%s: \"%s\": %s", path, key, why);
             rc = LV_EINVAL;
             goto out;
         }

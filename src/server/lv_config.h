@@ -44,6 +44,8 @@ typedef struct {
     size_t max_sessions;
     size_t max_sessions_per_ip;
     size_t max_sockets_per_ip;
+    int header_timeout_s;        /* time box of a request head; 0 = the default (lv_net.h) */
+    size_t max_pending_per_ip;   /* sockets per address in TLS handshake or head; 0 = default */
     size_t max_frame_bytes;
     int max_frame_side;
     unsigned long max_frame_pixels;
@@ -51,6 +53,8 @@ typedef struct {
     int connect_timeout_ms;
     int first_token_timeout_ms;
     int total_timeout_ms;
+    int stream_idle_timeout_ms;  /* after the first token, the longest silence of a stream; 0 = none */
+    int detached_cancel_ms;      /* cancel a session's backend work this long after its last socket left */
     int default_backend_max;
     int stats_period_ms;
     int max_frame_age_ms;        /* 0 = two session intervals, at least 2 s */
@@ -60,15 +64,28 @@ typedef struct {
     bool metrics_public;
     char web_root[512];
     char log_level[16];
+    char state_file[512];        /* sessions across restarts: "" = <config_dir>/sessions.db, "none" = off */
+    char config_file[512];       /* --config FILE ("" = none); loaded under env and flags */
+    bool print_token_url;        /* print the URL with the token on stdout even when not a terminal */
 } lv_config_t;
 
 /** Built-in defaults (config_dir from $XDG_CONFIG_HOME or ~/.config, + "/livevlm"). */
 void lv_config_defaults(lv_config_t *c);
-/** Parse `serve` flags (argv after the subcommand). On error writes a message to err and returns
- * LV_EINVAL; returns 1 when --help was printed (caller exits 0). */
+/** Everything `serve` is configured with, in this order of precedence (the later wins):
+ * built-in defaults (the caller sets them first), the --config file, LIVEVLM_* environment
+ * variables, flags. Flags win wherever --config stands among them. On error writes a message to
+ * err and returns LV_EINVAL; returns 1 when --help was asked for (caller prints it, exits 0). */
+int lv_config_load(lv_config_t *c, int argc, char **argv, char *err, size_t err_size);
+/** Apply `serve` flags only (argv after the subcommand), in order; `--config FILE` just records
+ * FILE in c->config_file (lv_config_load reads it). LV_EINVAL with a message in err; 1 on --help. */
 int lv_config_parse_args(lv_config_t *c, int argc, char **argv, char *err, size_t err_size);
-/** Apply LIVEVLM_* environment variables (before flags, so flags win). */
+/** Apply LIVEVLM_* environment variables. */
 int lv_config_apply_env(lv_config_t *c, char *err, size_t err_size);
+/** Check a bind address and write its bindable form to out (IPv6 brackets removed): an IPv4
+ * dotted quad, an IPv6 literal (with or without brackets) or "localhost". A host with a port or
+ * anything else is LV_EINVAL with a message naming `what` (the flag or variable) in err. */
+int lv_config_check_host(const char *what, const char *host, char *out, size_t out_size, char *err,
+                         size_t err_size);
 /** Load a JSON config file (keys are the long flag names without "--"; "backends" is an array of
  * {id,url,api_key,api_key_env,max_concurrency,models}). */
 int lv_config_load_file(lv_config_t *c, const char *path, char *err, size_t err_size);

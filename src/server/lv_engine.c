@@ -26,11 +26,21 @@
 #define MAX_TEXT_BYTES 65536
 #define MAX_JSON_DEPTH 16
 #define RATE_MSGS_PER_S 50.0
+#define RATE_NOTICE_MS 1000  /* at most one rate_limited error per socket per second */
+#define FLOOD_FACTOR 10      /* more than 10x RATE_MSGS_PER_S in a second ... */
+#define FLOOD_SECONDS 3      /* ... for this many seconds in a row closes the socket with 1008 */
 #define DISPATCH_PER_RUN 256
 #define CREDITS_PER_TICK 1024
 /* Deltas after the first are coalesced for this long: one WebSocket message (one TLS record, one
  * send) per ~40 ms instead of one per token, which people cannot tell apart while reading. */
 #define DELTA_COALESCE_MS 40
+/* A settings change cancels the answer in progress and sends the frame again, but a session's
+ * request is replaced at most once per this: updates cannot become a stream of backend requests. */
+#define SUPERSEDE_MIN_MS 1000
+/* A request of a user over its share that has produced nothing this long may be taken back for a
+ * user below its share who waits (preempt_for_starved): this many no-queue TTFTs, at least ... */
+#define PREEMPT_FLOOR_FACTOR 4
+#define PREEMPT_MIN_MS 1000
 
 /* One backend request in flight for one session. */
 typedef struct lv_job {
@@ -56,39 +66,20 @@ typedef struct lv_job {
     uint64_t delta_since_ms; /* when the oldest unsent piece arrived; 0 = nothing pending */
     bool first_delta_sent;
     char model[LV_MODEL_MAX + 1];
+    /* fair share of the slots in flight (lv_drr job tracking) */
+    bool counted;            /* dispatched by the scheduler: its end is reported to it once */
+    char user[64];           /* the scheduler's user key it was dispatched under */
+    uint64_t linger_us;      /* how long its user keeps competing after it ends */
+    bool settings_stale;     /* the session's prompt/model/... changed while it ran */
 } lv_job_t;
 
 static void credit_clear(lv_app_t *app, lv_session_t *s);
+static bool preempt_for_starved(lv_app_t *app);
 
 /* ---------- messages ---------- */
 
-lv_msg_t *lv_msg_new(const void *p, size_t len, bool binary)
-{
-    lv_msg_t *m = malloc(sizeof(*m) + LWS_PRE + len);
-    if (!m)
-        return NULL;
-    m->refs = 1;
-    m->binary = binary;
-    m->len = len;
-    memcpy(m->buf + LWS_PRE, p, len);
-    return m;
-}
-
-lv_msg_t *lv_msg_from_json(const void *json_value)
-{
-    char *text = json_dumps((const json_t *)json_value, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    if (!text)
-        return NULL;
-    lv_msg_t *m = lv_msg_new(text, strlen(text), false);
-    free(text);
-    return m;
-}
-
-void lv_msg_unref(lv_msg_t *m)
-{
-    if (m && --m->refs == 0)
-        free(m);
-}
+/* lv_msg_new, lv_msg_from_json, lv_msg_unref: lv_msg.c (each WebSocket frame is built once, its
+ * header in front of the payload, and shared by every socket it goes to) */
 
 /* Build, send to a session, release: the common case for session-wide messages. */
 static void session_send_json(lv_session_t *s, json_t *obj)
@@ -126,17 +117,13 @@ int lv_conn_send(lv_conn_t *c, lv_msg_t *m)
     if (c->kill)
         return LV_ECLOSED;
     /* a socket that does not drain is closed rather than allowed to grow without bound */
-    if (c->tx_len >= LV_CONN_TXQ_MAX || c->tx_bytes + m->len > LV_CONN_TX_BYTES_MAX) {
-        LV_WARN("closing a WebSocket from %s that stopped reading (%zu messages queued)", c->ip, c->tx_len);
-        lv_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow reader");
+    size_t queued = lv_sock_queued_msgs(c->sock);
+    if (queued >= LV_CONN_TXQ_MAX || lv_sock_queued_bytes(c->sock) + m->len > LV_CONN_TX_BYTES_MAX) {
+        LV_WARN("closing a WebSocket from %s that stopped reading (%zu messages queued)", c->ip, queued);
+        lv_conn_close(c, LV_WS_CLOSE_POLICY, "slow reader");
         return LV_ELIMIT;
     }
-    m->refs++;
-    c->txq[(c->tx_head + c->tx_len) % LV_CONN_TXQ_MAX] = m;
-    c->tx_len++;
-    c->tx_bytes += m->len;
-    lws_callback_on_writable(c->wsi);
-    return 0;
+    return lv_sock_send(c->sock, m); /* written on a later loop turn, with whatever joins it */
 }
 
 void lv_session_send(lv_session_t *s, lv_msg_t *m)
@@ -177,7 +164,7 @@ void lv_conn_close(lv_conn_t *c, int status, const char *reason)
     c->kill = true;
     c->kill_status = status;
     c->kill_reason = reason;
-    lws_callback_on_writable(c->wsi);
+    lv_ws_close(c); /* behind what is queued: the error that explains the close goes first */
 }
 
 /* ---------- session views ---------- */
@@ -227,6 +214,8 @@ static void attach(lv_conn_t *c, lv_session_t *s)
 
 static void job_free(lv_job_t *job)
 {
+    if (job->counted) /* its slot is free: the user's share counts one job less */
+        lv_drr_job_done(&job->app->drr, job->user, lv_now_us(), job->linger_us);
     if (job->session)
         job->session->job = NULL;
     lv_queue_remove(&job->link);
@@ -282,6 +271,9 @@ static void on_delta(void *ud, const char *text, size_t len)
         /* the first token goes out at once: time to first token is what people notice */
         job->first_delta_sent = true;
         flush_delta(job);
+        /* a request past its first token may be the evidence that lets a full window grow */
+        if (lv_drr_queued(&job->app->drr) && lv_backend_grow_on_demand(job->backend))
+            lv_engine_kick(job->app);
     } else if (!job->delta_since_ms) {
         job->delta_since_ms = lv_now_ms();
     }
@@ -448,8 +440,12 @@ static int job_send(lv_job_t *job)
         .connect_timeout_ms = app->cfg.connect_timeout_ms,
         .first_token_timeout_ms = app->cfg.first_token_timeout_ms,
         .total_timeout_ms = app->cfg.total_timeout_ms,
+        .stream_idle_timeout_ms = app->cfg.stream_idle_timeout_ms > 0 ? app->cfg.stream_idle_timeout_ms : -1,
         .want_debug = s->rec.settings.debug,
     };
+    /* the request is built from the settings as they are now (a change while the frame was being
+     * shaped is in it), except the model, which was resolved at dispatch */
+    job->settings_stale = strcmp(job->model_asked, s->rec.settings.model) != 0;
     uint64_t t0 = lv_now_us();
     int rc = lv_chat_start(app->pool, job->backend, &req, &chat_cbs, job, &job->chat);
     job->gateway_us += lv_now_us() - t0;
@@ -501,6 +497,26 @@ static void on_shaped(lv_shape_req_t *req, int rc)
     announce(job);
 }
 
+/* A session whose last socket has been gone for --detached-cancel-ms gets no more backend work:
+ * nobody would see the answer (a reload or a network blip reconnects well within that time). */
+static bool detached_too_long(const lv_app_t *app, const lv_session_t *s, uint64_t now_ms)
+{
+    return s->n_conns == 0 && s->detached_since_ms &&
+           now_ms - s->detached_since_ms >= (uint64_t)LV_MAX(app->cfg.detached_cancel_ms, 0);
+}
+
+/* The job counts against its user's share of the slots in flight until it ends (job_free). Its
+ * user keeps competing a little after that, for about one frame interval: long enough for the
+ * page's next frame to come back (so a user between two frames keeps its slot against one who
+ * borrows), never long when the interval is. */
+static void job_count(lv_job_t *job, const lv_session_t *s)
+{
+    job->counted = true;
+    snprintf(job->user, sizeof(job->user), "%s", s->rec.owner);
+    uint64_t interval_us = (uint64_t)s->rec.settings.interval_ms * 1000u;
+    job->linger_us = LV_MIN(interval_us + 500000u, (uint64_t)5000000u);
+}
+
 static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
 {
     lv_app_t *app = ud;
@@ -509,6 +525,11 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     const char *model = NULL;
     if (s->job || !s->pending)
         return LV_DRR_DROP; /* queued again when the job ends */
+    if (detached_too_long(app, s, lv_now_ms())) {
+        lv_iptable_queued(app->ips, s->rec.owner, -1);
+        lv_frame_unref(lv_session_mailbox_take(s));
+        return LV_DRR_DROP;
+    }
     int rc = lv_pool_resolve(app->pool, s->rec.settings.backend, s->rec.settings.model, &b, &model);
     if (rc == LV_EAGAIN)
         return LV_DRR_BUSY;
@@ -556,6 +577,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
         if (lv_shape_submit(app->loop, &job->shape, f->data, f->len, b->max_side,
                             b->jpeg_quality > 0 ? b->jpeg_quality : 85, &job->shaped, on_shaped) == 0) {
             job->gateway_us += lv_now_us() - t0;
+            job_count(job, s);
             return LV_DRR_DISPATCHED;
         }
         job->shaping = false;
@@ -567,6 +589,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     }
     job->gateway_us += lv_now_us() - t0 - 0; /* dispatch work, the call start included */
     announce(job);
+    job_count(job, s);
     return LV_DRR_DISPATCHED;
 }
 
@@ -591,7 +614,14 @@ static void on_kick(uv_timer_t *t)
     app->kick_pending = false;
     if (app->stopping)
         return;
+    lv_drr_set_capacity(&app->drr, lv_pool_capacity(app->pool));
     size_t n = lv_drr_run(&app->drr, DISPATCH_PER_RUN, lv_now_us(), try_dispatch, on_stale, app);
+    /* frames still wait: a full backend that shows free room grows its window (one request per
+     * first token), and the next run may use it */
+    if (lv_drr_queued(&app->drr) && lv_pool_grow_on_demand(app->pool) > 0)
+        lv_engine_kick(app);
+    else if (preempt_for_starved(app))
+        lv_engine_kick(app);
     /* bounded work per wake-up: if a full batch went out, come back for the rest */
     if (n == DISPATCH_PER_RUN)
         lv_engine_kick(app);
@@ -606,6 +636,44 @@ void lv_engine_kick(lv_app_t *app)
 }
 
 /* ---------- client messages ---------- */
+
+/* Settings the request is made of (not the interval, frame size or stats rate). */
+static bool request_settings_differ(const lv_settings_t *a, const lv_settings_t *b)
+{
+    return strcmp(a->prompt, b->prompt) != 0 || strcmp(a->model, b->model) != 0 ||
+           strcmp(a->backend, b->backend) != 0 || a->max_tokens != b->max_tokens || a->temperature != b->temperature;
+}
+
+/* update_settings: the answer in progress, if any, was asked with the old settings. */
+static void job_settings_changed(lv_session_t *s, const lv_settings_t *next)
+{
+    if (s->job && request_settings_differ(&s->rec.settings, next))
+        ((lv_job_t *)s->job)->settings_stale = true;
+}
+
+/* The backend and model a session chose must exist: the backend id is configured, and the model
+ * is listed by a backend it could go to. A model is refused only when that is known (every such
+ * backend has listed its models); until then it is accepted and frames get no_backend if it is
+ * not served. Only a changed choice is checked: a backend that drops a model later must not make
+ * every other update fail. 0, or LV_EINVAL with the field and a message in msg. */
+static int check_choice(lv_app_t *app, const lv_settings_t *next, const lv_settings_t *prev, const char **field,
+                        char *msg, size_t msg_size)
+{
+    bool model_changed = strcmp(next->model, prev->model) != 0;
+    if (next->backend[0] && !lv_pool_find(app->pool, next->backend)) {
+        *field = "backend";
+        snprintf(msg, msg_size, "no backend with that id is configured");
+        return LV_EINVAL;
+    }
+    if ((model_changed || strcmp(next->backend, prev->backend) != 0) &&
+        lv_pool_model_known(app->pool, next->backend, next->model) == 0) {
+        *field = model_changed ? "model" : "backend";
+        snprintf(msg, msg_size, "no %s%s serves model '%.256s' (GET /api/v1/models lists what is served)",
+                 next->backend[0] ? "backend " : "configured backend", next->backend, next->model);
+        return LV_EINVAL;
+    }
+    return 0;
+}
 
 static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
 {
@@ -628,15 +696,21 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
         send_session_hello(c, NULL, true);
         return;
     }
-    lv_settings_t settings;
+    lv_settings_t settings, base;
     lv_settings_defaults(&settings);
     const char *def_model = lv_pool_default_model(app->pool);
     if (def_model)
         snprintf(settings.model, sizeof(settings.model), "%s", def_model);
+    base = settings;
     if (m->settings) {
         const char *field = NULL, *why = NULL;
+        char msg[400];
         if (lv_settings_apply_json(&settings, m->settings, &field, &why) != 0) {
             lv_conn_send_error(c, "invalid_setting", why ? why : "invalid setting", field);
+            return;
+        }
+        if (check_choice(app, &settings, &base, &field, msg, sizeof(msg)) != 0) {
+            lv_conn_send_error(c, "invalid_setting", msg, field);
             return;
         }
     }
@@ -648,7 +722,7 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
                            "session limit reached (per address or in total); close other tabs or wait for idle "
                            "sessions to expire",
                            NULL);
-        lv_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many sessions");
+        lv_conn_close(c, LV_WS_CLOSE_POLICY, "too many sessions");
         return;
     }
     if (rc) {
@@ -673,13 +747,13 @@ static void handle_update_settings(lv_conn_t *c, const lv_client_msg_t *m)
         lv_conn_send_error(c, "invalid_setting", why ? why : "invalid setting", field);
         return;
     }
-    /* a backend id must name a configured backend; the model is checked when a frame is sent,
-     * because model lists change while the server runs */
-    if (next.backend[0] && !lv_pool_find(c->app->pool, next.backend)) {
-        lv_conn_send_error(c, "invalid_setting", "no backend with that id is configured", "backend");
+    char msg[400];
+    if (check_choice(c->app, &next, &s->rec.settings, &field, msg, sizeof(msg)) != 0) {
+        lv_conn_send_error(c, "invalid_setting", msg, field);
         return;
     }
     bool interval_changed = next.interval_ms != s->rec.settings.interval_ms;
+    job_settings_changed(s, &next);
     s->rec.settings = next;
     if (interval_changed && s->rec.started && !s->credit_outstanding)
         s->next_credit_ms = lv_now_ms();
@@ -687,18 +761,60 @@ static void handle_update_settings(lv_conn_t *c, const lv_client_msg_t *m)
     session_send_json(s, json_pack("{s:s, s:o}", "type", "settings_updated", "settings", lv_settings_to_json(&next)));
 }
 
+/* A text message over the rate is dropped unread. The sender hears of it at most once a second, in
+ * one error that says how many went since the last one: a reply per dropped message would let a
+ * flood fill the socket's send queue and close it as a "slow reader" (docs/protocol.md, Caps). */
+static void text_dropped(lv_conn_t *c, uint64_t now)
+{
+    c->rl_dropped++;
+    lv_stat_rate_limited(c->app, "messages");
+    if (c->rl_notice_ms && now - c->rl_notice_ms < RATE_NOTICE_MS)
+        return;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "too many messages: at most %d per second; %llu dropped", (int)RATE_MSGS_PER_S,
+             (unsigned long long)c->rl_dropped);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "type", "error", "code", "rate_limited", "message", msg, "dropped",
+                          (json_int_t)c->rl_dropped);
+    if (o)
+        conn_send_json(c, o);
+    c->rl_notice_ms = now;
+    c->rl_dropped = 0;
+}
+
+/* A page with a bug may send too fast for a moment; far beyond the rate for seconds on end is a
+ * flood, and reading it costs the loop: the socket is closed (1008). 1 when it was. */
+static int text_flood(lv_conn_t *c, uint64_t now)
+{
+    if (now - c->flood_win_ms >= 1000) {
+        bool over = c->flood_win_n > FLOOD_FACTOR * RATE_MSGS_PER_S;
+        /* a strike counts only for the window right before this one: a quiet second resets */
+        c->flood_strikes = over && now - c->flood_win_ms < 2000 ? c->flood_strikes + 1 : 0;
+        c->flood_win_ms = now;
+        c->flood_win_n = 0;
+    }
+    if (++c->flood_win_n <= FLOOD_FACTOR * RATE_MSGS_PER_S || c->flood_strikes < FLOOD_SECONDS - 1)
+        return 0;
+    LV_WARN("closing a WebSocket from %s: more than %d text messages a second for %d s", c->ip,
+            (int)(FLOOD_FACTOR * RATE_MSGS_PER_S), FLOOD_SECONDS);
+    lv_stat_rate_limited(c->app, "flood");
+    lv_conn_close(c, LV_WS_CLOSE_POLICY, "message flood");
+    return 1;
+}
+
 static void handle_text(lv_conn_t *c, const char *p, size_t len)
 {
     lv_client_msg_t m;
     const char *code = NULL, *text = NULL;
     uint64_t now = lv_now_ms();
+    if (c->kill || text_flood(c, now))
+        return;
     /* token bucket: RATE_MSGS_PER_S sustained, the same as burst */
     c->rl_tokens += (double)(now - c->rl_last_ms) * RATE_MSGS_PER_S / 1000.0;
     if (c->rl_tokens > RATE_MSGS_PER_S)
         c->rl_tokens = RATE_MSGS_PER_S;
     c->rl_last_ms = now;
     if (c->rl_tokens < 1.0) {
-        lv_conn_send_error(c, "rate_limited", "too many messages; at most 50 per second", NULL);
+        text_dropped(c, now);
         return;
     }
     c->rl_tokens -= 1.0;
@@ -920,7 +1036,7 @@ static void send_stats_and_deadlines(lv_app_t *app, uint64_t now)
         if (!c->session) {
             if (now - c->opened_ms > HELLO_TIMEOUT_MS) {
                 lv_conn_send_error(c, "hello_required", "no hello within 10 s", NULL);
-                lv_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "no hello");
+                lv_conn_close(c, LV_WS_CLOSE_POLICY, "no hello");
             }
             continue;
         }
@@ -945,6 +1061,107 @@ static void send_stats_and_deadlines(lv_app_t *app, uint64_t now)
     lv_msg_unref(msg);
 }
 
+/* Cancel the answer in progress, tell the page (`answer_cancelled` with the reason) and put the
+ * frame back in line (unless a newer one waits): the session's next answer follows as usual.
+ * reason: "settings_changed" (it was for settings nobody asks for any more) or "preempted" (its
+ * slot went to a user below its share). */
+static void job_take_back(lv_app_t *app, lv_job_t *job, const char *reason)
+{
+    lv_session_t *s = job->session;
+    char text[128];
+    int len = snprintf(text, sizeof(text), "{\"type\":\"answer_cancelled\",\"answer_id\":%llu,\"reason\":\"%s\"}",
+                       (unsigned long long)job->answer_id, reason);
+    lv_chat_cancel(job->chat);
+    job->chat = NULL;
+    lv_buf_reset(&job->delta); /* unsent pieces of an answer nobody wants */
+    job->delta_since_ms = 0;
+    LV_DEBUG("session %.8s: answer %llu cancelled (%s), the frame goes back in line", s->rec.id,
+             (unsigned long long)job->answer_id, reason);
+    session_send_text(s, text, (size_t)len);
+    lv_stat_cancel(app, reason);
+    if (!s->pending && s->rec.started) {
+        s->pending = job->frame;
+        job->frame = NULL;
+    }
+    job_free(job);
+    session_ready(app, s);
+    lv_engine_kick(app);
+}
+
+/* A user below its share waits and no slot is free: users over their share hold them (they
+ * borrowed idle slots while nobody else waited). Take back the oldest request of such a user that
+ * has produced nothing for PREEMPT_FLOOR_FACTOR x the backend's no-queue time to first token (at
+ * least PREEMPT_MIN_MS): it is hung or queued inside the backend, so little is lost, and its frame
+ * waits behind its user's share. Only on a backend the waiting session can use; never a request
+ * that is streaming (those end, and growth on demand makes room meanwhile). One per call. */
+static bool preempt_for_starved(lv_app_t *app)
+{
+    lv_drr_node_t *node = lv_drr_starved(&app->drr);
+    if (!node)
+        return false;
+    const lv_session_t *want = LV_CONTAINER_OF(node, lv_session_t, drr);
+    uint64_t now_us = lv_now_us();
+    lv_job_t *victim = NULL;
+    lv_queue_t *n;
+    LV_QUEUE_FOREACH(n, &app->jobs)
+    {
+        lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
+        if (!job->counted || !job->session || job->shaping || !job->chat || job->first_delta_sent)
+            continue;
+        if (victim && job->dispatch_us >= victim->dispatch_us)
+            continue;
+        if ((want->rec.settings.backend[0] && strcmp(want->rec.settings.backend, job->backend->id) != 0) ||
+            lv_pool_model_known(app->pool, job->backend->id, want->rec.settings.model) != 1)
+            continue; /* that slot would not serve it */
+        lv_window_stats_t ws;
+        lv_window_stats(&job->backend->window, &ws);
+        uint64_t patience_us = LV_MAX((uint64_t)(PREEMPT_FLOOR_FACTOR * ws.ttft_floor_us), (uint64_t)PREEMPT_MIN_MS * 1000u);
+        if (now_us - job->dispatch_us < patience_us || !lv_drr_over_share(&app->drr, job->user))
+            continue;
+        victim = job;
+    }
+    if (!victim)
+        return false;
+    LV_INFO("session %.8s: request without a first token after %llu ms taken back: user %s holds more than its "
+            "share while another waits", victim->session->rec.id,
+            (unsigned long long)((now_us - victim->dispatch_us) / 1000), victim->user);
+    job_take_back(app, victim, "preempted");
+    return true;
+}
+
+/* Jobs nobody waits for any more: the session's last socket has been gone for
+ * --detached-cancel-ms (its waiting frame goes too; the backend frees the slot when the
+ * connection closes), or its settings changed (job_supersede, once SUPERSEDE_MIN_MS after the
+ * request started). A job being shaped is looked at again once it is sent. Every 100 ms. */
+static void review_jobs(lv_app_t *app, uint64_t now_ms)
+{
+    lv_queue_t *n, *next;
+    uint64_t now_us = lv_now_us();
+    for (n = app->jobs.next; n != &app->jobs; n = next) {
+        next = n->next; /* neither path frees another job */
+        lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
+        lv_session_t *s = job->session;
+        if (!s || job->shaping || !job->chat)
+            continue;
+        if (detached_too_long(app, s, now_ms)) {
+            LV_INFO("session %.8s: no socket for %d ms, its backend request is cancelled", s->rec.id,
+                    app->cfg.detached_cancel_ms);
+            session_unready(app, s);
+            lv_frame_unref(lv_session_mailbox_take(s));
+            lv_stat_cancel(app, "detached");
+            job_abort(job);
+        } else if (job->settings_stale && now_us - job->dispatch_us >= (uint64_t)SUPERSEDE_MIN_MS * 1000u) {
+            job_take_back(app, job, "settings_changed");
+        }
+    }
+    if (preempt_for_starved(app))
+        lv_engine_kick(app);
+    /* a lingering user's time is up: users held back for it may go now */
+    uint64_t linger_end = lv_drr_linger_next_us(&app->drr);
+    if (linger_end && linger_end <= now_us && lv_drr_queued(&app->drr))
+        lv_engine_kick(app);
+}
+
 static void flush_due_deltas(lv_app_t *app, uint64_t now)
 {
     lv_queue_t *n;
@@ -965,17 +1182,32 @@ static void on_tick(uv_timer_t *t)
     if (now - app->last_slow_tick_ms >= 100) {
         app->last_slow_tick_ms = now;
         send_stats_and_deadlines(app, now);
+        review_jobs(app, now);
     }
+}
+
+/* The engine's hold on a session the registry is about to free: scheduler, credit, job. */
+static void session_release(lv_app_t *app, lv_session_t *s)
+{
+    session_unready(app, s);
+    credit_clear(app, s);
+    if (s->job)
+        job_abort(s->job);
 }
 
 static void before_free(lv_session_t *s, void *ud)
 {
     lv_app_t *app = ud;
-    session_unready(app, s);
-    credit_clear(app, s);
-    if (s->job)
-        job_abort(s->job);
+    session_release(app, s);
     LV_INFO("session %.8s expired after %d s without a socket", s->rec.id, app->cfg.session_idle_s);
+}
+
+static void before_evict(lv_session_t *s, void *ud)
+{
+    lv_app_t *app = ud;
+    session_release(app, s);
+    LV_INFO("session %.8s (no socket) gave way to a new session from the same address (%zu per address)",
+            s->rec.id, app->cfg.max_sessions_per_ip);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -988,10 +1220,12 @@ int lv_engine_start(lv_app_t *app)
 {
     if (lv_drr_init(&app->drr, 1) != 0 || lv_stat_create(app) != 0)
         return LV_ENOMEM;
+    lv_drr_track_jobs(&app->drr); /* fair share of the slots in flight, not only of turns */
     for (size_t i = 0; i < app->cfg.n_user_weights; i++)
         if (lv_drr_set_weight(&app->drr, app->cfg.user_weights[i].user, app->cfg.user_weights[i].weight) != 0)
             LV_WARN("user weight for %s not applied", app->cfg.user_weights[i].user);
     lv_queue_init(&app->jobs);
+    lv_registry_set_evict_cb(app->reg, before_evict, app);
     uv_timer_init(app->loop, &app->tick);
     uv_timer_init(app->loop, &app->sweep);
     uv_timer_init(app->loop, &app->kick);

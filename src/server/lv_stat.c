@@ -10,11 +10,11 @@
 struct lv_stat {
     lv_metrics_t *m;
     lv_hist_t *frame_receive, *shape, *queue_wait, *frame_age, *ttft, *answer, *gateway;
-    lv_counter_t *frames, *answers, *retries;
-    lv_counter_vec_t *drops, *errors, *limited;
+    lv_counter_t *frames, *answers, *retries, *held_back;
+    lv_counter_vec_t *drops, *errors, *limited, *cancelled;
     lv_gauge_t *sessions, *sockets, *queued, *queued_users, *credits;
     lv_gauge_vec_t *b_inflight, *b_window, *b_state, *b_healthy, *b_latency;
-    lv_counter_vec_t *b_requests, *b_errors, *b_timeouts;
+    lv_counter_vec_t *b_requests, *b_errors, *b_timeouts, *b_grows;
 };
 
 static double read_sessions(void *ud) { return (double)lv_registry_count(((lv_app_t *)ud)->reg); }
@@ -51,6 +51,8 @@ int lv_stat_create(lv_app_t *app)
     rc |= lv_counter_vec_new(m, "livevlm_frames_dropped_total", "Frames not sent to a backend, by reason.", NULL, 0, reason_l, 1, &st->drops);
     rc |= lv_counter_vec_new(m, "livevlm_errors_total", "Errors reported to sessions, by code.", NULL, 0, code_l, 1, &st->errors);
     rc |= lv_counter_vec_new(m, "livevlm_rate_limited_total", "Requests refused by a limit.", NULL, 0, limit_l, 1, &st->limited);
+    rc |= lv_counter_vec_new(m, "livevlm_requests_cancelled_total", "Backend requests cancelled because nobody needs the answer, by reason.", NULL, 0, reason_l, 1, &st->cancelled);
+    rc |= lv_counter_new(m, "livevlm_share_held_back_total", "Waiting frames held back because their user held its share of the requests in flight.", NULL, 0, &st->held_back);
     rc |= lv_gauge_new(m, "livevlm_sessions", "Live sessions.", NULL, 0, &st->sessions);
     rc |= lv_gauge_new(m, "livevlm_sockets", "Open WebSockets.", NULL, 0, &st->sockets);
     rc |= lv_gauge_new(m, "livevlm_queued_sessions", "Sessions with a frame waiting for a backend slot.", NULL, 0, &st->queued);
@@ -64,6 +66,7 @@ int lv_stat_create(lv_app_t *app)
     rc |= lv_counter_vec_new(m, "livevlm_backend_requests_total", "Requests finished per backend.", NULL, 0, backend_l, 1, &st->b_requests);
     rc |= lv_counter_vec_new(m, "livevlm_backend_errors_total", "Failed requests per backend.", NULL, 0, backend_l, 1, &st->b_errors);
     rc |= lv_counter_vec_new(m, "livevlm_backend_timeouts_total", "Timed-out requests per backend.", NULL, 0, backend_l, 1, &st->b_timeouts);
+    rc |= lv_counter_vec_new(m, "livevlm_backend_window_grows_total", "Window growths on demand: frames waiting, every request in flight past its first token.", NULL, 0, backend_l, 1, &st->b_grows);
     if (rc) {
         lv_metrics_free(m);
         free(st);
@@ -73,6 +76,9 @@ int lv_stat_create(lv_app_t *app)
     static const char *reasons[] = {"replaced", "stale", "rejected", "not_started", "rate_limited", "no_backend"};
     static const char *codes[] = {"backend_error", "backend_timeout", "no_backend"};
     static const char *limits[] = {"frames"};
+    static const char *cancel_reasons[] = {"detached", "settings_changed"};
+    for (size_t i = 0; i < LV_ARRAY_LEN(cancel_reasons); i++)
+        lv_counter_vec_with(st->cancelled, &cancel_reasons[i]);
     for (size_t i = 0; i < LV_ARRAY_LEN(reasons); i++)
         lv_counter_vec_with(st->drops, &reasons[i]);
     for (size_t i = 0; i < LV_ARRAY_LEN(codes); i++)
@@ -131,6 +137,7 @@ void lv_stat_error(lv_app_t *app, const char *code) { inc_label(app->stat->error
 void lv_stat_drop(lv_app_t *app, const char *reason) { inc_label(app->stat->drops, reason); }
 void lv_stat_retry(lv_app_t *app) { lv_counter_inc(app->stat->retries); }
 void lv_stat_rate_limited(lv_app_t *app, const char *limit) { inc_label(app->stat->limited, limit); }
+void lv_stat_cancel(lv_app_t *app, const char *reason) { inc_label(app->stat->cancelled, reason); }
 
 /* counters owned by the backend pool are mirrored at scrape time */
 static void mirror(lv_counter_vec_t *v, const char *id, uint64_t total)
@@ -163,6 +170,13 @@ int lv_stat_render(lv_app_t *app, lv_buf_t *out)
         mirror(st->b_requests, b->id, b->requests_total);
         mirror(st->b_errors, b->id, b->errors_total);
         mirror(st->b_timeouts, b->id, b->timeouts_total);
+        lv_window_stats_t ws;
+        lv_window_stats(&b->window, &ws);
+        mirror(st->b_grows, b->id, ws.demand_grows);
     }
+    lv_drr_stats_t ds;
+    lv_drr_stats(&app->drr, &ds);
+    if ((double)ds.held_back > lv_counter_value(st->held_back))
+        lv_counter_add(st->held_back, (double)ds.held_back - lv_counter_value(st->held_back));
     return lv_metrics_render(st->m, out);
 }

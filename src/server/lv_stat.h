@@ -26,6 +26,8 @@ void lv_stat_drop(lv_app_t *app, const char *reason);
 void lv_stat_retry(lv_app_t *app);
 /** A limit was hit: frames, sessions, sockets, login. */
 void lv_stat_rate_limited(lv_app_t *app, const char *limit);
+/** A backend request was cancelled because nobody needs its answer: detached, settings_changed. */
+void lv_stat_cancel(lv_app_t *app, const char *reason);
 /** Append the Prometheus text exposition (version 0.0.4). */
 int lv_stat_render(lv_app_t *app, lv_buf_t *out);
 

@@ -93,8 +93,8 @@ test('GET /api/v1/config with the Bearer token', TO, async () => {
   assert.equal(L.max_prompt_bytes, 4000);
   assert.equal(L.max_frame_side, 8192);
   assert.equal(L.max_frame_pixels, 16777216);
-  assert.equal(L.max_sessions_per_ip, 20);
-  assert.equal(L.max_sockets_per_ip, 50);
+  assert.equal(L.max_sessions_per_ip, 100); // a classroom behind one NAT address (issue 12)
+  assert.equal(L.max_sockets_per_ip, 200);
   assert.ok(Array.isArray(cfg.presets) && cfg.presets.length >= 1);
   for (const p of cfg.presets) {
     assert.equal(typeof p.id, 'string');
@@ -198,12 +198,12 @@ test('caps: request body over 64 KiB → 413', TO, async () => {
   assert.equal((await srv.request('/healthz', { auth: false })).status, 200);
 });
 
-test('caps: header block over 8 KiB → connection closed without an answer; the server keeps serving', TO, async () => {
-  // libwebsockets has no 431: it drops a connection whose headers overflow its 8 KiB header buffer
-  // (docs/protocol.md, "Caps").
+test('caps: header block over 8 KiB → 431 with the JSON error body; the server keeps serving', TO, async () => {
   const h = await httpRequest({ port: srv.port, path: '/healthz', headers: { 'X-Filler': 'y'.repeat(10 * 1024) } })
-    .then((x) => x.status, (e) => `connection error ${e.code || e.message}`);
-  assert.match(String(h), /^connection error/);
+    .then((x) => x, (e) => `connection error ${e.code || e.message}`);
+  assert.equal(h.status, 431, String(h));
+  assertErrorBody(h, 'headers_too_large');
+  assert.equal(h.headers.connection, 'close');
   // Just under the cap is fine.
   const ok = await httpRequest({ port: srv.port, path: '/healthz', headers: { 'X-Filler': 'y'.repeat(6 * 1024) } })
     .then((x) => x.status, (e) => `connection error ${e.code || e.message}`);
@@ -231,13 +231,13 @@ test('unknown routes: 404', TO, async () => {
   assert.doesNotMatch(t.text, /root:/);
 });
 
-test('the token appears in the log only in the start-up URL', TO, async () => {
-  const lines = srv.proc.logText().split('\n').filter((l) => l.includes(srv.token));
-  assert.ok(lines.length >= 1, 'the start-up URL with the token is printed');
-  assert.ok(lines.some((l) => l.includes(`?token=${srv.token}`)), lines.join('\n'));
-  const leaks = lines.filter((l) => !/:\/\/[^ ]*\?token=/.test(l));
-  assert.deepEqual(leaks, [], 'no other log line carries the token');
-  assert.ok(lines.length <= 3, `token printed ${lines.length} times: ${lines.join('\n')}`);
+// stdout and stderr share the log file here, and stdout is not a terminal: the start-up URL is
+// printed without the token (edges.test.mjs checks --print-token-url and a terminal)
+test('the token appears nowhere in the output when stdout is not a terminal', TO, async () => {
+  const text = srv.proc.logText();
+  assert.match(text, new RegExp(`http://localhost:${srv.port}/\\s`), 'the start-up URL is printed');
+  const lines = text.split('\n').filter((l) => l.includes(srv.token));
+  assert.deepEqual(lines, [], 'no line carries the token');
 });
 
 test('failed logins are rate limited: 429 after 10 failures a minute', TO, async () => {

@@ -34,7 +34,9 @@ test('first start makes a self-signed cert with localhost/127.0.0.1 SANs; the se
   const fake = await startFakevlm({ models: ['fake-vlm-1'] });
   const dir = makeTempDir('tls');
   const configDir = path.join(dir, 'config');
-  const s1 = await startLivevlm({ backends: [fake], tls: true, dir, configDir, logName: 'livevlm-1.log' });
+  // --print-token-url: stdout is a file here, and the URL carries the token only when asked
+  const s1 = await startLivevlm({ backends: [fake], tls: true, dir, configDir, logName: 'livevlm-1.log',
+    args: ['--print-token-url'] });
   const cert = path.join(configDir, 'cert.pem');
   const key = path.join(configDir, 'key.pem');
   assert.ok(fs.existsSync(cert), 'cert.pem in the config dir');

@@ -664,13 +664,13 @@ export function withTimeout(promise, ms, what) {
 }
 
 /** Launch chromium; returns {browser, newContext(opts), close()} where close() closes every
- * page and context first and bounds each step in time. */
-export async function launchBrowser() {
+ * page and context first and bounds each step in time. opts.args replaces CHROMIUM_ARGS. */
+export async function launchBrowser(opts = {}) {
   process.env.PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD = '1';
   const { chromium } = await import('playwright-core');
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found (apt-get install chromium)`);
   const browser = await withTimeout(chromium.launch({
-    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: T(30000),
+    executablePath: CHROMIUM, headless: true, args: opts.args || CHROMIUM_ARGS, timeout: T(30000),
   }), T(40000), 'chromium launch');
   const contexts = [];
   return {
@@ -768,4 +768,266 @@ export function assertOwnAnswers(c) {
     assert.ok(a, `fakevlm answer: ${JSON.stringify(r.text).slice(0, 120)}`);
     assert.equal(a.prompt, sha8(c.prompt), 'each session only gets answers about its own prompt');
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// raw starts (configuration edges): exact arguments, stdout and stderr in separate files
+
+/** A Proc whose stdout goes to outPath and stderr (the log) to logPath. */
+export class SplitProc extends Proc {
+  constructor(name, bin, args, opts) {
+    super(name, bin, args, opts);
+    this.outPath = opts.outPath;
+  }
+
+  start() {
+    if (!fs.existsSync(this.bin)) {
+      throw new Error(`${this.name}: binary ${this.bin} does not exist (build it first: make)`);
+    }
+    fs.appendFileSync(this.logPath, `### ${new Date().toISOString()} ${this.bin} ${this.args.join(' ')}\n`);
+    const out = fs.openSync(this.outPath, 'a');
+    const err = fs.openSync(this.logPath, 'a');
+    this.child = spawn(this.bin, this.args, { cwd: this.cwd, env: this.env, stdio: ['ignore', out, err] });
+    fs.closeSync(out);
+    fs.closeSync(err);
+    liveProcs.add(this);
+    allProcs.push(this);
+    this.exitPromise = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        Object.assign(this, { exited: true, exitCode: code, signal });
+        liveProcs.delete(this);
+        resolve({ code, signal });
+      });
+      this.child.on('error', (e) => {
+        Object.assign(this, { exited: true, spawnError: e });
+        liveProcs.delete(this);
+        resolve({ code: -1, signal: null, error: e });
+      });
+    });
+    return this;
+  }
+
+  outText() {
+    try { return fs.readFileSync(this.outPath, 'utf8'); } catch { return ''; }
+  }
+}
+
+/**
+ * Run `livevlm` with exactly `args` (nothing added), stdout in <dir>/stdout.txt and stderr in
+ * <dir>/<logName>. opts: dir, env (added to a clean XDG_CONFIG_HOME in dir), logName, portFile
+ * (when given, waits until that port accepts). Resolves {proc, dir, port}.
+ */
+export async function spawnLivevlm(args, opts = {}) {
+  const dir = opts.dir || makeTempDir('livevlm-raw');
+  const name = opts.logName || 'livevlm.log';
+  const proc = new SplitProc('livevlm', LIVEVLM_BIN, args, {
+    cwd: dir, env: childEnv(dir, opts.env), logPath: path.join(dir, name),
+    outPath: path.join(dir, name.replace(/\.log$/, '') + '.stdout.txt'),
+  }).start();
+  const port = opts.portFile ? await waitForPort(proc, opts.portFile, opts.readyTimeoutMs) : null;
+  return { proc, dir, port };
+}
+
+/** TCP addresses ("ip:port", IPv6 without brackets) that process pid listens on, from its socket
+ * descriptors and /proc/net/tcp{,6}. */
+export function listeningAddresses(pid) {
+  const inodes = new Set();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    let link = '';
+    try { link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { continue; }
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    if (m) inodes.add(m[1]);
+  }
+  const out = [];
+  for (const [file, v6] of [[`/proc/${pid}/net/tcp`, false], [`/proc/${pid}/net/tcp6`, true]]) {
+    let text = '';
+    try { text = fs.readFileSync(file, 'utf8'); } catch { continue; }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '0A' || !inodes.has(f[9])) continue; // 0A = LISTEN
+      const [hex, portHex] = f[1].split(':');
+      const port = parseInt(portHex, 16);
+      let ip;
+      if (!v6) {
+        ip = [3, 2, 1, 0].map((i) => parseInt(hex.slice(i * 2, i * 2 + 2), 16)).join('.');
+      } else {
+        // four little-endian 32-bit words
+        const bytes = [];
+        for (let w = 0; w < 4; w++) for (let b = 3; b >= 0; b--) bytes.push(hex.slice(w * 8 + b * 2, w * 8 + b * 2 + 2));
+        const groups = [];
+        for (let i = 0; i < 16; i += 2) groups.push(parseInt(bytes[i] + bytes[i + 1], 16).toString(16));
+        ip = groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
+      }
+      out.push(`${ip}:${port}`);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// raw sockets, for tests that attack the front door byte by byte (attack_http.test.mjs)
+
+const { default: rawTls } = await import('node:tls');
+
+/**
+ * Open a raw TCP or TLS (certificate not checked) connection to host:port, optionally from
+ * localAddress (127.0.0.2 etc: another client address). Resolves once connected (TLS: after the
+ * handshake) with {sock, data() (every byte received so far, one Buffer), isClosed(), closed (a
+ * promise of {atMs}), waitFor(pred, ms) (resolves true once pred(data()) holds, false at ms or
+ * when the socket closes first), write(bytes)}; rejects when the connection fails before that.
+ * Socket errors after the connection count as a close.
+ */
+export function rawConnect({ port, tls: useTls = false, host = '127.0.0.1', localAddress, timeoutMs = T(5000) }) {
+  return new Promise((resolve, reject) => {
+    const opts = { host, port, ...(localAddress ? { localAddress } : {}) };
+    const sock = useTls
+      ? rawTls.connect({ ...opts, rejectUnauthorized: false, servername: 'localhost' })
+      : net.connect(opts);
+    const chunks = [];
+    let closedAt = null;
+    let settled = false;
+    const waiters = new Set();
+    const wake = () => { for (const w of [...waiters]) w(); };
+    let resolveClosed;
+    const closed = new Promise((r) => { resolveClosed = r; });
+    const timer = setTimeout(() => {
+      if (!settled) { settled = true; sock.destroy(); reject(new Error(`connect to ${port}: no connection in ${timeoutMs} ms`)); }
+    }, timeoutMs);
+    sock.on('data', (d) => { chunks.push(d); wake(); });
+    sock.on('error', () => { /* reported as a close */ });
+    sock.on('close', () => {
+      closedAt = Date.now();
+      resolveClosed({ atMs: closedAt });
+      wake();
+      if (!settled) { settled = true; clearTimeout(timer); reject(new Error(`connect to ${port}: closed before it was up`)); }
+    });
+    sock.once(useTls ? 'secureConnect' : 'connect', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      const api = {
+        sock,
+        closed,
+        data: () => Buffer.concat(chunks),
+        isClosed: () => closedAt !== null,
+        write: (b) => { if (closedAt === null && !sock.destroyed) sock.write(b); },
+        waitFor(pred, ms) {
+          return new Promise((res) => {
+            const check = () => {
+              if (pred(api.data())) { done(true); return; }
+              if (closedAt !== null) done(false);
+            };
+            const t = setTimeout(() => done(false), ms);
+            function done(v) { clearTimeout(t); waiters.delete(check); res(v); }
+            waiters.add(check);
+            check();
+          });
+        },
+        destroy: () => sock.destroy(),
+      };
+      resolve(api);
+    });
+  });
+}
+
+/**
+ * Split the HTTP/1.1 responses at the front of buf. methods[i] is the method of the i-th request
+ * (a response to HEAD has no body; 1xx, 204 and 304 never do). Returns {responses: [{status,
+ * headers (names lower-cased), body (Buffer)}], rest (bytes after the last whole response)}.
+ */
+export function parseHttpResponses(buf, methods = []) {
+  const responses = [];
+  let off = 0;
+  while (off < buf.length) {
+    const end = buf.indexOf('\r\n\r\n', off);
+    if (end < 0) break;
+    const lines = buf.subarray(off, end).toString('latin1').split('\r\n');
+    const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
+    if (!m) throw new Error(`not an HTTP response at byte ${off}: ${JSON.stringify(lines[0].slice(0, 80))}`);
+    const status = Number(m[1]);
+    const headers = {};
+    for (const l of lines.slice(1)) {
+      const i = l.indexOf(':');
+      if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+    }
+    const interim = status >= 100 && status < 200;
+    const noBody = interim || status === 204 || status === 304 || methods[responses.length] === 'HEAD';
+    const len = noBody ? 0 : Number(headers['content-length'] ?? 0);
+    if (end + 4 + len > buf.length) break;
+    const r = { status, headers, body: buf.subarray(end + 4, end + 4 + len) };
+    off = end + 4 + len;
+    if (interim) continue; /* 100 Continue is not an answer */
+    responses.push(r);
+  }
+  return { responses, rest: buf.subarray(off) };
+}
+
+/** httpRequest with a client address: opts as httpRequest plus localAddress. */
+export function httpRequestFrom({ localAddress, tls: useTls = false, host = '127.0.0.1', port, method = 'GET',
+  path: p = '/', headers = {}, body, timeoutMs = T(10000) }) {
+  return new Promise((resolve, reject) => {
+    const mod = useTls ? https : http;
+    const req = mod.request({
+      host, port, method, path: p, headers, rejectUnauthorized: false, agent: false, localAddress,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const buf = Buffer.concat(chunks);
+        resolve({ status: res.statusCode, headers: res.headers, body: buf, text: buf.toString('utf8'),
+          json() { return JSON.parse(buf.toString('utf8')); } });
+      });
+      res.on('error', reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${p}: no answer in ${timeoutMs} ms`)));
+    req.on('error', reject);
+    if (body !== undefined) req.end(body); else req.end();
+  });
+}
+
+/** CPU time (user + system) a process has used so far, in ms (Linux /proc). */
+export function processCpuMs(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+  return ticks * 10; // USER_HZ is 100 on Linux
+}
+
+// ---------------------------------------------------------------------------------------------
+// browser pages: what a user would call broken
+
+/**
+ * Collect a page's uncaught exceptions (`pageerror`), crashes and console messages of type
+ * `error` (Chromium's own "Failed to load resource" and "WebSocket connection … failed" lines
+ * among them), so a test can fail on them at its end with `watcher.check()`. Attach it before
+ * page.goto so nothing is missed.
+ *
+ * allow: [{text: RegExp, url?: RegExp, why: 'sentence'}]: a message is expected when its text
+ * matches `text` and, when `url` is given, the URL it is reported at matches `url` (for a failed
+ * resource, the resource's URL). Every entry must say why the message is right for that test.
+ * Expected messages go to `allowed`, the rest to `errors`. Returns {page, errors, allowed, check}.
+ */
+export function watchPageErrors(page, allow = []) {
+  for (const a of allow) {
+    if (!(a.text instanceof RegExp) || typeof a.why !== 'string' || !a.why) {
+      throw new Error(`watchPageErrors: allow entry ${JSON.stringify(a)} needs text (a RegExp) and why`);
+    }
+  }
+  const w = { page, errors: [], allowed: [] };
+  const record = (kind, text, url = '') => {
+    const line = `${kind}: ${text}${url ? ` [at ${url}]` : ''}`;
+    const expected = allow.some((a) => a.text.test(text) && (!a.url || a.url.test(url)));
+    (expected ? w.allowed : w.errors).push(line);
+  };
+  page.on('pageerror', (e) => record('pageerror', (e && e.stack) || String(e)));
+  page.on('crash', () => record('crash', 'the page crashed'));
+  page.on('console', (m) => {
+    if (m.type() === 'error') record('console.error', m.text(), (m.location() && m.location().url) || '');
+  });
+  /** Throw (an assertion) listing every unexpected message so far; what names the page. */
+  w.check = (what = 'page') => {
+    assert.deepEqual(w.errors, [], `${what}: no uncaught exception and no console error ` +
+      `(expected and ignored: ${JSON.stringify(w.allowed)})`);
+  };
+  return w;
 }

@@ -4,6 +4,7 @@
  * pool the way the engine does (resolve, start, retry elsewhere before the first token) against
  * one or two servers whose "m-pace" model has a first-token delay and a number of slots (a FIFO
  * queue behind them), and whose listener can be closed and opened again. */
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -321,6 +322,17 @@ static void route(conn_t *c, const char *method, const char *path, const char *b
         respond_simple(c, 500, "application/json",
                        "{\"error\":{\"message\":\"CUDA out of memory.\\nTried to allocate 2 GiB\",\"type\":\"server_error\","
                        "\"code\":500}}");
+    } else if (strcmp(model, "m-stall1") == 0) {
+        /* the head and the first token, then silence with the connection open (a stalled stream) */
+        c->keep_open = 1;
+        conn_script(c, sse_head,
+                    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"The\"},\"finish_reason\":null}]}\n\n",
+                    4096, 1, 1);
+    } else if (strcmp(model, "m-trickle") == 0) {
+        /* a slow but live stream: one piece every 200 ms */
+        char *s = sse_body("\n", 1, 1);
+        conn_script(c, sse_head, s, 150, 200, 1);
+        free(s);
     } else if (strcmp(model, "m-stall") == 0) {
         /* never answer */
     } else {
@@ -1618,8 +1630,112 @@ static void test_pool_exclude_configure_probe(void **state)
     rec_free(&r);
 }
 
+/* ---- the stream-idle deadline, and requests waiting for their first token ---- */
+
+static void start_chat_idle(fx_t *f, rec_t *r, lv_backend_t *b, const char *model, int idle_ms, int total_ms)
+{
+    lv_chat_req_t req = {.model = model, .prompt = "Describe.", .max_tokens = 64, .jpeg = fake_jpeg,
+                         .jpeg_len = sizeof fake_jpeg, .connect_timeout_ms = 1000, .first_token_timeout_ms = 2000,
+                         .total_timeout_ms = total_ms, .stream_idle_timeout_ms = idle_ms};
+    rec_init(r, f, b);
+    assert_int_equal(lv_chat_start(f->pool, b, &req, &rec_cb, r, &r->chat), 0);
+}
+
+/* The first token, then nothing: backend_timeout after the idle time, long before the total
+ * deadline; the connection is dropped (so a real server frees the slot) and the text so far kept. */
+static void test_stream_idle_timeout(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-stall1");
+    rec_t r;
+    start_chat_idle(f, &r, b, "m-stall1", 300, 5000);
+    assert_int_equal(b->awaiting_first, 1);
+    run_until(f, &r.delta_calls, 2000);
+    uint64_t t_first = lv_now_ms();
+    assert_int_equal(b->awaiting_first, 0); /* past its first token, still in flight */
+    assert_int_equal(b->inflight, 1);
+    run_until(f, &r.done, 3000);
+    uint64_t took = r.done_ms - t_first;
+    print_message("stalled stream: backend_timeout %llu ms after the first token\n", (unsigned long long)took);
+    assert_int_equal(r.res.rc, LV_ETIMEDOUT);
+    assert_string_equal(r.code, "backend_timeout");
+    assert_string_equal(r.err, "the stream stalled: no data for 300 ms after the first token");
+    assert_true(took >= 250 && took < 1000);
+    assert_string_equal(r.text, "The");
+    assert_int_equal(r.res.n_deltas, 1);
+    assert_int_equal(b->inflight, 0);
+    assert_int_equal(b->awaiting_first, 0);
+    assert_int_equal(b->timeouts_total, 1);
+    run_for(f, 50);
+    assert_int_equal(f->srv.closed_by_client, 1);
+    rec_free(&r);
+}
+
+/* Bytes every 200 ms keep a stream alive under a 500 ms idle limit (the deadline follows them). */
+static void test_stream_idle_alive(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *b = add_server_backend(f, "fake", "m-trickle");
+    rec_t r;
+    uint64_t t0 = lv_now_ms();
+    start_chat_idle(f, &r, b, "m-trickle", 500, 10000);
+    run_until(f, &r.done, 8000);
+    print_message("trickling stream: complete after %llu ms under a 500 ms idle limit\n",
+                  (unsigned long long)(r.done_ms - t0));
+    assert_int_equal(r.res.rc, 0);
+    assert_string_equal(r.text, STREAM_TEXT);
+    assert_true(r.done_ms - t0 >= 1000); /* it really was slow: longer than the idle limit, many times */
+    assert_int_equal(b->timeouts_total, 0);
+    rec_free(&r);
+}
+
+/* Growth on demand through the pool: four requests past their first token fill a window of 4;
+ * it grows to 5; a fifth that gets no first token stops further growth; a cancel or a timeout
+ * before the first token gives its count back. */
+static void test_pool_grow_on_demand(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(lv_pool_add(f->pool, "fake", f->url, "", 16, "m-stall1,m-stall"), 0);
+    lv_backend_t *b = lv_pool_find(f->pool, "fake");
+    assert_int_equal(lv_backend_limit(b), 4);
+    rec_t r[6];
+    for (int i = 0; i < 4; i++)
+        start_chat_idle(f, &r[i], b, "m-stall1", -1, 5000); /* no idle limit: they stay */
+    assert_int_equal(lv_backend_grow_on_demand(b), 0); /* all four still wait for a first token */
+    for (int i = 0; i < 4; i++)
+        run_until(f, &r[i].delta_calls, 2000);
+    assert_int_equal(b->awaiting_first, 0);
+    assert_int_equal(b->inflight, 4);
+    assert_int_equal(lv_backend_grow_on_demand(b), 1);
+    assert_int_equal(lv_backend_limit(b), 5);
+    assert_int_equal(lv_pool_capacity(f->pool), 5);
+    assert_int_equal(lv_backend_grow_on_demand(b), 0); /* not full any more */
+    start_chat_idle(f, &r[4], b, "m-stall", -1, 5000); /* never a first token */
+    assert_int_equal(b->awaiting_first, 1);
+    run_for(f, 100);
+    assert_int_equal(lv_backend_grow_on_demand(b), 0); /* it may be waiting inside the backend */
+    assert_int_equal(lv_backend_limit(b), 5);
+    lv_chat_cancel(r[4].chat);
+    assert_int_equal(b->awaiting_first, 0);
+    assert_int_equal(b->inflight, 4);
+    /* a first-token timeout gives its count back too */
+    lv_chat_req_t req = {.model = "m-stall", .prompt = "x", .first_token_timeout_ms = 200, .total_timeout_ms = 5000};
+    rec_init(&r[5], f, b);
+    assert_int_equal(lv_chat_start(f->pool, b, &req, &rec_cb, &r[5], &r[5].chat), 0);
+    assert_int_equal(b->awaiting_first, 1);
+    run_until(f, &r[5].done, 2000);
+    assert_int_equal(b->awaiting_first, 0);
+    for (int i = 0; i < 4; i++)
+        lv_chat_cancel(r[i].chat);
+    assert_int_equal(b->inflight, 0);
+    for (int i = 0; i < 6; i++)
+        rec_free(&r[i]);
+}
+
 int main(void)
 {
+    /* the scripted server may write to a client that already hung up: an error, not a signal */
+    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nonstream_json, setup, teardown),
@@ -1642,6 +1758,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_prefers_faster_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_dead_backend_leaves_and_rejoins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_window_follows_latency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_idle_alive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_grow_on_demand, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

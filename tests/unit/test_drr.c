@@ -704,6 +704,259 @@ static void random_ops_match_model(void **state)
     free(m);
 }
 
+/* ---------- the share bound: slots in flight, not only turns (job tracking) ---------- */
+
+typedef struct {
+    int free_slots; /* the simulated backend */
+    int inflight[8];/* per user, as the test counts them */
+    int dispatched[8];
+} slots_t;
+
+static lv_drr_verdict_t slots_try(lv_drr_node_t *node, void *ud)
+{
+    slots_t *b = ud;
+    sess_t *s = LV_CONTAINER_OF(node, sess_t, node);
+    if (b->free_slots <= 0)
+        return LV_DRR_BUSY;
+    b->free_slots--;
+    b->inflight[s->user]++;
+    b->dispatched[s->user]++;
+    s->queued = 0;
+    return LV_DRR_DISPATCHED;
+}
+
+static void slot_done(lv_drr_t *d, slots_t *b, int user, uint64_t now, uint64_t linger)
+{
+    char k[32];
+    user_key(k, sizeof(k), user);
+    assert_int_equal(lv_drr_job_done(d, k, now, linger), 0);
+    b->inflight[user]--;
+    b->free_slots++;
+    assert_int_equal(lv_drr_user_inflight(d, k), b->inflight[user]);
+}
+
+static void enqueue_user(lv_drr_t *d, sess_t *s, int user, uint64_t now)
+{
+    char k[32];
+    user_key(k, sizeof(k), user);
+    s->user = user;
+    s->queued = 1;
+    assert_int_equal(lv_drr_enqueue(d, &s->node, k, now), 0);
+}
+
+/* A hog (user 0, six sessions) and a bystander (user 1) on 4 slots, step by step. */
+static void share_bound_hog_and_bystander(void **state)
+{
+    (void)state;
+    sess_t hog[6], by;
+    memset(hog, 0, sizeof(hog));
+    memset(&by, 0, sizeof(by));
+    lv_drr_t d;
+    lv_drr_stats_t st;
+    assert_int_equal(lv_drr_init(&d, 1), 0);
+    lv_drr_track_jobs(&d);
+    lv_drr_set_capacity(&d, 4);
+    slots_t b = {.free_slots = 4};
+    const uint64_t S = 1000000; /* one second */
+    /* alone, the hog may use every slot: the bound only holds while others compete */
+    for (int i = 0; i < 6; i++)
+        enqueue_user(&d, &hog[i], 0, 0);
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, 0, slots_try, NULL, &b), 4);
+    assert_int_equal(b.inflight[0], 4);
+    /* the bystander arrives: no slot; the next free one is its, not the hog's (over its share of 2) */
+    enqueue_user(&d, &by, 1, 1);
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, 1, slots_try, NULL, &b), 0);
+    /* it is starved: below its share with no slot, which users over theirs hold */
+    assert_ptr_equal(lv_drr_starved(&d), &by.node);
+    assert_int_equal(lv_drr_over_share(&d, "user-0"), 1);
+    assert_int_equal(lv_drr_over_share(&d, "user-1"), 0);
+    slot_done(&d, &b, 0, 2, 0);
+    enqueue_user(&d, &hog[0], 0, 2); /* that session wants its next frame served at once */
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, 2, slots_try, NULL, &b), 1);
+    assert_int_equal(b.inflight[1], 1);
+    assert_int_equal(b.inflight[0], 3);
+    assert_null(lv_drr_starved(&d)); /* served */
+    assert_int_equal(lv_drr_check(&d), 0);
+    /* the bystander's answer came; it lingers for its next frame (1 s). Two hog jobs end too: the
+     * hog may borrow one of the two free slots but must leave one for the bystander */
+    slot_done(&d, &b, 1, 10, S);
+    assert_int_equal(lv_drr_linger_next_us(&d), 10 + S);
+    slot_done(&d, &b, 0, 10, 0);
+    slot_done(&d, &b, 0, 10, 0);
+    enqueue_user(&d, &hog[1], 0, 10);
+    enqueue_user(&d, &hog[2], 0, 10);
+    lv_drr_stats(&d, &st);
+    uint64_t held0 = st.held_back;
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, 10, slots_try, NULL, &b), 2);
+    assert_int_equal(b.inflight[0], 3); /* up to its share (2), then one borrowed */
+    assert_int_equal(b.free_slots, 1);  /* kept for the bystander */
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, 11, slots_try, NULL, &b), 0);
+    assert_int_equal(b.inflight[0], 3);
+    lv_drr_stats(&d, &st);
+    assert_true(st.held_back > held0);
+    assert_int_equal(st.users_idle, 1);
+    assert_int_equal(st.users_known, 2);
+    assert_int_equal(st.inflight, 3);
+    assert_int_equal(lv_drr_check(&d), 0);
+    /* the bystander's next frame gets that slot at once */
+    enqueue_user(&d, &by, 1, S / 2);
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, S / 2, slots_try, NULL, &b), 1);
+    assert_int_equal(b.inflight[1], 1);
+    assert_int_equal(b.inflight[0], 3);
+    /* once the bystander has been gone longer than its linger, the hog may use its slot too */
+    slot_done(&d, &b, 1, S / 2 + 10, S);
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, S, slots_try, NULL, &b), 0);
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, 2 * S, slots_try, NULL, &b), 1);
+    assert_int_equal(b.inflight[0], 4);
+    lv_drr_stats(&d, &st);
+    assert_int_equal(st.users_idle, 0);
+    assert_int_equal(st.users_known, 1);
+    assert_int_equal(lv_drr_check(&d), 0);
+    /* without the bound (capacity 0) nothing is held back */
+    lv_drr_set_capacity(&d, 0);
+    enqueue_user(&d, &by, 1, 2 * S);
+    slot_done(&d, &b, 0, 2 * S, 0);
+    slot_done(&d, &b, 0, 2 * S, 0);
+    enqueue_user(&d, &hog[0], 0, 2 * S);
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, 2 * S, slots_try, NULL, &b), 2);
+    lv_drr_free(&d);
+}
+
+/* Fairness must hold for slots in use, not only for turns: user 0's jobs hold a slot 10x longer
+ * than user 1's. Both always have work queued (4 sessions each), 4 slots. Turns alone give them
+ * equal dispatches, so user 0 ends up holding ~3.6 slots and user 1 gets ~0.4; with the bound each
+ * holds about its share (2), and user 1 completes about 5x more jobs than user 0. */
+static void share_bound_long_jobs(void **state)
+{
+    (void)state;
+    for (int bound = 0; bound < 2; bound++) {
+        enum { PER = 4, STEPS = 20000 };
+        sess_t s[2 * PER];
+        uint64_t ends[2 * PER];
+        memset(s, 0, sizeof(s));
+        memset(ends, 0, sizeof(ends));
+        lv_drr_t d;
+        assert_int_equal(lv_drr_init(&d, 1), 0);
+        lv_drr_track_jobs(&d);
+        lv_drr_set_capacity(&d, bound ? 4 : 0);
+        slots_t b = {.free_slots = 4};
+        double held[2] = {0, 0};
+        for (int i = 0; i < 2 * PER; i++)
+            enqueue_user(&d, &s[i], i / PER, 0);
+        for (uint64_t now = 1; now <= STEPS; now++) {
+            for (int i = 0; i < 2 * PER; i++) {
+                if (ends[i] && ends[i] <= now) {
+                    ends[i] = 0;
+                    slot_done(&d, &b, s[i].user, now, 0);
+                    enqueue_user(&d, &s[i], s[i].user, now);
+                }
+            }
+            int before[2] = {b.dispatched[0], b.dispatched[1]};
+            lv_drr_run(&d, SIZE_MAX, now, slots_try, NULL, &b);
+            /* the sessions just dispatched: user 0 holds its slot 10 steps, user 1 one */
+            for (int i = 0; i < 2 * PER; i++)
+                if (!s[i].queued && !ends[i])
+                    ends[i] = now + (s[i].user == 0 ? 10 : 1);
+            (void)before;
+            held[0] += b.inflight[0];
+            held[1] += b.inflight[1];
+            if (now % 1000 == 0)
+                assert_int_equal(lv_drr_check(&d), 0);
+        }
+        print_message("%s: slots held %.2f / %.2f, jobs done %d / %d\n", bound ? "share bound" : "turns only",
+                      held[0] / STEPS, held[1] / STEPS, b.dispatched[0], b.dispatched[1]);
+        if (bound) {
+            assert_true(held[0] / STEPS <= 2.2 && held[1] / STEPS >= 1.5);
+            assert_true(b.dispatched[1] >= 4 * b.dispatched[0]);
+        } else {
+            assert_true(held[0] / STEPS >= 3.0); /* what the bound is for */
+        }
+        lv_drr_free(&d);
+    }
+}
+
+/* Random operations with job tracking and a share bound: every structure stays consistent, the
+ * per-user counts match the test's, and every record goes once its jobs and lingers are over. */
+static lv_drr_verdict_t random_slots_try(lv_drr_node_t *node, void *ud)
+{
+    lv_drr_verdict_t v = slots_try(node, ud);
+    if (v == LV_DRR_DISPATCHED)
+        LV_CONTAINER_OF(node, sess_t, node)->busy_until = 1; /* marks "in flight" for the test */
+    return v;
+}
+
+static void share_bound_random_ops(void **state)
+{
+    (void)state;
+    enum { N = 64, U = 6 };
+    sess_t s[N];
+    memset(s, 0, sizeof(s));
+    lv_drr_t d;
+    assert_int_equal(lv_drr_init(&d, 1), 0);
+    lv_drr_track_jobs(&d);
+    slots_t b = {.free_slots = 0};
+    rng_seed(777);
+    uint64_t now = 0, held = 0;
+    char k[32];
+    for (int op = 0; op < 50000; op++) {
+        now += rng_below(20000);
+        sess_t *x = &s[rng_below(N)];
+        unsigned r = rng_below(100);
+        if (r < 40) {
+            if (!x->busy_until && !x->queued)
+                enqueue_user(&d, x, (int)rng_below(U), now);
+        } else if (r < 50) {
+            lv_drr_remove(&d, &x->node);
+            x->queued = 0;
+        } else if (r < 75) {
+            lv_drr_set_capacity(&d, rng_below(12));
+            b.free_slots = (int)rng_below(8);
+            lv_drr_run(&d, 1 + rng_below(8), now, random_slots_try, NULL, &b);
+        } else if (r < 95) {
+            if (x->busy_until) {
+                user_key(k, sizeof(k), x->user);
+                assert_int_equal(lv_drr_job_done(&d, k, now, rng_below(2) ? 0 : rng_below(3000000)), 0);
+                b.inflight[x->user]--;
+                x->busy_until = 0;
+            }
+        } else {
+            user_key(k, sizeof(k), (int)rng_below(U));
+            assert_int_equal(lv_drr_set_weight(&d, k, 1 + (int)rng_below(3)), 0);
+        }
+        assert_int_equal(lv_drr_check(&d), 0);
+        size_t total = 0;
+        for (int u = 0; u < U; u++) {
+            user_key(k, sizeof(k), u);
+            assert_int_equal(lv_drr_user_inflight(&d, k), b.inflight[u]);
+            total += (size_t)b.inflight[u];
+        }
+        lv_drr_stats_t st;
+        lv_drr_stats(&d, &st);
+        assert_int_equal(st.inflight, total);
+        held = st.held_back;
+    }
+    print_message("50k ops with a share bound: %llu offers held back\n", (unsigned long long)held);
+    assert_true(held > 100);
+    /* end every job: after the longest linger every record is released */
+    for (int i = 0; i < N; i++) {
+        lv_drr_remove(&d, &s[i].node);
+        if (s[i].busy_until) {
+            user_key(k, sizeof(k), s[i].user);
+            assert_int_equal(lv_drr_job_done(&d, k, now, 1000), 0);
+        }
+    }
+    user_key(k, sizeof(k), 0);
+    assert_int_equal(lv_drr_job_done(&d, k, now, 0), LV_ENOTFOUND); /* nothing in flight any more */
+    lv_drr_run(&d, 1, now + 10000000, slots_try, NULL, &b);
+    lv_drr_stats_t st;
+    lv_drr_stats(&d, &st);
+    assert_int_equal(st.users_known, 0);
+    assert_int_equal(st.users_idle, 0);
+    assert_int_equal(st.inflight, 0);
+    assert_int_equal(lv_drr_check(&d), 0);
+    lv_drr_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -716,6 +969,9 @@ int main(void)
         cmocka_unit_test(position_is_exact),
         cmocka_unit_test(no_alloc_per_enqueue),
         cmocka_unit_test(random_ops_match_model),
+        cmocka_unit_test(share_bound_hog_and_bystander),
+        cmocka_unit_test(share_bound_long_jobs),
+        cmocka_unit_test(share_bound_random_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -153,6 +153,106 @@ static void expiry_only_detached(void **state)
     b->n_conns = 0; /* let teardown free it without complaint */
 }
 
+/* give a session n sockets at time now (0 = all gone: detached since now) */
+static void set_conns(lv_session_t *s, size_t n, uint64_t now)
+{
+    s->n_conns = n;
+    lv_session_attach_changed(s, now);
+}
+
+static int evicted_count;
+static void count_evict(lv_session_t *s, void *ud)
+{
+    assert_int_equal(s->n_conns, 0); /* only sessions without a socket give way */
+    (void)ud;
+    evicted_count++;
+}
+
+/* per-owner cap 3: live sessions refuse, detached ones give way, oldest-detached first */
+static void owner_cap_counts_live_and_evicts_detached(void **state)
+{
+    fx_t *fx = *state;
+    char secret[65], id_b[40];
+    lv_session_t *a, *b, *c, *d;
+    lv_registry_set_evict_cb(fx->reg, count_evict, NULL);
+    evicted_count = 0;
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &a), 0);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &b), 0);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &c), 0);
+    set_conns(a, 1, 10);
+    set_conns(b, 1, 10);
+    set_conns(c, 2, 10); /* two sockets on one session: still one session */
+    assert_int_equal(lv_registry_owner_live(fx->reg, "n"), 3);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &d), LV_ELIMIT);
+    /* a leaves at t=200, b at t=100: b has been gone longest and gives way first */
+    set_conns(a, 0, 200);
+    set_conns(b, 0, 100);
+    snprintf(id_b, sizeof(id_b), "%s", b->rec.id);
+    assert_int_equal(lv_registry_owner_live(fx->reg, "n"), 1);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &d), 0);
+    assert_int_equal(evicted_count, 1);
+    assert_null(lv_session_find(fx->reg, id_b));
+    lv_session_rec_t rec;
+    assert_int_equal(fx->store->ops->load(fx->store, id_b, &rec), LV_ENOTFOUND);
+    assert_ptr_equal(lv_session_find(fx->reg, a->rec.id), a);
+    assert_int_equal(lv_registry_owner_count(fx->reg, "n"), 3);
+    /* resuming a (a socket again) makes it live: now 3 live, nothing left to give way */
+    set_conns(a, 1, 300);
+    set_conns(d, 1, 300);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &b), LV_ELIMIT);
+    assert_int_equal(evicted_count, 1);
+    /* another owner is not affected by n's sessions */
+    assert_int_equal(lv_session_create(fx->reg, "m", NULL, secret, &b), 0);
+    set_conns(a, 0, 400);
+    set_conns(c, 0, 400);
+    set_conns(d, 0, 400);
+    set_conns(b, 0, 400);
+}
+
+/* one person reloading a page 25 times: each reload is a new session, the old one detached */
+static void reloads_never_lock_out(void **state)
+{
+    fx_t *fx = *state;
+    char secret[65];
+    lv_session_t *s;
+    lv_registry_set_evict_cb(fx->reg, count_evict, NULL);
+    evicted_count = 0;
+    for (int i = 0; i < 25; i++) {
+        assert_int_equal(lv_session_create(fx->reg, "r", NULL, secret, &s), 0);
+        set_conns(s, 1, 1000 + (uint64_t)i);
+        set_conns(s, 0, 1000 + (uint64_t)i);
+        assert_true(lv_registry_owner_count(fx->reg, "r") <= 3);
+    }
+    assert_int_equal(evicted_count, 22);
+    assert_int_equal(lv_registry_count(fx->reg), 3);
+}
+
+/* the total cap bounds memory: a full registry takes a new session only from an owner who has a
+ * detached one to give up, never at the cost of another owner's sessions */
+static void total_cap_evicts_only_own(void **state)
+{
+    fx_t *fx = *state;
+    char secret[65];
+    lv_session_t *s[5], *x;
+    lv_registry_set_evict_cb(fx->reg, count_evict, NULL);
+    evicted_count = 0;
+    const char *owners[5] = {"a", "a", "b", "b", "c"};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(lv_session_create(fx->reg, owners[i], NULL, secret, &s[i]), 0);
+        set_conns(s[i], 1, 10);
+    }
+    set_conns(s[0], 0, 20); /* a has a detached session */
+    set_conns(s[2], 0, 20); /* so has b */
+    assert_int_equal(lv_session_create(fx->reg, "d", NULL, secret, &x), LV_ELIMIT);
+    assert_int_equal(evicted_count, 0);
+    assert_int_equal(lv_session_create(fx->reg, "a", NULL, secret, &x), 0);
+    assert_int_equal(evicted_count, 1);
+    assert_int_equal(lv_registry_count(fx->reg), 5);
+    assert_int_equal(lv_registry_owner_count(fx->reg, "b"), 2);
+    for (int i = 1; i < 5; i++)
+        set_conns(s[i], 0, 30);
+}
+
 static void started_list(void **state)
 {
     fx_t *fx = *state;
@@ -207,6 +307,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(history_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(expiry_only_detached, setup, teardown),
         cmocka_unit_test_setup_teardown(started_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(owner_cap_counts_live_and_evicts_detached, setup, teardown),
+        cmocka_unit_test_setup_teardown(reloads_never_lock_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(total_cap_evicts_only_own, setup, teardown),
         cmocka_unit_test(store_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -420,6 +420,103 @@ static void app_limited_does_not_grow(void **state)
     assert_true(l >= 3 && l <= 8);
 }
 
+/* Growth on demand: the rules, one at a time. */
+static void demand_growth_rules(void **state)
+{
+    (void)state;
+    lv_window_t w;
+    lv_window_stats_t st;
+    assert_int_equal(lv_window_init(&w, 1, 16, 4), 0);
+    assert_int_equal(lv_window_on_demand(&w, 4, 0, 1000), 0); /* no first token seen yet: no evidence */
+    lv_window_first_token(&w, 100000, 2000);
+    assert_int_equal(lv_window_on_demand(&w, 3, 0, 3000), 0); /* not full */
+    assert_int_equal(lv_window_on_demand(&w, 4, 1, 3000), 0); /* one may wait inside the backend */
+    assert_int_equal(lv_window_on_demand(&w, 4, 0, 3000), 1);
+    assert_int_equal(lv_window_limit(&w), 5);
+    lv_window_stats(&w, &st);
+    assert_int_equal(st.phase, LV_WINDOW_STEADY); /* the start-up probe was abandoned */
+    assert_int_equal(st.demand_grows, 1);
+    assert_int_equal(lv_window_on_demand(&w, 5, 0, 4000), 0); /* once per first token */
+    lv_window_first_token(&w, 300000, 5000);                  /* 3x the floor: a queue */
+    assert_int_equal(lv_window_on_demand(&w, 5, 0, 5000), 0);
+    lv_window_first_token(&w, 140000, 6000); /* within 1.5x the floor */
+    assert_int_equal(lv_window_on_demand(&w, 5, 0, 6000), 1);
+    assert_int_equal(lv_window_limit(&w), 6);
+    /* never past max */
+    for (int i = 0; i < 40; i++) {
+        lv_window_first_token(&w, 100000, 7000 + (uint64_t)i);
+        lv_window_on_demand(&w, lv_window_limit(&w), 0, 7000 + (uint64_t)i);
+    }
+    assert_int_equal(lv_window_limit(&w), 16);
+    /* fixed mode: never */
+    lv_window_set_adaptive(&w, false, 8000);
+    lv_window_first_token(&w, 100000, 8000);
+    assert_int_equal(lv_window_on_demand(&w, 16, 0, 8000), 0);
+
+    /* a probe below requests that cannot be taken back is abandoned: back to at least the limit */
+    assert_int_equal(lv_window_init(&w, 1, 64, 8), 0);
+    uint64_t now = 0;
+    /* the cold probe's first round at 8 (the first 8 samples are skipped as the burst that filled
+     * the window): no queue, base 100 ms; then it measures one step lower */
+    for (int i = 0; i < 100 && lv_window_limit(&w) == 8; i++) {
+        now += 50000;
+        lv_window_sample(&w, 100000, 150000, 20, 8, now);
+    }
+    lv_window_stats(&w, &st);
+    assert_int_equal(st.phase, LV_WINDOW_PROBE);
+    assert_int_equal(lv_window_limit(&w), 4); /* measuring one step lower */
+    lv_window_first_token(&w, 100000, now);
+    assert_int_equal(lv_window_on_demand(&w, 8, 0, now), 1);
+    assert_true(lv_window_limit(&w) >= 8);
+    lv_window_stats(&w, &st);
+    assert_true(st.phase != LV_WINDOW_PROBE);
+}
+
+/* Long answers hold every slot, so no request ends to feed a round: without growth on demand the
+ * window would stay where it started while the backend has room for many more. A FIFO backend
+ * with K slots, 150 ms prefill and answers longer than the run; requests wait without end. The
+ * window grows one request per first token up to K + 1 (the one that finds the backend full waits
+ * in its queue without a first token, which stops the growth), and no further. */
+static void demand_growth_reaches_capacity(void **state)
+{
+    (void)state;
+    enum { K = 24, PREFILL_US = 150000, MAXN = 256 };
+    int ks[] = {4, 24, 40};
+    for (size_t t = 0; t < LV_ARRAY_LEN(ks); t++) {
+        int k = ks[t];
+        lv_window_t w;
+        assert_int_equal(lv_window_init(&w, 1, MAXN, 4), 0);
+        uint64_t first_at[MAXN]; /* when each request's first token comes; 0 = never (queued) */
+        uint64_t sent_at[MAXN];
+        int n = 0, awaiting = 0, grows = 0;
+        uint64_t now = 1000;
+        for (int step = 0; step < 2000; step++) {
+            while (n < lv_window_limit(&w) && n < MAXN) { /* unlimited demand: fill the window */
+                sent_at[n] = now;
+                first_at[n] = n < k ? now + PREFILL_US : 0; /* the (k+1)th waits for a slot forever */
+                n++;
+                awaiting++;
+            }
+            /* next first token */
+            int next = -1;
+            for (int i = 0; i < n; i++)
+                if (first_at[i] && (next < 0 || first_at[i] < first_at[next]))
+                    next = i;
+            if (next < 0)
+                break;
+            now = first_at[next];
+            first_at[next] = 0;
+            awaiting--;
+            lv_window_first_token(&w, now - sent_at[next], now);
+            grows += lv_window_on_demand(&w, n, awaiting, now);
+        }
+        print_message("long answers, K=%d: window %d after %d growths (%d in flight, %d waiting inside)\n", k,
+                      lv_window_limit(&w), grows, n, awaiting);
+        assert_true(lv_window_limit(&w) >= k && lv_window_limit(&w) <= k + 1);
+        assert_true(awaiting <= 1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +529,8 @@ int main(void)
         cmocka_unit_test(errors_and_timeouts_shrink),
         cmocka_unit_test(fixed_mode),
         cmocka_unit_test(app_limited_does_not_grow),
+        cmocka_unit_test(demand_growth_rules),
+        cmocka_unit_test(demand_growth_reaches_capacity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,158 @@
+/* lv_tlsio.c - OpenSSL 3 server context and non-blocking I/O for the front door (lv_net.c). */
+#include "lv_tlsio.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lv_common.h"
+
+static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+/* ALPN (RFC 7301): we speak http/1.1 only. A client that offers only other protocols (h2) gets no
+ * ALPN answer rather than a fatal alert, and then speaks HTTP/1.1 or gives up. */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *out_len, const unsigned char *in,
+                       unsigned int in_len, void *arg)
+{
+    unsigned char *sel = NULL;
+    if (SSL_select_next_proto(&sel, out_len, alpn_http11, sizeof(alpn_http11) - 1, in, in_len) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static void last_error(char *err, size_t err_size, const char *what, const char *path)
+{
+    char detail[256] = "";
+    unsigned long e = ERR_peek_last_error();
+    if (e)
+        ERR_error_string_n(e, detail, sizeof(detail));
+    snprintf(err, err_size, "%s %s%s%s", what, path, detail[0] ? ": " : "", detail);
+    ERR_clear_error();
+}
+
+int lv_tlsio_ctx_create(const char *cert_path, const char *key_path, void **out, char *err, size_t err_size)
+{
+    *out = NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(err, err_size, "could not create a TLS context");
+        return LV_EIO;
+    }
+    /* TLS 1.0 and 1.1 are refused (RFC 8996); renegotiation is off (a client-driven CPU sink) */
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* RELEASE_BUFFERS frees the ~34 KB of record buffers while a connection is idle, which is what
+     * most WebSockets are most of the time. ACCEPT_MOVING_WRITE_BUFFER: a write repeated after
+     * WANT_WRITE passes the same bytes, but gathered again into a scratch buffer (lv_net.c). */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"livevlm", 7);
+    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
+        last_error(err, err_size, "cannot use the TLS certificate", cert_path);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+        last_error(err, err_size, "cannot use the TLS key", key_path);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        last_error(err, err_size, "the TLS key does not match the certificate", cert_path);
+        goto fail;
+    }
+    *out = ctx;
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    return LV_EIO;
+}
+
+void lv_tlsio_ctx_free(void *ctx) { SSL_CTX_free(ctx); }
+
+void *lv_tlsio_new(void *ctx, int fd)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_accept_state(ssl);
+    return ssl;
+}
+
+void lv_tlsio_free(void *ssl) { SSL_free(ssl); }
+
+/* Map an SSL_* result that was not a success. */
+static int map_error(SSL *ssl, int ret, lv_tls_want_t *want)
+{
+    *want = LV_TLS_WANT_NONE;
+    switch (SSL_get_error(ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        *want = LV_TLS_WANT_READ;
+        return LV_EAGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        *want = LV_TLS_WANT_WRITE;
+        return LV_EAGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        /* protocol errors from a peer are its problem, not ours to log one by one */
+        ERR_clear_error();
+        return LV_EIO;
+    }
+}
+
+int lv_tlsio_handshake(void *ssl, lv_tls_want_t *want)
+{
+    ERR_clear_error();
+    int ret = SSL_do_handshake(ssl);
+    if (ret == 1) {
+        *want = LV_TLS_WANT_NONE;
+        return 0;
+    }
+    int rc = map_error(ssl, ret, want);
+    return rc == LV_EAGAIN ? rc : LV_EIO;
+}
+
+ssize_t lv_tlsio_read(void *ssl, void *buf, size_t len, lv_tls_want_t *want)
+{
+    size_t got = 0;
+    ERR_clear_error();
+    int ret = SSL_read_ex(ssl, buf, len, &got);
+    if (ret == 1) {
+        *want = LV_TLS_WANT_NONE;
+        return (ssize_t)got;
+    }
+    return map_error(ssl, ret, want);
+}
+
+ssize_t lv_tlsio_write(void *ssl, const void *buf, size_t len, lv_tls_want_t *want)
+{
+    size_t put = 0;
+    ERR_clear_error();
+    int ret = SSL_write_ex(ssl, buf, len, &put);
+    if (ret == 1) {
+        *want = LV_TLS_WANT_NONE;
+        return (ssize_t)put;
+    }
+    int rc = map_error(ssl, ret, want);
+    return rc == LV_EAGAIN ? rc : LV_EIO;
+}
+
+size_t lv_tlsio_pending(void *ssl) { return (size_t)SSL_pending(ssl); }
+
+int lv_tlsio_shutdown(void *ssl, lv_tls_want_t *want)
+{
+    *want = LV_TLS_WANT_NONE;
+    ERR_clear_error();
+    int ret = SSL_shutdown(ssl);
+    if (ret >= 0)
+        return 0;
+    int rc = map_error(ssl, ret, want);
+    return rc == LV_EAGAIN ? rc : 0;
+}

@@ -1,0 +1,446 @@
+/* lv_statefile.c - encode and parse the session state file (format in lv_statefile.h). */
+#include "lv_statefile.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lv_common.h"
+
+#define FORMAT_NAME "livevlm-sessions"
+#define SHA256_HEX_LEN 64
+
+/* ---------- lines and snapshots ---------- */
+
+lv_statefile_line_t *lv_statefile_line_ref(lv_statefile_line_t *line)
+{
+    line->refs++;
+    return line;
+}
+
+void lv_statefile_line_unref(lv_statefile_line_t *line)
+{
+    if (line && --line->refs == 0)
+        free(line);
+}
+
+int lv_statefile_snap_add(lv_statefile_snap_t *snap, lv_statefile_line_t *line)
+{
+    if (snap->n == snap->cap) {
+        size_t cap = snap->cap ? 2 * snap->cap : 64;
+        lv_statefile_line_t **p = realloc(snap->lines, cap * sizeof(*p));
+        if (!p)
+            return LV_ENOMEM;
+        snap->lines = p;
+        snap->cap = cap;
+    }
+    snap->lines[snap->n++] = lv_statefile_line_ref(line);
+    snap->bytes += line->len;
+    return 0;
+}
+
+void lv_statefile_snap_clear(lv_statefile_snap_t *snap)
+{
+    for (size_t i = 0; i < snap->n; i++)
+        lv_statefile_line_unref(snap->lines[i]);
+    free(snap->lines);
+    memset(snap, 0, sizeof(*snap));
+}
+
+void lv_statefile_session_clear(lv_statefile_session_t *s)
+{
+    for (size_t i = 0; i < s->n_answers && i < LV_STATEFILE_ANSWERS_MAX; i++) {
+        free(s->answers[i].text);
+        s->answers[i].text = NULL;
+    }
+    s->n_answers = 0;
+}
+
+/* ---------- encoding ---------- */
+
+static json_t *u64_json(uint64_t v)
+{
+    return v <= INT64_MAX ? json_integer((json_int_t)v) : NULL;
+}
+
+/* JSON has no NaN or infinity; a duration that is not a finite, non-negative number is saved as 0 */
+static json_t *ms_json(double v)
+{
+    return json_real(isfinite(v) && v >= 0 ? v : 0.0);
+}
+
+/* A history text cut at a byte cap may end inside a UTF-8 sequence, which JSON cannot carry: drop
+ * the (at most 3) bytes of the cut sequence rather than the whole answer. */
+static json_t *text_json(const char *text, size_t len)
+{
+    if (!text)
+        return json_string("");
+    if (len > LV_STATEFILE_TEXT_MAX)
+        len = LV_STATEFILE_TEXT_MAX;
+    for (size_t cut = 0; cut <= 3 && cut <= len; cut++) {
+        json_t *j = json_stringn(text, len - cut);
+        if (j)
+            return j;
+    }
+    return json_string(""); /* invalid inside: never produced by a backend reply, which was JSON */
+}
+
+/* json_object_set_new that remembers a failure instead of leaking or crashing on NULL values. */
+static void put(json_t *o, const char *key, json_t *v, int *rc)
+{
+    if (!v || json_object_set_new(o, key, v) != 0)
+        *rc = LV_EINVAL;
+}
+
+int lv_statefile_encode_session(const lv_statefile_session_t *s, lv_statefile_line_t **out)
+{
+    int rc = 0;
+    char *text = NULL;
+    json_t *o = json_object(), *hist = json_array();
+    *out = NULL;
+    if (!o || !hist) {
+        json_decref(o);
+        json_decref(hist);
+        return LV_ENOMEM;
+    }
+    if (s->n_answers > LV_STATEFILE_ANSWERS_MAX) {
+        json_decref(hist);
+        rc = LV_ELIMIT;
+        goto out;
+    }
+    put(o, "id", json_string(s->rec.id), &rc);
+    put(o, "secret_sha256", json_string(s->rec.secret_hash), &rc);
+    put(o, "owner", json_string(s->rec.owner), &rc);
+    put(o, "created_ms", u64_json(s->rec.created_ms), &rc);
+    put(o, "last_seen_ms", u64_json(s->last_seen_ms), &rc);
+    put(o, "attached", json_boolean(s->attached), &rc);
+    put(o, "started", json_boolean(s->rec.started), &rc);
+    put(o, "answer_seq", u64_json(s->answer_seq), &rc);
+    put(o, "total_inferences", u64_json(s->rec.total_inferences), &rc);
+    put(o, "avg_latency_ms", ms_json(s->rec.avg_latency_ms), &rc);
+    put(o, "settings", lv_settings_to_json(&s->rec.settings), &rc);
+    for (size_t i = 0; i < s->n_answers; i++) {
+        const lv_statefile_answer_t *a = &s->answers[i];
+        json_t *e = json_object();
+        if (!e) {
+            rc = LV_ENOMEM;
+            break;
+        }
+        put(e, "answer_id", u64_json(a->answer_id), &rc);
+        put(e, "wall_ms", u64_json(a->wall_ms), &rc);
+        put(e, "latency_ms", ms_json(a->latency_ms), &rc);
+        put(e, "text", text_json(a->text, a->text_len), &rc);
+        if (json_array_append_new(hist, e) != 0)
+            rc = LV_ENOMEM;
+    }
+    put(o, "history", hist, &rc);
+    if (rc)
+        goto out;
+    /* compact output has no raw newline: strings escape theirs, so one session is one line */
+    text = json_dumps(o, JSON_COMPACT);
+    if (!text) {
+        rc = LV_ENOMEM;
+        goto out;
+    }
+    size_t len = strlen(text);
+    if (len + 1 > LV_STATEFILE_LINE_MAX) {
+        rc = LV_ELIMIT;
+        goto out;
+    }
+    lv_statefile_line_t *line = malloc(sizeof(*line) + len + 1);
+    if (!line) {
+        rc = LV_ENOMEM;
+        goto out;
+    }
+    line->refs = 1;
+    line->len = len + 1;
+    memcpy(line->data, text, len);
+    line->data[len] = '\n';
+    *out = line;
+out:
+    free(text);
+    json_decref(o);
+    return rc;
+}
+
+/* ---------- the whole file ---------- */
+
+static void hex_of(const unsigned char *md, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int lv_statefile_emit(const lv_statefile_snap_t *snap, lv_statefile_sink_fn sink, void *ud)
+{
+    int rc = 0;
+    char buf[160], hex[SHA256_HEX_LEN + 1];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        rc = LV_ENOMEM;
+        goto out;
+    }
+    int n = snprintf(buf, sizeof(buf), "{\"format\":\"%s\",\"version\":%d,\"saved_ms\":%llu,\"sessions\":%zu}\n",
+                     FORMAT_NAME, LV_STATEFILE_VERSION, (unsigned long long)snap->saved_ms, snap->n);
+    if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
+        rc = LV_EIO;
+        goto out;
+    }
+    if ((rc = sink(ud, buf, (size_t)n)) != 0)
+        goto out;
+    for (size_t i = 0; i < snap->n; i++) {
+        const lv_statefile_line_t *l = snap->lines[i];
+        if (EVP_DigestUpdate(ctx, l->data, l->len) != 1) {
+            rc = LV_EIO;
+            goto out;
+        }
+        if ((rc = sink(ud, l->data, l->len)) != 0)
+            goto out;
+    }
+    if (EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len != SHA256_HEX_LEN / 2) {
+        rc = LV_EIO;
+        goto out;
+    }
+    hex_of(md, md_len, hex);
+    n = snprintf(buf, sizeof(buf), "{\"sha256\":\"%s\"}\n", hex);
+    rc = sink(ud, buf, (size_t)n);
+out:
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/* ---------- parsing ---------- */
+
+#define FAIL(code, reason)                                                                                             \
+    do {                                                                                                               \
+        rc = (code);                                                                                                   \
+        *why = (reason);                                                                                               \
+        goto out;                                                                                                      \
+    } while (0)
+
+static bool is_lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+static int get_u64(const json_t *o, const char *key, uint64_t *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return LV_EPARSE;
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static int get_ms(const json_t *o, const char *key, double *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_number(v) || !(json_number_value(v) >= 0))
+        return LV_EPARSE;
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int get_bool(const json_t *o, const char *key, bool *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_boolean(v))
+        return LV_EPARSE;
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* A string of min..size-1 bytes into dst (jansson refuses "\u0000", so it has no inner NUL). */
+static int get_str(const json_t *o, const char *key, char *dst, size_t size, size_t min)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_string(v))
+        return LV_EPARSE;
+    size_t n = json_string_length(v);
+    if (n < min || n >= size)
+        return LV_EPARSE;
+    memcpy(dst, json_string_value(v), n + 1);
+    return 0;
+}
+
+/* One session line into *s (texts owned). On error *s holds nothing to free. */
+static int decode_session(const char *p, size_t n, lv_statefile_session_t *s, const char **why)
+{
+    int rc = LV_EPARSE;
+    json_t *o = json_loadb(p, n, JSON_REJECT_DUPLICATES, NULL);
+    memset(s, 0, sizeof(*s));
+    if (!json_is_object(o))
+        FAIL(LV_EPARSE, "a session line is not a JSON object");
+    if (get_str(o, "id", s->rec.id, sizeof(s->rec.id), LV_SESSION_ID_LEN) ||
+        !is_lower_hex(s->rec.id, LV_SESSION_ID_LEN))
+        FAIL(LV_EPARSE, "a session id is not 32 hex digits");
+    if (get_str(o, "secret_sha256", s->rec.secret_hash, sizeof(s->rec.secret_hash), LV_SECRET_HASH_LEN) ||
+        !is_lower_hex(s->rec.secret_hash, LV_SECRET_HASH_LEN))
+        FAIL(LV_EPARSE, "a secret hash is not 64 hex digits");
+    if (get_str(o, "owner", s->rec.owner, sizeof(s->rec.owner), 1))
+        FAIL(LV_EPARSE, "a session owner is missing or too long");
+    if (get_u64(o, "created_ms", &s->rec.created_ms) || get_u64(o, "last_seen_ms", &s->last_seen_ms) ||
+        get_u64(o, "answer_seq", &s->answer_seq) || get_u64(o, "total_inferences", &s->rec.total_inferences) ||
+        get_ms(o, "avg_latency_ms", &s->rec.avg_latency_ms) || get_bool(o, "attached", &s->attached) ||
+        get_bool(o, "started", &s->rec.started))
+        FAIL(LV_EPARSE, "a session field is missing or has the wrong type");
+    json_t *settings = json_object_get(o, "settings");
+    if (!json_is_object(settings))
+        FAIL(LV_EPARSE, "a session has no settings object");
+    /* the same validation as a client's update; a value a newer rule refuses resets the settings
+     * rather than losing the session */
+    lv_settings_defaults(&s->rec.settings);
+    if (lv_settings_apply_json(&s->rec.settings, settings, NULL, NULL) != 0) {
+        lv_settings_defaults(&s->rec.settings);
+        s->settings_reset = true;
+    }
+    json_t *hist = json_object_get(o, "history");
+    if (!json_is_array(hist))
+        FAIL(LV_EPARSE, "a session has no history array");
+    if (json_array_size(hist) > LV_STATEFILE_ANSWERS_MAX)
+        FAIL(LV_ELIMIT, "a session has more history entries than the cap");
+    for (size_t i = 0; i < json_array_size(hist); i++) {
+        json_t *e = json_array_get(hist, i);
+        lv_statefile_answer_t *a = &s->answers[i];
+        json_t *t = json_object_get(e, "text");
+        if (!json_is_object(e) || get_u64(e, "answer_id", &a->answer_id) || get_u64(e, "wall_ms", &a->wall_ms) ||
+            get_ms(e, "latency_ms", &a->latency_ms) || !json_is_string(t))
+            FAIL(LV_EPARSE, "a history entry is malformed");
+        a->text_len = json_string_length(t);
+        if (a->text_len > LV_STATEFILE_TEXT_MAX)
+            FAIL(LV_ELIMIT, "a history text is longer than the cap");
+        a->text = malloc(a->text_len + 1);
+        if (!a->text)
+            FAIL(LV_ENOMEM, "out of memory");
+        memcpy(a->text, json_string_value(t), a->text_len + 1);
+        s->n_answers = i + 1;
+    }
+    rc = 0;
+out:
+    if (rc)
+        lv_statefile_session_clear(s);
+    json_decref(o);
+    return rc;
+}
+
+/* Walk the lines before the checksum line. With deliver false it only validates; with deliver
+ * true (only after a clean validation) it hands live sessions to cb and fills stats. */
+static int walk(const char *data, size_t body_len, const lv_statefile_limits_t *lim, uint64_t now_ms,
+                lv_statefile_cb_t cb, void *ud, lv_statefile_stats_t *st, bool deliver, const char **why)
+{
+    int rc = 0;
+    size_t pos = 0, line_no = 0, declared = 0;
+    uint64_t saved_ms = 0;
+    json_t *head = NULL;
+    lv_statefile_session_t *s = malloc(sizeof(*s));
+    if (!s)
+        FAIL(LV_ENOMEM, "out of memory");
+    while (pos < body_len) {
+        const char *p = data + pos;
+        const char *nl = memchr(p, '\n', body_len - pos);
+        size_t n = (size_t)(nl - p); /* body_len ends at a newline, so nl is never NULL */
+        pos += n + 1;
+        if (n > LV_STATEFILE_LINE_MAX)
+            FAIL(LV_ELIMIT, "a line is longer than the cap");
+        if (line_no++ == 0) {
+            uint64_t version = 0, count = 0;
+            head = json_loadb(p, n, JSON_REJECT_DUPLICATES, NULL);
+            const char *format = json_string_value(json_object_get(head, "format"));
+            if (!format || strcmp(format, FORMAT_NAME) != 0)
+                FAIL(LV_EINVAL, "not a livevlm session file");
+            if (get_u64(head, "version", &version) || version != LV_STATEFILE_VERSION)
+                FAIL(LV_EINVAL, "written by another version of livevlm (unsupported format version)");
+            if (get_u64(head, "saved_ms", &saved_ms) || get_u64(head, "sessions", &count))
+                FAIL(LV_EPARSE, "the header is malformed");
+            if (count > body_len / 2)
+                FAIL(LV_EPARSE, "the header's session count does not match the file");
+            declared = (size_t)count;
+            continue;
+        }
+        if ((rc = decode_session(p, n, s, why)) != 0)
+            goto out;
+        if (deliver) {
+            uint64_t seen = s->attached ? saved_ms : s->last_seen_ms;
+            s->age_ms = now_ms > seen ? now_ms - seen : 0;
+            if (lim->idle_ms && s->age_ms >= lim->idle_ms) {
+                st->expired++;
+            } else if (st->delivered >= lim->max_sessions) {
+                st->over_cap++;
+            } else {
+                st->delivered++;
+                st->settings_reset += s->settings_reset;
+                if (cb && cb(ud, s) != 0)
+                    st->refused++;
+            }
+        }
+        lv_statefile_session_clear(s);
+    }
+    if (line_no == 0)
+        FAIL(LV_EPARSE, "the header is missing");
+    if (line_no - 1 != declared)
+        FAIL(LV_EPARSE, "the header's session count does not match the file");
+    st->saved_ms = saved_ms;
+    st->sessions = declared;
+out:
+    json_decref(head);
+    free(s);
+    return rc;
+}
+
+int lv_statefile_parse(const char *data, size_t len, const lv_statefile_limits_t *lim, uint64_t now_wall_ms,
+                       lv_statefile_cb_t cb, void *ud, lv_statefile_stats_t *stats, const char **why)
+{
+    int rc = 0;
+    const char *why_local = NULL;
+    lv_statefile_stats_t st_local;
+    json_t *trailer = NULL;
+    if (!why)
+        why = &why_local;
+    if (!stats)
+        stats = &st_local;
+    memset(stats, 0, sizeof(*stats));
+    *why = NULL;
+    if (len > lim->max_bytes)
+        FAIL(LV_ELIMIT, "the file is larger than the cap");
+    if (len == 0 || data[len - 1] != '\n')
+        FAIL(LV_EPARSE, "truncated (it does not end with a complete line)");
+    /* the checksum line is the last one; everything before it is the body it covers */
+    size_t body_len = len - 1;
+    while (body_len > 0 && data[body_len - 1] != '\n')
+        body_len--;
+    if (body_len == 0)
+        FAIL(LV_EPARSE, "truncated (no checksum line)");
+    trailer = json_loadb(data + body_len, len - 1 - body_len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *sum = json_object_get(trailer, "sha256");
+    if (!json_is_string(sum) || json_string_length(sum) != SHA256_HEX_LEN ||
+        !is_lower_hex(json_string_value(sum), SHA256_HEX_LEN))
+        FAIL(LV_EPARSE, "truncated (the last line is not its checksum)");
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    char hex[SHA256_HEX_LEN + 1];
+    if (EVP_Digest(data, body_len, md, &md_len, EVP_sha256(), NULL) != 1 || md_len != SHA256_HEX_LEN / 2)
+        FAIL(LV_ENOMEM, "cannot compute SHA-256");
+    hex_of(md, md_len, hex);
+    if (memcmp(hex, json_string_value(sum), SHA256_HEX_LEN) != 0)
+        FAIL(LV_EPARSE, "the checksum does not match (the file was altered or partly written)");
+    /* all or nothing: validate every line before handing out the first session */
+    if ((rc = walk(data, body_len, lim, now_wall_ms, NULL, NULL, stats, false, why)) != 0)
+        goto out;
+    memset(stats, 0, sizeof(*stats));
+    rc = walk(data, body_len, lim, now_wall_ms, cb, ud, stats, true, why);
+out:
+    json_decref(trailer);
+    return rc;
+}

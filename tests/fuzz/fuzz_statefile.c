@@ -1,0 +1,101 @@
+/* fuzz_statefile.c - libFuzzer driver for the session state file parser (lv_statefile_parse). Each
+ * input is tried twice: as a whole file (the checksum line almost never matches, so this covers the
+ * framing), and sealed with a correct checksum line, so the fuzzer reaches the header and session
+ * line parsers. Every session handed out must be within the caps, and must encode and parse back.
+ * fuzz-sources: src/store/lv_statefile.c src/proto/lv_settings.c src/common/lv_common.c
+ */
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lv_common.h"
+#include "../../src/store/lv_statefile.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const lv_statefile_limits_t LIM = {1u << 20, 8, 3600000};
+#define NOW_MS 1700000000000ull
+
+static int sink(void *ud, const void *p, size_t n)
+{
+    char **buf = ud;
+    size_t have = strlen(*buf);
+    char *nb = realloc(*buf, have + n + 1);
+    if (!nb)
+        abort();
+    memcpy(nb + have, p, n);
+    nb[have + n] = '\0';
+    *buf = nb;
+    return 0;
+}
+
+static int count_cb(void *ud, const lv_statefile_session_t *s)
+{
+    (*(int *)ud)++;
+    return 0;
+}
+
+static int check_cb(void *ud, const lv_statefile_session_t *s)
+{
+    if (strlen(s->rec.id) != LV_SESSION_ID_LEN || strlen(s->rec.secret_hash) != LV_SECRET_HASH_LEN ||
+        !s->rec.owner[0] || s->n_answers > LV_STATEFILE_ANSWERS_MAX)
+        abort();
+    for (size_t i = 0; i < s->n_answers; i++)
+        if (!s->answers[i].text || s->answers[i].text_len > LV_STATEFILE_TEXT_MAX ||
+            strlen(s->answers[i].text) != s->answers[i].text_len)
+            abort();
+    /* what was read can be written and read back */
+    lv_statefile_line_t *line = NULL;
+    lv_statefile_snap_t snap;
+    memset(&snap, 0, sizeof(snap));
+    if (lv_statefile_encode_session(s, &line) != 0 || lv_statefile_snap_add(&snap, line) != 0)
+        abort();
+    lv_statefile_line_unref(line);
+    char *file = calloc(1, 1);
+    if (!file || lv_statefile_emit(&snap, sink, &file) != 0)
+        abort();
+    lv_statefile_limits_t forever = {LV_STATEFILE_MAX_BYTES, 1, 0};
+    int n = 0;
+    if (lv_statefile_parse(file, strlen(file), &forever, NOW_MS, count_cb, &n, NULL, NULL) != 0 || n != 1)
+        abort();
+    free(file);
+    lv_statefile_snap_clear(&snap);
+    (*(int *)ud)++;
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int n = 0;
+    lv_statefile_stats_t st;
+    if (lv_statefile_parse((const char *)data, size, &LIM, NOW_MS, check_cb, &n, &st, NULL) == 0 &&
+        (size_t)n != st.delivered)
+        abort();
+
+    /* sealed: the input as the body, then its correct checksum line */
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    bool nl = size > 0 && data[size - 1] == '\n';
+    size_t body = size + !nl;
+    char *file = malloc(body + 80);
+    if (!file)
+        return 0;
+    memcpy(file, data, size);
+    if (!nl)
+        file[size] = '\n';
+    if (EVP_Digest(file, body, md, &md_len, EVP_sha256(), NULL) != 1)
+        abort();
+    size_t len = body;
+    len += (size_t)snprintf(file + len, 80, "{\"sha256\":\"");
+    for (unsigned i = 0; i < md_len; i++)
+        len += (size_t)snprintf(file + len, 3, "%02x", md[i]);
+    len += (size_t)snprintf(file + len, 4, "\"}\n");
+    n = 0;
+    int rc = lv_statefile_parse(file, len, &LIM, NOW_MS, check_cb, &n, &st, NULL);
+    if ((rc == 0 && (size_t)n != st.delivered) || (rc != 0 && n != 0))
+        abort(); /* all or nothing */
+    free(file);
+    return 0;
+}

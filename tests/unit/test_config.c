@@ -1,0 +1,192 @@
+/* test_config.c - `serve` configuration: precedence (flags > environment > config file >
+ * defaults, flags winning wherever --config stands) and the --host check. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "lv_common.h"
+#include "lv_config.h"
+
+static lv_config_t cfg; /* large: not on the stack */
+static char err[512];
+static char file[64];
+
+static void write_file(const char *json)
+{
+    snprintf(file, sizeof(file), "/tmp/lv-test-config-XXXXXX");
+    int fd = mkstemp(file);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs(json, f);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    unsetenv("LIVEVLM_HOST");
+    unsetenv("LIVEVLM_PORT");
+    unsetenv("LIVEVLM_LOG_LEVEL");
+    unsetenv("LIVEVLM_BACKEND");
+    lv_config_defaults(&cfg);
+    err[0] = '\0';
+    file[0] = '\0';
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (file[0])
+        unlink(file);
+    unsetenv("LIVEVLM_HOST");
+    unsetenv("LIVEVLM_PORT");
+    unsetenv("LIVEVLM_LOG_LEVEL");
+    return 0;
+}
+
+static int load(int argc, const char **argv)
+{
+    return lv_config_load(&cfg, argc, (char **)argv, err, sizeof(err));
+}
+
+/* the attack report's case: the file says 0.0.0.0, the flag 127.0.0.1, in both orders */
+static void flags_win_over_file_in_any_order(void **state)
+{
+    (void)state;
+    write_file("{\"host\": \"0.0.0.0\", \"port\": 1111, \"log-level\": \"warn\"}");
+    const char *before[] = {"--host", "127.0.0.1", "--config", file};
+    assert_int_equal(load(4, before), 0);
+    assert_string_equal(cfg.host, "127.0.0.1");
+    assert_int_equal(cfg.port, 1111); /* what no flag sets still comes from the file */
+    assert_string_equal(cfg.log_level, "warn");
+
+    lv_config_defaults(&cfg);
+    const char *after[] = {"--config", file, "--host", "127.0.0.1", "--port", "2222"};
+    assert_int_equal(load(6, after), 0);
+    assert_string_equal(cfg.host, "127.0.0.1");
+    assert_int_equal(cfg.port, 2222);
+}
+
+static void environment_between_file_and_flags(void **state)
+{
+    (void)state;
+    write_file("{\"host\": \"127.0.0.2\", \"port\": 1111, \"log-level\": \"warn\"}");
+    setenv("LIVEVLM_HOST", "127.0.0.3", 1);
+    setenv("LIVEVLM_PORT", "3333", 1);
+    const char *args[] = {"--config", file, "--port", "4444"};
+    assert_int_equal(load(4, args), 0);
+    assert_string_equal(cfg.host, "127.0.0.3"); /* env over file */
+    assert_int_equal(cfg.port, 4444);           /* flag over env */
+    assert_string_equal(cfg.log_level, "warn"); /* file over default */
+
+    lv_config_defaults(&cfg);
+    const char *none[] = {"--no-tls"};
+    assert_int_equal(load(1, none), 0);
+    assert_string_equal(cfg.host, "127.0.0.3"); /* env over default */
+    assert_int_equal(cfg.port, 3333);
+}
+
+/* a flag may refer to a backend that only the file defines, even before --config */
+static void flag_on_backend_from_file(void **state)
+{
+    (void)state;
+    write_file("{\"backends\": [{\"id\": \"gpu\", \"url\": \"http://127.0.0.1:9/v1\"}]}");
+    const char *args[] = {"--backend-max", "gpu=7", "--config", file};
+    assert_int_equal(load(4, args), 0);
+    assert_int_equal(cfg.n_backends, 1);
+    assert_int_equal(cfg.backends[0].max_concurrency, 7);
+    /* without the file the backend is unknown: still an error */
+    lv_config_defaults(&cfg);
+    const char *alone[] = {"--backend-max", "gpu=7"};
+    assert_int_equal(load(2, alone), LV_EINVAL);
+    assert_non_null(strstr(err, "gpu"));
+}
+
+static void file_errors_name_the_file(void **state)
+{
+    (void)state;
+    write_file("{\"host\": \"127.1\"}");
+    const char *args[] = {"--config", file};
+    assert_int_equal(load(2, args), LV_EINVAL);
+    assert_non_null(strstr(err, file));
+    assert_non_null(strstr(err, "127.1"));
+    /* --help is answered before the file is read: a broken file does not hide the help */
+    const char *help[] = {"--config", file, "--help"};
+    assert_int_equal(load(3, help), 1);
+}
+
+static void bad_host_in_environment(void **state)
+{
+    (void)state;
+    setenv("LIVEVLM_HOST", "127.0.0.1:80", 1);
+    const char *none[] = {"--no-tls"};
+    assert_int_equal(load(1, none), LV_EINVAL);
+    assert_non_null(strstr(err, "LIVEVLM_HOST"));
+    assert_non_null(strstr(err, "--port"));
+}
+
+static void host_check(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } good[] = {{"0.0.0.0", "0.0.0.0"}, {"127.0.0.1", "127.0.0.1"}, {"::", "::"},           {"::1", "::1"},
+                {"[::1]", "::1"},       {"localhost", "localhost"}, {"fe80::1", "fe80::1"}, {"[::]", "::"}};
+    static const struct {
+        const char *in, *needle;
+    } bad[] = {{"127.1", "four numbers"},  {"127.0.0.1:80", "--port"},    {"[::1]:8090", "--port"},
+               {"localhost:80", "--port"}, {"1.2.3.256", "four numbers"}, {"example.com", "expected"},
+               {"", "expected"},           {"[::1", "expected"},          {"[127.0.0.1]", "expected"},
+               {"127.0.0.1 ", "expected"}, {"0x7f.0.0.1", "expected"},    {"::1%lo", "expected"}};
+    char out[256];
+    for (size_t i = 0; i < LV_ARRAY_LEN(good); i++) {
+        err[0] = '\0';
+        assert_int_equal(lv_config_check_host("--host", good[i].in, out, sizeof(out), err, sizeof(err)), 0);
+        assert_string_equal(out, good[i].out);
+    }
+    for (size_t i = 0; i < LV_ARRAY_LEN(bad); i++) {
+        err[0] = '\0';
+        assert_int_equal(lv_config_check_host("--host", bad[i].in, out, sizeof(out), err, sizeof(err)), LV_EINVAL);
+        if (!strstr(err, bad[i].needle) || !strstr(err, "--host"))
+            fail_msg("'%s' -> '%s' (expected it to mention '%s' and --host)", bad[i].in, err, bad[i].needle);
+    }
+    /* the flag itself */
+    const char *args[] = {"--host", "127.1"};
+    assert_int_equal(load(2, args), LV_EINVAL);
+    assert_non_null(strstr(err, "--host"));
+    lv_config_defaults(&cfg);
+    const char *v6[] = {"--host", "[::1]"};
+    assert_int_equal(load(2, v6), 0);
+    assert_string_equal(cfg.host, "::1");
+    assert_true(lv_host_is_loopback(cfg.host));
+}
+
+static void print_token_url_flag(void **state)
+{
+    (void)state;
+    assert_false(cfg.print_token_url);
+    const char *args[] = {"--print-token-url"};
+    assert_int_equal(load(1, args), 0);
+    assert_true(cfg.print_token_url);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(flags_win_over_file_in_any_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(environment_between_file_and_flags, setup, teardown),
+        cmocka_unit_test_setup_teardown(flag_on_backend_from_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(file_errors_name_the_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_host_in_environment, setup, teardown),
+        cmocka_unit_test_setup_teardown(host_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(print_token_url_flag, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

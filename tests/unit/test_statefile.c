@@ -1,0 +1,796 @@
+/* test_statefile.c - the session state file: format round trip, every truncation and single-byte
+ * corruption refused, versions, expiry, caps; the registry's snapshot/restore; the writer's file
+ * (mode 0600, lock, corrupt file moved aside, thread-pool writes). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "lv_buf.h"
+#include "lv_common.h"
+#include "lv_persist.h"
+#include "lv_session.h"
+#include "lv_statefile.h"
+#include "lv_store.h"
+
+#define NOW_MS 1700000000000ull
+#define HOUR_MS 3600000ull
+
+static const lv_statefile_limits_t LIM = {LV_STATEFILE_MAX_BYTES, 1000, HOUR_MS};
+
+/* ---------- helpers ---------- */
+
+static int buf_sink(void *ud, const void *p, size_t n)
+{
+    return lv_buf_append(ud, p, n);
+}
+
+static void make_session(lv_statefile_session_t *s, int i, size_t n_answers)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->rec.id, sizeof(s->rec.id), "%032x", 0xabc000 + i);
+    for (int k = 0; k < LV_SECRET_HASH_LEN; k++)
+        s->rec.secret_hash[k] = "0123456789abcdef"[(k + i) % 16];
+    snprintf(s->rec.owner, sizeof(s->rec.owner), "10.0.0.%d", i);
+    lv_settings_defaults(&s->rec.settings);
+    snprintf(s->rec.settings.prompt, sizeof(s->rec.settings.prompt), "Prompt %d: \"quotes\", \\ and\nnewline é", i);
+    s->rec.settings.max_tokens = 100 + i;
+    s->rec.settings.temperature = 0.3;
+    snprintf(s->rec.settings.model, sizeof(s->rec.settings.model), "model-%d", i);
+    s->rec.started = i % 2;
+    s->rec.created_ms = NOW_MS - 5000;
+    s->rec.total_inferences = 7;
+    s->rec.avg_latency_ms = 123.456;
+    s->attached = false;
+    s->last_seen_ms = NOW_MS - 1000;
+    s->answer_seq = 40 + n_answers;
+    s->n_answers = n_answers;
+    for (size_t k = 0; k < n_answers; k++) {
+        char t[64];
+        int len = snprintf(t, sizeof(t), "answer %zu of %d\n\ttab ü", k, i);
+        s->answers[k] = (lv_statefile_answer_t){40 + k + 1, NOW_MS - 100 * (n_answers - k), 10.5 + (double)k, strdup(t),
+                                                (size_t)len};
+    }
+}
+
+/* A whole file holding these sessions, written by the real emitter. */
+static void make_file(lv_buf_t *out, lv_statefile_session_t *ss, size_t n, uint64_t saved_ms)
+{
+    lv_statefile_snap_t snap;
+    memset(&snap, 0, sizeof(snap));
+    for (size_t i = 0; i < n; i++) {
+        lv_statefile_line_t *line = NULL;
+        assert_int_equal(lv_statefile_encode_session(&ss[i], &line), 0);
+        assert_int_equal(lv_statefile_snap_add(&snap, line), 0);
+        lv_statefile_line_unref(line);
+    }
+    snap.saved_ms = saved_ms;
+    lv_buf_init(out, 64u << 20);
+    assert_int_equal(lv_statefile_emit(&snap, buf_sink, out), 0);
+    lv_statefile_snap_clear(&snap);
+}
+
+/* body + a correct checksum line: for files the emitter would never write. */
+static void seal(lv_buf_t *out, const char *body)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    char hex[65];
+    assert_int_equal(EVP_Digest(body, strlen(body), md, &md_len, EVP_sha256(), NULL), 1);
+    for (unsigned i = 0; i < md_len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    lv_buf_init(out, 64u << 20);
+    assert_int_equal(lv_buf_append_str(out, body), 0);
+    assert_int_equal(lv_buf_printf(out, "{\"sha256\":\"%s\"}\n", hex), 0);
+}
+
+static bool settings_equal(const lv_settings_t *a, const lv_settings_t *b)
+{
+    return strcmp(a->prompt, b->prompt) == 0 && a->max_tokens == b->max_tokens && a->temperature == b->temperature &&
+           a->interval_ms == b->interval_ms && strcmp(a->backend, b->backend) == 0 && strcmp(a->model, b->model) == 0 &&
+           a->frame_max_side == b->frame_max_side && a->jpeg_quality == b->jpeg_quality &&
+           a->stats_interval_ms == b->stats_interval_ms && a->debug == b->debug;
+}
+
+typedef struct {
+    size_t n;
+    lv_statefile_session_t got[8];
+} collect_t;
+
+/* Keep a deep copy of what the parser delivers. */
+static int collect_cb(void *ud, const lv_statefile_session_t *s)
+{
+    collect_t *c = ud;
+    if (c->n == 8)
+        return -1;
+    lv_statefile_session_t *d = &c->got[c->n++];
+    *d = *s;
+    for (size_t k = 0; k < s->n_answers; k++)
+        d->answers[k].text = strdup(s->answers[k].text);
+    return 0;
+}
+
+static void collect_free(collect_t *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        lv_statefile_session_clear(&c->got[i]);
+    c->n = 0;
+}
+
+static int never_cb(void *ud, const lv_statefile_session_t *s)
+{
+    (*(int *)ud)++;
+    return 0;
+}
+
+static const char HEAD[] =
+    "{\"format\":\"livevlm-sessions\",\"version\":1,\"saved_ms\":1700000000000,\"sessions\":%d}\n";
+static const char SESSION_FMT[] =
+    "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+    "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"1.2.3.4\","
+    "\"created_ms\":1,\"last_seen_ms\":1699999999000,\"attached\":false,\"started\":false,\"answer_seq\":0,"
+    "\"total_inferences\":0,\"avg_latency_ms\":0,\"settings\":%s,\"history\":%s}\n";
+
+/* A one-session file with these settings and history JSON. */
+static void one_session_file(lv_buf_t *out, const char *settings, const char *history)
+{
+    size_t size = sizeof(HEAD) + sizeof(SESSION_FMT) + strlen(settings) + strlen(history) + 64;
+    char *body = malloc(size);
+    int n = snprintf(body, size, HEAD, 1);
+    snprintf(body + n, size - (size_t)n, SESSION_FMT, settings, history);
+    seal(out, body);
+    free(body);
+}
+
+/* ---------- the format ---------- */
+
+static void round_trip(void **state)
+{
+    lv_statefile_session_t ss[3];
+    lv_buf_t file;
+    collect_t c = {0};
+    lv_statefile_stats_t st;
+    const char *why = NULL;
+    for (int i = 0; i < 3; i++)
+        make_session(&ss[i], i, (size_t)(i == 0 ? 0 : i == 1 ? 3 : LV_STATEFILE_ANSWERS_MAX));
+    ss[2].attached = true;
+    make_file(&file, ss, 3, NOW_MS - 2000);
+    assert_non_null(memchr(file.data, '\n', file.len));
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &LIM, NOW_MS, collect_cb, &c, &st, &why), 0);
+    assert_null(why);
+    assert_int_equal(c.n, 3);
+    assert_int_equal(st.sessions, 3);
+    assert_int_equal(st.delivered, 3);
+    assert_int_equal(st.saved_ms, NOW_MS - 2000);
+    for (int i = 0; i < 3; i++) {
+        const lv_statefile_session_t *a = &ss[i], *b = &c.got[i];
+        assert_string_equal(a->rec.id, b->rec.id);
+        assert_string_equal(a->rec.secret_hash, b->rec.secret_hash);
+        assert_string_equal(a->rec.owner, b->rec.owner);
+        assert_true(settings_equal(&a->rec.settings, &b->rec.settings));
+        assert_int_equal(a->rec.started, b->rec.started);
+        assert_int_equal(a->rec.created_ms, b->rec.created_ms);
+        assert_int_equal(a->rec.total_inferences, b->rec.total_inferences);
+        assert_true(a->rec.avg_latency_ms == b->rec.avg_latency_ms);
+        assert_int_equal(a->attached, b->attached);
+        assert_int_equal(a->answer_seq, b->answer_seq);
+        assert_int_equal(a->n_answers, b->n_answers);
+        assert_false(b->settings_reset);
+        for (size_t k = 0; k < a->n_answers; k++) {
+            assert_int_equal(a->answers[k].answer_id, b->answers[k].answer_id);
+            assert_int_equal(a->answers[k].wall_ms, b->answers[k].wall_ms);
+            assert_true(a->answers[k].latency_ms == b->answers[k].latency_ms);
+            assert_string_equal(a->answers[k].text, b->answers[k].text);
+            assert_int_equal(a->answers[k].text_len, b->answers[k].text_len);
+        }
+    }
+    /* age: detached ones from their last_seen, attached ones from the file's saved_ms */
+    assert_int_equal(c.got[0].age_ms, 1000);
+    assert_int_equal(c.got[2].age_ms, 2000);
+    collect_free(&c);
+    for (int i = 0; i < 3; i++)
+        lv_statefile_session_clear(&ss[i]);
+    lv_buf_free(&file);
+}
+
+static void truncated_at_every_byte(void **state)
+{
+    lv_statefile_session_t ss[2];
+    lv_buf_t file;
+    make_session(&ss[0], 0, 2);
+    make_session(&ss[1], 1, 1);
+    make_file(&file, ss, 2, NOW_MS);
+    for (size_t len = 0; len < file.len; len++) {
+        int calls = 0;
+        char *copy = malloc(len ? len : 1); /* exactly len bytes: ASan sees any over-read */
+        memcpy(copy, file.data, len);
+        int rc = lv_statefile_parse(copy, len, &LIM, NOW_MS, never_cb, &calls, NULL, NULL);
+        free(copy);
+        if (rc == 0 || calls != 0)
+            fail_msg("a file cut at %zu of %zu bytes was accepted (rc %d, %d sessions)", len, file.len, rc, calls);
+    }
+    lv_statefile_session_clear(&ss[0]);
+    lv_statefile_session_clear(&ss[1]);
+    lv_buf_free(&file);
+}
+
+static void corrupted_at_every_byte(void **state)
+{
+    static const unsigned char masks[] = {0x01, 0x20, 0x80, 0xff};
+    lv_statefile_session_t ss[2];
+    lv_buf_t file;
+    make_session(&ss[0], 0, 2);
+    make_session(&ss[1], 1, 0);
+    make_file(&file, ss, 2, NOW_MS);
+    char *copy = malloc(file.len);
+    for (size_t i = 0; i < file.len; i++) {
+        for (size_t m = 0; m < sizeof(masks); m++) {
+            int calls = 0;
+            memcpy(copy, file.data, file.len);
+            copy[i] = (char)(copy[i] ^ masks[m]);
+            int rc = lv_statefile_parse(copy, file.len, &LIM, NOW_MS, never_cb, &calls, NULL, NULL);
+            if (rc == 0 || calls != 0)
+                fail_msg("byte %zu ^ 0x%02x was accepted", i, masks[m]);
+        }
+    }
+    /* and the intact copy still parses */
+    memcpy(copy, file.data, file.len);
+    assert_int_equal(lv_statefile_parse(copy, file.len, &LIM, NOW_MS, NULL, NULL, NULL, NULL), 0);
+    free(copy);
+    lv_statefile_session_clear(&ss[0]);
+    lv_statefile_session_clear(&ss[1]);
+    lv_buf_free(&file);
+}
+
+static void wrong_version_or_format(void **state)
+{
+    lv_buf_t f;
+    const char *why = NULL;
+    seal(&f, "{\"format\":\"livevlm-sessions\",\"version\":2,\"saved_ms\":1,\"sessions\":0}\n");
+    assert_int_equal(lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, NULL, NULL, NULL, &why), LV_EINVAL);
+    assert_non_null(strstr(why, "version"));
+    lv_buf_free(&f);
+    seal(&f, "{\"format\":\"something-else\",\"version\":1,\"saved_ms\":1,\"sessions\":0}\n");
+    assert_int_equal(lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, NULL, NULL, NULL, &why), LV_EINVAL);
+    lv_buf_free(&f);
+    /* version 1 with no session is fine */
+    seal(&f, "{\"format\":\"livevlm-sessions\",\"version\":1,\"saved_ms\":1,\"sessions\":0}\n");
+    assert_int_equal(lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, NULL, NULL, NULL, &why), 0);
+    lv_buf_free(&f);
+    /* not even JSON */
+    const char junk[] = "hello\nworld\n";
+    assert_int_equal(lv_statefile_parse(junk, sizeof(junk) - 1, &LIM, NOW_MS, NULL, NULL, NULL, &why), LV_EPARSE);
+    assert_int_equal(lv_statefile_parse("", 0, &LIM, NOW_MS, NULL, NULL, NULL, &why), LV_EPARSE);
+}
+
+static void expired_sessions_skipped(void **state)
+{
+    lv_statefile_session_t ss[4];
+    lv_buf_t file;
+    collect_t c = {0};
+    lv_statefile_stats_t st;
+    for (int i = 0; i < 4; i++)
+        make_session(&ss[i], i, 1);
+    ss[0].last_seen_ms = NOW_MS - HOUR_MS - 1;  /* detached an hour ago: expired */
+    ss[1].last_seen_ms = NOW_MS - HOUR_MS + 10; /* just within */
+    ss[2].attached = true;                      /* seen at the file's saved_ms: within */
+    ss[2].last_seen_ms = 0;
+    ss[3].last_seen_ms = NOW_MS + 5000; /* the clock went back: age 0 */
+    make_file(&file, ss, 4, NOW_MS - 60000);
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &LIM, NOW_MS, collect_cb, &c, &st, NULL), 0);
+    assert_int_equal(st.expired, 1);
+    assert_int_equal(c.n, 3);
+    assert_string_equal(c.got[0].rec.id, ss[1].rec.id);
+    assert_int_equal(c.got[1].age_ms, 60000);
+    assert_int_equal(c.got[2].age_ms, 0);
+    collect_free(&c);
+    /* an attached session in a file saved long ago has expired too */
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &LIM, NOW_MS + HOUR_MS, collect_cb, &c, &st, NULL), 0);
+    assert_int_equal(st.expired, 3);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.got[0].rec.id, ss[3].rec.id);
+    collect_free(&c);
+    /* idle 0 = never expire */
+    lv_statefile_limits_t forever = LIM;
+    forever.idle_ms = 0;
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &forever, NOW_MS, collect_cb, &c, &st, NULL), 0);
+    assert_int_equal(c.n, 4);
+    collect_free(&c);
+    for (int i = 0; i < 4; i++)
+        lv_statefile_session_clear(&ss[i]);
+    lv_buf_free(&file);
+}
+
+static void caps(void **state)
+{
+    lv_statefile_session_t ss[3];
+    lv_buf_t file, f;
+    collect_t c = {0};
+    lv_statefile_stats_t st;
+    const char *why;
+    for (int i = 0; i < 3; i++)
+        make_session(&ss[i], i, 1);
+    make_file(&file, ss, 3, NOW_MS);
+
+    /* sessions past max_sessions are skipped, not an error */
+    lv_statefile_limits_t lim = LIM;
+    lim.max_sessions = 1;
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &lim, NOW_MS, collect_cb, &c, &st, NULL), 0);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(st.over_cap, 2);
+    collect_free(&c);
+
+    /* a file over max_bytes is refused before anything is read */
+    lim = LIM;
+    lim.max_bytes = file.len - 1;
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &lim, NOW_MS, NULL, NULL, NULL, &why), LV_ELIMIT);
+
+    /* a callback refusing a session (a duplicate id, a full registry) is counted, not fatal */
+    int calls = 0;
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &LIM, NOW_MS, never_cb, &calls, &st, NULL), 0);
+    assert_int_equal(calls, 3);
+
+    /* more history entries than the cap */
+    lv_buf_t h;
+    lv_buf_init(&h, 1u << 20);
+    lv_buf_append_str(&h, "[");
+    for (int i = 0; i <= LV_STATEFILE_ANSWERS_MAX; i++)
+        lv_buf_printf(&h, "%s{\"answer_id\":%d,\"wall_ms\":1,\"latency_ms\":1,\"text\":\"x\"}", i ? "," : "", i);
+    lv_buf_append_str(&h, "]");
+    one_session_file(&f, "{}", h.data);
+    assert_int_equal(lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, NULL, NULL, NULL, &why), LV_ELIMIT);
+    lv_buf_free(&f);
+    lv_buf_free(&h);
+
+    /* a text over the cap */
+    char *big = malloc(LV_STATEFILE_TEXT_MAX + 200);
+    memset(big, 0, LV_STATEFILE_TEXT_MAX + 200);
+    strcpy(big, "[{\"answer_id\":1,\"wall_ms\":1,\"latency_ms\":1,\"text\":\"");
+    memset(big + strlen(big), 'a', LV_STATEFILE_TEXT_MAX + 1);
+    strcat(big, "\"}]");
+    one_session_file(&f, "{}", big);
+    assert_int_equal(lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, NULL, NULL, NULL, &why), LV_ELIMIT);
+    lv_buf_free(&f);
+    free(big);
+
+    /* a line over the line cap */
+    char *huge = malloc(LV_STATEFILE_LINE_MAX + 100);
+    memset(huge, 0, LV_STATEFILE_LINE_MAX + 100);
+    strcpy(huge, "{\"prompt\":\"");
+    memset(huge + strlen(huge), 'b', LV_STATEFILE_LINE_MAX);
+    strcat(huge, "\"}");
+    one_session_file(&f, huge, "[]");
+    assert_int_equal(lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, NULL, NULL, NULL, &why), LV_ELIMIT);
+    lv_buf_free(&f);
+    free(huge);
+
+    for (int i = 0; i < 3; i++)
+        lv_statefile_session_clear(&ss[i]);
+    lv_buf_free(&file);
+}
+
+static void malformed_fields(void **state)
+{
+    static const char *const bad_lines[] = {
+        "[]",
+        "{\"id\":\"0123\"}",
+        /* id not hex */
+        "{\"id\":\"0123456789abcdef0123456789abcdeZ\",\"secret_sha256\":"
+        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
+        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+        "\"settings\":{},\"history\":[]}",
+        /* upper-case hash */
+        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+        "\"0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
+        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+        "\"settings\":{},\"history\":[]}",
+        /* negative time */
+        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":-1,\"last_"
+        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+        "\"settings\":{},\"history\":[]}",
+        /* empty owner */
+        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"\",\"created_ms\":1,\"last_"
+        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+        "\"settings\":{},\"history\":[]}",
+        /* duplicate key */
+        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
+        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+        "\"settings\":{},\"history\":[]}",
+        /* history entry without text */
+        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
+        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+        "\"settings\":{},\"history\":[{\"answer_id\":1,\"wall_ms\":1,\"latency_ms\":1}]}",
+        /* NUL inside a text */
+        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
+        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+        "\"settings\":{},\"history\":[{\"answer_id\":1,\"wall_ms\":1,\"latency_ms\":1,\"text\":\"a\\u0000b\"}]}",
+    };
+    for (size_t i = 0; i < LV_ARRAY_LEN(bad_lines); i++) {
+        char body[4096];
+        lv_buf_t f;
+        int calls = 0;
+        int n = snprintf(body, sizeof(body), HEAD, 1);
+        snprintf(body + n, sizeof(body) - (size_t)n, "%s\n", bad_lines[i]);
+        seal(&f, body);
+        int rc = lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, never_cb, &calls, NULL, NULL);
+        if (rc == 0 || calls)
+            fail_msg("bad line %zu accepted", i);
+        lv_buf_free(&f);
+    }
+    /* the header's count must match */
+    lv_buf_t f;
+    char body[4096];
+    int n = snprintf(body, sizeof(body), HEAD, 2);
+    snprintf(body + n, sizeof(body) - (size_t)n, SESSION_FMT, "{}", "[]");
+    seal(&f, body);
+    assert_int_equal(lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, NULL, NULL, NULL, NULL), LV_EPARSE);
+    lv_buf_free(&f);
+    /* an empty line */
+    n = snprintf(body, sizeof(body), HEAD, 0);
+    snprintf(body + n, sizeof(body) - (size_t)n, "\n");
+    seal(&f, body);
+    assert_int_equal(lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, NULL, NULL, NULL, NULL), LV_EPARSE);
+    lv_buf_free(&f);
+}
+
+static void refused_settings_reset(void **state)
+{
+    lv_buf_t f;
+    collect_t c = {0};
+    lv_statefile_stats_t st;
+    lv_settings_t def;
+    lv_settings_defaults(&def);
+    one_session_file(&f, "{\"max_tokens\":999999,\"prompt\":\"kept?\"}", "[]");
+    assert_int_equal(lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, collect_cb, &c, &st, NULL), 0);
+    assert_int_equal(c.n, 1);
+    assert_true(c.got[0].settings_reset);
+    assert_int_equal(st.settings_reset, 1);
+    assert_true(settings_equal(&c.got[0].rec.settings, &def)); /* all or nothing, like a client update */
+    collect_free(&c);
+    lv_buf_free(&f);
+}
+
+static void encode_cuts_broken_utf8(void **state)
+{
+    lv_statefile_session_t s;
+    lv_statefile_line_t *line = NULL;
+    lv_buf_t file;
+    collect_t c = {0};
+    make_session(&s, 1, 0);
+    char text[] = "caf\xc3\xa9 \xe2\x82"; /* "café " + the first two bytes of a 3-byte sequence */
+    s.answers[0] = (lv_statefile_answer_t){1, 1, 1, text, sizeof(text) - 1};
+    s.answers[1] = (lv_statefile_answer_t){2, 1, 1, NULL, 0};
+    s.n_answers = 2;
+    assert_int_equal(lv_statefile_encode_session(&s, &line), 0);
+    assert_int_equal(line->data[line->len - 1], '\n');
+    assert_null(memchr(line->data, '\n', line->len - 1));
+    lv_statefile_line_unref(line);
+    make_file(&file, &s, 1, NOW_MS);
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &LIM, NOW_MS, collect_cb, &c, NULL, NULL), 0);
+    assert_string_equal(c.got[0].answers[0].text, "caf\xc3\xa9 ");
+    assert_string_equal(c.got[0].answers[1].text, "");
+    collect_free(&c);
+    lv_buf_free(&file);
+    s.n_answers = LV_STATEFILE_ANSWERS_MAX + 1;
+    assert_int_equal(lv_statefile_encode_session(&s, &line), LV_ELIMIT);
+    assert_null(line);
+}
+
+/* ---------- the registry's snapshot and restore ---------- */
+
+typedef struct {
+    lv_store_t *store;
+    lv_registry_t *reg;
+} fx_t;
+
+static void fx_init(fx_t *fx, size_t max_sessions)
+{
+    lv_registry_caps_t caps = {.max_sessions = max_sessions, .max_sessions_per_owner = 100};
+    assert_int_equal(lv_store_mem_create(1000, &fx->store), 0);
+    assert_int_equal(lv_registry_create(fx->store, &caps, &fx->reg), 0);
+}
+
+static void fx_free(fx_t *fx)
+{
+    lv_registry_destroy(fx->reg);
+    fx->store->ops->destroy(fx->store);
+}
+
+static int restore_cb(void *ud, const lv_statefile_session_t *s)
+{
+    fx_t *fx = ud;
+    return lv_registry_restore(fx->reg, s, 5000000);
+}
+
+static void snapshot_file(lv_registry_t *reg, lv_buf_t *file)
+{
+    lv_statefile_snap_t snap;
+    memset(&snap, 0, sizeof(snap));
+    assert_int_equal(lv_registry_snapshot(reg, true, SIZE_MAX, LV_STATEFILE_MAX_BYTES, &snap), 0);
+    snap.saved_ms = lv_wall_ms();
+    lv_buf_init(file, 64u << 20);
+    assert_int_equal(lv_statefile_emit(&snap, buf_sink, file), 0);
+    lv_statefile_snap_clear(&snap);
+}
+
+static void registry_restart(void **state)
+{
+    fx_t a, b;
+    char secret[65], secret2[65];
+    lv_session_t *s, *s2, *r;
+    lv_buf_t file;
+    lv_statefile_stats_t st;
+    lv_settings_t set;
+    fx_init(&a, 10);
+    lv_settings_defaults(&set);
+    snprintf(set.prompt, sizeof(set.prompt), "Describe the cat.");
+    set.max_tokens = 77;
+    assert_int_equal(lv_session_create(a.reg, "1.2.3.4", &set, secret, &s), 0);
+    assert_int_equal(lv_session_create(a.reg, "5.6.7.8", NULL, secret2, &s2), 0);
+    s->n_conns = 1;
+    lv_session_attach_changed(s, 1000);
+    lv_session_attach_changed(s2, 1000); /* s2 detached */
+    lv_session_set_started(a.reg, s, true, 1000);
+    for (uint64_t i = 1; i <= LV_HISTORY_MAX + 3; i++) {
+        char t[32];
+        int n = snprintf(t, sizeof(t), "answer %llu", (unsigned long long)i);
+        lv_session_history_add(s, i, t, (size_t)n, 5.0, 1000 + i);
+    }
+    s->answer_seq = LV_HISTORY_MAX + 3;
+    s->rec.total_inferences = LV_HISTORY_MAX + 3;
+    lv_session_save(a.reg, s);
+    snapshot_file(a.reg, &file);
+
+    fx_init(&b, 10);
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &LIM, lv_wall_ms(), restore_cb, &b, &st, NULL), 0);
+    assert_int_equal(st.delivered, 2);
+    assert_int_equal(st.refused, 0);
+    assert_int_equal(lv_registry_count(b.reg), 2);
+    /* the same secret opens the same session; another does not */
+    assert_int_equal(lv_session_resume(b.reg, s->rec.id, secret2, &r), LV_ENOTFOUND);
+    assert_int_equal(lv_session_resume(b.reg, s->rec.id, secret, &r), 0);
+    assert_string_equal(r->rec.id, s->rec.id);
+    assert_string_equal(r->rec.owner, "1.2.3.4");
+    assert_string_equal(r->rec.settings.prompt, "Describe the cat.");
+    assert_int_equal(r->rec.settings.max_tokens, 77);
+    assert_true(r->rec.started);
+    assert_false(lv_queue_empty(lv_registry_started(b.reg)));
+    assert_int_equal(r->history_len, LV_HISTORY_MAX);
+    assert_string_equal(lv_session_history_at(r, 0)->text, "answer 4");
+    assert_string_equal(lv_session_history_at(r, LV_HISTORY_MAX - 1)->text, "answer 23");
+    assert_int_equal(r->answer_seq, LV_HISTORY_MAX + 3);
+    assert_int_equal(r->rec.total_inferences, LV_HISTORY_MAX + 3);
+    /* restored sessions have no socket and are on their idle clock */
+    assert_int_equal(r->n_conns, 0);
+    assert_true(r->detached_since_ms > 0);
+    assert_int_equal(lv_registry_owner_count(b.reg, "1.2.3.4"), 1);
+    assert_int_equal(lv_session_resume(b.reg, s2->rec.id, secret2, &r), 0);
+    /* they expire like any session */
+    assert_int_equal(lv_registry_sweep(b.reg, 5000000 + 3600000, 600000, 100000, NULL, NULL), 2);
+    assert_int_equal(lv_registry_count(b.reg), 0);
+
+    /* a second load of the same file into a registry that has them: refused as duplicates */
+    fx_t c;
+    fx_init(&c, 1);
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &LIM, lv_wall_ms(), restore_cb, &c, &st, NULL), 0);
+    assert_int_equal(lv_registry_count(c.reg), 1); /* max_sessions 1 */
+    assert_int_equal(st.refused, 1);
+    assert_int_equal(lv_statefile_parse(file.data, file.len, &LIM, lv_wall_ms(), restore_cb, &c, &st, NULL), 0);
+    assert_int_equal(st.refused, 2);
+
+    lv_buf_free(&file);
+    fx_free(&a);
+    fx_free(&b);
+    fx_free(&c);
+}
+
+static void snapshot_only_when_changed(void **state)
+{
+    fx_t a;
+    char secret[65];
+    lv_session_t *s[3];
+    lv_statefile_snap_t snap;
+    fx_init(&a, 10);
+    memset(&snap, 0, sizeof(snap));
+    assert_int_equal(lv_registry_snapshot(a.reg, false, SIZE_MAX, SIZE_MAX, &snap), LV_EAGAIN);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lv_session_create(a.reg, "1.1.1.1", NULL, secret, &s[i]), 0);
+    /* a budget of one byte encodes one session per call; the others wait */
+    assert_int_equal(lv_registry_snapshot(a.reg, false, 1, SIZE_MAX, &snap), 0);
+    assert_int_equal(snap.n, 1);
+    lv_statefile_snap_clear(&snap);
+    assert_int_equal(lv_registry_snapshot(a.reg, false, 1, SIZE_MAX, &snap), 0);
+    assert_int_equal(snap.n, 2);
+    lv_statefile_snap_clear(&snap);
+    assert_int_equal(lv_registry_snapshot(a.reg, false, 1, SIZE_MAX, &snap), 0);
+    assert_int_equal(snap.n, 3);
+    lv_statefile_snap_clear(&snap);
+    assert_int_equal(lv_registry_snapshot(a.reg, false, 1, SIZE_MAX, &snap), LV_EAGAIN);
+    assert_int_equal(snap.n, 0);
+    /* force writes anyway */
+    assert_int_equal(lv_registry_snapshot(a.reg, true, 1, SIZE_MAX, &snap), 0);
+    assert_int_equal(snap.n, 3);
+    size_t one = snap.lines[0]->len;
+    lv_statefile_snap_clear(&snap);
+    /* a change to one session re-encodes it */
+    snprintf(s[1]->rec.settings.prompt, sizeof(s[1]->rec.settings.prompt), "new");
+    lv_session_save(a.reg, s[1]);
+    assert_int_equal(lv_registry_snapshot(a.reg, false, SIZE_MAX, SIZE_MAX, &snap), 0);
+    lv_statefile_snap_clear(&snap);
+    assert_int_equal(lv_registry_snapshot(a.reg, false, SIZE_MAX, SIZE_MAX, &snap), LV_EAGAIN);
+    /* the byte cap leaves sessions out and counts them */
+    assert_int_equal(lv_registry_snapshot(a.reg, true, SIZE_MAX, one + 1, &snap), 0);
+    assert_int_equal(snap.n, 1);
+    assert_int_equal(snap.skipped, 2);
+    lv_statefile_snap_clear(&snap);
+    /* a removal is a change */
+    s[0]->n_conns = 0;
+    lv_session_attach_changed(s[0], 1);
+    assert_int_equal(lv_registry_snapshot(a.reg, false, SIZE_MAX, SIZE_MAX, &snap), 0);
+    lv_statefile_snap_clear(&snap);
+    assert_int_equal(lv_registry_sweep(a.reg, 1000000, 1000, 100000, NULL, NULL), 1);
+    assert_int_equal(lv_registry_snapshot(a.reg, false, SIZE_MAX, SIZE_MAX, &snap), 0);
+    assert_int_equal(snap.n, 2);
+    lv_statefile_snap_clear(&snap);
+    fx_free(&a);
+}
+
+/* ---------- the writer ---------- */
+
+typedef struct {
+    fx_t *fx;
+    int calls;
+} persist_ud_t;
+
+static int persist_snapshot(void *ud, bool force, size_t budget, size_t max_bytes, lv_statefile_snap_t *out)
+{
+    persist_ud_t *p = ud;
+    p->calls++;
+    return lv_registry_snapshot(p->fx->reg, force, budget, max_bytes, out);
+}
+
+static void on_keepalive(uv_timer_t *t) {}
+
+static void tmp_dir(char *dir, size_t size)
+{
+    snprintf(dir, size, "%s/lv-statefile-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(dir));
+}
+
+static void rm_dir(const char *dir)
+{
+    static const char *const names[] = {"sessions.db", "sessions.db.lock", "sessions.db.tmp", "sessions.db.corrupt"};
+    char path[600];
+    for (size_t i = 0; i < LV_ARRAY_LEN(names); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static void persist_file(void **state)
+{
+    char dir[512], path[600], aside[640];
+    uv_loop_t loop;
+    fx_t a, b;
+    lv_persist_t *p = NULL, *p2 = NULL;
+    lv_session_t *s;
+    char secret[65];
+    struct stat st;
+    lv_statefile_stats_t stats;
+    const char *why;
+    persist_ud_t ud = {&a, 0};
+    tmp_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/sessions.db", dir);
+    snprintf(aside, sizeof(aside), "%s.corrupt", path);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    fx_init(&a, 10);
+
+    assert_int_equal(lv_persist_open(&loop, path, &p), 0);
+    /* one process per file */
+    assert_int_equal(lv_persist_open(&loop, path, &p2), LV_EAGAIN);
+    assert_null(p2);
+    /* no file yet: nothing loaded, no error */
+    assert_int_equal(lv_persist_load(p, &LIM, lv_wall_ms(), restore_cb, &b, &stats, &why), 0);
+    assert_int_equal(stats.sessions, 0);
+
+    assert_int_equal(lv_persist_start(p, 10, 60000, persist_snapshot, &ud), 0);
+    assert_int_equal(lv_session_create(a.reg, "9.9.9.9", NULL, secret, &s), 0);
+    /* the writer's timer does not keep a loop alive (by design); this one does, meanwhile */
+    uv_timer_t keepalive;
+    uv_timer_init(&loop, &keepalive);
+    uv_timer_start(&keepalive, on_keepalive, 5, 5);
+    /* the periodic write goes through the thread pool; bounded wait */
+    uint64_t deadline = lv_now_ms() + 5000;
+    while (stat(path, &st) != 0 && lv_now_ms() < deadline)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_true(ud.calls >= 1);
+
+    /* the final save is synchronous and stops the periodic ones */
+    lv_session_history_add(s, 1, "the last answer", 15, 1.0, 1);
+    size_t n = 0;
+    assert_int_equal(lv_persist_save_now(p, &n), 0);
+    assert_int_equal(n, 1);
+    int calls = ud.calls;
+    for (int i = 0; i < 5; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(ud.calls, calls);
+    uv_close((uv_handle_t *)&keepalive, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT); /* until a write still in flight has called back */
+    lv_persist_destroy(p);
+
+    /* the file never holds the secret, only its hash */
+    FILE *f = fopen(path, "r");
+    char *text = calloc(1, 1u << 20);
+    size_t got = fread(text, 1, (1u << 20) - 1, f);
+    fclose(f);
+    assert_true(got > 0);
+    assert_null(strstr(text, secret));
+    assert_non_null(strstr(text, s->rec.secret_hash));
+    assert_non_null(strstr(text, "the last answer"));
+    free(text);
+
+    /* a new process loads it; the lock was released */
+    fx_init(&b, 10);
+    assert_int_equal(lv_persist_open(&loop, path, &p), 0);
+    assert_int_equal(lv_persist_load(p, &LIM, lv_wall_ms(), restore_cb, &b, &stats, &why), 0);
+    assert_int_equal(stats.delivered, 1);
+    lv_session_t *r;
+    assert_int_equal(lv_session_resume(b.reg, s->rec.id, secret, &r), 0);
+    assert_string_equal(lv_session_history_at(r, 0)->text, "the last answer");
+    lv_persist_destroy(p);
+
+    /* a damaged file is refused, moved aside, and the next load starts empty */
+    f = fopen(path, "r+");
+    fseek(f, 10, SEEK_SET);
+    fputc('#', f);
+    fclose(f);
+    fx_t c;
+    fx_init(&c, 10);
+    assert_int_equal(lv_persist_open(&loop, path, &p), 0);
+    assert_int_equal(lv_persist_load(p, &LIM, lv_wall_ms(), restore_cb, &c, &stats, &why), LV_EPARSE);
+    assert_non_null(why);
+    assert_int_equal(lv_registry_count(c.reg), 0);
+    assert_int_equal(stat(aside, &st), 0);
+    assert_int_not_equal(stat(path, &st), 0);
+    lv_persist_destroy(p);
+
+    assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    fx_free(&a);
+    fx_free(&b);
+    fx_free(&c);
+    rm_dir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(round_trip),
+        cmocka_unit_test(truncated_at_every_byte),
+        cmocka_unit_test(corrupted_at_every_byte),
+        cmocka_unit_test(wrong_version_or_format),
+        cmocka_unit_test(expired_sessions_skipped),
+        cmocka_unit_test(caps),
+        cmocka_unit_test(malformed_fields),
+        cmocka_unit_test(refused_settings_reset),
+        cmocka_unit_test(encode_cuts_broken_utf8),
+        cmocka_unit_test(registry_restart),
+        cmocka_unit_test(snapshot_only_when_changed),
+        cmocka_unit_test(persist_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
