@@ -206,7 +206,10 @@ static int on_sse_data(void *ud, const char *data, size_t len)
     int rc;
     if (c->saw_done)
         return 0; /* nothing counts after the sentinel */
-    rc = lv_chatresp_parse_chunk(r, data, len, LV_CHAT_SSE_LINE_MAX);
+    if (c->sse.event_is_error)
+        rc = lv_chatresp_parse_error(r, data, len, LV_CHAT_SSE_LINE_MAX);
+    else
+        rc = lv_chatresp_parse_chunk(r, data, len, LV_CHAT_SSE_LINE_MAX);
     if (rc == LV_EBACKEND) {
         char ex[ERR_DETAIL_MAX + 1];
         excerpt(c, ex, r->error_message, strlen(r->error_message));

@@ -394,3 +394,14 @@ out:
         lv_chatresp_clear(r);
     return rc;
 }
+
+int lv_chatresp_parse_error(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes)
+{
+    lv_chatresp_clear(r);
+    if (n > max_bytes)
+        return LV_ELIMIT;
+    json_t *root = json_loadb(p, n, JSON_DECODE_ANY, NULL);
+    r->priv_doc = root;
+    json_t *err = json_is_object(root) ? json_object_get(root, "error") : NULL;
+    return read_error(r, err && !json_is_null(err) ? err : root);
+}

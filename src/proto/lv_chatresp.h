@@ -40,6 +40,12 @@ void lv_chatresp_clear(lv_chatresp_t *r);
  * set. On any other failure r is left cleared. */
 int lv_chatresp_parse_chunk(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes);
 
+/** Parse a payload that is known to report an error (llama.cpp's SSE "error" field, e.g.
+ * {"code":400,"message":"...","type":"invalid_request_error"}): an object with "error", an
+ * object with "message", or a bare JSON string. Always ends in LV_EBACKEND with r->error_message
+ * set ("backend reported an error" when no message can be read), or LV_ELIMIT past max_bytes. */
+int lv_chatresp_parse_error(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes);
+
 /** Parse a whole (non-streamed) chat.completion: choices[0].message.content, its finish_reason,
  * usage, id, model. Same returns as lv_chatresp_parse_chunk(); also LV_EPARSE when "choices" is
  * missing or empty. Also used on error bodies: {"error":{...}} gives LV_EBACKEND with the message. */

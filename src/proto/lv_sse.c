@@ -1,5 +1,5 @@
 /* lv_sse.c - incremental text/event-stream parser (WHATWG HTML 9.2.6 "Interpreting an event
- * stream"), restricted to the "data" field. */
+ * stream"), restricted to the "data" field and llama.cpp's "error" field. */
 #include "lv_sse.h"
 
 #include <string.h>
@@ -14,6 +14,7 @@ void lv_sse_init(lv_sse_t *s, size_t max_line_bytes)
     s->skip_lf = 0;
     s->first_line = 1;
     s->err = 0;
+    s->event_is_error = 0;
 }
 
 void lv_sse_free(lv_sse_t *s)
@@ -33,6 +34,7 @@ static int dispatch(lv_sse_t *s, lv_sse_data_cb on_data, void *ud)
     size_t len = s->data.len;
     int rc = on_data(ud, d, len);
     lv_buf_reset(&s->data);
+    s->event_is_error = 0;
     return rc;
 }
 
@@ -53,7 +55,9 @@ static int process_line(lv_sse_t *s, const char *l, size_t n, lv_sse_data_cb on_
         return 0; /* comment (keep-alives) */
     const char *colon = memchr(l, ':', n);
     size_t name_len = colon ? (size_t)(colon - l) : n;
-    if (name_len != 4 || memcmp(l, "data", 4) != 0)
+    if (name_len == 5 && memcmp(l, "error", 5) == 0)
+        s->event_is_error = 1; /* llama.cpp: "error: {...}" then "data: [DONE]" */
+    else if (name_len != 4 || memcmp(l, "data", 4) != 0)
         return 0; /* event, id, retry and unknown fields: not used */
     const char *v = colon ? colon + 1 : l + n;
     size_t vlen = (size_t)(l + n - v);

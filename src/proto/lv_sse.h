@@ -7,7 +7,9 @@
 
 #include "lv_buf.h"
 
-/* Only "data" fields matter to us: every dispatched event hands its data to a callback. "event",
+/* Only "data" fields matter to us, and "error" fields, which llama.cpp's server sends instead of
+ * "data" when a streamed answer fails after its 200 head: the lines of either are joined into the
+ * event's data, and event_is_error tells the callback which it was. "event",
  * "id", "retry" and unknown fields are ignored, as are comment lines (starting with ':').
  * State is kept between feeds, so lines, CRLF pairs and events may be split anywhere. */
 typedef struct {
@@ -17,6 +19,7 @@ typedef struct {
     int skip_lf;         /* the previous feed ended in '\r': a leading '\n' is its pair */
     int first_line;      /* a UTF-8 BOM is skipped at the very start of the stream */
     int err;             /* sticky: once non-zero every feed returns it */
+    int event_is_error;  /* during the callback: the event had an "error" field (llama.cpp) */
 } lv_sse_t;
 
 /** Data callback: data[0..len) is the event's data ("data:" lines joined with '\n', one leading

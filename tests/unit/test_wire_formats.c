@@ -1,0 +1,742 @@
+/* test_wire_formats.c - lv_chat against what real backends send: recorded-format answers of
+ * Ollama, vLLM, llama.cpp's server and OpenAI (tests/data/wire/<backend>-<case>.txt: streams with
+ * their role, content, finish and usage chunks and [DONE]; each server's error bodies; 429 with
+ * retry-after) replayed by a scripted HTTP server on the test's own libuv loop. Every fixture is
+ * replayed twice: one HTTP chunk per SSE event, as the servers flush them, and in 29-byte pieces,
+ * so events and UTF-8 characters are split across reads. Each case checks what lv_chat reports
+ * (text, token counts, finish reason, error code and message, HTTP status) and how lv_backend
+ * classified the outcome (the backend's fault or the request's). */
+#include <signal.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "lv_backend.h"
+#include "lv_buf.h"
+#include "lv_chat.h"
+#include "lv_common.h"
+#include "lv_http.h"
+#include "lv_queue.h"
+
+#define API_KEY "sk-test-secret"
+#define MODEL "vision-model"
+#define PIECE_BYTES 29
+
+/* ====================== fixtures ====================== */
+
+/* One recorded answer: comment lines ('#') first, then the head (LF in the file, CRLF on the
+ * wire), a blank line, then the body exactly as the server sends it. */
+typedef struct {
+    char *head; /* CRLF line ends, ending in the blank line */
+    char *body;
+    size_t body_len;
+    int chunked; /* Transfer-Encoding: chunked */
+    int status;
+} fixture_t;
+
+static int dir_exists(const char *d)
+{
+    char probe[1100];
+    snprintf(probe, sizeof probe, "%.1000s/openai-stream.txt", d);
+    return access(probe, R_OK) == 0;
+}
+
+/* tests/data/wire: $LV_TEST_DATA/wire, ./tests/data/wire, or next to the binary (BUILD/tests/). */
+static const char *wire_dir(void)
+{
+    static char dir[1024];
+    if (dir[0])
+        return dir;
+    const char *env = getenv("LV_TEST_DATA");
+    if (env) {
+        snprintf(dir, sizeof dir, "%.1000s/wire", env);
+        if (dir_exists(dir))
+            return dir;
+    }
+    snprintf(dir, sizeof dir, "tests/data/wire");
+    if (dir_exists(dir))
+        return dir;
+    char exe[900];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        snprintf(dir, sizeof dir, "%.900s/../../tests/data/wire", exe);
+        if (dir_exists(dir))
+            return dir;
+    }
+    fail_msg("tests/data/wire not found (run from the repository root or set LV_TEST_DATA)");
+    return NULL;
+}
+
+static void fixture_load(fixture_t *fx, const char *name)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%.1000s/%.150s.txt", wire_dir(), name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    lv_buf_t raw;
+    lv_buf_init(&raw, 1 << 20);
+    char tmp[4096];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
+        assert_int_equal(lv_buf_append(&raw, tmp, n), 0);
+    fclose(f);
+    assert_non_null(raw.data);
+
+    const char *p = raw.data;
+    while (*p == '#') { /* the comment block */
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        p = nl + 1;
+    }
+    const char *end = strstr(p, "\n\n");
+    if (!end)
+        fail_msg("%s: no blank line after the head", path);
+    lv_buf_t head;
+    lv_buf_init(&head, 1 << 16);
+    for (const char *q = p; q < end + 1; q++) {
+        if (*q == '\n')
+            assert_int_equal(lv_buf_append(&head, "\r", 1), 0);
+        assert_int_equal(lv_buf_append(&head, q, 1), 0);
+    }
+    assert_int_equal(lv_buf_append(&head, "\r\n", 2), 0);
+    memset(fx, 0, sizeof *fx);
+    fx->head = strdup(head.data);
+    const char *body = end + 2;
+    fx->body_len = raw.len - (size_t)(body - raw.data);
+    fx->body = malloc(fx->body_len + 1);
+    assert_non_null(fx->head);
+    assert_non_null(fx->body);
+    memcpy(fx->body, body, fx->body_len);
+    fx->body[fx->body_len] = '\0';
+    assert_int_equal(sscanf(fx->head, "HTTP/1.1 %d ", &fx->status), 1);
+    /* the head must not lie about the body: a Content-Length matches it exactly */
+    for (const char *l = fx->head; l && *l; l = strstr(l, "\r\n") ? strstr(l, "\r\n") + 2 : NULL) {
+        if (strncasecmp(l, "transfer-encoding: chunked", 26) == 0)
+            fx->chunked = 1;
+        if (strncasecmp(l, "content-length:", 15) == 0) {
+            unsigned long cl = strtoul(l + 15, NULL, 10);
+            if (cl != fx->body_len)
+                fail_msg("%s: Content-Length %lu but the body has %zu bytes", path, cl, fx->body_len);
+        }
+    }
+    lv_buf_free(&head);
+    lv_buf_free(&raw);
+}
+
+static void fixture_free(fixture_t *fx)
+{
+    free(fx->head);
+    free(fx->body);
+    memset(fx, 0, sizeof *fx);
+}
+
+/* ====================== the replaying server ====================== */
+
+typedef struct srv srv_t;
+
+typedef struct {
+    lv_queue_t link;
+    srv_t *srv;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    int open_handles;
+    int closing;
+    int handled;
+    lv_buf_t in;
+    /* the answer, as a list of writes made one per timer tick */
+    char **writes;
+    size_t *write_lens;
+    size_t n_writes, next_write;
+} conn_t;
+
+struct srv {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    int port;
+    lv_queue_t conns;
+    const fixture_t *fixture; /* what every chat/completions request gets */
+    int requests;
+    lv_buf_t last_body;
+    char last_path[128];
+};
+
+typedef struct {
+    uv_write_t req;
+    conn_t *conn;
+    int close_after;
+    char data[];
+} wreq_t;
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->open_handles == 0) {
+        for (size_t i = 0; i < c->n_writes; i++)
+            free(c->writes[i]);
+        free(c->writes);
+        free(c->write_lens);
+        lv_buf_free(&c->in);
+        free(c);
+    }
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    lv_queue_remove(&c->link);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    wreq_t *w = LV_CONTAINER_OF(req, wreq_t, req);
+    (void)status;
+    if (w->close_after)
+        conn_close(w->conn);
+    free(w);
+}
+
+static void conn_write(conn_t *c, const char *p, size_t n, int close_after)
+{
+    if (c->closing)
+        return;
+    wreq_t *w = malloc(sizeof *w + n);
+    assert_non_null(w);
+    memcpy(w->data, p, n);
+    w->conn = c;
+    w->close_after = close_after;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+    assert_int_equal(uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written), 0);
+}
+
+static void plan_add(conn_t *c, const char *p, size_t n, int chunked)
+{
+    size_t hl = 0;
+    char hdr[32];
+    if (chunked)
+        hl = (size_t)snprintf(hdr, sizeof hdr, "%zx\r\n", n);
+    c->writes = realloc(c->writes, (c->n_writes + 1) * sizeof *c->writes);
+    c->write_lens = realloc(c->write_lens, (c->n_writes + 1) * sizeof *c->write_lens);
+    assert_non_null(c->writes);
+    assert_non_null(c->write_lens);
+    char *w = malloc(hl + n + 2);
+    assert_non_null(w);
+    memcpy(w, hdr, hl);
+    memcpy(w + hl, p, n);
+    if (chunked) {
+        memcpy(w + hl + n, "\r\n", 2);
+        n += 2;
+    }
+    c->writes[c->n_writes] = w;
+    c->write_lens[c->n_writes++] = hl + n;
+}
+
+/* The body as writes: one per SSE event ("\n\n"-terminated) or PIECE_BYTES at a time. */
+static void plan_body(conn_t *c, const fixture_t *fx, int pieces)
+{
+    const char *p = fx->body, *end = fx->body + fx->body_len;
+    while (p < end) {
+        size_t n;
+        if (pieces) {
+            n = LV_MIN((size_t)PIECE_BYTES, (size_t)(end - p));
+        } else {
+            const char *ev = strstr(p, "\n\n");
+            n = ev ? (size_t)(ev + 2 - p) : (size_t)(end - p);
+        }
+        plan_add(c, p, n, fx->chunked);
+        p += n;
+    }
+    if (fx->chunked)
+        plan_add(c, "0\r\n\r\n", 5, 0);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->next_write < c->n_writes) {
+        size_t i = c->next_write++;
+        conn_write(c, c->writes[i], c->write_lens[i], 0);
+    }
+    if (c->next_write >= c->n_writes) {
+        uv_timer_stop(&c->timer);
+        conn_write(c, "", 0, 1); /* close once everything is out */
+    }
+}
+
+static void respond_404(conn_t *c)
+{
+    static const char r[] = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
+                            "Connection: close\r\n\r\nnot found";
+    conn_write(c, r, sizeof r - 1, 1);
+}
+
+static void route(conn_t *c, const char *method, const char *path)
+{
+    int pieces;
+    if (strcmp(method, "POST") == 0 && strcmp(path, "/events/v1/chat/completions") == 0)
+        pieces = 0;
+    else if (strcmp(method, "POST") == 0 && strcmp(path, "/pieces/v1/chat/completions") == 0)
+        pieces = 1;
+    else {
+        respond_404(c);
+        return;
+    }
+    const fixture_t *fx = c->srv->fixture;
+    assert_non_null(fx);
+    conn_write(c, fx->head, strlen(fx->head), 0);
+    plan_body(c, fx, pieces);
+    uv_timer_start(&c->timer, on_tick, 1, 1);
+}
+
+static void try_handle(conn_t *c)
+{
+    if (c->handled || !c->in.len)
+        return;
+    const char *end = strstr(c->in.data, "\r\n\r\n");
+    if (!end)
+        return;
+    size_t head_len = (size_t)(end - c->in.data) + 4;
+    size_t body_len = 0;
+    for (const char *l = strstr(c->in.data, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n"))
+        if (strncasecmp(l + 2, "Content-Length:", 15) == 0)
+            body_len = strtoul(l + 17, NULL, 10);
+    if (c->in.len < head_len + body_len)
+        return;
+    c->handled = 1;
+    srv_t *s = c->srv;
+    s->requests++;
+    char method[16] = "", path[128] = "";
+    sscanf(c->in.data, "%15s %127s", method, path);
+    snprintf(s->last_path, sizeof s->last_path, "%s", path);
+    lv_buf_reset(&s->last_body);
+    assert_int_equal(lv_buf_append(&s->last_body, c->in.data + head_len, body_len), 0);
+    route(c, method, path);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = malloc(suggested);
+    buf->len = buf->base ? suggested : 0;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    if (nread > 0) {
+        assert_int_equal(lv_buf_append(&c->in, buf->base, (size_t)nread), 0);
+        try_handle(c);
+    } else if (nread < 0) {
+        conn_close(c);
+    }
+    free(buf->base);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    srv_t *s = server->data;
+    assert_int_equal(status, 0);
+    conn_t *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->srv = s;
+    lv_buf_init(&c->in, 16 << 20);
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->open_handles = 2;
+    lv_queue_insert_tail(&s->conns, &c->link);
+    assert_int_equal(uv_accept(server, (uv_stream_t *)&c->tcp), 0);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void srv_start(srv_t *s, uv_loop_t *loop)
+{
+    struct sockaddr_in a, got;
+    int len = sizeof got;
+    memset(s, 0, sizeof *s);
+    s->loop = loop;
+    lv_queue_init(&s->conns);
+    lv_buf_init(&s->last_body, 16 << 20);
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    assert_int_equal(uv_tcp_init(loop, &s->listener), 0);
+    s->listener.data = s;
+    assert_int_equal(uv_tcp_bind(&s->listener, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 16, on_connection), 0);
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&got, &len);
+    s->port = ntohs(got.sin_port);
+}
+
+static void srv_stop(srv_t *s)
+{
+    while (!lv_queue_empty(&s->conns))
+        conn_close(LV_CONTAINER_OF(lv_queue_head(&s->conns), conn_t, link));
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    lv_buf_free(&s->last_body);
+}
+
+/* ====================== the expected outcomes ====================== */
+
+typedef enum { ENDS_OK, ENDS_CLIENT, ENDS_BACKEND } ends_t; /* how lv_backend should count it */
+
+typedef struct {
+    const char *name; /* tests/data/wire/<name>.txt */
+    int rc;
+    const char *message;      /* error_message, exact ("" when rc == 0) */
+    int message_is_substring; /* message only has to occur in error_message */
+    int http_status;
+    const char *text; /* the answer, exact (partial on errors) */
+    int prompt_tokens, completion_tokens;
+    int n_deltas;
+    const char *finish; /* finish_reason, "" = none */
+    ends_t ends;
+    const char *known_bug; /* non-NULL: lv_chat mishandles this format today (see the text);
+                            * the case is skipped unless LV_WIRE_KNOWN_BUGS=1 */
+} wire_case_t;
+
+/* clang-format off */
+#define OK_STREAM(n, t, pt, ct, nd, fin) {n, 0, "", 0, 200, t, pt, ct, nd, fin, ENDS_OK, NULL}
+#define HTTP_ERROR(n, st, msg, ends) {n, LV_EBACKEND, msg, 0, st, "", 0, 0, 0, "", ends, NULL}
+/* clang-format on */
+
+static const wire_case_t cases[] = {
+    /* ---- Ollama (/v1, 0.6.x and 0.3.x) ---- */
+    OK_STREAM("ollama-stream", "A red mug sits on a desk next to a laptop & a <b> notebook.", 283, 17, 16, "stop"),
+    /* no usage chunk (old Ollama ignores stream_options): no token counts, deltas still counted */
+    OK_STREAM("ollama-stream-nousage", "A cat on a sofa.", 0, 0, 6, "stop"),
+    HTTP_ERROR("ollama-error-404", 404,
+               "backend returned HTTP 404: model \"llava:13b\" not found, try pulling it first", ENDS_CLIENT),
+    HTTP_ERROR("ollama-busy-503", 503,
+               "backend returned HTTP 503: server busy, please try again.  maximum pending requests exceeded",
+               ENDS_BACKEND),
+    HTTP_ERROR("ollama-error-native", 500,
+               "backend returned HTTP 500: llama runner process has terminated: exit status 2", ENDS_BACKEND),
+    {"ollama-stream-error", LV_EBACKEND, "stream ended before the answer was complete", 0, 200, "The room is", 0, 0, 3,
+     "", ENDS_BACKEND, NULL},
+
+    /* ---- vLLM 0.8.x ---- */
+    OK_STREAM("vllm-stream", "The image shows a person sitting at a desk, holding a caf\xC3\xA9 latte.", 1347, 16, 15,
+              "stop"),
+    OK_STREAM("vllm-stream-length", "Two people are talking in a kitchen", 1347, 7, 7, "length"),
+    {"vllm-stream-error", LV_EBACKEND,
+     "backend error: EngineCore encountered an issue. See stack trace (above) for the root cause.", 0, 200, "A dog", 0,
+     0, 2, "", ENDS_BACKEND, NULL},
+    HTTP_ERROR("vllm-error-400", 400,
+               "backend returned HTTP 400: This model's maximum context length is 32768 tokens. However, you requested "
+               "33115 tokens (1347 in the messages, 31768 in the completion). Please reduce the length of the messages "
+               "or completion.",
+               ENDS_CLIENT),
+    HTTP_ERROR("vllm-error-404", 404, "backend returned HTTP 404: The model `gpt-4o` does not exist.", ENDS_CLIENT),
+
+    /* ---- llama.cpp's llama-server (b5350, b6800) ---- */
+    OK_STREAM("llamacpp-stream", "A man in a blue shirt is typing on a laptop \xE2\x80\x94 \xF0\x9F\x92\xBB.", 812, 15,
+              14, "stop"),
+    OK_STREAM("llamacpp-stream-usage-chunk", "A man in a blue shirt.", 812, 8, 7, "stop"),
+    HTTP_ERROR("llamacpp-loading-503", 503, "backend returned HTTP 503: Loading model", ENDS_BACKEND),
+    HTTP_ERROR("llamacpp-error-context", 400,
+               "backend returned HTTP 400: the request exceeds the available context size, try increasing it",
+               ENDS_CLIENT),
+    /* The error arrives as an SSE "error:" field (not "data:"), then "data: [DONE]": lv_sse marks
+     * the event, lv_chat reports the server's message. An error inside a 200 stream counts against
+     * the backend, whatever its "code" says (vLLM also says 400 for engine crashes). */
+    {"llamacpp-stream-error-event", LV_EBACKEND, "the request exceeds the available context size", 1, 200, "", 0, 0, 0,
+     /* llama-server (builds up to ~b6700) sends stream errors as an SSE field named "error",
+      * then "data: [DONE]" */
+     "", ENDS_BACKEND, NULL},
+
+    /* ---- OpenAI ---- */
+    OK_STREAM("openai-stream", "A person holds a sign that says \"Hello\" \xE2\x80\x94 smiling.", 8512, 13, 13, "stop"),
+    /* 429 is the backend's overload, not the request's fault; retry-after is not read by lv_chat */
+    HTTP_ERROR("openai-429", 429,
+               "backend returned HTTP 429: Rate limit reached for gpt-4o-mini in organization org-abc123xyz on tokens "
+               "per min (TPM): Limit 200000, Used 198954, Requested 8525. Please try again in 2.243s. Visit "
+               "https://platform.openai.com/accou",
+               ENDS_BACKEND),
+    HTTP_ERROR("openai-401", 401,
+               "backend returned HTTP 401: Incorrect API key provided: sk-test-****cret. You can find your API key at "
+               "https://platform.openai.com/account/api-keys.",
+               ENDS_CLIENT),
+    HTTP_ERROR("openai-400-image", 400,
+               "backend returned HTTP 400: You uploaded an unsupported image. Please make sure your image is below 20 "
+               "MB in size and is of one the following formats: ['png', 'jpeg', 'gif', 'webp'].",
+               ENDS_CLIENT),
+};
+
+/* ====================== running one chat ====================== */
+
+typedef struct {
+    uv_loop_t loop;
+    uv_timer_t keepalive; /* keeps UV_RUN_ONCE from sleeping forever */
+    srv_t srv;
+    lv_http_t *http;
+    lv_pool_t *pool;
+    fixture_t fixture;
+    const wire_case_t *wc;
+} fx_t;
+
+typedef struct {
+    lv_backend_t *b;
+    int done;
+    int delta_after_done;
+    lv_buf_t deltas;
+    lv_chat_result_t res;
+    char text[LV_CHAT_TEXT_MAX + 1];
+    char err[512], code[32], finish[32];
+    char *resp_debug;
+} rec_t;
+
+static void on_delta(void *ud, const char *text, size_t len)
+{
+    rec_t *r = ud;
+    if (r->done)
+        r->delta_after_done++;
+    assert_true(len > 0);
+    assert_int_equal(lv_buf_append(&r->deltas, text, len), 0);
+}
+
+static void on_done(void *ud, const lv_chat_result_t *res)
+{
+    rec_t *r = ud;
+    assert_false(r->done);
+    r->done = 1;
+    r->res = *res;
+    snprintf(r->text, sizeof r->text, "%.*s", (int)res->text_len, res->text);
+    snprintf(r->err, sizeof r->err, "%s", res->error_message ? res->error_message : "");
+    snprintf(r->code, sizeof r->code, "%s", res->error_code ? res->error_code : "");
+    snprintf(r->finish, sizeof r->finish, "%s", res->finish_reason ? res->finish_reason : "");
+    r->resp_debug = res->response_debug_json ? strdup(res->response_debug_json) : NULL;
+    assert_int_equal(r->b->inflight, 0); /* the slot is free before on_done */
+}
+
+static const lv_chat_cb_t rec_cb = {on_delta, on_done};
+
+static void on_keepalive(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static int setup(void **state)
+{
+    const wire_case_t *wc = *state;
+    fx_t *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->wc = wc;
+    fixture_load(&f->fixture, wc->name);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    uv_timer_init(&f->loop, &f->keepalive);
+    uv_timer_start(&f->keepalive, on_keepalive, 20, 20);
+    srv_start(&f->srv, &f->loop);
+    f->srv.fixture = &f->fixture;
+    assert_int_equal(lv_http_create(&f->loop, &f->http), 0);
+    assert_int_equal(lv_pool_create(&f->loop, f->http, &f->pool), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    lv_pool_destroy(f->pool);
+    lv_http_destroy(f->http);
+    srv_stop(&f->srv);
+    uv_close((uv_handle_t *)&f->keepalive, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    fixture_free(&f->fixture);
+    free(f);
+    return 0;
+}
+
+static void run_until(fx_t *f, const int *flag, unsigned timeout_ms)
+{
+    uint64_t end = lv_now_ms() + timeout_ms;
+    while (!*flag) {
+        if (lv_now_ms() > end)
+            fail_msg("%s: no answer within %u ms", f->wc->name, timeout_ms);
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+}
+
+static const unsigned char tiny_jpeg[] = {0xFF, 0xD8, 0xFF, 0xE0, 0, 16, 'J', 'F', 'I', 'F',  0,
+                                          1,    1,    0,    0,    1, 0,  1,   0,   0,   0xFF, 0xD9};
+
+/* One chat through backend `id` whose base URL selects the delivery (/events or /pieces). */
+static void run_chat(fx_t *f, rec_t *r, const char *id, const char *mode, int debug)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/%s/v1", f->srv.port, mode);
+    assert_int_equal(lv_pool_add(f->pool, id, url, API_KEY, 16, MODEL), 0);
+    memset(r, 0, sizeof *r);
+    r->b = lv_pool_find(f->pool, id);
+    assert_non_null(r->b);
+    lv_buf_init(&r->deltas, 1 << 20);
+    lv_chat_req_t req = {.model = MODEL,
+                         .prompt = "What do you see?",
+                         .max_tokens = 64,
+                         .jpeg = tiny_jpeg,
+                         .jpeg_len = sizeof tiny_jpeg,
+                         .connect_timeout_ms = 2000,
+                         .first_token_timeout_ms = 5000,
+                         .total_timeout_ms = 8000,
+                         .want_debug = debug};
+    assert_int_equal(lv_chat_start(f->pool, r->b, &req, &rec_cb, r, NULL), 0);
+    run_until(f, &r->done, 10000);
+}
+
+static void rec_free(rec_t *r)
+{
+    lv_buf_free(&r->deltas);
+    free(r->resp_debug);
+}
+
+/* Everything the case expects, for one delivery. */
+static void check(fx_t *f, rec_t *r, const char *mode)
+{
+    const wire_case_t *wc = f->wc;
+    const lv_chat_result_t *res = &r->res;
+    print_message("%-28s %-6s rc=%d status=%d deltas=%d tokens=%d/%d finish=%s msg=\"%s\"\n", wc->name, mode, res->rc,
+                  res->http_status, res->n_deltas, res->prompt_tokens, res->completion_tokens,
+                  r->finish[0] ? r->finish : "-", r->err);
+    assert_int_equal(res->rc, wc->rc);
+    assert_string_equal(r->code, wc->rc == 0 ? "" : wc->rc == LV_ETIMEDOUT ? "backend_timeout" : "backend_error");
+    if (wc->message_is_substring) {
+        if (!strstr(r->err, wc->message))
+            fail_msg("%s: error message \"%s\" lacks \"%s\"", wc->name, r->err, wc->message);
+    } else {
+        assert_string_equal(r->err, wc->message);
+    }
+    assert_int_equal(res->http_status, wc->http_status);
+    assert_string_equal(r->text, wc->text);
+    assert_int_equal(res->text_len, strlen(wc->text));
+    assert_int_equal(res->prompt_tokens, wc->prompt_tokens);
+    assert_int_equal(res->completion_tokens, wc->completion_tokens);
+    assert_int_equal(res->n_deltas, wc->n_deltas);
+    assert_string_equal(r->finish, wc->finish);
+    assert_int_equal(res->streamed, f->fixture.status == 200);
+    assert_int_equal(r->delta_after_done, 0);
+    /* deltas add up to the answer; on an error they are a prefix of it (none after the error) */
+    assert_true(r->deltas.len <= res->text_len);
+    if (r->deltas.len)
+        assert_memory_equal(r->deltas.data, r->text, r->deltas.len); /* res->text died with on_done */
+    if (wc->rc == 0)
+        assert_int_equal(r->deltas.len, res->text_len);
+    if (wc->rc == 0 && res->text_len)
+        assert_true(res->ttft_us > 0 && res->ttft_us <= res->total_us);
+    /* the key never shows */
+    assert_null(strstr(r->err, API_KEY));
+    if (r->resp_debug)
+        assert_null(strstr(r->resp_debug, API_KEY));
+
+    /* how the pool counted it */
+    lv_backend_t *b = r->b;
+    lv_window_stats_t ws;
+    lv_window_stats(&b->window, &ws);
+    assert_int_equal(b->inflight, 0);
+    assert_int_equal(b->awaiting_first, 0);
+    assert_int_equal(b->requests_total, 1);
+    assert_int_equal(b->errors_total, wc->ends == ENDS_OK ? 0 : 1);
+    assert_int_equal(b->timeouts_total, 0);
+    assert_int_equal(ws.errors, wc->ends == ENDS_BACKEND ? 1 : 0); /* only the backend's faults shrink it */
+    assert_true(b->healthy);                                       /* one failure opens no circuit */
+}
+
+/* The debug view of the answer is JSON: streams rebuilt as a chat.completion, errors as received. */
+static void check_debug(fx_t *f, const rec_t *r)
+{
+    assert_non_null(r->resp_debug);
+    json_error_t jerr;
+    json_t *j = json_loads(r->resp_debug, 0, &jerr);
+    if (!j)
+        fail_msg("%s: response debug is not JSON: %s", f->wc->name, r->resp_debug);
+    if (f->wc->rc == 0) {
+        json_t *content =
+            json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message"), "content");
+        assert_string_equal(json_string_value(content), f->wc->text);
+        json_t *usage = json_object_get(j, "usage");
+        if (f->wc->completion_tokens)
+            assert_int_equal(json_integer_value(json_object_get(usage, "completion_tokens")), f->wc->completion_tokens);
+        else
+            assert_null(usage);
+    }
+    json_decref(j);
+}
+
+static void test_wire_case(void **state)
+{
+    fx_t *f = *state;
+    const wire_case_t *wc = f->wc;
+    const char *run_bugs = getenv("LV_WIRE_KNOWN_BUGS");
+    if (wc->known_bug && !(run_bugs && strcmp(run_bugs, "1") == 0)) {
+        print_message("KNOWN BUG, skipped (LV_WIRE_KNOWN_BUGS=1 runs it): %s\n", wc->known_bug);
+        skip();
+    }
+    rec_t r;
+    run_chat(f, &r, "w-events", "events", 1);
+    check(f, &r, "events");
+    check_debug(f, &r);
+    /* what the server saw: a streamed request asking for usage, to the backend's path */
+    assert_string_equal(f->srv.last_path, "/events/v1/chat/completions");
+    assert_non_null(strstr(f->srv.last_body.data, "\"stream\":true"));
+    assert_non_null(strstr(f->srv.last_body.data, "\"include_usage\":true"));
+    rec_free(&r);
+
+    run_chat(f, &r, "w-pieces", "pieces", 0);
+    check(f, &r, "pieces");
+    assert_null(r.resp_debug);
+    rec_free(&r);
+    assert_int_equal(f->srv.requests, 2);
+}
+
+/* Every fixture in tests/data/wire has a case, and every case its fixture. */
+static void test_every_fixture_has_a_case(void **state)
+{
+    (void)state;
+    uv_fs_t req;
+    uv_dirent_t ent;
+    int n_files = 0;
+    assert_true(uv_fs_scandir(NULL, &req, wire_dir(), 0, NULL) >= 0);
+    while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+        size_t len = strlen(ent.name);
+        if (len < 5 || strcmp(ent.name + len - 4, ".txt") != 0)
+            continue;
+        n_files++;
+        int found = 0;
+        for (size_t i = 0; i < LV_ARRAY_LEN(cases); i++)
+            if (strlen(cases[i].name) == len - 4 && strncmp(cases[i].name, ent.name, len - 4) == 0)
+                found = 1;
+        if (!found)
+            fail_msg("tests/data/wire/%s has no case in test_wire_formats.c", ent.name);
+    }
+    uv_fs_req_cleanup(&req);
+    assert_int_equal(n_files, (int)LV_ARRAY_LEN(cases));
+}
+
+int main(void)
+{
+    /* the scripted server may write to a client that already hung up: an error, not a signal */
+    signal(SIGPIPE, SIG_IGN);
+    struct CMUnitTest tests[LV_ARRAY_LEN(cases) + 1];
+    for (size_t i = 0; i < LV_ARRAY_LEN(cases); i++)
+        tests[i] = (struct CMUnitTest){cases[i].name, test_wire_case, setup, teardown, (void *)&cases[i]};
+    tests[LV_ARRAY_LEN(cases)] =
+        (struct CMUnitTest){"every_fixture_has_a_case", test_every_fixture_has_a_case, NULL, NULL, NULL};
+    return _cmocka_run_group_tests("wire_formats", tests, LV_ARRAY_LEN(tests), NULL, NULL);
+}
