@@ -5,7 +5,9 @@
 #   scripts/fuzz.sh wsmsg jpeg      just these
 # A driver links src/common/*.c and src/proto/*.c unless its top comment names its own sources:
 #    * fuzz-sources: src/proto/lv_x.c src/proto/lv_y.c
-# (so one half-written module does not stop the others from being fuzzed).
+# (so one half-written module does not stop the others from being fuzzed; several such lines add
+# up), and pkg-config packages it needs beyond PKGS:
+#    * fuzz-pkgs: libuv
 # New inputs found go to build-fuzz/corpus/<name>/ (kept between runs; the seeds in the repo are
 # never written); crashes go to build-fuzz/artifacts/<name>/, logs to build-fuzz/fuzz_<name>.log.
 # Exits non-zero when any driver fails to build or finds a crash, leak, timeout or UB.
@@ -54,13 +56,21 @@ for name in "${names[@]}"; do
     echo "fuzz: $drv not found" >&2
     failed+=("$name"); summary+=("fuzz_$name: missing"); continue
   fi
-  srcs=$(sed -n '/fuzz-sources:/{s/.*fuzz-sources:[[:space:]]*//; s/[[:space:]]*\*\/.*//; p}' "$drv" | head -1)
-  if [ -z "$srcs" ]; then
+  srcs=$(sed -n '/fuzz-sources:/{s/.*fuzz-sources:[[:space:]]*//; s/[[:space:]]*\*\/.*//; p}' "$drv" | tr '\n' ' ')
+  if [ -z "${srcs// /}" ]; then
     srcs=$(ls src/common/*.c src/proto/*.c)
+  fi
+  pkgs=$(sed -n '/fuzz-pkgs:/{s/.*fuzz-pkgs:[[:space:]]*//; s/[[:space:]]*\*\/.*//; p}' "$drv" | tr '\n' ' ')
+  extra=()
+  if [ -n "${pkgs// /}" ]; then
+    # shellcheck disable=SC2086 # pkgs is a list of package names
+    if ! extra=($(pkg-config --cflags --libs $pkgs)); then
+      failed+=("$name"); summary+=("fuzz_$name: BUILD FAILED (pkg-config $pkgs)"); continue
+    fi
   fi
   echo "### fuzz_$name: build"
   # shellcheck disable=SC2086 # srcs is a list of paths without spaces
-  if ! "$CC" "${CFLAGS[@]}" "$drv" $srcs -o "$bin" "${LIBS[@]}"; then
+  if ! "$CC" "${CFLAGS[@]}" "$drv" $srcs -o "$bin" "${extra[@]}" "${LIBS[@]}"; then
     failed+=("$name"); summary+=("fuzz_$name: BUILD FAILED"); continue
   fi
 
