@@ -1,10 +1,11 @@
 // ui.test.mjs - the web UI in Debian's headless chromium (playwright-core) against the real
 // livevlm over TLS (self-signed, generated on first start) and fakevlm. The camera is chromium's
-// fake device. Element ids are the UI's contract (see web/index.html).
+// fake device. Element ids are the UI's contract (see web/index.html). Every test fails on an
+// uncaught page exception or a console error (watchPageErrors; the few expected ones are listed).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startFakevlm, startLivevlm, stopAll, launchBrowser, sha8, sleep, T,
+  startFakevlm, startLivevlm, stopAll, launchBrowser, watchPageErrors, sha8, sleep, T,
 } from '../lib/harness.mjs';
 
 const TO = { timeout: T(90000) };
@@ -46,17 +47,26 @@ async function sessionIdOf(page) {
   });
 }
 
-/** New context + page logged in through the login form. */
+// Messages a page may log without anything being wrong. Chromium logs every 4xx answer to a
+// fetch as a console error ("Failed to load resource: … 401"), so each entry names the request.
+const BEFORE_SIGN_IN = {
+  text: /status of 401/, url: /\/api\/v1\/config$/,
+  why: 'a page opened without the auth cookie asks GET /api/v1/config whether it is signed in; ' +
+    'the 401 answer is how it learns to show the login form',
+};
+
+/** New context + page logged in through the login form; errs collects its page/console errors. */
 async function loginWithForm(opts = {}) {
   const ctx = await br.newContext(opts);
   const page = await ctx.newPage();
-  page.on('pageerror', (e) => { page.__errors = [...(page.__errors || []), String(e)]; });
+  const errs = watchPageErrors(page, [BEFORE_SIGN_IN]);
+  page.__errs = errs;
   await page.goto(`${srv.origin}/`);
   await page.locator('#loginToken').waitFor({ state: 'visible', timeout: T(10000) });
   await page.fill('#loginToken', srv.token);
   await page.click('#loginSubmit');
   await waitConnected(page);
-  return { ctx, page };
+  return { ctx, page, errs };
 }
 
 async function answerText(page) {
@@ -90,23 +100,30 @@ async function waitAnswer(page, re, timeoutMs = T(20000)) {
   }
   const err = await page.locator('#errorBar').textContent().catch(() => '');
   throw new Error(`#answerText never matched ${re} in ${timeoutMs} ms; last: ${JSON.stringify(last.slice(0, 300))}; ` +
-    `#errorBar: ${JSON.stringify(err)}; page errors: ${JSON.stringify(page.__errors || [])}`);
+    `#errorBar: ${JSON.stringify(err)}; page errors: ${JSON.stringify(page.__errs?.errors || [])}`);
 }
 
 test('log in with the token through the form', TO, async () => {
-  const { ctx, page } = await loginWithForm();
+  const { ctx, page, errs } = await loginWithForm();
   try {
     assert.match(await sessionIdOf(page), /[0-9a-f]{8}/, 'the session id is shown');
     assert.equal(await page.locator('#loginToken').isVisible(), false, 'login form gone');
+    errs.check('signed-in page');
     // A wrong token is refused and keeps the form.
     const ctx2 = await br.newContext();
     const p2 = await ctx2.newPage();
+    const errs2 = watchPageErrors(p2, [BEFORE_SIGN_IN, {
+      text: /status of 401/, url: /\/api\/v1\/login$/,
+      why: 'the wrong token is what this test sends: POST /api/v1/login answers 401 and Chromium logs it',
+    }]);
     await p2.goto(`${srv.origin}/`);
     await p2.fill('#loginToken', 'f'.repeat(64));
     await p2.click('#loginSubmit');
-    await sleep(1000);
+    // The page says so in words (role=alert), rather than failing silently.
+    await p2.locator('#loginError').filter({ hasText: /wrong token/i }).waitFor({ state: 'visible', timeout: T(10000) });
     assert.equal(await p2.locator('#loginToken').isVisible(), true, 'a wrong token keeps the login form');
     assert.doesNotMatch((await connectionState(p2)) || '', CONNECTED);
+    errs2.check('page with the wrong token');
     await br.closeContext(ctx2);
   } finally {
     await br.closeContext(ctx);
@@ -114,7 +131,7 @@ test('log in with the token through the form', TO, async () => {
 });
 
 test('start the fake camera: the answer streams in (grows) and contains "fakevlm"', TO, async () => {
-  const { ctx, page } = await loginWithForm();
+  const { ctx, page, errs } = await loginWithForm();
   try {
     const prompt = 'E2E: what does the fake camera show?';
     await setPrompt(page, prompt);
@@ -138,7 +155,7 @@ test('start the fake camera: the answer streams in (grows) and contains "fakevlm
     const latency = (await page.locator('#metricLatency').textContent()) || '';
     assert.match(latency, /\d/, `#metricLatency shows a number (${latency})`);
     await page.locator('#stopBtn').click();
-    assert.deepEqual(page.__errors || [], [], 'no uncaught page errors');
+    errs.check();
   } finally {
     await br.closeContext(ctx);
   }
@@ -167,6 +184,8 @@ test('two browser contexts with different prompts stay isolated', TO, async () =
     }
     await a.page.locator('#stopBtn').click();
     await b.page.locator('#stopBtn').click();
+    a.errs.check('page A');
+    b.errs.check('page B');
   } finally {
     await br.closeContext(a.ctx);
     await br.closeContext(b.ctx);
@@ -174,7 +193,7 @@ test('two browser contexts with different prompts stay isolated', TO, async () =
 });
 
 test('the theme toggle cycles and the choice persists across a reload', TO, async () => {
-  const { ctx, page } = await loginWithForm();
+  const { ctx, page, errs } = await loginWithForm();
   try {
     const theme = () => page.evaluate(() => document.body.dataset.theme || '');
     const mode = () => page.locator('#themeToggle').getAttribute('data-mode');
@@ -202,13 +221,14 @@ test('the theme toggle cycles and the choice persists across a reload', TO, asyn
     await page.reload();
     await waitConnected(page);
     assert.deepEqual([await mode(), await theme()], chosen, 'theme choice persists across reload');
+    errs.check();
   } finally {
     await br.closeContext(ctx);
   }
 });
 
 test('max tokens and prompt changes apply to the session (debug payload, answer, reload)', TO, async () => {
-  const { ctx, page } = await loginWithForm();
+  const { ctx, page, errs } = await loginWithForm();
   try {
     await page.fill('#maxTokens', '9');
     await page.locator('#maxTokens').press('Tab');
@@ -241,6 +261,7 @@ test('max tokens and prompt changes apply to the session (debug payload, answer,
     assert.equal(await sessionIdOf(page), sid, 'a reload resumes the same session');
     await page.waitForFunction(() => document.getElementById('maxTokens').value === '9', null, { timeout: T(5000) });
     assert.equal(await page.locator('#promptText').inputValue(), prompt);
+    errs.check();
   } finally {
     await br.closeContext(ctx);
   }
@@ -250,6 +271,7 @@ test('a page opened with /?token=… logs in by cookie and drops the token from 
   const ctx = await br.newContext();
   try {
     const page = await ctx.newPage();
+    const errs = watchPageErrors(page);
     await page.goto(`${srv.origin}/?token=${srv.token}`);
     await waitConnected(page);
     assert.ok(!page.url().includes(srv.token), `token left the address bar (${page.url()})`);
@@ -262,13 +284,14 @@ test('a page opened with /?token=… logs in by cookie and drops the token from 
     assert.equal(c.sameSite, 'Strict');
     // The cookie is not readable from the page's JavaScript.
     assert.ok(!(await page.evaluate(() => document.cookie)).includes(srv.token));
+    errs.check();
   } finally {
     await br.closeContext(ctx);
   }
 });
 
 test('a backend error shows in the error bar, not as the answer', TO, async () => {
-  const { ctx, page } = await loginWithForm();
+  const { ctx, page, errs } = await loginWithForm();
   try {
     await setPrompt(page, 'E2E fault [[fault:error500]]');
     await startCamera(page);
@@ -276,15 +299,17 @@ test('a backend error shows in the error bar, not as the answer', TO, async () =
       null, { timeout: T(20000) });
     assert.ok(!(await answerText(page)).includes('fault'), 'no fault text in the answer');
     await page.locator('#stopBtn').click();
+    errs.check('a backend error is shown to the user, not thrown or logged as a page error');
   } finally {
     await br.closeContext(ctx);
   }
 });
 
 test('system stats: the CPU tile shows a number', TO, async () => {
-  const { ctx, page } = await loginWithForm();
+  const { ctx, page, errs } = await loginWithForm();
   try {
     await page.waitForFunction(() => /\d/.test(document.getElementById('statCpu')?.textContent || ''), null, { timeout: T(10000) });
+    errs.check();
   } finally {
     await br.closeContext(ctx);
   }
@@ -295,9 +320,11 @@ test('with no backend the page shows the no-backend banner', TO, async () => {
   const ctx = await br.newContext();
   try {
     const page = await ctx.newPage();
+    const errs = watchPageErrors(page);
     await page.goto(`${bare.origin}/?token=${bare.token}`);
     await page.locator('#noBackendBanner').waitFor({ state: 'visible', timeout: T(10000) });
     assert.match((await page.locator('#noBackendBanner').textContent()) || '', /\w{3,}/);
+    errs.check();
   } finally {
     await br.closeContext(ctx);
     await bare.stop();
