@@ -18,6 +18,7 @@
 #include "lv_log.h"
 #include "lv_stat.h"
 #include "lv_state.h"
+#include "lv_store_mem.h"
 #include "lv_sysmon.h"
 
 #define LIVEVLM_VERSION "0.1.0"

@@ -1,6 +1,7 @@
 /* lv_session.c - session registry, mailbox, history. */
 #include "lv_session.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,20 +9,20 @@
 #include "lv_rand.h"
 
 #define NBUCKETS 4096
-#define OWNER_BUCKETS 1024
+#define PRINCIPAL_BUCKETS 1024
 
-typedef struct owner_count {
-    struct owner_count *next;
+typedef struct principal_count {
+    struct principal_count *next;
     size_t count;
-    lv_queue_t sessions;        /* lv_session_t.owner_link, in creation order */
-    char owner[64];
-} owner_count_t;
+    lv_queue_t sessions;        /* lv_session_t.principal_link, in creation order */
+    char principal[64];
+} principal_count_t;
 
 struct lv_registry {
     lv_store_t *store;
     lv_registry_caps_t caps;
     lv_session_t *buckets[NBUCKETS];
-    owner_count_t *owners[OWNER_BUCKETS];
+    principal_count_t *principals[PRINCIPAL_BUCKETS];
     size_t count;
     size_t sweep_bucket;        /* where the bounded sweep resumes */
     lv_queue_t started;
@@ -55,24 +56,24 @@ void lv_frame_unref(lv_frame_t *f)
         free(f);
 }
 
-static owner_count_t **owner_slot(lv_registry_t *reg, const char *owner)
+static principal_count_t **principal_slot(lv_registry_t *reg, const char *principal)
 {
-    owner_count_t **pp = &reg->owners[lv_hash_str(owner) % OWNER_BUCKETS];
-    while (*pp && strcmp((*pp)->owner, owner) != 0)
+    principal_count_t **pp = &reg->principals[lv_hash_str(principal) % PRINCIPAL_BUCKETS];
+    while (*pp && strcmp((*pp)->principal, principal) != 0)
         pp = &(*pp)->next;
     return pp;
 }
 
-size_t lv_registry_owner_count(const lv_registry_t *reg, const char *owner)
+size_t lv_registry_principal_count(const lv_registry_t *reg, const char *principal)
 {
-    owner_count_t **pp = owner_slot((lv_registry_t *)reg, owner);
+    principal_count_t **pp = principal_slot((lv_registry_t *)reg, principal);
     return *pp ? (*pp)->count : 0;
 }
 
-static int owner_add(lv_registry_t *reg, const char *owner, int delta)
+static int principal_add(lv_registry_t *reg, const char *principal, int delta)
 {
-    owner_count_t **pp = owner_slot(reg, owner);
-    owner_count_t *o = *pp;
+    principal_count_t **pp = principal_slot(reg, principal);
+    principal_count_t *o = *pp;
     if (!o) {
         if (delta < 0)
             return 0;
@@ -80,7 +81,7 @@ static int owner_add(lv_registry_t *reg, const char *owner, int delta)
         if (!o)
             return LV_ENOMEM;
         lv_queue_init(&o->sessions);
-        snprintf(o->owner, sizeof(o->owner), "%s", owner);
+        snprintf(o->principal, sizeof(o->principal), "%s", principal);
         *pp = o;
     }
     if (delta < 0 && o->count > 0)
@@ -127,10 +128,10 @@ void lv_registry_destroy(lv_registry_t *reg)
             s = next;
         }
     }
-    for (size_t i = 0; i < OWNER_BUCKETS; i++) {
-        owner_count_t *o = reg->owners[i];
+    for (size_t i = 0; i < PRINCIPAL_BUCKETS; i++) {
+        principal_count_t *o = reg->principals[i];
         while (o) {
-            owner_count_t *next = o->next;
+            principal_count_t *next = o->next;
             free(o);
             o = next;
         }
@@ -158,19 +159,39 @@ void lv_registry_set_evict_cb(lv_registry_t *reg, void (*before_evict)(lv_sessio
  * counts as live (the caller attaches it at once). */
 static bool is_detached(const lv_session_t *s) { return s->n_conns == 0 && s->detached_since_ms != 0; }
 
-size_t lv_registry_owner_live(const lv_registry_t *reg, const char *owner)
+size_t lv_registry_principal_live(const lv_registry_t *reg, const char *principal)
 {
-    owner_count_t **pp = owner_slot((lv_registry_t *)reg, owner);
+    principal_count_t **pp = principal_slot((lv_registry_t *)reg, principal);
     size_t live = 0;
     lv_queue_t *n;
     if (!*pp)
         return 0;
     LV_QUEUE_FOREACH(n, &(*pp)->sessions)
     {
-        if (!is_detached(LV_CONTAINER_OF(n, lv_session_t, owner_link)))
+        if (!is_detached(LV_CONTAINER_OF(n, lv_session_t, principal_link)))
             live++;
     }
     return live;
+}
+
+void lv_store_result_cb(void *ud, int rc, const lv_session_rec_t *rec)
+{
+    lv_store_result_t *res = ud;
+    res->completed = true;
+    res->rc = rc;
+    if (rec)
+        res->rec = *rec;
+}
+
+/* Insert a new record. A store that completes later is trusted with it (ids are 128 random bits,
+ * so LV_EEXIST cannot be expected); a refusal it reports now fails the create. */
+static int store_create(lv_registry_t *reg, const lv_session_rec_t *rec)
+{
+    lv_store_result_t res = {0};
+    int rc = reg->store->ops->create(reg->store, rec, lv_store_result_cb, &res);
+    if (rc != 0)
+        return rc;
+    return res.completed ? res.rc : 0;
 }
 
 /* Take a session out of every registry structure and the store, and free it; *pp is its link in
@@ -181,27 +202,27 @@ static void session_remove(lv_registry_t *reg, lv_session_t **pp)
     *pp = s->hash_next;
     if (lv_queue_linked(&s->started_link))
         lv_queue_remove(&s->started_link);
-    if (lv_queue_linked(&s->owner_link))
-        lv_queue_remove(&s->owner_link);
-    reg->store->ops->remove(reg->store, s->rec.id);
-    owner_add(reg, s->rec.owner, -1);
+    if (lv_queue_linked(&s->principal_link))
+        lv_queue_remove(&s->principal_link);
+    reg->store->ops->remove(reg->store, s->rec.id, NULL, NULL);
+    principal_add(reg, s->rec.principal, -1);
     reg->count--;
     reg->persist_removed = true;
     session_free(s);
 }
 
-/* Make room for one more session of owner by evicting its longest-detached session, if it has
- * one. The walk is bounded by the owner's session count, itself bounded by the per-owner cap. */
-static int evict_oldest_detached(lv_registry_t *reg, const char *owner)
+/* Make room for one more session of principal by evicting its longest-detached session, if it has
+ * one. The walk is bounded by the principal's session count, itself bounded by the per-principal cap. */
+static int evict_oldest_detached(lv_registry_t *reg, const char *principal)
 {
-    owner_count_t *o = *owner_slot(reg, owner);
+    principal_count_t *o = *principal_slot(reg, principal);
     lv_session_t *oldest = NULL;
     lv_queue_t *n;
     if (!o)
         return LV_ENOTFOUND;
     LV_QUEUE_FOREACH(n, &o->sessions)
     {
-        lv_session_t *s = LV_CONTAINER_OF(n, lv_session_t, owner_link);
+        lv_session_t *s = LV_CONTAINER_OF(n, lv_session_t, principal_link);
         if (is_detached(s) && (!oldest || s->detached_since_ms < oldest->detached_since_ms))
             oldest = s;
     }
@@ -213,30 +234,30 @@ static int evict_oldest_detached(lv_registry_t *reg, const char *owner)
     return 0;
 }
 
-int lv_session_create(lv_registry_t *reg, const char *owner, const lv_settings_t *settings,
+int lv_session_create(lv_registry_t *reg, const char *principal, const lv_settings_t *settings,
                       char secret_out[65], lv_session_t **out)
 {
     int rc;
-    /* live sessions are what the per-owner cap refuses; detached ones give way (see the header) */
-    if (lv_registry_owner_live(reg, owner) >= reg->caps.max_sessions_per_owner)
+    /* live sessions are what the per-principal cap refuses; detached ones give way (see the header) */
+    if (lv_registry_principal_live(reg, principal) >= reg->caps.max_sessions_per_principal)
         return LV_ELIMIT;
-    while (lv_registry_owner_count(reg, owner) >= reg->caps.max_sessions_per_owner)
-        if (evict_oldest_detached(reg, owner) != 0)
+    while (lv_registry_principal_count(reg, principal) >= reg->caps.max_sessions_per_principal)
+        if (evict_oldest_detached(reg, principal) != 0)
             return LV_ELIMIT;
-    if (reg->count >= reg->caps.max_sessions && evict_oldest_detached(reg, owner) != 0)
+    if (reg->count >= reg->caps.max_sessions && evict_oldest_detached(reg, principal) != 0)
         return LV_ELIMIT;
     lv_session_t *s = calloc(1, sizeof(*s));
     if (!s)
         return LV_ENOMEM;
     lv_queue_init(&s->conns);
-    lv_queue_init(&s->owner_link);
+    lv_queue_init(&s->principal_link);
     lv_drr_node_init(&s->drr);
     lv_queue_init(&s->started_link);
     if (settings)
         s->rec.settings = *settings;
     else
         lv_settings_defaults(&s->rec.settings);
-    snprintf(s->rec.owner, sizeof(s->rec.owner), "%s", owner);
+    snprintf(s->rec.principal, sizeof(s->rec.principal), "%s", principal);
     s->rec.created_ms = lv_wall_ms();
     s->detached_wall_ms = s->rec.created_ms;
     s->persist_dirty = true;
@@ -253,14 +274,14 @@ int lv_session_create(lv_registry_t *reg, const char *owner, const lv_settings_t
     }
     if ((rc = lv_rand_hex(secret_out, 65, 32)) != 0)
         goto fail;
-    lv_store_hash_secret(secret_out, s->rec.secret_hash);
-    if ((rc = reg->store->ops->create(reg->store, &s->rec)) != 0)
+    lv_secret_hash(secret_out, s->rec.secret_hash);
+    if ((rc = store_create(reg, &s->rec)) != 0)
         goto fail;
-    if ((rc = owner_add(reg, owner, +1)) != 0) {
-        reg->store->ops->remove(reg->store, s->rec.id);
+    if ((rc = principal_add(reg, principal, +1)) != 0) {
+        reg->store->ops->remove(reg->store, s->rec.id, NULL, NULL);
         goto fail;
     }
-    lv_queue_insert_tail(&(*owner_slot(reg, owner))->sessions, &s->owner_link);
+    lv_queue_insert_tail(&(*principal_slot(reg, principal))->sessions, &s->principal_link);
     lv_session_t **pp = session_slot(reg, s->rec.id);
     *pp = s;
     reg->count++;
@@ -273,13 +294,14 @@ fail:
 
 int lv_session_resume(lv_registry_t *reg, const char *id, const char *secret, lv_session_t **out)
 {
-    lv_session_rec_t rec;
     char hash[LV_SECRET_HASH_LEN + 1];
-    /* the store is the authority: a record may exist there without a local object */
-    if (reg->store->ops->load(reg->store, id, &rec) != 0)
+    /* the store is the authority: a record may exist there without a local object. A store that
+     * answers later (networked) cannot confirm it now: the resume is refused, the page starts anew */
+    lv_store_result_t res = {0};
+    if (reg->store->ops->load(reg->store, id, lv_store_result_cb, &res) != 0 || !res.completed || res.rc != 0)
         return LV_ENOTFOUND;
-    lv_store_hash_secret(secret, hash);
-    if (!lv_secure_equal(hash, strlen(hash), rec.secret_hash, strlen(rec.secret_hash)))
+    lv_secret_hash(secret, hash);
+    if (!lv_secure_equal(hash, strlen(hash), res.rec.secret_hash, strlen(res.rec.secret_hash)))
         return LV_ENOTFOUND;
     lv_session_t *s = lv_session_find(reg, id);
     if (!s)
@@ -291,7 +313,8 @@ int lv_session_resume(lv_registry_t *reg, const char *id, const char *secret, lv
 int lv_session_save(lv_registry_t *reg, lv_session_t *s)
 {
     s->persist_dirty = true;
-    return reg->store->ops->save(reg->store, &s->rec);
+    /* the record is ours (s->rec); the store's copy follows, now or (networked) a little later */
+    return reg->store->ops->save(reg->store, &s->rec, NULL, NULL);
 }
 
 void lv_session_set_started(lv_registry_t *reg, lv_session_t *s, bool started, uint64_t now_ms)
@@ -445,7 +468,7 @@ int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved,
     if (!s)
         return LV_ENOMEM;
     lv_queue_init(&s->conns);
-    lv_queue_init(&s->owner_link);
+    lv_queue_init(&s->principal_link);
     lv_drr_node_init(&s->drr);
     lv_queue_init(&s->started_link);
     s->rec = saved->rec;
@@ -462,13 +485,13 @@ int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved,
     s->detached_wall_ms = wall > saved->age_ms ? wall - saved->age_ms : 0;
     /* the monotonic clock may have restarted with the machine: then the idle time counts from 1 */
     s->detached_since_ms = now_ms > saved->age_ms + 1 ? now_ms - saved->age_ms : 1;
-    if ((rc = reg->store->ops->create(reg->store, &s->rec)) != 0)
+    if ((rc = store_create(reg, &s->rec)) != 0)
         goto fail;
-    if ((rc = owner_add(reg, s->rec.owner, +1)) != 0) {
-        reg->store->ops->remove(reg->store, s->rec.id);
+    if ((rc = principal_add(reg, s->rec.principal, +1)) != 0) {
+        reg->store->ops->remove(reg->store, s->rec.id, NULL, NULL);
         goto fail;
     }
-    lv_queue_insert_tail(&(*owner_slot(reg, s->rec.owner))->sessions, &s->owner_link);
+    lv_queue_insert_tail(&(*principal_slot(reg, s->rec.principal))->sessions, &s->principal_link);
     *session_slot(reg, s->rec.id) = s;
     reg->count++;
     if (s->rec.started)

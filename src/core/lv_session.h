@@ -60,7 +60,7 @@ typedef struct lv_session {
     uint64_t answer_seq;
     uint64_t last_stats_ms;
     uint64_t detached_since_ms;  /* monotonic; 0 while a connection is attached */
-    lv_queue_t owner_link;       /* in its owner's list (registry-private), oldest first */
+    lv_queue_t principal_link;       /* in its principal's list (registry-private), oldest first */
 
     /* metrics */
     uint64_t frames_received, frames_replaced, frames_rejected, frames_stale, errors;
@@ -76,14 +76,14 @@ typedef struct lv_session {
 } lv_session_t;
 
 /* Caps. max_sessions bounds memory: every session counts, with or without a socket.
- * max_sessions_per_owner counts an owner's LIVE sessions (a socket attached, or just created and
- * not yet attached); its detached ones are kept only while the owner has room: when live +
- * detached would pass the cap, or the total is reached, creating a session evicts that owner's
+ * max_sessions_per_principal counts a principal's LIVE sessions (a socket attached, or just created and
+ * not yet attached); its detached ones are kept only while the principal has room: when live +
+ * detached would pass the cap, or the total is reached, creating a session evicts that principal's
  * longest-detached one instead of refusing. So reloading a page never locks a person out, and a
  * resumed session is one session however many sockets it has. */
 typedef struct {
     size_t max_sessions;
-    size_t max_sessions_per_owner;
+    size_t max_sessions_per_principal;
 } lv_registry_caps_t;
 
 typedef struct lv_registry lv_registry_t;
@@ -97,12 +97,12 @@ void lv_registry_destroy(lv_registry_t *reg);
  * the engine cancels its job and takes it out of the scheduler, as for lv_registry_sweep. */
 void lv_registry_set_evict_cb(lv_registry_t *reg, void (*before_evict)(lv_session_t *s, void *ud), void *ud);
 
-/** New session owned by `owner` (client address), with settings (NULL = defaults).
+/** New session owned by `principal` (client address), with settings (NULL = defaults).
  * Writes the resume secret (64 hex + NUL) to secret_out; it is not kept anywhere in clear.
- * May evict the owner's longest-detached session to make room (see lv_registry_caps_t).
- * LV_ELIMIT when the owner has max_sessions_per_owner live sessions, or the total is reached and
- * the owner has no detached session to give up. */
-int lv_session_create(lv_registry_t *reg, const char *owner, const lv_settings_t *settings,
+ * May evict the principal's longest-detached session to make room (see lv_registry_caps_t).
+ * LV_ELIMIT when the principal has max_sessions_per_principal live sessions, or the total is reached and
+ * the principal has no detached session to give up. */
+int lv_session_create(lv_registry_t *reg, const char *principal, const lv_settings_t *settings,
                       char secret_out[65], lv_session_t **out);
 /** Find a session by id and check its secret (constant time). LV_ENOTFOUND for a wrong id or secret
  * (the same answer for both, so ids cannot be probed). */
@@ -140,10 +140,10 @@ size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, 
 /** Number of live sessions. */
 size_t lv_registry_count(const lv_registry_t *reg);
 
-/** Recreate a session an earlier run saved (lv_statefile_parse): same id, secret hash, owner,
+/** Recreate a session an earlier run saved (lv_statefile_parse): same id, secret hash, principal,
  * settings, started state, history and answer numbering, no socket, its idle clock already
  * saved->age_ms old, so the page resumes it with the secret it kept and it expires on time.
- * LV_EEXIST for an id already here, LV_ELIMIT past max_sessions (the per-owner cap is not applied:
+ * LV_EEXIST for an id already here, LV_ELIMIT past max_sessions (the per-principal cap is not applied:
  * these sessions were within it when made, and detached ones give way to new ones anyway). */
 int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved, uint64_t now_ms);
 
@@ -155,9 +155,9 @@ int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved,
  * nothing was removed since the last call and force is false; LV_ENOMEM. */
 int lv_registry_snapshot(lv_registry_t *reg, bool force, size_t encode_budget_bytes, size_t max_bytes,
                          lv_statefile_snap_t *out);
-/** Number of sessions (live and detached) created by owner. */
-size_t lv_registry_owner_count(const lv_registry_t *reg, const char *owner);
-/** Number of owner's live sessions: a socket attached, or created and not yet attached. */
-size_t lv_registry_owner_live(const lv_registry_t *reg, const char *owner);
+/** Number of sessions (live and detached) created by principal. */
+size_t lv_registry_principal_count(const lv_registry_t *reg, const char *principal);
+/** Number of principal's live sessions: a socket attached, or created and not yet attached. */
+size_t lv_registry_principal_live(const lv_registry_t *reg, const char *principal);
 
 #endif

@@ -1,10 +1,12 @@
 /* lv_settings.c - session settings: defaults, strict all-or-nothing validation, JSON form, presets. */
 #include "lv_settings.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <string.h>
 
 #include "lv_common.h"
+#include "lv_utf8.h"
 
 /* Ranges from docs/protocol.md, "Settings object". */
 #define MAX_TOKENS_MIN 1
@@ -95,43 +97,6 @@ void lv_settings_defaults(lv_settings_t *s)
     s->debug = false;
 }
 
-/* Jansson validates UTF-8 when it parses or builds strings, but json_stringn_nocheck() can
- * smuggle anything in; a prompt is forwarded to backends verbatim, so check it ourselves.
- * Rejects overlongs, surrogates and code points past U+10FFFF (RFC 3629). */
-static int utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        size_t n;
-        unsigned min, cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 1, min = 0x80, cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 2, min = 0x800, cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 3, min = 0x10000, cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (len - i - 1 < n)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            unsigned cc = s[i + k];
-            if ((cc & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (cc & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
-
 static int is_space(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
@@ -158,7 +123,9 @@ static const char *check_prompt(const json_t *v, lv_settings_t *s)
     size_t len = json_string_length(v);
     if (memchr(p, '\0', len))
         return "must not contain NUL";
-    if (!utf8_valid(p, len))
+    /* Jansson validates UTF-8 when it parses, but json_stringn_nocheck() can smuggle anything
+     * in, and a prompt is forwarded to backends verbatim: check it here. */
+    if (!lv_utf8_valid(p, len))
         return "must be valid UTF-8";
     /* Trim first so "   " counts as empty and stray newlines do not eat into the cap. */
     while (len > 0 && is_space(p[0]))
@@ -203,7 +170,7 @@ static const char *check_model(const json_t *v, lv_settings_t *s)
         return "longer than 256 bytes";
     /* Model ids are free-form upstream ("org/name:tag", sometimes non-ASCII), so accept any
      * UTF-8 text but no control characters: the id goes into request bodies and log lines. */
-    if (!utf8_valid(p, len))
+    if (!lv_utf8_valid(p, len))
         return "must be valid UTF-8";
     for (size_t i = 0; i < len; i++) {
         if (p[i] < 0x20 || p[i] == 0x7F)

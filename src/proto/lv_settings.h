@@ -3,9 +3,12 @@
 #ifndef LV_SETTINGS_H
 #define LV_SETTINGS_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+/* jansson's tree type, declared (not included) so that core, which holds settings, never sees
+ * jansson; only the callers of the two JSON functions below include <jansson.h>. */
+typedef struct json_t json_t;
 
 #define LV_PROMPT_MAX 4000
 #define LV_MODEL_MAX 256

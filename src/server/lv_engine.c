@@ -296,9 +296,9 @@ static void session_ready(lv_app_t *app, lv_session_t *s)
         s->drr.enqueued_us = s->pending->recv_us; /* the newer frame replaced the waiting one */
         return;
     }
-    if (lv_drr_enqueue(&app->drr, &s->drr, s->rec.owner, s->pending->recv_us) != 0)
+    if (lv_drr_enqueue(&app->drr, &s->drr, s->rec.principal, s->pending->recv_us) != 0)
         return;
-    lv_iptable_queued(app->ips, s->rec.owner, +1);
+    lv_iptable_queued(app->ips, s->rec.principal, +1);
     /* tell the page where it stands when the frame will have to wait for a slot */
     size_t free_slots = 0;
     for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
@@ -321,7 +321,7 @@ static void session_unready(lv_app_t *app, lv_session_t *s)
     if (!lv_drr_node_queued(&s->drr))
         return;
     lv_drr_remove(&app->drr, &s->drr);
-    lv_iptable_queued(app->ips, s->rec.owner, -1);
+    lv_iptable_queued(app->ips, s->rec.principal, -1);
 }
 
 static bool retryable(const lv_chat_result_t *r)
@@ -512,7 +512,7 @@ static bool detached_too_long(const lv_app_t *app, const lv_session_t *s, uint64
 static void job_count(lv_job_t *job, const lv_session_t *s)
 {
     job->counted = true;
-    snprintf(job->user, sizeof(job->user), "%s", s->rec.owner);
+    snprintf(job->user, sizeof(job->user), "%s", s->rec.principal);
     uint64_t interval_us = (uint64_t)s->rec.settings.interval_ms * 1000u;
     job->linger_us = LV_MIN(interval_us + 500000u, (uint64_t)5000000u);
 }
@@ -526,7 +526,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     if (s->job || !s->pending)
         return LV_DRR_DROP; /* queued again when the job ends */
     if (detached_too_long(app, s, lv_now_ms())) {
-        lv_iptable_queued(app->ips, s->rec.owner, -1);
+        lv_iptable_queued(app->ips, s->rec.principal, -1);
         lv_frame_unref(lv_session_mailbox_take(s));
         return LV_DRR_DROP;
     }
@@ -566,7 +566,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     snprintf(job->model_asked, sizeof(job->model_asked), "%s", s->rec.settings.model);
     s->job = job;
     lv_queue_insert_tail(&app->jobs, &job->link);
-    lv_iptable_queued(app->ips, s->rec.owner, -1); /* it leaves the queue */
+    lv_iptable_queued(app->ips, s->rec.principal, -1); /* it leaves the queue */
     lv_stat_dispatch(app, job->queue_wait_ms, job->frame_age_ms);
 
     if (b->max_side > 0 && LV_MAX(f->width, f->height) > b->max_side) {
@@ -597,7 +597,7 @@ static void on_stale(lv_drr_node_t *node, void *ud)
 {
     lv_app_t *app = ud;
     lv_session_t *s = LV_CONTAINER_OF(node, lv_session_t, drr);
-    lv_iptable_queued(app->ips, s->rec.owner, -1);
+    lv_iptable_queued(app->ips, s->rec.principal, -1);
     lv_frame_t *f = lv_session_mailbox_take(s);
     if (!f)
         return;
@@ -907,11 +907,11 @@ static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
         return;
     }
     uint64_t now_ms = t0 / 1000;
-    if (app->cfg.user_fpm > 0 && !lv_iptable_frame_allowed(app->ips, s->rec.owner, app->cfg.user_fpm, now_ms)) {
+    if (app->cfg.user_fpm > 0 && !lv_iptable_frame_allowed(app->ips, s->rec.principal, app->cfg.user_fpm, now_ms)) {
         char msg[200];
         snprintf(msg, sizeof(msg), "frame rate limit: at most %d frames per minute per user; frames are accepted "
                  "again in %d s", app->cfg.user_fpm,
-                 (int)(lv_iptable_frame_retry_ms(app->ips, s->rec.owner, now_ms) / 1000) + 1);
+                 (int)(lv_iptable_frame_retry_ms(app->ips, s->rec.principal, now_ms) / 1000) + 1);
         lv_stat_rate_limited(app, "frames");
         reject_frame(c, "rate_limited", msg, "rate_limited");
         return;
@@ -966,7 +966,7 @@ static void credit_clear(lv_app_t *app, lv_session_t *s)
         return;
     s->credit_outstanding = 0;
     app->credits_outstanding--;
-    lv_iptable_queued(app->ips, s->rec.owner, -1);
+    lv_iptable_queued(app->ips, s->rec.principal, -1);
 }
 
 /* Pull, not push: a page is asked for a frame only when its session's interval is due and the
@@ -1001,14 +1001,14 @@ static void send_credits(lv_app_t *app, uint64_t now)
         }
         if (now < s->next_credit_ms)
             continue;
-        if (waiting >= capacity && lv_iptable_queued(app->ips, s->rec.owner, 0) > 0)
+        if (waiting >= capacity && lv_iptable_queued(app->ips, s->rec.principal, 0) > 0)
             continue; /* it stays due and is asked as soon as the queue drains */
-        if (app->cfg.user_fpm > 0 && !lv_iptable_frame_would_allow(app->ips, s->rec.owner, app->cfg.user_fpm, now))
+        if (app->cfg.user_fpm > 0 && !lv_iptable_frame_would_allow(app->ips, s->rec.principal, app->cfg.user_fpm, now))
             continue; /* over its frame rate: asking would only earn it an error */
         s->credit_outstanding = ++s->credit_seq ? s->credit_seq : ++s->credit_seq;
         app->credits_outstanding++;
         waiting++;
-        lv_iptable_queued(app->ips, s->rec.owner, +1);
+        lv_iptable_queued(app->ips, s->rec.principal, +1);
         s->credit_sent_ms = now;
         s->next_credit_ms = now + (uint64_t)s->rec.settings.interval_ms;
         granted[n_granted++] = s;

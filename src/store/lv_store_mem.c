@@ -1,11 +1,11 @@
-/* lv_store_mem.c - the in-memory session store: a chained hash table keyed by session id. */
-#include <openssl/sha.h>
+/* lv_store_mem.c - the in-memory session store (the store port, src/core/lv_store.h): a chained
+ * hash table keyed by session id. Every call completes before it returns. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lv_common.h"
-#include "lv_store.h"
+#include "lv_store_mem.h"
 
 #define NBUCKETS 4096
 
@@ -34,7 +34,7 @@ static mem_node_t **find_slot(mem_store_t *m, const char *id)
     return pp;
 }
 
-static int mem_create(lv_store_t *st, const lv_session_rec_t *rec)
+static int mem_create_now(lv_store_t *st, const lv_session_rec_t *rec)
 {
     mem_store_t *m = (mem_store_t *)st;
     mem_node_t **pp = find_slot(m, rec->id);
@@ -52,7 +52,7 @@ static int mem_create(lv_store_t *st, const lv_session_rec_t *rec)
     return 0;
 }
 
-static int mem_load(lv_store_t *st, const char *id, lv_session_rec_t *out)
+static int mem_load_now(lv_store_t *st, const char *id, lv_session_rec_t *out)
 {
     mem_node_t *n = *find_slot((mem_store_t *)st, id);
     if (!n)
@@ -61,7 +61,7 @@ static int mem_load(lv_store_t *st, const char *id, lv_session_rec_t *out)
     return 0;
 }
 
-static int mem_save(lv_store_t *st, const lv_session_rec_t *rec)
+static int mem_save_now(lv_store_t *st, const lv_session_rec_t *rec)
 {
     mem_node_t *n = *find_slot((mem_store_t *)st, rec->id);
     if (!n)
@@ -70,7 +70,7 @@ static int mem_save(lv_store_t *st, const lv_session_rec_t *rec)
     return 0;
 }
 
-static int mem_remove(lv_store_t *st, const char *id)
+static int mem_remove_now(lv_store_t *st, const char *id)
 {
     mem_store_t *m = (mem_store_t *)st;
     mem_node_t **pp = find_slot(m, id);
@@ -80,6 +80,40 @@ static int mem_remove(lv_store_t *st, const char *id)
     *pp = n->next;
     free(n);
     m->count--;
+    return 0;
+}
+
+/* The port's calls: each completes at once, `done` (if any) before the call returns. */
+static int mem_create(lv_store_t *st, const lv_session_rec_t *rec, lv_store_done_fn done, void *ud)
+{
+    int rc = mem_create_now(st, rec);
+    if (done)
+        done(ud, rc, NULL);
+    return 0;
+}
+
+static int mem_load(lv_store_t *st, const char *id, lv_store_done_fn done, void *ud)
+{
+    lv_session_rec_t rec;
+    int rc = mem_load_now(st, id, &rec);
+    if (done)
+        done(ud, rc, rc == 0 ? &rec : NULL);
+    return 0;
+}
+
+static int mem_save(lv_store_t *st, const lv_session_rec_t *rec, lv_store_done_fn done, void *ud)
+{
+    int rc = mem_save_now(st, rec);
+    if (done)
+        done(ud, rc, NULL);
+    return 0;
+}
+
+static int mem_remove(lv_store_t *st, const char *id, lv_store_done_fn done, void *ud)
+{
+    int rc = mem_remove_now(st, id);
+    if (done)
+        done(ud, rc, NULL);
     return 0;
 }
 
@@ -112,12 +146,4 @@ int lv_store_mem_create(size_t max_records, lv_store_t **out)
     m->max_records = max_records;
     *out = &m->base;
     return 0;
-}
-
-void lv_store_hash_secret(const char *secret, char out[LV_SECRET_HASH_LEN + 1])
-{
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)secret, strlen(secret), md);
-    for (size_t i = 0; i < sizeof(md); i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
 }

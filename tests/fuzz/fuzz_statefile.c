@@ -2,7 +2,8 @@
  * input is tried twice: as a whole file (the checksum line almost never matches, so this covers the
  * framing), and sealed with a correct checksum line, so the fuzzer reaches the header and session
  * line parsers. Every session handed out must be within the caps, and must encode and parse back.
- * fuzz-sources: src/store/lv_statefile.c src/proto/lv_settings.c src/common/lv_common.c
+ * fuzz-sources: src/proto/lv_statefile.c src/proto/lv_settings.c src/common/lv_common.c
+ * fuzz-sources: src/common/lv_utf8.c
  */
 #include <openssl/evp.h>
 #include <stdint.h>
@@ -11,7 +12,7 @@
 #include <string.h>
 
 #include "lv_common.h"
-#include "../../src/store/lv_statefile.h"
+#include "../../src/proto/lv_statefile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,5 @@
 /* test_settings.c - settings ranges, strict types, all-or-nothing updates, JSON form, presets. */
+#include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -17,7 +17,7 @@
 #include "lv_persist.h"
 #include "lv_session.h"
 #include "lv_statefile.h"
-#include "lv_store.h"
+#include "lv_store_mem.h"
 
 #define NOW_MS 1700000000000ull
 #define HOUR_MS 3600000ull
@@ -37,7 +37,7 @@ static void make_session(lv_statefile_session_t *s, int i, size_t n_answers)
     snprintf(s->rec.id, sizeof(s->rec.id), "%032x", 0xabc000 + i);
     for (int k = 0; k < LV_SECRET_HASH_LEN; k++)
         s->rec.secret_hash[k] = "0123456789abcdef"[(k + i) % 16];
-    snprintf(s->rec.owner, sizeof(s->rec.owner), "10.0.0.%d", i);
+    snprintf(s->rec.principal, sizeof(s->rec.principal), "10.0.0.%d", i);
     lv_settings_defaults(&s->rec.settings);
     snprintf(s->rec.settings.prompt, sizeof(s->rec.settings.prompt), "Prompt %d: \"quotes\", \\ and\nnewline é", i);
     s->rec.settings.max_tokens = 100 + i;
@@ -172,7 +172,7 @@ static void round_trip(void **state)
         const lv_statefile_session_t *a = &ss[i], *b = &c.got[i];
         assert_string_equal(a->rec.id, b->rec.id);
         assert_string_equal(a->rec.secret_hash, b->rec.secret_hash);
-        assert_string_equal(a->rec.owner, b->rec.owner);
+        assert_string_equal(a->rec.principal, b->rec.principal);
         assert_true(settings_equal(&a->rec.settings, &b->rec.settings));
         assert_int_equal(a->rec.started, b->rec.started);
         assert_int_equal(a->rec.created_ms, b->rec.created_ms);
@@ -496,7 +496,7 @@ typedef struct {
 
 static void fx_init(fx_t *fx, size_t max_sessions)
 {
-    lv_registry_caps_t caps = {.max_sessions = max_sessions, .max_sessions_per_owner = 100};
+    lv_registry_caps_t caps = {.max_sessions = max_sessions, .max_sessions_per_principal = 100};
     assert_int_equal(lv_store_mem_create(1000, &fx->store), 0);
     assert_int_equal(lv_registry_create(fx->store, &caps, &fx->reg), 0);
 }
@@ -561,7 +561,7 @@ static void registry_restart(void **state)
     assert_int_equal(lv_session_resume(b.reg, s->rec.id, secret2, &r), LV_ENOTFOUND);
     assert_int_equal(lv_session_resume(b.reg, s->rec.id, secret, &r), 0);
     assert_string_equal(r->rec.id, s->rec.id);
-    assert_string_equal(r->rec.owner, "1.2.3.4");
+    assert_string_equal(r->rec.principal, "1.2.3.4");
     assert_string_equal(r->rec.settings.prompt, "Describe the cat.");
     assert_int_equal(r->rec.settings.max_tokens, 77);
     assert_true(r->rec.started);
@@ -574,7 +574,7 @@ static void registry_restart(void **state)
     /* restored sessions have no socket and are on their idle clock */
     assert_int_equal(r->n_conns, 0);
     assert_true(r->detached_since_ms > 0);
-    assert_int_equal(lv_registry_owner_count(b.reg, "1.2.3.4"), 1);
+    assert_int_equal(lv_registry_principal_count(b.reg, "1.2.3.4"), 1);
     assert_int_equal(lv_session_resume(b.reg, s2->rec.id, secret2, &r), 0);
     /* they expire like any session */
     assert_int_equal(lv_registry_sweep(b.reg, 5000000 + 3600000, 600000, 100000, NULL, NULL), 2);

@@ -113,7 +113,7 @@ int lv_statefile_encode_session(const lv_statefile_session_t *s, lv_statefile_li
     }
     put(o, "id", json_string(s->rec.id), &rc);
     put(o, "secret_sha256", json_string(s->rec.secret_hash), &rc);
-    put(o, "owner", json_string(s->rec.owner), &rc);
+    put(o, "owner", json_string(s->rec.principal), &rc);
     put(o, "created_ms", u64_json(s->rec.created_ms), &rc);
     put(o, "last_seen_ms", u64_json(s->last_seen_ms), &rc);
     put(o, "attached", json_boolean(s->attached), &rc);
@@ -289,7 +289,7 @@ static int decode_session(const char *p, size_t n, lv_statefile_session_t *s, co
     if (get_str(o, "secret_sha256", s->rec.secret_hash, sizeof(s->rec.secret_hash), LV_SECRET_HASH_LEN) ||
         !is_lower_hex(s->rec.secret_hash, LV_SECRET_HASH_LEN))
         FAIL(LV_EPARSE, "a secret hash is not 64 hex digits");
-    if (get_str(o, "owner", s->rec.owner, sizeof(s->rec.owner), 1))
+    if (get_str(o, "owner", s->rec.principal, sizeof(s->rec.principal), 1))
         FAIL(LV_EPARSE, "a session owner is missing or too long");
     if (get_u64(o, "created_ms", &s->rec.created_ms) || get_u64(o, "last_seen_ms", &s->last_seen_ms) ||
         get_u64(o, "answer_seq", &s->answer_seq) || get_u64(o, "total_inferences", &s->rec.total_inferences) ||

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lv_store.h"
+#include "lv_session_rec.h"
 
 #define LV_STATEFILE_VERSION 1
 #define LV_STATEFILE_MAX_BYTES (64u << 20) /* whole file; the writer leaves sessions out past it */
