@@ -86,3 +86,17 @@ int lv_utf8_valid(const void *p, size_t len)
     lv_utf8_init(&s);
     return lv_utf8_feed(&s, p, len) && lv_utf8_done(&s);
 }
+
+size_t lv_utf8_seq_len(const void *p, size_t len)
+{
+    const unsigned char *u = p;
+    lv_utf8_state_t s;
+    lv_utf8_init(&s);
+    for (size_t i = 0; i < len && i < 4; i++) {
+        if (!lv_utf8_feed(&s, u + i, 1))
+            return 0;
+        if (s.need == 0)
+            return i + 1;
+    }
+    return 0;
+}

@@ -10,6 +10,11 @@
  * code points past U+10FFFF and truncated sequences. len 0 is valid (p may then be NULL). */
 int lv_utf8_valid(const void *p, size_t len);
 
+/** Length (1..4) of the valid sequence that starts at p[0..len), or 0 when p does not start one
+ * (a stray continuation byte, a bad lead, a cut or invalid tail) or len is 0. For writers that
+ * replace bad bytes one at a time instead of rejecting the text. */
+size_t lv_utf8_seq_len(const void *p, size_t len);
+
 /* State for checking a stream split anywhere (a text message arriving in WebSocket fragments),
  * so a bad byte is caught when it arrives rather than when the message ends. */
 typedef struct {

@@ -15,6 +15,7 @@
 
 #include "lv_buf.h"
 #include "lv_common.h"
+#include "lv_json_str.h"
 #include "lv_log.h"
 #include "lv_nvml.h"
 
@@ -443,51 +444,13 @@ static void sample_take(lv_sysmon_t *m)
 
 /* ---- rendering (loop thread) ---- */
 
-/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, surrogates, > U+10FFFF), 0 if
- * invalid. p is NUL-terminated, and NUL is never a continuation byte, so reads stay in bounds. */
-static size_t utf8_seq_len(const unsigned char *p)
-{
-    unsigned c = p[0];
-#define CONT(x) ((x) >= 0x80 && (x) <= 0xBF)
-    if (c >= 0xC2 && c <= 0xDF)
-        return CONT(p[1]) ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return (p[1] >= lo && p[1] <= hi && CONT(p[2])) ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return (p[1] >= lo && p[1] <= hi && CONT(p[2]) && CONT(p[3])) ? 4 : 0;
-    }
-#undef CONT
-    return 0;
-}
-
 /* A JSON string, or null for "". Invalid UTF-8 becomes U+FFFD: the text goes out in WebSocket
  * text frames, where invalid UTF-8 makes browsers drop the connection (RFC 6455 8.1). */
 static int put_str(lv_buf_t *b, const char *s)
 {
     if (!s[0])
         return lv_buf_append_str(b, "null");
-    int rc = lv_buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p && !rc;) {
-        if (*p == '"' || *p == '\\') {
-            char esc[2] = {'\\', (char)*p};
-            rc = lv_buf_append(b, esc, 2);
-            p++;
-        } else if (*p < 0x20 || *p == 0x7F) {
-            rc = lv_buf_printf(b, "\\u%04x", *p);
-            p++;
-        } else if (*p < 0x80) {
-            rc = lv_buf_append(b, p, 1);
-            p++;
-        } else {
-            size_t n = utf8_seq_len(p);
-            rc = n ? lv_buf_append(b, p, n) : lv_buf_append_str(b, "\\ufffd");
-            p += n ? n : 1;
-        }
-    }
-    return rc ? rc : lv_buf_append(b, "\"", 1);
+    return lv_json_str_append_lossy(b, s, strlen(s));
 }
 
 /* Every value rendered here is a non-negative measure; NAN and infinities are null. */

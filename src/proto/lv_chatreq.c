@@ -8,107 +8,7 @@
 
 #include "lv_b64.h"
 #include "lv_common.h"
-
-/* Length of the valid UTF-8 sequence starting at s[0..n), or 0 when it is invalid
- * (RFC 3629 table: no overlongs, no surrogates, nothing past U+10FFFF). */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
-int lv_chatreq_json_string(lv_buf_t *out, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *u = (const unsigned char *)s;
-    size_t start_len = out->len;
-    size_t run = 0; /* start of the pending run of bytes copied as they are */
-    int rc;
-
-    if ((rc = lv_buf_append(out, "\"", 1)) != 0)
-        goto out;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = u[i];
-        char esc[6];
-        size_t esc_len = 0;
-        if (c >= 0x80) {
-            size_t l = utf8_seq_len(u + i, n - i);
-            if (l == 0) {
-                rc = LV_EINVAL;
-                goto out;
-            }
-            i += l;
-            continue;
-        }
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            esc_len = 2;
-        } else if (c < 0x20) {
-            esc[0] = '\\';
-            esc_len = 2;
-            switch (c) {
-            case '\b': esc[1] = 'b'; break;
-            case '\f': esc[1] = 'f'; break;
-            case '\n': esc[1] = 'n'; break;
-            case '\r': esc[1] = 'r'; break;
-            case '\t': esc[1] = 't'; break;
-            default:
-                memcpy(esc + 1, "u00", 3);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                esc_len = 6;
-                break;
-            }
-        } else {
-            i++;
-            continue;
-        }
-        if ((rc = lv_buf_append(out, s + run, i - run)) != 0)
-            goto out;
-        if ((rc = lv_buf_append(out, esc, esc_len)) != 0)
-            goto out;
-        i++;
-        run = i;
-    }
-    if ((rc = lv_buf_append(out, s + run, n - run)) != 0)
-        goto out;
-    rc = lv_buf_append(out, "\"", 1);
-out:
-    if (rc) {
-        out->len = start_len;
-        if (out->data)
-            out->data[out->len] = '\0';
-    }
-    return rc;
-}
+#include "lv_json_str.h"
 
 /* Locale-independent decimal for a non-negative finite value: up to 6 decimals, trailing zeros
  * dropped (printf's %g would follow LC_NUMERIC and could write a comma). */
@@ -150,10 +50,10 @@ static int build(lv_buf_t *out, const lv_chatreq_t *req, int debug)
         goto out;
 
     if ((rc = lv_buf_append_str(out, "{\"model\":")) != 0 ||
-        (rc = lv_chatreq_json_string(out, req->model, model_len)) != 0 ||
+        (rc = lv_json_str_append(out, req->model, model_len)) != 0 ||
         (rc = lv_buf_append_str(out, ",\"messages\":[{\"role\":\"user\",\"content\":["
                                      "{\"type\":\"text\",\"text\":")) != 0 ||
-        (rc = lv_chatreq_json_string(out, req->prompt, prompt_len)) != 0 ||
+        (rc = lv_json_str_append(out, req->prompt, prompt_len)) != 0 ||
         (rc = lv_buf_append_str(out, "}")) != 0)
         goto out;
     if (has_image) {

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lv_buf.h"
 #include "lv_common.h"
+#include "lv_json_str.h"
 
 #define E_TOO_LARGE "message_too_large"
 #define E_BAD "bad_message"
@@ -136,82 +138,28 @@ void lv_wsmsg_free(lv_client_msg_t *m)
     memset(m, 0, sizeof(*m));
 }
 
-/* Length of the valid UTF-8 sequence at s[0..len), or 0 when s does not start one (RFC 3629:
- * no overlongs, surrogates or code points past U+10FFFF). */
-static size_t utf8_seq_len(const unsigned char *s, size_t len)
-{
-    unsigned c = s[0], cp, min;
-    size_t n;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0)
-        n = 1, min = 0x80, cp = c & 0x1F;
-    else if ((c & 0xF0) == 0xE0)
-        n = 2, min = 0x800, cp = c & 0x0F;
-    else if ((c & 0xF8) == 0xF0)
-        n = 3, min = 0x10000, cp = c & 0x07;
-    else
-        return 0;
-    if (len - 1 < n)
-        return 0;
-    for (size_t k = 1; k <= n; k++) {
-        if ((s[k] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[k] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n + 1;
-}
-
-/* A JSON string from C text, with invalid UTF-8 bytes replaced by '?' so an error reply is never
- * lost because a backend sent us Latin-1. NULL only when out of memory. */
-static json_t *json_string_lossy(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    size_t len = strlen(s);
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return NULL;
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        size_t n = utf8_seq_len(u + i, len - i);
-        if (n == 0) {
-            copy[i++] = '?';
-        } else {
-            memcpy(copy + i, s + i, n);
-            i += n;
-        }
-    }
-    copy[len] = '\0';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
+/* Written by hand rather than through jansson: the text may not be UTF-8 (a backend's error
+ * message), and jansson refuses such strings where the page should still get the reply. */
 char *lv_wsmsg_error(const char *code, const char *message, const char *field_or_null)
 {
-    char *text = NULL;
-    json_t *obj = NULL;
-
     if (!code)
         return NULL;
-    obj = json_object();
-    if (!obj)
-        goto out;
-    /* json_object_set_new() consumes the value even on failure and refuses a NULL value, so
-     * an allocation failure anywhere shows up as a non-zero return. */
-    if (json_object_set_new(obj, "type", json_string("error")) != 0 ||
-        json_object_set_new(obj, "code", json_string_lossy(code)) != 0 ||
-        json_object_set_new(obj, "message", json_string_lossy(message ? message : "")) != 0)
-        goto out;
-    if (field_or_null && json_object_set_new(obj, "field", json_string_lossy(field_or_null)) != 0)
-        goto out;
-    text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-out:
-    json_decref(obj);
-    return text;
+    if (!message)
+        message = "";
+    size_t code_len = strlen(code), msg_len = strlen(message);
+    size_t field_len = field_or_null ? strlen(field_or_null) : 0;
+    lv_buf_t b;
+    /* An escape is at most 6 bytes per input byte, so this cap never truncates a reply; it
+     * only keeps the buffer's contract (every buffer has one). */
+    lv_buf_init(&b, 64 + 6 * (code_len + msg_len + field_len));
+    if (lv_buf_append_str(&b, "{\"type\":\"error\",\"code\":") != 0 ||
+        lv_json_str_append_lossy(&b, code, code_len) != 0 || lv_buf_append_str(&b, ",\"message\":") != 0 ||
+        lv_json_str_append_lossy(&b, message, msg_len) != 0 ||
+        (field_or_null && (lv_buf_append_str(&b, ",\"field\":") != 0 ||
+                           lv_json_str_append_lossy(&b, field_or_null, field_len) != 0)) ||
+        lv_buf_append(&b, "}", 1) != 0) {
+        lv_buf_free(&b);
+        return NULL;
+    }
+    return b.data; /* malloc'd by lv_buf, NUL-terminated */
 }

@@ -51,7 +51,7 @@ void lv_wsmsg_free(lv_client_msg_t *m);
 
 /** Build the reply {"type":"error","code":code,"message":message[,"field":field]} as compact JSON
  * text. message NULL is sent as ""; field NULL is omitted. Bytes of message or field that are not
- * valid UTF-8 (say, from a backend's error text) are replaced by '?'.
+ * valid UTF-8 (say, from a backend's error text) are replaced by U+FFFD (lv_json_str_append_lossy).
  * Returns a malloc'd NUL-terminated string the caller frees with free(), or NULL when code is
  * NULL or memory ran out. */
 char *lv_wsmsg_error(const char *code, const char *message, const char *field_or_null);

@@ -1,5 +1,5 @@
 /* fuzz_chatreq.c - libFuzzer driver for the chat request builder (lv_chatreq_build, its debug form
- * and lv_chatreq_json_string). Input: 1 flag byte (stream, include_usage, image, small cap,
+ * and the JSON string writer it uses, lv_json_str_append and its lossy form). Input: 1 flag byte (stream, include_usage, image, small cap,
  * temperature form), 4 bytes of max_tokens, 8 of temperature, then model NUL prompt NUL image.
  * Checks, against jansson as the reference: the builder refuses exactly the requests with an
  * empty model, invalid UTF-8 (jansson's json_stringn agrees on what is valid) or a temperature
@@ -7,6 +7,7 @@
  * image base64 that decodes to the input, max_tokens, temperature to 6 decimals, stream flags);
  * the debug body is JSON with the base64 cut as documented; every failure leaves out as it was.
  * fuzz-sources: src/proto/lv_chatreq.c src/proto/lv_b64.c src/common/lv_buf.c src/common/lv_common.c
+ * fuzz-sources: src/common/lv_json_str.c src/common/lv_utf8.c
  */
 #include <jansson.h>
 #include <math.h>
@@ -19,6 +20,7 @@
 #include "lv_buf.h"
 #include "lv_chatreq.h"
 #include "lv_common.h"
+#include "lv_json_str.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -193,7 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lv_buf_init(&out, (flags & 8) ? sizeof PREFIX - 1 + (size_t)data[12] : 1u << 22);
     if (lv_buf_append(&out, PREFIX, sizeof PREFIX - 1) != 0)
         abort();
-    int rc = lv_chatreq_json_string(&out, rest, rest_len);
+    int rc = lv_json_str_append(&out, rest, rest_len);
     if (rc == 0) {
         if (!valid_utf8(rest, rest_len))
             abort();
@@ -207,6 +209,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         check_untouched(&out);
         if (rc == LV_EINVAL ? valid_utf8(rest, rest_len) : rc != LV_ELIMIT && rc != LV_ENOMEM)
+            abort();
+    }
+    /* the lossy form: never LV_EINVAL, always JSON, and the same bytes when they were UTF-8 */
+    lv_buf_reset(&out);
+    if (lv_buf_append(&out, PREFIX, sizeof PREFIX - 1) != 0)
+        abort();
+    rc = lv_json_str_append_lossy(&out, rest, rest_len);
+    if (rc == 0) {
+        json_error_t err;
+        json_t *s = json_loadb(out.data + sizeof PREFIX - 1, out.len - (sizeof PREFIX - 1),
+                               JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+        if (!s || !json_is_string(s))
+            abort();
+        if (valid_utf8(rest, rest_len))
+            check_string(s, rest, rest_len);
+        json_decref(s);
+    } else {
+        check_untouched(&out);
+        if (rc != LV_ELIMIT && rc != LV_ENOMEM)
             abort();
     }
     lv_buf_free(&out);

@@ -1,7 +1,9 @@
 /* fuzz_settings.c - libFuzzer driver: parse JSON with jansson, apply onto the defaults, and check
  * that the result is always within range and survives a round trip through its JSON form.
  * fuzz-sources: src/proto/lv_settings.c
+ * fuzz-sources: src/common/lv_utf8.c
  */
+#include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,10 +1,12 @@
 /* fuzz_wsmsg.c - libFuzzer driver for client text messages and error replies.
  * fuzz-sources: src/proto/lv_wsmsg.c
+ * fuzz-sources: src/common/lv_buf.c src/common/lv_common.c src/common/lv_json_str.c src/common/lv_utf8.c
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lv_utf8.h"
 #include "lv_wsmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -44,6 +46,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *back = json_loads(reply, JSON_REJECT_DUPLICATES, NULL);
     if (!back)
         abort(); /* a reply must always be valid JSON */
+    /* and says back exactly the text it was given when that text was UTF-8 */
+    json_t *msg = json_object_get(back, "message");
+    if (!json_is_string(msg) || (lv_utf8_valid(s, strlen(s)) && strcmp(json_string_value(msg), s) != 0))
+        abort();
     json_decref(back);
     free(reply);
     free(s);

@@ -13,6 +13,7 @@
 #include "lv_buf.h"
 #include "lv_chatreq.h"
 #include "lv_common.h"
+#include "lv_json_str.h"
 
 static json_t *parse_ok(const lv_buf_t *b)
 {
@@ -86,11 +87,11 @@ static void test_escaper_exact(void **state)
     (void)state;
     lv_buf_t b;
     lv_buf_init(&b, 256);
-    assert_int_equal(lv_chatreq_json_string(&b, "a\"b\\c\n\x01\xC3\xA9", 9), 0);
+    assert_int_equal(lv_json_str_append(&b, "a\"b\\c\n\x01\xC3\xA9", 9), 0);
     assert_string_equal(b.data, "\"a\\\"b\\\\c\\n\\u0001\xC3\xA9\"");
     /* embedded NUL is escaped too */
     lv_buf_reset(&b);
-    assert_int_equal(lv_chatreq_json_string(&b, "x\0y", 3), 0);
+    assert_int_equal(lv_json_str_append(&b, "x\0y", 3), 0);
     assert_string_equal(b.data, "\"x\\u0000y\"");
     lv_buf_free(&b);
 }

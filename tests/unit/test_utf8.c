@@ -158,6 +158,32 @@ static void test_exhaustive(void **state)
     }
 }
 
+/* lv_utf8_seq_len is the length of the first sequence: the shortest valid prefix (a longer
+ * sequence never has a valid shorter prefix), 0 when none of up to 4 bytes is. Every 1- and
+ * 2-byte start with sampled tails, and every cut length. */
+static void test_seq_len(void **state)
+{
+    (void)state;
+    static const unsigned char tails[] = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xF0, 0xFF};
+    assert_int_equal(lv_utf8_seq_len("", 0), 0);
+    for (unsigned a = 0; a < 256; a++) {
+        for (unsigned b = 0; b < 256; b++) {
+            for (size_t t = 0; t < sizeof tails; t++) {
+                unsigned char p[4] = {(unsigned char)a, (unsigned char)b, tails[t], tails[(t * 7) % sizeof tails]};
+                for (size_t len = 1; len <= 4; len++) {
+                    size_t want = 0;
+                    for (size_t k = 1; k <= len && !want; k++)
+                        if (lv_utf8_valid(p, k))
+                            want = k;
+                    assert_int_equal(lv_utf8_seq_len(p, len), want);
+                }
+            }
+        }
+    }
+    assert_int_equal(lv_utf8_seq_len("\xF0\x9F\x98\x80rest", 8), 4);
+    assert_int_equal(lv_utf8_seq_len("\xF0\x9F\x98", 3), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -165,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_stream_splits),
         cmocka_unit_test(test_exhaustive),
+        cmocka_unit_test(test_seq_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
