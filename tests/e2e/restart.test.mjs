@@ -152,7 +152,7 @@ test('SIGKILL while the camera runs: the page reconnects by itself, resumes the 
     const seqBefore = await lastSeq();
     assert.ok(seqBefore > 0, 'an answer about our prompt is on screen');
 
-    srv.proc.child.kill('SIGKILL');
+    srv.proc.kill('SIGKILL');
     assert.ok(await srv.proc.waitExit(T(5000)), 'livevlm died');
     assert.equal(srv.proc.signal, 'SIGKILL');
     const badge = (states) => page.waitForFunction((s) => s.includes(document.getElementById('connectionStatus')?.dataset.state),

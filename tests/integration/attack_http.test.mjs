@@ -444,7 +444,7 @@ test('SIGTERM: a connected WebSocket gets close 1001 "server restarting" and the
   const s = await startLivevlm({ backends: [fake], logLevel: 'info' });
   const c = await s.session({ settings: { prompt: 'shutdown' } });
   const t0 = Date.now();
-  s.proc.child.kill('SIGTERM');
+  s.proc.kill('SIGTERM');
   let timer;
   const info = await Promise.race([c.closed, new Promise((r) => { timer = setTimeout(() => r(null), T(5000)); })]);
   clearTimeout(timer);

@@ -83,7 +83,7 @@ test('a backend killed mid-stream: traffic moves to the other, circuit opens, it
 
     const port = fb.port;
     const tKill = Date.now();
-    fb.proc.child.kill('SIGKILL');
+    fb.proc.kill('SIGKILL');
     assert.ok(await fb.proc.waitExit(T(3000)), 'fakevlm b is gone');
 
     // The breaker opens on the first refused connection.
@@ -157,7 +157,7 @@ test('under light load a restarted backend is probed and closes its circuit agai
     await waitUntil(async () => (await fakevlmStats(fb))?.requests >= 2, { timeoutMs: T(5000), what: 'traffic on b' });
     await sleep(1500); // long enough for both windows to adapt to the load
     const port = fb.port;
-    fb.proc.child.kill('SIGKILL');
+    fb.proc.kill('SIGKILL');
     await fb.proc.waitExit(T(3000));
     // (no /metrics scrape while b is down or coming back: only fakevlm's own counters are read)
     await sleep(1500);
@@ -301,7 +301,7 @@ test('/metrics: token needed, every series there, histograms consistent; /readyz
     await c.updateSettings({ interval_ms: 100 });
     await c.nextAnswer({ timeoutMs: T(3000) });
     const tKill = Date.now();
-    fake.proc.child.kill('SIGKILL');
+    fake.proc.kill('SIGKILL');
     await fake.proc.waitExit(T(3000));
     const t503 = await waitUntil(async () => {
       const r = await srv.request('/readyz', { auth: false });

@@ -98,7 +98,8 @@ for (const [host, expect] of [
   ['gateway.example', /--host 'gateway\.example'.*expected/],
 ]) {
   test(`--host ${host} is refused at start with a clear message`, TO, async () => {
-    const { proc } = await spawnLivevlm(['serve', '--host', host, '--port', '0', '--no-tls', '--no-detect']);
+    const { proc } = await spawnLivevlm(['serve', '--host', host, '--port', '0', '--no-tls', '--no-detect'],
+      { expectExit: { code: 'nonzero' } });
     assert.ok(await proc.waitExit(T(5000)), 'exits by itself');
     assert.notEqual(proc.exitCode, 0, 'with a failure status');
     const log = proc.logText().split('\n').filter((l) => !l.startsWith('###')).join('\n'); // not the command line
@@ -111,12 +112,13 @@ for (const [host, expect] of [
 test('the same check applies to LIVEVLM_HOST and to "host" in the config file', TO, async () => {
   const dir = makeTempDir('edges-hostsrc');
   let r = await spawnLivevlm(['serve', '--port', '0', '--no-tls', '--no-detect'],
-    { dir, env: { LIVEVLM_HOST: '127.0.0.1:8090' } });
+    { dir, env: { LIVEVLM_HOST: '127.0.0.1:8090' }, expectExit: { code: 'nonzero' } });
   assert.ok(await r.proc.waitExit(T(5000)));
   assert.notEqual(r.proc.exitCode, 0);
   assert.match(r.proc.logText(), /LIVEVLM_HOST '127\.0\.0\.1:8090'.*--port/);
   const file = writeConfig(dir, { host: '127.1' });
-  r = await spawnLivevlm(['serve', '--config', file, '--port', '0', '--no-tls', '--no-detect'], { dir, logName: 'file.log' });
+  r = await spawnLivevlm(['serve', '--config', file, '--port', '0', '--no-tls', '--no-detect'], { dir, logName: 'file.log',
+    expectExit: { code: 'nonzero' } });
   assert.ok(await r.proc.waitExit(T(5000)));
   assert.notEqual(r.proc.exitCode, 0);
   assert.ok(r.proc.logText().includes(file), 'the message names the file');

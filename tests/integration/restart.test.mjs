@@ -60,7 +60,7 @@ function assertRestored(m, { id, prompt, answers }) {
 }
 
 async function kill9(srv) {
-  srv.proc.child.kill('SIGKILL');
+  srv.proc.kill('SIGKILL');
   assert.ok(await srv.proc.waitExit(T(5000)), 'livevlm gone after SIGKILL');
 }
 

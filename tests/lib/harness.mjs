@@ -95,6 +95,9 @@ export class Proc {
     this.exitCode = null;
     this.signal = null;
     this.exited = false;
+    this.sentSignal = null; // the last signal the test (or stop) sent
+    this.expected = null; // {code, signal} from expectExit
+    this.verdictGiven = false; // its exit was judged (and any problem reported) already
   }
 
   start() {
@@ -154,13 +157,78 @@ export class Proc {
     return r;
   }
 
-  /** SIGTERM, then SIGKILL after graceMs. Resolves once the process is gone. */
-  async stop(graceMs = 3000) {
-    if (!this.child || this.exited) return;
-    try { this.child.kill('SIGTERM'); } catch { /* gone */ }
-    if (await this.waitExit(graceMs)) return;
-    try { this.child.kill('SIGKILL'); } catch { /* gone */ }
-    await this.waitExit(5000);
+  /**
+   * Send a signal on purpose (a test's crash or restart). The exit that follows is then expected:
+   * death by that signal, or (for a signal the process handles) exit status 0.
+   */
+  kill(signal = 'SIGTERM') {
+    this.sentSignal = signal;
+    try { this.child.kill(signal); } catch { /* gone */ }
+  }
+
+  /**
+   * Declare how this process is meant to end when that is not "exit 0 after stop()": code (a
+   * number, or 'nonzero' for any failure status) and/or signal (e.g. 'SIGKILL'). A refused
+   * configuration expects {code: 'nonzero'}.
+   */
+  expectExit({ code, signal } = {}) {
+    this.expected = { code, signal };
+    return this;
+  }
+
+  /** Why the way this process ended is wrong, or null when it is right (or it still runs). */
+  exitProblem() {
+    if (this.spawnError) return `${this.name}: failed to start: ${this.spawnError.message}`;
+    if (!this.exited) return null;
+    const how = this.describeExit();
+    const e = this.expected;
+    if (e) {
+      const codeOk = e.code === undefined || (e.code === 'nonzero'
+        ? this.exitCode !== null && this.exitCode !== 0 : this.exitCode === e.code);
+      const sigOk = e.signal === undefined ? this.signal === null || e.code === undefined : this.signal === e.signal;
+      if (codeOk && sigOk) return null;
+      return `${this.name} ${how}, expected ${JSON.stringify(e)}`;
+    }
+    if (this.sentSignal) {
+      if (this.exitCode === 0 || this.signal === this.sentSignal) return null;
+      return `${this.name} ${how} after ${this.sentSignal} (expected exit 0)`;
+    }
+    return `${this.name} ${how} by itself, before the test stopped it`;
+  }
+
+  /** Judge the exit once; returns an Error with the log tail, or null. */
+  exitVerdict() {
+    if (this.verdictGiven || (!this.exited && !this.spawnError)) return null;
+    this.verdictGiven = true;
+    const problem = this.exitProblem();
+    if (!problem) return null;
+    return new Error(`${problem}\ncommand: ${this.bin} ${this.args.join(' ')}\n` +
+      `--- last 30 log lines (${this.logPath}):\n${this.logTail(30)}`);
+  }
+
+  /**
+   * SIGTERM and wait up to graceMs for the exit; then throw when the exit was wrong: a non-zero
+   * status, death by another signal (SIGSEGV, SIGABRT), no exit in graceMs (it is then
+   * SIGKILLed), or an exit before this call that nobody expected (see kill, expectExit).
+   */
+  stop(graceMs = T(5000)) {
+    if (!this.stopping) this.stopping = this.stopInner(graceMs);
+    return this.stopping;
+  }
+
+  async stopInner(graceMs) {
+    if (this.child && !this.exited) {
+      this.kill('SIGTERM');
+      if (!(await this.waitExit(graceMs))) {
+        try { this.child.kill('SIGKILL'); } catch { /* gone */ }
+        await this.waitExit(5000);
+        this.verdictGiven = true;
+        throw new Error(`${this.name} did not exit within ${graceMs} ms of SIGTERM (SIGKILLed)\n` +
+          `command: ${this.bin} ${this.args.join(' ')}\n--- last 30 log lines (${this.logPath}):\n${this.logTail(30)}`);
+      }
+    }
+    const err = this.exitVerdict();
+    if (err) throw err;
   }
 
   /** Lines of this process's log that are sanitizer reports. */
@@ -169,10 +237,23 @@ export class Proc {
   }
 }
 
-/** Stop every process this test file started; then fail if any log holds a sanitizer report. */
+/**
+ * Stop every process this test file started; then fail if any ended wrongly (see Proc.stop:
+ * problems a test's own stop() already threw are not repeated) or any log holds a sanitizer report.
+ */
 export async function stopAll() {
-  await Promise.all([...liveProcs].map((p) => p.stop()));
-  assertNoSanitizerReports();
+  const results = await Promise.allSettled([...liveProcs].map((p) => p.stop()));
+  const problems = results.filter((r) => r.status === 'rejected').map((r) => r.reason.message);
+  for (const p of allProcs) {
+    const err = p.exitVerdict();
+    if (err) problems.push(err.message);
+  }
+  try {
+    assertNoSanitizerReports();
+  } catch (e) {
+    problems.push(e.message);
+  }
+  if (problems.length) throw new Error(`at teardown:\n\n${problems.join('\n\n')}`);
 }
 
 export function assertNoSanitizerReports() {
@@ -815,7 +896,8 @@ export class SplitProc extends Proc {
 /**
  * Run `livevlm` with exactly `args` (nothing added), stdout in <dir>/stdout.txt and stderr in
  * <dir>/<logName>. opts: dir, env (added to a clean XDG_CONFIG_HOME in dir), logName, portFile
- * (when given, waits until that port accepts). Resolves {proc, dir, port}.
+ * (when given, waits until that port accepts), expectExit (see Proc.expectExit: for a start that
+ * must be refused). Resolves {proc, dir, port}.
  */
 export async function spawnLivevlm(args, opts = {}) {
   const dir = opts.dir || makeTempDir('livevlm-raw');
@@ -823,7 +905,9 @@ export async function spawnLivevlm(args, opts = {}) {
   const proc = new SplitProc('livevlm', LIVEVLM_BIN, args, {
     cwd: dir, env: childEnv(dir, opts.env), logPath: path.join(dir, name),
     outPath: path.join(dir, name.replace(/\.log$/, '') + '.stdout.txt'),
-  }).start();
+  });
+  if (opts.expectExit) proc.expectExit(opts.expectExit);
+  proc.start();
   const port = opts.portFile ? await waitForPort(proc, opts.portFile, opts.readyTimeoutMs) : null;
   return { proc, dir, port };
 }
