@@ -10,6 +10,7 @@
 
 #include "lv_app.h"
 #include "lv_common.h"
+#include "lv_hmap.h"
 #include "lv_httputil.h"
 #include "lv_log.h"
 #include "lv_rand.h"
@@ -140,10 +141,15 @@ int lv_auth_check(lv_app_t *app, const lv_http1_req_t *req, const char *ip)
 
 /* ---- per-address table ---- */
 
-#define IP_BUCKETS 1024
+#define IP_TEXT_MAX 64 /* inet_ntop writes at most 46 bytes (INET6_ADDRSTRLEN) */
 
+/* Entries live while an address has sockets, queued work or a one-minute window still running,
+ * so the table is bounded by the socket cap plus what one minute of new addresses can add; it is
+ * not capped itself, because refusing new addresses when it is full would lock out everyone
+ * else. Addresses are chosen by remote peers (an IPv6 client owns 2^64 of them): lv_hmap's keyed
+ * hash is what keeps them from being lined up into one chain. */
 typedef struct ip_entry {
-    struct ip_entry *next;
+    lv_hmap_node_t node;        /* keyed by ip[] */
     size_t sockets;
     size_t pending;             /* sockets still in TLS handshake or request head (lv_net) */
     size_t queued;              /* frames queued + credits outstanding (fair credit gating) */
@@ -151,59 +157,73 @@ typedef struct ip_entry {
     uint64_t frames_window_ms;
     unsigned login_fails;
     uint64_t login_window_ms;
-    char ip[64];
+    char ip[IP_TEXT_MAX];
 } ip_entry_t;
 
 struct lv_iptable {
-    ip_entry_t *b[IP_BUCKETS];
+    lv_hmap_t map;
 };
 
-struct lv_iptable *lv_iptable_create(void) { return calloc(1, sizeof(struct lv_iptable)); }
+struct lv_iptable *lv_iptable_create(void)
+{
+    struct lv_iptable *t = calloc(1, sizeof(*t));
+    if (t && lv_hmap_init(&t->map, 0) != 0) {
+        free(t);
+        t = NULL;
+    }
+    return t;
+}
 
 void lv_iptable_destroy(struct lv_iptable *t)
 {
     if (!t)
         return;
-    for (size_t i = 0; i < IP_BUCKETS; i++) {
-        ip_entry_t *e = t->b[i];
-        while (e) {
-            ip_entry_t *n = e->next;
-            free(e);
-            e = n;
-        }
+    lv_hmap_iter_t it;
+    lv_hmap_iter_init(&t->map, &it);
+    for (lv_hmap_node_t *n; (n = lv_hmap_iter_next(&t->map, &it)) != NULL;) {
+        lv_hmap_remove(&t->map, n);
+        free(LV_CONTAINER_OF(n, ip_entry_t, node));
     }
+    lv_hmap_free(&t->map);
     free(t);
 }
 
-static ip_entry_t **ip_slot(struct lv_iptable *t, const char *ip)
+/* Anything longer than ip[] holds is keyed by the part that fits, the same way on every call. */
+static size_t ip_key_len(const char *ip)
 {
-    ip_entry_t **pp = &t->b[lv_hash_str(ip) % IP_BUCKETS];
-    while (*pp && strcmp((*pp)->ip, ip) != 0)
-        pp = &(*pp)->next;
-    return pp;
+    return strnlen(ip, IP_TEXT_MAX - 1);
+}
+
+static ip_entry_t *ip_find(struct lv_iptable *t, const char *ip)
+{
+    lv_hmap_node_t *n = lv_hmap_find(&t->map, ip, ip_key_len(ip));
+    return n ? LV_CONTAINER_OF(n, ip_entry_t, node) : NULL;
 }
 
 static ip_entry_t *ip_get(struct lv_iptable *t, const char *ip)
 {
-    ip_entry_t **pp = ip_slot(t, ip);
-    if (!*pp) {
-        ip_entry_t *e = calloc(1, sizeof(*e));
-        if (!e)
-            return NULL;
-        snprintf(e->ip, sizeof(e->ip), "%s", ip);
-        *pp = e;
+    ip_entry_t *e = ip_find(t, ip);
+    if (e)
+        return e;
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    size_t len = ip_key_len(ip);
+    memcpy(e->ip, ip, len); /* calloc left the NUL */
+    if (lv_hmap_insert(&t->map, &e->node, e->ip, len) != 0) {
+        free(e);
+        return NULL;
     }
-    return *pp;
+    return e;
 }
 
 /* entries with nothing to remember are dropped so the table stays as small as the live clients */
 static void ip_maybe_drop(struct lv_iptable *t, const char *ip, uint64_t now_ms)
 {
-    ip_entry_t **pp = ip_slot(t, ip);
-    ip_entry_t *e = *pp;
+    ip_entry_t *e = ip_find(t, ip);
     if (e && e->sockets == 0 && e->pending == 0 && e->queued == 0 && (e->login_fails == 0 || now_ms - e->login_window_ms >= 60000) &&
         (e->frames == 0 || now_ms - e->frames_window_ms >= 60000)) {
-        *pp = e->next;
+        lv_hmap_remove(&t->map, &e->node);
         free(e);
     }
 }
@@ -238,7 +258,7 @@ size_t lv_iptable_pending(struct lv_iptable *t, const char *ip, int delta)
 
 int lv_iptable_login_blocked(struct lv_iptable *t, const char *ip, uint64_t now_ms)
 {
-    ip_entry_t *e = *ip_slot(t, ip);
+    ip_entry_t *e = ip_find(t, ip);
     if (!e)
         return 0;
     if (now_ms - e->login_window_ms >= 60000) {
@@ -264,7 +284,7 @@ int lv_iptable_login_failed(struct lv_iptable *t, const char *ip, uint64_t now_m
 size_t lv_iptable_queued(struct lv_iptable *t, const char *ip, int delta)
 {
     if (delta == 0) {
-        ip_entry_t *e = *ip_slot(t, ip);
+        ip_entry_t *e = ip_find(t, ip);
         return e ? e->queued : 0;
     }
     ip_entry_t *e = ip_get(t, ip);
@@ -290,7 +310,7 @@ static void frames_roll(ip_entry_t *e, uint64_t now_ms)
 
 int lv_iptable_frame_would_allow(struct lv_iptable *t, const char *ip, int fpm, uint64_t now_ms)
 {
-    ip_entry_t *e = *ip_slot(t, ip);
+    ip_entry_t *e = ip_find(t, ip);
     if (!e)
         return 1;
     frames_roll(e, now_ms);
@@ -311,7 +331,7 @@ int lv_iptable_frame_allowed(struct lv_iptable *t, const char *ip, int fpm, uint
 
 uint64_t lv_iptable_frame_retry_ms(struct lv_iptable *t, const char *ip, uint64_t now_ms)
 {
-    ip_entry_t *e = *ip_slot(t, ip);
+    ip_entry_t *e = ip_find(t, ip);
     if (!e || now_ms - e->frames_window_ms >= 60000)
         return 0;
     return 60000 - (now_ms - e->frames_window_ms);

@@ -144,22 +144,3 @@ int lv_tls_ensure_cert(const char *config_dir, char *cert_path, size_t cert_size
     *generated = true;
     return generate(cert_path, key_path);
 }
-
-int lv_tls_fingerprint(const char *cert_path, char *out, size_t out_size)
-{
-    FILE *f = fopen(cert_path, "r");
-    if (!f)
-        return LV_EIO;
-    X509 *cert = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    if (!cert)
-        return LV_EINVAL;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    X509_digest(cert, EVP_sha256(), md, &n);
-    X509_free(cert);
-    size_t pos = 0;
-    for (unsigned i = 0; i < n && pos + 3 < out_size; i++)
-        pos += (size_t)snprintf(out + pos, out_size - pos, "%s%02X", i ? ":" : "", md[i]);
-    return 0;
-}
