@@ -19,8 +19,26 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wfor
 ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
-INCS    := -Isrc/common -Isrc/proto -Isrc/core -Isrc/backend -Isrc/server -Isrc/store -Isrc/obs
-CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(INCS) $(shell pkg-config --cflags $(PKGS)) -MMD -MP
+# Each layer sees itself and the layers below it only (common <- proto <- core <- backend, store,
+# obs <- server <- main), so an include that points up fails the build. Tests and main see all;
+# the tools see common and proto. scripts/check-layers.sh also greps for it.
+INC_COMMON  := -Isrc/common
+INC_PROTO   := $(INC_COMMON) -Isrc/proto
+INC_CORE    := $(INC_PROTO) -Isrc/core
+INC_BACKEND := $(INC_CORE) -Isrc/backend
+INC_STORE   := $(INC_CORE) -Isrc/store
+INC_OBS     := $(INC_CORE) -Isrc/obs
+INC_ALL     := $(INC_CORE) -Isrc/backend -Isrc/store -Isrc/obs -Isrc/server
+INCS     = $(INC_ALL)
+$(BUILD)/src/common/%.o:  INCS = $(INC_COMMON)
+$(BUILD)/src/proto/%.o:   INCS = $(INC_PROTO)
+$(BUILD)/src/core/%.o:    INCS = $(INC_CORE)
+$(BUILD)/src/backend/%.o: INCS = $(INC_BACKEND)
+$(BUILD)/src/store/%.o:   INCS = $(INC_STORE)
+$(BUILD)/src/obs/%.o:     INCS = $(INC_OBS)
+$(BUILD)/tools/%.o:       INCS = $(INC_PROTO)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+CFLAGS   = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
 LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lm -ldl -lpthread
 LDFLAGS := $(OPT)
 

@@ -42,6 +42,13 @@ else
   stages+=("check-src: FAILED"); extra_fail=$((extra_fail + 1))
 fi
 
+stage "layer checks (scripts/check-layers.sh)"
+if bash scripts/check-layers.sh; then
+  stages+=("check-layers: ok"); extra_pass=$((extra_pass + 1))
+else
+  stages+=("check-layers: FAILED"); extra_fail=$((extra_fail + 1))
+fi
+
 stage "build (make -j$JOBS WERROR=1)"
 if ! make -j"$JOBS" WERROR=1; then
   stages+=("build: FAILED")

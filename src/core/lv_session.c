@@ -14,6 +14,7 @@
 typedef struct principal_count {
     struct principal_count *next;
     size_t count;
+    size_t queued;              /* frames waiting plus credits outstanding (the pipeline's count) */
     lv_queue_t sessions;        /* lv_session_t.principal_link, in creation order */
     char principal[64];
 } principal_count_t;
@@ -88,7 +89,7 @@ static int principal_add(lv_registry_t *reg, const char *principal, int delta)
         o->count--;
     else if (delta > 0)
         o->count++;
-    if (o->count == 0) {
+    if (o->count == 0 && o->queued == 0) {
         *pp = o->next;
         free(o);
     }
@@ -157,7 +158,25 @@ void lv_registry_set_evict_cb(lv_registry_t *reg, void (*before_evict)(lv_sessio
 
 /* Detached = its sockets have all gone. A session just created has not been attached yet and
  * counts as live (the caller attaches it at once). */
-static bool is_detached(const lv_session_t *s) { return s->n_conns == 0 && s->detached_since_ms != 0; }
+static bool is_detached(const lv_session_t *s) { return !lv_session_attached(s) && s->detached_since_ms != 0; }
+
+size_t lv_registry_principal_queued(lv_registry_t *reg, const char *principal, int delta)
+{
+    principal_count_t **pp = principal_slot(reg, principal);
+    principal_count_t *o = *pp;
+    if (!o)
+        return 0; /* no session of it is left: nothing of it can be waiting */
+    if (delta < 0 && o->queued > 0)
+        o->queued--;
+    else if (delta > 0)
+        o->queued++;
+    size_t q = o->queued;
+    if (o->count == 0 && o->queued == 0) {
+        *pp = o->next;
+        free(o);
+    }
+    return q;
+}
 
 size_t lv_registry_principal_live(const lv_registry_t *reg, const char *principal)
 {
@@ -249,7 +268,8 @@ int lv_session_create(lv_registry_t *reg, const char *principal, const lv_settin
     lv_session_t *s = calloc(1, sizeof(*s));
     if (!s)
         return LV_ENOMEM;
-    lv_queue_init(&s->conns);
+    lv_queue_init(&s->viewers);
+    lv_queue_init(&s->sources);
     lv_queue_init(&s->principal_link);
     lv_drr_node_init(&s->drr);
     lv_queue_init(&s->started_link);
@@ -386,7 +406,7 @@ const lv_history_entry_t *lv_session_history_at(const lv_session_t *s, size_t i)
 
 void lv_session_attach_changed(lv_session_t *s, uint64_t now_ms)
 {
-    if (s->n_conns == 0) {
+    if (!lv_session_attached(s)) {
         if (s->detached_since_ms == 0) {
             s->detached_since_ms = now_ms ? now_ms : 1;
             s->detached_wall_ms = lv_wall_ms();
@@ -408,7 +428,7 @@ size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, 
         while (*pp) {
             lv_session_t *s = *pp;
             examined++;
-            if (s->n_conns == 0 && s->detached_since_ms && now_ms - s->detached_since_ms >= idle_ms) {
+            if (!lv_session_attached(s) && s->detached_since_ms && now_ms - s->detached_since_ms >= idle_ms) {
                 if (before_free)
                     before_free(s, ud);
                 session_remove(reg, pp);
@@ -438,7 +458,7 @@ static int session_encode(lv_session_t *s)
         return LV_ENOMEM;
     memset(v, 0, sizeof(*v));
     v->rec = s->rec;
-    v->attached = s->n_conns > 0;
+    v->attached = lv_session_attached(s);
     v->last_seen_ms = s->detached_wall_ms;
     v->answer_seq = s->answer_seq;
     v->n_answers = s->history_len;
@@ -467,7 +487,8 @@ int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved,
     lv_session_t *s = calloc(1, sizeof(*s));
     if (!s)
         return LV_ENOMEM;
-    lv_queue_init(&s->conns);
+    lv_queue_init(&s->viewers);
+    lv_queue_init(&s->sources);
     lv_queue_init(&s->principal_link);
     lv_drr_node_init(&s->drr);
     lv_queue_init(&s->started_link);

@@ -1,6 +1,6 @@
 /* lv_session.h - live sessions: one person's analysis context, its frame mailbox, credits, history
  * and metrics, and the registry that creates, resumes and expires them. No sockets here: the server
- * links its connections into `conns` and the engine owns the in-flight job. */
+ * attaches viewers and sources (lv_pipeline.h) and the pipeline owns the in-flight job. */
 #ifndef LV_SESSION_H
 #define LV_SESSION_H
 
@@ -44,12 +44,14 @@ typedef struct {
 typedef struct lv_session {
     lv_session_rec_t rec;        /* durable part; written back to the store on change */
     struct lv_session *hash_next;/* registry chain */
-    lv_queue_t conns;            /* the server's connections attached to this session */
-    size_t n_conns;
+    lv_queue_t viewers;          /* lv_viewer_t.link: who watches (lv_port_viewer.h) */
+    size_t n_viewers;
+    lv_queue_t sources;          /* lv_source_t.link: who sends frames (lv_port_source.h) */
+    size_t n_sources;
     lv_drr_node_t drr;           /* in the fair scheduler while a frame waits (engine-owned) */
     lv_queue_t started_link;     /* in the registry's started list while started */
     lv_frame_t *pending;         /* mailbox: at most one waiting frame, the newest */
-    void *job;                   /* the engine's in-flight request, NULL when idle */
+    struct lv_job *job;          /* the pipeline's request in flight (lv_port_dispatch.h), NULL when idle */
 
     /* credits: the server asks for a frame when it wants one */
     uint32_t credit_seq;
@@ -129,7 +131,10 @@ void lv_session_history_add(lv_session_t *s, uint64_t answer_id, const char *tex
 /** i-th history entry, oldest first (i < history_len). */
 const lv_history_entry_t *lv_session_history_at(const lv_session_t *s, size_t i);
 
-/** Note that the last connection left (starts the idle clock) or one arrived. */
+/** A session is attached while it has a viewer or a source: only a detached one idles and expires. */
+static inline bool lv_session_attached(const lv_session_t *s) { return s->n_viewers + s->n_sources > 0; }
+
+/** Note that the last viewer or source left (starts the idle clock) or one arrived. */
 void lv_session_attach_changed(lv_session_t *s, uint64_t now_ms);
 
 /** Remove sessions with no connection for idle_ms. before_free runs for each one just before it is
@@ -157,6 +162,9 @@ int lv_registry_snapshot(lv_registry_t *reg, bool force, size_t encode_budget_by
                          lv_statefile_snap_t *out);
 /** Number of sessions (live and detached) created by principal. */
 size_t lv_registry_principal_count(const lv_registry_t *reg, const char *principal);
+/** Adjust (delta -1, 0, +1) the count of frames waiting plus credits outstanding of principal's
+ * sessions; returns the new count (the pipeline's pacing reads it). */
+size_t lv_registry_principal_queued(lv_registry_t *reg, const char *principal, int delta);
 /** Number of principal's live sessions: a socket attached, or created and not yet attached. */
 size_t lv_registry_principal_live(const lv_registry_t *reg, const char *principal);
 

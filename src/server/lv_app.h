@@ -13,6 +13,8 @@
 #include "lv_net.h"
 #include "lv_queue.h"
 #include "lv_drr.h"
+#include "lv_port_source.h"
+#include "lv_port_viewer.h"
 #include "lv_session.h"
 #include "lv_store.h"
 #include "lv_wsframe.h"
@@ -35,7 +37,8 @@ typedef struct lv_conn {
     lv_sock_t *sock;             /* its socket (lv_net.h): the write queue lives there */
     struct lv_app *app;
     lv_session_t *session;       /* NULL until hello succeeds */
-    lv_queue_t session_link;     /* in session->conns */
+    lv_viewer_t viewer;          /* in session->viewers: the page watches its session ... */
+    lv_source_t source;          /* ... and is its camera (session->sources) */
     lv_queue_t app_link;         /* in app->conns */
     char ip[64];
     lv_ws_reader_t rd;           /* client frames in, messages assembled (capped) */

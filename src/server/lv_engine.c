@@ -129,9 +129,9 @@ int lv_conn_send(lv_conn_t *c, lv_msg_t *m)
 void lv_session_send(lv_session_t *s, lv_msg_t *m)
 {
     lv_queue_t *n, *next;
-    for (n = s->conns.next; n != &s->conns; n = next) {
+    for (n = s->viewers.next; n != &s->viewers; n = next) {
         next = n->next;
-        lv_conn_send(LV_CONTAINER_OF(n, lv_conn_t, session_link), m);
+        lv_conn_send(LV_CONTAINER_OF(n, lv_conn_t, viewer.link), m);
     }
 }
 
@@ -205,8 +205,10 @@ static void send_session_hello(lv_conn_t *c, const char *secret, bool resumed)
 static void attach(lv_conn_t *c, lv_session_t *s)
 {
     c->session = s;
-    lv_queue_insert_tail(&s->conns, &c->session_link);
-    s->n_conns++;
+    lv_queue_insert_tail(&s->viewers, &c->viewer.link);
+    s->n_viewers++;
+    lv_queue_insert_tail(&s->sources, &c->source.link);
+    s->n_sources++;
     lv_session_attach_changed(s, lv_now_ms());
 }
 
@@ -501,7 +503,7 @@ static void on_shaped(lv_shape_req_t *req, int rc)
  * nobody would see the answer (a reload or a network blip reconnects well within that time). */
 static bool detached_too_long(const lv_app_t *app, const lv_session_t *s, uint64_t now_ms)
 {
-    return s->n_conns == 0 && s->detached_since_ms &&
+    return !lv_session_attached(s) && s->detached_since_ms &&
            now_ms - s->detached_since_ms >= (uint64_t)LV_MAX(app->cfg.detached_cancel_ms, 0);
 }
 
@@ -946,11 +948,13 @@ void lv_engine_on_close(lv_conn_t *c)
     lv_session_t *s = c->session;
     if (!s)
         return;
-    lv_queue_remove(&c->session_link);
-    s->n_conns--;
+    lv_queue_remove(&c->viewer.link);
+    s->n_viewers--;
+    lv_queue_remove(&c->source.link);
+    s->n_sources--;
     c->session = NULL;
     lv_session_attach_changed(s, lv_now_ms());
-    if (s->n_conns == 0) {
+    if (s->n_sources == 0) {
         /* nobody is watching: stop asking for frames but keep the settings for a resume */
         credit_clear(c->app, s);
     }
@@ -990,7 +994,7 @@ static void send_credits(lv_app_t *app, uint64_t now)
         if (n_granted == CREDITS_PER_TICK)
             break; /* bounded work per tick; the rest are asked on the next one */
         lv_session_t *s = LV_CONTAINER_OF(n, lv_session_t, started_link);
-        if (s->n_conns == 0 || s->pending)
+        if (s->n_sources == 0 || s->pending) /* credits go to sources */
             continue;
         if (s->credit_outstanding) {
             uint64_t retry = LV_MAX((uint64_t)CREDIT_RETRY_MIN_MS, 2u * (uint64_t)s->rec.settings.interval_ms);

@@ -167,7 +167,8 @@ int lv_ws_attach(lv_app_t *app, lv_sock_t *s)
     c->sock = s;
     c->app = app;
     snprintf(c->ip, sizeof(c->ip), "%s", s->ip);
-    lv_queue_init(&c->session_link);
+    lv_queue_init(&c->viewer.link);
+    lv_queue_init(&c->source.link);
     /* binary: the frame cap plus the LVF1 envelope; text: 64 KiB */
     lv_ws_reader_init(&c->rd, app->cfg.max_frame_bytes + 16, MAX_TEXT_BYTES);
     c->opened_ms = c->rl_last_ms = lv_now_ms();

@@ -169,9 +169,9 @@ static void expiry_only_detached(void **state)
     char id_a[40];
     snprintf(id_a, sizeof(id_a), "%s", a->rec.id);
     /* a: detached at t=1000; b: has a socket */
-    a->n_conns = 0;
+    a->n_viewers = 0;
     lv_session_attach_changed(a, 1000);
-    b->n_conns = 1;
+    b->n_viewers = 1;
     lv_session_attach_changed(b, 1000);
     freed_count = 0;
     assert_int_equal(lv_registry_sweep(fx->reg, 1500, 1000, 100000, count_free, NULL), 0);
@@ -182,20 +182,20 @@ static void expiry_only_detached(void **state)
     assert_int_equal(st_load(fx->store, id_a, &rec), LV_ENOTFOUND);
     assert_int_equal(lv_registry_count(fx->reg), 1);
     assert_int_equal(lv_registry_principal_count(fx->reg, "x"), 0);
-    b->n_conns = 0; /* let teardown free it without complaint */
+    b->n_viewers = 0; /* let teardown free it without complaint */
 }
 
 /* give a session n sockets at time now (0 = all gone: detached since now) */
 static void set_conns(lv_session_t *s, size_t n, uint64_t now)
 {
-    s->n_conns = n;
+    s->n_viewers = n;
     lv_session_attach_changed(s, now);
 }
 
 static int evicted_count;
 static void count_evict(lv_session_t *s, void *ud)
 {
-    assert_int_equal(s->n_conns, 0); /* only sessions without a socket give way */
+    assert_int_equal(s->n_viewers, 0); /* only sessions without a socket give way */
     (void)ud;
     evicted_count++;
 }

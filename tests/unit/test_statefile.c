@@ -538,7 +538,7 @@ static void registry_restart(void **state)
     set.max_tokens = 77;
     assert_int_equal(lv_session_create(a.reg, "1.2.3.4", &set, secret, &s), 0);
     assert_int_equal(lv_session_create(a.reg, "5.6.7.8", NULL, secret2, &s2), 0);
-    s->n_conns = 1;
+    s->n_viewers = 1;
     lv_session_attach_changed(s, 1000);
     lv_session_attach_changed(s2, 1000); /* s2 detached */
     lv_session_set_started(a.reg, s, true, 1000);
@@ -572,7 +572,7 @@ static void registry_restart(void **state)
     assert_int_equal(r->answer_seq, LV_HISTORY_MAX + 3);
     assert_int_equal(r->rec.total_inferences, LV_HISTORY_MAX + 3);
     /* restored sessions have no socket and are on their idle clock */
-    assert_int_equal(r->n_conns, 0);
+    assert_int_equal(r->n_viewers, 0);
     assert_true(r->detached_since_ms > 0);
     assert_int_equal(lv_registry_principal_count(b.reg, "1.2.3.4"), 1);
     assert_int_equal(lv_session_resume(b.reg, s2->rec.id, secret2, &r), 0);
@@ -635,7 +635,7 @@ static void snapshot_only_when_changed(void **state)
     assert_int_equal(snap.skipped, 2);
     lv_statefile_snap_clear(&snap);
     /* a removal is a change */
-    s[0]->n_conns = 0;
+    s[0]->n_viewers = 0;
     lv_session_attach_changed(s[0], 1);
     assert_int_equal(lv_registry_snapshot(a.reg, false, SIZE_MAX, SIZE_MAX, &snap), 0);
     lv_statefile_snap_clear(&snap);
