@@ -100,3 +100,14 @@ size_t lv_utf8_seq_len(const void *p, size_t len)
     }
     return 0;
 }
+
+size_t lv_utf8_cut(const void *p, size_t len, size_t max_bytes)
+{
+    const unsigned char *u = p;
+    if (len <= max_bytes)
+        return len;
+    size_t n = max_bytes;
+    while (n > 0 && (u[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}

@@ -15,6 +15,11 @@ int lv_utf8_valid(const void *p, size_t len);
  * replace bad bytes one at a time instead of rejecting the text. */
 size_t lv_utf8_seq_len(const void *p, size_t len);
 
+/** The longest prefix of p[0..len) of at most max_bytes that does not cut a sequence in two:
+ * len when it fits, else max_bytes backed up over continuation bytes (10xxxxxx) to the start of
+ * the sequence that crosses. Valid text stays valid; it does not validate. */
+size_t lv_utf8_cut(const void *p, size_t len, size_t max_bytes);
+
 /* State for checking a stream split anywhere (a text message arriving in WebSocket fragments),
  * so a bad byte is caught when it arrives rather than when the message ends. */
 typedef struct {

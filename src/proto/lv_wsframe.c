@@ -392,18 +392,6 @@ size_t lv_ws_frame_header(uint8_t out[10], int op, uint64_t len)
     return 10;
 }
 
-/* The longest prefix of s[0..len) of at most max bytes that does not cut a UTF-8 sequence. */
-static size_t utf8_cut(const char *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    size_t n = max;
-    /* Back up over continuation bytes (10xxxxxx) to the start of the sequence that crosses. */
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
-}
-
 size_t lv_ws_close_frame(uint8_t out[127], int code, const char *reason)
 {
     bool sendable = code >= 1000 && code <= 4999 && code != 1005 && code != 1006 && code != 1015;
@@ -413,7 +401,7 @@ size_t lv_ws_close_frame(uint8_t out[127], int code, const char *reason)
         return lv_ws_frame_header(out, LV_WS_OP_CLOSE, 0);
     if (reason) {
         /* Section 5.5: a control payload is at most 125 bytes, two of them the code. */
-        rlen = utf8_cut(reason, strlen(reason), 123);
+        rlen = lv_utf8_cut(reason, strlen(reason), 123);
         if (!lv_utf8_valid(reason, rlen))
             rlen = 0;
     }

@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "lv_common.h"
 #include "lv_utf8.h"
 
 static int valid_s(const char *s)
@@ -184,6 +185,19 @@ static void test_seq_len(void **state)
     assert_int_equal(lv_utf8_seq_len("\xF0\x9F\x98", 3), 0);
 }
 
+static void test_cut(void **state)
+{
+    (void)state;
+    static const char s[] = "ab\xE2\x82\xAC\xF0\x9F\x98\x80"; /* a b EURO SIGN GRINNING FACE */
+    size_t len = sizeof s - 1;
+    static const size_t want[] = {0, 1, 2, 2, 2, 5, 5, 5, 5, 9, 9};
+    for (size_t max = 0; max < LV_ARRAY_LEN(want); max++) {
+        size_t n = lv_utf8_cut(s, len, max);
+        assert_int_equal(n, want[max]);
+        assert_int_equal(lv_utf8_valid(s, n), 1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +206,7 @@ int main(void)
         cmocka_unit_test(test_stream_splits),
         cmocka_unit_test(test_exhaustive),
         cmocka_unit_test(test_seq_len),
+        cmocka_unit_test(test_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
