@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test-all.sh - the one test command: install what is missing, build with -Werror, run the whole
-# suite, build with ASan+UBSan and run the suite again, then a short fuzz run when the fuzz
-# script exists. Every stage runs even when an earlier one failed (so one run shows everything);
-# ends with "total: N passed, N failed" and exits non-zero on any failure.
+# suite, build with ASan+UBSan and run the suite again, a multi-user soak on that build, then a
+# short fuzz run when the fuzz script exists. Every stage runs even when an earlier one failed (so
+# one run shows everything); ends with "total: N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,6 +73,13 @@ else
 fi
 # A sanitizer build that did not compile never reached test.sh: count it as a failure.
 [ "$(wc -l < "$summary_file")" -gt "$lines_before" ] || extra_fail=$((extra_fail + 1))
+
+stage "multi-user soak on build-san (scripts/soak.sh)"
+if LIVEVLM_BUILD=build-san bash scripts/soak.sh; then
+  stages+=("soak: ok"); extra_pass=$((extra_pass + 1))
+else
+  stages+=("soak: FAILED"); extra_fail=$((extra_fail + 1))
+fi
 
 if [ -x scripts/fuzz.sh ] || [ -f scripts/fuzz.sh ]; then
   stage "fuzz (FUZZ_SECONDS=10)"
