@@ -202,11 +202,27 @@ static void send_session_hello(lv_conn_t *c, const char *secret, bool resumed)
     conn_send_json(c, o);
 }
 
+/* The page's WebSocket as a source (lv_port_source.h): a credit asks it for one frame. */
+static void ws_request_frame(lv_source_t *src, lv_session_t *s, uint32_t credit_id)
+{
+    lv_conn_t *c = LV_CONTAINER_OF(src, lv_conn_t, source);
+    char text[64];
+    int len = snprintf(text, sizeof(text), "{\"type\":\"credit\",\"credit_id\":%u}", credit_id);
+    lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
+    if (!m)
+        return;
+    lv_conn_send(c, m);
+    lv_msg_unref(m);
+}
+
+static const lv_source_ops_t ws_source_ops = {ws_request_frame, NULL};
+
 static void attach(lv_conn_t *c, lv_session_t *s)
 {
     c->session = s;
     lv_queue_insert_tail(&s->viewers, &c->viewer.link);
     s->n_viewers++;
+    c->source.ops = &ws_source_ops;
     lv_queue_insert_tail(&s->sources, &c->source.link);
     s->n_sources++;
     lv_session_attach_changed(s, lv_now_ms());
@@ -1016,9 +1032,13 @@ static void send_credits(lv_app_t *app, uint64_t now)
         s->credit_sent_ms = now;
         s->next_credit_ms = now + (uint64_t)s->rec.settings.interval_ms;
         granted[n_granted++] = s;
-        char text[64];
-        int len = snprintf(text, sizeof(text), "{\"type\":\"credit\",\"credit_id\":%u}", s->credit_outstanding);
-        session_send_text(s, text, (size_t)len);
+        lv_queue_t *sn, *snext; /* every source of the session is asked (lv_port_source.h) */
+        for (sn = s->sources.next; sn != &s->sources; sn = snext) {
+            snext = sn->next;
+            lv_source_t *src = LV_CONTAINER_OF(sn, lv_source_t, link);
+            if (src->ops && src->ops->request_frame)
+                src->ops->request_frame(src, s, s->credit_outstanding);
+        }
     }
     /* sessions that got a credit go to the back: the walk order is the order in which sessions
      * last got one, so among one user's sessions the longest-waiting is asked first */
