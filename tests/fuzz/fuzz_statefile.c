@@ -41,7 +41,7 @@ static int count_cb(void *ud, const lv_statefile_session_t *s)
 static int check_cb(void *ud, const lv_statefile_session_t *s)
 {
     if (strlen(s->rec.id) != LV_SESSION_ID_LEN || strlen(s->rec.secret_hash) != LV_SECRET_HASH_LEN ||
-        !s->rec.owner[0] || s->n_answers > LV_STATEFILE_ANSWERS_MAX)
+        !s->rec.principal[0] || s->n_answers > LV_STATEFILE_ANSWERS_MAX)
         abort();
     for (size_t i = 0; i < s->n_answers; i++)
         if (!s->answers[i].text || s->answers[i].text_len > LV_STATEFILE_TEXT_MAX ||
