@@ -7,12 +7,14 @@
 #   - every session connected and none was lost; loadgen reports zero errors (error messages,
 #     failed answers, abnormal close codes, answers about another session's prompt)
 #   - answers >= SOAK_MIN_ANSWER_PCT (98) % of the frames the server asked for in the window
-#   - frames asked for >= SOAK_MIN_PACE_PCT (90) % of sessions x window / interval: loadgen's
+#   - frames asked for >= SOAK_MIN_PACE_PCT (75) % of sessions x window / interval: loadgen's
 #     "expected" figure. The server's credit period is interval_ms plus the wait for its next 20 ms
-#     tick plus its loop's lag (lv_engine.c: next credit = grant time + interval), so at 1 s it
-#     asks for 96-98 % of that figure on a busy 2-core machine with ASan (measured); answers are
-#     judged against what was asked for instead, and the pace gets its own bound, loose enough for
-#     a slow CI machine and still far above what a stalled or starved credit loop gives
+#     tick plus its loop's lag (lv_engine.c: next credit = grant time + interval), and it holds
+#     credits back while a round of backend capacity is already waiting, so with ASan on 2 cores
+#     it asks for 96-98 % of that figure on a quiet machine and 85 % on one shared with a fuzzer
+#     and a browser (measured). Answers are therefore judged against what was asked for, and the
+#     pace gets its own floor: loose enough for a busy CI machine, still well above the 50 % of a
+#     credit loop that skips every other interval
 #   - Jain's fairness index over the users' answer counts >= SOAK_MIN_JAIN (0.98)
 #   - RSS flat after warm-up: after SOAK_RSS_SKIP_S (20) s, the last third's mean exceeds the
 #     first third's by less than SOAK_RSS_MAX_GROWTH_MB (16) MiB (see "RSS bound" below)
@@ -26,12 +28,12 @@
 # RSS bound. ASan keeps freed memory in a quarantine (256 MiB by default) before reusing it, so RSS
 # climbs for as long as the quarantine fills, and the allocator's size classes make it step rather
 # than grow smoothly. The soak therefore runs livevlm with quarantine_size_mb=32 (still catching a
-# use after free of anything freed in the last few hundred frames) so that the quarantine is full
+# use after free of anything freed in the last ~100 frames: 32 MiB of decode buffers) so that the quarantine is full
 # within the warm-up (RSS climbs from ~20 to ~100 MiB in the first 20 s, then holds), then compares
 # the mean of the last third of the samples after warm-up with the mean of the first third (about
 # 33 s apart). 16 MiB over 33 s is ~0.5 MiB/s: a leak of ~1.7 KiB per frame at 300 frames/s, or
 # of one 10 KiB frame in six, exceeds it, while the allocator's steps and the quarantine's churn
-# (samples move by up to 8 MiB; 2.8 and 3.1 MiB between thirds measured on the 2-core
+# (samples move by up to 8 MiB; 2.8, 3.1 and 3.6 MiB between thirds measured on the 2-core
 # development VM) stay below it. Leaks of unreachable memory are LeakSanitizer's job at exit; this
 # catches memory still referenced but growing without bound (lists, tables, histories).
 set -uo pipefail
@@ -47,7 +49,7 @@ INTERVAL_MS=${SOAK_INTERVAL_MS:-1000}
 RSS_SKIP_S=${SOAK_RSS_SKIP_S:-20}
 RSS_MAX_GROWTH_MB=${SOAK_RSS_MAX_GROWTH_MB:-16}
 MIN_ANSWER_PCT=${SOAK_MIN_ANSWER_PCT:-98}
-MIN_PACE_PCT=${SOAK_MIN_PACE_PCT:-90}
+MIN_PACE_PCT=${SOAK_MIN_PACE_PCT:-75}
 MIN_JAIN=${SOAK_MIN_JAIN:-0.98}
 JPEG=${SOAK_JPEG:-tests/data/frame-320x240.jpg}
 
