@@ -1,6 +1,6 @@
 /* lv_session.h - live sessions: one person's analysis context, its frame mailbox, credits, history
  * and metrics, and the registry that creates, resumes and expires them. No sockets here: the server
- * attaches viewers and sources (lv_pipeline.h) and the pipeline owns the in-flight job. */
+ * attaches viewers and sources (lv_port_viewer.h, lv_port_source.h) and owns the in-flight job. */
 #ifndef LV_SESSION_H
 #define LV_SESSION_H
 
