@@ -16,6 +16,7 @@
 #include "lv_chatresp.h"
 #include "lv_common.h"
 #include "lv_sse.h"
+#include "lv_utf8.h"
 
 #define REQ_DEBUG_MAX (256 * 1024)
 #define DONE_GRACE_MS 1000 /* after "[DONE]", how long the server may take to end the response */
@@ -116,10 +117,7 @@ static void excerpt(const lv_chat_t *c, char out[ERR_DETAIL_MAX + 1], const char
     }
     memcpy(tmp, s, n);
     redact(tmp, n, c->b->api_key); /* before cutting, so no prefix of the key survives */
-    size_t cut = LV_MIN(n, (size_t)ERR_DETAIL_MAX);
-    if (cut < n)
-        while (cut > 0 && ((unsigned char)tmp[cut] & 0xC0) == 0x80)
-            cut--;
+    size_t cut = lv_utf8_cut(tmp, n, ERR_DETAIL_MAX);
     for (size_t i = 0; i < cut; i++) {
         unsigned char ch = (unsigned char)tmp[i];
         out[i] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;

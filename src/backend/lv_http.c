@@ -224,15 +224,6 @@ out:
     return rc;
 }
 
-int lv_http_set_max_host_connections(lv_http_t *h, long max_connections)
-{
-    if (max_connections < 0)
-        return LV_EINVAL;
-    return curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_connections) == CURLM_OK
-               ? 0
-               : LV_EIO;
-}
-
 static void on_timer_closed(uv_handle_t *hd) { free(hd->data); }
 
 void lv_http_destroy(lv_http_t *h)

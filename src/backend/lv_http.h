@@ -29,10 +29,6 @@ typedef void (*lv_http_done_cb)(void *ud, CURL *easy, CURLcode rc);
  * LV_ENOMEM, LV_EIO (curl or uv refused). */
 int lv_http_create(uv_loop_t *loop, lv_http_t **out);
 
-/** Cap connections per host (CURLMOPT_MAX_HOST_CONNECTIONS); 0 = unlimited (the default: the
- * scheduler already bounds concurrency per backend). Transfers above the cap wait inside curl. */
-int lv_http_set_max_host_connections(lv_http_t *h, long max_connections);
-
 /** Remove every transfer (their done callbacks never fire; the owners of the easy handles still
  * free them), clean up the multi handle and close the uv handles. The memory goes once the loop
  * has run the close callbacks, so run the loop afterwards. Must not be called inside curl or from

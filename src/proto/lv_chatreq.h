@@ -7,7 +7,6 @@
 #include <stddef.h>
 
 #include "lv_buf.h"
-#include "lv_json_str.h"
 
 /** Characters of base64 kept in the debug form of a body. */
 #define LV_CHATREQ_DEBUG_B64_CHARS 120
@@ -37,11 +36,5 @@ int lv_chatreq_build(lv_buf_t *out, const lv_chatreq_t *req);
  * Same returns as lv_chatreq_build(). */
 int lv_chatreq_build_debug(lv_buf_t *out, const lv_chatreq_t *req);
 
-/* The JSON string writer moved to common (lv_json_str_append); this name stays only until
- * src/server/lv_engine.c calls that directly. Remove it then. */
-static inline int lv_chatreq_json_string(lv_buf_t *out, const char *s, size_t n)
-{
-    return lv_json_str_append(out, s, n);
-}
 
 #endif

@@ -165,7 +165,5 @@ uint64_t lv_iptable_frame_retry_ms(struct lv_iptable *t, const char *ip, uint64_
 /* tls: self-signed certificate on first start */
 int lv_tls_ensure_cert(const char *config_dir, char *cert_path, size_t cert_size, char *key_path, size_t key_size,
                        bool *generated);
-/** Print the SHA-256 fingerprint of a PEM certificate file into out ("AB:CD:..."). */
-int lv_tls_fingerprint(const char *cert_path, char *out, size_t out_size);
 
 #endif

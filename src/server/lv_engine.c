@@ -12,6 +12,7 @@
 #include "lv_chatreq.h"
 #include "lv_common.h"
 #include "lv_frame.h"
+#include "lv_json_str.h"
 #include "lv_jpeg.h"
 #include "lv_log.h"
 #include "lv_shape.h"
@@ -268,7 +269,7 @@ static void flush_delta(lv_job_t *job)
         lv_buf_init(&b, 8 * job->delta.len + 128);
         if (lv_buf_printf(&b, "{\"type\":\"delta\",\"answer_id\":%llu,\"text\":",
                           (unsigned long long)job->answer_id) == 0 &&
-            lv_chatreq_json_string(&b, job->delta.data, job->delta.len) == 0 && lv_buf_append(&b, "}", 1) == 0)
+            lv_json_str_append(&b, job->delta.data, job->delta.len) == 0 && lv_buf_append(&b, "}", 1) == 0)
             session_send_text(job->session, b.data, b.len);
         lv_buf_free(&b);
     }
