@@ -354,7 +354,9 @@ int lv_window_on_demand(lv_window_t *w, int inflight, int awaiting_first, uint64
     w->ft_fresh = 0;
     w->demand_grows++;
     w->increases = 0;
-    set_limit(w, LV_MAX((long)w->limit, (long)eff + 1), 1, now_us);
+    /* one above what is in use: during a probe the limit is the level being measured down from,
+     * and jumping back to it would queue inside the backend what the probe just found too much */
+    set_limit(w, (long)LV_MAX(eff, inflight) + 1, 1, now_us);
     return 1;
 }
 
