@@ -13,6 +13,7 @@
 #include "lv_net.h"
 #include "lv_queue.h"
 #include "lv_drr.h"
+#include "lv_pipeline.h"
 #include "lv_port_source.h"
 #include "lv_port_viewer.h"
 #include "lv_session.h"
@@ -70,7 +71,7 @@ typedef struct lv_app {
     lv_registry_t *reg;
     struct lv_persist *persist;  /* the state file (lv_state.h); NULL when sessions are not kept */
     lv_drr_t drr;                /* sessions with a waiting frame, in fair order */
-    size_t credits_outstanding;  /* credits sent and not yet answered by a frame */
+    lv_pipeline_t pipe;          /* credits (lv_pipeline.h); more of the frame path to come */
     struct lv_stat *stat;        /* metrics (lv_stat.h) */
     lv_queue_t jobs;             /* backend calls in flight (lv_job_t) */
     struct lv_iptable *ips;

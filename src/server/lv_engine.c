@@ -15,6 +15,7 @@
 #include "lv_json_str.h"
 #include "lv_jpeg.h"
 #include "lv_log.h"
+#include "lv_pipeline.h"
 #include "lv_shape.h"
 #include "lv_stat.h"
 #include "lv_sysmon.h"
@@ -23,7 +24,6 @@
 #define TICK_MS 20
 #define SWEEP_MS 1000
 #define HELLO_TIMEOUT_MS 10000
-#define CREDIT_RETRY_MIN_MS 5000
 #define MAX_TEXT_BYTES 65536
 #define MAX_JSON_DEPTH 16
 #define RATE_MSGS_PER_S 50.0
@@ -31,7 +31,6 @@
 #define FLOOD_FACTOR 10      /* more than 10x RATE_MSGS_PER_S in a second ... */
 #define FLOOD_SECONDS 3      /* ... for this many seconds in a row closes the socket with 1008 */
 #define DISPATCH_PER_RUN 256
-#define CREDITS_PER_TICK 1024
 /* Deltas after the first are coalesced for this long: one WebSocket message (one TLS record, one
  * send) per ~40 ms instead of one per token, which people cannot tell apart while reading. */
 #define DELTA_COALESCE_MS 40
@@ -979,74 +978,31 @@ void lv_engine_on_close(lv_conn_t *c)
 
 /* ---------- periodic work ---------- */
 
-/* A session's unanswered credit counts against its user like a queued frame, so credits go out
- * only as fast as frames can be served. */
-static void credit_clear(lv_app_t *app, lv_session_t *s)
-{
-    if (!s->credit_outstanding)
-        return;
-    s->credit_outstanding = 0;
-    app->credits_outstanding--;
-    lv_iptable_queued(app->ips, s->rec.principal, -1);
-}
+static void credit_clear(lv_app_t *app, lv_session_t *s) { lv_pipeline_credit_clear(&app->pipe, s); }
 
-/* Pull, not push: a page is asked for a frame only when its session's interval is due and the
- * frame could be served soon: its user has nothing waiting (fair queueing gives every user a turn
- * each round), or less than one round of backend capacity is waiting in total. Under overload
- * pages therefore stop uploading frames that would only be thrown away. */
-static void send_credits(lv_app_t *app, uint64_t now)
+/* The pipeline's questions about the backends and principals (lv_pipeline.h). */
+static size_t pipe_capacity(void *ud)
 {
+    lv_app_t *app = ud;
     size_t capacity = 0;
     for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
         lv_backend_t *b = lv_pool_at(app->pool, i);
         if (b->healthy)
             capacity += (size_t)lv_backend_limit(b);
     }
-    size_t waiting = lv_drr_queued(&app->drr) + app->credits_outstanding;
-    lv_queue_t *head = lv_registry_started(app->reg), *n;
-    lv_session_t *granted[CREDITS_PER_TICK];
-    size_t n_granted = 0;
-    LV_QUEUE_FOREACH(n, head)
-    {
-        if (n_granted == CREDITS_PER_TICK)
-            break; /* bounded work per tick; the rest are asked on the next one */
-        lv_session_t *s = LV_CONTAINER_OF(n, lv_session_t, started_link);
-        if (s->n_sources == 0 || s->pending) /* credits go to sources */
-            continue;
-        if (s->credit_outstanding) {
-            uint64_t retry = LV_MAX((uint64_t)CREDIT_RETRY_MIN_MS, 2u * (uint64_t)s->rec.settings.interval_ms);
-            if (now - s->credit_sent_ms < retry)
-                continue;
-            credit_clear(app, s); /* the page lost it (tab hidden, reconnect): ask again */
-            waiting--;
-        }
-        if (now < s->next_credit_ms)
-            continue;
-        if (waiting >= capacity && lv_iptable_queued(app->ips, s->rec.principal, 0) > 0)
-            continue; /* it stays due and is asked as soon as the queue drains */
-        if (app->cfg.user_fpm > 0 && !lv_iptable_frame_would_allow(app->ips, s->rec.principal, app->cfg.user_fpm, now))
-            continue; /* over its frame rate: asking would only earn it an error */
-        s->credit_outstanding = ++s->credit_seq ? s->credit_seq : ++s->credit_seq;
-        app->credits_outstanding++;
-        waiting++;
-        lv_iptable_queued(app->ips, s->rec.principal, +1);
-        s->credit_sent_ms = now;
-        s->next_credit_ms = now + (uint64_t)s->rec.settings.interval_ms;
-        granted[n_granted++] = s;
-        lv_queue_t *sn, *snext; /* every source of the session is asked (lv_port_source.h) */
-        for (sn = s->sources.next; sn != &s->sources; sn = snext) {
-            snext = sn->next;
-            lv_source_t *src = LV_CONTAINER_OF(sn, lv_source_t, link);
-            if (src->ops && src->ops->request_frame)
-                src->ops->request_frame(src, s, s->credit_outstanding);
-        }
-    }
-    /* sessions that got a credit go to the back: the walk order is the order in which sessions
-     * last got one, so among one user's sessions the longest-waiting is asked first */
-    for (size_t i = 0; i < n_granted; i++) {
-        lv_queue_remove(&granted[i]->started_link);
-        lv_queue_insert_tail(head, &granted[i]->started_link);
-    }
+    return capacity;
+}
+
+static size_t pipe_principal_waiting(void *ud, const char *principal, int delta)
+{
+    lv_app_t *app = ud;
+    return lv_iptable_queued(app->ips, principal, delta);
+}
+
+static bool pipe_credit_allowed(void *ud, const lv_session_t *s, uint64_t now)
+{
+    lv_app_t *app = ud;
+    return app->cfg.user_fpm <= 0 || lv_iptable_frame_would_allow(app->ips, s->rec.principal, app->cfg.user_fpm, now);
 }
 
 static void send_stats_and_deadlines(lv_app_t *app, uint64_t now)
@@ -1202,7 +1158,7 @@ static void on_tick(uv_timer_t *t)
 {
     lv_app_t *app = t->data;
     uint64_t now = lv_now_ms();
-    send_credits(app, now);
+    lv_pipeline_tick(&app->pipe, now);
     flush_due_deltas(app, now);
     if (now - app->last_slow_tick_ms >= 100) {
         app->last_slow_tick_ms = now;
@@ -1250,6 +1206,8 @@ int lv_engine_start(lv_app_t *app)
         if (lv_drr_set_weight(&app->drr, app->cfg.user_weights[i].user, app->cfg.user_weights[i].weight) != 0)
             LV_WARN("user weight for %s not applied", app->cfg.user_weights[i].user);
     lv_queue_init(&app->jobs);
+    lv_pipeline_hooks_t hooks = {app, pipe_capacity, pipe_principal_waiting, pipe_credit_allowed};
+    lv_pipeline_init(&app->pipe, app->reg, &app->drr, &hooks);
     lv_registry_set_evict_cb(app->reg, before_evict, app);
     uv_timer_init(app->loop, &app->tick);
     uv_timer_init(app->loop, &app->sweep);

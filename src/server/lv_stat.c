@@ -21,7 +21,7 @@ static double read_sessions(void *ud) { return (double)lv_registry_count(((lv_ap
 static double read_sockets(void *ud) { return (double)((lv_app_t *)ud)->n_conns; }
 static double read_queued(void *ud) { return (double)lv_drr_queued(&((lv_app_t *)ud)->drr); }
 static double read_queued_users(void *ud) { return (double)lv_drr_users_active(&((lv_app_t *)ud)->drr); }
-static double read_credits(void *ud) { return (double)((lv_app_t *)ud)->credits_outstanding; }
+static double read_credits(void *ud) { return (double)((lv_app_t *)ud)->pipe.credits_outstanding; }
 
 int lv_stat_create(lv_app_t *app)
 {

@@ -1,0 +1,78 @@
+/* lv_pipeline.c - the frame pipeline's scheduling core (credits so far; lv_pipeline.h). */
+#include "lv_pipeline.h"
+
+#include "lv_common.h"
+
+void lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const lv_pipeline_hooks_t *hooks)
+{
+    p->reg = reg;
+    p->drr = drr;
+    p->hooks = *hooks;
+    p->credits_outstanding = 0;
+}
+
+/* A session's unanswered credit counts against its principal like a queued frame, so credits go
+ * out only as fast as frames can be served. */
+void lv_pipeline_credit_clear(lv_pipeline_t *p, lv_session_t *s)
+{
+    if (!s->credit_outstanding)
+        return;
+    s->credit_outstanding = 0;
+    p->credits_outstanding--;
+    p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, -1);
+}
+
+/* Pull, not push: a source is asked for a frame only when its session's interval is due and the
+ * frame could be served soon: its principal has nothing waiting (fair queueing gives every
+ * principal a turn each round), or less than one round of backend capacity is waiting in total.
+ * Under overload sources therefore stop uploading frames that would only be thrown away. */
+size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
+{
+    size_t capacity = p->hooks.capacity(p->hooks.ud);
+    size_t waiting = lv_drr_queued(p->drr) + p->credits_outstanding;
+    lv_queue_t *head = lv_registry_started(p->reg), *n;
+    lv_session_t *granted[LV_PIPELINE_CREDITS_PER_TICK];
+    size_t n_granted = 0;
+    LV_QUEUE_FOREACH(n, head)
+    {
+        if (n_granted == LV_PIPELINE_CREDITS_PER_TICK)
+            break; /* bounded work per tick; the rest are asked on the next one */
+        lv_session_t *s = LV_CONTAINER_OF(n, lv_session_t, started_link);
+        if (s->n_sources == 0 || s->pending) /* credits go to sources */
+            continue;
+        if (s->credit_outstanding) {
+            uint64_t retry = LV_MAX((uint64_t)LV_PIPELINE_CREDIT_RETRY_MIN_MS, 2u * (uint64_t)s->rec.settings.interval_ms);
+            if (now - s->credit_sent_ms < retry)
+                continue;
+            lv_pipeline_credit_clear(p, s); /* the source lost it (tab hidden, reconnect): ask again */
+            waiting--;
+        }
+        if (now < s->next_credit_ms)
+            continue;
+        if (waiting >= capacity && p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, 0) > 0)
+            continue; /* it stays due and is asked as soon as the queue drains */
+        if (p->hooks.credit_allowed && !p->hooks.credit_allowed(p->hooks.ud, s, now))
+            continue; /* over its frame rate: asking would only earn it an error */
+        s->credit_outstanding = ++s->credit_seq ? s->credit_seq : ++s->credit_seq;
+        p->credits_outstanding++;
+        waiting++;
+        p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, +1);
+        s->credit_sent_ms = now;
+        s->next_credit_ms = now + (uint64_t)s->rec.settings.interval_ms;
+        granted[n_granted++] = s;
+        lv_queue_t *sn, *snext; /* every source of the session is asked (lv_port_source.h) */
+        for (sn = s->sources.next; sn != &s->sources; sn = snext) {
+            snext = sn->next;
+            lv_source_t *src = LV_CONTAINER_OF(sn, lv_source_t, link);
+            if (src->ops && src->ops->request_frame)
+                src->ops->request_frame(src, s, s->credit_outstanding);
+        }
+    }
+    /* sessions that got a credit go to the back: the walk order is the order in which sessions
+     * last got one, so among one principal's sessions the longest-waiting is asked first */
+    for (size_t i = 0; i < n_granted; i++) {
+        lv_queue_remove(&granted[i]->started_link);
+        lv_queue_insert_tail(head, &granted[i]->started_link);
+    }
+    return n_granted;
+}
