@@ -1,4 +1,5 @@
-/* lv_pipeline.c - the frame pipeline's scheduling core (credits so far; lv_pipeline.h). */
+/* lv_pipeline.c - the frame pipeline's scheduling core (credits and the fair queue's entry so far;
+ * lv_pipeline.h). */
 #include "lv_pipeline.h"
 
 #include "lv_common.h"
@@ -9,6 +10,64 @@ void lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const
     p->drr = drr;
     p->hooks = *hooks;
     p->credits_outstanding = 0;
+    p->max_frame_age_ms = 0;
+}
+
+/* Every viewer of s (lv_port_viewer.h): the walk survives a viewer unlinking itself. */
+#define FOR_EACH_VIEWER(s, v, body)                                                                \
+    do {                                                                                           \
+        lv_queue_t *vn_, *vnext_;                                                                  \
+        for (vn_ = (s)->viewers.next; vn_ != &(s)->viewers; vn_ = vnext_) {                        \
+            vnext_ = vn_->next;                                                                    \
+            lv_viewer_t *v = LV_CONTAINER_OF(vn_, lv_viewer_t, link);                              \
+            body;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
+void lv_pipeline_ready(lv_pipeline_t *p, lv_session_t *s)
+{
+    if (!s->pending || s->job || !s->rec.started)
+        return;
+    uint64_t interval_us = (uint64_t)s->rec.settings.interval_ms * 1000u;
+    /* a frame older than this when its turn comes is dropped, never sent: two intervals, at least 2 s */
+    s->drr.max_age_us = p->max_frame_age_ms > 0 ? (uint64_t)p->max_frame_age_ms * 1000u
+                                                : LV_MAX(2 * interval_us, (uint64_t)2000000);
+    if (lv_drr_node_queued(&s->drr)) {
+        s->drr.enqueued_us = s->pending->recv_us; /* the newer frame replaced the waiting one */
+        return;
+    }
+    if (lv_drr_enqueue(p->drr, &s->drr, s->rec.principal, s->pending->recv_us) != 0)
+        return;
+    p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, +1);
+    /* tell the viewers where it stands when the frame will have to wait for a slot */
+    size_t free_slots = p->hooks.free_slots(p->hooks.ud);
+    size_t ahead = lv_drr_position(p->drr, &s->drr);
+    if (ahead >= free_slots) {
+        size_t position = ahead - free_slots + 1, queued = lv_drr_queued(p->drr);
+        FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->queued) v->ops->queued(v, s, position, queued));
+    }
+}
+
+void lv_pipeline_unready(lv_pipeline_t *p, lv_session_t *s)
+{
+    if (!lv_drr_node_queued(&s->drr))
+        return;
+    lv_drr_remove(p->drr, &s->drr);
+    p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, -1);
+}
+
+void lv_pipeline_drop_stale(lv_pipeline_t *p, lv_session_t *s, uint64_t now_us)
+{
+    p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, -1);
+    lv_frame_t *f = lv_session_mailbox_take(s);
+    if (!f)
+        return;
+    double age_ms = (double)(now_us - f->recv_us) / 1000.0 + f->capture_age_ms;
+    lv_frame_unref(f);
+    s->frames_stale++;
+    if (p->hooks.dropped)
+        p->hooks.dropped(p->hooks.ud, "stale");
+    FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->frame_dropped) v->ops->frame_dropped(v, s, "stale", age_ms));
 }
 
 /* A session's unanswered credit counts against its principal like a queued frame, so credits go

@@ -1,9 +1,12 @@
 /* lv_pipeline.h - the frame pipeline's scheduling core, in core/ (no I/O, no clock of its own).
- * First part moved out of src/server/lv_engine.c: credits. The pipeline asks a started session's
+ * Moved out of src/server/lv_engine.c so far: credits, and the fair queue's entry and exit (a
+ * session with a waiting frame joins lv_drr under its principal; its viewers hear `queued` when it
+ * must wait for a slot, and `frame_dropped` when its frame is too old when its turn comes). The
+ * pipeline asks a started session's
  * sources for a frame (lv_port_source.h) when its interval is due and the frame could be served
  * soon, re-asks after max(5 s, 2 intervals), and keeps the count of unanswered credits. The host
  * calls lv_pipeline_tick every ~20 ms with its monotonic `now`, on the loop thread.
- * The job path (fair queue -> job -> answer) is still in lv_engine.c (docs/internals/ports.md,
+ * The job path (turn -> job -> answer) is still in lv_engine.c (docs/internals/ports.md,
  * "What is not behind a port yet").
  *
  * Ownership: the host owns the lv_pipeline_t (plain struct, embed it), the registry and the fair
@@ -18,6 +21,7 @@
 
 #include "lv_drr.h"
 #include "lv_port_source.h"
+#include "lv_port_viewer.h"
 #include "lv_session.h"
 
 #define LV_PIPELINE_CREDITS_PER_TICK 1024
@@ -33,6 +37,10 @@ typedef struct {
     size_t (*principal_waiting)(void *ud, const char *principal, int delta);
     /** May s be asked for a frame now (its principal's frame budget)? NULL = yes. */
     bool (*credit_allowed)(void *ud, const lv_session_t *s, uint64_t now_ms);
+    /** Requests that could start now, all backends together (queue positions count past them). */
+    size_t (*free_slots)(void *ud);
+    /** A waiting frame was thrown away ("stale"), for metrics. NULL = not counted. */
+    void (*dropped)(void *ud, const char *reason);
 } lv_pipeline_hooks_t;
 
 typedef struct lv_pipeline {
@@ -40,6 +48,8 @@ typedef struct lv_pipeline {
     lv_drr_t *drr;               /* not owned: frames waiting count against credits */
     lv_pipeline_hooks_t hooks;
     size_t credits_outstanding;  /* credits sent and not yet answered by a frame */
+    int max_frame_age_ms;        /* > 0: a waiting frame older than this when its turn comes is
+                                  * dropped; 0: two intervals, at least 2 s (set after init) */
 } lv_pipeline_t;
 
 void lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const lv_pipeline_hooks_t *hooks);
@@ -54,5 +64,16 @@ void lv_pipeline_credit_clear(lv_pipeline_t *p, lv_session_t *s);
  * all. At most LV_PIPELINE_CREDITS_PER_TICK per call; sessions that got one go to the back of the
  * started list. Returns how many credits went out. */
 size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now_ms);
+
+/** s has a frame waiting, no job and is started: it joins the fair queue under its principal
+ * (a newer frame only refreshes its enqueue time), counts one more waiting for the principal, and
+ * when it must wait for a slot its viewers hear `queued` with its position. Otherwise nothing. */
+void lv_pipeline_ready(lv_pipeline_t *p, lv_session_t *s);
+/** s leaves the fair queue (stop, release); its waiting frame stays in the mailbox. */
+void lv_pipeline_unready(lv_pipeline_t *p, lv_session_t *s);
+/** The fair queue found s's frame too old when its turn came (its on_stale): the frame goes,
+ * counted in frames_stale, and the viewers hear frame_dropped("stale", age). s has already left
+ * the queue. */
+void lv_pipeline_drop_stale(lv_pipeline_t *p, lv_session_t *s, uint64_t now_us);
 
 #endif

@@ -217,9 +217,31 @@ static void ws_request_frame(lv_source_t *src, lv_session_t *s, uint32_t credit_
 
 static const lv_source_ops_t ws_source_ops = {ws_request_frame, NULL};
 
+/* The page's WebSocket as a viewer (lv_port_viewer.h): the pipeline's events become its JSON. */
+static void ws_queued(lv_viewer_t *v, lv_session_t *s, size_t position, size_t queued)
+{
+    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
+    char text[96];
+    int len = snprintf(text, sizeof(text), "{\"type\":\"queued\",\"position\":%zu,\"queued\":%zu}", position, queued);
+    lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
+    if (!m)
+        return;
+    lv_conn_send(c, m);
+    lv_msg_unref(m);
+}
+
+static void ws_frame_dropped(lv_viewer_t *v, lv_session_t *s, const char *reason, double age_ms)
+{
+    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
+    conn_send_json(c, json_pack("{s:s, s:s, s:f}", "type", "frame_dropped", "reason", reason, "age_ms", age_ms));
+}
+
+static const lv_viewer_ops_t ws_viewer_ops = {.queued = ws_queued, .frame_dropped = ws_frame_dropped};
+
 static void attach(lv_conn_t *c, lv_session_t *s)
 {
     c->session = s;
+    c->viewer.ops = &ws_viewer_ops;
     lv_queue_insert_tail(&s->viewers, &c->viewer.link);
     s->n_viewers++;
     c->source.ops = &ws_source_ops;
@@ -301,46 +323,8 @@ static void on_done(void *ud, const lv_chat_result_t *r);
 static const lv_chat_cb_t chat_cbs = {on_delta, on_done};
 static int job_send(lv_job_t *job);
 
-/* Put a session with a waiting frame in the fair queue under its user. */
-static void session_ready(lv_app_t *app, lv_session_t *s)
-{
-    if (!s->pending || s->job || !s->rec.started)
-        return;
-    uint64_t interval_us = (uint64_t)s->rec.settings.interval_ms * 1000u;
-    /* a frame older than this when its turn comes is dropped, never sent: two intervals, at least 2 s */
-    s->drr.max_age_us = app->cfg.max_frame_age_ms > 0 ? (uint64_t)app->cfg.max_frame_age_ms * 1000u
-                                                      : LV_MAX(2 * interval_us, (uint64_t)2000000);
-    if (lv_drr_node_queued(&s->drr)) {
-        s->drr.enqueued_us = s->pending->recv_us; /* the newer frame replaced the waiting one */
-        return;
-    }
-    if (lv_drr_enqueue(&app->drr, &s->drr, s->rec.principal, s->pending->recv_us) != 0)
-        return;
-    lv_iptable_queued(app->ips, s->rec.principal, +1);
-    /* tell the page where it stands when the frame will have to wait for a slot */
-    size_t free_slots = 0;
-    for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
-        lv_backend_t *b = lv_pool_at(app->pool, i);
-        int limit = lv_backend_limit(b);
-        if (b->healthy && b->inflight < limit)
-            free_slots += (size_t)(limit - b->inflight);
-    }
-    size_t ahead = lv_drr_position(&app->drr, &s->drr);
-    if (ahead >= free_slots) {
-        char text[96];
-        int len = snprintf(text, sizeof(text), "{\"type\":\"queued\",\"position\":%zu,\"queued\":%zu}",
-                           ahead - free_slots + 1, lv_drr_queued(&app->drr));
-        session_send_text(s, text, (size_t)len);
-    }
-}
-
-static void session_unready(lv_app_t *app, lv_session_t *s)
-{
-    if (!lv_drr_node_queued(&s->drr))
-        return;
-    lv_drr_remove(&app->drr, &s->drr);
-    lv_iptable_queued(app->ips, s->rec.principal, -1);
-}
+static void session_ready(lv_app_t *app, lv_session_t *s) { lv_pipeline_ready(&app->pipe, s); }
+static void session_unready(lv_app_t *app, lv_session_t *s) { lv_pipeline_unready(&app->pipe, s); }
 
 static bool retryable(const lv_chat_result_t *r)
 {
@@ -614,16 +598,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
 static void on_stale(lv_drr_node_t *node, void *ud)
 {
     lv_app_t *app = ud;
-    lv_session_t *s = LV_CONTAINER_OF(node, lv_session_t, drr);
-    lv_iptable_queued(app->ips, s->rec.principal, -1);
-    lv_frame_t *f = lv_session_mailbox_take(s);
-    if (!f)
-        return;
-    double age_ms = (double)(lv_now_us() - f->recv_us) / 1000.0 + f->capture_age_ms;
-    lv_frame_unref(f);
-    s->frames_stale++;
-    lv_stat_drop(app, "stale");
-    session_send_json(s, json_pack("{s:s, s:s, s:f}", "type", "frame_dropped", "reason", "stale", "age_ms", age_ms));
+    lv_pipeline_drop_stale(&app->pipe, LV_CONTAINER_OF(node, lv_session_t, drr), lv_now_us());
 }
 
 static void on_kick(uv_timer_t *t)
@@ -999,6 +974,21 @@ static size_t pipe_principal_waiting(void *ud, const char *principal, int delta)
     return lv_iptable_queued(app->ips, principal, delta);
 }
 
+static size_t pipe_free_slots(void *ud)
+{
+    lv_app_t *app = ud;
+    size_t free_slots = 0;
+    for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
+        lv_backend_t *b = lv_pool_at(app->pool, i);
+        int limit = lv_backend_limit(b);
+        if (b->healthy && b->inflight < limit)
+            free_slots += (size_t)(limit - b->inflight);
+    }
+    return free_slots;
+}
+
+static void pipe_dropped(void *ud, const char *reason) { lv_stat_drop((lv_app_t *)ud, reason); }
+
 static bool pipe_credit_allowed(void *ud, const lv_session_t *s, uint64_t now)
 {
     lv_app_t *app = ud;
@@ -1206,8 +1196,10 @@ int lv_engine_start(lv_app_t *app)
         if (lv_drr_set_weight(&app->drr, app->cfg.user_weights[i].user, app->cfg.user_weights[i].weight) != 0)
             LV_WARN("user weight for %s not applied", app->cfg.user_weights[i].user);
     lv_queue_init(&app->jobs);
-    lv_pipeline_hooks_t hooks = {app, pipe_capacity, pipe_principal_waiting, pipe_credit_allowed};
+    lv_pipeline_hooks_t hooks = {app, pipe_capacity, pipe_principal_waiting, pipe_credit_allowed, pipe_free_slots,
+                                 pipe_dropped};
     lv_pipeline_init(&app->pipe, app->reg, &app->drr, &hooks);
+    app->pipe.max_frame_age_ms = app->cfg.max_frame_age_ms;
     lv_registry_set_evict_cb(app->reg, before_evict, app);
     uv_timer_init(app->loop, &app->tick);
     uv_timer_init(app->loop, &app->sweep);

@@ -1,6 +1,8 @@
 /* test_pipeline.c - the frame pipeline's core (src/core/lv_pipeline.h) with fakes: a source that
  * records the credits it is asked for, hooks for capacity and per-principal counts, the real
- * registry over the memory store. Covers credits so far (the job path is still in the engine). */
+ * registry over the memory store, a fake viewer that records what the page would see. Covers
+ * credits and the fair queue's entry (queue positions, stale drops, fairness across principals);
+ * the job path is still in the engine. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,9 +32,46 @@ static void fake_request_frame(lv_source_t *src, lv_session_t *s, uint32_t credi
 }
 static const lv_source_ops_t fake_source_ops = {fake_request_frame, NULL};
 
+typedef struct {
+    lv_viewer_t v;
+    int queued_calls;
+    size_t position, queued;
+    int dropped_calls;
+    char drop_reason[32];
+    double drop_age_ms;
+} fake_viewer_t;
+
+static void fake_queued(lv_viewer_t *v, lv_session_t *s, size_t position, size_t queued)
+{
+    fake_viewer_t *f = LV_CONTAINER_OF(v, fake_viewer_t, v);
+    (void)s;
+    f->queued_calls++;
+    f->position = position;
+    f->queued = queued;
+}
+static void fake_frame_dropped(lv_viewer_t *v, lv_session_t *s, const char *reason, double age_ms)
+{
+    fake_viewer_t *f = LV_CONTAINER_OF(v, fake_viewer_t, v);
+    (void)s;
+    f->dropped_calls++;
+    snprintf(f->drop_reason, sizeof f->drop_reason, "%s", reason);
+    f->drop_age_ms = age_ms;
+}
+static const lv_viewer_ops_t fake_viewer_ops = {.queued = fake_queued, .frame_dropped = fake_frame_dropped};
+
+static void add_viewer(lv_session_t *s, fake_viewer_t *v, uint64_t now)
+{
+    memset(v, 0, sizeof *v);
+    v->v.ops = &fake_viewer_ops;
+    lv_queue_insert_tail(&s->viewers, &v->v.link);
+    s->n_viewers++;
+    lv_session_attach_changed(s, now);
+}
+
 #define MAX_P 8
 typedef struct {
-    size_t capacity;
+    size_t capacity, free_slots;
+    int drops;
     char names[MAX_P][64];
     size_t counts[MAX_P];
     size_t n;
@@ -59,6 +98,13 @@ static size_t host_waiting(void *ud, const char *principal, int delta)
     return h->counts[i];
 }
 
+static size_t host_free_slots(void *ud) { return ((fake_host_t *)ud)->free_slots; }
+static void host_dropped(void *ud, const char *reason)
+{
+    assert_string_equal(reason, "stale");
+    ((fake_host_t *)ud)->drops++;
+}
+
 static bool host_allowed(void *ud, const lv_session_t *s, uint64_t now)
 {
     (void)s;
@@ -83,7 +129,7 @@ static int setup(void **state)
     assert_int_equal(lv_registry_create(fx.store, &caps, &fx.reg), 0);
     assert_int_equal(lv_drr_init(&fx.drr, 1), 0);
     fx.host.capacity = 4;
-    lv_pipeline_hooks_t hooks = {&fx.host, host_capacity, host_waiting, host_allowed};
+    lv_pipeline_hooks_t hooks = {&fx.host, host_capacity, host_waiting, host_allowed, host_free_slots, host_dropped};
     lv_pipeline_init(&fx.pipe, fx.reg, &fx.drr, &hooks);
     *state = &fx;
     return 0;
@@ -253,6 +299,141 @@ static void granted_sessions_rotate(void **state)
     lv_pipeline_credit_clear(&fx->pipe, sy);
 }
 
+/* A frame put in the mailbox at recv_us. */
+static void give_frame(lv_session_t *s, uint64_t recv_us)
+{
+    static const unsigned char jpeg[] = {0xff, 0xd8, 0xff, 0xd9};
+    lv_frame_t *f = lv_frame_new(jpeg, sizeof jpeg);
+    assert_non_null(f);
+    f->recv_us = recv_us;
+    lv_session_mailbox_put(s, f);
+}
+
+/* Viewers hear where their frame stands only when it has to wait for a slot; positions count
+ * past the free slots. Leaving the queue gives the principal's count back. */
+static void queue_positions(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb, vc;
+    lv_session_t *a = new_session(fx, "alice", NULL, 500, 0);
+    lv_session_t *b = new_session(fx, "bob", NULL, 500, 0);
+    lv_session_t *c = new_session(fx, "carol", NULL, 500, 0);
+    add_viewer(a, &va, 0);
+    add_viewer(b, &vb, 0);
+    add_viewer(c, &vc, 0);
+    fx->host.free_slots = 1;
+    give_frame(a, 1000);
+    lv_pipeline_ready(&fx->pipe, a);
+    assert_int_equal(va.queued_calls, 0); /* a slot is free for it */
+    assert_int_equal(host_waiting(&fx->host, "alice", 0), 1);
+    give_frame(b, 1100);
+    lv_pipeline_ready(&fx->pipe, b);
+    assert_int_equal(vb.queued_calls, 1);
+    assert_int_equal(vb.position, 1);
+    assert_int_equal(vb.queued, 2);
+    give_frame(c, 1200);
+    lv_pipeline_ready(&fx->pipe, c);
+    assert_int_equal(vc.position, 2);
+    assert_int_equal(vc.queued, 3);
+    /* a newer frame for a queued session keeps its place, no second message, no second count */
+    give_frame(b, 1300);
+    lv_pipeline_ready(&fx->pipe, b);
+    assert_int_equal(vb.queued_calls, 1);
+    assert_int_equal(b->drr.enqueued_us, 1300);
+    assert_int_equal(host_waiting(&fx->host, "bob", 0), 1);
+    /* not started, or no frame: not queued */
+    lv_pipeline_unready(&fx->pipe, c);
+    lv_pipeline_unready(&fx->pipe, c); /* idempotent */
+    assert_int_equal(host_waiting(&fx->host, "carol", 0), 0);
+    lv_session_set_started(fx->reg, c, false, 0);
+    lv_pipeline_ready(&fx->pipe, c);
+    assert_false(lv_drr_node_queued(&c->drr));
+    lv_pipeline_unready(&fx->pipe, a);
+    lv_pipeline_unready(&fx->pipe, b);
+    assert_int_equal(lv_drr_queued(&fx->drr), 0);
+    assert_int_equal(host_waiting(&fx->host, "alice", 0) + host_waiting(&fx->host, "bob", 0), 0);
+    a->n_viewers = b->n_viewers = c->n_viewers = 0;
+}
+
+typedef struct {
+    fx_t *fx;
+    char order[16][64];
+    size_t n;
+} run_log_t;
+
+static lv_drr_verdict_t take_turn(lv_drr_node_t *node, void *ud)
+{
+    run_log_t *log = ud;
+    lv_session_t *s = LV_CONTAINER_OF(node, lv_session_t, drr);
+    lv_frame_unref(lv_session_mailbox_take(s));
+    host_waiting(&log->fx->host, s->rec.principal, -1);
+    if (log->n < 16)
+        snprintf(log->order[log->n++], sizeof log->order[0], "%s", s->rec.principal);
+    return LV_DRR_DISPATCHED;
+}
+
+static void on_stale_cb(lv_drr_node_t *node, void *ud)
+{
+    run_log_t *log = ud;
+    lv_pipeline_drop_stale(&log->fx->pipe, LV_CONTAINER_OF(node, lv_session_t, drr), 10000000);
+}
+
+/* A frame older than its max age when its turn comes is dropped and the viewers are told; the
+ * default max age is two intervals, at least 2 s. */
+static void stale_frames_dropped(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t v;
+    lv_session_t *s = new_session(fx, "alice", NULL, 500, 0);
+    add_viewer(s, &v, 0);
+    give_frame(s, 1000000);
+    s->pending->capture_age_ms = 30;
+    lv_pipeline_ready(&fx->pipe, s);
+    assert_int_equal(s->drr.max_age_us, 2000000);
+    run_log_t log = {.fx = fx};
+    lv_drr_run(&fx->drr, 16, 10000000, take_turn, on_stale_cb, &log); /* 9 s later */
+    assert_int_equal(log.n, 0);
+    assert_int_equal(v.dropped_calls, 1);
+    assert_string_equal(v.drop_reason, "stale");
+    assert_true(v.drop_age_ms > 9029.0 && v.drop_age_ms < 9031.0);
+    assert_int_equal(s->frames_stale, 1);
+    assert_null(s->pending);
+    assert_int_equal(fx->host.drops, 1);
+    assert_int_equal(host_waiting(&fx->host, "alice", 0), 0);
+    /* --max-frame-age-ms overrides the default */
+    fx->pipe.max_frame_age_ms = 100;
+    give_frame(s, 1000000);
+    lv_pipeline_ready(&fx->pipe, s);
+    assert_int_equal(s->drr.max_age_us, 100000);
+    lv_pipeline_unready(&fx->pipe, s);
+    s->n_viewers = 0;
+}
+
+/* Fairness across principals: alice has three sessions waiting and bob one; turns alternate
+ * between principals, so bob is served second, not fourth. */
+static void turns_fair_across_principals(void **state)
+{
+    fx_t *fx = *state;
+    lv_session_t *a[3];
+    for (int i = 0; i < 3; i++) {
+        a[i] = new_session(fx, "alice", NULL, 500, 0);
+        give_frame(a[i], 1000 + (uint64_t)i);
+        lv_pipeline_ready(&fx->pipe, a[i]);
+    }
+    lv_session_t *b = new_session(fx, "bob", NULL, 500, 0);
+    give_frame(b, 2000);
+    lv_pipeline_ready(&fx->pipe, b);
+    assert_int_equal(host_waiting(&fx->host, "alice", 0), 3);
+    run_log_t log = {.fx = fx};
+    assert_int_equal(lv_drr_run(&fx->drr, 16, 3000, take_turn, on_stale_cb, &log), 4);
+    assert_int_equal(log.n, 4);
+    assert_string_equal(log.order[0], "alice");
+    assert_string_equal(log.order[1], "bob");
+    assert_string_equal(log.order[2], "alice");
+    assert_string_equal(log.order[3], "alice");
+    assert_int_equal(host_waiting(&fx->host, "alice", 0) + host_waiting(&fx->host, "bob", 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +442,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(who_gets_no_credit, setup, teardown),
         cmocka_unit_test_setup_teardown(credits_paced_by_capacity_and_principal, setup, teardown),
         cmocka_unit_test_setup_teardown(granted_sessions_rotate, setup, teardown),
+        cmocka_unit_test_setup_teardown(queue_positions, setup, teardown),
+        cmocka_unit_test_setup_teardown(stale_frames_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(turns_fair_across_principals, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
