@@ -2,6 +2,8 @@
  * lv_pipeline.h). */
 #include "lv_pipeline.h"
 
+#include <string.h>
+
 #include "lv_common.h"
 
 void lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const lv_pipeline_hooks_t *hooks)
@@ -11,6 +13,23 @@ void lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const
     p->hooks = *hooks;
     p->credits_outstanding = 0;
     p->max_frame_age_ms = 0;
+    p->detached_cancel_ms = 0;
+}
+
+/* A reload or a network blip reconnects well within --detached-cancel-ms; past it nobody would see
+ * the answer. */
+bool lv_pipeline_detached_too_long(const lv_pipeline_t *p, const lv_session_t *s, uint64_t now_ms)
+{
+    return !lv_session_attached(s) && s->detached_since_ms &&
+           now_ms - s->detached_since_ms >= (uint64_t)LV_MAX(p->detached_cancel_ms, 0);
+}
+
+bool lv_pipeline_supersedes(const lv_session_t *s, const lv_settings_t *next)
+{
+    const lv_settings_t *a = &s->rec.settings;
+    return s->job && (strcmp(a->prompt, next->prompt) != 0 || strcmp(a->model, next->model) != 0 ||
+                      strcmp(a->backend, next->backend) != 0 || a->max_tokens != next->max_tokens ||
+                      a->temperature != next->temperature);
 }
 
 /* Every viewer of s (lv_port_viewer.h): the walk survives a viewer unlinking itself. */

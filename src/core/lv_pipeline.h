@@ -50,6 +50,8 @@ typedef struct lv_pipeline {
     size_t credits_outstanding;  /* credits sent and not yet answered by a frame */
     int max_frame_age_ms;        /* > 0: a waiting frame older than this when its turn comes is
                                   * dropped; 0: two intervals, at least 2 s (set after init) */
+    int detached_cancel_ms;      /* a session with no viewer and no source this long gets no more
+                                  * backend work (set after init; 0 = at once) */
 } lv_pipeline_t;
 
 void lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const lv_pipeline_hooks_t *hooks);
@@ -75,5 +77,13 @@ void lv_pipeline_unready(lv_pipeline_t *p, lv_session_t *s);
  * counted in frames_stale, and the viewers hear frame_dropped("stale", age). s has already left
  * the queue. */
 void lv_pipeline_drop_stale(lv_pipeline_t *p, lv_session_t *s, uint64_t now_us);
+
+/** Nobody watching, no backend work: s has had no viewer and no source for detached_cancel_ms.
+ * Its job is cancelled and its waiting frame goes (the host's job review and dispatch ask this). */
+bool lv_pipeline_detached_too_long(const lv_pipeline_t *p, const lv_session_t *s, uint64_t now_ms);
+/** Would s's settings becoming next change the request its job was made with (prompt, model,
+ * backend, max_tokens, temperature; not the interval, frame size or stats rate)? false when s has
+ * no job. The job is then superseded: taken back once it has run a second. */
+bool lv_pipeline_supersedes(const lv_session_t *s, const lv_settings_t *next);
 
 #endif

@@ -499,12 +499,9 @@ static void on_shaped(lv_shape_req_t *req, int rc)
     announce(job);
 }
 
-/* A session whose last socket has been gone for --detached-cancel-ms gets no more backend work:
- * nobody would see the answer (a reload or a network blip reconnects well within that time). */
 static bool detached_too_long(const lv_app_t *app, const lv_session_t *s, uint64_t now_ms)
 {
-    return !lv_session_attached(s) && s->detached_since_ms &&
-           now_ms - s->detached_since_ms >= (uint64_t)LV_MAX(app->cfg.detached_cancel_ms, 0);
+    return lv_pipeline_detached_too_long(&app->pipe, s, now_ms);
 }
 
 /* The job counts against its user's share of the slots in flight until it ends (job_free). Its
@@ -630,17 +627,10 @@ void lv_engine_kick(lv_app_t *app)
 
 /* ---------- client messages ---------- */
 
-/* Settings the request is made of (not the interval, frame size or stats rate). */
-static bool request_settings_differ(const lv_settings_t *a, const lv_settings_t *b)
-{
-    return strcmp(a->prompt, b->prompt) != 0 || strcmp(a->model, b->model) != 0 ||
-           strcmp(a->backend, b->backend) != 0 || a->max_tokens != b->max_tokens || a->temperature != b->temperature;
-}
-
 /* update_settings: the answer in progress, if any, was asked with the old settings. */
 static void job_settings_changed(lv_session_t *s, const lv_settings_t *next)
 {
-    if (s->job && request_settings_differ(&s->rec.settings, next))
+    if (lv_pipeline_supersedes(s, next))
         ((lv_job_t *)s->job)->settings_stale = true;
 }
 
@@ -1200,6 +1190,7 @@ int lv_engine_start(lv_app_t *app)
                                  pipe_dropped};
     lv_pipeline_init(&app->pipe, app->reg, &app->drr, &hooks);
     app->pipe.max_frame_age_ms = app->cfg.max_frame_age_ms;
+    app->pipe.detached_cancel_ms = app->cfg.detached_cancel_ms;
     lv_registry_set_evict_cb(app->reg, before_evict, app);
     uv_timer_init(app->loop, &app->tick);
     uv_timer_init(app->loop, &app->sweep);

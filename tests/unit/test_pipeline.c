@@ -1,7 +1,8 @@
 /* test_pipeline.c - the frame pipeline's core (src/core/lv_pipeline.h) with fakes: a source that
  * records the credits it is asked for, hooks for capacity and per-principal counts, the real
  * registry over the memory store, a fake viewer that records what the page would see. Covers
- * credits and the fair queue's entry (queue positions, stale drops, fairness across principals);
+ * credits and the fair queue's entry (queue positions, stale drops, fairness across principals),
+ * the detached-cancel and supersede decisions;
  * the job path is still in the engine. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -434,6 +435,54 @@ static void turns_fair_across_principals(void **state)
     assert_int_equal(host_waiting(&fx->host, "alice", 0) + host_waiting(&fx->host, "bob", 0), 0);
 }
 
+/* Cancel on detach: only a session with neither viewer nor source, for detached_cancel_ms. A
+ * session fed by a source with nobody watching keeps its work. */
+static void detached_sessions_get_no_work(void **state)
+{
+    fx_t *fx = *state;
+    fake_source_t src;
+    fake_viewer_t v;
+    fx->pipe.detached_cancel_ms = 2000;
+    lv_session_t *s = new_session(fx, "alice", &src, 500, 1000);
+    assert_false(lv_pipeline_detached_too_long(&fx->pipe, s, 1000000)); /* a source: attached */
+    add_viewer(s, &v, 1000);
+    detach_source(&fx->pipe, s, &src, 1000);
+    assert_false(lv_pipeline_detached_too_long(&fx->pipe, s, 1000000)); /* a viewer: attached */
+    lv_queue_remove(&v.v.link);
+    s->n_viewers--;
+    lv_session_attach_changed(s, 5000);
+    assert_false(lv_pipeline_detached_too_long(&fx->pipe, s, 6999));
+    assert_true(lv_pipeline_detached_too_long(&fx->pipe, s, 7000));
+    /* it comes back: attached again */
+    add_viewer(s, &v, 8000);
+    assert_false(lv_pipeline_detached_too_long(&fx->pipe, s, 100000));
+    s->n_viewers = 0;
+}
+
+/* Supersede on a settings change: only settings the request is made of, only with a job. */
+static void settings_change_supersedes_job(void **state)
+{
+    fx_t *fx = *state;
+    lv_session_t *s = new_session(fx, "alice", NULL, 500, 0);
+    lv_settings_t next = s->rec.settings;
+    snprintf(next.prompt, sizeof next.prompt, "%s", "what changed?");
+    assert_false(lv_pipeline_supersedes(s, &next)); /* no job */
+    s->job = (struct lv_job *)(void *)s; /* only tested for NULL */
+    assert_true(lv_pipeline_supersedes(s, &next));
+    next = s->rec.settings;
+    next.interval_ms = s->rec.settings.interval_ms * 2;
+    assert_false(lv_pipeline_supersedes(s, &next)); /* pacing, not the request */
+    next.max_tokens = s->rec.settings.max_tokens + 1;
+    assert_true(lv_pipeline_supersedes(s, &next));
+    next = s->rec.settings;
+    next.temperature = s->rec.settings.temperature + 0.5;
+    assert_true(lv_pipeline_supersedes(s, &next));
+    next = s->rec.settings;
+    snprintf(next.model, sizeof next.model, "%s", "other-model");
+    assert_true(lv_pipeline_supersedes(s, &next));
+    s->job = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -445,6 +494,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(queue_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(stale_frames_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(turns_fair_across_principals, setup, teardown),
+        cmocka_unit_test_setup_teardown(detached_sessions_get_no_work, setup, teardown),
+        cmocka_unit_test_setup_teardown(settings_change_supersedes_job, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
