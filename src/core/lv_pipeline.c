@@ -154,3 +154,16 @@ size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
     }
     return n_granted;
 }
+
+void lv_pipeline_error(lv_pipeline_t *p, lv_session_t *s, const char *code, const char *message, uint64_t answer_id)
+{
+    (void)p;
+    s->errors++;
+    FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->error) v->ops->error(v, s, code, message, answer_id));
+}
+
+void lv_pipeline_answer_cancelled(lv_pipeline_t *p, lv_session_t *s, uint64_t answer_id, const char *reason)
+{
+    (void)p;
+    FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->answer_cancelled) v->ops->answer_cancelled(v, s, answer_id, reason));
+}

@@ -86,4 +86,11 @@ bool lv_pipeline_detached_too_long(const lv_pipeline_t *p, const lv_session_t *s
  * no job. The job is then superseded: taken back once it has run a second. */
 bool lv_pipeline_supersedes(const lv_session_t *s, const lv_settings_t *next);
 
+/** Tell s's viewers about an error (answer_id 0 when not about one answer); counted in s->errors
+ * once, watched or not. */
+void lv_pipeline_error(lv_pipeline_t *p, lv_session_t *s, const char *code, const char *message, uint64_t answer_id);
+/** Tell s's viewers that the answer in progress was taken back (reason "settings_changed",
+ * "preempted"); its frame waits again. */
+void lv_pipeline_answer_cancelled(lv_pipeline_t *p, lv_session_t *s, uint64_t answer_id, const char *reason);
+
 #endif

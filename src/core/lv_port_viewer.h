@@ -1,8 +1,8 @@
 /* lv_port_viewer.h - the viewer port: whoever watches a session gets what the pipeline has to say
  * about it (where its frame stands in line, the answer as it streams, errors). The page's WebSocket
  * is one implementation (src/server/lv_engine.c, the only place the page's JSON is written); a
- * test's fake records the calls. Status: the pipeline (lv_pipeline.c) calls queued and
- * frame_dropped; the answer ops (answer_start, delta, answer, error, answer_cancelled) are not
+ * test's fake records the calls. Status: the pipeline (lv_pipeline.c) calls queued,
+ * frame_dropped, error and answer_cancelled; the answer ops (answer_start, delta, answer) are not
  * called yet: the engine still writes those messages to session->viewers directly
  * (lv_session_send) until the job path moves into core (docs/internals/ports.md, "What is not
  * behind a port yet").

@@ -148,13 +148,9 @@ void lv_conn_send_error(lv_conn_t *c, const char *code, const char *message, con
     }
 }
 
-static void session_send_error(lv_session_t *s, const char *code, const char *message, uint64_t answer_id)
+static void session_send_error(lv_app_t *app, lv_session_t *s, const char *code, const char *message, uint64_t answer_id)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message);
-    if (answer_id)
-        json_object_set_new(o, "answer_id", json_integer((json_int_t)answer_id));
-    s->errors++;
-    session_send_json(s, o);
+    lv_pipeline_error(&app->pipe, s, code, message, answer_id);
 }
 
 void lv_conn_close(lv_conn_t *c, int status, const char *reason)
@@ -236,7 +232,34 @@ static void ws_frame_dropped(lv_viewer_t *v, lv_session_t *s, const char *reason
     conn_send_json(c, json_pack("{s:s, s:s, s:f}", "type", "frame_dropped", "reason", reason, "age_ms", age_ms));
 }
 
-static const lv_viewer_ops_t ws_viewer_ops = {.queued = ws_queued, .frame_dropped = ws_frame_dropped};
+static void ws_error(lv_viewer_t *v, lv_session_t *s, const char *code, const char *message, uint64_t answer_id)
+{
+    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
+    json_t *o = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message);
+    if (o && answer_id)
+        json_object_set_new(o, "answer_id", json_integer((json_int_t)answer_id));
+    conn_send_json(c, o);
+}
+
+static void ws_answer_cancelled(lv_viewer_t *v, lv_session_t *s, uint64_t answer_id, const char *reason)
+{
+    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
+    char text[128];
+    int len = snprintf(text, sizeof(text), "{\"type\":\"answer_cancelled\",\"answer_id\":%llu,\"reason\":\"%s\"}",
+                       (unsigned long long)answer_id, reason);
+    lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
+    if (!m)
+        return;
+    lv_conn_send(c, m);
+    lv_msg_unref(m);
+}
+
+static const lv_viewer_ops_t ws_viewer_ops = {
+    .queued = ws_queued,
+    .error = ws_error,
+    .frame_dropped = ws_frame_dropped,
+    .answer_cancelled = ws_answer_cancelled,
+};
 
 static void attach(lv_conn_t *c, lv_session_t *s)
 {
@@ -416,7 +439,7 @@ static void on_done(void *ud, const lv_chat_result_t *r)
         snprintf(msg, sizeof(msg), "%s: %s", job->backend->id,
                  r->error_message ? r->error_message : lv_strerror(r->rc));
         LV_INFO("session %.8s: %s %s", s->rec.id, code, msg);
-        session_send_error(s, code, msg, job->answer_id);
+        session_send_error(app, s, code, msg, job->answer_id);
         lv_stat_error(app, code);
     }
     job_free(job);
@@ -460,7 +483,7 @@ static void start_failed(lv_job_t *job)
     lv_app_t *app = job->app;
     job_free(job);
     if (s) {
-        session_send_error(s, "backend_error", "could not start the backend request", 0);
+        session_send_error(app, s, "backend_error", "could not start the backend request", 0);
         session_ready(app, s);
     }
 }
@@ -540,7 +563,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
                  s->rec.settings.model[0] ? s->rec.settings.model : "(none chosen)",
                  s->rec.settings.backend[0] ? " on backend " : "", s->rec.settings.backend,
                  app->no_backend_help[0] ? app->no_backend_help : "Pick another model or check the backend.");
-        session_send_error(s, "no_backend", msg, 0);
+        session_send_error(app, s, "no_backend", msg, 0);
         lv_stat_drop(app, "no_backend");
         lv_frame_unref(f);
         return LV_DRR_DROP;
@@ -1029,16 +1052,13 @@ static void send_stats_and_deadlines(lv_app_t *app, uint64_t now)
 static void job_take_back(lv_app_t *app, lv_job_t *job, const char *reason)
 {
     lv_session_t *s = job->session;
-    char text[128];
-    int len = snprintf(text, sizeof(text), "{\"type\":\"answer_cancelled\",\"answer_id\":%llu,\"reason\":\"%s\"}",
-                       (unsigned long long)job->answer_id, reason);
     lv_chat_cancel(job->chat);
     job->chat = NULL;
     lv_buf_reset(&job->delta); /* unsent pieces of an answer nobody wants */
     job->delta_since_ms = 0;
     LV_DEBUG("session %.8s: answer %llu cancelled (%s), the frame goes back in line", s->rec.id,
              (unsigned long long)job->answer_id, reason);
-    session_send_text(s, text, (size_t)len);
+    lv_pipeline_answer_cancelled(&app->pipe, s, job->answer_id, reason);
     lv_stat_cancel(app, reason);
     if (!s->pending && s->rec.started) {
         s->pending = job->frame;

@@ -40,6 +40,9 @@ typedef struct {
     int dropped_calls;
     char drop_reason[32];
     double drop_age_ms;
+    int errors, cancels;
+    char last_code[32], cancel_reason[32];
+    uint64_t last_answer_id;
 } fake_viewer_t;
 
 static void fake_queued(lv_viewer_t *v, lv_session_t *s, size_t position, size_t queued)
@@ -58,7 +61,27 @@ static void fake_frame_dropped(lv_viewer_t *v, lv_session_t *s, const char *reas
     snprintf(f->drop_reason, sizeof f->drop_reason, "%s", reason);
     f->drop_age_ms = age_ms;
 }
-static const lv_viewer_ops_t fake_viewer_ops = {.queued = fake_queued, .frame_dropped = fake_frame_dropped};
+static void fake_error(lv_viewer_t *v, lv_session_t *s, const char *code, const char *message, uint64_t answer_id)
+{
+    fake_viewer_t *f = LV_CONTAINER_OF(v, fake_viewer_t, v);
+    (void)s;
+    (void)message;
+    f->errors++;
+    snprintf(f->last_code, sizeof f->last_code, "%s", code);
+    f->last_answer_id = answer_id;
+}
+static void fake_answer_cancelled(lv_viewer_t *v, lv_session_t *s, uint64_t answer_id, const char *reason)
+{
+    fake_viewer_t *f = LV_CONTAINER_OF(v, fake_viewer_t, v);
+    (void)s;
+    f->cancels++;
+    snprintf(f->cancel_reason, sizeof f->cancel_reason, "%s", reason);
+    f->last_answer_id = answer_id;
+}
+static const lv_viewer_ops_t fake_viewer_ops = {.queued = fake_queued,
+                                                .error = fake_error,
+                                                .frame_dropped = fake_frame_dropped,
+                                                .answer_cancelled = fake_answer_cancelled};
 
 static void add_viewer(lv_session_t *s, fake_viewer_t *v, uint64_t now)
 {
@@ -483,6 +506,30 @@ static void settings_change_supersedes_job(void **state)
     s->job = NULL;
 }
 
+/* Errors and take-backs reach every viewer; an error counts once for the session, watched or not. */
+static void errors_and_cancels_reach_viewers(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t v1, v2;
+    lv_session_t *s = new_session(fx, "alice", NULL, 500, 0);
+    lv_pipeline_error(&fx->pipe, s, "no_backend", "nobody serves it", 0);
+    assert_int_equal(s->errors, 1);
+    add_viewer(s, &v1, 0);
+    add_viewer(s, &v2, 0);
+    lv_pipeline_error(&fx->pipe, s, "backend_error", "b1: 500", 7);
+    assert_int_equal(s->errors, 2);
+    assert_int_equal(v1.errors, 1);
+    assert_int_equal(v2.errors, 1);
+    assert_string_equal(v2.last_code, "backend_error");
+    assert_int_equal(v2.last_answer_id, 7);
+    lv_pipeline_answer_cancelled(&fx->pipe, s, 8, "settings_changed");
+    assert_int_equal(v1.cancels, 1);
+    assert_int_equal(v2.cancels, 1);
+    assert_string_equal(v1.cancel_reason, "settings_changed");
+    assert_int_equal(v1.last_answer_id, 8);
+    s->n_viewers = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +543,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(turns_fair_across_principals, setup, teardown),
         cmocka_unit_test_setup_teardown(detached_sessions_get_no_work, setup, teardown),
         cmocka_unit_test_setup_teardown(settings_change_supersedes_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(errors_and_cancels_reach_viewers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
