@@ -295,6 +295,7 @@ static int serve(int argc, char **argv, const char *prog)
 
     /* the scheduler detaches its nodes, which live in the sessions: free it first */
     lv_drr_free(&app->drr);
+    lv_pipeline_free(&app->pipe);
     lv_state_destroy(app);
     lv_registry_destroy(app->reg);
     lv_stat_destroy(app);

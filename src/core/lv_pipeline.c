@@ -2,19 +2,76 @@
  * lv_pipeline.h). */
 #include "lv_pipeline.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include <stdio.h>
 
 #include "lv_common.h"
 
-void lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const lv_pipeline_hooks_t *hooks)
+/* One principal with something waiting. */
+typedef struct {
+    lv_hmap_node_t node;
+    size_t count;
+    char key[64];
+} waiting_t;
+
+int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const lv_pipeline_hooks_t *hooks)
 {
+    if (lv_hmap_init(&p->waiting, 0) != 0)
+        return LV_EIO;
     p->reg = reg;
     p->drr = drr;
     p->hooks = *hooks;
     p->credits_outstanding = 0;
     p->max_frame_age_ms = 0;
     p->detached_cancel_ms = 0;
+    return 0;
 }
+
+void lv_pipeline_free(lv_pipeline_t *p)
+{
+    lv_hmap_iter_t it;
+    lv_hmap_node_t *n;
+    lv_hmap_iter_init(&p->waiting, &it);
+    while ((n = lv_hmap_iter_next(&p->waiting, &it)) != NULL) {
+        lv_hmap_remove(&p->waiting, n);
+        free(LV_CONTAINER_OF(n, waiting_t, node));
+    }
+    lv_hmap_free(&p->waiting);
+}
+
+size_t lv_pipeline_principal_waiting(const lv_pipeline_t *p, const char *principal)
+{
+    lv_hmap_node_t *n = lv_hmap_find_str(&p->waiting, principal);
+    return n ? LV_CONTAINER_OF(n, waiting_t, node)->count : 0;
+}
+
+/* +1 or -1 (never below zero: a -1 with nothing counted is ignored). A failed allocation leaves the
+ * principal uncounted, so its credits are only paced by the total. */
+static void principal_add(lv_pipeline_t *p, const char *principal, int delta)
+{
+    lv_hmap_node_t *n = lv_hmap_find_str(&p->waiting, principal);
+    waiting_t *w = n ? LV_CONTAINER_OF(n, waiting_t, node) : NULL;
+    if (delta > 0) {
+        if (!w) {
+            w = calloc(1, sizeof(*w));
+            if (!w)
+                return;
+            snprintf(w->key, sizeof(w->key), "%s", principal);
+            if (lv_hmap_insert_str(&p->waiting, &w->node, w->key) != 0) {
+                free(w);
+                return;
+            }
+        }
+        w->count++;
+    } else if (w && --w->count == 0) {
+        lv_hmap_remove(&p->waiting, &w->node);
+        free(w);
+    }
+}
+
+void lv_pipeline_left_queue(lv_pipeline_t *p, const lv_session_t *s) { principal_add(p, s->rec.principal, -1); }
 
 /* A reload or a network blip reconnects well within --detached-cancel-ms; past it nobody would see
  * the answer. */
@@ -57,7 +114,7 @@ void lv_pipeline_ready(lv_pipeline_t *p, lv_session_t *s)
     }
     if (lv_drr_enqueue(p->drr, &s->drr, s->rec.principal, s->pending->recv_us) != 0)
         return;
-    p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, +1);
+    principal_add(p, s->rec.principal, +1);
     /* tell the viewers where it stands when the frame will have to wait for a slot */
     size_t free_slots = p->hooks.free_slots(p->hooks.ud);
     size_t ahead = lv_drr_position(p->drr, &s->drr);
@@ -72,12 +129,12 @@ void lv_pipeline_unready(lv_pipeline_t *p, lv_session_t *s)
     if (!lv_drr_node_queued(&s->drr))
         return;
     lv_drr_remove(p->drr, &s->drr);
-    p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, -1);
+    principal_add(p, s->rec.principal, -1);
 }
 
 void lv_pipeline_drop_stale(lv_pipeline_t *p, lv_session_t *s, uint64_t now_us)
 {
-    p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, -1);
+    principal_add(p, s->rec.principal, -1);
     lv_frame_t *f = lv_session_mailbox_take(s);
     if (!f)
         return;
@@ -97,7 +154,7 @@ void lv_pipeline_credit_clear(lv_pipeline_t *p, lv_session_t *s)
         return;
     s->credit_outstanding = 0;
     p->credits_outstanding--;
-    p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, -1);
+    principal_add(p, s->rec.principal, -1);
 }
 
 /* Pull, not push: a source is asked for a frame only when its session's interval is due and the
@@ -127,14 +184,14 @@ size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
         }
         if (now < s->next_credit_ms)
             continue;
-        if (waiting >= capacity && p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, 0) > 0)
+        if (waiting >= capacity && lv_pipeline_principal_waiting(p, s->rec.principal) > 0)
             continue; /* it stays due and is asked as soon as the queue drains */
         if (p->hooks.credit_allowed && !p->hooks.credit_allowed(p->hooks.ud, s, now))
             continue; /* over its frame rate: asking would only earn it an error */
         s->credit_outstanding = ++s->credit_seq ? s->credit_seq : ++s->credit_seq;
         p->credits_outstanding++;
         waiting++;
-        p->hooks.principal_waiting(p->hooks.ud, s->rec.principal, +1);
+        principal_add(p, s->rec.principal, +1);
         s->credit_sent_ms = now;
         s->next_credit_ms = now + (uint64_t)s->rec.settings.interval_ms;
         granted[n_granted++] = s;

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "lv_drr.h"
+#include "lv_hmap.h"
 #include "lv_port_source.h"
 #include "lv_port_viewer.h"
 #include "lv_session.h"
@@ -32,9 +33,6 @@ typedef struct {
     void *ud;
     /** Slots in all when every healthy backend is full: credits are paced against it. */
     size_t (*capacity)(void *ud);
-    /** Add delta to what `principal` has waiting (queued frames + unanswered credits) and return
-     * the new count (delta 0: read it). */
-    size_t (*principal_waiting)(void *ud, const char *principal, int delta);
     /** May s be asked for a frame now (its principal's frame budget)? NULL = yes. */
     bool (*credit_allowed)(void *ud, const lv_session_t *s, uint64_t now_ms);
     /** Requests that could start now, all backends together (queue positions count past them). */
@@ -48,13 +46,24 @@ typedef struct lv_pipeline {
     lv_drr_t *drr;               /* not owned: frames waiting count against credits */
     lv_pipeline_hooks_t hooks;
     size_t credits_outstanding;  /* credits sent and not yet answered by a frame */
+    lv_hmap_t waiting;           /* principal -> frames queued + credits outstanding (entries
+                                  * only while non-zero) */
     int max_frame_age_ms;        /* > 0: a waiting frame older than this when its turn comes is
                                   * dropped; 0: two intervals, at least 2 s (set after init) */
     int detached_cancel_ms;      /* a session with no viewer and no source this long gets no more
                                   * backend work (set after init; 0 = at once) */
 } lv_pipeline_t;
 
-void lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const lv_pipeline_hooks_t *hooks);
+/** LV_EIO when the per-principal table gets no random key. */
+int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const lv_pipeline_hooks_t *hooks);
+/** Free the per-principal counts (after the loop has ended: nothing calls the pipeline again). */
+void lv_pipeline_free(lv_pipeline_t *p);
+/** What `principal` has waiting: frames in the fair queue plus credits not yet answered. Credits
+ * to a principal with something waiting wait while the backends are full. */
+size_t lv_pipeline_principal_waiting(const lv_pipeline_t *p, const char *principal);
+/** The fair queue let go of s's waiting frame outside lv_pipeline (dispatched, or dropped by the
+ * host's dispatch): its principal has one less waiting. */
+void lv_pipeline_left_queue(lv_pipeline_t *p, const lv_session_t *s);
 
 /** s's outstanding credit (if any) is answered or dropped: by a frame (accepted or rejected), at
  * stop, when its last source leaves, or when the session is released. */

@@ -154,8 +154,6 @@ size_t lv_iptable_pending(struct lv_iptable *t, const char *ip, int delta);
 /** Record a failed login; returns 1 when ip is over its failures for the current minute. */
 int lv_iptable_login_failed(struct lv_iptable *t, const char *ip, uint64_t now_ms);
 int lv_iptable_login_blocked(struct lv_iptable *t, const char *ip, uint64_t now_ms);
-/** Adjust the count of frames queued plus credits outstanding for ip (a user); returns the new count. */
-size_t lv_iptable_queued(struct lv_iptable *t, const char *ip, int delta);
 /** Count a frame against ip's per-minute budget; 0 when over fpm (the frame is not counted). */
 int lv_iptable_frame_allowed(struct lv_iptable *t, const char *ip, int fpm, uint64_t now_ms);
 /** 1 when a frame from ip would be allowed now (nothing is counted). */

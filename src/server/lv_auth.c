@@ -143,7 +143,7 @@ int lv_auth_check(lv_app_t *app, const lv_http1_req_t *req, const char *ip)
 
 #define IP_TEXT_MAX 64 /* inet_ntop writes at most 46 bytes (INET6_ADDRSTRLEN) */
 
-/* Entries live while an address has sockets, queued work or a one-minute window still running,
+/* Entries live while an address has sockets, sockets in their handshake or a one-minute window running,
  * so the table is bounded by the socket cap plus what one minute of new addresses can add; it is
  * not capped itself, because refusing new addresses when it is full would lock out everyone
  * else. Addresses are chosen by remote peers (an IPv6 client owns 2^64 of them): lv_hmap's keyed
@@ -152,7 +152,6 @@ typedef struct ip_entry {
     lv_hmap_node_t node;        /* keyed by ip[] */
     size_t sockets;
     size_t pending;             /* sockets still in TLS handshake or request head (lv_net) */
-    size_t queued;              /* frames queued + credits outstanding (fair credit gating) */
     unsigned frames;            /* frames accepted in the current minute */
     uint64_t frames_window_ms;
     unsigned login_fails;
@@ -221,7 +220,7 @@ static ip_entry_t *ip_get(struct lv_iptable *t, const char *ip)
 static void ip_maybe_drop(struct lv_iptable *t, const char *ip, uint64_t now_ms)
 {
     ip_entry_t *e = ip_find(t, ip);
-    if (e && e->sockets == 0 && e->pending == 0 && e->queued == 0 && (e->login_fails == 0 || now_ms - e->login_window_ms >= 60000) &&
+    if (e && e->sockets == 0 && e->pending == 0 && (e->login_fails == 0 || now_ms - e->login_window_ms >= 60000) &&
         (e->frames == 0 || now_ms - e->frames_window_ms >= 60000)) {
         lv_hmap_remove(&t->map, &e->node);
         free(e);
@@ -279,24 +278,6 @@ int lv_iptable_login_failed(struct lv_iptable *t, const char *ip, uint64_t now_m
     }
     e->login_fails++;
     return e->login_fails >= LOGIN_FAILS_PER_MIN;
-}
-
-size_t lv_iptable_queued(struct lv_iptable *t, const char *ip, int delta)
-{
-    if (delta == 0) {
-        ip_entry_t *e = ip_find(t, ip);
-        return e ? e->queued : 0;
-    }
-    ip_entry_t *e = ip_get(t, ip);
-    if (!e)
-        return 0;
-    if (delta > 0)
-        e->queued++;
-    else if (e->queued > 0)
-        e->queued--;
-    size_t n = e->queued;
-    ip_maybe_drop(t, ip, lv_now_ms());
-    return n;
 }
 
 /* A fixed one-minute window per user: simple, and the page is told when it renews. */

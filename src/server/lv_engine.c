@@ -548,7 +548,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     if (s->job || !s->pending)
         return LV_DRR_DROP; /* queued again when the job ends */
     if (detached_too_long(app, s, lv_now_ms())) {
-        lv_iptable_queued(app->ips, s->rec.principal, -1);
+        lv_pipeline_left_queue(&app->pipe, s);
         lv_frame_unref(lv_session_mailbox_take(s));
         return LV_DRR_DROP;
     }
@@ -588,7 +588,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     snprintf(job->model_asked, sizeof(job->model_asked), "%s", s->rec.settings.model);
     s->job = job;
     lv_queue_insert_tail(&app->jobs, &job->link);
-    lv_iptable_queued(app->ips, s->rec.principal, -1); /* it leaves the queue */
+    lv_pipeline_left_queue(&app->pipe, s); /* it leaves the queue */
     lv_stat_dispatch(app, job->queue_wait_ms, job->frame_age_ms);
 
     if (b->max_side > 0 && LV_MAX(f->width, f->height) > b->max_side) {
@@ -981,11 +981,6 @@ static size_t pipe_capacity(void *ud)
     return capacity;
 }
 
-static size_t pipe_principal_waiting(void *ud, const char *principal, int delta)
-{
-    lv_app_t *app = ud;
-    return lv_iptable_queued(app->ips, principal, delta);
-}
 
 static size_t pipe_free_slots(void *ud)
 {
@@ -1206,9 +1201,9 @@ int lv_engine_start(lv_app_t *app)
         if (lv_drr_set_weight(&app->drr, app->cfg.user_weights[i].user, app->cfg.user_weights[i].weight) != 0)
             LV_WARN("user weight for %s not applied", app->cfg.user_weights[i].user);
     lv_queue_init(&app->jobs);
-    lv_pipeline_hooks_t hooks = {app, pipe_capacity, pipe_principal_waiting, pipe_credit_allowed, pipe_free_slots,
-                                 pipe_dropped};
-    lv_pipeline_init(&app->pipe, app->reg, &app->drr, &hooks);
+    lv_pipeline_hooks_t hooks = {app, pipe_capacity, pipe_credit_allowed, pipe_free_slots, pipe_dropped};
+    if (lv_pipeline_init(&app->pipe, app->reg, &app->drr, &hooks) != 0)
+        return LV_EIO;
     app->pipe.max_frame_age_ms = app->cfg.max_frame_age_ms;
     app->pipe.detached_cancel_ms = app->cfg.detached_cancel_ms;
     lv_registry_set_evict_cb(app->reg, before_evict, app);

@@ -92,35 +92,13 @@ static void add_viewer(lv_session_t *s, fake_viewer_t *v, uint64_t now)
     lv_session_attach_changed(s, now);
 }
 
-#define MAX_P 8
 typedef struct {
     size_t capacity, free_slots;
     int drops;
-    char names[MAX_P][64];
-    size_t counts[MAX_P];
-    size_t n;
     bool deny_all;
 } fake_host_t;
 
 static size_t host_capacity(void *ud) { return ((fake_host_t *)ud)->capacity; }
-
-static size_t host_waiting(void *ud, const char *principal, int delta)
-{
-    fake_host_t *h = ud;
-    size_t i;
-    for (i = 0; i < h->n; i++)
-        if (strcmp(h->names[i], principal) == 0)
-            break;
-    if (i == h->n) {
-        assert_true(h->n < MAX_P);
-        snprintf(h->names[h->n++], sizeof h->names[0], "%s", principal);
-        h->counts[i] = 0;
-    }
-    if (delta < 0)
-        assert_true(h->counts[i] >= (size_t)-delta); /* never below zero: every -1 had its +1 */
-    h->counts[i] = (size_t)((long)h->counts[i] + delta);
-    return h->counts[i];
-}
 
 static size_t host_free_slots(void *ud) { return ((fake_host_t *)ud)->free_slots; }
 static void host_dropped(void *ud, const char *reason)
@@ -153,8 +131,8 @@ static int setup(void **state)
     assert_int_equal(lv_registry_create(fx.store, &caps, &fx.reg), 0);
     assert_int_equal(lv_drr_init(&fx.drr, 1), 0);
     fx.host.capacity = 4;
-    lv_pipeline_hooks_t hooks = {&fx.host, host_capacity, host_waiting, host_allowed, host_free_slots, host_dropped};
-    lv_pipeline_init(&fx.pipe, fx.reg, &fx.drr, &hooks);
+    lv_pipeline_hooks_t hooks = {&fx.host, host_capacity, host_allowed, host_free_slots, host_dropped};
+    assert_int_equal(lv_pipeline_init(&fx.pipe, fx.reg, &fx.drr, &hooks), 0);
     *state = &fx;
     return 0;
 }
@@ -162,6 +140,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *fx = *state;
+    assert_int_equal(lv_hmap_count(&fx->pipe.waiting), 0); /* every +1 had its -1 */
+    lv_pipeline_free(&fx->pipe);
     lv_drr_free(&fx->drr);
     lv_registry_destroy(fx->reg);
     fx->store->ops->destroy(fx->store);
@@ -209,15 +189,15 @@ static void source_only_session_gets_credits(void **state)
     assert_int_not_equal(src.last_credit, 0);
     assert_int_equal(s->credit_outstanding, src.last_credit);
     assert_int_equal(fx->pipe.credits_outstanding, 1);
-    assert_int_equal(host_waiting(&fx->host, "p1", 0), 1);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "p1"), 1);
     /* unanswered: not asked again */
     assert_int_equal(lv_pipeline_tick(&fx->pipe, 1600), 0);
     /* answered (a frame came): due again one interval after the credit went out */
     lv_pipeline_credit_clear(&fx->pipe, s);
     assert_int_equal(fx->pipe.credits_outstanding, 0);
-    assert_int_equal(host_waiting(&fx->host, "p1", 0), 0);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "p1"), 0);
     lv_pipeline_credit_clear(&fx->pipe, s); /* idempotent */
-    assert_int_equal(host_waiting(&fx->host, "p1", 0), 0);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "p1"), 0);
     assert_int_equal(lv_pipeline_tick(&fx->pipe, 1499), 0);
     assert_int_equal(lv_pipeline_tick(&fx->pipe, 1500), 1);
     assert_int_equal(src.asked, 2);
@@ -236,7 +216,7 @@ static void lost_credit_is_reissued(void **state)
     assert_int_equal(lv_pipeline_tick(&fx->pipe, 5000), 1);
     assert_int_not_equal(src.last_credit, first);
     assert_int_equal(fx->pipe.credits_outstanding, 1);
-    assert_int_equal(host_waiting(&fx->host, "p1", 0), 1);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "p1"), 1);
     /* a slow interval stretches the retry to two intervals */
     s->rec.settings.interval_ms = 4000;
     assert_int_equal(lv_pipeline_tick(&fx->pipe, 12999), 0);
@@ -267,7 +247,7 @@ static void who_gets_no_credit(void **state)
     detach_source(&fx->pipe, s, &src, 10);
     assert_int_equal(s->credit_outstanding, 0);
     assert_int_equal(fx->pipe.credits_outstanding, 0);
-    assert_int_equal(host_waiting(&fx->host, "p2", 0), 0);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "p2"), 0);
     assert_int_equal(lv_pipeline_tick(&fx->pipe, 1000), 0);
 }
 
@@ -295,8 +275,8 @@ static void credits_paced_by_capacity_and_principal(void **state)
     lv_pipeline_credit_clear(&fx->pipe, sa2);
     assert_int_equal(lv_pipeline_tick(&fx->pipe, 60), 1);
     assert_int_equal(a3.asked, 1);
-    assert_int_equal(host_waiting(&fx->host, "alice", 0), 1);
-    assert_int_equal(host_waiting(&fx->host, "bob", 0), 1);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice"), 1);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "bob"), 1);
     lv_pipeline_credit_clear(&fx->pipe, sa3);
     lv_pipeline_credit_clear(&fx->pipe, sb1);
     assert_int_equal(fx->pipe.credits_outstanding, 0);
@@ -349,7 +329,7 @@ static void queue_positions(void **state)
     give_frame(a, 1000);
     lv_pipeline_ready(&fx->pipe, a);
     assert_int_equal(va.queued_calls, 0); /* a slot is free for it */
-    assert_int_equal(host_waiting(&fx->host, "alice", 0), 1);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice"), 1);
     give_frame(b, 1100);
     lv_pipeline_ready(&fx->pipe, b);
     assert_int_equal(vb.queued_calls, 1);
@@ -364,18 +344,18 @@ static void queue_positions(void **state)
     lv_pipeline_ready(&fx->pipe, b);
     assert_int_equal(vb.queued_calls, 1);
     assert_int_equal(b->drr.enqueued_us, 1300);
-    assert_int_equal(host_waiting(&fx->host, "bob", 0), 1);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "bob"), 1);
     /* not started, or no frame: not queued */
     lv_pipeline_unready(&fx->pipe, c);
     lv_pipeline_unready(&fx->pipe, c); /* idempotent */
-    assert_int_equal(host_waiting(&fx->host, "carol", 0), 0);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "carol"), 0);
     lv_session_set_started(fx->reg, c, false, 0);
     lv_pipeline_ready(&fx->pipe, c);
     assert_false(lv_drr_node_queued(&c->drr));
     lv_pipeline_unready(&fx->pipe, a);
     lv_pipeline_unready(&fx->pipe, b);
     assert_int_equal(lv_drr_queued(&fx->drr), 0);
-    assert_int_equal(host_waiting(&fx->host, "alice", 0) + host_waiting(&fx->host, "bob", 0), 0);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice") + lv_pipeline_principal_waiting(&fx->pipe, "bob"), 0);
     a->n_viewers = b->n_viewers = c->n_viewers = 0;
 }
 
@@ -390,7 +370,7 @@ static lv_drr_verdict_t take_turn(lv_drr_node_t *node, void *ud)
     run_log_t *log = ud;
     lv_session_t *s = LV_CONTAINER_OF(node, lv_session_t, drr);
     lv_frame_unref(lv_session_mailbox_take(s));
-    host_waiting(&log->fx->host, s->rec.principal, -1);
+    lv_pipeline_left_queue(&log->fx->pipe, s);
     if (log->n < 16)
         snprintf(log->order[log->n++], sizeof log->order[0], "%s", s->rec.principal);
     return LV_DRR_DISPATCHED;
@@ -423,7 +403,7 @@ static void stale_frames_dropped(void **state)
     assert_int_equal(s->frames_stale, 1);
     assert_null(s->pending);
     assert_int_equal(fx->host.drops, 1);
-    assert_int_equal(host_waiting(&fx->host, "alice", 0), 0);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice"), 0);
     /* --max-frame-age-ms overrides the default */
     fx->pipe.max_frame_age_ms = 100;
     give_frame(s, 1000000);
@@ -447,7 +427,7 @@ static void turns_fair_across_principals(void **state)
     lv_session_t *b = new_session(fx, "bob", NULL, 500, 0);
     give_frame(b, 2000);
     lv_pipeline_ready(&fx->pipe, b);
-    assert_int_equal(host_waiting(&fx->host, "alice", 0), 3);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice"), 3);
     run_log_t log = {.fx = fx};
     assert_int_equal(lv_drr_run(&fx->drr, 16, 3000, take_turn, on_stale_cb, &log), 4);
     assert_int_equal(log.n, 4);
@@ -455,7 +435,7 @@ static void turns_fair_across_principals(void **state)
     assert_string_equal(log.order[1], "bob");
     assert_string_equal(log.order[2], "alice");
     assert_string_equal(log.order[3], "alice");
-    assert_int_equal(host_waiting(&fx->host, "alice", 0) + host_waiting(&fx->host, "bob", 0), 0);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice") + lv_pipeline_principal_waiting(&fx->pipe, "bob"), 0);
 }
 
 /* Cancel on detach: only a session with neither viewer nor source, for detached_cancel_ms. A
