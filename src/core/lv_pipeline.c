@@ -224,3 +224,56 @@ void lv_pipeline_answer_cancelled(lv_pipeline_t *p, lv_session_t *s, uint64_t an
     (void)p;
     FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->answer_cancelled) v->ops->answer_cancelled(v, s, answer_id, reason));
 }
+
+void lv_pipeline_attach_viewer(lv_pipeline_t *p, lv_session_t *s, lv_viewer_t *v, uint64_t now_ms)
+{
+    (void)p;
+    lv_queue_insert_tail(&s->viewers, &v->link);
+    s->n_viewers++;
+    lv_session_attach_changed(s, now_ms);
+}
+
+void lv_pipeline_detach_viewer(lv_pipeline_t *p, lv_session_t *s, lv_viewer_t *v, uint64_t now_ms)
+{
+    (void)p;
+    lv_queue_remove(&v->link);
+    s->n_viewers--;
+    lv_session_attach_changed(s, now_ms);
+}
+
+void lv_pipeline_attach_source(lv_pipeline_t *p, lv_session_t *s, lv_source_t *src, uint64_t now_ms)
+{
+    (void)p;
+    lv_queue_insert_tail(&s->sources, &src->link);
+    s->n_sources++;
+    lv_session_attach_changed(s, now_ms);
+}
+
+void lv_pipeline_detach_source(lv_pipeline_t *p, lv_session_t *s, lv_source_t *src, uint64_t now_ms)
+{
+    lv_queue_remove(&src->link);
+    s->n_sources--;
+    lv_session_attach_changed(s, now_ms);
+    if (s->n_sources == 0)
+        lv_pipeline_credit_clear(p, s); /* nobody would answer it */
+}
+
+void lv_pipeline_start(lv_pipeline_t *p, lv_session_t *s, uint64_t now_ms)
+{
+    lv_session_set_started(p->reg, s, true, now_ms);
+}
+
+void lv_pipeline_stop(lv_pipeline_t *p, lv_session_t *s, uint64_t now_ms)
+{
+    lv_pipeline_credit_clear(p, s);
+    lv_session_set_started(p->reg, s, false, now_ms);
+    lv_pipeline_unready(p, s);
+    lv_frame_unref(lv_session_mailbox_take(s));
+    lv_queue_t *n, *next;
+    for (n = s->sources.next; n != &s->sources; n = next) {
+        next = n->next;
+        lv_source_t *src = LV_CONTAINER_OF(n, lv_source_t, link);
+        if (src->ops && src->ops->stop)
+            src->ops->stop(src, s);
+    }
+}

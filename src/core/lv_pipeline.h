@@ -1,17 +1,20 @@
 /* lv_pipeline.h - the frame pipeline's scheduling core, in core/ (no I/O, no clock of its own).
- * Moved out of src/server/lv_engine.c so far: credits, and the fair queue's entry and exit (a
- * session with a waiting frame joins lv_drr under its principal; its viewers hear `queued` when it
- * must wait for a slot, and `frame_dropped` when its frame is too old when its turn comes). The
- * pipeline asks a started session's
- * sources for a frame (lv_port_source.h) when its interval is due and the frame could be served
- * soon, re-asks after max(5 s, 2 intervals), and keeps the count of unanswered credits. The host
- * calls lv_pipeline_tick every ~20 ms with its monotonic `now`, on the loop thread.
+ * Moved out of src/server/lv_engine.c so far: credits and each principal's waiting count; the
+ * fair queue's entry and exit (a session with a waiting frame joins lv_drr under its principal;
+ * its viewers hear `queued` when it must wait for a slot, and `frame_dropped` when its frame is too
+ * old when its turn comes); errors and take-backs to the viewers; attach/detach of viewers and
+ * sources, start and stop; the detached-cancel and supersede decisions. The pipeline asks a
+ * started session's sources for a frame (lv_port_source.h) when its interval is due and the frame
+ * could be served soon, re-asks after max(5 s, 2 intervals), and keeps the count of unanswered
+ * credits. The host calls lv_pipeline_tick every ~20 ms with its monotonic `now`, on the loop
+ * thread.
  * The job path (turn -> job -> answer) is still in lv_engine.c (docs/internals/ports.md,
  * "What is not behind a port yet").
  *
  * Ownership: the host owns the lv_pipeline_t (plain struct, embed it), the registry and the fair
- * queue it points at; the pipeline keeps no memory of its own. Hooks are called synchronously from
- * inside pipeline calls and must not call back into the pipeline for the same session. */
+ * queue it points at; the pipeline's own memory is its per-principal count table (freed by
+ * lv_pipeline_free). Hooks are called synchronously from inside pipeline calls and must not call
+ * back into the pipeline for the same session. */
 #ifndef LV_PIPELINE_H
 #define LV_PIPELINE_H
 
@@ -101,5 +104,20 @@ void lv_pipeline_error(lv_pipeline_t *p, lv_session_t *s, const char *code, cons
 /** Tell s's viewers that the answer in progress was taken back (reason "settings_changed",
  * "preempted"); its frame waits again. */
 void lv_pipeline_answer_cancelled(lv_pipeline_t *p, lv_session_t *s, uint64_t answer_id, const char *reason);
+
+/** Link v (the implementation's, lv_port_viewer.h) into s's viewers; s is attached. */
+void lv_pipeline_attach_viewer(lv_pipeline_t *p, lv_session_t *s, lv_viewer_t *v, uint64_t now_ms);
+/** Unlink v; with neither viewer nor source left, s's idle clock starts. */
+void lv_pipeline_detach_viewer(lv_pipeline_t *p, lv_session_t *s, lv_viewer_t *v, uint64_t now_ms);
+/** Link src into s's sources: it is asked for frames from the next tick. */
+void lv_pipeline_attach_source(lv_pipeline_t *p, lv_session_t *s, lv_source_t *src, uint64_t now_ms);
+/** Unlink src; when it was the last source, s's outstanding credit is dropped (nobody would answer
+ * it) but its settings stay for a resume. */
+void lv_pipeline_detach_source(lv_pipeline_t *p, lv_session_t *s, lv_source_t *src, uint64_t now_ms);
+/** start: s asks for frames again (credits from the next tick). */
+void lv_pipeline_start(lv_pipeline_t *p, lv_session_t *s, uint64_t now_ms);
+/** stop: no more credits (the outstanding one is dropped), s leaves the fair queue and its waiting
+ * frame goes; each source hears stop. An answer in progress still ends normally. */
+void lv_pipeline_stop(lv_pipeline_t *p, lv_session_t *s, uint64_t now_ms);
 
 #endif

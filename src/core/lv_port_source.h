@@ -7,9 +7,9 @@
  *
  * Ownership and lifetimes:
  *   - The implementation owns the lv_source_t (embedded in its own struct) and its static ops.
- *     The host links it into session->sources (and counts it in n_sources) when it attaches and
- *     unlinks it, before freeing it, when it detaches; with the last source gone the session's
- *     outstanding credit is dropped.
+ *     lv_pipeline_attach_source links it into session->sources (counted in n_sources) and
+ *     lv_pipeline_detach_source unlinks it (detach before freeing it); with the last source gone
+ *     the session's outstanding credit is dropped. lv_pipeline_stop calls stop on each.
  *   - Calls run on the loop thread, synchronously, inside a pipeline call; they must not call back
  *     into the pipeline for the same session (no put_frame from inside request_frame: send it on a
  *     later turn). Any op may be NULL.

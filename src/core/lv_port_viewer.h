@@ -9,8 +9,8 @@
  *
  * Ownership and lifetimes:
  *   - The implementation owns the lv_viewer_t (embed it in your connection struct) and its ops
- *     table (static). The host links it into session->viewers (counted in n_viewers) when it
- *     attaches and unlinks it, before freeing it, when it detaches.
+ *     table (static). lv_pipeline_attach_viewer links it into session->viewers (counted in
+ *     n_viewers) and lv_pipeline_detach_viewer unlinks it; detach before freeing it.
  *   - Every call runs on the loop thread, synchronously, from inside a pipeline call or event; it
  *     must not free the session or call back into the pipeline for the same session (queue the
  *     work instead). It may close its own transport, but stays linked until it detaches itself.

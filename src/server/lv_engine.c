@@ -263,14 +263,12 @@ static const lv_viewer_ops_t ws_viewer_ops = {
 
 static void attach(lv_conn_t *c, lv_session_t *s)
 {
+    uint64_t now = lv_now_ms();
     c->session = s;
     c->viewer.ops = &ws_viewer_ops;
-    lv_queue_insert_tail(&s->viewers, &c->viewer.link);
-    s->n_viewers++;
     c->source.ops = &ws_source_ops;
-    lv_queue_insert_tail(&s->sources, &c->source.link);
-    s->n_sources++;
-    lv_session_attach_changed(s, lv_now_ms());
+    lv_pipeline_attach_viewer(&c->app->pipe, s, &c->viewer, now);
+    lv_pipeline_attach_source(&c->app->pipe, s, &c->source, now);
 }
 
 /* ---------- the scheduler and backend calls ---------- */
@@ -848,15 +846,12 @@ static void handle_text(lv_conn_t *c, const char *p, size_t len)
         handle_update_settings(c, &m);
         break;
     case LV_MSG_START:
-        lv_session_set_started(c->app->reg, s, true, now);
+        lv_pipeline_start(&c->app->pipe, s, now);
         lv_session_save(c->app->reg, s);
         session_send_json(s, json_pack("{s:s}", "type", "started"));
         break;
     case LV_MSG_STOP:
-        credit_clear(c->app, s);
-        lv_session_set_started(c->app->reg, s, false, now);
-        session_unready(c->app, s);
-        lv_frame_unref(lv_session_mailbox_take(s));
+        lv_pipeline_stop(&c->app->pipe, s, now);
         lv_session_save(c->app->reg, s);
         session_send_json(s, json_pack("{s:s}", "type", "stopped"));
         break;
@@ -952,16 +947,10 @@ void lv_engine_on_close(lv_conn_t *c)
     lv_session_t *s = c->session;
     if (!s)
         return;
-    lv_queue_remove(&c->viewer.link);
-    s->n_viewers--;
-    lv_queue_remove(&c->source.link);
-    s->n_sources--;
+    uint64_t now = lv_now_ms();
     c->session = NULL;
-    lv_session_attach_changed(s, lv_now_ms());
-    if (s->n_sources == 0) {
-        /* nobody is watching: stop asking for frames but keep the settings for a resume */
-        credit_clear(c->app, s);
-    }
+    lv_pipeline_detach_viewer(&c->app->pipe, s, &c->viewer, now);
+    lv_pipeline_detach_source(&c->app->pipe, s, &c->source, now);
 }
 
 /* ---------- periodic work ---------- */

@@ -21,7 +21,7 @@
 typedef struct {
     lv_source_t src;
     uint32_t last_credit;
-    int asked;
+    int asked, stopped;
 } fake_source_t;
 
 static void fake_request_frame(lv_source_t *src, lv_session_t *s, uint32_t credit_id)
@@ -31,7 +31,12 @@ static void fake_request_frame(lv_source_t *src, lv_session_t *s, uint32_t credi
     f->last_credit = credit_id;
     f->asked++;
 }
-static const lv_source_ops_t fake_source_ops = {fake_request_frame, NULL};
+static void fake_source_stop(lv_source_t *src, lv_session_t *s)
+{
+    (void)s;
+    LV_CONTAINER_OF(src, fake_source_t, src)->stopped++;
+}
+static const lv_source_ops_t fake_source_ops = {fake_request_frame, fake_source_stop};
 
 typedef struct {
     lv_viewer_t v;
@@ -510,6 +515,70 @@ static void errors_and_cancels_reach_viewers(void **state)
     s->n_viewers = 0;
 }
 
+/* stop: the credit, the queue place and the waiting frame go, sources hear stop, no more credits
+ * until start. */
+static void stop_and_start(void **state)
+{
+    fx_t *fx = *state;
+    fake_source_t src;
+    fake_viewer_t v;
+    lv_session_t *s = new_session(fx, "alice", &src, 100, 0);
+    add_viewer(s, &v, 0);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 0), 1);
+    lv_pipeline_credit_clear(&fx->pipe, s); /* a frame came */
+    give_frame(s, 1000);
+    lv_pipeline_ready(&fx->pipe, s);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice"), 1);
+    lv_pipeline_stop(&fx->pipe, s, 50);
+    assert_false(s->rec.started);
+    assert_null(s->pending);
+    assert_false(lv_drr_node_queued(&s->drr));
+    assert_int_equal(src.stopped, 1);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice"), 0);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 10000), 0);
+    lv_pipeline_start(&fx->pipe, s, 10000);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 10000), 1);
+    /* stop with a credit out: it is dropped */
+    lv_pipeline_stop(&fx->pipe, s, 10010);
+    assert_int_equal(s->credit_outstanding, 0);
+    assert_int_equal(fx->pipe.credits_outstanding, 0);
+    s->n_viewers = 0;
+}
+
+/* close: the page's socket was viewer and source; when it goes, the credit goes and the idle clock
+ * starts. A camera source that stays keeps the session asked for frames with nobody watching. */
+static void close_detaches(void **state)
+{
+    fx_t *fx = *state;
+    fake_source_t page_src, camera;
+    fake_viewer_t page;
+    lv_session_t *s = new_session(fx, "alice", NULL, 100, 0);
+    memset(&page_src, 0, sizeof page_src);
+    memset(&camera, 0, sizeof camera);
+    memset(&page, 0, sizeof page);
+    page_src.src.ops = camera.src.ops = &fake_source_ops;
+    page.v.ops = &fake_viewer_ops;
+    lv_pipeline_attach_viewer(&fx->pipe, s, &page.v, 0);
+    lv_pipeline_attach_source(&fx->pipe, s, &page_src.src, 0);
+    lv_pipeline_attach_source(&fx->pipe, s, &camera.src, 0);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 0), 1);
+    assert_int_equal(page_src.asked + camera.asked, 2); /* every source is asked */
+    lv_pipeline_detach_viewer(&fx->pipe, s, &page.v, 10);
+    lv_pipeline_detach_source(&fx->pipe, s, &page_src.src, 10);
+    assert_true(lv_session_attached(s));
+    assert_int_not_equal(s->credit_outstanding, 0); /* the camera may still answer it */
+    lv_pipeline_credit_clear(&fx->pipe, s);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 100), 1);
+    assert_int_equal(camera.asked, 2);
+    assert_int_equal(page_src.asked, 1);
+    lv_pipeline_detach_source(&fx->pipe, s, &camera.src, 150);
+    assert_false(lv_session_attached(s));
+    assert_int_equal(s->detached_since_ms, 150);
+    assert_int_equal(s->credit_outstanding, 0);
+    assert_int_equal(fx->pipe.credits_outstanding, 0);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 10000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,6 +593,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(detached_sessions_get_no_work, setup, teardown),
         cmocka_unit_test_setup_teardown(settings_change_supersedes_job, setup, teardown),
         cmocka_unit_test_setup_teardown(errors_and_cancels_reach_viewers, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_and_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_detaches, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
