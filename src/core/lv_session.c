@@ -253,6 +253,20 @@ static int evict_oldest_detached(lv_registry_t *reg, const char *principal)
     return 0;
 }
 
+/* A zeroed session with its links initialised, in no list yet; NULL when out of memory. */
+static lv_session_t *session_alloc(void)
+{
+    lv_session_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    lv_queue_init(&s->viewers);
+    lv_queue_init(&s->sources);
+    lv_queue_init(&s->principal_link);
+    lv_drr_node_init(&s->drr);
+    lv_queue_init(&s->started_link);
+    return s;
+}
+
 int lv_session_create(lv_registry_t *reg, const char *principal, const lv_settings_t *settings,
                       char secret_out[65], lv_session_t **out)
 {
@@ -265,14 +279,9 @@ int lv_session_create(lv_registry_t *reg, const char *principal, const lv_settin
             return LV_ELIMIT;
     if (reg->count >= reg->caps.max_sessions && evict_oldest_detached(reg, principal) != 0)
         return LV_ELIMIT;
-    lv_session_t *s = calloc(1, sizeof(*s));
+    lv_session_t *s = session_alloc();
     if (!s)
         return LV_ENOMEM;
-    lv_queue_init(&s->viewers);
-    lv_queue_init(&s->sources);
-    lv_queue_init(&s->principal_link);
-    lv_drr_node_init(&s->drr);
-    lv_queue_init(&s->started_link);
     if (settings)
         s->rec.settings = *settings;
     else
@@ -484,14 +493,9 @@ int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved,
         return LV_EEXIST;
     if (reg->count >= reg->caps.max_sessions)
         return LV_ELIMIT;
-    lv_session_t *s = calloc(1, sizeof(*s));
+    lv_session_t *s = session_alloc();
     if (!s)
         return LV_ENOMEM;
-    lv_queue_init(&s->viewers);
-    lv_queue_init(&s->sources);
-    lv_queue_init(&s->principal_link);
-    lv_drr_node_init(&s->drr);
-    lv_queue_init(&s->started_link);
     s->rec = saved->rec;
     size_t first = saved->n_answers > LV_HISTORY_MAX ? saved->n_answers - LV_HISTORY_MAX : 0;
     for (size_t i = first; i < saved->n_answers; i++) {
