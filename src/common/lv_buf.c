@@ -99,3 +99,12 @@ void lv_buf_free(lv_buf_t *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+void lv_buf_truncate(lv_buf_t *b, size_t len)
+{
+    if (len >= b->len)
+        return;
+    b->len = len;
+    if (b->data)
+        b->data[len] = '\0';
+}

@@ -24,6 +24,9 @@ int lv_buf_append_str(lv_buf_t *b, const char *s);
 /** printf-style append; all or nothing. */
 int lv_buf_printf(lv_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int lv_buf_vprintf(lv_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/** Cut the contents back to their first len bytes (len <= b->len): an append sequence that failed
+ * half way takes back what it wrote. */
+void lv_buf_truncate(lv_buf_t *b, size_t len);
 /** Forget the contents, keep the memory. */
 void lv_buf_reset(lv_buf_t *b);
 /** Drop the first n bytes (n <= len), moving the rest to the front. */

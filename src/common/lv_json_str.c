@@ -63,11 +63,8 @@ static int append(lv_buf_t *out, const char *s, size_t n, bool valid)
         goto out;
     rc = lv_buf_append(out, "\"", 1);
 out:
-    if (rc) {
-        out->len = start_len;
-        if (out->data)
-            out->data[out->len] = '\0';
-    }
+    if (rc)
+        lv_buf_truncate(out, start_len);
     return rc;
 }
 

@@ -85,11 +85,8 @@ static int build(lv_buf_t *out, const lv_chatreq_t *req, int debug)
     else
         rc = lv_buf_append_str(out, ",\"stream\":false}");
 out:
-    if (rc) {
-        out->len = start_len;
-        if (out->data)
-            out->data[out->len] = '\0';
-    }
+    if (rc)
+        lv_buf_truncate(out, start_len);
     return rc;
 }
 

@@ -347,6 +347,20 @@ static int job_send(lv_job_t *job);
 static void session_ready(lv_app_t *app, lv_session_t *s) { lv_pipeline_ready(&app->pipe, s); }
 static void session_unready(lv_app_t *app, lv_session_t *s) { lv_pipeline_unready(&app->pipe, s); }
 
+/* The job ends without an answer and its frame goes back in line (unless a newer one already
+ * waits, or the session stopped): the session is queued again at once. */
+static void job_requeue(lv_app_t *app, lv_job_t *job)
+{
+    lv_session_t *s = job->session;
+    if (!s->pending && s->rec.started) {
+        s->pending = job->frame;
+        job->frame = NULL;
+    }
+    job_free(job);
+    session_ready(app, s);
+    lv_engine_kick(app);
+}
+
 static bool retryable(const lv_chat_result_t *r)
 {
     /* only before the first token: after it, the user has already seen part of this answer */
@@ -376,13 +390,7 @@ static void on_done(void *ud, const lv_chat_result_t *r)
             LV_INFO("session %.8s: %s failed before the first token (%s); the frame waits for another backend",
                     s->rec.id, job->backend->id, r->error_message ? r->error_message : "error");
             lv_stat_retry(app);
-            if (!s->pending && s->rec.started) {
-                s->pending = job->frame;
-                job->frame = NULL;
-            }
-            job_free(job);
-            session_ready(app, s);
-            lv_engine_kick(app);
+            job_requeue(app, job);
             return;
         }
         if (rc == 0) {
@@ -1044,13 +1052,7 @@ static void job_take_back(lv_app_t *app, lv_job_t *job, const char *reason)
              (unsigned long long)job->answer_id, reason);
     lv_pipeline_answer_cancelled(&app->pipe, s, job->answer_id, reason);
     lv_stat_cancel(app, reason);
-    if (!s->pending && s->rec.started) {
-        s->pending = job->frame;
-        job->frame = NULL;
-    }
-    job_free(job);
-    session_ready(app, s);
-    lv_engine_kick(app);
+    job_requeue(app, job);
 }
 
 /* A user below its share waits and no slot is free: users over their share hold them (they
