@@ -41,3 +41,14 @@ uint32_t lv_hash_str(const char *s)
         h = (h ^ (unsigned char)*s) * 16777619u;
     return h;
 }
+
+int lv_hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

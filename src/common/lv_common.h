@@ -41,6 +41,9 @@ uint64_t lv_wall_ms(void);
  * addresses and user names, not adversarially chosen bucket counts that matter for safety). */
 uint32_t lv_hash_str(const char *s);
 
+/** The value of a hexadecimal digit ('0'-'9', 'a'-'f', 'A'-'F'), or -1 for any other byte. */
+int lv_hex_digit(unsigned char c);
+
 /** A read-only view of bytes owned by someone else. */
 typedef struct {
     const char *ptr;

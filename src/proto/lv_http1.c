@@ -409,17 +409,6 @@ void lv_http1_chunked_init(lv_http1_chunked_t *c, size_t max_body_bytes)
     c->max_body_bytes = max_body_bytes;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Bytes allowed inside a skipped extension or trailer line: anything but controls (HTAB is
  * allowed); a bare CR or LF in particular ends nothing and is refused. */
 static bool line_byte_ok(unsigned char c)
@@ -436,7 +425,7 @@ int lv_http1_chunked_feed(lv_http1_chunked_t *c, char *in, size_t *len, size_t *
         unsigned char ch = (unsigned char)in[i];
         switch (c->state) {
         case CH_SIZE: {
-            int d = hex_value(ch);
+            int d = lv_hex_digit((unsigned char)ch);
             if (d >= 0) {
                 /* A size past 2^63-1 is no size any peer can mean: malformed, not just big. */
                 if (c->chunk_left > ((uint64_t)INT64_MAX - (uint64_t)d) / 16)

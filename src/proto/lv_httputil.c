@@ -63,17 +63,6 @@ int lv_cookie_get(const char *cookie_header, const char *name, char *out, size_t
     return LV_ENOTFOUND;
 }
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decode one byte of a form-encoded component at *pp (< end) and advance. Returns the byte
  * (0..255) or -1 for a malformed escape. */
 static int decode_byte(const char **pp, const char *end)
@@ -89,7 +78,7 @@ static int decode_byte(const char **pp, const char *end)
     }
     if (end - p < 3)
         return -1;
-    int hi = hex_val(p[1]), lo = hex_val(p[2]);
+    int hi = lv_hex_digit((unsigned char)p[1]), lo = lv_hex_digit((unsigned char)p[2]);
     if (hi < 0 || lo < 0)
         return -1;
     *pp = p + 3;
@@ -170,7 +159,7 @@ static int parse_hostport(const char *p, const char *end, hostport_t *hp)
         if (!close || close == p + 1)
             return -1;
         for (const char *q = p + 1; q < close; q++)
-            if (hex_val(*q) < 0 && *q != ':' && *q != '.')
+            if (lv_hex_digit((unsigned char)*q) < 0 && *q != ':' && *q != '.')
                 return -1;
         hp->host = p + 1;
         hp->host_len = (size_t)(close - p - 1);

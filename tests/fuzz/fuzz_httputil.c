@@ -1,6 +1,6 @@
 /* fuzz_httputil.c - libFuzzer driver for the cookie, query, Origin and Bearer helpers.
  * The input is split at the first NUL into two C strings (header value, name/host).
- * fuzz-sources: src/proto/lv_httputil.c
+ * fuzz-sources: src/proto/lv_httputil.c src/common/lv_common.c
  */
 #include <stdint.h>
 #include <stdlib.h>
