@@ -1,5 +1,5 @@
 /* test_chat_live.c - lv_http, lv_backend and lv_chat against a tiny scripted HTTP server that runs
- * on the same libuv loop (127.0.0.1, port 0). Every test ends with all handles closed and
+ * on the same libuv loop (127.0.0.1, port 0; tests/unit/scripted_server.h). Every test ends with all handles closed and
  * uv_loop_close() == 0, so ASan/LSan see a clean teardown. The pool tests at the end drive the
  * pool the way the engine does (resolve, start, retry elsewhere before the first token) against
  * one or two servers whose "m-pace" model has a first-token delay and a number of slots (a FIFO
@@ -25,146 +25,37 @@
 #include "lv_http.h"
 #include "lv_queue.h"
 
+#include "scripted_server.h"
+
 /* ====================== the scripted server ====================== */
 
-typedef struct srv srv_t;
+/* The server of scripted_server.h, plus the "m-pace" model: each answer takes pace_ttft_ms in one
+ * of pace_slots slots (0 = as many as come); requests that find every slot busy wait in FIFO
+ * order, as in vLLM's scheduler queue. */
+typedef struct {
+    ss_srv_t ss;
+    unsigned pace_ttft_ms;
+    int pace_slots;
+    int pace_active;
+    lv_queue_t pace_wait; /* conn_t.wait_link */
+    int pace_served;
+} srv_t;
 
 typedef struct {
-    lv_queue_t link;
-    srv_t *srv;
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    int open_handles;
-    int closing;
-    int handled;
-    lv_buf_t in;
-    /* a response written piece by piece */
-    char *script;
-    size_t script_len, script_off, piece;
-    int chunked;
-    int keep_open; /* do not end the response after the script (a server that hangs on) */
+    ss_conn_t ss;
     int pace_slot; /* "m-pace": holds one of the server's slots */
     int pace_waiting;
     lv_queue_t wait_link;
 } conn_t;
 
-struct srv {
-    uv_loop_t *loop;
-    uv_tcp_t listener;
-    int port;
-    lv_queue_t conns;
-    int requests;
-    int closed_by_client;  /* connections the client closed before we finished */
-    char last_auth[256];
-    char last_accept[128];
-    char last_path[128];
-    lv_buf_t last_body;
-    int listening;           /* the listener is open */
-    int listener_closing;    /* uv_close() has not called back yet: the handle is not reusable */
-    int stopping;
-    /* "m-pace": each answer takes pace_ttft_ms in one of pace_slots slots (0 = as many as come);
-     * requests that find every slot busy wait in FIFO order, as in vLLM's scheduler queue */
-    unsigned pace_ttft_ms;
-    int pace_slots;
-    int pace_active;
-    lv_queue_t pace_wait;
-    int pace_served;
-};
-
-typedef struct {
-    uv_write_t req;
-    conn_t *conn;
-    int close_after;
-    char data[];
-} wreq_t;
-
-static void on_conn_handle_closed(uv_handle_t *h)
-{
-    conn_t *c = h->data;
-    if (--c->open_handles == 0) {
-        lv_buf_free(&c->in);
-        free(c->script);
-        free(c);
-    }
-}
-
-static void pace_release(conn_t *c);
-
-static void conn_close(conn_t *c)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    if (c->pace_waiting) {
-        lv_queue_remove(&c->wait_link);
-        c->pace_waiting = 0;
-    }
-    pace_release(c);
-    lv_queue_remove(&c->link);
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
-}
-
-static void on_written(uv_write_t *req, int status)
-{
-    wreq_t *w = LV_CONTAINER_OF(req, wreq_t, req);
-    (void)status;
-    if (w->close_after)
-        conn_close(w->conn);
-    free(w);
-}
-
-static void conn_write(conn_t *c, const char *p, size_t n, int close_after)
-{
-    if (c->closing)
-        return;
-    wreq_t *w = malloc(sizeof *w + n);
-    assert_non_null(w);
-    memcpy(w->data, p, n);
-    w->conn = c;
-    w->close_after = close_after;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-    assert_int_equal(uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written), 0);
-}
-
-static void on_script_tick(uv_timer_t *t)
-{
-    conn_t *c = t->data;
-    size_t n = LV_MIN(c->piece, c->script_len - c->script_off);
-    if (n) {
-        if (c->chunked) {
-            char head[32];
-            int hl = snprintf(head, sizeof head, "%zx\r\n", n);
-            conn_write(c, head, (size_t)hl, 0);
-        }
-        conn_write(c, c->script + c->script_off, n, 0);
-        if (c->chunked)
-            conn_write(c, "\r\n", 2, 0);
-        c->script_off += n;
-    }
-    if (c->script_off >= c->script_len) {
-        uv_timer_stop(&c->timer);
-        pace_release(c); /* the answer is out: the slot is free */
-        if (c->keep_open)
-            return;
-        if (c->chunked)
-            conn_write(c, "0\r\n\r\n", 5, 1);
-        else
-            conn_write(c, "", 0, 1);
-    }
-}
+static srv_t *conn_srv(conn_t *c) { return LV_CONTAINER_OF(c->ss.srv, srv_t, ss); }
 
 /* Send head now, then body in pieces of `piece` bytes every delay_ms, then close. */
 static void conn_script(conn_t *c, const char *head, const char *body, size_t piece, unsigned delay_ms, int chunked)
 {
-    conn_write(c, head, strlen(head), 0);
-    c->script = strdup(body);
-    assert_non_null(c->script);
-    c->script_len = strlen(body);
-    c->piece = piece;
-    c->chunked = chunked;
-    uv_timer_start(&c->timer, on_script_tick, delay_ms, delay_ms);
+    ss_plan_pieces(&c->ss, body, strlen(body), piece, chunked);
+    c->ss.end_chunked = chunked;
+    ss_play(&c->ss, head, delay_ms);
 }
 
 static char *sse_body(const char *eol, int with_done, int with_usage);
@@ -173,16 +64,18 @@ static char *sse_body(const char *eol, int with_done, int with_usage);
 static void pace_start(conn_t *c)
 {
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+    srv_t *s = conn_srv(c);
     c->pace_slot = 1;
-    c->srv->pace_active++;
-    char *s = sse_body("\n", 1, 1);
-    conn_script(c, head, s, 1 << 20, c->srv->pace_ttft_ms ? c->srv->pace_ttft_ms : 1, 0);
-    free(s);
+    s->pace_active++;
+    char *body = sse_body("\n", 1, 1);
+    conn_script(c, head, body, 1 << 20, s->pace_ttft_ms ? s->pace_ttft_ms : 1, 0);
+    free(body);
 }
 
 static void pace_admit(srv_t *s)
 {
-    while (!s->stopping && !lv_queue_empty(&s->pace_wait) && (s->pace_slots <= 0 || s->pace_active < s->pace_slots)) {
+    while (!s->ss.stopping && !lv_queue_empty(&s->pace_wait) &&
+           (s->pace_slots <= 0 || s->pace_active < s->pace_slots)) {
         conn_t *c = LV_CONTAINER_OF(lv_queue_head(&s->pace_wait), conn_t, wait_link);
         lv_queue_remove(&c->wait_link);
         c->pace_waiting = 0;
@@ -194,26 +87,24 @@ static void pace_release(conn_t *c)
 {
     if (!c->pace_slot)
         return;
+    srv_t *s = conn_srv(c);
     c->pace_slot = 0;
-    c->srv->pace_active--;
-    c->srv->pace_served++;
-    pace_admit(c->srv);
+    s->pace_active--;
+    s->pace_served++;
+    pace_admit(s);
 }
 
-static void header_value(const char *head, const char *name, char *out, size_t out_size)
+/* the answer is out: the slot is free */
+static void on_played(ss_conn_t *sc) { pace_release(LV_CONTAINER_OF(sc, conn_t, ss)); }
+
+static void on_conn_closing(ss_conn_t *sc)
 {
-    out[0] = '\0';
-    size_t nl = strlen(name);
-    for (const char *p = strstr(head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
-        if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':') {
-            const char *v = p + 3 + nl;
-            while (*v == ' ')
-                v++;
-            size_t vl = strcspn(v, "\r");
-            snprintf(out, out_size, "%.*s", (int)vl, v);
-            return;
-        }
+    conn_t *c = LV_CONTAINER_OF(sc, conn_t, ss);
+    if (c->pace_waiting) {
+        lv_queue_remove(&c->wait_link);
+        c->pace_waiting = 0;
     }
+    pace_release(c);
 }
 
 /* ---- canned answers ---- */
@@ -263,12 +154,13 @@ static void respond_simple(conn_t *c, int status, const char *ctype, const char 
     char head[256];
     snprintf(head, sizeof head, "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
              status, ctype, strlen(body));
-    conn_write(c, head, strlen(head), 0);
-    conn_write(c, body, strlen(body), 1);
+    ss_write(&c->ss, head, strlen(head), 0);
+    ss_write(&c->ss, body, strlen(body), 1);
 }
 
-static void route(conn_t *c, const char *method, const char *path, const char *body)
+static void route(ss_conn_t *sc, const char *method, const char *path, const char *body)
 {
+    conn_t *c = LV_CONTAINER_OF(sc, conn_t, ss);
     static const char sse_head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
                                    "Cache-Control: no-cache\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
     static const char sse_head_close[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
@@ -286,8 +178,8 @@ static void route(conn_t *c, const char *method, const char *path, const char *b
         snprintf(model, sizeof model, "%.*s", (int)strcspn(m + 9, "\""), m + 9);
     if (strcmp(model, "m-pace") == 0) {
         c->pace_waiting = 1;
-        lv_queue_insert_tail(&c->srv->pace_wait, &c->wait_link);
-        pace_admit(c->srv);
+        lv_queue_insert_tail(&conn_srv(c)->pace_wait, &c->wait_link);
+        pace_admit(conn_srv(c));
     } else if (strcmp(model, "m-stream") == 0 || strcmp(model, "fake-vl-1") == 0) {
         char *s = sse_body("\n", 1, 1);
         conn_script(c, sse_head, s, 37, 1, 1); /* events split across many chunked writes */
@@ -302,7 +194,7 @@ static void route(conn_t *c, const char *method, const char *path, const char *b
         free(s);
     } else if (strcmp(model, "m-keepopen") == 0) {
         char *s = sse_body("\n", 1, 1);
-        c->keep_open = 1;
+        c->ss.keep_open = 1;
         conn_script(c, sse_head, s, 4096, 1, 1);
         free(s);
     } else if (strcmp(model, "m-echo-key") == 0) {
@@ -324,7 +216,7 @@ static void route(conn_t *c, const char *method, const char *path, const char *b
                        "\"code\":500}}");
     } else if (strcmp(model, "m-stall1") == 0) {
         /* the head and the first token, then silence with the connection open (a stalled stream) */
-        c->keep_open = 1;
+        c->ss.keep_open = 1;
         conn_script(c, sse_head,
                     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"The\"},\"finish_reason\":null}]}\n\n",
                     4096, 1, 1);
@@ -340,125 +232,14 @@ static void route(conn_t *c, const char *method, const char *path, const char *b
     }
 }
 
-static void try_handle(conn_t *c)
-{
-    if (c->handled || !c->in.len)
-        return;
-    const char *end = strstr(c->in.data, "\r\n\r\n");
-    if (!end)
-        return;
-    size_t head_len = (size_t)(end - c->in.data) + 4;
-    char cl[32];
-    char *head = strndup(c->in.data, head_len);
-    assert_non_null(head);
-    header_value(head, "Content-Length", cl, sizeof cl);
-    size_t body_len = cl[0] ? (size_t)strtoul(cl, NULL, 10) : 0;
-    if (c->in.len < head_len + body_len) {
-        free(head);
-        return;
-    }
-    c->handled = 1;
-    srv_t *s = c->srv;
-    s->requests++;
-    char method[16] = "", path[128] = "";
-    sscanf(head, "%15s %127s", method, path);
-    snprintf(s->last_path, sizeof s->last_path, "%s", path);
-    header_value(head, "Authorization", s->last_auth, sizeof s->last_auth);
-    header_value(head, "Accept", s->last_accept, sizeof s->last_accept);
-    lv_buf_reset(&s->last_body);
-    assert_int_equal(lv_buf_append(&s->last_body, c->in.data + head_len, body_len), 0);
-    route(c, method, path, s->last_body.data ? s->last_body.data : "");
-    free(head);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base ? suggested : 0;
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    conn_t *c = st->data;
-    if (nread > 0) {
-        assert_int_equal(lv_buf_append(&c->in, buf->base, (size_t)nread), 0);
-        try_handle(c);
-    } else if (nread < 0) {
-        if (!c->closing)
-            c->srv->closed_by_client++;
-        conn_close(c);
-    }
-    free(buf->base);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-    srv_t *s = server->data;
-    assert_int_equal(status, 0);
-    conn_t *c = calloc(1, sizeof *c);
-    assert_non_null(c);
-    c->srv = s;
-    lv_buf_init(&c->in, 16 << 20);
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->open_handles = 2;
-    lv_queue_insert_tail(&s->conns, &c->link);
-    assert_int_equal(uv_accept(server, (uv_stream_t *)&c->tcp), 0);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-}
-
-static void on_listener_closed(uv_handle_t *h)
-{
-    srv_t *s = h->data;
-    s->listener_closing = 0;
-}
-
-/* Open the listener on port (0: any free one). */
-static void srv_listen(srv_t *s, int port)
-{
-    struct sockaddr_in a;
-    assert_false(s->listener_closing);
-    uv_ip4_addr("127.0.0.1", port, &a);
-    assert_int_equal(uv_tcp_init(s->loop, &s->listener), 0);
-    s->listener.data = s;
-    assert_int_equal(uv_tcp_bind(&s->listener, (const struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 128, on_connection), 0);
-    struct sockaddr_in got;
-    int len = sizeof got;
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&got, &len);
-    s->port = ntohs(got.sin_port);
-    s->listening = 1;
-}
-
-/* Close the listener: new connections are refused; accepted ones carry on. */
-static void srv_unlisten(srv_t *s)
-{
-    if (!s->listening)
-        return;
-    s->listening = 0;
-    s->listener_closing = 1;
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
-}
+static const ss_ops_t srv_ops = {.route = route, .closing = on_conn_closing, .played = on_played,
+                                 .conn_size = sizeof(conn_t)};
 
 static void srv_start(srv_t *s, uv_loop_t *loop)
 {
     memset(s, 0, sizeof *s);
-    s->loop = loop;
-    lv_queue_init(&s->conns);
     lv_queue_init(&s->pace_wait);
-    lv_buf_init(&s->last_body, 16 << 20);
-    srv_listen(s, 0);
-}
-
-static void srv_stop(srv_t *s)
-{
-    s->stopping = 1;
-    while (!lv_queue_empty(&s->conns))
-        conn_close(LV_CONTAINER_OF(lv_queue_head(&s->conns), conn_t, link));
-    srv_unlisten(s);
-    lv_buf_free(&s->last_body);
+    ss_start(&s->ss, loop, &srv_ops);
 }
 
 /* A port on which nothing listens (bound once, then closed). */
@@ -507,7 +288,7 @@ static int setup(void **state)
     srv_start(&f->srv, &f->loop);
     assert_int_equal(lv_http_create(&f->loop, &f->http), 0);
     assert_int_equal(lv_pool_create(&f->loop, f->http, &f->pool), 0);
-    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d/v1/", f->srv.port);
+    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d/v1/", f->srv.ss.port);
     f->t0 = lv_now_ms();
     *state = f;
     return 0;
@@ -520,9 +301,9 @@ static int teardown(void **state)
         f->drv_stop_now(f->drv); /* before the pool goes: its timer uses the pool */
     lv_pool_destroy(f->pool);
     lv_http_destroy(f->http);
-    srv_stop(&f->srv);
+    ss_stop(&f->srv.ss);
     if (f->srv2_on)
-        srv_stop(&f->srv2);
+        ss_stop(&f->srv2.ss);
     uv_close((uv_handle_t *)&f->tick, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&f->loop);
@@ -697,11 +478,11 @@ static void test_stream(void **state)
     assert_int_equal(b->inflight, 0);
 
     /* what the server saw */
-    assert_string_equal(f->srv.last_path, "/v1/chat/completions");
-    assert_string_equal(f->srv.last_auth, "Bearer sk-test-secret");
-    assert_string_equal(f->srv.last_accept, "text/event-stream");
+    assert_string_equal(f->srv.ss.last_path, "/v1/chat/completions");
+    assert_string_equal(f->srv.ss.last_auth, "Bearer sk-test-secret");
+    assert_string_equal(f->srv.ss.last_accept, "text/event-stream");
     json_error_t e;
-    json_t *body = json_loadb(f->srv.last_body.data, f->srv.last_body.len, 0, &e);
+    json_t *body = json_loadb(f->srv.ss.last_body.data, f->srv.ss.last_body.len, 0, &e);
     assert_non_null(body);
     const char *prompt = NULL, *url = NULL;
     int stream = 0;
@@ -801,7 +582,7 @@ static void test_first_token_timeout(void **state)
     assert_null(r.req_debug);
     /* the aborted connection is seen closed by the server */
     run_for(f, 50);
-    assert_int_equal(f->srv.closed_by_client, 1);
+    assert_int_equal(f->srv.ss.closed_by_client, 1);
     rec_free(&r);
 }
 
@@ -819,7 +600,7 @@ static void test_cancel_mid_stream(void **state)
     assert_int_equal(r.delta_calls, calls);
     assert_false(r.done);
     assert_true(r.deltas.len < strlen(STREAM_TEXT));
-    assert_int_equal(f->srv.closed_by_client, 1);
+    assert_int_equal(f->srv.ss.closed_by_client, 1);
     rec_free(&r);
 }
 
@@ -992,7 +773,7 @@ static void test_start_from_on_done(void **state)
     chain_next(&c);
     run_until(f, &c.all_done, 3000);
     assert_int_equal(c.finished, 3);
-    assert_int_equal(f->srv.requests, 3);
+    assert_int_equal(f->srv.ss.requests, 3);
 }
 
 static void on_refreshed(void *ud) { *(int *)ud += 1; }
@@ -1021,7 +802,7 @@ static void test_pool_refresh_and_resolve(void **state)
     assert_int_equal(refreshed, 0);
     run_until(f, &refreshed, 3000);
     assert_int_equal(refreshed, 1);
-    assert_string_equal(f->srv.last_path, "/v1/models");
+    assert_string_equal(f->srv.ss.last_path, "/v1/models");
 
     assert_true(good->healthy);
     assert_string_equal(good->last_error, "");
@@ -1362,7 +1143,7 @@ static void start_srv2(fx_t *f, char *url, size_t url_size)
 {
     srv_start(&f->srv2, &f->loop);
     f->srv2_on = 1;
-    snprintf(url, url_size, "http://127.0.0.1:%d/v1", f->srv2.port);
+    snprintf(url, url_size, "http://127.0.0.1:%d/v1", f->srv2.ss.port);
 }
 
 /* Two backends serve one model; the one with the lower time to first token takes the load. */
@@ -1422,7 +1203,7 @@ static void test_pool_dead_backend_leaves_and_rejoins(void **state)
     char url2[64];
     start_srv2(f, url2, sizeof url2);
     f->srv.pace_ttft_ms = f->srv2.pace_ttft_ms = 5;
-    int port2 = f->srv2.port;
+    int port2 = f->srv2.ss.port;
     assert_int_equal(lv_pool_add(f->pool, "a", f->url, "", 8, "m-pace"), 0);
     assert_int_equal(lv_pool_add(f->pool, "b", url2, "", 8, "m-pace"), 0);
     lv_backend_t *a = lv_pool_find(f->pool, "a"), *b = lv_pool_find(f->pool, "b");
@@ -1432,7 +1213,7 @@ static void test_pool_dead_backend_leaves_and_rejoins(void **state)
     dp->watch = b;
     run_for(f, 150);
     assert_true(dp->ok[1] > 0);
-    srv_unlisten(&f->srv2);
+    ss_unlisten(&f->srv2.ss);
     dp->dead_ms = lv_now_ms();
     uint64_t end = dp->dead_ms + 2000;
     while (!dp->first_fail_ms && lv_now_ms() < end)
@@ -1441,7 +1222,7 @@ static void test_pool_dead_backend_leaves_and_rejoins(void **state)
     run_for(f, 850);
     assert_false(b->healthy);
     assert_true(a->healthy);
-    srv_listen(&f->srv2, port2);
+    ss_listen(&f->srv2.ss, port2);
     dp->back_ms = lv_now_ms();
     end = dp->back_ms + 2000;
     while (!b->healthy && lv_now_ms() < end)
@@ -1667,7 +1448,7 @@ static void test_stream_idle_timeout(void **state)
     assert_int_equal(b->awaiting_first, 0);
     assert_int_equal(b->timeouts_total, 1);
     run_for(f, 50);
-    assert_int_equal(f->srv.closed_by_client, 1);
+    assert_int_equal(f->srv.ss.closed_by_client, 1);
     rec_free(&r);
 }
 

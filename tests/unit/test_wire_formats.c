@@ -28,6 +28,8 @@
 #include "lv_http.h"
 #include "lv_queue.h"
 
+#include "scripted_server.h"
+
 #define API_KEY "sk-test-secret"
 #define MODEL "vision-model"
 #define PIECE_BYTES 29
@@ -147,151 +149,41 @@ static void fixture_free(fixture_t *fx)
 
 /* ====================== the replaying server ====================== */
 
-typedef struct srv srv_t;
-
+/* The server of scripted_server.h; every chat/completions request gets the fixture. */
 typedef struct {
-    lv_queue_t link;
-    srv_t *srv;
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    int open_handles;
-    int closing;
-    int handled;
-    lv_buf_t in;
-    /* the answer, as a list of writes made one per timer tick */
-    char **writes;
-    size_t *write_lens;
-    size_t n_writes, next_write;
-} conn_t;
-
-struct srv {
-    uv_loop_t *loop;
-    uv_tcp_t listener;
-    int port;
-    lv_queue_t conns;
-    const fixture_t *fixture; /* what every chat/completions request gets */
-    int requests;
-    lv_buf_t last_body;
-    char last_path[128];
-};
-
-typedef struct {
-    uv_write_t req;
-    conn_t *conn;
-    int close_after;
-    char data[];
-} wreq_t;
-
-static void on_conn_handle_closed(uv_handle_t *h)
-{
-    conn_t *c = h->data;
-    if (--c->open_handles == 0) {
-        for (size_t i = 0; i < c->n_writes; i++)
-            free(c->writes[i]);
-        free(c->writes);
-        free(c->write_lens);
-        lv_buf_free(&c->in);
-        free(c);
-    }
-}
-
-static void conn_close(conn_t *c)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    lv_queue_remove(&c->link);
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
-}
-
-static void on_written(uv_write_t *req, int status)
-{
-    wreq_t *w = LV_CONTAINER_OF(req, wreq_t, req);
-    (void)status;
-    if (w->close_after)
-        conn_close(w->conn);
-    free(w);
-}
-
-static void conn_write(conn_t *c, const char *p, size_t n, int close_after)
-{
-    if (c->closing)
-        return;
-    wreq_t *w = malloc(sizeof *w + n);
-    assert_non_null(w);
-    memcpy(w->data, p, n);
-    w->conn = c;
-    w->close_after = close_after;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-    assert_int_equal(uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written), 0);
-}
-
-static void plan_add(conn_t *c, const char *p, size_t n, int chunked)
-{
-    size_t hl = 0;
-    char hdr[32];
-    if (chunked)
-        hl = (size_t)snprintf(hdr, sizeof hdr, "%zx\r\n", n);
-    c->writes = realloc(c->writes, (c->n_writes + 1) * sizeof *c->writes);
-    c->write_lens = realloc(c->write_lens, (c->n_writes + 1) * sizeof *c->write_lens);
-    assert_non_null(c->writes);
-    assert_non_null(c->write_lens);
-    char *w = malloc(hl + n + 2);
-    assert_non_null(w);
-    memcpy(w, hdr, hl);
-    memcpy(w + hl, p, n);
-    if (chunked) {
-        memcpy(w + hl + n, "\r\n", 2);
-        n += 2;
-    }
-    c->writes[c->n_writes] = w;
-    c->write_lens[c->n_writes++] = hl + n;
-}
+    ss_srv_t ss;
+    const fixture_t *fixture;
+} srv_t;
 
 /* The body as writes: one per SSE event ("\n\n"-terminated) or PIECE_BYTES at a time. */
-static void plan_body(conn_t *c, const fixture_t *fx, int pieces)
+static void plan_body(ss_conn_t *c, const fixture_t *fx, int pieces)
 {
-    const char *p = fx->body, *end = fx->body + fx->body_len;
-    while (p < end) {
-        size_t n;
-        if (pieces) {
-            n = LV_MIN((size_t)PIECE_BYTES, (size_t)(end - p));
-        } else {
+    if (pieces) {
+        ss_plan_pieces(c, fx->body, fx->body_len, PIECE_BYTES, fx->chunked);
+    } else {
+        const char *p = fx->body, *end = fx->body + fx->body_len;
+        while (p < end) {
             const char *ev = strstr(p, "\n\n");
-            n = ev ? (size_t)(ev + 2 - p) : (size_t)(end - p);
+            size_t n = ev ? (size_t)(ev + 2 - p) : (size_t)(end - p);
+            ss_plan_add(c, p, n, fx->chunked);
+            p += n;
         }
-        plan_add(c, p, n, fx->chunked);
-        p += n;
     }
     if (fx->chunked)
-        plan_add(c, "0\r\n\r\n", 5, 0);
+        ss_plan_add(c, "0\r\n\r\n", 5, 0);
 }
 
-static void on_tick(uv_timer_t *t)
-{
-    conn_t *c = t->data;
-    if (c->next_write < c->n_writes) {
-        size_t i = c->next_write++;
-        conn_write(c, c->writes[i], c->write_lens[i], 0);
-    }
-    if (c->next_write >= c->n_writes) {
-        uv_timer_stop(&c->timer);
-        conn_write(c, "", 0, 1); /* close once everything is out */
-    }
-}
-
-static void respond_404(conn_t *c)
+static void respond_404(ss_conn_t *c)
 {
     static const char r[] = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
                             "Connection: close\r\n\r\nnot found";
-    conn_write(c, r, sizeof r - 1, 1);
+    ss_write(c, r, sizeof r - 1, 1);
 }
 
-static void route(conn_t *c, const char *method, const char *path)
+static void route(ss_conn_t *c, const char *method, const char *path, const char *body)
 {
     int pieces;
+    (void)body;
     if (strcmp(method, "POST") == 0 && strcmp(path, "/events/v1/chat/completions") == 0)
         pieces = 0;
     else if (strcmp(method, "POST") == 0 && strcmp(path, "/pieces/v1/chat/completions") == 0)
@@ -300,98 +192,13 @@ static void route(conn_t *c, const char *method, const char *path)
         respond_404(c);
         return;
     }
-    const fixture_t *fx = c->srv->fixture;
+    const fixture_t *fx = LV_CONTAINER_OF(c->srv, srv_t, ss)->fixture;
     assert_non_null(fx);
-    conn_write(c, fx->head, strlen(fx->head), 0);
     plan_body(c, fx, pieces);
-    uv_timer_start(&c->timer, on_tick, 1, 1);
+    ss_play(c, fx->head, 1);
 }
 
-static void try_handle(conn_t *c)
-{
-    if (c->handled || !c->in.len)
-        return;
-    const char *end = strstr(c->in.data, "\r\n\r\n");
-    if (!end)
-        return;
-    size_t head_len = (size_t)(end - c->in.data) + 4;
-    size_t body_len = 0;
-    for (const char *l = strstr(c->in.data, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n"))
-        if (strncasecmp(l + 2, "Content-Length:", 15) == 0)
-            body_len = strtoul(l + 17, NULL, 10);
-    if (c->in.len < head_len + body_len)
-        return;
-    c->handled = 1;
-    srv_t *s = c->srv;
-    s->requests++;
-    char method[16] = "", path[128] = "";
-    sscanf(c->in.data, "%15s %127s", method, path);
-    snprintf(s->last_path, sizeof s->last_path, "%s", path);
-    lv_buf_reset(&s->last_body);
-    assert_int_equal(lv_buf_append(&s->last_body, c->in.data + head_len, body_len), 0);
-    route(c, method, path);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base ? suggested : 0;
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    conn_t *c = st->data;
-    if (nread > 0) {
-        assert_int_equal(lv_buf_append(&c->in, buf->base, (size_t)nread), 0);
-        try_handle(c);
-    } else if (nread < 0) {
-        conn_close(c);
-    }
-    free(buf->base);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-    srv_t *s = server->data;
-    assert_int_equal(status, 0);
-    conn_t *c = calloc(1, sizeof *c);
-    assert_non_null(c);
-    c->srv = s;
-    lv_buf_init(&c->in, 16 << 20);
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->open_handles = 2;
-    lv_queue_insert_tail(&s->conns, &c->link);
-    assert_int_equal(uv_accept(server, (uv_stream_t *)&c->tcp), 0);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-}
-
-static void srv_start(srv_t *s, uv_loop_t *loop)
-{
-    struct sockaddr_in a, got;
-    int len = sizeof got;
-    memset(s, 0, sizeof *s);
-    s->loop = loop;
-    lv_queue_init(&s->conns);
-    lv_buf_init(&s->last_body, 16 << 20);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    assert_int_equal(uv_tcp_init(loop, &s->listener), 0);
-    s->listener.data = s;
-    assert_int_equal(uv_tcp_bind(&s->listener, (const struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&s->listener, 16, on_connection), 0);
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&got, &len);
-    s->port = ntohs(got.sin_port);
-}
-
-static void srv_stop(srv_t *s)
-{
-    while (!lv_queue_empty(&s->conns))
-        conn_close(LV_CONTAINER_OF(lv_queue_head(&s->conns), conn_t, link));
-    uv_close((uv_handle_t *)&s->listener, NULL);
-    lv_buf_free(&s->last_body);
-}
+static const ss_ops_t srv_ops = {.route = route};
 
 /* ====================== the expected outcomes ====================== */
 
@@ -543,7 +350,7 @@ static int setup(void **state)
     assert_int_equal(uv_loop_init(&f->loop), 0);
     uv_timer_init(&f->loop, &f->keepalive);
     uv_timer_start(&f->keepalive, on_keepalive, 20, 20);
-    srv_start(&f->srv, &f->loop);
+    ss_start(&f->srv.ss, &f->loop, &srv_ops);
     f->srv.fixture = &f->fixture;
     assert_int_equal(lv_http_create(&f->loop, &f->http), 0);
     assert_int_equal(lv_pool_create(&f->loop, f->http, &f->pool), 0);
@@ -556,7 +363,7 @@ static int teardown(void **state)
     fx_t *f = *state;
     lv_pool_destroy(f->pool);
     lv_http_destroy(f->http);
-    srv_stop(&f->srv);
+    ss_stop(&f->srv.ss);
     uv_close((uv_handle_t *)&f->keepalive, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
@@ -582,7 +389,7 @@ static const unsigned char tiny_jpeg[] = {0xFF, 0xD8, 0xFF, 0xE0, 0, 16, 'J', 'F
 static void run_chat(fx_t *f, rec_t *r, const char *id, const char *mode, int debug)
 {
     char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/%s/v1", f->srv.port, mode);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/%s/v1", f->srv.ss.port, mode);
     assert_int_equal(lv_pool_add(f->pool, id, url, API_KEY, 16, MODEL), 0);
     memset(r, 0, sizeof *r);
     r->b = lv_pool_find(f->pool, id);
@@ -693,16 +500,16 @@ static void test_wire_case(void **state)
     check(f, &r, "events");
     check_debug(f, &r);
     /* what the server saw: a streamed request asking for usage, to the backend's path */
-    assert_string_equal(f->srv.last_path, "/events/v1/chat/completions");
-    assert_non_null(strstr(f->srv.last_body.data, "\"stream\":true"));
-    assert_non_null(strstr(f->srv.last_body.data, "\"include_usage\":true"));
+    assert_string_equal(f->srv.ss.last_path, "/events/v1/chat/completions");
+    assert_non_null(strstr(f->srv.ss.last_body.data, "\"stream\":true"));
+    assert_non_null(strstr(f->srv.ss.last_body.data, "\"include_usage\":true"));
     rec_free(&r);
 
     run_chat(f, &r, "w-pieces", "pieces", 0);
     check(f, &r, "pieces");
     assert_null(r.resp_debug);
     rec_free(&r);
-    assert_int_equal(f->srv.requests, 2);
+    assert_int_equal(f->srv.ss.requests, 2);
 }
 
 /* Every fixture in tests/data/wire has a case, and every case its fixture. */
