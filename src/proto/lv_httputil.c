@@ -267,3 +267,132 @@ int lv_bearer_get(const char *authorization_header, char *out, size_t out_size)
         return LV_ENOTFOUND; /* trailing junk or a second token: not a Bearer credential */
     return copy_out(tok, (size_t)(tok_end - tok), out, out_size);
 }
+
+/* RFC 9110 section 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+ * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
+static int is_tchar(char c)
+{
+    return is_alnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ) (RFC 9110 section 12.4.2),
+ * spanning exactly [p, end): thousandths, or -1 when malformed. */
+static int parse_qvalue(const char *p, const char *end)
+{
+    if (p == end || (*p != '0' && *p != '1'))
+        return -1;
+    int whole = *p++ - '0', frac = 0, digits = 0;
+    if (p < end && *p++ != '.')
+        return -1;
+    for (; p < end; p++, digits++) {
+        if (digits == 3 || *p < '0' || *p > '9')
+            return -1;
+        frac = frac * 10 + (*p - '0');
+    }
+    for (; digits < 3; digits++)
+        frac *= 10;
+    if (whole == 1 && frac != 0)
+        return -1;
+    return whole * 1000 + frac;
+}
+
+/* Does the coding name [p, p + n) name `coding`? x-gzip and x-compress are the old spellings of
+ * gzip and compress (RFC 9110 section 8.4.1). */
+static int coding_is(const char *p, size_t n, const char *coding, size_t coding_len)
+{
+    if (n > 2 && strncasecmp(p, "x-", 2) == 0 &&
+        ((n == 6 && strncasecmp(p + 2, "gzip", 4) == 0) || (n == 10 && strncasecmp(p + 2, "compress", 8) == 0)))
+        p += 2, n -= 2;
+    return n == coding_len && strncasecmp(p, coding, n) == 0;
+}
+
+int lv_accept_encoding_q(const char *value, size_t len, const char *coding)
+{
+    if (!value || !coding || !*coding)
+        return 0;
+    size_t coding_len = strlen(coding);
+    int own_q = -1, star_q = -1;
+    const char *p = value, *end = value + len;
+    while (p < end) {
+        /* one list element: [p, e), trimmed; empty elements are allowed (section 5.6.1) */
+        const char *e = memchr(p, ',', (size_t)(end - p));
+        if (!e)
+            e = end;
+        const char *next = e < end ? e + 1 : end;
+        trim(&p, &e);
+        const char *name = p;
+        while (p < e && is_tchar(*p))
+            p++;
+        size_t name_len = (size_t)(p - name);
+        int q = 1000;
+        while (p < e && is_blank(*p))
+            p++;
+        if (p < e) {
+            /* weight = OWS ";" OWS "q=" qvalue: the only parameter a coding may carry */
+            if (*p++ != ';')
+                q = -1;
+            while (p < e && is_blank(*p))
+                p++;
+            if (q >= 0 && e - p >= 2 && (*p == 'q' || *p == 'Q') && p[1] == '=')
+                q = parse_qvalue(p + 2, e);
+            else
+                q = -1;
+        }
+        if (name_len > 0 && q >= 0) {
+            if (name_len == 1 && *name == '*') {
+                if (star_q < 0)
+                    star_q = q;
+            } else if (own_q < 0 && coding_is(name, name_len, coding, coding_len)) {
+                own_q = q;
+            }
+        }
+        p = next;
+    }
+    return own_q >= 0 ? own_q : star_q >= 0 ? star_q : 0;
+}
+
+/* etagc = %x21 / %x23-7E / obs-text (RFC 9110 section 8.8.3) */
+static int is_etagc(char c)
+{
+    unsigned char u = (unsigned char)c;
+    return u == 0x21 || (u >= 0x23 && u <= 0x7e) || u >= 0x80;
+}
+
+int lv_etag_match(const char *value, size_t len, const char *etag)
+{
+    if (!value || !etag)
+        return 0;
+    size_t etag_len = strlen(etag);
+    if (etag_len >= 2 && etag[0] == 'W' && etag[1] == '/')
+        etag += 2, etag_len -= 2;
+    if (etag_len < 2 || etag[0] != '"' || etag[etag_len - 1] != '"')
+        return 0;
+    const char *p = value, *end = value + len;
+    trim(&p, &end);
+    if (end - p == 1 && *p == '*')
+        return 1;
+    int matched = 0;
+    while (p < end) {
+        while (p < end && (is_blank(*p) || *p == ','))
+            p++;
+        if (p == end)
+            break;
+        if (end - p >= 2 && p[0] == 'W' && p[1] == '/')
+            p += 2; /* weak comparison: the opaque tags alone are compared */
+        if (p == end || *p != '"')
+            return 0;
+        const char *open = p++;
+        while (p < end && is_etagc(*p))
+            p++;
+        if (p == end || *p != '"')
+            return 0;
+        p++;
+        if ((size_t)(p - open) == etag_len && memcmp(open, etag, etag_len) == 0)
+            matched = 1;
+        while (p < end && is_blank(*p))
+            p++;
+        if (p < end && *p != ',')
+            return 0;
+    }
+    return matched;
+}

@@ -37,4 +37,23 @@ int lv_origin_matches(const char *origin, const char *host_header);
  * well-formed token; LV_ELIMIT when the token does not fit in out_size. */
 int lv_bearer_get(const char *authorization_header, char *out, size_t out_size);
 
+/** The weight an Accept-Encoding field (RFC 9110 section 12.5.3) gives the content coding
+ * `coding` ("gzip"), in thousandths: 0 (not acceptable) to 1000. value/len is the field value;
+ * value NULL when the request has none. Names compare case-insensitively, "x-gzip" counts as
+ * "gzip" (section 8.4.1.3); the coding's own entry wins over "*", and the first entry for a name
+ * wins. An entry without a weight weighs 1000 ("q=1"); one with a malformed weight
+ * ("q=2", "q=0.1234", "q=") or any other parameter is ignored. Both an absent and an empty field
+ * give 0: the RFC lets a server pick any coding when the field is absent, but clients that send
+ * none (curl without --compressed, scripts) mostly cannot decode one. Not for "identity", which
+ * is acceptable unless excluded: this answers for real codings only (NULL or "": 0). */
+int lv_accept_encoding_q(const char *value, size_t len, const char *coding);
+
+/** 1 when an If-None-Match field (RFC 9110 section 13.1.2) matches the current representation,
+ * whose entity-tag is etag (quotes included: "\"abc\""), else 0. It matches when the field is
+ * "*" or a comma-separated list of entity-tags one of which equals etag by the weak comparison
+ * (a "W/" on either side ignored, as section 13.1.2 requires for If-None-Match). value/len is
+ * the field value; value NULL when absent. A malformed field (an unquoted tag, a stray quote,
+ * "*" inside a list, junk between tags) matches nothing, so the full answer goes out. */
+int lv_etag_match(const char *value, size_t len, const char *etag);
+
 #endif

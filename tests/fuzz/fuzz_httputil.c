@@ -1,8 +1,11 @@
-/* fuzz_httputil.c - libFuzzer driver for the cookie, query, Origin and Bearer helpers.
- * The input is split at the first NUL into two C strings (header value, name/host).
+/* fuzz_httputil.c - libFuzzer driver for the cookie, query, Origin, Bearer, Accept-Encoding and
+ * If-None-Match helpers. The input is split at the first NUL into two C strings (header value,
+ * name/host/coding/entity-tag); the Accept-Encoding and If-None-Match parsers also get the whole
+ * input as an unterminated view, so a read past its length trips ASan.
  * fuzz-sources: src/proto/lv_httputil.c src/common/lv_common.c
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -19,6 +22,67 @@ static void check_out(int rc, const char *out, size_t out_size)
         abort();
     if (rc != 0 && rc != LV_ENOTFOUND && rc != LV_ELIMIT && rc != LV_EINVAL)
         abort();
+}
+
+/* Accept-Encoding and If-None-Match: bounded results, and properties that hold for any field. */
+static void check_codings(const uint8_t *data, size_t size, const char *a, const char *b)
+{
+    /* the raw input as a view with nothing readable after it */
+    char *view = malloc(size ? size : 1);
+    if (!view)
+        return;
+    memcpy(view, data, size);
+    const char *coding = *b ? b : "gzip";
+    int q = lv_accept_encoding_q(view, size, coding);
+    if (q < 0 || q > 1000)
+        abort();
+    int m = lv_etag_match(view, size, *b ? b : "\"x\"");
+    if (m != 0 && m != 1)
+        abort();
+    free(view);
+
+    /* coding names compare case-insensitively */
+    size_t a_len = strlen(a);
+    q = lv_accept_encoding_q(a, a_len, coding);
+    char *upper = strdup(coding);
+    if (!upper)
+        return;
+    for (char *p = upper; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+    if (lv_accept_encoding_q(a, a_len, upper) != q)
+        abort();
+    free(upper);
+
+    /* list elements stand alone: an entry for another coding in front changes nothing, and the
+     * first entry for a coding wins, whatever follows */
+    char *joined = malloc(a_len + 32);
+    if (!joined)
+        return;
+    int n = snprintf(joined, a_len + 32, "identity, %s", a);
+    if (lv_accept_encoding_q(joined, (size_t)n, "gzip") != lv_accept_encoding_q(a, a_len, "gzip"))
+        abort();
+    n = snprintf(joined, a_len + 32, "gzip;q=0, %s", a);
+    if (lv_accept_encoding_q(joined, (size_t)n, "gzip") != 0)
+        abort();
+    n = snprintf(joined, a_len + 32, "gzip;q=0.5,%s", a);
+    if (lv_accept_encoding_q(joined, (size_t)n, "gzip") != 500)
+        abort();
+
+    /* If-None-Match: the weak comparison ignores a W/ on the current tag; "*" alone matches */
+    if (*b == '"') {
+        size_t b_len = strlen(b);
+        char *weak = malloc(b_len + 3);
+        if (weak) {
+            snprintf(weak, b_len + 3, "W/%s", b);
+            if (lv_etag_match(a, a_len, b) != lv_etag_match(a, a_len, weak))
+                abort();
+            free(weak);
+        }
+    }
+    if (lv_etag_match("*", 1, "\"x\"") != 1 || lv_etag_match(" * ", 3, "W/\"\"") != 1)
+        abort();
+    free(joined);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -59,6 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         free(upper);
     }
+    check_codings(data, size, a, b);
     free(buf);
     return 0;
 }

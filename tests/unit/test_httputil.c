@@ -236,6 +236,153 @@ static void test_bearer(void **state)
     assert_int_equal(lv_bearer_get("Bearer abcd", NULL, 0), LV_ELIMIT);
 }
 
+/* lv_accept_encoding_q on a C string (the field value as lv_http1 hands it over, blanks trimmed) */
+static int ae_q(const char *value, const char *coding)
+{
+    return lv_accept_encoding_q(value, value ? strlen(value) : 0, coding);
+}
+
+static void test_accept_encoding(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        int gzip_q;
+    } t[] = {
+        /* what browsers and tools send */
+        {"gzip, deflate, br, zstd", 1000},
+        {"gzip, deflate", 1000},
+        {"deflate, gzip;q=1.0, *;q=0.5", 1000},
+        {"br;q=1.0, gzip;q=0.8, *;q=0.1", 800},
+        {"identity", 0},
+        {"br", 0},
+        {"", 0},
+        /* q=0 means "not acceptable" (RFC 9110 section 12.5.3) */
+        {"gzip;q=0", 0},
+        {"gzip;q=0.000", 0},
+        {"gzip; q=0, deflate", 0},
+        {"gzip;q=0.001", 1},
+        {"gzip;Q=0.5", 500},
+        {"gzip ; q=0.25", 250},
+        {"gzip;q=1", 1000},
+        {"gzip;q=1.", 1000},
+        {"gzip;q=1.000", 1000},
+        /* "*" stands for codings not named; the coding's own entry wins, whatever the order */
+        {"*", 1000},
+        {"*;q=0", 0},
+        {"*;q=0, gzip", 1000},
+        {"gzip;q=0, *", 0},
+        {"*;q=0.3, br", 300},
+        /* names: case-insensitive; x-gzip is gzip; no prefix or substring matches */
+        {"GZIP", 1000},
+        {"x-gzip", 1000},
+        {"X-Gzip;q=0.7", 700},
+        {"gzipx", 0},
+        {"xgzip", 0},
+        {"x-gzipp", 0},
+        {"gzi", 0},
+        {"br, x-compress, gzip2", 0},
+        /* the first entry for a name wins */
+        {"gzip;q=0.5, gzip;q=1", 500},
+        {"gzip;q=0, x-gzip", 0},
+        /* empty list elements and blanks are fine */
+        {" , ,gzip ,", 1000},
+        {",,, \t gzip\t", 1000},
+        /* malformed weights and parameters: that entry is ignored */
+        {"gzip;q=2", 0},
+        {"gzip;q=1.5", 0},
+        {"gzip;q=1.001", 0},
+        {"gzip;q=0.1234", 0},
+        {"gzip;q=", 0},
+        {"gzip;q", 0},
+        {"gzip;q=.5", 0},
+        {"gzip;q=-0", 0},
+        {"gzip;q=0.5x", 0},
+        {"gzip;q =0.5", 0},
+        {"gzip;level=9", 0},
+        {"gzip;q=0.5;level=9", 0},
+        {"gzip deflate", 0},
+        {"gzip;", 0},
+        {";q=1", 0},
+        {"g\"zip", 0},
+        {"gzip;q=0.x, *", 1000},
+        {"gzip;q=5, *;q=0.2", 200},
+        {"*;q=9", 0},
+    };
+    for (size_t i = 0; i < LV_ARRAY_LEN(t); i++)
+        if (ae_q(t[i].value, "gzip") != t[i].gzip_q)
+            fail_msg("Accept-Encoding '%s': gzip q %d, expected %d", t[i].value, ae_q(t[i].value, "gzip"), t[i].gzip_q);
+    /* absent: no coding (see the header for why) */
+    assert_int_equal(ae_q(NULL, "gzip"), 0);
+    /* other codings and the coding argument */
+    assert_int_equal(ae_q("gzip;q=0.5, br;q=0.9", "br"), 900);
+    assert_int_equal(ae_q("x-compress", "compress"), 1000);
+    assert_int_equal(ae_q("gzip", ""), 0);
+    assert_int_equal(ae_q("gzip", NULL), 0);
+    assert_int_equal(ae_q("*", "GZIP"), 1000);
+    /* the length bounds the field: bytes past it are not read */
+    assert_int_equal(lv_accept_encoding_q("br, gzip", 2, "gzip"), 0);
+    assert_int_equal(lv_accept_encoding_q("gzip;q=0", 4, "gzip"), 1000);
+    /* a NUL spoils its element only (lv_http1 never hands one over) */
+    assert_int_equal(lv_accept_encoding_q("gzip\0, br", 9, "gzip"), 0);
+    assert_int_equal(lv_accept_encoding_q("gzip\0, br", 9, "br"), 1000);
+}
+
+/* lv_etag_match on a C string */
+static int inm(const char *value, const char *etag)
+{
+    return lv_etag_match(value, value ? strlen(value) : 0, etag);
+}
+
+static void test_etag_match(void **state)
+{
+    (void)state;
+    const char *tag = "\"5b065d88cf58908e5e328483aa29cccc\"";
+    static const struct {
+        const char *value;
+        int match;
+    } t[] = {
+        {"\"5b065d88cf58908e5e328483aa29cccc\"", 1},
+        {"W/\"5b065d88cf58908e5e328483aa29cccc\"", 1},               /* weak comparison */
+        {"\"other\", \"5b065d88cf58908e5e328483aa29cccc\"", 1},
+        {"\"other\",W/\"5b065d88cf58908e5e328483aa29cccc\" , \"x\"", 1},
+        {" \t\"5b065d88cf58908e5e328483aa29cccc\"\t ", 1},
+        {",,\"5b065d88cf58908e5e328483aa29cccc\",,", 1},
+        {"*", 1},
+        {"  *  ", 1},
+        {"\"other\"", 0},
+        {"\"5b065d88cf58908e5e328483aa29ccc\"", 0},                 /* one digit short */
+        {"\"5B065D88CF58908E5E328483AA29CCCC\"", 0},                /* opaque: case matters */
+        {"5b065d88cf58908e5e328483aa29cccc", 0},                    /* unquoted */
+        {"\"5b065d88cf58908e5e328483aa29cccc", 0},
+        {"w/\"5b065d88cf58908e5e328483aa29cccc\"", 0},              /* "W/" is case-sensitive */
+        {"\"5b065d88cf58908e5e328483aa29cccc\" junk", 0},
+        {"\"5b065d88cf58908e5e328483aa29cccc\"\"x\"", 0},
+        {"\"5b065d88cf58908e5e328483aa29cccc\", bad", 0},           /* malformed anywhere: none */
+        {"*, \"5b065d88cf58908e5e328483aa29cccc\"", 0},             /* "*" only alone */
+        {"\"5b065d88cf58908e5e328483aa29cccc\", *", 0},
+        {"\"5b065d88 cf58908e5e328483aa29cccc\"", 0},
+        {"\"\"", 0},
+        {"", 0},
+        {",", 0},
+        {"W/", 0},
+        {"**", 0},
+    };
+    for (size_t i = 0; i < LV_ARRAY_LEN(t); i++)
+        if (inm(t[i].value, tag) != t[i].match)
+            fail_msg("If-None-Match '%s': expected %d", t[i].value, t[i].match);
+    assert_int_equal(inm(NULL, tag), 0);
+    assert_int_equal(inm("*", NULL), 0);
+    /* the current tag may itself be weak; an empty opaque tag is a tag */
+    assert_int_equal(inm("\"a\"", "W/\"a\""), 1);
+    assert_int_equal(inm("\"\"", "\"\""), 1);
+    assert_int_equal(inm("\"a\"", "a"), 0);
+    /* obs-text inside a tag is allowed; the length bounds the field */
+    assert_int_equal(inm("\"\xc3\xa9\"", "\"\xc3\xa9\""), 1);
+    assert_int_equal(lv_etag_match("\"a\"\"b\"", 3, "\"a\""), 1);
+    assert_int_equal(lv_etag_match("\"ab\"", 3, "\"ab\""), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +394,8 @@ int main(void)
         cmocka_unit_test(test_query_limits),
         cmocka_unit_test(test_origin),
         cmocka_unit_test(test_bearer),
+        cmocka_unit_test(test_accept_encoding),
+        cmocka_unit_test(test_etag_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
