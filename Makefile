@@ -58,11 +58,15 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The embed tool alone uses zlib (gzip copies) and libcrypto (SHA-256 ETags): the server does not.
+EMBED_PKGS := zlib libcrypto
 $(BUILD)/embed: tools/embed.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -O2 -Wall -Wextra -o $@ $<
+	$(CC) -std=c11 -O2 -Wall -Wextra $(shell pkg-config --cflags $(EMBED_PKGS)) -o $@ $< \
+	  $(shell pkg-config --libs $(EMBED_PKGS))
 
-# The web UI is embedded at build time so the binary serves it with no files around.
+# The web UI is embedded at build time so the binary serves it with no files around: each file
+# with its ETag and a gzip copy (docs/protocol.md "HTTP routes").
 $(BUILD)/gen/web_assets.c: $(BUILD)/embed $(WEB_FILES)
 	@mkdir -p $(dir $@)
 	$(BUILD)/embed web $@ $(WEB_FILES)

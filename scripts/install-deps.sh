@@ -13,6 +13,7 @@ PKGS=(
   build-essential pkg-config
   libuv1-dev libcurl4-openssl-dev libjansson-dev
   libturbojpeg0-dev libssl-dev libcmocka-dev
+  zlib1g-dev
   openssl curl ca-certificates procps
   chromium
   clang libclang-rt-14-dev
