@@ -60,6 +60,34 @@ static const char *mime_of(const char *path)
     return NULL;
 }
 
+/* Answer with an embedded asset (tools/embed.c): its gzip copy when the client takes gzip
+ * (Accept-Encoding, q=0 meaning no) and one was kept, else the plain bytes; 304 and no body when
+ * If-None-Match already names what would be sent. Each representation has its own strong ETag,
+ * and Vary tells caches the answer depends on Accept-Encoding. Cache-Control stays "no-cache"
+ * (lv_httpd.c) for every asset, not "immutable": index.html and the JS modules load each other
+ * by fixed names ('./util.js'), so hashed names would mean rewriting every import at build
+ * time; a revalidation costs one round trip and a ~250-byte 304 per file instead. HEAD gets the
+ * same headers (lv_req_respond drops the body). Only the first Accept-Encoding and
+ * If-None-Match lines are read (browsers send one). */
+static int serve_asset(lv_req_t *r, const lv_asset_t *a, const char *type)
+{
+    const lv_view_t *accept = lv_http1_header(r->head, "accept-encoding");
+    const lv_view_t *inm = lv_http1_header(r->head, "if-none-match");
+    bool gz = a->gz && accept && lv_accept_encoding_q(accept->ptr, accept->len, "gzip") > 0;
+    const char *etag = gz ? a->gz_etag : a->etag;
+    const char *vary = a->gz ? "vary: accept-encoding\r\n" : "";
+    char headers[160];
+    /* RFC 9110 section 15.4.5: a 304 carries the ETag and Vary a 200 would have; the body's
+     * type and coding stay those of the copy the client holds. */
+    if (inm && lv_etag_match(inm->ptr, inm->len, etag)) {
+        snprintf(headers, sizeof(headers), "etag: %s\r\n%s", etag, vary);
+        return lv_req_respond(r, 304, NULL, "", 0, false, headers);
+    }
+    snprintf(headers, sizeof(headers), "etag: %s\r\n%s%s", etag, vary, gz ? "content-encoding: gzip\r\n" : "");
+    return gz ? lv_req_respond(r, 200, type, a->gz, a->gz_len, false, headers)
+              : lv_req_respond(r, 200, type, a->data, a->len, false, headers);
+}
+
 static int serve_static(lv_app_t *app, lv_req_t *r, const char *path)
 {
     if (strcmp(path, "/") == 0)
@@ -88,7 +116,7 @@ static int serve_static(lv_app_t *app, lv_req_t *r, const char *path)
     }
     for (const lv_asset_t *a = lv_assets; a->path; a++)
         if (strcmp(a->path, path) == 0)
-            return lv_req_respond(r, 200, type, a->data, a->len, false, NULL);
+            return serve_asset(r, a, type);
     return lv_req_respond_error(r, 404, "not_found", "no such page");
 }
 
