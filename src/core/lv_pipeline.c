@@ -1,13 +1,12 @@
-/* lv_pipeline.c - the frame pipeline's scheduling core (credits and the fair queue's entry so far;
- * lv_pipeline.h). */
+/* lv_pipeline.c - the frame pipeline: credits, the fair queue, jobs and answers (lv_pipeline.h). */
 #include "lv_pipeline.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <stdio.h>
-
 #include "lv_common.h"
+#include "lv_log.h"
 
 /* One principal with something waiting. */
 typedef struct {
@@ -16,13 +15,22 @@ typedef struct {
     char key[64];
 } waiting_t;
 
-int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const lv_pipeline_hooks_t *hooks)
+static const lv_dispatch_events_t dispatch_events;
+
+int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, lv_dispatch_t *dispatch,
+                     const lv_pipeline_hooks_t *hooks)
 {
     if (lv_hmap_init(&p->waiting, 0) != 0)
         return LV_EIO;
     p->reg = reg;
     p->drr = drr;
+    p->dispatch = dispatch;
+    dispatch->events = &dispatch_events;
+    dispatch->events_ud = p;
     p->hooks = *hooks;
+    lv_queue_init(&p->jobs);
+    p->spare = NULL;
+    p->last_review_ms = 0;
     p->credits_outstanding = 0;
     p->max_frame_age_ms = 0;
     p->detached_cancel_ms = 0;
@@ -39,6 +47,10 @@ void lv_pipeline_free(lv_pipeline_t *p)
         free(LV_CONTAINER_OF(n, waiting_t, node));
     }
     lv_hmap_free(&p->waiting);
+    if (p->spare)
+        lv_buf_free(&p->spare->delta);
+    free(p->spare);
+    p->spare = NULL;
 }
 
 size_t lv_pipeline_principal_waiting(const lv_pipeline_t *p, const char *principal)
@@ -71,7 +83,10 @@ static void principal_add(lv_pipeline_t *p, const char *principal, int delta)
     }
 }
 
-void lv_pipeline_left_queue(lv_pipeline_t *p, const lv_session_t *s) { principal_add(p, s->rec.principal, -1); }
+static void left_queue(lv_pipeline_t *p, const lv_session_t *s) { principal_add(p, s->rec.principal, -1); }
+
+static uint64_t now_us(const lv_pipeline_t *p) { return p->hooks.now_us ? p->hooks.now_us(p->hooks.ud) : lv_now_us(); }
+static void kick(const lv_pipeline_t *p) { p->hooks.kick(p->hooks.ud); }
 
 /* A reload or a network blip reconnects well within --detached-cancel-ms; past it nobody would see
  * the answer. */
@@ -116,7 +131,7 @@ void lv_pipeline_ready(lv_pipeline_t *p, lv_session_t *s)
         return;
     principal_add(p, s->rec.principal, +1);
     /* tell the viewers where it stands when the frame will have to wait for a slot */
-    size_t free_slots = p->hooks.free_slots(p->hooks.ud);
+    size_t free_slots = p->dispatch->ops->free_slots(p->dispatch);
     size_t ahead = lv_drr_position(p->drr, &s->drr);
     if (ahead >= free_slots) {
         size_t position = ahead - free_slots + 1, queued = lv_drr_queued(p->drr);
@@ -161,9 +176,17 @@ void lv_pipeline_credit_clear(lv_pipeline_t *p, lv_session_t *s)
  * frame could be served soon: its principal has nothing waiting (fair queueing gives every
  * principal a turn each round), or less than one round of backend capacity is waiting in total.
  * Under overload sources therefore stop uploading frames that would only be thrown away. */
+static void flush_due_deltas(lv_pipeline_t *p, uint64_t now_ms);
+static void review_jobs(lv_pipeline_t *p, uint64_t now_ms);
+
 size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
 {
-    size_t capacity = p->hooks.capacity(p->hooks.ud);
+    flush_due_deltas(p, now);
+    if (now - p->last_review_ms >= LV_PIPELINE_REVIEW_MS) {
+        p->last_review_ms = now;
+        review_jobs(p, now);
+    }
+    size_t capacity = p->dispatch->ops->capacity(p->dispatch);
     size_t waiting = lv_drr_queued(p->drr) + p->credits_outstanding;
     lv_queue_t *head = lv_registry_started(p->reg), *n;
     lv_session_t *granted[LV_PIPELINE_CREDITS_PER_TICK];
@@ -276,4 +299,375 @@ void lv_pipeline_stop(lv_pipeline_t *p, lv_session_t *s, uint64_t now_ms)
         if (src->ops && src->ops->stop)
             src->ops->stop(src, s);
     }
+}
+
+/* ---------- jobs: a frame's turn, the dispatcher's events, the answer ---------- */
+
+static void job_free(lv_pipeline_t *p, lv_job_t *job)
+{
+    if (job->user[0]) /* its slot is free: the principal's share counts one job less */
+        lv_drr_job_done(p->drr, job->user, now_us(p), job->linger_us);
+    if (job->session)
+        job->session->job = NULL;
+    lv_queue_remove(&job->link);
+    lv_buf_free(&job->delta);
+    lv_frame_unref(job->frame);
+    free(job);
+}
+
+/* Stop a job's work; nothing of it reaches the viewers any more. */
+static void job_abort(lv_pipeline_t *p, lv_job_t *job)
+{
+    p->dispatch->ops->cancel(p->dispatch, job);
+    job_free(p, job);
+}
+
+/* The job ends without an answer and its frame goes back in line (unless a newer one already
+ * waits, or the session stopped): the session is queued again at once. */
+static void job_requeue(lv_pipeline_t *p, lv_job_t *job)
+{
+    lv_session_t *s = job->session;
+    if (!s->pending && s->rec.started) {
+        lv_session_mailbox_put(s, job->frame);
+        job->frame = NULL;
+    }
+    job_free(p, job);
+    lv_pipeline_ready(p, s);
+    kick(p);
+}
+
+static void flush_delta(lv_pipeline_t *p, lv_job_t *job)
+{
+    lv_session_t *s = job->session;
+    if (job->delta.len && s)
+        FOR_EACH_VIEWER(s, v,
+                        if (v->ops && v->ops->delta) v->ops->delta(v, s, job->answer_id, job->delta.data, job->delta.len));
+    lv_buf_reset(&job->delta);
+    job->delta_since_ms = 0;
+}
+
+static void flush_due_deltas(lv_pipeline_t *p, uint64_t now_ms)
+{
+    lv_queue_t *n;
+    LV_QUEUE_FOREACH(n, &p->jobs)
+    {
+        lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
+        if (job->delta_since_ms && now_ms - job->delta_since_ms >= LV_PIPELINE_DELTA_COALESCE_MS)
+            flush_delta(p, job);
+    }
+}
+
+static void ev_started(lv_dispatch_t *d, lv_job_t *job)
+{
+    lv_session_t *s = job->session;
+    job->started = true;
+    if (s)
+        FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->answer_start) v->ops->answer_start(v, s, job));
+}
+
+static void ev_delta(lv_dispatch_t *d, lv_job_t *job, const char *text, size_t len)
+{
+    lv_pipeline_t *p = d->events_ud;
+    if (!job->session)
+        return;
+    if (lv_buf_append(&job->delta, text, len) != 0) {
+        flush_delta(p, job); /* over the cap: send what we have, then this piece alone */
+        lv_buf_append(&job->delta, text, len);
+    }
+    if (!job->first_delta_sent) {
+        /* the first token goes out at once: time to first token is what people notice */
+        job->first_delta_sent = true;
+        flush_delta(p, job);
+        /* a request past its first token may be the evidence that lets a full window grow */
+        if (lv_drr_queued(p->drr) && d->ops->grow && d->ops->grow(d, job) > 0)
+            kick(p);
+    } else if (!job->delta_since_ms) {
+        job->delta_since_ms = now_us(p) / 1000u;
+    }
+}
+
+static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t *r)
+{
+    lv_pipeline_t *p = d->events_ud;
+    lv_session_t *s = job->session;
+    job->impl = NULL;
+    if (!s) {
+        job_free(p, job);
+        return;
+    }
+    if (r->requeue) {
+        job_requeue(p, job);
+        return;
+    }
+    flush_delta(p, job); /* every delta precedes the final answer */
+    uint64_t t0 = now_us(p);
+    if (r->rc == 0) {
+        double latency_ms = (double)(t0 - job->frame_recv_us) / 1000.0;
+        s->last_latency_ms = latency_ms;
+        s->rec.total_inferences++;
+        s->rec.avg_latency_ms += (latency_ms - s->rec.avg_latency_ms) / (double)s->rec.total_inferences;
+        s->job = NULL; /* the answer's metrics say it is no longer processing */
+        lv_session_history_add(s, job->answer_id, r->text, r->text_len, latency_ms, lv_wall_ms());
+        lv_session_save(p->reg, s);
+        FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->answer) v->ops->answer(v, s, job, r, latency_ms));
+        if (p->hooks.answered)
+            p->hooks.answered(p->hooks.ud, job, r, latency_ms, job->gateway_us + (now_us(p) - t0));
+    } else {
+        const char *code = r->error_code ? r->error_code : "backend_error";
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s: %s", job->backend_id, r->error_message ? r->error_message : lv_strerror(r->rc));
+        LV_INFO("session %.8s: %s %s", s->rec.id, code, msg);
+        lv_pipeline_error(p, s, code, msg, job->answer_id);
+        if (p->hooks.failed)
+            p->hooks.failed(p->hooks.ud, code);
+    }
+    job_free(p, job);
+    /* the slot this job held is free, and this session may have a frame waiting */
+    lv_pipeline_ready(p, s);
+    kick(p);
+}
+
+static const lv_dispatch_events_t dispatch_events = {ev_started, ev_delta, ev_done};
+
+/* A job from the spare (a busy backend turns it back) or a new one; NULL without memory. */
+static lv_job_t *job_get(lv_pipeline_t *p)
+{
+    lv_job_t *job = p->spare;
+    if (job) {
+        p->spare = NULL;
+        return job;
+    }
+    job = malloc(sizeof(*job));
+    if (job)
+        lv_buf_init(&job->delta, 65536);
+    return job;
+}
+
+static void job_put_spare(lv_pipeline_t *p, lv_job_t *job)
+{
+    lv_frame_unref(job->frame);
+    job->frame = NULL;
+    if (p->spare) {
+        lv_buf_free(&job->delta);
+        free(job);
+        return;
+    }
+    p->spare = job;
+}
+
+/* The frame leaves the mailbox and the session the queue without a job. */
+static lv_drr_verdict_t drop_turn(lv_pipeline_t *p, lv_session_t *s)
+{
+    left_queue(p, s);
+    lv_frame_unref(lv_session_mailbox_take(s));
+    return LV_DRR_DROP;
+}
+
+static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
+{
+    lv_pipeline_t *p = ud;
+    lv_session_t *s = LV_CONTAINER_OF(node, lv_session_t, drr);
+    if (s->job || !s->pending) {
+        left_queue(p, s); /* queued again when the job ends */
+        return LV_DRR_DROP;
+    }
+    uint64_t t0 = now_us(p);
+    if (lv_pipeline_detached_too_long(p, s, t0 / 1000u))
+        return drop_turn(p, s);
+    lv_job_t *job = job_get(p);
+    if (!job)
+        return drop_turn(p, s);
+    lv_buf_t delta = job->delta; /* a spare's buffer is kept (capped, empty) */
+    memset(job, 0, sizeof(*job));
+    job->delta = delta;
+    lv_buf_reset(&job->delta);
+    lv_frame_t *f = s->pending;
+    job->frame = lv_frame_ref(f);
+    job->settings = s->rec.settings;
+    job->answer_id = s->answer_seq + 1;
+    job->session = s;
+    job->frame_recv_us = f->recv_us;
+    job->dispatch_us = t0;
+    job->queue_wait_ms = (double)(t0 - f->recv_us) / 1000.0;
+    job->frame_age_ms = job->queue_wait_ms + f->capture_age_ms;
+    lv_queue_init(&job->link);
+    char why[1024];
+    why[0] = '\0';
+    s->job = job; /* for viewers that look at the session from inside `started` */
+    int rc = p->dispatch->ops->submit(p->dispatch, job, why, sizeof(why));
+    if (rc != 0) {
+        s->job = NULL;
+        job_put_spare(p, job);
+        if (rc == LV_EAGAIN)
+            return LV_DRR_BUSY;
+        if (rc == LV_ENOTFOUND) {
+            lv_pipeline_error(p, s, "no_backend", why, 0);
+            if (p->hooks.dropped)
+                p->hooks.dropped(p->hooks.ud, "no_backend");
+        } else {
+            lv_pipeline_error(p, s, "backend_error", "could not start the backend request", 0);
+        }
+        return drop_turn(p, s);
+    }
+    s->answer_seq = job->answer_id;
+    lv_frame_unref(lv_session_mailbox_take(s)); /* the job holds its own reference */
+    lv_queue_insert_tail(&p->jobs, &job->link);
+    left_queue(p, s);
+    if (p->hooks.dispatched)
+        p->hooks.dispatched(p->hooks.ud, job->queue_wait_ms, job->frame_age_ms);
+    /* the job counts against its principal's share of the slots in flight until it ends; the
+     * principal keeps competing a little after that, for about one frame interval: long enough for
+     * the source's next frame to come back (so one between two frames keeps its slot against one
+     * who borrows), never long when the interval is */
+    snprintf(job->user, sizeof(job->user), "%s", s->rec.principal);
+    uint64_t interval_us = (uint64_t)s->rec.settings.interval_ms * 1000u;
+    job->linger_us = LV_MIN(interval_us + 500000u, (uint64_t)5000000u);
+    job->gateway_us += now_us(p) - t0;
+    return LV_DRR_DISPATCHED;
+}
+
+static void on_stale(lv_drr_node_t *node, void *ud)
+{
+    lv_pipeline_t *p = ud;
+    lv_pipeline_drop_stale(p, LV_CONTAINER_OF(node, lv_session_t, drr), now_us(p));
+}
+
+/* Cancel the answer in progress, tell the viewers (`answer_cancelled` with the reason) and put
+ * the frame back in line (unless a newer one waits): the session's next answer follows as usual. */
+static void job_take_back(lv_pipeline_t *p, lv_job_t *job, const char *reason)
+{
+    lv_session_t *s = job->session;
+    p->dispatch->ops->cancel(p->dispatch, job);
+    lv_buf_reset(&job->delta); /* unsent pieces of an answer nobody wants */
+    job->delta_since_ms = 0;
+    LV_DEBUG("session %.8s: answer %llu cancelled (%s), the frame goes back in line", s->rec.id,
+             (unsigned long long)job->answer_id, reason);
+    lv_pipeline_answer_cancelled(p, s, job->answer_id, reason);
+    if (p->hooks.cancelled)
+        p->hooks.cancelled(p->hooks.ud, reason);
+    job_requeue(p, job);
+}
+
+/* A principal below its share waits and no slot is free: principals over their share hold them
+ * (they borrowed idle slots while nobody else waited). Take back the oldest request of such a
+ * principal that has produced nothing for LV_PIPELINE_PREEMPT_FLOOR_FACTOR x its backend's
+ * no-queue time to first token (at least LV_PIPELINE_PREEMPT_MIN_MS): it is hung or queued inside
+ * the backend, so little is lost, and its frame waits behind its principal's share. Only a slot
+ * the waiting session could use; never a request that is streaming (those end, and growth on
+ * demand makes room meanwhile). One per call. */
+static bool preempt_for_starved(lv_pipeline_t *p)
+{
+    lv_drr_node_t *node = lv_drr_starved(p->drr);
+    if (!node)
+        return false;
+    const lv_session_t *want = LV_CONTAINER_OF(node, lv_session_t, drr);
+    lv_dispatch_t *d = p->dispatch;
+    uint64_t now = now_us(p);
+    lv_job_t *victim = NULL;
+    lv_queue_t *n;
+    LV_QUEUE_FOREACH(n, &p->jobs)
+    {
+        lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
+        if (!job->session || !job->started || job->first_delta_sent)
+            continue;
+        if (victim && job->dispatch_us >= victim->dispatch_us)
+            continue;
+        if (!d->ops->could_serve || !d->ops->could_serve(d, job, &want->rec.settings))
+            continue;
+        uint64_t floor_us = d->ops->ttft_floor_us ? d->ops->ttft_floor_us(d, job) : 0;
+        uint64_t patience_us = LV_MAX((uint64_t)LV_PIPELINE_PREEMPT_FLOOR_FACTOR * floor_us,
+                                      (uint64_t)LV_PIPELINE_PREEMPT_MIN_MS * 1000u);
+        if (now - job->dispatch_us < patience_us || !lv_drr_over_share(p->drr, job->user))
+            continue;
+        victim = job;
+    }
+    if (!victim)
+        return false;
+    LV_INFO("session %.8s: request without a first token after %llu ms taken back: principal %s holds more than "
+            "its share while another waits",
+            victim->session->rec.id, (unsigned long long)((now - victim->dispatch_us) / 1000), victim->user);
+    job_take_back(p, victim, "preempted");
+    return true;
+}
+
+/* Jobs nobody waits for any more: the session has had no viewer and no source for
+ * detached_cancel_ms (its waiting frame goes too), or its request settings changed (taken back once
+ * LV_PIPELINE_SUPERSEDE_MIN_MS after it started). A job not yet started (its frame is being
+ * shaped) is looked at once it is. */
+static void review_jobs(lv_pipeline_t *p, uint64_t now_ms)
+{
+    lv_queue_t *n, *next;
+    uint64_t now = now_us(p);
+    for (n = p->jobs.next; n != &p->jobs; n = next) {
+        next = n->next; /* neither path frees another job */
+        lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
+        lv_session_t *s = job->session;
+        if (!s || !job->started)
+            continue;
+        if (lv_pipeline_detached_too_long(p, s, now_ms)) {
+            LV_INFO("session %.8s: nobody attached for %d ms, its backend request is cancelled", s->rec.id,
+                    p->detached_cancel_ms);
+            lv_pipeline_unready(p, s);
+            lv_frame_unref(lv_session_mailbox_take(s));
+            if (p->hooks.cancelled)
+                p->hooks.cancelled(p->hooks.ud, "detached");
+            job_abort(p, job);
+        } else if (job->settings_stale && now - job->dispatch_us >= (uint64_t)LV_PIPELINE_SUPERSEDE_MIN_MS * 1000u) {
+            job_take_back(p, job, "settings_changed");
+        }
+    }
+    if (preempt_for_starved(p))
+        kick(p);
+    /* a lingering principal's time is up: those held back for it may go now */
+    uint64_t linger_end = lv_drr_linger_next_us(p->drr);
+    if (linger_end && linger_end <= now && lv_drr_queued(p->drr))
+        kick(p);
+}
+
+size_t lv_pipeline_run(lv_pipeline_t *p)
+{
+    lv_dispatch_t *d = p->dispatch;
+    lv_drr_set_capacity(p->drr, d->ops->capacity(d));
+    size_t n = lv_drr_run(p->drr, LV_PIPELINE_DISPATCH_PER_RUN, now_us(p), try_dispatch, on_stale, p);
+    /* frames still wait: a full backend that shows free room grows its window (one request per
+     * first token), and the next run may use it */
+    if (lv_drr_queued(p->drr) && d->ops->grow && d->ops->grow(d, NULL) > 0)
+        kick(p);
+    else if (preempt_for_starved(p))
+        kick(p);
+    /* bounded work per run: if a full batch went out, come back for the rest */
+    if (n == LV_PIPELINE_DISPATCH_PER_RUN)
+        kick(p);
+    return n;
+}
+
+bool lv_pipeline_put_frame(lv_pipeline_t *p, lv_session_t *s, lv_frame_t *f)
+{
+    bool replaced = lv_session_mailbox_put(s, f) != 0;
+    if (!s->job) {
+        lv_pipeline_ready(p, s);
+        kick(p);
+    }
+    return replaced;
+}
+
+void lv_pipeline_settings_changed(lv_pipeline_t *p, lv_session_t *s, const lv_settings_t *next)
+{
+    (void)p;
+    if (lv_pipeline_supersedes(s, next))
+        s->job->settings_stale = true;
+}
+
+void lv_pipeline_release(lv_pipeline_t *p, lv_session_t *s)
+{
+    lv_pipeline_unready(p, s);
+    lv_pipeline_credit_clear(p, s);
+    if (s->job)
+        job_abort(p, s->job);
+}
+
+void lv_pipeline_shutdown(lv_pipeline_t *p)
+{
+    while (!lv_queue_empty(&p->jobs))
+        job_abort(p, LV_CONTAINER_OF(lv_queue_head(&p->jobs), lv_job_t, link));
 }

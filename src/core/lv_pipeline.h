@@ -1,20 +1,23 @@
-/* lv_pipeline.h - the frame pipeline's scheduling core, in core/ (no I/O, no clock of its own).
- * Moved out of src/server/lv_engine.c so far: credits and each principal's waiting count; the
- * fair queue's entry and exit (a session with a waiting frame joins lv_drr under its principal;
- * its viewers hear `queued` when it must wait for a slot, and `frame_dropped` when its frame is too
- * old when its turn comes); errors and take-backs to the viewers; attach/detach of viewers and
- * sources, start and stop; the detached-cancel and supersede decisions. The pipeline asks a
- * started session's sources for a frame (lv_port_source.h) when its interval is due and the frame
- * could be served soon, re-asks after max(5 s, 2 intervals), and keeps the count of unanswered
- * credits. The host calls lv_pipeline_tick every ~20 ms with its monotonic `now`, on the loop
- * thread.
- * The job path (turn -> job -> answer) is still in lv_engine.c (docs/internals/ports.md,
- * "What is not behind a port yet").
+/* lv_pipeline.h - the frame pipeline, in core/ (no I/O, no clock of its own): credits, the
+ * mailbox, the fair queue, jobs and answers. A started session's sources are asked for a frame
+ * (lv_port_source.h) when its interval is due and the frame could be served soon; the frame waits
+ * in the session's one-slot mailbox and joins the fair queue (lv_drr) under its principal; when
+ * its turn comes it becomes a job handed to the dispatcher (lv_port_dispatch.h), and what the
+ * dispatcher reports reaches the session's viewers (lv_port_viewer.h): answer_start, deltas
+ * (coalesced), the answer, errors. Around that: queue positions, stale drops, one retry's
+ * requeue, preemption of over-share requests for a starved principal, cancelling work nobody
+ * waits for (detached sessions, superseded settings), start/stop, attach/detach.
  *
- * Ownership: the host owns the lv_pipeline_t (plain struct, embed it), the registry and the fair
- * queue it points at; the pipeline's own memory is its per-principal count table (freed by
- * lv_pipeline_free). Hooks are called synchronously from inside pipeline calls and must not call
- * back into the pipeline for the same session. */
+ * The host drives it on the loop thread: lv_pipeline_tick every ~20 ms with its monotonic `now`
+ * (credits, coalesced deltas, and every 100 ms the review of running jobs), lv_pipeline_run when
+ * hooks.kick asks for it (on the next loop turn, never from inside the kick), lv_pipeline_put_frame
+ * for each accepted frame.
+ *
+ * Ownership: the host owns the lv_pipeline_t (plain struct, embed it), the registry, the fair queue
+ * and the dispatcher it points at; the pipeline owns its jobs and its per-principal count table
+ * (lv_pipeline_shutdown cancels the jobs, lv_pipeline_free frees the rest). Hooks are called
+ * synchronously from inside pipeline calls and must not call back into the pipeline for the same
+ * session. */
 #ifndef LV_PIPELINE_H
 #define LV_PIPELINE_H
 
@@ -24,30 +27,59 @@
 
 #include "lv_drr.h"
 #include "lv_hmap.h"
+#include "lv_port_dispatch.h"
 #include "lv_port_source.h"
 #include "lv_port_viewer.h"
 #include "lv_session.h"
 
 #define LV_PIPELINE_CREDITS_PER_TICK 1024
 #define LV_PIPELINE_CREDIT_RETRY_MIN_MS 5000
+/* Bounded work per lv_pipeline_run; a full batch asks for another run. */
+#define LV_PIPELINE_DISPATCH_PER_RUN 256
+/* Deltas after the first are coalesced for this long: one message per ~40 ms instead of one per
+ * token, which people cannot tell apart while reading. */
+#define LV_PIPELINE_DELTA_COALESCE_MS 40
+/* Running jobs are reviewed (detached, superseded, preemption) this often. */
+#define LV_PIPELINE_REVIEW_MS 100
+/* A settings change takes back the answer in progress, at most once per this per session: updates
+ * cannot become a stream of backend requests. */
+#define LV_PIPELINE_SUPERSEDE_MIN_MS 1000
+/* A request of a principal over its share that has produced nothing for this many no-queue TTFTs
+ * of its backend (at least LV_PIPELINE_PREEMPT_MIN_MS) may be taken back for one below its share
+ * who waits. */
+#define LV_PIPELINE_PREEMPT_FLOOR_FACTOR 4
+#define LV_PIPELINE_PREEMPT_MIN_MS 1000
 
-/* What the pipeline asks its host. */
+/* What the pipeline asks and tells its host. Any may be NULL unless said. */
 typedef struct {
     void *ud;
-    /** Slots in all when every healthy backend is full: credits are paced against it. */
-    size_t (*capacity)(void *ud);
+    /** Call lv_pipeline_run on a later loop turn (coalesce repeated asks). Required. */
+    void (*kick)(void *ud);
+    /** The monotonic clock in microseconds; NULL = lv_now_us() (tests pass a fake). */
+    uint64_t (*now_us)(void *ud);
     /** May s be asked for a frame now (its principal's frame budget)? NULL = yes. */
     bool (*credit_allowed)(void *ud, const lv_session_t *s, uint64_t now_ms);
-    /** Requests that could start now, all backends together (queue positions count past them). */
-    size_t (*free_slots)(void *ud);
-    /** A waiting frame was thrown away ("stale"), for metrics. NULL = not counted. */
+    /** A waiting frame was thrown away ("stale", "no_backend"), for metrics. */
     void (*dropped)(void *ud, const char *reason);
+    /** A frame left the queue for a backend. */
+    void (*dispatched)(void *ud, double queue_wait_ms, double frame_age_ms);
+    /** An answer was delivered (latency from frame receipt; the gateway's own time on it). */
+    void (*answered)(void *ud, const lv_job_t *job, const lv_dispatch_result_t *r, double latency_ms,
+                     uint64_t gateway_us);
+    /** A job ended in an error (its code). */
+    void (*failed)(void *ud, const char *code);
+    /** A job was taken back ("detached", "settings_changed", "preempted"). */
+    void (*cancelled)(void *ud, const char *reason);
 } lv_pipeline_hooks_t;
 
 typedef struct lv_pipeline {
     lv_registry_t *reg;          /* not owned */
     lv_drr_t *drr;               /* not owned: frames waiting count against credits */
+    lv_dispatch_t *dispatch;     /* not owned; its events are the pipeline's */
     lv_pipeline_hooks_t hooks;
+    lv_queue_t jobs;             /* lv_job_t.link: requests in flight, oldest first */
+    lv_job_t *spare;             /* a job kept for the next turn: a busy backend costs no malloc */
+    uint64_t last_review_ms;
     size_t credits_outstanding;  /* credits sent and not yet answered by a frame */
     lv_hmap_t waiting;           /* principal -> frames queued + credits outstanding (entries
                                   * only while non-zero) */
@@ -57,22 +89,39 @@ typedef struct lv_pipeline {
                                   * backend work (set after init; 0 = at once) */
 } lv_pipeline_t;
 
-/** LV_EIO when the per-principal table gets no random key. */
-int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, const lv_pipeline_hooks_t *hooks);
+/** Set up p over the registry, the fair queue and the dispatcher (whose events it takes over).
+ * LV_EIO when the per-principal table gets no random key. */
+int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, lv_dispatch_t *dispatch,
+                     const lv_pipeline_hooks_t *hooks);
+/** Cancel every job (before the dispatcher's backends go); nothing is delivered for them. */
+void lv_pipeline_shutdown(lv_pipeline_t *p);
 /** Free the per-principal counts (after the loop has ended: nothing calls the pipeline again). */
 void lv_pipeline_free(lv_pipeline_t *p);
 /** What `principal` has waiting: frames in the fair queue plus credits not yet answered. Credits
  * to a principal with something waiting wait while the backends are full. */
 size_t lv_pipeline_principal_waiting(const lv_pipeline_t *p, const char *principal);
-/** The fair queue let go of s's waiting frame outside lv_pipeline (dispatched, or dropped by the
- * host's dispatch): its principal has one less waiting. */
-void lv_pipeline_left_queue(lv_pipeline_t *p, const lv_session_t *s);
 
 /** s's outstanding credit (if any) is answered or dropped: by a frame (accepted or rejected), at
  * stop, when its last source leaves, or when the session is released. */
 void lv_pipeline_credit_clear(lv_pipeline_t *p, lv_session_t *s);
 
-/** Periodic work (every ~20 ms): credits to started sessions with a source, no waiting frame and
+/** A checked frame for started session s (f: the caller's reference, taken). It waits in the
+ * mailbox (a waiting one is replaced: returns true) and the session joins the fair queue unless
+ * its job is still running (it joins when the job ends). */
+bool lv_pipeline_put_frame(lv_pipeline_t *p, lv_session_t *s, lv_frame_t *f);
+/** Give waiting frames their turns (fair order) while the dispatcher takes them, at most
+ * LV_PIPELINE_DISPATCH_PER_RUN; then let a full backend grow, or preempt for a starved principal.
+ * Returns how many jobs started. */
+size_t lv_pipeline_run(lv_pipeline_t *p);
+/** s's settings are about to become next: a running job asked with other request settings is
+ * superseded (taken back once it has run LV_PIPELINE_SUPERSEDE_MIN_MS, and sent again). */
+void lv_pipeline_settings_changed(lv_pipeline_t *p, lv_session_t *s, const lv_settings_t *next);
+/** The registry is about to free s (expired, evicted): out of the queue, credit dropped, job
+ * cancelled. */
+void lv_pipeline_release(lv_pipeline_t *p, lv_session_t *s);
+
+/** Periodic work (every ~20 ms): deltas due (coalesced) go to the viewers, running jobs are
+ * reviewed every LV_PIPELINE_REVIEW_MS, and credits to started sessions with a source, no waiting frame and
  * no unanswered credit (an unanswered one is re-asked after max(5 s, 2 intervals)), when their
  * interval is due and their principal has nothing waiting or less than `capacity` is waiting in
  * all. At most LV_PIPELINE_CREDITS_PER_TICK per call; sessions that got one go to the back of the

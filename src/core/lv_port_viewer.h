@@ -1,11 +1,7 @@
 /* lv_port_viewer.h - the viewer port: whoever watches a session gets what the pipeline has to say
  * about it (where its frame stands in line, the answer as it streams, errors). The page's WebSocket
  * is one implementation (src/server/lv_engine.c, the only place the page's JSON is written); a
- * test's fake records the calls. Status: the pipeline (lv_pipeline.c) calls queued,
- * frame_dropped, error and answer_cancelled; the answer ops (answer_start, delta, answer) are not
- * called yet: the engine still writes those messages to session->viewers directly
- * (lv_session_send) until the job path moves into core (docs/internals/ports.md, "What is not
- * behind a port yet").
+ * test's fake records the calls. The pipeline (lv_pipeline.c) makes every call.
  *
  * Ownership and lifetimes:
  *   - The implementation owns the lv_viewer_t (embed it in your connection struct) and its ops

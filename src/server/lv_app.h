@@ -71,18 +71,18 @@ typedef struct lv_app {
     lv_registry_t *reg;
     struct lv_persist *persist;  /* the state file (lv_state.h); NULL when sessions are not kept */
     lv_drr_t drr;                /* sessions with a waiting frame, in fair order */
-    lv_pipeline_t pipe;          /* credits (lv_pipeline.h); more of the frame path to come */
+    lv_pipeline_t pipe;          /* the frame path (lv_pipeline.h) */
+    lv_dispatch_t *dispatch;     /* the pipeline's dispatcher: the local pool (lv_dispatch_local.h) */
     struct lv_stat *stat;        /* metrics (lv_stat.h) */
-    lv_queue_t jobs;             /* backend calls in flight (lv_job_t) */
     struct lv_iptable *ips;
     char token[65];              /* access token; empty with --auth none */
     lv_queue_t conns;            /* every WebSocket (lv_conn_t.app_link) */
     size_t n_conns;
     lv_queue_t pending_models;   /* HTTP requests waiting for a model refresh */
     bool refreshing;
-    uv_timer_t tick;             /* credits, stats, hello deadlines */
+    uv_timer_t tick;             /* the pipeline's tick, stats, hello deadlines */
     uv_timer_t sweep;            /* idle sessions */
-    uv_timer_t kick;             /* run the scheduler on the next loop turn */
+    uv_timer_t kick;             /* lv_pipeline_run on the next loop turn */
     bool kick_pending;
     uint64_t last_slow_tick_ms;  /* stats and hello deadlines run every 100 ms */
     uv_signal_t sigint, sigterm;

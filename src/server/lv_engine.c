@@ -1,6 +1,8 @@
-/* lv_engine.c - the frame path: WebSocket messages -> session mailbox -> fair queue -> backend call
- * -> deltas and answers to the session's sockets. Also the periodic work: credits, stats, hello
- * deadlines, idle sessions. Everything here runs on the loop thread. */
+/* lv_engine.c - the page's WebSocket on the frame pipeline: client messages (hello, settings,
+ * start/stop, frames) go into lv_pipeline (src/core), and the pipeline's ports come back out here
+ * as the page's JSON (the WebSocket is a viewer and a source of its session). Also the host side
+ * of the pipeline: its timers, the local dispatcher on the backend pool, metrics, stats pushes,
+ * hello deadlines and the idle sweep. Everything here runs on the loop thread. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,15 +10,13 @@
 
 #include "lv_app.h"
 #include "lv_backend.h"
-#include "lv_chat.h"
-#include "lv_chatreq.h"
 #include "lv_common.h"
+#include "lv_dispatch_local.h"
 #include "lv_frame.h"
 #include "lv_json_str.h"
 #include "lv_jpeg.h"
 #include "lv_log.h"
 #include "lv_pipeline.h"
-#include "lv_shape.h"
 #include "lv_stat.h"
 #include "lv_sysmon.h"
 #include "lv_wsmsg.h"
@@ -30,51 +30,7 @@
 #define RATE_NOTICE_MS 1000  /* at most one rate_limited error per socket per second */
 #define FLOOD_FACTOR 10      /* more than 10x RATE_MSGS_PER_S in a second ... */
 #define FLOOD_SECONDS 3      /* ... for this many seconds in a row closes the socket with 1008 */
-#define DISPATCH_PER_RUN 256
-/* Deltas after the first are coalesced for this long: one WebSocket message (one TLS record, one
- * send) per ~40 ms instead of one per token, which people cannot tell apart while reading. */
-#define DELTA_COALESCE_MS 40
-/* A settings change cancels the answer in progress and sends the frame again, but a session's
- * request is replaced at most once per this: updates cannot become a stream of backend requests. */
-#define SUPERSEDE_MIN_MS 1000
-/* A request of a user over its share that has produced nothing this long may be taken back for a
- * user below its share who waits (preempt_for_starved): this many no-queue TTFTs, at least ... */
-#define PREEMPT_FLOOR_FACTOR 4
-#define PREEMPT_MIN_MS 1000
-
-/* One backend request in flight for one session. */
-typedef struct lv_job {
-    lv_queue_t link; /* app->jobs */
-    lv_app_t *app;
-    lv_session_t *session;
-    lv_chat_t *chat;
-    lv_backend_t *backend;
-    uint64_t answer_id;
-    uint64_t frame_recv_us;
-    uint64_t dispatch_us;
-    double queue_wait_ms;
-    double frame_age_ms;
-    lv_frame_t *frame;       /* kept for a retry on another backend */
-    lv_buf_t shaped;         /* the frame scaled down for this backend; empty = send frame as is */
-    lv_shape_req_t shape;
-    bool shaping;            /* a shape request is on the thread pool; on_shaped frees an orphan */
-    bool retried;
-    double shape_ms;
-    uint64_t gateway_us;     /* the gateway's own time on this frame (receive, dispatch, deliver) */
-    char model_asked[LV_MODEL_MAX + 1];
-    lv_buf_t delta;          /* streamed text not yet sent to the session */
-    uint64_t delta_since_ms; /* when the oldest unsent piece arrived; 0 = nothing pending */
-    bool first_delta_sent;
-    char model[LV_MODEL_MAX + 1];
-    /* fair share of the slots in flight (lv_drr job tracking) */
-    bool counted;            /* dispatched by the scheduler: its end is reported to it once */
-    char user[64];           /* the scheduler's user key it was dispatched under */
-    uint64_t linger_us;      /* how long its user keeps competing after it ends */
-    bool settings_stale;     /* the session's prompt/model/... changed while it ran */
-} lv_job_t;
-
 static void credit_clear(lv_app_t *app, lv_session_t *s);
-static bool preempt_for_starved(lv_app_t *app);
 
 /* ---------- messages ---------- */
 
@@ -86,16 +42,6 @@ static void session_send_json(lv_session_t *s, json_t *obj)
 {
     lv_msg_t *m = lv_msg_from_json(obj);
     json_decref(obj);
-    if (!m)
-        return;
-    lv_session_send(s, m);
-    lv_msg_unref(m);
-}
-
-/* Send text already in JSON form to every socket of a session (templates on the hot path). */
-static void session_send_text(lv_session_t *s, const char *text, size_t len)
-{
-    lv_msg_t *m = lv_msg_new(text, len, false);
     if (!m)
         return;
     lv_session_send(s, m);
@@ -146,11 +92,6 @@ void lv_conn_send_error(lv_conn_t *c, const char *code, const char *message, con
         lv_conn_send(c, m);
         lv_msg_unref(m);
     }
-}
-
-static void session_send_error(lv_app_t *app, lv_session_t *s, const char *code, const char *message, uint64_t answer_id)
-{
-    lv_pipeline_error(&app->pipe, s, code, message, answer_id);
 }
 
 void lv_conn_close(lv_conn_t *c, int status, const char *reason)
@@ -254,8 +195,60 @@ static void ws_answer_cancelled(lv_viewer_t *v, lv_session_t *s, uint64_t answer
     lv_msg_unref(m);
 }
 
+static void ws_answer_start(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job)
+{
+    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
+    conn_send_json(c, json_pack("{s:s, s:I, s:s, s:s, s:f, s:f}", "type", "answer_start", "answer_id",
+                                (json_int_t)job->answer_id, "backend", job->backend_id, "model", job->model,
+                                "queue_wait_ms", job->queue_wait_ms, "frame_age_ms", job->frame_age_ms));
+}
+
+/* The hottest message: written from a template, not through a JSON tree. */
+static void ws_delta(lv_viewer_t *v, lv_session_t *s, uint64_t answer_id, const char *text, size_t len)
+{
+    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
+    lv_buf_t b;
+    lv_buf_init(&b, 8 * len + 128);
+    if (lv_buf_printf(&b, "{\"type\":\"delta\",\"answer_id\":%llu,\"text\":", (unsigned long long)answer_id) == 0 &&
+        lv_json_str_append(&b, text, len) == 0 && lv_buf_append(&b, "}", 1) == 0) {
+        lv_msg_t *m = lv_msg_new(b.data, b.len, false);
+        if (m) {
+            lv_conn_send(c, m);
+            lv_msg_unref(m);
+        }
+    }
+    lv_buf_free(&b);
+}
+
+static void ws_answer(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job, const lv_dispatch_result_t *r,
+                      double latency_ms)
+{
+    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
+    json_t *m = metrics_json(s);
+    json_object_set_new(m, "ttft_ms", json_real((double)r->ttft_us / 1000.0));
+    json_object_set_new(m, "queue_wait_ms", json_real(job->queue_wait_ms));
+    json_object_set_new(m, "frame_age_ms", json_real(job->frame_age_ms));
+    json_object_set_new(m, "shape_ms", json_real(r->shape_ms));
+    json_object_set_new(m, "tokens", json_integer(r->tokens));
+    json_object_set_new(m, "backend", json_string(job->backend_id));
+    json_object_set_new(m, "model", json_string(job->model));
+    json_object_set_new(m, "streamed", json_boolean(r->streamed));
+    json_t *o = json_pack("{s:s, s:I, s:s%, s:o}", "type", "vlm_response", "answer_id", (json_int_t)job->answer_id,
+                          "text", r->text, r->text_len, "metrics", m);
+    if (o && job->settings.debug) {
+        json_t *req = r->request_debug_json ? json_loads(r->request_debug_json, 0, NULL) : NULL;
+        json_t *resp = r->response_debug_json ? json_loads(r->response_debug_json, 0, NULL) : NULL;
+        json_object_set_new(o, "request_payload", req ? req : json_null());
+        json_object_set_new(o, "response_payload", resp ? resp : json_null());
+    }
+    conn_send_json(c, o);
+}
+
 static const lv_viewer_ops_t ws_viewer_ops = {
     .queued = ws_queued,
+    .answer_start = ws_answer_start,
+    .delta = ws_delta,
+    .answer = ws_answer,
     .error = ws_error,
     .frame_dropped = ws_frame_dropped,
     .answer_cancelled = ws_answer_cancelled,
@@ -271,379 +264,14 @@ static void attach(lv_conn_t *c, lv_session_t *s)
     lv_pipeline_attach_source(&c->app->pipe, s, &c->source, now);
 }
 
-/* ---------- the scheduler and backend calls ---------- */
-
-static void job_free(lv_job_t *job)
-{
-    if (job->counted) /* its slot is free: the user's share counts one job less */
-        lv_drr_job_done(&job->app->drr, job->user, lv_now_us(), job->linger_us);
-    if (job->session)
-        job->session->job = NULL;
-    lv_queue_remove(&job->link);
-    lv_buf_free(&job->delta);
-    lv_buf_free(&job->shaped);
-    lv_frame_unref(job->frame);
-    free(job);
-}
-
-/* Stop a job's work. A chat is cancelled and the job freed now; a frame being shaped cannot be
- * taken back from its thread, so the job is orphaned and on_shaped frees it. */
-static void job_abort(lv_job_t *job)
-{
-    if (job->session)
-        job->session->job = NULL;
-    job->session = NULL;
-    if (job->shaping) {
-        lv_shape_cancel(&job->shape);
-        lv_queue_remove(&job->link);
-        return;
-    }
-    lv_chat_cancel(job->chat);
-    job->chat = NULL;
-    job_free(job);
-}
-
-static void flush_delta(lv_job_t *job)
-{
-    if (job->delta.len && job->session) {
-        /* the hottest message: written from a template, not through a JSON tree */
-        lv_buf_t b;
-        lv_buf_init(&b, 8 * job->delta.len + 128);
-        if (lv_buf_printf(&b, "{\"type\":\"delta\",\"answer_id\":%llu,\"text\":",
-                          (unsigned long long)job->answer_id) == 0 &&
-            lv_json_str_append(&b, job->delta.data, job->delta.len) == 0 && lv_buf_append(&b, "}", 1) == 0)
-            session_send_text(job->session, b.data, b.len);
-        lv_buf_free(&b);
-    }
-    lv_buf_reset(&job->delta);
-    job->delta_since_ms = 0;
-}
-
-static void on_delta(void *ud, const char *text, size_t len)
-{
-    lv_job_t *job = ud;
-    if (!job->session)
-        return;
-    if (lv_buf_append(&job->delta, text, len) != 0) {
-        flush_delta(job); /* over the cap: send what we have, then this piece alone */
-        lv_buf_append(&job->delta, text, len);
-    }
-    if (!job->first_delta_sent) {
-        /* the first token goes out at once: time to first token is what people notice */
-        job->first_delta_sent = true;
-        flush_delta(job);
-        /* a request past its first token may be the evidence that lets a full window grow */
-        if (lv_drr_queued(&job->app->drr) && lv_backend_grow_on_demand(job->backend))
-            lv_engine_kick(job->app);
-    } else if (!job->delta_since_ms) {
-        job->delta_since_ms = lv_now_ms();
-    }
-}
-
-static void on_done(void *ud, const lv_chat_result_t *r);
-static const lv_chat_cb_t chat_cbs = {on_delta, on_done};
-static int job_send(lv_job_t *job);
-
-static void session_ready(lv_app_t *app, lv_session_t *s) { lv_pipeline_ready(&app->pipe, s); }
-static void session_unready(lv_app_t *app, lv_session_t *s) { lv_pipeline_unready(&app->pipe, s); }
-
-/* The job ends without an answer and its frame goes back in line (unless a newer one already
- * waits, or the session stopped): the session is queued again at once. */
-static void job_requeue(lv_app_t *app, lv_job_t *job)
-{
-    lv_session_t *s = job->session;
-    if (!s->pending && s->rec.started) {
-        s->pending = job->frame;
-        job->frame = NULL;
-    }
-    job_free(job);
-    session_ready(app, s);
-    lv_engine_kick(app);
-}
-
-static bool retryable(const lv_chat_result_t *r)
-{
-    /* only before the first token: after it, the user has already seen part of this answer */
-    if (r->n_deltas > 0 || r->rc == LV_ETIMEDOUT)
-        return false;
-    return r->http_status == 0 || r->http_status >= 500 || r->http_status == 429;
-}
-
-static void on_done(void *ud, const lv_chat_result_t *r)
-{
-    lv_job_t *job = ud;
-    lv_app_t *app = job->app;
-    lv_session_t *s = job->session;
-    job->chat = NULL;
-    if (!s) {
-        job_free(job);
-        return;
-    }
-    if (r->rc != 0 && !job->retried && !app->stopping && retryable(r)) {
-        lv_backend_t *other = NULL;
-        const char *model = NULL;
-        int rc = lv_pool_resolve_excluding(app->pool, s->rec.settings.backend, job->model_asked, job->backend, &other,
-                                           &model);
-        if (rc == LV_EAGAIN) {
-            /* another backend serves the model but has no free slot: the frame goes back in line
-             * (unless a newer one already waits) instead of failing in front of the user */
-            LV_INFO("session %.8s: %s failed before the first token (%s); the frame waits for another backend",
-                    s->rec.id, job->backend->id, r->error_message ? r->error_message : "error");
-            lv_stat_retry(app);
-            job_requeue(app, job);
-            return;
-        }
-        if (rc == 0) {
-            LV_INFO("session %.8s: %s failed before the first token (%s); retrying on %s", s->rec.id,
-                    job->backend->id, r->error_message ? r->error_message : "error", other->id);
-            lv_stat_retry(app);
-            job->retried = true;
-            job->backend = other;
-            snprintf(job->model, sizeof(job->model), "%s", model);
-            if (job_send(job) == 0)
-                return;
-        }
-    }
-    flush_delta(job); /* every delta precedes the final answer */
-    uint64_t t0 = lv_now_us();
-    if (r->rc == 0) {
-        double latency_ms = (double)(t0 - job->frame_recv_us) / 1000.0;
-        s->last_latency_ms = latency_ms;
-        s->rec.total_inferences++;
-        s->rec.avg_latency_ms += (latency_ms - s->rec.avg_latency_ms) / (double)s->rec.total_inferences;
-        app->answers_total++;
-        int tokens = r->completion_tokens > 0 ? r->completion_tokens : r->n_deltas;
-        s->job = NULL; /* so is_processing reads false in the final metrics */
-        json_t *m = metrics_json(s);
-        json_object_set_new(m, "ttft_ms", json_real((double)r->ttft_us / 1000.0));
-        json_object_set_new(m, "queue_wait_ms", json_real(job->queue_wait_ms));
-        json_object_set_new(m, "frame_age_ms", json_real(job->frame_age_ms));
-        json_object_set_new(m, "shape_ms", json_real(job->shape_ms));
-        json_object_set_new(m, "tokens", json_integer(tokens));
-        json_object_set_new(m, "backend", json_string(job->backend->id));
-        json_object_set_new(m, "model", json_string(job->model));
-        json_object_set_new(m, "streamed", json_boolean(r->streamed));
-        json_t *o = json_pack("{s:s, s:I, s:s%, s:o}", "type", "vlm_response", "answer_id",
-                              (json_int_t)job->answer_id, "text", r->text ? r->text : "", r->text ? r->text_len : 0,
-                              "metrics", m);
-        if (o && s->rec.settings.debug) {
-            json_t *req = r->request_debug_json ? json_loads(r->request_debug_json, 0, NULL) : NULL;
-            json_t *resp = r->response_debug_json ? json_loads(r->response_debug_json, 0, NULL) : NULL;
-            json_object_set_new(o, "request_payload", req ? req : json_null());
-            json_object_set_new(o, "response_payload", resp ? resp : json_null());
-        }
-        lv_session_history_add(s, job->answer_id, r->text ? r->text : "", r->text ? r->text_len : 0, latency_ms,
-                               lv_wall_ms());
-        lv_session_save(app->reg, s);
-        if (o)
-            session_send_json(s, o);
-        lv_stat_answer(app, r, latency_ms, job->gateway_us + (lv_now_us() - t0));
-    } else {
-        app->errors_total++;
-        const char *code = r->error_code ? r->error_code : (r->rc == LV_ETIMEDOUT ? "backend_timeout" : "backend_error");
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s: %s", job->backend->id,
-                 r->error_message ? r->error_message : lv_strerror(r->rc));
-        LV_INFO("session %.8s: %s %s", s->rec.id, code, msg);
-        session_send_error(app, s, code, msg, job->answer_id);
-        lv_stat_error(app, code);
-    }
-    job_free(job);
-    /* the slot this job held is free, and this session may have a frame waiting */
-    session_ready(app, s);
-    lv_engine_kick(app);
-}
-
-/* Start (or restart, for a retry) the backend call of a job whose frame is ready to send. */
-static int job_send(lv_job_t *job)
-{
-    lv_app_t *app = job->app;
-    lv_session_t *s = job->session;
-    const unsigned char *jpeg = job->shaped.len ? (const unsigned char *)job->shaped.data : job->frame->data;
-    size_t jpeg_len = job->shaped.len ? job->shaped.len : job->frame->len;
-    lv_chat_req_t req = {
-        .model = job->model,
-        .prompt = s->rec.settings.prompt,
-        .max_tokens = s->rec.settings.max_tokens,
-        .temperature = s->rec.settings.temperature,
-        .jpeg = jpeg,
-        .jpeg_len = jpeg_len,
-        .connect_timeout_ms = app->cfg.connect_timeout_ms,
-        .first_token_timeout_ms = app->cfg.first_token_timeout_ms,
-        .total_timeout_ms = app->cfg.total_timeout_ms,
-        .stream_idle_timeout_ms = app->cfg.stream_idle_timeout_ms > 0 ? app->cfg.stream_idle_timeout_ms : -1,
-        .want_debug = s->rec.settings.debug,
-    };
-    /* the request is built from the settings as they are now (a change while the frame was being
-     * shaped is in it), except the model, which was resolved at dispatch */
-    job->settings_stale = strcmp(job->model_asked, s->rec.settings.model) != 0;
-    uint64_t t0 = lv_now_us();
-    int rc = lv_chat_start(app->pool, job->backend, &req, &chat_cbs, job, &job->chat);
-    job->gateway_us += lv_now_us() - t0;
-    return rc;
-}
-
-static void start_failed(lv_job_t *job)
-{
-    lv_session_t *s = job->session;
-    lv_app_t *app = job->app;
-    job_free(job);
-    if (s) {
-        session_send_error(app, s, "backend_error", "could not start the backend request", 0);
-        session_ready(app, s);
-    }
-}
-
-static void announce(lv_job_t *job)
-{
-    json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:f, s:f}", "type", "answer_start", "answer_id",
-                          (json_int_t)job->answer_id, "backend", job->backend->id, "model", job->model,
-                          "queue_wait_ms", job->queue_wait_ms, "frame_age_ms", job->frame_age_ms);
-    if (o)
-        session_send_json(job->session, o);
-}
-
-static void on_shaped(lv_shape_req_t *req, int rc)
-{
-    lv_job_t *job = req->data;
-    lv_app_t *app = job->app;
-    job->shaping = false;
-    job->backend->inflight--; /* the slot was held while shaping; lv_chat_start takes it again */
-    if (!job->session || app->stopping) {
-        job_free(job);
-        return;
-    }
-    if (rc < 0) {
-        lv_buf_reset(&job->shaped); /* send the original: a model can still read it */
-        LV_WARN("session %.8s: frame shaping failed (%s); sending it unshaped", job->session->rec.id, lv_strerror(rc));
-    } else if (rc == 0) {
-        job->shape_ms = (double)(req->info.decode_us + req->info.resize_us + req->info.encode_us) / 1000.0;
-        lv_stat_shape(app, job->shape_ms);
-    }
-    if (job_send(job) != 0) {
-        start_failed(job);
-        lv_engine_kick(app);
-        return;
-    }
-    announce(job);
-}
-
-static bool detached_too_long(const lv_app_t *app, const lv_session_t *s, uint64_t now_ms)
-{
-    return lv_pipeline_detached_too_long(&app->pipe, s, now_ms);
-}
-
-/* The job counts against its user's share of the slots in flight until it ends (job_free). Its
- * user keeps competing a little after that, for about one frame interval: long enough for the
- * page's next frame to come back (so a user between two frames keeps its slot against one who
- * borrows), never long when the interval is. */
-static void job_count(lv_job_t *job, const lv_session_t *s)
-{
-    job->counted = true;
-    snprintf(job->user, sizeof(job->user), "%s", s->rec.principal);
-    uint64_t interval_us = (uint64_t)s->rec.settings.interval_ms * 1000u;
-    job->linger_us = LV_MIN(interval_us + 500000u, (uint64_t)5000000u);
-}
-
-static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
-{
-    lv_app_t *app = ud;
-    lv_session_t *s = LV_CONTAINER_OF(node, lv_session_t, drr);
-    lv_backend_t *b = NULL;
-    const char *model = NULL;
-    if (s->job || !s->pending)
-        return LV_DRR_DROP; /* queued again when the job ends */
-    if (detached_too_long(app, s, lv_now_ms())) {
-        lv_pipeline_left_queue(&app->pipe, s);
-        lv_frame_unref(lv_session_mailbox_take(s));
-        return LV_DRR_DROP;
-    }
-    int rc = lv_pool_resolve(app->pool, s->rec.settings.backend, s->rec.settings.model, &b, &model);
-    if (rc == LV_EAGAIN)
-        return LV_DRR_BUSY;
-    uint64_t t0 = lv_now_us();
-    lv_frame_t *f = lv_session_mailbox_take(s);
-    if (rc != 0) {
-        char msg[1024];
-        snprintf(msg, sizeof(msg), "no healthy backend serves model '%s'%s%s. %s",
-                 s->rec.settings.model[0] ? s->rec.settings.model : "(none chosen)",
-                 s->rec.settings.backend[0] ? " on backend " : "", s->rec.settings.backend,
-                 app->no_backend_help[0] ? app->no_backend_help : "Pick another model or check the backend.");
-        session_send_error(app, s, "no_backend", msg, 0);
-        lv_stat_drop(app, "no_backend");
-        lv_frame_unref(f);
-        return LV_DRR_DROP;
-    }
-    lv_job_t *job = calloc(1, sizeof(*job));
-    if (!job) {
-        lv_frame_unref(f);
-        return LV_DRR_DROP;
-    }
-    job->app = app;
-    job->session = s;
-    job->frame = f;
-    lv_buf_init(&job->delta, 65536);
-    lv_buf_init(&job->shaped, app->cfg.max_frame_bytes);
-    job->backend = b;
-    job->answer_id = ++s->answer_seq;
-    job->frame_recv_us = f->recv_us;
-    job->dispatch_us = t0;
-    job->queue_wait_ms = (double)(t0 - f->recv_us) / 1000.0;
-    job->frame_age_ms = job->queue_wait_ms + f->capture_age_ms;
-    snprintf(job->model, sizeof(job->model), "%s", model ? model : s->rec.settings.model);
-    snprintf(job->model_asked, sizeof(job->model_asked), "%s", s->rec.settings.model);
-    s->job = job;
-    lv_queue_insert_tail(&app->jobs, &job->link);
-    lv_pipeline_left_queue(&app->pipe, s); /* it leaves the queue */
-    lv_stat_dispatch(app, job->queue_wait_ms, job->frame_age_ms);
-
-    if (b->max_side > 0 && LV_MAX(f->width, f->height) > b->max_side) {
-        /* shaping decodes pixels: never on the loop thread */
-        job->shape.data = job;
-        job->shaping = true;
-        b->inflight++; /* hold the slot while shaping */
-        if (lv_shape_submit(app->loop, &job->shape, f->data, f->len, b->max_side,
-                            b->jpeg_quality > 0 ? b->jpeg_quality : 85, &job->shaped, on_shaped) == 0) {
-            job->gateway_us += lv_now_us() - t0;
-            job_count(job, s);
-            return LV_DRR_DISPATCHED;
-        }
-        job->shaping = false;
-        b->inflight--;
-    }
-    if (job_send(job) != 0) {
-        start_failed(job);
-        return LV_DRR_DROP;
-    }
-    job->gateway_us += lv_now_us() - t0 - 0; /* dispatch work, the call start included */
-    announce(job);
-    job_count(job, s);
-    return LV_DRR_DISPATCHED;
-}
-
-static void on_stale(lv_drr_node_t *node, void *ud)
-{
-    lv_app_t *app = ud;
-    lv_pipeline_drop_stale(&app->pipe, LV_CONTAINER_OF(node, lv_session_t, drr), lv_now_us());
-}
+/* ---------- the pipeline's host ---------- */
 
 static void on_kick(uv_timer_t *t)
 {
     lv_app_t *app = t->data;
     app->kick_pending = false;
-    if (app->stopping)
-        return;
-    lv_drr_set_capacity(&app->drr, lv_pool_capacity(app->pool));
-    size_t n = lv_drr_run(&app->drr, DISPATCH_PER_RUN, lv_now_us(), try_dispatch, on_stale, app);
-    /* frames still wait: a full backend that shows free room grows its window (one request per
-     * first token), and the next run may use it */
-    if (lv_drr_queued(&app->drr) && lv_pool_grow_on_demand(app->pool) > 0)
-        lv_engine_kick(app);
-    else if (preempt_for_starved(app))
-        lv_engine_kick(app);
-    /* bounded work per wake-up: if a full batch went out, come back for the rest */
-    if (n == DISPATCH_PER_RUN)
-        lv_engine_kick(app);
+    if (!app->stopping)
+        lv_pipeline_run(&app->pipe);
 }
 
 void lv_engine_kick(lv_app_t *app)
@@ -655,13 +283,6 @@ void lv_engine_kick(lv_app_t *app)
 }
 
 /* ---------- client messages ---------- */
-
-/* update_settings: the answer in progress, if any, was asked with the old settings. */
-static void job_settings_changed(lv_session_t *s, const lv_settings_t *next)
-{
-    if (lv_pipeline_supersedes(s, next))
-        ((lv_job_t *)s->job)->settings_stale = true;
-}
 
 /* The backend and model a session chose must exist: the backend id is configured, and the model
  * is listed by a backend it could go to. A model is refused only when that is known (every such
@@ -765,7 +386,7 @@ static void handle_update_settings(lv_conn_t *c, const lv_client_msg_t *m)
         return;
     }
     bool interval_changed = next.interval_ms != s->rec.settings.interval_ms;
-    job_settings_changed(s, &next);
+    lv_pipeline_settings_changed(&c->app->pipe, s, &next); /* the answer in progress was asked with the old ones */
     s->rec.settings = next;
     if (interval_changed && s->rec.started && !s->credit_outstanding)
         s->next_credit_ms = lv_now_ms();
@@ -933,12 +554,8 @@ static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
     f->width = info.width;
     f->height = info.height;
     app->frames_total++;
-    if (lv_session_mailbox_put(s, f))
+    if (lv_pipeline_put_frame(&app->pipe, s, f))
         lv_stat_drop(app, "replaced");
-    if (!s->job) {
-        session_ready(app, s);
-        lv_engine_kick(app);
-    }
     lv_stat_frame_received(app, lv_now_us() - t0);
 }
 
@@ -965,33 +582,8 @@ void lv_engine_on_close(lv_conn_t *c)
 
 static void credit_clear(lv_app_t *app, lv_session_t *s) { lv_pipeline_credit_clear(&app->pipe, s); }
 
-/* The pipeline's questions about the backends and principals (lv_pipeline.h). */
-static size_t pipe_capacity(void *ud)
-{
-    lv_app_t *app = ud;
-    size_t capacity = 0;
-    for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
-        lv_backend_t *b = lv_pool_at(app->pool, i);
-        if (b->healthy)
-            capacity += (size_t)lv_backend_limit(b);
-    }
-    return capacity;
-}
-
-
-static size_t pipe_free_slots(void *ud)
-{
-    lv_app_t *app = ud;
-    size_t free_slots = 0;
-    for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
-        lv_backend_t *b = lv_pool_at(app->pool, i);
-        int limit = lv_backend_limit(b);
-        if (b->healthy && b->inflight < limit)
-            free_slots += (size_t)(limit - b->inflight);
-    }
-    return free_slots;
-}
-
+/* The pipeline's hooks (lv_pipeline.h): metrics, and the principal's frame budget. */
+static void pipe_kick(void *ud) { lv_engine_kick(ud); }
 static void pipe_dropped(void *ud, const char *reason) { lv_stat_drop((lv_app_t *)ud, reason); }
 
 static bool pipe_credit_allowed(void *ud, const lv_session_t *s, uint64_t now)
@@ -999,6 +591,30 @@ static bool pipe_credit_allowed(void *ud, const lv_session_t *s, uint64_t now)
     lv_app_t *app = ud;
     return app->cfg.user_fpm <= 0 || lv_iptable_frame_would_allow(app->ips, s->rec.principal, app->cfg.user_fpm, now);
 }
+
+static void pipe_dispatched(void *ud, double queue_wait_ms, double frame_age_ms)
+{
+    lv_stat_dispatch(ud, queue_wait_ms, frame_age_ms);
+}
+
+static void pipe_answered(void *ud, const lv_job_t *job, const lv_dispatch_result_t *r, double latency_ms,
+                          uint64_t gateway_us)
+{
+    lv_app_t *app = ud;
+    app->answers_total++;
+    lv_stat_answer(app, r->ttft_us, latency_ms, gateway_us);
+}
+
+static void pipe_failed(void *ud, const char *code)
+{
+    lv_app_t *app = ud;
+    app->errors_total++;
+    lv_stat_error(app, code);
+}
+
+static void pipe_cancelled(void *ud, const char *reason) { lv_stat_cancel(ud, reason); }
+static void local_retried(void *ud) { lv_stat_retry(ud); }
+static void local_shaped(void *ud, double ms) { lv_stat_shape(ud, ms); }
 
 static void send_stats_and_deadlines(lv_app_t *app, uint64_t now)
 {
@@ -1037,142 +653,28 @@ static void send_stats_and_deadlines(lv_app_t *app, uint64_t now)
     lv_msg_unref(msg);
 }
 
-/* Cancel the answer in progress, tell the page (`answer_cancelled` with the reason) and put the
- * frame back in line (unless a newer one waits): the session's next answer follows as usual.
- * reason: "settings_changed" (it was for settings nobody asks for any more) or "preempted" (its
- * slot went to a user below its share). */
-static void job_take_back(lv_app_t *app, lv_job_t *job, const char *reason)
-{
-    lv_session_t *s = job->session;
-    lv_chat_cancel(job->chat);
-    job->chat = NULL;
-    lv_buf_reset(&job->delta); /* unsent pieces of an answer nobody wants */
-    job->delta_since_ms = 0;
-    LV_DEBUG("session %.8s: answer %llu cancelled (%s), the frame goes back in line", s->rec.id,
-             (unsigned long long)job->answer_id, reason);
-    lv_pipeline_answer_cancelled(&app->pipe, s, job->answer_id, reason);
-    lv_stat_cancel(app, reason);
-    job_requeue(app, job);
-}
-
-/* A user below its share waits and no slot is free: users over their share hold them (they
- * borrowed idle slots while nobody else waited). Take back the oldest request of such a user that
- * has produced nothing for PREEMPT_FLOOR_FACTOR x the backend's no-queue time to first token (at
- * least PREEMPT_MIN_MS): it is hung or queued inside the backend, so little is lost, and its frame
- * waits behind its user's share. Only on a backend the waiting session can use; never a request
- * that is streaming (those end, and growth on demand makes room meanwhile). One per call. */
-static bool preempt_for_starved(lv_app_t *app)
-{
-    lv_drr_node_t *node = lv_drr_starved(&app->drr);
-    if (!node)
-        return false;
-    const lv_session_t *want = LV_CONTAINER_OF(node, lv_session_t, drr);
-    uint64_t now_us = lv_now_us();
-    lv_job_t *victim = NULL;
-    lv_queue_t *n;
-    LV_QUEUE_FOREACH(n, &app->jobs)
-    {
-        lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
-        if (!job->counted || !job->session || job->shaping || !job->chat || job->first_delta_sent)
-            continue;
-        if (victim && job->dispatch_us >= victim->dispatch_us)
-            continue;
-        if ((want->rec.settings.backend[0] && strcmp(want->rec.settings.backend, job->backend->id) != 0) ||
-            lv_pool_model_known(app->pool, job->backend->id, want->rec.settings.model) != 1)
-            continue; /* that slot would not serve it */
-        lv_window_stats_t ws;
-        lv_window_stats(&job->backend->window, &ws);
-        uint64_t patience_us = LV_MAX((uint64_t)(PREEMPT_FLOOR_FACTOR * ws.ttft_floor_us), (uint64_t)PREEMPT_MIN_MS * 1000u);
-        if (now_us - job->dispatch_us < patience_us || !lv_drr_over_share(&app->drr, job->user))
-            continue;
-        victim = job;
-    }
-    if (!victim)
-        return false;
-    LV_INFO("session %.8s: request without a first token after %llu ms taken back: user %s holds more than its "
-            "share while another waits", victim->session->rec.id,
-            (unsigned long long)((now_us - victim->dispatch_us) / 1000), victim->user);
-    job_take_back(app, victim, "preempted");
-    return true;
-}
-
-/* Jobs nobody waits for any more: the session's last socket has been gone for
- * --detached-cancel-ms (its waiting frame goes too; the backend frees the slot when the
- * connection closes), or its settings changed (job_supersede, once SUPERSEDE_MIN_MS after the
- * request started). A job being shaped is looked at again once it is sent. Every 100 ms. */
-static void review_jobs(lv_app_t *app, uint64_t now_ms)
-{
-    lv_queue_t *n, *next;
-    uint64_t now_us = lv_now_us();
-    for (n = app->jobs.next; n != &app->jobs; n = next) {
-        next = n->next; /* neither path frees another job */
-        lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
-        lv_session_t *s = job->session;
-        if (!s || job->shaping || !job->chat)
-            continue;
-        if (detached_too_long(app, s, now_ms)) {
-            LV_INFO("session %.8s: no socket for %d ms, its backend request is cancelled", s->rec.id,
-                    app->cfg.detached_cancel_ms);
-            session_unready(app, s);
-            lv_frame_unref(lv_session_mailbox_take(s));
-            lv_stat_cancel(app, "detached");
-            job_abort(job);
-        } else if (job->settings_stale && now_us - job->dispatch_us >= (uint64_t)SUPERSEDE_MIN_MS * 1000u) {
-            job_take_back(app, job, "settings_changed");
-        }
-    }
-    if (preempt_for_starved(app))
-        lv_engine_kick(app);
-    /* a lingering user's time is up: users held back for it may go now */
-    uint64_t linger_end = lv_drr_linger_next_us(&app->drr);
-    if (linger_end && linger_end <= now_us && lv_drr_queued(&app->drr))
-        lv_engine_kick(app);
-}
-
-static void flush_due_deltas(lv_app_t *app, uint64_t now)
-{
-    lv_queue_t *n;
-    LV_QUEUE_FOREACH(n, &app->jobs)
-    {
-        lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
-        if (job->delta_since_ms && now - job->delta_since_ms >= DELTA_COALESCE_MS)
-            flush_delta(job);
-    }
-}
-
 static void on_tick(uv_timer_t *t)
 {
     lv_app_t *app = t->data;
     uint64_t now = lv_now_ms();
     lv_pipeline_tick(&app->pipe, now);
-    flush_due_deltas(app, now);
     if (now - app->last_slow_tick_ms >= 100) {
         app->last_slow_tick_ms = now;
         send_stats_and_deadlines(app, now);
-        review_jobs(app, now);
     }
-}
-
-/* The engine's hold on a session the registry is about to free: scheduler, credit, job. */
-static void session_release(lv_app_t *app, lv_session_t *s)
-{
-    session_unready(app, s);
-    credit_clear(app, s);
-    if (s->job)
-        job_abort(s->job);
 }
 
 static void before_free(lv_session_t *s, void *ud)
 {
     lv_app_t *app = ud;
-    session_release(app, s);
+    lv_pipeline_release(&app->pipe, s); /* queue place, credit, job */
     LV_INFO("session %.8s expired after %d s without a socket", s->rec.id, app->cfg.session_idle_s);
 }
 
 static void before_evict(lv_session_t *s, void *ud)
 {
     lv_app_t *app = ud;
-    session_release(app, s);
+    lv_pipeline_release(&app->pipe, s); /* queue place, credit, job */
     LV_INFO("session %.8s (no socket) gave way to a new session from the same address (%zu per address)",
             s->rec.id, app->cfg.max_sessions_per_ip);
 }
@@ -1191,9 +693,30 @@ int lv_engine_start(lv_app_t *app)
     for (size_t i = 0; i < app->cfg.n_user_weights; i++)
         if (lv_drr_set_weight(&app->drr, app->cfg.user_weights[i].user, app->cfg.user_weights[i].weight) != 0)
             LV_WARN("user weight for %s not applied", app->cfg.user_weights[i].user);
-    lv_queue_init(&app->jobs);
-    lv_pipeline_hooks_t hooks = {app, pipe_capacity, pipe_credit_allowed, pipe_free_slots, pipe_dropped};
-    if (lv_pipeline_init(&app->pipe, app->reg, &app->drr, &hooks) != 0)
+    lv_dispatch_local_cfg_t dcfg = {
+        .connect_timeout_ms = app->cfg.connect_timeout_ms,
+        .first_token_timeout_ms = app->cfg.first_token_timeout_ms,
+        .total_timeout_ms = app->cfg.total_timeout_ms,
+        .stream_idle_timeout_ms = app->cfg.stream_idle_timeout_ms,
+        .max_frame_bytes = app->cfg.max_frame_bytes,
+        .no_backend_help = app->no_backend_help,
+        .ud = app,
+        .retried = local_retried,
+        .shaped = local_shaped,
+    };
+    if (lv_dispatch_local_create(app->loop, app->pool, &dcfg, &app->dispatch) != 0)
+        return LV_ENOMEM;
+    lv_pipeline_hooks_t hooks = {
+        .ud = app,
+        .kick = pipe_kick,
+        .credit_allowed = pipe_credit_allowed,
+        .dropped = pipe_dropped,
+        .dispatched = pipe_dispatched,
+        .answered = pipe_answered,
+        .failed = pipe_failed,
+        .cancelled = pipe_cancelled,
+    };
+    if (lv_pipeline_init(&app->pipe, app->reg, &app->drr, app->dispatch, &hooks) != 0)
         return LV_EIO;
     app->pipe.max_frame_age_ms = app->cfg.max_frame_age_ms;
     app->pipe.detached_cancel_ms = app->cfg.detached_cancel_ms;
@@ -1210,8 +733,9 @@ int lv_engine_start(lv_app_t *app)
 void lv_engine_stop(lv_app_t *app)
 {
     /* cancel every backend call before the pool goes */
-    while (!lv_queue_empty(&app->jobs))
-        job_abort(LV_CONTAINER_OF(lv_queue_head(&app->jobs), lv_job_t, link));
+    lv_pipeline_shutdown(&app->pipe);
+    lv_dispatch_local_close(app->dispatch);
+    app->dispatch = NULL;
     uv_timer_stop(&app->tick);
     uv_timer_stop(&app->sweep);
     uv_timer_stop(&app->kick);

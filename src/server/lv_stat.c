@@ -117,10 +117,10 @@ void lv_stat_dispatch(lv_app_t *app, double queue_wait_ms, double frame_age_ms)
 
 void lv_stat_shape(lv_app_t *app, double ms) { lv_hist_observe(app->stat->shape, ms / 1000.0); }
 
-void lv_stat_answer(lv_app_t *app, const lv_chat_result_t *r, double latency_ms, uint64_t gateway_us)
+void lv_stat_answer(lv_app_t *app, uint64_t ttft_us, double latency_ms, uint64_t gateway_us)
 {
     lv_counter_inc(app->stat->answers);
-    lv_hist_observe_us(app->stat->ttft, r->ttft_us);
+    lv_hist_observe_us(app->stat->ttft, ttft_us);
     lv_hist_observe(app->stat->answer, latency_ms / 1000.0);
     lv_hist_observe_us(app->stat->gateway, gateway_us);
 }

@@ -7,7 +7,6 @@
 
 #include "lv_app.h"
 #include "lv_buf.h"
-#include "lv_chat.h"
 
 /** Create the registry and every series (app->stat). LV_ENOMEM. */
 int lv_stat_create(lv_app_t *app);
@@ -19,7 +18,7 @@ void lv_stat_frame_received(lv_app_t *app, uint64_t us);
 void lv_stat_dispatch(lv_app_t *app, double queue_wait_ms, double frame_age_ms);
 void lv_stat_shape(lv_app_t *app, double ms);
 /** A complete answer: latency from frame receipt, and the gateway's own time on this frame. */
-void lv_stat_answer(lv_app_t *app, const lv_chat_result_t *r, double latency_ms, uint64_t gateway_us);
+void lv_stat_answer(lv_app_t *app, uint64_t ttft_us, double latency_ms, uint64_t gateway_us);
 void lv_stat_error(lv_app_t *app, const char *code);
 /** A frame that was not sent: replaced, stale, rejected, not_started, rate_limited, no_backend. */
 void lv_stat_drop(lv_app_t *app, const char *reason);

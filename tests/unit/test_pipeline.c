@@ -1,9 +1,11 @@
-/* test_pipeline.c - the frame pipeline's core (src/core/lv_pipeline.h) with fakes: a source that
- * records the credits it is asked for, hooks for capacity and per-principal counts, the real
- * registry over the memory store, a fake viewer that records what the page would see. Covers
- * credits and the fair queue's entry (queue positions, stale drops, fairness across principals),
- * the detached-cancel and supersede decisions;
- * the job path is still in the engine. */
+/* test_pipeline.c - the frame pipeline (src/core/lv_pipeline.h) alone, with fakes for every port:
+ * a source that records the credits it is asked for, a viewer that records what the page would
+ * see, a dispatcher whose jobs the test starts, streams and ends by hand, a fake clock, and the
+ * real registry over the memory store. Covers credits, queue positions, stale drops, fairness
+ * across principals, the answer path (answer_start, deltas coalesced, the answer, metrics),
+ * a busy backend, the requeue after a failure before the first token, errors, no backend,
+ * cancel on detach and release, supersede on a settings change, preemption for a starved
+ * principal, shutdown. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,8 +49,24 @@ typedef struct {
     double drop_age_ms;
     int errors, cancels;
     char last_code[32], cancel_reason[32];
+    char last_message[1100];
     uint64_t last_answer_id;
+    int starts, deltas, answers;
+    char text[256];      /* the deltas of the current answer, joined */
+    char answer[256];    /* the last complete answer */
+    char log[256];       /* S (answer_start), D (delta), A (answer), E, C: the order things came */
+    double latency_ms;
+    bool processing_at_answer;
 } fake_viewer_t;
+
+static void vlog(fake_viewer_t *f, char c)
+{
+    size_t n = strlen(f->log);
+    if (n + 1 < sizeof f->log) {
+        f->log[n] = c;
+        f->log[n + 1] = '\0';
+    }
+}
 
 static void fake_queued(lv_viewer_t *v, lv_session_t *s, size_t position, size_t queued)
 {
@@ -72,7 +90,9 @@ static void fake_error(lv_viewer_t *v, lv_session_t *s, const char *code, const 
     (void)s;
     (void)message;
     f->errors++;
+    vlog(f, 'E');
     snprintf(f->last_code, sizeof f->last_code, "%s", code);
+    snprintf(f->last_message, sizeof f->last_message, "%s", message);
     f->last_answer_id = answer_id;
 }
 static void fake_answer_cancelled(lv_viewer_t *v, lv_session_t *s, uint64_t answer_id, const char *reason)
@@ -80,10 +100,48 @@ static void fake_answer_cancelled(lv_viewer_t *v, lv_session_t *s, uint64_t answ
     fake_viewer_t *f = LV_CONTAINER_OF(v, fake_viewer_t, v);
     (void)s;
     f->cancels++;
+    vlog(f, 'C');
     snprintf(f->cancel_reason, sizeof f->cancel_reason, "%s", reason);
     f->last_answer_id = answer_id;
 }
+static void fake_answer_start(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job)
+{
+    fake_viewer_t *f = LV_CONTAINER_OF(v, fake_viewer_t, v);
+    (void)s;
+    f->starts++;
+    f->last_answer_id = job->answer_id;
+    f->text[0] = '\0';
+    vlog(f, 'S');
+}
+static void fake_delta(lv_viewer_t *v, lv_session_t *s, uint64_t answer_id, const char *text, size_t len)
+{
+    fake_viewer_t *f = LV_CONTAINER_OF(v, fake_viewer_t, v);
+    (void)s;
+    assert_int_equal(answer_id, f->last_answer_id);
+    f->deltas++;
+    size_t n = strlen(f->text);
+    assert_true(n + len < sizeof f->text);
+    memcpy(f->text + n, text, len);
+    f->text[n + len] = '\0';
+    vlog(f, 'D');
+}
+static void fake_answer(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job, const lv_dispatch_result_t *r,
+                        double latency_ms)
+{
+    fake_viewer_t *f = LV_CONTAINER_OF(v, fake_viewer_t, v);
+    f->answers++;
+    f->latency_ms = latency_ms;
+    f->processing_at_answer = s->job != NULL;
+    assert_true(r->text_len < sizeof f->answer);
+    memcpy(f->answer, r->text, r->text_len);
+    f->answer[r->text_len] = '\0';
+    assert_int_equal(job->answer_id, f->last_answer_id);
+    vlog(f, 'A');
+}
 static const lv_viewer_ops_t fake_viewer_ops = {.queued = fake_queued,
+                                                .answer_start = fake_answer_start,
+                                                .delta = fake_delta,
+                                                .answer = fake_answer,
                                                 .error = fake_error,
                                                 .frame_dropped = fake_frame_dropped,
                                                 .answer_cancelled = fake_answer_cancelled};
@@ -97,19 +155,112 @@ static void add_viewer(lv_session_t *s, fake_viewer_t *v, uint64_t now)
     lv_session_attach_changed(s, now);
 }
 
+/* A dispatcher whose jobs do what the test says: submit takes up to `slots` jobs (then LV_EAGAIN),
+ * or fails with submit_rc; each job is started at once (or later with fake_start, like a frame
+ * being shaped), streams with fake_delta and ends with fake_done. */
+#define FAKE_MAX_JOBS 32
 typedef struct {
-    size_t capacity, free_slots;
-    int drops;
+    lv_dispatch_t d;
+    size_t capacity, free_slots, slots;
+    int submit_rc;
+    bool start_later;
+    lv_job_t *jobs[FAKE_MAX_JOBS];
+    size_t n_jobs;
+    int submits, cancels, grows_asked;
+    uint64_t ttft_floor_us;
+} fake_dispatch_t;
+
+static int fd_submit(lv_dispatch_t *d, lv_job_t *job, char *why, size_t why_size)
+{
+    fake_dispatch_t *fd = (fake_dispatch_t *)d;
+    if (fd->submit_rc) {
+        snprintf(why, why_size, "nobody serves '%s'", job->settings.model);
+        return fd->submit_rc;
+    }
+    if (fd->n_jobs >= fd->slots)
+        return LV_EAGAIN;
+    fd->submits++;
+    fd->jobs[fd->n_jobs++] = job;
+    snprintf(job->backend_id, sizeof job->backend_id, "%s", "b1");
+    snprintf(job->model, sizeof job->model, "%s", job->settings.model[0] ? job->settings.model : "m1");
+    if (!fd->start_later)
+        d->events->started(d, job);
+    return 0;
+}
+static void fd_forget(fake_dispatch_t *fd, lv_job_t *job)
+{
+    for (size_t i = 0; i < fd->n_jobs; i++)
+        if (fd->jobs[i] == job) {
+            memmove(&fd->jobs[i], &fd->jobs[i + 1], (fd->n_jobs - i - 1) * sizeof fd->jobs[0]);
+            fd->n_jobs--;
+            return;
+        }
+    fail_msg("job not known to the dispatcher");
+}
+static void fd_cancel(lv_dispatch_t *d, lv_job_t *job)
+{
+    fake_dispatch_t *fd = (fake_dispatch_t *)d;
+    fd_forget(fd, job);
+    fd->cancels++;
+}
+static size_t fd_capacity(lv_dispatch_t *d) { return ((fake_dispatch_t *)d)->capacity; }
+static size_t fd_free_slots(lv_dispatch_t *d) { return ((fake_dispatch_t *)d)->free_slots; }
+static int fd_grow(lv_dispatch_t *d, lv_job_t *job)
+{
+    (void)job;
+    ((fake_dispatch_t *)d)->grows_asked++;
+    return 0;
+}
+static bool fd_could_serve(lv_dispatch_t *d, const lv_job_t *job, const lv_settings_t *want)
+{
+    (void)d;
+    return strcmp(job->settings.model, want->model) == 0;
+}
+static uint64_t fd_ttft_floor_us(lv_dispatch_t *d, const lv_job_t *job)
+{
+    (void)job;
+    return ((fake_dispatch_t *)d)->ttft_floor_us;
+}
+static const lv_dispatch_ops_t fd_ops = {fd_submit, fd_cancel, fd_capacity, fd_free_slots, fd_grow, fd_could_serve,
+                                         fd_ttft_floor_us};
+
+static void fake_start(fake_dispatch_t *fd, lv_job_t *job) { fd->d.events->started(&fd->d, job); }
+static void fake_delta_in(fake_dispatch_t *fd, lv_job_t *job, const char *text)
+{
+    fd->d.events->delta(&fd->d, job, text, strlen(text));
+}
+/* End job: rc 0 answers text; requeue hands the frame back; otherwise an error. */
+static void fake_done(fake_dispatch_t *fd, lv_job_t *job, int rc, bool requeue, const char *text)
+{
+    lv_dispatch_result_t r = {.rc = rc,
+                              .requeue = requeue,
+                              .error_code = rc ? "backend_error" : NULL,
+                              .error_message = rc ? "HTTP 500" : NULL,
+                              .text = text,
+                              .text_len = strlen(text),
+                              .tokens = 3,
+                              .ttft_us = 50000,
+                              .streamed = true};
+    fd_forget(fd, job);
+    fd->d.events->done(&fd->d, job, &r);
+}
+
+typedef struct {
+    int drops, no_backend_drops, kicks, dispatched, answered, failed;
+    char cancelled[64];
     bool deny_all;
+    uint64_t now_us;
 } fake_host_t;
 
-static size_t host_capacity(void *ud) { return ((fake_host_t *)ud)->capacity; }
-
-static size_t host_free_slots(void *ud) { return ((fake_host_t *)ud)->free_slots; }
 static void host_dropped(void *ud, const char *reason)
 {
-    assert_string_equal(reason, "stale");
-    ((fake_host_t *)ud)->drops++;
+    fake_host_t *h = ud;
+    if (strcmp(reason, "stale") == 0)
+        h->drops++;
+    else if (strcmp(reason, "no_backend") == 0)
+        h->no_backend_drops++;
+    else
+        fail_msg("unexpected drop reason %s", reason);
 }
 
 static bool host_allowed(void *ud, const lv_session_t *s, uint64_t now)
@@ -118,12 +269,41 @@ static bool host_allowed(void *ud, const lv_session_t *s, uint64_t now)
     (void)now;
     return !((fake_host_t *)ud)->deny_all;
 }
+static void host_kick(void *ud) { ((fake_host_t *)ud)->kicks++; }
+static uint64_t host_now_us(void *ud) { return ((fake_host_t *)ud)->now_us; }
+static void host_dispatched(void *ud, double queue_wait_ms, double frame_age_ms)
+{
+    (void)queue_wait_ms;
+    (void)frame_age_ms;
+    ((fake_host_t *)ud)->dispatched++;
+}
+static void host_answered(void *ud, const lv_job_t *job, const lv_dispatch_result_t *r, double latency_ms,
+                          uint64_t gateway_us)
+{
+    (void)job;
+    (void)r;
+    (void)latency_ms;
+    (void)gateway_us;
+    ((fake_host_t *)ud)->answered++;
+}
+static void host_failed(void *ud, const char *code)
+{
+    (void)code;
+    ((fake_host_t *)ud)->failed++;
+}
+static void host_cancelled(void *ud, const char *reason)
+{
+    fake_host_t *h = ud;
+    size_t n = strlen(h->cancelled);
+    snprintf(h->cancelled + n, sizeof h->cancelled - n, "%s%s", n ? "," : "", reason);
+}
 
 typedef struct {
     lv_store_t *store;
     lv_registry_t *reg;
     lv_drr_t drr;
     fake_host_t host;
+    fake_dispatch_t disp;
     lv_pipeline_t pipe;
 } fx_t;
 
@@ -135,9 +315,20 @@ static int setup(void **state)
     assert_int_equal(lv_store_mem_create(100, &fx.store), 0);
     assert_int_equal(lv_registry_create(fx.store, &caps, &fx.reg), 0);
     assert_int_equal(lv_drr_init(&fx.drr, 1), 0);
-    fx.host.capacity = 4;
-    lv_pipeline_hooks_t hooks = {&fx.host, host_capacity, host_allowed, host_free_slots, host_dropped};
-    assert_int_equal(lv_pipeline_init(&fx.pipe, fx.reg, &fx.drr, &hooks), 0);
+    lv_drr_track_jobs(&fx.drr);
+    fx.disp.d.ops = &fd_ops;
+    fx.disp.capacity = 4;
+    fx.disp.slots = FAKE_MAX_JOBS;
+    lv_pipeline_hooks_t hooks = {.ud = &fx.host,
+                                 .kick = host_kick,
+                                 .now_us = host_now_us,
+                                 .credit_allowed = host_allowed,
+                                 .dropped = host_dropped,
+                                 .dispatched = host_dispatched,
+                                 .answered = host_answered,
+                                 .failed = host_failed,
+                                 .cancelled = host_cancelled};
+    assert_int_equal(lv_pipeline_init(&fx.pipe, fx.reg, &fx.drr, &fx.disp.d, &hooks), 0);
     *state = &fx;
     return 0;
 }
@@ -145,7 +336,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *fx = *state;
+    lv_pipeline_shutdown(&fx->pipe);
+    assert_int_equal(fx->disp.n_jobs, 0); /* every job the dispatcher had was ended or cancelled */
     assert_int_equal(lv_hmap_count(&fx->pipe.waiting), 0); /* every +1 had its -1 */
+    assert_int_equal(lv_drr_check(&fx->drr), 0);
     lv_pipeline_free(&fx->pipe);
     lv_drr_free(&fx->drr);
     lv_registry_destroy(fx->reg);
@@ -262,7 +456,7 @@ static void credits_paced_by_capacity_and_principal(void **state)
 {
     fx_t *fx = *state;
     fake_source_t a1, a2, a3, b1;
-    fx->host.capacity = 2;
+    fx->disp.capacity = 2;
     lv_session_t *sa1 = new_session(fx, "alice", &a1, 100, 0);
     lv_session_t *sa2 = new_session(fx, "alice", &a2, 100, 0);
     lv_session_t *sa3 = new_session(fx, "alice", &a3, 100, 0);
@@ -297,7 +491,7 @@ static void granted_sessions_rotate(void **state)
     lv_session_t *sy = new_session(fx, "p", &y, 100, 0);
     lv_queue_t *head = lv_registry_started(fx->reg);
     assert_ptr_equal(LV_CONTAINER_OF(head->next, lv_session_t, started_link), sx);
-    fx->host.capacity = 0; /* only principals with nothing waiting are asked: one per tick */
+    fx->disp.capacity = 0; /* only principals with nothing waiting are asked: one per tick */
     assert_int_equal(lv_pipeline_tick(&fx->pipe, 0), 1);
     assert_int_equal(x.asked, 1);
     assert_ptr_equal(LV_CONTAINER_OF(head->next, lv_session_t, started_link), sy);
@@ -330,7 +524,7 @@ static void queue_positions(void **state)
     add_viewer(a, &va, 0);
     add_viewer(b, &vb, 0);
     add_viewer(c, &vc, 0);
-    fx->host.free_slots = 1;
+    fx->disp.free_slots = 1;
     give_frame(a, 1000);
     lv_pipeline_ready(&fx->pipe, a);
     assert_int_equal(va.queued_calls, 0); /* a slot is free for it */
@@ -364,29 +558,6 @@ static void queue_positions(void **state)
     a->n_viewers = b->n_viewers = c->n_viewers = 0;
 }
 
-typedef struct {
-    fx_t *fx;
-    char order[16][64];
-    size_t n;
-} run_log_t;
-
-static lv_drr_verdict_t take_turn(lv_drr_node_t *node, void *ud)
-{
-    run_log_t *log = ud;
-    lv_session_t *s = LV_CONTAINER_OF(node, lv_session_t, drr);
-    lv_frame_unref(lv_session_mailbox_take(s));
-    lv_pipeline_left_queue(&log->fx->pipe, s);
-    if (log->n < 16)
-        snprintf(log->order[log->n++], sizeof log->order[0], "%s", s->rec.principal);
-    return LV_DRR_DISPATCHED;
-}
-
-static void on_stale_cb(lv_drr_node_t *node, void *ud)
-{
-    run_log_t *log = ud;
-    lv_pipeline_drop_stale(&log->fx->pipe, LV_CONTAINER_OF(node, lv_session_t, drr), 10000000);
-}
-
 /* A frame older than its max age when its turn comes is dropped and the viewers are told; the
  * default max age is two intervals, at least 2 s. */
 static void stale_frames_dropped(void **state)
@@ -399,9 +570,9 @@ static void stale_frames_dropped(void **state)
     s->pending->capture_age_ms = 30;
     lv_pipeline_ready(&fx->pipe, s);
     assert_int_equal(s->drr.max_age_us, 2000000);
-    run_log_t log = {.fx = fx};
-    lv_drr_run(&fx->drr, 16, 10000000, take_turn, on_stale_cb, &log); /* 9 s later */
-    assert_int_equal(log.n, 0);
+    fx->host.now_us = 10000000; /* 9 s later */
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 0);
+    assert_int_equal(fx->disp.submits, 0);
     assert_int_equal(v.dropped_calls, 1);
     assert_string_equal(v.drop_reason, "stale");
     assert_true(v.drop_age_ms > 9029.0 && v.drop_age_ms < 9031.0);
@@ -433,14 +604,17 @@ static void turns_fair_across_principals(void **state)
     give_frame(b, 2000);
     lv_pipeline_ready(&fx->pipe, b);
     assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice"), 3);
-    run_log_t log = {.fx = fx};
-    assert_int_equal(lv_drr_run(&fx->drr, 16, 3000, take_turn, on_stale_cb, &log), 4);
-    assert_int_equal(log.n, 4);
-    assert_string_equal(log.order[0], "alice");
-    assert_string_equal(log.order[1], "bob");
-    assert_string_equal(log.order[2], "alice");
-    assert_string_equal(log.order[3], "alice");
+    fx->host.now_us = 3000;
+    fx->disp.capacity = 0; /* no share bound: only the turn order is tested here */
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 4);
+    assert_int_equal(fx->disp.n_jobs, 4);
+    const char *order[] = {"alice", "bob", "alice", "alice"};
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(fx->disp.jobs[i]->session->rec.principal, order[i]);
     assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice") + lv_pipeline_principal_waiting(&fx->pipe, "bob"), 0);
+    while (fx->disp.n_jobs)
+        fake_done(&fx->disp, fx->disp.jobs[0], 0, false, "ok");
+    assert_int_equal(fx->host.answered, 4);
 }
 
 /* Cancel on detach: only a session with neither viewer nor source, for detached_cancel_ms. A
@@ -579,6 +753,292 @@ static void close_detaches(void **state)
     assert_int_equal(lv_pipeline_tick(&fx->pipe, 10000), 0);
 }
 
+/* ---- the job path ---- */
+
+/* A started session with one viewer and a frame put through the pipeline, as the engine does. */
+static lv_session_t *watched_session(fx_t *fx, const char *principal, fake_viewer_t *v)
+{
+    lv_session_t *s = new_session(fx, principal, NULL, 500, 0);
+    add_viewer(s, v, 0);
+    return s;
+}
+
+static void put_frame(fx_t *fx, lv_session_t *s, uint64_t recv_us)
+{
+    static const unsigned char jpeg[] = {0xff, 0xd8, 0xff, 0xd9};
+    lv_frame_t *f = lv_frame_new(jpeg, sizeof jpeg);
+    assert_non_null(f);
+    f->recv_us = recv_us;
+    lv_pipeline_put_frame(&fx->pipe, s, f);
+}
+
+/* The whole answer path: the frame's turn starts a job (answer_start), the first delta goes out at
+ * once, later ones are coalesced for 40 ms, every delta precedes the answer, the session's metrics
+ * and history are updated before the viewers hear the answer, and a frame that came while the job
+ * ran is queued when it ends. */
+static void answer_path(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t v;
+    lv_session_t *s = watched_session(fx, "alice", &v);
+    fx->host.now_us = 1000000;
+    put_frame(fx, s, 1000000);
+    assert_true(fx->host.kicks > 0); /* a run is asked for; the host runs it on a later turn */
+    assert_int_equal(fx->disp.submits, 0);
+    fx->host.now_us = 1010000;
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_int_equal(fx->host.dispatched, 1);
+    lv_job_t *job = fx->disp.jobs[0];
+    assert_ptr_equal(s->job, job);
+    assert_int_equal(job->answer_id, 1);
+    assert_true(job->queue_wait_ms > 9.9 && job->queue_wait_ms < 10.1);
+    assert_null(s->pending);
+    assert_string_equal(v.log, "S");
+    fake_delta_in(&fx->disp, job, "A cat");
+    assert_string_equal(v.text, "A cat"); /* the first piece at once */
+    fake_delta_in(&fx->disp, job, " sits");
+    fx->host.now_us = 1020000;
+    fake_delta_in(&fx->disp, job, " on");
+    assert_int_equal(v.deltas, 1); /* coalescing */
+    lv_pipeline_tick(&fx->pipe, 1030); /* 20 ms after the second piece: not yet */
+    assert_int_equal(v.deltas, 1);
+    lv_pipeline_tick(&fx->pipe, 1050);
+    assert_int_equal(v.deltas, 2);
+    assert_string_equal(v.text, "A cat sits on");
+    /* a newer frame while the job runs waits in the mailbox, not in the queue */
+    put_frame(fx, s, 1055000);
+    assert_false(lv_drr_node_queued(&s->drr));
+    fx->host.now_us = 1060000;
+    fake_delta_in(&fx->disp, job, " a mat");
+    fake_done(&fx->disp, job, 0, false, "A cat sits on a mat");
+    assert_string_equal(v.log, "SDDDA"); /* the last piece was flushed before the answer */
+    assert_string_equal(v.answer, "A cat sits on a mat");
+    assert_false(v.processing_at_answer);
+    assert_true(v.latency_ms > 59.9 && v.latency_ms < 60.1);
+    assert_int_equal(s->rec.total_inferences, 1);
+    assert_int_equal(s->history_len, 1);
+    assert_string_equal(lv_session_history_at(s, 0)->text, "A cat sits on a mat");
+    assert_null(s->job);
+    assert_int_equal(fx->host.answered, 1);
+    assert_true(lv_drr_node_queued(&s->drr)); /* the waiting frame's turn */
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_int_equal(fx->disp.jobs[0]->answer_id, 2);
+    fake_done(&fx->disp, fx->disp.jobs[0], 0, false, "still a cat");
+    s->n_viewers = 0;
+}
+
+/* Every backend full: the frame keeps its place (the viewer hears its position) and goes when a
+ * slot frees; a job whose frame is still being shaped says answer_start only when it is sent. */
+static void busy_backend_waits(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb;
+    lv_session_t *a = watched_session(fx, "alice", &va);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    fx->disp.slots = 1;
+    fx->disp.free_slots = 1;
+    fx->disp.start_later = true;
+    put_frame(fx, a, 1000);
+    put_frame(fx, b, 1000);
+    assert_int_equal(vb.queued_calls, 1);
+    assert_int_equal(vb.position, 1);
+    fx->host.now_us = 2000;
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_string_equal(va.log, ""); /* shaping: not sent yet */
+    fake_start(&fx->disp, a->job);
+    assert_string_equal(va.log, "S");
+    assert_true(lv_drr_node_queued(&b->drr));
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 0); /* still full */
+    assert_true(lv_drr_node_queued(&b->drr));
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "bob"), 1);
+    int kicks = fx->host.kicks;
+    fake_done(&fx->disp, a->job, 0, false, "a");
+    assert_true(fx->host.kicks > kicks);
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_ptr_equal(fx->disp.jobs[0]->session, b);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "bob"), 0);
+    fake_start(&fx->disp, b->job);
+    fake_done(&fx->disp, b->job, 0, false, "b");
+    a->n_viewers = b->n_viewers = 0;
+}
+
+/* A failure before the first token with the other backends full: no error, the frame waits again
+ * (unless a newer one came meanwhile) and is sent on the next turn. A failure the dispatcher does
+ * not hand back is an error for that answer, with the backend's id. */
+static void requeue_and_errors(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t v;
+    lv_session_t *s = watched_session(fx, "alice", &v);
+    put_frame(fx, s, 1000);
+    lv_pipeline_run(&fx->pipe);
+    lv_frame_t *first = fx->disp.jobs[0]->frame;
+    fake_done(&fx->disp, s->job, LV_EBACKEND, true, "");
+    assert_int_equal(v.errors, 0);
+    assert_ptr_equal(s->pending, first);
+    assert_true(lv_drr_node_queued(&s->drr));
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_ptr_equal(fx->disp.jobs[0]->frame, first);
+    assert_int_equal(fx->disp.jobs[0]->answer_id, 2); /* a new answer: the page saw the first start */
+    /* a newer frame came while it ran: that one is sent, the old one goes */
+    put_frame(fx, s, 5000);
+    lv_frame_t *newer = s->pending;
+    fake_done(&fx->disp, s->job, LV_EBACKEND, true, "");
+    assert_ptr_equal(s->pending, newer);
+    lv_pipeline_run(&fx->pipe);
+    /* an error: told to the viewers with the answer id and the backend */
+    fake_done(&fx->disp, s->job, LV_EBACKEND, false, "");
+    assert_int_equal(v.errors, 1);
+    assert_string_equal(v.last_code, "backend_error");
+    assert_string_equal(v.last_message, "b1: HTTP 500");
+    assert_int_equal(v.last_answer_id, 3);
+    assert_int_equal(s->errors, 1);
+    assert_int_equal(fx->host.failed, 1);
+    assert_false(lv_drr_node_queued(&s->drr));
+    s->n_viewers = 0;
+}
+
+/* No backend serves the model: the frame goes with an error that says why, nothing stays counted. */
+static void no_backend(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t v;
+    lv_session_t *s = watched_session(fx, "alice", &v);
+    snprintf(s->rec.settings.model, sizeof s->rec.settings.model, "%s", "ghost");
+    fx->disp.submit_rc = LV_ENOTFOUND;
+    put_frame(fx, s, 1000);
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 0);
+    assert_string_equal(v.last_code, "no_backend");
+    assert_string_equal(v.last_message, "nobody serves 'ghost'");
+    assert_int_equal(fx->host.no_backend_drops, 1);
+    assert_null(s->pending);
+    assert_null(s->job);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "alice"), 0);
+    /* a start failure is an error too */
+    fx->disp.submit_rc = LV_EIO;
+    put_frame(fx, s, 2000);
+    lv_pipeline_run(&fx->pipe);
+    assert_string_equal(v.last_code, "backend_error");
+    assert_int_equal(s->errors, 2);
+    assert_int_equal(s->answer_seq, 0); /* no answer was started */
+    s->n_viewers = 0;
+}
+
+/* Work nobody waits for: a session detached for detached_cancel_ms loses its job and its waiting
+ * frame at the next review; a session the registry frees loses its job at once. */
+static void cancel_detached_and_released(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t v;
+    fx->pipe.detached_cancel_ms = 2000;
+    lv_session_t *s = new_session(fx, "alice", NULL, 500, 0);
+    memset(&v, 0, sizeof v);
+    v.v.ops = &fake_viewer_ops;
+    lv_pipeline_attach_viewer(&fx->pipe, s, &v.v, 0);
+    put_frame(fx, s, 1000);
+    lv_pipeline_run(&fx->pipe);
+    put_frame(fx, s, 2000);
+    lv_pipeline_detach_viewer(&fx->pipe, s, &v.v, 5000);
+    fx->host.now_us = 6000000;
+    lv_pipeline_tick(&fx->pipe, 6000); /* 1 s detached: kept (a reload comes back sooner) */
+    assert_non_null(s->job);
+    fx->host.now_us = 7000000;
+    lv_pipeline_tick(&fx->pipe, 7000);
+    assert_null(s->job);
+    assert_null(s->pending);
+    assert_int_equal(fx->disp.cancels, 1);
+    assert_string_equal(fx->host.cancelled, "detached");
+    assert_int_equal(v.answers + v.errors + v.cancels, 0);
+    /* released by the registry (expiry, eviction) with a job: cancelled at once */
+    lv_session_t *t = new_session(fx, "bob", NULL, 500, 0);
+    put_frame(fx, t, 8000000);
+    lv_pipeline_run(&fx->pipe);
+    assert_non_null(t->job);
+    lv_pipeline_release(&fx->pipe, t);
+    assert_null(t->job);
+    assert_int_equal(fx->disp.cancels, 2);
+}
+
+/* A settings change that alters the request takes the answer back after it has run a second, says
+ * answer_cancelled, and sends the frame again with the new settings. */
+static void supersede_resends(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t v;
+    lv_session_t *s = watched_session(fx, "alice", &v);
+    fx->host.now_us = 1000000;
+    put_frame(fx, s, 1000000);
+    lv_pipeline_run(&fx->pipe);
+    lv_settings_t next = s->rec.settings;
+    snprintf(next.prompt, sizeof next.prompt, "%s", "count the cats");
+    lv_pipeline_settings_changed(&fx->pipe, s, &next);
+    s->rec.settings = next;
+    fx->host.now_us = 1500000;
+    lv_pipeline_tick(&fx->pipe, 1500);
+    assert_int_equal(v.cancels, 0); /* not before a second */
+    fx->host.now_us = 2000000;
+    lv_pipeline_tick(&fx->pipe, 2000);
+    assert_int_equal(v.cancels, 1);
+    assert_string_equal(v.cancel_reason, "settings_changed");
+    assert_int_equal(v.last_answer_id, 1);
+    assert_string_equal(fx->host.cancelled, "settings_changed");
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_string_equal(fx->disp.jobs[0]->settings.prompt, "count the cats");
+    assert_int_equal(fx->disp.jobs[0]->answer_id, 2);
+    /* a change of pacing only does not take the answer back */
+    next.interval_ms = 2000;
+    lv_pipeline_settings_changed(&fx->pipe, s, &next);
+    fx->host.now_us = 5000000;
+    lv_pipeline_tick(&fx->pipe, 5000);
+    assert_int_equal(v.cancels, 1);
+    fake_done(&fx->disp, s->job, 0, false, "3 cats");
+    assert_string_equal(v.log, "SCSA");
+    s->n_viewers = 0;
+}
+
+/* Preemption: alice borrowed both slots while alone; bob arrives and finds none. Once alice's
+ * oldest request has produced nothing for 4 no-queue TTFTs (at least 1 s), it is taken back
+ * ("preempted", its frame waits again) and bob gets the slot. A streaming request is never taken. */
+static void preempt_for_starved_principal(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va1, va2, vb;
+    lv_session_t *a1 = watched_session(fx, "alice", &va1);
+    lv_session_t *a2 = watched_session(fx, "alice", &va2);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    fx->disp.capacity = 2;
+    fx->disp.slots = 2;
+    fx->disp.ttft_floor_us = 100000;
+    fx->host.now_us = 1000;
+    put_frame(fx, a1, 1000);
+    put_frame(fx, a2, 1000);
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 2);
+    lv_job_t *a2_job = a2->job;
+    fake_delta_in(&fx->disp, a2_job, "stream"); /* a2 streams: never preempted */
+    fx->host.now_us = 500000;
+    put_frame(fx, b, 500000);
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 0); /* full, and alice's requests are young */
+    assert_int_equal(fx->disp.cancels, 0);
+    fx->host.now_us = 1002000;
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 0); /* the run that finds bob starved takes one */
+    assert_int_equal(fx->disp.cancels, 1);
+    assert_int_equal(va1.cancels, 1);
+    assert_string_equal(va1.cancel_reason, "preempted");
+    assert_int_equal(va2.cancels, 0);
+    assert_ptr_equal(a2->job, a2_job);
+    assert_non_null(a1->pending); /* alice's frame waits again */
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_ptr_equal(b->job, fx->disp.jobs[1]); /* bob first: alice is at her share */
+    assert_null(a1->job);
+    fake_done(&fx->disp, a2_job, 0, false, "a2");
+    fake_done(&fx->disp, b->job, 0, false, "b");
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1); /* alice's frame that was taken back */
+    assert_ptr_equal(a1->job, fx->disp.jobs[0]);
+    fake_done(&fx->disp, a1->job, 0, false, "a1");
+    assert_string_equal(va1.log, "SCSA");
+    a1->n_viewers = a2->n_viewers = b->n_viewers = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -595,6 +1055,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(errors_and_cancels_reach_viewers, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_and_start, setup, teardown),
         cmocka_unit_test_setup_teardown(close_detaches, setup, teardown),
+        cmocka_unit_test_setup_teardown(answer_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(busy_backend_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(requeue_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_backend, setup, teardown),
+        cmocka_unit_test_setup_teardown(cancel_detached_and_released, setup, teardown),
+        cmocka_unit_test_setup_teardown(supersede_resends, setup, teardown),
+        cmocka_unit_test_setup_teardown(preempt_for_starved_principal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
