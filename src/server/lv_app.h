@@ -16,6 +16,7 @@
 #include "lv_pipeline.h"
 #include "lv_port_source.h"
 #include "lv_port_viewer.h"
+#include "lv_principal.h"
 #include "lv_session.h"
 #include "lv_store.h"
 #include "lv_wsframe.h"
@@ -41,7 +42,8 @@ typedef struct lv_conn {
     lv_viewer_t viewer;          /* in session->viewers: the page watches its session ... */
     lv_source_t source;          /* ... and is its camera (session->sources) */
     lv_queue_t app_link;         /* in app->conns */
-    char ip[64];
+    lv_principal_t principal;    /* who acts on this socket (set at the upgrade, lv_auth_principal) */
+    char ip[64];                 /* the peer: per-address limits only, never fairness */
     lv_ws_reader_t rd;           /* client frames in, messages assembled (capped) */
     bool paused_for_output;      /* reading stopped until the client reads what is queued */
     uint64_t opened_ms;
@@ -124,8 +126,8 @@ void lv_server_stop(lv_app_t *app);
 struct lv_req;
 /** Route one complete request (lv_httpd.c calls it; it answers now or later, exactly once). */
 void lv_server_handle(lv_app_t *app, struct lv_req *r);
-/** Make the upgraded socket s a WebSocket of the app (lv_wsconn.c). */
-int lv_ws_attach(lv_app_t *app, lv_sock_t *s);
+/** Make the upgraded socket s a WebSocket of the app acting for who (copied; lv_wsconn.c). */
+int lv_ws_attach(lv_app_t *app, lv_sock_t *s, const lv_principal_t *who);
 /** Queue c's close frame (c->kill_status, c->kill_reason) behind its output, then close (once). */
 void lv_ws_close(lv_conn_t *c);
 
@@ -138,6 +140,10 @@ typedef enum { LV_CRED_NONE = 0, LV_CRED_OK = 1, LV_CRED_BAD = -1 } lv_cred_t;
 /** What credential req carries (Bearer header or the login cookie): the right one, a wrong one,
  * or none. Counts nothing. */
 lv_cred_t lv_auth_request_ok(lv_app_t *app, const lv_http1_req_t *req);
+/** Who the holder of req's (already checked) credential is: the principal its sessions and fair
+ * share are charged to (lv_principal.h). Today the access token is shared, so the holder at this
+ * client address; with accounts, the account. */
+void lv_auth_principal(lv_app_t *app, const lv_http1_req_t *req, const char *ip, lv_principal_t *out);
 /** 0 when req carries the right credential; else the status to answer: 401, or 429 when it
  * carries a wrong one and ip is over its failed credentials for the minute (wrong ones count). */
 int lv_auth_check(lv_app_t *app, const lv_http1_req_t *req, const char *ip);

@@ -127,6 +127,13 @@ int lv_auth_failed(lv_app_t *app, const char *ip)
     return 401;
 }
 
+void lv_auth_principal(lv_app_t *app, const lv_http1_req_t *req, const char *ip, lv_principal_t *out)
+{
+    (void)app;
+    (void)req;
+    snprintf(out->key, sizeof(out->key), "%s", ip);
+}
+
 int lv_auth_check(lv_app_t *app, const lv_http1_req_t *req, const char *ip)
 {
     switch (lv_auth_request_ok(app, req)) {

@@ -349,7 +349,7 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
     }
     char secret[65];
     lv_session_t *s = NULL;
-    int rc = lv_session_create(app->reg, c->ip, &settings, secret, &s);
+    int rc = lv_session_create(app->reg, c->principal.key, &settings, secret, &s);
     if (rc == LV_ELIMIT) {
         lv_conn_send_error(c, "too_many_sessions",
                            "session limit reached (per address or in total); close other tabs or wait for idle "

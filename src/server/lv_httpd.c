@@ -487,7 +487,7 @@ void lv_httpd_accept(lv_sock_t *s)
 
 /* ---------- WebSocket upgrade ---------- */
 
-int lv_req_upgrade(lv_req_t *r, const char *subprotocol)
+int lv_req_upgrade(lv_req_t *r, const char *subprotocol, const lv_principal_t *who)
 {
     httpc_t *h = of_req(r);
     lv_sock_t *s = h->sock;
@@ -506,7 +506,7 @@ int lv_req_upgrade(lv_req_t *r, const char *subprotocol)
     int rc = m ? lv_sock_send(s, m) : LV_ENOMEM;
     lv_msg_unref(m);
     if (rc == 0)
-        rc = lv_ws_attach(h->app, s);
+        rc = lv_ws_attach(h->app, s, who);
     if (rc) {
         h->state = H_DONE;
         lv_sock_close(s);

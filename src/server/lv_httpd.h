@@ -9,6 +9,7 @@
 
 #include "lv_buf.h"
 #include "lv_http1.h"
+#include "lv_principal.h"
 #include "lv_net.h"
 #include "lv_queue.h"
 
@@ -43,8 +44,9 @@ int lv_req_respond(lv_req_t *r, int status, const char *content_type, const void
 /** Answer with our JSON error body {"error":{"code":code,"message":message}}. */
 int lv_req_respond_error(lv_req_t *r, int status, const char *code, const char *message);
 /** Accept a WebSocket upgrade of r (already checked by the caller): 101 with the accept key and
- * subprotocol (or none), then the socket belongs to the WebSocket layer (lv_ws_attach). */
-int lv_req_upgrade(lv_req_t *r, const char *subprotocol);
+ * subprotocol (or none), then the socket belongs to the WebSocket layer (lv_ws_attach), acting
+ * for `who` (copied). */
+int lv_req_upgrade(lv_req_t *r, const char *subprotocol, const lv_principal_t *who);
 
 /** lv_net's on_accept: speak HTTP/1.1 on a new socket. */
 void lv_httpd_accept(lv_sock_t *s);

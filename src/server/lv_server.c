@@ -387,7 +387,9 @@ static int ws_upgrade(lv_app_t *app, lv_req_t *r)
     }
     bool ours = lv_http1_header_copy(r->head, "sec-websocket-protocol", protos, sizeof(protos)) == 0 &&
                 lists_token(protos, "livevlm.v1");
-    return lv_req_upgrade(r, ours ? "livevlm.v1" : NULL);
+    lv_principal_t who;
+    lv_auth_principal(app, r->head, r->ip, &who);
+    return lv_req_upgrade(r, ours ? "livevlm.v1" : NULL, &who);
 }
 
 void lv_server_handle(lv_app_t *app, lv_req_t *r)

@@ -159,7 +159,7 @@ static const lv_sock_ops_t ws_ops = {
     .on_close = ws_on_close,
 };
 
-int lv_ws_attach(lv_app_t *app, lv_sock_t *s)
+int lv_ws_attach(lv_app_t *app, lv_sock_t *s, const lv_principal_t *who)
 {
     lv_conn_t *c = calloc(1, sizeof(*c));
     if (!c)
@@ -167,6 +167,7 @@ int lv_ws_attach(lv_app_t *app, lv_sock_t *s)
     c->sock = s;
     c->app = app;
     snprintf(c->ip, sizeof(c->ip), "%s", s->ip);
+    c->principal = *who;
     lv_queue_init(&c->viewer.link);
     lv_queue_init(&c->source.link);
     /* binary: the frame cap plus the LVF1 envelope; text: 64 KiB */
