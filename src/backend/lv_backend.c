@@ -509,9 +509,39 @@ const char *lv_backend_state_name(const lv_backend_t *b)
     return lv_breaker_state_name(lv_breaker_state(&b->breaker, lv_now_ms()));
 }
 
+uint64_t lv_backend_retry_after_ms(const lv_backend_t *b) { return lv_breaker_held_ms(&b->breaker, lv_now_ms()); }
+
+int lv_pool_retry_after_ended(lv_pool_t *pool)
+{
+    int ended = 0;
+    uint64_t now = lv_now_ms();
+    for (size_t i = 0; pool && i < pool->n; i++) {
+        lv_backend_t *b = pool->v[i];
+        if (b->retry_after_waiting && lv_breaker_held_ms(&b->breaker, now) == 0) {
+            b->retry_after_waiting = 0;
+            ended++;
+        }
+    }
+    return ended;
+}
+
+/* The backend asked for no requests for wait_ms (Retry-After): the breaker holds them back. */
+static void backend_pause(lv_backend_t *b, uint64_t wait_ms, uint64_t now_ms)
+{
+    uint64_t holds = b->breaker.holds_total;
+    wait_ms = LV_MIN(wait_ms, (uint64_t)LV_BACKEND_RETRY_AFTER_MAX_MS);
+    lv_breaker_hold_until(&b->breaker, now_ms + wait_ms);
+    if (b->breaker.holds_total == holds)
+        return; /* a pause at least as long is already in force */
+    b->retry_after_waiting = 1;
+    LV_INFO("backend %s asked for a pause (Retry-After): no new requests for %llu ms", b->id,
+            (unsigned long long)wait_ms);
+}
+
 int lv_backend_grow_on_demand(lv_backend_t *b)
 {
-    if (!b->adaptive || !b->healthy || b->inflight < lv_backend_limit(b))
+    if (!b->adaptive || !b->healthy || b->inflight < lv_backend_limit(b) ||
+        lv_breaker_held_ms(&b->breaker, lv_now_ms()) > 0)
         return 0;
     return lv_window_on_demand(&b->window, b->inflight, b->awaiting_first, lv_now_us());
 }
@@ -607,6 +637,8 @@ void lv_backend_report(lv_backend_t *b, const lv_backend_report_t *r)
     case LV_BACKEND_END_CANCEL:
         break;
     }
+    if (r->retry_after_ms)
+        backend_pause(b, r->retry_after_ms, now_ms);
     lv_breaker_state_t after = lv_breaker_state(&b->breaker, now_ms);
     if (after == LV_BREAKER_OPEN && before != LV_BREAKER_OPEN && r->end != LV_BACKEND_END_CONNECT) {
         snprintf(b->last_error, sizeof b->last_error, "circuit open: %s", r->why ? r->why : "failures");
@@ -952,7 +984,7 @@ int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const cha
             continue;
         candidates++;
         if (!lv_breaker_would_allow(&b->breaker, now))
-            continue; /* half-open with its probe out */
+            continue; /* half-open with its probe out, or paused by a Retry-After: wait */
         int limit = lv_backend_limit(b);
         if (b->inflight >= limit)
             continue;

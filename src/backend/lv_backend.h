@@ -25,6 +25,13 @@
 #define LV_BACKEND_MAX_CONCURRENCY 4096
 #define LV_BACKEND_SUSPECT_CHECK_MS 500  /* health-check period of a backend out of rotation */
 #define LV_BACKEND_LAT_ALPHA 0.2         /* EWMA weight of a new time-to-first-token sample */
+/* The longest pause a backend's Retry-After (429/503) imposes. A pause stops every session's
+ * requests to the backend and nothing but time lifts it (a passing health check says nothing
+ * about rate limits), so the backend alone would decide how long it is out: a proxy's or a
+ * buggy server's "Retry-After: 86400" must not take it away for a day. Rate-limit windows are
+ * per minute at most (OpenAI's RPM/TPM), and a backend still limited after 60 s answers the next
+ * request with another 429 and another wait: one request a minute is cheap. */
+#define LV_BACKEND_RETRY_AFTER_MAX_MS 60000
 
 typedef struct lv_pool lv_pool_t;
 
@@ -63,6 +70,8 @@ typedef struct lv_backend {
     int down_connect;                         /* out because a connection failed */
     int probe_picks;                          /* half-open probes handed out by resolve */
     uint64_t probe_pick_ms;
+    int retry_after_waiting;                  /* a Retry-After pause began and
+                                               * lv_pool_retry_after_ended has not seen it end */
 } lv_backend_t;
 
 /** Create an empty pool using http for its calls. Both loop and http must outlive the pool.
@@ -123,8 +132,9 @@ int lv_pool_detect_local(lv_pool_t *pool, void (*done)(void *ud, int found), voi
  * Candidates are healthy backends serving the model. Returns 0 with *out set to the candidate
  * with inflight < max_concurrency and the fewest requests in flight (ties: the least recently
  * picked), and *model_out to the backend's own model string (see lv_backend_t.models for its
- * lifetime); LV_EAGAIN when there are candidates but all are at their window; LV_ENOTFOUND when
- * there is none. Does not change inflight (lv_chat_start does). */
+ * lifetime); LV_EAGAIN when there are candidates but none may take a request now: all at their
+ * window, half-open with the probe out, or paused by a Retry-After (lv_backend_retry_after_ms);
+ * LV_ENOTFOUND when there is none. Does not change inflight (lv_chat_start does). */
 int lv_pool_resolve(lv_pool_t *pool, const char *backend_id, const char *model, lv_backend_t **out,
                     const char **model_out);
 
@@ -160,9 +170,19 @@ int lv_backend_configure(lv_backend_t *b, int adaptive, int min_concurrency, int
 int lv_backend_limit(const lv_backend_t *b);
 /** "closed", "half_open" or "open" (the circuit breaker), for metrics and the UI. */
 const char *lv_backend_state_name(const lv_backend_t *b);
+/** Milliseconds until the backend takes new requests again because it answered 429 or 503 with a
+ * Retry-After (at most LV_BACKEND_RETRY_AFTER_MAX_MS); 0 when no such pause is in force. The
+ * backend stays healthy meanwhile: resolve says LV_EAGAIN for it (the frame waits or goes to
+ * another backend), not LV_ENOTFOUND. For listings and metrics. */
+uint64_t lv_backend_retry_after_ms(const lv_backend_t *b);
+/** The number of Retry-After pauses that have ended since the last call (each is counted once):
+ * nothing else happens when one ends, so a scheduler with frames waiting (resolve said
+ * LV_EAGAIN) asks this on its periodic tick and dispatches again when it is > 0. */
+int lv_pool_retry_after_ended(lv_pool_t *pool);
 /** Requests wait and may want this backend: when it is full, let its window grow if the backend
  * shows free room (lv_window_on_demand: every request in flight past its first token, the latest
- * first token at the floor). 1 when the window grew. Adaptive backends only. */
+ * first token at the floor). 1 when the window grew. Adaptive backends only, never during a
+ * Retry-After pause (the backend asked for less, not more). */
 int lv_backend_grow_on_demand(lv_backend_t *b);
 /** lv_backend_grow_on_demand() on every healthy backend; the number whose window grew. */
 int lv_pool_grow_on_demand(lv_pool_t *pool);
@@ -190,6 +210,8 @@ typedef struct {
     int inflight_at_start;
     int timed_out_connect;
     const char *why;
+    uint64_t retry_after_ms; /* > 0: the answer was 429/503 with this Retry-After: no new request
+                              * to b for that long (capped at LV_BACKEND_RETRY_AFTER_MAX_MS) */
 } lv_backend_report_t;
 
 /** A request on b got its first token ttft_us after it was sent (b->awaiting_first goes down). */

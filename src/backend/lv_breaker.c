@@ -95,7 +95,8 @@ static int window_failures(const lv_breaker_t *b)
     return __builtin_popcountll(b->outcomes);
 }
 
-bool lv_breaker_would_allow(const lv_breaker_t *b, uint64_t now_ms)
+/* Whether the state alone lets a request through now (the hold aside). */
+static bool state_would_allow(const lv_breaker_t *b, uint64_t now_ms)
 {
     switch (b->state) {
     case LV_BREAKER_CLOSED:
@@ -108,8 +109,17 @@ bool lv_breaker_would_allow(const lv_breaker_t *b, uint64_t now_ms)
     return false;
 }
 
+bool lv_breaker_would_allow(const lv_breaker_t *b, uint64_t now_ms)
+{
+    return now_ms >= b->hold_until_ms && state_would_allow(b, now_ms);
+}
+
 bool lv_breaker_allow(lv_breaker_t *b, uint64_t now_ms)
 {
+    if (now_ms < b->hold_until_ms) {
+        b->rejected_total++; /* held: not even an OPEN breaker's cool-down ends here */
+        return false;
+    }
     if (b->state == LV_BREAKER_OPEN && now_ms >= b->open_until_ms) {
         b->probes_out = 0;
         set_state(b, LV_BREAKER_HALF_OPEN, now_ms);
@@ -177,6 +187,19 @@ void lv_breaker_health_ok(lv_breaker_t *b, uint64_t now_ms)
         b->open_until_ms = now_ms;
 }
 
+void lv_breaker_hold_until(lv_breaker_t *b, uint64_t until_ms)
+{
+    if (until_ms <= b->hold_until_ms)
+        return;
+    b->hold_until_ms = until_ms;
+    b->holds_total++;
+}
+
+uint64_t lv_breaker_held_ms(const lv_breaker_t *b, uint64_t now_ms)
+{
+    return b->hold_until_ms > now_ms ? b->hold_until_ms - now_ms : 0;
+}
+
 lv_breaker_state_t lv_breaker_state(const lv_breaker_t *b, uint64_t now_ms)
 {
     if (b->state == LV_BREAKER_OPEN && now_ms >= b->open_until_ms)
@@ -186,11 +209,12 @@ lv_breaker_state_t lv_breaker_state(const lv_breaker_t *b, uint64_t now_ms)
 
 uint64_t lv_breaker_retry_in_ms(const lv_breaker_t *b, uint64_t now_ms)
 {
-    if (lv_breaker_would_allow(b, now_ms))
-        return 0;
-    if (b->state == LV_BREAKER_OPEN)
-        return b->open_until_ms - now_ms;
-    return UINT64_MAX;
+    uint64_t held = lv_breaker_held_ms(b, now_ms), by_state = UINT64_MAX;
+    if (state_would_allow(b, now_ms))
+        by_state = 0;
+    else if (b->state == LV_BREAKER_OPEN)
+        by_state = b->open_until_ms - now_ms;
+    return held > by_state ? held : by_state;
 }
 
 const char *lv_breaker_state_name(lv_breaker_state_t state)

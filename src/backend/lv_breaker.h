@@ -10,7 +10,11 @@
  *            the cool-down start over), a failure opens again with the next, doubled cool-down.
  *
  * A backend that refuses connections is out after its first failed request (well within 1 s);
- * a backend that hangs is out after its first-token timeouts (N in a row, or the rate). */
+ * a backend that hangs is out after its first-token timeouts (N in a row, or the rate).
+ *
+ * Apart from the states, a backend may ask for a pause (HTTP 429/503 with Retry-After):
+ * lv_breaker_hold_until. Until then nothing is let through, whatever the state; the hold changes
+ * no state, and nothing but time ends it. */
 #ifndef LV_BREAKER_H
 #define LV_BREAKER_H
 
@@ -52,7 +56,8 @@ typedef struct lv_breaker {
     uint64_t open_until_ms; /* OPEN: when probing may start */
     int probes_out;         /* HALF_OPEN: probes let through and not answered yet */
     uint64_t changed_ms;    /* when the state last changed */
-    uint64_t trips_total, rejected_total;
+    uint64_t hold_until_ms; /* no request before this (a Retry-After); 0 = never held */
+    uint64_t trips_total, rejected_total, holds_total;
 } lv_breaker_t;
 
 /** Fill cfg with the defaults documented on lv_breaker_config_t. */
@@ -62,7 +67,8 @@ void lv_breaker_config_default(lv_breaker_config_t *cfg);
  * cooldown_max_ms >= cooldown_ms. */
 void lv_breaker_init(lv_breaker_t *b, const lv_breaker_config_t *cfg, uint64_t now_ms);
 
-/** May a request go to this backend now? true in CLOSED; in HALF_OPEN true while fewer than
+/** May a request go to this backend now? false while a hold lasts (lv_breaker_hold_until; no
+ * state change then). Otherwise true in CLOSED; in HALF_OPEN true while fewer than
  * probe_count probes are out, and then the request counts as a probe: call it only right before
  * sending, and report its end with on_success, on_failure or on_cancel exactly once. OPEN turns
  * HALF_OPEN here once its cool-down is over. false otherwise (counted in rejected_total). */
@@ -83,10 +89,20 @@ void lv_breaker_on_cancel(lv_breaker_t *b, uint64_t now_ms);
  * close it: real requests decide. */
 void lv_breaker_health_ok(lv_breaker_t *b, uint64_t now_ms);
 
-/** The state as of now_ms (an OPEN breaker whose cool-down is over reads HALF_OPEN). */
+/** The backend asked for no requests before until_ms (HTTP 429/503 Retry-After, capped by the
+ * caller): allow and would_allow say false until then, in every state. A hold only ever grows: an
+ * earlier until_ms than the one in force changes nothing (answers to requests sent before the
+ * first 429 may arrive later with shorter waits). Counted in holds_total when it grows. */
+void lv_breaker_hold_until(lv_breaker_t *b, uint64_t until_ms);
+/** Milliseconds left of the hold at now_ms; 0 when none is in force. */
+uint64_t lv_breaker_held_ms(const lv_breaker_t *b, uint64_t now_ms);
+
+/** The state as of now_ms (an OPEN breaker whose cool-down is over reads HALF_OPEN). A hold is
+ * not a state: a held CLOSED breaker reads CLOSED. */
 lv_breaker_state_t lv_breaker_state(const lv_breaker_t *b, uint64_t now_ms);
 /** Milliseconds until a request may be let through: 0 when allow() would say yes now, the rest of
- * the cool-down when OPEN, UINT64_MAX while HALF_OPEN waits for its probes. */
+ * the cool-down when OPEN, UINT64_MAX while HALF_OPEN waits for its probes; never less than
+ * what is left of a hold. */
 uint64_t lv_breaker_retry_in_ms(const lv_breaker_t *b, uint64_t now_ms);
 /** "closed", "open", "half_open" (static strings, for metrics and the UI). */
 const char *lv_breaker_state_name(lv_breaker_state_t state);

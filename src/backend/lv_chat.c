@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "lv_b64.h"
 #include "lv_buf.h"
 #include "lv_chatreq.h"
 #include "lv_chatresp.h"
 #include "lv_common.h"
+#include "lv_httpdate.h"
 #include "lv_sse.h"
 #include "lv_utf8.h"
 
@@ -68,6 +70,7 @@ struct lv_chat {
     char down_why[200];         /* connect failures: the reason, for the backend's last_error */
     int inflight_at_start;      /* b->inflight right after this chat was counted (window samples) */
     int probe;                  /* holds the backend's half-open probe (lv_backend_take_probe) */
+    uint64_t retry_after_ms;    /* a 429/503 with a usable Retry-After: the pause it asked for */
 
     unsigned in_http : 1;       /* the transfer is in lv_http */
     unsigned finished : 1;      /* the outcome is decided; on_done is running or ran */
@@ -410,6 +413,7 @@ static void finish(lv_chat_t *c)
         .inflight_at_start = c->inflight_at_start,
         .timed_out_connect = c->err_end == LV_BACKEND_END_CONNECT && c->err_rc == LV_ETIMEDOUT,
         .why = c->err_end == LV_BACKEND_END_CONNECT ? c->down_why : c->err_msg,
+        .retry_after_ms = c->retry_after_ms,
     };
     lv_backend_report(c->b, &rep);
 
@@ -430,6 +434,7 @@ static void finish(lv_chat_t *c)
     res.total_us = total_us;
     res.streamed = c->mode == MODE_SSE;
     res.finish_reason = c->finish_reason[0] ? c->finish_reason : NULL;
+    res.retry_after_ms = c->retry_after_ms;
     if (c->want_debug) {
         res.request_debug_json = c->req_debug.data;
         if (c->mode == MODE_SSE && !c->err_rc)
@@ -480,6 +485,26 @@ static void finish_json(lv_chat_t *c)
     }
 }
 
+/* How long a 429 (RFC 6585 section 4) or 503 (RFC 9110 section 15.6.4) asks us to stay away:
+ * its Retry-After, capped; 0 when it has none, more than one, or one that does not parse (then
+ * the answer counts as any other error, as before Retry-After was read). */
+static uint64_t retry_after_of(lv_chat_t *c)
+{
+    struct curl_header *h = NULL;
+    int64_t now_s = (int64_t)time(NULL), date_s;
+    uint64_t wait_ms = 0;
+    /* A date is read against the answer's own Date when it has one: the wait the server meant,
+     * even when its clock and ours disagree. Asked first: each curl_easy_header call ends the
+     * previous answer's validity. */
+    if (curl_easy_header(c->easy, "Date", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h->amount == 1 &&
+        lv_http_date_parse(h->value, strlen(h->value), &date_s) == 0)
+        now_s = date_s;
+    if (curl_easy_header(c->easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || h->amount != 1 ||
+        lv_retry_after_parse(h->value, strlen(h->value), now_s, LV_BACKEND_RETRY_AFTER_MAX_MS, &wait_ms) != 0)
+        return 0;
+    return wait_ms;
+}
+
 /* Non-2xx: "backend returned HTTP 500: <its error message>". */
 static void finish_http_error(lv_chat_t *c)
 {
@@ -492,6 +517,8 @@ static void finish_http_error(lv_chat_t *c)
     /* 4xx other than 429 are the request's fault (bad model name, key, size), not the backend's */
     long st = c->http_status;
     lv_backend_end_t end = st >= 400 && st < 500 && st != 429 ? LV_BACKEND_END_CLIENT : LV_BACKEND_END_ERROR;
+    if (st == 429 || st == 503)
+        c->retry_after_ms = retry_after_of(c);
     if (ex[0])
         set_error(c, end, LV_EBACKEND, "backend returned HTTP %ld: %s", st, ex);
     else

@@ -65,6 +65,11 @@ typedef struct {
                                       * (id, model, choices[0].message.content, finish_reason,
                                       * usage); non-streamed and error answers as received (or
                                       * wrapped in {"http_status","body"} when not JSON); else NULL */
+    uint64_t retry_after_ms;     /* a 429 or 503 with one Retry-After that parses (delta-seconds or
+                                  * an HTTP-date, read against the answer's Date): the wait it asks
+                                  * for, capped at LV_BACKEND_RETRY_AFTER_MAX_MS; the backend takes
+                                  * no new request until then (lv_backend_retry_after_ms). 0 when
+                                  * none, or it says 0 or a date that has passed */
 } lv_chat_result_t;
 
 /** Callbacks. They run on the loop thread, outside every libcurl callback.
@@ -89,7 +94,8 @@ typedef struct {
  * Streams: SSE "data:" chunks become on_delta calls; "[DONE]" or a finish_reason ends the answer.
  * A 2xx answer that is not text/event-stream is parsed as one chat.completion and delivered as one
  * on_delta + on_done with streamed = 0. A non-2xx answer gives LV_EBACKEND with the status and
- * the backend's error message; a chunk that is not a valid chat.completion.chunk gives
+ * the backend's error message (and, for 429/503, its Retry-After: retry_after_ms, which pauses b
+ * before on_done runs); a chunk that is not a valid chat.completion.chunk gives
  * LV_EBACKEND "malformed stream"; caps (LV_CHAT_*_MAX) passed give LV_EBACKEND. Deadlines give
  * LV_ETIMEDOUT: connect, first token, total, and a stream that goes silent after its first token
  * for stream_idle_timeout_ms (the transfer is dropped, so the backend frees its slot).

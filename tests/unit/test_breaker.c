@@ -1,5 +1,5 @@
 /* test_breaker.c - circuit breaker: tripping (connect, consecutive, rate), cool-down doubling and
- * cap, half-open probes, rejoining, state names. */
+ * cap, half-open probes, rejoining, holds (Retry-After), state names. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -198,6 +198,70 @@ static void dead_backend_leaves_and_rejoins(void **state)
     assert_true(sent_while_dead <= 8);
 }
 
+/* A hold (Retry-After) lets nothing through until it ends, in any state, and changes no state. */
+static void hold_until(void **state)
+{
+    (void)state;
+    lv_breaker_t b;
+    lv_breaker_init(&b, NULL, 1000);
+    assert_int_equal(lv_breaker_held_ms(&b, 1000), 0);
+    lv_breaker_hold_until(&b, 4000); /* "Retry-After: 3" at 1000 */
+    assert_int_equal(b.holds_total, 1);
+    assert_int_equal(lv_breaker_held_ms(&b, 1000), 3000);
+    assert_int_equal(lv_breaker_retry_in_ms(&b, 1000), 3000);
+    assert_int_equal(lv_breaker_state(&b, 1000), LV_BREAKER_CLOSED); /* not a state */
+    for (uint64_t t = 1000; t < 4000; t += 250) {
+        assert_false(lv_breaker_would_allow(&b, t));
+        assert_false(lv_breaker_allow(&b, t));
+    }
+    assert_int_equal(b.rejected_total, 12);
+    assert_false(lv_breaker_allow(&b, 3999));
+    assert_int_equal(lv_breaker_held_ms(&b, 3999), 1);
+    /* a shorter wait from a late answer changes nothing; a longer one extends it */
+    lv_breaker_hold_until(&b, 3500);
+    assert_int_equal(b.holds_total, 1);
+    assert_int_equal(lv_breaker_held_ms(&b, 3000), 1000);
+    /* over: requests flow, nothing else changed */
+    assert_true(lv_breaker_would_allow(&b, 4000));
+    assert_true(lv_breaker_allow(&b, 4000));
+    assert_int_equal(lv_breaker_retry_in_ms(&b, 4000), 0);
+    assert_int_equal(lv_breaker_held_ms(&b, 4000), 0);
+    assert_int_equal(lv_breaker_state(&b, 4000), LV_BREAKER_CLOSED);
+    assert_int_equal(b.trips_total, 0);
+
+    /* OPEN with a longer hold: the cool-down ends, the hold still rules; no probe is taken */
+    lv_breaker_on_failure(&b, 5000, LV_BREAKER_FAIL_CONNECT); /* open until 5500 */
+    lv_breaker_hold_until(&b, 7000);
+    assert_int_equal(b.holds_total, 2);
+    assert_int_equal(lv_breaker_retry_in_ms(&b, 5000), 2000);
+    assert_int_equal(lv_breaker_state(&b, 6000), LV_BREAKER_HALF_OPEN);
+    assert_false(lv_breaker_would_allow(&b, 6000));
+    assert_false(lv_breaker_allow(&b, 6000));
+    assert_int_equal(b.probes_out, 0);
+    assert_true(lv_breaker_allow(&b, 7000)); /* the probe, once the hold is over */
+    assert_false(lv_breaker_allow(&b, 7001));
+    lv_breaker_on_success(&b, 7100);
+    assert_int_equal(lv_breaker_state(&b, 7100), LV_BREAKER_CLOSED);
+
+    /* OPEN with a shorter hold: the cool-down rules */
+    lv_breaker_on_failure(&b, 8000, LV_BREAKER_FAIL_CONNECT); /* open until 8500 */
+    lv_breaker_hold_until(&b, 8200);
+    assert_int_equal(lv_breaker_retry_in_ms(&b, 8000), 500);
+    assert_false(lv_breaker_would_allow(&b, 8300));
+    assert_true(lv_breaker_would_allow(&b, 8500));
+
+    /* a health check that passes does not lift a hold */
+    lv_breaker_init(&b, NULL, 0);
+    lv_breaker_hold_until(&b, 1000);
+    lv_breaker_health_ok(&b, 10);
+    assert_false(lv_breaker_would_allow(&b, 10));
+    /* HALF_OPEN waiting for its probe and held: the probe wait is the longer one */
+    lv_breaker_on_failure(&b, 1000, LV_BREAKER_FAIL_CONNECT);
+    assert_true(lv_breaker_allow(&b, 1500)); /* the probe goes */
+    lv_breaker_hold_until(&b, 2000);
+    assert_int_equal(lv_breaker_retry_in_ms(&b, 1600), UINT64_MAX);
+}
+
 static void names(void **state)
 {
     (void)state;
@@ -225,6 +289,7 @@ int main(void)
         cmocka_unit_test(cooldown_doubles_to_cap),
         cmocka_unit_test(half_open_probes),
         cmocka_unit_test(dead_backend_leaves_and_rejoins),
+        cmocka_unit_test(hold_until),
         cmocka_unit_test(names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

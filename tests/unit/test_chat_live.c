@@ -149,14 +149,40 @@ static const char models_json[] =
     "{\"object\":\"list\",\"data\":[{\"id\":\"text-model\",\"object\":\"model\"},"
     "{\"id\":\"fake-vl-1\",\"object\":\"model\",\"owned_by\":\"t\"},{\"id\":\"llava:latest\"},{\"id\":7},{\"nope\":1}]}";
 
-static void respond_simple(conn_t *c, int status, const char *ctype, const char *body)
+/* extra: more header lines, each ending in CRLF ("" for none) */
+static void respond_with(conn_t *c, int status, const char *ctype, const char *extra, const char *body)
 {
-    char head[256];
-    snprintf(head, sizeof head, "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-             status, ctype, strlen(body));
+    char head[512];
+    snprintf(head, sizeof head,
+             "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n", status,
+             ctype, strlen(body), extra);
     ss_write(&c->ss, head, strlen(head), 0);
     ss_write(&c->ss, body, strlen(body), 1);
 }
+
+static void respond_simple(conn_t *c, int status, const char *ctype, const char *body)
+{
+    respond_with(c, status, ctype, "", body);
+}
+
+/* "m-ra-*": answers that ask for a pause (Retry-After), and some that do not count as asking */
+static const struct {
+    const char *model;
+    int status;
+    const char *headers;
+    uint64_t wait_ms; /* what lv_chat should make of it */
+} retry_after_answers[] = {
+    {"m-ra-429", 429, "Retry-After: 2\r\n", 2000},
+    /* a date, read against the answer's Date (7 s later), not against our clock */
+    {"m-ra-503-date", 503, "Date: Mon, 06 Oct 2025 10:03:40 GMT\r\nretry-after: Mon, 06 Oct 2025 10:03:47 GMT\r\n",
+     7000},
+    {"m-ra-429-huge", 429, "Retry-After: 86400\r\n", LV_BACKEND_RETRY_AFTER_MAX_MS},
+    {"m-ra-429-zero", 429, "Retry-After: 0\r\n", 0},
+    {"m-ra-429-junk", 429, "Retry-After: in a bit\r\n", 0},
+    {"m-ra-429-two", 429, "Retry-After: 5\r\nRetry-After: 9\r\n", 0},
+    {"m-ra-500", 500, "Retry-After: 5\r\n", 0}, /* only 429 and 503 ask for a pause */
+    {"m-ra-429-none", 429, "", 0},
+};
 
 static void route(ss_conn_t *sc, const char *method, const char *path, const char *body)
 {
@@ -227,6 +253,11 @@ static void route(ss_conn_t *sc, const char *method, const char *path, const cha
         free(s);
     } else if (strcmp(model, "m-stall") == 0) {
         /* never answer */
+    } else if (strncmp(model, "m-ra-", 5) == 0) {
+        for (size_t i = 0; i < LV_ARRAY_LEN(retry_after_answers); i++)
+            if (strcmp(model, retry_after_answers[i].model) == 0)
+                respond_with(c, retry_after_answers[i].status, "application/json", retry_after_answers[i].headers,
+                             "{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}");
     } else {
         respond_simple(c, 404, "application/json", "{\"error\":{\"message\":\"model not found\"}}");
     }
@@ -1513,6 +1544,128 @@ static void test_pool_grow_on_demand(void **state)
         rec_free(&r[i]);
 }
 
+/* ---- Retry-After: a 429/503 that asks for a pause ---- */
+
+/* What each answer's Retry-After comes to (delta-seconds, an HTTP-date against the answer's Date,
+ * the cap; none for 0, garbage, two headers, a 500), carried in the result and in the backend. */
+static void test_retry_after_answers(void **state)
+{
+    fx_t *f = *state;
+    for (size_t i = 0; i < LV_ARRAY_LEN(retry_after_answers); i++) {
+        const char *model = retry_after_answers[i].model;
+        uint64_t want = retry_after_answers[i].wait_ms;
+        lv_backend_t *b = add_server_backend(f, model + 2, model); /* one backend each: "ra-429", ... */
+        rec_t r;
+        start_chat(f, &r, b, model, 2000, 0);
+        run_until(f, &r.done, 3000);
+        print_message("%-16s HTTP %d, retry_after_ms %llu, paused %llu ms\n", model, r.res.http_status,
+                      (unsigned long long)r.res.retry_after_ms, (unsigned long long)lv_backend_retry_after_ms(b));
+        assert_int_equal(r.res.rc, LV_EBACKEND);
+        assert_int_equal(r.res.http_status, retry_after_answers[i].status);
+        char want_err[64];
+        snprintf(want_err, sizeof want_err, "backend returned HTTP %d: slow down", retry_after_answers[i].status);
+        assert_string_equal(r.err, want_err);
+        assert_int_equal(r.res.retry_after_ms, want);
+        uint64_t paused = lv_backend_retry_after_ms(b);
+        lv_backend_t *o = NULL;
+        const char *m = NULL;
+        if (want) {
+            assert_true(paused > want - 1000 && paused <= want);
+            assert_int_equal(lv_pool_resolve(f->pool, b->id, model, &o, &m), LV_EAGAIN); /* wait, not "none" */
+        } else {
+            assert_int_equal(paused, 0);
+            assert_int_equal(lv_pool_resolve(f->pool, b->id, model, &o, &m), 0);
+        }
+        /* paused or not, one 429 leaves the backend healthy and its breaker closed (a run of them
+         * opens it, as before) */
+        assert_true(b->healthy);
+        assert_string_equal(lv_backend_state_name(b), "closed");
+        assert_int_equal(b->errors_total, 1);
+        rec_free(&r);
+    }
+}
+
+/* Two backends serve the model; one answers 429 "Retry-After: 2": the other takes every request,
+ * and the paused one gets nothing, even asked for by name (the frame waits: LV_EAGAIN). */
+static void test_retry_after_goes_elsewhere(void **state)
+{
+    fx_t *f = *state;
+    lv_backend_t *a = add_server_backend(f, "a", "m-ra-429");
+    lv_backend_t *b = add_server_backend(f, "b", "m-ra-429");
+    rec_t r;
+    start_chat(f, &r, a, "m-ra-429", 2000, 0);
+    run_until(f, &r.done, 3000);
+    assert_int_equal(r.res.retry_after_ms, 2000);
+    for (int i = 0; i < 10; i++) {
+        lv_backend_t *o = NULL;
+        const char *m = NULL;
+        assert_int_equal(lv_pool_resolve(f->pool, "", "m-ra-429", &o, &m), 0);
+        assert_ptr_equal(o, b);
+        assert_int_equal(lv_pool_resolve_excluding(f->pool, "", "m-ra-429", b, &o, &m), LV_EAGAIN);
+        assert_int_equal(lv_pool_resolve(f->pool, "a", "", &o, &m), LV_EAGAIN);
+    }
+    assert_int_equal(lv_pool_retry_after_ended(f->pool), 0);
+    rec_free(&r);
+}
+
+/* The pool skips a paused backend until the pause has passed, then picks it again; the end of
+ * each pause is reported once; pauses are capped; a paused window does not grow on demand. */
+static void test_pool_skips_paused_backend(void **state)
+{
+    fx_t *f = *state;
+    lv_pool_t *p = f->pool;
+    assert_int_equal(lv_pool_add(p, "x", "http://127.0.0.1:1/v1", "", 4, "mm"), 0);
+    assert_int_equal(lv_pool_add(p, "y", "http://127.0.0.1:2/v1", "", 4, "mm"), 0);
+    lv_backend_t *x = lv_pool_find(p, "x"), *y = lv_pool_find(p, "y"), *o = NULL;
+    const char *m = NULL;
+    lv_backend_report_t rep = {.end = LV_BACKEND_END_ERROR, .why = "HTTP 429", .retry_after_ms = 300};
+    uint64_t t0 = lv_now_ms();
+    lv_backend_report(x, &rep);
+    assert_true(lv_backend_retry_after_ms(x) > 200);
+    assert_true(x->healthy);
+    int picks = 0;
+    while (lv_now_ms() < t0 + 250) {
+        assert_int_equal(lv_pool_resolve(p, "", "mm", &o, &m), 0);
+        assert_ptr_equal(o, y);
+        assert_int_equal(lv_pool_resolve(p, "x", "mm", &o, &m), LV_EAGAIN);
+        assert_int_equal(lv_pool_retry_after_ended(p), 0);
+        picks++;
+        uv_sleep(10);
+    }
+    assert_true(picks > 5);
+    /* a full paused backend does not grow its window: it asked for less */
+    x->inflight = lv_backend_limit(x);
+    assert_int_equal(lv_backend_grow_on_demand(x), 0);
+    x->inflight = 0;
+    /* both paused: resolve says wait */
+    lv_backend_report(y, &rep);
+    assert_int_equal(lv_pool_resolve(p, "", "mm", &o, &m), LV_EAGAIN);
+    while (lv_backend_retry_after_ms(x) > 0 || lv_backend_retry_after_ms(y) > 0) {
+        assert_true(lv_now_ms() < t0 + 2000);
+        uv_sleep(5);
+    }
+    assert_true(lv_now_ms() >= t0 + 300);
+    assert_int_equal(lv_pool_retry_after_ended(p), 2);
+    assert_int_equal(lv_pool_retry_after_ended(p), 0); /* once each */
+    int seen_x = 0;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(lv_pool_resolve(p, "", "mm", &o, &m), 0);
+        seen_x += o == x;
+    }
+    assert_true(seen_x > 0);
+    assert_int_equal(lv_pool_resolve(p, "x", "mm", &o, &m), 0);
+    assert_string_equal(lv_backend_state_name(x), "closed");
+    /* capped: a backend cannot take itself away for longer than LV_BACKEND_RETRY_AFTER_MAX_MS */
+    rep.retry_after_ms = 3600 * 1000;
+    lv_backend_report(x, &rep);
+    assert_true(lv_backend_retry_after_ms(x) > LV_BACKEND_RETRY_AFTER_MAX_MS - 1000);
+    assert_true(lv_backend_retry_after_ms(x) <= LV_BACKEND_RETRY_AFTER_MAX_MS);
+    /* a shorter pause asked later does not shorten it */
+    rep.retry_after_ms = 1000;
+    lv_backend_report(x, &rep);
+    assert_true(lv_backend_retry_after_ms(x) > 1000);
+}
+
 int main(void)
 {
     /* the scripted server may write to a client that already hung up: an error, not a signal */
@@ -1542,6 +1695,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_idle_alive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_grow_on_demand, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_goes_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_skips_paused_backend, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,8 @@
  * retry-after) replayed by a scripted HTTP server on the test's own libuv loop. Every fixture is
  * replayed twice: one HTTP chunk per SSE event, as the servers flush them, and in 29-byte pieces,
  * so events and UTF-8 characters are split across reads. Each case checks what lv_chat reports
- * (text, token counts, finish reason, error code and message, HTTP status) and how lv_backend
- * classified the outcome (the backend's fault or the request's). */
+ * (text, token counts, finish reason, error code and message, HTTP status, Retry-After) and how
+ * lv_backend classified the outcome (the backend's fault or the request's, a pause it asked for). */
 #include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -217,11 +217,12 @@ typedef struct {
     ends_t ends;
     const char *known_bug; /* non-NULL: lv_chat mishandles this format today (see the text);
                             * the case is skipped unless LV_WIRE_KNOWN_BUGS=1 */
+    uint64_t retry_after_ms; /* the pause the answer asks for (Retry-After), 0 = none */
 } wire_case_t;
 
 /* clang-format off */
-#define OK_STREAM(n, t, pt, ct, nd, fin) {n, 0, "", 0, 200, t, pt, ct, nd, fin, ENDS_OK, NULL}
-#define HTTP_ERROR(n, st, msg, ends) {n, LV_EBACKEND, msg, 0, st, "", 0, 0, 0, "", ends, NULL}
+#define OK_STREAM(n, t, pt, ct, nd, fin) {n, 0, "", 0, 200, t, pt, ct, nd, fin, ENDS_OK, NULL, 0}
+#define HTTP_ERROR(n, st, msg, ends) {n, LV_EBACKEND, msg, 0, st, "", 0, 0, 0, "", ends, NULL, 0}
 /* clang-format on */
 
 static const wire_case_t cases[] = {
@@ -237,7 +238,7 @@ static const wire_case_t cases[] = {
     HTTP_ERROR("ollama-error-native", 500,
                "backend returned HTTP 500: llama runner process has terminated: exit status 2", ENDS_BACKEND),
     {"ollama-stream-error", LV_EBACKEND, "stream ended before the answer was complete", 0, 200, "The room is", 0, 0, 3,
-     "", ENDS_BACKEND, NULL},
+     "", ENDS_BACKEND, NULL, 0},
 
     /* ---- vLLM 0.8.x ---- */
     OK_STREAM("vllm-stream", "The image shows a person sitting at a desk, holding a caf\xC3\xA9 latte.", 1347, 16, 15,
@@ -245,7 +246,7 @@ static const wire_case_t cases[] = {
     OK_STREAM("vllm-stream-length", "Two people are talking in a kitchen", 1347, 7, 7, "length"),
     {"vllm-stream-error", LV_EBACKEND,
      "backend error: EngineCore encountered an issue. See stack trace (above) for the root cause.", 0, 200, "A dog", 0,
-     0, 2, "", ENDS_BACKEND, NULL},
+     0, 2, "", ENDS_BACKEND, NULL, 0},
     HTTP_ERROR("vllm-error-400", 400,
                "backend returned HTTP 400: This model's maximum context length is 32768 tokens. However, you requested "
                "33115 tokens (1347 in the messages, 31768 in the completion). Please reduce the length of the messages "
@@ -267,16 +268,17 @@ static const wire_case_t cases[] = {
     {"llamacpp-stream-error-event", LV_EBACKEND, "the request exceeds the available context size", 1, 200, "", 0, 0, 0,
      /* llama-server (builds up to ~b6700) sends stream errors as an SSE field named "error",
       * then "data: [DONE]" */
-     "", ENDS_BACKEND, NULL},
+     "", ENDS_BACKEND, NULL, 0},
 
     /* ---- OpenAI ---- */
     OK_STREAM("openai-stream", "A person holds a sign that says \"Hello\" \xE2\x80\x94 smiling.", 8512, 13, 13, "stop"),
-    /* 429 is the backend's overload, not the request's fault; retry-after is not read by lv_chat */
-    HTTP_ERROR("openai-429", 429,
-               "backend returned HTTP 429: Rate limit reached for gpt-4o-mini in organization org-abc123xyz on tokens "
-               "per min (TPM): Limit 200000, Used 198954, Requested 8525. Please try again in 2.243s. Visit "
-               "https://platform.openai.com/accou",
-               ENDS_BACKEND),
+    /* 429 is the backend's overload, not the request's fault; its "retry-after: 3" pauses the
+     * backend for 3 s */
+    {"openai-429", LV_EBACKEND,
+     "backend returned HTTP 429: Rate limit reached for gpt-4o-mini in organization org-abc123xyz on tokens "
+     "per min (TPM): Limit 200000, Used 198954, Requested 8525. Please try again in 2.243s. Visit "
+     "https://platform.openai.com/accou",
+     0, 429, "", 0, 0, 0, "", ENDS_BACKEND, NULL, 3000},
     HTTP_ERROR("openai-401", 401,
                "backend returned HTTP 401: Incorrect API key provided: sk-test-****cret. You can find your API key at "
                "https://platform.openai.com/account/api-keys.",
@@ -419,9 +421,9 @@ static void check(fx_t *f, rec_t *r, const char *mode)
 {
     const wire_case_t *wc = f->wc;
     const lv_chat_result_t *res = &r->res;
-    print_message("%-28s %-6s rc=%d status=%d deltas=%d tokens=%d/%d finish=%s msg=\"%s\"\n", wc->name, mode, res->rc,
-                  res->http_status, res->n_deltas, res->prompt_tokens, res->completion_tokens,
-                  r->finish[0] ? r->finish : "-", r->err);
+    print_message("%-28s %-6s rc=%d status=%d deltas=%d tokens=%d/%d finish=%s retry_after=%llu msg=\"%s\"\n", wc->name,
+                  mode, res->rc, res->http_status, res->n_deltas, res->prompt_tokens, res->completion_tokens,
+                  r->finish[0] ? r->finish : "-", (unsigned long long)res->retry_after_ms, r->err);
     assert_int_equal(res->rc, wc->rc);
     assert_string_equal(r->code, wc->rc == 0 ? "" : wc->rc == LV_ETIMEDOUT ? "backend_timeout" : "backend_error");
     if (wc->message_is_substring) {
@@ -463,6 +465,21 @@ static void check(fx_t *f, rec_t *r, const char *mode)
     assert_int_equal(b->timeouts_total, 0);
     assert_int_equal(ws.errors, wc->ends == ENDS_BACKEND ? 1 : 0); /* only the backend's faults shrink it */
     assert_true(b->healthy);                                       /* one failure opens no circuit */
+
+    /* a Retry-After: carried in the result, and the backend takes nothing new until it has passed
+     * (resolve: wait, not "no backend") */
+    assert_int_equal(res->retry_after_ms, wc->retry_after_ms);
+    uint64_t paused = lv_backend_retry_after_ms(b);
+    lv_backend_t *o = NULL;
+    const char *m = NULL;
+    if (wc->retry_after_ms) {
+        assert_true(paused > 0 && paused <= wc->retry_after_ms);
+        assert_int_equal(lv_pool_resolve(f->pool, b->id, MODEL, &o, &m), LV_EAGAIN);
+    } else {
+        assert_int_equal(paused, 0);
+        assert_int_equal(lv_pool_resolve(f->pool, b->id, MODEL, &o, &m), 0);
+        assert_ptr_equal(o, b);
+    }
 }
 
 /* The debug view of the answer is JSON: streams rebuilt as a chat.completion, errors as received. */
