@@ -6,14 +6,14 @@
 #include <string.h>
 
 #include "lv_common.h"
-#include "lv_rand.h"
 
-#define USER_BUCKETS_INITIAL 16
-#define WEIGHT_BUCKETS 64
 /* Idle user records are kept for reuse: a user whose only session is in flight leaves and comes
  * back with every frame, and reusing its record keeps enqueue allocation-free. The cache is
  * bounded by the most users queued at once in the current and the previous window of
- * CACHE_WINDOW_US (plus CACHE_SLACK); lv_drr_run trims what a fallen peak no longer needs. */
+ * CACHE_WINDOW_US (plus CACHE_SLACK); lv_drr_run trims what a fallen peak no longer needs.
+ * A cached record stays in the users table under its last key, so the table does not shrink and
+ * grow again (reallocating) when every user leaves and comes back, and a returning user gets its
+ * own record; a new user takes the record cached longest. */
 #define CACHE_WINDOW_US 10000000ULL
 #define CACHE_SLACK 64
 #define CACHE_TRIM_PER_RUN 64
@@ -21,10 +21,11 @@
 typedef struct lv_drr_user {
     lv_queue_t active_link;       /* in lv_drr_t.active */
     lv_queue_t sessions;          /* lv_drr_node_t.link, in service order */
-    struct lv_drr_user *hash_next;/* bucket chain, or the cache list while idle */
+    lv_hmap_node_t node;          /* in lv_drr_t.users, keyed by key[] */
+    lv_queue_t cache_link;        /* in lv_drr_t.cache while cached: then not a known user, it
+                                   * only keeps its key and its place in the table */
     lv_queue_t *cursor;           /* next node to offer in run cursor_run (BUSY ones lie before) */
     uint64_t cursor_run;
-    uint64_t hash;
     size_t n_queued;
     int weight;
     int deficit; /* jobs left in the current turn; 0 when not in turn */
@@ -38,8 +39,7 @@ typedef struct lv_drr_user {
 } lv_drr_user_t;
 
 typedef struct lv_drr_weight {
-    struct lv_drr_weight *next;
-    uint64_t hash;
+    lv_hmap_node_t node; /* in lv_drr_t.weights, keyed by key[] */
     int weight;
     char key[LV_DRR_USER_MAX_LEN + 1];
 } lv_drr_weight_t;
@@ -55,23 +55,6 @@ static int key_len(const char *key)
     return (n == 0 || n > LV_DRR_USER_MAX_LEN) ? -1 : (int)n;
 }
 
-/* FNV-1a over the key, seeded per scheduler and finalised (splitmix64) so that keys chosen by
- * clients cannot be lined up into one bucket without knowing the seed. */
-static uint64_t key_hash(const lv_drr_t *d, const char *key, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL ^ d->hash_seed;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ULL;
-    }
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h;
-}
-
 static void *drr_calloc(lv_drr_t *d, size_t n, size_t size)
 {
     void *p = calloc(n, size);
@@ -80,31 +63,47 @@ static void *drr_calloc(lv_drr_t *d, size_t n, size_t size)
     return p;
 }
 
-static lv_drr_weight_t *weight_find(const lv_drr_t *d, const char *key, uint64_t h, lv_drr_weight_t ***link_out)
+/* lv_hmap_insert, with a new bucket array (growing or shrinking) counted among the scheduler's
+ * allocations: the steady state is meant to make none, tables included. */
+static int table_insert(lv_drr_t *d, lv_hmap_t *m, lv_hmap_node_t *n, const char *key, size_t len)
 {
-    lv_drr_weight_t **link = &d->wbuckets[h & (WEIGHT_BUCKETS - 1)];
-    for (; *link; link = &(*link)->next) {
-        if ((*link)->hash == h && strcmp((*link)->key, key) == 0) {
-            if (link_out)
-                *link_out = link;
-            return *link;
-        }
-    }
-    return NULL;
+    size_t n_buckets = m->n_buckets;
+    int rc = lv_hmap_insert(m, n, key, len);
+    if (m->n_buckets != n_buckets)
+        d->allocs++;
+    return rc;
 }
 
-static int weight_of(const lv_drr_t *d, const char *key, uint64_t h)
+static lv_drr_weight_t *weight_find(const lv_drr_t *d, const char *key, size_t len)
 {
-    const lv_drr_weight_t *w = d->n_weights ? weight_find(d, key, h, NULL) : NULL;
+    lv_hmap_node_t *n = lv_hmap_find(&d->weights, key, len);
+    return n ? LV_CONTAINER_OF(n, lv_drr_weight_t, node) : NULL;
+}
+
+static int weight_of(const lv_drr_t *d, const char *key, size_t len)
+{
+    const lv_drr_weight_t *w = weight_find(d, key, len);
     return w ? w->weight : 1;
 }
 
-static lv_drr_user_t *user_find(const lv_drr_t *d, const char *key, uint64_t h)
+static int user_cached(const lv_drr_user_t *u)
 {
-    for (lv_drr_user_t *u = d->buckets[h & (d->n_buckets - 1)]; u; u = u->hash_next)
-        if (u->hash == h && strcmp(u->key, key) == 0)
-            return u;
-    return NULL;
+    return lv_queue_linked(&u->cache_link);
+}
+
+/* The record under key, known or cached. */
+static lv_drr_user_t *user_lookup(const lv_drr_t *d, const char *key, size_t len)
+{
+    lv_hmap_node_t *n = lv_hmap_find(&d->users, key, len);
+    return n ? LV_CONTAINER_OF(n, lv_drr_user_t, node) : NULL;
+}
+
+/* A known user's record; NULL for a user with nothing queued, in flight or lingering (also after
+ * lv_drr_free(), whose emptied table finds nobody). */
+static lv_drr_user_t *user_find(const lv_drr_t *d, const char *key, size_t len)
+{
+    lv_drr_user_t *u = user_lookup(d, key, len);
+    return u && !user_cached(u) ? u : NULL;
 }
 
 static size_t cache_limit(const lv_drr_t *d)
@@ -124,57 +123,47 @@ static void peak_tick(lv_drr_t *d, uint64_t now_us)
     d->peak_start_us = now_us;
 }
 
-/* Double the bucket array when users outnumber buckets. A failed allocation keeps the old table
- * (longer chains, still correct). */
-static void users_maybe_grow(lv_drr_t *d)
+/* Out of the cache and the users table, and freed. */
+static void cache_drop(lv_drr_t *d, lv_drr_user_t *u)
 {
-    if (d->n_known <= d->n_buckets)
-        return;
-    size_t n = d->n_buckets * 2;
-    lv_drr_user_t **b = drr_calloc(d, n, sizeof(*b));
-    if (!b)
-        return;
-    for (size_t i = 0; i < d->n_buckets; i++) {
-        lv_drr_user_t *u = d->buckets[i];
-        while (u) {
-            lv_drr_user_t *next = u->hash_next;
-            u->hash_next = b[u->hash & (n - 1)];
-            b[u->hash & (n - 1)] = u;
-            u = next;
-        }
-    }
-    free(d->buckets);
-    d->buckets = b;
-    d->n_buckets = n;
+    lv_queue_remove(&u->cache_link);
+    d->n_cached--;
+    lv_hmap_remove(&d->users, &u->node);
+    free(u);
 }
 
-/* A record for a user the scheduler does not know yet: from the cache, else the heap. In the hash,
- * not yet in the round (ring_join). */
-static lv_drr_user_t *user_create(lv_drr_t *d, const char *key, size_t len, uint64_t h)
+/* A record for a user the scheduler does not know yet: its own cached one (own, or NULL), else
+ * the one cached longest, else the heap. In the table, not yet in the round (ring_join). NULL
+ * when out of memory. */
+static lv_drr_user_t *user_create(lv_drr_t *d, lv_drr_user_t *own, const char *key, size_t len)
 {
-    lv_drr_user_t *u = d->cache;
+    lv_drr_user_t *u = own;
+    if (!u && !lv_queue_empty(&d->cache))
+        u = LV_CONTAINER_OF(lv_queue_head(&d->cache), lv_drr_user_t, cache_link);
     if (u) {
-        d->cache = u->hash_next;
+        lv_queue_remove(&u->cache_link);
         d->n_cached--;
-        memset(u, 0, sizeof(*u));
-    } else {
-        u = drr_calloc(d, 1, sizeof(*u));
-        if (!u)
-            return NULL;
+        lv_hmap_remove(&d->users, &u->node); /* and back below, perhaps under another key */
+    } else if (!(u = drr_calloc(d, 1, sizeof(*u)))) {
+        return NULL;
     }
+    memset(u, 0, sizeof(*u));
     memcpy(u->key, key, len);
-    u->key[len] = '\0';
-    u->hash = h;
-    u->weight = weight_of(d, key, h);
     lv_queue_init(&u->sessions);
+    lv_queue_init(&u->cache_link);
     lv_queue_init(&u->idle_link);
-    u->hash_next = d->buckets[h & (d->n_buckets - 1)];
-    d->buckets[h & (d->n_buckets - 1)] = u;
+    /* Fails only for a record from the heap going into an empty table (the first bucket array):
+     * a recycled record takes back the place it just left. Either way the record is in no list
+     * now, so freeing it leaves everything as it was. */
+    if (table_insert(d, &d->users, &u->node, u->key, len) != 0) {
+        free(u);
+        return NULL;
+    }
+    u->weight = weight_of(d, key, len);
     d->n_known++;
     d->weight_known += (uint64_t)u->weight;
     if (d->n_known > d->peak_cur)
         d->peak_cur = d->n_known;
-    users_maybe_grow(d);
     return u;
 }
 
@@ -203,13 +192,9 @@ static void ring_leave(lv_drr_t *d, lv_drr_user_t *u)
     d->n_users--;
 }
 
-/* Out of the hash, into the cache (or freed). Only for users with nothing queued or in flight. */
+/* No longer known: into the cache (or freed). Only for users with nothing queued or in flight. */
 static void user_release(lv_drr_t *d, lv_drr_user_t *u)
 {
-    lv_drr_user_t **link = &d->buckets[u->hash & (d->n_buckets - 1)];
-    while (*link != u)
-        link = &(*link)->hash_next;
-    *link = u->hash_next;
     if (u->lingering) {
         lv_queue_remove(&u->idle_link);
         u->lingering = 0;
@@ -218,11 +203,11 @@ static void user_release(lv_drr_t *d, lv_drr_user_t *u)
     d->n_known--;
     d->weight_known -= (uint64_t)u->weight;
     if (d->n_cached + d->n_known >= cache_limit(d)) {
+        lv_hmap_remove(&d->users, &u->node);
         free(u);
         return;
     }
-    u->hash_next = d->cache;
-    d->cache = u;
+    lv_queue_insert_tail(&d->cache, &u->cache_link);
     d->n_cached++;
 }
 
@@ -288,58 +273,44 @@ int lv_drr_init(lv_drr_t *d, int quantum)
     memset(d, 0, sizeof(*d));
     lv_queue_init(&d->active); /* first, so lv_drr_free() is safe whatever happens below */
     lv_queue_init(&d->idle);
+    lv_queue_init(&d->cache);
     if (quantum < 1 || quantum > LV_DRR_QUANTUM_MAX)
         return LV_EINVAL;
     d->quantum = quantum;
-    /* Only bucket placement depends on the seed, never the service order. */
-    if (lv_rand_bytes(&d->hash_seed, sizeof(d->hash_seed)) != 0)
-        d->hash_seed = (uint64_t)(uintptr_t)d * 0x9e3779b97f4a7c15ULL;
-    d->buckets = drr_calloc(d, USER_BUCKETS_INITIAL, sizeof(*d->buckets));
-    d->wbuckets = drr_calloc(d, WEIGHT_BUCKETS, sizeof(*d->wbuckets));
-    if (!d->buckets || !d->wbuckets) {
-        lv_drr_free(d);
-        return LV_ENOMEM;
-    }
-    d->n_buckets = USER_BUCKETS_INITIAL;
+    /* Uncapped: users are bounded by the nodes queued and jobs in flight (the caller's sessions),
+     * cached records by cache_limit(), weights by the check in lv_drr_set_weight. */
+    if (lv_hmap_init(&d->users, 0) != 0 || lv_hmap_init(&d->weights, 0) != 0)
+        return LV_EIO;
     return 0;
 }
 
 void lv_drr_free(lv_drr_t *d)
 {
+    lv_hmap_iter_t it;
+    lv_hmap_node_t *n;
     while (!lv_queue_empty(&d->active)) {
         lv_drr_user_t *u = LV_CONTAINER_OF(lv_queue_head(&d->active), lv_drr_user_t, active_link);
-        while (!lv_queue_empty(&u->sessions)) {
-            lv_drr_node_t *n = LV_CONTAINER_OF(lv_queue_head(&u->sessions), lv_drr_node_t, link);
-            node_detach(d, n);
-        }
+        while (!lv_queue_empty(&u->sessions))
+            node_detach(d, LV_CONTAINER_OF(lv_queue_head(&u->sessions), lv_drr_node_t, link));
         lv_queue_remove(&u->active_link);
     }
-    for (size_t i = 0; d->buckets && i < d->n_buckets; i++) { /* every known user, in the round or not */
-        while (d->buckets[i]) {
-            lv_drr_user_t *u = d->buckets[i];
-            d->buckets[i] = u->hash_next;
-            free(u);
-        }
+    /* every record, known or cached, is in the users table */
+    lv_hmap_iter_init(&d->users, &it);
+    while ((n = lv_hmap_iter_next(&d->users, &it)) != NULL) {
+        lv_hmap_remove(&d->users, n);
+        free(LV_CONTAINER_OF(n, lv_drr_user_t, node));
     }
-    while (d->cache) {
-        lv_drr_user_t *u = d->cache;
-        d->cache = u->hash_next;
-        free(u);
+    lv_hmap_iter_init(&d->weights, &it);
+    while ((n = lv_hmap_iter_next(&d->weights, &it)) != NULL) {
+        lv_hmap_remove(&d->weights, n);
+        free(LV_CONTAINER_OF(n, lv_drr_weight_t, node));
     }
-    if (d->wbuckets) {
-        for (size_t i = 0; i < WEIGHT_BUCKETS; i++) {
-            while (d->wbuckets[i]) {
-                lv_drr_weight_t *w = d->wbuckets[i];
-                d->wbuckets[i] = w->next;
-                free(w);
-            }
-        }
-    }
-    free(d->wbuckets);
-    free(d->buckets);
+    lv_hmap_free(&d->users);
+    lv_hmap_free(&d->weights);
     memset(d, 0, sizeof(*d));
     lv_queue_init(&d->active);
     lv_queue_init(&d->idle);
+    lv_queue_init(&d->cache);
 }
 
 int lv_drr_set_weight(lv_drr_t *d, const char *user, int weight)
@@ -349,31 +320,29 @@ int lv_drr_set_weight(lv_drr_t *d, const char *user, int weight)
         return LV_EINVAL;
     if (d->running)
         return LV_EAGAIN;
-    uint64_t h = key_hash(d, user, (size_t)len);
-    lv_drr_weight_t **link = NULL;
-    lv_drr_weight_t *w = weight_find(d, user, h, &link);
+    lv_drr_weight_t *w = weight_find(d, user, (size_t)len);
     if (weight == 1) {
         if (w) {
-            *link = w->next;
+            lv_hmap_remove(&d->weights, &w->node);
             free(w);
-            d->n_weights--;
         }
     } else if (w) {
         w->weight = weight;
     } else {
-        if (d->n_weights >= LV_DRR_MAX_WEIGHTS)
+        if (lv_hmap_count(&d->weights) >= LV_DRR_MAX_WEIGHTS) /* before allocating */
             return LV_ELIMIT;
         w = drr_calloc(d, 1, sizeof(*w));
         if (!w)
             return LV_ENOMEM;
         memcpy(w->key, user, (size_t)len);
-        w->hash = h;
         w->weight = weight;
-        w->next = d->wbuckets[h & (WEIGHT_BUCKETS - 1)];
-        d->wbuckets[h & (WEIGHT_BUCKETS - 1)] = w;
-        d->n_weights++;
+        int rc = table_insert(d, &d->weights, &w->node, w->key, (size_t)len);
+        if (rc != 0) {
+            free(w);
+            return rc;
+        }
     }
-    lv_drr_user_t *u = user_find(d, user, h);
+    lv_drr_user_t *u = user_find(d, user, (size_t)len);
     if (u) {
         d->weight_known += (uint64_t)weight - (uint64_t)u->weight; /* wraps back: stays exact */
         u->weight = weight; /* from its next turn: the current deficit is left alone */
@@ -386,7 +355,7 @@ int lv_drr_weight(const lv_drr_t *d, const char *user)
     int len = key_len(user);
     if (len < 0)
         return 1;
-    return weight_of(d, user, key_hash(d, user, (size_t)len));
+    return weight_of(d, user, (size_t)len);
 }
 
 int lv_drr_enqueue(lv_drr_t *d, lv_drr_node_t *node, const char *user, uint64_t now_us)
@@ -399,9 +368,8 @@ int lv_drr_enqueue(lv_drr_t *d, lv_drr_node_t *node, const char *user, uint64_t 
     if (d->running)
         return LV_EAGAIN;
     peak_tick(d, now_us);
-    uint64_t h = key_hash(d, user, (size_t)len);
-    lv_drr_user_t *u = user_find(d, user, h);
-    if (!u && !(u = user_create(d, user, (size_t)len, h)))
+    lv_drr_user_t *u = user_lookup(d, user, (size_t)len);
+    if ((!u || user_cached(u)) && !(u = user_create(d, u, user, (size_t)len)))
         return LV_ENOMEM;
     if (!u->in_ring)
         ring_join(d, u);
@@ -463,12 +431,8 @@ size_t lv_drr_run(lv_drr_t *d, size_t max_dispatch, uint64_t now_us, lv_drr_try_
         return 0;
     peak_tick(d, now_us);
     idle_sweep(d, now_us);
-    for (int i = 0; i < CACHE_TRIM_PER_RUN && d->cache && d->n_cached + d->n_known > cache_limit(d); i++) {
-        lv_drr_user_t *u = d->cache;
-        d->cache = u->hash_next;
-        d->n_cached--;
-        free(u);
-    }
+    for (int i = 0; i < CACHE_TRIM_PER_RUN && d->n_cached && d->n_cached + d->n_known > cache_limit(d); i++)
+        cache_drop(d, LV_CONTAINER_OF(lv_queue_head(&d->cache), lv_drr_user_t, cache_link));
     d->running = 1;
     uint64_t run = ++d->run_seq;
     size_t dispatched = 0;
@@ -619,7 +583,7 @@ void lv_drr_stats(const lv_drr_t *d, lv_drr_stats_t *out)
     out->queued = d->n_queued;
     out->users_active = d->n_users;
     out->users_cached = d->n_cached;
-    out->weights = d->n_weights;
+    out->weights = lv_hmap_count(&d->weights);
     out->allocs = d->allocs;
     out->users_known = d->n_known;
     out->users_idle = d->n_idle;
@@ -642,9 +606,8 @@ int lv_drr_job_done(lv_drr_t *d, const char *user, uint64_t now_us, uint64_t lin
     int len = key_len(user);
     if (len < 0)
         return LV_EINVAL;
-    if (!d->buckets) /* freed (a job that outlived the scheduler at shutdown) */
-        return LV_ENOTFOUND;
-    lv_drr_user_t *u = user_find(d, user, key_hash(d, user, (size_t)len));
+    /* also after lv_drr_free (a job that outlived the scheduler at shutdown): nobody is found */
+    lv_drr_user_t *u = user_find(d, user, (size_t)len);
     if (!u || u->inflight <= 0)
         return LV_ENOTFOUND;
     if (now_us > d->clock_us)
@@ -660,9 +623,9 @@ int lv_drr_job_done(lv_drr_t *d, const char *user, uint64_t now_us, uint64_t lin
 int lv_drr_over_share(const lv_drr_t *d, const char *user)
 {
     int len = key_len(user);
-    if (len < 0 || !d->buckets || !d->track_jobs || !d->capacity)
+    if (len < 0 || !d->track_jobs || !d->capacity)
         return 0;
-    const lv_drr_user_t *u = user_find(d, user, key_hash(d, user, (size_t)len));
+    const lv_drr_user_t *u = user_find(d, user, (size_t)len);
     share_t sh = {.capacity = d->capacity, .weights = d->weight_known, .n_under = 0};
     return u && over_share(&sh, u);
 }
@@ -682,24 +645,26 @@ uint64_t lv_drr_linger_next_us(const lv_drr_t *d)
 int lv_drr_user_inflight(const lv_drr_t *d, const char *user)
 {
     int len = key_len(user);
-    if (len < 0 || !d->buckets)
+    if (len < 0)
         return 0;
-    const lv_drr_user_t *u = user_find(d, user, key_hash(d, user, (size_t)len));
+    const lv_drr_user_t *u = user_find(d, user, (size_t)len);
     return u ? u->inflight : 0;
 }
 
 int lv_drr_check(const lv_drr_t *d)
 {
-    size_t users = 0, nodes = 0, hashed = 0, cached = 0, idle = 0, inflight = 0;
+    size_t users = 0, nodes = 0, hashed = 0, hashed_cached = 0, cached = 0, idle = 0, inflight = 0;
     uint64_t weights = 0, last_linger = 0;
     const lv_queue_t *q, *r;
+    lv_hmap_iter_t it;
+    const lv_hmap_node_t *hn;
     LV_QUEUE_FOREACH(q, &d->active) {
         const lv_drr_user_t *u = LV_CONTAINER_OF(q, lv_drr_user_t, active_link);
         size_t mine = 0;
         if (q->next->prev != q || u->n_queued == 0 || !u->in_ring || u->lingering ||
-            user_find(d, u->key, u->hash) != u)
+            user_find(d, u->key, strlen(u->key)) != u)
             return LV_EINVAL;
-        if (u->weight != weight_of(d, u->key, u->hash) || u->deficit < 0 || (!u->in_turn && u->deficit))
+        if (u->weight != weight_of(d, u->key, strlen(u->key)) || u->deficit < 0 || (!u->in_turn && u->deficit))
             return LV_EINVAL;
         LV_QUEUE_FOREACH(r, &u->sessions) {
             const lv_drr_node_t *n = LV_CONTAINER_OF(r, lv_drr_node_t, link);
@@ -712,29 +677,41 @@ int lv_drr_check(const lv_drr_t *d)
         users++;
         nodes += mine;
     }
-    for (size_t i = 0; i < d->n_buckets; i++)
-        for (const lv_drr_user_t *u = d->buckets[i]; u; u = u->hash_next) {
-            /* out of the round only while it has jobs in flight or lingers */
-            if (u->inflight < 0 || (!u->in_ring && u->inflight == 0 && !u->lingering) ||
-                (u->in_ring && u->n_queued == 0) || (!u->in_ring && u->n_queued != 0) ||
-                (u->lingering && (u->in_ring || u->inflight)))
+    lv_hmap_iter_init(&d->users, &it);
+    while ((hn = lv_hmap_iter_next(&d->users, &it)) != NULL) {
+        const lv_drr_user_t *u = LV_CONTAINER_OF(hn, lv_drr_user_t, node);
+        if (user_cached(u)) {
+            if (u->in_ring || u->lingering || u->n_queued || u->inflight)
                 return LV_EINVAL;
-            hashed++;
-            weights += (uint64_t)u->weight;
-            inflight += (size_t)u->inflight;
+            hashed_cached++;
+            continue;
         }
+        /* out of the round only while it has jobs in flight or lingers */
+        if (u->inflight < 0 || (!u->in_ring && u->inflight == 0 && !u->lingering) ||
+            (u->in_ring && u->n_queued == 0) || (!u->in_ring && u->n_queued != 0) ||
+            (u->lingering && (u->in_ring || u->inflight)))
+            return LV_EINVAL;
+        hashed++;
+        weights += (uint64_t)u->weight;
+        inflight += (size_t)u->inflight;
+    }
     LV_QUEUE_FOREACH(q, &d->idle) {
         const lv_drr_user_t *u = LV_CONTAINER_OF(q, lv_drr_user_t, idle_link);
         if (q->next->prev != q || !u->lingering || u->linger_until_us < last_linger ||
-            user_find(d, u->key, u->hash) != u)
+            user_find(d, u->key, strlen(u->key)) != u)
             return LV_EINVAL;
         last_linger = u->linger_until_us;
         idle++;
     }
-    for (const lv_drr_user_t *u = d->cache; u; u = u->hash_next)
+    LV_QUEUE_FOREACH(q, &d->cache) {
+        const lv_drr_user_t *u = LV_CONTAINER_OF(q, lv_drr_user_t, cache_link);
+        if (q->next->prev != q || user_lookup(d, u->key, strlen(u->key)) != u)
+            return LV_EINVAL;
         cached++;
+    }
     if (users != d->n_users || hashed != d->n_known || nodes != d->n_queued || cached != d->n_cached ||
-        idle != d->n_idle || weights != d->weight_known || inflight != d->inflight)
+        hashed_cached != d->n_cached || idle != d->n_idle || weights != d->weight_known ||
+        inflight != d->inflight)
         return LV_EINVAL;
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lv_hmap.h"
 #include "lv_queue.h"
 
 #define LV_DRR_USER_MAX_LEN 63      /* user keys are 1..63 bytes, NUL-terminated */
@@ -42,17 +43,16 @@ typedef struct lv_drr {
     lv_queue_t idle;              /* lv_drr_user.idle_link: users with nothing queued or in flight
                                    * that still count as competing until their linger ends (sorted
                                    * by that time) */
-    struct lv_drr_user **buckets; /* known users (queued, in flight, lingering), by key hash */
-    size_t n_buckets;             /* power of two */
-    struct lv_drr_user *cache;    /* idle user records kept for reuse (singly linked) */
+    lv_hmap_t users;              /* lv_drr_user by key: the known users (queued, in flight,
+                                   * lingering) and the cached records, under their last key */
+    lv_queue_t cache;             /* lv_drr_user.cache_link: idle user records kept for reuse,
+                                   * oldest first */
     size_t n_cached;
     size_t peak_cur, peak_prev;   /* most users queued at once in this / the last cache window */
     uint64_t peak_start_us;       /* when this cache window began (caller's clock) */
-    struct lv_drr_weight **wbuckets; /* weights table: keys whose weight is not 1 */
-    size_t n_weights;
+    lv_hmap_t weights;            /* lv_drr_weight by key: keys whose weight is not 1 */
     size_t n_users;               /* users with queued nodes */
     size_t n_queued;              /* nodes queued */
-    uint64_t hash_seed;
     uint64_t run_seq;             /* counts lv_drr_run() calls; marks per-run cursors */
     uint64_t allocs;              /* allocations made so far (see lv_drr_stats) */
     int quantum;
@@ -111,7 +111,8 @@ const char *lv_drr_node_user(const lv_drr_node_t *node);
 
 /** Initialise an empty scheduler. quantum: jobs per turn at weight 1, 1..LV_DRR_QUANTUM_MAX
  * (1 gives the finest interleaving; a user of weight w dispatches up to quantum × w jobs in a
- * row). LV_EINVAL, LV_ENOMEM. On failure nothing needs freeing. */
+ * row). LV_EINVAL, LV_EIO (no random bytes for the tables' hash keys). Allocates nothing, so on
+ * failure nothing needs freeing. */
 int lv_drr_init(lv_drr_t *d, int quantum);
 /** Free everything the scheduler allocated. Queued nodes are detached (their owners are not
  * touched otherwise), so call it after the owners are gone or before they are freed. */

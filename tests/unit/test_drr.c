@@ -584,6 +584,69 @@ static void no_alloc_per_enqueue(void **state)
     free(n);
 }
 
+/* Records of users that went stay in the users table under their old key until reused: a new user
+ * takes the record cached longest without allocating, and gets its own weight, not the old key's;
+ * a cached record is nobody's, so a late report for its old user is refused; an old user that
+ * comes back finds its record taken and gets another. */
+static void cached_records_are_reused(void **state)
+{
+    (void)state;
+    enum { USERS = 50 };
+    lv_drr_node_t n[USERS];
+    lv_drr_t d;
+    lv_drr_stats_t st;
+    char k[32];
+    memset(n, 0, sizeof(n));
+    assert_int_equal(lv_drr_init(&d, 1), 0);
+    lv_drr_track_jobs(&d);
+    assert_int_equal(lv_drr_set_weight(&d, "old-0", 3), 0);
+    for (int i = 0; i < USERS; i++) {
+        snprintf(k, sizeof(k), "old-%d", i);
+        assert_int_equal(lv_drr_enqueue(&d, &n[i], k, 0), 0);
+    }
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, 0, all_try, NULL, NULL), USERS);
+    for (int i = 0; i < USERS; i++) {
+        snprintf(k, sizeof(k), "old-%d", i);
+        assert_int_equal(lv_drr_job_done(&d, k, 0, 0), 0);
+    }
+    lv_drr_stats(&d, &st);
+    assert_int_equal(st.users_known, 0);
+    assert_int_equal(st.users_cached, USERS);
+    assert_int_equal(lv_drr_check(&d), 0);
+    assert_int_equal(lv_drr_job_done(&d, "old-0", 0, 0), LV_ENOTFOUND);
+    assert_int_equal(lv_drr_user_inflight(&d, "old-0"), 0);
+    assert_int_equal(lv_drr_set_weight(&d, "old-1", 5), 0); /* its cached record is not touched */
+    assert_int_equal(lv_drr_check(&d), 0);
+
+    lv_drr_stats(&d, &st);
+    uint64_t allocs = st.allocs;
+    for (int i = 0; i < USERS; i++) {
+        snprintf(k, sizeof(k), "new-%d", i);
+        assert_int_equal(lv_drr_enqueue(&d, &n[i], k, 0), 0);
+    }
+    lv_drr_stats(&d, &st);
+    assert_int_equal(st.allocs, allocs);
+    assert_int_equal(st.users_cached, 0);
+    assert_int_equal(st.users_known, USERS);
+    assert_int_equal(lv_drr_check(&d), 0); /* checks each user's weight against its own key */
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, 0, all_try, NULL, NULL), USERS);
+    assert_int_equal(lv_drr_user_inflight(&d, "new-0"), 1);
+    assert_int_equal(lv_drr_user_inflight(&d, "old-0"), 0);
+
+    lv_drr_node_t back;
+    lv_drr_node_init(&back);
+    assert_int_equal(lv_drr_enqueue(&d, &back, "old-0", 0), 0);
+    lv_drr_stats(&d, &st);
+    assert_int_equal(st.users_known, USERS + 1);
+    assert_int_equal(lv_drr_check(&d), 0);
+    assert_int_equal(lv_drr_run(&d, SIZE_MAX, 0, all_try, NULL, NULL), 1);
+    assert_int_equal(lv_drr_user_inflight(&d, "old-0"), 1);
+    lv_drr_free(&d);
+    /* a job that outlived the scheduler is reported to an emptied one */
+    assert_int_equal(lv_drr_job_done(&d, "old-0", 0, 0), LV_ENOTFOUND);
+    assert_int_equal(lv_drr_user_inflight(&d, "old-0"), 0);
+}
+
 /* ---------- randomised operations against a model ---------- */
 
 enum { RN = 200, RU = 30 };
@@ -968,6 +1031,7 @@ int main(void)
         cmocka_unit_test(stale_never_dispatched),
         cmocka_unit_test(position_is_exact),
         cmocka_unit_test(no_alloc_per_enqueue),
+        cmocka_unit_test(cached_records_are_reused),
         cmocka_unit_test(random_ops_match_model),
         cmocka_unit_test(share_bound_hog_and_bystander),
         cmocka_unit_test(share_bound_long_jobs),
