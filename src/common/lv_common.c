@@ -34,14 +34,6 @@ uint64_t lv_now_ms(void) { return clock_ns(CLOCK_MONOTONIC) / 1000000u; }
 uint64_t lv_now_us(void) { return clock_ns(CLOCK_MONOTONIC) / 1000u; }
 uint64_t lv_wall_ms(void) { return clock_ns(CLOCK_REALTIME) / 1000000u; }
 
-uint32_t lv_hash_str(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
 int lv_hex_digit(unsigned char c)
 {
     if (c >= '0' && c <= '9')

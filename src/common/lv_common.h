@@ -37,10 +37,6 @@ uint64_t lv_now_us(void);
 /** Wall clock in milliseconds since the epoch; only for timestamps shown to people. */
 uint64_t lv_wall_ms(void);
 
-/** FNV-1a hash of a NUL-terminated string: for the small in-process hash tables (keys are ids,
- * addresses and user names, not adversarially chosen bucket counts that matter for safety). */
-uint32_t lv_hash_str(const char *s);
-
 /** The value of a hexadecimal digit ('0'-'9', 'a'-'f', 'A'-'F'), or -1 for any other byte. */
 int lv_hex_digit(unsigned char c);
 

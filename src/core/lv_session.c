@@ -8,29 +8,33 @@
 #include "lv_common.h"
 #include "lv_rand.h"
 
-#define NBUCKETS 4096
-#define PRINCIPAL_BUCKETS 1024
-
+/* A principal's record. It lives while the principal has a session or something queued. */
 typedef struct principal_count {
-    struct principal_count *next;
-    size_t count;
+    lv_hmap_node_t node;        /* in lv_registry.principals, keyed by principal[] */
+    lv_queue_t link;            /* in lv_registry.principal_order */
+    size_t count;               /* its sessions, live and detached: the length of `sessions` */
     size_t queued;              /* frames waiting plus credits outstanding (the pipeline's count) */
     lv_queue_t sessions;        /* lv_session_t.principal_link, in creation order */
-    char principal[64];
+    char principal[LV_PRINCIPAL_KEY_MAX];
 } principal_count_t;
 
+/* The hash tables answer "which session has this id" and "which record is this principal's"; the
+ * bounded walks (sweep, snapshot) need a stable order instead, since a table reorders itself as it
+ * grows and shrinks. They go principal by principal in order of arrival, each principal's sessions
+ * oldest first, and resume at a session that session_remove() moves along when it goes. */
 struct lv_registry {
     lv_store_t *store;
     lv_registry_caps_t caps;
-    lv_session_t *buckets[NBUCKETS];
-    principal_count_t *principals[PRINCIPAL_BUCKETS];
+    lv_hmap_t sessions;         /* lv_session_t.hash_node, by rec.id */
+    lv_hmap_t principals;       /* principal_count_t.node, by principal */
+    lv_queue_t principal_order; /* principal_count_t.link, oldest first */
     size_t count;
-    size_t sweep_bucket;        /* where the bounded sweep resumes */
+    lv_session_t *sweep_next;   /* where the bounded sweep resumes; NULL: at the start */
     lv_queue_t started;
     void (*before_evict)(lv_session_t *s, void *ud);
     void *evict_ud;
     bool persist_removed;       /* a session went since the last snapshot */
-    size_t persist_bucket;      /* where the snapshot's bounded re-encoding resumes */
+    lv_session_t *persist_next; /* where the snapshot's bounded re-encoding resumes; NULL: at the start */
 };
 
 lv_frame_t *lv_frame_new(const void *jpeg, size_t len)
@@ -57,43 +61,53 @@ void lv_frame_unref(lv_frame_t *f)
         free(f);
 }
 
-static principal_count_t **principal_slot(lv_registry_t *reg, const char *principal)
+/* A name longer than a record holds is keyed by the part that fits (as rec.principal keeps it),
+ * so lookups with the caller's string and with a session's copy agree. */
+static size_t principal_key_len(const char *principal)
 {
-    principal_count_t **pp = &reg->principals[lv_hash_str(principal) % PRINCIPAL_BUCKETS];
-    while (*pp && strcmp((*pp)->principal, principal) != 0)
-        pp = &(*pp)->next;
-    return pp;
+    return strnlen(principal, LV_PRINCIPAL_KEY_MAX - 1);
+}
+
+static principal_count_t *principal_find(const lv_registry_t *reg, const char *principal)
+{
+    lv_hmap_node_t *n = lv_hmap_find(&reg->principals, principal, principal_key_len(principal));
+    return n ? LV_CONTAINER_OF(n, principal_count_t, node) : NULL;
+}
+
+/* The principal's record, made on first use; NULL when out of memory. */
+static principal_count_t *principal_get(lv_registry_t *reg, const char *principal)
+{
+    principal_count_t *o = principal_find(reg, principal);
+    if (o)
+        return o;
+    size_t len = principal_key_len(principal);
+    o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    memcpy(o->principal, principal, len);
+    lv_queue_init(&o->sessions);
+    if (lv_hmap_insert(&reg->principals, &o->node, o->principal, len) != 0) {
+        free(o);
+        return NULL;
+    }
+    lv_queue_insert_tail(&reg->principal_order, &o->link);
+    return o;
+}
+
+/* Free the record once nothing refers to it any more. */
+static void principal_release(lv_registry_t *reg, principal_count_t *o)
+{
+    if (o->count || o->queued)
+        return;
+    lv_hmap_remove(&reg->principals, &o->node);
+    lv_queue_remove(&o->link);
+    free(o);
 }
 
 size_t lv_registry_principal_count(const lv_registry_t *reg, const char *principal)
 {
-    principal_count_t **pp = principal_slot((lv_registry_t *)reg, principal);
-    return *pp ? (*pp)->count : 0;
-}
-
-static int principal_add(lv_registry_t *reg, const char *principal, int delta)
-{
-    principal_count_t **pp = principal_slot(reg, principal);
-    principal_count_t *o = *pp;
-    if (!o) {
-        if (delta < 0)
-            return 0;
-        o = calloc(1, sizeof(*o));
-        if (!o)
-            return LV_ENOMEM;
-        lv_queue_init(&o->sessions);
-        snprintf(o->principal, sizeof(o->principal), "%s", principal);
-        *pp = o;
-    }
-    if (delta < 0 && o->count > 0)
-        o->count--;
-    else if (delta > 0)
-        o->count++;
-    if (o->count == 0 && o->queued == 0) {
-        *pp = o->next;
-        free(o);
-    }
-    return 0;
+    const principal_count_t *o = principal_find(reg, principal);
+    return o ? o->count : 0;
 }
 
 int lv_registry_create(lv_store_t *store, const lv_registry_caps_t *caps, lv_registry_t **out)
@@ -101,8 +115,15 @@ int lv_registry_create(lv_store_t *store, const lv_registry_caps_t *caps, lv_reg
     lv_registry_t *reg = calloc(1, sizeof(*reg));
     if (!reg)
         return LV_ENOMEM;
+    /* no caps on the tables: sessions are counted against max_sessions before one is allocated,
+     * and a principal has a record only while it has a session or something queued */
+    if (lv_hmap_init(&reg->sessions, 0) != 0 || lv_hmap_init(&reg->principals, 0) != 0) {
+        free(reg); /* the tables allocate nothing before their first insert */
+        return LV_EIO;
+    }
     reg->store = store;
     reg->caps = *caps;
+    lv_queue_init(&reg->principal_order);
     lv_queue_init(&reg->started);
     *out = reg;
     return 0;
@@ -121,34 +142,29 @@ void lv_registry_destroy(lv_registry_t *reg)
 {
     if (!reg)
         return;
-    for (size_t i = 0; i < NBUCKETS; i++) {
-        lv_session_t *s = reg->buckets[i];
-        while (s) {
-            lv_session_t *next = s->hash_next;
+    /* every session is in exactly one principal's list; the tables only point at them */
+    lv_queue_t *l = lv_queue_head(&reg->principal_order);
+    while (l != &reg->principal_order) {
+        principal_count_t *o = LV_CONTAINER_OF(l, principal_count_t, link);
+        lv_queue_t *q = lv_queue_head(&o->sessions);
+        while (q != &o->sessions) {
+            lv_session_t *s = LV_CONTAINER_OF(q, lv_session_t, principal_link);
+            q = q->next;
             session_free(s);
-            s = next;
         }
+        l = l->next;
+        free(o);
     }
-    for (size_t i = 0; i < PRINCIPAL_BUCKETS; i++) {
-        principal_count_t *o = reg->principals[i];
-        while (o) {
-            principal_count_t *next = o->next;
-            free(o);
-            o = next;
-        }
-    }
+    lv_hmap_free(&reg->sessions);
+    lv_hmap_free(&reg->principals);
     free(reg);
 }
 
-static lv_session_t **session_slot(lv_registry_t *reg, const char *id)
+lv_session_t *lv_session_find(lv_registry_t *reg, const char *id)
 {
-    lv_session_t **pp = &reg->buckets[lv_hash_str(id) % NBUCKETS];
-    while (*pp && strcmp((*pp)->rec.id, id) != 0)
-        pp = &(*pp)->hash_next;
-    return pp;
+    lv_hmap_node_t *n = lv_hmap_find_str(&reg->sessions, id);
+    return n ? LV_CONTAINER_OF(n, lv_session_t, hash_node) : NULL;
 }
-
-lv_session_t *lv_session_find(lv_registry_t *reg, const char *id) { return *session_slot(reg, id); }
 
 void lv_registry_set_evict_cb(lv_registry_t *reg, void (*before_evict)(lv_session_t *s, void *ud), void *ud)
 {
@@ -162,8 +178,7 @@ static bool is_detached(const lv_session_t *s) { return !lv_session_attached(s) 
 
 size_t lv_registry_principal_queued(lv_registry_t *reg, const char *principal, int delta)
 {
-    principal_count_t **pp = principal_slot(reg, principal);
-    principal_count_t *o = *pp;
+    principal_count_t *o = principal_find(reg, principal);
     if (!o)
         return 0; /* no session of it is left: nothing of it can be waiting */
     if (delta < 0 && o->queued > 0)
@@ -171,21 +186,18 @@ size_t lv_registry_principal_queued(lv_registry_t *reg, const char *principal, i
     else if (delta > 0)
         o->queued++;
     size_t q = o->queued;
-    if (o->count == 0 && o->queued == 0) {
-        *pp = o->next;
-        free(o);
-    }
+    principal_release(reg, o);
     return q;
 }
 
 size_t lv_registry_principal_live(const lv_registry_t *reg, const char *principal)
 {
-    principal_count_t **pp = principal_slot((lv_registry_t *)reg, principal);
+    const principal_count_t *o = principal_find(reg, principal);
     size_t live = 0;
-    lv_queue_t *n;
-    if (!*pp)
+    const lv_queue_t *n;
+    if (!o)
         return 0;
-    LV_QUEUE_FOREACH(n, &(*pp)->sessions)
+    LV_QUEUE_FOREACH(n, &o->sessions)
     {
         if (!is_detached(LV_CONTAINER_OF(n, lv_session_t, principal_link)))
             live++;
@@ -213,18 +225,85 @@ static int store_create(lv_registry_t *reg, const lv_session_rec_t *rec)
     return res.completed ? res.rc : 0;
 }
 
-/* Take a session out of every registry structure and the store, and free it; *pp is its link in
- * its hash chain. */
-static void session_remove(lv_registry_t *reg, lv_session_t **pp)
+/* Put a session that is in no structure yet into the store and the registry. On failure it is in
+ * neither, and the caller frees it. */
+static int session_register(lv_registry_t *reg, lv_session_t *s)
 {
-    lv_session_t *s = *pp;
-    *pp = s->hash_next;
+    principal_count_t *o;
+    int rc = lv_hmap_insert_str(&reg->sessions, &s->hash_node, s->rec.id);
+    if (rc != 0)
+        return rc;
+    if ((rc = store_create(reg, &s->rec)) != 0)
+        goto unhash;
+    if (!(o = principal_get(reg, s->rec.principal))) {
+        rc = LV_ENOMEM;
+        goto unstore;
+    }
+    o->count++;
+    lv_queue_insert_tail(&o->sessions, &s->principal_link);
+    reg->count++;
+    return 0;
+unstore:
+    reg->store->ops->remove(reg->store, s->rec.id, NULL, NULL);
+unhash:
+    lv_hmap_remove(&reg->sessions, &s->hash_node);
+    return rc;
+}
+
+/* The session after s in the walks' order, wrapping around (s itself when it is the only one).
+ * *o is s's principal on entry and the returned session's on return. */
+static lv_session_t *session_after(lv_registry_t *reg, principal_count_t **o, const lv_session_t *s)
+{
+    lv_queue_t *q = s->principal_link.next;
+    while (q == &(*o)->sessions) { /* past o's last: the next principal's first (one may have none) */
+        lv_queue_t *l = (*o)->link.next;
+        if (l == &reg->principal_order)
+            l = l->next;
+        *o = LV_CONTAINER_OF(l, principal_count_t, link);
+        q = (*o)->sessions.next;
+    }
+    return LV_CONTAINER_OF(q, lv_session_t, principal_link);
+}
+
+/* Where a walk starts: at its saved place, or at the first session; *o gets its principal. NULL
+ * when the registry is empty. */
+static lv_session_t *walk_start(lv_registry_t *reg, lv_session_t *saved, principal_count_t **o)
+{
+    lv_queue_t *l;
+    if (saved) {
+        *o = principal_find(reg, saved->rec.principal);
+        return saved;
+    }
+    LV_QUEUE_FOREACH(l, &reg->principal_order)
+    {
+        *o = LV_CONTAINER_OF(l, principal_count_t, link);
+        if (!lv_queue_empty(&(*o)->sessions))
+            return LV_CONTAINER_OF(lv_queue_head(&(*o)->sessions), lv_session_t, principal_link);
+    }
+    return NULL;
+}
+
+/* Take a session out of every registry structure and the store, and free it. */
+static void session_remove(lv_registry_t *reg, lv_session_t *s)
+{
+    principal_count_t *o = principal_find(reg, s->rec.principal);
+    if (reg->sweep_next == s || reg->persist_next == s) { /* a walk was to resume here: at the next one */
+        principal_count_t *next_o = o;
+        lv_session_t *next = session_after(reg, &next_o, s);
+        if (next == s)
+            next = NULL;
+        if (reg->sweep_next == s)
+            reg->sweep_next = next;
+        if (reg->persist_next == s)
+            reg->persist_next = next;
+    }
+    lv_hmap_remove(&reg->sessions, &s->hash_node);
     if (lv_queue_linked(&s->started_link))
         lv_queue_remove(&s->started_link);
-    if (lv_queue_linked(&s->principal_link))
-        lv_queue_remove(&s->principal_link);
+    lv_queue_remove(&s->principal_link);
+    o->count--;
+    principal_release(reg, o);
     reg->store->ops->remove(reg->store, s->rec.id, NULL, NULL);
-    principal_add(reg, s->rec.principal, -1);
     reg->count--;
     reg->persist_removed = true;
     session_free(s);
@@ -234,7 +313,7 @@ static void session_remove(lv_registry_t *reg, lv_session_t **pp)
  * one. The walk is bounded by the principal's session count, itself bounded by the per-principal cap. */
 static int evict_oldest_detached(lv_registry_t *reg, const char *principal)
 {
-    principal_count_t *o = *principal_slot(reg, principal);
+    principal_count_t *o = principal_find(reg, principal);
     lv_session_t *oldest = NULL;
     lv_queue_t *n;
     if (!o)
@@ -249,7 +328,7 @@ static int evict_oldest_detached(lv_registry_t *reg, const char *principal)
         return LV_ENOTFOUND;
     if (reg->before_evict)
         reg->before_evict(oldest, reg->evict_ud);
-    session_remove(reg, session_slot(reg, oldest->rec.id));
+    session_remove(reg, oldest);
     return 0;
 }
 
@@ -294,7 +373,7 @@ int lv_session_create(lv_registry_t *reg, const char *principal, const lv_settin
     for (int tries = 0;; tries++) {
         if ((rc = lv_rand_hex(s->rec.id, sizeof(s->rec.id), LV_SESSION_ID_LEN / 2)) != 0)
             goto fail;
-        if (!*session_slot(reg, s->rec.id))
+        if (!lv_session_find(reg, s->rec.id))
             break;
         if (tries > 3) {
             rc = LV_EIO;
@@ -304,16 +383,8 @@ int lv_session_create(lv_registry_t *reg, const char *principal, const lv_settin
     if ((rc = lv_rand_hex(secret_out, 65, 32)) != 0)
         goto fail;
     lv_secret_hash(secret_out, s->rec.secret_hash);
-    if ((rc = store_create(reg, &s->rec)) != 0)
+    if ((rc = session_register(reg, s)) != 0)
         goto fail;
-    if ((rc = principal_add(reg, principal, +1)) != 0) {
-        reg->store->ops->remove(reg->store, s->rec.id, NULL, NULL);
-        goto fail;
-    }
-    lv_queue_insert_tail(&(*principal_slot(reg, principal))->sessions, &s->principal_link);
-    lv_session_t **pp = session_slot(reg, s->rec.id);
-    *pp = s;
-    reg->count++;
     *out = s;
     return 0;
 fail:
@@ -429,23 +500,20 @@ void lv_session_attach_changed(lv_session_t *s, uint64_t now_ms)
 size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, size_t max_examined,
                          void (*before_free)(lv_session_t *s, void *ud), void *ud)
 {
-    size_t removed = 0, examined = 0;
-    for (size_t nb = 0; nb < NBUCKETS && examined < max_examined; nb++) {
-        size_t b = reg->sweep_bucket;
-        reg->sweep_bucket = (reg->sweep_bucket + 1) % NBUCKETS;
-        lv_session_t **pp = &reg->buckets[b];
-        while (*pp) {
-            lv_session_t *s = *pp;
-            examined++;
-            if (!lv_session_attached(s) && s->detached_since_ms && now_ms - s->detached_since_ms >= idle_ms) {
-                if (before_free)
-                    before_free(s, ud);
-                session_remove(reg, pp);
-                removed++;
-            } else {
-                pp = &s->hash_next;
-            }
+    size_t removed = 0;
+    size_t left = LV_MIN(max_examined, reg->count); /* at most one lap */
+    principal_count_t *o = NULL;
+    lv_session_t *s = walk_start(reg, reg->sweep_next, &o);
+    for (; s && left > 0; left--) {
+        /* the place moves on first: removing s then leaves it on a session that stays */
+        reg->sweep_next = session_after(reg, &o, s);
+        if (!lv_session_attached(s) && s->detached_since_ms && now_ms - s->detached_since_ms >= idle_ms) {
+            if (before_free)
+                before_free(s, ud);
+            session_remove(reg, s); /* sets sweep_next to NULL when s was the only one left */
+            removed++;
         }
+        s = reg->sweep_next;
     }
     return removed;
 }
@@ -489,7 +557,7 @@ static int session_encode(lv_session_t *s)
 int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved, uint64_t now_ms)
 {
     int rc;
-    if (*session_slot(reg, saved->rec.id))
+    if (lv_session_find(reg, saved->rec.id))
         return LV_EEXIST;
     if (reg->count >= reg->caps.max_sessions)
         return LV_ELIMIT;
@@ -510,15 +578,8 @@ int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved,
     s->detached_wall_ms = wall > saved->age_ms ? wall - saved->age_ms : 0;
     /* the monotonic clock may have restarted with the machine: then the idle time counts from 1 */
     s->detached_since_ms = now_ms > saved->age_ms + 1 ? now_ms - saved->age_ms : 1;
-    if ((rc = store_create(reg, &s->rec)) != 0)
+    if ((rc = session_register(reg, s)) != 0)
         goto fail;
-    if ((rc = principal_add(reg, s->rec.principal, +1)) != 0) {
-        reg->store->ops->remove(reg->store, s->rec.id, NULL, NULL);
-        goto fail;
-    }
-    lv_queue_insert_tail(&(*principal_slot(reg, s->rec.principal))->sessions, &s->principal_link);
-    *session_slot(reg, s->rec.id) = s;
-    reg->count++;
     if (s->rec.started)
         lv_session_set_started(reg, s, true, now_ms);
     session_encode(s); /* its line is ready before the first write, whatever the encoding budget */
@@ -533,27 +594,30 @@ int lv_registry_snapshot(lv_registry_t *reg, bool force, size_t encode_budget_by
 {
     bool changed = force || reg->persist_removed;
     size_t spent = 0;
+    principal_count_t *o = NULL;
+    lv_session_t *s = walk_start(reg, reg->persist_next, &o);
     /* re-encode what changed, fairly: each call starts where the budget stopped the last one */
-    for (size_t i = 0; i < NBUCKETS; i++) {
-        size_t b = (reg->persist_bucket + i) % NBUCKETS;
-        for (lv_session_t *s = reg->buckets[b]; s; s = s->hash_next) {
-            if (!s->persist_dirty)
-                continue;
-            changed = true;
-            if (spent >= encode_budget_bytes) {
-                reg->persist_bucket = b;
-                goto collect;
-            }
-            if (session_encode(s) == 0)
-                spent += s->persist_line->len;
+    for (size_t i = 0; i < reg->count; i++, s = session_after(reg, &o, s)) {
+        if (!s->persist_dirty)
+            continue;
+        changed = true;
+        if (spent >= encode_budget_bytes) {
+            reg->persist_next = s;
+            break;
         }
+        if (session_encode(s) == 0)
+            spent += s->persist_line->len;
     }
-collect:
     if (!changed)
         return LV_EAGAIN;
     reg->persist_removed = false;
-    for (size_t b = 0; b < NBUCKETS; b++) {
-        for (lv_session_t *s = reg->buckets[b]; s; s = s->hash_next) {
+    lv_queue_t *l, *q;
+    LV_QUEUE_FOREACH(l, &reg->principal_order)
+    {
+        o = LV_CONTAINER_OF(l, principal_count_t, link);
+        LV_QUEUE_FOREACH(q, &o->sessions)
+        {
+            s = LV_CONTAINER_OF(q, lv_session_t, principal_link);
             if (!s->persist_line)
                 continue;
             if (out->bytes + s->persist_line->len > max_bytes) {

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "lv_drr.h"
+#include "lv_hmap.h"
 #include "lv_queue.h"
 #include "lv_settings.h"
 #include "lv_statefile.h"
@@ -43,7 +44,7 @@ typedef struct {
 
 typedef struct lv_session {
     lv_session_rec_t rec;        /* durable part; written back to the store on change */
-    struct lv_session *hash_next;/* registry chain */
+    lv_hmap_node_t hash_node;    /* in the registry's table, keyed by rec.id */
     lv_queue_t viewers;          /* lv_viewer_t.link: who watches (lv_port_viewer.h) */
     size_t n_viewers;
     lv_queue_t sources;          /* lv_source_t.link: who sends frames (lv_port_source.h) */

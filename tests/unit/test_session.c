@@ -1,8 +1,11 @@
-/* test_session.c - session registry, mailbox, history, expiry and the round-robin ready queue. */
+/* test_session.c - session registry (many principals, bounded sweeps, random operations against a
+ * model), mailbox, history, expiry and the round-robin ready queue. */
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -329,6 +332,228 @@ static void store_roundtrip(void **state)
     st->ops->destroy(st);
 }
 
+/* ---------- many principals, bounded walks ---------- */
+
+static lv_registry_t *big_registry(lv_store_t **st, size_t max_sessions, size_t per_principal)
+{
+    lv_registry_caps_t caps = {.max_sessions = max_sessions, .max_sessions_per_principal = per_principal};
+    lv_registry_t *reg;
+    assert_int_equal(lv_store_mem_create(max_sessions, st), 0);
+    assert_int_equal(lv_registry_create(*st, &caps, &reg), 0);
+    return reg;
+}
+
+/* Thousands of principals: each keeps its own count through the tables' growth, expiry empties
+ * them all (their records go), and the registry and the store take a second crowd afterwards. */
+static void many_principals(void **state)
+{
+    (void)state;
+    enum { P = 3000, PER = 2 };
+    lv_store_t *st;
+    lv_registry_t *reg = big_registry(&st, P * PER, PER);
+    char secret[65], who[32];
+    lv_session_t *s;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < P * PER; i++) {
+            snprintf(who, sizeof(who), "10.%d.%d.%d", round, i % P / 256, i % P % 256);
+            assert_int_equal(lv_session_create(reg, who, NULL, secret, &s), 0);
+            assert_ptr_equal(lv_session_find(reg, s->rec.id), s);
+            set_conns(s, 0, 100); /* detached at once */
+        }
+        assert_int_equal(lv_registry_count(reg), P * PER);
+        assert_int_equal(st->ops->count(st), P * PER);
+        for (int i = 0; i < P; i++) {
+            snprintf(who, sizeof(who), "10.%d.%d.%d", round, i / 256, i % 256);
+            assert_int_equal(lv_registry_principal_count(reg, who), PER);
+            assert_int_equal(lv_registry_principal_live(reg, who), 0);
+        }
+        /* a full registry: a principal with room but no detached session is refused */
+        assert_int_equal(lv_session_create(reg, "192.0.2.1", NULL, secret, &s), LV_ELIMIT);
+        freed_count = 0;
+        assert_int_equal(lv_registry_sweep(reg, 1100, 1000, SIZE_MAX, count_free, NULL), P * PER);
+        assert_int_equal(freed_count, P * PER);
+        assert_int_equal(lv_registry_count(reg), 0);
+        assert_int_equal(st->ops->count(st), 0);
+        for (int i = 0; i < P; i++) {
+            snprintf(who, sizeof(who), "10.%d.%d.%d", round, i / 256, i % 256);
+            assert_int_equal(lv_registry_principal_count(reg, who), 0);
+        }
+    }
+    lv_registry_destroy(reg);
+    st->ops->destroy(st);
+}
+
+/* A bounded sweep looks at max_examined sessions per call and carries on from there the next
+ * time, so every session is looked at within count / max_examined calls, across principals, with
+ * expired ones removed on the way (and the sweep's place moved off them). */
+static void sweep_bounded_resumes(void **state)
+{
+    (void)state;
+    lv_store_t *st;
+    lv_registry_t *reg = big_registry(&st, 100, 10);
+    char secret[65], who[16];
+    lv_session_t *s[9];
+    for (int i = 0; i < 9; i++) {
+        snprintf(who, sizeof(who), "p%d", i / 3);
+        assert_int_equal(lv_session_create(reg, who, NULL, secret, &s[i]), 0);
+        /* 1, 4, 5 and 8 have been idle long enough; the others have a socket */
+        set_conns(s[i], (i == 1 || i == 4 || i == 5 || i == 8) ? 0 : 1, 10);
+    }
+    size_t removed = 0;
+    for (int call = 0; call < 5; call++) { /* 9 sessions, 2 per call */
+        freed_count = 0;
+        size_t r = lv_registry_sweep(reg, 5000, 1000, 2, count_free, NULL);
+        assert_true(r <= 2);
+        assert_int_equal(freed_count, r);
+        removed += r;
+    }
+    assert_int_equal(removed, 4);
+    assert_int_equal(lv_registry_count(reg), 5);
+    assert_int_equal(lv_registry_principal_count(reg, "p1"), 1); /* 4 and 5 went, 3 stays */
+    assert_int_equal(lv_registry_sweep(reg, 5000, 1000, SIZE_MAX, count_free, NULL), 0);
+    for (int i = 0; i < 9; i++)
+        if (i != 1 && i != 4 && i != 5 && i != 8)
+            set_conns(s[i], 0, 30);
+    lv_registry_destroy(reg);
+    st->ops->destroy(st);
+}
+
+/* Random creates (which may evict), attaches, detaches, bounded sweeps and bounded snapshots,
+ * checked against what the registry reports through its callbacks: every session it keeps is
+ * found by its id and counted under its principal, only sessions idle long enough expire, only
+ * detached ones give way, and a full lap of bounded sweeps leaves nothing expired behind. The
+ * sessions the sweep and the snapshot were to resume at are removed in passing, which ASan would
+ * report if a saved place were left pointing at freed memory. */
+enum { RP = 12, RS = 200, RIDLE = 300 };
+
+typedef struct {
+    lv_session_t *s[RS];
+    int principal[RS];
+    size_t n;
+    uint64_t now;
+    size_t freed, evicted;
+} reg_model_t;
+
+static uint64_t reg_rng = 88172645463325252ULL;
+static unsigned reg_rnd(unsigned n)
+{
+    reg_rng ^= reg_rng << 13;
+    reg_rng ^= reg_rng >> 7;
+    reg_rng ^= reg_rng << 17;
+    return (unsigned)(reg_rng % n);
+}
+
+static void model_forget(reg_model_t *m, lv_session_t *s)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->s[i] == s) {
+            m->s[i] = m->s[m->n - 1];
+            m->principal[i] = m->principal[m->n - 1];
+            m->n--;
+            return;
+        }
+    }
+    fail_msg("the registry removed a session it did not have");
+}
+
+static void model_on_free(lv_session_t *s, void *ud)
+{
+    reg_model_t *m = ud;
+    assert_false(lv_session_attached(s));
+    assert_true(s->detached_since_ms != 0 && m->now - s->detached_since_ms >= RIDLE);
+    model_forget(m, s);
+    m->freed++;
+}
+
+static void model_on_evict(lv_session_t *s, void *ud)
+{
+    reg_model_t *m = ud;
+    assert_false(lv_session_attached(s));
+    assert_true(s->detached_since_ms != 0);
+    model_forget(m, s);
+    m->evicted++;
+}
+
+static size_t model_expired(const reg_model_t *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n; i++)
+        n += !lv_session_attached(m->s[i]) && m->s[i]->detached_since_ms &&
+             m->now - m->s[i]->detached_since_ms >= RIDLE;
+    return n;
+}
+
+static void registry_random_ops(void **state)
+{
+    (void)state;
+    lv_store_t *st;
+    lv_registry_t *reg = big_registry(&st, 60, 6);
+    reg_model_t *m = calloc(1, sizeof(*m));
+    assert_non_null(m);
+    lv_registry_set_evict_cb(reg, model_on_evict, m);
+    char secret[65], who[16];
+    lv_statefile_snap_t snap;
+    memset(&snap, 0, sizeof(snap));
+    size_t sweeps = 0, laps = 0;
+    for (int op = 0; op < 30000; op++) {
+        m->now += 1 + reg_rnd(20);
+        unsigned r = reg_rnd(100);
+        if (r < 30) {
+            int p = (int)reg_rnd(RP);
+            lv_session_t *s;
+            snprintf(who, sizeof(who), "p%d", p);
+            if (lv_session_create(reg, who, NULL, secret, &s) == 0) {
+                assert_true(m->n < RS);
+                m->s[m->n] = s;
+                m->principal[m->n++] = p;
+                if (reg_rnd(2))
+                    set_conns(s, 1, m->now);
+            }
+        } else if (r < 55 && m->n) {
+            lv_session_t *s = m->s[reg_rnd((unsigned)m->n)];
+            set_conns(s, reg_rnd(3) == 0 ? 1 : 0, m->now);
+        } else if (r < 80) {
+            size_t max = 1 + reg_rnd(4);
+            size_t freed = m->freed;
+            size_t got = lv_registry_sweep(reg, m->now, RIDLE, max, model_on_free, m);
+            assert_true(got <= max);
+            assert_int_equal(got, m->freed - freed);
+            sweeps++;
+        } else if (r < 95) {
+            int rc = lv_registry_snapshot(reg, reg_rnd(4) == 0, reg_rnd(3) * 200, SIZE_MAX, &snap);
+            assert_true(rc == 0 || rc == LV_EAGAIN);
+            assert_true(snap.n <= m->n);
+            lv_statefile_snap_clear(&snap);
+        } else if (m->n) { /* a lap of bounded sweeps, nothing else happening meanwhile */
+            size_t max = 1 + reg_rnd(3), calls = (m->n + max - 1) / max;
+            for (size_t c = 0; c < calls; c++)
+                lv_registry_sweep(reg, m->now, RIDLE, max, model_on_free, m);
+            assert_int_equal(model_expired(m), 0);
+            laps++;
+        }
+        assert_int_equal(lv_registry_count(reg), m->n);
+        assert_int_equal(st->ops->count(st), m->n);
+        size_t per[RP] = {0};
+        for (size_t i = 0; i < m->n; i++) {
+            assert_ptr_equal(lv_session_find(reg, m->s[i]->rec.id), m->s[i]);
+            per[m->principal[i]]++;
+        }
+        for (int p = 0; p < RP; p++) {
+            snprintf(who, sizeof(who), "p%d", p);
+            assert_int_equal(lv_registry_principal_count(reg, who), per[p]);
+            assert_true(lv_registry_principal_live(reg, who) <= 6);
+        }
+    }
+    print_message("30k ops: %zu sweeps (%zu laps) freed %zu, %zu evicted, %zu left\n", sweeps, laps, m->freed,
+                  m->evicted, m->n);
+    assert_true(m->freed > 500 && m->evicted > 100);
+    for (size_t i = 0; i < m->n; i++)
+        set_conns(m->s[i], 0, m->now);
+    lv_registry_destroy(reg);
+    st->ops->destroy(st);
+    free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +568,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(reloads_never_lock_out, setup, teardown),
         cmocka_unit_test_setup_teardown(total_cap_evicts_only_own, setup, teardown),
         cmocka_unit_test(store_roundtrip),
+        cmocka_unit_test(many_principals),
+        cmocka_unit_test(sweep_bounded_resumes),
+        cmocka_unit_test(registry_random_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
