@@ -586,7 +586,7 @@ function settingsApplied(settings, changed) {
   state.lastSettings = { ...settings };
   const echo = $('promptEcho');
   const p = typeof settings.prompt === 'string' ? settings.prompt : '';
-  echo.textContent = p.length > 200 ? `${p.slice(0, 200)}…` : p;
+  echo.textContent = p.length > 600 ? `${p.slice(0, 600)}…` : p;
   echo.title = p;
   stats.setPaused(settings.stats_interval_ms === 0);
   answer.setDebug(!!settings.debug);

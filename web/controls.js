@@ -1,7 +1,9 @@
 // controls.js - the per-session settings controls. The server's settings are the truth: a control
 // sends update_settings, the server answers settings_updated (the control flashes "applied") or
-// error invalid_setting (the control goes back to the server's value and says why). Changes made
-// while disconnected are sent once the session is back.
+// error invalid_setting. A number or text the user typed that is out of range is not sent: the
+// field says the allowed range and keeps what was typed until it is corrected (the server's refusal
+// is shown the same way); a choice the server refuses goes back to the server's value and says why.
+// Changes made while disconnected are sent once the session is back.
 
 import { $, byteLength, pulse } from './util.js';
 
@@ -11,6 +13,22 @@ const FIELDS = ['prompt', 'max_tokens', 'temperature', 'interval_ms', 'backend',
 function fmtSeconds(ms) {
   return String(+(ms / 1000).toFixed(3));
 }
+
+// Typed numbers: the allowed range is the input's own min/max (index.html; applyConfig narrows
+// frame_max_side to the server's cap); scale turns what is typed into the protocol's unit.
+const NUMBERS = {
+  max_tokens: { int: true, unit: 'tokens' },
+  interval_ms: { int: false, unit: 'seconds', scale: 1000 },
+  frame_max_side: { int: true, unit: 'pixels' },
+};
+
+const AUTO_MODEL_LABEL = 'Automatic (first vision model)';
+
+const LABELS = {
+  prompt: 'prompt', max_tokens: 'max tokens', temperature: 'temperature', interval_ms: 'interval',
+  backend: 'backend', model: 'model', frame_max_side: 'frame size', jpeg_quality: 'JPEG quality',
+  stats_interval_ms: 'stats update interval', debug: 'debug setting',
+};
 
 export class Controls {
   /** send(partialSettings) → bool; onApplied(settings, changedFields) after each server state. */
@@ -77,15 +95,16 @@ export class Controls {
       }
     });
 
-    e.maxTokens.addEventListener('change', () => this._applyNumber('max_tokens', e.maxTokens, parseInt));
-    e.interval.addEventListener('change', () => {
-      const s = parseFloat(e.interval.value);
-      if (!Number.isFinite(s)) return this._revert(['interval_ms']);
-      this.apply({ interval_ms: Math.round(s * 1000) }, 'interval_ms');
-    });
+    for (const field of Object.keys(NUMBERS)) {
+      const input = this.map[field].input;
+      input.addEventListener('change', () => this._applyTyped(field));
+      // Corrected while typing: the complaint goes as soon as the value is allowed.
+      input.addEventListener('input', () => {
+        if (this._isInvalid(field) && this._check(field).ok) this._clearInvalid(field);
+      });
+    }
     e.temperature.addEventListener('input', () => this._showTemperature());
     e.temperature.addEventListener('change', () => this._applyNumber('temperature', e.temperature, parseFloat));
-    e.frameMaxSide.addEventListener('change', () => this._applyNumber('frame_max_side', e.frameMaxSide, parseInt));
     e.jpegQuality.addEventListener('input', () => this._showQuality());
     e.jpegQuality.addEventListener('change', () => this._applyNumber('jpeg_quality', e.jpegQuality, parseInt));
     e.statsInterval.addEventListener('change', () => this.apply({ stats_interval_ms: parseInt(e.statsInterval.value, 10) }, 'stats_interval_ms'));
@@ -105,7 +124,7 @@ export class Controls {
       const id = e.model.value;
       const change = { model: id };
       const b = e.backend.value;
-      if (b) {
+      if (b && id) {
         // A model listed under "any backend" may live on a backend other than the chosen one.
         const m = this.models.find((x) => x.id === id && x.backend === b);
         if (!m) change.backend = '';
@@ -119,15 +138,50 @@ export class Controls {
     const text = e.prompt.value;
     if (!this.settings || text === this.settings.prompt) return;
     if (!text.trim()) {
-      this._markInvalid('prompt', 'The prompt cannot be empty.');
-      this._revert(['prompt'], true);
+      this._markInvalid('prompt', 'The prompt cannot be empty: write a question about the picture, or pick a preset.');
       return;
     }
-    if (byteLength(text) > this.maxPromptBytes) {
-      this._markInvalid('prompt', `The prompt is longer than ${this.maxPromptBytes} bytes.`);
+    const n = byteLength(text);
+    if (n > this.maxPromptBytes) {
+      this._markInvalid('prompt', `The prompt is ${n} bytes long; the most allowed is ${this.maxPromptBytes} bytes. Shorten it.`);
       return;
     }
     this.apply({ prompt: text }, 'prompt');
+  }
+
+  /** Is the typed number allowed? {ok, value (protocol unit)} or {ok: false, why}. */
+  _check(field) {
+    const spec = NUMBERS[field];
+    const input = this.map[field].input;
+    const min = Number(input.min);
+    const max = Number(input.max);
+    const raw = input.value.trim();
+    const range = this._rangeText(field);
+    if (input.validity.badInput || raw === '') return { ok: false, why: `Enter ${range}.` };
+    const v = Number(raw);
+    if (!Number.isFinite(v) || (spec.int && !Number.isInteger(v)) || v < min || v > max) {
+      return { ok: false, why: `Enter ${range} (you typed ${raw}).` };
+    }
+    return { ok: true, value: spec.scale ? Math.round(v * spec.scale) : v };
+  }
+
+  _rangeText(field) {
+    const spec = NUMBERS[field];
+    const input = this.map[field].input;
+    return `${spec.int ? 'a whole number' : 'a number'} of ${spec.unit} from ${input.min} to ${input.max}`;
+  }
+
+  _applyTyped(field) {
+    const r = this._check(field);
+    if (!r.ok) {
+      this._markInvalid(field, r.why);
+      return;
+    }
+    if (this.settings && this.settings[field] === r.value) {
+      this._clearInvalid(field); // typed back to what the session already has
+      return;
+    }
+    this.apply({ [field]: r.value }, field);
   }
 
   _applyNumber(field, input, parse) {
@@ -173,12 +227,35 @@ export class Controls {
     this._show(settings, changed);
   }
 
-  /** error invalid_setting: nothing changed; put the controls back and say why. */
+  /**
+   * error invalid_setting: nothing changed. A typed value stays (with the allowed range) until
+   * the user corrects it; a choice goes back to the server's value. Returns false when the field
+   * is not one of these controls (the caller then says it elsewhere).
+   */
   invalid(msg) {
     const asked = this.pending.shift() || [];
     const field = typeof msg.field === 'string' ? msg.field : asked[0];
-    this._revert(asked.length ? asked : [field]);
-    if (field) this._markInvalid(field, msg.message || 'Invalid value.');
+    const typed = (f) => f in NUMBERS || f === 'prompt';
+    this._revert((asked.length ? asked : [field]).filter((f) => !typed(f)));
+    for (const f of asked) this._fieldEl(f)?.classList.remove('applying');
+    if (!field || !this.map[field]) return false;
+    this._markInvalid(field, this.explain(field, msg.message));
+    return true;
+  }
+
+  /** A sentence for a refused setting (the server says e.g. "out of range"). */
+  explain(field, serverMessage) {
+    const said = typeof serverMessage === 'string' && serverMessage ? serverMessage : 'not accepted';
+    if (field in NUMBERS) return `The server did not accept this value (${said}). Enter ${this._rangeText(field)}.`;
+    if (field === 'prompt') return `The server did not accept this prompt (${said}). It must be 1 to ${this.maxPromptBytes} bytes.`;
+    if (field === 'model') return `This model cannot be used (${said}). Pick one from the list, or Automatic.`;
+    if (field === 'backend') return `This backend cannot be used (${said}). Pick another one, or Any backend.`;
+    return `The server did not accept this ${LABELS[field] || field} (${said}).`;
+  }
+
+  _isInvalid(field) {
+    const fe = this._fieldEl(field);
+    return !!fe && fe.classList.contains('invalid');
   }
 
   _show(settings, flash) {
@@ -189,6 +266,9 @@ export class Controls {
       const m = this.map[f];
       if (f === 'prompt' && document.activeElement === m.input && m.input.value !== this.settings.prompt && !flash.has('prompt')) {
         continue; // do not clobber text being typed (another tab changed the prompt)
+      }
+      if ((f in NUMBERS || f === 'prompt') && this._isInvalid(f)) {
+        continue; // what the user typed stays, with the range, until they correct it
       }
       m.write(settings[f]);
       const fe = this._fieldEl(f);
@@ -301,6 +381,9 @@ export class Controls {
 
   /** Models list from GET /api/v1/models. */
   setModels(models, backends) {
+    const key = JSON.stringify([models, backends]);
+    if (key === this.modelsKey) return; // unchanged: leave an open list alone
+    this.modelsKey = key;
     this.models = Array.isArray(models) ? models.filter((m) => m && typeof m.id === 'string') : [];
     this.backends = Array.isArray(backends) ? backends.map((b) => (typeof b === 'string' ? { id: b } : b)).filter((b) => b && typeof b.id === 'string') : [];
     const sel = this.el.backend;
@@ -341,15 +424,22 @@ export class Controls {
       return new Option(!backend && this.backends.length > 1 && m.backend ? `${label} — ${m.backend}` : label, m.id);
     });
     if (selected && !list.some((m) => m.id === selected)) opts.unshift(new Option(`${selected} (not listed)`, selected));
-    if (!selected && this.settings) opts.unshift(new Option('Automatic (first vision model)', ''));
+    // "Automatic" is always a choice once the session is known, whatever the backends listed.
+    if (this.settings) opts.unshift(new Option(AUTO_MODEL_LABEL, ''));
     if (!opts.length) {
       const o = new Option(this.models.length ? 'No model on this backend' : 'No models available', '');
       o.disabled = true;
       opts.push(o);
     }
     sel.replaceChildren(...opts);
-    sel.value = selected || (opts[0] ? opts[0].value : '');
+    sel.value = this.settings ? selected || '' : selected || (opts[0] ? opts[0].value : '');
     const m = this.models.find((x) => x.id === selected && (!backend || x.backend === backend));
-    this.el.modelHint.textContent = m && m.backend ? `Served by ${m.backend}` : selected ? '' : 'The server picks the first vision model it finds.';
+    let hint = '';
+    if (m && m.backend) hint = `Served by ${m.backend}`;
+    else if (!selected) {
+      hint = list.length ? 'The server picks the first vision model it finds.'
+        : 'No backend has listed a model yet: the server uses the first vision model once one does.';
+    }
+    this.el.modelHint.textContent = hint;
   }
 }
