@@ -207,27 +207,32 @@ export class AnswerView {
     this.textEl.setAttribute('aria-busy', 'false');
   }
 
+  /** Show a metrics object; before any answer every field is "—" (never "0 ms"). */
   showMetrics(m) {
     if (!m || typeof m !== 'object') return;
     this.lastMetrics = m;
+    const answered = Number(m.total_inferences) > 0 || 'ttft_ms' in m;
+    const ms = (v) => (answered ? fmtMs(v) : '—');
     const set = (el, v) => { if (v !== undefined) el.textContent = v; };
-    if ('last_latency_ms' in m) set(this.metrics.latency, fmtMs(m.last_latency_ms));
-    if ('avg_latency_ms' in m) set(this.metrics.avg, fmtMs(m.avg_latency_ms));
-    if ('total_inferences' in m) set(this.metrics.count, fmtInt(m.total_inferences));
-    if ('ttft_ms' in m) set(this.metrics.ttft, fmtMs(m.ttft_ms));
-    if ('frame_age_ms' in m) set(this.metrics.frameAge, fmtMs(m.frame_age_ms));
-    if ('queue_wait_ms' in m) set(this.metrics.queue, fmtMs(m.queue_wait_ms));
+    if ('last_latency_ms' in m || !answered) set(this.metrics.latency, ms(m.last_latency_ms));
+    if ('avg_latency_ms' in m || !answered) set(this.metrics.avg, ms(m.avg_latency_ms));
+    if ('total_inferences' in m) set(this.metrics.count, answered ? fmtInt(m.total_inferences) : '—');
+    if ('ttft_ms' in m || !answered) set(this.metrics.ttft, ms(m.ttft_ms));
+    if ('frame_age_ms' in m || !answered) set(this.metrics.frameAge, ms(m.frame_age_ms));
+    if ('queue_wait_ms' in m || !answered) set(this.metrics.queue, ms(m.queue_wait_ms));
     if (m.model || m.backend) set(this.metrics.model, [m.backend, m.model].filter(Boolean).join(' / '));
     if ('frames_received' in m) {
       const extra = [];
-      if (m.frames_replaced) extra.push(`${fmtInt(m.frames_replaced)} replaced`);
+      if (m.frames_replaced) extra.push(`${fmtInt(m.frames_replaced)} replaced by a newer one`);
       if (m.frames_rejected) extra.push(`${fmtInt(m.frames_rejected)} rejected`);
-      set(this.metrics.frames, fmtInt(m.frames_received));
-      this.metrics.frames.title = `Frames received by the server${extra.length ? ` (${extra.join(', ')})` : ''}`;
+      set(this.metrics.frames, Number(m.frames_received) > 0 ? fmtInt(m.frames_received) : '—');
+      this.metrics.frames.title = `Frames the server received in this session${extra.length ? ` (${extra.join(', ')})` : ''}`;
     }
     if ('tokens' in m) {
       const t = fmtInt(m.tokens);
       set(this.metrics.tokens, m.streamed === false && t !== '—' ? `${t} (not streamed)` : t);
+    } else if (!answered) {
+      set(this.metrics.tokens, '—');
     }
   }
 

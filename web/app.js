@@ -530,8 +530,6 @@ function onMessage(msg) {
     case 'answer_start':
       $('queuePos').closest('.meta-item').hidden = true;
       answer.start(msg);
-      if (msg.frame_age_ms !== undefined) $('frameAge').textContent = fmtMs(msg.frame_age_ms);
-      if (msg.queue_wait_ms !== undefined) $('queueWait').textContent = fmtMs(msg.queue_wait_ms);
       break;
     case 'delta':
       answer.delta(msg);
@@ -540,13 +538,9 @@ function onMessage(msg) {
       // settings changed or the slot went to another user: the next answer_start follows
       answer.failed(msg);
       break;
-    case 'vlm_response': {
+    case 'vlm_response':
       answer.complete(msg);
-      const m = msg.metrics || {};
-      if (m.frame_age_ms !== undefined) $('frameAge').textContent = fmtMs(m.frame_age_ms);
-      if (m.queue_wait_ms !== undefined) $('queueWait').textContent = fmtMs(m.queue_wait_ms);
       break;
-    }
     case 'error':
       onError(msg);
       break;
@@ -806,7 +800,7 @@ function updateOverlay(text) {
   const count = $('metricCount').textContent;
   if (lat !== '—') parts.push(`Latency ${lat}`);
   if (count !== '—') parts.push(`Count ${count}`);
-  const fa = $('frameAge').textContent;
+  const fa = $('metricFrameAge').textContent;
   if (fa !== '—') parts.push(`Frame age ${fa}`);
   $('videoOverlayMeta').textContent = parts.join(' · ');
 }

@@ -197,6 +197,58 @@ test('4: an out-of-range number says the allowed range at its field, keeps what 
 });
 
 // ---------------------------------------------------------------------------------------------
+// 6. metrics: "—" before any answer, each shown once, explained
+
+test('6: metrics say "—" before any answer, appear once each, and TTFT, frame age and queue wait are explained', TO, async () => {
+  const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 8 });
+  const srv = await startLivevlm({ backends: [fake], tls: true });
+  const { ctx, page, errs } = await openSignedIn(srv);
+  try {
+    const ids = ['metricLatency', 'metricAvg', 'metricCount', 'metricTtft', 'metricFrameAge', 'metricQueue', 'metricTokens', 'metricFrames'];
+    const values = () => page.evaluate((l) => Object.fromEntries(l.map((id) => [id, document.getElementById(id).textContent])), ids);
+    const before = await values();
+    for (const id of ids) assert.equal(before[id], '—', `${id} before any answer: ${JSON.stringify(before)}`);
+    // Each measurement is shown once on the page.
+    const shownOnce = await page.evaluate(() => {
+      const labels = {};
+      for (const el of document.querySelectorAll('#appView *')) {
+        if (el.closest('#metricsHelp') || el.children.length || !el.checkVisibility()) continue;
+        const t = el.textContent.trim();
+        if (/^(Frame age|Queue wait|TTFT|Latency)$/.test(t)) labels[t] = (labels[t] || 0) + 1;
+      }
+      return labels;
+    });
+    assert.deepEqual(shownOnce, { Latency: 1, TTFT: 1, 'Frame age': 1, 'Queue wait': 1 }, 'each metric label appears once');
+    // Explained: a tooltip on each, and a help line that opens to the definitions.
+    const titles = await page.evaluate(() => Object.fromEntries(['TTFT', 'Frame age', 'Queue wait'].map((label) => {
+      const dt = [...document.querySelectorAll('.metrics dt')].find((d) => d.textContent.trim() === label);
+      return [label, dt?.closest('[title]')?.title || ''];
+    })));
+    assert.match(titles.TTFT, /time to first token/i, JSON.stringify(titles));
+    assert.match(titles['Frame age'], /how old the picture was/i, JSON.stringify(titles));
+    assert.match(titles['Queue wait'], /waited .* free model slot/i, JSON.stringify(titles));
+    const help = page.locator('#metricsHelp');
+    assert.equal(await help.locator('summary').isVisible(), true, 'the help line is on the page');
+    await help.locator('summary').click();
+    const helpText = await help.innerText();
+    for (const re of [/time to first token/i, /Frame age/, /Queue wait/, /—/]) assert.match(helpText, re);
+
+    await startCamera(page);
+    await waitAnswers(page, 1);
+    const after = await values();
+    for (const id of ['metricLatency', 'metricAvg', 'metricCount', 'metricTtft', 'metricFrameAge', 'metricQueue', 'metricTokens', 'metricFrames']) {
+      assert.match(after[id], /\d/, `${id} after an answer: ${JSON.stringify(after)}`);
+    }
+    await page.locator('#stopBtn').click();
+    errs.check();
+  } finally {
+    await br.closeContext(ctx);
+    await srv.stop();
+    await fake.stop();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
 // 9. the prompt keeps its line breaks; "Automatic (first vision model)" is always the same choice
 
 test('9: the prompt above the answer keeps its line breaks, and "Automatic (first vision model)" is offered whether the backend was up or down at load', TO, async () => {
