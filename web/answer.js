@@ -1,6 +1,7 @@
-// answer.js - the Answer card: the live answer (streamed deltas, then the final text), its metrics,
-// the markdown/plain switch, copy, the new-text effects (pop-in, glow, fade), the debug payloads
-// and the history of recent answers.
+// answer.js - the Answer card: the last complete answer (kept readable and copyable while the next
+// one streams into the line under it, and replaced when that one is complete), its metrics, the
+// markdown/plain switch, the new-text effects (pop-in, glow, fade), the debug payloads and the
+// history of recent answers.
 
 import { $, fmtMs, fmtInt, fmtTime, num, h, prefs } from './util.js';
 import { renderMarkdown, renderPlain, markdownToText } from './markdown.js';
@@ -48,8 +49,12 @@ export class AnswerView {
   constructor() {
     this.card = $('answerCard');
     this.textEl = $('answerText');
+    this.nextEl = $('answerNext');
+    this.nextLabel = $('answerNextLabel');
+    this.nextText = $('answerNextText');
     this.busyEl = $('analysing');
     this.mdBtn = $('markdownToggle');
+    this.copyBtn = $('copyBtn');
     this.reqBox = $('requestPayload');
     this.resBox = $('responsePayload');
     this.reqPre = $('requestPayloadText');
@@ -65,10 +70,17 @@ export class AnswerView {
     };
     this.markdown = prefs.bool('markdownEnabled', true);
     this.effects = { popIn: true, glow: true, fade: true };
-    this.text = '';
-    this.answerId = null;
-    this.streaming = false;
-    this.lastFinal = '';
+    // The answer box shows the last complete answer (`final`, what Copy copies) and keeps it
+    // while the next one is written (`live`) in the line under it; the live answer takes the box
+    // only while there is no complete answer yet (the first one of a session).
+    this.final = '';
+    this.finalId = null;
+    this.live = '';
+    this.liveId = null;
+    this.streaming = false; // an answer_start whose answer has not ended yet
+    this.gotDelta = false;
+    this.running = false; // the camera runs: the line under the answer is shown
+    this.status = ''; // what that line says when no answer is being written
     this.lastMetrics = null;
     this.history = [];
     this.debug = false;
@@ -78,6 +90,20 @@ export class AnswerView {
     this.ontext = null; // (text, {final}) for the video overlay
     this._syncMarkdownButton();
     this._renderNow();
+  }
+
+  /** The text Copy copies: the last complete answer ('' before there is one). */
+  get copyable() {
+    return this.final;
+  }
+
+  /** What the answer box shows now. */
+  get text() {
+    return this._liveInBox() ? this.live : this.final;
+  }
+
+  _liveInBox() {
+    return !this.final && this.streaming && this.gotDelta;
   }
 
   setEffects(effects) {
@@ -102,8 +128,17 @@ export class AnswerView {
   }
 
   setPlaceholder(text) {
+    if (text === this.placeholder) return;
     this.placeholder = text;
     if (!this.text) this._renderNow();
+  }
+
+  /** The camera runs (show the line under the answer) and what that line says meanwhile. */
+  setRunning(on, status) {
+    const changed = this.running !== !!on || (status !== undefined && status !== this.status);
+    this.running = !!on;
+    if (status !== undefined) this.status = status;
+    if (changed) this._renderNext();
   }
 
   setDebug(on) {
@@ -114,56 +149,57 @@ export class AnswerView {
     }
   }
 
-  /** answer_start: a request went to a backend. */
+  /** answer_start: a request went to a backend. The answer on screen stays. */
   start(msg) {
-    this.answerId = msg.answer_id ?? null;
+    this.liveId = msg.answer_id ?? null;
+    this.live = '';
     this.streaming = true;
     this.gotDelta = false;
-    this.pendingText = '';
     this.busyEl.dataset.active = 'true';
     this.busyEl.setAttribute('aria-hidden', 'false');
     this.card.dataset.busy = 'true';
-    this.textEl.setAttribute('aria-busy', 'true');
-    if (msg.frame_age_ms !== undefined) this.metrics.frameAge.textContent = fmtMs(msg.frame_age_ms);
-    if (msg.queue_wait_ms !== undefined) this.metrics.queue.textContent = fmtMs(msg.queue_wait_ms);
-    if (msg.model) this.metrics.model.textContent = [msg.backend, msg.model].filter(Boolean).join(' / ');
+    this._renderNext();
   }
 
   /** delta: append streamed text to the answer being written. */
   delta(msg) {
     if (typeof msg.text !== 'string') return;
-    if (this.answerId !== null && msg.answer_id !== undefined && msg.answer_id !== this.answerId) {
-      if (!this.streaming) this.answerId = msg.answer_id; else return;
+    if (this.liveId !== null && msg.answer_id !== undefined && msg.answer_id !== this.liveId) {
+      if (this.streaming) return;
+      this.liveId = msg.answer_id;
     }
     if (!this.gotDelta) {
-      // The previous answer stays on screen until the new one has its first words.
       this.gotDelta = true;
       this.streaming = true;
-      this.text = '';
-      this.textEl.scrollTop = 0;
-      this._newText();
+      this.live = '';
+      if (!this.final) {
+        // The first answer of the session is written in the box itself.
+        this.textEl.scrollTop = 0;
+        this._newText();
+        this.textEl.setAttribute('aria-busy', 'true');
+      }
     }
-    this.text += msg.text;
+    this.live += msg.text;
     this._queueRender();
   }
 
-  /** vlm_response: the whole answer and its metrics. */
+  /** vlm_response: the whole answer and its metrics; it replaces the one in the box. */
   complete(msg) {
-    const text = typeof msg.text === 'string' ? msg.text : this.text;
-    const changed = text !== this.lastFinal;
-    if (!this.gotDelta || this.answerId !== msg.answer_id) {
-      if (changed) this._newText();
-    }
-    this.text = text;
-    this.answerId = msg.answer_id ?? this.answerId;
+    const text = typeof msg.text === 'string' ? msg.text : this.live;
+    const wasInBox = this._liveInBox();
+    const changed = text !== this.final;
+    this.final = text;
+    this.finalId = msg.answer_id ?? this.liveId;
+    this.live = '';
     this.streaming = false;
     this.gotDelta = false;
     const m = msg.metrics && typeof msg.metrics === 'object' ? msg.metrics : {};
     this.showMetrics(m);
     this._endBusy();
+    this.textEl.scrollTop = 0;
+    if (changed && !wasInBox) this._newText();
     this._renderNow();
     if (changed && this.effects.glow) this._pulse('glow', 1400);
-    this.lastFinal = text;
     if (this.effects.fade) {
       clearTimeout(this.fadeTimer);
       this.fadeTimer = setTimeout(() => this.textEl.classList.add('faded'), FADE_AFTER_MS);
@@ -185,17 +221,19 @@ export class AnswerView {
   /** An error that ends the answer in progress (when it names it, or none is named). */
   failed(msg) {
     if (!this.streaming) return;
-    if (msg.answer_id !== undefined && this.answerId !== null && msg.answer_id !== this.answerId) return;
-    this.streaming = false;
-    this.gotDelta = false;
-    this._endBusy();
-    this._renderNow();
+    if (msg.answer_id !== undefined && this.liveId !== null && msg.answer_id !== this.liveId) return;
+    this._dropLive();
   }
 
-  /** The session stopped: no answer is coming. */
+  /** The session stopped (or the socket went): no answer is coming. */
   idle() {
+    this._dropLive();
+  }
+
+  _dropLive() {
     this.streaming = false;
     this.gotDelta = false;
+    this.live = '';
     this._endBusy();
     this._renderNow();
   }
@@ -256,17 +294,25 @@ export class AnswerView {
     this.renderQueued = true;
     requestAnimationFrame(() => {
       this.renderQueued = false;
-      this._renderNow();
+      if (this._liveInBox()) this._renderNow();
+      else this._renderNext();
     });
   }
 
   _renderNow() {
+    this._renderBox();
+    this._renderNext();
+  }
+
+  /** The answer box: the last complete answer, else the first one being written, else a sentence. */
+  _renderBox() {
     const el = this.textEl;
-    const text = this.text;
-    // While streaming, keep the newest words in view unless the reader scrolled up.
+    const live = this._liveInBox();
+    const text = live ? this.live : this.final;
+    // While the first answer streams, keep its newest words in view unless the reader scrolled up.
     const follow = el.scrollHeight - el.scrollTop - el.clientHeight < 32;
     el.dataset.empty = text ? 'false' : 'true';
-    el.dataset.streaming = this.streaming && this.gotDelta ? 'true' : 'false';
+    el.dataset.streaming = live ? 'true' : 'false';
     if (!text) {
       el.replaceChildren(h('span', { class: 'placeholder', text: this.placeholder }));
     } else if (this.markdown) {
@@ -274,14 +320,33 @@ export class AnswerView {
     } else {
       el.replaceChildren(renderPlain(text));
     }
-    if (this.streaming && this.gotDelta && this.markdown && text) caretHost(el).classList.add('caret');
-    if (this.streaming && follow) el.scrollTop = el.scrollHeight;
-    if (this.ontext) this.ontext(this.markdown ? markdownToText(text) : text, { final: !this.streaming });
+    if (live && this.markdown) caretHost(el).classList.add('caret');
+    if (live && follow) el.scrollTop = el.scrollHeight;
+    this.copyBtn.disabled = !this.final;
+    this.copyBtn.title = this.final ? 'Copy the last complete answer' : 'Nothing to copy yet: no answer is complete';
+    if (this.ontext) this.ontext(this.markdown ? markdownToText(text) : text, { final: !live });
+  }
+
+  /** The line under the box: the next answer as it is written, or what the page is waiting for. */
+  _renderNext() {
+    // Only under a kept answer: before the first one, the box itself says what is going on.
+    const show = !!this.final && (this.running || this.streaming);
+    this.nextEl.hidden = !show;
+    if (!show) return;
+    const writing = this.streaming && this.gotDelta && !!this.final;
+    this.nextEl.dataset.state = writing ? 'writing' : 'status';
+    this.nextLabel.hidden = !writing;
+    if (writing) {
+      this.nextText.textContent = this.markdown ? markdownToText(this.live) : this.live;
+      this.nextText.scrollTop = this.nextText.scrollHeight;
+    } else {
+      this.nextText.textContent = this.status;
+    }
   }
 
   /** Send the current text to the overlay again (its position or visibility changed). */
   refreshOverlay() {
-    if (this.ontext) this.ontext(this.markdown ? markdownToText(this.text) : this.text, { final: !this.streaming });
+    if (this.ontext) this.ontext(this.markdown ? markdownToText(this.text) : this.text, { final: !this._liveInBox() });
   }
 
   /** Replace the history (from the session message), oldest first as the server sends it. */
@@ -302,9 +367,10 @@ export class AnswerView {
 
   /** Show the newest history answer when nothing else is on screen (after a reload). */
   restoreLast() {
-    if (this.text || !this.history.length) return;
-    this.text = this.history[this.history.length - 1].text;
-    this.lastFinal = this.text;
+    if (this.final || !this.history.length) return;
+    const last = this.history[this.history.length - 1];
+    this.final = last.text;
+    this.finalId = last.answer_id ?? null;
     this._renderNow();
     if (this.effects.fade) this.textEl.classList.add('faded');
   }

@@ -214,6 +214,7 @@ function renderStatus() {
   $('connectionText').textContent = text;
   badge.title = text;
   document.body.dataset.connection = st;
+  if (answer) answer.setRunning(state.wantRun && !!camera && camera.running, st === 'streaming' ? 'Waiting for the next answer…' : text);
   updateVideoUi();
 }
 
@@ -809,7 +810,9 @@ function updateOverlay(text) {
 
 async function copyAnswer() {
   const btn = $('copyBtn');
-  const ok = answer.text ? await copyText(answer.text) : false;
+  // Always the last complete answer, never the one being written.
+  const text = answer.copyable;
+  const ok = text ? await copyText(text) : false;
   feedback(btn, ok);
 }
 

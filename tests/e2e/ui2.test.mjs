@@ -199,7 +199,7 @@ const ERROR_ATTACK = '<img src=x onerror=window.lvXss=20><script>window.lvXss=21
 // attack test bypasses the policy, so there it cannot fire, but the record stays honest elsewhere).
 function watchInjection() {
   window.lvInjected = [];
-  const AREAS = '#answerText, #historyList .hist-text, #videoOverlay, #errorBar .error-msg, #requestPayloadText, #responsePayloadText';
+  const AREAS = '#answerText, #answerNextText, #historyList .hist-text, #videoOverlay, #errorBar .error-msg, #requestPayloadText, #responsePayloadText';
   const RENDERER_TAGS = new Set(['p', 'br', 'strong', 'em', 'del', 'code', 'pre', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6',
     'ul', 'ol', 'li', 'blockquote', 'hr', 'div', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'a', 'span']);
   const note = (what) => window.lvInjected.push(what);
@@ -229,7 +229,7 @@ function watchInjection() {
 /** Everything the page shows of the answer, checked after the fact. */
 async function inertnessReport(page) {
   return page.evaluate(() => {
-    const areas = ['#answerText', '#historyList .hist-text', '#videoOverlay', '#responsePayloadText', '#requestPayloadText', '#errorBar .error-msg'];
+    const areas = ['#answerText', '#answerNextText', '#historyList .hist-text', '#videoOverlay', '#responsePayloadText', '#requestPayloadText', '#errorBar .error-msg'];
     const bad = [];
     const ATTACK_TAGS = 'script, img, svg, iframe, object, embed, style, base, math, link, meta, form, input, b, details';
     for (const sel of areas) {

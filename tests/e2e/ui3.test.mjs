@@ -112,6 +112,74 @@ function isCompleteAnswer(text, words) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 2. the last complete answer stays readable and copyable
+
+// Records what the page puts on the clipboard (the page copies with navigator.clipboard on https).
+function recordClipboard() {
+  window.lvCopied = [];
+  Object.defineProperty(navigator, 'clipboard', {
+    configurable: true,
+    value: { writeText: async (t) => { window.lvCopied.push(String(t)); }, readText: async () => window.lvCopied.at(-1) || '' },
+  });
+}
+
+test('2: while the next answer streams, the box keeps the last complete one and Copy copies it', TO, async () => {
+  // 16 words at 70 ms: each answer takes about 1.2 s and the next starts at once (interval 1 s).
+  const WORDS = 16;
+  const fake = await startFakevlm({ ttftMs: 60, tokenMs: 70, tokens: WORDS });
+  const srv = await startLivevlm({ backends: [fake], tls: true });
+  const { ctx, page, errs } = await openSignedIn(srv, { init: recordClipboard });
+  try {
+    assert.equal(await page.locator('#copyBtn').isDisabled(), true, 'nothing to copy before an answer is complete');
+    await setPrompt(page, 'E2E: keep the answer readable');
+    await startCamera(page);
+    await waitAnswers(page, 1);
+    const samples = [];
+    let writingSeen = 0;
+    const copies = [];
+    const deadline = Date.now() + T(7000);
+    for (let i = 0; Date.now() < deadline; i++) {
+      const s = await page.evaluate(() => ({
+        box: document.getElementById('answerText').textContent,
+        next: document.getElementById('answerNext').dataset.state,
+        nextText: document.getElementById('answerNextText').textContent,
+        hidden: document.getElementById('answerNext').hidden,
+      }));
+      samples.push(s.box);
+      if (s.next === 'writing' && !s.hidden && s.nextText.trim()) writingSeen++;
+      if (i % 6 === 3) {
+        await page.locator('#copyBtn').click();
+        const copied = await page.evaluate(() => window.lvCopied.at(-1));
+        copies.push(copied);
+      }
+      await sleep(60);
+    }
+    const partial = samples.filter((t) => !isCompleteAnswer(t, WORDS));
+    assert.deepEqual(partial.slice(0, 3), [], `every look at the answer box found a complete answer (${partial.length} of ${samples.length} were not)`);
+    assert.ok(new Set(samples).size >= 2, 'the box moved on to newer answers meanwhile');
+    assert.ok(writingSeen >= 3, `the next answer was seen being written under the box (${writingSeen} times)`);
+    assert.ok(copies.length >= 4, `Copy was pressed ${copies.length} times`);
+    for (const c of copies) assert.ok(isCompleteAnswer(c, WORDS), `Copy gave a complete answer: ${JSON.stringify(c)}`);
+    // The answers the box showed are the ones the history lists (complete answers).
+    const hist = await page.evaluate(() => document.getElementById('historyList').textContent);
+    assert.ok(hist.includes(/seq=\d+/.exec(samples.at(-1))[0]), 'the history has the answer shown');
+    assert.ok(samples.at(-1).includes(`prompt=${sha8('E2E: keep the answer readable')}`));
+    await page.locator('#stopBtn').click();
+    // Stopped: the last complete answer stays, and Copy still copies it.
+    await page.locator('#startBtn').waitFor({ state: 'visible', timeout: T(5000) });
+    const shown = await page.locator('#answerText').textContent();
+    assert.ok(isCompleteAnswer(shown, WORDS), 'after Stop the last complete answer is shown');
+    await page.locator('#copyBtn').click();
+    assert.equal((await page.evaluate(() => window.lvCopied.at(-1))).trim(), shown.trim());
+    errs.check();
+  } finally {
+    await br.closeContext(ctx);
+    await srv.stop();
+    await fake.stop();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
 // 4. bad input says the allowed range at the field and stays until corrected
 
 test('4: an out-of-range number says the allowed range at its field, keeps what was typed, is not sent, and clears when corrected', TO, async () => {
