@@ -1,7 +1,9 @@
-// app.js - the page's entry point: sign-in, the WebSocket session, camera start/stop, and the
-// wiring between the server's messages and the cards. Protocol: docs/protocol.md.
+// app.js - the page's entry point: sign-in, the WebSocket session, camera start/stop, the wiring
+// between the server's messages and the cards, and what the status badge says (computeStatus: the
+// connection, the run, and the backends' trouble, with the page's own stall watch where the server
+// is silent). Protocol: docs/protocol.md.
 
-import { $, prefs, copyText, pulse, fmtMs, fmtBytes, h } from './util.js';
+import { $, prefs, copyText, fmtMs, fmtBytes } from './util.js';
 import { hydrateIcons, setIcon } from './icons.js';
 import { Connection } from './ws.js';
 import { Camera, cameraSupported } from './camera.js';
@@ -9,12 +11,21 @@ import { FrameSender } from './frames.js';
 import { AnswerView } from './answer.js';
 import { StatsView } from './stats.js';
 import { Controls } from './controls.js';
+import { Notices } from './notices.js';
 
 // Settings carried over to a fresh session when the old one was lost (server restart, expiry).
 const RESTORABLE = ['prompt', 'max_tokens', 'temperature', 'interval_ms', 'backend', 'model',
   'frame_max_side', 'jpeg_quality', 'stats_interval_ms', 'debug'];
-const ERROR_LINES_MAX = 4;
 const PROTOCOL = 1;
+// How long a started run may go without any sign of progress (a credit, a queue place, an answer
+// starting or growing) before the page says so itself: the server is silent while no backend can
+// take a frame (docs/protocol.md has no message for "still waiting"). At least this, and at least
+// two frame intervals and a bit.
+const STALL_MIN_MS = 6000;
+// An answer that started but has not grown for this long is reported the same way.
+const ANSWER_STALL_MS = 10000;
+// While in doubt about the backends (an error, or a stall), ask GET /api/v1/models this often.
+const HEALTH_POLL_MS = 3000;
 
 class AuthError extends Error {}
 
@@ -28,12 +39,38 @@ const state = {
   stopsPending: 0,
   statusError: null,
   fatal: null,
+  stoppedOnce: false, // the user stopped a run: the idle badge says "Stopped", not "Ready"
+  backends: null, // the last backends list (config or models): [{id, healthy, models, error}]
   lastSettings: null,
   sessionSeen: false,
   pseudoFs: false,
 };
 
+// What the current run has shown so far: the badge and the line under the answer are made from it.
+const run = {
+  progressAt: 0, // last sign of progress (performance.now())
+  queue: null, // {position, queued} from `queued`, until the answer starts
+  answering: false, // between answer_start and the end of that answer
+  answerAt: 0, // answer_start or its last delta
+  answers: 0, // answers completed since the run (re)started on this connection
+  trouble: null, // {code, message, at}: the last backend error, until an answer grows again
+  wasDown: false, // the backends were seen down during this trouble
+  pollTimer: null,
+  polling: false,
+};
+
+function resetRun() {
+  run.progressAt = performance.now();
+  run.queue = null;
+  run.answering = false;
+  run.answerAt = 0;
+  run.answers = 0;
+  run.trouble = null;
+  run.wasDown = false;
+}
+
 let conn = null;
+let notices = null;
 let camera = null;
 let frames = null;
 let answer = null;
@@ -175,95 +212,252 @@ function setFatal(message) {
   renderStatus();
 }
 
-function renderStatus() {
-  let st;
-  let text;
-  const open = state.connState === 'open';
-  if (state.fatal) {
-    st = 'error';
-    text = `Error: ${state.fatal}`;
-  } else if (open && state.statusError) {
-    st = 'error';
-    text = `Error: ${state.statusError}`;
-  } else if (open) {
-    if (state.cameraOpening) {
-      st = 'connected';
-      text = 'Requesting camera…';
-    } else if (state.wantRun && state.serverStarted && camera.running) {
-      st = 'streaming';
-      text = 'Streaming';
-    } else if (state.wantRun) {
-      st = 'connected';
-      text = 'Starting…';
-    } else {
-      st = 'connected';
-      text = 'Connected';
-    }
-  } else if (state.connState === 'connecting') {
-    st = 'connecting';
-    text = 'Connecting…';
-  } else if (state.connState === 'reconnecting') {
-    st = 'reconnecting';
-    text = 'Reconnecting…';
-  } else {
-    st = 'disconnected';
-    text = 'Disconnected';
-  }
-  const badge = $('connectionStatus');
-  badge.dataset.state = st;
-  $('connectionText').textContent = text;
-  badge.title = text;
-  document.body.dataset.connection = st;
-  if (answer) answer.setRunning(state.wantRun && !!camera && camera.running, st === 'streaming' ? 'Waiting for the next answer…' : text);
-  updateVideoUi();
+function running() {
+  return state.wantRun && !!camera && camera.running;
 }
+
+function intervalMs() {
+  const v = controls && controls.settings ? Number(controls.settings.interval_ms) : NaN;
+  return Number.isFinite(v) && v > 0 ? v : 1000;
+}
+
+/** The backends this session's frames can go to, from the last list the server gave. */
+function relevantBackends() {
+  const all = Array.isArray(state.backends) ? state.backends.filter((b) => b && typeof b.id === 'string') : [];
+  const s = (controls && controls.settings) || {};
+  if (s.backend) return all.filter((b) => b.id === s.backend);
+  if (s.model) {
+    const serving = all.filter((b) => Array.isArray(b.models) && b.models.some((m) => m === s.model || String(m).split(':')[0] === s.model));
+    if (serving.length) return serving;
+  }
+  return all;
+}
+
+/** {none, down, detail}: no backend at all, every relevant one unhealthy, and why. */
+function backendHealth() {
+  if (!Array.isArray(state.backends)) return { none: false, down: false, detail: '' };
+  const rel = relevantBackends();
+  const down = rel.length > 0 && rel.every((b) => b.healthy === false);
+  const detail = rel.filter((b) => b.healthy === false)
+    .map((b) => `${b.id}${b.url_host ? ` (${b.url_host})` : ''}: ${b.error || 'not answering'}`).join('; ');
+  return { none: state.backends.length === 0, down, detail };
+}
+
+const looksUnreachable = (t) => /cannot reach|connection refused|could not connect|couldn't connect|unreachable|resolve|no route|reset by peer/i.test(t || '');
+
+/**
+ * The truth about the session in one state, a badge text, a sentence for the line under the answer
+ * and one for the empty answer box. States: connecting, reconnecting, disconnected, error,
+ * connected (idle: Ready / Stopped / Requesting camera / Starting), waiting, queued, streaming,
+ * backend-down, stalled.
+ */
+function computeStatus() {
+  const open = state.connState === 'open';
+  const idlePlaceholder = 'Press Start to analyse what your camera sees.';
+  if (state.fatal) return { st: 'error', text: `Error: ${state.fatal}`, next: state.fatal, placeholder: state.fatal };
+  if (!open) {
+    const away = state.wantRun ? 'Not connected to the server: the analysis resumes when the connection is back.' : idlePlaceholder;
+    if (state.connState === 'connecting') return { st: 'connecting', text: 'Connecting…', next: 'Connecting to the server…', placeholder: away };
+    if (state.connState === 'reconnecting') {
+      return { st: 'reconnecting', text: 'Disconnected — reconnecting…', next: 'Disconnected from the server — reconnecting…', placeholder: away,
+        title: 'The connection to the server was lost. The page reconnects by itself and resumes the same session.' };
+    }
+    return { st: 'disconnected', text: 'Disconnected', next: 'Disconnected from the server.', placeholder: away };
+  }
+  if (state.statusError) return { st: 'error', text: `Error: ${state.statusError}`, next: state.statusError, placeholder: idlePlaceholder };
+  const health = backendHealth();
+  if (state.cameraOpening) return { st: 'connected', text: 'Requesting camera…', next: 'Opening the camera…', placeholder: 'Opening the camera…' };
+  if (!running()) {
+    let text = state.stoppedOnce ? 'Stopped' : 'Ready';
+    let title = state.stoppedOnce ? 'Stopped: press Start to analyse again.' : 'Connected: press Start to analyse what your camera sees.';
+    if (health.none) {
+      text += ' — no backend';
+      title = 'The server has no model backend yet: see the banner.';
+    } else if (health.down) {
+      text += ' — backend down';
+      title = `The model backend is not answering (${health.detail}). Start works, and answers come once it is back.`;
+    }
+    return { st: 'connected', text, title, next: '', placeholder: idlePlaceholder };
+  }
+  if (!state.serverStarted) return { st: 'connected', text: 'Starting…', next: 'Starting…', placeholder: 'Starting…' };
+
+  const now = performance.now();
+  const sinceProgress = now - run.progressAt;
+  const stallLimit = run.answering ? ANSWER_STALL_MS : Math.max(STALL_MIN_MS, 2 * intervalMs() + 3000);
+  const quiet = run.answering ? now - run.answerAt : sinceProgress;
+  const stalled = quiet > stallLimit;
+  const keep = run.answers > 0 || answer.copyable ? ' The last answer stays above.' : '';
+  if (health.none) {
+    return { st: 'waiting', text: 'Waiting for a backend', next: 'Waiting for a backend: the server has none yet.',
+      placeholder: 'No answer yet: the server has no model backend (see the banner above). Answers start once one is running.',
+      title: 'The server has no model backend configured or detected.' };
+  }
+  if (run.trouble || (stalled && health.down)) {
+    if (health.down) run.wasDown = true;
+    const t = run.trouble || { code: 'no_backend', message: '', at: now };
+    const secs = Math.round((now - t.at) / 1000);
+    const ago = secs >= 2 ? ` (${secs} s)` : '';
+    if (run.wasDown && !health.down && Array.isArray(state.backends)) {
+      return { st: 'waiting', text: 'Backend back — resuming…', next: 'The backend answers again: the next frame goes to it.',
+        placeholder: 'The backend answers again: the first answer is on its way.' };
+    }
+    const down = health.down || t.code === 'no_backend' || looksUnreachable(t.message);
+    const what = down ? 'Backend down' : t.code === 'backend_timeout' ? 'Backend too slow' : 'Backend error';
+    const why = down ? `The model backend is not answering${health.detail ? ` (${health.detail})` : ''}.`
+      : t.code === 'backend_timeout' ? 'The model backend did not answer in time.' : 'The model backend answered with an error.';
+    return { st: 'backend-down', text: `${what} — retrying${ago}`, title: `${why} livevlm keeps trying and resumes by itself.`,
+      next: `${what} — retrying.${keep}`,
+      placeholder: `No answer yet: ${why.charAt(0).toLowerCase()}${why.slice(1)} livevlm keeps trying and resumes by itself.` };
+  }
+  if (stalled) {
+    const secs = Math.round(quiet / 1000);
+    const text = `No answer for ${secs} s — the backend may be ${run.answering ? 'slow or ' : ''}down`;
+    return { st: 'stalled', text, next: `${text}.${keep}`, placeholder: `${text}. The page keeps waiting.`,
+      title: 'The server has sent nothing for this run for a while: the model backend may be down or overloaded.' };
+  }
+  if (run.queue && !run.answering) {
+    const q = run.queue;
+    const text = `In queue #${q.position}${q.queued > 1 ? ` of ${q.queued}` : ''}`;
+    return { st: 'queued', text, next: `${text}: waiting for a free model slot.${keep}`, placeholder: `${text}: waiting for a free model slot…`,
+      title: 'Your frame waits for a free model slot; slots are shared fairly between users.' };
+  }
+  if (run.answering || run.answers > 0) {
+    const next = !run.answering ? 'Waiting for the next frame…'
+      : answer.streaming && answer.gotDelta ? 'Writing the first answer…' : 'The model is looking at the picture…';
+    return { st: 'streaming', text: 'Streaming', next,
+      placeholder: 'The model is writing the first answer…' };
+  }
+  return { st: 'waiting', text: 'Waiting for a backend…', next: 'Waiting for a backend to take the frame…', placeholder: 'Waiting for the first answer…' };
+}
+
+function renderStatus() {
+  const s = computeStatus();
+  const badge = $('connectionStatus');
+  badge.dataset.state = s.st;
+  $('connectionText').textContent = s.text;
+  badge.title = s.title || s.text;
+  document.body.dataset.connection = s.st;
+  if (answer) {
+    answer.setRunning(running() || state.cameraOpening, s.next);
+    answer.setPlaceholder(s.placeholder);
+  }
+  updateVideoUi();
+  schedulePoll();
+}
+
+// While a run is in trouble or silent, ask the server about its backends (their health, and the
+// models a backend that came back lists) until answers flow again.
+function schedulePoll() {
+  const st = $('connectionStatus').dataset.state;
+  const want = state.connState === 'open' && running() && state.serverStarted &&
+    (st === 'backend-down' || st === 'stalled' || (st === 'waiting' && run.trouble !== null));
+  if (!want) {
+    clearTimeout(run.pollTimer);
+    run.pollTimer = null;
+    return;
+  }
+  if (run.pollTimer || run.polling) return;
+  run.pollTimer = setTimeout(async () => {
+    run.pollTimer = null;
+    if (state.connState !== 'open' || !running()) return;
+    run.polling = true;
+    try {
+      await loadModels(false, true);
+    } finally {
+      run.polling = false;
+      renderStatus();
+    }
+  }, firstPollDelay());
+}
+
+// The first look at the backends comes soon after the trouble starts, later ones every few seconds.
+function firstPollDelay() {
+  if (run.trouble && !run.trouble.polled) {
+    run.trouble.polled = true;
+    return 300;
+  }
+  return HEALTH_POLL_MS;
+}
+
+// A once-a-second tick while running: the stall check and the "(12 s)" counters.
+setInterval(() => {
+  if (running() && state.connState === 'open') renderStatus();
+}, 1000);
 
 // ---- errors ----------------------------------------------------------------------------------
 
-const ERROR_HELP = {
-  no_backend: 'No healthy backend serves this model. Pick another model or check the backends.',
-  backend_timeout: 'The model backend did not answer in time.',
-  not_started: 'A frame arrived while the session was stopped.',
-};
+/** A server error (or one of the page's own) as a notice: a sentence, the fix, the detail. */
+function describeError(code, message) {
+  const detail = message || '';
+  const model = controls && controls.settings && controls.settings.model;
+  switch (code) {
+    case 'no_backend': {
+      const h = backendHealth();
+      return { key: 'backend', code, title: `No model backend can answer right now${model ? ` (model ${model})` : ''}.`,
+        detail: h.detail || '',
+        fix: 'livevlm keeps retrying and resumes by itself when the backend is back. If it does not come back, start the backend or pick another model.' };
+    }
+    case 'backend_error':
+      if (looksUnreachable(detail)) {
+        return { key: 'backend', code, title: 'The model backend cannot be reached.', detail,
+          fix: 'livevlm keeps retrying and resumes by itself when it is back. Check that the backend (Ollama, vLLM, …) is running.' };
+      }
+      return { key: 'backend', code, title: 'The model backend answered with an error.', detail,
+        fix: 'livevlm tries again with the next frame. If this repeats, check the backend\'s log, or pick another model.' };
+    case 'backend_timeout':
+      return { key: 'backend', code, title: 'The model backend did not answer in time.', detail,
+        fix: 'livevlm tries again with the next frame. A smaller model, fewer max tokens or a longer interval helps if this repeats.' };
+    case 'bad_frame':
+      return { key: 'frame', code, title: 'A camera frame could not be read by the server and was skipped.', detail,
+        fix: 'If this repeats, pick another camera or lower the frame size.' };
+    case 'frame_too_large':
+      return { key: 'frame', code, title: 'A camera frame was too large for the server and was skipped.', detail,
+        fix: 'Lower the frame size or the JPEG quality (Analysis → Advanced).' };
+    case 'frame':
+      return { key: 'frame', code: '', title: 'A camera frame could not be sent.', detail,
+        fix: 'Lower the frame size or the JPEG quality (Analysis → Advanced) if this repeats.' };
+    case 'not_started':
+      return { key: 'run', code, title: 'The server was not analysing when a frame arrived.', detail: '',
+        fix: 'Press Stop, then Start again.' };
+    case 'rate_limited':
+      return { key: 'rate', code, kind: 'warn', title: 'The server is slowing this page down: too many frames or messages.', detail,
+        fix: 'A longer interval between frames avoids this. Analysis goes on at the allowed pace.' };
+    case 'too_many_sessions':
+      return { key: 'sessions', code, title: 'Too many livevlm pages are open from this address.', detail,
+        fix: 'Close other livevlm tabs or windows, then reload this page.' };
+    case 'invalid_setting':
+      return { key: 'setting', code, title: 'A setting was not accepted.', detail,
+        fix: 'The field concerned says which values are allowed.' };
+    case 'camera': {
+      const [first, ...rest] = detail.split(/(?<=\.) /);
+      return { key: 'camera', code: '', title: first || 'The camera stopped.', detail: '',
+        fix: rest.join(' ') || 'Press Start to open it again, or pick another camera.' };
+    }
+    case 'protocol':
+      return { key: 'protocol', code: '', title: 'This page and the server speak different protocol versions.', detail,
+        fix: 'Reload the page (after an upgrade, the new page comes with it).' };
+    case 'bad_message':
+    case 'unknown_type':
+    case 'hello_required':
+    case 'message_too_large':
+      return { key: 'page', code, title: 'The server refused a message from this page.', detail,
+        fix: 'Reload the page; if this repeats, the page and the server may be different versions.' };
+    default:
+      return { key: code || 'error', code, title: 'Something went wrong on the server.', detail, fix: 'If this repeats, reload the page.' };
+  }
+}
 
 function showError(code, message) {
-  const bar = $('errorBar');
-  const text = message || ERROR_HELP[code] || 'Something went wrong.';
-  for (const line of bar.children) {
-    if (line.dataset.code === code && line.dataset.message === text) {
-      const n = Number(line.dataset.repeat || '1') + 1;
-      line.dataset.repeat = String(n);
-      line.querySelector('.error-count').textContent = `×${n}`;
-      pulse(line, 'bump', 400);
-      return;
-    }
+  const n = describeError(code, message);
+  if (n.key === 'backend' && notices.has('backend') && !n.detail) {
+    // "no_backend" after "cannot reach …": keep the more telling detail.
+    n.detail = notices.root.querySelector('[data-key="backend"] .error-msg')?.textContent || '';
   }
-  const dismiss = h('button', { class: 'icon-btn icon-btn-sm error-dismiss', type: 'button', 'aria-label': `Dismiss the ${code} error`, title: 'Dismiss' });
-  dismiss.appendChild(h('span', { dataset: { icon: 'close' } }));
-  const line = h('div', { class: 'error-line', role: 'alert', dataset: { code, message: text, repeat: '1' } },
-    h('span', { class: 'error-icon', dataset: { icon: 'alert' } }),
-    h('code', { class: 'error-code', text: code }),
-    h('span', { class: 'error-msg', text }),
-    h('span', { class: 'error-count' }),
-    dismiss);
-  dismiss.addEventListener('click', () => {
-    line.remove();
-    syncErrorCount();
-  });
-  hydrateIcons(line);
-  bar.appendChild(line);
-  while (bar.children.length > ERROR_LINES_MAX) bar.firstElementChild.remove();
-  syncErrorCount();
+  notices.show(n.key, n);
 }
 
-function syncErrorCount() {
-  const bar = $('errorBar');
-  bar.dataset.count = String(bar.children.length);
-}
-
-function clearErrors(code) {
-  for (const line of [...$('errorBar').children]) if (!code || line.dataset.code === code) line.remove();
-  syncErrorCount();
+function clearErrors(key) {
+  notices.clear(key);
 }
 
 // ---- the app ---------------------------------------------------------------------------------
@@ -294,6 +488,7 @@ function wsUrl() {
 function wireApp() {
   camera = new Camera($('video'));
   answer = new AnswerView();
+  notices = new Notices($('errorBar'));
   stats = new StatsView();
   controls = new Controls({
     send: (change) => conn.isOpen && conn.send({ type: 'update_settings', settings: change }),
@@ -360,6 +555,7 @@ function applyConfig(config) {
   controls.setPresets(config.presets, limits.max_prompt_bytes);
   if (!controls.settings && config.defaults) controls.setSession(config.defaults);
   controls.setModels([], config.backends || []);
+  if (Array.isArray(config.backends)) state.backends = config.backends;
   updateBanner(config.backends, config.no_backend_help);
 }
 
@@ -373,23 +569,34 @@ function updateBanner(backends, help) {
   }
 }
 
-async function loadModels(refresh) {
+/** GET /api/v1/models: the model list, and the backends' health. quiet: a background look. */
+async function loadModels(refresh, quiet = false) {
   const btn = $('refreshModels');
-  btn.dataset.loading = 'true';
-  btn.setAttribute('aria-busy', 'true');
+  if (!quiet) {
+    btn.dataset.loading = 'true';
+    btn.setAttribute('aria-busy', 'true');
+  }
   try {
     const res = await apiFetch(`/api/v1/models${refresh ? '?refresh=1' : ''}`);
     if (!res.ok) throw new Error(await errorText(res));
     const data = await res.json();
     const backends = Array.isArray(data.backends) ? data.backends : (state.config.backends || []);
     controls.setModels(data.models, backends);
-    if (Array.isArray(data.backends)) updateBanner(data.backends);
+    if (Array.isArray(data.backends)) {
+      state.backends = data.backends;
+      updateBanner(data.backends);
+      const h = backendHealth();
+      if (h.detail) notices.setDetail('backend', h.detail, true);
+    }
+    renderStatus();
   } catch (e) {
     if (e instanceof AuthError) return authLost();
-    $('modelHint').textContent = `Could not load the models: ${e.message}`;
+    if (!quiet) $('modelHint').textContent = `Could not load the models: ${e.message}`;
   } finally {
-    btn.dataset.loading = 'false';
-    btn.removeAttribute('aria-busy');
+    if (!quiet) {
+      btn.dataset.loading = 'false';
+      btn.removeAttribute('aria-busy');
+    }
   }
 }
 
@@ -471,6 +678,7 @@ function onSession(msg) {
 
   state.serverStarted = !!msg.started;
   state.stopsPending = 0;
+  resetRun();
   if (state.wantRun && camera.running) {
     conn.send({ type: 'start' });
   } else if (msg.started && !state.wantRun && !state.cameraOpening) {
@@ -483,6 +691,8 @@ function onSession(msg) {
 function onSocketClose(info) {
   state.serverStarted = false;
   frames.reset();
+  resetRun();
+  $('queuePos').closest('.meta-item').hidden = true;
   if (answer.streaming) answer.idle();
   if (!info.opened || info.code === 1008) {
     // The upgrade failed or the server refused: find out whether the sign-in is still valid.
@@ -494,6 +704,15 @@ function onSocketClose(info) {
   }
 }
 
+function progress() {
+  run.progressAt = performance.now();
+}
+
+function showQueue(text) {
+  $('queuePos').textContent = text;
+  $('queuePos').closest('.meta-item').hidden = !text;
+}
+
 function onMessage(msg) {
   switch (msg.type) {
     case 'settings_updated':
@@ -502,12 +721,15 @@ function onMessage(msg) {
     case 'started':
       state.serverStarted = true;
       state.statusError = null;
+      resetRun();
       renderStatus();
       break;
     case 'stopped':
       state.serverStarted = false;
       frames.reset();
       answer.idle();
+      resetRun();
+      showQueue('');
       if (state.stopsPending > 0) {
         state.stopsPending--;
       } else if (state.wantRun) {
@@ -517,30 +739,61 @@ function onMessage(msg) {
       renderStatus();
       break;
     case 'credit':
+      progress();
       if (state.wantRun && camera.running) frames.credit(Number(msg.credit_id) >>> 0);
       break;
-    case 'queued':
+    case 'queued': {
       // the frame waits behind others for a backend slot: say where it stands
-      $('queuePos').textContent = `#${Number(msg.position) || 1} of ${Number(msg.queued) || 1}`;
-      $('queuePos').closest('.meta-item').hidden = false;
+      progress();
+      const position = Math.max(1, Number(msg.position) || 1);
+      run.queue = { position, queued: Math.max(position, Number(msg.queued) || 1) };
+      showQueue(`#${run.queue.position} of ${run.queue.queued}`);
+      renderStatus();
       break;
+    }
     case 'frame_dropped':
-      $('queuePos').textContent = `frame too old (${fmtMs(msg.age_ms)}), skipped`;
-      $('queuePos').closest('.meta-item').hidden = false;
+      progress();
+      run.queue = null;
+      showQueue(`frame too old (${fmtMs(msg.age_ms)}), skipped`);
+      renderStatus();
       break;
     case 'answer_start':
-      $('queuePos').closest('.meta-item').hidden = true;
+      progress();
+      run.queue = null;
+      run.answering = true;
+      run.answerAt = performance.now();
+      showQueue('');
       answer.start(msg);
+      renderStatus();
       break;
     case 'delta':
+      run.answerAt = performance.now();
+      progress();
       answer.delta(msg);
+      if (run.trouble) {
+        // The backend writes again (a request that only starts proves nothing: it may fail at once).
+        run.trouble = null;
+        run.wasDown = false;
+        renderStatus();
+      }
       break;
     case 'answer_cancelled':
       // settings changed or the slot went to another user: the next answer_start follows
+      progress();
+      run.answering = false;
       answer.failed(msg);
+      renderStatus();
       break;
     case 'vlm_response':
+      progress();
+      run.answering = false;
+      run.answers++;
+      run.trouble = null;
       answer.complete(msg);
+      // A good answer: whatever was wrong with the backend or the frames is over.
+      for (const key of ['backend', 'frame', 'run', 'rate']) clearErrors(key);
+      backendAnswered(msg.metrics && msg.metrics.backend);
+      renderStatus();
       break;
     case 'error':
       onError(msg);
@@ -553,6 +806,24 @@ function onMessage(msg) {
   }
 }
 
+let recheckAt = -Infinity;
+
+/** A backend answered: it is healthy; when the list said otherwise, read it again. */
+function backendAnswered(id) {
+  if (!Array.isArray(state.backends)) return;
+  const b = state.backends.find((x) => x && x.id === id);
+  if (b) {
+    b.healthy = true;
+    b.error = null;
+  }
+  const now = performance.now();
+  if (state.backends.some((x) => x && x.healthy === false) && !run.polling && !(now - recheckAt < 10000)) {
+    recheckAt = now;
+    run.polling = true;
+    loadModels(false, true).finally(() => { run.polling = false; });
+  }
+}
+
 function onError(msg) {
   const code = typeof msg.code === 'string' ? msg.code : 'error';
   const message = typeof msg.message === 'string' ? msg.message : '';
@@ -560,21 +831,35 @@ function onError(msg) {
     case 'session_not_found':
       return; // handled by the connection: a fresh session follows
     case 'invalid_setting':
-      controls.invalid(msg);
-      showError(code, msg.field ? `${msg.field}: ${message || 'invalid value'}` : message);
+      // Said at the field itself; only a setting without a control here gets a notice.
+      if (!controls.invalid(msg)) showError(code, msg.field ? controls.explain(msg.field, message) : message);
       return;
     case 'too_many_sessions':
-      setFatal(message || 'too many sessions for this address');
+      setFatal('too many livevlm pages are open from this address');
       showError(code, message);
       return;
     case 'not_started':
       if (!state.wantRun) return; // a frame raced a stop: nothing to say
+      break;
+    case 'backend_error':
+    case 'backend_timeout':
+    case 'no_backend':
+      run.answering = false;
+      run.queue = null;
+      showQueue('');
+      if (!run.trouble) {
+        run.trouble = { code, message, at: performance.now() };
+      } else if (code !== 'no_backend' || !run.trouble.message) {
+        // A later no_backend says less than the "cannot reach …" before it: keep that one.
+        Object.assign(run.trouble, { code, message });
+      }
       break;
     default:
       break;
   }
   if (['backend_error', 'backend_timeout', 'no_backend'].includes(code) || msg.answer_id !== undefined) answer.failed(msg);
   showError(code, message);
+  renderStatus();
 }
 
 function settingsApplied(settings, changed) {
@@ -585,7 +870,14 @@ function settingsApplied(settings, changed) {
   echo.title = p;
   stats.setPaused(settings.stats_interval_ms === 0);
   answer.setDebug(!!settings.debug);
-  if (changed.has('model') || changed.has('backend')) clearErrors('no_backend');
+  document.body.dataset.debug = settings.debug ? 'true' : 'false';
+  if (changed.has('model') || changed.has('backend')) {
+    // Another model or backend: the old one's trouble is not this one's.
+    notices.removeNow('backend');
+    run.trouble = null;
+    run.wasDown = false;
+  }
+  if (changed.size) renderStatus();
 }
 
 // ---- camera and run --------------------------------------------------------------------------
@@ -653,9 +945,9 @@ async function cameraChosen() {
 async function startRun() {
   if (state.cameraOpening || (state.wantRun && camera.running)) return;
   state.statusError = null;
-  clearErrors('camera');
   state.wantRun = true;
   state.cameraOpening = true;
+  resetRun();
   renderStatus();
   const needLabels = [...$('cameraSelect').options].every((o) => !o.value.startsWith('device:'));
   try {
@@ -672,6 +964,11 @@ async function startRun() {
     return;
   }
   state.cameraOpening = false;
+  notices.removeNow('camera'); // the camera works: an earlier camera problem is over
+  if ($('cameraHint').dataset.kind === 'error') {
+    $('cameraHint').textContent = `Using ${camera.activeLabel || 'the selected camera'}.`;
+    $('cameraHint').dataset.kind = '';
+  }
   if (!state.wantRun) { // stopped while the permission prompt was up
     camera.stop();
     renderStatus();
@@ -682,20 +979,26 @@ async function startRun() {
     const active = camera.activeDeviceId;
     if (active && [...$('cameraSelect').options].some((o) => o.value === `device:${active}`)) $('cameraSelect').value = `device:${active}`;
   }
-  answer.setPlaceholder('Waiting for the first answer…');
+  resetRun();
   conn.send({ type: 'start' }); // when offline, the session message re-sends it
   renderStatus();
 }
 
 /** Stop analysing: tell the server (when tell), close the camera. */
 function stopLocal(tell) {
+  const wasRunning = state.wantRun || state.cameraOpening;
   state.wantRun = false;
   state.cameraOpening = false;
+  if (wasRunning) state.stoppedOnce = true;
   camera.stop();
   frames.reset();
   if (tell && conn && conn.send({ type: 'stop' })) state.stopsPending++;
   answer.idle();
-  answer.setPlaceholder('Press Start to analyse what your camera sees.');
+  resetRun();
+  showQueue('');
+  // A stopped run cannot repeat its frame or pacing problems; a backend problem stays until an
+  // answer shows it is over (or it is dismissed).
+  for (const key of ['frame', 'run', 'rate']) clearErrors(key);
   if (state.pseudoFs) setPseudoFullscreen(false);
   renderStatus();
 }

@@ -112,6 +112,136 @@ function isCompleteAnswer(text, words) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 1. the status badge says the truth
+
+test('1: started while the backend is down, the badge and the page say so within seconds; when it is back, answers come and the error goes', TO, async () => {
+  const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 8 });
+  const srv = await startLivevlm({ backends: [fake], tls: true });
+  let fake2;
+  const { ctx, page, errs } = await openSignedIn(srv);
+  try {
+    fake.proc.kill('SIGKILL');
+    assert.ok(await fake.proc.waitExit(T(5000)), 'fakevlm is gone');
+    await startCamera(page);
+    const t0 = Date.now();
+    const b = await waitBadge(page, ['backend-down'], /backend down/, T(5000), 'started with the backend down');
+    assert.doesNotMatch(b.text, /streaming/i);
+    console.log(`# the badge said ${JSON.stringify(b.text)} ${Date.now() - t0} ms after Start`);
+    // The empty answer box and the notice say why, in words, with what happens next.
+    const placeholder = await page.locator('#answerText').innerText();
+    assert.match(placeholder, /backend/i, `the answer box says why there is no answer: ${placeholder}`);
+    assert.doesNotMatch(placeholder, /waiting for the first answer/i);
+    await page.locator('#errorBar .error-line').first().waitFor({ state: 'visible', timeout: T(5000) });
+    const [n] = await noticeLines(page);
+    assert.match(n.title, /backend/i, `a sentence about the backend: ${JSON.stringify(n)}`);
+    assert.match(n.fix, /retr/i, `it says what happens and what to do: ${JSON.stringify(n)}`);
+    assert.doesNotMatch(await page.locator('#errorBar').innerText(), /backend_error|no_backend|backend_timeout/,
+      'no protocol code outside the debug view');
+    // The backend comes back where livevlm expects it: answers resume by themselves.
+    fake2 = await startFakevlm({ port: fake.port, ttftMs: 30, tokenMs: 10, tokens: 8 });
+    await waitAnswers(page, 1, T(20000));
+    await waitBadge(page, ['streaming'], /streaming/, T(10000), 'after the backend came back');
+    await page.waitForFunction(() => document.querySelectorAll('#errorBar .error-line').length === 0, null, { timeout: T(10000) })
+      .catch(async (e) => { throw new Error(`the backend notice stayed after good answers: ${JSON.stringify(await noticeLines(page))} ${e.message}`); });
+    await page.locator('#stopBtn').click();
+    const stopped = await waitBadge(page, ['connected'], /^stopped$/, T(5000), 'after Stop');
+    assert.equal(stopped.text, 'Stopped', 'after Stop, with the backend back, the badge says Stopped and nothing else');
+    errs.check();
+  } finally {
+    await br.closeContext(ctx);
+    await srv.stop();
+    if (fake2) await fake2.stop();
+  }
+});
+
+test('1: the backend dies while answers stream: within 5 s the badge no longer says Streaming but "Backend down — retrying"', TO, async () => {
+  const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 8 });
+  const srv = await startLivevlm({ backends: [fake], tls: true });
+  const { ctx, page, errs } = await openSignedIn(srv);
+  try {
+    await startCamera(page);
+    await waitAnswers(page, 2);
+    await waitBadge(page, ['streaming'], /^streaming$/, T(5000), 'answers flow');
+    fake.proc.kill('SIGKILL');
+    assert.ok(await fake.proc.waitExit(T(5000)));
+    await waitBadge(page, ['backend-down'], /backend down — retrying/, T(5000), 'the backend died mid-run');
+    // It stays true while nothing changes (the server goes silent: it has no frame to send).
+    await sleep(T(3000));
+    const b = await badge(page);
+    assert.equal(b.state, 'backend-down', `still down after 3 s: ${JSON.stringify(b)}`);
+    assert.match(b.text, /\(\d+ s\)/, 'the badge counts how long it has been down');
+    // The last complete answer is still on screen.
+    assert.ok(isCompleteAnswer(await page.locator('#answerText').textContent(), 8), 'the last answer stays');
+    await page.locator('#stopBtn').click();
+    await waitBadge(page, ['connected'], /^stopped/, T(5000), 'after Stop');
+    errs.check();
+  } finally {
+    await br.closeContext(ctx);
+    await srv.stop();
+  }
+});
+
+test('1: a silent server, a queue place and a lost connection each show in the badge (messages held back or added)', TO, async () => {
+  const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 8 });
+  const srv = await startLivevlm({ backends: [fake], tls: true });
+  // Pass the page's WebSocket through; `hold` keeps the server's messages from the page, `refuse`
+  // closes new connections, `routes` has the open ones (to add messages or close them).
+  const ctl = { hold: false, refuse: false, routes: [] };
+  const route = (ws) => {
+    if (ctl.refuse) {
+      ws.close({ code: 1001, reason: 'test: refused' }).catch(() => {});
+      return;
+    }
+    const server = ws.connectToServer();
+    ctl.routes.push(ws);
+    ws.onMessage((m) => server.send(m));
+    server.onMessage((m) => { if (!ctl.hold) ws.send(m); });
+  };
+  const { ctx, page, errs } = await openSignedIn(srv, { route });
+  try {
+    await startCamera(page);
+    await waitAnswers(page, 1);
+    await waitBadge(page, ['streaming'], /^streaming$/, T(5000), 'answers flow');
+
+    // The server says nothing at all (no credit, no answer): the page says so itself.
+    ctl.hold = true;
+    const t0 = Date.now();
+    const s = await waitBadge(page, ['stalled', 'backend-down'], /no answer for \d+ s|backend down/, T(15000), 'a silent server');
+    console.log(`# silent server: ${JSON.stringify(s.text)} after ${Date.now() - t0} ms`);
+    assert.match(await page.locator('#answerNext').innerText(), /no answer for \d+ s|backend/i, 'the line under the answer says it too');
+    ctl.hold = false;
+    await waitBadge(page, ['streaming'], /^streaming$/, T(10000), 'the server talks again');
+
+    // A queue place (the server sends `queued` when the frame waits for a backend slot). Held
+    // right after an answer, so that none is being written meanwhile.
+    await waitAnswers(page, (await count(page)) + 1);
+    ctl.hold = true;
+    const ws = ctl.routes[ctl.routes.length - 1];
+    ws.send(JSON.stringify({ type: 'queued', position: 2, queued: 3 }));
+    await waitBadge(page, ['queued'], /^in queue #2 of 3$/, T(5000), 'a queued message');
+    assert.match(await page.locator('#answerNext').innerText(), /in queue #2 of 3/i);
+    ctl.hold = false;
+    await waitBadge(page, ['streaming'], /^streaming$/, T(10000), 'the frame left the queue');
+
+    // The connection is lost and cannot be made again for a while.
+    ctl.refuse = true;
+    await ws.close({ code: 1001, reason: 'test: gone' });
+    await waitBadge(page, ['reconnecting'], /^disconnected — reconnecting/, T(5000), 'a lost connection');
+    await sleep(T(1500));
+    assert.equal((await badge(page)).state, 'reconnecting', 'it keeps saying so while it cannot reconnect');
+    ctl.refuse = false;
+    await waitBadge(page, ['streaming'], /^streaming$/, T(20000), 'the page reconnected and the run resumed');
+    await page.locator('#stopBtn').click();
+    await waitBadge(page, ['connected'], /^stopped$/, T(5000), 'after Stop');
+    errs.check();
+  } finally {
+    await br.closeContext(ctx);
+    await srv.stop();
+    await fake.stop();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
 // 2. the last complete answer stays readable and copyable
 
 // Records what the page puts on the clipboard (the page copies with navigator.clipboard on https).
@@ -171,6 +301,76 @@ test('2: while the next answer streams, the box keeps the last complete one and 
     assert.ok(isCompleteAnswer(shown, WORDS), 'after Stop the last complete answer is shown');
     await page.locator('#copyBtn').click();
     assert.equal((await page.evaluate(() => window.lvCopied.at(-1))).trim(), shown.trim());
+    errs.check();
+  } finally {
+    await br.closeContext(ctx);
+    await srv.stop();
+    await fake.stop();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// 3. errors: sentences with the fix, one line per cause, never over a control, gone with the cause
+
+/** Rectangles of the notices that overlap a visible control or metric: [] when none does. */
+const overlaps = (page) => page.evaluate(() => {
+  const lines = [...document.querySelectorAll('#errorBar .error-line')].map((l) => l.getBoundingClientRect());
+  const sel = 'button, input, select, textarea, summary, a[href], .metric, #answerText, #answerNext, .video-wrap, .status-badge';
+  const out = [];
+  for (const el of document.querySelectorAll(sel)) {
+    if (el.closest('#errorBar') || el.closest('dialog')) continue;
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height || getComputedStyle(el).visibility === 'hidden') continue;
+    for (const l of lines) {
+      if (r.left < l.right && l.left < r.right && r.top < l.bottom && l.top < r.bottom) {
+        out.push(`${el.id || el.className || el.localName} ${JSON.stringify([r.x, r.y, r.width, r.height].map(Math.round))} under a notice ${JSON.stringify([l.x, l.y, l.width, l.height].map(Math.round))}`);
+      }
+    }
+  }
+  return out;
+});
+
+test('3: a backend error is one sentence with the fix, counts its repeats, covers nothing, shows its code only in the debug view, and clears with the next good answer', TO, async () => {
+  const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 8 });
+  const srv = await startLivevlm({ backends: [fake], tls: true });
+  const { ctx, page, errs } = await openSignedIn(srv);
+  try {
+    await setPrompt(page, 'E2E: fail please [[fault:error500]]');
+    await startCamera(page);
+    await page.locator('#errorBar .error-line').first().waitFor({ state: 'visible', timeout: T(15000) });
+    // Repeats collapse into the same line, which counts them.
+    await page.waitForFunction(() => /\d/.test(document.querySelector('#errorBar .error-line .error-count')?.textContent || ''),
+      null, { timeout: T(15000) }).catch(async (e) => { throw new Error(`no count: ${JSON.stringify(await noticeLines(page))} ${e.message}`); });
+    const lines = await noticeLines(page);
+    assert.equal(lines.length, 1, `one line for one cause: ${JSON.stringify(lines)}`);
+    const n = lines[0];
+    assert.match(n.title, /^The model backend .+\.$|^No model backend .+\.$/, `a sentence: ${JSON.stringify(n)}`);
+    assert.match(n.fix, /\w+ \w+ \w+.*\./, `a fix: ${JSON.stringify(n)}`);
+    const text = await page.locator('#errorBar').innerText();
+    assert.doesNotMatch(text, /backend_error|no_backend|backend_timeout|invalid_setting/, `no protocol code: ${text}`);
+    assert.deepEqual(await overlaps(page), [], 'no notice covers a control, a metric, the answer or the camera');
+    // The whole page, scrolled to the bottom: still nothing covered (the notices are in the flow).
+    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    assert.deepEqual(await overlaps(page), [], 'nothing covered after scrolling');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    // A click on a control next to it reaches the control.
+    await page.locator('#refreshModels').click({ timeout: T(3000) });
+
+    // The debug view shows the code, and only it.
+    await setDebug(page, true);
+    await page.locator('#errorBar .error-code').first().waitFor({ state: 'visible', timeout: T(3000) });
+    assert.match(await page.locator('#errorBar .error-code').first().textContent(), /^(backend_error|no_backend)$/);
+    await setDebug(page, false);
+    assert.equal(await page.locator('#errorBar .error-code').first().isVisible(), false, 'the code hides again');
+
+    // The cause goes (a prompt the backend answers): the next good answer clears the notice.
+    const before = await count(page);
+    await setPrompt(page, 'E2E: now answer');
+    await waitAnswers(page, before + 1, T(20000));
+    await page.waitForFunction(() => document.querySelectorAll('#errorBar .error-line').length === 0, null, { timeout: T(8000) })
+      .catch(async (e) => { throw new Error(`the notice stayed after a good answer: ${JSON.stringify(await noticeLines(page))} ${e.message}`); });
+    await waitBadge(page, ['streaming'], /^streaming$/, T(5000), 'answers flow again');
+    await page.locator('#stopBtn').click();
     errs.check();
   } finally {
     await br.closeContext(ctx);
@@ -367,6 +567,8 @@ test('9: the prompt above the answer keeps its line breaks, and "Automatic (firs
     });
     assert.deepEqual([d.v, d.t], ['', AUTO_LABEL], `the same Automatic with the backend down: ${JSON.stringify(d)}`);
     assert.match(d.hint, /first vision model/i);
+    const idle = await badge(down.page);
+    assert.match(idle.text, /backend down/i, `the idle badge already says the backend is down: ${JSON.stringify(idle)}`);
     down.errs.check();
   } finally {
     await br.closeContext(ctx);
