@@ -269,7 +269,7 @@ static size_t local_free_slots(lv_dispatch_t *port)
     for (size_t i = 0; !d->closed && i < lv_pool_count(d->pool); i++) {
         lv_backend_t *b = lv_pool_at(d->pool, i);
         int limit = lv_backend_limit(b);
-        if (b->healthy && b->inflight < limit)
+        if (b->healthy && b->inflight < limit && lv_backend_retry_after_ms(b) == 0)
             free_slots += (size_t)(limit - b->inflight);
     }
     return free_slots;
@@ -307,6 +307,12 @@ static uint64_t local_ttft_floor_us(lv_dispatch_t *port, const lv_job_t *job)
     return (uint64_t)ws.ttft_floor_us;
 }
 
+static int local_reopened(lv_dispatch_t *port)
+{
+    local_t *d = local_of(port);
+    return d->closed ? 0 : lv_pool_retry_after_ended(d->pool);
+}
+
 static const lv_dispatch_ops_t local_ops = {
     .submit = local_submit,
     .cancel = local_cancel,
@@ -315,6 +321,7 @@ static const lv_dispatch_ops_t local_ops = {
     .grow = local_grow,
     .could_serve = local_could_serve,
     .ttft_floor_us = local_ttft_floor_us,
+    .reopened = local_reopened,
 };
 
 int lv_dispatch_local_create(uv_loop_t *loop, lv_pool_t *pool, const lv_dispatch_local_cfg_t *cfg,

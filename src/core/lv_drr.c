@@ -630,6 +630,19 @@ int lv_drr_over_share(const lv_drr_t *d, const char *user)
     return u && over_share(&sh, u);
 }
 
+size_t lv_drr_share(const lv_drr_t *d, const char *user)
+{
+    int len = key_len(user);
+    if (len < 0 || !d->track_jobs || !d->capacity)
+        return 0;
+    const lv_drr_user_t *u = user_find(d, user, (size_t)len);
+    /* a user not competing yet is counted as if it joined: its weight adds to the others' */
+    uint64_t w = u ? (uint64_t)u->weight : (uint64_t)weight_of(d, user, (size_t)len);
+    uint64_t weights = d->weight_known + (u ? 0 : w);
+    uint64_t share = weights ? (uint64_t)d->capacity * w / weights : (uint64_t)d->capacity;
+    return (size_t)LV_MAX(share, (uint64_t)1);
+}
+
 lv_drr_node_t *lv_drr_starved(const lv_drr_t *d)
 {
     return d->starved_node;

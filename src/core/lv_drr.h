@@ -183,6 +183,10 @@ int lv_drr_user_inflight(const lv_drr_t *d, const char *user);
 /** 1 when the user holds at least its share of the slots now (capacity and weights as they are;
  * 0 without a capacity or job tracking). */
 int lv_drr_over_share(const lv_drr_t *d, const char *user);
+/** The user's share of the slots now (capacity x weight / the competing users' weights, at least
+ * 1), counted as if it joined for a user not competing yet; 0 without a bound (no capacity or no
+ * job tracking). */
+size_t lv_drr_share(const lv_drr_t *d, const char *user);
 /** The first node whose user was below its share and found no slot (LV_DRR_BUSY or LV_DRR_STOP) in
  * the last run, while it stays queued; else NULL. The caller may free a slot for it, e.g. by
  * taking back a job of a user over its share that has produced nothing yet. */

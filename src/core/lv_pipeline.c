@@ -30,6 +30,9 @@ int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, lv_dis
     p->hooks = *hooks;
     lv_queue_init(&p->jobs);
     p->spare = NULL;
+    p->n_jobs = 0;
+    p->credits_held = 0;
+    p->demand = false;
     p->last_review_ms = 0;
     p->credits_outstanding = 0;
     p->max_frame_age_ms = 0;
@@ -188,6 +191,7 @@ size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
     }
     size_t capacity = p->dispatch->ops->capacity(p->dispatch);
     size_t waiting = lv_drr_queued(p->drr) + p->credits_outstanding;
+    p->demand = false;
     lv_queue_t *head = lv_registry_started(p->reg), *n;
     lv_session_t *granted[LV_PIPELINE_CREDITS_PER_TICK];
     size_t n_granted = 0;
@@ -207,8 +211,17 @@ size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
         }
         if (now < s->next_credit_ms)
             continue;
-        if (waiting >= capacity && lv_pipeline_principal_waiting(p, s->rec.principal) > 0)
-            continue; /* it stays due and is asked as soon as the queue drains */
+        if (p->n_jobs + waiting >= capacity) { /* every slot is busy or spoken for */
+            size_t mine = lv_pipeline_principal_waiting(p, s->rec.principal);
+            if (waiting >= capacity && mine > 0)
+                continue; /* it stays due and is asked as soon as the queue drains */
+            size_t share = lv_drr_share(p->drr, s->rec.principal);
+            if (share && mine + (size_t)lv_drr_user_inflight(p->drr, s->rec.principal) >= share) {
+                p->credits_held++;
+                p->demand = true; /* evidence for a full backend to grow, as a waiting frame is */
+                continue;         /* its frame would wait for one of its own requests: ask then */
+            }
+        }
         if (p->hooks.credit_allowed && !p->hooks.credit_allowed(p->hooks.ud, s, now))
             continue; /* over its frame rate: asking would only earn it an error */
         s->credit_outstanding = ++s->credit_seq ? s->credit_seq : ++s->credit_seq;
@@ -310,6 +323,7 @@ static void job_free(lv_pipeline_t *p, lv_job_t *job)
     if (job->session)
         job->session->job = NULL;
     lv_queue_remove(&job->link);
+    p->n_jobs--;
     lv_buf_free(&job->delta);
     lv_frame_unref(job->frame);
     free(job);
@@ -379,7 +393,7 @@ static void ev_delta(lv_dispatch_t *d, lv_job_t *job, const char *text, size_t l
         job->first_delta_sent = true;
         flush_delta(p, job);
         /* a request past its first token may be the evidence that lets a full window grow */
-        if (lv_drr_queued(p->drr) && d->ops->grow && d->ops->grow(d, job) > 0)
+        if ((lv_drr_queued(p->drr) || p->demand) && d->ops->grow && d->ops->grow(d, job) > 0)
             kick(p);
     } else if (!job->delta_since_ms) {
         job->delta_since_ms = now_us(p) / 1000u;
@@ -512,6 +526,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     s->answer_seq = job->answer_id;
     lv_frame_unref(lv_session_mailbox_take(s)); /* the job holds its own reference */
     lv_queue_insert_tail(&p->jobs, &job->link);
+    p->n_jobs++;
     left_queue(p, s);
     if (p->hooks.dispatched)
         p->hooks.dispatched(p->hooks.ud, job->queue_wait_ms, job->frame_age_ms);
@@ -618,6 +633,8 @@ static void review_jobs(lv_pipeline_t *p, uint64_t now_ms)
     }
     if (preempt_for_starved(p))
         kick(p);
+    if (p->dispatch->ops->reopened && p->dispatch->ops->reopened(p->dispatch) > 0 && lv_drr_queued(p->drr))
+        kick(p);
     /* a lingering principal's time is up: those held back for it may go now */
     uint64_t linger_end = lv_drr_linger_next_us(p->drr);
     if (linger_end && linger_end <= now && lv_drr_queued(p->drr))
@@ -631,7 +648,7 @@ size_t lv_pipeline_run(lv_pipeline_t *p)
     size_t n = lv_drr_run(p->drr, LV_PIPELINE_DISPATCH_PER_RUN, now_us(p), try_dispatch, on_stale, p);
     /* frames still wait: a full backend that shows free room grows its window (one request per
      * first token), and the next run may use it */
-    if (lv_drr_queued(p->drr) && d->ops->grow && d->ops->grow(d, NULL) > 0)
+    if ((lv_drr_queued(p->drr) || p->demand) && d->ops->grow && d->ops->grow(d, NULL) > 0)
         kick(p);
     else if (preempt_for_starved(p))
         kick(p);

@@ -79,6 +79,10 @@ typedef struct lv_pipeline {
     lv_pipeline_hooks_t hooks;
     lv_queue_t jobs;             /* lv_job_t.link: requests in flight, oldest first */
     lv_job_t *spare;             /* a job kept for the next turn: a busy backend costs no malloc */
+    size_t n_jobs;               /* in jobs */
+    uint64_t credits_held;       /* credits held back by the share rule (metrics) */
+    bool demand;                 /* the last tick held back a credit for a principal at its share:
+                                  * sources want more than the backends take (lets a window grow) */
     uint64_t last_review_ms;
     size_t credits_outstanding;  /* credits sent and not yet answered by a frame */
     lv_hmap_t waiting;           /* principal -> frames queued + credits outstanding (entries
@@ -121,11 +125,15 @@ void lv_pipeline_settings_changed(lv_pipeline_t *p, lv_session_t *s, const lv_se
 void lv_pipeline_release(lv_pipeline_t *p, lv_session_t *s);
 
 /** Periodic work (every ~20 ms): deltas due (coalesced) go to the viewers, running jobs are
- * reviewed every LV_PIPELINE_REVIEW_MS, and credits to started sessions with a source, no waiting frame and
- * no unanswered credit (an unanswered one is re-asked after max(5 s, 2 intervals)), when their
- * interval is due and their principal has nothing waiting or less than `capacity` is waiting in
- * all. At most LV_PIPELINE_CREDITS_PER_TICK per call; sessions that got one go to the back of the
- * started list. Returns how many credits went out. */
+ * reviewed every LV_PIPELINE_REVIEW_MS, and credits go to started sessions with a source, no
+ * waiting frame and no unanswered credit (an unanswered one is re-asked after max(5 s, 2
+ * intervals)) whose interval is due. While every slot is busy or spoken for (jobs + frames waiting
+ * + credits out >= capacity), a credit also needs its principal to be below its share of the slots
+ * counting what it has in flight and waiting, and, when more than `capacity` waits in all, to have
+ * nothing waiting: its frame is asked for when it could go, not to age behind the principal's own
+ * request. A credit held back that way sets `demand`. At most LV_PIPELINE_CREDITS_PER_TICK per
+ * call; sessions that got one go to the back of the started list. Returns how many credits went
+ * out. */
 size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now_ms);
 
 /** s has a frame waiting, no job and is started: it joins the fair queue under its principal

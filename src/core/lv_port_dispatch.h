@@ -103,6 +103,10 @@ typedef struct {
     /** The time to first token of job's backend with nothing queued inside it: the yardstick for
      * "this request has been silent too long". */
     uint64_t (*ttft_floor_us)(lv_dispatch_t *d, const lv_job_t *job);
+    /** Asked every review (~100 ms): > 0 when slots that were closed take requests again without
+     * any job ending (a backend's Retry-After pause is over), so waiting frames get a run. NULL =
+     * never happens. */
+    int (*reopened)(lv_dispatch_t *d);
 } lv_dispatch_ops_t;
 
 /* Embedded first in the implementation's own struct. The pipeline sets events/events_ud when the

@@ -144,9 +144,10 @@ static json_t *backends_json(lv_app_t *app)
             size_t n = strcspn(h, "/?#");
             snprintf(host, sizeof(host), "%.*s", (int)LV_MIN(n, sizeof(host) - 1), h);
         }
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:i, s:i, s:o, s:s?}", "id", b->id, "url_host", host,
-                                             "healthy", b->healthy, "max_concurrency", b->max_concurrency, "inflight",
-                                             b->inflight, "models", models, "error",
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:i, s:i, s:I, s:o, s:s?}", "id", b->id, "url_host",
+                                             host, "healthy", b->healthy, "max_concurrency", b->max_concurrency,
+                                             "inflight", b->inflight, "retry_after_ms",
+                                             (json_int_t)lv_backend_retry_after_ms(b), "models", models, "error",
                                              b->last_error[0] ? b->last_error : NULL));
     }
     return arr;

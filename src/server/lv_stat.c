@@ -10,7 +10,7 @@
 struct lv_stat {
     lv_metrics_t *m;
     lv_hist_t *frame_receive, *shape, *queue_wait, *frame_age, *ttft, *answer, *gateway;
-    lv_counter_t *frames, *answers, *retries, *held_back;
+    lv_counter_t *frames, *answers, *retries, *held_back, *credits_held;
     lv_counter_vec_t *drops, *errors, *limited, *cancelled;
     lv_gauge_t *sessions, *sockets, *queued, *queued_users, *credits;
     lv_gauge_vec_t *b_inflight, *b_window, *b_state, *b_healthy, *b_latency;
@@ -53,6 +53,7 @@ int lv_stat_create(lv_app_t *app)
     rc |= lv_counter_vec_new(m, "livevlm_rate_limited_total", "Requests refused by a limit.", NULL, 0, limit_l, 1, &st->limited);
     rc |= lv_counter_vec_new(m, "livevlm_requests_cancelled_total", "Backend requests cancelled because nobody needs the answer, by reason.", NULL, 0, reason_l, 1, &st->cancelled);
     rc |= lv_counter_new(m, "livevlm_share_held_back_total", "Waiting frames held back because their user held its share of the requests in flight.", NULL, 0, &st->held_back);
+    rc |= lv_counter_new(m, "livevlm_credits_held_back_total", "Credits not sent while the backends were full because their user already had its share in flight or waiting.", NULL, 0, &st->credits_held);
     rc |= lv_gauge_new(m, "livevlm_sessions", "Live sessions.", NULL, 0, &st->sessions);
     rc |= lv_gauge_new(m, "livevlm_sockets", "Open WebSockets.", NULL, 0, &st->sockets);
     rc |= lv_gauge_new(m, "livevlm_queued_sessions", "Sessions with a frame waiting for a backend slot.", NULL, 0, &st->queued);
@@ -178,5 +179,7 @@ int lv_stat_render(lv_app_t *app, lv_buf_t *out)
     lv_drr_stats(&app->drr, &ds);
     if ((double)ds.held_back > lv_counter_value(st->held_back))
         lv_counter_add(st->held_back, (double)ds.held_back - lv_counter_value(st->held_back));
+    if ((double)app->pipe.credits_held > lv_counter_value(st->credits_held))
+        lv_counter_add(st->credits_held, (double)app->pipe.credits_held - lv_counter_value(st->credits_held));
     return lv_metrics_render(st->m, out);
 }

@@ -833,6 +833,12 @@ static void share_bound_hog_and_bystander(void **state)
     assert_ptr_equal(lv_drr_starved(&d), &by.node);
     assert_int_equal(lv_drr_over_share(&d, "user-0"), 1);
     assert_int_equal(lv_drr_over_share(&d, "user-1"), 0);
+    /* shares: 4 slots between the two, 2 each; a third user asking now would get 4/3 -> 1 */
+    assert_int_equal(lv_drr_share(&d, "user-0"), 2);
+    assert_int_equal(lv_drr_share(&d, "user-1"), 2);
+    assert_int_equal(lv_drr_share(&d, "user-2"), 1);
+    assert_int_equal(lv_drr_set_weight(&d, "user-2", 6), 0);
+    assert_int_equal(lv_drr_share(&d, "user-2"), 3); /* 4 x 6 / 8 */
     slot_done(&d, &b, 0, 2, 0);
     enqueue_user(&d, &hog[0], 0, 2); /* that session wants its next frame served at once */
     assert_int_equal(lv_drr_run(&d, SIZE_MAX, 2, slots_try, NULL, &b), 1);

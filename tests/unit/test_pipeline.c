@@ -166,7 +166,7 @@ typedef struct {
     bool start_later;
     lv_job_t *jobs[FAKE_MAX_JOBS];
     size_t n_jobs;
-    int submits, cancels, grows_asked;
+    int submits, cancels, grows_asked, reopened;
     uint64_t ttft_floor_us;
 } fake_dispatch_t;
 
@@ -221,8 +221,9 @@ static uint64_t fd_ttft_floor_us(lv_dispatch_t *d, const lv_job_t *job)
     (void)job;
     return ((fake_dispatch_t *)d)->ttft_floor_us;
 }
-static const lv_dispatch_ops_t fd_ops = {fd_submit, fd_cancel, fd_capacity, fd_free_slots, fd_grow, fd_could_serve,
-                                         fd_ttft_floor_us};
+static int fd_reopened(lv_dispatch_t *d) { return ((fake_dispatch_t *)d)->reopened; }
+static const lv_dispatch_ops_t fd_ops = {fd_submit,      fd_cancel,        fd_capacity, fd_free_slots, fd_grow,
+                                         fd_could_serve, fd_ttft_floor_us, fd_reopened};
 
 static void fake_start(fake_dispatch_t *fd, lv_job_t *job) { fd->d.events->started(&fd->d, job); }
 static void fake_delta_in(fake_dispatch_t *fd, lv_job_t *job, const char *text)
@@ -1039,6 +1040,52 @@ static void preempt_for_starved_principal(void **state)
     a1->n_viewers = a2->n_viewers = b->n_viewers = 0;
 }
 
+/* Credits are timed to a principal's next turn: while every slot is busy or spoken for, a principal
+ * that already has its share in flight (or waiting) is not asked for another frame (it would only
+ * age behind its own request; that is recorded as demand, the evidence a full backend needs to
+ * grow), one below its share is. With a slot to spare, sessions are asked ahead, so the next frame
+ * is there when the request ends. */
+static void credits_timed_to_share(void **state)
+{
+    fx_t *fx = *state;
+    fake_source_t sa1, sa2, sb, sc;
+    fx->disp.capacity = 2;
+    lv_session_t *a1 = new_session(fx, "alice", &sa1, 100, 0);
+    lv_session_t *a2 = new_session(fx, "alice", &sa2, 100, 0);
+    lv_session_t *b = new_session(fx, "bob", &sb, 100, 0);
+    lv_session_t *c = new_session(fx, "carol", &sc, 100, 0);
+    lv_session_set_started(fx->reg, a2, false, 0);
+    lv_session_set_started(fx->reg, c, false, 0);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 0), 2); /* a1, b */
+    lv_pipeline_credit_clear(&fx->pipe, a1);
+    lv_pipeline_credit_clear(&fx->pipe, b);
+    put_frame(fx, a1, 1000);
+    put_frame(fx, b, 1000);
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 2); /* both slots in flight: contended */
+    lv_session_set_started(fx->reg, a2, true, 10);
+    lv_session_set_started(fx->reg, c, true, 10);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 200), 1); /* carol only: alice and bob have their share */
+    assert_int_equal(sc.asked, 1);
+    assert_int_equal(sa2.asked + sa1.asked, 1);
+    assert_true(fx->pipe.demand);
+    fake_done(&fx->disp, a1->job, 0, false, "a1");
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 300), 1); /* alice's request ended: her turn comes */
+    assert_int_equal(sa1.asked + sa2.asked, 2);
+    lv_pipeline_credit_clear(&fx->pipe, a1);
+    lv_pipeline_credit_clear(&fx->pipe, a2);
+    lv_pipeline_credit_clear(&fx->pipe, c);
+    /* room to spare: bob's next frame is asked for while his request still runs */
+    fx->disp.capacity = 8;
+    int asked = sb.asked;
+    lv_pipeline_tick(&fx->pipe, 400);
+    assert_int_equal(sb.asked, asked + 1);
+    assert_false(fx->pipe.demand);
+    fake_done(&fx->disp, b->job, 0, false, "b");
+    lv_session_t *all[] = {a1, a2, b, c};
+    for (size_t i = 0; i < LV_ARRAY_LEN(all); i++)
+        lv_pipeline_stop(&fx->pipe, all[i], 500); /* credits out are dropped */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1062,6 +1109,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cancel_detached_and_released, setup, teardown),
         cmocka_unit_test_setup_teardown(supersede_resends, setup, teardown),
         cmocka_unit_test_setup_teardown(preempt_for_starved_principal, setup, teardown),
+        cmocka_unit_test_setup_teardown(credits_timed_to_share, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
