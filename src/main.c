@@ -5,21 +5,33 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "lv_app.h"
+#include "lv_auth.h"
 #include "lv_backend.h"
 #include "lv_common.h"
+#include "lv_config.h"
+#include "lv_drr.h"
+#include "lv_engine.h"
 #include "lv_http.h"
+#include "lv_iptable.h"
 #include "lv_log.h"
+#include "lv_pipeline.h"
+#include "lv_server.h"
+#include "lv_session.h"
 #include "lv_stat.h"
 #include "lv_state.h"
+#include "lv_store.h"
 #include "lv_store_mem.h"
 #include "lv_sysmon.h"
+#include "lv_tls.h"
 
 #define LIVEVLM_VERSION "0.1.0"
 #define HEALTH_PERIOD_MS 10000

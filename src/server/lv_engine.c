@@ -3,22 +3,39 @@
  * as the page's JSON (the WebSocket is a viewer and a source of its session). Also the host side
  * of the pipeline: its timers, the local dispatcher on the backend pool, metrics, stats pushes,
  * hello deadlines and the idle sweep. Everything here runs on the loop thread. */
+#include "lv_engine.h"
+
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "lv_app.h"
 #include "lv_backend.h"
+#include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_dispatch_local.h"
+#include "lv_drr.h"
 #include "lv_frame.h"
-#include "lv_json_str.h"
+#include "lv_iptable.h"
 #include "lv_jpeg.h"
+#include "lv_json_str.h"
 #include "lv_log.h"
+#include "lv_net.h"
 #include "lv_pipeline.h"
+#include "lv_port_dispatch.h"
+#include "lv_port_source.h"
+#include "lv_port_viewer.h"
+#include "lv_queue.h"
+#include "lv_session.h"
+#include "lv_settings.h"
 #include "lv_stat.h"
 #include "lv_sysmon.h"
+#include "lv_wsconn.h"
+#include "lv_wsframe.h"
 #include "lv_wsmsg.h"
 
 #define TICK_MS 20
@@ -37,6 +54,16 @@ static void credit_clear(lv_app_t *app, lv_session_t *s);
 /* lv_msg_new, lv_msg_from_json, lv_msg_unref: lv_msg.c (each WebSocket frame is built once, its
  * header in front of the payload, and shared by every socket it goes to) */
 
+/* Queue a message on every socket of a session. */
+static void session_send(lv_session_t *s, lv_msg_t *m)
+{
+    lv_queue_t *n, *next;
+    for (n = s->viewers.next; n != &s->viewers; n = next) {
+        next = n->next;
+        lv_conn_send(LV_CONTAINER_OF(n, lv_conn_t, viewer.link), m);
+    }
+}
+
 /* Build, send to a session, release: the common case for session-wide messages. */
 static void session_send_json(lv_session_t *s, json_t *obj)
 {
@@ -44,7 +71,7 @@ static void session_send_json(lv_session_t *s, json_t *obj)
     json_decref(obj);
     if (!m)
         return;
-    lv_session_send(s, m);
+    session_send(s, m);
     lv_msg_unref(m);
 }
 
@@ -56,52 +83,6 @@ static void conn_send_json(lv_conn_t *c, json_t *obj)
         return;
     lv_conn_send(c, m);
     lv_msg_unref(m);
-}
-
-int lv_conn_send(lv_conn_t *c, lv_msg_t *m)
-{
-    if (c->kill)
-        return LV_ECLOSED;
-    /* a socket that does not drain is closed rather than allowed to grow without bound */
-    size_t queued = lv_sock_queued_msgs(c->sock);
-    if (queued >= LV_CONN_TXQ_MAX || lv_sock_queued_bytes(c->sock) + m->len > LV_CONN_TX_BYTES_MAX) {
-        LV_WARN("closing a WebSocket from %s that stopped reading (%zu messages queued)", c->ip, queued);
-        lv_conn_close(c, LV_WS_CLOSE_POLICY, "slow reader");
-        return LV_ELIMIT;
-    }
-    return lv_sock_send(c->sock, m); /* written on a later loop turn, with whatever joins it */
-}
-
-void lv_session_send(lv_session_t *s, lv_msg_t *m)
-{
-    lv_queue_t *n, *next;
-    for (n = s->viewers.next; n != &s->viewers; n = next) {
-        next = n->next;
-        lv_conn_send(LV_CONTAINER_OF(n, lv_conn_t, viewer.link), m);
-    }
-}
-
-void lv_conn_send_error(lv_conn_t *c, const char *code, const char *message, const char *field)
-{
-    char *text = lv_wsmsg_error(code, message, field);
-    if (!text)
-        return;
-    lv_msg_t *m = lv_msg_new(text, strlen(text), false);
-    free(text);
-    if (m) {
-        lv_conn_send(c, m);
-        lv_msg_unref(m);
-    }
-}
-
-void lv_conn_close(lv_conn_t *c, int status, const char *reason)
-{
-    if (c->kill)
-        return;
-    c->kill = true;
-    c->kill_status = status;
-    c->kill_reason = reason;
-    lv_ws_close(c); /* behind what is queued: the error that explains the close goes first */
 }
 
 /* ---------- session views ---------- */
@@ -274,7 +255,8 @@ static void on_kick(uv_timer_t *t)
         lv_pipeline_run(&app->pipe);
 }
 
-void lv_engine_kick(lv_app_t *app)
+/* Run the scheduler on the next loop turn (coalesced). */
+static void engine_kick(lv_app_t *app)
 {
     if (app->kick_pending || app->stopping)
         return;
@@ -583,7 +565,7 @@ void lv_engine_on_close(lv_conn_t *c)
 static void credit_clear(lv_app_t *app, lv_session_t *s) { lv_pipeline_credit_clear(&app->pipe, s); }
 
 /* The pipeline's hooks (lv_pipeline.h): metrics, and the principal's frame budget. */
-static void pipe_kick(void *ud) { lv_engine_kick(ud); }
+static void pipe_kick(void *ud) { engine_kick(ud); }
 static void pipe_dropped(void *ud, const char *reason) { lv_stat_drop((lv_app_t *)ud, reason); }
 
 static bool pipe_credit_allowed(void *ud, const lv_session_t *s, uint64_t now)

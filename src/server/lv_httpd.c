@@ -14,9 +14,15 @@
 #include <strings.h>
 #include <time.h>
 
-#include "lv_app.h"
+#include "lv_buf.h"
 #include "lv_common.h"
+#include "lv_http1.h"
 #include "lv_log.h"
+#include "lv_net.h"
+#include "lv_principal.h"
+#include "lv_queue.h"
+#include "lv_server.h"
+#include "lv_wsconn.h"
 #include "lv_wsframe.h"
 
 #define IN_CAP (LV_HTTP_MAX_HEAD_BYTES + 8192) /* a head and some pipelined bytes behind it */
@@ -27,7 +33,7 @@
 enum { H_HEAD, H_BODY, H_BUSY, H_DONE };
 
 typedef struct {
-    lv_app_t *app;
+    struct lv_app *app;
     lv_sock_t *sock;
     int state;
     bool first;                  /* the connection's first request (its head box runs from accept) */

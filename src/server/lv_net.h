@@ -58,8 +58,8 @@ void lv_msg_unref(lv_msg_t *m);
 #define LV_NET_MAX_PENDING_PER_IP 64      /* sockets per address still in handshake or head */
 #define LV_NET_FD_RESERVE 256             /* descriptors kept for backends, files, Redis */
 
-/* Per-socket queue: the WebSocket layer caps messages at LV_CONN_TXQ_MAX (256); the rest is room
- * for control frames (pong, close) that must never be refused. */
+/* Per-socket queue: the WebSocket layer caps messages at LV_CONN_TXQ_MAX (256, lv_wsconn.h); the
+ * rest is room for control frames (pong, close) that must never be refused. */
 #define LV_SOCK_TXQ_MAX 272
 
 typedef enum {

@@ -1,6 +1,9 @@
 /* lv_server.c - the front door: the listener (lv_net.h) with HTTP/1.1 on it (lv_httpd.h), and
  * the routes: the UI, the JSON API, login, and the checks in front of a WebSocket upgrade. */
+#include "lv_server.h"
+
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,12 +11,20 @@
 
 #include "lv_app.h"
 #include "lv_assets.h"
+#include "lv_auth.h"
 #include "lv_backend.h"
+#include "lv_buf.h"
 #include "lv_common.h"
+#include "lv_http1.h"
 #include "lv_httpd.h"
 #include "lv_httputil.h"
+#include "lv_iptable.h"
 #include "lv_log.h"
+#include "lv_net.h"
+#include "lv_principal.h"
+#include "lv_queue.h"
 #include "lv_rand.h"
+#include "lv_settings.h"
 #include "lv_stat.h"
 #include "lv_sysmon.h"
 #include "lv_tlsio.h"

@@ -3,9 +3,14 @@
 
 #include <stdlib.h>
 
+#include "lv_app.h"
 #include "lv_backend.h"
+#include "lv_buf.h"
 #include "lv_common.h"
+#include "lv_drr.h"
 #include "lv_metrics.h"
+#include "lv_session.h"
+#include "lv_window.h"
 
 struct lv_stat {
     lv_metrics_t *m;

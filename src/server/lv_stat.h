@@ -5,29 +5,30 @@
 
 #include <stdint.h>
 
-#include "lv_app.h"
 #include "lv_buf.h"
 
+struct lv_app;
+
 /** Create the registry and every series (app->stat). LV_ENOMEM. */
-int lv_stat_create(lv_app_t *app);
-void lv_stat_destroy(lv_app_t *app);
+int lv_stat_create(struct lv_app *app);
+void lv_stat_destroy(struct lv_app *app);
 
 /** Time the loop spent on one received frame (envelope, JPEG header, mailbox). */
-void lv_stat_frame_received(lv_app_t *app, uint64_t us);
+void lv_stat_frame_received(struct lv_app *app, uint64_t us);
 /** A frame left the queue for a backend. */
-void lv_stat_dispatch(lv_app_t *app, double queue_wait_ms, double frame_age_ms);
-void lv_stat_shape(lv_app_t *app, double ms);
+void lv_stat_dispatch(struct lv_app *app, double queue_wait_ms, double frame_age_ms);
+void lv_stat_shape(struct lv_app *app, double ms);
 /** A complete answer: latency from frame receipt, and the gateway's own time on this frame. */
-void lv_stat_answer(lv_app_t *app, uint64_t ttft_us, double latency_ms, uint64_t gateway_us);
-void lv_stat_error(lv_app_t *app, const char *code);
+void lv_stat_answer(struct lv_app *app, uint64_t ttft_us, double latency_ms, uint64_t gateway_us);
+void lv_stat_error(struct lv_app *app, const char *code);
 /** A frame that was not sent: replaced, stale, rejected, not_started, rate_limited, no_backend. */
-void lv_stat_drop(lv_app_t *app, const char *reason);
-void lv_stat_retry(lv_app_t *app);
+void lv_stat_drop(struct lv_app *app, const char *reason);
+void lv_stat_retry(struct lv_app *app);
 /** A limit was hit: frames, sessions, sockets, login. */
-void lv_stat_rate_limited(lv_app_t *app, const char *limit);
+void lv_stat_rate_limited(struct lv_app *app, const char *limit);
 /** A backend request was cancelled because nobody needs its answer: detached, settings_changed. */
-void lv_stat_cancel(lv_app_t *app, const char *reason);
+void lv_stat_cancel(struct lv_app *app, const char *reason);
 /** Append the Prometheus text exposition (version 0.0.4). */
-int lv_stat_render(lv_app_t *app, lv_buf_t *out);
+int lv_stat_render(struct lv_app *app, lv_buf_t *out);
 
 #endif

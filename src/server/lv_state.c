@@ -1,12 +1,20 @@
 /* lv_state.c - wires the session registry to the state file (lv_persist.h, lv_statefile.h). */
 #include "lv_state.h"
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "lv_app.h"
+#include "lv_auth.h"
 #include "lv_common.h"
+#include "lv_config.h"
 #include "lv_log.h"
 #include "lv_persist.h"
+#include "lv_session.h"
+#include "lv_statefile.h"
 
 /* Changes are written at most once a period; a crash loses about one period plus one write. */
 #define SAVE_PERIOD_MS 1000

@@ -1,6 +1,8 @@
 /* lv_tls.c - a self-signed certificate for first start: EC P-256, SANs for localhost, the host
  * name and every local address, so browsers on the LAN can be told to trust it once. Runs before
  * the loop starts (it is the only blocking crypto work, and it happens once per config dir). */
+#include "lv_tls.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -15,7 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lv_app.h"
 #include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_log.h"

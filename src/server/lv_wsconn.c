@@ -1,16 +1,26 @@
-/* lv_wsconn.c - WebSocket connections after the upgrade: client frames through lv_ws_reader
- * (masking, caps, UTF-8, control frames), whole messages to the engine, pings answered, idle
- * sockets pinged and hung up on, our close frames after whatever was queued before them. The
- * engine sees an lv_conn_t and calls lv_conn_send / lv_conn_close (lv_engine.c). */
+/* lv_wsconn.c - WebSocket connections after the upgrade (lv_wsconn.h): client frames through
+ * lv_ws_reader (masking, caps, UTF-8, control frames), whole messages to the engine, pings
+ * answered, idle sockets pinged and hung up on, our close frames after whatever was queued before
+ * them. The engine (lv_engine.c) sees an lv_conn_t and sends and closes through lv_conn_send /
+ * lv_conn_close, defined here with the per-socket output caps that close a slow reader. */
+#include "lv_wsconn.h"
+
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lv_app.h"
 #include "lv_common.h"
+#include "lv_engine.h"
+#include "lv_iptable.h"
 #include "lv_log.h"
+#include "lv_net.h"
+#include "lv_principal.h"
+#include "lv_queue.h"
 #include "lv_session.h"
 #include "lv_wsframe.h"
+#include "lv_wsmsg.h"
 
 #define MAX_TEXT_BYTES 65536                 /* docs/protocol.md "Caps" */
 #define READ_SOFT_BYTES (512u << 10)         /* stop reading while this much output waits */
@@ -23,8 +33,9 @@ static void ws_pong_or_ping(lv_conn_t *c, int op, const void *p, size_t len)
     lv_msg_unref(m);
 }
 
-/* Queue our close frame after what is queued, then end the connection once it is out. */
-void lv_ws_close(lv_conn_t *c)
+/* Queue our close frame (c->kill_status, c->kill_reason) after what is queued, then end the
+ * connection once it is out (once). */
+static void ws_close(lv_conn_t *c)
 {
     if (c->close_sent || !c->sock)
         return;
@@ -36,6 +47,43 @@ void lv_ws_close(lv_conn_t *c)
         lv_sock_send(c->sock, m);
     lv_msg_unref(m);
     lv_sock_close_after_flush(c->sock);
+}
+
+int lv_conn_send(lv_conn_t *c, lv_msg_t *m)
+{
+    if (c->kill)
+        return LV_ECLOSED;
+    /* a socket that does not drain is closed rather than allowed to grow without bound */
+    size_t queued = lv_sock_queued_msgs(c->sock);
+    if (queued >= LV_CONN_TXQ_MAX || lv_sock_queued_bytes(c->sock) + m->len > LV_CONN_TX_BYTES_MAX) {
+        LV_WARN("closing a WebSocket from %s that stopped reading (%zu messages queued)", c->ip, queued);
+        lv_conn_close(c, LV_WS_CLOSE_POLICY, "slow reader");
+        return LV_ELIMIT;
+    }
+    return lv_sock_send(c->sock, m); /* written on a later loop turn, with whatever joins it */
+}
+
+void lv_conn_send_error(lv_conn_t *c, const char *code, const char *message, const char *field)
+{
+    char *text = lv_wsmsg_error(code, message, field);
+    if (!text)
+        return;
+    lv_msg_t *m = lv_msg_new(text, strlen(text), false);
+    free(text);
+    if (m) {
+        lv_conn_send(c, m);
+        lv_msg_unref(m);
+    }
+}
+
+void lv_conn_close(lv_conn_t *c, int status, const char *reason)
+{
+    if (c->kill)
+        return;
+    c->kill = true;
+    c->kill_status = status;
+    c->kill_reason = reason;
+    ws_close(c); /* behind what is queued: the error that explains the close goes first */
 }
 
 /* Fail the connection (RFC 6455 section 7.1.7): close frame, stop reading. */
@@ -97,7 +145,7 @@ static size_t ws_on_data(lv_sock_t *s, char *data, size_t len)
                 c->kill_status = ev.close_code == 1005 ? 0 : ev.close_code;
                 c->kill_reason = NULL;
             }
-            lv_ws_close(c);
+            ws_close(c);
             return len;
         case LV_WS_EV_ERROR:
             ws_fail(c, ev.close_code, ev.why);
@@ -136,7 +184,7 @@ static void ws_on_shutdown(lv_sock_t *s)
 {
     lv_conn_t *c = s->data;
     lv_conn_close(c, LV_WS_CLOSE_GOING_AWAY, "server restarting");
-    lv_ws_close(c); /* even when it was already closing for another reason without a frame yet */
+    ws_close(c); /* even when it was already closing for another reason without a frame yet */
 }
 
 static void ws_on_close(lv_sock_t *s)
