@@ -497,6 +497,8 @@ void lv_session_attach_changed(lv_session_t *s, uint64_t now_ms)
     s->persist_dirty = true; /* attached or not decides what the state file says it was last seen */
 }
 
+void lv_registry_remove(lv_registry_t *reg, lv_session_t *s) { session_remove(reg, s); }
+
 size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, size_t max_examined,
                          void (*before_free)(lv_session_t *s, void *ud), void *ud)
 {

@@ -143,6 +143,10 @@ void lv_session_attach_changed(lv_session_t *s, uint64_t now_ms);
  * examines at most max_examined sessions per call, resuming where the last call stopped. */
 size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, size_t max_examined,
                          void (*before_free)(lv_session_t *s, void *ud), void *ud);
+/** Remove and free s now: a session made for one request (POST /api/v1/analyze) whose answer is
+ * out. The caller has released it from the pipeline (lv_pipeline_release) and detached every
+ * viewer and source first. */
+void lv_registry_remove(lv_registry_t *reg, lv_session_t *s);
 /** Number of live sessions. */
 size_t lv_registry_count(const lv_registry_t *reg);
 

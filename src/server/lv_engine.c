@@ -13,6 +13,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "lv_analyze.h"
 #include "lv_app.h"
 #include "lv_backend.h"
 #include "lv_buf.h"
@@ -640,6 +641,7 @@ static void on_tick(uv_timer_t *t)
     lv_app_t *app = t->data;
     uint64_t now = lv_now_ms();
     lv_pipeline_tick(&app->pipe, now);
+    lv_analyze_reap(app);
     if (now - app->last_slow_tick_ms >= 100) {
         app->last_slow_tick_ms = now;
         send_stats_and_deadlines(app, now);
@@ -700,6 +702,8 @@ int lv_engine_start(lv_app_t *app)
     };
     if (lv_pipeline_init(&app->pipe, app->reg, &app->drr, app->dispatch, &hooks) != 0)
         return LV_EIO;
+    if (lv_analyze_init(app) != 0)
+        return LV_ENOMEM;
     app->pipe.max_frame_age_ms = app->cfg.max_frame_age_ms;
     app->pipe.detached_cancel_ms = app->cfg.detached_cancel_ms;
     lv_registry_set_evict_cb(app->reg, before_evict, app);
@@ -715,6 +719,7 @@ int lv_engine_start(lv_app_t *app)
 void lv_engine_stop(lv_app_t *app)
 {
     /* cancel every backend call before the pool goes */
+    lv_analyze_stop(app);
     lv_pipeline_shutdown(&app->pipe);
     lv_dispatch_local_close(app->dispatch);
     app->dispatch = NULL;

@@ -43,6 +43,8 @@ typedef struct {
     bool in_on_data;
     bool wait_drain;
     bool upgraded;               /* the socket now belongs to the WebSocket layer */
+    bool streaming;              /* lv_req_stream_begin sent the head; the body goes on */
+    bool stream_chunked;
     lv_buf_t head;               /* owned copy of the current request head */
     lv_http1_req_t parsed;       /* views into head */
     int64_t body_left;           /* Content-Length bytes still to come */
@@ -133,7 +135,7 @@ int lv_req_respond(lv_req_t *r, int status, const char *content_type, const void
                    const char *extra_headers)
 {
     httpc_t *h = of_req(r);
-    if (h->state != H_BUSY)
+    if (h->state != H_BUSY || h->streaming)
         return LV_EINVAL; /* one answer per request, never two */
     if (r->waiting) {
         lv_queue_remove(&r->wait_link);
@@ -190,6 +192,102 @@ int lv_req_respond(lv_req_t *r, int status, const char *content_type, const void
     return 0;
 }
 
+int lv_req_stream_begin(lv_req_t *r, int status, const char *content_type, const char *extra_headers)
+{
+    httpc_t *h = of_req(r);
+    if (h->state != H_BUSY || h->streaming)
+        return LV_EINVAL;
+    lv_sock_t *s = h->sock;
+    if (s->closing)
+        return LV_ECLOSED;
+    /* HTTP/1.0 has no chunked coding: the body ends when the connection does */
+    h->stream_chunked = h->parsed.minor_version >= 1;
+    if (!h->stream_chunked)
+        h->keep_alive = false;
+    lv_buf_t b;
+    lv_buf_init(&b, HEAD_MSG_MAX + (extra_headers ? strlen(extra_headers) : 0));
+    int rc = lv_buf_printf(&b, "HTTP/1.1 %d %s\r\n", status, lv_http1_reason(status));
+    if (!rc && content_type)
+        rc = lv_buf_printf(&b, "content-type: %s\r\n", content_type);
+    if (!rc && h->stream_chunked)
+        rc = lv_buf_append_str(&b, "transfer-encoding: chunked\r\n");
+    if (!rc)
+        rc = add_common_headers(&b, r, status, content_type);
+    if (!rc && extra_headers)
+        rc = lv_buf_append_str(&b, extra_headers);
+    if (!rc && (!h->keep_alive || h->shutting_down))
+        rc = lv_buf_append_str(&b, "connection: close\r\n");
+    if (!rc)
+        rc = lv_buf_append_str(&b, "\r\n");
+    lv_msg_t *m = rc ? NULL : lv_msg_raw(b.data, b.len);
+    lv_buf_free(&b);
+    rc = m ? lv_sock_send(s, m) : LV_ENOMEM;
+    lv_msg_unref(m);
+    if (rc)
+        return rc;
+    h->streaming = true;
+    return 0;
+}
+
+int lv_req_stream_write(lv_req_t *r, const void *data, size_t len)
+{
+    httpc_t *h = of_req(r);
+    if (h->state != H_BUSY || !h->streaming)
+        return LV_EINVAL;
+    lv_sock_t *s = h->sock;
+    if (s->closing)
+        return LV_ECLOSED;
+    if (lv_sock_queued_bytes(s) + len > LV_HTTP_STREAM_MAX_QUEUED) {
+        LV_WARN("closing a streamed answer to %s that stopped reading", s->ip);
+        lv_sock_close(s);
+        return LV_ELIMIT;
+    }
+    if (len == 0)
+        return 0; /* a zero-size chunk would end the body */
+    lv_buf_t b;
+    lv_buf_init(&b, len + 32);
+    int rc = h->stream_chunked ? lv_buf_printf(&b, "%zx\r\n", len) : 0;
+    if (!rc)
+        rc = lv_buf_append(&b, data, len);
+    if (!rc && h->stream_chunked)
+        rc = lv_buf_append(&b, "\r\n", 2);
+    lv_msg_t *m = rc ? NULL : lv_msg_raw(b.data, b.len);
+    lv_buf_free(&b);
+    rc = m ? lv_sock_send(s, m) : LV_ENOMEM;
+    lv_msg_unref(m);
+    return rc;
+}
+
+int lv_req_stream_end(lv_req_t *r)
+{
+    httpc_t *h = of_req(r);
+    if (h->state != H_BUSY || !h->streaming)
+        return LV_EINVAL;
+    if (r->waiting) {
+        lv_queue_remove(&r->wait_link);
+        r->waiting = false;
+    }
+    h->streaming = false;
+    lv_sock_t *s = h->sock;
+    if (s->closing) {
+        h->state = H_DONE;
+        return LV_ECLOSED;
+    }
+    int rc = 0;
+    if (h->stream_chunked) {
+        lv_msg_t *m = lv_msg_static("0\r\n\r\n", 5);
+        rc = m ? lv_sock_send(s, m) : LV_ENOMEM;
+        lv_msg_unref(m);
+    }
+    if (rc) {
+        h->state = H_DONE;
+        lv_sock_close(s);
+        return rc;
+    }
+    request_done(h, !h->stream_chunked);
+    return 0;
+}
+
 int lv_req_respond_error(lv_req_t *r, int status, const char *code, const char *message)
 {
     char body[512];
@@ -208,11 +306,12 @@ static void fail(httpc_t *h, int status)
         const char *code, *message;
     } msgs[] = {
         {400, "bad_request", "malformed HTTP request"},
+        {401, "unauthorized", "log in with the access token printed by the server"},
         {408, "timeout", "the request took too long to arrive"},
-        {413, "too_large", "request body over 64 KiB"},
+        {413, "too_large", "request body over its cap (64 KiB; a frame's for /api/v1/analyze)"},
         {414, "uri_too_long", "URL over 2 KiB"},
         {417, "expectation_failed", "only Expect: 100-continue is understood"},
-        {429, "rate_limited", "too many connections from this address"},
+        {429, "rate_limited", "too many connections or failed credentials from this address"},
         {431, "headers_too_large", "request head over 8 KiB or too many header lines"},
         {500, "internal", "out of memory"},
         {501, "not_implemented", "transfer coding not supported (only chunked)"},
@@ -269,13 +368,21 @@ static int request_begin(httpc_t *h, const char *data)
     r->query = q ? q : "";
     r->is_head = view_is(p->method, "HEAD");
     r->is_post = view_is(p->method, "POST");
-    lv_buf_init(&h->body, LV_HTTP_MAX_BODY_BYTES);
+    r->on_gone = NULL;
+    r->user = NULL;
+    size_t cap = LV_HTTP_MAX_BODY_BYTES;
+    if (r->is_post) {
+        int st = lv_server_body_cap(h->app, r, &cap);
+        if (st)
+            return st;
+    }
+    lv_buf_init(&h->body, cap);
     r->body = &h->body;
     if (p->chunked) {
         h->chunked = true;
-        lv_http1_chunked_init(&h->ch, LV_HTTP_MAX_BODY_BYTES);
+        lv_http1_chunked_init(&h->ch, cap);
     } else if (p->content_length > 0) {
-        if (p->content_length > LV_HTTP_MAX_BODY_BYTES)
+        if ((uint64_t)p->content_length > (uint64_t)cap)
             return 413;
         h->body_left = p->content_length;
     }
@@ -406,8 +513,11 @@ static size_t http_on_data(lv_sock_t *s, char *data, size_t len)
         free(h);
         return off;
     }
-    if (h->state == H_BUSY && !s->closing)
-        lv_sock_pause_read(s); /* answered later: read nothing more until then */
+    /* answered later: read nothing more until then, except that a handler that wants to hear of
+     * its client leaving (on_gone: its work is cancelled) keeps reading while nothing else comes,
+     * so the peer's FIN or reset is seen; pipelined bytes pause it */
+    if (h->state == H_BUSY && !s->closing && (!h->req.on_gone || off < len))
+        lv_sock_pause_read(s);
     return off;
 }
 
@@ -453,8 +563,12 @@ static void http_on_close(lv_sock_t *s)
     httpc_t *h = s->data;
     if (!h)
         return;
-    if (h->req.waiting)
+    if (h->req.waiting) {
         lv_queue_remove(&h->req.wait_link);
+        h->req.waiting = false;
+        if (h->req.on_gone)
+            h->req.on_gone(&h->req);
+    }
     lv_buf_free(&h->head);
     lv_buf_free(&h->body);
     free(h);

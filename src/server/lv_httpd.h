@@ -31,9 +31,11 @@ typedef struct lv_req {
     bool is_post;
     bool tls;
     /* for a handler that answers later (the request stays alive until it does, or until the
-     * connection goes, which unlinks wait_link) */
+     * connection goes, which unlinks wait_link and calls on_gone) */
     lv_queue_t wait_link;
     bool waiting;
+    void (*on_gone)(struct lv_req *r); /* the connection closed while waiting (NULL: nothing) */
+    void *user;                  /* the handler's; both reset for each request */
 } lv_req_t;
 
 /** Answer r: exactly once per request; later calls are refused (LV_EINVAL). body is copied when
@@ -41,6 +43,17 @@ typedef struct lv_req {
  * lines, or NULL. Returns 0, or LV_ECLOSED when the connection is already gone. */
 int lv_req_respond(lv_req_t *r, int status, const char *content_type, const void *body, size_t len, bool copy,
                    const char *extra_headers);
+/** Answer r as a stream: the head now (status, content_type, extra_headers as for respond;
+ * chunked on HTTP/1.1, close-delimited on 1.0), then any number of lv_req_stream_write, then
+ * lv_req_stream_end once, which completes the request. The handler keeps r waiting meanwhile, so
+ * it hears on_gone if the client leaves. 0, LV_EINVAL (answered or streaming already),
+ * LV_ECLOSED, LV_ENOMEM. */
+int lv_req_stream_begin(lv_req_t *r, int status, const char *content_type, const char *extra_headers);
+/** One piece of the streamed body (copied). A client that stopped reading is closed once more
+ * than LV_HTTP_STREAM_MAX_QUEUED bytes wait for it (LV_ELIMIT). */
+int lv_req_stream_write(lv_req_t *r, const void *data, size_t len);
+int lv_req_stream_end(lv_req_t *r);
+#define LV_HTTP_STREAM_MAX_QUEUED (1u << 20)
 /** Answer with our JSON error body {"error":{"code":code,"message":message}}. */
 int lv_req_respond_error(lv_req_t *r, int status, const char *code, const char *message);
 /** Accept a WebSocket upgrade of r (already checked by the caller): 101 with the accept key and

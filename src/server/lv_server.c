@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lv_analyze.h"
 #include "lv_app.h"
 #include "lv_assets.h"
 #include "lv_auth.h"
@@ -343,7 +344,20 @@ static int handle_post(lv_app_t *app, lv_req_t *r)
     int st = lv_auth_check(app, r->head, r->ip);
     if (st)
         return refuse_auth(r, st, "log in with the access token printed by the server");
+    if (strcmp(r->path, "/api/v1/analyze") == 0)
+        return lv_analyze_handle(app, r);
     return lv_req_respond_error(r, 404, "not_found", "no such API route");
+}
+
+int lv_server_body_cap(lv_app_t *app, const lv_req_t *r, size_t *cap)
+{
+    if (strcmp(r->path, "/api/v1/analyze") != 0)
+        return 0;
+    int st = lv_auth_check(app, r->head, r->ip);
+    if (st)
+        return st;
+    *cap = lv_analyze_body_cap(app);
+    return 0;
 }
 
 /* ---------- WebSocket upgrade ---------- */

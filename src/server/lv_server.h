@@ -5,6 +5,8 @@
 #ifndef LV_SERVER_H
 #define LV_SERVER_H
 
+#include <stddef.h>
+
 struct lv_app;
 struct lv_req;
 
@@ -16,6 +18,11 @@ int lv_server_start(struct lv_app *app);
 void lv_server_drain(struct lv_app *app, unsigned deadline_ms, void (*done)(void *ud), void *ud);
 /** Close whatever is left and the listener (the loop must run on to free the handles). */
 void lv_server_stop(struct lv_app *app);
+/** Before a POST's body is read (lv_httpd.c): 0 with *cap set to the largest body the route
+ * takes (left alone: the 64 KiB default), or a status to refuse it with at once (401, 429: a
+ * route with a large body checks the credential first, so nobody unauthenticated makes the
+ * server hold megabytes). */
+int lv_server_body_cap(struct lv_app *app, const struct lv_req *r, size_t *cap);
 /** Route one complete request (lv_httpd.c calls it; it answers now or later, exactly once). */
 void lv_server_handle(struct lv_app *app, struct lv_req *r);
 
