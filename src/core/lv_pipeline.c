@@ -229,7 +229,11 @@ size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
         waiting++;
         principal_add(p, s->rec.principal, +1);
         s->credit_sent_ms = now;
-        s->next_credit_ms = now + (uint64_t)s->rec.settings.interval_ms;
+        /* a fixed cadence, as the tool livevlm replaces had (every Nth camera frame): the next one is
+         * due an interval after this one was due, not after it went out (a tick is up to 20 ms
+         * late); a credit held back longer than an interval restarts the cadence, no catch-up */
+        uint64_t interval = (uint64_t)s->rec.settings.interval_ms, due = s->next_credit_ms;
+        s->next_credit_ms = (due && now - due < interval ? due : now) + interval;
         granted[n_granted++] = s;
         lv_queue_t *sn, *snext; /* every source of the session is asked (lv_port_source.h) */
         for (sn = s->sources.next; sn != &s->sources; sn = snext) {

@@ -513,7 +513,9 @@ static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
         reject_frame(c, rc == LV_ELIMIT ? "frame_too_large" : "bad_frame", msg, "rejected");
         return;
     }
-    if (hdr.credit_id && hdr.credit_id == s->credit_outstanding)
+    /* a frame answers the outstanding credit when it names it, or names none (a bare JPEG, or
+     * id 0): a client that does not use the header is still asked at its interval */
+    if (s->credit_outstanding && (hdr.credit_id == 0 || hdr.credit_id == s->credit_outstanding))
         credit_clear(app, s);
     if (!s->rec.started) {
         reject_frame(c, "not_started", "send {\"type\":\"start\"} before frames", "not_started");

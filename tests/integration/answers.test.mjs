@@ -85,6 +85,19 @@ test('a bare JPEG without the LVF1 header is analysed too', TO, async () => {
   await c.close();
 });
 
+test('a client answering credits with bare JPEGs is asked at its interval, not every 5 s', TO, async () => {
+  const c = await srv.session({ settings: { prompt: 'bare credits', model: 'vlm-a', interval_ms: 400 } });
+  await c.start();
+  c.autoFeed(J320, 0, { header: false });
+  await sleep(3000);
+  c.autoFeed(null);
+  const answers = c.seen('vlm_response').length;
+  // an unanswered credit is only asked again after 5 s: that would be one answer in 3 s
+  assert.ok(answers >= 4, `answers in 3 s at a 400 ms interval: ${answers}`);
+  await c.stop();
+  await c.close();
+});
+
 test('credits come while started, at about the interval, and stop after stop', TO, async () => {
   const c = await srv.session({ settings: { prompt: 'credits', model: 'vlm-a', interval_ms: 200 } });
   const ack = await c.start();

@@ -537,7 +537,7 @@ export class WsClient {
     msg.__t = Date.now();
     this.log.push(msg);
     if (this.feed && msg.type === 'credit') {
-      this.sendFrame(this.feed.jpeg, { creditId: msg.credit_id, ageMs: this.feed.ageMs || 0 });
+      this.sendFrame(this.feed.jpeg, { creditId: msg.credit_id, ageMs: this.feed.ageMs || 0, header: this.feed.header });
     }
     for (let i = 0; i < this.waiters.length; i++) {
       const w = this.waiters[i];
@@ -617,11 +617,11 @@ export class WsClient {
     this.ws.send(header ? lvf1(jpeg, creditId, ageMs) : jpeg, { binary: true });
   }
 
-  /** Answer every credit with this JPEG (null stops). */
-  autoFeed(jpeg, ageMs = 0) {
-    this.feed = jpeg ? { jpeg, ageMs } : null;
+  /** Answer every credit with this JPEG (null stops); header false: as a bare JPEG. */
+  autoFeed(jpeg, ageMs = 0, { header = true } = {}) {
+    this.feed = jpeg ? { jpeg, ageMs, header } : null;
     if (jpeg) {
-      for (const m of this.drain('credit')) this.sendFrame(jpeg, { creditId: m.credit_id, ageMs });
+      for (const m of this.drain('credit')) this.sendFrame(jpeg, { creditId: m.credit_id, ageMs, header });
     }
   }
 

@@ -1086,6 +1086,30 @@ static void credits_timed_to_share(void **state)
         lv_pipeline_stop(&fx->pipe, all[i], 500); /* credits out are dropped */
 }
 
+/* The interval is a cadence: a credit sent late (ticks are 20 ms apart) does not push the next one
+ * later; one held back longer than an interval restarts the cadence instead of catching up. */
+static void credits_keep_their_cadence(void **state)
+{
+    fx_t *fx = *state;
+    fake_source_t src;
+    lv_session_t *s = new_session(fx, "alice", &src, 100, 0);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 0), 1);
+    lv_pipeline_credit_clear(&fx->pipe, s);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 99), 0);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 115), 1); /* due at 100, sent 15 ms late */
+    lv_pipeline_credit_clear(&fx->pipe, s);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 200), 1); /* due at 200, not 215 */
+    lv_pipeline_credit_clear(&fx->pipe, s);
+    fx->host.deny_all = true; /* held back (its frame budget) for 300 ms */
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 300), 0);
+    fx->host.deny_all = false;
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 610), 1);
+    lv_pipeline_credit_clear(&fx->pipe, s);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 700), 0); /* restarted from 610: no catch-up */
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 710), 1);
+    lv_pipeline_credit_clear(&fx->pipe, s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1110,6 +1134,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(supersede_resends, setup, teardown),
         cmocka_unit_test_setup_teardown(preempt_for_starved_principal, setup, teardown),
         cmocka_unit_test_setup_teardown(credits_timed_to_share, setup, teardown),
+        cmocka_unit_test_setup_teardown(credits_keep_their_cadence, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
