@@ -177,12 +177,30 @@ static void ws_answer_cancelled(lv_viewer_t *v, lv_session_t *s, uint64_t answer
     lv_msg_unref(m);
 }
 
+/* Send b's text to c as one message (b is the caller's and freed by it). */
+static void conn_send_buf(lv_conn_t *c, const lv_buf_t *b)
+{
+    lv_msg_t *m = lv_msg_new(b->data, b->len, false);
+    if (m) {
+        lv_conn_send(c, m);
+        lv_msg_unref(m);
+    }
+}
+
+/* The messages of every answer are written from templates, not through JSON trees: they are the
+ * hot path (docs/protocol.md has their fields). Strings go through lv_json_str_append. */
 static void ws_answer_start(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job)
 {
     lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
-    conn_send_json(c, json_pack("{s:s, s:I, s:s, s:s, s:f, s:f}", "type", "answer_start", "answer_id",
-                                (json_int_t)job->answer_id, "backend", job->backend_id, "model", job->model,
-                                "queue_wait_ms", job->queue_wait_ms, "frame_age_ms", job->frame_age_ms));
+    lv_buf_t b;
+    lv_buf_init(&b, 2048);
+    if (lv_buf_printf(&b, "{\"type\":\"answer_start\",\"answer_id\":%llu,\"backend\":",
+                      (unsigned long long)job->answer_id) == 0 &&
+        lv_json_str_append(&b, job->backend_id, strlen(job->backend_id)) == 0 &&
+        lv_buf_append_str(&b, ",\"model\":") == 0 && lv_json_str_append(&b, job->model, strlen(job->model)) == 0 &&
+        lv_buf_printf(&b, ",\"queue_wait_ms\":%.3f,\"frame_age_ms\":%.3f}", job->queue_wait_ms, job->frame_age_ms) == 0)
+        conn_send_buf(c, &b);
+    lv_buf_free(&b);
 }
 
 /* The hottest message: written from a template, not through a JSON tree. */
@@ -202,10 +220,47 @@ static void ws_delta(lv_viewer_t *v, lv_session_t *s, uint64_t answer_id, const 
     lv_buf_free(&b);
 }
 
+/* vlm_response without debug payloads, from a template (answer_metrics_json below is the same
+ * object through jansson, for the debug view). 0 or LV_ENOMEM/LV_ELIMIT. */
+static int answer_text(lv_buf_t *b, const lv_session_t *s, const lv_job_t *job, const lv_dispatch_result_t *r)
+{
+    int rc = lv_buf_printf(b, "{\"type\":\"vlm_response\",\"answer_id\":%llu,\"text\":", (unsigned long long)job->answer_id);
+    if (!rc)
+        rc = lv_json_str_append_lossy(b, r->text, r->text_len); /* never drop an answer for one bad byte */
+    if (!rc)
+        rc = lv_buf_printf(b,
+                           ",\"metrics\":{\"last_latency_ms\":%.3f,\"avg_latency_ms\":%.3f,\"total_inferences\":%llu,"
+                           "\"is_processing\":%s,\"frames_received\":%llu,\"frames_replaced\":%llu,"
+                           "\"frames_rejected\":%llu,\"errors\":%llu,\"ttft_ms\":%.3f,\"queue_wait_ms\":%.3f,"
+                           "\"frame_age_ms\":%.3f,\"shape_ms\":%.3f,\"tokens\":%d,\"backend\":",
+                           s->last_latency_ms, s->rec.avg_latency_ms, (unsigned long long)s->rec.total_inferences,
+                           s->job ? "true" : "false", (unsigned long long)s->frames_received,
+                           (unsigned long long)s->frames_replaced, (unsigned long long)s->frames_rejected,
+                           (unsigned long long)s->errors, (double)r->ttft_us / 1000.0, job->queue_wait_ms,
+                           job->frame_age_ms, r->shape_ms, r->tokens);
+    if (!rc)
+        rc = lv_json_str_append(b, job->backend_id, strlen(job->backend_id));
+    if (!rc)
+        rc = lv_buf_append_str(b, ",\"model\":");
+    if (!rc)
+        rc = lv_json_str_append(b, job->model, strlen(job->model));
+    if (!rc)
+        rc = lv_buf_printf(b, ",\"streamed\":%s}}", r->streamed ? "true" : "false");
+    return rc;
+}
+
 static void ws_answer(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job, const lv_dispatch_result_t *r,
                       double latency_ms)
 {
     lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
+    if (!job->settings.debug) {
+        lv_buf_t b;
+        lv_buf_init(&b, 8 * r->text_len + 4096);
+        if (answer_text(&b, s, job, r) == 0)
+            conn_send_buf(c, &b);
+        lv_buf_free(&b);
+        return;
+    }
     json_t *m = metrics_json(s);
     json_object_set_new(m, "ttft_ms", json_real((double)r->ttft_us / 1000.0));
     json_object_set_new(m, "queue_wait_ms", json_real(job->queue_wait_ms));
@@ -217,7 +272,7 @@ static void ws_answer(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job, cons
     json_object_set_new(m, "streamed", json_boolean(r->streamed));
     json_t *o = json_pack("{s:s, s:I, s:s%, s:o}", "type", "vlm_response", "answer_id", (json_int_t)job->answer_id,
                           "text", r->text, r->text_len, "metrics", m);
-    if (o && job->settings.debug) {
+    if (o) {
         json_t *req = r->request_debug_json ? json_loads(r->request_debug_json, 0, NULL) : NULL;
         json_t *resp = r->response_debug_json ? json_loads(r->response_debug_json, 0, NULL) : NULL;
         json_object_set_new(o, "request_payload", req ? req : json_null());
