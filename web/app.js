@@ -531,6 +531,8 @@ function wireApp() {
   $('themeToggle').addEventListener('click', cycleTheme);
   $('video').addEventListener('loadedmetadata', videoInfo);
   $('video').addEventListener('resize', videoInfo);
+  if (typeof ResizeObserver === 'function') new ResizeObserver(fitPicture).observe($('videoWrap'));
+  else window.addEventListener('resize', fitPicture);
   document.addEventListener('fullscreenchange', syncFullscreen);
   document.addEventListener('webkitfullscreenchange', syncFullscreen);
   document.addEventListener('keydown', (ev) => {
@@ -991,7 +993,7 @@ function stopLocal(tell) {
   state.cameraOpening = false;
   if (wasRunning) state.stoppedOnce = true;
   camera.stop();
-  frames.reset();
+  frames.cancel(); // a frame being encoded now is not sent: the run is over
   if (tell && conn && conn.send({ type: 'stop' })) state.stopsPending++;
   answer.idle();
   resetRun();
@@ -1016,18 +1018,49 @@ function updateVideoUi() {
   start.setAttribute('aria-busy', state.cameraOpening ? 'true' : 'false');
   $('stopBtn').hidden = !running && !state.cameraOpening;
   $('videoLive').hidden = !(running && state.serverStarted);
-  if (!running) $('videoInfo').textContent = '';
+  if (!running) showVideoInfo('');
+}
+
+/** The camera's size (→ the size of the frames sent) under the picture; '' hides it. */
+function showVideoInfo(text) {
+  $('videoInfo').textContent = text;
+  $('videoInfo').closest('.meta-item').hidden = !text;
 }
 
 function videoInfo() {
   const v = $('video');
-  if (v.videoWidth) $('videoInfo').textContent = `${v.videoWidth}×${v.videoHeight}`;
+  if (!v.videoWidth || !v.videoHeight) return;
+  // The box takes the picture's shape: no black bars around it.
+  $('videoWrap').style.setProperty('--video-ar', (v.videoWidth / v.videoHeight).toFixed(4));
+  fitPicture();
+  if (camera && camera.running && state.wantRun) showVideoInfo(`${v.videoWidth}×${v.videoHeight}`);
+}
+
+/**
+ * Where the picture lies in its box: the bars left and right (--pic-x) or above and below
+ * (--pic-y) when the box is not the picture's shape (full screen), so the answer drawn on the
+ * camera view lies over the picture, not over a bar.
+ */
+function fitPicture() {
+  const wrap = $('videoWrap');
+  const v = $('video');
+  let x = 0;
+  let y = 0;
+  if (v.videoWidth && v.videoHeight && wrap.clientWidth && wrap.clientHeight) {
+    const s = Math.min(wrap.clientWidth / v.videoWidth, wrap.clientHeight / v.videoHeight);
+    x = Math.max(0, (wrap.clientWidth - v.videoWidth * s) / 2);
+    y = Math.max(0, (wrap.clientHeight - v.videoHeight * s) / 2);
+  }
+  wrap.style.setProperty('--pic-x', `${Math.floor(x)}px`);
+  wrap.style.setProperty('--pic-y', `${Math.floor(y)}px`);
 }
 
 function frameSent(info) {
   $('framesSent').textContent = String(frames.sent);
   $('frameInfo').textContent = `${fmtBytes(info.bytes)} · encode ${Math.round(info.encodeMs)} ms`;
-  $('videoInfo').textContent = `${info.sourceWidth}×${info.sourceHeight} → ${info.width}×${info.height}`;
+  if (camera.running && state.wantRun && info.sourceWidth && info.sourceHeight) {
+    showVideoInfo(`${info.sourceWidth}×${info.sourceHeight} → ${info.width}×${info.height}`);
+  }
 }
 
 // ---- video card: mirror, fullscreen, overlay ---------------------------------------------------
@@ -1075,6 +1108,7 @@ function setPseudoFullscreen(on) {
 
 function syncFullscreen() {
   const fs = isFullscreen();
+  requestAnimationFrame(fitPicture);
   const wrap = $('videoWrap');
   wrap.dataset.fullscreen = fs ? 'true' : 'false';
   const btn = $('fullscreenBtn');

@@ -47,6 +47,7 @@ export class FrameSender {
     this.offscreen = typeof OffscreenCanvas === 'function';
     this.sent = 0;
     this.skipped = 0;
+    this.epoch = 0; // cancel() moves it on: an encode begun before is not sent
     this.last = null; // {width, height, bytes, encodeMs, captureAgeMs}
     this.onsent = null;
     this.onproblem = null;
@@ -67,6 +68,12 @@ export class FrameSender {
     this.pending = null;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
+  }
+
+  /** The camera stopped: forget waiting credits and drop the frame being encoded, if any. */
+  cancel() {
+    this.reset();
+    this.epoch++;
   }
 
   // The server may hold back further credits until this one is answered, so a credit that comes
@@ -116,22 +123,27 @@ export class FrameSender {
 
   async _grab(creditId, since = performance.now()) {
     this.busy = true;
+    const epoch = this.epoch;
     try {
       const v = this.video;
       if (!v.videoWidth || !v.videoHeight || v.readyState < 2) {
         this._waitForPicture(creditId, since);
         return;
       }
+      // Read now: the camera may be closed while the picture is encoded (then it reads 0x0).
+      const sourceWidth = v.videoWidth;
+      const sourceHeight = v.videoHeight;
       const s = this.getSettings();
       const maxSide = Math.max(16, Number(s.frame_max_side) || 768);
       const quality = Math.min(1, Math.max(0.05, (Number(s.jpeg_quality) || 80) / 100));
-      const { width, height } = fitSize(v.videoWidth, v.videoHeight, maxSide);
+      const { width, height } = fitSize(sourceWidth, sourceHeight, maxSide);
       const ctx = this._surface(width, height);
       const grabbedAt = performance.now();
       ctx.drawImage(v, 0, 0, width, height);
       const blob = await this._encode(quality);
       if (blob.type && blob.type !== 'image/jpeg') throw new Error(`this browser encoded ${blob.type}, not JPEG`);
       const jpeg = await blob.arrayBuffer();
+      if (epoch !== this.epoch) return; // stopped meanwhile: the frame is not wanted any more
       if (jpeg.byteLength + HEADER_BYTES > this.maxBytes) {
         this.skipped++;
         if (this.onproblem) this.onproblem(`frame of ${jpeg.byteLength} bytes is over the server's cap; lower the frame size or JPEG quality`);
@@ -142,17 +154,18 @@ export class FrameSender {
       if (this.send(packFrame(creditId, captureAgeMs, jpeg))) {
         this.sent++;
         this.last = { width, height, bytes: jpeg.byteLength, encodeMs, captureAgeMs,
-          sourceWidth: v.videoWidth, sourceHeight: v.videoHeight };
+          sourceWidth, sourceHeight };
         if (this.onsent) this.onsent(this.last);
       } else {
         this.skipped++;
       }
     } catch (e) {
+      if (epoch !== this.epoch) return; // a frame nobody waits for any more failed: say nothing
       this.skipped++;
       if (this.onproblem) this.onproblem(e && e.message ? e.message : String(e));
     } finally {
       this.busy = false;
-      if (this.pending !== null) {
+      if (this.pending !== null) { // (cancel() empties it: what is here is for the run now)
         const next = this.pending;
         this.pending = null;
         this._grab(next);

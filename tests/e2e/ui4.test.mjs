@@ -1,0 +1,388 @@
+// ui4.test.mjs - the page's layout and accessibility (issue 10, points 5 and 7, and the axe-core
+// audit): a camera box that keeps the picture's shape (no black bars when History or the debug
+// payloads open), a Start button inside it and on screen, the answer overlay over the picture, a
+// Stop button that covers none of it, a header and frame line that say only true, whole things;
+// text contrast of at least 4.5:1 (3:1 for large text) computed from the computed styles with the
+// WCAG formula, in light and dark; touch targets of at least 44x44 px on a phone; a Tab order
+// that follows what the eye sees; and no serious or critical axe-core violation on the main page,
+// the settings dialog and the sign-in page, light and dark. Debian's chromium (playwright-core)
+// against the real livevlm over TLS and fakevlm, at 1366x768 and as a 390x844 phone. Every test
+// fails on an uncaught page exception or a console error (watchPageErrors).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import {
+  startFakevlm, startLivevlm, stopAll, launchBrowser, watchPageErrors, sleep, T,
+} from '../lib/harness.mjs';
+
+const require = createRequire(import.meta.url);
+const TO = { timeout: T(180000) };
+const DESKTOP = { viewport: { width: 1366, height: 768 } };
+const PHONE = {
+  viewport: { width: 390, height: 844 }, deviceScaleFactor: 3, isMobile: true, hasTouch: true,
+  userAgent: 'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Mobile Safari/537.36',
+};
+const LOGIN_401 = {
+  text: /status of 401/, url: /\/api\/v1\/config$/,
+  why: 'the page asks GET /api/v1/config whether it is signed in; 401 is how it learns to show the form',
+};
+let br;
+
+before(async () => {
+  br = await launchBrowser();
+});
+
+after(async () => {
+  if (br) await br.close();
+  await stopAll();
+});
+
+// ---------------------------------------------------------------------------------------------
+// page helpers
+
+async function waitConnected(page) {
+  await page.waitForFunction(() => document.getElementById('connectionStatus')?.dataset.state === 'connected',
+    null, { timeout: T(15000) });
+}
+
+/** Local preferences set before the page's scripts run (layout order, overlay, theme, ...). */
+function setPrefs(p) {
+  for (const [k, v] of Object.entries(p)) localStorage.setItem(k, v);
+}
+
+/** A new context and page signed in through /?token=…; prefs: localStorage before the scripts. */
+async function openSignedIn(server, { ctxOpts = DESKTOP, allow = [], prefs, init } = {}) {
+  const ctx = await br.newContext(ctxOpts);
+  if (prefs) await ctx.addInitScript(setPrefs, prefs);
+  if (init) await ctx.addInitScript(init);
+  const page = await ctx.newPage();
+  const errs = watchPageErrors(page, allow);
+  await page.goto(`${server.origin}/?token=${server.token}`);
+  await waitConnected(page);
+  return { ctx, page, errs };
+}
+
+async function startCamera(page) {
+  await page.waitForFunction(() => [...(document.getElementById('cameraSelect')?.options || [])].some((o) => o.value),
+    null, { timeout: T(10000) });
+  const value = await page.evaluate(() => [...document.getElementById('cameraSelect').options].find((o) => o.value).value);
+  await page.selectOption('#cameraSelect', value);
+  await page.locator('#startBtn').scrollIntoViewIfNeeded();
+  await page.locator('#startBtn').click();
+}
+
+const count = (page) => page.evaluate(() => Number((document.getElementById('metricCount')?.textContent || '').replace(/[^0-9]/g, '')) || 0);
+
+async function waitAnswers(page, n, timeoutMs = T(20000)) {
+  await page.waitForFunction((k) => Number((document.getElementById('metricCount')?.textContent || '')
+    .replace(/[^0-9]/g, '')) >= k, n, { timeout: timeoutMs }).catch(async (e) => {
+    throw new Error(`fewer than ${n} answers (count ${await count(page)}; errorBar ` +
+      `${JSON.stringify(await page.locator('#errorBar').innerText())}): ${e.message}`);
+  });
+}
+
+async function stopCamera(page) {
+  await page.locator('#stopBtn').scrollIntoViewIfNeeded();
+  await page.locator('#stopBtn').click();
+  await page.locator('#startBtn').waitFor({ state: 'visible', timeout: T(5000) });
+}
+
+/** Open the settings dialog, run fn(page) in it, close it. */
+async function inSettings(page, fn) {
+  await page.locator('#settingsBtn').click();
+  await page.locator('#settingsModal').waitFor({ state: 'visible' });
+  await fn(page);
+  await page.locator('#settingsDone').click();
+  await page.locator('#settingsModal').waitFor({ state: 'hidden' });
+}
+
+async function openDetails(page, id, open = true) {
+  await page.evaluate(({ i, o }) => { document.getElementById(i).open = o; }, { i: id, o: open });
+  await sleep(150); // a layout pass
+}
+
+const rnd = (r) => r && Object.fromEntries(['left', 'top', 'width', 'height'].map((k) => [k, Math.round(r[k])]));
+
+/**
+ * The camera box, the picture inside it (the <video> draws the camera's frames with object-fit:
+ * contain, so the picture is the largest box of the video's shape that fits, centred) and the
+ * boxes of the things drawn on or near it, all from getBoundingClientRect.
+ */
+const videoBoxes = (page) => page.evaluate(() => {
+  const box = (e) => {
+    if (!e || e.hidden || getComputedStyle(e).display === 'none' || getComputedStyle(e).visibility === 'hidden') return null;
+    const r = e.getBoundingClientRect();
+    if (!r.width || !r.height) return null;
+    return { left: r.left, top: r.top, right: r.right, bottom: r.bottom, width: r.width, height: r.height };
+  };
+  const v = document.getElementById('video');
+  const vr = v.getBoundingClientRect();
+  let picture = null;
+  if (v.videoWidth && v.videoHeight) {
+    const s = Math.min(vr.width / v.videoWidth, vr.height / v.videoHeight);
+    const w = v.videoWidth * s;
+    const h = v.videoHeight * s;
+    const left = vr.left + (vr.width - w) / 2;
+    const top = vr.top + (vr.height - h) / 2;
+    picture = { left, top, right: left + w, bottom: top + h, width: w, height: h };
+  }
+  return {
+    wrap: box(document.getElementById('videoWrap')),
+    video: { left: vr.left, top: vr.top, right: vr.right, bottom: vr.bottom, width: vr.width, height: vr.height },
+    picture,
+    intrinsic: [v.videoWidth, v.videoHeight],
+    start: box(document.getElementById('startBtn')),
+    stop: box(document.getElementById('stopBtn')),
+    live: box(document.getElementById('videoLive')),
+    overlay: box(document.getElementById('videoOverlay')),
+    overlayText: document.getElementById('videoOverlayText').textContent,
+    viewport: { width: innerWidth, height: innerHeight },
+  };
+});
+
+/** The black bars: the parts of the camera box the picture leaves empty, in whole px (under 1 px: 0). */
+function bars(b) {
+  return { vertical: Math.floor(b.video.height - b.picture.height), horizontal: Math.floor(b.video.width - b.picture.width) };
+}
+
+const inside = (a, b, tol = 1) => a.left >= b.left - tol && a.top >= b.top - tol && a.right <= b.right + tol && a.bottom <= b.bottom + tol;
+const intersects = (a, b) => a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
+
+// ---------------------------------------------------------------------------------------------
+// 5. layout
+
+for (const [name, ctxOpts] of [['1366x768', DESKTOP], ['phone 390x844', PHONE]]) {
+  test(`5 (${name}): the camera box keeps the picture's shape: no black bars while streaming, with History open, or with Answer first + debug payloads open`, TO, async () => {
+    const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 40 });
+    const srv = await startLivevlm({ backends: [fake], tls: true });
+    const { ctx, page, errs } = await openSignedIn(srv, { ctxOpts });
+    try {
+      await startCamera(page);
+      await waitAnswers(page, 3);
+      const run = await videoBoxes(page);
+      assert.ok(run.picture, 'the camera shows a picture');
+      assert.deepEqual(bars(run), { vertical: 0, horizontal: 0 }, `streaming: the box is the picture (${JSON.stringify(rnd(run.video))}, picture ${JSON.stringify(rnd(run.picture))})`);
+      await openDetails(page, 'history');
+      const hist = await videoBoxes(page);
+      assert.deepEqual(bars(hist), { vertical: 0, horizontal: 0 },
+        `History open: no black bars (box ${JSON.stringify(rnd(hist.video))}, picture ${JSON.stringify(rnd(hist.picture))})`);
+      assert.ok(Math.abs(hist.video.height - run.video.height) <= 1, `opening History leaves the camera box as it was (${Math.round(run.video.height)} -> ${Math.round(hist.video.height)} px high)`);
+      console.log(`# ${name}: camera box ${Math.round(hist.video.width)}x${Math.round(hist.video.height)} with History open, picture ${hist.intrinsic.join('x')}`);
+
+      // Answer first, debug on, both payloads and History open: still the picture's shape.
+      await inSettings(page, async (p) => {
+        await p.locator('#layoutAnswerFirst').check();
+        await p.locator('#debugToggle').setChecked(true, { force: true });
+      });
+      await waitAnswers(page, (await count(page)) + 1);
+      await page.locator('#requestPayload').waitFor({ state: 'visible', timeout: T(5000) });
+      await openDetails(page, 'requestPayload');
+      await openDetails(page, 'responsePayload');
+      const dbg = await videoBoxes(page);
+      assert.deepEqual(bars(dbg), { vertical: 0, horizontal: 0 }, `Answer first + debug: no black bars (box ${JSON.stringify(rnd(dbg.video))})`);
+      errs.check();
+    } finally {
+      await br.closeContext(ctx);
+      await srv.stop();
+      await fake.stop();
+    }
+  });
+
+  test(`5 (${name}): with Answer first + debug (payloads and History open), the Start button sits in the middle of the camera box, on screen`, TO, async () => {
+    const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 40 });
+    const srv = await startLivevlm({ backends: [fake], tls: true });
+    const { ctx, page, errs } = await openSignedIn(srv, { ctxOpts, prefs: { layoutOrder: 'answer-first' } });
+    try {
+      await inSettings(page, (p) => p.locator('#debugToggle').setChecked(true, { force: true }));
+      await startCamera(page);
+      await waitAnswers(page, 2);
+      await page.locator('#requestPayload').waitFor({ state: 'visible', timeout: T(5000) });
+      await openDetails(page, 'requestPayload');
+      await openDetails(page, 'responsePayload');
+      await openDetails(page, 'history');
+      await stopCamera(page);
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.locator('#videoWrap').scrollIntoViewIfNeeded();
+      const b = await videoBoxes(page);
+      assert.ok(b.start, 'the Start button is shown');
+      assert.ok(inside(b.start, b.wrap), `Start is inside the camera box: ${JSON.stringify(rnd(b.start))} in ${JSON.stringify(rnd(b.wrap))}`);
+      const below = b.wrap.bottom - b.start.bottom;
+      assert.ok(below >= 16, `Start keeps clear of the box's bottom edge (${Math.round(below)} px)`);
+      const centre = (b.start.top + b.start.bottom) / 2 - (b.wrap.top + b.wrap.bottom) / 2;
+      assert.ok(Math.abs(centre) <= b.wrap.height * 0.2, `Start is about the middle of the box (${Math.round(centre)} px off)`);
+      assert.ok(b.start.top >= 0 && b.start.bottom <= b.viewport.height, `Start is on screen: ${JSON.stringify(rnd(b.start))} in a ${b.viewport.height} px window`);
+      const ratio = b.wrap.width / b.wrap.height;
+      assert.ok(Math.abs(ratio - 16 / 9) < 0.03, `the stopped camera box keeps the 16:9 shape (${ratio.toFixed(3)}), it does not stretch to the answer column`);
+      if (name === '1366x768') {
+        await page.evaluate(() => window.scrollTo(0, 0));
+        const top = await videoBoxes(page);
+        assert.ok(top.start.bottom <= top.viewport.height - 16, `at the top of the page Start is in the window, clear of its bottom edge: ${JSON.stringify(rnd(top.start))}`);
+      }
+      errs.check();
+    } finally {
+      await br.closeContext(ctx);
+      await srv.stop();
+      await fake.stop();
+    }
+  });
+
+  test(`5 (${name}): the answer overlay "At the top" is drawn over the picture (also in full screen), and leaves with the picture on Stop`, TO, async () => {
+    const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 24 });
+    const srv = await startLivevlm({ backends: [fake], tls: true });
+    const { ctx, page, errs } = await openSignedIn(srv, { ctxOpts, prefs: { overlayPosition: 'top' } });
+    try {
+      await startCamera(page);
+      await waitAnswers(page, 2);
+      await openDetails(page, 'history');
+      const b = await videoBoxes(page);
+      assert.ok(b.overlay && /fakevlm/.test(b.overlayText), `the overlay shows the answer: ${JSON.stringify(b.overlayText.slice(0, 60))}`);
+      assert.ok(inside(b.overlay, b.picture), `the overlay ${JSON.stringify(rnd(b.overlay))} lies over the picture ${JSON.stringify(rnd(b.picture))}`);
+      assert.ok(Math.abs(b.overlay.top - b.picture.top) <= 1, `it starts at the picture's top edge (${Math.round(b.overlay.top)} vs ${Math.round(b.picture.top)})`);
+
+      // Full screen: the box is the whole window, the picture is letterboxed inside it.
+      await page.locator('#fullscreenBtn').click();
+      await page.waitForFunction(() => document.getElementById('videoWrap').dataset.fullscreen === 'true', null, { timeout: T(5000) });
+      await sleep(300);
+      const fs = await videoBoxes(page);
+      assert.ok(fs.overlay, 'the overlay is shown in full screen');
+      assert.ok(inside(fs.overlay, fs.picture), `full screen: the overlay ${JSON.stringify(rnd(fs.overlay))} lies over the picture ${JSON.stringify(rnd(fs.picture))}`);
+      await page.locator('#fullscreenBtn').click();
+      await page.waitForFunction(() => document.getElementById('videoWrap').dataset.fullscreen === 'false', null, { timeout: T(5000) });
+
+      await stopCamera(page);
+      const st = await videoBoxes(page);
+      assert.equal(st.overlay, null, `after Stop no answer text stays over the "Camera is off" box and the Start button (${JSON.stringify(st.overlayText.slice(0, 40))})`);
+      errs.check();
+    } finally {
+      await br.closeContext(ctx);
+      await srv.stop();
+      await fake.stop();
+    }
+  });
+
+  test(`5 (${name}): the Stop button and the LIVE sign cover no part of the picture`, TO, async () => {
+    const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 8 });
+    const srv = await startLivevlm({ backends: [fake], tls: true });
+    const { ctx, page, errs } = await openSignedIn(srv, { ctxOpts });
+    try {
+      await startCamera(page);
+      await waitAnswers(page, 1);
+      await page.locator('#videoLive').waitFor({ state: 'visible', timeout: T(5000) });
+      const b = await videoBoxes(page);
+      assert.ok(b.stop && b.picture, 'Stop and the picture are shown');
+      assert.ok(!intersects(b.stop, b.picture), `Stop ${JSON.stringify(rnd(b.stop))} is off the picture ${JSON.stringify(rnd(b.picture))}`);
+      assert.ok(!intersects(b.live, b.picture), `LIVE ${JSON.stringify(rnd(b.live))} is off the picture ${JSON.stringify(rnd(b.picture))}`);
+      assert.ok(b.stop.width >= 44 && b.stop.height >= (name === '1366x768' ? 32 : 44), `Stop is easy to hit: ${JSON.stringify(rnd(b.stop))}`);
+      // The button is where the camera is (its card's head), and a click on it stops.
+      const inCard = await page.evaluate(() => !!document.getElementById('stopBtn').closest('#videoCard'));
+      assert.ok(inCard, 'Stop belongs to the camera card');
+      await stopCamera(page);
+      errs.check();
+    } finally {
+      await br.closeContext(ctx);
+      await srv.stop();
+      await fake.stop();
+    }
+  });
+}
+
+// Every frame takes 1.5 s to encode, so that Stop can be pressed while one is being encoded.
+function slowEncode() {
+  window.lvEncoding = 0;
+  const wrap = (proto, name) => {
+    const orig = proto[name];
+    if (!orig) return;
+    proto[name] = function slow(...args) {
+      window.lvEncoding++;
+      const self = this;
+      return new Promise((r) => setTimeout(r, 1500)).then(() => orig.apply(self, args)).finally(() => { window.lvEncoding--; });
+    };
+  };
+  if (typeof OffscreenCanvas === 'function') wrap(OffscreenCanvas.prototype, 'convertToBlob');
+  const toBlob = HTMLCanvasElement.prototype.toBlob;
+  HTMLCanvasElement.prototype.toBlob = function slowToBlob(cb, ...args) {
+    window.lvEncoding++;
+    setTimeout(() => toBlob.call(this, (b) => { window.lvEncoding--; cb(b); }, ...args), 1500);
+  };
+}
+
+test('5: Stop pressed while a frame is being encoded: the camera header never says "0×0", no frame is sent after Stop', TO, async () => {
+  const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 8 });
+  const srv = await startLivevlm({ backends: [fake], tls: true });
+  const { ctx, page, errs } = await openSignedIn(srv, { init: slowEncode });
+  try {
+    await startCamera(page);
+    await waitAnswers(page, 1, T(30000));
+    // The next credit: a frame is being encoded now.
+    await page.waitForFunction(() => window.lvEncoding > 0, null, { timeout: T(15000), polling: 20 });
+    const sent = await page.evaluate(() => document.getElementById('framesSent').textContent);
+    await page.locator('#stopBtn').click();
+    await sleep(2500); // the encode in flight ends meanwhile
+    const after = await page.evaluate(() => ({
+      card: document.getElementById('videoCard').innerText,
+      sent: document.getElementById('framesSent').textContent,
+    }));
+    assert.doesNotMatch(after.card, /\b0×0\b/, `the camera card says nothing about a 0×0 camera after Stop: ${JSON.stringify(after.card)}`);
+    assert.doesNotMatch(after.card, /\d+×\d+ → \d+×\d+/, 'with the camera closed, no camera size is claimed');
+    assert.equal(after.sent, sent, 'the frame encoded when Stop was pressed is not sent');
+    errs.check();
+  } finally {
+    await br.closeContext(ctx);
+    await srv.stop();
+    await fake.stop();
+  }
+});
+
+for (const [name, ctxOpts] of [['1366x768', DESKTOP], ['phone 390x844', PHONE]]) {
+  test(`5 (${name}): the frame line under the camera ("Last frame 5.4 KB · encode …", the queue place) is shown whole, never cut`, TO, async () => {
+    const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 8 });
+    const srv = await startLivevlm({ backends: [fake], tls: true });
+    const { ctx, page, errs } = await openSignedIn(srv, { ctxOpts });
+    try {
+      await startCamera(page);
+      await waitAnswers(page, 1);
+      await page.waitForFunction(() => /encode/.test(document.getElementById('frameInfo').textContent), null, { timeout: T(5000) });
+      const cut = () => page.evaluate(() => {
+        const foot = document.querySelector('#videoCard .video-meta');
+        const fr = foot.getBoundingClientRect();
+        const out = [];
+        for (const item of foot.querySelectorAll('.meta-item')) {
+          if (item.hidden) continue;
+          const r = item.getBoundingClientRect();
+          const cs = getComputedStyle(item);
+          if (cs.display === 'none') out.push(`${item.innerText || item.textContent}: not shown`);
+          else if (item.scrollWidth > item.clientWidth + 1 || r.right > fr.right + 0.5 || r.left < fr.left - 0.5) {
+            out.push(`${item.textContent.trim()}: cut (${item.scrollWidth} px of text in ${item.clientWidth} px, ${Math.round(r.left)}..${Math.round(r.right)} in ${Math.round(fr.left)}..${Math.round(fr.right)})`);
+          }
+        }
+        return { out, text: foot.innerText };
+      });
+      const a = await cut();
+      assert.deepEqual(a.out, [], `every item of the frame line is whole: ${JSON.stringify(a.text)}`);
+      assert.match(a.text, /Last frame\s+[\d.]+ [KM]?B · encode \d+ ms/, 'the line says the size and the encode time');
+      // With the queue place shown as well (the server sent `queued`).
+      await page.evaluate(() => {
+        const q = document.getElementById('queuePos');
+        q.textContent = '#12 of 34';
+        q.closest('.meta-item').hidden = false;
+      });
+      const b = await cut();
+      assert.deepEqual(b.out, [], `with the queue place too: ${JSON.stringify(b.text)}`);
+      if (name === '1366x768') {
+        // The narrowest camera columns of the three- and two-column layouts.
+        for (const width of [1240, 1000]) {
+          await page.setViewportSize({ width, height: 768 });
+          await sleep(300);
+          const c = await cut();
+          assert.deepEqual(c.out, [], `at ${width} px with the queue place: ${JSON.stringify(c.text)}`);
+        }
+      }
+      await stopCamera(page);
+      errs.check();
+    } finally {
+      await br.closeContext(ctx);
+      await srv.stop();
+      await fake.stop();
+    }
+  });
+}
