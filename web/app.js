@@ -12,6 +12,7 @@ import { AnswerView } from './answer.js';
 import { StatsView } from './stats.js';
 import { Controls } from './controls.js';
 import { Notices } from './notices.js';
+import { Compare } from './compare.js';
 
 // Settings carried over to a fresh session when the old one was lost (server restart, expiry).
 const RESTORABLE = ['prompt', 'max_tokens', 'temperature', 'interval_ms', 'backend', 'model',
@@ -74,6 +75,7 @@ let notices = null;
 let camera = null;
 let frames = null;
 let answer = null;
+let compare = null; // Compare: a second session fed the same frames (compare.js)
 let stats = null;
 let controls = null;
 let tabChannel = null;
@@ -494,7 +496,11 @@ function wireApp() {
     send: (change) => conn.isOpen && conn.send({ type: 'update_settings', settings: change }),
     onApplied: settingsApplied,
   });
-  frames = new FrameSender($('video'), (buf) => conn.sendBinary(buf), () => controls.settings || state.config.defaults || {});
+  frames = new FrameSender($('video'), (buf) => {
+    if (!conn.sendBinary(buf)) return false;
+    if (compare) compare.mirror(buf); // the same bytes to Compare's second session
+    return true;
+  }, () => controls.settings || state.config.defaults || {});
   frames.onsent = frameSent;
   frames.onproblem = (why) => showError('frame', why);
   conn = new Connection(wsUrl());
@@ -507,6 +513,8 @@ function wireApp() {
   conn.addEventListener('message', (ev) => onMessage(ev.detail));
   conn.addEventListener('socketclose', (ev) => onSocketClose(ev.detail));
   conn.addEventListener('rtt', (ev) => { $('rtt').textContent = fmtMs(ev.detail.ms); });
+  compare = new Compare({ conn, wsUrl: wsUrl(), settings: () => controls.settings || {}, models: () => controls.models,
+    config: () => state.config || {}, running });
 
   camera.onended = () => {
     showError('camera', 'The camera stopped (unplugged, or taken by another application).');
@@ -866,6 +874,7 @@ function onError(msg) {
 
 function settingsApplied(settings, changed) {
   state.lastSettings = { ...settings };
+  if (compare) compare.follow(settings); // the second session keeps A's pace and lengths
   const echo = $('promptEcho');
   const p = typeof settings.prompt === 'string' ? settings.prompt : '';
   echo.textContent = p.length > 600 ? `${p.slice(0, 600)}…` : p;

@@ -7,20 +7,26 @@
 //   message  any other server message (objects with a string `type`)
 //   socketclose {code, reason, opened, hadSession}
 //   rtt      {ms}
+//
+// A page may hold a second session (compare.js): opts.keys names the sessionStorage keys of its
+// credentials, opts.helloSettings() the settings a new session of it is created with.
 
 import { tabStore } from './util.js';
 
 const SID_KEY = 'livevlm.session_id';
 const SECRET_KEY = 'livevlm.resume_secret';
+const PAGE_KEYS = { id: SID_KEY, secret: SECRET_KEY };
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 5000;
 const PING_EVERY_MS = 20000;
 const SILENCE_LIMIT_MS = 50000;
 
 export class Connection extends EventTarget {
-  constructor(url) {
+  constructor(url, opts = {}) {
     super();
     this.url = url;
+    this.keys = opts.keys || PAGE_KEYS;
+    this.helloSettings = typeof opts.helloSettings === 'function' ? opts.helloSettings : null;
     this.ws = null;
     this.want = false;
     this.hasSession = false;
@@ -35,20 +41,20 @@ export class Connection extends EventTarget {
     window.addEventListener('online', this.onOnline);
   }
 
-  /** Stored credentials of this tab's session, or null. */
-  static stored() {
-    const id = tabStore.get(SID_KEY);
-    const secret = tabStore.get(SECRET_KEY);
+  /** Stored credentials of this tab's session (or of the one under keys), or null. */
+  static stored(keys = PAGE_KEYS) {
+    const id = tabStore.get(keys.id);
+    const secret = tabStore.get(keys.secret);
     return id && secret ? { session_id: id, resume_secret: secret } : null;
   }
 
-  static forget() {
-    tabStore.set(SID_KEY, null);
-    tabStore.set(SECRET_KEY, null);
+  static forget(keys = PAGE_KEYS) {
+    tabStore.set(keys.id, null);
+    tabStore.set(keys.secret, null);
   }
 
   get sessionId() {
-    return tabStore.get(SID_KEY);
+    return tabStore.get(this.keys.id);
   }
 
   get isOpen() {
@@ -170,14 +176,20 @@ export class Connection extends EventTarget {
   }
 
   _hello() {
-    const cred = Connection.stored();
-    this.ws.send(JSON.stringify(cred ? { type: 'hello', ...cred } : { type: 'hello' }));
+    const cred = Connection.stored(this.keys);
+    this.ws.send(JSON.stringify(cred ? { type: 'hello', ...cred } : this._freshHello()));
+  }
+
+  // hello for a new session, with the settings it should start with when the owner gives some.
+  _freshHello() {
+    const settings = this.helloSettings ? this.helloSettings() : null;
+    return settings && typeof settings === 'object' ? { type: 'hello', settings } : { type: 'hello' };
   }
 
   _handle(msg) {
     if (msg.type === 'session') {
-      if (typeof msg.session_id === 'string') tabStore.set(SID_KEY, msg.session_id);
-      if (typeof msg.resume_secret === 'string') tabStore.set(SECRET_KEY, msg.resume_secret);
+      if (typeof msg.session_id === 'string') tabStore.set(this.keys.id, msg.session_id);
+      if (typeof msg.resume_secret === 'string') tabStore.set(this.keys.secret, msg.resume_secret);
       this.hasSession = true;
       this.everHadSession = true;
       this.backoff = BACKOFF_MIN_MS;
@@ -188,8 +200,8 @@ export class Connection extends EventTarget {
     }
     if (msg.type === 'error' && msg.code === 'session_not_found' && !this.hasSession) {
       // The old session expired (or the server restarted): start a fresh one.
-      Connection.forget();
-      try { this.ws.send(JSON.stringify({ type: 'hello' })); } catch { /* close handles it */ }
+      Connection.forget(this.keys);
+      try { this.ws.send(JSON.stringify(this._freshHello())); } catch { /* close handles it */ }
       this._emit('message', msg);
       return;
     }
