@@ -541,6 +541,10 @@ function wireApp() {
   $('video').addEventListener('resize', videoInfo);
   if (typeof ResizeObserver === 'function') new ResizeObserver(fitPicture).observe($('videoWrap'));
   else window.addEventListener('resize', fitPicture);
+  if (wideQuery) {
+    if (wideQuery.addEventListener) wideQuery.addEventListener('change', arrangeLayout);
+    else if (wideQuery.addListener) wideQuery.addListener(arrangeLayout);
+  }
   document.addEventListener('fullscreenchange', syncFullscreen);
   document.addEventListener('webkitfullscreenchange', syncFullscreen);
   document.addEventListener('keydown', (ev) => {
@@ -1214,9 +1218,42 @@ function cycleTheme() {
 
 // ---- settings dialog (local preferences + stats interval + debug) ------------------------------
 
+// ---- layout order ----------------------------------------------------------------------------
+
+// Two columns and more: the controls are the left column, read first.
+const wideQuery = window.matchMedia ? window.matchMedia('(min-width: 1000px)') : null;
+
+/**
+ * Put the cards in the page in the order they are seen, so that Tab (and a screen reader) follows
+ * the eye: on a wide screen the controls column, then camera and answer (or answer and camera);
+ * in one column (a phone) camera and answer above the controls. CSS places them; nothing is
+ * reordered with `order`. The video element never moves (moving it could pause it).
+ */
+function arrangeLayout() {
+  const layout = $('layout');
+  const stage = layout.querySelector('.stage');
+  const aside = $('controls');
+  const videoCard = $('videoCard');
+  const answerCard = $('answerCard');
+  const focused = document.activeElement;
+  if (layout.dataset.order === 'answer-first') {
+    if (answerCard.nextElementSibling !== videoCard) stage.insertBefore(answerCard, videoCard);
+  } else if (videoCard.nextElementSibling !== answerCard) {
+    stage.insertBefore(answerCard, videoCard.nextElementSibling);
+  }
+  const wide = !wideQuery || wideQuery.matches;
+  if (wide && aside.nextElementSibling !== stage) layout.insertBefore(aside, stage);
+  else if (!wide && stage.nextElementSibling !== aside) layout.insertBefore(aside, stage.nextElementSibling);
+  // A moved element loses the focus: give it back.
+  if (focused && focused !== document.body && document.activeElement !== focused && document.contains(focused)) {
+    focused.focus({ preventScroll: true });
+  }
+}
+
 function applyLocalPrefs() {
   const order = prefs.get('layoutOrder', 'camera-first') === 'answer-first' ? 'answer-first' : 'camera-first';
   $('layout').dataset.order = order;
+  arrangeLayout();
   $('layoutCameraFirst').checked = order === 'camera-first';
   $('layoutAnswerFirst').checked = order === 'answer-first';
   const pos = prefs.get('overlayPosition', 'none');

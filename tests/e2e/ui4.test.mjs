@@ -386,3 +386,347 @@ for (const [name, ctxOpts] of [['1366x768', DESKTOP], ['phone 390x844', PHONE]])
     }
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. contrast
+
+/**
+ * In the page: every piece of visible text (text nodes, form values, placeholders) with its colour
+ * and the colour behind it, composited from the computed styles (background colours of the
+ * ancestors, colour alpha, opacity groups), and its WCAG contrast ratio. Skips text over the
+ * camera picture (the overlay and buttons drawn on the video) and disabled controls (WCAG 1.4.3
+ * exempts inactive components). Returns [{who, text, ratio, need, fg, bg}].
+ */
+function scanContrast({ scope = null, named = {} } = {}) {
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 1;
+  const cx = canvas.getContext('2d', { willReadFrequently: true });
+  const parse = (c) => {
+    let m = /^rgba?\(([\d.]+),?\s*([\d.]+),?\s*([\d.]+)(?:\s*[,/]\s*([\d.]+%?))?\)$/.exec(c);
+    if (m) {
+      const a = m[4] === undefined ? 1 : m[4].endsWith('%') ? parseFloat(m[4]) / 100 : Number(m[4]);
+      return [m[1] / 255, m[2] / 255, m[3] / 255, a];
+    }
+    m = /^color\(srgb ([-\d.e]+) ([-\d.e]+) ([-\d.e]+)(?: \/ ([\d.]+))?\)$/.exec(c);
+    if (m) return [Number(m[1]), Number(m[2]), Number(m[3]), m[4] === undefined ? 1 : Number(m[4])];
+    cx.clearRect(0, 0, 1, 1);
+    cx.fillStyle = 'rgba(0,0,0,0)';
+    cx.fillStyle = c;
+    cx.fillRect(0, 0, 1, 1);
+    const d = cx.getImageData(0, 0, 1, 1).data;
+    return [d[0] / 255, d[1] / 255, d[2] / 255, d[3] / 255];
+  };
+  // Premultiplied "source over".
+  const pm = ([r, g, b, a]) => [r * a, g * a, b * a, a];
+  const over = (s, d) => [s[0] + d[0] * (1 - s[3]), s[1] + d[1] * (1 - s[3]), s[2] + d[2] * (1 - s[3]), s[3] + d[3] * (1 - s[3])];
+  const scale = (c, o) => c.map((v) => v * o);
+  // The layers from the root down to el: [{bg, opacity}], with the dialog's backdrop for a modal.
+  const layers = (el) => {
+    const chain = [];
+    for (let e = el; e; e = e.parentElement) chain.unshift(e);
+    return chain.map((e) => {
+      const cs = getComputedStyle(e);
+      return { bg: pm(parse(cs.backgroundColor)), opacity: Number(cs.opacity) };
+    });
+  };
+  const paint = (ls, i, backdrop, text) => {
+    if (i === ls.length) return text ? over(text, backdrop) : backdrop;
+    const l = ls[i];
+    if (l.opacity < 1) {
+      const inner = paint(ls, i + 1, over(l.bg, [0, 0, 0, 0]), text);
+      return over(scale(inner, l.opacity), backdrop);
+    }
+    return paint(ls, i + 1, over(l.bg, backdrop), text);
+  };
+  const lum = (c) => {
+    const a = c[3] || 1;
+    const ch = [c[0] / a, c[1] / a, c[2] / a].map((v) => (v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2];
+  };
+  const ratio = (x, y) => {
+    const [l1, l2] = [lum(x), lum(y)].sort((p, q) => q - p);
+    return (l1 + 0.05) / (l2 + 0.05);
+  };
+  const hex = (c) => `#${[0, 1, 2].map((k) => Math.round((c[k] / (c[3] || 1)) * 255).toString(16).padStart(2, '0')).join('')}`;
+  const white = [1, 1, 1, 1];
+  // Elements in the middle of a finite animation (a new answer popping in) are in a passing state:
+  // skipped (the caller waits for animations to end first; a new answer may start one meanwhile).
+  const moving = new Set(document.getAnimations()
+    .filter((a) => a.playState === 'running' && a.effect?.getComputedTiming().endTime !== Infinity)
+    .map((a) => a.effect.target).filter(Boolean));
+  const shown = (el) => {
+    if (el.closest('[hidden], .video-wrap, details:not([open]) > :not(summary)')) return false;
+    for (const m of moving) if (m.contains(el)) return false;
+    for (let e = el; e; e = e.parentElement) {
+      const cs = getComputedStyle(e);
+      if (cs.display === 'none' || cs.visibility !== 'visible' || Number(cs.opacity) === 0) return false;
+    }
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0;
+  };
+  const out = [];
+  const namedOut = {};
+  const check = (el, colorCss, text, who) => {
+    const cs = getComputedStyle(el);
+    const size = parseFloat(cs.fontSize);
+    const bold = Number(cs.fontWeight) >= 700;
+    const need = size >= 24 || (size >= 18.66 && bold) ? 3 : 4.5;
+    const ls = layers(el);
+    const fg = paint(ls, 0, white, pm(parse(colorCss)));
+    const bg = paint(ls, 0, white, null);
+    const r = { who, text: text.trim().slice(0, 50), ratio: Math.round(ratio(fg, bg) * 100) / 100, need, fg: hex(fg), bg: hex(bg) };
+    out.push(r);
+    for (const [name, sel] of Object.entries(named)) if (!(name in namedOut) && el.closest(sel)) namedOut[name] = r.ratio;
+  };
+  const root = scope ? document.querySelector(scope) : document.body;
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const seen = new Set();
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (!n.nodeValue.trim() || seen.has(el) || ['SCRIPT', 'STYLE', 'OPTION', 'NOSCRIPT', 'TITLE'].includes(el.tagName)) continue;
+    seen.add(el);
+    if (!shown(el) || el.closest('button:disabled, select:disabled, input:disabled')) continue;
+    const who = el.id ? `#${el.id}` : `${el.localName}${el.className && typeof el.className === 'string' ? `.${el.className.trim().split(/\s+/).join('.')}` : ''}` +
+      (el.parentElement && el.parentElement.id ? ` in #${el.parentElement.id}` : '');
+    check(el, getComputedStyle(el).color, n.nodeValue, who);
+  }
+  for (const el of root.querySelectorAll('input, select, textarea')) {
+    if (!shown(el) || el.disabled || ['checkbox', 'radio', 'range', 'hidden'].includes(el.type)) continue;
+    const who = `#${el.id || el.name}`;
+    if (el.localName === 'select') {
+      check(el, getComputedStyle(el).color, el.selectedOptions[0]?.textContent || '', `${who} (value)`);
+    } else if (el.value) {
+      check(el, getComputedStyle(el).color, el.type === 'password' ? '••••' : el.value, `${who} (value)`);
+    } else if (el.placeholder) {
+      check(el, getComputedStyle(el, '::placeholder').color, el.placeholder, `${who} (placeholder)`);
+    }
+  }
+  return { all: out, named: namedOut };
+}
+
+/** Wait until the page's finite animations and transitions (a pop-in, a fade) are over. */
+async function settle(page) {
+  await page.evaluate(() => Promise.race([
+    Promise.all(document.getAnimations().filter((a) => a.effect?.getComputedTiming().endTime !== Infinity).map((a) => a.finished.catch(() => {}))),
+    new Promise((r) => setTimeout(r, 3000)),
+  ]));
+}
+
+/**
+ * The pieces of text under their contrast minimum: [] when none is. named: {name: selector} whose
+ * first text's ratio is put in into[name] (for the log).
+ */
+async function lowContrast(page, scope, what, named = {}, into = {}) {
+  await settle(page);
+  const res = await page.evaluate(scanContrast, { scope, named });
+  assert.ok(res.all.length > 5, `${what}: the scan found text (${res.all.length})`);
+  Object.assign(into, res.named);
+  return res.all.filter((r) => r.ratio < r.need).map((r) => `${what}: ${r.who} "${r.text}" ${r.ratio}:1 (${r.fg} on ${r.bg}, needs ${r.need})`);
+}
+
+// The texts the review measured (issue 10, point 7), by selector.
+const NAMED = {
+  footer: '.footer', 'answer placeholder': '#answerText .placeholder', 'N/A': '#statGpu', 'no GPU readable': '#statGpuName',
+  'session label': '.session-label', 'frame line label': '.video-meta .meta-label',
+};
+
+for (const scheme of ['light', 'dark']) {
+  test(`7 (${scheme}): every piece of text has a contrast of at least 4.5:1 (3:1 when large): page, kept and dimmed answer, history, settings, sign-in`, TO, async () => {
+    const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 12 });
+    const srv = await startLivevlm({ backends: [fake], tls: true });
+    const ctxOpts = { ...DESKTOP, colorScheme: scheme };
+    const { ctx, page, errs } = await openSignedIn(srv, { ctxOpts });
+    const bad = [];
+    try {
+      assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), scheme);
+      // Before an answer: the placeholder sentence, N/A tiles, "no GPU readable", the footer.
+      await page.waitForFunction(() => document.getElementById('statCpuModel').textContent !== '—', null, { timeout: T(10000) }).catch(() => {});
+      const measured = {};
+      bad.push(...await lowContrast(page, null, 'idle page', NAMED, measured));
+      // Answers, the history open, the metrics help open; then the answer dims (the fade effect).
+      await startCamera(page);
+      await waitAnswers(page, 2);
+      await openDetails(page, 'history');
+      await openDetails(page, 'metricsHelp');
+      bad.push(...await lowContrast(page, null, 'streaming'));
+      await stopCamera(page);
+      await page.waitForFunction(() => document.getElementById('answerText').classList.contains('faded'), null, { timeout: T(6000) });
+      bad.push(...await lowContrast(page, null, 'dimmed answer', { 'dimmed last answer': '#answerText' }, measured));
+      // The settings dialog.
+      await page.locator('#settingsBtn').click();
+      await page.locator('#settingsModal').waitFor({ state: 'visible' });
+      await sleep(300);
+      bad.push(...await lowContrast(page, '#settingsModal', 'settings', { 'settings heading': '.modal-section h3' }, measured));
+      await page.locator('#settingsDone').click();
+      console.log(`# contrast (${scheme}): ${JSON.stringify(measured)}`);
+      errs.check();
+    } finally {
+      await br.closeContext(ctx);
+    }
+    // The sign-in page (a fresh context: no cookie).
+    const ctx2 = await br.newContext(ctxOpts);
+    try {
+      const page = await ctx2.newPage();
+      const errs = watchPageErrors(page, [LOGIN_401, {
+        text: /status of 401/, url: /\/api\/v1\/login$/, why: 'a wrong token is refused with 401: the form then shows its error line',
+      }]);
+      await page.goto(`${srv.origin}/`);
+      await page.locator('#loginToken').waitFor({ state: 'visible' });
+      bad.push(...await lowContrast(page, null, 'sign-in'));
+      await page.fill('#loginToken', 'not a token');
+      await page.locator('#loginSubmit').click();
+      await page.waitForFunction(() => document.getElementById('loginError').textContent.trim() !== '', null, { timeout: T(5000) });
+      bad.push(...await lowContrast(page, null, 'sign-in error'));
+      errs.check();
+    } finally {
+      await br.closeContext(ctx2);
+      await srv.stop();
+      await fake.stop();
+    }
+    assert.deepEqual(bad, [], `${bad.length} pieces of text under their contrast minimum`);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. touch targets on a phone
+
+/** Every visible control smaller than 44x44 px (a label is the target of its checkbox or radio). */
+function smallTargets(scope) {
+  const root = scope ? document.querySelector(scope) : document;
+  const sel = 'a[href], button, input:not([type="hidden"]), select, textarea, summary, [tabindex]:not([tabindex="-1"]), label.switch, label.radio';
+  const out = [];
+  for (const el of root.querySelectorAll(sel)) {
+    if (el.closest('[hidden]') || el.classList.contains('skip-link') || el.localName === 'pre') continue;
+    let t = el;
+    if ((el.type === 'checkbox' || el.type === 'radio') && el.closest('label')) t = el.closest('label');
+    const cs = getComputedStyle(t);
+    if (cs.display === 'none' || cs.visibility !== 'visible') continue;
+    const r = t.getBoundingClientRect();
+    if (!r.width || !r.height) continue;
+    if (el.closest('details:not([open])') && el.localName !== 'summary') continue;
+    if (el.closest('details:not([open])') && el.closest('details:not([open])') !== el.parentElement) continue;
+    if (r.width < 44 - 0.5 || r.height < 44 - 0.5) {
+      out.push(`${el.id ? `#${el.id}` : el.localName + (el.className ? `.${String(el.className).trim().split(/\s+/).join('.')}` : '')} ` +
+        `"${(el.getAttribute('aria-label') || el.textContent || '').trim().slice(0, 30)}" ${Math.round(r.width)}x${Math.round(r.height)}`);
+    }
+  }
+  return out;
+}
+
+test('7 (phone 390x844): every control is at least 44x44 px: top bar, session chip, camera, answer (markdown, copy), history, controls, settings, sign-in', TO, async () => {
+  const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 8 });
+  const srv = await startLivevlm({ backends: [fake], tls: true });
+  const { ctx, page, errs } = await openSignedIn(srv, { ctxOpts: PHONE });
+  const bad = [];
+  try {
+    assert.equal(await page.evaluate(() => matchMedia('(pointer: coarse)').matches), true, 'the page sees a touch screen');
+    await page.locator('#copySessionBtn').waitFor({ state: 'visible', timeout: T(5000) });
+    const named = await page.evaluate(() => Object.fromEntries(['copySessionBtn', 'markdownToggle', 'copyBtn', 'themeToggle', 'settingsBtn'].map((id) => {
+      const r = document.getElementById(id).getBoundingClientRect();
+      return [id, `${Math.round(r.width)}x${Math.round(r.height)}`];
+    })));
+    console.log(`# phone targets: ${JSON.stringify(named)}`);
+    await page.evaluate(() => { for (const d of document.querySelectorAll('#controls details')) d.open = true; });
+    bad.push(...(await page.evaluate(smallTargets, null)).map((s) => `idle: ${s}`));
+    await startCamera(page);
+    await waitAnswers(page, 2);
+    await openDetails(page, 'history');
+    await openDetails(page, 'metricsHelp');
+    await sleep(200);
+    bad.push(...(await page.evaluate(smallTargets, null)).map((s) => `streaming: ${s}`));
+    await stopCamera(page);
+    await page.locator('#settingsBtn').click();
+    await page.locator('#settingsModal').waitFor({ state: 'visible' });
+    await sleep(400); // the dialog's entrance (a small scale) is over
+    bad.push(...(await page.evaluate(smallTargets, '#settingsModal')).map((s) => `settings: ${s}`));
+    await page.locator('#settingsDone').click();
+    errs.check();
+  } finally {
+    await br.closeContext(ctx);
+  }
+  const ctx2 = await br.newContext(PHONE);
+  try {
+    const page = await ctx2.newPage();
+    const errs = watchPageErrors(page, [LOGIN_401]);
+    await page.goto(`${srv.origin}/`);
+    await page.locator('#loginToken').waitFor({ state: 'visible' });
+    bad.push(...(await page.evaluate(smallTargets, '#loginView')).map((s) => `sign-in: ${s}`));
+    errs.check();
+  } finally {
+    await br.closeContext(ctx2);
+    await srv.stop();
+    await fake.stop();
+  }
+  assert.deepEqual([...new Set(bad)], [], 'controls under 44x44 px on the phone');
+});
+
+// ---------------------------------------------------------------------------------------------
+// 7. Tab order follows what the eye sees
+
+/**
+ * Press Tab from the top of the page until focus leaves the app; the regions visited, in order
+ * (each once when the order is right). Regions outside this list (cards added later, such as
+ * Compare) are left out of the sequence.
+ */
+async function tabRegions(page, maxPresses = 120) {
+  await page.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+  await page.evaluate(() => {
+    // Start before the first element, as after a fresh load.
+    const a = document.createElement('span');
+    a.tabIndex = -1;
+    a.id = 'lvTabStart';
+    document.body.prepend(a);
+    a.focus();
+  });
+  const seq = [];
+  for (let i = 0; i < maxPresses; i++) {
+    await page.keyboard.press('Tab');
+    const r = await page.evaluate(() => {
+      const e = document.activeElement;
+      if (!e || e === document.body) return null;
+      const regions = [['.skip-link', 'skip'], ['.topbar', 'topbar'], ['#errorBar', 'errors'], ['#controls', 'sidebar'],
+        ['#history', 'history'], ['#answerCard', 'answer'], ['#videoCard', 'camera'], ['#statsCard', 'stats'], ['.footer', 'footer']];
+      for (const [s, name] of regions) if (e.closest(s)) return name;
+      return 'other';
+    });
+    if (r === null || (seq.length && r === 'skip')) break;
+    if (r !== 'other' && seq[seq.length - 1] !== r) seq.push(r);
+  }
+  await page.evaluate(() => document.getElementById('lvTabStart')?.remove());
+  return seq;
+}
+
+test('7: the Tab order follows the visual order: at 1366x768 the controls column before the camera, the answer and its history (camera first and answer first); on a phone top to bottom', TO, async () => {
+  const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 8 });
+  const srv = await startLivevlm({ backends: [fake], tls: true });
+  const { ctx, page, errs } = await openSignedIn(srv, { ctxOpts: DESKTOP });
+  try {
+    await startCamera(page);
+    await waitAnswers(page, 1);
+    await stopCamera(page);
+    const desk = await tabRegions(page);
+    console.log(`# Tab order at 1366x768: ${desk.join(' → ')}`);
+    assert.deepEqual(desk, ['skip', 'topbar', 'sidebar', 'camera', 'answer', 'history'], 'camera first: left column, then the camera, then the answer');
+    await inSettings(page, (p) => p.locator('#layoutAnswerFirst').check());
+    const af = await tabRegions(page);
+    console.log(`# Tab order at 1366x768, answer first: ${af.join(' → ')}`);
+    assert.deepEqual(af, ['skip', 'topbar', 'sidebar', 'answer', 'history', 'camera'], 'answer first: left column, the answer, then the camera');
+    // The phone: one column, the camera and the answer above the controls.
+    await inSettings(page, (p) => p.locator('#layoutCameraFirst').check());
+    await page.setViewportSize({ width: 390, height: 844 });
+    await sleep(300);
+    const order = await page.evaluate(() => ['videoCard', 'answerCard', 'controls', 'statsCard']
+      .map((id) => [id, Math.round(document.getElementById(id).getBoundingClientRect().top + scrollY)])
+      .sort((x, y) => x[1] - y[1]).map((x) => x[0]));
+    const phone = await tabRegions(page);
+    console.log(`# Tab order at 390 px: ${phone.join(' → ')} (seen top to bottom: ${order.join(', ')})`);
+    assert.deepEqual(order, ['videoCard', 'answerCard', 'controls', 'statsCard']);
+    assert.deepEqual(phone, ['skip', 'topbar', 'camera', 'answer', 'history', 'sidebar'], 'the phone: top to bottom');
+    errs.check();
+  } finally {
+    await br.closeContext(ctx);
+    await srv.stop();
+    await fake.stop();
+  }
+});
+
