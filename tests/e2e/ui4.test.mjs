@@ -730,3 +730,62 @@ test('7: the Tab order follows the visual order: at 1366x768 the controls column
   }
 });
 
+// ---------------------------------------------------------------------------------------------
+// axe-core, run inside the page
+
+const AXE = require.resolve('axe-core/axe.min.js');
+
+/** Run axe on the page (or a part): the serious and critical violations, as lines. */
+async function axeProblems(page, what, context) {
+  await settle(page);
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.addScriptTag({ path: AXE });
+  const res = await page.evaluate(async (ctxSel) => {
+    const r = await window.axe.run(ctxSel ? document.querySelector(ctxSel) : document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => `${n.target.join(' ')}: ${n.failureSummary.replace(/\s+/g, ' ').slice(0, 200)}`) }));
+  }, context || null);
+  const minor = res.filter((v) => v.impact !== 'serious' && v.impact !== 'critical');
+  if (minor.length) console.log(`# axe ${what}: ${minor.map((v) => `${v.id} (${v.impact}, ${v.nodes.length})`).join(', ')}`);
+  return res.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${what}: ${v.id} (${v.impact}) ${v.help}\n    ${v.nodes.slice(0, 6).join('\n    ')}`);
+}
+
+for (const scheme of ['light', 'dark']) {
+  test(`axe-core (${scheme}): no serious or critical violation on the main page (idle and with an answer), in the settings dialog and on the sign-in page`, TO, async () => {
+    const fake = await startFakevlm({ ttftMs: 30, tokenMs: 10, tokens: 12 });
+    const srv = await startLivevlm({ backends: [fake], tls: true });
+    // The page's Content-Security-Policy would refuse axe's script tag: this context ignores it.
+    const ctxOpts = { ...DESKTOP, colorScheme: scheme, bypassCSP: true };
+    const { ctx, page, errs } = await openSignedIn(srv, { ctxOpts });
+    const bad = [];
+    try {
+      bad.push(...await axeProblems(page, 'main page, idle'));
+      await startCamera(page);
+      await waitAnswers(page, 2);
+      await openDetails(page, 'history');
+      await stopCamera(page);
+      bad.push(...await axeProblems(page, 'main page, with answers'));
+      await page.locator('#settingsBtn').click();
+      await page.locator('#settingsModal').waitFor({ state: 'visible' });
+      await sleep(300);
+      bad.push(...await axeProblems(page, 'settings dialog', '#settingsModal'));
+      await page.locator('#settingsDone').click();
+      errs.check();
+    } finally {
+      await br.closeContext(ctx);
+    }
+    const ctx2 = await br.newContext(ctxOpts);
+    try {
+      const page = await ctx2.newPage();
+      const errs = watchPageErrors(page, [LOGIN_401]);
+      await page.goto(`${srv.origin}/`);
+      await page.locator('#loginToken').waitFor({ state: 'visible' });
+      bad.push(...await axeProblems(page, 'sign-in page'));
+      errs.check();
+    } finally {
+      await br.closeContext(ctx2);
+      await srv.stop();
+      await fake.stop();
+    }
+    assert.deepEqual(bad, [], 'serious or critical axe-core violations');
+  });
+}
