@@ -1016,6 +1016,19 @@ int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const cha
     return 0;
 }
 
+int lv_pool_serves(lv_pool_t *pool, const char *backend_id, const char *model)
+{
+    uint64_t now = lv_now_ms();
+    for (size_t i = 0; i < pool->n; i++) {
+        lv_backend_t *b = pool->v[i];
+        if (backend_id[0] && strcmp(b->id, backend_id) != 0)
+            continue;
+        if (backend_sync(b, now) && serves(b, model))
+            return 1;
+    }
+    return 0;
+}
+
 int lv_pool_resolve(lv_pool_t *pool, const char *backend_id, const char *model, lv_backend_t **out,
                     const char **model_out)
 {

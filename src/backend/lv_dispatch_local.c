@@ -192,6 +192,24 @@ static void on_shaped(lv_shape_req_t *shape, int rc)
     d->port.events->started(&d->port, rq->job);
 }
 
+/* The sentence a session hears when no backend in rotation serves its model. */
+static void no_backend_why(const local_t *d, const lv_settings_t *st, char *why, size_t why_size)
+{
+    snprintf(why, why_size, "no healthy backend serves model '%s'%s%s. %s", st->model[0] ? st->model : "(none chosen)",
+             st->backend[0] ? " on backend " : "", st->backend,
+             d->cfg.no_backend_help && d->cfg.no_backend_help[0] ? d->cfg.no_backend_help
+                                                                 : "Pick another model or check the backend.");
+}
+
+static bool local_serves(lv_dispatch_t *port, const lv_settings_t *st, char *why, size_t why_size)
+{
+    local_t *d = local_of(port);
+    if (!d->closed && lv_pool_serves(d->pool, st->backend, st->model))
+        return true;
+    no_backend_why(d, st, why, why_size);
+    return false;
+}
+
 static int local_submit(lv_dispatch_t *port, lv_job_t *job, char *why, size_t why_size)
 {
     local_t *d = local_of(port);
@@ -204,10 +222,7 @@ static int local_submit(lv_dispatch_t *port, lv_job_t *job, char *why, size_t wh
     if (rc == LV_EAGAIN)
         return LV_EAGAIN;
     if (rc != 0) {
-        snprintf(why, why_size, "no healthy backend serves model '%s'%s%s. %s",
-                 st->model[0] ? st->model : "(none chosen)", st->backend[0] ? " on backend " : "", st->backend,
-                 d->cfg.no_backend_help && d->cfg.no_backend_help[0] ? d->cfg.no_backend_help
-                                                                     : "Pick another model or check the backend.");
+        no_backend_why(d, st, why, why_size);
         return LV_ENOTFOUND;
     }
     req_t *rq = calloc(1, sizeof(*rq));
@@ -321,6 +336,7 @@ static const lv_dispatch_ops_t local_ops = {
     .grow = local_grow,
     .could_serve = local_could_serve,
     .ttft_floor_us = local_ttft_floor_us,
+    .serves = local_serves,
     .reopened = local_reopened,
 };
 

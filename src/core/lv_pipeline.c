@@ -182,6 +182,24 @@ void lv_pipeline_credit_clear(lv_pipeline_t *p, lv_session_t *s)
 static void flush_due_deltas(lv_pipeline_t *p, uint64_t now_ms);
 static void review_jobs(lv_pipeline_t *p, uint64_t now_ms);
 
+/* Could s's next frame be served (a backend in rotation serves its model)? When not, its viewers
+ * hear why when that starts and every LV_PIPELINE_NO_BACKEND_REPEAT_MS after, instead of an
+ * error for every frame uploaded in vain. */
+static bool session_served(lv_pipeline_t *p, lv_session_t *s, uint64_t now)
+{
+    lv_dispatch_t *d = p->dispatch;
+    char why[1024];
+    if (!d->ops->serves || d->ops->serves(d, &s->rec.settings, why, sizeof(why))) {
+        s->no_backend_ms = 0;
+        return true;
+    }
+    if (!s->no_backend_ms || now - s->no_backend_ms >= LV_PIPELINE_NO_BACKEND_REPEAT_MS) {
+        s->no_backend_ms = now ? now : 1;
+        lv_pipeline_error(p, s, "no_backend", why, 0);
+    }
+    return false;
+}
+
 size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
 {
     flush_due_deltas(p, now);
@@ -211,6 +229,8 @@ size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
         }
         if (now < s->next_credit_ms)
             continue;
+        if (!session_served(p, s, now))
+            continue; /* no frame would be served: none is asked for (asked again once it is) */
         if (p->n_jobs + waiting >= capacity) { /* every slot is busy or spoken for */
             size_t mine = lv_pipeline_principal_waiting(p, s->rec.principal);
             if (waiting >= capacity && mine > 0)

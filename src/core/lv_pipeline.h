@@ -34,6 +34,9 @@
 
 #define LV_PIPELINE_CREDITS_PER_TICK 1024
 #define LV_PIPELINE_CREDIT_RETRY_MIN_MS 5000
+/* While no backend serves a session's model its sources are not asked for frames, and its viewers
+ * hear no_backend when it starts and again this often. */
+#define LV_PIPELINE_NO_BACKEND_REPEAT_MS 10000
 /* Bounded work per lv_pipeline_run; a full batch asks for another run. */
 #define LV_PIPELINE_DISPATCH_PER_RUN 256
 /* Deltas after the first are coalesced for this long: one message per ~40 ms instead of one per

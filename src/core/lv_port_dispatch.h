@@ -103,6 +103,10 @@ typedef struct {
     /** The time to first token of job's backend with nothing queued inside it: the yardstick for
      * "this request has been silent too long". */
     uint64_t (*ttft_floor_us)(lv_dispatch_t *d, const lv_job_t *job);
+    /** Could a request with these settings be served now, or soon (a backend in rotation serves
+     * the model, maybe full)? When not, why says so in a sentence for the user, and the pipeline
+     * asks the session's sources for no frames until it could. NULL = always. */
+    bool (*serves)(lv_dispatch_t *d, const lv_settings_t *st, char *why, size_t why_size);
     /** Asked every review (~100 ms): > 0 when slots that were closed take requests again without
      * any job ending (a backend's Retry-After pause is over), so waiting frames get a run. NULL =
      * never happens. */

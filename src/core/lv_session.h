@@ -59,6 +59,8 @@ typedef struct lv_session {
     uint32_t credit_outstanding; /* id of the unanswered credit, 0 if none */
     uint64_t credit_sent_ms;
     uint64_t next_credit_ms;     /* monotonic time the next credit is due */
+    uint64_t no_backend_ms;      /* no backend serves its model: when its viewers were last told
+                                  * (credits are held meanwhile); 0 while it is served */
 
     uint64_t answer_seq;
     uint64_t last_stats_ms;

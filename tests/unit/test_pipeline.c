@@ -167,6 +167,7 @@ typedef struct {
     lv_job_t *jobs[FAKE_MAX_JOBS];
     size_t n_jobs;
     int submits, cancels, grows_asked, reopened;
+    bool down; /* serves: no backend serves anything */
     uint64_t ttft_floor_us;
 } fake_dispatch_t;
 
@@ -222,8 +223,22 @@ static uint64_t fd_ttft_floor_us(lv_dispatch_t *d, const lv_job_t *job)
     return ((fake_dispatch_t *)d)->ttft_floor_us;
 }
 static int fd_reopened(lv_dispatch_t *d) { return ((fake_dispatch_t *)d)->reopened; }
-static const lv_dispatch_ops_t fd_ops = {fd_submit,      fd_cancel,        fd_capacity, fd_free_slots, fd_grow,
-                                         fd_could_serve, fd_ttft_floor_us, fd_reopened};
+static bool fd_serves(lv_dispatch_t *d, const lv_settings_t *st, char *why, size_t why_size)
+{
+    if (!((fake_dispatch_t *)d)->down)
+        return true;
+    snprintf(why, why_size, "nobody serves '%s'", st->model);
+    return false;
+}
+static const lv_dispatch_ops_t fd_ops = {.submit = fd_submit,
+                                         .cancel = fd_cancel,
+                                         .capacity = fd_capacity,
+                                         .free_slots = fd_free_slots,
+                                         .grow = fd_grow,
+                                         .could_serve = fd_could_serve,
+                                         .ttft_floor_us = fd_ttft_floor_us,
+                                         .serves = fd_serves,
+                                         .reopened = fd_reopened};
 
 static void fake_start(fake_dispatch_t *fd, lv_job_t *job) { fd->d.events->started(&fd->d, job); }
 static void fake_delta_in(fake_dispatch_t *fd, lv_job_t *job, const char *text)
@@ -1110,6 +1125,33 @@ static void credits_keep_their_cadence(void **state)
     lv_pipeline_credit_clear(&fx->pipe, s);
 }
 
+/* Nobody serves the model: the source is not asked for frames it would upload in vain; the viewers
+ * hear no_backend once, again after 10 s, and credits resume at once when a backend is back. */
+static void no_credits_while_nobody_serves(void **state)
+{
+    fx_t *fx = *state;
+    fake_source_t src;
+    fake_viewer_t v;
+    lv_session_t *s = new_session(fx, "alice", &src, 100, 0);
+    add_viewer(s, &v, 0);
+    fx->disp.down = true;
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 0), 0);
+    assert_int_equal(src.asked, 0);
+    assert_int_equal(v.errors, 1);
+    assert_string_equal(v.last_code, "no_backend");
+    assert_string_equal(v.last_message, "nobody serves ''");
+    for (uint64_t t = 20; t < 10000; t += 20)
+        lv_pipeline_tick(&fx->pipe, t);
+    assert_int_equal(v.errors, 1); /* not once a tick */
+    lv_pipeline_tick(&fx->pipe, 10020);
+    assert_int_equal(v.errors, 2);
+    fx->disp.down = false;
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 10040), 1);
+    assert_int_equal(s->no_backend_ms, 0);
+    lv_pipeline_stop(&fx->pipe, s, 10050);
+    s->n_viewers = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1135,6 +1177,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(preempt_for_starved_principal, setup, teardown),
         cmocka_unit_test_setup_teardown(credits_timed_to_share, setup, teardown),
         cmocka_unit_test_setup_teardown(credits_keep_their_cadence, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_credits_while_nobody_serves, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
