@@ -1,9 +1,10 @@
 // answer.js - the Answer card: the last complete answer (kept readable and copyable while the next
 // one streams into the line under it, and replaced when that one is complete), its metrics, the
-// markdown/plain switch, the new-text effects (pop-in, glow, fade), the debug payloads and the
-// history of recent answers.
+// markdown/plain switch, the new-text effects (pop-in, glow, fade) and the debug payloads. It keeps
+// the server's recent answers only to show the last one after a reload; the History panel is
+// history.js.
 
-import { $, fmtMs, fmtInt, fmtTime, num, h, prefs } from './util.js';
+import { $, fmtMs, fmtInt, num, h, prefs } from './util.js';
 import { renderMarkdown, renderPlain, markdownToText } from './markdown.js';
 
 const HISTORY_MAX = 20;
@@ -59,10 +60,6 @@ export class AnswerView {
     this.resBox = $('responsePayload');
     this.reqPre = $('requestPayloadText');
     this.resPre = $('responsePayloadText');
-    this.historyBox = $('history');
-    this.historyList = $('historyList');
-    this.historyCount = $('historyCount');
-    this.historyEmpty = $('historyEmpty');
     this.metrics = {
       latency: $('metricLatency'), avg: $('metricAvg'), count: $('metricCount'), ttft: $('metricTtft'),
       frameAge: $('metricFrameAge'), queue: $('metricQueue'), model: $('metricModel'), tokens: $('metricTokens'),
@@ -116,7 +113,6 @@ export class AnswerView {
     prefs.set('markdownEnabled', this.markdown ? 'true' : 'false');
     this._syncMarkdownButton();
     this._renderNow();
-    this._renderHistory();
   }
 
   _syncMarkdownButton() {
@@ -362,7 +358,6 @@ export class AnswerView {
         });
       }
     }
-    this._renderHistory();
   }
 
   /** Show the newest history answer when nothing else is on screen (after a reload). */
@@ -379,29 +374,5 @@ export class AnswerView {
     if (entry.answer_id !== undefined && this.history.some((e) => e.answer_id === entry.answer_id && e.answer_id !== undefined)) return;
     this.history.push(entry);
     if (this.history.length > HISTORY_MAX) this.history.splice(0, this.history.length - HISTORY_MAX);
-    this._renderHistory();
-  }
-
-  _renderHistory() {
-    const items = [];
-    for (let k = this.history.length - 1; k >= 0; k--) {
-      const e = this.history[k];
-      const meta = [];
-      if (e.wall_ms) meta.push(h('time', { dateTime: new Date(e.wall_ms).toISOString(), text: fmtTime(e.wall_ms) }));
-      if (e.latency_ms !== null && e.latency_ms !== undefined) meta.push(h('span', { class: 'hist-lat', text: fmtMs(e.latency_ms) }));
-      if (e.model) meta.push(h('span', { class: 'hist-model', text: e.model }));
-      const plain = this.markdown ? markdownToText(e.text) : e.text;
-      const firstLine = plain.split('\n').find((l) => l.trim()) || '(empty answer)';
-      const body = h('div', { class: 'hist-text md-body', dataset: { mode: this.markdown ? 'markdown' : 'plain' } });
-      body.appendChild(this.markdown ? renderMarkdown(e.text) : renderPlain(e.text));
-      const details = h('details', { class: 'hist-item' },
-        h('summary', {}, h('span', { class: 'hist-meta' }, ...meta), h('span', { class: 'hist-preview', text: firstLine })),
-        body);
-      items.push(h('li', { dataset: { answerId: String(e.answer_id ?? '') } }, details));
-    }
-    this.historyList.replaceChildren(...items);
-    this.historyCount.textContent = String(this.history.length);
-    this.historyEmpty.hidden = this.history.length > 0;
-    this.historyBox.dataset.count = String(this.history.length);
   }
 }

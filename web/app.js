@@ -12,6 +12,7 @@ import { AnswerView } from './answer.js';
 import { StatsView } from './stats.js';
 import { Controls } from './controls.js';
 import { Notices } from './notices.js';
+import { HistoryView } from './history.js';
 import { Compare } from './compare.js';
 
 // Settings carried over to a fresh session when the old one was lost (server restart, expiry).
@@ -75,6 +76,7 @@ let notices = null;
 let camera = null;
 let frames = null;
 let answer = null;
+let historyView = null; // the History panel (history.js)
 let compare = null; // Compare: a second session fed the same frames (compare.js)
 let stats = null;
 let controls = null;
@@ -202,6 +204,7 @@ async function logout() {
   if (camera) stopLocal(false);
   if (conn) conn.stop();
   Connection.forget();
+  if (historyView) historyView.forget(); // this session's history leaves this browser with the sign-out
   state.lastSettings = null;
   state.sessionSeen = false;
   showLogin();
@@ -490,6 +493,8 @@ function wsUrl() {
 function wireApp() {
   camera = new Camera($('video'));
   answer = new AnswerView();
+  historyView = new HistoryView({ getSettings: () => (controls && controls.settings) || {} });
+  historyView.setMarkdown(answer.markdown);
   notices = new Notices($('errorBar'));
   stats = new StatsView();
   controls = new Controls({
@@ -530,7 +535,10 @@ function wireApp() {
     navigator.mediaDevices.addEventListener('devicechange', () => refreshCameras(false));
   }
   $('refreshModels').addEventListener('click', () => loadModels(true));
-  $('markdownToggle').addEventListener('click', () => answer.setMarkdown(!answer.markdown));
+  $('markdownToggle').addEventListener('click', () => {
+    answer.setMarkdown(!answer.markdown);
+    historyView.setMarkdown(answer.markdown);
+  });
   $('copyBtn').addEventListener('click', copyAnswer);
   $('copySessionBtn').addEventListener('click', copySession);
   $('mirrorBtn').addEventListener('click', () => setMirror(!prefs.bool('mirror', false)));
@@ -677,6 +685,7 @@ function onSession(msg) {
   state.sessionSeen = true;
   controls.setSession(msg.settings || {});
   answer.setHistory(msg.history);
+  historyView.setSession(id, msg.history);
   answer.restoreLast();
   if (msg.metrics) answer.showMetrics(msg.metrics);
 
@@ -728,6 +737,7 @@ function showQueue(text) {
 }
 
 function onMessage(msg) {
+  historyView.onMessage(msg); // answers, with their prompt and frame
   switch (msg.type) {
     case 'settings_updated':
       controls.updated(msg.settings || {});
@@ -1069,6 +1079,7 @@ function fitPicture() {
 }
 
 function frameSent(info) {
+  historyView.frameSent(frames.canvas, info); // its thumbnail, before the canvas is drawn on again
   $('framesSent').textContent = String(frames.sent);
   $('frameInfo').textContent = `${fmtBytes(info.bytes)} · encode ${Math.round(info.encodeMs)} ms`;
   if (camera.running && state.wantRun && info.sourceWidth && info.sourceHeight) {
