@@ -677,19 +677,21 @@ async function tabRegions(page, maxPresses = 120) {
     a.id = 'lvTabStart';
     document.body.prepend(a);
     a.focus();
+    window.lvTabSeen = new WeakSet();
   });
   const seq = [];
   for (let i = 0; i < maxPresses; i++) {
     await page.keyboard.press('Tab');
     const r = await page.evaluate(() => {
       const e = document.activeElement;
-      if (!e || e === document.body) return null;
+      if (!e || e === document.body || window.lvTabSeen.has(e)) return null; // out of the page, or round again
+      window.lvTabSeen.add(e);
       const regions = [['.skip-link', 'skip'], ['.topbar', 'topbar'], ['#errorBar', 'errors'], ['#controls', 'sidebar'],
         ['#history', 'history'], ['#answerCard', 'answer'], ['#videoCard', 'camera'], ['#statsCard', 'stats'], ['.footer', 'footer']];
       for (const [s, name] of regions) if (e.closest(s)) return name;
       return 'other';
     });
-    if (r === null || (seq.length && r === 'skip')) break;
+    if (r === null) break;
     if (r !== 'other' && seq[seq.length - 1] !== r) seq.push(r);
   }
   await page.evaluate(() => document.getElementById('lvTabStart')?.remove());
