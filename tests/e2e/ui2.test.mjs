@@ -354,7 +354,11 @@ test('switching to the second camera while running: frames keep flowing, answers
     const sent0 = await numberIn(page, '#framesSent');
     const count0 = await answerCount(page);
     await waitAnswers(page, count0 + 3);
-    assert.ok(await numberIn(page, '#framesSent') >= sent0 + 3, 'the page keeps sending frames');
+    // answers can be about frames sent before sent0 was read: wait for the count rather than race it
+    await page.waitForFunction((k) => Number((document.querySelector('#framesSent')?.textContent || '')
+      .replace(/[^0-9]/g, '')) >= k, sent0 + 3, { timeout: T(10000) }).catch(async () => {
+      assert.fail(`the page keeps sending frames: ${await numberIn(page, '#framesSent')} sent, ${sent0} before the switch`);
+    });
     await page.waitForFunction((n) => Number((document.getElementById('metricFrames')?.textContent || '').replace(/[^0-9]/g, '')) > n,
       await numberIn(page, '#metricFrames'), { timeout: T(10000) });
     assert.ok((await page.locator('#answerText').textContent()).includes(`prompt=${sha8(prompt)}`));
