@@ -1023,7 +1023,8 @@ int lv_pool_serves(lv_pool_t *pool, const char *backend_id, const char *model)
         lv_backend_t *b = pool->v[i];
         if (backend_id[0] && strcmp(b->id, backend_id) != 0)
             continue;
-        if (backend_sync(b, now) && serves(b, model))
+        /* one not checked yet (the server just started) may well serve it: let the frame try */
+        if (backend_sync(b, now) && (serves(b, model) || b->last_check_ms == 0))
             return 1;
     }
     return 0;

@@ -160,7 +160,8 @@ int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const cha
  * engine answers 0 with `invalid_setting`. */
 int lv_pool_model_known(lv_pool_t *pool, const char *backend_id, const char *model);
 /** 1 when a backend in rotation ("" = any; healthy, its breaker not open) lists model (as
- * lv_pool_resolve matches it), full or not; else 0: lv_pool_resolve would answer LV_ENOTFOUND. */
+ * lv_pool_resolve matches it), full or not, or has not been checked yet (just started); else 0:
+ * lv_pool_resolve would answer LV_ENOTFOUND. */
 int lv_pool_serves(lv_pool_t *pool, const char *backend_id, const char *model);
 
 /** Set a backend's load-control options (after lv_pool_add): adaptive window on/off, window bounds
