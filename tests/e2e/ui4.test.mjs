@@ -94,6 +94,11 @@ async function inSettings(page, fn) {
   await fn(page);
   await page.locator('#settingsDone').click();
   await page.locator('#settingsModal').waitFor({ state: 'hidden' });
+  // the dialog hands focus back to the Settings button once it has closed: let that happen before
+  // anything walks the focus (a slow machine otherwise sees it land in the middle of the walk)
+  await page.waitForFunction(() => document.activeElement?.id === 'settingsBtn', null, { timeout: T(3000) })
+    .catch(() => {});
+  await sleep(100);
 }
 
 async function openDetails(page, id, open = true) {
