@@ -563,6 +563,18 @@ size_t lv_pool_capacity(lv_pool_t *pool)
     return slots;
 }
 
+size_t lv_pool_free_slots(lv_pool_t *pool)
+{
+    size_t slots = 0;
+    for (size_t i = 0; pool && i < pool->n; i++) {
+        const lv_backend_t *b = pool->v[i];
+        int limit = lv_backend_limit(b);
+        if (b->healthy && b->inflight < limit && lv_backend_retry_after_ms(b) == 0)
+            slots += (size_t)(limit - b->inflight);
+    }
+    return slots;
+}
+
 void lv_backend_first_token(lv_backend_t *b, uint64_t ttft_us)
 {
     if (b->awaiting_first > 0)

@@ -192,6 +192,9 @@ int lv_backend_grow_on_demand(lv_backend_t *b);
 int lv_pool_grow_on_demand(lv_pool_t *pool);
 /** Requests the healthy backends may have in flight now: the sum of their limits. */
 size_t lv_pool_capacity(lv_pool_t *pool);
+/** Requests that could start now: the healthy backends' room under their limits, paused ones
+ * (Retry-After) left out. */
+size_t lv_pool_free_slots(lv_pool_t *pool);
 
 /* ---- for src/backend only (lv_chat reports how each request ended) ---- */
 

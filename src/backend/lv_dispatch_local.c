@@ -280,14 +280,7 @@ static size_t local_capacity(lv_dispatch_t *port)
 static size_t local_free_slots(lv_dispatch_t *port)
 {
     local_t *d = local_of(port);
-    size_t free_slots = 0;
-    for (size_t i = 0; !d->closed && i < lv_pool_count(d->pool); i++) {
-        lv_backend_t *b = lv_pool_at(d->pool, i);
-        int limit = lv_backend_limit(b);
-        if (b->healthy && b->inflight < limit && lv_backend_retry_after_ms(b) == 0)
-            free_slots += (size_t)(limit - b->inflight);
-    }
-    return free_slots;
+    return d->closed ? 0 : lv_pool_free_slots(d->pool);
 }
 
 static int local_grow(lv_dispatch_t *port, lv_job_t *job)

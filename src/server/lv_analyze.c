@@ -68,6 +68,12 @@ static json_t *error_json(const char *code, const char *message)
     return json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
 }
 
+/* An error as a's client gets it: the data of an `error` event, or the JSON error body. */
+static json_t *error_for(const analyze_t *a, const char *code, const char *message)
+{
+    return a->stream ? json_pack("{s:s, s:s}", "code", code, "message", message) : error_json(code, message);
+}
+
 /* One Server-Sent Event: data is one line of JSON (jansson's compact form has no newline). */
 static void sse(analyze_t *a, const char *event, json_t *o)
 {
@@ -88,8 +94,9 @@ static void sse(analyze_t *a, const char *event, json_t *o)
 /* The last event (or the whole answer) and the end of the request. */
 static void conclude(analyze_t *a, int status, const char *event, json_t *o, const char *extra)
 {
-    if (!a->req) {
+    if (!a->req) { /* the client went: nothing to send */
         json_decref(o);
+        finish(a);
         return;
     }
     if (a->stream) {
@@ -150,7 +157,7 @@ static int error_status(const char *code)
 static void v_error(lv_viewer_t *v, lv_session_t *s, const char *code, const char *message, uint64_t answer_id)
 {
     analyze_t *a = of_viewer(v);
-    json_t *o = a->stream ? json_pack("{s:s, s:s}", "code", code, "message", message) : error_json(code, message);
+    json_t *o = error_for(a, code, message);
     conclude(a, error_status(code), "error", o, NULL);
 }
 
@@ -160,7 +167,7 @@ static void v_frame_dropped(lv_viewer_t *v, lv_session_t *s, const char *reason,
     char msg[200];
     snprintf(msg, sizeof(msg), "the backends were busy: the picture waited %.0f ms in line, longer than it may; try "
              "again", age_ms);
-    json_t *o = a->stream ? json_pack("{s:s, s:s}", "code", "busy", "message", msg) : error_json("busy", msg);
+    json_t *o = error_for(a, "busy", msg);
     conclude(a, 503, "error", o, "retry-after: 1\r\n");
 }
 
@@ -388,14 +395,7 @@ void lv_analyze_stop(lv_app_t *app)
         return;
     while (!lv_queue_empty(&h->live)) {
         analyze_t *a = LV_CONTAINER_OF(lv_queue_head(&h->live), analyze_t, link);
-        json_t *o = a->stream ? json_pack("{s:s, s:s}", "code", "shutting_down", "message", "the server is stopping")
-                              : error_json("shutting_down", "the server is stopping");
-        if (a->req)
-            conclude(a, 503, "error", o, NULL); /* finishes it */
-        else {
-            json_decref(o);
-            finish(a);
-        }
+        conclude(a, 503, "error", error_for(a, "shutting_down", "the server is stopping"), NULL);
     }
     lv_analyze_reap(app);
     free(h);

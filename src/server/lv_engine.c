@@ -220,8 +220,7 @@ static void ws_delta(lv_viewer_t *v, lv_session_t *s, uint64_t answer_id, const 
     lv_buf_free(&b);
 }
 
-/* vlm_response without debug payloads, from a template (answer_metrics_json below is the same
- * object through jansson, for the debug view). 0 or LV_ENOMEM/LV_ELIMIT. */
+/* vlm_response (without debug payloads) from a template. 0 or LV_ENOMEM/LV_ELIMIT. */
 static int answer_text(lv_buf_t *b, const lv_session_t *s, const lv_job_t *job, const lv_dispatch_result_t *r)
 {
     int rc = lv_buf_printf(b, "{\"type\":\"vlm_response\",\"answer_id\":%llu,\"text\":", (unsigned long long)job->answer_id);
@@ -249,36 +248,37 @@ static int answer_text(lv_buf_t *b, const lv_session_t *s, const lv_job_t *job, 
     return rc;
 }
 
+/* A debug payload as JSON text for the answer: what lv_chat kept (valid JSON), re-encoded compact,
+ * or null when there is none or it does not parse. */
+static int append_payload(lv_buf_t *b, const char *name, const char *json)
+{
+    json_t *o = json ? json_loads(json, 0, NULL) : NULL;
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    int rc = lv_buf_printf(b, ",\"%s\":%s", name, text ? text : "null");
+    free(text);
+    return rc;
+}
+
 static void ws_answer(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job, const lv_dispatch_result_t *r,
                       double latency_ms)
 {
     lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
-    if (!job->settings.debug) {
-        lv_buf_t b;
-        lv_buf_init(&b, 8 * r->text_len + 4096);
-        if (answer_text(&b, s, job, r) == 0)
-            conn_send_buf(c, &b);
-        lv_buf_free(&b);
-        return;
+    lv_buf_t b;
+    lv_buf_init(&b, 8 * r->text_len + 4096 + (job->settings.debug ? (size_t)16 << 20 : 0));
+    int rc = answer_text(&b, s, job, r);
+    if (!rc && job->settings.debug) {
+        /* the debug view: the same object with the request and response payloads added */
+        lv_buf_truncate(&b, b.len - 1);
+        rc = append_payload(&b, "request_payload", r->request_debug_json);
+        if (!rc)
+            rc = append_payload(&b, "response_payload", r->response_debug_json);
+        if (!rc)
+            rc = lv_buf_append(&b, "}", 1);
     }
-    json_t *m = metrics_json(s);
-    json_object_set_new(m, "ttft_ms", json_real((double)r->ttft_us / 1000.0));
-    json_object_set_new(m, "queue_wait_ms", json_real(job->queue_wait_ms));
-    json_object_set_new(m, "frame_age_ms", json_real(job->frame_age_ms));
-    json_object_set_new(m, "shape_ms", json_real(r->shape_ms));
-    json_object_set_new(m, "tokens", json_integer(r->tokens));
-    json_object_set_new(m, "backend", json_string(job->backend_id));
-    json_object_set_new(m, "model", json_string(job->model));
-    json_object_set_new(m, "streamed", json_boolean(r->streamed));
-    json_t *o = json_pack("{s:s, s:I, s:s%, s:o}", "type", "vlm_response", "answer_id", (json_int_t)job->answer_id,
-                          "text", r->text, r->text_len, "metrics", m);
-    if (o) {
-        json_t *req = r->request_debug_json ? json_loads(r->request_debug_json, 0, NULL) : NULL;
-        json_t *resp = r->response_debug_json ? json_loads(r->response_debug_json, 0, NULL) : NULL;
-        json_object_set_new(o, "request_payload", req ? req : json_null());
-        json_object_set_new(o, "response_payload", resp ? resp : json_null());
-    }
-    conn_send_json(c, o);
+    if (!rc)
+        conn_send_buf(c, &b);
+    lv_buf_free(&b);
 }
 
 static const lv_viewer_ops_t ws_viewer_ops = {
