@@ -297,7 +297,15 @@ test('2: while the next answer streams, the box keeps the last complete one and 
     await page.locator('#stopBtn').click();
     // Stopped: the last complete answer stays, and Copy still copies it.
     await page.locator('#startBtn').waitFor({ state: 'visible', timeout: T(5000) });
-    const shown = await page.locator('#answerText').textContent();
+    // Stop lets a running answer finish (protocol: stop); wait (bounded) until it has landed and the
+    // box holds still, so the Copy below is compared with the box as it then is.
+    let shown = await page.locator('#answerText').textContent();
+    for (const end = Date.now() + T(6000); Date.now() < end;) {
+      await sleep(T(1500));
+      const now = await page.locator('#answerText').textContent();
+      if (now === shown) break;
+      shown = now;
+    }
     assert.ok(isCompleteAnswer(shown, WORDS), 'after Stop the last complete answer is shown');
     await page.locator('#copyBtn').click();
     assert.equal((await page.evaluate(() => window.lvCopied.at(-1))).trim(), shown.trim());
