@@ -5,6 +5,8 @@ CC      ?= cc
 SAN     ?= 0
 WERROR  ?= 0
 PKGS    := libuv libcurl jansson libturbojpeg openssl
+# src/media (camera sources) alone uses GStreamer: RTSP cameras, WebRTC ingest, decoding.
+MEDIA_PKGS := gstreamer-1.0 gstreamer-app-1.0 gstreamer-video-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0
 
 ifeq ($(SAN),1)
 BUILD   := build-san
@@ -20,7 +22,7 @@ ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
 # Each layer sees itself and the layers below it only (common <- proto <- core <- backend, store,
-# obs <- server <- main), so an include that points up fails the build. Tests and main see all;
+# obs, media <- server <- main), so an include that points up fails the build. Tests and main see all;
 # the tools see common and proto. scripts/check-layers.sh also greps for it.
 INC_COMMON  := -Isrc/common
 INC_PROTO   := $(INC_COMMON) -Isrc/proto
@@ -28,7 +30,8 @@ INC_CORE    := $(INC_PROTO) -Isrc/core
 INC_BACKEND := $(INC_CORE) -Isrc/backend
 INC_STORE   := $(INC_CORE) -Isrc/store
 INC_OBS     := $(INC_CORE) -Isrc/obs
-INC_ALL     := $(INC_CORE) -Isrc/backend -Isrc/store -Isrc/obs -Isrc/server
+INC_MEDIA   := $(INC_CORE) -Isrc/media
+INC_ALL     := $(INC_CORE) -Isrc/backend -Isrc/store -Isrc/obs -Isrc/media -Isrc/server
 INCS     = $(INC_ALL)
 $(BUILD)/src/common/%.o:  INCS = $(INC_COMMON)
 $(BUILD)/src/proto/%.o:   INCS = $(INC_PROTO)
@@ -36,14 +39,16 @@ $(BUILD)/src/core/%.o:    INCS = $(INC_CORE)
 $(BUILD)/src/backend/%.o: INCS = $(INC_BACKEND)
 $(BUILD)/src/store/%.o:   INCS = $(INC_STORE)
 $(BUILD)/src/obs/%.o:     INCS = $(INC_OBS)
+$(BUILD)/src/media/%.o:   INCS = $(INC_MEDIA) $(MEDIA_CFLAGS)
 $(BUILD)/tools/%.o:       INCS = $(INC_PROTO)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 CFLAGS   = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
-LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lm -ldl -lpthread
+MEDIA_CFLAGS := $(shell pkg-config --cflags $(MEDIA_PKGS))
+LDLIBS  := $(shell pkg-config --libs $(PKGS) $(MEDIA_PKGS)) -lm -ldl -lpthread
 LDFLAGS := $(OPT)
 
 LIB_SRC := $(wildcard src/common/*.c src/proto/*.c src/core/*.c src/backend/*.c src/store/*.c \
-                      src/obs/*.c src/server/*.c)
+                      src/obs/*.c src/media/*.c src/server/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_assets.o
 FAKEVLM_SRC := $(wildcard tools/fakevlm/*.c)
 LOADGEN_SRC := $(wildcard tools/loadgen/*.c)

@@ -5,7 +5,7 @@
 #   - src/proto (pure parsers and encoders) includes no I/O library: libwebsockets, curl, libuv
 #     (it may use jansson and OpenSSL's hashes: they do no I/O);
 #   - no layer includes a header of a layer above it (common <- proto <- core <- backend, store,
-#     obs <- server <- main). The Makefile enforces the same with per-layer -I flags; this check
+#     obs, media <- server <- main; only src/media includes GStreamer). The Makefile enforces the same with per-layer -I flags; this check
 #     names the offending line.
 # Prints "check-layers: N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
@@ -26,17 +26,19 @@ check_libs() { # dir regex
   if [ -n "$hits" ]; then bad "src/$dir includes a library it must not:"; echo "$hits" | sed 's/^/    /'; else ok; fi
 }
 check_libs core 'libwebsockets|curl/|jansson|uv\.h|uv/|openssl/'
-check_libs proto 'libwebsockets|curl/|uv\.h|uv/'
+check_libs proto 'libwebsockets|curl/|uv\.h|uv/|gst/'
+check_libs core 'gst/'
 
 # rule 3: upward includes
 declare -A above
-above[common]="proto core backend store obs server"
-above[proto]="core backend store obs server"
-above[core]="backend store obs server"
-above[backend]="store obs server"
-above[store]="backend obs server"
-above[obs]="backend store server"
-for layer in common proto core backend store obs; do
+above[common]="proto core backend store obs media server"
+above[proto]="core backend store obs media server"
+above[core]="backend store obs media server"
+above[backend]="store obs media server"
+above[store]="backend obs media server"
+above[obs]="backend store media server"
+above[media]="backend store obs server"
+for layer in common proto core backend store obs media; do
   found=0
   for up in ${above[$layer]}; do
     for h in $(headers_of "$up"); do

@@ -14,6 +14,10 @@ PKGS=(
   libuv1-dev libcurl4-openssl-dev libjansson-dev
   libturbojpeg0-dev libssl-dev libcmocka-dev
   zlib1g-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-tools
+  libgstrtspserver-1.0-dev
   openssl curl ca-certificates procps
   chromium
   clang libclang-rt-14-dev

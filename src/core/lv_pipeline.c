@@ -692,6 +692,18 @@ bool lv_pipeline_put_frame(lv_pipeline_t *p, lv_session_t *s, lv_frame_t *f)
     return replaced;
 }
 
+int lv_pipeline_source_frame(lv_pipeline_t *p, lv_session_t *s, uint32_t credit_id, lv_frame_t *f)
+{
+    if (!credit_id || s->credit_outstanding != credit_id)
+        return LV_ENOTFOUND;
+    lv_pipeline_credit_clear(p, s);
+    if (!s->rec.started)
+        return LV_ENOTFOUND;
+    s->frames_received++;
+    lv_pipeline_put_frame(p, s, lv_frame_ref(f));
+    return 0;
+}
+
 void lv_pipeline_settings_changed(lv_pipeline_t *p, lv_session_t *s, const lv_settings_t *next)
 {
     (void)p;

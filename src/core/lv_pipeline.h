@@ -116,6 +116,11 @@ void lv_pipeline_credit_clear(lv_pipeline_t *p, lv_session_t *s);
  * mailbox (a waiting one is replaced: returns true) and the session joins the fair queue unless
  * its job is still running (it joins when the job ends). */
 bool lv_pipeline_put_frame(lv_pipeline_t *p, lv_session_t *s, lv_frame_t *f);
+/** A source's answer to credit_id (lv_port_source.h), on a loop turn after request_frame: when
+ * credit_id is still s's outstanding credit, the credit is cleared and, s being started, the frame
+ * goes in as lv_pipeline_put_frame (a reference is taken: the caller keeps its own). Returns 0,
+ * or LV_ENOTFOUND for a credit already answered, dropped or superseded (the frame is not used). */
+int lv_pipeline_source_frame(lv_pipeline_t *p, lv_session_t *s, uint32_t credit_id, lv_frame_t *f);
 /** Give waiting frames their turns (fair order) while the dispatcher takes them, at most
  * LV_PIPELINE_DISPATCH_PER_RUN; then let a full backend grow, or preempt for a starved principal.
  * Returns how many jobs started. */

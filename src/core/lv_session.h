@@ -22,6 +22,9 @@ typedef struct lv_frame {
     uint64_t recv_us;        /* monotonic, when the server received it */
     uint32_t capture_age_ms; /* how old the picture was when the page sent it */
     int width, height;
+    uint64_t share_key;      /* nonzero: every frame with this key is the same picture (one camera
+                              * sample handed to each session watching it): sessions asking the
+                              * same question about it share one inference (lv_pipeline.h) */
     size_t len;
     unsigned char data[];    /* the JPEG */
 } lv_frame_t;
