@@ -47,6 +47,9 @@ typedef struct {
     int max_tokens;         /* 0: server default */
     const char *model;
     const char *backend;
+    const char *source;     /* --source: the session's `source` setting; NULL: not sent (page) */
+    bool same_prompt;       /* --same-prompt: no per-session suffix (watchers of one camera asking
+                             * one question share an inference) */
     int stats_interval_ms;  /* sent in hello; 0 turns gpu_stats off */
     double ramp_s, warmup_s, duration_s;
     double push_fps;        /* 0: credit mode */

@@ -51,6 +51,11 @@ static const char HELP[] =
     "  --prompt TEXT        prompt (default \"Describe the scene in one sentence.\"); \" [lg uU sS]\"\n"
     "                       is appended so every session's prompt differs and answers can be\n"
     "                       checked (fakevlm names the prompt's hash in its answer)\n"
+    "  --same-prompt        send --prompt as it is: every session asks the same question (sessions\n"
+    "                       watching one camera then share one inference per frame)\n"
+    "  --source S           the `source` setting: \"camera:ID\" watches an admin-defined camera (the\n"
+    "                       server sends no credits and the session sends no frames: answers are\n"
+    "                       counted, latency from frame send is not measured); default: page\n"
     "  --max-tokens N       max_tokens (default: the server's)\n"
     "  --model M            model (default: the server's)\n"
     "  --backend B          backend id (default: any)\n"
@@ -96,6 +101,7 @@ enum {
     OPT_URL = 1000, OPT_TOKEN, OPT_TOKEN_FILE, OPT_SESSIONS, OPT_USERS, OPT_HEAVY, OPT_PER_IP, OPT_SRC_BASE,
     OPT_JPEG, OPT_INTERVAL, OPT_PROMPT, OPT_MAX_TOKENS, OPT_MODEL, OPT_BACKEND, OPT_STATS, OPT_RAMP,
     OPT_WARMUP, OPT_DURATION, OPT_PUSH, OPT_PING, OPT_COALESCE, OPT_OUT, OPT_QUIET, OPT_SEED, OPT_HELP,
+    OPT_SOURCE, OPT_SAME_PROMPT,
 };
 
 static const struct option LONGOPTS[] = {
@@ -110,6 +116,8 @@ static const struct option LONGOPTS[] = {
     {"jpeg", required_argument, NULL, OPT_JPEG},
     {"interval-ms", required_argument, NULL, OPT_INTERVAL},
     {"prompt", required_argument, NULL, OPT_PROMPT},
+    {"same-prompt", no_argument, NULL, OPT_SAME_PROMPT},
+    {"source", required_argument, NULL, OPT_SOURCE},
     {"max-tokens", required_argument, NULL, OPT_MAX_TOKENS},
     {"model", required_argument, NULL, OPT_MODEL},
     {"backend", required_argument, NULL, OPT_BACKEND},
@@ -348,6 +356,14 @@ int lg_opts_parse(lg_opts_t *o, int argc, char **argv, bool *help_shown)
             if (!*optarg || strlen(optarg) > 3900)
                 return bad("--prompt", "expected 1..3900 bytes (the server takes 4000 with the suffix)", NULL);
             o->prompt = optarg;
+            break;
+        case OPT_SAME_PROMPT:
+            o->same_prompt = true;
+            break;
+        case OPT_SOURCE:
+            if (!*optarg || strlen(optarg) > 64)
+                return bad("--source", "expected page, webrtc or camera:ID", optarg);
+            o->source = optarg;
             break;
         case OPT_MAX_TOKENS:
             if (parse_long(optarg, 1, 4096, &v))

@@ -140,7 +140,10 @@ static void send_hello(lg_sess_t *s)
     lg_run_t *r = s->run;
     const lg_opts_t *o = r->o;
     char prompt[4096];
-    snprintf(prompt, sizeof(prompt), "%s [lg u%u s%u]", o->prompt, s->user, s->idx);
+    if (o->same_prompt)
+        snprintf(prompt, sizeof(prompt), "%s", o->prompt);
+    else
+        snprintf(prompt, sizeof(prompt), "%s [lg u%u s%u]", o->prompt, s->user, s->idx);
 
     /* fakevlm answers "... prompt=<first 8 hex digits of SHA-256(prompt)> ..." */
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -165,6 +168,8 @@ static void send_hello(lg_sess_t *s)
         json_object_set_new(set, "model", json_string(o->model));
     if (o->backend)
         json_object_set_new(set, "backend", json_string(o->backend));
+    if (o->source)
+        json_object_set_new(set, "source", json_string(o->source));
     json_t *hello = json_pack("{s:s, s:o}", "type", "hello", "settings", set);
     char *text = hello ? json_dumps(hello, JSON_COMPACT) : NULL;
     json_decref(hello);
