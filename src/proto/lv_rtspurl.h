@@ -79,12 +79,15 @@ int lv_rtspurl_parse(const char *url, size_t len, lv_camera_def_t *out, const ch
 /** Copy text into out[0..cap) with the camera's credentials removed:
  *   - the userinfo "user:pass@" (or "user@" right after "//") is deleted, so a URL in the text
  *     reads like url_clean;
- *   - every other occurrence of the password is replaced by "***".
+ *   - every other occurrence of the password is replaced by "***" (and once more in the result,
+ *     where a deleted userinfo brought its neighbours together: those become as many stars as
+ *     they had bytes, at most 3).
  * Both are matched whether each byte is written raw or percent-encoded (either hex case), so the
  * decoded, the as-written and a re-encoded form are all caught. A text that ends in the middle of
- * the password (3 bytes or more of it, or all of a shorter one) has that tail masked too. An
- * empty password is not searched for (a password of one byte masks every such byte: the price of
- * never showing it). text NULL reads as "".
+ * the password (with 3 bytes or more of it) has that tail masked too. An empty password is not
+ * searched for (a password of one byte masks every such byte: the price of never showing it; a
+ * password holding '*' may be spelled again by a "***" beside the text around it, which shows
+ * nothing the text did not). text NULL reads as "".
  * out is always NUL-terminated; a cut never splits a "***" or a UTF-8 sequence.
  * Returns 0; LV_ELIMIT when the result was cut to fit cap; LV_EINVAL when def or out is NULL or
  * cap is 0 (out, when usable, then holds ""). */
