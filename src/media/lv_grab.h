@@ -59,10 +59,12 @@ typedef struct {
     void *user;
 } lv_grab_opts_t;
 
-/** A grabber whose frames carry share keys (uid << 32) | seq; uid >= 1, unique per process run.
- * pipe: the pipeline the watchers' sessions live in (outlives the grabber). NULL on allocation
- * failure. */
+/** A grabber whose frames carry share keys (uid << 32) | seq. uid 0: the next number of a
+ * process-wide counter (loop thread only; never 0, never given twice), which is what cameras and
+ * WebRTC streams use so that their keys never meet; lv_grab_uid tells it. pipe: the pipeline the
+ * watchers' sessions live in (outlives the grabber). NULL on allocation failure. */
 lv_grab_t *lv_grab_new(uv_loop_t *loop, lv_pipeline_t *pipe, uint32_t uid, const lv_grab_opts_t *opts);
+uint32_t lv_grab_uid(const lv_grab_t *g);
 /** Detach every watcher and free the grabber once an encode in flight is done. Every pipeline
  * holding a sink from it must already be in the NULL state. NULL is ignored. */
 void lv_grab_close(lv_grab_t *g);
@@ -78,6 +80,8 @@ void lv_grab_sink_drop(lv_grab_t *g);
 int lv_grab_watch(lv_grab_t *g, lv_session_t *s);
 /** s stops watching g (its source detached); nothing when it did not watch. */
 void lv_grab_unwatch(lv_grab_t *g, lv_session_t *s);
+/** Every watcher stops watching (the owner is about to go). */
+void lv_grab_unwatch_all(lv_grab_t *g);
 /** Does s watch g? */
 bool lv_grab_watching(const lv_grab_t *g, const lv_session_t *s);
 /** How many sessions watch g. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lv_common.h"
+#include "lv_rtspurl.h"
 #include "lv_utf8.h"
 
 /* Ranges from docs/protocol.md, "Settings object". */
@@ -95,6 +96,7 @@ void lv_settings_defaults(lv_settings_t *s)
     s->jpeg_quality = JPEG_QUALITY_DEFAULT;
     s->stats_interval_ms = STATS_INTERVAL_MS_DEFAULT;
     s->debug = false;
+    copy_str(s->source, sizeof(s->source), "page", 4);
 }
 
 static int is_space(unsigned char c)
@@ -206,6 +208,20 @@ static const char *check_stats_interval(const json_t *v, lv_settings_t *s)
     return NULL;
 }
 
+/* Syntax only: a camera id's existence is the server's to check (it knows the cameras). */
+static const char *check_source(const json_t *v, lv_settings_t *s)
+{
+    if (!json_is_string(v))
+        return "must be a string";
+    const char *p = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (!(len == 4 && memcmp(p, "page", 4) == 0) && !(len == 6 && memcmp(p, "webrtc", 6) == 0) &&
+        !(len > 7 && memcmp(p, "camera:", 7) == 0 && lv_camera_id_valid(p + 7, len - 7)))
+        return "must be \"page\", \"webrtc\" or \"camera:<id>\" (id: 1..32 of a-z 0-9 _ -)";
+    copy_str(s->source, sizeof(s->source), p, len);
+    return NULL;
+}
+
 int lv_settings_apply_json(lv_settings_t *s, const json_t *obj, const char **bad_field, const char **why)
 {
     const char *field = NULL, *reason = NULL;
@@ -240,6 +256,7 @@ int lv_settings_apply_json(lv_settings_t *s, const json_t *obj, const char **bad
     FIELD("frame_max_side", check_int(v, FRAME_MAX_SIDE_MIN, FRAME_MAX_SIDE_MAX, &tmp.frame_max_side));
     FIELD("jpeg_quality", check_int(v, JPEG_QUALITY_MIN, JPEG_QUALITY_MAX, &tmp.jpeg_quality));
     FIELD("stats_interval_ms", check_stats_interval(v, &tmp));
+    FIELD("source", check_source(v, &tmp));
     if ((v = json_object_get(obj, "debug")) != NULL) {
         if (!json_is_boolean(v)) {
             field = "debug";
@@ -267,7 +284,7 @@ json_t *lv_settings_to_json(const lv_settings_t *s)
         return NULL;
     /* json_pack validates the strings as UTF-8; every field here already passed validation
      * (or is a default), so a NULL result means out of memory. */
-    return json_pack("{s:s, s:i, s:f, s:i, s:s, s:s, s:i, s:i, s:i, s:b}",
+    return json_pack("{s:s, s:i, s:f, s:i, s:s, s:s, s:i, s:i, s:i, s:b, s:s}",
                      "prompt", s->prompt,
                      "max_tokens", s->max_tokens,
                      "temperature", s->temperature,
@@ -277,5 +294,6 @@ json_t *lv_settings_to_json(const lv_settings_t *s)
                      "frame_max_side", s->frame_max_side,
                      "jpeg_quality", s->jpeg_quality,
                      "stats_interval_ms", s->stats_interval_ms,
-                     "debug", s->debug ? 1 : 0);
+                     "debug", s->debug ? 1 : 0,
+                     "source", s->source);
 }

@@ -13,6 +13,7 @@ typedef struct json_t json_t;
 #define LV_PROMPT_MAX 4000
 #define LV_MODEL_MAX 256
 #define LV_BACKEND_ID_MAX 64
+#define LV_SOURCE_MAX 48           /* "page", "webrtc" or "camera:<id>" (id at most 32 bytes) */
 
 typedef struct {
     char prompt[LV_PROMPT_MAX + 1];
@@ -25,6 +26,10 @@ typedef struct {
     int jpeg_quality;          /* 10..100 */
     int stats_interval_ms;     /* 0 or 250..60000 */
     bool debug;
+    /* where the session's frames come from: "page" (the page sends JPEGs on credits; default),
+     * "camera:<id>" (an admin-defined camera; whether it exists is the server's check) or
+     * "webrtc" (a video stream sent with POST /offer) */
+    char source[LV_SOURCE_MAX + 1];
 } lv_settings_t;
 
 /** Fill s with the built-in defaults (prompt = the "scene" preset, model = ""). */

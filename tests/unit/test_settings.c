@@ -59,6 +59,7 @@ static void test_defaults(void **state)
     assert_int_equal(s.jpeg_quality, 80);
     assert_int_equal(s.stats_interval_ms, 1000);
     assert_false(s.debug);
+    assert_string_equal(s.source, "page");
 }
 
 typedef struct {
@@ -96,6 +97,13 @@ static const case_t cases[] = {
 
     {"{\"debug\":true}", 1}, {"{\"debug\":false}", 1}, {"{\"debug\":0}", 0}, {"{\"debug\":1}", 0},
     {"{\"debug\":\"true\"}", 0}, {"{\"debug\":null}", 0},
+
+    {"{\"source\":\"page\"}", 1}, {"{\"source\":\"webrtc\"}", 1}, {"{\"source\":\"camera:lobby\"}", 1},
+    {"{\"source\":\"camera:a_b-9\"}", 1}, {"{\"source\":\"camera:abcdefghijklmnopqrstuvwxyz012345\"}", 1},
+    {"{\"source\":\"camera:abcdefghijklmnopqrstuvwxyz0123456\"}", 0}, {"{\"source\":\"camera:\"}", 0},
+    {"{\"source\":\"camera:Lobby\"}", 0}, {"{\"source\":\"camera:a/b\"}", 0}, {"{\"source\":\"Page\"}", 0},
+    {"{\"source\":\"rtsp://cam/x\"}", 0}, {"{\"source\":\"camera:x\\u0001\"}", 0}, {"{\"source\":1}", 0},
+    {"{\"source\":null}", 0}, {"{\"source\":\"\"}", 0},
 
     {"{\"prompt\":\"a\"}", 1}, {"{\"prompt\":\"\"}", 0}, {"{\"prompt\":\"  \\n\\t \"}", 0},
     {"{\"prompt\":\"caf\\u00e9 \\ud83d\\ude00?\"}", 1}, {"{\"prompt\":42}", 0},
@@ -271,12 +279,14 @@ static void test_json_roundtrip(void **state)
     assert_int_equal(apply_text(&a,
                                 "{\"prompt\":\"p \\u00fc\",\"max_tokens\":7,\"temperature\":0.25,"
                                 "\"interval_ms\":2500,\"backend\":\"x\",\"model\":\"y\",\"frame_max_side\":1024,"
-                                "\"jpeg_quality\":55,\"stats_interval_ms\":250,\"debug\":true}",
+                                "\"jpeg_quality\":55,\"stats_interval_ms\":250,\"debug\":true,"
+                                "\"source\":\"camera:lobby\"}",
                                 &field),
                      0);
     json_t *j = lv_settings_to_json(&a);
     assert_non_null(j);
-    assert_int_equal(json_object_size(j), 10);
+    assert_int_equal(json_object_size(j), 11);
+    assert_string_equal(json_string_value(json_object_get(j, "source")), "camera:lobby");
     assert_true(json_is_real(json_object_get(j, "temperature")));
     assert_true(json_is_integer(json_object_get(j, "max_tokens")));
     assert_true(json_is_true(json_object_get(j, "debug")));
