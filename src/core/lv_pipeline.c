@@ -22,6 +22,10 @@ int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, lv_dis
 {
     if (lv_hmap_init(&p->waiting, 0) != 0)
         return LV_EIO;
+    if (lv_hmap_init(&p->coalesce, 0) != 0) { /* bounded by the jobs in flight */
+        lv_hmap_free(&p->waiting);
+        return LV_EIO;
+    }
     p->reg = reg;
     p->drr = drr;
     p->dispatch = dispatch;
@@ -50,8 +54,11 @@ void lv_pipeline_free(lv_pipeline_t *p)
         free(LV_CONTAINER_OF(n, waiting_t, node));
     }
     lv_hmap_free(&p->waiting);
-    if (p->spare)
+    lv_hmap_free(&p->coalesce); /* empty: every job was freed at shutdown */
+    if (p->spare) {
         lv_buf_free(&p->spare->delta);
+        lv_buf_free(&p->spare->so_far);
+    }
     free(p->spare);
     p->spare = NULL;
 }
@@ -340,8 +347,113 @@ void lv_pipeline_stop(lv_pipeline_t *p, lv_session_t *s, uint64_t now_ms)
 
 /* ---------- jobs: a frame's turn, the dispatcher's events, the answer ---------- */
 
+/* Streamed text a job buffers (deltas not yet sent; a lead's text so far for late followers). */
+#define JOB_TEXT_MAX 65536
+
+/* Every follower of a lead (lv_port_dispatch.h): the walk survives the current one being freed. */
+#define FOR_EACH_FOLLOWER(lead, fj, body)                                                          \
+    do {                                                                                           \
+        lv_queue_t *fn_, *fnext_;                                                                  \
+        for (fn_ = (lead)->followers.next; fn_ != &(lead)->followers; fn_ = fnext_) {              \
+            fnext_ = fn_->next;                                                                    \
+            lv_job_t *fj = LV_CONTAINER_OF(fn_, lv_job_t, follow_link);                            \
+            body;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
+/* The settings a request is made of: what lv_pipeline_supersedes compares, plus how the frame may
+ * be shaped and whether the exchange is recorded for the debug view. Sessions that agree on all of
+ * them, about the same picture, would send the backend the very same request. */
+static bool same_request(const lv_settings_t *a, const lv_settings_t *b)
+{
+    return strcmp(a->prompt, b->prompt) == 0 && strcmp(a->model, b->model) == 0 &&
+           strcmp(a->backend, b->backend) == 0 && a->max_tokens == b->max_tokens &&
+           a->temperature == b->temperature && a->frame_max_side == b->frame_max_side &&
+           a->jpeg_quality == b->jpeg_quality && a->debug == b->debug;
+}
+
+/* The coalesce table's key: the picture's share_key, then the table's keyed hash of the request
+ * settings. Equal requests get equal keys; two different ones that collide are told apart by
+ * same_request on lookup (the second just gets no followers). */
+static void coalesce_key(const lv_pipeline_t *p, uint64_t share_key, const lv_settings_t *st, unsigned char key[16])
+{
+    char buf[LV_PROMPT_MAX + LV_MODEL_MAX + LV_BACKEND_ID_MAX + 128];
+    /* the strings keep their NULs, so no two field splits read alike; + 0.0 makes -0 read as 0 */
+    int n = snprintf(buf, sizeof(buf), "%s%c%s%c%s%c%d %.17g %d %d %d", st->prompt, 0, st->model, 0, st->backend, 0,
+                     st->max_tokens, st->temperature + 0.0, st->frame_max_side, st->jpeg_quality, st->debug ? 1 : 0);
+    size_t len = n < 0 ? 0 : LV_MIN((size_t)n, sizeof(buf) - 1);
+    uint64_t h = lv_hmap_hash(&p->coalesce, buf, len);
+    memcpy(key, &share_key, 8);
+    memcpy(key + 8, &h, 8);
+}
+
+/* The running job that asks st's question about f's picture and takes followers, or NULL. */
+static lv_job_t *coalesce_find(const lv_pipeline_t *p, const lv_frame_t *f, const lv_settings_t *st)
+{
+    if (!f || !f->share_key || lv_hmap_count(&p->coalesce) == 0)
+        return NULL;
+    unsigned char key[16];
+    coalesce_key(p, f->share_key, st, key);
+    lv_hmap_node_t *n = lv_hmap_find(&p->coalesce, key, sizeof(key));
+    if (!n)
+        return NULL;
+    lv_job_t *lead = LV_CONTAINER_OF(n, lv_job_t, coalesce_node);
+    return same_request(&lead->settings, st) ? lead : NULL;
+}
+
+/* A job just dispatched for a shared picture takes followers from now on. */
+static void coalesce_open(lv_pipeline_t *p, lv_job_t *job)
+{
+    if (!job->frame->share_key)
+        return;
+    coalesce_key(p, job->frame->share_key, &job->settings, job->coalesce_key);
+    if (lv_hmap_insert(&p->coalesce, &job->coalesce_node, job->coalesce_key, sizeof(job->coalesce_key)) == 0)
+        job->in_table = true;
+}
+
+/* No more followers: the answer is over, back in line, or too long to repeat to a late one. */
+static void coalesce_close(lv_pipeline_t *p, lv_job_t *job)
+{
+    if (!job->in_table)
+        return;
+    lv_hmap_remove(&p->coalesce, &job->coalesce_node);
+    job->in_table = false;
+    lv_buf_reset(&job->so_far);
+}
+
+/* A follower lets go of its lead: its job is freed (its session has none), nothing is told. */
+static void follower_free(lv_pipeline_t *p, lv_job_t *fj)
+{
+    (void)p;
+    lv_queue_remove(&fj->follow_link);
+    fj->lead->n_followers--;
+    if (fj->session)
+        fj->session->job = NULL;
+    lv_buf_free(&fj->delta);
+    lv_buf_free(&fj->so_far);
+    lv_frame_unref(fj->frame);
+    free(fj);
+}
+
+/* A follower stops following; its frame goes back in line (unless a newer one waits, or the
+ * session stopped), as a lead's does when its job is taken back. */
+static void follower_requeue(lv_pipeline_t *p, lv_job_t *fj)
+{
+    lv_session_t *s = fj->session;
+    if (!s->pending && s->rec.started) {
+        lv_session_mailbox_put(s, fj->frame);
+        fj->frame = NULL;
+    }
+    follower_free(p, fj);
+    lv_pipeline_ready(p, s);
+    kick(p);
+}
+
 static void job_free(lv_pipeline_t *p, lv_job_t *job)
 {
+    coalesce_close(p, job);
+    while (!lv_queue_empty(&job->followers)) /* nothing more reaches them (shutdown) */
+        follower_free(p, LV_CONTAINER_OF(lv_queue_head(&job->followers), lv_job_t, follow_link));
     if (job->user[0]) /* its slot is free: the principal's share counts one job less */
         lv_drr_job_done(p->drr, job->user, now_us(p), job->linger_us);
     if (job->session)
@@ -349,6 +461,7 @@ static void job_free(lv_pipeline_t *p, lv_job_t *job)
     lv_queue_remove(&job->link);
     p->n_jobs--;
     lv_buf_free(&job->delta);
+    lv_buf_free(&job->so_far);
     lv_frame_unref(job->frame);
     free(job);
 }
@@ -360,11 +473,44 @@ static void job_abort(lv_pipeline_t *p, lv_job_t *job)
     job_free(p, job);
 }
 
+/* The lead's session lets go of a job others follow: the oldest follower takes it over, and the
+ * request goes on untouched. The dispatcher holds the job's address, so the follower's view of the
+ * answer (its answer id, its numbers, the text it has not been sent yet) moves into the job and its
+ * own job struct goes; the frame, the request settings (equal by construction), the backend, the
+ * dispatch time and the principal that pays for the slot (job->user) stay. The old lead's session
+ * no longer has a job and hears nothing more of this one. */
+static void job_hand_over(lv_pipeline_t *p, lv_job_t *job)
+{
+    lv_job_t *heir = LV_CONTAINER_OF(lv_queue_head(&job->followers), lv_job_t, follow_link);
+    if (job->session)
+        job->session->job = NULL;
+    job->answer_id = heir->answer_id;
+    job->settings = heir->settings;
+    job->queue_wait_ms = heir->queue_wait_ms;
+    job->frame_age_ms = heir->frame_age_ms;
+    job->session = heir->session;
+    job->frame_recv_us = heir->frame_recv_us;
+    lv_buf_t unsent = job->delta; /* the old lead's unsent text goes with the heir's struct */
+    job->delta = heir->delta;
+    heir->delta = unsent;
+    job->delta_since_ms = heir->delta_since_ms;
+    job->first_delta_sent = heir->first_delta_sent;
+    job->settings_stale = heir->settings_stale;
+    job->session->job = job;
+    heir->session = NULL;
+    follower_free(p, heir);
+    LV_DEBUG("session %.8s takes over answer %llu (%zu more follow it)", job->session->rec.id,
+             (unsigned long long)job->answer_id, job->n_followers);
+}
+
 /* The job ends without an answer and its frame goes back in line (unless a newer one already
- * waits, or the session stopped): the session is queued again at once. */
+ * waits, or the session stopped): the session is queued again at once. Its followers' frames go
+ * back in line too: they meet again at their turns (one leads, the others follow). */
 static void job_requeue(lv_pipeline_t *p, lv_job_t *job)
 {
     lv_session_t *s = job->session;
+    coalesce_close(p, job);
+    FOR_EACH_FOLLOWER(job, fj, follower_requeue(p, fj));
     if (!s->pending && s->rec.started) {
         lv_session_mailbox_put(s, job->frame);
         job->frame = NULL;
@@ -384,23 +530,60 @@ static void flush_delta(lv_pipeline_t *p, lv_job_t *job)
     job->delta_since_ms = 0;
 }
 
+static void flush_due(lv_pipeline_t *p, lv_job_t *job, uint64_t now_ms)
+{
+    if (job->delta_since_ms && now_ms - job->delta_since_ms >= LV_PIPELINE_DELTA_COALESCE_MS)
+        flush_delta(p, job);
+}
+
 static void flush_due_deltas(lv_pipeline_t *p, uint64_t now_ms)
 {
     lv_queue_t *n;
     LV_QUEUE_FOREACH(n, &p->jobs)
     {
         lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
-        if (job->delta_since_ms && now_ms - job->delta_since_ms >= LV_PIPELINE_DELTA_COALESCE_MS)
-            flush_delta(p, job);
+        flush_due(p, job, now_ms);
+        FOR_EACH_FOLLOWER(job, fj, flush_due(p, fj, now_ms));
     }
+}
+
+/* More text for one session's view of an answer (a lead's or a follower's): the first piece goes
+ * out at once (time to first token is what people notice), later ones are coalesced. Returns true
+ * for the first piece. */
+static bool view_delta(lv_pipeline_t *p, lv_job_t *job, const char *text, size_t len)
+{
+    if (lv_buf_append(&job->delta, text, len) != 0) {
+        flush_delta(p, job); /* over the cap: send what we have, then this piece alone */
+        lv_buf_append(&job->delta, text, len);
+    }
+    if (!job->first_delta_sent) {
+        job->first_delta_sent = true;
+        flush_delta(p, job);
+        return true;
+    }
+    if (!job->delta_since_ms)
+        job->delta_since_ms = now_us(p) / 1000u;
+    return false;
+}
+
+static void view_start(lv_job_t *job)
+{
+    lv_session_t *s = job->session;
+    FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->answer_start) v->ops->answer_start(v, s, job));
 }
 
 static void ev_started(lv_dispatch_t *d, lv_job_t *job)
 {
-    lv_session_t *s = job->session;
     job->started = true;
-    if (s)
-        FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->answer_start) v->ops->answer_start(v, s, job));
+    if (job->session)
+        view_start(job);
+    FOR_EACH_FOLLOWER(job, fj, {
+        /* they joined before the request went out: their answer starts now */
+        fj->started = true;
+        snprintf(fj->backend_id, sizeof(fj->backend_id), "%s", job->backend_id);
+        snprintf(fj->model, sizeof(fj->model), "%s", job->model);
+        view_start(fj);
+    });
 }
 
 static void ev_delta(lv_dispatch_t *d, lv_job_t *job, const char *text, size_t len)
@@ -408,35 +591,20 @@ static void ev_delta(lv_dispatch_t *d, lv_job_t *job, const char *text, size_t l
     lv_pipeline_t *p = d->events_ud;
     if (!job->session)
         return;
-    if (lv_buf_append(&job->delta, text, len) != 0) {
-        flush_delta(p, job); /* over the cap: send what we have, then this piece alone */
-        lv_buf_append(&job->delta, text, len);
-    }
-    if (!job->first_delta_sent) {
-        /* the first token goes out at once: time to first token is what people notice */
-        job->first_delta_sent = true;
-        flush_delta(p, job);
-        /* a request past its first token may be the evidence that lets a full window grow */
-        if ((lv_drr_queued(p->drr) || p->demand) && d->ops->grow && d->ops->grow(d, job) > 0)
-            kick(p);
-    } else if (!job->delta_since_ms) {
-        job->delta_since_ms = now_us(p) / 1000u;
-    }
+    if (job->in_table && lv_buf_append(&job->so_far, text, len) != 0)
+        coalesce_close(p, job); /* past the cap a late follower could not be told the text so far */
+    bool first = view_delta(p, job, text, len);
+    FOR_EACH_FOLLOWER(job, fj, view_delta(p, fj, text, len));
+    /* a request past its first token may be the evidence that lets a full window grow */
+    if (first && (lv_drr_queued(p->drr) || p->demand) && d->ops->grow && d->ops->grow(d, job) > 0)
+        kick(p);
 }
 
-static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t *r)
+/* One session's end of the answer (a lead's view or a follower's): the rest of its deltas, then
+ * its metrics, history and the answer, or the error. */
+static void view_done(lv_pipeline_t *p, lv_job_t *job, const lv_dispatch_result_t *r)
 {
-    lv_pipeline_t *p = d->events_ud;
     lv_session_t *s = job->session;
-    job->impl = NULL;
-    if (!s) {
-        job_free(p, job);
-        return;
-    }
-    if (r->requeue) {
-        job_requeue(p, job);
-        return;
-    }
     flush_delta(p, job); /* every delta precedes the final answer */
     uint64_t t0 = now_us(p);
     if (r->rc == 0) {
@@ -454,11 +622,40 @@ static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t 
         const char *code = r->error_code ? r->error_code : "backend_error";
         char msg[512];
         snprintf(msg, sizeof(msg), "%s: %s", job->backend_id, r->error_message ? r->error_message : lv_strerror(r->rc));
-        LV_INFO("session %.8s: %s %s", s->rec.id, code, msg);
         lv_pipeline_error(p, s, code, msg, job->answer_id);
         if (p->hooks.failed)
             p->hooks.failed(p->hooks.ud, code);
     }
+}
+
+static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t *r)
+{
+    lv_pipeline_t *p = d->events_ud;
+    lv_session_t *s = job->session;
+    job->impl = NULL;
+    if (!s) {
+        job_free(p, job);
+        return;
+    }
+    if (r->requeue) {
+        job_requeue(p, job);
+        return;
+    }
+    coalesce_close(p, job); /* nobody joins an answer that is over */
+    if (r->rc != 0)
+        LV_INFO("session %.8s%s: %s %s: %s", s->rec.id, job->n_followers ? " and its followers" : "",
+                r->error_code ? r->error_code : "backend_error", job->backend_id,
+                r->error_message ? r->error_message : lv_strerror(r->rc));
+    view_done(p, job, r);
+    /* each follower hears the same end once, under its own answer id, then may go again */
+    FOR_EACH_FOLLOWER(job, fj, {
+        lv_session_t *fs = fj->session;
+        snprintf(fj->backend_id, sizeof(fj->backend_id), "%s", job->backend_id); /* a retry moves it */
+        snprintf(fj->model, sizeof(fj->model), "%s", job->model);
+        view_done(p, fj, r);
+        follower_free(p, fj);
+        lv_pipeline_ready(p, fs);
+    });
     job_free(p, job);
     /* the slot this job held is free, and this session may have a frame waiting */
     lv_pipeline_ready(p, s);
@@ -476,8 +673,10 @@ static lv_job_t *job_get(lv_pipeline_t *p)
         return job;
     }
     job = malloc(sizeof(*job));
-    if (job)
-        lv_buf_init(&job->delta, 65536);
+    if (job) {
+        lv_buf_init(&job->delta, JOB_TEXT_MAX);
+        lv_buf_init(&job->so_far, JOB_TEXT_MAX);
+    }
     return job;
 }
 
@@ -487,10 +686,67 @@ static void job_put_spare(lv_pipeline_t *p, lv_job_t *job)
     job->frame = NULL;
     if (p->spare) {
         lv_buf_free(&job->delta);
+        lv_buf_free(&job->so_far);
         free(job);
         return;
     }
     p->spare = job;
+}
+
+/* A fresh job for s's waiting frame (left in the mailbox): everything zero but its buffers (a
+ * spare's are kept, capped and empty) and the view of s's answer. */
+static void job_setup(lv_job_t *job, lv_session_t *s, uint64_t t0)
+{
+    lv_buf_t delta = job->delta, so_far = job->so_far;
+    memset(job, 0, sizeof(*job));
+    job->delta = delta;
+    job->so_far = so_far;
+    lv_buf_reset(&job->delta);
+    lv_buf_reset(&job->so_far);
+    lv_queue_init(&job->link);
+    lv_queue_init(&job->followers);
+    lv_queue_init(&job->follow_link);
+    lv_frame_t *f = s->pending;
+    job->frame = lv_frame_ref(f);
+    job->settings = s->rec.settings;
+    job->answer_id = s->answer_seq + 1;
+    job->session = s;
+    job->frame_recv_us = f->recv_us;
+    job->dispatch_us = t0;
+    job->queue_wait_ms = (double)(t0 - f->recv_us) / 1000.0;
+    job->frame_age_ms = job->queue_wait_ms + f->capture_age_ms;
+}
+
+/* s's waiting frame asks what `lead` is asking about the same picture: s follows it instead of
+ * making a request (the frame leaves the mailbox, s has a job that no dispatcher sees). It hears
+ * answer_start now if the request went out already, with the text so far as its first delta,
+ * else when it goes out. Its principal pays nothing: no turn, no slot. false without memory (s
+ * then makes its own request). The caller has taken s out of the fair queue. */
+static bool follow(lv_pipeline_t *p, lv_session_t *s, lv_job_t *lead)
+{
+    uint64_t t0 = now_us(p);
+    lv_job_t *fj = job_get(p);
+    if (!fj)
+        return false;
+    job_setup(fj, s, t0);
+    fj->lead = lead;
+    fj->started = lead->started;
+    snprintf(fj->backend_id, sizeof(fj->backend_id), "%s", lead->backend_id);
+    snprintf(fj->model, sizeof(fj->model), "%s", lead->model);
+    lv_queue_insert_tail(&lead->followers, &fj->follow_link);
+    lead->n_followers++;
+    s->answer_seq = fj->answer_id;
+    s->job = fj;
+    lv_frame_unref(lv_session_mailbox_take(s)); /* the follower holds its own reference */
+    if (p->hooks.coalesced)
+        p->hooks.coalesced(p->hooks.ud, fj);
+    if (lead->started) {
+        view_start(fj);
+        if (lead->so_far.len)
+            view_delta(p, fj, lead->so_far.data, lead->so_far.len);
+    }
+    fj->gateway_us = now_us(p) - t0;
+    return true;
 }
 
 /* The frame leaves the mailbox and the session the queue without a job. */
@@ -512,23 +768,17 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     uint64_t t0 = now_us(p);
     if (lv_pipeline_detached_too_long(p, s, t0 / 1000u))
         return drop_turn(p, s);
+    /* the same question about the same picture is being asked already: listen in, at no cost to
+     * s's principal (the node leaves the queue without using its turn) */
+    lv_job_t *lead = coalesce_find(p, s->pending, &s->rec.settings);
+    if (lead && follow(p, s, lead)) {
+        left_queue(p, s);
+        return LV_DRR_DROP;
+    }
     lv_job_t *job = job_get(p);
     if (!job)
         return drop_turn(p, s);
-    lv_buf_t delta = job->delta; /* a spare's buffer is kept (capped, empty) */
-    memset(job, 0, sizeof(*job));
-    job->delta = delta;
-    lv_buf_reset(&job->delta);
-    lv_frame_t *f = s->pending;
-    job->frame = lv_frame_ref(f);
-    job->settings = s->rec.settings;
-    job->answer_id = s->answer_seq + 1;
-    job->session = s;
-    job->frame_recv_us = f->recv_us;
-    job->dispatch_us = t0;
-    job->queue_wait_ms = (double)(t0 - f->recv_us) / 1000.0;
-    job->frame_age_ms = job->queue_wait_ms + f->capture_age_ms;
-    lv_queue_init(&job->link);
+    job_setup(job, s, t0);
     char why[1024];
     why[0] = '\0';
     s->job = job; /* for viewers that look at the session from inside `started` */
@@ -552,12 +802,14 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     lv_queue_insert_tail(&p->jobs, &job->link);
     p->n_jobs++;
     left_queue(p, s);
+    coalesce_open(p, job);
     if (p->hooks.dispatched)
         p->hooks.dispatched(p->hooks.ud, job->queue_wait_ms, job->frame_age_ms);
     /* the job counts against its principal's share of the slots in flight until it ends; the
      * principal keeps competing a little after that, for about one frame interval: long enough for
      * the source's next frame to come back (so one between two frames keeps its slot against one
-     * who borrows), never long when the interval is */
+     * who borrows), never long when the interval is. Followers add nothing: the lead's principal
+     * pays for the slot, even after a hand-over, until the request ends */
     snprintf(job->user, sizeof(job->user), "%s", s->rec.principal);
     uint64_t interval_us = (uint64_t)s->rec.settings.interval_ms * 1000u;
     job->linger_us = LV_MIN(interval_us + 500000u, (uint64_t)5000000u);
@@ -572,7 +824,8 @@ static void on_stale(lv_drr_node_t *node, void *ud)
 }
 
 /* Cancel the answer in progress, tell the viewers (`answer_cancelled` with the reason) and put
- * the frame back in line (unless a newer one waits): the session's next answer follows as usual. */
+ * the frame back in line (unless a newer one waits): the session's next answer follows as usual.
+ * Only for a job nobody follows. */
 static void job_take_back(lv_pipeline_t *p, lv_job_t *job, const char *reason)
 {
     lv_session_t *s = job->session;
@@ -587,13 +840,30 @@ static void job_take_back(lv_pipeline_t *p, lv_job_t *job, const char *reason)
     job_requeue(p, job);
 }
 
+/* The lead's session wants another answer (its settings changed) while others follow the request:
+ * to it this is job_take_back (answer_cancelled, its frame waits again and is asked anew), but the
+ * request goes on for the followers, the oldest of which takes it over: nothing is cancelled at
+ * the backend. */
+static void lead_steps_back(lv_pipeline_t *p, lv_job_t *job, const char *reason)
+{
+    lv_session_t *s = job->session;
+    lv_buf_reset(&job->delta);
+    job->delta_since_ms = 0;
+    lv_pipeline_answer_cancelled(p, s, job->answer_id, reason);
+    if (!s->pending && s->rec.started)
+        lv_session_mailbox_put(s, lv_frame_ref(job->frame));
+    job_hand_over(p, job);
+    lv_pipeline_ready(p, s);
+    kick(p);
+}
+
 /* A principal below its share waits and no slot is free: principals over their share hold them
  * (they borrowed idle slots while nobody else waited). Take back the oldest request of such a
  * principal that has produced nothing for LV_PIPELINE_PREEMPT_FLOOR_FACTOR x its backend's
  * no-queue time to first token (at least LV_PIPELINE_PREEMPT_MIN_MS): it is hung or queued inside
  * the backend, so little is lost, and its frame waits behind its principal's share. Only a slot
  * the waiting session could use; never a request that is streaming (those end, and growth on
- * demand makes room meanwhile). One per call. */
+ * demand makes room meanwhile), nor one other sessions follow (it answers several). One per call. */
 static bool preempt_for_starved(lv_pipeline_t *p)
 {
     lv_drr_node_t *node = lv_drr_starved(p->drr);
@@ -607,7 +877,7 @@ static bool preempt_for_starved(lv_pipeline_t *p)
     LV_QUEUE_FOREACH(n, &p->jobs)
     {
         lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
-        if (!job->session || !job->started || job->first_delta_sent)
+        if (!job->session || !job->started || job->first_delta_sent || job->n_followers)
             continue;
         if (victim && job->dispatch_us >= victim->dispatch_us)
             continue;
@@ -629,30 +899,60 @@ static bool preempt_for_starved(lv_pipeline_t *p)
     return true;
 }
 
+/* Followers that let go: one detached for detached_cancel_ms stops following (its waiting frame
+ * goes, as a lead's would), one whose request settings changed hears answer_cancelled and its
+ * frame waits again for an answer to its new question. Neither touches the request. */
+static void review_followers(lv_pipeline_t *p, lv_job_t *job, uint64_t now_ms)
+{
+    FOR_EACH_FOLLOWER(job, fj, {
+        lv_session_t *fs = fj->session;
+        if (lv_pipeline_detached_too_long(p, fs, now_ms)) {
+            lv_pipeline_unready(p, fs);
+            lv_frame_unref(lv_session_mailbox_take(fs));
+            follower_free(p, fj);
+        } else if (fj->settings_stale) {
+            lv_pipeline_answer_cancelled(p, fs, fj->answer_id, "settings_changed");
+            follower_requeue(p, fj);
+        }
+    });
+}
+
 /* Jobs nobody waits for any more: the session has had no viewer and no source for
  * detached_cancel_ms (its waiting frame goes too), or its request settings changed (taken back once
  * LV_PIPELINE_SUPERSEDE_MIN_MS after it started). A job not yet started (its frame is being
- * shaped) is looked at once it is. */
+ * shaped) is looked at once it is. A job others follow is not cancelled for its lead's session:
+ * it is handed over to a follower. */
 static void review_jobs(lv_pipeline_t *p, uint64_t now_ms)
 {
     lv_queue_t *n, *next;
     uint64_t now = now_us(p);
     for (n = p->jobs.next; n != &p->jobs; n = next) {
-        next = n->next; /* neither path frees another job */
+        next = n->next; /* no path frees another job */
         lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
         lv_session_t *s = job->session;
+        if (job->n_followers)
+            review_followers(p, job, now_ms);
         if (!s || !job->started)
             continue;
         if (lv_pipeline_detached_too_long(p, s, now_ms)) {
-            LV_INFO("session %.8s: nobody attached for %d ms, its backend request is cancelled", s->rec.id,
-                    p->detached_cancel_ms);
             lv_pipeline_unready(p, s);
             lv_frame_unref(lv_session_mailbox_take(s));
+            if (job->n_followers) {
+                LV_INFO("session %.8s: nobody attached for %d ms; its request goes on for the %zu sessions following it",
+                        s->rec.id, p->detached_cancel_ms, job->n_followers);
+                job_hand_over(p, job);
+                continue;
+            }
+            LV_INFO("session %.8s: nobody attached for %d ms, its backend request is cancelled", s->rec.id,
+                    p->detached_cancel_ms);
             if (p->hooks.cancelled)
                 p->hooks.cancelled(p->hooks.ud, "detached");
             job_abort(p, job);
         } else if (job->settings_stale && now - job->dispatch_us >= (uint64_t)LV_PIPELINE_SUPERSEDE_MIN_MS * 1000u) {
-            job_take_back(p, job, "settings_changed");
+            if (job->n_followers)
+                lead_steps_back(p, job, "settings_changed");
+            else
+                job_take_back(p, job, "settings_changed");
         }
     }
     if (preempt_for_starved(p))
@@ -685,10 +985,17 @@ size_t lv_pipeline_run(lv_pipeline_t *p)
 bool lv_pipeline_put_frame(lv_pipeline_t *p, lv_session_t *s, lv_frame_t *f)
 {
     bool replaced = lv_session_mailbox_put(s, f) != 0;
-    if (!s->job) {
-        lv_pipeline_ready(p, s);
-        kick(p);
+    if (s->job)
+        return replaced; /* it waits in the mailbox and is queued when the job ends */
+    /* a running job asks the same about this picture: follow it now, no turn needed */
+    lv_job_t *lead = s->rec.started ? coalesce_find(p, s->pending, &s->rec.settings) : NULL;
+    if (lead && !lv_pipeline_detached_too_long(p, s, now_us(p) / 1000u)) {
+        lv_pipeline_unready(p, s); /* an older frame of s was in line */
+        if (follow(p, s, lead))
+            return replaced;
     }
+    lv_pipeline_ready(p, s);
+    kick(p);
     return replaced;
 }
 
@@ -708,15 +1015,22 @@ void lv_pipeline_settings_changed(lv_pipeline_t *p, lv_session_t *s, const lv_se
 {
     (void)p;
     if (lv_pipeline_supersedes(s, next))
-        s->job->settings_stale = true;
+        s->job->settings_stale = true; /* a lead's or a follower's: the review acts on it */
 }
 
 void lv_pipeline_release(lv_pipeline_t *p, lv_session_t *s)
 {
     lv_pipeline_unready(p, s);
     lv_pipeline_credit_clear(p, s);
-    if (s->job)
-        job_abort(p, s->job);
+    lv_job_t *job = s->job;
+    if (!job)
+        return;
+    if (job->lead)
+        follower_free(p, job); /* it just stops hearing the answer */
+    else if (job->n_followers)
+        job_hand_over(p, job); /* others still want it: no cancel at the backend */
+    else
+        job_abort(p, job);
 }
 
 void lv_pipeline_shutdown(lv_pipeline_t *p)

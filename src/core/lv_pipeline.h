@@ -8,6 +8,22 @@
  * requeue, preemption of over-share requests for a starved principal, cancelling work nobody
  * waits for (detached sessions, superseded settings), start/stop, attach/detach.
  *
+ * Identical work done once (docs/internals/coalescing.md): a frame with a nonzero share_key (one
+ * camera sample handed to every session watching it) whose session asks the same question (the
+ * request settings: prompt, model, backend, max_tokens, temperature, frame_max_side, jpeg_quality,
+ * debug) as a job already running for that key does not get a request of its own: the session
+ * follows that job (at put_frame when the job runs already, else when its turn comes). A follower
+ * hears the whole answer on its own viewers under its own answer id: answer_start, the text so far
+ * in its first delta, later deltas coalesced, the answer, its history entry, or the error. Who
+ * pays: the fair queue counts the slot against the principal whose turn dispatched the request
+ * (the lead's), for as long as the request runs, even after a hand-over; a follower's principal
+ * pays nothing (no turn, no slot, nothing waiting). When the lead's session lets go (released,
+ * detached too long, superseded by a settings change) while followers remain, the request is not
+ * cancelled: the oldest follower takes the job over. A follower that lets go (released, detached
+ * too long, settings changed) just stops hearing it; stop lets its answer finish, like a lead's. A
+ * backend retry's requeue sends every participant's frame back in line (they meet again at their
+ * turns). Frames with share_key 0 never coalesce.
+ *
  * The host drives it on the loop thread: lv_pipeline_tick every ~20 ms with its monotonic `now`
  * (credits, coalesced deltas, and every 100 ms the review of running jobs), lv_pipeline_run when
  * hooks.kick asks for it (on the next loop turn, never from inside the kick), lv_pipeline_put_frame
@@ -71,8 +87,11 @@ typedef struct {
                      uint64_t gateway_us);
     /** A job ended in an error (its code). */
     void (*failed)(void *ud, const char *code);
-    /** A job was taken back ("detached", "settings_changed", "preempted"). */
+    /** A job was taken back at the backend ("detached", "settings_changed", "preempted"). */
     void (*cancelled)(void *ud, const char *reason);
+    /** A session's frame joined a job already asking the same question about the same picture
+     * (follower, the follower's own job): once per follower attached. */
+    void (*coalesced)(void *ud, const lv_job_t *follower);
 } lv_pipeline_hooks_t;
 
 typedef struct lv_pipeline {
@@ -90,6 +109,8 @@ typedef struct lv_pipeline {
     size_t credits_outstanding;  /* credits sent and not yet answered by a frame */
     lv_hmap_t waiting;           /* principal -> frames queued + credits outstanding (entries
                                   * only while non-zero) */
+    lv_hmap_t coalesce;          /* share_key + request settings hash -> the running job that
+                                  * takes followers (lv_job_t.coalesce_node) */
     int max_frame_age_ms;        /* > 0: a waiting frame older than this when its turn comes is
                                   * dropped; 0: two intervals, at least 2 s (set after init) */
     int detached_cancel_ms;      /* a session with no viewer and no source this long gets no more
@@ -114,7 +135,8 @@ void lv_pipeline_credit_clear(lv_pipeline_t *p, lv_session_t *s);
 
 /** A checked frame for started session s (f: the caller's reference, taken). It waits in the
  * mailbox (a waiting one is replaced: returns true) and the session joins the fair queue unless
- * its job is still running (it joins when the job ends). */
+ * its job is still running (it joins when the job ends). A frame with a share_key for which a job
+ * asking s's question runs makes s a follower of that job at once (nothing queued). */
 bool lv_pipeline_put_frame(lv_pipeline_t *p, lv_session_t *s, lv_frame_t *f);
 /** A source's answer to credit_id (lv_port_source.h), on a loop turn after request_frame: when
  * credit_id is still s's outstanding credit, the credit is cleared and, s being started, the frame
@@ -129,7 +151,8 @@ size_t lv_pipeline_run(lv_pipeline_t *p);
  * superseded (taken back once it has run LV_PIPELINE_SUPERSEDE_MIN_MS, and sent again). */
 void lv_pipeline_settings_changed(lv_pipeline_t *p, lv_session_t *s, const lv_settings_t *next);
 /** The registry is about to free s (expired, evicted): out of the queue, credit dropped, job
- * cancelled. */
+ * cancelled; nothing more reaches s. A job other sessions follow goes on for them (the oldest
+ * follower takes it over); a follower just leaves its job. */
 void lv_pipeline_release(lv_pipeline_t *p, lv_session_t *s);
 
 /** Periodic work (every ~20 ms): deltas due (coalesced) go to the viewers, running jobs are

@@ -16,7 +16,10 @@
  *     frame being shaped on a thread cannot be taken back), but never touches the job again.
  *   - The dispatcher takes its own reference to the frame if it keeps it (lv_frame_ref).
  *   - Everything runs on the loop thread. Pointers passed to events (text, result) are borrowed
- *     for the call only. An event handler may cancel other jobs, never its own. */
+ *     for the call only. An event handler may cancel other jobs, never its own.
+ *   - A dispatcher only ever sees leads: the pipeline fans one job's events out to the sessions
+ *     that share it (its followers), and may move the job to another session while it runs (the
+ *     request settings, frame and address of the job stay the same). */
 #ifndef LV_PORT_DISPATCH_H
 #define LV_PORT_DISPATCH_H
 
@@ -25,6 +28,7 @@
 #include <stdint.h>
 
 #include "lv_buf.h"
+#include "lv_hmap.h"
 #include "lv_queue.h"
 #include "lv_settings.h"
 
@@ -58,6 +62,20 @@ typedef struct lv_job {
     bool settings_stale;           /* the session's request settings changed while it ran */
     char user[64];                 /* the fair queue's key it was dispatched under */
     uint64_t linger_us;            /* how long its user keeps competing after it ends */
+
+    /* identical requests done once (docs/internals/coalescing.md). A job the dispatcher was given
+     * is a lead; a session that asks the same question about the same picture gets a follower job
+     * instead: never submitted, it only carries that session's own view of the shared answer
+     * (answer id, queue wait, deltas not yet sent) and is fed from its lead's events. */
+    struct lv_job *lead;           /* a follower's lead; NULL for a job the dispatcher knows */
+    lv_queue_t followers;          /* a lead's followers (their follow_link), oldest first */
+    lv_queue_t follow_link;        /* a follower's place in lead->followers */
+    size_t n_followers;
+    lv_buf_t so_far;               /* a lead that takes followers: the answer's text so far (capped;
+                                    * a late follower's first delta) */
+    lv_hmap_node_t coalesce_node;  /* a lead in the pipeline's coalesce table */
+    unsigned char coalesce_key[16]; /* its key there: share_key, then a hash of the request settings */
+    bool in_table;
 } lv_job_t;
 
 /* How a job ended. Strings are borrowed for the done call. */

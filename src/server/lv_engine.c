@@ -653,6 +653,11 @@ static void pipe_failed(void *ud, const char *code)
 }
 
 static void pipe_cancelled(void *ud, const char *reason) { lv_stat_cancel(ud, reason); }
+static void pipe_coalesced(void *ud, const lv_job_t *follower)
+{
+    (void)follower;
+    lv_stat_coalesced(ud);
+}
 static void local_retried(void *ud) { lv_stat_retry(ud); }
 static void local_shaped(void *ud, double ms) { lv_stat_shape(ud, ms); }
 
@@ -756,6 +761,7 @@ int lv_engine_start(lv_app_t *app)
         .answered = pipe_answered,
         .failed = pipe_failed,
         .cancelled = pipe_cancelled,
+        .coalesced = pipe_coalesced,
     };
     if (lv_pipeline_init(&app->pipe, app->reg, &app->drr, app->dispatch, &hooks) != 0)
         return LV_EIO;

@@ -28,6 +28,8 @@ void lv_stat_retry(struct lv_app *app);
 void lv_stat_rate_limited(struct lv_app *app, const char *limit);
 /** A backend request was cancelled because nobody needs its answer: detached, settings_changed. */
 void lv_stat_cancel(struct lv_app *app, const char *reason);
+/** A session's frame joined a request already asking the same about the same picture. */
+void lv_stat_coalesced(struct lv_app *app);
 /** Append the Prometheus text exposition (version 0.0.4). */
 int lv_stat_render(struct lv_app *app, lv_buf_t *out);
 

@@ -5,7 +5,7 @@
  * across principals, the answer path (answer_start, deltas coalesced, the answer, metrics),
  * a busy backend, the requeue after a failure before the first token, errors, no backend,
  * cancel on detach and release, supersede on a settings change, preemption for a starved
- * principal, shutdown. */
+ * principal, shutdown, and identical requests done once (coalescing: followers, hand-over). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -262,7 +262,7 @@ static void fake_done(fake_dispatch_t *fd, lv_job_t *job, int rc, bool requeue, 
 }
 
 typedef struct {
-    int drops, no_backend_drops, kicks, dispatched, answered, failed;
+    int drops, no_backend_drops, kicks, dispatched, answered, failed, coalesced;
     char cancelled[64];
     bool deny_all;
     uint64_t now_us;
@@ -307,6 +307,11 @@ static void host_failed(void *ud, const char *code)
     (void)code;
     ((fake_host_t *)ud)->failed++;
 }
+static void host_coalesced(void *ud, const lv_job_t *follower)
+{
+    assert_non_null(follower->lead);
+    ((fake_host_t *)ud)->coalesced++;
+}
 static void host_cancelled(void *ud, const char *reason)
 {
     fake_host_t *h = ud;
@@ -343,7 +348,8 @@ static int setup(void **state)
                                  .dispatched = host_dispatched,
                                  .answered = host_answered,
                                  .failed = host_failed,
-                                 .cancelled = host_cancelled};
+                                 .cancelled = host_cancelled,
+                                 .coalesced = host_coalesced};
     assert_int_equal(lv_pipeline_init(&fx.pipe, fx.reg, &fx.drr, &fx.disp.d, &hooks), 0);
     *state = &fx;
     return 0;
@@ -1152,6 +1158,505 @@ static void no_credits_while_nobody_serves(void **state)
     s->n_viewers = 0;
 }
 
+/* ---- identical work done once (coalescing) ---- */
+
+#define CAM_KEY ((uint64_t)1 << 32 | 7) /* camera 1, sample 7 */
+
+/* One camera sample as the camera hands it to a session: its own frame, the shared key. */
+static void put_shared(fx_t *fx, lv_session_t *s, uint64_t recv_us, uint64_t share_key)
+{
+    static const unsigned char jpeg[] = {0xff, 0xd8, 0xff, 0xd9};
+    lv_frame_t *f = lv_frame_new(jpeg, sizeof jpeg);
+    assert_non_null(f);
+    f->recv_us = recv_us;
+    f->share_key = share_key;
+    lv_pipeline_put_frame(&fx->pipe, s, f);
+}
+
+static void set_prompt(fx_t *fx, lv_session_t *s, const char *prompt)
+{
+    lv_settings_t next = s->rec.settings;
+    snprintf(next.prompt, sizeof next.prompt, "%s", prompt);
+    lv_pipeline_settings_changed(&fx->pipe, s, &next);
+    s->rec.settings = next;
+}
+
+/* Three people watch one camera with the same question: their three frames of one sample make one
+ * backend request, paid by the principal whose turn sent it; each hears the whole answer under
+ * its own answer id (start, deltas, answer), gets a history entry and its metrics. */
+static void coalesce_one_request_for_three(void **state)
+{
+    fx_t *fx = *state;
+    const char *who[3] = {"alice", "bob", "carol"};
+    fake_viewer_t v[3];
+    lv_session_t *s[3];
+    for (int i = 0; i < 3; i++)
+        s[i] = watched_session(fx, who[i], &v[i]);
+    s[1]->answer_seq = 41; /* answer ids are each session's own */
+    fx->host.now_us = 1000000;
+    for (int i = 0; i < 3; i++)
+        put_shared(fx, s[i], 1000000 + (uint64_t)i * 1000, CAM_KEY);
+    assert_int_equal(lv_drr_queued(&fx->drr), 3); /* nothing runs yet: they meet at their turns */
+    fx->host.now_us = 1010000;
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_int_equal(fx->disp.submits, 1);
+    assert_int_equal(fx->host.dispatched, 1);
+    assert_int_equal(fx->host.coalesced, 2);
+    assert_int_equal(lv_drr_queued(&fx->drr), 0);
+    lv_job_t *lead = fx->disp.jobs[0];
+    assert_ptr_equal(lead->session, s[0]);
+    assert_int_equal(lead->n_followers, 2);
+    /* who pays: alice's turn sent it; bob and carol hold no slot and have nothing waiting */
+    assert_int_equal(lv_drr_user_inflight(&fx->drr, "alice"), 1);
+    assert_int_equal(lv_drr_user_inflight(&fx->drr, "bob") + lv_drr_user_inflight(&fx->drr, "carol"), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(v[i].log, "S");
+        assert_non_null(s[i]->job);
+        assert_null(s[i]->pending);
+        assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, who[i]), 0);
+    }
+    assert_int_equal(v[0].last_answer_id, 1);
+    assert_int_equal(v[1].last_answer_id, 42);
+    assert_int_equal(v[2].last_answer_id, 1);
+    assert_string_equal(s[1]->job->backend_id, "b1");
+    fake_delta_in(&fx->disp, lead, "Two");
+    fake_delta_in(&fx->disp, lead, " dogs");
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(v[i].text, "Two"); /* the first piece at once, the rest coalesced */
+    lv_pipeline_tick(&fx->pipe, 1050);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(v[i].text, "Two dogs");
+    fx->host.now_us = 1100000;
+    fake_delta_in(&fx->disp, lead, " play");
+    fake_done(&fx->disp, lead, 0, false, "Two dogs play");
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(v[i].log, "SDDDA");
+        assert_string_equal(v[i].text, "Two dogs play");
+        assert_string_equal(v[i].answer, "Two dogs play");
+        assert_false(v[i].processing_at_answer);
+        assert_null(s[i]->job);
+        assert_int_equal(s[i]->rec.total_inferences, 1);
+        assert_int_equal(s[i]->history_len, 1);
+        assert_string_equal(lv_session_history_at(s[i], 0)->text, "Two dogs play");
+    }
+    assert_int_equal(lv_session_history_at(s[1], 0)->answer_id, 42);
+    /* latency from each session's own frame */
+    assert_true(v[0].latency_ms > 99.9 && v[0].latency_ms < 100.1);
+    assert_true(v[2].latency_ms > 97.9 && v[2].latency_ms < 98.1);
+    assert_int_equal(fx->host.answered, 3);
+    assert_int_equal(lv_drr_user_inflight(&fx->drr, "alice"), 0);
+    assert_int_equal(lv_hmap_count(&fx->pipe.coalesce), 0);
+    for (int i = 0; i < 3; i++)
+        s[i]->n_viewers = 0;
+}
+
+/* Another question about the same picture is another request; a session that asked nothing, or
+ * asked about its own JPEG, hears nothing of either answer. */
+static void coalesce_only_the_same_question(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb, vc, vd, ve;
+    lv_session_t *a = watched_session(fx, "alice", &va);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    lv_session_t *c = watched_session(fx, "carol", &vc);
+    lv_session_t *d = watched_session(fx, "dave", &vd); /* same question, sent no frame */
+    lv_session_t *e = watched_session(fx, "erin", &ve); /* same question, a page JPEG */
+    snprintf(c->rec.settings.prompt, sizeof c->rec.settings.prompt, "%s", "count the dogs");
+    (void)d;
+    put_shared(fx, a, 1000, CAM_KEY);
+    put_shared(fx, b, 1000, CAM_KEY);
+    put_shared(fx, c, 1000, CAM_KEY);
+    put_shared(fx, e, 1000, 0);
+    fx->host.now_us = 2000;
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 3); /* a (b follows), c, e */
+    assert_int_equal(fx->disp.submits, 3);
+    assert_int_equal(fx->host.coalesced, 1);
+    assert_ptr_equal(b->job->lead, a->job);
+    assert_null(c->job->lead);
+    assert_int_equal(c->job->n_followers, 0);
+    /* a different temperature, model or frame size is a different request too */
+    fake_viewer_t vf;
+    lv_session_t *f = watched_session(fx, "frank", &vf);
+    f->rec.settings.temperature = a->rec.settings.temperature + 0.25;
+    put_shared(fx, f, 3000, CAM_KEY);
+    assert_null(f->job);
+    assert_true(lv_drr_node_queued(&f->drr));
+    lv_pipeline_unready(&fx->pipe, f);
+    lv_frame_unref(lv_session_mailbox_take(f));
+    fake_delta_in(&fx->disp, a->job, "dogs");
+    fake_delta_in(&fx->disp, c->job, "2");
+    fake_done(&fx->disp, c->job, 0, false, "2");
+    fake_done(&fx->disp, a->job, 0, false, "dogs");
+    fake_done(&fx->disp, e->job, 0, false, "a page");
+    assert_string_equal(va.answer, "dogs");
+    assert_string_equal(vb.answer, "dogs");
+    assert_string_equal(vb.log, "SDA");
+    assert_string_equal(vc.answer, "2");
+    assert_string_equal(vc.log, "SDA");
+    assert_string_equal(ve.answer, "a page");
+    assert_string_equal(vd.log, "");
+    assert_string_equal(vf.log, "");
+    assert_int_equal(d->history_len + f->history_len, 0);
+    a->n_viewers = b->n_viewers = c->n_viewers = d->n_viewers = e->n_viewers = f->n_viewers = 0;
+}
+
+/* Frames with share_key 0 (the page's own JPEGs, the one-shot API) never coalesce, even with the
+ * same question at the same time. */
+static void coalesce_never_without_share_key(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb;
+    lv_session_t *a = watched_session(fx, "alice", &va);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    put_shared(fx, a, 1000, 0);
+    fx->host.now_us = 2000;
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    put_shared(fx, b, 2000, 0); /* while a's runs: b queues for its own */
+    assert_null(b->job);
+    assert_true(lv_drr_node_queued(&b->drr));
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_int_equal(fx->disp.submits, 2);
+    assert_int_equal(fx->host.coalesced, 0);
+    assert_int_equal(lv_hmap_count(&fx->pipe.coalesce), 0);
+    fake_done(&fx->disp, a->job, 0, false, "a");
+    fake_done(&fx->disp, b->job, 0, false, "b");
+    assert_string_equal(va.answer, "a");
+    assert_string_equal(vb.answer, "b");
+    a->n_viewers = b->n_viewers = 0;
+}
+
+/* A session whose sample arrives while the request streams follows at once (nothing queued, no
+ * turn): answer_start, then the text so far as its first delta, then the rest with the others. One
+ * that arrives before the request went out (its frame still being shaped) starts with the lead. */
+static void coalesce_late_follower_gets_text_so_far(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb, vc;
+    lv_session_t *a = watched_session(fx, "alice", &va);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    lv_session_t *c = watched_session(fx, "carol", &vc);
+    fx->disp.start_later = true;
+    fx->host.now_us = 1000000;
+    put_shared(fx, a, 1000000, CAM_KEY);
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    lv_job_t *lead = a->job;
+    put_shared(fx, b, 1005000, CAM_KEY); /* before the request went out */
+    assert_ptr_equal(b->job->lead, lead);
+    assert_false(lv_drr_node_queued(&b->drr));
+    assert_string_equal(vb.log, "");
+    fake_start(&fx->disp, lead);
+    assert_string_equal(va.log, "S");
+    assert_string_equal(vb.log, "S");
+    fake_delta_in(&fx->disp, lead, "A cat");
+    fx->host.now_us = 1020000;
+    fake_delta_in(&fx->disp, lead, " sits");
+    /* carol's sample comes mid-stream */
+    fx->host.now_us = 1030000;
+    put_shared(fx, c, 1030000, CAM_KEY);
+    assert_int_equal(fx->host.coalesced, 2);
+    assert_ptr_equal(c->job->lead, lead);
+    assert_false(lv_drr_node_queued(&c->drr));
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "carol"), 0);
+    assert_string_equal(vc.log, "SD");
+    assert_string_equal(vc.text, "A cat sits"); /* the text so far, in one piece */
+    assert_string_equal(va.text, "A cat");      /* " sits" is still being coalesced for a and b */
+    fake_delta_in(&fx->disp, lead, " on");
+    lv_pipeline_tick(&fx->pipe, 1070); /* 40 ms after carol's " on" came */
+    assert_string_equal(va.text, "A cat sits on");
+    assert_string_equal(vb.text, "A cat sits on");
+    assert_string_equal(vc.text, "A cat sits on");
+    fx->host.now_us = 1080000;
+    fake_delta_in(&fx->disp, lead, " a mat");
+    fake_done(&fx->disp, lead, 0, false, "A cat sits on a mat");
+    assert_string_equal(va.log, "SDDDA");
+    assert_string_equal(vc.log, "SDDDA");
+    assert_string_equal(vc.text, "A cat sits on a mat");
+    assert_string_equal(vc.answer, "A cat sits on a mat");
+    assert_true(vc.latency_ms > 49.9 && vc.latency_ms < 50.1); /* from its own frame */
+    assert_int_equal(fx->disp.submits, 1);
+    a->n_viewers = b->n_viewers = c->n_viewers = 0;
+}
+
+/* The lead's session goes (expired, evicted) mid-stream: the request is not cancelled, the oldest
+ * follower takes the job over, the others still hear the rest; the session that went hears
+ * nothing more. Then the new lead goes too, and the last follower finishes alone. */
+static void coalesce_lead_released_followers_finish(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb, vc;
+    lv_session_t *a = watched_session(fx, "alice", &va);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    lv_session_t *c = watched_session(fx, "carol", &vc);
+    put_shared(fx, a, 1000, CAM_KEY);
+    put_shared(fx, b, 1000, CAM_KEY);
+    put_shared(fx, c, 1000, CAM_KEY);
+    fx->host.now_us = 2000;
+    lv_pipeline_run(&fx->pipe);
+    lv_job_t *job = fx->disp.jobs[0];
+    fake_delta_in(&fx->disp, job, "one");
+    fake_delta_in(&fx->disp, job, " two"); /* pending for everyone */
+    lv_pipeline_release(&fx->pipe, a);
+    assert_int_equal(fx->disp.cancels, 0);
+    assert_int_equal(fx->disp.n_jobs, 1);
+    assert_null(a->job);
+    assert_ptr_equal(b->job, job); /* the dispatcher's job is now bob's */
+    assert_ptr_equal(job->session, b);
+    assert_null(job->lead);
+    assert_int_equal(job->n_followers, 1);
+    assert_ptr_equal(c->job->lead, job);
+    assert_string_equal(fx->host.cancelled, "");
+    /* alice's principal paid for the slot and pays until the request ends */
+    assert_int_equal(lv_drr_user_inflight(&fx->drr, "alice"), 1);
+    lv_pipeline_tick(&fx->pipe, 100);
+    assert_string_equal(vb.text, "one two");
+    assert_string_equal(vc.text, "one two");
+    assert_string_equal(va.log, "SD");
+    lv_pipeline_release(&fx->pipe, b);
+    assert_int_equal(fx->disp.cancels, 0);
+    assert_ptr_equal(c->job, job);
+    assert_int_equal(job->n_followers, 0);
+    fake_delta_in(&fx->disp, job, " three");
+    fake_done(&fx->disp, job, 0, false, "one two three");
+    assert_string_equal(vc.log, "SDDDA");
+    assert_string_equal(vc.answer, "one two three");
+    assert_int_equal(c->history_len, 1);
+    assert_string_equal(va.log, "SD");
+    assert_string_equal(vb.log, "SDD");
+    assert_int_equal(a->history_len + b->history_len, 0);
+    assert_int_equal(fx->host.answered, 1);
+    assert_int_equal(lv_drr_user_inflight(&fx->drr, "alice"), 0);
+    /* with nobody following, releasing the lead cancels the request as before */
+    put_shared(fx, c, 9000, CAM_KEY + 1);
+    lv_pipeline_run(&fx->pipe);
+    lv_pipeline_release(&fx->pipe, c);
+    assert_int_equal(fx->disp.cancels, 1);
+    assert_int_equal(lv_hmap_count(&fx->pipe.coalesce), 0);
+    a->n_viewers = b->n_viewers = c->n_viewers = 0;
+}
+
+/* A follower that goes just stops hearing the answer; the lead and the other followers finish,
+ * nothing is cancelled. A follower's own newer frame waits in its mailbox and goes when the shared
+ * job ends. */
+static void coalesce_follower_released(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb, vc;
+    lv_session_t *a = watched_session(fx, "alice", &va);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    lv_session_t *c = watched_session(fx, "carol", &vc);
+    put_shared(fx, a, 1000, CAM_KEY);
+    put_shared(fx, b, 1000, CAM_KEY);
+    put_shared(fx, c, 1000, CAM_KEY);
+    fx->host.now_us = 2000;
+    lv_pipeline_run(&fx->pipe);
+    lv_job_t *job = a->job;
+    fake_delta_in(&fx->disp, job, "x");
+    lv_pipeline_release(&fx->pipe, b);
+    assert_null(b->job);
+    assert_int_equal(job->n_followers, 1);
+    assert_int_equal(fx->disp.cancels, 0);
+    /* carol's next sample waits for the shared answer to end, as for a lead */
+    put_shared(fx, c, 3000, CAM_KEY + 1);
+    assert_non_null(c->pending);
+    assert_false(lv_drr_node_queued(&c->drr));
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "carol"), 0);
+    fake_delta_in(&fx->disp, job, "y");
+    fake_done(&fx->disp, job, 0, false, "xy");
+    assert_string_equal(va.log, "SDDA");
+    assert_string_equal(vc.log, "SDDA");
+    assert_string_equal(vb.log, "SD");
+    assert_int_equal(b->history_len, 0);
+    assert_true(lv_drr_node_queued(&c->drr)); /* its newer sample's turn */
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "carol"), 1);
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_ptr_equal(fx->disp.jobs[0]->session, c);
+    fake_done(&fx->disp, c->job, 0, false, "z");
+    assert_string_equal(vc.answer, "z");
+    assert_string_equal(vb.log, "SD");
+    a->n_viewers = b->n_viewers = c->n_viewers = 0;
+}
+
+/* The lead's question changes mid-answer: it hears answer_cancelled and asks again (its own new
+ * request), while the request goes on for the followers (a follower takes it over; nothing
+ * cancelled at the backend). A follower whose question changes hears answer_cancelled and asks
+ * anew at its turn, and meets the lead's new request there. */
+static void coalesce_settings_change(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb, vc;
+    lv_session_t *a = watched_session(fx, "alice", &va);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    lv_session_t *c = watched_session(fx, "carol", &vc);
+    fx->host.now_us = 1000000;
+    put_shared(fx, a, 1000000, CAM_KEY);
+    put_shared(fx, b, 1000000, CAM_KEY);
+    put_shared(fx, c, 1000000, CAM_KEY);
+    lv_pipeline_run(&fx->pipe);
+    lv_job_t *old = a->job;
+    fake_delta_in(&fx->disp, old, "a dog");
+    set_prompt(fx, a, "count the cats");
+    set_prompt(fx, c, "count the cats");
+    fx->host.now_us = 1500000;
+    lv_pipeline_tick(&fx->pipe, 1500); /* the follower lets go at once, the lead after a second */
+    assert_string_equal(vc.log, "SDC");
+    assert_int_equal(vc.last_answer_id, 1);
+    assert_true(lv_drr_node_queued(&c->drr));
+    assert_string_equal(va.log, "SD");
+    assert_int_equal(old->n_followers, 1);
+    fx->host.now_us = 2000000;
+    lv_pipeline_tick(&fx->pipe, 2000);
+    assert_string_equal(va.log, "SDC");
+    assert_string_equal(va.cancel_reason, "settings_changed");
+    assert_int_equal(fx->disp.cancels, 0);
+    assert_string_equal(fx->host.cancelled, "");
+    assert_ptr_equal(b->job, old); /* bob took it over */
+    assert_int_equal(old->n_followers, 0);
+    assert_true(lv_drr_node_queued(&a->drr));
+    /* carol and alice meet at their turns: one new request with the new question */
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_int_equal(fx->disp.submits, 2);
+    lv_job_t *fresh = fx->disp.jobs[1];
+    assert_string_equal(fresh->settings.prompt, "count the cats");
+    assert_int_equal(fresh->n_followers, 1);
+    assert_int_equal(fx->host.coalesced, 3);
+    fake_done(&fx->disp, old, 0, false, "a dog");
+    fake_done(&fx->disp, fresh, 0, false, "no cats");
+    assert_string_equal(vb.log, "SDA");
+    assert_string_equal(vb.answer, "a dog");
+    assert_string_equal(va.log, "SDCSA");
+    assert_string_equal(va.answer, "no cats");
+    assert_string_equal(vc.log, "SDCSA");
+    assert_string_equal(vc.answer, "no cats");
+    assert_int_equal(va.last_answer_id, 2);
+    assert_int_equal(fx->disp.cancels, 0);
+    a->n_viewers = b->n_viewers = c->n_viewers = 0;
+}
+
+/* The shared request's end reaches every participant exactly once: a backend retry's requeue sends
+ * every frame back in line (no error; they meet again at their turns and share the new request),
+ * and an error reaches each with its own answer id. */
+static void coalesce_requeue_and_error_reach_all(void **state)
+{
+    fx_t *fx = *state;
+    const char *who[3] = {"alice", "bob", "carol"};
+    fake_viewer_t v[3];
+    lv_session_t *s[3];
+    for (int i = 0; i < 3; i++)
+        s[i] = watched_session(fx, who[i], &v[i]);
+    for (int i = 0; i < 3; i++)
+        put_shared(fx, s[i], 1000, CAM_KEY);
+    fx->host.now_us = 2000;
+    lv_pipeline_run(&fx->pipe);
+    fake_done(&fx->disp, fx->disp.jobs[0], LV_EBACKEND, true, "");
+    assert_int_equal(lv_drr_queued(&fx->drr), 3);
+    assert_int_equal(lv_hmap_count(&fx->pipe.coalesce), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(v[i].errors, 0);
+        assert_null(s[i]->job);
+        assert_non_null(s[i]->pending);
+        assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, who[i]), 1);
+    }
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_int_equal(fx->disp.submits, 2);
+    assert_int_equal(fx->host.coalesced, 4);
+    fake_delta_in(&fx->disp, fx->disp.jobs[0], "half");
+    fake_done(&fx->disp, fx->disp.jobs[0], LV_EBACKEND, false, "half");
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(v[i].log, "SSDE");
+        assert_int_equal(v[i].errors, 1);
+        assert_string_equal(v[i].last_code, "backend_error");
+        assert_string_equal(v[i].last_message, "b1: HTTP 500");
+        assert_int_equal(v[i].last_answer_id, 2);
+        assert_int_equal(s[i]->errors, 1);
+        assert_null(s[i]->job);
+        assert_int_equal(s[i]->history_len, 0);
+    }
+    assert_int_equal(fx->host.failed, 3);
+    assert_int_equal(fx->host.answered, 0);
+    for (int i = 0; i < 3; i++)
+        s[i]->n_viewers = 0;
+}
+
+/* Nobody watching for detached_cancel_ms: a detached lead hands its request over instead of
+ * cancelling it; a detached follower just stops following (its waiting frame goes). */
+static void coalesce_detached_lead_hands_over(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb, vc;
+    fx->pipe.detached_cancel_ms = 2000;
+    lv_session_t *a = new_session(fx, "alice", NULL, 500, 0);
+    memset(&va, 0, sizeof va);
+    va.v.ops = &fake_viewer_ops;
+    lv_pipeline_attach_viewer(&fx->pipe, a, &va.v, 0);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    lv_session_t *c = new_session(fx, "carol", NULL, 500, 0);
+    memset(&vc, 0, sizeof vc);
+    vc.v.ops = &fake_viewer_ops;
+    lv_pipeline_attach_viewer(&fx->pipe, c, &vc.v, 0);
+    fx->host.now_us = 1000000;
+    put_shared(fx, a, 1000000, CAM_KEY);
+    put_shared(fx, b, 1000000, CAM_KEY);
+    put_shared(fx, c, 1000000, CAM_KEY);
+    lv_pipeline_run(&fx->pipe);
+    lv_job_t *job = a->job;
+    put_shared(fx, a, 1100000, CAM_KEY + 1); /* a's next sample waits */
+    put_shared(fx, c, 1100000, CAM_KEY + 1);
+    lv_pipeline_detach_viewer(&fx->pipe, a, &va.v, 1200);
+    lv_pipeline_detach_viewer(&fx->pipe, c, &vc.v, 1200);
+    fx->host.now_us = 3200000;
+    lv_pipeline_tick(&fx->pipe, 3200);
+    assert_int_equal(fx->disp.cancels, 0);
+    assert_string_equal(fx->host.cancelled, "");
+    assert_ptr_equal(b->job, job);
+    assert_ptr_equal(job->session, b);
+    assert_int_equal(job->n_followers, 0);
+    assert_null(a->job);
+    assert_null(a->pending);
+    assert_null(c->job);
+    assert_null(c->pending);
+    fake_done(&fx->disp, job, 0, false, "done");
+    assert_string_equal(vb.answer, "done");
+    assert_string_equal(va.log, "S");
+    assert_string_equal(vc.log, "S");
+    b->n_viewers = 0;
+}
+
+/* The per-principal waiting counts stay balanced through following: a session whose older frame
+ * waited in line and whose new sample follows gives its count back; one released with a frame in
+ * line and nothing in flight leaves nothing behind (the teardown checks the table is empty). */
+static void coalesce_counts_balanced(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb, vc;
+    lv_session_t *a = watched_session(fx, "alice", &va);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    lv_session_t *c = watched_session(fx, "carol", &vc);
+    fx->disp.slots = 1;
+    put_shared(fx, a, 1000, CAM_KEY);
+    fx->host.now_us = 2000;
+    lv_pipeline_run(&fx->pipe);
+    put_shared(fx, b, 2000, CAM_KEY + 5); /* another sample: no slot, it waits in line */
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 0);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "bob"), 1);
+    put_shared(fx, b, 3000, CAM_KEY); /* then bob's camera hands it a's sample */
+    assert_ptr_equal(b->job->lead, a->job);
+    assert_false(lv_drr_node_queued(&b->drr));
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "bob"), 0);
+    put_shared(fx, c, 3000, CAM_KEY + 6);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "carol"), 1);
+    lv_pipeline_release(&fx->pipe, c);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "carol"), 0);
+    fake_done(&fx->disp, a->job, 0, false, "ok");
+    assert_string_equal(vb.answer, "ok");
+    assert_int_equal(lv_hmap_count(&fx->pipe.waiting), 0);
+    lv_pipeline_release(&fx->pipe, a);
+    lv_pipeline_release(&fx->pipe, b);
+    assert_int_equal(lv_hmap_count(&fx->pipe.waiting), 0);
+    assert_int_equal(lv_drr_queued(&fx->drr), 0);
+    assert_string_equal(vc.log, "");
+    a->n_viewers = b->n_viewers = c->n_viewers = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1178,6 +1683,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(credits_timed_to_share, setup, teardown),
         cmocka_unit_test_setup_teardown(credits_keep_their_cadence, setup, teardown),
         cmocka_unit_test_setup_teardown(no_credits_while_nobody_serves, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_one_request_for_three, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_only_the_same_question, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_never_without_share_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_late_follower_gets_text_so_far, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_lead_released_followers_finish, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_follower_released, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_settings_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_requeue_and_error_reach_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_detached_lead_hands_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_counts_balanced, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
