@@ -495,7 +495,8 @@ static void camera_step(lv_camera_t *cam, uint64_t now)
     size_t watchers = lv_grab_watchers(cam->grab);
     if (watchers > 0)
         cam->linger_until_ms = 0;
-    bool wanted = watchers > 0 || (cam->linger_until_ms && now < cam->linger_until_ms);
+    /* a live camera lingers for a watcher coming back; a broken one is not retried for nobody */
+    bool wanted = watchers > 0 || (cam->linger_until_ms && now < cam->linger_until_ms && cam->state == LV_CAMERA_LIVE);
     if (!wanted) {
         cam->linger_until_ms = 0;
         stop_pipeline(cam);
@@ -708,6 +709,12 @@ void lv_camera_unwatch(lv_camera_t *cam, lv_session_t *s)
 bool lv_camera_watching(const lv_camera_t *cam, const lv_session_t *s)
 {
     return !cam->set->closing && lv_grab_watching(cam->grab, s);
+}
+
+void lv_camera_foreach_watcher(const lv_camera_t *cam, void (*fn)(lv_session_t *s, void *ud), void *ud)
+{
+    if (cam->grab && !cam->set->closing)
+        lv_grab_foreach(cam->grab, fn, ud);
 }
 
 void lv_camera_info(const lv_camera_t *cam, lv_camera_info_t *out)

@@ -93,6 +93,8 @@ const char *lv_camera_id(const lv_camera_t *cam);
 int lv_camera_watch(lv_camera_t *cam, lv_session_t *s);
 void lv_camera_unwatch(lv_camera_t *cam, lv_session_t *s);
 bool lv_camera_watching(const lv_camera_t *cam, const lv_session_t *s);
+/** Call fn for every session watching cam; fn must not watch or unwatch. */
+void lv_camera_foreach_watcher(const lv_camera_t *cam, void (*fn)(lv_session_t *s, void *ud), void *ud);
 void lv_camera_info(const lv_camera_t *cam, lv_camera_info_t *out);
 /** The sample numbered seq while held (the last 8), else the newest; a new reference; NULL when
  * the camera has none. */

@@ -494,6 +494,14 @@ void lv_grab_unwatch_all(lv_grab_t *g)
     }
 }
 
+void lv_grab_foreach(const lv_grab_t *g, void (*fn)(lv_session_t *s, void *ud), void *ud)
+{
+    lv_queue_t *n;
+    LV_QUEUE_FOREACH(n, &g->watchers) {
+        fn(LV_CONTAINER_OF(n, grab_watch_t, link)->s, ud);
+    }
+}
+
 size_t lv_grab_watchers(const lv_grab_t *g) { return g->n_watchers; }
 
 lv_frame_t *lv_grab_latest(lv_grab_t *g, uint32_t seq)

@@ -84,6 +84,8 @@ void lv_grab_unwatch(lv_grab_t *g, lv_session_t *s);
 void lv_grab_unwatch_all(lv_grab_t *g);
 /** Does s watch g? */
 bool lv_grab_watching(const lv_grab_t *g, const lv_session_t *s);
+/** Call fn for every session watching g, oldest watcher first; fn must not watch or unwatch. */
+void lv_grab_foreach(const lv_grab_t *g, void (*fn)(lv_session_t *s, void *ud), void *ud);
 /** How many sessions watch g. */
 size_t lv_grab_watchers(const lv_grab_t *g);
 /** The fastest interval (ms) among the watchers' settings; 0 when nobody watches. */

@@ -20,6 +20,7 @@ void lv_config_defaults(lv_config_t *c)
     c->max_sessions = 10000;
     /* a classroom or an office behind one NAT address; only sessions with a socket count */
     c->max_sessions_per_ip = 100;
+    c->max_webrtc = 64;
     c->max_sockets_per_ip = 200;
     c->max_frame_bytes = 4u << 20;
     c->max_frame_side = 8192;
@@ -120,6 +121,20 @@ void lv_config_print_help(const char *prog)
         "  --max-frame-age-ms N     drop a waiting frame older than N ms instead of sending it\n"
         "                           (default 0: two of its session's intervals, at least 2000)\n"
         "\n"
+        "Cameras (RTSP; docs/operations.md \"Cameras\"):\n"
+        "  --camera ID=URL          an RTSP camera sessions may watch (repeatable; config file:\n"
+        "                           \"camera\": \"ID=URL\" or a list of them). ID: 1..32 of a-z 0-9 _ -;\n"
+        "                           URL: rtsp:// or rtsps://[user:pass@]host[:port]/path, nothing else\n"
+        "                           (no file://, http://). H.264 or H.265 over TCP. Credentials go to\n"
+        "                           the camera only: logs, metrics, pages and the API show the URL\n"
+        "                           without them. The stream is opened when the first session\n"
+        "                           watches, closed 30 s after the last one left, reconnected with\n"
+        "                           1..30 s backoff, and restarted when no picture came for 10 s\n"
+        "\n"
+        "WebRTC ingest (POST /offer; docs/protocol.md):\n"
+        "  --max-webrtc N           WebRTC video streams at once, server-wide (default 64; 4 per user)\n"
+        "  --stun URL               stun://host:port for ICE (default none: loopback and LAN need none)\n"
+        "\n"
         "Other:\n"
         "  --stats-period-ms N      system stats sampling period (default 1000)\n"
         "  --metrics-public         serve /metrics without a credential (for a Prometheus scraper on a\n"
@@ -186,6 +201,34 @@ static lv_backend_spec_t *add_backend(lv_config_t *c, const char *id, const char
     if (url && copy_str(b->url, sizeof(b->url), url))
         return NULL;
     return b;
+}
+
+/* --camera ID=URL. A later definition of the same ID replaces the earlier one (flags over the
+ * file). The error never quotes the value: it may hold a password. */
+static int add_camera(lv_config_t *c, const char *def, char *err, size_t err_size)
+{
+    lv_camera_def_t parsed;
+    const char *why = NULL;
+    if (lv_camera_def_parse(def, &parsed, &why) != 0) {
+        snprintf(err, err_size, "--camera: %s (expected ID=rtsp://[user:pass@]host[:port]/path, ID of 1..32 "
+                 "characters a-z 0-9 _ -; only rtsp:// and rtsps://)", why ? why : "invalid definition");
+        return LV_EINVAL;
+    }
+    size_t i;
+    for (i = 0; i < c->n_cameras; i++)
+        if (strcmp(c->cameras[i].id, parsed.id) == 0)
+            break;
+    if (i == c->n_cameras) {
+        if (c->n_cameras >= LV_CONFIG_MAX_CAMERAS) {
+            lv_camera_def_wipe(&parsed);
+            snprintf(err, err_size, "--camera: at most %d cameras", LV_CONFIG_MAX_CAMERAS);
+            return LV_EINVAL;
+        }
+        c->n_cameras++;
+    }
+    c->cameras[i] = parsed;
+    lv_camera_def_wipe(&parsed);
+    return 0;
 }
 
 /* "ID=VALUE" flags; the backend must exist for everything but --backend itself */
@@ -312,6 +355,8 @@ static int parse_flags(lv_config_t *c, int argc, char **argv, char *err, size_t 
         STR_OPT("--log-level", log_level)
         INT_OPT("--max-sessions", max_sessions, 1, 1000000)
         INT_OPT("--max-sessions-per-ip", max_sessions_per_ip, 1, 1000000)
+        INT_OPT("--max-webrtc", max_webrtc, 0, 4096)
+        STR_OPT("--stun", stun_server)
         INT_OPT("--max-sockets-per-ip", max_sockets_per_ip, 1, 1000000)
         INT_OPT("--max-frame-bytes", max_frame_bytes, 1024, 64l << 20)
         INT_OPT("--session-idle", session_idle_s, 1, 7 * 86400)
@@ -370,6 +415,12 @@ static int parse_flags(lv_config_t *c, int argc, char **argv, char *err, size_t 
             continue;
         }
         STR_OPT("--config", config_file)
+        if (strcmp(a, "--camera") == 0) {
+            NEED_VALUE();
+            if (add_camera(c, v, err, err_size))
+                return LV_EINVAL;
+            continue;
+        }
         if (strcmp(a, "--backend") == 0 || strcmp(a, "--backend-key") == 0 || strcmp(a, "--backend-max") == 0 ||
             strcmp(a, "--backend-models") == 0 || strcmp(a, "--backend-min") == 0 ||
             strcmp(a, "--backend-adaptive") == 0 || strcmp(a, "--backend-max-side") == 0 ||
@@ -580,6 +631,24 @@ int lv_config_load_file(lv_config_t *c, const char *path, char *err, size_t err_
                         if (s)
                             snprintf(spec->models + used, sizeof(spec->models) - used, "%s%s", used ? "," : "", s);
                     }
+                }
+            }
+            continue;
+        }
+        if (strcmp(key, "camera") == 0 && json_is_array(val)) {
+            /* "camera": ["ID=URL", ...] as well as one "camera": "ID=URL" (a flag, below) */
+            size_t i;
+            json_t *d;
+            json_array_foreach(val, i, d)
+            {
+                if (!json_is_string(d)) {
+                    snprintf(err, err_size, "%s: camera[%zu] must be a string \"ID=URL\"", path, i);
+                    goto out;
+                }
+                char why[400];
+                if (add_camera(c, json_string_value(d), why, sizeof(why))) {
+                    snprintf(err, err_size, "%s: camera[%zu]: %s", path, i, why);
+                    goto out;
                 }
             }
             continue;

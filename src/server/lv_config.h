@@ -6,7 +6,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lv_rtspurl.h"
+
 #define LV_MAX_BACKENDS 16
+#define LV_CONFIG_MAX_CAMERAS 64 /* the camera set's own cap too (LV_MAX_CAMERAS, lv_camera.h) */
 
 typedef struct {
     char id[65];
@@ -62,11 +65,17 @@ typedef struct {
     lv_user_weight_t user_weights[LV_MAX_USER_WEIGHTS];
     size_t n_user_weights;
     bool metrics_public;
+    int max_webrtc;              /* WebRTC streams (POST /offer) at once, server-wide (lv_webrtc.h) */
+    char stun_server[256];       /* stun://host:port for WebRTC ICE; "" = none (loopback, LAN) */
     char web_root[512];
     char log_level[16];
     char state_file[512];        /* sessions across restarts: "" = <config_dir>/sessions.db, "none" = off */
     char config_file[512];       /* --config FILE ("" = none); loaded under env and flags */
     bool print_token_url;        /* print the URL with the token on stdout even when not a terminal */
+    /* --camera ID=URL / "camera" in the file: admin-defined RTSP cameras (lv_rtspurl.h); the
+     * definitions hold passwords: never log or show them, only their url_clean */
+    lv_camera_def_t cameras[LV_CONFIG_MAX_CAMERAS];
+    size_t n_cameras;
 } lv_config_t;
 
 /** Built-in defaults (config_dir from $XDG_CONFIG_HOME or ~/.config, + "/livevlm"). */
