@@ -1,0 +1,25 @@
+/* lv_offer.h - POST /offer (and /api/v1/offer): WebRTC signalling compatible with the tool livevlm
+ * replaces. A full SDP offer in, a full SDP answer out (non-trickle), for a session of the caller's
+ * principal, whose frames then come from that video (its `source` becomes "webrtc"). The media
+ * side is src/media/lv_webrtc.h; the offer is checked first by src/proto/lv_sdp.h. Loop thread
+ * only; the module's state hangs off the app, created on the first offer. */
+#ifndef LV_OFFER_H
+#define LV_OFFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct lv_app;
+struct lv_req;
+
+/** Is path one of the offer routes? */
+bool lv_offer_route(const char *path);
+/** Handle the POST (credentials and Origin already checked). Answers now or later, once. */
+int lv_offer_handle(struct lv_app *app, struct lv_req *r);
+/** The largest body taken: an offer at the SDP cap, JSON-escaped (CRLF becomes 4 bytes). */
+size_t lv_offer_body_cap(const struct lv_app *app);
+/** Answer every waiting offer with 503 and stop every WebRTC stream (shutdown; the loop runs on
+ * to free them). */
+void lv_offer_stop(struct lv_app *app);
+
+#endif
