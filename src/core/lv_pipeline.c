@@ -16,16 +16,21 @@ typedef struct {
 } waiting_t;
 
 static const lv_dispatch_events_t dispatch_events;
+static void answers_expire(lv_pipeline_t *p, uint64_t now_ms);
 
 int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, lv_dispatch_t *dispatch,
                      const lv_pipeline_hooks_t *hooks)
 {
     if (lv_hmap_init(&p->waiting, 0) != 0)
         return LV_EIO;
-    if (lv_hmap_init(&p->coalesce, 0) != 0) { /* bounded by the jobs in flight */
+    if (lv_hmap_init(&p->coalesce, 0) != 0 || /* bounded by the jobs in flight */
+        lv_hmap_init(&p->answers, LV_PIPELINE_ANSWERS_KEPT) != 0) {
         lv_hmap_free(&p->waiting);
+        lv_hmap_free(&p->coalesce);
         return LV_EIO;
     }
+    lv_queue_init(&p->answers_by_age);
+    p->n_answers = 0;
     p->reg = reg;
     p->drr = drr;
     p->dispatch = dispatch;
@@ -55,6 +60,8 @@ void lv_pipeline_free(lv_pipeline_t *p)
     }
     lv_hmap_free(&p->waiting);
     lv_hmap_free(&p->coalesce); /* empty: every job was freed at shutdown */
+    answers_expire(p, UINT64_MAX);
+    lv_hmap_free(&p->answers);
     if (p->spare) {
         lv_buf_free(&p->spare->delta);
         lv_buf_free(&p->spare->so_far);
@@ -210,6 +217,7 @@ static bool session_served(lv_pipeline_t *p, lv_session_t *s, uint64_t now)
 size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
 {
     flush_due_deltas(p, now);
+    answers_expire(p, now_us(p) / 1000u);
     if (now - p->last_review_ms >= LV_PIPELINE_REVIEW_MS) {
         p->last_review_ms = now;
         review_jobs(p, now);
@@ -449,6 +457,90 @@ static void follower_requeue(lv_pipeline_t *p, lv_job_t *fj)
     kick(p);
 }
 
+/* A shared request's answer, kept a little after it ended for the picture's latecomers: a camera
+ * hands one sample to every credit for up to 2 s, and credits are paced by the principals' shares,
+ * so watchers may ask about a sample after its request has ended. */
+typedef struct {
+    lv_hmap_node_t node;        /* in p->answers */
+    lv_queue_t link;            /* in p->answers_by_age */
+    unsigned char key[16];      /* as the coalesce table's */
+    uint64_t done_ms;
+    lv_settings_t settings;     /* the request's: compared on a hit */
+    char backend_id[LV_BACKEND_ID_MAX + 1];
+    char model[LV_MODEL_MAX + 1];
+    int tokens;
+    uint64_t ttft_us;
+    bool streamed;
+    size_t text_len;
+    char text[];                /* NUL-terminated */
+} kept_answer_t;
+
+static void answer_drop(lv_pipeline_t *p, kept_answer_t *a)
+{
+    lv_hmap_remove(&p->answers, &a->node);
+    lv_queue_remove(&a->link);
+    p->n_answers--;
+    free(a);
+}
+
+static void answers_expire(lv_pipeline_t *p, uint64_t now_ms)
+{
+    while (!lv_queue_empty(&p->answers_by_age)) {
+        kept_answer_t *a = LV_CONTAINER_OF(lv_queue_head(&p->answers_by_age), kept_answer_t, link);
+        if (now_ms != UINT64_MAX && now_ms - a->done_ms < LV_PIPELINE_ANSWER_KEEP_MS)
+            break;
+        answer_drop(p, a);
+    }
+}
+
+/* Keep a shared request's answer (not a debug one: its payloads are not kept). */
+static void answer_keep(lv_pipeline_t *p, const lv_job_t *job, const lv_dispatch_result_t *r)
+{
+    if (!job->frame || !job->frame->share_key || job->settings.debug || r->text_len > JOB_TEXT_MAX)
+        return;
+    if (p->n_answers >= LV_PIPELINE_ANSWERS_KEPT)
+        answer_drop(p, LV_CONTAINER_OF(lv_queue_head(&p->answers_by_age), kept_answer_t, link));
+    kept_answer_t *a = malloc(sizeof(*a) + r->text_len + 1);
+    if (!a)
+        return;
+    coalesce_key(p, job->frame->share_key, &job->settings, a->key);
+    lv_hmap_node_t *old = lv_hmap_find(&p->answers, a->key, sizeof(a->key));
+    if (old) /* a newer answer to the same request replaces it */
+        answer_drop(p, LV_CONTAINER_OF(old, kept_answer_t, node));
+    a->done_ms = now_us(p) / 1000u;
+    a->settings = job->settings;
+    snprintf(a->backend_id, sizeof(a->backend_id), "%s", job->backend_id);
+    snprintf(a->model, sizeof(a->model), "%s", job->model);
+    a->tokens = r->tokens;
+    a->ttft_us = r->ttft_us;
+    a->streamed = r->streamed;
+    a->text_len = r->text_len;
+    memcpy(a->text, r->text, r->text_len);
+    a->text[r->text_len] = '\0';
+    if (lv_hmap_insert(&p->answers, &a->node, a->key, sizeof(a->key)) != 0) {
+        free(a);
+        return;
+    }
+    lv_queue_insert_tail(&p->answers_by_age, &a->link);
+    p->n_answers++;
+}
+
+/* A kept answer to st's question about f's picture, still fresh, or NULL. */
+static const kept_answer_t *answer_find(const lv_pipeline_t *p, const lv_frame_t *f, const lv_settings_t *st)
+{
+    if (!f || !f->share_key || p->n_answers == 0)
+        return NULL;
+    unsigned char key[16];
+    coalesce_key(p, f->share_key, st, key);
+    lv_hmap_node_t *n = lv_hmap_find(&p->answers, key, sizeof(key));
+    if (!n)
+        return NULL;
+    const kept_answer_t *a = LV_CONTAINER_OF(n, kept_answer_t, node);
+    if (now_us(p) / 1000u - a->done_ms >= LV_PIPELINE_ANSWER_KEEP_MS || !same_request(&a->settings, st))
+        return NULL;
+    return a;
+}
+
 static void job_free(lv_pipeline_t *p, lv_job_t *job)
 {
     coalesce_close(p, job);
@@ -647,6 +739,8 @@ static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t 
                 r->error_code ? r->error_code : "backend_error", job->backend_id,
                 r->error_message ? r->error_message : lv_strerror(r->rc));
     view_done(p, job, r);
+    if (r->rc == 0)
+        answer_keep(p, job, r);
     /* each follower hears the same end once, under its own answer id, then may go again */
     FOR_EACH_FOLLOWER(job, fj, {
         lv_session_t *fs = fj->session;
@@ -749,6 +843,47 @@ static bool follow(lv_pipeline_t *p, lv_session_t *s, lv_job_t *lead)
     return true;
 }
 
+/* s's waiting frame asks what a request that just ended asked about the same picture: s hears that
+ * answer now (answer_start, the text, the answer; its own answer id, metrics and history) and
+ * nothing is sent. false without memory. The caller has taken s out of the fair queue. */
+static bool replay(lv_pipeline_t *p, lv_session_t *s, const kept_answer_t *a)
+{
+    uint64_t t0 = now_us(p);
+    lv_job_t *job = job_get(p);
+    if (!job)
+        return false;
+    job_setup(job, s, t0);
+    job->started = true;
+    snprintf(job->backend_id, sizeof(job->backend_id), "%s", a->backend_id);
+    snprintf(job->model, sizeof(job->model), "%s", a->model);
+    s->answer_seq = job->answer_id;
+    s->job = job; /* viewers see it processing until the answer */
+    lv_frame_unref(lv_session_mailbox_take(s));
+    if (p->hooks.coalesced)
+        p->hooks.coalesced(p->hooks.ud, job);
+    view_start(job);
+    if (a->text_len)
+        view_delta(p, job, a->text, a->text_len);
+    lv_dispatch_result_t r = {.text = a->text, .text_len = a->text_len, .tokens = a->tokens, .ttft_us = a->ttft_us,
+                              .streamed = a->streamed};
+    job->gateway_us = now_us(p) - t0;
+    view_done(p, job, &r);
+    s->job = NULL;
+    job_put_spare(p, job);
+    return true;
+}
+
+/* The same question about the same picture is being asked (s follows it) or was just answered (s
+ * hears that answer). false: s needs a request of its own. */
+static bool answered_by_another(lv_pipeline_t *p, lv_session_t *s)
+{
+    lv_job_t *lead = coalesce_find(p, s->pending, &s->rec.settings);
+    if (lead)
+        return follow(p, s, lead);
+    const kept_answer_t *a = answer_find(p, s->pending, &s->rec.settings);
+    return a && replay(p, s, a);
+}
+
 /* The frame leaves the mailbox and the session the queue without a job. */
 static lv_drr_verdict_t drop_turn(lv_pipeline_t *p, lv_session_t *s)
 {
@@ -770,8 +905,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
         return drop_turn(p, s);
     /* the same question about the same picture is being asked already: listen in, at no cost to
      * s's principal (the node leaves the queue without using its turn) */
-    lv_job_t *lead = coalesce_find(p, s->pending, &s->rec.settings);
-    if (lead && follow(p, s, lead)) {
+    if (answered_by_another(p, s)) {
         left_queue(p, s);
         return LV_DRR_DROP;
     }
@@ -987,12 +1121,16 @@ bool lv_pipeline_put_frame(lv_pipeline_t *p, lv_session_t *s, lv_frame_t *f)
     bool replaced = lv_session_mailbox_put(s, f) != 0;
     if (s->job)
         return replaced; /* it waits in the mailbox and is queued when the job ends */
-    /* a running job asks the same about this picture: follow it now, no turn needed */
-    lv_job_t *lead = s->rec.started ? coalesce_find(p, s->pending, &s->rec.settings) : NULL;
-    if (lead && !lv_pipeline_detached_too_long(p, s, now_us(p) / 1000u)) {
-        lv_pipeline_unready(p, s); /* an older frame of s was in line */
-        if (follow(p, s, lead))
-            return replaced;
+    /* a job asks (or just asked) the same about this picture: follow it (or hear its answer) now,
+     * no turn needed */
+    if (s->rec.started && s->pending->share_key && !lv_pipeline_detached_too_long(p, s, now_us(p) / 1000u)) {
+        lv_job_t *lead = coalesce_find(p, s->pending, &s->rec.settings);
+        const kept_answer_t *a = lead ? NULL : answer_find(p, s->pending, &s->rec.settings);
+        if (lead || a) {
+            lv_pipeline_unready(p, s); /* an older frame of s was in line: this one needs no turn */
+            if (lead ? follow(p, s, lead) : replay(p, s, a))
+                return replaced;
+        }
     }
     lv_pipeline_ready(p, s);
     kick(p);

@@ -22,7 +22,9 @@
  * cancelled: the oldest follower takes the job over. A follower that lets go (released, detached
  * too long, settings changed) just stops hearing it; stop lets its answer finish, like a lead's. A
  * backend retry's requeue sends every participant's frame back in line (they meet again at their
- * turns). Frames with share_key 0 never coalesce.
+ * turns). A shared request's answer is kept for LV_PIPELINE_ANSWER_KEEP_MS after it ends: a
+ * session whose frame asks it then hears it at once (answer_start, the text, the answer; its own
+ * answer id) and nothing is sent. Frames with share_key 0 never coalesce.
  *
  * The host drives it on the loop thread: lv_pipeline_tick every ~20 ms with its monotonic `now`
  * (credits, coalesced deltas, and every 100 ms the review of running jobs), lv_pipeline_run when
@@ -58,6 +60,11 @@
 /* Deltas after the first are coalesced for this long: one message per ~40 ms instead of one per
  * token, which people cannot tell apart while reading. */
 #define LV_PIPELINE_DELTA_COALESCE_MS 40
+/* A shared request's answer is kept this long after it ends: a watcher of the same camera asked
+ * later for the same sample (a camera hands one sample to credits for up to 2 s) hears it at once
+ * instead of sending the same request again. At most this many answers are kept (oldest go). */
+#define LV_PIPELINE_ANSWER_KEEP_MS 3000
+#define LV_PIPELINE_ANSWERS_KEPT 64
 /* Running jobs are reviewed (detached, superseded, preemption) this often. */
 #define LV_PIPELINE_REVIEW_MS 100
 /* A settings change takes back the answer in progress, at most once per this per session: updates
@@ -89,8 +96,9 @@ typedef struct {
     void (*failed)(void *ud, const char *code);
     /** A job was taken back at the backend ("detached", "settings_changed", "preempted"). */
     void (*cancelled)(void *ud, const char *reason);
-    /** A session's frame joined a job already asking the same question about the same picture
-     * (follower, the follower's own job): once per follower attached. */
+    /** A session's frame got its answer from another session's request for the same question
+     * about the same picture (job: the session's own view; job->lead is the request it follows,
+     * NULL when it heard a kept answer): once per such answer. */
     void (*coalesced)(void *ud, const lv_job_t *follower);
 } lv_pipeline_hooks_t;
 
@@ -111,6 +119,11 @@ typedef struct lv_pipeline {
                                   * only while non-zero) */
     lv_hmap_t coalesce;          /* share_key + request settings hash -> the running job that
                                   * takes followers (lv_job_t.coalesce_node) */
+    lv_hmap_t answers;           /* the same key -> a recent answer to it, for the picture's
+                                  * latecomers (LV_PIPELINE_ANSWER_KEEP_MS, at most
+                                  * LV_PIPELINE_ANSWERS_KEPT) */
+    lv_queue_t answers_by_age;   /* the same entries, oldest first */
+    size_t n_answers;
     int max_frame_age_ms;        /* > 0: a waiting frame older than this when its turn comes is
                                   * dropped; 0: two intervals, at least 2 s (set after init) */
     int detached_cancel_ms;      /* a session with no viewer and no source this long gets no more

@@ -309,7 +309,7 @@ static void host_failed(void *ud, const char *code)
 }
 static void host_coalesced(void *ud, const lv_job_t *follower)
 {
-    assert_non_null(follower->lead);
+    assert_non_null(follower->session);
     ((fake_host_t *)ud)->coalesced++;
 }
 static void host_cancelled(void *ud, const char *reason)
@@ -1657,6 +1657,62 @@ static void coalesce_counts_balanced(void **state)
     a->n_viewers = b->n_viewers = c->n_viewers = 0;
 }
 
+/* A shared request's answer is kept a little: a watcher asked about the same sample after the
+ * request ended hears it at once (its own answer id, history, metrics) and nothing is sent again;
+ * once the answer is older than LV_PIPELINE_ANSWER_KEEP_MS, or for another question, a request
+ * goes out as usual. */
+static void coalesce_latecomer_hears_kept_answer(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t va, vb, vc, vd;
+    lv_session_t *a = watched_session(fx, "alice", &va);
+    lv_session_t *b = watched_session(fx, "bob", &vb);
+    lv_session_t *c = watched_session(fx, "carol", &vc);
+    lv_session_t *d = watched_session(fx, "dave", &vd);
+    b->answer_seq = 9;
+    fx->host.now_us = 1000000;
+    put_shared(fx, a, 1000000, CAM_KEY);
+    lv_pipeline_run(&fx->pipe);
+    fake_delta_in(&fx->disp, a->job, "a red car");
+    fx->host.now_us = 1500000;
+    fake_done(&fx->disp, a->job, 0, false, "a red car");
+    assert_int_equal(fx->pipe.n_answers, 1);
+    /* bob's camera hands him the same sample a second later */
+    fx->host.now_us = 2500000;
+    put_shared(fx, b, 2500000, CAM_KEY);
+    assert_string_equal(vb.log, "SDA");
+    assert_string_equal(vb.text, "a red car");
+    assert_string_equal(vb.answer, "a red car");
+    assert_int_equal(vb.last_answer_id, 10);
+    assert_null(b->job);
+    assert_null(b->pending);
+    assert_false(lv_drr_node_queued(&b->drr));
+    assert_int_equal(b->history_len, 1);
+    assert_int_equal(lv_pipeline_principal_waiting(&fx->pipe, "bob"), 0);
+    assert_int_equal(fx->disp.submits, 1);
+    assert_int_equal(fx->host.coalesced, 1);
+    assert_int_equal(fx->host.answered, 2);
+    /* another question about it: a request of its own */
+    snprintf(c->rec.settings.prompt, sizeof c->rec.settings.prompt, "%s", "what colour?");
+    put_shared(fx, c, 2500000, CAM_KEY);
+    assert_true(lv_drr_node_queued(&c->drr));
+    assert_string_equal(vc.log, "");
+    lv_pipeline_unready(&fx->pipe, c);
+    lv_frame_unref(lv_session_mailbox_take(c));
+    /* too old: asked again */
+    fx->host.now_us = 4600000;
+    lv_pipeline_tick(&fx->pipe, 4600);
+    assert_int_equal(fx->pipe.n_answers, 0);
+    put_shared(fx, d, 4600000, CAM_KEY);
+    assert_true(lv_drr_node_queued(&d->drr));
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    assert_int_equal(fx->disp.submits, 2);
+    fake_done(&fx->disp, d->job, 0, false, "a red car");
+    assert_string_equal(vd.log, "SA");
+    assert_string_equal(va.log, "SDA");
+    a->n_viewers = b->n_viewers = c->n_viewers = d->n_viewers = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1693,6 +1749,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(coalesce_requeue_and_error_reach_all, setup, teardown),
         cmocka_unit_test_setup_teardown(coalesce_detached_lead_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(coalesce_counts_balanced, setup, teardown),
+        cmocka_unit_test_setup_teardown(coalesce_latecomer_hears_kept_answer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
