@@ -37,7 +37,7 @@ static int is_path_char(unsigned char c)
 {
     if (is_alpha(c) || is_digit(c))
         return 1;
-    return strchr("-._~!$&'()*+,;=:@/?", c) != NULL && c != '\0';
+    return c != '\0' && strchr("-._~!$&'()*+,;=:@/?", c) != NULL;
 }
 
 int lv_camera_id_valid(const char *id, size_t len)
