@@ -6,7 +6,8 @@
 import { $, prefs, copyText, fmtMs, fmtBytes } from './util.js';
 import { hydrateIcons, setIcon } from './icons.js';
 import { Connection } from './ws.js';
-import { Camera, cameraSupported } from './camera.js';
+import { cameraSupported } from './camera.js';
+import { SourceCamera, CameraSources } from './cameras.js';
 import { FrameSender } from './frames.js';
 import { AnswerView } from './answer.js';
 import { StatsView } from './stats.js';
@@ -17,7 +18,7 @@ import { Compare } from './compare.js';
 
 // Settings carried over to a fresh session when the old one was lost (server restart, expiry).
 const RESTORABLE = ['prompt', 'max_tokens', 'temperature', 'interval_ms', 'backend', 'model',
-  'frame_max_side', 'jpeg_quality', 'stats_interval_ms', 'debug'];
+  'frame_max_side', 'jpeg_quality', 'stats_interval_ms', 'debug', 'source'];
 const PROTOCOL = 1;
 // How long a started run may go without any sign of progress (a credit, a queue place, an answer
 // starting or growing) before the page says so itself: the server is silent while no backend can
@@ -78,6 +79,7 @@ let frames = null;
 let answer = null;
 let historyView = null; // the History panel (history.js)
 let compare = null; // Compare: a second session fed the same frames (compare.js)
+let sources = null; // the admin's IP cameras and the session's `source` (cameras.js)
 let stats = null;
 let controls = null;
 let tabChannel = null;
@@ -285,6 +287,8 @@ function computeStatus() {
     return { st: 'connected', text, title, next: '', placeholder: idlePlaceholder };
   }
   if (!state.serverStarted) return { st: 'connected', text: 'Starting…', next: 'Starting…', placeholder: 'Starting…' };
+  const cam = sources && sources.trouble(); // the watched IP camera is down: no answers, not the backend's fault
+  if (cam) return { st: 'camera-down', text: cam.badge, title: cam.sentence, next: cam.sentence, placeholder: cam.sentence };
 
   const now = performance.now();
   const sinceProgress = now - run.progressAt;
@@ -482,6 +486,7 @@ function startApp(config) {
   loadModels(false);
   loadStats();
   refreshCameras(true);
+  sources.refresh();
   checkDuplicateTab().then(() => conn.start());
 }
 
@@ -491,7 +496,7 @@ function wsUrl() {
 }
 
 function wireApp() {
-  camera = new Camera($('video'));
+  camera = new SourceCamera($('video')); // the webcam, or the IP camera the session watches
   answer = new AnswerView();
   historyView = new HistoryView({ getSettings: () => (controls && controls.settings) || {} });
   historyView.setMarkdown(answer.markdown);
@@ -520,6 +525,8 @@ function wireApp() {
   conn.addEventListener('rtt', (ev) => { $('rtt').textContent = fmtMs(ev.detail.ms); });
   compare = new Compare({ conn, wsUrl: wsUrl(), settings: () => controls.settings || {}, models: () => controls.models,
     config: () => state.config || {}, running });
+  sources = new CameraSources({ conn, camera, controls, apiFetch, webcamChoice: () => $('cameraSelect').value,
+    onchange: renderStatus, onprogress: progress, onwebcamfailed: (message) => { showError('camera', message); stopLocal(true); } });
 
   camera.onended = () => {
     showError('camera', 'The camera stopped (unplugged, or taken by another application).');
