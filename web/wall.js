@@ -261,8 +261,9 @@ class Tile {
     this.note.hidden = !note;
 
     this.waiting.hidden = this.snap.shown > 0;
-    this.waiting.textContent = wall.paused ? 'Paused' : st.state === 'live' || st.state === 'starting'
-      ? 'Waiting for the first analysed frame…' : describeState(this.id, st.state, st.reason);
+    // (the camera's trouble itself is said once, in the line under the picture)
+    this.waiting.textContent = wall.paused ? 'Paused' : st.state === 'reconnecting' || st.state === 'failed'
+      ? 'No picture from this camera' : 'Waiting for the first analysed frame…';
 
     const text = this.streaming && this.gotDelta ? this.live : this.final;
     const key = `${this.streaming && this.gotDelta ? 'L' : 'F'}${text}`;
