@@ -169,8 +169,11 @@ static GstPadProbeReturn on_decoder_input(GstPad *pad, GstPadProbeInfo *info, gp
     if (!GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT)) {
         uint64_t now = lv_now_ms();
         uint64_t prev = atomic_exchange(&cam->last_key_ms, now);
-        if (prev && now > prev)
-            atomic_store(&cam->key_gap_ms, now - prev);
+        if (prev && now > prev) {
+            /* smoothed (3/4 old + 1/4 new): network jitter must not flip the decode mode */
+            uint64_t old = atomic_load(&cam->key_gap_ms);
+            atomic_store(&cam->key_gap_ms, old ? (3 * old + (now - prev)) / 4 : now - prev);
+        }
         atomic_store(&cam->keyframes_active, atomic_load(&cam->want_keyframes));
         return GST_PAD_PROBE_OK;
     }
@@ -468,7 +471,8 @@ static void choose_decode(lv_camera_t *cam)
     if (lv_grab_watchers(cam->grab) == 0)
         want = gap > 0 && gap <= LV_CAMERA_STALL_MS / 2;
     else
-        want = min_iv >= KEYFRAME_MIN_INTERVAL_MS && gap > 0 && gap <= (uint64_t)min_iv;
+        /* an eighth over the interval still counts: a 1 s GOP serves a 1 s interval */
+        want = min_iv >= KEYFRAME_MIN_INTERVAL_MS && gap > 0 && gap <= (uint64_t)min_iv + (uint64_t)min_iv / 8;
     atomic_store(&cam->want_keyframes, want ? 1 : 0);
 }
 

@@ -297,10 +297,13 @@ static void grab_service(lv_grab_t *g)
         atomic_store(&g->want, 0);
         return;
     }
-    if (g->job || !g->appsink)
-        return; /* the encode's end, or the next sink's first sample, serves them */
-    /* want before the pull: a sample arriving between an empty pull and want=1 would be missed */
+    if (g->job)
+        return; /* the encode's end serves them */
+    /* want before the pull: a sample arriving between an empty pull and want=1 would be missed;
+     * without a sink, the next sink's first sample wakes us */
     atomic_store(&g->want, 1);
+    if (!g->appsink)
+        return;
     GstSample *sample = gst_app_sink_try_pull_sample(GST_APP_SINK(g->appsink), 0);
     if (!sample)
         return; /* on_new_sample wakes us */

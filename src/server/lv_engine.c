@@ -17,6 +17,7 @@
 #include "lv_app.h"
 #include "lv_backend.h"
 #include "lv_buf.h"
+#include "lv_camera.h"
 #include "lv_common.h"
 #include "lv_dispatch_local.h"
 #include "lv_drr.h"
@@ -49,6 +50,7 @@
 #define FLOOD_FACTOR 10      /* more than 10x RATE_MSGS_PER_S in a second ... */
 #define FLOOD_SECONDS 3      /* ... for this many seconds in a row closes the socket with 1008 */
 static void credit_clear(lv_app_t *app, lv_session_t *s);
+static void camera_sync(lv_app_t *app, lv_session_t *s);
 
 /* ---------- messages ---------- */
 
@@ -125,6 +127,8 @@ static void send_session_hello(lv_conn_t *c, const char *secret, bool resumed)
 static void ws_request_frame(lv_source_t *src, lv_session_t *s, uint32_t credit_id)
 {
     lv_conn_t *c = LV_CONTAINER_OF(src, lv_conn_t, source);
+    if (strcmp(s->rec.settings.source, "page") != 0)
+        return; /* a camera or a WebRTC stream answers this session's credits, not the page */
     char text[64];
     int len = snprintf(text, sizeof(text), "{\"type\":\"credit\",\"credit_id\":%u}", credit_id);
     lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
@@ -198,7 +202,11 @@ static void ws_answer_start(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job
                       (unsigned long long)job->answer_id) == 0 &&
         lv_json_str_append(&b, job->backend_id, strlen(job->backend_id)) == 0 &&
         lv_buf_append_str(&b, ",\"model\":") == 0 && lv_json_str_append(&b, job->model, strlen(job->model)) == 0 &&
-        lv_buf_printf(&b, ",\"queue_wait_ms\":%.3f,\"frame_age_ms\":%.3f}", job->queue_wait_ms, job->frame_age_ms) == 0)
+        lv_buf_printf(&b, ",\"queue_wait_ms\":%.3f,\"frame_age_ms\":%.3f", job->queue_wait_ms, job->frame_age_ms) == 0 &&
+        /* a camera's sample: its number, for GET /api/v1/cameras/{id}/snapshot?seq= */
+        (!job->frame || !job->frame->share_key || strncmp(job->settings.source, "camera:", 7) != 0 ||
+         lv_buf_printf(&b, ",\"camera_frame\":%u", (unsigned)(job->frame->share_key & 0xffffffffu)) == 0) &&
+        lv_buf_append(&b, "}", 1) == 0)
         conn_send_buf(c, &b);
     lv_buf_free(&b);
 }
@@ -301,6 +309,56 @@ static void attach(lv_conn_t *c, lv_session_t *s)
     lv_pipeline_attach_source(&c->app->pipe, s, &c->source, now);
 }
 
+/* ---------- cameras (lv_camera.h) ---------- */
+
+static lv_camera_t *source_camera(lv_app_t *app, const lv_settings_t *st)
+{
+    if (strncmp(st->source, "camera:", 7) != 0)
+        return NULL;
+    return lv_cameras_find(app->cameras, st->source + 7, strlen(st->source + 7));
+}
+
+static void send_camera_state(lv_session_t *s, void *ud)
+{
+    lv_camera_info_t in;
+    lv_camera_info(ud, &in);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "type", "camera_state", "camera", in.id, "state",
+                          lv_camera_state_name(in.state), "reason", in.reason);
+    if (o)
+        session_send_json(s, o);
+}
+
+/* A camera's state changed (lv_cameras_new's on_state): its watchers hear it. */
+static void on_camera_state(lv_camera_t *cam, void *ud)
+{
+    (void)ud;
+    lv_camera_foreach_watcher(cam, send_camera_state, cam);
+}
+
+/* A session watches the camera its source names while it is started and somebody has it open;
+ * otherwise it watches none (a camera nobody looks at costs no inference). Called after every
+ * change of those: start, stop, settings, a socket attached or gone. */
+static void camera_sync(lv_app_t *app, lv_session_t *s)
+{
+    if (!app->cameras)
+        return;
+    lv_camera_t *want = s->rec.started && s->n_viewers > 0 && !app->stopping ? source_camera(app, &s->rec.settings)
+                                                                              : NULL;
+    for (size_t i = 0; i < lv_cameras_count(app->cameras); i++) {
+        lv_camera_t *cam = lv_cameras_at(app->cameras, i);
+        if (cam != want && lv_camera_watching(cam, s))
+            lv_camera_unwatch(cam, s);
+    }
+    if (want && !lv_camera_watching(want, s)) {
+        lv_camera_info_t before, after;
+        lv_camera_info(want, &before);
+        /* a camera that changes state as it is watched (idle -> starting) told every watcher,
+         * this one included: it hears its state once */
+        if (lv_camera_watch(want, s) == 0 && (lv_camera_info(want, &after), after.state == before.state))
+            send_camera_state(s, want);
+    }
+}
+
 /* ---------- the pipeline's host ---------- */
 
 static void on_kick(uv_timer_t *t)
@@ -331,6 +389,11 @@ static int check_choice(lv_app_t *app, const lv_settings_t *next, const lv_setti
                         char *msg, size_t msg_size)
 {
     bool model_changed = strcmp(next->model, prev->model) != 0;
+    if (strncmp(next->source, "camera:", 7) == 0 && !source_camera(app, next)) {
+        *field = "source";
+        snprintf(msg, msg_size, "no camera with that id is configured (GET /api/v1/cameras lists them)");
+        return LV_EINVAL;
+    }
     if (next->backend[0] && !lv_pool_find(app->pool, next->backend)) {
         *field = "backend";
         snprintf(msg, msg_size, "no backend with that id is configured");
@@ -365,6 +428,7 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
         }
         attach(c, s);
         send_session_hello(c, NULL, true);
+        camera_sync(app, s); /* a started camera session resumed: camera_state after its session */
         return;
     }
     lv_settings_t settings, base;
@@ -430,6 +494,7 @@ static void handle_update_settings(lv_conn_t *c, const lv_client_msg_t *m)
         s->next_credit_ms = lv_now_ms();
     lv_session_save(c->app->reg, s);
     session_send_json(s, json_pack("{s:s, s:o}", "type", "settings_updated", "settings", lv_settings_to_json(&next)));
+    camera_sync(c->app, s);
 }
 
 /* A text message over the rate is dropped unread. The sender hears of it at most once a second, in
@@ -516,11 +581,13 @@ static void handle_text(lv_conn_t *c, const char *p, size_t len)
         lv_pipeline_start(&c->app->pipe, s, now);
         lv_session_save(c->app->reg, s);
         session_send_json(s, json_pack("{s:s}", "type", "started"));
+        camera_sync(c->app, s);
         break;
     case LV_MSG_STOP:
         lv_pipeline_stop(&c->app->pipe, s, now);
         lv_session_save(c->app->reg, s);
         session_send_json(s, json_pack("{s:s}", "type", "stopped"));
+        camera_sync(c->app, s);
         break;
     case LV_MSG_PING: {
         json_t *o = json_pack("{s:s}", "type", "pong");
@@ -616,6 +683,7 @@ void lv_engine_on_close(lv_conn_t *c)
     c->session = NULL;
     lv_pipeline_detach_viewer(&c->app->pipe, s, &c->viewer, now);
     lv_pipeline_detach_source(&c->app->pipe, s, &c->source, now);
+    camera_sync(c->app, s);
 }
 
 /* ---------- periodic work ---------- */
@@ -713,6 +781,7 @@ static void on_tick(uv_timer_t *t)
 static void before_free(lv_session_t *s, void *ud)
 {
     lv_app_t *app = ud;
+    lv_cameras_unwatch_all(app->cameras, s);
     lv_pipeline_release(&app->pipe, s); /* queue place, credit, job */
     LV_INFO("session %.8s expired after %d s without a socket", s->rec.id, app->cfg.session_idle_s);
 }
@@ -720,6 +789,7 @@ static void before_free(lv_session_t *s, void *ud)
 static void before_evict(lv_session_t *s, void *ud)
 {
     lv_app_t *app = ud;
+    lv_cameras_unwatch_all(app->cameras, s);
     lv_pipeline_release(&app->pipe, s); /* queue place, credit, job */
     LV_INFO("session %.8s (no socket) gave way to a new session from the same address (%zu per address)",
             s->rec.id, app->cfg.max_sessions_per_ip);
@@ -770,6 +840,16 @@ int lv_engine_start(lv_app_t *app)
     app->pipe.max_frame_age_ms = app->cfg.max_frame_age_ms;
     app->pipe.detached_cancel_ms = app->cfg.detached_cancel_ms;
     lv_registry_set_evict_cb(app->reg, before_evict, app);
+    if (app->cfg.n_cameras > 0) {
+        char err[300] = "";
+        app->cameras = lv_cameras_new(app->loop, &app->pipe, app->cfg.cameras, app->cfg.n_cameras, on_camera_state,
+                                      app, err, sizeof(err));
+        if (!app->cameras) {
+            LV_ERROR("cameras: %s", err);
+            return LV_EIO;
+        }
+        LV_INFO("%zu camera(s) defined; each is opened when the first session watches it", app->cfg.n_cameras);
+    }
     uv_timer_init(app->loop, &app->tick);
     uv_timer_init(app->loop, &app->sweep);
     uv_timer_init(app->loop, &app->kick);
@@ -781,6 +861,9 @@ int lv_engine_start(lv_app_t *app)
 
 void lv_engine_stop(lv_app_t *app)
 {
+    /* the cameras' pipelines go down on the thread pool; the set frees itself when they are down */
+    lv_cameras_close(app->cameras);
+    app->cameras = NULL;
     /* cancel every backend call before the pool goes */
     lv_analyze_stop(app);
     lv_pipeline_shutdown(&app->pipe);

@@ -13,6 +13,7 @@
 #include "lv_app.h"
 #include "lv_assets.h"
 #include "lv_auth.h"
+#include "lv_camera_api.h"
 #include "lv_backend.h"
 #include "lv_buf.h"
 #include "lv_common.h"
@@ -280,9 +281,10 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
             return refuse_auth(r, st, "send the access token (or start with --metrics-public)");
         lv_buf_t b;
         lv_buf_init(&b, 8u << 20);
-        int rc = lv_stat_render(app, &b) == 0 ? lv_req_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8",
-                                                                b.data ? b.data : "", b.len, true, NULL)
-                                              : lv_req_respond_error(r, 500, "internal", "could not render metrics");
+        bool ok = lv_stat_render(app, &b) == 0 && lv_camera_api_metrics(app, &b) == 0;
+        int rc = ok ? lv_req_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len,
+                                     true, NULL)
+                    : lv_req_respond_error(r, 500, "internal", "could not render metrics");
         lv_buf_free(&b);
         return rc;
     }
@@ -305,6 +307,8 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
         }
         return api_models(app, r);
     }
+    if (strncmp(path, "/api/v1/cameras", 15) == 0 && (path[15] == '\0' || path[15] == '/'))
+        return lv_camera_api_get(app, r);
     if (strcmp(path, "/api/v1/stats") == 0) {
         size_t len = 0;
         const char *s = app->sysmon ? lv_sysmon_json(app->sysmon, &len) : "{}";

@@ -1115,3 +1115,29 @@ export function watchPageErrors(page, allow = []) {
   };
   return w;
 }
+
+// ---------------------------------------------------------------------------------------------
+// rtspcam (tests/tools/rtspcam.c): a test RTSP camera
+
+/**
+ * Start rtspcam on 127.0.0.1. opts: port (default 0: a free one; pass an earlier instance's port to
+ * bring a camera back where livevlm expects it), size ('WxH'), fps, gop, user, pass, path, name.
+ * Resolves {proc, port, url (without credentials), dir, stop()} once it prints its ready line.
+ */
+export async function startRtspcam(opts = {}) {
+  const name = opts.name || 'rtspcam';
+  const dir = opts.dir || makeTempDir(name);
+  const args = ['--port', String(opts.port ?? 0)];
+  if (opts.size) args.push('--size', opts.size);
+  if (opts.fps) args.push('--fps', String(opts.fps));
+  if (opts.gop) args.push('--gop', String(opts.gop));
+  if (opts.path) args.push('--path', opts.path);
+  if (opts.user) args.push('--user', opts.user, '--pass', opts.pass);
+  const proc = new Proc(name, path.join(BUILD_DIR, 'rtspcam'), args,
+    { cwd: dir, env: childEnv(dir), logPath: path.join(dir, `${name}.log`) }).start();
+  const m = await waitUntil(() => {
+    if (proc.exited) throw new Error(`${name} ${proc.describeExit()}:\n${proc.logTail(20)}`);
+    return /rtspcam: ready (rtsp:\/\/127\.0\.0\.1:(\d+)\/\S*)/.exec(proc.logText());
+  }, { timeoutMs: T(10000), what: `${name} ready` });
+  return { proc, dir, url: m[1], port: Number(m[2]), stop: () => proc.stop() };
+}
