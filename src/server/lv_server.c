@@ -105,6 +105,8 @@ static int serve_static(lv_app_t *app, lv_req_t *r, const char *path)
 {
     if (strcmp(path, "/") == 0)
         path = "/index.html";
+    else if (strcmp(path, "/wall") == 0)
+        path = "/wall.html"; /* the camera wall (web/wall.js) */
     const char *type = mime_of(path);
     if (!type || strstr(path, "..") || strstr(path, "//"))
         return lv_req_respond_error(r, 404, "not_found", "no such page");
