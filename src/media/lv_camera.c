@@ -16,6 +16,8 @@
 #define BUS_MSGS_PER_TICK 16     /* bounded work per camera per tick */
 #define KEYFRAME_MIN_INTERVAL_MS 1000 /* keyframe-only decode when every watcher asks this rarely */
 #define RTSP_LATENCY_MS 200      /* rtspsrc's jitterbuffer: small, the stream is sampled anyway */
+#define RTSP_TCP_TIMEOUT_US 5000000 /* connect and read: 5 s, not rtspsrc's 20 s, so a teardown of a
+                                     * camera that stopped answering frees its pool thread soon */
 
 enum { CODEC_NONE = 0, CODEC_H264, CODEC_H265, CODEC_MJPEG, CODEC_OTHER };
 static const char *const codec_names[] = {"", "h264", "h265", "mjpeg", "other"};
@@ -249,7 +251,8 @@ static void op_work(uv_work_t *req)
             gst_object_unref(pipeline);
         return;
     }
-    g_object_set(src, "location", cam->def.url_clean, "latency", (guint)RTSP_LATENCY_MS, NULL);
+    g_object_set(src, "location", cam->def.url_clean, "latency", (guint)RTSP_LATENCY_MS, "tcp-timeout",
+                 (guint64)RTSP_TCP_TIMEOUT_US, NULL);
     gst_util_set_object_arg(G_OBJECT(src), "protocols", "tcp");
     if (cam->def.user[0] || cam->def.password[0])
         g_object_set(src, "user-id", cam->def.user, "user-pw", cam->def.password, NULL);

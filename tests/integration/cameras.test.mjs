@@ -18,6 +18,7 @@ import {
 const TO = { timeout: T(60000) };
 const USER = 'admin';
 const PASS = 'Pw7f3aQx9c'; // searched for in everything the server says
+const WRONG = 'Wr0ngPw4e1b'; // a second camera's (refused) password: searched for too
 const PROMPT = 'What is on the test card?';
 const INTERVAL_MS = 1500; // >= 1 s with a 1 s GOP: the camera decodes keyframes only
 
@@ -31,7 +32,10 @@ before(async () => {
   // In the sanitizer build, full malloc stacks: GLib's quark block that gst_init leaves behind on
   // purpose is recognised by its _dl_init frame (src/main.c, __lsan_default_suppressions)
   const asan = [process.env.ASAN_OPTIONS, 'fast_unwind_on_malloc=0'].filter(Boolean).join(':');
-  srv = await startLivevlm({ backends: [fake], args: ['--camera', `lobby=${url}`], env: { ASAN_OPTIONS: asan } });
+  const wrong = cam.url.replace('rtsp://', `rtsp://${USER}:${WRONG}@`);
+  srv = await startLivevlm({
+    backends: [fake], args: ['--camera', `lobby=${url}`, '--camera', `locked=${wrong}`], env: { ASAN_OPTIONS: asan },
+  });
 });
 
 after(async () => {
@@ -99,7 +103,8 @@ test('two sessions from two addresses watch one camera: both answered, about the
     return l[0].state === 'live' && l[0].decode === 'keyframes' ? l : null;
   }, { timeoutMs: T(10000), what: 'lobby live, decoding keyframes only' });
   const lobby = list[0];
-  assert.equal(list.length, 1);
+  assert.deepEqual(list.map((c) => c.id), ['lobby', 'locked']);
+  assert.equal(list[1].state, 'idle', 'nobody watches it: not opened');
   assert.equal(lobby.id, 'lobby');
   assert.equal(lobby.watchers, 2);
   assert.equal(lobby.codec, 'h264');
@@ -160,6 +165,26 @@ test('a camera nobody defined: invalid_setting on field source', TO, async () =>
   assert.equal(ok.settings.source, 'camera:lobby');
 });
 
+test('a camera that refuses the credentials: failed at once, with the reason and no password', TO, async () => {
+  const c = await srv.connect();
+  clients.push(c);
+  await c.hello({ settings: { source: 'camera:locked', prompt: PROMPT, interval_ms: INTERVAL_MS } });
+  await c.start();
+  const st = await c.next('camera_state', { where: (m) => m.state === 'failed', timeoutMs: T(15000) });
+  assert.equal(st.camera, 'locked');
+  assert.match(st.reason, /unauthori[sz]ed/i);
+  const l = (await cameras()).find((x) => x.id === 'locked');
+  assert.equal(l.state, 'failed');
+  assert.equal(l.watchers, 1);
+  assert.equal(l.url, cam.url);
+  const snap = await srv.request('/api/v1/cameras/locked/snapshot');
+  assert.equal(snap.status, 503);
+  assert.equal(snap.json().error.code, 'no_frame');
+  await c.stop();
+  await waitUntil(async () => (await cameras()).find((x) => x.id === 'locked').state === 'idle',
+    { timeoutMs: T(5000), what: 'locked idle once nobody watches (a broken camera does not linger)' });
+});
+
 test('a file:// camera: the server refuses to start (exit 2) and says why', TO, async () => {
   const dir = makeTempDir('livevlm-badcam');
   const r = await spawnLivevlm(['serve', '--no-tls', '--port', '0', '--config-dir', path.join(dir, 'cfg'),
@@ -196,6 +221,7 @@ test('camera lost and back on the same port: reconnecting with a reason, then li
   assert.match(m, /livevlm_camera_state\{camera="lobby",state="live"\} 1/);
   assert.match(m, /livevlm_camera_reconnects_total\{camera="lobby"\} [1-9]/);
   assert.match(m, /livevlm_camera_watchers\{camera="lobby"\} 2/);
+  assert.match(m, /livevlm_camera_state\{camera="locked",state="idle"\} 1/);
 });
 
 test('the camera password is nowhere: API answers, /metrics, WebSocket messages, the server log', TO, async () => {
@@ -205,13 +231,16 @@ test('the camera password is nowhere: API answers, /metrics, WebSocket messages,
     (await srv.request('/metrics')).text,
     ...clients.map((c) => JSON.stringify(c.log)),
   ];
-  for (const text of bodies) assert.ok(!text.includes(PASS), `the password leaked: ${text.slice(0, 200)}`);
+  for (const text of bodies) {
+    for (const pw of [PASS, WRONG]) assert.ok(!text.includes(pw), `a password leaked: ${text.slice(0, 200)}`);
+  }
   // camera_state messages did reach the watchers (the search above saw them)
   assert.ok(clients[0].seen('camera_state').length >= 3);
   const log = fs.readFileSync(srv.proc.logPath, 'utf8');
   // the harness writes the command line (with the URL the admin gave) as the log's first line
   const served = log.split('\n').filter((l) => !l.startsWith('### '));
   assert.ok(served.length > 10);
-  assert.ok(served.every((l) => !l.includes(PASS)), 'the password is in the server log');
+  assert.ok(served.every((l) => !l.includes(PASS) && !l.includes(WRONG)), 'a password is in the server log');
+  assert.ok(log.includes('camera locked: failed'));
   assert.ok(log.includes('camera lobby: live'));
 });
