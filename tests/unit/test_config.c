@@ -177,6 +177,47 @@ static void print_token_url_flag(void **state)
     assert_true(cfg.print_token_url);
 }
 
+/* --camera: repeatable, the file's "camera" (a string or a list), a flag replacing the file's
+ * definition of the same ID; refusals never quote the URL (it may hold a password) */
+static void cameras(void **state)
+{
+    (void)state;
+    write_file("{\"camera\": [\"lobby=rtsp://u:filepw@10.0.0.5/s1\", \"dock=rtsp://10.0.0.6:8554/h264\"]}");
+    const char *args[] = {"--config", file, "--camera", "lobby=rtsp://viewer:flagpw@10.0.0.7/s2", "--camera",
+                          "gate=rtsps://10.0.0.8/x"};
+    assert_int_equal(load(6, args), 0);
+    assert_int_equal(cfg.n_cameras, 3);
+    assert_string_equal(cfg.cameras[0].id, "lobby");
+    assert_string_equal(cfg.cameras[0].url_clean, "rtsp://10.0.0.7:554/s2");
+    assert_string_equal(cfg.cameras[0].user, "viewer");
+    assert_string_equal(cfg.cameras[0].password, "flagpw");
+    assert_string_equal(cfg.cameras[1].id, "dock");
+    assert_string_equal(cfg.cameras[2].url_clean, "rtsps://10.0.0.8:322/x");
+
+    unlink(file);
+    write_file("{\"camera\": \"one=rtsp://h/p\"}");
+    lv_config_defaults(&cfg);
+    const char *one[] = {"--config", file};
+    assert_int_equal(load(2, one), 0);
+    assert_int_equal(cfg.n_cameras, 1);
+
+    static const char *const bad[] = {"x=file:///etc/passwd", "x=http://h/p", "Lobby=rtsp://h/p", "=rtsp://h/p",
+                                      "x=rtsp://u:s3cretpw@", "nourl"};
+    for (size_t i = 0; i < LV_ARRAY_LEN(bad); i++) {
+        lv_config_defaults(&cfg);
+        const char *b[] = {"--camera", bad[i]};
+        err[0] = '\0';
+        assert_int_equal(load(2, b), LV_EINVAL);
+        if (!strstr(err, "--camera") || strstr(err, "s3cretpw"))
+            fail_msg("'%s' -> '%s'", bad[i], err);
+    }
+    unlink(file);
+    write_file("{\"camera\": [\"ok=rtsp://h/p\", 3]}");
+    lv_config_defaults(&cfg);
+    assert_int_equal(load(2, one), LV_EINVAL);
+    assert_non_null(strstr(err, "camera[1]"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +228,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_host_in_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(host_check, setup, teardown),
         cmocka_unit_test_setup_teardown(print_token_url_flag, setup, teardown),
+        cmocka_unit_test_setup_teardown(cameras, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
