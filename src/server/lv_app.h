@@ -21,6 +21,7 @@ struct lv_iptable;
 struct lv_net;
 struct lv_persist;
 struct lv_analyze_host;
+struct lv_offer_host;
 struct lv_cameras;
 struct lv_pool;
 struct lv_registry;
@@ -40,6 +41,7 @@ typedef struct lv_app {
     struct lv_registry *reg;     /* the sessions (lv_session.h) */
     struct lv_persist *persist;  /* the state file (lv_state.h); NULL when sessions are not kept */
     struct lv_analyze_host *analyze; /* POST /api/v1/analyze requests in progress (lv_analyze.h) */
+    struct lv_offer_host *offer; /* POST /offer: WebRTC streams (lv_offer.h); NULL before the first */
     struct lv_cameras *cameras;  /* the admin's RTSP cameras (lv_camera.h); NULL when none is defined */
     lv_drr_t drr;                /* sessions with a waiting frame, in fair order */
     lv_pipeline_t pipe;          /* the frame path (lv_pipeline.h) */

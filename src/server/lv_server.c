@@ -23,6 +23,7 @@
 #include "lv_iptable.h"
 #include "lv_log.h"
 #include "lv_net.h"
+#include "lv_offer.h"
 #include "lv_principal.h"
 #include "lv_queue.h"
 #include "lv_rand.h"
@@ -352,17 +353,20 @@ static int handle_post(lv_app_t *app, lv_req_t *r)
         return refuse_auth(r, st, "log in with the access token printed by the server");
     if (strcmp(r->path, "/api/v1/analyze") == 0)
         return lv_analyze_handle(app, r);
+    if (lv_offer_route(r->path))
+        return lv_offer_handle(app, r);
     return lv_req_respond_error(r, 404, "not_found", "no such API route");
 }
 
 int lv_server_body_cap(lv_app_t *app, const lv_req_t *r, size_t *cap)
 {
-    if (strcmp(r->path, "/api/v1/analyze") != 0)
+    bool offer = lv_offer_route(r->path);
+    if (strcmp(r->path, "/api/v1/analyze") != 0 && !offer)
         return 0;
     int st = lv_auth_check(app, r->head, r->ip);
     if (st)
         return st;
-    *cap = lv_analyze_body_cap(app);
+    *cap = offer ? lv_offer_body_cap(app) : lv_analyze_body_cap(app);
     return 0;
 }
 
@@ -481,6 +485,7 @@ void lv_server_drain(lv_app_t *app, unsigned deadline_ms, void (*done)(void *ud)
 
 void lv_server_stop(lv_app_t *app)
 {
+    lv_offer_stop(app); /* WebRTC streams: after the sockets, before the registry goes */
     lv_net_destroy(app->net);
     app->net = NULL;
 }
