@@ -11,7 +11,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import {
   startFakevlm, startLivevlm, stopAll, launchBrowser, watchPageErrors, parseFakeAnswer, makeTempDir, Proc,
-  BUILD_DIR, waitUntil, sha8, sleep, T,
+  BUILD_DIR, waitUntil, scrapeMetrics, sha8, sleep, T,
 } from '../lib/harness.mjs';
 
 const require = createRequire(import.meta.url);
@@ -272,6 +272,22 @@ test('the wall: every camera in a tile with its analysed frame and answers, one 
     }
     const status = await page.evaluate(() => document.getElementById('wallStatusText').textContent);
     assert.match(status, /^2 cameras · 2 live/);
+
+    // A tile is a watcher like any other: the main page watching lobby with the same question
+    // (the default prompt and parameters) gets answers the server coalesced with the tile's.
+    const coalesced = async () => (await scrapeMetrics(srv)).get('livevlm_answers_coalesced_total') || 0;
+    const before = await coalesced();
+    const main = await ctx.newPage();
+    const merrs = watchPageErrors(main);
+    await main.goto(`${srv.origin}/`);
+    await waitConnected(main);
+    await watch(main, 'camera:lobby');
+    await main.locator('#startBtn').click();
+    await waitAnswers(main, 2);
+    await waitUntil(async () => (await coalesced()) > before, { timeoutMs: T(15000), what: 'an answer shared by the tile and the page' });
+    await main.locator('#stopBtn').click();
+    merrs.check('main page next to the wall');
+    await main.close();
 
     // One prompt for the whole wall: every tile's next answers are asked the new one.
     const prompt = 'How many balls are in this picture? (wall test)';
