@@ -178,7 +178,8 @@ test('the picker lists the cameras; watching one gives answers about its frames 
 });
 
 test('camera loss: the page says the camera is reconnecting, and clears it when the camera is back', TO, async () => {
-  const { ctx, page, errs } = await openSignedIn();
+  // (the Content-Security-Policy would refuse axe's script tag: this context ignores it)
+  const { ctx, page, errs } = await openSignedIn({ ...DESKTOP, bypassCSP: true });
   try {
     await watch(page, 'camera:lobby');
     await page.locator('#startBtn').click();
@@ -201,6 +202,7 @@ test('camera loss: the page says the camera is reconnecting, and clears it when 
     const badge = await page.evaluate(() => [document.getElementById('connectionStatus').dataset.state,
       document.getElementById('connectionText').textContent]);
     assert.deepEqual(badge, ['camera-down', 'Camera lobby reconnecting…'], 'the status badge says what is wrong');
+    assert.deepEqual(await axeProblems(page, 'main page, camera reconnecting'), [], 'serious or critical axe-core violations');
 
     cams.lobby = await startCam('lobby', { size: `${LOBBY.width}x${LOBBY.height}`, port });
     await page.waitForFunction(() => document.getElementById('cameraStateNote').hidden, null, { timeout: T(40000), polling: 200 });
