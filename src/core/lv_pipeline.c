@@ -1,10 +1,12 @@
 /* lv_pipeline.c - the frame pipeline: credits, the fair queue, jobs and answers (lv_pipeline.h). */
 #include "lv_pipeline.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lv_coalesce.h"
 #include "lv_common.h"
 #include "lv_log.h"
 
@@ -16,21 +18,16 @@ typedef struct {
 } waiting_t;
 
 static const lv_dispatch_events_t dispatch_events;
-static void answers_expire(lv_pipeline_t *p, uint64_t now_ms);
 
 int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, lv_dispatch_t *dispatch,
                      const lv_pipeline_hooks_t *hooks)
 {
     if (lv_hmap_init(&p->waiting, 0) != 0)
         return LV_EIO;
-    if (lv_hmap_init(&p->coalesce, 0) != 0 || /* bounded by the jobs in flight */
-        lv_hmap_init(&p->answers, LV_PIPELINE_ANSWERS_KEPT) != 0) {
+    if (lv_coalesce_init(p) != 0) {
         lv_hmap_free(&p->waiting);
-        lv_hmap_free(&p->coalesce);
         return LV_EIO;
     }
-    lv_queue_init(&p->answers_by_age);
-    p->n_answers = 0;
     p->reg = reg;
     p->drr = drr;
     p->dispatch = dispatch;
@@ -59,9 +56,7 @@ void lv_pipeline_free(lv_pipeline_t *p)
         free(LV_CONTAINER_OF(n, waiting_t, node));
     }
     lv_hmap_free(&p->waiting);
-    lv_hmap_free(&p->coalesce); /* empty: every job was freed at shutdown */
-    answers_expire(p, UINT64_MAX);
-    lv_hmap_free(&p->answers);
+    lv_coalesce_free(p);
     if (p->spare) {
         lv_buf_free(&p->spare->delta);
         lv_buf_free(&p->spare->so_far);
@@ -102,8 +97,12 @@ static void principal_add(lv_pipeline_t *p, const char *principal, int delta)
 
 static void left_queue(lv_pipeline_t *p, const lv_session_t *s) { principal_add(p, s->rec.principal, -1); }
 
-static uint64_t now_us(const lv_pipeline_t *p) { return p->hooks.now_us ? p->hooks.now_us(p->hooks.ud) : lv_now_us(); }
-static void kick(const lv_pipeline_t *p) { p->hooks.kick(p->hooks.ud); }
+uint64_t lv_pipeline_now_us(const lv_pipeline_t *p)
+{
+    return p->hooks.now_us ? p->hooks.now_us(p->hooks.ud) : lv_now_us();
+}
+
+void lv_pipeline_kick(const lv_pipeline_t *p) { p->hooks.kick(p->hooks.ud); }
 
 /* A reload or a network blip reconnects well within --detached-cancel-ms; past it nobody would see
  * the answer. */
@@ -217,7 +216,7 @@ static bool session_served(lv_pipeline_t *p, lv_session_t *s, uint64_t now)
 size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
 {
     flush_due_deltas(p, now);
-    answers_expire(p, now_us(p) / 1000u);
+    lv_coalesce_expire(p, lv_pipeline_now_us(p) / 1000u);
     if (now - p->last_review_ms >= LV_PIPELINE_REVIEW_MS) {
         p->last_review_ms = now;
         review_jobs(p, now);
@@ -355,201 +354,14 @@ void lv_pipeline_stop(lv_pipeline_t *p, lv_session_t *s, uint64_t now_ms)
 
 /* ---------- jobs: a frame's turn, the dispatcher's events, the answer ---------- */
 
-/* Streamed text a job buffers (deltas not yet sent; a lead's text so far for late followers). */
-#define JOB_TEXT_MAX 65536
-
-/* Every follower of a lead (lv_port_dispatch.h): the walk survives the current one being freed. */
-#define FOR_EACH_FOLLOWER(lead, fj, body)                                                          \
-    do {                                                                                           \
-        lv_queue_t *fn_, *fnext_;                                                                  \
-        for (fn_ = (lead)->followers.next; fn_ != &(lead)->followers; fn_ = fnext_) {              \
-            fnext_ = fn_->next;                                                                    \
-            lv_job_t *fj = LV_CONTAINER_OF(fn_, lv_job_t, follow_link);                            \
-            body;                                                                                  \
-        }                                                                                          \
-    } while (0)
-
-/* The settings a request is made of: what lv_pipeline_supersedes compares, plus how the frame may
- * be shaped and whether the exchange is recorded for the debug view. Sessions that agree on all of
- * them, about the same picture, would send the backend the very same request. */
-static bool same_request(const lv_settings_t *a, const lv_settings_t *b)
-{
-    return strcmp(a->prompt, b->prompt) == 0 && strcmp(a->model, b->model) == 0 &&
-           strcmp(a->backend, b->backend) == 0 && a->max_tokens == b->max_tokens &&
-           a->temperature == b->temperature && a->frame_max_side == b->frame_max_side &&
-           a->jpeg_quality == b->jpeg_quality && a->debug == b->debug;
-}
-
-/* The coalesce table's key: the picture's share_key, then the table's keyed hash of the request
- * settings. Equal requests get equal keys; two different ones that collide are told apart by
- * same_request on lookup (the second just gets no followers). */
-static void coalesce_key(const lv_pipeline_t *p, uint64_t share_key, const lv_settings_t *st, unsigned char key[16])
-{
-    char buf[LV_PROMPT_MAX + LV_MODEL_MAX + LV_BACKEND_ID_MAX + 128];
-    /* the strings keep their NULs, so no two field splits read alike; + 0.0 makes -0 read as 0 */
-    int n = snprintf(buf, sizeof(buf), "%s%c%s%c%s%c%d %.17g %d %d %d", st->prompt, 0, st->model, 0, st->backend, 0,
-                     st->max_tokens, st->temperature + 0.0, st->frame_max_side, st->jpeg_quality, st->debug ? 1 : 0);
-    size_t len = n < 0 ? 0 : LV_MIN((size_t)n, sizeof(buf) - 1);
-    uint64_t h = lv_hmap_hash(&p->coalesce, buf, len);
-    memcpy(key, &share_key, 8);
-    memcpy(key + 8, &h, 8);
-}
-
-/* The running job that asks st's question about f's picture and takes followers, or NULL. */
-static lv_job_t *coalesce_find(const lv_pipeline_t *p, const lv_frame_t *f, const lv_settings_t *st)
-{
-    if (!f || !f->share_key || lv_hmap_count(&p->coalesce) == 0)
-        return NULL;
-    unsigned char key[16];
-    coalesce_key(p, f->share_key, st, key);
-    lv_hmap_node_t *n = lv_hmap_find(&p->coalesce, key, sizeof(key));
-    if (!n)
-        return NULL;
-    lv_job_t *lead = LV_CONTAINER_OF(n, lv_job_t, coalesce_node);
-    return same_request(&lead->settings, st) ? lead : NULL;
-}
-
-/* A job just dispatched for a shared picture takes followers from now on. */
-static void coalesce_open(lv_pipeline_t *p, lv_job_t *job)
-{
-    if (!job->frame->share_key)
-        return;
-    coalesce_key(p, job->frame->share_key, &job->settings, job->coalesce_key);
-    if (lv_hmap_insert(&p->coalesce, &job->coalesce_node, job->coalesce_key, sizeof(job->coalesce_key)) == 0)
-        job->in_table = true;
-}
-
-/* No more followers: the answer is over, back in line, or too long to repeat to a late one. */
-static void coalesce_close(lv_pipeline_t *p, lv_job_t *job)
-{
-    if (!job->in_table)
-        return;
-    lv_hmap_remove(&p->coalesce, &job->coalesce_node);
-    job->in_table = false;
-    lv_buf_reset(&job->so_far);
-}
-
-/* A follower lets go of its lead: its job is freed (its session has none), nothing is told. */
-static void follower_free(lv_pipeline_t *p, lv_job_t *fj)
-{
-    (void)p;
-    lv_queue_remove(&fj->follow_link);
-    fj->lead->n_followers--;
-    if (fj->session)
-        fj->session->job = NULL;
-    lv_buf_free(&fj->delta);
-    lv_buf_free(&fj->so_far);
-    lv_frame_unref(fj->frame);
-    free(fj);
-}
-
-/* A follower stops following; its frame goes back in line (unless a newer one waits, or the
- * session stopped), as a lead's does when its job is taken back. */
-static void follower_requeue(lv_pipeline_t *p, lv_job_t *fj)
-{
-    lv_session_t *s = fj->session;
-    if (!s->pending && s->rec.started) {
-        lv_session_mailbox_put(s, fj->frame);
-        fj->frame = NULL;
-    }
-    follower_free(p, fj);
-    lv_pipeline_ready(p, s);
-    kick(p);
-}
-
-/* A shared request's answer, kept a little after it ended for the picture's latecomers: a camera
- * hands one sample to every credit for up to 2 s, and credits are paced by the principals' shares,
- * so watchers may ask about a sample after its request has ended. */
-typedef struct {
-    lv_hmap_node_t node;        /* in p->answers */
-    lv_queue_t link;            /* in p->answers_by_age */
-    unsigned char key[16];      /* as the coalesce table's */
-    uint64_t done_ms;
-    lv_settings_t settings;     /* the request's: compared on a hit */
-    char backend_id[LV_BACKEND_ID_MAX + 1];
-    char model[LV_MODEL_MAX + 1];
-    int tokens;
-    uint64_t ttft_us;
-    bool streamed;
-    size_t text_len;
-    char text[];                /* NUL-terminated */
-} kept_answer_t;
-
-static void answer_drop(lv_pipeline_t *p, kept_answer_t *a)
-{
-    lv_hmap_remove(&p->answers, &a->node);
-    lv_queue_remove(&a->link);
-    p->n_answers--;
-    free(a);
-}
-
-static void answers_expire(lv_pipeline_t *p, uint64_t now_ms)
-{
-    while (!lv_queue_empty(&p->answers_by_age)) {
-        kept_answer_t *a = LV_CONTAINER_OF(lv_queue_head(&p->answers_by_age), kept_answer_t, link);
-        if (now_ms != UINT64_MAX && now_ms - a->done_ms < LV_PIPELINE_ANSWER_KEEP_MS)
-            break;
-        answer_drop(p, a);
-    }
-}
-
-/* Keep a shared request's answer (not a debug one: its payloads are not kept). */
-static void answer_keep(lv_pipeline_t *p, const lv_job_t *job, const lv_dispatch_result_t *r)
-{
-    if (!job->frame || !job->frame->share_key || job->settings.debug || r->text_len > JOB_TEXT_MAX)
-        return;
-    if (p->n_answers >= LV_PIPELINE_ANSWERS_KEPT)
-        answer_drop(p, LV_CONTAINER_OF(lv_queue_head(&p->answers_by_age), kept_answer_t, link));
-    kept_answer_t *a = malloc(sizeof(*a) + r->text_len + 1);
-    if (!a)
-        return;
-    coalesce_key(p, job->frame->share_key, &job->settings, a->key);
-    lv_hmap_node_t *old = lv_hmap_find(&p->answers, a->key, sizeof(a->key));
-    if (old) /* a newer answer to the same request replaces it */
-        answer_drop(p, LV_CONTAINER_OF(old, kept_answer_t, node));
-    a->done_ms = now_us(p) / 1000u;
-    a->settings = job->settings;
-    snprintf(a->backend_id, sizeof(a->backend_id), "%s", job->backend_id);
-    snprintf(a->model, sizeof(a->model), "%s", job->model);
-    a->tokens = r->tokens;
-    a->ttft_us = r->ttft_us;
-    a->streamed = r->streamed;
-    a->text_len = r->text_len;
-    memcpy(a->text, r->text, r->text_len);
-    a->text[r->text_len] = '\0';
-    if (lv_hmap_insert(&p->answers, &a->node, a->key, sizeof(a->key)) != 0) {
-        free(a);
-        return;
-    }
-    lv_queue_insert_tail(&p->answers_by_age, &a->link);
-    p->n_answers++;
-}
-
-/* A kept answer to st's question about f's picture, still fresh, or NULL. */
-static const kept_answer_t *answer_find(const lv_pipeline_t *p, const lv_frame_t *f, const lv_settings_t *st)
-{
-    if (!f || !f->share_key || p->n_answers == 0)
-        return NULL;
-    unsigned char key[16];
-    coalesce_key(p, f->share_key, st, key);
-    lv_hmap_node_t *n = lv_hmap_find(&p->answers, key, sizeof(key));
-    if (!n)
-        return NULL;
-    const kept_answer_t *a = LV_CONTAINER_OF(n, kept_answer_t, node);
-    if (now_us(p) / 1000u - a->done_ms >= LV_PIPELINE_ANSWER_KEEP_MS || !same_request(&a->settings, st))
-        return NULL;
-    return a;
-}
-
+/* A lead ends: out of the coalesce table (any followers left hear nothing more), its slot free, its
+ * session without a job (a lead's session is never NULL: lv_coalesce.h). */
 static void job_free(lv_pipeline_t *p, lv_job_t *job)
 {
-    coalesce_close(p, job);
-    while (!lv_queue_empty(&job->followers)) /* nothing more reaches them (shutdown) */
-        follower_free(p, LV_CONTAINER_OF(lv_queue_head(&job->followers), lv_job_t, follow_link));
+    lv_coalesce_forget(p, job);
     if (job->user[0]) /* its slot is free: the principal's share counts one job less */
-        lv_drr_job_done(p->drr, job->user, now_us(p), job->linger_us);
-    if (job->session)
-        job->session->job = NULL;
+        lv_drr_job_done(p->drr, job->user, lv_pipeline_now_us(p), job->linger_us);
+    job->session->job = NULL;
     lv_queue_remove(&job->link);
     p->n_jobs--;
     lv_buf_free(&job->delta);
@@ -565,67 +377,38 @@ static void job_abort(lv_pipeline_t *p, lv_job_t *job)
     job_free(p, job);
 }
 
-/* The lead's session lets go of a job others follow: the oldest follower takes it over, and the
- * request goes on untouched. The dispatcher holds the job's address, so the follower's view of the
- * answer (its answer id, its numbers, the text it has not been sent yet) moves into the job and its
- * own job struct goes; the frame, the request settings (equal by construction), the backend, the
- * dispatch time and the principal that pays for the slot (job->user) stay. The old lead's session
- * no longer has a job and hears nothing more of this one. */
-static void job_hand_over(lv_pipeline_t *p, lv_job_t *job)
-{
-    lv_job_t *heir = LV_CONTAINER_OF(lv_queue_head(&job->followers), lv_job_t, follow_link);
-    if (job->session)
-        job->session->job = NULL;
-    job->answer_id = heir->answer_id;
-    job->settings = heir->settings;
-    job->queue_wait_ms = heir->queue_wait_ms;
-    job->frame_age_ms = heir->frame_age_ms;
-    job->session = heir->session;
-    job->frame_recv_us = heir->frame_recv_us;
-    lv_buf_t unsent = job->delta; /* the old lead's unsent text goes with the heir's struct */
-    job->delta = heir->delta;
-    heir->delta = unsent;
-    job->delta_since_ms = heir->delta_since_ms;
-    job->first_delta_sent = heir->first_delta_sent;
-    job->settings_stale = heir->settings_stale;
-    job->session->job = job;
-    heir->session = NULL;
-    follower_free(p, heir);
-    LV_DEBUG("session %.8s takes over answer %llu (%zu more follow it)", job->session->rec.id,
-             (unsigned long long)job->answer_id, job->n_followers);
-}
-
 /* The job ends without an answer and its frame goes back in line (unless a newer one already
  * waits, or the session stopped): the session is queued again at once. Its followers' frames go
  * back in line too: they meet again at their turns (one leads, the others follow). */
 static void job_requeue(lv_pipeline_t *p, lv_job_t *job)
 {
     lv_session_t *s = job->session;
-    coalesce_close(p, job);
-    FOR_EACH_FOLLOWER(job, fj, follower_requeue(p, fj));
+    lv_coalesce_requeue(p, job);
     if (!s->pending && s->rec.started) {
         lv_session_mailbox_put(s, job->frame);
         job->frame = NULL;
     }
     job_free(p, job);
     lv_pipeline_ready(p, s);
-    kick(p);
+    lv_pipeline_kick(p);
 }
 
-static void flush_delta(lv_pipeline_t *p, lv_job_t *job)
+/* ---------- one session's view of an answer (a lead's, or a follower's: lv_coalesce.c) ---------- */
+
+static void flush_delta(lv_pipeline_t *p, lv_job_t *view)
 {
-    lv_session_t *s = job->session;
-    if (job->delta.len && s)
-        FOR_EACH_VIEWER(s, v,
-                        if (v->ops && v->ops->delta) v->ops->delta(v, s, job->answer_id, job->delta.data, job->delta.len));
-    lv_buf_reset(&job->delta);
-    job->delta_since_ms = 0;
+    lv_session_t *s = view->session;
+    if (view->delta.len)
+        FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->delta) v->ops->delta(v, s, view->answer_id, view->delta.data,
+                                                                         view->delta.len));
+    lv_buf_reset(&view->delta);
+    view->delta_since_ms = 0;
 }
 
-static void flush_due(lv_pipeline_t *p, lv_job_t *job, uint64_t now_ms)
+void lv_pipeline_view_flush_due(lv_pipeline_t *p, lv_job_t *view, uint64_t now_ms)
 {
-    if (job->delta_since_ms && now_ms - job->delta_since_ms >= LV_PIPELINE_DELTA_COALESCE_MS)
-        flush_delta(p, job);
+    if (view->delta_since_ms && now_ms - view->delta_since_ms >= LV_PIPELINE_DELTA_COALESCE_MS)
+        flush_delta(p, view);
 }
 
 static void flush_due_deltas(lv_pipeline_t *p, uint64_t now_ms)
@@ -634,90 +417,81 @@ static void flush_due_deltas(lv_pipeline_t *p, uint64_t now_ms)
     LV_QUEUE_FOREACH(n, &p->jobs)
     {
         lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
-        flush_due(p, job, now_ms);
-        FOR_EACH_FOLLOWER(job, fj, flush_due(p, fj, now_ms));
+        lv_pipeline_view_flush_due(p, job, now_ms);
+        lv_coalesce_flush_due(p, job, now_ms);
     }
 }
 
-/* More text for one session's view of an answer (a lead's or a follower's): the first piece goes
- * out at once (time to first token is what people notice), later ones are coalesced. Returns true
- * for the first piece. */
-static bool view_delta(lv_pipeline_t *p, lv_job_t *job, const char *text, size_t len)
+/* The first piece goes out at once (time to first token is what people notice), later ones are
+ * coalesced. */
+bool lv_pipeline_view_delta(lv_pipeline_t *p, lv_job_t *view, const char *text, size_t len)
 {
-    if (lv_buf_append(&job->delta, text, len) != 0) {
-        flush_delta(p, job); /* over the cap: send what we have, then this piece alone */
-        lv_buf_append(&job->delta, text, len);
+    if (lv_buf_append(&view->delta, text, len) != 0) {
+        flush_delta(p, view); /* over the cap: send what we have, then this piece alone */
+        lv_buf_append(&view->delta, text, len);
     }
-    if (!job->first_delta_sent) {
-        job->first_delta_sent = true;
-        flush_delta(p, job);
+    if (!view->first_delta_sent) {
+        view->first_delta_sent = true;
+        flush_delta(p, view);
         return true;
     }
-    if (!job->delta_since_ms)
-        job->delta_since_ms = now_us(p) / 1000u;
+    if (!view->delta_since_ms)
+        view->delta_since_ms = lv_pipeline_now_us(p) / 1000u;
     return false;
 }
 
-static void view_start(lv_job_t *job)
+void lv_pipeline_view_start(lv_job_t *view)
 {
-    lv_session_t *s = job->session;
-    FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->answer_start) v->ops->answer_start(v, s, job));
+    lv_session_t *s = view->session;
+    FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->answer_start) v->ops->answer_start(v, s, view));
 }
+
+void lv_pipeline_view_done(lv_pipeline_t *p, lv_job_t *view, const lv_dispatch_result_t *r)
+{
+    lv_session_t *s = view->session;
+    flush_delta(p, view); /* every delta precedes the final answer */
+    uint64_t t0 = lv_pipeline_now_us(p);
+    if (r->rc == 0) {
+        double latency_ms = (double)(t0 - view->frame_recv_us) / 1000.0;
+        s->last_latency_ms = latency_ms;
+        s->rec.total_inferences++;
+        s->rec.avg_latency_ms += (latency_ms - s->rec.avg_latency_ms) / (double)s->rec.total_inferences;
+        s->job = NULL; /* the answer's metrics say it is no longer processing */
+        lv_session_history_add(s, view->answer_id, r->text, r->text_len, latency_ms, lv_wall_ms());
+        lv_session_save(p->reg, s);
+        FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->answer) v->ops->answer(v, s, view, r, latency_ms));
+        if (p->hooks.answered)
+            p->hooks.answered(p->hooks.ud, view, r, latency_ms, view->gateway_us + (lv_pipeline_now_us(p) - t0));
+    } else {
+        const char *code = r->error_code ? r->error_code : "backend_error";
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s: %s", view->backend_id,
+                 r->error_message ? r->error_message : lv_strerror(r->rc));
+        lv_pipeline_error(p, s, code, msg, view->answer_id);
+        if (p->hooks.failed)
+            p->hooks.failed(p->hooks.ud, code);
+    }
+}
+
+/* ---------- the dispatcher's events: the lead's view, then its followers' ---------- */
 
 static void ev_started(lv_dispatch_t *d, lv_job_t *job)
 {
+    lv_pipeline_t *p = d->events_ud;
     job->started = true;
-    if (job->session)
-        view_start(job);
-    FOR_EACH_FOLLOWER(job, fj, {
-        /* they joined before the request went out: their answer starts now */
-        fj->started = true;
-        snprintf(fj->backend_id, sizeof(fj->backend_id), "%s", job->backend_id);
-        snprintf(fj->model, sizeof(fj->model), "%s", job->model);
-        view_start(fj);
-    });
+    lv_pipeline_view_start(job);
+    lv_coalesce_started(p, job);
 }
 
 static void ev_delta(lv_dispatch_t *d, lv_job_t *job, const char *text, size_t len)
 {
     lv_pipeline_t *p = d->events_ud;
-    if (!job->session)
-        return;
-    if (job->in_table && lv_buf_append(&job->so_far, text, len) != 0)
-        coalesce_close(p, job); /* past the cap a late follower could not be told the text so far */
-    bool first = view_delta(p, job, text, len);
-    FOR_EACH_FOLLOWER(job, fj, view_delta(p, fj, text, len));
+    lv_coalesce_so_far(p, job, text, len);
+    bool first = lv_pipeline_view_delta(p, job, text, len);
+    lv_coalesce_delta(p, job, text, len);
     /* a request past its first token may be the evidence that lets a full window grow */
     if (first && (lv_drr_queued(p->drr) || p->demand) && d->ops->grow && d->ops->grow(d, job) > 0)
-        kick(p);
-}
-
-/* One session's end of the answer (a lead's view or a follower's): the rest of its deltas, then
- * its metrics, history and the answer, or the error. */
-static void view_done(lv_pipeline_t *p, lv_job_t *job, const lv_dispatch_result_t *r)
-{
-    lv_session_t *s = job->session;
-    flush_delta(p, job); /* every delta precedes the final answer */
-    uint64_t t0 = now_us(p);
-    if (r->rc == 0) {
-        double latency_ms = (double)(t0 - job->frame_recv_us) / 1000.0;
-        s->last_latency_ms = latency_ms;
-        s->rec.total_inferences++;
-        s->rec.avg_latency_ms += (latency_ms - s->rec.avg_latency_ms) / (double)s->rec.total_inferences;
-        s->job = NULL; /* the answer's metrics say it is no longer processing */
-        lv_session_history_add(s, job->answer_id, r->text, r->text_len, latency_ms, lv_wall_ms());
-        lv_session_save(p->reg, s);
-        FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->answer) v->ops->answer(v, s, job, r, latency_ms));
-        if (p->hooks.answered)
-            p->hooks.answered(p->hooks.ud, job, r, latency_ms, job->gateway_us + (now_us(p) - t0));
-    } else {
-        const char *code = r->error_code ? r->error_code : "backend_error";
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s: %s", job->backend_id, r->error_message ? r->error_message : lv_strerror(r->rc));
-        lv_pipeline_error(p, s, code, msg, job->answer_id);
-        if (p->hooks.failed)
-            p->hooks.failed(p->hooks.ud, code);
-    }
+        lv_pipeline_kick(p);
 }
 
 static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t *r)
@@ -725,38 +499,26 @@ static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t 
     lv_pipeline_t *p = d->events_ud;
     lv_session_t *s = job->session;
     job->impl = NULL;
-    if (!s) {
-        job_free(p, job);
-        return;
-    }
     if (r->requeue) {
         job_requeue(p, job);
         return;
     }
-    coalesce_close(p, job); /* nobody joins an answer that is over */
+    lv_coalesce_close(p, job); /* nobody joins an answer that is over */
     if (r->rc != 0)
         LV_INFO("session %.8s%s: %s %s: %s", s->rec.id, job->n_followers ? " and its followers" : "",
                 r->error_code ? r->error_code : "backend_error", job->backend_id,
                 r->error_message ? r->error_message : lv_strerror(r->rc));
-    view_done(p, job, r);
-    if (r->rc == 0)
-        answer_keep(p, job, r);
-    /* each follower hears the same end once, under its own answer id, then may go again */
-    FOR_EACH_FOLLOWER(job, fj, {
-        lv_session_t *fs = fj->session;
-        snprintf(fj->backend_id, sizeof(fj->backend_id), "%s", job->backend_id); /* a retry moves it */
-        snprintf(fj->model, sizeof(fj->model), "%s", job->model);
-        view_done(p, fj, r);
-        follower_free(p, fj);
-        lv_pipeline_ready(p, fs);
-    });
+    lv_pipeline_view_done(p, job, r);
+    lv_coalesce_done(p, job, r);
     job_free(p, job);
     /* the slot this job held is free, and this session may have a frame waiting */
     lv_pipeline_ready(p, s);
-    kick(p);
+    lv_pipeline_kick(p);
 }
 
 static const lv_dispatch_events_t dispatch_events = {ev_started, ev_delta, ev_done};
+
+/* ---------- a frame's turn ---------- */
 
 /* A job from the spare (a busy backend turns it back) or a new one; NULL without memory. */
 static lv_job_t *job_get(lv_pipeline_t *p)
@@ -768,13 +530,13 @@ static lv_job_t *job_get(lv_pipeline_t *p)
     }
     job = malloc(sizeof(*job));
     if (job) {
-        lv_buf_init(&job->delta, JOB_TEXT_MAX);
-        lv_buf_init(&job->so_far, JOB_TEXT_MAX);
+        lv_buf_init(&job->delta, LV_PIPELINE_JOB_TEXT_MAX);
+        lv_buf_init(&job->so_far, LV_PIPELINE_JOB_TEXT_MAX);
     }
     return job;
 }
 
-static void job_put_spare(lv_pipeline_t *p, lv_job_t *job)
+void lv_pipeline_job_recycle(lv_pipeline_t *p, lv_job_t *job)
 {
     lv_frame_unref(job->frame);
     job->frame = NULL;
@@ -787,12 +549,18 @@ static void job_put_spare(lv_pipeline_t *p, lv_job_t *job)
     p->spare = job;
 }
 
-/* A fresh job for s's waiting frame (left in the mailbox): everything zero but its buffers (a
- * spare's are kept, capped and empty) and the view of s's answer. */
-static void job_setup(lv_job_t *job, lv_session_t *s, uint64_t t0)
+/* Everything zero but its buffers (a spare's are kept, capped and emptied) and the view of s's
+ * answer. The settings are copied whole anyway, so they are the one part not zeroed first: a turn
+ * a busy backend refuses costs this on every try (the job is 5 KB, 4.4 KB of it settings). */
+lv_job_t *lv_pipeline_job_new(lv_pipeline_t *p, lv_session_t *s, uint64_t t0)
 {
+    lv_job_t *job = job_get(p);
+    if (!job)
+        return NULL;
     lv_buf_t delta = job->delta, so_far = job->so_far;
-    memset(job, 0, sizeof(*job));
+    char *after_settings = (char *)&job->settings + sizeof(job->settings);
+    memset(job, 0, offsetof(lv_job_t, settings));
+    memset(after_settings, 0, (size_t)((char *)(job + 1) - after_settings));
     job->delta = delta;
     job->so_far = so_far;
     lv_buf_reset(&job->delta);
@@ -809,79 +577,7 @@ static void job_setup(lv_job_t *job, lv_session_t *s, uint64_t t0)
     job->dispatch_us = t0;
     job->queue_wait_ms = (double)(t0 - f->recv_us) / 1000.0;
     job->frame_age_ms = job->queue_wait_ms + f->capture_age_ms;
-}
-
-/* s's waiting frame asks what `lead` is asking about the same picture: s follows it instead of
- * making a request (the frame leaves the mailbox, s has a job that no dispatcher sees). It hears
- * answer_start now if the request went out already, with the text so far as its first delta,
- * else when it goes out. Its principal pays nothing: no turn, no slot. false without memory (s
- * then makes its own request). The caller has taken s out of the fair queue. */
-static bool follow(lv_pipeline_t *p, lv_session_t *s, lv_job_t *lead)
-{
-    uint64_t t0 = now_us(p);
-    lv_job_t *fj = job_get(p);
-    if (!fj)
-        return false;
-    job_setup(fj, s, t0);
-    fj->lead = lead;
-    fj->started = lead->started;
-    snprintf(fj->backend_id, sizeof(fj->backend_id), "%s", lead->backend_id);
-    snprintf(fj->model, sizeof(fj->model), "%s", lead->model);
-    lv_queue_insert_tail(&lead->followers, &fj->follow_link);
-    lead->n_followers++;
-    s->answer_seq = fj->answer_id;
-    s->job = fj;
-    lv_frame_unref(lv_session_mailbox_take(s)); /* the follower holds its own reference */
-    if (p->hooks.coalesced)
-        p->hooks.coalesced(p->hooks.ud, fj);
-    if (lead->started) {
-        view_start(fj);
-        if (lead->so_far.len)
-            view_delta(p, fj, lead->so_far.data, lead->so_far.len);
-    }
-    fj->gateway_us = now_us(p) - t0;
-    return true;
-}
-
-/* s's waiting frame asks what a request that just ended asked about the same picture: s hears that
- * answer now (answer_start, the text, the answer; its own answer id, metrics and history) and
- * nothing is sent. false without memory. The caller has taken s out of the fair queue. */
-static bool replay(lv_pipeline_t *p, lv_session_t *s, const kept_answer_t *a)
-{
-    uint64_t t0 = now_us(p);
-    lv_job_t *job = job_get(p);
-    if (!job)
-        return false;
-    job_setup(job, s, t0);
-    job->started = true;
-    snprintf(job->backend_id, sizeof(job->backend_id), "%s", a->backend_id);
-    snprintf(job->model, sizeof(job->model), "%s", a->model);
-    s->answer_seq = job->answer_id;
-    s->job = job; /* viewers see it processing until the answer */
-    lv_frame_unref(lv_session_mailbox_take(s));
-    if (p->hooks.coalesced)
-        p->hooks.coalesced(p->hooks.ud, job);
-    view_start(job);
-    if (a->text_len)
-        view_delta(p, job, a->text, a->text_len);
-    lv_dispatch_result_t r = {.text = a->text, .text_len = a->text_len, .tokens = a->tokens, .ttft_us = a->ttft_us,
-                              .streamed = a->streamed};
-    job->gateway_us = now_us(p) - t0;
-    view_done(p, job, &r);
-    s->job = NULL;
-    job_put_spare(p, job);
-    return true;
-}
-
-/* The same question about the same picture is being asked (s follows it) or was just answered (s
- * hears that answer). false: s needs a request of its own. */
-static bool answered_by_another(lv_pipeline_t *p, lv_session_t *s)
-{
-    lv_job_t *lead = coalesce_find(p, s->pending, &s->rec.settings);
-    if (lead)
-        return follow(p, s, lead);
-    const kept_answer_t *a = answer_find(p, s->pending, &s->rec.settings);
-    return a && replay(p, s, a);
+    return job;
 }
 
 /* The frame leaves the mailbox and the session the queue without a job. */
@@ -900,26 +596,26 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
         left_queue(p, s); /* queued again when the job ends */
         return LV_DRR_DROP;
     }
-    uint64_t t0 = now_us(p);
+    uint64_t t0 = lv_pipeline_now_us(p);
     if (lv_pipeline_detached_too_long(p, s, t0 / 1000u))
         return drop_turn(p, s);
-    /* the same question about the same picture is being asked already: listen in, at no cost to
-     * s's principal (the node leaves the queue without using its turn) */
-    if (answered_by_another(p, s)) {
+    /* the same question about the same picture is being asked already (or was just answered):
+     * listen in, at no cost to s's principal (the node leaves the queue without using its turn) */
+    lv_coalesce_match_t m;
+    if (lv_coalesce_find(p, s, &m) && lv_coalesce_join(p, s, &m)) {
         left_queue(p, s);
         return LV_DRR_DROP;
     }
-    lv_job_t *job = job_get(p);
+    lv_job_t *job = lv_pipeline_job_new(p, s, t0);
     if (!job)
         return drop_turn(p, s);
-    job_setup(job, s, t0);
     char why[1024];
     why[0] = '\0';
     s->job = job; /* for viewers that look at the session from inside `started` */
     int rc = p->dispatch->ops->submit(p->dispatch, job, why, sizeof(why));
     if (rc != 0) {
         s->job = NULL;
-        job_put_spare(p, job);
+        lv_pipeline_job_recycle(p, job);
         if (rc == LV_EAGAIN)
             return LV_DRR_BUSY;
         if (rc == LV_ENOTFOUND) {
@@ -936,7 +632,7 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     lv_queue_insert_tail(&p->jobs, &job->link);
     p->n_jobs++;
     left_queue(p, s);
-    coalesce_open(p, job);
+    lv_coalesce_open(p, job);
     if (p->hooks.dispatched)
         p->hooks.dispatched(p->hooks.ud, job->queue_wait_ms, job->frame_age_ms);
     /* the job counts against its principal's share of the slots in flight until it ends; the
@@ -947,14 +643,14 @@ static lv_drr_verdict_t try_dispatch(lv_drr_node_t *node, void *ud)
     snprintf(job->user, sizeof(job->user), "%s", s->rec.principal);
     uint64_t interval_us = (uint64_t)s->rec.settings.interval_ms * 1000u;
     job->linger_us = LV_MIN(interval_us + 500000u, (uint64_t)5000000u);
-    job->gateway_us += now_us(p) - t0;
+    job->gateway_us += lv_pipeline_now_us(p) - t0;
     return LV_DRR_DISPATCHED;
 }
 
 static void on_stale(lv_drr_node_t *node, void *ud)
 {
     lv_pipeline_t *p = ud;
-    lv_pipeline_drop_stale(p, LV_CONTAINER_OF(node, lv_session_t, drr), now_us(p));
+    lv_pipeline_drop_stale(p, LV_CONTAINER_OF(node, lv_session_t, drr), lv_pipeline_now_us(p));
 }
 
 /* Cancel the answer in progress, tell the viewers (`answer_cancelled` with the reason) and put
@@ -974,23 +670,6 @@ static void job_take_back(lv_pipeline_t *p, lv_job_t *job, const char *reason)
     job_requeue(p, job);
 }
 
-/* The lead's session wants another answer (its settings changed) while others follow the request:
- * to it this is job_take_back (answer_cancelled, its frame waits again and is asked anew), but the
- * request goes on for the followers, the oldest of which takes it over: nothing is cancelled at
- * the backend. */
-static void lead_steps_back(lv_pipeline_t *p, lv_job_t *job, const char *reason)
-{
-    lv_session_t *s = job->session;
-    lv_buf_reset(&job->delta);
-    job->delta_since_ms = 0;
-    lv_pipeline_answer_cancelled(p, s, job->answer_id, reason);
-    if (!s->pending && s->rec.started)
-        lv_session_mailbox_put(s, lv_frame_ref(job->frame));
-    job_hand_over(p, job);
-    lv_pipeline_ready(p, s);
-    kick(p);
-}
-
 /* A principal below its share waits and no slot is free: principals over their share hold them
  * (they borrowed idle slots while nobody else waited). Take back the oldest request of such a
  * principal that has produced nothing for LV_PIPELINE_PREEMPT_FLOOR_FACTOR x its backend's
@@ -1005,13 +684,13 @@ static bool preempt_for_starved(lv_pipeline_t *p)
         return false;
     const lv_session_t *want = LV_CONTAINER_OF(node, lv_session_t, drr);
     lv_dispatch_t *d = p->dispatch;
-    uint64_t now = now_us(p);
+    uint64_t now = lv_pipeline_now_us(p);
     lv_job_t *victim = NULL;
     lv_queue_t *n;
     LV_QUEUE_FOREACH(n, &p->jobs)
     {
         lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
-        if (!job->session || !job->started || job->first_delta_sent || job->n_followers)
+        if (!job->started || job->first_delta_sent || job->n_followers)
             continue;
         if (victim && job->dispatch_us >= victim->dispatch_us)
             continue;
@@ -1033,24 +712,6 @@ static bool preempt_for_starved(lv_pipeline_t *p)
     return true;
 }
 
-/* Followers that let go: one detached for detached_cancel_ms stops following (its waiting frame
- * goes, as a lead's would), one whose request settings changed hears answer_cancelled and its
- * frame waits again for an answer to its new question. Neither touches the request. */
-static void review_followers(lv_pipeline_t *p, lv_job_t *job, uint64_t now_ms)
-{
-    FOR_EACH_FOLLOWER(job, fj, {
-        lv_session_t *fs = fj->session;
-        if (lv_pipeline_detached_too_long(p, fs, now_ms)) {
-            lv_pipeline_unready(p, fs);
-            lv_frame_unref(lv_session_mailbox_take(fs));
-            follower_free(p, fj);
-        } else if (fj->settings_stale) {
-            lv_pipeline_answer_cancelled(p, fs, fj->answer_id, "settings_changed");
-            follower_requeue(p, fj);
-        }
-    });
-}
-
 /* Jobs nobody waits for any more: the session has had no viewer and no source for
  * detached_cancel_ms (its waiting frame goes too), or its request settings changed (taken back once
  * LV_PIPELINE_SUPERSEDE_MIN_MS after it started). A job not yet started (its frame is being
@@ -1059,14 +720,13 @@ static void review_followers(lv_pipeline_t *p, lv_job_t *job, uint64_t now_ms)
 static void review_jobs(lv_pipeline_t *p, uint64_t now_ms)
 {
     lv_queue_t *n, *next;
-    uint64_t now = now_us(p);
+    uint64_t now = lv_pipeline_now_us(p);
     for (n = p->jobs.next; n != &p->jobs; n = next) {
         next = n->next; /* no path frees another job */
         lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
         lv_session_t *s = job->session;
-        if (job->n_followers)
-            review_followers(p, job, now_ms);
-        if (!s || !job->started)
+        lv_coalesce_review(p, job, now_ms); /* its followers that let go */
+        if (!job->started)
             continue;
         if (lv_pipeline_detached_too_long(p, s, now_ms)) {
             lv_pipeline_unready(p, s);
@@ -1074,7 +734,7 @@ static void review_jobs(lv_pipeline_t *p, uint64_t now_ms)
             if (job->n_followers) {
                 LV_INFO("session %.8s: nobody attached for %d ms; its request goes on for the %zu sessions following it",
                         s->rec.id, p->detached_cancel_ms, job->n_followers);
-                job_hand_over(p, job);
+                lv_coalesce_let_go(p, job); /* the oldest follower takes it over */
                 continue;
             }
             LV_INFO("session %.8s: nobody attached for %d ms, its backend request is cancelled", s->rec.id,
@@ -1083,36 +743,34 @@ static void review_jobs(lv_pipeline_t *p, uint64_t now_ms)
                 p->hooks.cancelled(p->hooks.ud, "detached");
             job_abort(p, job);
         } else if (job->settings_stale && now - job->dispatch_us >= (uint64_t)LV_PIPELINE_SUPERSEDE_MIN_MS * 1000u) {
-            if (job->n_followers)
-                lead_steps_back(p, job, "settings_changed");
-            else
+            if (!lv_coalesce_step_back(p, job, "settings_changed")) /* others follow: it goes on for them */
                 job_take_back(p, job, "settings_changed");
         }
     }
     if (preempt_for_starved(p))
-        kick(p);
+        lv_pipeline_kick(p);
     if (p->dispatch->ops->reopened && p->dispatch->ops->reopened(p->dispatch) > 0 && lv_drr_queued(p->drr))
-        kick(p);
+        lv_pipeline_kick(p);
     /* a lingering principal's time is up: those held back for it may go now */
     uint64_t linger_end = lv_drr_linger_next_us(p->drr);
     if (linger_end && linger_end <= now && lv_drr_queued(p->drr))
-        kick(p);
+        lv_pipeline_kick(p);
 }
 
 size_t lv_pipeline_run(lv_pipeline_t *p)
 {
     lv_dispatch_t *d = p->dispatch;
     lv_drr_set_capacity(p->drr, d->ops->capacity(d));
-    size_t n = lv_drr_run(p->drr, LV_PIPELINE_DISPATCH_PER_RUN, now_us(p), try_dispatch, on_stale, p);
+    size_t n = lv_drr_run(p->drr, LV_PIPELINE_DISPATCH_PER_RUN, lv_pipeline_now_us(p), try_dispatch, on_stale, p);
     /* frames still wait: a full backend that shows free room grows its window (one request per
      * first token), and the next run may use it */
     if ((lv_drr_queued(p->drr) || p->demand) && d->ops->grow && d->ops->grow(d, NULL) > 0)
-        kick(p);
+        lv_pipeline_kick(p);
     else if (preempt_for_starved(p))
-        kick(p);
+        lv_pipeline_kick(p);
     /* bounded work per run: if a full batch went out, come back for the rest */
     if (n == LV_PIPELINE_DISPATCH_PER_RUN)
-        kick(p);
+        lv_pipeline_kick(p);
     return n;
 }
 
@@ -1123,17 +781,15 @@ bool lv_pipeline_put_frame(lv_pipeline_t *p, lv_session_t *s, lv_frame_t *f)
         return replaced; /* it waits in the mailbox and is queued when the job ends */
     /* a job asks (or just asked) the same about this picture: follow it (or hear its answer) now,
      * no turn needed */
-    if (s->rec.started && s->pending->share_key && !lv_pipeline_detached_too_long(p, s, now_us(p) / 1000u)) {
-        lv_job_t *lead = coalesce_find(p, s->pending, &s->rec.settings);
-        const kept_answer_t *a = lead ? NULL : answer_find(p, s->pending, &s->rec.settings);
-        if (lead || a) {
-            lv_pipeline_unready(p, s); /* an older frame of s was in line: this one needs no turn */
-            if (lead ? follow(p, s, lead) : replay(p, s, a))
-                return replaced;
-        }
+    lv_coalesce_match_t m;
+    if (s->rec.started && s->pending->share_key &&
+        !lv_pipeline_detached_too_long(p, s, lv_pipeline_now_us(p) / 1000u) && lv_coalesce_find(p, s, &m)) {
+        lv_pipeline_unready(p, s); /* an older frame of s was in line: this one needs no turn */
+        if (lv_coalesce_join(p, s, &m))
+            return replaced;
     }
     lv_pipeline_ready(p, s);
-    kick(p);
+    lv_pipeline_kick(p);
     return replaced;
 }
 
@@ -1163,11 +819,8 @@ void lv_pipeline_release(lv_pipeline_t *p, lv_session_t *s)
     lv_job_t *job = s->job;
     if (!job)
         return;
-    if (job->lead)
-        follower_free(p, job); /* it just stops hearing the answer */
-    else if (job->n_followers)
-        job_hand_over(p, job); /* others still want it: no cancel at the backend */
-    else
+    /* a follower just stops hearing the answer; a request others follow goes on for them */
+    if (!lv_coalesce_let_go(p, job))
         job_abort(p, job);
 }
 

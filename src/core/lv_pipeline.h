@@ -24,7 +24,9 @@
  * backend retry's requeue sends every participant's frame back in line (they meet again at their
  * turns). A shared request's answer is kept for LV_PIPELINE_ANSWER_KEEP_MS after it ends: a
  * session whose frame asks it then hears it at once (answer_start, the text, the answer; its own
- * answer id) and nothing is sent. Frames with share_key 0 never coalesce.
+ * answer id) and nothing is sent. Frames with share_key 0 never coalesce. That part lives in
+ * lv_coalesce.c (lv_coalesce.h: the key, the tables, followers, hand-over); this file calls it at
+ * its hook points (put_frame, a session's turn, the job events, release and the review).
  *
  * The host drives it on the loop thread: lv_pipeline_tick every ~20 ms with its monotonic `now`
  * (credits, coalesced deltas, and every 100 ms the review of running jobs), lv_pipeline_run when
@@ -117,6 +119,7 @@ typedef struct lv_pipeline {
     size_t credits_outstanding;  /* credits sent and not yet answered by a frame */
     lv_hmap_t waiting;           /* principal -> frames queued + credits outstanding (entries
                                   * only while non-zero) */
+    /* identical work done once: lv_coalesce.c's alone (lv_coalesce.h) */
     lv_hmap_t coalesce;          /* share_key + request settings hash -> the running job that
                                   * takes followers (lv_job_t.coalesce_node) */
     lv_hmap_t answers;           /* the same key -> a recent answer to it, for the picture's
@@ -220,5 +223,37 @@ void lv_pipeline_start(lv_pipeline_t *p, lv_session_t *s, uint64_t now_ms);
 /** stop: no more credits (the outstanding one is dropped), s leaves the fair queue and its waiting
  * frame goes; each source hears stop. An answer in progress still ends normally. */
 void lv_pipeline_stop(lv_pipeline_t *p, lv_session_t *s, uint64_t now_ms);
+
+/* ---------- inside src/core only: what lv_coalesce.c uses of the pipeline; hosts do not call these.
+ * A "view" is one session's view of an answer: a lead job (its session's) or a follower's job,
+ * whose session (never NULL) hears through its viewers. ---------- */
+
+/* Streamed text a job buffers: deltas not yet sent, a lead's text so far for late followers. */
+#define LV_PIPELINE_JOB_TEXT_MAX 65536
+
+/** The pipeline's monotonic clock (hooks.now_us, else lv_now_us()), in microseconds. */
+uint64_t lv_pipeline_now_us(const lv_pipeline_t *p);
+/** Ask the host for an lv_pipeline_run on a later loop turn (hooks.kick). */
+void lv_pipeline_kick(const lv_pipeline_t *p);
+/** A job for s's waiting frame, which stays in the mailbox: the job takes its own frame reference,
+ * s's settings, the next answer id (s->answer_seq + 1, not yet claimed), s as its session, queue
+ * numbers from the frame's receipt to t0; everything else zero, empty capped text buffers, links
+ * initialised and unlinked. The caller links it (p->jobs or a lead's followers) or hands it back
+ * with lv_pipeline_job_recycle. NULL without memory. */
+lv_job_t *lv_pipeline_job_new(lv_pipeline_t *p, lv_session_t *s, uint64_t t0);
+/** Give back a job that is linked nowhere and no session points at: its frame reference is dropped
+ * and the struct kept as the spare for the next turn (or freed when there is one). */
+void lv_pipeline_job_recycle(lv_pipeline_t *p, lv_job_t *job);
+/** The view's answer starts: its session's viewers hear answer_start. */
+void lv_pipeline_view_start(lv_job_t *view);
+/** More text for the view: the first piece goes to the viewers at once, later ones wait
+ * LV_PIPELINE_DELTA_COALESCE_MS (lv_pipeline_view_flush_due). true for the first piece. */
+bool lv_pipeline_view_delta(lv_pipeline_t *p, lv_job_t *view, const char *text, size_t len);
+/** The view's waiting text goes to the viewers when it has waited LV_PIPELINE_DELTA_COALESCE_MS. */
+void lv_pipeline_view_flush_due(lv_pipeline_t *p, lv_job_t *view, uint64_t now_ms);
+/** The view's end: its unsent text, then on success its metrics, history entry (saved), the answer
+ * and the `answered` hook (s->job cleared first: the answer says it is no longer processing); on
+ * an error, the error under the view's answer id and the `failed` hook. The job is not freed. */
+void lv_pipeline_view_done(lv_pipeline_t *p, lv_job_t *view, const lv_dispatch_result_t *r);
 
 #endif
