@@ -12,6 +12,14 @@
 // answer is matched to its frame by the order the frames went out (one in flight and one waiting
 // per session).
 //
+// While A watches an IP camera (A's source "camera:<id>", docs/protocol.md "Cameras") A sends no
+// frames, so there are none to copy: B's source follows A's, B watches the same camera, and the
+// server hands both sessions the camera's samples. Answers are then matched by the sample they
+// were about (answer_start.camera_frame), not by order: a pair is one sample, and a session that
+// was given a later sample than a pair's will not answer that pair any more. With the same model
+// and prompt on both sides the server answers both with one inference (coalescing); normally B
+// differs in model or prompt.
+//
 // Hooks in app.js: mirror(buf) (a frame A sent) and follow(settings) (A's settings applied).
 // Everything else is listened for on A's Connection.
 
@@ -19,6 +27,7 @@ import { $, h, prefs, tabStore, fmtMs, fmtInt, fmtBytes, num } from './util.js';
 import { hydrateIcons } from './icons.js';
 import { Connection } from './ws.js';
 import { renderMarkdown, renderPlain } from './markdown.js';
+import { cameraOf } from './cameras.js';
 
 const KEYS = { id: 'livevlm.compare.session_id', secret: 'livevlm.compare.resume_secret' };
 const ON_KEY = 'livevlm.compare.on'; // per tab, like the sessions: a reload keeps Compare on
@@ -60,6 +69,7 @@ export class Compare {
     this.message = null; // {text, kind}: a refusal or a problem with B, shown in the card
     this.renderQueued = false;
     this.modelsKey = '';
+    this.camera = null; // the IP camera A watches (then B watches it too), or null: B gets A's frames
     this._resetPairs();
     this._build();
     this._listenA();
@@ -74,7 +84,8 @@ export class Compare {
 
   _resetPairs() {
     this.seq = 0;
-    this.pairs = new Map(); // n → {n, bytes, at, a: side|null, b: side|null}
+    this.pairs = new Map(); // n → {n, bytes, at, a: side|null, b: side|null} (n: a camera's sample seq, camera set)
+    this.lastSeq = { a: -1, b: -1 }; // the newest camera sample each session started an answer about
     this.fifo = { a: [], b: [] }; // pair numbers sent to each session and not started yet
     this.live = { a: null, b: null }; // the answer being written: {n, id, text, model}
     this.queue = { a: null, b: null };
@@ -315,6 +326,8 @@ export class Compare {
     const prompt = this.promptB || a.prompt;
     if (typeof prompt === 'string' && prompt) s.prompt = prompt;
     for (const f of FOLLOWED) if (a[f] !== undefined) s[f] = a[f];
+    // A's camera, or the page: B only gets frames A sends (a WebRTC video of A's is not copied).
+    if (typeof a.source === 'string') s.source = cameraOf(a.source) ? a.source : 'page';
     return s;
   }
 
@@ -331,10 +344,17 @@ export class Compare {
 
   // ---- hooks (app.js) ------------------------------------------------------------------------
 
-  /** A's settings were applied: B follows its pace, lengths and (without its own) prompt. */
+  /** A's settings were applied: B follows its pace, lengths, source and (without its own) prompt. */
   follow(settings) {
-    if (!this.on) return;
     const a = settings || {};
+    const camera = typeof a.source === 'string' ? cameraOf(a.source) : this.camera;
+    if (camera !== this.camera) {
+      // Frames copied from the page and a camera's samples are not the same pictures: start over.
+      this.camera = camera;
+      this.creditB = null;
+      this._resetPairs();
+    }
+    if (!this.on) return;
     if (this.lastA && (this.lastA.model !== a.model || (!this.promptB && this.lastA.prompt !== a.prompt))) this._resetStats();
     this.lastA = { model: a.model, prompt: a.prompt };
     this._fillModels();
@@ -344,7 +364,7 @@ export class Compare {
 
   /** A sent a frame (buf: LVF1 header + JPEG): the same bytes go to B behind B's credit. */
   mirror(buf) {
-    if (!this.on || !(buf instanceof ArrayBuffer) || buf.byteLength <= HEADER_BYTES) return;
+    if (!this.on || this.camera || !(buf instanceof ArrayBuffer) || buf.byteLength <= HEADER_BYTES) return;
     let toB = false;
     if (this.creditB !== null && this._pairing()) {
       const copy = buf.slice(0);
@@ -361,6 +381,34 @@ export class Compare {
       if (k !== this.shown) this.pairs.delete(k);
     }
     this._queueRender();
+  }
+
+  /**
+   * The pair of a camera's sample seq that side starts an answer about (made when the first of the
+   * two starts it). Each session is handed the camera's samples in order, so the pairs older than
+   * seq that side had not started are dropped for it, and a pair made now is dropped at once for
+   * the other side when that one already went past it. null when side already answered that
+   * sample (a camera hands a session the same sample again when no newer one came): that answer
+   * is shown as it is written but not paired twice.
+   */
+  _cameraPair(side, seq) {
+    const other = side === 'a' ? 'b' : 'a';
+    let p = this.pairs.get(seq);
+    if (p && p[side] && TERMINAL.has(p[side].state)) return null;
+    if (!p) {
+      p = { n: seq, bytes: null, camera: this.camera, at: Date.now(), a: { state: 'sent' }, b: { state: 'sent' } };
+      if (this.lastSeq[other] > seq) p[other] = { state: 'dropped', why: 'this model was given a later camera frame' };
+      this.pairs.set(seq, p);
+      for (const k of this.pairs.keys()) {
+        if (this.pairs.size <= PAIRS_KEPT) break;
+        if (k !== this.shown && k !== seq) this.pairs.delete(k);
+      }
+    }
+    for (const [k, q] of this.pairs) {
+      if (k < seq && q[side] && q[side].state === 'sent') this._settle(side, k, { state: 'dropped', why: 'this model was given a later camera frame' });
+    }
+    this.lastSeq[side] = Math.max(this.lastSeq[side], seq);
+    return seq;
   }
 
   _push(side, n) {
@@ -534,7 +582,10 @@ export class Compare {
         break;
       case 'answer_start': {
         this.queue[side] = null;
-        const n = this.fifo[side].length ? this.fifo[side].shift() : null;
+        const seq = msg.camera_frame;
+        let n = null;
+        if (this.camera) n = Number.isInteger(seq) && seq >= 0 ? this._cameraPair(side, seq) : null;
+        else if (this.fifo[side].length) n = this.fifo[side].shift();
         this.live[side] = { n, id: msg.answer_id ?? null, text: '', model: typeof msg.model === 'string' ? msg.model : '' };
         const p = n !== null ? this.pairs.get(n) : null;
         if (p && p[side]) p[side] = { state: 'writing', model: this.live[side].model };
@@ -560,8 +611,12 @@ export class Compare {
         this.live[side] = null;
         if (l && l.n !== null) {
           // Its frame is sent again (settings changed, or the slot went to another user), unless a
-          // newer frame waits: then that one is answered instead.
-          if (!this.fifo[side].length) this.fifo[side].unshift(l.n);
+          // newer frame waits: then that one is answered instead. A camera's sample waits for the
+          // session's next answer_start (the same sample again, or a later one: _cameraPair).
+          const p = this.pairs.get(l.n);
+          if (this.camera) {
+            if (p && p[side]) p[side] = { state: 'sent' };
+          } else if (!this.fifo[side].length) this.fifo[side].unshift(l.n);
           else this._settle(side, l.n, { state: 'cancelled', why: 'the answer was cancelled' });
         }
         break;
@@ -645,6 +700,7 @@ export class Compare {
     if (this.bState === 'reconnecting' || !c.isOpen) return { text: 'Session B lost its connection — reconnecting…', kind: 'warn' };
     if (!this.deps.running()) return { text: `Session B is ready${short}. Press Start: each frame goes to both models.`, kind: 'info' };
     if (!this.b.started) return { text: `Starting session B${short}…`, kind: 'info' };
+    if (this.camera) return { text: `Both sessions watch camera ${this.camera}${short}.`, kind: 'info' };
     return { text: `Both sessions get the same frames${short}.`, kind: 'info' };
   }
 
@@ -675,14 +731,21 @@ export class Compare {
       : 'Which model answered first more often, over the frames compared';
 
     const p = this.shown !== null ? this.pairs.get(this.shown) : null;
-    if (p) {
+    if (p && p.camera) {
+      this.frameEl.textContent = `Camera ${p.camera}, frame #${p.n} · both answers are about this picture`;
+      this.frameEl.dataset.pair = String(p.n);
+      this.frameEl.dataset.camera = p.camera;
+      delete this.frameEl.dataset.bytes;
+    } else if (p) {
       this.frameEl.textContent = `Frame #${p.n} · ${fmtBytes(p.bytes)} · both answers are about this picture`;
       this.frameEl.dataset.pair = String(p.n);
       this.frameEl.dataset.bytes = String(p.bytes);
+      delete this.frameEl.dataset.camera;
     } else {
       this.frameEl.textContent = this.deps.running() ? 'Waiting for the first frame both models answer…' : 'No frame compared yet.';
       delete this.frameEl.dataset.pair;
       delete this.frameEl.dataset.bytes;
+      delete this.frameEl.dataset.camera;
     }
     const lat = {};
     for (const side of SIDES) lat[side] = p && p[side] && p[side].state === 'done' ? num(p[side].metrics.last_latency_ms) : null;

@@ -11,10 +11,17 @@
 //   progress and asks again, so a complete answer was always asked with the prompt of its start;
 // - the thumbnail is drawn from the frame this page sent (FrameSender's canvas, right after the
 //   send), scaled to THUMB_WIDTH px. The frame an answer is about is found by its age:
-//   `answer_start.frame_age_ms` against the time each recent frame was grabbed.
-// Thumbnails stay in this browser: they are never sent anywhere.
+//   `answer_start.frame_age_ms` against the time each recent frame was grabbed;
+// - while the session watches an IP camera (source "camera:<id>") the page sends no frames: the
+//   answer's `answer_start.camera_frame` names the camera's sample, which is fetched from GET
+//   /api/v1/cameras/<id>/snapshot?seq=N at once (the server holds only its last 8 samples, and a
+//   long answer could outlive them) and scaled down as a sent frame is. A snapshot whose
+//   X-Frame-Seq is not that sample (gone already: the server answers the newest) is not kept: a
+//   wrong picture is worse than none.
+// Thumbnails stay in this browser: they are never sent anywhere (a camera's come from the server).
 
 import { h, fmtMs, fmtTime, num } from './util.js';
+import { cameraOf } from './cameras.js';
 import { renderMarkdown, renderPlain, markdownToText } from './markdown.js';
 
 /** The bounds on what is kept, in memory and in storage (docs/history.md). */
@@ -33,12 +40,14 @@ export const LIMITS = {
 const THUMB_WIDTH = LIMITS.thumbWidth;
 const RECENT_FRAMES = 6; // frames sent lately, candidates for the next answer_start
 const PENDING_MAX = 16;
+const SNAPSHOT_MAX_BYTES = 8 * 1024 * 1024; // a camera's JPEG bigger than this is not decoded for a thumbnail
 const CLEAR_CONFIRM_MS = 4000;
 
 const NO_PICTURE = {
   server: 'No picture: this answer came before this page was loaded, and the server keeps only the text.',
   evicted: `Picture not kept: only the newest ${LIMITS.thumbs} answers keep theirs.`,
   none: 'No picture: the frame of this answer was not sent by this page (another tab of this session, or before a reload).',
+  camera: 'No picture: the server no longer held this camera frame when the page asked for it.',
 };
 const NO_PROMPT = 'Prompt not known: this answer came before this page was loaded, and the server keeps only the text.';
 
@@ -215,8 +224,9 @@ class HistoryStore {
 
 /**
  * An entry: {answer_id, text, prompt (null: not known), wall_ms, latency_ms, model, backend,
- * source ('page': this page saw it; 'server': from the session message only), thumb (a JPEG Blob
- * or null), thumbW, thumbH, noThumb (why there is none: a NO_PICTURE key)}; in memory also url
+ * source ('page': this page saw it; 'server': from the session message only), camera (the IP
+ * camera whose frame it was about, or null), thumb (a JPEG Blob or null), thumbW, thumbH, noThumb
+ * (why there is none: a NO_PICTURE key)}; in memory also url
  * (the thumbnail's object URL), el (its <li>), hay (folded text for search).
  */
 export class HistoryView {
@@ -275,9 +285,21 @@ export class HistoryView {
   _frameSent(canvas, info) {
     if (!canvas || !canvas.width || !canvas.height) return;
     const now = performance.now();
-    const w = Math.min(THUMB_WIDTH, canvas.width);
-    const hh = Math.max(1, Math.round((canvas.height * w) / canvas.width));
-    let ready;
+    const t = this._thumbOf(canvas, canvas.width, canvas.height);
+    if (!t) return; // a browser that cannot draw the frame canvas: answers go without pictures
+    const grabbedAt = now - (Number(info.captureAgeMs) || 0);
+    this.frames.push({ grabbedAt, ...t });
+    if (this.frames.length > RECENT_FRAMES) this.frames.shift();
+  }
+
+  /**
+   * A picture (a canvas or an ImageBitmap of sw×sh) scaled to THUMB_WIDTH px at most:
+   * {ready (Promise<Blob|null>: null when over LIMITS.thumbMaxBytes), w, h}, or null when the
+   * browser cannot draw it. toBlob copies the picture at the call: the canvas can be drawn on again.
+   */
+  _thumbOf(src, sw, sh) {
+    const w = Math.min(THUMB_WIDTH, sw);
+    const hh = Math.max(1, Math.round((sh * w) / sw));
     try {
       if (!this.thumbCanvas) this.thumbCanvas = document.createElement('canvas');
       const c = this.thumbCanvas;
@@ -285,17 +307,41 @@ export class HistoryView {
       c.height = hh;
       const ctx = c.getContext('2d', { alpha: false });
       ctx.imageSmoothingQuality = 'high';
-      ctx.drawImage(canvas, 0, 0, w, hh);
-      // toBlob copies the picture now: the canvas can be drawn on again at once.
-      ready = new Promise((resolve) => {
+      ctx.drawImage(src, 0, 0, w, hh);
+      const ready = new Promise((resolve) => {
         c.toBlob((b) => resolve(b && b.size <= LIMITS.thumbMaxBytes ? b : null), 'image/jpeg', LIMITS.thumbQuality);
       });
+      return { ready, w, h: hh };
     } catch {
-      return; // a browser that cannot draw the frame canvas: answers go without pictures
+      return null;
     }
-    const grabbedAt = now - (Number(info.captureAgeMs) || 0);
-    this.frames.push({ grabbedAt, ready, w, h: hh });
-    if (this.frames.length > RECENT_FRAMES) this.frames.shift();
+  }
+
+  /**
+   * The thumbnail of a camera's sample: fetched now, while the server still holds it (the last 8
+   * samples). Resolves {blob, w, h}, or null when the sample is gone, the server is unreachable,
+   * or the picture cannot be decoded (the answer then says it has no picture).
+   */
+  async _cameraThumb(id, seq) {
+    try {
+      const res = await fetch(`/api/v1/cameras/${encodeURIComponent(id)}/snapshot?seq=${seq}`,
+        { credentials: 'same-origin', cache: 'no-store' });
+      if (!res.ok) return null;
+      if (Number(res.headers.get('x-frame-seq')) !== seq) return null; // another sample: not this answer's
+      const blob = await res.blob();
+      if (!blob.size || blob.size > SNAPSHOT_MAX_BYTES || typeof createImageBitmap !== 'function') return null;
+      const bmp = await createImageBitmap(blob);
+      try {
+        const t = this._thumbOf(bmp, bmp.width, bmp.height);
+        if (!t) return null;
+        const thumb = await t.ready;
+        return thumb ? { blob: thumb, w: t.w, h: t.h } : null;
+      } finally {
+        bmp.close();
+      }
+    } catch {
+      return null; // the live view goes on; this answer goes without a picture
+    }
   }
 
   /** Every server message (only answers and their ends matter here). */
@@ -357,8 +403,12 @@ export class HistoryView {
   _started(msg) {
     const id = msg.answer_id;
     if (id === undefined || id === null) return;
+    // A camera's frame: the sample is fetched now (camera), not looked for among the frames sent.
+    const cam = cameraOf((this.getSettings() || {}).source);
+    const seq = msg.camera_frame;
+    const camera = cam && Number.isInteger(seq) && seq >= 0 ? this._cameraThumb(cam, seq) : null;
     this.pending.set(id, {
-      prompt: this._prompt(), frame: this._frameFor(num(msg.frame_age_ms)),
+      prompt: this._prompt(), frame: camera ? null : this._frameFor(num(msg.frame_age_ms)), camera, cameraId: camera ? cam : null,
       model: msg.model ?? null, backend: msg.backend ?? null,
     });
     while (this.pending.size > PENDING_MAX) this.pending.delete(this.pending.keys().next().value);
@@ -396,11 +446,23 @@ export class HistoryView {
     const e = {
       answer_id: id, text: msg.text, prompt: p ? p.prompt : this._prompt(), wall_ms: Date.now(),
       latency_ms: num(m.last_latency_ms), model: m.model ?? p?.model ?? null, backend: m.backend ?? p?.backend ?? null,
-      source: 'page', thumb: null, thumbW: 0, thumbH: 0, noThumb: p && p.frame ? null : 'none',
+      source: 'page', thumb: null, thumbW: 0, thumbH: 0, noThumb: p && (p.frame || p.camera) ? null : 'none',
+      camera: p ? p.cameraId : null,
     };
     this._add(e);
     this._enforce([e]);
-    if (p && p.frame) {
+    if (p && p.camera) {
+      p.camera.then((t) => {
+        if (this.entries.get(id) !== e) return; // gone meanwhile
+        if (t) {
+          this._setThumb(e, t.blob, t.w, t.h);
+        } else {
+          e.noThumb = 'camera';
+          this._fillThumb(e);
+        }
+        this._enforce([e]);
+      });
+    } else if (p && p.frame) {
       p.frame.ready.then((blob) => {
         if (this.entries.get(id) !== e) return; // gone meanwhile
         if (blob) {
@@ -439,7 +501,7 @@ export class HistoryView {
           answer_id: r.answer_id, text: r.text, prompt: r.prompt ?? null, wall_ms: num(r.wall_ms),
           latency_ms: num(r.latency_ms), model: r.model ?? null, backend: r.backend ?? null,
           source: r.source === 'server' ? 'server' : 'page', thumb: null, thumbW: 0, thumbH: 0,
-          noThumb: r.noThumb || null,
+          noThumb: r.noThumb || null, camera: cameraOf(`camera:${r.camera}`),
         };
         if (r.thumb instanceof ArrayBuffer && r.thumb.byteLength) {
           e.thumb = new Blob([r.thumb], { type: 'image/jpeg' });
@@ -479,7 +541,7 @@ export class HistoryView {
       const e = {
         answer_id: id, text: s.text, prompt: null, wall_ms: num(s.wall_ms), latency_ms: num(s.latency_ms),
         model: s.model ?? null, backend: s.backend ?? null, source: 'server', thumb: null, thumbW: 0, thumbH: 0,
-        noThumb: 'server',
+        noThumb: 'server', camera: null,
       };
       this._add(e, false);
       added.push(e);
@@ -563,7 +625,7 @@ export class HistoryView {
     const snap = entries.filter((e) => this.entries.get(e.answer_id) === e).map((e) => ({
       sid, answer_id: e.answer_id, text: e.text, prompt: e.prompt, wall_ms: e.wall_ms, latency_ms: e.latency_ms,
       model: e.model, backend: e.backend, source: e.source, thumb: e.thumb, thumbW: e.thumbW, thumbH: e.thumbH,
-      noThumb: e.noThumb,
+      noThumb: e.noThumb, camera: e.camera,
     }));
     if (!snap.length && !del.length) return;
     this.saving = (this.saving || Promise.resolve()).then(async () => {
@@ -628,7 +690,7 @@ export class HistoryView {
       thumb.dataset.state = 'picture';
       thumb.replaceChildren(h('img', { src: e.url, alt: '', decoding: 'async', ...size }));
       figure.replaceChildren(h('img', { src: e.url, alt: `The frame answer ${e.answer_id} is about`, decoding: 'async', ...size }),
-        h('figcaption', { class: 'muted small', text: 'The frame sent (thumbnail)' }));
+        h('figcaption', { class: 'muted small', text: e.camera ? `The frame of camera ${e.camera} (thumbnail)` : 'The frame sent (thumbnail)' }));
       thumb.title = '';
     } else {
       const why = NO_PICTURE[e.noThumb] || NO_PICTURE.none;
@@ -777,7 +839,7 @@ export class HistoryView {
     for (const e of entries) {
       const item = {
         answer_id: e.answer_id, time: isoTime(e.wall_ms), prompt: e.prompt, text: e.text, latency_ms: e.latency_ms,
-        model: e.model, backend: e.backend, source: e.source, thumbnail: null,
+        model: e.model, backend: e.backend, source: e.source, camera: e.camera || null, thumbnail: null,
       };
       if (e.thumb && e.thumb.size <= LIMITS.jsonThumbBytes && e.thumb.size <= budget) {
         item.thumbnail = await blobToDataUrl(e.thumb);
