@@ -52,7 +52,7 @@ typedef struct lv_job {
 
     /* the pipeline's */
     lv_queue_t link;               /* in the pipeline's jobs */
-    struct lv_session *session;    /* NULL once the session let go of it */
+    struct lv_session *session;    /* never NULL: a session that lets go cancels the job or hands it to a follower (lv_coalesce.h) */
     uint64_t frame_recv_us;
     uint64_t dispatch_us;
     bool started;                  /* the started event came: it may be reviewed and preempted */
