@@ -127,20 +127,24 @@ static gboolean on_select_stream(GstElement *src, guint num, GstCaps *caps, gpoi
     return atomic_compare_exchange_strong(&cam->codec, &none, codec) || atomic_load(&cam->codec) == codec;
 }
 
-static void on_src_pad(GstElement *src, GstPad *pad, gpointer ud)
+/* Link pad to to's sink pad unless something got there first (a second stream of the camera). */
+static void link_to_sink(GstPad *pad, GstElement *to)
 {
-    GstElement *dec = ud;
-    (void)src;
-    GstPad *sinkpad = gst_element_get_static_pad(dec, "sink");
+    GstPad *sinkpad = gst_element_get_static_pad(to, "sink");
     if (sinkpad && !gst_pad_is_linked(sinkpad))
         gst_pad_link(pad, sinkpad);
     if (sinkpad)
         gst_object_unref(sinkpad);
 }
 
+static void on_src_pad(GstElement *src, GstPad *pad, gpointer ud)
+{
+    (void)src;
+    link_to_sink(pad, ud);
+}
+
 static void on_dec_pad(GstElement *dec, GstPad *pad, gpointer ud)
 {
-    GstElement *sink = ud;
     (void)dec;
     GstCaps *caps = gst_pad_get_current_caps(pad);
     if (!caps)
@@ -149,13 +153,8 @@ static void on_dec_pad(GstElement *dec, GstPad *pad, gpointer ud)
     bool video = st && g_str_has_prefix(gst_structure_get_name(st), "video/");
     if (caps)
         gst_caps_unref(caps);
-    if (!video)
-        return;
-    GstPad *sinkpad = gst_element_get_static_pad(sink, "sink");
-    if (sinkpad && !gst_pad_is_linked(sinkpad))
-        gst_pad_link(pad, sinkpad);
-    if (sinkpad)
-        gst_object_unref(sinkpad);
+    if (video)
+        link_to_sink(pad, ud);
 }
 
 /* In front of the decoder: learns how often keyframes come, and in keyframe-only mode drops every
