@@ -727,6 +727,13 @@ int lv_webrtc_session_has_feed(const lv_webrtc_t *w, const lv_session_t *s)
     return w && feed_of(w, s) != NULL;
 }
 
+void lv_webrtc_session_close(lv_webrtc_t *w, const lv_session_t *s, const char *reason)
+{
+    lv_webrtc_feed_t *f = w ? feed_of(w, s) : NULL;
+    if (f)
+        feed_end(f, reason, false);
+}
+
 /* The pipeline: webrtcbin and the grabber's sink; the decoder is added when the video pad comes. */
 static int build_pipeline(lv_webrtc_t *w, lv_webrtc_feed_t *f)
 {

@@ -77,5 +77,9 @@ typedef struct {
 void lv_webrtc_stats(const lv_webrtc_t *w, lv_webrtc_stats_t *out);
 /** Does s have a feed now? */
 int lv_webrtc_session_has_feed(const lv_webrtc_t *w, const lv_session_t *s);
+/** End s's feed, if it has one, because the session no longer takes its frames from it (its
+ * `source` changed): an answer still owed is a 503 saying reason; the viewers hear no video_ended
+ * (they chose this). NULL w is ignored. */
+void lv_webrtc_session_close(lv_webrtc_t *w, const lv_session_t *s, const char *reason);
 
 #endif

@@ -27,6 +27,7 @@
 #include "lv_json_str.h"
 #include "lv_log.h"
 #include "lv_net.h"
+#include "lv_offer.h"
 #include "lv_pipeline.h"
 #include "lv_port_dispatch.h"
 #include "lv_port_source.h"
@@ -469,6 +470,35 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
     memset(secret, 0, sizeof(secret));
 }
 
+/* The session's frames come from elsewhere now. A WebRTC stream that fed it is closed (a decoder
+ * for nobody otherwise), and the credit the old source owed is dropped so the new one is asked at
+ * once, not after the re-ask delay (max(5 s, 2 intervals)). Cameras follow in camera_sync. */
+static void source_switched(lv_app_t *app, lv_session_t *s)
+{
+    if (strcmp(s->rec.settings.source, "webrtc") != 0)
+        lv_offer_session_close(app, s, "the session's source changed");
+    credit_clear(app, s);
+    if (s->rec.started)
+        s->next_credit_ms = lv_now_ms();
+}
+
+/* next (checked) becomes s's settings: saved, every socket of s hears settings_updated, the source
+ * switched when it changed. update_settings and POST /offer (lv_engine_set_source) both end here. */
+static void settings_commit(lv_app_t *app, lv_session_t *s, const lv_settings_t *next)
+{
+    bool interval_changed = next->interval_ms != s->rec.settings.interval_ms;
+    bool source_changed = strcmp(next->source, s->rec.settings.source) != 0;
+    lv_pipeline_settings_changed(&app->pipe, s, next); /* the answer in progress was asked with the old ones */
+    s->rec.settings = *next;
+    if (interval_changed && s->rec.started && !s->credit_outstanding)
+        s->next_credit_ms = lv_now_ms();
+    if (source_changed)
+        source_switched(app, s);
+    lv_session_save(app->reg, s);
+    session_send_json(s, json_pack("{s:s, s:o}", "type", "settings_updated", "settings", lv_settings_to_json(next)));
+    camera_sync(app, s);
+}
+
 static void handle_update_settings(lv_conn_t *c, const lv_client_msg_t *m)
 {
     lv_session_t *s = c->session;
@@ -487,14 +517,16 @@ static void handle_update_settings(lv_conn_t *c, const lv_client_msg_t *m)
         lv_conn_send_error(c, "invalid_setting", msg, field);
         return;
     }
-    bool interval_changed = next.interval_ms != s->rec.settings.interval_ms;
-    lv_pipeline_settings_changed(&c->app->pipe, s, &next); /* the answer in progress was asked with the old ones */
-    s->rec.settings = next;
-    if (interval_changed && s->rec.started && !s->credit_outstanding)
-        s->next_credit_ms = lv_now_ms();
-    lv_session_save(c->app->reg, s);
-    session_send_json(s, json_pack("{s:s, s:o}", "type", "settings_updated", "settings", lv_settings_to_json(&next)));
-    camera_sync(c->app, s);
+    settings_commit(c->app, s, &next);
+}
+
+void lv_engine_set_source(lv_app_t *app, lv_session_t *s, const char *source)
+{
+    if (strcmp(s->rec.settings.source, source) == 0)
+        return;
+    lv_settings_t next = s->rec.settings;
+    snprintf(next.source, sizeof(next.source), "%s", source);
+    settings_commit(app, s, &next);
 }
 
 /* A text message over the rate is dropped unread. The sender hears of it at most once a second, in

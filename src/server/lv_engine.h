@@ -10,6 +10,7 @@
 
 struct lv_app;
 struct lv_conn;
+struct lv_session;
 
 /** Start the frame path: the scheduler, metrics (lv_stat.h), the local dispatcher on app->pool,
  * the pipeline, its tick and the idle sweep. After the registry and the pool exist. LV_ENOMEM or
@@ -22,5 +23,10 @@ void lv_engine_stop(struct lv_app *app);
 void lv_engine_on_message(struct lv_conn *c, const char *p, size_t len, bool binary);
 /** conn is going away: detach it from its session. */
 void lv_engine_on_close(struct lv_conn *c);
+/** Set s's `source` (a valid value) as update_settings does: saved, settings_updated to every
+ * socket of s, a camera it watched let go (or the one named watched), its WebRTC stream closed
+ * unless the source is "webrtc", the new source asked for a frame at once. Nothing when unchanged.
+ * POST /offer sets "webrtc" with it. */
+void lv_engine_set_source(struct lv_app *app, struct lv_session *s, const char *source);
 
 #endif

@@ -10,15 +10,14 @@
 #include "lv_app.h"
 #include "lv_auth.h"
 #include "lv_common.h"
+#include "lv_engine.h"
 #include "lv_httpd.h"
 #include "lv_log.h"
 #include "lv_net.h"
 #include "lv_principal.h"
 #include "lv_sdp.h"
 #include "lv_session.h"
-#include "lv_settings.h"
 #include "lv_webrtc.h"
-#include "lv_wsconn.h"
 
 struct lv_offer_host {
     lv_webrtc_t *webrtc; /* created on the first offer */
@@ -56,29 +55,6 @@ static int respond_error(lv_req_t *r, int status, const char *code, const char *
     return rc;
 }
 
-/* The session's source is now its WebRTC video: saved, and every page watching it hears
- * settings_updated (as after update_settings) so it stops sending frames itself. */
-static void source_to_webrtc(lv_app_t *app, lv_session_t *s)
-{
-    if (strcmp(s->rec.settings.source, "webrtc") == 0)
-        return;
-    snprintf(s->rec.settings.source, sizeof(s->rec.settings.source), "webrtc");
-    lv_session_save(app->reg, s);
-    json_t *o = json_pack("{s:s, s:o}", "type", "settings_updated", "settings", lv_settings_to_json(&s->rec.settings));
-    lv_msg_t *m = o ? lv_msg_from_json(o) : NULL;
-    json_decref(o);
-    if (!m)
-        return;
-    lv_queue_t *n;
-    LV_QUEUE_FOREACH(n, &app->conns)
-    {
-        lv_conn_t *c = LV_CONTAINER_OF(n, lv_conn_t, app_link);
-        if (c->session == s)
-            lv_conn_send(c, m);
-    }
-    lv_msg_unref(m);
-}
-
 /* The request stops waiting (before it is answered: answering may reuse it for the next one). */
 static lv_req_t *pending_release(pending_t *p)
 {
@@ -106,9 +82,11 @@ static void on_answer(void *user, int status, const char *sdp, const char *code,
         respond_error(r, status, code, message);
         return;
     }
-    lv_session_t *s = lv_session_find(app->reg, sid); /* watched by the feed: still here */
+    /* the source switch update_settings makes (a camera it watched is let go, every socket of
+     * the session hears settings_updated); s is watched by the feed, so still here */
+    lv_session_t *s = lv_session_find(app->reg, sid);
     if (s)
-        source_to_webrtc(app, s);
+        lv_engine_set_source(app, s, "webrtc");
     json_t *o = json_pack("{s:s, s:s}", "sdp", sdp, "type", "answer");
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -222,6 +200,12 @@ int lv_offer_handle(lv_app_t *app, lv_req_t *r)
 out:
     json_decref(root);
     return rc;
+}
+
+void lv_offer_session_close(lv_app_t *app, lv_session_t *s, const char *reason)
+{
+    if (app->offer)
+        lv_webrtc_session_close(app->offer->webrtc, s, reason);
 }
 
 void lv_offer_stop(lv_app_t *app)

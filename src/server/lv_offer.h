@@ -11,6 +11,7 @@
 
 struct lv_app;
 struct lv_req;
+struct lv_session;
 
 /** Is path one of the offer routes? */
 bool lv_offer_route(const char *path);
@@ -18,6 +19,9 @@ bool lv_offer_route(const char *path);
 int lv_offer_handle(struct lv_app *app, struct lv_req *r);
 /** The largest body taken: an offer at the SDP cap, JSON-escaped (CRLF becomes 4 bytes). */
 size_t lv_offer_body_cap(const struct lv_app *app);
+/** Session s no longer takes its frames from WebRTC (its `source` changed): its stream, if any,
+ * is closed (lv_webrtc_session_close; an answer still owed is a 503 with reason). */
+void lv_offer_session_close(struct lv_app *app, struct lv_session *s, const char *reason);
 /** Answer every waiting offer with 503 and stop every WebRTC stream (shutdown; the loop runs on
  * to free them). */
 void lv_offer_stop(struct lv_app *app);

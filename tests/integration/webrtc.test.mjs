@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startFakevlm, startLivevlm, stopAll, readData, waitUntil, T,
+  startFakevlm, startLivevlm, startRtspcam, stopAll, readData, waitUntil, T,
 } from '../lib/harness.mjs';
 
 const TO = { timeout: T(30000) };
@@ -126,6 +126,48 @@ test("another principal's session is not found", TO, async () => {
   const r = await offer({ sdp: OFFER, type: 'offer', session_id: other.session.session_id });
   expectError(r, 404, 'session_not_found', /belongs to you/);
   other.close();
+});
+
+test('going back to the page (update_settings source page) closes the session\'s WebRTC stream', TO, async () => {
+  const c = await srv.session();
+  const sid = c.session.session_id;
+  const r = await offer({ sdp: OFFER, type: 'offer', session_id: sid }, { timeoutMs: T(15000) });
+  assert.equal(r.status, 200, r.text);
+  assert.equal((await c.next('settings_updated', { timeoutMs: T(5000) })).settings.source, 'webrtc');
+  c.send({ type: 'update_settings', settings: { source: 'page' } });
+  assert.equal((await c.next('settings_updated', { timeoutMs: T(5000) })).settings.source, 'page');
+  // closed at once, for that reason, not by the 10 s no-video watchdog; the page chose it, so it
+  // hears no video_ended
+  const ended = new RegExp(`webrtc ${sid.slice(0, 8)}: ended \\(the session's source changed\\)`);
+  await waitUntil(() => ended.test(srv.logTail(400)), { timeoutMs: T(3000), what: 'the stream closed' });
+  c.send({ type: 'ping' });
+  await c.next('pong', { timeoutMs: T(3000) });
+  assert.equal(c.seen('error').filter((e) => e.code === 'video_ended').length, 0);
+  c.close();
+});
+
+test('an offer for a session watching an IP camera: it stops watching the camera', TO, async () => {
+  const cam = await startRtspcam({ size: '320x240', fps: 15, gop: 15 });
+  const csrv = await startLivevlm({ backends: [fake], args: ['--camera', `lobby=${cam.url}`] });
+  const watchers = async () => {
+    const l = await csrv.request('/api/v1/cameras');
+    assert.equal(l.status, 200, l.text);
+    return l.json().cameras.find((x) => x.id === 'lobby').watchers;
+  };
+  const c = await csrv.session({ settings: { source: 'camera:lobby', interval_ms: 1000 } });
+  await c.start();
+  await c.next('camera_state', { timeoutMs: T(5000) });
+  assert.equal(await watchers(), 1);
+  const r = await csrv.request('/offer', {
+    method: 'POST', body: { sdp: OFFER, type: 'offer', session_id: c.session.session_id }, timeoutMs: T(15000),
+  });
+  assert.equal(r.status, 200, r.text);
+  // the same source switch as update_settings: settings_updated, and the camera let go
+  assert.equal((await c.next('settings_updated', { timeoutMs: T(5000) })).settings.source, 'webrtc');
+  await waitUntil(async () => (await watchers()) === 0, { timeoutMs: T(5000), what: 'the camera unwatched' });
+  c.close();
+  await csrv.stop();
+  await cam.stop();
 });
 
 test('the server log has no error lines from WebRTC', TO, async () => {
