@@ -15,6 +15,7 @@ import { Controls } from './controls.js';
 import { Notices } from './notices.js';
 import { HistoryView } from './history.js';
 import { Compare } from './compare.js';
+import { startVideo, videoFps } from './video.js';
 
 // Settings carried over to a fresh session when the old one was lost (server restart, expiry).
 const RESTORABLE = ['prompt', 'max_tokens', 'temperature', 'interval_ms', 'backend', 'model',
@@ -526,7 +527,7 @@ function wireApp() {
   compare = new Compare({ conn, wsUrl: wsUrl(), settings: () => controls.settings || {}, models: () => controls.models,
     config: () => state.config || {}, running });
   sources = new CameraSources({ conn, camera, controls, apiFetch, webcamChoice: () => $('cameraSelect').value,
-    onchange: renderStatus, onprogress: progress, onwebcamfailed: (message) => { showError('camera', message); stopLocal(true); } });
+    onchange: () => { renderStatus(); syncVideo(); }, onprogress: progress, onwebcamfailed: (message) => { showError('camera', message); stopLocal(true); } });
 
   camera.onended = () => {
     showError('camera', 'The camera stopped (unplugged, or taken by another application).');
@@ -690,6 +691,10 @@ function onSession(msg) {
 
   const previous = state.sessionSeen ? state.lastSettings : null;
   state.sessionSeen = true;
+  if (!msg.resumed) { // a new session: the old one's video went with it; try video afresh
+    closeVideo();
+    video.failed = false;
+  }
   controls.setSession(msg.settings || {});
   answer.setHistory(msg.history);
   historyView.setSession(id, msg.history);
@@ -702,6 +707,7 @@ function onSession(msg) {
     for (const f of RESTORABLE) {
       if (f in previous && JSON.stringify(previous[f]) !== JSON.stringify(msg.settings[f])) restore[f] = previous[f];
     }
+    if (restore.source === 'webrtc') delete restore.source; // set by the video's offer, not restored
   }
   Object.assign(restore, controls.takeDeferred());
   if (Object.keys(restore).length) controls.apply(restore);
@@ -753,6 +759,7 @@ function onMessage(msg) {
       state.serverStarted = true;
       state.statusError = null;
       resetRun();
+      syncVideo();
       renderStatus();
       break;
     case 'stopped':
@@ -771,7 +778,10 @@ function onMessage(msg) {
       break;
     case 'credit':
       progress();
-      if (state.wantRun && camera.running) frames.credit(Number(msg.credit_id) >>> 0);
+      // while the video is being set up it will answer (the source becomes webrtc); kept for a
+      // fallback to frames
+      if (video.pending || video.handle) video.heldCredit = Number(msg.credit_id) >>> 0;
+      else if (state.wantRun && camera.running) frames.credit(Number(msg.credit_id) >>> 0);
       break;
     case 'queued': {
       // the frame waits behind others for a backend slot: say where it stands
@@ -872,6 +882,10 @@ function onError(msg) {
     case 'not_started':
       if (!state.wantRun) return; // a frame raced a stop: nothing to say
       break;
+    case 'video_ended':
+      // this page's video ended (a video it no longer sends needs no word): frames take over
+      if (video.handle || video.pending) videoFailed(message);
+      return;
     case 'backend_error':
     case 'backend_timeout':
     case 'no_backend':
@@ -895,6 +909,9 @@ function onError(msg) {
 
 function settingsApplied(settings, changed) {
   state.lastSettings = { ...settings };
+  video.pageAsked = false;
+  if (changed.has('interval_ms') && video.handle) video.handle.setMaxFramerate(videoFps(settings.interval_ms));
+  syncVideo();
   if (compare) compare.follow(settings); // the second session keeps A's pace and lengths
   const echo = $('promptEcho');
   const p = typeof settings.prompt === 'string' ? settings.prompt : '';
@@ -964,6 +981,7 @@ async function cameraChosen() {
   hint.dataset.kind = '';
   try {
     await camera.switchTo(sel.value);
+    if (video.handle && camera.stream) await video.handle.replaceTrack(camera.stream.getVideoTracks()[0]);
     hint.textContent = `Using ${camera.activeLabel || 'the selected camera'}.`;
   } catch (e) {
     hint.textContent = e.message;
@@ -979,6 +997,7 @@ async function startRun() {
   state.statusError = null;
   state.wantRun = true;
   state.cameraOpening = true;
+  video.failed = false; // each Start tries the video again (when chosen)
   resetRun();
   renderStatus();
   const needLabels = [...$('cameraSelect').options].every((o) => !o.value.startsWith('device:'));
@@ -1024,6 +1043,7 @@ function stopLocal(tell) {
   if (wasRunning) state.stoppedOnce = true;
   camera.stop();
   frames.cancel(); // a frame being encoded now is not sent: the run is over
+  syncVideo(); // the video closes and the session's source goes back to the page
   if (tell && conn && conn.send({ type: 'stop' })) state.stopsPending++;
   answer.idle();
   resetRun();
@@ -1049,6 +1069,105 @@ function updateVideoUi() {
   $('stopBtn').hidden = !running && !state.cameraOpening;
   $('videoLive').hidden = !(running && state.serverStarted);
   if (!running) showVideoInfo('');
+}
+
+// ---- send video (video.js) ---------------------------------------------------------------------
+// "Send video": the webcam streams to the server over WebRTC (POST /offer) and the server picks
+// the frames; "Send frames": one JPEG per credit. A preference of this browser (Settings); a
+// watched IP camera wins over both. When the video cannot be set up or ends, the run goes on with
+// frames and the page says so once, with the reason.
+
+const video = {
+  handle: null, // startVideo's handle while the video is up
+  pending: false, // an offer is on its way
+  failed: false, // fell back to frames for this run (until the next Start or a new session)
+  token: 0, // moved on by closeVideo: an offer that answers later is dropped
+  heldCredit: 0, // a credit that came while the video was being set up
+  pageAsked: false, // source "page" was asked for and the server has not answered yet
+};
+
+function sendVideoChosen() {
+  return prefs.get('sendMode', 'frames') === 'video';
+}
+
+// (not tied to the socket: the video goes on while the WebSocket reconnects to the same session)
+function videoWanted() {
+  return sendVideoChosen() && !video.failed && state.wantRun && camera.running && !camera.remote;
+}
+
+/** Open or close the video to match the choice and the run; a session left on "webrtc" with no
+ * video from this page goes back to the page's frames. */
+function syncVideo() {
+  if (!camera || !conn || !controls) return;
+  if (videoWanted()) {
+    if (!video.handle && !video.pending && conn.hasSession) openVideo();
+    return;
+  }
+  if (video.handle || video.pending) closeVideo();
+  const source = controls.settings && controls.settings.source;
+  if (source === 'webrtc' && !video.pageAsked && conn.isOpen) {
+    video.pageAsked = true;
+    controls.apply({ source: 'page' });
+  }
+}
+
+async function openVideo() {
+  const token = ++video.token;
+  video.pending = true;
+  notices.removeNow('video');
+  const fps = videoFps(controls.settings && controls.settings.interval_ms);
+  let handle = null;
+  let error = null;
+  try {
+    handle = await startVideo({ stream: camera.stream, sessionId: conn.sessionId, maxFramerate: fps,
+      onState: (st, detail) => { if (token === video.token) videoState(st, detail, fps); } });
+  } catch (e) {
+    error = e;
+  }
+  if (token !== video.token) { // closed meanwhile
+    if (handle) handle.stop();
+    return;
+  }
+  video.pending = false;
+  if (error) videoFailed(error.message || 'the server did not answer the offer');
+  else video.handle = handle;
+}
+
+function closeVideo() {
+  video.token++;
+  video.pending = false;
+  const h = video.handle;
+  video.handle = null;
+  if (h) h.stop();
+}
+
+function videoState(st, detail, fps) {
+  if (st === 'live') $('frameInfo').textContent = `video · up to ${fps} fps`;
+  else if (st === 'failed') videoFailed(detail || 'the connection failed');
+  else if (st === 'ended') videoFailed('the connection was closed');
+}
+
+/** The video could not be set up, or ended: frames take over (said once, with the reason). */
+function videoFailed(reason) {
+  if (video.failed) return;
+  video.failed = true;
+  closeVideo();
+  const why = String(reason || '').trim().replace(/\.+$/, '');
+  notices.show('video', { kind: 'warn', code: '', title: 'Sending frames instead of video.',
+    detail: why ? `The video could not be used: ${why}.` : '',
+    fix: 'Answers go on: the page now sends a picture for each answer. Press Start again to retry the video, or choose "Send frames" in Settings.' });
+  syncVideo(); // the session's source goes back to the page
+  const held = video.heldCredit;
+  video.heldCredit = 0;
+  if (held && state.wantRun && camera.running) frames.credit(held);
+}
+
+/** Settings → "How the webcam reaches the server" changed. */
+function sendModeChosen(mode) {
+  prefs.set('sendMode', mode === 'video' ? 'video' : 'frames');
+  video.failed = false;
+  if (mode !== 'video') notices.removeNow('video');
+  syncVideo();
 }
 
 /** The camera's size (→ the size of the frames sent) under the picture; '' hides it. */
@@ -1281,6 +1400,9 @@ function applyLocalPrefs() {
   $('glowToggle').checked = effects.glow;
   $('fadeToggle').checked = effects.fade;
   answer.setEffects(effects);
+  const sendVideo = sendVideoChosen();
+  $('sendFrames').checked = !sendVideo;
+  $('sendVideo').checked = sendVideo;
   const colorful = prefs.bool('colorfulFocus', false);
   $('accentToggle').checked = colorful;
   document.body.dataset.accents = colorful ? 'colorful' : 'plain';
@@ -1337,6 +1459,9 @@ function wireSettingsModal() {
       prefs.set('layoutOrder', r.value);
       applyLocalPrefs();
     });
+  }
+  for (const r of document.querySelectorAll('input[name="sendMode"]')) {
+    r.addEventListener('change', () => { if (r.checked) sendModeChosen(r.value); });
   }
   $('overlayPosition').addEventListener('change', () => {
     prefs.set('overlayPosition', $('overlayPosition').value);

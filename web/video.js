@@ -21,18 +21,28 @@ function gathered(pc, ms) {
   });
 }
 
+/** The frame rate to send for an analysis every intervalMs: about two pictures per interval (so a
+ * fresh one is there when livevlm samples), at least 1 fps, at most 30. livevlm decodes every
+ * picture it gets, so this is what keeps its CPU per stream low. */
+export function videoFps(intervalMs) {
+  const ms = Number(intervalMs) > 0 ? Number(intervalMs) : 1000;
+  return Math.min(30, Math.max(1, Math.round((2000 / ms) * 10) / 10));
+}
+
 /**
  * Stream the video track of `stream` to livevlm for session `sessionId`.
  * onState(state, detail): 'offering' | 'connecting' | 'live' | 'failed' | 'ended' | 'stopped'.
- * Resolves a handle {pc, stop()} once the server answered; rejects with an Error whose .code is
- * the server's error code (or 'network', 'no_track') when the offer fails: the caller falls back to
- * sending frames.
+ * maxFramerate (optional): the encoder's frame-rate cap (RTCRtpEncodingParameters.maxFramerate).
+ * Resolves a handle {pc, stop(), setMaxFramerate(fps), replaceTrack(track)} once the server
+ * answered; rejects with an Error whose .code is the server's error code (or 'network', 'no_track')
+ * when the offer fails: the caller falls back to sending frames.
  */
-export async function startVideo({ stream, sessionId, onState = () => {}, fetchImpl = fetch }) {
+export async function startVideo({ stream, sessionId, onState = () => {}, fetchImpl = fetch, maxFramerate = 0 }) {
   const track = stream && stream.getVideoTracks()[0];
   if (!track) throw Object.assign(new Error('no camera track to send'), { code: 'no_track' });
   const pc = new RTCPeerConnection({ iceServers: [] });
   let stopped = false;
+  let sender = null;
   const stop = () => {
     if (stopped) return;
     stopped = true;
@@ -41,7 +51,9 @@ export async function startVideo({ stream, sessionId, onState = () => {}, fetchI
   };
   try {
     // send only: livevlm sends nothing back (its answer is recvonly)
-    pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    const init = { direction: 'sendonly', streams: [stream] };
+    if (maxFramerate > 0) init.sendEncodings = [{ maxFramerate }];
+    sender = pc.addTransceiver(track, init).sender;
     onState('offering');
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc, GATHER_MS);
@@ -79,5 +91,22 @@ export async function startVideo({ stream, sessionId, onState = () => {}, fetchI
     else if (st === 'failed') onState('failed', 'the connection failed');
     else if (st === 'closed') onState('ended');
   });
-  return { pc, stop: () => { clearTimeout(timer); stop(); } };
+  return {
+    pc,
+    stop: () => { clearTimeout(timer); stop(); },
+    /** A new frame-rate cap (the interval changed); resolves false when the browser refused it. */
+    async setMaxFramerate(fps) {
+      try {
+        const params = sender.getParameters();
+        if (!params.encodings || !params.encodings.length) return false;
+        for (const e of params.encodings) e.maxFramerate = fps;
+        await sender.setParameters(params);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    /** Send another camera's track (the webcam was switched) without negotiating again. */
+    replaceTrack: (t) => sender.replaceTrack(t),
+  };
 }
