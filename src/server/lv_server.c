@@ -261,6 +261,17 @@ static int token_link(lv_app_t *app, lv_req_t *r, const char *arg)
     return lv_req_respond(r, 303, "text/plain", "", 0, false, hdr);
 }
 
+/* The replaced tool's /api/rtsp/start|stop|status opened any URL a client sent (the server would
+ * fetch rtsp://, http:// or file:// for anyone). Here only the admin defines cameras: say so and
+ * where to look instead of a bare 404. */
+static int refuse_rtsp_api(lv_req_t *r)
+{
+    return lv_req_respond_error(r, 410, "rtsp_url_not_accepted",
+                                "livevlm takes no camera URLs from clients: the admin defines cameras with --camera "
+                                "ID=URL, GET /api/v1/cameras lists them, and the session setting source camera:ID "
+                                "watches one");
+}
+
 static int handle_get(lv_app_t *app, lv_req_t *r)
 {
     const char *path = r->path;
@@ -295,6 +306,8 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
         return serve_static(app, r, path);
     if ((st = lv_auth_check(app, r->head, r->ip)) != 0)
         return refuse_auth(r, st, "log in with the access token printed by the server");
+    if (strncmp(path, "/api/rtsp/", 10) == 0)
+        return refuse_rtsp_api(r);
     if (strcmp(path, "/api/v1/config") == 0)
         return api_config(app, r);
     if (strcmp(path, "/api/v1/models") == 0 || strcmp(path, "/models") == 0) {
@@ -355,6 +368,8 @@ static int handle_post(lv_app_t *app, lv_req_t *r)
         return lv_analyze_handle(app, r);
     if (lv_offer_route(r->path))
         return lv_offer_handle(app, r);
+    if (strncmp(r->path, "/api/rtsp/", 10) == 0)
+        return refuse_rtsp_api(r);
     return lv_req_respond_error(r, 404, "not_found", "no such API route");
 }
 

@@ -165,6 +165,19 @@ test('a camera nobody defined: invalid_setting on field source', TO, async () =>
   assert.equal(ok.settings.source, 'camera:lobby');
 });
 
+test('the replaced tool\'s /api/rtsp/* (a URL from the client): 410 saying where cameras come from', TO, async () => {
+  const start = await srv.request('/api/rtsp/start', { body: { rtsp_url: 'rtsp://127.0.0.1:1/x', session_id: 's' } });
+  assert.equal(start.status, 410, start.text);
+  assert.equal(start.json().error.code, 'rtsp_url_not_accepted');
+  assert.match(start.json().error.message, /--camera ID=URL/);
+  assert.match(start.json().error.message, /\/api\/v1\/cameras/);
+  const status = await srv.request('/api/rtsp/status');
+  assert.equal(status.status, 410, status.text);
+  // still behind the credential: nothing about cameras for someone without it
+  const anon = await srv.request('/api/rtsp/status', { auth: false });
+  assert.equal(anon.status, 401, anon.text);
+});
+
 test('a camera that refuses the credentials: failed at once, with the reason and no password', TO, async () => {
   const c = await srv.connect();
   clients.push(c);
