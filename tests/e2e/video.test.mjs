@@ -3,8 +3,9 @@
 // which samples the video itself: fakevlm answers about the pictures it got while the page sends
 // no binary frame at all (counted by a hook on WebSocket.send), and the sender's frame rate is
 // capped to what the analysis needs (two pictures per interval). Stop closes the peer connection
-// and the server's stream at once. And the fallback: a server that refuses the offer
-// (--max-webrtc 0) gets frames from the page instead, and the page says so once, with the reason.
+// and the server's stream at once. And the fallbacks: a server that refuses the offer
+// (--max-webrtc 0), and a video whose picture stops (video_ended from the server's 10 s watchdog),
+// get frames from the page instead, and the page says so once, with the reason.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -160,5 +161,26 @@ test('Send video on a server that refuses it: the page says so once and sends fr
   assert.equal(await page.evaluate(() => window.__pcs.every((p) => p.connectionState === 'closed')), true);
   await page.locator('#stopBtn').click();
   errs.check('fallback page');
+  await br.closeContext(ctx);
+});
+
+test('Send video whose picture stops (video_ended after 10 s): the page falls back to frames, saying why', TO, async () => {
+  const { ctx, page, errs } = await openPage(srv);
+  await chooseSendMode(page, 'video');
+  await page.locator('#startBtn').click();
+  await page.waitForFunction(() => window.__pcs.some((pc) => pc.connectionState === 'connected'), null, { timeout: T(20000) });
+  await waitAnswers(page, 1);
+  assert.equal(await binarySent(page), 0);
+  // the sender lets go of the camera's track (the camera itself stays on): no picture reaches the
+  // server any more
+  await page.evaluate(() => window.__pcs.find((pc) => pc.connectionState === 'connected').getSenders()[0].replaceTrack(null));
+  const notice = page.locator('#errorBar [data-key="video"]');
+  await notice.waitFor({ state: 'visible', timeout: T(30000) });
+  assert.match(await notice.textContent(), /Sending frames instead of video.*no video arrived for 10 s/s);
+  const before = await answerCount(page);
+  await waitAnswers(page, before + 2);
+  assert.ok(await binarySent(page) >= 2, 'the answers now come from the page\'s frames');
+  await page.locator('#stopBtn').click();
+  errs.check('ended page');
   await br.closeContext(ctx);
 });
