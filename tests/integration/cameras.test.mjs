@@ -237,6 +237,29 @@ test('camera lost and back on the same port: reconnecting with a reason, then li
   assert.match(m, /livevlm_camera_state\{camera="locked",state="idle"\} 1/);
 });
 
+test('two watchers, one RTSP client: the camera is opened once however many sessions watch it', TO, async () => {
+  // the camera restarted by the test above has been watched by both sessions since
+  const opens = [...cam.proc.logText().matchAll(/client connected, (\d+) open/g)].map((m) => Number(m[1]));
+  assert.ok(opens.length >= 1, cam.proc.logText());
+  assert.equal(Math.max(...opens), 1, `at most one RTSP client at a time: ${opens.join(', ')}`);
+  assert.equal((await cameras()).find((c) => c.id === 'lobby').watchers, 2);
+});
+
+test('a camera that stalls with its connection open: the watchdog restarts it, and it comes back', TO, async () => {
+  const [a] = clients;
+  cam.proc.child.kill('SIGSTOP'); // the socket stays open, nothing more arrives
+  try {
+    const st = await a.next('camera_state', { where: (m) => m.state === 'reconnecting', timeoutMs: T(25000) });
+    assert.match(st.reason, /no picture/);
+  } finally {
+    cam.proc.child.kill('SIGCONT');
+  }
+  await a.next('camera_state', { where: (m) => m.state === 'live', timeoutMs: T(45000) });
+  a.drain('vlm_response');
+  const ans = await a.nextAnswer({ timeoutMs: T(15000) });
+  assert.deepEqual((f => f && [f.width, f.height])(parseFakeAnswer(ans.text)), [1280, 720], ans.text);
+});
+
 test('the camera password is nowhere: API answers, /metrics, WebSocket messages, the server log', TO, async () => {
   const bodies = [
     (await srv.request('/api/v1/cameras')).text,
