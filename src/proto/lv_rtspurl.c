@@ -265,6 +265,78 @@ static int parse_path(const char *s, size_t len, lv_camera_def_t *out, const cha
     return 0;
 }
 
+/* Whether the query parameter name [s, s+len), percent-decoded, names a credential (any case). */
+static int secret_name(const char *s, size_t len)
+{
+    static const char *const names[] = {"user", "username", "password", "pass", "pwd",
+                                        "passwd", "token", "auth", "key"};
+    char dec[16];
+    if (decode_part(s, len, dec, sizeof(dec)) < 0)
+        return 0; /* longer than any of them, or not text */
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(dec, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int append(char *out, size_t cap, size_t *o, const char *s, size_t len)
+{
+    if (*o + len + 1 > cap)
+        return 0;
+    memcpy(out + *o, s, len);
+    *o += len;
+    out[*o] = '\0';
+    return 1;
+}
+
+/* The query of out->path, split at '&': the values of secret parameters are noted for the
+ * scrubber (qsecret_raw, qsecret) and written "***" in masked (path and query, cap bytes). */
+static int parse_query(lv_camera_def_t *out, char *masked, size_t cap, const char **why)
+{
+    const char *q = strchr(out->path, '?');
+    size_t o = 0, raw_o = 0, dec_o = 0;
+    masked[0] = '\0';
+    if (!append(masked, cap, &o, out->path, q ? (size_t)(q - out->path) + 1 : strlen(out->path)))
+        return fail(out, why, LV_ELIMIT, "the path is longer than 1024 bytes");
+    for (const char *p = q ? q + 1 : NULL; p;) {
+        const char *amp = strchr(p, '&');
+        size_t plen = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', plen);
+        size_t nlen = eq ? (size_t)(eq - p) : plen;
+        int ok;
+        if (eq && secret_name(p, nlen)) {
+            const char *v = eq + 1;
+            size_t vlen = plen - nlen - 1;
+            ok = append(masked, cap, &o, p, nlen + 1) && append(masked, cap, &o, "***", 3);
+            if (ok && vlen) {
+                /* each value takes its bytes and a NUL, fewer than its "name=" before it: both
+                 * lists fit in a path's room (checked all the same) */
+                if (raw_o + vlen + 1 > sizeof(out->qsecret_raw))
+                    return fail(out, why, LV_ELIMIT, "the query has too many secret values");
+                int d = decode_part(v, vlen, out->qsecret + dec_o, sizeof(out->qsecret) - dec_o);
+                if (d < 0)
+                    return fail(out, why, LV_EINVAL,
+                                "a credential in the query (user, password, token...) has a "
+                                "control byte once decoded");
+                memcpy(out->qsecret_raw + raw_o, v, vlen);
+                raw_o += vlen;
+                out->qsecret_raw[raw_o++] = '\0';
+                dec_o += (size_t)d + 1;
+                out->n_qsecrets++;
+            }
+        } else {
+            ok = append(masked, cap, &o, p, plen);
+        }
+        if (ok && amp)
+            ok = append(masked, cap, &o, "&", 1);
+        if (!ok)
+            return fail(out, why, LV_ELIMIT,
+                        "the path is longer than 1024 bytes once its credentials read ***");
+        p = amp ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
 int lv_rtspurl_parse(const char *url, size_t len, lv_camera_def_t *out, const char **why)
 {
     if (!out) {
@@ -334,11 +406,20 @@ int lv_rtspurl_parse(const char *url, size_t len, lv_camera_def_t *out, const ch
     rc = parse_path(auth_end, (size_t)(end - auth_end), out, why);
     if (rc)
         return rc;
+    char masked[LV_RTSPURL_PATH_MAX + 1];
+    rc = parse_query(out, masked, sizeof(masked), why);
+    if (rc)
+        return rc;
 
     int n = snprintf(out->url_clean, sizeof(out->url_clean), "%s://%s%s%s:%u%s",
                      out->tls ? "rtsps" : "rtsp", out->host_is_ipv6 ? "[" : "", out->host,
+                     out->host_is_ipv6 ? "]" : "", (unsigned)out->port, masked);
+    int m = snprintf(out->url_rtsp, sizeof(out->url_rtsp), "%s://%s%s%s:%u%s",
+                     out->tls ? "rtsps" : "rtsp", out->host_is_ipv6 ? "[" : "", out->host,
                      out->host_is_ipv6 ? "]" : "", (unsigned)out->port, out->path);
-    if (n < 0 || (size_t)n >= sizeof(out->url_clean)) /* cannot happen with the caps above */
+    explicit_bzero(masked, sizeof(masked));
+    /* cannot happen with the caps above */
+    if (n < 0 || (size_t)n >= sizeof(out->url_clean) || m < 0 || (size_t)m >= sizeof(out->url_rtsp))
         return fail(out, why, LV_ELIMIT, "the camera URL is too long");
     return 0;
 }
@@ -528,6 +609,34 @@ static void mask_again(char *out, size_t *o, const char *pw, size_t plen, const 
     *o = w;
 }
 
+/* How many bytes at t[0..n) spell one of the secret query values (decoded or as written, or cut
+ * short after 3 bytes); 0 when none does. */
+static size_t match_qsecret(const char *t, size_t n, const lv_camera_def_t *d)
+{
+    size_t best = 0;
+    const char *raw = d->qsecret_raw, *dec = d->qsecret;
+    for (int i = 0; i < d->n_qsecrets; i++) {
+        size_t rlen = strlen(raw), dlen = strlen(dec);
+        best = LV_MAX(best, spell(t, n, dec, dlen, 3));
+        best = LV_MAX(best, spell_exact(t, n, raw, rlen, 3));
+        raw += rlen + 1;
+        dec += dlen + 1;
+    }
+    return best;
+}
+
+/* mask_again for each secret query value. */
+static void mask_qsecrets_again(char *out, size_t *o, const lv_camera_def_t *d)
+{
+    const char *raw = d->qsecret_raw, *dec = d->qsecret;
+    for (int i = 0; i < d->n_qsecrets; i++) {
+        size_t rlen = strlen(raw), dlen = strlen(dec);
+        mask_again(out, o, dec, dlen, raw, rlen);
+        raw += rlen + 1;
+        dec += dlen + 1;
+    }
+}
+
 int lv_rtspurl_scrub(const char *text, const lv_camera_def_t *def, char *out, size_t cap)
 {
     if (!out || cap == 0)
@@ -558,6 +667,8 @@ int lv_rtspurl_scrub(const char *text, const lv_camera_def_t *def, char *out, si
             k = spell(t, left, def->password, plen, min_tail);
             k = LV_MAX(k, spell_exact(t, left, rawp, rawp_len, min_tail));
         }
+        if (def->n_qsecrets > 0)
+            k = LV_MAX(k, match_qsecret(t, left, def));
         if (k) {
             if (!put(out, cap, &o, "***", 3)) {
                 rc = LV_ELIMIT;
@@ -574,6 +685,7 @@ int lv_rtspurl_scrub(const char *text, const lv_camera_def_t *def, char *out, si
     }
     if (plen)
         mask_again(out, &o, def->password, plen, rawp, rawp_len);
+    mask_qsecrets_again(out, &o, def);
     if (rc == LV_ELIMIT)
         trim_utf8_tail(out, &o);
     out[o] = '\0';

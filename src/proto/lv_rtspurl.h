@@ -4,9 +4,15 @@
  * config file), but the scrubber reads text that a camera and GStreamer choose, so both have a
  * fuzz driver (tests/fuzz/fuzz_rtspurl.c).
  *
- * Credentials never leave through this module: url_clean is the URL without userinfo (what goes
- * to rtspsrc's `location` and what anyone may see); user and password stay in their own fields
- * (for rtspsrc's user-id / user-pw) and lv_rtspurl_scrub() removes them from any text shown. */
+ * Credentials never leave through this module: url_clean is the URL without userinfo and with the
+ * values of secret query parameters (below) shown as "***" (what anyone may see); url_rtsp is the
+ * same with those values as written (what goes to rtspsrc's `location`, never shown); user and
+ * password stay in their own fields (for rtspsrc's user-id / user-pw) and lv_rtspurl_scrub()
+ * removes all of them from any text shown.
+ *
+ * Secret query parameters: some cameras take their credentials in the query
+ * ("/stream?user=x&password=y"). A parameter whose name (percent-decoded, any case) is user,
+ * username, password, pass, pwd, passwd, token, auth or key has a secret value. */
 #ifndef LV_RTSPURL_H
 #define LV_RTSPURL_H
 
@@ -40,10 +46,18 @@ typedef struct {
     char host[LV_RTSPURL_HOST_MAX + 1];
     int host_is_ipv6;
     uint16_t port;                /* 1..65535; 554 (rtsp) or 322 (rtsps) when not written */
-    char path[LV_RTSPURL_PATH_MAX + 1]; /* path and query as written, always starting with '/' */
-    /* "rtsp://host:port/path?query": scheme lowercased, port always written, no userinfo.
-     * The only form of the URL that may be logged, shown or handed to rtspsrc `location`. */
+    /* path and query as written, always starting with '/'. SECRET when n_qsecrets > 0. */
+    char path[LV_RTSPURL_PATH_MAX + 1];
+    /* "rtsp://host:port/path?query": scheme lowercased, port always written, no userinfo, every
+     * secret query value written "***". The only form of the URL that may be logged or shown. */
     char url_clean[LV_RTSPURL_CLEAN_MAX + 1];
+    /* The same with the secret query values as written: for rtspsrc `location` only. SECRET. */
+    char url_rtsp[LV_RTSPURL_CLEAN_MAX + 1];
+    /* The secret query values, each followed by a NUL (empty ones left out), as written and
+     * percent-decoded, n_qsecrets of each, in the order of the query; for the scrubber. SECRET. */
+    char qsecret_raw[LV_RTSPURL_PATH_MAX + 1];
+    char qsecret[LV_RTSPURL_PATH_MAX + 1];
+    int n_qsecrets;
     /* The userinfo exactly as written ("user:p%40ss"), kept for the scrubber only. SECRET. */
     char userinfo_raw[LV_RTSPURL_USERINFO_MAX + 1];
 } lv_camera_def_t;
@@ -63,7 +77,8 @@ int lv_camera_id_valid(const char *id, size_t len);
  *     IPv4 address (all-digit names must be one), or "[IPv6]" (no zone ID);
  *   - port 1..65535 when written (an empty port after ':' is refused), else the scheme's default;
  *   - path and query as written (RFC 3986 pchar / query characters, '%' followed by two hex
- *     digits); an empty path reads as "/"; a fragment ('#') is refused;
+ *     digits); an empty path reads as "/"; a fragment ('#') is refused; the query splits at '&'
+ *     into name[=value]; a secret value (see above) that decodes to a control byte is refused;
  *   - no spaces, no control or non-ASCII bytes anywhere (percent-encode them).
  * Returns 0 with *out filled; on failure LV_EINVAL (malformed), LV_ELIMIT (a cap above), with
  * *why set to a static English sentence that never quotes the input (it may hold a password)
@@ -79,6 +94,7 @@ int lv_rtspurl_parse(const char *url, size_t len, lv_camera_def_t *out, const ch
 /** Copy text into out[0..cap) with the camera's credentials removed:
  *   - the userinfo "user:pass@" (or "user@" right after "//") is deleted, so a URL in the text
  *     reads like url_clean;
+ *   - every occurrence of a secret query value is replaced by "***", as the password is below;
  *   - every other occurrence of the password is replaced by "***" (and once more in the result,
  *     where a deleted userinfo brought its neighbours together: those become as many stars as
  *     they had bytes, at most 3).

@@ -363,6 +363,72 @@ static void scrub(void **state)
     scrub_text(d, "rtsp://a:b@cam:554/s", "rtsp://a:b@cam:554/s");
 }
 
+/* Credentials in the query (some cameras take them there): url_clean shows them as ***, url_rtsp
+ * (rtspsrc's) keeps them, the scrubber masks their values, decoded or as written. */
+static void query_secrets(void **state)
+{
+    (void)state;
+    const char *why;
+    assert_int_equal(parse("q=rtsp://cam/stream?User=admin&ch=1&PASSWORD=s%40cret&token=&pwd&key=k3y", &why), 0);
+    assert_string_equal(def.url_clean, "rtsp://cam:554/stream?User=***&ch=1&PASSWORD=***&token=***&pwd&key=***");
+    assert_string_equal(def.url_rtsp, "rtsp://cam:554/stream?User=admin&ch=1&PASSWORD=s%40cret&token=&pwd&key=k3y");
+    assert_int_equal(def.n_qsecrets, 3);
+    assert_null(strstr(def.url_clean, "admin"));
+    assert_null(strstr(def.url_clean, "cret"));
+    /* every name of the list, any case, percent-encoded names too; others are left alone */
+    static const char *const names[] = {"user", "username", "password", "pass", "pwd", "passwd", "token",
+                                        "auth", "key", "Pass", "%70wd", "AUTH"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char u[128];
+        snprintf(u, sizeof(u), "q=rtsp://cam/s?%s=hush", names[i]);
+        assert_int_equal(parse(u, &why), 0);
+        if (!strstr(def.url_clean, "=***") || strstr(def.url_clean, "hush"))
+            fail_msg("%s: url_clean %s", names[i], def.url_clean);
+    }
+    static const char *const plain[] = {"users", "keys", "passkey", "monkey", "ch", "user_id"};
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        char u[128];
+        snprintf(u, sizeof(u), "q=rtsp://cam/s?%s=hush", plain[i]);
+        assert_int_equal(parse(u, &why), 0);
+        if (!strstr(def.url_clean, "hush") || def.n_qsecrets != 0)
+            fail_msg("%s: url_clean %s", plain[i], def.url_clean);
+    }
+    /* the path is not the query: "/key=x/" stays */
+    assert_int_equal(parse("q=rtsp://cam/key=x/s", &why), 0);
+    assert_string_equal(def.url_clean, "rtsp://cam:554/key=x/s");
+    /* url_clean parses again to itself */
+    assert_int_equal(parse("q=rtsp://cam/stream?user=admin&password=pw1", &why), 0);
+    char clean[sizeof(def.url_clean) + 2];
+    snprintf(clean, sizeof(clean), "q=%s", def.url_clean);
+    assert_int_equal(parse(clean, &why), 0);
+    assert_string_equal(def.url_clean, "rtsp://cam:554/stream?user=***&password=***");
+    /* a secret that decodes to a control byte is refused; masking must fit the path's cap */
+    refused("q=rtsp://cam/s?password=a%00b", LV_EINVAL, "control byte");
+    char longq[LV_RTSPURL_PATH_MAX + 64] = "q=rtsp://cam/";
+    size_t at = strlen(longq);
+    while (at + 5 < 13 + LV_RTSPURL_PATH_MAX) {
+        memcpy(longq + at, "?key=", 5);
+        longq[at] = at == 13 ? '?' : '&';
+        at += 5;
+    }
+    longq[at] = '\0';
+    refused(longq, LV_ELIMIT, "once its credentials read ***");
+
+    /* the scrubber: decoded, as written, cut short at the end of the text */
+    char out[512];
+    assert_int_equal(parse("q=rtsp://cam/stream?user=admin&password=s%40cret%21", &why), 0);
+    assert_int_equal(lv_rtspurl_scrub("Could not open rtsp://cam:554/stream?user=admin&password=s%40cret%21: denied",
+                                      &def, out, sizeof(out)), 0);
+    assert_string_equal(out, "Could not open rtsp://cam:554/stream?user=***&password=***: denied");
+    assert_int_equal(lv_rtspurl_scrub("pw s@cret! or s%40cret%21, then s@c", &def, out, sizeof(out)), 0);
+    assert_string_equal(out, "pw *** or ***, then ***");
+    /* with a userinfo as well */
+    assert_int_equal(parse("q=rtsp://u:pw9@cam/s?token=T0k3n", &why), 0);
+    assert_string_equal(def.url_clean, "rtsp://cam:554/s?token=***");
+    assert_int_equal(lv_rtspurl_scrub("rtsp://u:pw9@cam:554/s?token=T0k3n pw9", &def, out, sizeof(out)), 0);
+    assert_string_equal(out, "rtsp://cam:554/s?token=*** ***");
+}
+
 static void scrub_caps(void **state)
 {
     (void)state;
@@ -398,7 +464,7 @@ int main(void)
         cmocka_unit_test(refuse_hosts_ports), cmocka_unit_test(refuse_userinfo_path),
         cmocka_unit_test(refuse_lengths),     cmocka_unit_test(why_never_quotes),
         cmocka_unit_test(parse_url_only),     cmocka_unit_test(scrub),
-        cmocka_unit_test(scrub_caps),
+        cmocka_unit_test(scrub_caps),         cmocka_unit_test(query_secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
