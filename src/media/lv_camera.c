@@ -54,6 +54,7 @@ struct lv_camera {
     uint64_t fps_frames, fps_at_ms;
     /* shared with GStreamer's streaming threads */
     atomic_int codec;
+    atomic_int stream_num;       /* the RTSP stream chosen (select-stream's num); -1: none yet */
     atomic_int want_keyframes;   /* the loop's wish */
     atomic_int keyframes_active; /* what the decoder gets now (switches at a keyframe) */
     atomic_uint_fast64_t last_key_ms;
@@ -109,7 +110,6 @@ static gboolean on_select_stream(GstElement *src, guint num, GstCaps *caps, gpoi
 {
     lv_camera_t *cam = ud;
     (void)src;
-    (void)num;
     const GstStructure *st = gst_caps_get_size(caps) ? gst_caps_get_structure(caps, 0) : NULL;
     const char *media = st ? gst_structure_get_string(st, "media") : NULL;
     if (!media || strcmp(media, "video") != 0)
@@ -122,9 +122,16 @@ static gboolean on_select_stream(GstElement *src, guint num, GstCaps *caps, gpoi
         codec = CODEC_H265;
     else if (enc && g_ascii_strcasecmp(enc, "JPEG") == 0)
         codec = CODEC_MJPEG;
-    int none = CODEC_NONE;
-    /* the first video stream wins; a camera offering two (main and sub stream) gives us one */
-    return atomic_compare_exchange_strong(&cam->codec, &none, codec) || atomic_load(&cam->codec) == codec;
+    /* the first video stream wins and only that one is set up: a camera offering two of the same
+     * codec (main and sub stream) would otherwise have both fetched and depayloaded, with the
+     * decoded one chosen by pad order. rtspsrc numbers the streams in SDP order and asks again
+     * when it sets them up anew (its own reconnect), so the same number is accepted again. */
+    int none = -1;
+    if (atomic_compare_exchange_strong(&cam->stream_num, &none, (int)num)) {
+        atomic_store(&cam->codec, codec);
+        return TRUE;
+    }
+    return atomic_load(&cam->stream_num) == (int)num;
 }
 
 /* Link pad to to's sink pad unless something got there first (a second stream of the camera). */
@@ -250,7 +257,7 @@ static void op_work(uv_work_t *req)
             gst_object_unref(pipeline);
         return;
     }
-    g_object_set(src, "location", cam->def.url_clean, "latency", (guint)RTSP_LATENCY_MS, "tcp-timeout",
+    g_object_set(src, "location", cam->def.url_rtsp, "latency", (guint)RTSP_LATENCY_MS, "tcp-timeout",
                  (guint64)RTSP_TCP_TIMEOUT_US, NULL);
     gst_util_set_object_arg(G_OBJECT(src), "protocols", "tcp");
     if (cam->def.user[0] || cam->def.password[0])
@@ -357,6 +364,7 @@ static void start_pipeline(lv_camera_t *cam)
     }
     cam->op_sink = gst_object_ref_sink(sink); /* ours; the pipeline takes its own when added */
     atomic_store(&cam->codec, CODEC_NONE);
+    atomic_store(&cam->stream_num, -1);
     atomic_store(&cam->last_key_ms, 0);
     atomic_store(&cam->key_gap_ms, 0);
     atomic_store(&cam->keyframes_active, 0);
@@ -571,6 +579,19 @@ static void on_watchers(lv_grab_t *g, void *user)
     camera_step(cam, lv_now_ms());
 }
 
+/* The grabber's encodes started failing (err) or work again (NULL): the watchers hear it as the
+ * camera's reason (camera_state), once, not per picture; the state itself stays. */
+static void on_encode(lv_grab_t *g, const char *err, void *user)
+{
+    lv_camera_t *cam = user;
+    (void)g;
+    if (cam->set->closing || (!err && cam->state != LV_CAMERA_LIVE))
+        return; /* a recovery clears only its own reason, not a reconnect's */
+    char why[LV_CAMERA_REASON_MAX];
+    snprintf(why, sizeof(why), "pictures arrive but cannot be sampled: %s", err ? err : "");
+    set_state(cam, cam->state, err ? why : "");
+}
+
 /* ---------- the set ---------- */
 
 lv_cameras_t *lv_cameras_new(uv_loop_t *loop, lv_pipeline_t *pipe, const lv_camera_def_t *defs, size_t n,
@@ -606,11 +627,12 @@ lv_cameras_t *lv_cameras_new(uv_loop_t *loop, lv_pipeline_t *pipe, const lv_came
         cam->def = defs[i];
         cam->backoff_ms = LV_CAMERA_BACKOFF_MIN_MS;
         atomic_init(&cam->codec, CODEC_NONE);
+        atomic_init(&cam->stream_num, -1);
         atomic_init(&cam->want_keyframes, 0);
         atomic_init(&cam->keyframes_active, 0);
         atomic_init(&cam->last_key_ms, 0);
         atomic_init(&cam->key_gap_ms, 0);
-        lv_grab_opts_t go = {.on_watchers = on_watchers, .user = cam};
+        lv_grab_opts_t go = {.on_watchers = on_watchers, .user = cam, .on_encode = on_encode};
         if (!(cam->grab = lv_grab_new(loop, pipe, 0, &go))) {
             for (size_t j = 0; j < i; j++)
                 lv_grab_close(set->cams[j].grab);

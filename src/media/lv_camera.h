@@ -4,8 +4,9 @@
  * backoff on error or end of stream; restarted by a watchdog when it stalls. Design and threads in
  * docs/internals/cameras.md, operations in docs/operations.md ("Cameras").
  *
- * Credentials (lv_rtspurl.h): the URL handed to rtspsrc and shown anywhere is url_clean; user and
- * password go to rtspsrc's user-id / user-pw properties only, and every text that leaves this
+ * Credentials (lv_rtspurl.h): the URL shown anywhere is url_clean (credentials in the query read
+ * ***); rtspsrc's location gets url_rtsp (the query as written), user and password go to its
+ * user-id / user-pw properties only, and every text that leaves this
  * module (reason, log line) went through lv_rtspurl_scrub.
  *
  * Threads and lifetimes:

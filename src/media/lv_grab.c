@@ -12,6 +12,8 @@
 #include "lv_common.h"
 #include "lv_log.h"
 
+#define GRAB_WARN_EVERY_MS 60000 /* a failing encode is logged at most once a minute */
+
 /* One session watching: its source in the session's list, its credit while one waits. */
 typedef struct {
     lv_source_t src;           /* in session->sources (the pipeline's link) */
@@ -29,7 +31,8 @@ typedef struct {
     lv_grab_t *g;
     GstSample *sample;         /* the job's reference; dropped by the worker */
     uint32_t seq;
-    uint64_t pulled_us;
+    uint64_t arrived_us;       /* when the decoder delivered the sample (on_new_sample) */
+    uint64_t pulled_us;        /* when a credit pulled it: the reuse window counts from here */
     lv_frame_t *out;           /* one reference, handed to the loop */
     const char *err;           /* static text when the encode failed */
 } grab_job_t;
@@ -46,13 +49,16 @@ struct lv_grab {
     lv_frame_t *held[LV_GRAB_KEEP]; /* the last samples, newest at held[(held_next - 1) % KEEP] */
     unsigned held_next;
     uint32_t seq;              /* the newest sample number handed out */
+    uint64_t newest_pulled_us; /* when the newest held sample was pulled (the reuse window) */
+    uint64_t encode_warn_ms;   /* the last "not encoded" warning (one a minute) */
+    bool encode_failing;       /* the last encode failed: watchers were told once */
     tjhandle tj;               /* the encoder's; used by one worker at a time */
     grab_job_t *job;           /* the encode in flight; NULL: none */
     bool closing;
     bool wake_closed;
     /* written by GStreamer's streaming thread, read on the loop */
     atomic_uint_fast64_t frames_in;
-    atomic_uint_fast64_t last_in_ms;
+    atomic_uint_fast64_t last_in_us;
     atomic_int want;           /* a watcher waits for a sample the appsink does not hold yet */
     uint64_t samples, encode_errors;
     int width, height;
@@ -67,7 +73,9 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer ud)
     lv_grab_t *g = ud;
     (void)sink;
     atomic_fetch_add(&g->frames_in, 1);
-    atomic_store(&g->last_in_ms, lv_now_ms());
+    /* with max-buffers=1 drop=true the appsink holds the newest sample, so this time is the held
+     * sample's arrival: what a frame's age counts from (not when a credit pulled it) */
+    atomic_store(&g->last_in_us, lv_now_us());
     /* the sample stays in the appsink (max-buffers=1, drop=true keeps the newest); it is pulled
      * on the loop thread only when somebody wants it */
     if (atomic_load(&g->want))
@@ -200,15 +208,29 @@ static void encode_done(uv_work_t *req, int status)
     g->job = NULL;
     if (job->sample)
         gst_sample_unref(job->sample);
+    uint64_t now_ms = lv_now_ms();
+    bool failed_first = false;
     if (!f) {
         g->encode_errors++;
-        if (job->err && !g->closing)
-            LV_WARN("grab %u: sample %u not encoded: %s", g->uid, job->seq, job->err);
+        /* a stream that never encodes (a picture under 16 px, say) fails for every picture: one
+         * warning a minute, and the owner tells the watchers once (on_encode) */
+        if (job->err && !g->closing && (!g->encode_warn_ms || now_ms - g->encode_warn_ms >= GRAB_WARN_EVERY_MS)) {
+            LV_WARN("grab %u: sample %u not encoded: %s (%llu so far)", g->uid, job->seq, job->err,
+                    (unsigned long long)g->encode_errors);
+            g->encode_warn_ms = now_ms;
+        }
+        failed_first = !g->encode_failing;
+        g->encode_failing = true;
     } else {
         f->share_key = ((uint64_t)g->uid << 32) | job->seq;
-        f->recv_us = job->pulled_us;
+        /* the picture's age counts from the decoder's delivery: a camera that stalled leaves its
+         * last picture in the appsink, and a credit pulling it seconds later must not make it
+         * look new (frame_age_ms, max_frame_age) */
+        f->recv_us = job->arrived_us;
         f->capture_age_ms = 0;
     }
+    uint64_t pulled_us = job->pulled_us;
+    const char *err = job->err;
     free(job);
     if (g->closing) {
         lv_frame_unref(f);
@@ -217,10 +239,17 @@ static void encode_done(uv_work_t *req, int status)
         return;
     }
     if (f) {
+        bool recovered = g->encode_failing;
+        g->encode_failing = false;
         g->samples++;
         g->width = f->width;
         g->height = f->height;
+        g->newest_pulled_us = pulled_us;
         hold(g, f);
+        if (recovered && g->opts.on_encode)
+            g->opts.on_encode(g, NULL, g->opts.user);
+    } else if (failed_first && g->opts.on_encode && err) {
+        g->opts.on_encode(g, err, g->opts.user);
     }
     grab_service(g);
 }
@@ -242,7 +271,7 @@ static int min_interval(const lv_grab_t *g)
 
 int lv_grab_min_interval_ms(const lv_grab_t *g) { return min_interval(g); }
 
-static void start_encode(lv_grab_t *g, GstSample *sample)
+static void start_encode(lv_grab_t *g, GstSample *sample, uint64_t arrived_us)
 {
     grab_job_t *job = calloc(1, sizeof(*job));
     if (!job) {
@@ -255,6 +284,7 @@ static void start_encode(lv_grab_t *g, GstSample *sample)
     if (g->seq == 0) /* 2^32 samples later: 0 means "none" to a watcher */
         job->seq = g->seq = 1;
     job->pulled_us = lv_now_us();
+    job->arrived_us = arrived_us && arrived_us <= job->pulled_us ? arrived_us : job->pulled_us;
     job->req.data = job;
     if (uv_queue_work(g->loop, &job->req, encode_work, encode_done) != 0) {
         gst_sample_unref(sample);
@@ -275,7 +305,9 @@ static void grab_service(lv_grab_t *g)
     int reuse_ms = min_interval(g);
     if (reuse_ms > LV_GRAB_REUSE_MAX_MS)
         reuse_ms = LV_GRAB_REUSE_MAX_MS;
-    bool fresh = f && now_us - f->recv_us < (uint64_t)reuse_ms * 1000;
+    /* reuse counts from the pull, not the picture's age: a sample pulled for a credit goes to every
+     * watcher waiting then, however old the camera made it (its recv_us says how old) */
+    bool fresh = f && now_us - g->newest_pulled_us < (uint64_t)reuse_ms * 1000;
     uint32_t seq = f ? lv_grab_frame_seq(f) : 0;
     bool waiting = false;
     lv_queue_t *n, *next;
@@ -284,11 +316,19 @@ static void grab_service(lv_grab_t *g)
         grab_watch_t *w = LV_CONTAINER_OF(n, grab_watch_t, link);
         if (!w->credit)
             continue;
+        if (w->s->credit_outstanding != w->credit) {
+            /* the pipeline dropped the credit without calling stop (a page frame answered it, the
+             * source switched): no encode for it, and no sample counted as handed */
+            w->credit = 0;
+            continue;
+        }
         if (fresh && seq != w->last_seq) {
             uint32_t credit = w->credit;
             w->credit = 0;
-            w->last_seq = seq;
-            lv_pipeline_source_frame(g->pipe, w->s, credit, f); /* a stale credit just drops it */
+            /* only a sample the session took counts as had: its next credit may still get this
+             * one within the reuse window, in step with the other watchers */
+            if (lv_pipeline_source_frame(g->pipe, w->s, credit, f) == 0)
+                w->last_seq = seq;
         } else {
             waiting = true;
         }
@@ -304,11 +344,14 @@ static void grab_service(lv_grab_t *g)
     atomic_store(&g->want, 1);
     if (!g->appsink)
         return;
+    /* read before the pull: a sample that replaced the held one in between gets the earlier
+     * arrival, so a picture may look older by a frame interval, never newer than it is */
+    uint64_t arrived_us = atomic_load(&g->last_in_us);
     GstSample *sample = gst_app_sink_try_pull_sample(GST_APP_SINK(g->appsink), 0);
     if (!sample)
         return; /* on_new_sample wakes us */
     atomic_store(&g->want, 0);
-    start_encode(g, sample);
+    start_encode(g, sample, arrived_us);
 }
 
 static void on_wake(uv_async_t *a) { grab_service(a->data); }
@@ -357,7 +400,7 @@ lv_grab_t *lv_grab_new(uv_loop_t *loop, lv_pipeline_t *pipe, uint32_t uid, const
         g->opts.quality = LV_GRAB_QUALITY;
     lv_queue_init(&g->watchers);
     atomic_init(&g->frames_in, 0);
-    atomic_init(&g->last_in_ms, 0);
+    atomic_init(&g->last_in_us, 0);
     atomic_init(&g->want, 0);
     if (!(g->tj = tjInitCompress()) || uv_async_init(loop, &g->wake, on_wake) != 0) {
         if (g->tj)
@@ -429,6 +472,7 @@ GstElement *lv_grab_sink_new(lv_grab_t *g)
     }
     lv_grab_sink_drop(g);
     g->appsink = sink;
+    g->encode_failing = false; /* a new stream: a failure is told again */
     /* hand a floating reference back, as gst_bin_add expects */
     g_object_force_floating(G_OBJECT(bin));
     return bin;
@@ -522,7 +566,7 @@ void lv_grab_stats(const lv_grab_t *g, lv_grab_stats_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->frames_in = atomic_load(&((lv_grab_t *)g)->frames_in);
-    out->last_in_ms = atomic_load(&((lv_grab_t *)g)->last_in_ms);
+    out->last_in_ms = atomic_load(&((lv_grab_t *)g)->last_in_us) / 1000u; /* lv_now_ms's clock */
     out->samples = g->samples;
     out->encode_errors = g->encode_errors;
     out->width = g->width;

@@ -5,7 +5,7 @@
  * Pull-based sampling (docs/internals/cameras.md): each watcher is a source (lv_port_source.h)
  * attached to its session. The pipeline asks it for a frame (a credit); the grabber answers on a
  * later loop turn with lv_pipeline_source_frame and the newest sample the watcher has not had yet,
- * when that sample is younger than the reuse window (the fastest interval among the watchers,
+ * when that sample was pulled within the reuse window (the fastest interval among the watchers,
  * at most LV_GRAB_REUSE_MAX_MS); otherwise it takes a new one. A sample is pulled from the appsink
  * (drop=true, max-buffers=1: always the newest decoded picture) and encoded (libturbojpeg, on the
  * libuv thread pool) only when a watcher waits for one, so a camera nobody asks costs a decoder
@@ -57,6 +57,10 @@ typedef struct {
      * lv_grab_close. */
     void (*on_watchers)(lv_grab_t *g, void *user);
     void *user;
+    /** Called on the loop thread when encoding samples starts failing (err: a static sentence;
+     * once, not per picture, until a sample encodes again) and when one encodes again (err NULL),
+     * so the owner can tell the watchers; may be NULL. Must not call lv_grab_close. */
+    void (*on_encode)(lv_grab_t *g, const char *err, void *user);
 } lv_grab_opts_t;
 
 /** A grabber whose frames carry share keys (uid << 32) | seq. uid 0: the next number of a
@@ -102,7 +106,8 @@ static inline uint32_t lv_grab_frame_seq(const lv_frame_t *f)
 }
 
 /** Counters (loop thread). frames_in: pictures the decoder delivered to the sink (any thread wrote
- * them; read atomically); last_in_ms: monotonic ms of the newest one, 0 before the first;
+ * them; read atomically); last_in_ms: monotonic ms (lv_now_ms) of the newest one, 0 before the
+ * first; a sample's frame carries that arrival as its recv_us, so its age is the picture's;
  * samples: JPEGs encoded; width/height: of the newest sample (0 before the first). */
 typedef struct {
     uint64_t frames_in;

@@ -11,6 +11,7 @@
 #include "lv_app.h"
 #include "lv_auth.h"
 #include "lv_backend.h"
+#include "lv_camera.h"
 #include "lv_common.h"
 #include "lv_frame.h"
 #include "lv_httpd.h"
@@ -18,6 +19,7 @@
 #include "lv_iptable.h"
 #include "lv_jpeg.h"
 #include "lv_log.h"
+#include "lv_offer.h"
 #include "lv_pipeline.h"
 #include "lv_session.h"
 #include "lv_stat.h"
@@ -383,6 +385,13 @@ void lv_analyze_reap(lv_app_t *app)
         if (lv_queue_linked(&a->viewer.link))
             lv_pipeline_detach_viewer(&app->pipe, a->session, &a->viewer, now);
         lv_pipeline_release(&app->pipe, a->session); /* a request still running is cancelled */
+        /* An analyze session's source is "page" (settings_from_query takes no source) and its id is
+         * never sent, but it lives in the registry like any other: a POST /offer naming it (same
+         * principal, a guessed id) would give it a WebRTC feed. Let go of any camera and feed
+         * before the memory goes, as the engine does before it frees a session; both are no-ops
+         * otherwise. */
+        lv_cameras_unwatch_all(app->cameras, a->session);
+        lv_offer_session_close(app, a->session, "the session ended");
         lv_registry_remove(app->reg, a->session);
         free(a);
     }
