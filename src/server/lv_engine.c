@@ -336,11 +336,33 @@ static void on_camera_state(lv_camera_t *cam, void *ud)
     lv_camera_foreach_watcher(cam, send_camera_state, cam);
 }
 
+/* s's source names a camera that is not configured (removed from the config since the session
+ * was saved, and the session came back from the state file): nothing would ever answer its
+ * credits, so its sockets hear why and its source falls back to the page (settings_updated). */
+static void source_camera_gone(lv_app_t *app, lv_session_t *s)
+{
+    char msg[192];
+    snprintf(msg, sizeof(msg),
+             "camera '%.32s' is not configured on this server (any more); the session takes its frames from "
+             "the page again (GET /api/v1/cameras lists the cameras)",
+             s->rec.settings.source + 7);
+    session_send_json(s, json_pack("{s:s, s:s, s:s, s:s}", "type", "error", "code", "invalid_setting", "message",
+                                   msg, "field", "source"));
+    lv_engine_set_source(app, s, "page"); /* settings_commit: saved, settings_updated, camera_sync */
+}
+
 /* A session watches the camera its source names while it is started and somebody has it open;
  * otherwise it watches none (a camera nobody looks at costs no inference). Called after every
  * change of those: start, stop, settings, a socket attached or gone. */
 static void camera_sync(lv_app_t *app, lv_session_t *s)
 {
+    /* new settings are checked (check_choice); only a restored session can name a missing camera.
+     * Told when somebody is there to hear it (resume, start) */
+    if (s->n_viewers > 0 && !app->stopping && strncmp(s->rec.settings.source, "camera:", 7) == 0 &&
+        !source_camera(app, &s->rec.settings)) {
+        source_camera_gone(app, s);
+        return;
+    }
     if (!app->cameras)
         return;
     lv_camera_t *want = s->rec.started && s->n_viewers > 0 && !app->stopping ? source_camera(app, &s->rec.settings)

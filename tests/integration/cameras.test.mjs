@@ -5,14 +5,15 @@
 // and metrics; the session setting `source` refused for a camera nobody defined; a file:// camera
 // refused at start; the camera killed and brought back on the same port (camera_state reconnecting
 // with a reason, then live, then answers again); the camera's password nowhere but on the command
-// line: not in an API answer, /metrics, a WebSocket message or the server's log.
+// line: not in an API answer, /metrics, a WebSocket message or the server's log. A session saved
+// watching a camera that the restarted server no longer defines hears why and falls back to the page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
   startFakevlm, startLivevlm, startRtspcam, spawnLivevlm, stopAll, makeTempDir, parseFakeAnswer, sha8, waitUntil,
-  T,
+  T, JPEG_320,
 } from '../lib/harness.mjs';
 
 const TO = { timeout: T(60000) };
@@ -163,6 +164,46 @@ test('a camera nobody defined: invalid_setting on field source', TO, async () =>
   const ok = await c.updateSettings({ source: 'camera:lobby' });
   assert.equal(ok.type, 'settings_updated');
   assert.equal(ok.settings.source, 'camera:lobby');
+});
+
+test('a restored session whose camera is gone from the config: told why, back on the page, frames again', TO, async () => {
+  // One config dir (one state file) for two servers: the first defines the camera, the second not.
+  const configDir = path.join(makeTempDir('camgone'), 'config');
+  const url = cam.url.replace('rtsp://', `rtsp://${USER}:${PASS}@`);
+  const a = await startLivevlm({ backends: [fake], configDir, args: ['--camera', `gone=${url}`] });
+  const c = await a.connect();
+  await c.hello({ settings: { source: 'camera:gone', prompt: PROMPT, interval_ms: 300 } });
+  await c.start();
+  const id = c.session.session_id;
+  const secret = c.session.resume_secret;
+  await c.close();
+  await a.stop(); // SIGTERM: the session is saved with source camera:gone, started
+  const b = await startLivevlm({ backends: [fake], configDir });
+  try {
+    const r = await b.connect();
+    const m = await r.hello({ session_id: id, resume_secret: secret });
+    assert.equal(m.resumed, true);
+    assert.equal(m.settings.source, 'camera:gone', 'restored as it was saved');
+    const err = await r.nextError('invalid_setting');
+    assert.equal(err.field, 'source');
+    assert.match(err.message, /camera 'gone' is not configured/);
+    const upd = await r.next('settings_updated');
+    assert.equal(upd.settings.source, 'page');
+    // the page is the source again: it is asked for frames and they are answered
+    r.autoFeed(JPEG_320());
+    const ans = await r.nextAnswer({ timeoutMs: T(15000) });
+    assert.equal(parseFakeAnswer(ans.text)?.prompt, sha8(PROMPT));
+    r.autoFeed(null);
+    await r.close();
+    // and it stays "page" for the next resume: no second error
+    const r2 = await b.connect();
+    const m2 = await r2.hello({ session_id: id, resume_secret: secret });
+    assert.equal(m2.settings.source, 'page');
+    await r2.expectNone('error', T(500));
+    await r2.close();
+  } finally {
+    await b.stop();
+  }
 });
 
 test('the replaced tool\'s /api/rtsp/* (a URL from the client): 410 saying where cameras come from', TO, async () => {
