@@ -231,12 +231,20 @@ const tiles = (page) => page.evaluate(() => [...document.querySelectorAll('.wall
 }));
 
 async function waitTiles(page, pred, what, timeoutMs = T(25000)) {
+  // Returns the very look that satisfied pred: a second look could catch a tile's picture in the
+  // middle of its swap to the next sample (0x0).
+  let seen = null;
   try {
-    await waitUntil(async () => pred(await tiles(page)), { timeoutMs, intervalMs: 200, what });
+    await waitUntil(async () => {
+      const ts = await tiles(page);
+      if (!pred(ts)) return false;
+      seen = ts;
+      return true;
+    }, { timeoutMs, intervalMs: 200, what });
   } catch (e) {
     throw new Error(`${e.message}\ntiles: ${JSON.stringify(await tiles(page))}`);
   }
-  return tiles(page);
+  return seen;
 }
 
 /** Run axe on the page: the serious and critical violations, as lines. */
