@@ -387,6 +387,13 @@ static int fakevlm_cmd(char **argv, const char *self)
 int main(int argc, char **argv)
 {
     const char *prog = "livevlm";
+    /* libuv's thread pool (4 threads by default) runs the JPEG encodes and frame shaping of every
+     * user, and WebRTC's GStreamer start, negotiations (up to three 5 s promise waits each) and
+     * teardowns. 8 threads, of which WebRTC jobs may hold at most half (lv_webrtc.c), keep the
+     * default's 4 for pictures whatever the video streams do. libuv reads this once, at its first
+     * pool use, so it is set before anything runs; a user's own setting wins. */
+    if (!getenv("UV_THREADPOOL_SIZE"))
+        setenv("UV_THREADPOOL_SIZE", "8", 0);
     if (argc > 1 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
         printf("livevlm %s\n", LIVEVLM_VERSION);
         return 0;

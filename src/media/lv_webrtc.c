@@ -29,7 +29,7 @@ typedef enum { FEED_NEGOTIATING, FEED_LIVE, FEED_CLOSING } feed_state_t;
 
 struct lv_webrtc_feed {
     lv_webrtc_t *w;
-    lv_queue_t link; /* w->feeds while not closing */
+    lv_queue_t link; /* w->feeds while not closing, then w->closing until freed */
     feed_state_t state;
     lv_session_t *session; /* while watching (the session cannot go while we watch it) */
     char principal[LV_PRINCIPAL_KEY_MAX];
@@ -39,8 +39,12 @@ struct lv_webrtc_feed {
     char *offer;            /* the offer's text, for the setup work; freed after it */
     lv_webrtc_answer_fn fn; /* NULL once answered or abandoned */
     void *user;
-    uv_work_t work; /* setup, answer readout or teardown: one at a time */
-    bool work_busy;
+    uv_work_t work; /* setup, answer readout or teardown: one at a time (job_start) */
+    uv_work_cb job_work;
+    uv_after_work_cb job_after;
+    bool work_busy;   /* a job is waiting, queued or running; its after-callback is owed */
+    bool job_waiting; /* in w->jobs_waiting (job_link), not yet handed to libuv */
+    lv_queue_t job_link;
     bool answer_asked; /* the answer readout was queued */
     bool gather_timed_out;
     char *answer; /* the readout's result (owned) */
@@ -66,9 +70,23 @@ struct lv_webrtc {
     uv_timer_t sweep;
     GMutex mu;         /* events */
     lv_queue_t events; /* feed_t.event_link */
-    lv_queue_t feeds;  /* feed_t.link */
-    size_t n_feeds;    /* in feeds */
-    size_t n_alive;    /* feeds not yet freed (closing ones included) */
+    lv_queue_t feeds;   /* feed_t.link */
+    lv_queue_t closing; /* feed_t.link of ended feeds whose pipeline is not freed yet */
+    size_t n_feeds;     /* in feeds */
+    size_t n_alive;     /* feeds not yet freed (closing ones included) */
+    size_t peak_alive;
+    /* GStreamer's jobs hold at most jobs_max of the libuv pool's threads at once, so that JPEG
+     * encodes and frame shaping always keep the rest; the others wait in jobs_waiting */
+    size_t jobs_running, jobs_max;
+    lv_queue_t jobs_waiting; /* feed_t.job_link */
+    /* GStreamer's own start (lv_webrtc_create): on the pool, once */
+    uv_work_t init_work;
+    bool init_busy;
+    int init_rc;     /* LV_EAGAIN while it runs, then 0 or LV_EIO (loop thread) */
+    int init_result; /* written by the job, read after it (init_done) */
+    char init_why[REASON_MAX];
+    lv_webrtc_ready_fn ready_fn;
+    void *ready_user;
     uint32_t next_uid;
     bool destroying;
     int handles_open;
@@ -206,16 +224,33 @@ static GstBusSyncReply on_bus(GstBus *bus, GstMessage *msg, gpointer ud)
             g_error_free(err);
         post_event(ud, EV_ENDED, reason);
     }
-    return GST_BUS_DROP; /* nobody pops this bus: nothing may pile up on it */
+    /* nobody pops this bus: nothing may pile up on it. A sync handler that drops a message owns
+     * it (GstBusSyncHandler): without this unref every message, with its ref on the element that
+     * posted it, leaked, and no feed's pipeline (webrtcbin and its ICE and pc threads) was ever
+     * finalised */
+    gst_message_unref(msg);
+    return GST_BUS_DROP;
 }
 
 /* ---------- thread pool ---------- */
 
+/* One promise's waiter. It belongs to the promise (freed by the promise's destroy notify), not to
+ * the waiting thread's stack: webrtcbin may reply after we interrupted (GstPromise then runs the
+ * change function a second time) or hold its reference past our unref, and every such late call
+ * must still find the waiter alive. A fresh waiter per step: no late call lands on the next one. */
 typedef struct {
     GMutex mu;
     GCond cond;
     bool done;
 } waiter_t;
+
+static void waiter_free(gpointer ud)
+{
+    waiter_t *wt = ud;
+    g_mutex_clear(&wt->mu);
+    g_cond_clear(&wt->cond);
+    g_free(wt);
+}
 
 static void promise_changed(GstPromise *p, gpointer ud)
 {
@@ -226,9 +261,11 @@ static void promise_changed(GstPromise *p, gpointer ud)
     g_mutex_unlock(&wt->mu);
 }
 
-/* Wait for p at most PROMISE_MS; a promise webrtcbin never answers is interrupted (which runs
- * promise_changed at once), so this always returns with the waiter done. true when p was replied
- * to; *reply is then the reply (NULL is a plain success). */
+/* Wait for p at most PROMISE_MS; a promise webrtcbin never answers is interrupted. Returns only
+ * once promise_changed has run for this step: GstPromise changes its result under its lock and
+ * calls the change function after unlocking, so gst_promise_wait can return first (and an
+ * interrupt that loses to a reply does not call it). true when p was replied to; *reply is then
+ * the reply (NULL is a plain success). */
 static bool promise_wait(GstPromise *p, waiter_t *wt, const GstStructure **reply)
 {
     gint64 deadline = g_get_monotonic_time() + (gint64)PROMISE_MS * 1000;
@@ -241,23 +278,27 @@ static bool promise_wait(GstPromise *p, waiter_t *wt, const GstStructure **reply
     if (!done)
         gst_promise_interrupt(p);
     bool replied = gst_promise_wait(p) == GST_PROMISE_RESULT_REPLIED;
+    g_mutex_lock(&wt->mu);
+    while (!wt->done) /* whoever changed the result (reply or interrupt) calls it: not long */
+        g_cond_wait(&wt->cond, &wt->mu);
+    g_mutex_unlock(&wt->mu);
     *reply = replied ? gst_promise_get_reply(p) : NULL;
     return replied;
 }
 
-static GstPromise *promise_new(waiter_t *wt)
+static GstPromise *promise_new(waiter_t **out)
 {
+    waiter_t *wt = g_new0(waiter_t, 1);
     g_mutex_init(&wt->mu);
     g_cond_init(&wt->cond);
-    wt->done = false;
-    return gst_promise_new_with_change_func(promise_changed, wt, NULL);
+    *out = wt;
+    return gst_promise_new_with_change_func(promise_changed, wt, waiter_free);
 }
 
-static void promise_free(GstPromise *p, waiter_t *wt)
+/* Our reference goes; the waiter goes with the promise's last one. */
+static void promise_free(GstPromise *p)
 {
     gst_promise_unref(p);
-    g_mutex_clear(&wt->mu);
-    g_cond_clear(&wt->cond);
 }
 
 /* One negotiation step's outcome: false, with why, when it timed out or its reply carries an
@@ -313,7 +354,7 @@ static void setup_work(uv_work_t *req)
     lv_webrtc_feed_t *f = req->data;
     GstSDPMessage *msg = NULL;
     GstWebRTCSessionDescription *offer = NULL, *answer = NULL;
-    waiter_t wt;
+    waiter_t *wt;
     GstPromise *p;
     const GstStructure *reply = NULL;
     if (gst_element_set_state(f->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
@@ -332,8 +373,8 @@ static void setup_work(uv_work_t *req)
     g_signal_emit_by_name(f->webrtc, "set-remote-description", offer, p);
     /* webrtcbin's replies to the set-*-description promises are not read (a reply structure of
      * set-local-description was seen freed under us): success is the description being there */
-    bool ok = step_ok(promise_wait(p, &wt, &reply), NULL, why, why_size, "set-remote-description");
-    promise_free(p, &wt);
+    bool ok = step_ok(promise_wait(p, wt, &reply), NULL, why, why_size, "set-remote-description");
+    promise_free(p);
     if (ok && !has_description(f->webrtc, "remote-description")) {
         snprintf(why, why_size, "webrtcbin refused the offer");
         ok = false;
@@ -343,19 +384,19 @@ static void setup_work(uv_work_t *req)
     set_directions(f->webrtc);
     p = promise_new(&wt);
     g_signal_emit_by_name(f->webrtc, "create-answer", NULL, p);
-    ok = step_ok(promise_wait(p, &wt, &reply), reply, why, why_size, "create-answer");
+    ok = step_ok(promise_wait(p, wt, &reply), reply, why, why_size, "create-answer");
     if (ok && (!reply || !gst_structure_get(reply, "answer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &answer, NULL) ||
                !answer)) {
         snprintf(why, why_size, "webrtcbin made no answer to the offer");
         ok = false;
     }
-    promise_free(p, &wt);
+    promise_free(p);
     if (!ok)
         goto out;
     p = promise_new(&wt);
     g_signal_emit_by_name(f->webrtc, "set-local-description", answer, p);
-    ok = step_ok(promise_wait(p, &wt, &reply), NULL, why, why_size, "set-local-description");
-    promise_free(p, &wt);
+    ok = step_ok(promise_wait(p, wt, &reply), NULL, why, why_size, "set-local-description");
+    promise_free(p);
     if (ok && !has_description(f->webrtc, "local-description"))
         snprintf(why, why_size, "webrtcbin refused its own answer");
 out:
@@ -442,6 +483,70 @@ static void teardown_work(uv_work_t *req)
 
 static void host_maybe_free(lv_webrtc_t *w);
 
+static void job_run(uv_work_t *req)
+{
+    lv_webrtc_feed_t *f = req->data;
+    f->job_work(req);
+}
+
+static void job_submit(lv_webrtc_feed_t *f);
+
+static void job_after(uv_work_t *req, int status)
+{
+    lv_webrtc_feed_t *f = req->data;
+    lv_webrtc_t *w = f->w;
+    w->jobs_running--;
+    while (w->jobs_running < w->jobs_max && !lv_queue_empty(&w->jobs_waiting)) {
+        lv_webrtc_feed_t *next = LV_CONTAINER_OF(lv_queue_head(&w->jobs_waiting), lv_webrtc_feed_t, job_link);
+        lv_queue_remove(&next->job_link);
+        next->job_waiting = false;
+        job_submit(next);
+    }
+    f->job_after(req, status); /* may free f (not w: the host goes in its handles' close callbacks) */
+}
+
+static void job_submit(lv_webrtc_feed_t *f)
+{
+    f->w->jobs_running++;
+    if (uv_queue_work(f->w->loop, &f->work, job_run, job_after) != 0) {
+        job_run(&f->work); /* uv_queue_work refuses only a NULL callback: not reached */
+        job_after(&f->work, 0);
+    }
+}
+
+/* f's one job: run work on the pool, then after on the loop (exactly once, status UV_ECANCELED
+ * when job_cancel took it back from libuv's queue). */
+static void job_start(lv_webrtc_feed_t *f, uv_work_cb work, uv_after_work_cb after)
+{
+    lv_webrtc_t *w = f->w;
+    f->job_work = work;
+    f->job_after = after;
+    f->work_busy = true;
+    f->work.data = f;
+    if (w->jobs_running >= w->jobs_max) {
+        f->job_waiting = true;
+        lv_queue_insert_tail(&w->jobs_waiting, &f->job_link);
+        return;
+    }
+    job_submit(f);
+}
+
+/* Take back f's job if no thread has started it. true: it will not run; its after-callback runs
+ * (with UV_ECANCELED) when libuv had it, or not at all when it was still ours (work_busy is then
+ * false). */
+static bool job_cancel(lv_webrtc_feed_t *f)
+{
+    if (!f->work_busy)
+        return false;
+    if (f->job_waiting) {
+        lv_queue_remove(&f->job_link);
+        f->job_waiting = false;
+        f->work_busy = false;
+        return true;
+    }
+    return uv_cancel((uv_req_t *)&f->work) == 0;
+}
+
 static void feed_free(lv_webrtc_feed_t *f)
 {
     lv_webrtc_t *w = f->w;
@@ -453,10 +558,12 @@ static void feed_free(lv_webrtc_feed_t *f)
         g_free(f->candidates[i]);
     g_mutex_unlock(&w->mu);
     lv_grab_close(f->grab); /* its sink's pipeline is in NULL now */
+    lv_queue_remove(&f->link); /* from w->closing */
+    w->n_alive--;
+    LV_INFO("webrtc %.8s: freed; %zu streams alive", f->session_id, w->n_alive);
     free(f->offer);
     free(f->answer);
     free(f);
-    w->n_alive--;
     host_maybe_free(w);
 }
 
@@ -469,12 +576,7 @@ static void teardown_done(uv_work_t *req, int status)
 
 static void queue_teardown(lv_webrtc_feed_t *f)
 {
-    f->work_busy = true;
-    f->work.data = f;
-    if (uv_queue_work(f->w->loop, &f->work, teardown_work, teardown_done) != 0) {
-        teardown_work(&f->work); /* only when the loop is closing: nothing to block any more */
-        teardown_done(&f->work, 0);
-    }
+    job_start(f, teardown_work, teardown_done);
 }
 
 static void answer_once(lv_webrtc_feed_t *f, int status, const char *sdp, const char *code, const char *message)
@@ -489,7 +591,7 @@ static void answer_done(uv_work_t *req, int status)
 {
     lv_webrtc_feed_t *f = req->data;
     f->work_busy = false;
-    if (f->state == FEED_CLOSING) {
+    if (status == UV_ECANCELED || f->state == FEED_CLOSING) {
         queue_teardown(f);
         return;
     }
@@ -514,13 +616,7 @@ static void queue_answer(lv_webrtc_feed_t *f)
     if (f->answer_asked || f->work_busy || f->state != FEED_NEGOTIATING)
         return;
     f->answer_asked = true;
-    f->work_busy = true;
-    f->work.data = f;
-    if (uv_queue_work(f->w->loop, &f->work, answer_work, answer_done) != 0) {
-        f->work_busy = false;
-        answer_once(f, 503, NULL, "webrtc_failed", "the server is stopping");
-        feed_end(f, "the server is stopping", false);
-    }
+    job_start(f, answer_work, answer_done);
 }
 
 static void setup_done(uv_work_t *req, int status)
@@ -529,7 +625,9 @@ static void setup_done(uv_work_t *req, int status)
     f->work_busy = false;
     free(f->offer);
     f->offer = NULL;
-    if (f->state == FEED_CLOSING) {
+    /* cancelled (feed_end took it back before a thread ran it: the pipeline never started) or
+     * ended while it ran: either way only the teardown is left */
+    if (status == UV_ECANCELED || f->state == FEED_CLOSING) {
         queue_teardown(f);
         return;
     }
@@ -557,6 +655,7 @@ static void feed_end(lv_webrtc_feed_t *f, const char *reason, bool tell_viewers)
     bool was_live = f->state == FEED_LIVE;
     f->state = FEED_CLOSING;
     lv_queue_remove(&f->link);
+    lv_queue_insert_tail(&w->closing, &f->link); /* still counted against the caps until freed */
     w->n_feeds--;
     answer_once(f, 503, NULL, "webrtc_failed", reason);
     if (f->session) {
@@ -570,11 +669,14 @@ static void feed_end(lv_webrtc_feed_t *f, const char *reason, bool tell_viewers)
     }
     if (was_live)
         w->stats.ended++;
-    LV_INFO("webrtc %.8s: ended (%s)", f->session_id, reason);
+    LV_INFO("webrtc %.8s: ended (%s); %zu streams alive", f->session_id, reason, w->n_alive);
     lv_grab_sink_drop(f->grab);
+    /* A setup or readout no thread has started is not worth running: a replaced or abandoned
+     * offer must not hold a pool thread for its negotiation (up to 3 promise waits). */
+    job_cancel(f);
     if (!f->work_busy)
         queue_teardown(f);
-    /* else the work in flight queues the teardown when it is done */
+    /* else the job in flight (or its UV_ECANCELED completion) queues the teardown */
 }
 
 static void on_async(uv_async_t *h)
@@ -645,31 +747,100 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void host_maybe_free(lv_webrtc_t *w)
 {
-    if (!w->destroying || w->n_alive || w->handles_open != 2)
+    if (!w->destroying || w->n_alive || w->init_busy || w->handles_open != 2)
         return;
     uv_close((uv_handle_t *)&w->async, on_handle_closed);
     uv_close((uv_handle_t *)&w->sweep, on_handle_closed);
 }
 
-int lv_webrtc_create(uv_loop_t *loop, lv_pipeline_t *pipe, const lv_webrtc_opts_t *opts, lv_webrtc_t **out,
-                     const char **why)
+/* The elements every feed builds (webrtcbin's ICE is the nice plugin's): loaded here, on the pool,
+ * so that building a feed's pipeline on the loop finds them in memory. */
+static const char *const needed_elements[] = {"webrtcbin", "decodebin", "videoconvert", "appsink", "fakesink"};
+
+/* GStreamer's start: the registry (a scan of every plugin on a cold machine: seconds) and the
+ * plugins feeds use. Not on the loop: it would stall every socket. */
+static void init_work(uv_work_t *req)
+{
+    lv_webrtc_t *w = req->data;
+    GError *err = NULL;
+    w->init_result = LV_EIO;
+    if (!gst_init_check(NULL, NULL, &err)) {
+        snprintf(w->init_why, sizeof(w->init_why), "GStreamer did not initialise: %s",
+                 err ? err->message : "unknown error");
+        if (err)
+            g_error_free(err);
+        return;
+    }
+    for (size_t i = 0; i < sizeof(needed_elements) / sizeof(needed_elements[0]); i++) {
+        GstElementFactory *fac = gst_element_factory_find(needed_elements[i]);
+        GstPluginFeature *loaded = fac ? gst_plugin_feature_load(GST_PLUGIN_FEATURE(fac)) : NULL;
+        if (fac)
+            gst_object_unref(fac);
+        if (!loaded) {
+            snprintf(w->init_why, sizeof(w->init_why),
+                     "the GStreamer element %s is missing (install gstreamer1.0-plugins-base, "
+                     "gstreamer1.0-plugins-good, gstreamer1.0-plugins-bad and gstreamer1.0-nice)",
+                     needed_elements[i]);
+            return;
+        }
+        gst_object_unref(loaded);
+    }
+    GstPlugin *nice = gst_registry_find_plugin(gst_registry_get(), "nice");
+    GstPlugin *loaded = nice ? gst_plugin_load(nice) : NULL;
+    if (nice)
+        gst_object_unref(nice);
+    if (!loaded) {
+        snprintf(w->init_why, sizeof(w->init_why),
+                 "the GStreamer plugin nice (ICE) is missing (install gstreamer1.0-nice)");
+        return;
+    }
+    gst_object_unref(loaded);
+    /* one webrtcbin made and dropped here: its class set-up (~8 ms, measured) is then done off the
+     * loop, where each feed's build is left at 1-5 ms of element creation */
+    GstElement *warm = gst_element_factory_make("webrtcbin", NULL);
+    if (warm) {
+        gst_object_ref_sink(warm);
+        gst_object_unref(warm);
+    }
+    w->init_result = 0;
+}
+
+static void init_done(uv_work_t *req, int status)
+{
+    lv_webrtc_t *w = req->data;
+    w->init_busy = false;
+    w->init_rc = w->init_result;
+    if (status != 0 && w->init_rc == 0) {
+        w->init_rc = LV_EIO;
+        snprintf(w->init_why, sizeof(w->init_why), "GStreamer's start did not run");
+    }
+    if (w->destroying) {
+        host_maybe_free(w);
+        return;
+    }
+    /* last: the callback may destroy w */
+    w->ready_fn(w->ready_user, w->init_rc, w->init_rc ? w->init_why : NULL);
+}
+
+/* How many of the libuv pool's threads GStreamer's jobs may hold at once: half of them, so that
+ * JPEG encodes and frame shaping keep the other half however long negotiations take. */
+static size_t pool_share(void)
+{
+    const char *env = getenv("UV_THREADPOOL_SIZE"); /* read by libuv at its first pool use */
+    long n = 4;                                     /* libuv's default */
+    if (env && *env) {
+        char *end = NULL;
+        long v = strtol(env, &end, 10);
+        if (end && *end == '\0' && v > 0)
+            n = LV_MIN(v, 1024); /* libuv's own cap */
+    }
+    return (size_t)LV_MAX(n / 2, 1);
+}
+
+int lv_webrtc_create(uv_loop_t *loop, lv_pipeline_t *pipe, const lv_webrtc_opts_t *opts, lv_webrtc_ready_fn ready,
+                     void *user, lv_webrtc_t **out)
 {
     *out = NULL;
-    if (why)
-        *why = NULL;
-    if (!gst_init_check(NULL, NULL, NULL)) {
-        if (why)
-            *why = "GStreamer did not initialise";
-        return LV_EIO;
-    }
-    GstElementFactory *fac = gst_element_factory_find("webrtcbin");
-    if (!fac) {
-        if (why)
-            *why =
-                "the GStreamer element webrtcbin is missing (install gstreamer1.0-plugins-bad and gstreamer1.0-nice)";
-        return LV_EIO;
-    }
-    gst_object_unref(fac);
     lv_webrtc_t *w = calloc(1, sizeof(*w));
     if (!w)
         return LV_ENOMEM;
@@ -685,9 +856,15 @@ int lv_webrtc_create(uv_loop_t *loop, lv_pipeline_t *pipe, const lv_webrtc_opts_
         snprintf(w->stun, sizeof(w->stun), "%s", opts->stun_server);
     w->opts.stun_server = w->stun;
     w->next_uid = LV_WEBRTC_UID_BASE;
+    w->jobs_max = pool_share();
+    w->ready_fn = ready;
+    w->ready_user = user;
+    w->init_rc = LV_EAGAIN;
     g_mutex_init(&w->mu);
     lv_queue_init(&w->events);
     lv_queue_init(&w->feeds);
+    lv_queue_init(&w->closing);
+    lv_queue_init(&w->jobs_waiting);
     uv_async_init(loop, &w->async, on_async);
     uv_timer_init(loop, &w->sweep);
     w->async.data = w->sweep.data = w;
@@ -695,8 +872,22 @@ int lv_webrtc_create(uv_loop_t *loop, lv_pipeline_t *pipe, const lv_webrtc_opts_
     uv_timer_start(&w->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     uv_unref((uv_handle_t *)&w->sweep); /* neither keeps a stopping loop alive; pool work does */
     uv_unref((uv_handle_t *)&w->async);
+    w->init_work.data = w;
+    w->init_busy = true;
+    if (uv_queue_work(loop, &w->init_work, init_work, init_done) != 0) {
+        init_work(&w->init_work); /* uv_queue_work refuses only a NULL callback: not reached */
+        w->init_busy = false;
+        w->init_rc = w->init_result;
+    }
     *out = w;
     return 0;
+}
+
+int lv_webrtc_ready(const lv_webrtc_t *w, const char **why)
+{
+    if (why)
+        *why = w->init_rc == LV_EIO ? w->init_why : NULL;
+    return w->init_rc;
 }
 
 void lv_webrtc_destroy(lv_webrtc_t *w)
@@ -734,17 +925,27 @@ void lv_webrtc_session_close(lv_webrtc_t *w, const lv_session_t *s, const char *
         feed_end(f, reason, false);
 }
 
-/* The pipeline: webrtcbin and the grabber's sink; the decoder is added when the video pad comes. */
+/* A new element nobody has taken (floating) goes: sunk first, so it is an ordinary last unref. */
+static void drop_floating(GstElement **e)
+{
+    if (*e) {
+        gst_object_ref_sink(*e);
+        gst_object_unref(*e);
+        *e = NULL;
+    }
+}
+
+/* The pipeline: webrtcbin and the grabber's sink; the decoder is added when the video pad comes.
+ * On failure nothing is left (f->pipeline, webrtc, sink NULL). */
 static int build_pipeline(lv_webrtc_t *w, lv_webrtc_feed_t *f)
 {
     f->pipeline = gst_pipeline_new(NULL);
     f->webrtc = gst_element_factory_make("webrtcbin", NULL);
     f->sink = lv_grab_sink_new(f->grab);
     if (!f->pipeline || !f->webrtc || !f->sink) {
-        if (f->webrtc && !f->pipeline)
-            gst_object_unref(f->webrtc);
-        if (f->sink && !f->pipeline)
-            gst_object_unref(f->sink);
+        drop_floating(&f->webrtc);
+        drop_floating(&f->sink);
+        drop_floating(&f->pipeline);
         return LV_EIO;
     }
     gst_bin_add_many(GST_BIN(f->pipeline), f->webrtc, f->sink, NULL);
@@ -765,18 +966,37 @@ int lv_webrtc_offer(lv_webrtc_t *w, lv_session_t *s, const char *sdp, size_t len
                     lv_webrtc_feed_t **handle, char *why, size_t why_size)
 {
     lv_webrtc_feed_t *old = feed_of(w, s), *f = NULL;
-    size_t mine = 0;
+    size_t mine = 0, mine_alive = 0;
     int rc = 0;
     lv_queue_t *n;
     *handle = NULL;
     LV_QUEUE_FOREACH(n, &w->feeds)
     {
         lv_webrtc_feed_t *o = LV_CONTAINER_OF(n, lv_webrtc_feed_t, link);
-        mine += o != old && strcmp(o->principal, s->rec.principal) == 0;
+        bool same = strcmp(o->principal, s->rec.principal) == 0;
+        mine += o != old && same;
+        mine_alive += same;
     }
-    if (w->destroying) {
-        snprintf(why, why_size, "the server is stopping");
+    LV_QUEUE_FOREACH(n, &w->closing)
+    {
+        lv_webrtc_feed_t *o = LV_CONTAINER_OF(n, lv_webrtc_feed_t, link);
+        mine_alive += strcmp(o->principal, s->rec.principal) == 0;
+    }
+    if (w->destroying || w->init_rc == LV_EIO) {
+        snprintf(why, why_size, "%s", w->destroying ? "the server is stopping" : w->init_why);
         return LV_ECLOSED;
+    }
+    if (w->init_rc == LV_EAGAIN) {
+        snprintf(why, why_size, "GStreamer is still starting");
+        return LV_EAGAIN;
+    }
+    /* One negotiation at a time per session: a new offer would end the one under way, and offers
+     * sent in a loop would each build a webrtcbin and queue a setup. */
+    if (old && old->state == FEED_NEGOTIATING) {
+        snprintf(why, why_size,
+                 "an offer for this session is still being answered: wait for its answer (or close "
+                 "that request) before sending another");
+        return LV_EEXIST;
     }
     if (w->n_feeds - (old != NULL) >= w->opts.max_total) {
         snprintf(why, why_size, "the server takes at most %zu WebRTC streams at once", w->opts.max_total);
@@ -784,6 +1004,13 @@ int lv_webrtc_offer(lv_webrtc_t *w, lv_session_t *s, const char *sdp, size_t len
     }
     if (mine >= w->opts.max_per_principal) {
         snprintf(why, why_size, "at most %zu WebRTC streams per user at once", w->opts.max_per_principal);
+        return LV_ELIMIT;
+    }
+    /* Ended streams hold their webrtcbin (and ICE thread) until their teardown has run: they
+     * count too, up to twice the caps, so replacing streams in a loop cannot pile them up. */
+    if (w->n_alive >= 2 * w->opts.max_total || mine_alive >= 2 * w->opts.max_per_principal) {
+        snprintf(why, why_size, "too many WebRTC streams %s are still closing: try again in a few seconds",
+                 w->n_alive >= 2 * w->opts.max_total ? "on this server" : "of yours");
         return LV_ELIMIT;
     }
     if (old)
@@ -818,16 +1045,11 @@ int lv_webrtc_offer(lv_webrtc_t *w, lv_session_t *s, const char *sdp, size_t len
     lv_queue_insert_tail(&w->feeds, &f->link);
     w->n_feeds++;
     w->n_alive++;
+    w->peak_alive = LV_MAX(w->peak_alive, w->n_alive);
     w->stats.offers++;
-    f->work_busy = true;
-    f->work.data = f;
-    if (uv_queue_work(w->loop, &f->work, setup_work, setup_done) != 0) {
-        f->work_busy = false;
-        f->fn = NULL;
-        feed_end(f, "the server is stopping", false);
-        snprintf(why, why_size, "the server is stopping");
-        return LV_ECLOSED;
-    }
+    LV_INFO("webrtc %.8s: offer taken; %zu streams alive (%zu of this user)", f->session_id, w->n_alive,
+            mine_alive + 1);
+    job_start(f, setup_work, setup_done);
     *handle = f;
     return 0;
 out:
@@ -835,7 +1057,7 @@ out:
         if (f->session)
             lv_grab_unwatch(f->grab, s);
         if (f->pipeline)
-            gst_object_unref(f->pipeline); /* never started: no thread runs in it */
+            drop_floating(&f->pipeline); /* never started: no thread runs in it */
         lv_grab_close(f->grab);
         free(f->offer);
         free(f);
@@ -854,4 +1076,6 @@ void lv_webrtc_stats(const lv_webrtc_t *w, lv_webrtc_stats_t *out)
 {
     *out = w->stats;
     out->feeds = w->n_feeds;
+    out->alive = w->n_alive;
+    out->peak_alive = w->peak_alive;
 }

@@ -6,9 +6,10 @@
  *
  * Threads: lv_webrtc_* calls are loop-thread only. GStreamer's signals (ICE gathering and
  * connection state, new pads, bus errors) arrive on its threads and are handed to the loop through
- * one uv_async_t and a locked list; building the pipeline and negotiating (set-remote-description,
- * create-answer, set-local-description: promises that are waited on) and tearing it down (state
- * NULL) run on the libuv thread pool. The loop never changes a GStreamer state.
+ * one uv_async_t and a locked list; GStreamer's start (gst_init, plugin loading), negotiating
+ * (set-remote-description, create-answer, set-local-description: promises that are waited on) and
+ * tearing down (state NULL) run on the libuv thread pool, holding at most half of its threads at
+ * once. The loop never changes a GStreamer state.
  *
  * Lifetimes:
  *   - A feed starts with lv_webrtc_offer and is watched by its session from then on (a source is
@@ -19,6 +20,8 @@
  *     a pipeline error, or a new offer for the same session. The session's viewers then hear the
  *     error `video_ended` with the reason (docs/protocol.md); its source is detached at once and the
  *     pipeline is brought to NULL and freed off the loop.
+ *   - An ended feed keeps its pipeline until its teardown ran; until then it counts against twice
+ *     the caps (closing feeds are not free). A setup that no thread has started is cancelled.
  *   - lv_webrtc_destroy (shutdown, after the loop stopped serving) stops every feed; the loop must
  *     run on for the thread-pool work and the async handle to finish. */
 #ifndef LV_WEBRTC_H
@@ -52,18 +55,29 @@ typedef struct {
  * call). Otherwise status (503, 500), code and message say why. */
 typedef void (*lv_webrtc_answer_fn)(void *user, int status, const char *sdp, const char *code, const char *message);
 
-/** The host of every feed. LV_ENOMEM, LV_EIO (GStreamer lacks webrtcbin: gstreamer1.0-nice and
- * plugins-bad must be installed; *why says so). */
-int lv_webrtc_create(uv_loop_t *loop, lv_pipeline_t *pipe, const lv_webrtc_opts_t *opts, lv_webrtc_t **out,
-                     const char **why);
+/** GStreamer's start is over, on the loop thread: rc 0 (offers are taken now) or LV_EIO with why
+ * (valid during the call; e.g. webrtcbin missing: gstreamer1.0-nice and plugins-bad must be
+ * installed). The host may be destroyed in this call. */
+typedef void (*lv_webrtc_ready_fn)(void *user, int rc, const char *why);
+
+/** The host of every feed. Returns at once (0, or LV_ENOMEM); GStreamer is started on the thread
+ * pool (gst_init_check with its registry scan and the plugins feeds use: seconds on a cold
+ * machine), then ready(user, ...) runs exactly once, unless lv_webrtc_destroy came first. */
+int lv_webrtc_create(uv_loop_t *loop, lv_pipeline_t *pipe, const lv_webrtc_opts_t *opts, lv_webrtc_ready_fn ready,
+                     void *user, lv_webrtc_t **out);
+/** 0: offers are taken; LV_EAGAIN: GStreamer is still starting; LV_EIO: it could not (*why says
+ * why, valid while w lives). */
+int lv_webrtc_ready(const lv_webrtc_t *w, const char **why);
 /** Stop every feed (no answer callback runs any more) and free the host once the pool work is done.
  * NULL is ignored. */
 void lv_webrtc_destroy(lv_webrtc_t *w);
 
-/** Start a feed for session s from a checked offer (lv_sdp_check passed): a previous feed of s is
- * replaced. 0: fn(user, ...) runs later, exactly once (or never after lv_webrtc_offer_abandon);
- * *handle is the feed, for abandon. LV_ELIMIT: the caps (per principal, total) are reached;
- * LV_ENOMEM, LV_EIO: could not start (message in why). */
+/** Start a feed for session s from a checked offer (lv_sdp_check passed): a previous, answered feed
+ * of s is replaced. 0: fn(user, ...) runs later, exactly once (or never after
+ * lv_webrtc_offer_abandon); *handle is the feed, for abandon. LV_EEXIST: s has an offer still being
+ * answered; LV_ELIMIT: the caps (per principal, total; closing feeds counted up to twice them) are
+ * reached; LV_EAGAIN: not ready (lv_webrtc_ready); LV_ECLOSED, LV_ENOMEM, LV_EIO: could not start.
+ * The message is in why. */
 int lv_webrtc_offer(lv_webrtc_t *w, lv_session_t *s, const char *sdp, size_t len, lv_webrtc_answer_fn fn, void *user,
                     lv_webrtc_feed_t **handle, char *why, size_t why_size);
 /** The one waiting for the answer went: fn will not be called and the feed is torn down. */
@@ -71,7 +85,9 @@ void lv_webrtc_offer_abandon(lv_webrtc_t *w, lv_webrtc_feed_t *f);
 
 /** Counters for metrics and tests. */
 typedef struct {
-    size_t feeds; /* live (negotiating or streaming) */
+    size_t feeds;      /* live (negotiating or streaming) */
+    size_t alive;      /* not yet freed: live and closing */
+    size_t peak_alive; /* the most alive at once */
     uint64_t offers, answered, failed, ended;
 } lv_webrtc_stats_t;
 void lv_webrtc_stats(const lv_webrtc_t *w, lv_webrtc_stats_t *out);

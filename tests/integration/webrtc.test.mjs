@@ -5,8 +5,9 @@
 // message that says why. The picture path itself is tested in Chromium (tests/e2e/webrtc.test.mjs).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import {
-  startFakevlm, startLivevlm, startRtspcam, stopAll, readData, waitUntil, T,
+  startFakevlm, startLivevlm, startRtspcam, stopAll, readData, waitUntil, sleep, T, JPEG_320,
 } from '../lib/harness.mjs';
 
 const TO = { timeout: T(30000) };
@@ -168,6 +169,135 @@ test('an offer for a session watching an IP camera: it stops watching the camera
   c.close();
   await csrv.stop();
   await cam.stop();
+});
+
+/** Threads and resident memory (kB) of process pid, from /proc. */
+function procStatus(pid) {
+  const t = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return { threads: Number(/^Threads:\s+(\d+)/m.exec(t)[1]), rssKb: Number(/^VmRSS:\s+(\d+)/m.exec(t)[1]) };
+}
+
+/** The names of pid's threads, counted ("pool 8, gmain 1"), for messages. */
+function threadNames(pid) {
+  const n = {};
+  for (const id of fs.readdirSync(`/proc/${pid}/task`)) {
+    let c = '?';
+    try { c = fs.readFileSync(`/proc/${pid}/task/${id}/comm`, 'utf8').trim(); } catch { /* gone */ }
+    n[c] = (n[c] || 0) + 1;
+  }
+  return Object.entries(n).map(([k, v]) => `${k} ${v}`).join(', ');
+}
+
+/** Every "N streams alive" / "(M of this user)" the server logged since line `from`. */
+function aliveCounts(s, from = 0) {
+  const lines = fs.readFileSync(s.proc.logPath, 'utf8').split('\n').slice(from);
+  const alive = [];
+  const mine = [];
+  for (const l of lines) {
+    let m = /webrtc \S+: (?:offer taken|ended .*|freed); (\d+) streams alive/.exec(l);
+    if (m) alive.push(Number(m[1]));
+    m = /offer taken; \d+ streams alive \((\d+) of this user\)/.exec(l);
+    if (m) mine.push(Number(m[1]));
+  }
+  return { alive, mine, lines: lines.length };
+}
+
+test('40 rapid offers for one session over two connections: streams stay bounded, a bystander keeps its pace, threads come back', { timeout: T(120000) }, async (t) => {
+  const s2 = await startLivevlm({ backends: [fake] });
+  const logLines = () => fs.readFileSync(s2.proc.logPath, 'utf8').split('\n').length;
+  // the bystander: another user (address), page frames every 200 ms
+  const by = await s2.session({ settings: { interval_ms: 200, prompt: 'bystander' } }, { localAddress: '127.0.0.2' })
+    .catch(() => null);
+  if (!by) { t.skip('no second loopback address'); await s2.stop(); return; }
+  await by.start();
+  by.autoFeed(JPEG_320());
+  const atk = await s2.session();
+  const sid = atk.session.session_id;
+  const post = () => s2.request('/offer', { method: 'POST', body: { sdp: OFFER, type: 'offer', session_id: sid },
+    timeoutMs: T(30000) });
+  // warm-up: GStreamer started, one stream made and closed, so the baseline has what any server
+  // that took a video has (the pool's threads, GStreamer's own)
+  const w0 = await post();
+  assert.equal(w0.status, 200, `${w0.text}\n${s2.logTail(30)}`);
+  atk.send({ type: 'update_settings', settings: { source: 'page' } });
+  await waitUntil(() => / freed; 0 streams alive/.test(s2.logTail(50)), { timeoutMs: T(10000), what: 'warm-up freed' })
+    .catch((e) => { throw new Error(`${e.message}\n${s2.logTail(30)}`); });
+  await sleep(T(500));
+  // the bystander's normal pace: the longest gap between its answers over 3 s
+  await by.nextAnswer({ timeoutMs: T(5000) });
+  const gaps = (from, to) => {
+    const ts = by.seen('vlm_response', (m) => m.__t >= from && m.__t < to).map((m) => m.__t);
+    const g = ts.slice(1).map((x, i) => x - ts[i]);
+    return { n: ts.length, max: g.length ? Math.max(...g) : Infinity };
+  };
+  const t0 = Date.now();
+  await sleep(T(3000));
+  const solo = gaps(t0, Date.now());
+  assert.ok(solo.n >= 5, `the bystander answered ${solo.n} times in 3 s alone`);
+  const base = { ...procStatus(s2.proc.pid), names: threadNames(s2.proc.pid) };
+  const from = logLines();
+
+  // the attack: two clients, each posting a new offer for the same session as soon as its last
+  // one was answered (200 answer, 503 replaced, 409 in progress), 40 offers in all
+  const statuses = [];
+  const codes = new Set();
+  let sent = 0;
+  let peak = base;
+  const sampler = setInterval(() => {
+    const p = procStatus(s2.proc.pid);
+    peak = { threads: Math.max(peak.threads, p.threads), rssKb: Math.max(peak.rssKb, p.rssKb) };
+  }, 50);
+  const tAttack = Date.now();
+  const client = async () => {
+    while (sent < 40) {
+      sent++;
+      const r = await post();
+      statuses.push(r.status);
+      if (r.status !== 200) {
+        const e = r.json().error;
+        codes.add(e.code);
+        if (r.status === 409) assert.match(e.message, /still being answered/);
+      }
+      await sleep(20);
+    }
+  };
+  await Promise.all([client(), client()]);
+  const tEnd = Date.now();
+  clearInterval(sampler);
+  const during = gaps(tAttack, tEnd);
+  t.diagnostic(`statuses ${JSON.stringify(statuses.reduce((a, x) => ({ ...a, [x]: (a[x] || 0) + 1 }), {}))} ` +
+    `codes ${[...codes]} in ${tEnd - tAttack} ms; bystander max gap alone ${solo.max} ms, during ${during.max} ms ` +
+    `(${during.n} answers); threads ${base.threads} -> peak ${peak.threads}, rss ${base.rssKb} -> ${peak.rssKb} kB`);
+  assert.equal(statuses.length, 40);
+  assert.ok(statuses.every((x) => [200, 409, 503].includes(x)), `statuses ${statuses}`);
+  assert.ok(statuses.filter((x) => x === 200).length >= 2, 'streams were really replaced');
+  assert.ok(statuses.includes(409), 'a second offer while one negotiates is refused');
+  // (a) the bystander kept its pace: no gap longer than 3x its own longest alone (and 1.5 s)
+  assert.ok(during.n >= 3, `the bystander answered ${during.n} times during the attack`);
+  assert.ok(during.max <= Math.max(3 * solo.max, T(1500)),
+    `bystander gap ${during.max} ms during the attack vs ${solo.max} ms alone`);
+  // (b) streams alive (closing ones included) stayed within twice the per-user cap
+  const counts = aliveCounts(s2, from);
+  assert.ok(counts.mine.length >= 2, 'offers were taken');
+  assert.ok(Math.max(...counts.mine) <= 8, `alive of this user ${Math.max(...counts.mine)}`);
+  assert.ok(Math.max(...counts.alive) <= 8, `alive ${Math.max(...counts.alive)}`);
+  // (c) the last stream closed, every stream freed: threads back near the baseline
+  atk.send({ type: 'update_settings', settings: { source: 'page' } });
+  await waitUntil(() => {
+    const c = aliveCounts(s2, from).alive;
+    return c.length && c[c.length - 1] === 0;
+  }, { timeoutMs: T(30000), what: 'every stream freed' });
+  assert.ok(peak.threads <= base.threads + 8 * 12, `peak threads ${peak.threads} (baseline ${base.threads})`);
+  let after = procStatus(s2.proc.pid);
+  await waitUntil(() => { after = procStatus(s2.proc.pid); return after.threads <= base.threads + 4; },
+    { timeoutMs: T(20000), what: 'threads back near the baseline' })
+    .catch((e) => { throw new Error(`${e.message}: ${after.threads} (${threadNames(s2.proc.pid)}) vs ${base.threads} (${base.names})`); });
+  t.diagnostic(`after: threads ${after.threads}, rss ${after.rssKb} kB`);
+  assert.ok(after.rssKb <= base.rssKb + 30 * 1024, `rss ${after.rssKb} kB after vs ${base.rssKb} kB before`);
+  by.close();
+  atk.close();
+  assert.doesNotMatch(s2.logTail(400), /CRITICAL|assertion .* failed/i);
+  await s2.stop();
 });
 
 test('the server log has no error lines from WebRTC', TO, async () => {
