@@ -208,7 +208,9 @@ static void on_element_added(GstBin *bin, GstBin *sub, GstElement *el, gpointer 
     }
 }
 
-/* Only what the loop reads reaches the bus's queue; the rest is dropped where it is posted. */
+/* Only what the loop reads reaches the bus's queue; the rest is dropped where it is posted. A sync
+ * handler that answers DROP owns the message and must unref it: a message holds its source element,
+ * so a dropped one left alive would keep the whole pipeline from ever being freed. */
 static GstBusSyncReply bus_filter(GstBus *bus, GstMessage *m, gpointer ud)
 {
     (void)bus;
@@ -219,6 +221,7 @@ static GstBusSyncReply bus_filter(GstBus *bus, GstMessage *m, gpointer ud)
     case GST_MESSAGE_WARNING:
         return GST_BUS_PASS;
     default:
+        gst_message_unref(m);
         return GST_BUS_DROP;
     }
 }

@@ -17,7 +17,7 @@ let br;
 
 before(async () => {
   fake = await startFakevlm({ models: ['fake-vlm-1'], ttftMs: 20, tokenMs: 5, tokens: 4 });
-  srv = await startLivevlm({ backends: [fake] });
+  srv = await startLivevlm({ backends: [fake], gst: true });
   br = await launchBrowser({
     args: [...CHROMIUM_ARGS, '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
       '--allow-loopback-in-peer-connection'],

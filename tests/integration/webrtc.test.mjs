@@ -17,7 +17,7 @@ const OFFER = readData('chromium-offer-av.sdp').toString('utf8');
 
 before(async () => {
   fake = await startFakevlm({ models: ['fake-vlm-1'], ttftMs: 10, tokenMs: 5, tokens: 4 });
-  srv = await startLivevlm({ backends: [fake] });
+  srv = await startLivevlm({ backends: [fake], gst: true });
 });
 after(stopAll);
 
@@ -203,7 +203,7 @@ function aliveCounts(s, from = 0) {
 }
 
 test('40 rapid offers for one session over two connections: streams stay bounded, a bystander keeps its pace, threads come back', { timeout: T(120000) }, async (t) => {
-  const s2 = await startLivevlm({ backends: [fake] });
+  const s2 = await startLivevlm({ backends: [fake], gst: true });
   const logLines = () => fs.readFileSync(s2.proc.logPath, 'utf8').split('\n').length;
   // the bystander: another user (address), page frames every 200 ms
   const by = await s2.session({ settings: { interval_ms: 200, prompt: 'bystander' } }, { localAddress: '127.0.0.2' })
