@@ -9,6 +9,7 @@
 
 #include "lv_app.h"
 #include "lv_auth.h"
+#include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_engine.h"
 #include "lv_httpd.h"
@@ -317,4 +318,31 @@ void lv_offer_stop(lv_app_t *app)
     lv_webrtc_destroy(h->webrtc);
     free(h);
     app->offer = NULL;
+}
+
+int lv_offer_metrics(lv_app_t *app, lv_buf_t *out)
+{
+    if (!app->offer || !app->offer->webrtc)
+        return 0;
+    lv_webrtc_stats_t st;
+    lv_webrtc_stats(app->offer->webrtc, &st);
+    return lv_buf_printf(out,
+                         "# HELP livevlm_webrtc_streams WebRTC video streams: live (negotiating or streaming), "
+                         "alive (live plus those still closing, which count against the caps).\n"
+                         "# TYPE livevlm_webrtc_streams gauge\n"
+                         "livevlm_webrtc_streams{state=\"live\"} %zu\n"
+                         "livevlm_webrtc_streams{state=\"alive\"} %zu\n"
+                         "# HELP livevlm_webrtc_streams_peak The most WebRTC streams alive at once.\n"
+                         "# TYPE livevlm_webrtc_streams_peak gauge\n"
+                         "livevlm_webrtc_streams_peak %zu\n"
+                         "# HELP livevlm_webrtc_offers_total WebRTC offers by outcome: taken, answered, failed "
+                         "(no answer), and streams ended.\n"
+                         "# TYPE livevlm_webrtc_offers_total counter\n"
+                         "livevlm_webrtc_offers_total{outcome=\"taken\"} %llu\n"
+                         "livevlm_webrtc_offers_total{outcome=\"answered\"} %llu\n"
+                         "livevlm_webrtc_offers_total{outcome=\"failed\"} %llu\n"
+                         "livevlm_webrtc_offers_total{outcome=\"ended\"} %llu\n",
+                         st.feeds, st.alive, st.peak_alive, (unsigned long long)st.offers,
+                         (unsigned long long)st.answered, (unsigned long long)st.failed,
+                         (unsigned long long)st.ended);
 }

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lv_buf.h"
+
 struct lv_app;
 struct lv_req;
 struct lv_session;
@@ -22,6 +24,8 @@ size_t lv_offer_body_cap(const struct lv_app *app);
 /** Session s no longer takes its frames from WebRTC (its `source` changed): its stream, if any,
  * is closed (lv_webrtc_session_close; an answer still owed is a 503 with reason). */
 void lv_offer_session_close(struct lv_app *app, struct lv_session *s, const char *reason);
+/** Append the WebRTC families to a /metrics body (nothing before the first offer). 0 or LV_ENOMEM. */
+int lv_offer_metrics(struct lv_app *app, lv_buf_t *out);
 /** Answer every waiting offer with 503 and stop every WebRTC stream (shutdown; the loop runs on
  * to free them). */
 void lv_offer_stop(struct lv_app *app);

@@ -295,7 +295,7 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
             return refuse_auth(r, st, "send the access token (or start with --metrics-public)");
         lv_buf_t b;
         lv_buf_init(&b, 8u << 20);
-        bool ok = lv_stat_render(app, &b) == 0 && lv_camera_api_metrics(app, &b) == 0;
+        bool ok = lv_stat_render(app, &b) == 0 && lv_camera_api_metrics(app, &b) == 0 && lv_offer_metrics(app, &b) == 0;
         int rc = ok ? lv_req_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len,
                                      true, NULL)
                     : lv_req_respond_error(r, 500, "internal", "could not render metrics");

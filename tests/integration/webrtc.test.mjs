@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import {
-  startFakevlm, startLivevlm, startRtspcam, stopAll, readData, waitUntil, sleep, T, JPEG_320,
+  startFakevlm, startLivevlm, startRtspcam, stopAll, readData, waitUntil, sleep, T, JPEG_320, scrapeMetrics,
 } from '../lib/harness.mjs';
 
 const TO = { timeout: T(30000) };
@@ -281,6 +281,10 @@ test('40 rapid offers for one session over two connections: streams stay bounded
   assert.ok(counts.mine.length >= 2, 'offers were taken');
   assert.ok(Math.max(...counts.mine) <= 8, `alive of this user ${Math.max(...counts.mine)}`);
   assert.ok(Math.max(...counts.alive) <= 8, `alive ${Math.max(...counts.alive)}`);
+  // and /metrics says the same: the peak of streams alive (closing ones included) stayed bounded
+  const mt = await scrapeMetrics(s2);
+  assert.ok(mt.get('livevlm_webrtc_streams_peak') <= 8, `peak alive ${mt.get('livevlm_webrtc_streams_peak')}`);
+  assert.ok(mt.get('livevlm_webrtc_offers_total', { outcome: 'taken' }) >= 2, mt.text.match(/livevlm_webrtc.*/g)?.join('\n'));
   // (c) the last stream closed, every stream freed: threads back near the baseline
   atk.send({ type: 'update_settings', settings: { source: 'page' } });
   await waitUntil(() => {
@@ -293,6 +297,8 @@ test('40 rapid offers for one session over two connections: streams stay bounded
     { timeoutMs: T(20000), what: 'threads back near the baseline' })
     .catch((e) => { throw new Error(`${e.message}: ${after.threads} (${threadNames(s2.proc.pid)}) vs ${base.threads} (${base.names})`); });
   t.diagnostic(`after: threads ${after.threads}, rss ${after.rssKb} kB`);
+  const mt2 = await scrapeMetrics(s2);
+  assert.equal(mt2.get('livevlm_webrtc_streams', { state: 'alive' }), 0);
   assert.ok(after.rssKb <= base.rssKb + 30 * 1024, `rss ${after.rssKb} kB after vs ${base.rssKb} kB before`);
   by.close();
   atk.close();
