@@ -1,7 +1,7 @@
 /* fuzz_settings.c - libFuzzer driver: parse JSON with jansson, apply onto the defaults, and check
  * that the result is always within range and survives a round trip through its JSON form.
  * fuzz-sources: src/proto/lv_settings.c
- * fuzz-sources: src/common/lv_utf8.c
+ * fuzz-sources: src/common/lv_utf8.c src/common/lv_common.c src/proto/lv_rtspurl.c
  */
 #include <jansson.h>
 #include <stdint.h>

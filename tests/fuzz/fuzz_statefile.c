@@ -3,7 +3,7 @@
  * framing), and sealed with a correct checksum line, so the fuzzer reaches the header and session
  * line parsers. Every session handed out must be within the caps, and must encode and parse back.
  * fuzz-sources: src/proto/lv_statefile.c src/proto/lv_settings.c src/common/lv_common.c
- * fuzz-sources: src/common/lv_utf8.c
+ * fuzz-sources: src/common/lv_utf8.c src/proto/lv_rtspurl.c
  */
 #include <openssl/evp.h>
 #include <stdint.h>
