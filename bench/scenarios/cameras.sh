@@ -80,7 +80,7 @@ run_case() { # TAG SIZE WATCHERS INTERVAL_MS [extra livevlm args...]
 }
 
 {
-    echo "## Cameras"
+    echo "## 6. Cameras: what an RTSP camera costs, and what sharing it costs"
     echo
     echo "RTSP test camera (tests/tools/rtspcam.c: videotestsrc, x264 ultrafast, 30 fps, a keyframe a"
     echo "second) on loopback; fakevlm 64 slots, 60 ms + 10 x 5 ms; one watcher session per camera at"

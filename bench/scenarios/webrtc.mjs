@@ -87,7 +87,7 @@ try {
 }
 
 const md = [
-  '## WebRTC ingest vs the page\'s frames',
+  '## 7. WebRTC ingest vs the page\'s frames',
   '',
   `Chromium's fake camera, one session at a time, interval 1 s; livevlm CPU over ${SECS} s after ${WARM} s; fakevlm`,
   '20 ms + 4 × 5 ms. "answers" counts vlm_response (video) or frames sent (frames) in the window.',
