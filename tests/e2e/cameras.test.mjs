@@ -326,8 +326,15 @@ test('the wall: every camera in a tile with its analysed frame and answers, one 
     await page.locator('#wallPause').focus();
     await page.keyboard.press('Enter');
     await page.waitForFunction(() => document.getElementById('wallPause').getAttribute('aria-pressed') === 'true', null, { timeout: T(5000) });
-    await sleep(1500); // an answer in flight may still finish
-    const paused = (await tiles(page)).map((t) => t.answers);
+    // An answer in flight still finishes (stop lets it, protocol.md): wait (bounded) until the counts
+    // hold still for 1.5 s, then they must stay so.
+    let paused = (await tiles(page)).map((t) => t.answers);
+    for (const end = Date.now() + T(10000); Date.now() < end;) {
+      await sleep(1500);
+      const now = (await tiles(page)).map((t) => t.answers);
+      if (now.every((n, i) => n === paused[i])) break;
+      paused = now;
+    }
     await sleep(2500);
     assert.deepEqual((await tiles(page)).map((t) => t.answers), paused, 'no new answers while paused');
     await page.keyboard.press('Enter');
