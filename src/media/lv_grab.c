@@ -507,12 +507,18 @@ int lv_grab_watch(lv_grab_t *g, lv_session_t *s)
     return 0;
 }
 
+/* A watcher is linked in its session's sources for as long as it is in g->watchers (lv_grab_watch,
+ * lv_grab_unwatch): look among the session's one or two sources, not the grabber's hundreds of
+ * watchers (the engine asks this of every camera at each start, stop, settings change and close). */
 static grab_watch_t *find_watch(const lv_grab_t *g, const lv_session_t *s)
 {
-    lv_queue_t *n;
-    LV_QUEUE_FOREACH(n, &g->watchers) {
-        grab_watch_t *w = LV_CONTAINER_OF(n, grab_watch_t, link);
-        if (w->s == s)
+    const lv_queue_t *n;
+    for (n = s->sources.next; n != &s->sources; n = n->next) {
+        const lv_source_t *src = LV_CONTAINER_OF(n, lv_source_t, link);
+        if (src->ops != &watch_ops)
+            continue;
+        grab_watch_t *w = LV_CONTAINER_OF(src, grab_watch_t, src);
+        if (w->g == g)
             return w;
     }
     return NULL;
