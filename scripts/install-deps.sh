@@ -18,6 +18,7 @@ PKGS=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-tools
   libgstrtspserver-1.0-dev
+  libhiredis-dev redis-server haproxy
   openssl curl ca-certificates procps
   chromium
   clang libclang-rt-14-dev

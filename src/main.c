@@ -24,6 +24,7 @@
 #include "lv_iptable.h"
 #include "lv_log.h"
 #include "lv_pipeline.h"
+#include "lv_poolcfg.h"
 #include "lv_server.h"
 #include "lv_session.h"
 #include "lv_stat.h"
@@ -205,35 +206,6 @@ static void shutdown_app(lv_app_t *app)
 
 static void on_signal(uv_signal_t *h, int signum) { shutdown_app(h->data); }
 
-static int add_backends(lv_app_t *app)
-{
-    for (size_t i = 0; i < app->cfg.n_backends; i++) {
-        lv_backend_spec_t *b = &app->cfg.backends[i];
-        const char *key = b->key;
-        if (b->key_env[0]) {
-            key = getenv(b->key_env);
-            if (!key) {
-                LV_ERROR("backend %s: environment variable %s (its API key) is not set", b->id, b->key_env);
-                return LV_EINVAL;
-            }
-        }
-        int max = b->max_concurrency ? b->max_concurrency : app->cfg.default_backend_max;
-        int rc = lv_pool_add(app->pool, b->id, b->url, key, max, b->models[0] ? b->models : NULL);
-        if (rc == 0)
-            /* the window's default floor is 4: a few requests in parallel are what every current
-             * server handles, and a floor keeps one stalled request from blocking everyone while the
-             * window is still learning at light load */
-            rc = lv_backend_configure(lv_pool_find(app->pool, b->id), b->adaptive != 0,
-                                      b->min_concurrency ? b->min_concurrency : LV_MIN(4, max), max, b->max_side,
-                                      b->jpeg_quality);
-        if (rc) {
-            LV_ERROR("backend %s (%s): %s", b->id, b->url, lv_strerror(rc));
-            return rc;
-        }
-    }
-    return 0;
-}
-
 static int serve(int argc, char **argv, const char *prog)
 {
     static lv_app_t app_storage; /* large; lives for the whole process */
@@ -290,7 +262,7 @@ static int serve(int argc, char **argv, const char *prog)
         return 1;
     }
     lv_state_start(app); /* sessions saved by the last run, before anyone can connect */
-    if (add_backends(app) != 0)
+    if (lv_poolcfg_add(app->pool, &app->cfg) != 0)
         return 2;
     if (lv_sysmon_start(&loop, app->cfg.stats_period_ms, &app->sysmon) != 0)
         LV_WARN("system stats are unavailable");

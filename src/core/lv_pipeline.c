@@ -776,6 +776,16 @@ size_t lv_pipeline_run(lv_pipeline_t *p)
 
 bool lv_pipeline_put_frame(lv_pipeline_t *p, lv_session_t *s, lv_frame_t *f)
 {
+    /* latest wins inside the dispatcher too: a job still waiting in a cluster's queue is asked
+     * about the newer picture instead (no second request for the session) */
+    lv_job_t *j = s->job;
+    if (j && !j->started && !j->lead && !j->n_followers && !j->settings_stale && !f->share_key &&
+        p->dispatch->ops->replace_frame && p->dispatch->ops->replace_frame(p->dispatch, j, f) == 0) {
+        lv_frame_unref(j->frame);
+        j->frame = f; /* the caller's reference */
+        j->frame_recv_us = f->recv_us;
+        return true;
+    }
     bool replaced = lv_session_mailbox_put(s, f) != 0;
     if (s->job)
         return replaced; /* it waits in the mailbox and is queued when the job ends */

@@ -129,6 +129,12 @@ typedef struct {
      * any job ending (a backend's Retry-After pause is over), so waiting frames get a run. NULL =
      * never happens. */
     int (*reopened)(lv_dispatch_t *d);
+    /** A newer frame f for job's session while job has not started (it waits inside the
+     * dispatcher: a cluster's queue): take f instead of job->frame (take a reference if kept) and
+     * return 0; the pipeline then swaps job->frame. Non-zero: keep the old one (f waits in the
+     * session's mailbox as usual). Only asked for a lead without followers whose settings still
+     * hold. NULL = never (a local dispatcher starts at once). */
+    int (*replace_frame)(lv_dispatch_t *d, lv_job_t *job, struct lv_frame *f);
 } lv_dispatch_ops_t;
 
 /* Embedded first in the implementation's own struct. The pipeline sets events/events_ud when the

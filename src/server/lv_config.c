@@ -131,6 +131,17 @@ void lv_config_print_help(const char *prog)
         "                           watches, closed 30 s after the last one left, reconnected with\n"
         "                           1..30 s backoff, and restarted when no picture came for 10 s\n"
         "\n"
+        "Cluster (docs/operations.md \"Cluster\"; single node needs none of this):\n"
+        "  --redis URL              be one frontend of a cluster: sessions, the job queue and the\n"
+        "                           limits live in Redis at URL (redis://[user:pass@]host[:port][/db] or\n"
+        "                           unix:///path.sock); answers come from `livevlm worker` processes.\n"
+        "                           Every frontend needs the same access token (--config-dir or a copy\n"
+        "                           of its token file). Without --redis nothing here applies\n"
+        "  --workers-inline         with --redis: also run a worker in this process (it takes jobs for\n"
+        "                           the whole cluster with this process's --backend flags)\n"
+        "  --node-id ID             this process's id in the cluster, 1..32 of a-z A-Z 0-9 _ - (default:\n"
+        "                           random at each start); shown in /metrics and logs\n"
+        "\n"
         "WebRTC ingest (POST /offer; docs/protocol.md):\n"
         "  --max-webrtc N           WebRTC video streams at once, server-wide (default 64; 4 per user)\n"
         "  --stun URL               stun://host:port for ICE (default none: loopback and LAN need none)\n"
@@ -144,7 +155,7 @@ void lv_config_print_help(const char *prog)
         "  -h, --help               this text\n"
         "\n"
         "Environment: LIVEVLM_BACKEND=URL and LIVEVLM_API_KEY=KEY add a backend \"default\";\n"
-        "LIVEVLM_HOST, LIVEVLM_PORT, LIVEVLM_CONFIG_DIR, LIVEVLM_LOG_LEVEL.\n"
+        "LIVEVLM_HOST, LIVEVLM_PORT, LIVEVLM_CONFIG_DIR, LIVEVLM_LOG_LEVEL, LIVEVLM_REDIS.\n"
         "Precedence: flags > environment > --config file > defaults.\n"
         "\n"
         "Examples:\n"
@@ -351,6 +362,12 @@ static int parse_flags(lv_config_t *c, int argc, char **argv, char *err, size_t 
         STR_OPT("--tls-key", tls_key)
         STR_OPT("--config-dir", config_dir)
         STR_OPT("--state-file", state_file)
+        STR_OPT("--redis", redis_url)
+        STR_OPT("--node-id", node_id)
+        if (strcmp(a, "--workers-inline") == 0) {
+            c->workers_inline = true;
+            continue;
+        }
         STR_OPT("--web-root", web_root)
         STR_OPT("--log-level", log_level)
         INT_OPT("--max-sessions", max_sessions, 1, 1000000)
@@ -543,6 +560,8 @@ int lv_config_apply_env(lv_config_t *c, char *err, size_t err_size)
     }
     if ((v = getenv("LIVEVLM_CONFIG_DIR")) && *v && copy_str(c->config_dir, sizeof(c->config_dir), v))
         goto toolong;
+    if ((v = getenv("LIVEVLM_REDIS")) && *v && copy_str(c->redis_url, sizeof(c->redis_url), v))
+        goto toolong;
     if ((v = getenv("LIVEVLM_LOG_LEVEL")) && *v && copy_str(c->log_level, sizeof(c->log_level), v))
         goto toolong;
     if ((v = getenv("LIVEVLM_BACKEND")) && *v) {
@@ -720,6 +739,25 @@ int lv_config_validate(const lv_config_t *c, char *err, size_t err_size)
         const lv_backend_spec_t *b = &c->backends[i];
         if (strncmp(b->url, "http://", 7) != 0 && strncmp(b->url, "https://", 8) != 0) {
             snprintf(err, err_size, "backend '%s': URL must start with http:// or https:// (got '%s')", b->id, b->url);
+            return LV_EINVAL;
+        }
+    }
+    if (c->redis_url[0]) {
+        lv_redisurl_t u;
+        const char *why = NULL;
+        if (lv_redisurl_parse(c->redis_url, &u, &why) != 0) {
+            snprintf(err, err_size, "--redis: %s", why ? why : "not a Redis URL");
+            return LV_EINVAL;
+        }
+    }
+    if (c->workers_inline && !c->redis_url[0]) {
+        snprintf(err, err_size, "--workers-inline needs --redis URL (a single node answers in-process already)");
+        return LV_EINVAL;
+    }
+    for (const char *p = c->node_id; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+              *p == '-')) {
+            snprintf(err, err_size, "--node-id: use 1..32 of a-z A-Z 0-9 _ - (got '%s')", c->node_id);
             return LV_EINVAL;
         }
     }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lv_redisurl.h"
 #include "lv_rtspurl.h"
 
 #define LV_MAX_BACKENDS 16
@@ -76,6 +77,12 @@ typedef struct {
      * definitions hold passwords: never log or show them, only their url_clean */
     lv_camera_def_t cameras[LV_CONFIG_MAX_CAMERAS];
     size_t n_cameras;
+    /* cluster mode (docs/internals/cluster.md): --redis URL makes `serve` one frontend of a
+     * cluster and is what `worker` takes its jobs from; "" = single node (no Redis at all). The URL
+     * may hold a password: log only lv_redisurl_clean of it */
+    char redis_url[LV_REDISURL_MAX + 1];
+    bool workers_inline;         /* serve --redis --workers-inline: a worker in the same process */
+    char node_id[33];            /* --node-id: this frontend's or worker's id in the cluster ("" = random) */
 } lv_config_t;
 
 /** Built-in defaults (config_dir from $XDG_CONFIG_HOME or ~/.config, + "/livevlm"). */

@@ -1,0 +1,13 @@
+/* lv_poolcfg.h - the configured backends (--backend and its per-backend flags) added to a backend
+ * pool: shared by `serve` (main.c) and `worker` (lv_worker.c), which build the same pool. */
+#ifndef LV_POOLCFG_H
+#define LV_POOLCFG_H
+
+#include "lv_backend.h"
+#include "lv_config.h"
+
+/** Add every backend of cfg to pool with its window settings. Logs why and returns LV_EINVAL when
+ * a key's environment variable is unset, or the pool's error. */
+int lv_poolcfg_add(lv_pool_t *pool, const lv_config_t *cfg);
+
+#endif

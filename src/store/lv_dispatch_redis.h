@@ -1,0 +1,87 @@
+/* lv_dispatch_redis.h - the dispatch port (lv_port_dispatch.h) of a cluster frontend: a job goes
+ * to the cluster's queue in Redis (lv_cluster_queue.h: enqueue), a worker takes it in fair order
+ * across users and sends it, and its events come back on this frontend's channel (lv:ev:<id>,
+ * handed in through lv_dispatch_redis_on_message by whoever owns the pub/sub connection).
+ *
+ * What the pipeline sees:
+ *   - capacity: the slots of the workers alive now (their heartbeats, refreshed every 500 ms);
+ *     free_slots: capacity minus this frontend's jobs in the cluster (queued or running): each
+ *     frontend keeps at most `capacity` jobs out, so every user with demand has a job waiting in
+ *     the queue when its turn comes (the queue, not the frontend, decides the order);
+ *   - serves: false, with a sentence for the page, while Redis is unreachable or no worker is
+ *     alive (the pipeline then asks for no frames);
+ *   - submit: the job's body is queued with a deadline (now + max_frame_age, the same rule as the
+ *     local queue); `started` comes when a worker sends the request, with its backend id;
+ *   - replace_frame: a newer frame for a job still waiting in the queue replaces its body (latest
+ *     wins cluster-wide; no second job);
+ *   - cancel: a waiting job is removed from the queue; a running one is taken back by its worker
+ *     (lv:cancel).
+ * Every job ends within a bounded time, whatever fails: a job still unstarted LV_DREDIS_GRACE_MS
+ * after its deadline ends stale; a started job whose worker stops heartbeating ends with
+ * worker_lost; while Redis is down, jobs in the cluster end with cluster_unavailable (their
+ * answers cannot reach this frontend any more).
+ *
+ * Ownership: created by the frontend (lv_cluster.c), given to the pipeline; r and the scripts
+ * are borrowed and must outlive it. lv_dispatch_redis_close after the pipeline cancelled its jobs.
+ * Loop thread only. */
+#ifndef LV_DISPATCH_REDIS_H
+#define LV_DISPATCH_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "lv_cluster_queue.h"
+#include "lv_jobmsg.h"
+#include "lv_port_dispatch.h"
+#include "lv_redis.h"
+
+#define LV_DREDIS_GRACE_MS 2000
+#define LV_DREDIS_REFRESH_MS 500
+#define LV_DREDIS_WORKERS_MAX 256
+
+typedef struct {
+    const char *frontend_id;     /* copied */
+    int max_frame_age_ms;        /* > 0: a job's deadline is queued + this; 0: two of its
+                                  * session's intervals, at least 2 s */
+    size_t max_frame_bytes;      /* cap of a job body's JPEG */
+    void *ud;
+    /** The user's fair-share weight (1..1000). NULL = 1. */
+    unsigned (*weight_of)(void *ud, const char *user);
+    /** A job ended without an answer for a cluster reason ("stale", "worker_lost",
+     * "cluster_unavailable"), for metrics. May be NULL. */
+    void (*lost)(void *ud, const char *reason);
+} lv_dispatch_redis_cfg_t;
+
+typedef struct {
+    char id[LV_NODE_ID_MAX + 1];
+    size_t capacity, in_flight;
+    uint64_t age_ms;             /* since its last heartbeat */
+} lv_dredis_worker_t;
+
+typedef struct {
+    bool up;                     /* Redis reachable */
+    size_t queue_len;            /* jobs waiting cluster-wide */
+    uint64_t oldest_ms;          /* age of the oldest waiting job; 0 = none */
+    uint64_t stale_total;        /* jobs workers dropped as stale, cluster-wide */
+    size_t capacity;             /* live workers' slots */
+    size_t jobs_out;             /* this frontend's jobs in the cluster */
+    size_t n_workers;            /* live */
+    lv_dredis_worker_t workers[LV_DREDIS_WORKERS_MAX];
+} lv_dredis_stats_t;
+
+/** LV_ENOMEM. */
+int lv_dispatch_redis_create(uv_loop_t *loop, lv_redis_t *r, const lv_cq_scripts_t *scripts,
+                             const lv_dispatch_redis_cfg_t *cfg, lv_dispatch_t **out);
+/** One message from this frontend's event channel (lv:ev:<frontend id>). Unknown jobs (a
+ * cancelled or already ended one, another frontend's) are ignored. */
+void lv_dispatch_redis_on_message(lv_dispatch_t *d, const char *payload, size_t len);
+/** Redis went up or down (the owner of r hears it). Down: every job in the cluster ends
+ * (cluster_unavailable) and serves() says why. */
+void lv_dispatch_redis_set_up(lv_dispatch_t *d, bool up);
+void lv_dispatch_redis_stats(const lv_dispatch_t *d, lv_dredis_stats_t *out);
+/** After the pipeline cancelled its jobs; frees everything. NULL ignored. */
+void lv_dispatch_redis_close(lv_dispatch_t *d);
+
+#endif
