@@ -23,6 +23,7 @@ struct lv_persist;
 struct lv_analyze_host;
 struct lv_offer_host;
 struct lv_cameras;
+struct lv_cluster;
 struct lv_pool;
 struct lv_registry;
 struct lv_stat;
@@ -45,7 +46,10 @@ typedef struct lv_app {
     struct lv_cameras *cameras;  /* the admin's RTSP cameras (lv_camera.h); NULL when none is defined */
     lv_drr_t drr;                /* sessions with a waiting frame, in fair order */
     lv_pipeline_t pipe;          /* the frame path (lv_pipeline.h) */
-    struct lv_dispatch *dispatch; /* the pipeline's dispatcher: the local pool (lv_dispatch_local.h) */
+    struct lv_dispatch *dispatch; /* the pipeline's dispatcher: the local pool (lv_dispatch_local.h),
+                                  * or in cluster mode lv_cluster_dispatch(cluster) */
+    struct lv_cluster *cluster;  /* `serve --redis`: this frontend's cluster side (lv_cluster.h);
+                                  * NULL in single-node mode */
     struct lv_stat *stat;        /* metrics (lv_stat.h) */
     struct lv_iptable *ips;      /* per-address counters (lv_iptable.h) */
     char token[65];              /* access token; empty with --auth none */
