@@ -169,6 +169,8 @@ typedef struct {
     int submits, cancels, grows_asked, reopened;
     bool down; /* serves: no backend serves anything */
     uint64_t ttft_floor_us;
+    bool replace_ok; /* replace_frame takes a newer frame for an unstarted job */
+    int replaces;
 } fake_dispatch_t;
 
 static int fd_submit(lv_dispatch_t *d, lv_job_t *job, char *why, size_t why_size)
@@ -230,7 +232,18 @@ static bool fd_serves(lv_dispatch_t *d, const lv_settings_t *st, char *why, size
     snprintf(why, why_size, "nobody serves '%s'", st->model);
     return false;
 }
+static int fd_replace_frame(lv_dispatch_t *d, lv_job_t *job, lv_frame_t *f)
+{
+    fake_dispatch_t *fd = (fake_dispatch_t *)d;
+    assert_false(job->started);
+    assert_non_null(f);
+    if (!fd->replace_ok)
+        return LV_EAGAIN;
+    fd->replaces++;
+    return 0;
+}
 static const lv_dispatch_ops_t fd_ops = {.submit = fd_submit,
+                                         .replace_frame = fd_replace_frame,
                                          .cancel = fd_cancel,
                                          .capacity = fd_capacity,
                                          .free_slots = fd_free_slots,
@@ -798,6 +811,46 @@ static void put_frame(fx_t *fx, lv_session_t *s, uint64_t recv_us)
  * once, later ones are coalesced for 40 ms, every delta precedes the answer, the session's metrics
  * and history are updated before the viewers hear the answer, and a frame that came while the job
  * ran is queued when it ends. */
+/* A dispatcher whose jobs wait before they start (a cluster's queue) takes a newer frame of the
+ * same session into the waiting job: one request, about the newest picture. Once the job has
+ * started, or when the dispatcher declines, the frame waits in the mailbox as usual. */
+static void waiting_job_takes_newer_frame(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t v;
+    lv_session_t *s = watched_session(fx, "alice", &v);
+    fx->disp.start_later = true;
+    fx->disp.replace_ok = true;
+    fx->host.now_us = 1000000;
+    put_frame(fx, s, 1000000);
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    lv_job_t *job = fx->disp.jobs[0];
+    assert_false(job->started);
+    put_frame(fx, s, 1200000);
+    assert_int_equal(fx->disp.replaces, 1);
+    assert_null(s->pending); /* taken by the job, not waiting beside it */
+    assert_int_equal(job->frame->recv_us, 1200000);
+    assert_int_equal(job->frame_recv_us, 1200000);
+    assert_int_equal(fx->disp.submits, 1);
+    /* declined: the frame waits in the mailbox */
+    fx->disp.replace_ok = false;
+    put_frame(fx, s, 1300000);
+    assert_non_null(s->pending);
+    assert_int_equal(job->frame->recv_us, 1200000);
+    /* started: never replaced */
+    fx->disp.replace_ok = true;
+    fake_start(&fx->disp, job);
+    put_frame(fx, s, 1400000);
+    assert_int_equal(fx->disp.replaces, 1);
+    assert_int_equal(s->pending->recv_us, 1400000);
+    fake_done(&fx->disp, job, 0, false, "about the newer picture");
+    assert_string_equal(v.answer, "about the newer picture");
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    fake_start(&fx->disp, fx->disp.jobs[0]);
+    fake_done(&fx->disp, fx->disp.jobs[0], 0, false, "next");
+    s->n_viewers = 0;
+}
+
 static void answer_path(void **state)
 {
     fx_t *fx = *state;
@@ -1730,6 +1783,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(stop_and_start, setup, teardown),
         cmocka_unit_test_setup_teardown(close_detaches, setup, teardown),
         cmocka_unit_test_setup_teardown(answer_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(waiting_job_takes_newer_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(busy_backend_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(requeue_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(no_backend, setup, teardown),
