@@ -504,6 +504,20 @@ static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t 
         return;
     }
     lv_coalesce_close(p, job); /* nobody joins an answer that is over */
+    if (r->stale && !job->started && !job->n_followers) {
+        /* it waited too long inside the dispatcher: what the page hears of a frame that waited too
+         * long in our own queue (followers, if any, hear the error below instead) */
+        double age_ms = (double)(lv_pipeline_now_us(p) - job->frame_recv_us) / 1000.0 +
+                        (job->frame ? job->frame->capture_age_ms : 0);
+        s->frames_stale++;
+        if (p->hooks.dropped)
+            p->hooks.dropped(p->hooks.ud, "stale");
+        FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->frame_dropped) v->ops->frame_dropped(v, s, "stale", age_ms));
+        job_free(p, job);
+        lv_pipeline_ready(p, s);
+        lv_pipeline_kick(p);
+        return;
+    }
     if (r->rc != 0)
         LV_INFO("session %.8s%s: %s %s: %s", s->rec.id, job->n_followers ? " and its followers" : "",
                 r->error_code ? r->error_code : "backend_error", job->backend_id,

@@ -85,6 +85,8 @@ typedef struct lv_dispatch_result {
     const char *error_message;     /* human text, without the backend id */
     bool requeue;                  /* failed before its first token; another backend serves the
                                     * model but has no free slot: the frame waits again, no error */
+    bool stale;                    /* never started: its frame was already too old when it could
+                                    * have been (a cluster's queue): dropped as stale, no error */
     const char *text;              /* the whole answer (partial on errors), never NULL */
     size_t text_len;
     int tokens;                    /* completion tokens (the backend's count, else deltas) */

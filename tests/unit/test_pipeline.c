@@ -846,8 +846,19 @@ static void waiting_job_takes_newer_frame(void **state)
     fake_done(&fx->disp, job, 0, false, "about the newer picture");
     assert_string_equal(v.answer, "about the newer picture");
     assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
-    fake_start(&fx->disp, fx->disp.jobs[0]);
-    fake_done(&fx->disp, fx->disp.jobs[0], 0, false, "next");
+    /* a job that waited too long inside the dispatcher ends as a stale frame, not an error */
+    job = fx->disp.jobs[0];
+    fx->host.now_us = 3600000;
+    lv_dispatch_result_t r = {.rc = LV_ETIMEDOUT, .stale = true, .error_code = "stale", .text = ""};
+    fd_forget(&fx->disp, job);
+    fx->disp.d.events->done(&fx->disp.d, job, &r);
+    assert_int_equal(fx->host.drops, 1);
+    assert_int_equal(fx->host.failed, 0);
+    assert_int_equal(s->frames_stale, 1);
+    assert_null(s->job);
+    assert_int_equal(v.dropped_calls, 1);
+    assert_string_equal(v.drop_reason, "stale");
+    assert_true(v.drop_age_ms > 1999.0); /* received at 1.4 s, dropped at 3.6 s */
     s->n_viewers = 0;
 }
 
