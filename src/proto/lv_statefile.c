@@ -335,6 +335,30 @@ out:
     return rc;
 }
 
+int lv_statefile_parse_line(const char *data, size_t len, uint64_t now_wall_ms, lv_statefile_session_t *out,
+                            const char **why)
+{
+    int rc = 0;
+    const char *why_local = NULL;
+    if (!why)
+        why = &why_local;
+    *why = NULL;
+    memset(out, 0, sizeof(*out));
+    if (len > 0 && data[len - 1] == '\n')
+        len--;
+    /* the file's walk splits at newlines, so none of its session lines holds one: neither may this */
+    if (len > LV_STATEFILE_LINE_MAX)
+        FAIL(LV_ELIMIT, "a line is longer than the cap");
+    if (memchr(data, '\n', len))
+        FAIL(LV_EPARSE, "a session line holds a newline");
+    if ((rc = decode_session(data, len, out, why)) != 0)
+        goto out;
+    uint64_t seen = out->attached ? now_wall_ms : out->last_seen_ms;
+    out->age_ms = now_wall_ms > seen ? now_wall_ms - seen : 0;
+out:
+    return rc;
+}
+
 /* Walk the lines before the checksum line. With deliver false it only validates; with deliver
  * true (only after a clean validation) it hands live sessions to cb and fills stats. */
 static int walk(const char *data, size_t body_len, const lv_statefile_limits_t *lim, uint64_t now_ms,

@@ -106,6 +106,17 @@ typedef struct {
  * (texts included) before returning. Non-zero counts the session as refused; parsing goes on. */
 typedef int (*lv_statefile_cb_t)(void *ud, const lv_statefile_session_t *s);
 
+/** Parse ONE session line, as lv_statefile_encode_session wrote it (the final "\n" may be there or
+ * not), with the same validation as a session line of a whole file: the cluster keeps each
+ * session's line on its own in Redis (src/server/lv_cluster_sessions.h), where no checksum covers
+ * it. *out (the caller's) gets the session with its texts owned (lv_statefile_session_clear frees
+ * them); its age_ms is 0 when it was saved attached (it is being resumed now), else now_wall_ms -
+ * last_seen_ms. Returns 0, or LV_EPARSE (malformed, a newline inside), LV_ELIMIT (over
+ * LV_STATEFILE_LINE_MAX bytes or a cap above), LV_ENOMEM; *out then holds nothing to free and *why
+ * (may be NULL) points at a static reason for the log. */
+int lv_statefile_parse_line(const char *data, size_t len, uint64_t now_wall_ms, lv_statefile_session_t *out,
+                            const char **why);
+
 /** Parse a whole file. Validates everything before the first callback, so on any error no session
  * was delivered. Returns 0, or LV_EPARSE (truncated, altered, malformed), LV_EINVAL (another
  * format or version), LV_ELIMIT (a cap), LV_ENOMEM; *why (may be NULL) then points at a static

@@ -1,7 +1,10 @@
-/* fuzz_statefile.c - libFuzzer driver for the session state file parser (lv_statefile_parse). Each
- * input is tried twice: as a whole file (the checksum line almost never matches, so this covers the
- * framing), and sealed with a correct checksum line, so the fuzzer reaches the header and session
- * line parsers. Every session handed out must be within the caps, and must encode and parse back.
+/* fuzz_statefile.c - libFuzzer driver for the session state file parser (lv_statefile_parse) and
+ * the one-line parser the cluster reads Redis records with (lv_statefile_parse_line). Each input is
+ * tried three times: as a whole file (the checksum line almost never matches, so this covers the
+ * framing), sealed with a correct checksum line, so the fuzzer reaches the header and session line
+ * parsers, and as one session line. Every session handed out must be within the caps, and must
+ * encode and parse back; a line the line parser accepts re-encodes to a line that parses to the
+ * same encoding.
  * fuzz-sources: src/proto/lv_statefile.c src/proto/lv_settings.c src/common/lv_common.c
  * fuzz-sources: src/common/lv_utf8.c src/proto/lv_rtspurl.c
  */
@@ -67,9 +70,40 @@ static int check_cb(void *ud, const lv_statefile_session_t *s)
     return 0;
 }
 
+/* The input as one session line (a Redis record). Accepted: within the caps (check_cb), and its
+ * encoding is a fixed point: encode(parse(encode(s))) == encode(s). A refusal leaves nothing owned. */
+static void fuzz_line(const uint8_t *data, size_t size)
+{
+    lv_statefile_session_t *s = malloc(sizeof(*s)), *again = malloc(sizeof(*again));
+    lv_statefile_line_t *a = NULL, *b = NULL;
+    const char *why = NULL;
+    int n = 0;
+    if (!s || !again)
+        abort();
+    if (lv_statefile_parse_line((const char *)data, size, NOW_MS, s, &why) != 0) {
+        if (!why || s->n_answers != 0)
+            abort();
+        goto out;
+    }
+    if (check_cb(&n, s) != 0 || n != 1 || s->age_ms > NOW_MS)
+        abort();
+    if (lv_statefile_encode_session(s, &a) != 0 ||
+        lv_statefile_parse_line(a->data, a->len, NOW_MS, again, NULL) != 0 ||
+        lv_statefile_encode_session(again, &b) != 0 || a->len != b->len || memcmp(a->data, b->data, a->len) != 0)
+        abort();
+    lv_statefile_session_clear(again);
+    lv_statefile_line_unref(a);
+    lv_statefile_line_unref(b);
+out:
+    lv_statefile_session_clear(s);
+    free(s);
+    free(again);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int n = 0;
+    fuzz_line(data, size);
     lv_statefile_stats_t st;
     if (lv_statefile_parse((const char *)data, size, &LIM, NOW_MS, check_cb, &n, &st, NULL) == 0 &&
         (size_t)n != st.delivered)

@@ -137,6 +137,14 @@ static const char SESSION_FMT[] =
     "\"created_ms\":1,\"last_seen_ms\":1699999999000,\"attached\":false,\"started\":false,\"answer_seq\":0,"
     "\"total_inferences\":0,\"avg_latency_ms\":0,\"settings\":%s,\"history\":%s}\n";
 
+/* SESSION_FMT with these settings and history JSON into dst (size bytes); returns the length. */
+static int session_line_fmt(char *dst, size_t size, const char *settings, const char *history)
+{
+    int n = snprintf(dst, size, SESSION_FMT, settings, history);
+    assert_true(n > 0 && (size_t)n < size);
+    return n;
+}
+
 /* A one-session file with these settings and history JSON. */
 static void one_session_file(lv_buf_t *out, const char *settings, const char *history)
 {
@@ -375,53 +383,55 @@ static void caps(void **state)
     lv_buf_free(&file);
 }
 
+/* Session lines a parser must refuse (in a file or alone). */
+static const char *const BAD_LINES[] = {
+    "[]",
+    "{\"id\":\"0123\"}",
+    /* id not hex */
+    "{\"id\":\"0123456789abcdef0123456789abcdeZ\",\"secret_sha256\":"
+    "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
+    "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+    "\"settings\":{},\"history\":[]}",
+    /* upper-case hash */
+    "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+    "\"0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
+    "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+    "\"settings\":{},\"history\":[]}",
+    /* negative time */
+    "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+    "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":-1,\"last_"
+    "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+    "\"settings\":{},\"history\":[]}",
+    /* empty owner */
+    "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+    "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"\",\"created_ms\":1,\"last_"
+    "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+    "\"settings\":{},\"history\":[]}",
+    /* duplicate key */
+    "{\"id\":\"0123456789abcdef0123456789abcdef\",\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+    "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
+    "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+    "\"settings\":{},\"history\":[]}",
+    /* history entry without text */
+    "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+    "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
+    "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+    "\"settings\":{},\"history\":[{\"answer_id\":1,\"wall_ms\":1,\"latency_ms\":1}]}",
+    /* NUL inside a text */
+    "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
+    "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
+    "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
+    "\"settings\":{},\"history\":[{\"answer_id\":1,\"wall_ms\":1,\"latency_ms\":1,\"text\":\"a\\u0000b\"}]}",
+};
+
 static void malformed_fields(void **state)
 {
-    static const char *const bad_lines[] = {
-        "[]",
-        "{\"id\":\"0123\"}",
-        /* id not hex */
-        "{\"id\":\"0123456789abcdef0123456789abcdeZ\",\"secret_sha256\":"
-        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
-        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
-        "\"settings\":{},\"history\":[]}",
-        /* upper-case hash */
-        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
-        "\"0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
-        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
-        "\"settings\":{},\"history\":[]}",
-        /* negative time */
-        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
-        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":-1,\"last_"
-        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
-        "\"settings\":{},\"history\":[]}",
-        /* empty owner */
-        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
-        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"\",\"created_ms\":1,\"last_"
-        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
-        "\"settings\":{},\"history\":[]}",
-        /* duplicate key */
-        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
-        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
-        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
-        "\"settings\":{},\"history\":[]}",
-        /* history entry without text */
-        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
-        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
-        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
-        "\"settings\":{},\"history\":[{\"answer_id\":1,\"wall_ms\":1,\"latency_ms\":1}]}",
-        /* NUL inside a text */
-        "{\"id\":\"0123456789abcdef0123456789abcdef\",\"secret_sha256\":"
-        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"owner\":\"a\",\"created_ms\":1,\"last_"
-        "seen_ms\":1,\"attached\":false,\"started\":false,\"answer_seq\":0,\"total_inferences\":0,\"avg_latency_ms\":0,"
-        "\"settings\":{},\"history\":[{\"answer_id\":1,\"wall_ms\":1,\"latency_ms\":1,\"text\":\"a\\u0000b\"}]}",
-    };
-    for (size_t i = 0; i < LV_ARRAY_LEN(bad_lines); i++) {
+    for (size_t i = 0; i < LV_ARRAY_LEN(BAD_LINES); i++) {
         char body[4096];
         lv_buf_t f;
         int calls = 0;
         int n = snprintf(body, sizeof(body), HEAD, 1);
-        snprintf(body + n, sizeof(body) - (size_t)n, "%s\n", bad_lines[i]);
+        snprintf(body + n, sizeof(body) - (size_t)n, "%s\n", BAD_LINES[i]);
         seal(&f, body);
         int rc = lv_statefile_parse(f.data, f.len, &LIM, NOW_MS, never_cb, &calls, NULL, NULL);
         if (rc == 0 || calls)
@@ -485,6 +495,171 @@ static void encode_cuts_broken_utf8(void **state)
     s.n_answers = LV_STATEFILE_ANSWERS_MAX + 1;
     assert_int_equal(lv_statefile_encode_session(&s, &line), LV_ELIMIT);
     assert_null(line);
+}
+
+/* ---------- one line alone (lv_statefile_parse_line: the cluster's records) ---------- */
+
+static void assert_same_session(const lv_statefile_session_t *a, const lv_statefile_session_t *b)
+{
+    assert_string_equal(a->rec.id, b->rec.id);
+    assert_string_equal(a->rec.secret_hash, b->rec.secret_hash);
+    assert_string_equal(a->rec.principal, b->rec.principal);
+    assert_true(settings_equal(&a->rec.settings, &b->rec.settings));
+    assert_int_equal(a->rec.started, b->rec.started);
+    assert_int_equal(a->rec.created_ms, b->rec.created_ms);
+    assert_int_equal(a->rec.total_inferences, b->rec.total_inferences);
+    assert_true(a->rec.avg_latency_ms == b->rec.avg_latency_ms);
+    assert_int_equal(a->attached, b->attached);
+    assert_int_equal(a->last_seen_ms, b->last_seen_ms);
+    assert_int_equal(a->answer_seq, b->answer_seq);
+    assert_int_equal(a->n_answers, b->n_answers);
+    for (size_t k = 0; k < a->n_answers; k++) {
+        assert_int_equal(a->answers[k].answer_id, b->answers[k].answer_id);
+        assert_int_equal(a->answers[k].wall_ms, b->answers[k].wall_ms);
+        assert_true(a->answers[k].latency_ms == b->answers[k].latency_ms);
+        assert_string_equal(a->answers[k].text, b->answers[k].text);
+        assert_int_equal(a->answers[k].text_len, b->answers[k].text_len);
+    }
+}
+
+/* *s after a refused parse: nothing owned, nothing half-filled that a caller could mistake */
+static void assert_parse_line_refused(const char *p, size_t len, const char *what)
+{
+    lv_statefile_session_t *s = malloc(sizeof(*s));
+    const char *why = NULL;
+    assert_non_null(s);
+    memset(s, 0x5a, sizeof(*s));
+    int rc = lv_statefile_parse_line(p, len, NOW_MS, s, &why);
+    if (rc == 0)
+        fail_msg("%s: accepted", what);
+    assert_non_null(why);
+    assert_int_equal(s->n_answers, 0);
+    lv_statefile_session_clear(s); /* must be safe (and free nothing) */
+    free(s);
+}
+
+static void parse_line_round_trip(void **state)
+{
+    lv_statefile_session_t *in = malloc(sizeof(*in)), *out = malloc(sizeof(*out));
+    assert_non_null(in);
+    assert_non_null(out);
+    for (int i = 0; i < 3; i++) {
+        lv_statefile_line_t *line = NULL;
+        const char *why = "unset";
+        make_session(in, i, (size_t)(i == 0 ? 0 : i == 1 ? 3 : LV_STATEFILE_ANSWERS_MAX));
+        in->attached = i == 2;
+        assert_int_equal(lv_statefile_encode_session(in, &line), 0);
+        /* as stored (with its newline), and without it: both are one line */
+        for (int trim = 0; trim < 2; trim++) {
+            assert_int_equal(lv_statefile_parse_line(line->data, line->len - (size_t)trim, NOW_MS, out, &why), 0);
+            assert_null(why);
+            assert_same_session(in, out);
+            assert_false(out->settings_reset);
+            /* detached: aged from its last_seen; attached: being resumed now */
+            assert_int_equal(out->age_ms, i == 2 ? 0 : 1000);
+            lv_statefile_session_clear(out);
+        }
+        /* what the line parser gives back encodes to the very same bytes */
+        assert_int_equal(lv_statefile_parse_line(line->data, line->len, NOW_MS, out, NULL), 0);
+        lv_statefile_line_t *again = NULL;
+        assert_int_equal(lv_statefile_encode_session(out, &again), 0);
+        assert_int_equal(again->len, line->len);
+        assert_memory_equal(again->data, line->data, line->len);
+        lv_statefile_line_unref(again);
+        lv_statefile_session_clear(out);
+        /* a clock behind the record's last_seen gives age 0, not a wrapped one */
+        assert_int_equal(lv_statefile_parse_line(line->data, line->len, 5, out, NULL), 0);
+        assert_int_equal(out->age_ms, 0);
+        lv_statefile_session_clear(out);
+        lv_statefile_line_unref(line);
+        lv_statefile_session_clear(in);
+    }
+    /* settings a newer rule refuses reset to the defaults, as in a file */
+    char text[4096];
+    lv_settings_t def;
+    lv_settings_defaults(&def);
+    int n = snprintf(text, sizeof(text), SESSION_FMT, "{\"max_tokens\":999999}", "[]");
+    assert_int_equal(lv_statefile_parse_line(text, (size_t)n, NOW_MS, out, NULL), 0);
+    assert_true(out->settings_reset);
+    assert_true(settings_equal(&out->rec.settings, &def));
+    assert_int_equal(out->age_ms, NOW_MS - 1699999999000ull);
+    lv_statefile_session_clear(out);
+    free(in);
+    free(out);
+}
+
+static void parse_line_rejects(void **state)
+{
+    char text[8192];
+    /* every line the file parser refuses */
+    for (size_t i = 0; i < LV_ARRAY_LEN(BAD_LINES); i++) {
+        snprintf(text, sizeof(text), "bad line %zu", i);
+        assert_parse_line_refused(BAD_LINES[i], strlen(BAD_LINES[i]), text);
+    }
+    assert_parse_line_refused("", 0, "empty");
+    assert_parse_line_refused("\n", 1, "a bare newline");
+    /* a good line cut anywhere (the newline aside) is refused */
+    lv_statefile_session_t *s = malloc(sizeof(*s));
+    lv_statefile_line_t *line = NULL;
+    assert_non_null(s);
+    make_session(s, 4, 2);
+    assert_int_equal(lv_statefile_encode_session(s, &line), 0);
+    lv_statefile_session_clear(s);
+    for (size_t cut = 0; cut + 1 < line->len; cut++)
+        assert_parse_line_refused(line->data, cut, "a cut line");
+    /* a newline inside (JSON whitespace, but a file never has one: two lines there) */
+    int n = snprintf(text, sizeof(text), "{\n%.*s", (int)(line->len - 1), line->data + 1);
+    assert_parse_line_refused(text, (size_t)n, "an inner newline");
+    /* a second line behind the first */
+    n = snprintf(text, sizeof(text), "%.*s%.*s", (int)line->len, line->data, (int)line->len, line->data);
+    assert_parse_line_refused(text, (size_t)n, "two lines");
+    /* a NUL byte inside */
+    memcpy(text, line->data, line->len);
+    text[line->len / 2] = '\0';
+    assert_parse_line_refused(text, line->len, "a NUL byte");
+    lv_statefile_line_unref(line);
+
+    /* caps: too many answers, a text over the cap, a line over the cap */
+    lv_buf_t b;
+    lv_buf_init(&b, 4u << 20);
+    assert_int_equal(lv_buf_append_str(&b, "["), 0);
+    for (int k = 0; k <= LV_STATEFILE_ANSWERS_MAX; k++)
+        assert_int_equal(lv_buf_printf(&b, "%s{\"answer_id\":%d,\"wall_ms\":1,\"latency_ms\":1,\"text\":\"x\"}",
+                                       k ? "," : "", k + 1),
+                         0);
+    assert_int_equal(lv_buf_append_str(&b, "]"), 0);
+    assert_int_equal(lv_buf_append(&b, "", 1), 0);
+    char *big = malloc(b.len + sizeof(SESSION_FMT) + 64);
+    assert_non_null(big);
+    n = session_line_fmt(big, b.len + sizeof(SESSION_FMT) + 64, "{}", b.data);
+    assert_int_equal(lv_statefile_parse_line(big, (size_t)n, NOW_MS, s, NULL), LV_ELIMIT);
+    free(big);
+    lv_buf_free(&b);
+
+    char *long_text = malloc(LV_STATEFILE_TEXT_MAX + 2);
+    assert_non_null(long_text);
+    memset(long_text, 'a', LV_STATEFILE_TEXT_MAX + 1);
+    long_text[LV_STATEFILE_TEXT_MAX + 1] = '\0';
+    lv_buf_init(&b, 4u << 20);
+    assert_int_equal(lv_buf_printf(&b, "[{\"answer_id\":1,\"wall_ms\":1,\"latency_ms\":1,\"text\":\"%s\"}]", long_text), 0);
+    assert_int_equal(lv_buf_append(&b, "", 1), 0);
+    big = malloc(b.len + sizeof(SESSION_FMT) + 64);
+    assert_non_null(big);
+    n = session_line_fmt(big, b.len + sizeof(SESSION_FMT) + 64, "{}", b.data);
+    assert_int_equal(lv_statefile_parse_line(big, (size_t)n, NOW_MS, s, NULL), LV_ELIMIT);
+    free(big);
+    free(long_text);
+    lv_buf_free(&b);
+
+    size_t huge_len = LV_STATEFILE_LINE_MAX + 1;
+    char *huge = malloc(huge_len);
+    assert_non_null(huge);
+    memset(huge, ' ', huge_len);
+    huge[0] = '{';
+    huge[huge_len - 1] = '}';
+    assert_int_equal(lv_statefile_parse_line(huge, huge_len, NOW_MS, s, NULL), LV_ELIMIT);
+    free(huge);
+    free(s);
 }
 
 /* ---------- the registry's snapshot and restore ---------- */
@@ -788,6 +963,8 @@ int main(void)
         cmocka_unit_test(malformed_fields),
         cmocka_unit_test(refused_settings_reset),
         cmocka_unit_test(encode_cuts_broken_utf8),
+        cmocka_unit_test(parse_line_round_trip),
+        cmocka_unit_test(parse_line_rejects),
         cmocka_unit_test(registry_restart),
         cmocka_unit_test(snapshot_only_when_changed),
         cmocka_unit_test(persist_file),
