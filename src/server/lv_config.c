@@ -63,9 +63,10 @@ void lv_config_print_help(const char *prog)
         "  --config-dir DIR         token, cert.pem, key.pem, sessions.db (default\n"
         "                           $XDG_CONFIG_HOME/livevlm or ~/.config/livevlm)\n"
         "  --config FILE            JSON file with any of these options (keys = long names without\n"
-        "                           --, plus \"backends\": [{\"id\",\"url\",\"api_key\",\"api_key_env\",\n"
-        "                           \"max_concurrency\",\"models\":[...]}]); the environment and\n"
-        "                           flags override it, wherever --config stands among the flags\n"
+        "                           --, - or _ between words, plus \"backends\": [{\"id\",\"url\",\n"
+        "                           \"api_key\",\"api_key_env\",\"max_concurrency\",\"models\":[...]}]);\n"
+        "                           the environment and flags override it, wherever --config\n"
+        "                           stands among the flags\n"
         "  --print-token-url        print the URL with the access token on standard output even when\n"
         "                           that is not a terminal (default: only on a terminal; the log never\n"
         "                           carries the token)\n"
@@ -134,9 +135,15 @@ void lv_config_print_help(const char *prog)
         "Cluster (docs/operations.md \"Cluster\"; single node needs none of this):\n"
         "  --redis URL              be one frontend of a cluster: sessions, the job queue and the\n"
         "                           limits live in Redis at URL (redis://[user:pass@]host[:port][/db] or\n"
-        "                           unix:///path.sock); answers come from `livevlm worker` processes.\n"
-        "                           Every frontend needs the same access token (--config-dir or a copy\n"
-        "                           of its token file). Without --redis nothing here applies\n"
+        "                           unix:///path.sock; LIVEVLM_REDIS_PASSWORD for a socket's password);\n"
+        "                           answers come from `livevlm worker` processes (`livevlm worker\n"
+        "                           --help`). Every frontend needs the same access token (--config-dir\n"
+        "                           or a copy of its token file) and the same --backend flags as the\n"
+        "                           workers: a frontend keeps its backend pool as the model catalogue\n"
+        "                           the page picks from and settings are checked against (its health\n"
+        "                           shows in the page) but never sends a request through it. No\n"
+        "                           state file: sessions live in Redis. /readyz is 503 while Redis is\n"
+        "                           unreachable. Without --redis nothing here applies\n"
         "  --workers-inline         with --redis: also run a worker in this process (it takes jobs for\n"
         "                           the whole cluster with this process's --backend flags)\n"
         "  --node-id ID             this process's id in the cluster, 1..32 of a-z A-Z 0-9 _ - (default:\n"
@@ -672,9 +679,13 @@ int lv_config_load_file(lv_config_t *c, const char *path, char *err, size_t err_
             }
             continue;
         }
-        /* every other key is a flag: turn it into argv and reuse the flag parser */
+        /* every other key is a flag: turn it into argv and reuse the flag parser. "node_id" reads
+         * as "node-id": the backends' keys are written with underscores, so people write these so */
         char flag[80], num[32];
         snprintf(flag, sizeof(flag), "--%s", key);
+        for (char *p = flag + 2; *p; p++)
+            if (*p == '_')
+                *p = '-';
         char *argv2[2] = {flag, NULL};
         int argc2 = 1;
         if (json_is_string(val)) {
