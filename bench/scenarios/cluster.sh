@@ -1,0 +1,621 @@
+#!/usr/bin/env bash
+# bench/scenarios/cluster.sh - cluster mode (docs/internals/cluster.md): frontends
+# (`serve --redis`) and workers (`livevlm worker`) around one redis-server, all on this machine.
+#   scale     answers/s with 1, 2 and 4 workers when the backends are the limit: 4 fakevlm with few
+#             slots and a fixed service time; worker k owns fakevlm k, so every worker added adds
+#             one backend's capacity (plus one worker driving all 4); measured next to the
+#             backends' theoretical capacity and their busy fraction
+#   latency   what the Redis hop costs at CL_LAT_N sessions at 1 frame/s with a backend that is
+#             never the limit: the same loadgen run against single-node `serve` and against
+#             `serve --redis` + one worker; client p50/p99 and CPU per frame of the frontend, the
+#             worker and redis-server (targets: <= 2 ms more p99, <= 50 % more frontend CPU/frame)
+#   fairness  Jain's index across users (>= 0.98) with the users' sessions spread over two
+#             frontends (one loadgen per frontend, same users and source addresses on both, so
+#             one user is one principal on both) and the backends 5x overloaded (lib.sh's overload)
+#   failover  pages that reconnect and resume (cluster_pages.mjs) on two frontends, two workers
+#             sharing two fakevlm: kill -9 a fakevlm, then a worker, then a frontend; per event,
+#             the time until every session answers again, errors seen, sessions resumed
+# No haproxy: loadgen and the pages spread sessions over the frontends themselves, which keeps a
+# proxy's CPU out of the numbers. Writes $BENCH_OUT/cluster.md and cluster.summary.
+#
+#   bench/scenarios/cluster.sh                          # every part
+#   CL_PARTS="latency" CL_LAT_DUR=10 bench/scenarios/cluster.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. bench/lib.sh
+OUT=${BENCH_OUT:-bench/out}
+mkdir -p "$OUT"
+PARTS=${CL_PARTS:-"scale latency fairness failover"}
+SC_DUR=${CL_SCALE_DUR:-15}      # scale: measured window per row, seconds
+SC_WARM=${CL_SCALE_WARM:-4}
+SC_ROWS=${CL_SCALE_ROWS:-"1:one 2:one 4:one 1:all"}   # workers:backends each (one = its own, all = all 4)
+LAT_N=${CL_LAT_N:-1000}         # latency: sessions at 1 frame/s
+LAT_DUR=${CL_LAT_DUR:-15}
+LAT_WARM=${CL_LAT_WARM:-4}
+LAT_REPS=${CL_LAT_REPS:-2}      # single node and cluster alternate this many times
+FAIR_DUR=${CL_FAIR_DUR:-30}
+FAIR_WARM=${CL_FAIR_WARM:-6}
+FO_PRE=${CL_FO_PRE:-4}          # failover: steady answers before the first kill
+FO_GAP=${CL_FO_GAP:-7}          # between kills (the worker's loss is declared after 3 s)
+FO_AFTER=${CL_FO_AFTER:-6}      # after the last kill
+FO_N=${CL_FO_N:-40}             # pages
+FO_INTERVAL=${CL_FO_INTERVAL:-500}
+JPEG=tests/data/frame-640x480.jpg
+W="$BENCH_TMP/cluster"
+mkdir -p "$W"
+md="$OUT/cluster.md"
+sum="$OUT/cluster.summary"
+: >"$sum"
+ncpu=$(nproc)
+src_i=110                        # loadgen source blocks: 127.110-139.x.x, no other scenario's; set per part
+
+command -v redis-server >/dev/null || { echo "cluster.sh needs redis-server" >&2; exit 2; }
+command -v redis-cli >/dev/null || { echo "cluster.sh needs redis-cli" >&2; exit 2; }
+worker_help=$("$BUILD/livevlm" worker --help 2>&1 || true)
+wk_has() { [[ "$worker_help" == *"$1"* ]]; }
+if ! lv_has --redis || [[ "$worker_help" != *--redis* ]]; then
+    echo "this livevlm has no cluster mode (serve --redis / livevlm worker)" >&2
+    exit 2
+fi
+
+# ---------- processes ----------
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+
+# start_redis NAME: a private redis-server on a free loopback port, no persistence; sets RD_PORT,
+# RD_PID, RD_URL
+start_redis() {
+    local name=$1 i
+    local dir="$BENCH_TMP/$name.redis"
+    mkdir -p "$dir"
+    for _ in 1 2 3; do
+        RD_PORT=$(free_port)
+        redis-server --port "$RD_PORT" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
+            --daemonize no --logfile "$dir/log" >/dev/null 2>&1 &
+        RD_PID=$!
+        BENCH_PIDS+=("$RD_PID")
+        for ((i = 0; i < 50; i++)); do
+            if [ "$(redis-cli -p "$RD_PORT" ping 2>/dev/null)" = PONG ]; then
+                RD_URL="redis://127.0.0.1:$RD_PORT"
+                return 0
+            fi
+            kill -0 "$RD_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        stop_pid "$RD_PID"
+    done
+    echo "redis-server did not start: $(tail -3 "$dir/log" 2>/dev/null)" >&2
+    return 1
+}
+
+# start_frontend NAME ARGS...: `serve --redis` with the token of the first frontend started
+# (every frontend needs the same one); sets LV_* as start_livevlm does
+CL_TOKEN=
+start_frontend() {
+    local name=$1; shift
+    mkdir -p "$BENCH_TMP/$name.cfg"
+    [ -z "$CL_TOKEN" ] || install -m 600 "$CL_TOKEN" "$BENCH_TMP/$name.cfg/token"
+    start_livevlm "$name" --no-tls --session-idle 5 --redis "$RD_URL" --node-id "$name" "$@"
+    [ -n "$CL_TOKEN" ] || { wait_file "$LV_TOKEN_FILE" 5; CL_TOKEN=$LV_TOKEN_FILE; }
+}
+
+# start_worker NAME ARGS...: `livevlm worker`; sets WK_PID, WK_PORT (its /metrics; empty when this
+# build has no --port-file for workers)
+start_worker() {
+    local name=$1; shift
+    local pf=()
+    if wk_has --port-file; then pf=(--host 127.0.0.1 --port 0 --port-file "$BENCH_TMP/$name.port"); fi
+    "$BUILD/livevlm" worker --redis "$RD_URL" --node-id "$name" --log-level warn "${pf[@]}" "$@" \
+        >"$BENCH_TMP/$name.out" 2>"$BENCH_TMP/$name.log" &
+    WK_PID=$!
+    BENCH_PIDS+=("$WK_PID")
+    WK_PORT=
+    if [ ${#pf[@]} -gt 0 ]; then
+        wait_file "$BENCH_TMP/$name.port" 10 "$WK_PID" || { tail -3 "$BENCH_TMP/$name.log" >&2; return 1; }
+        WK_PORT=$(cat "$BENCH_TMP/$name.port")
+    else
+        sleep 0.3
+        kill -0 "$WK_PID" 2>/dev/null || { echo "worker $name exited: $(tail -3 "$BENCH_TMP/$name.log")" >&2; return 1; }
+    fi
+}
+# worker backend flags: wk_backend ARRAY ID PORT MAX ADAPTIVE(on|off|"")
+wk_backend() {
+    local -n _a=$1
+    _a+=(--backend "$2=http://127.0.0.1:$3/v1" --backend-max "$2=$4")
+    if [ -n "$5" ]; then
+        if wk_has --backend-adaptive; then _a+=(--backend-adaptive "$2=$5"); else
+            case " ${LV_MISSING[*]} " in *" worker --backend-adaptive "*) ;; *) LV_MISSING+=("worker --backend-adaptive") ;; esac
+        fi
+    fi
+}
+
+# wait_cluster URL WORKERS CAPACITY: until the frontend at URL counts WORKERS live workers with
+# CAPACITY slots in all (at most 15 s); prints what it saw last when it gives up
+wait_cluster() {
+    local url=$1 nw=$2 cap=$3 i w c
+    for ((i = 0; i < 150; i++)); do
+        curl -sk --max-time 2 -H "Authorization: Bearer $(cat "$CL_TOKEN")" "$url/metrics" >"$W/wc.prom" 2>/dev/null || : >"$W/wc.prom"
+        w=$(msum "$W/wc.prom" livevlm_cluster_workers) c=$(msum "$W/wc.prom" livevlm_cluster_capacity)
+        if [ "${w:-0}" = "$nw" ] && [ "${c:-0}" -ge "$cap" ] 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "cluster at $url did not come up: workers ${w:-?} (want $nw), capacity ${c:-?} (want $cap)" >&2
+    return 1
+}
+
+# machine-wide CPU between two snapshots: busy % of all cores
+snap_stat() { head -1 /proc/stat >"$W/$1.stat"; }
+stat_busy() {
+    awk 'FNR == 1 { f++; idle[f] = $5 + $6; t[f] = 0; for (i = 2; i <= NF; i++) t[f] += $i }
+         END { dt = t[2] - t[1]; printf "%.0f", (dt > 0 ? 100 * (1 - (idle[2] - idle[1]) / dt) : 0) }' "$W/$1.stat" "$W/$2.stat"
+}
+pct() { awk -v c="$1" -v d="$2" 'BEGIN { printf "%.1f", (d > 0 ? 100 * c / d : 0) }'; }       # CPU_S DT -> % of a core
+per_frame() { awk -v c="$1" -v f="$2" 'BEGIN { printf "%.0f", (f > 0 ? c * 1e6 / f : 0) }'; }  # CPU_S FRAMES -> µs
+# the bench's processes' share of the machine and what else ran meanwhile (other work on this machine)
+others_pct() { # BUSY_PCT_OF_ALL_CORES DT CPU_S...
+    local busy=$1 dt=$2; shift 2
+    awk -v b="$busy" -v d="$dt" -v n="$ncpu" -v s="$*" 'BEGIN { m = split(s, a, " "); t = 0; for (i = 1; i <= m; i++) t += a[i]
+        o = b * n - 100 * t / d; printf "%.0f", (o < 0 ? 0 : o) }'
+}
+stop_all_of() { local p; for p in "$@"; do stop_pid "$p"; done; }
+
+{
+    echo "## 8. Cluster: frontends and workers on one Redis"
+    echo
+    echo "Every process on this machine's ${ncpu} cores: redis-server ($(redis-server --version | awk '{print $3}' | tr -d v=), no persistence, on loopback TCP),"
+    echo "\`livevlm serve --redis\` frontends, \`livevlm worker\` processes, fakevlm backends, and loadgen; no haproxy"
+    echo "(each loadgen or page client talks to one frontend directly, so no proxy's CPU is in the figures)."
+    echo "CPU is user + system from /proc over the measured window; \"other load\" is the machine's busy"
+    echo "time minus the bench's own processes (other work on this machine at the time), in % of a core."
+    echo
+} >"$md"
+
+# =====================================================================================
+# scale: answers/s with 1, 2, 4 workers, the backends the limit
+# =====================================================================================
+part_scale() {
+    src_i=110
+    local SLOTS=4 TTFT=100 TOK=15 TOKENS=10 SESS=160
+    local S_MS=$((TTFT + TOKENS * TOK))
+    local per_be
+    per_be=$(calc %.1f "$SLOTS*1000/$S_MS")
+    local fvpids=() fvports=() i row
+    for i in 1 2 3 4; do
+        start_fakevlm sc-fv$i --slots $SLOTS --ttft-ms $TTFT --token-ms $TOK --tokens $TOKENS
+        fvpids+=("$FV_PID") fvports+=("$FV_PORT")
+    done
+    {
+        echo "### 8.1 Throughput with 1, 2 and 4 workers when the backends are the limit"
+        echo
+        echo "4 fakevlm, each $SLOTS slots × $S_MS ms (${TTFT} ms + ${TOKENS} tokens × ${TOK} ms) = $per_be answers/s. Worker k owns"
+        echo "fakevlm k (--backend-max $SLOTS, adaptive window off), so each worker added adds one backend's capacity;"
+        echo "the last row is one worker with all four. One frontend; loadgen: $SESS sessions in 8 users at 1 frame/s"
+        echo "(offered $SESS frames/s, more than all four backends together), ${SC_WARM} s warm-up, ${SC_DUR} s measured."
+        echo "Fresh Redis, frontend and workers per row. Busy: fakevlm's busy slot-time / (slots × window) over the"
+        echo "backends the row uses."
+        echo
+        echo "| workers | backends | capacity (theoretical) | answers/s | of capacity | backends busy | frontend saw capacity | client latency p50 / p99 | queue wait p50 / p99 (server) | frontend CPU/answer | workers CPU (% of a core) | redis CPU (% of a core) | other load |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    } >>"$md"
+    local worst=100 series=""
+    for row in $SC_ROWS; do
+        local nw=${row%%:*} how=${row#*:}
+        local nbe=$nw
+        [ "$how" = all ] && nbe=4
+        local cap_th
+        cap_th=$(calc %.1f "$nbe*$SLOTS*1000/$S_MS")
+        start_redis sc-$row
+        local rdpid=$RD_PID
+        start_frontend sc-fe-$nw-$how
+        local fepid=$LV_PID feurl=$LV_URL
+        local wkpids=() k wargs
+        for ((k = 1; k <= nw; k++)); do
+            wargs=()
+            if [ "$how" = all ]; then
+                for i in 1 2 3 4; do wk_backend wargs f$i "${fvports[$((i - 1))]}" $SLOTS off; done
+            else
+                wk_backend wargs f$k "${fvports[$((k - 1))]}" $SLOTS off
+            fi
+            start_worker sc-wk$k-$row "${wargs[@]}"
+            wkpids+=("$WK_PID")
+        done
+        LV_URL=$feurl
+        if ! wait_cluster "$feurl" "$nw" $((nbe * SLOTS)); then
+            echo "| $nw | $nbe | $cap_th | cluster did not come up (see the log) | | | | | | | | | |" >>"$md"
+            stop_all_of "${wkpids[@]}" "$fepid" "$rdpid"
+            continue
+        fi
+        local lg="$W/sc-$nw-$how.json" tag="sc-$nw-$how"
+        "$BUILD/loadgen" --url "$LV_WS" --token-file "$CL_TOKEN" --sessions $SESS --users 8 --per-ip 20 --ramp-s 1 \
+            --warmup-s "$SC_WARM" --duration-s "$SC_DUR" --jpeg $JPEG --src-base 127.$src_i.0.2 --quiet --out "$lg" \
+            >"$W/$tag.txt" 2>&1 &
+        local lgpid=$!
+        BENCH_PIDS+=("$lgpid")
+        src_i=$((src_i + 1))
+        FV_SNAP_PORTS="${fvports[*]}"
+        sleep "$((1 + SC_WARM)).3"
+        snap "$W" a-$tag "$fepid" "${wkpids[@]}" "$rdpid" "$lgpid" "${fvpids[@]}"; snap_stat a-$tag
+        sleep "$((SC_DUR - 1)).4"
+        snap "$W" b-$tag "$fepid" "${wkpids[@]}" "$rdpid" "$lgpid" "${fvpids[@]}"; snap_stat b-$tag
+        FV_SNAP_PORTS=
+        wait $lgpid || true
+        local dt fecpu wkcpu=0 rdcpu lgcpu fvcpu=0 busy p c
+        dt=$(snap_dt "$W" a-$tag b-$tag)
+        fecpu=$(snap_cpu_s "$W" a-$tag b-$tag "$fepid")
+        for p in "${wkpids[@]}"; do c=$(snap_cpu_s "$W" a-$tag b-$tag "$p"); wkcpu=$(calc %.3f "$wkcpu+$c"); done
+        for p in "${fvpids[@]}"; do c=$(snap_cpu_s "$W" a-$tag b-$tag "$p"); fvcpu=$(calc %.3f "$fvcpu+$c"); done
+        rdcpu=$(snap_cpu_s "$W" a-$tag b-$tag "$rdpid")
+        lgcpu=$(snap_cpu_s "$W" a-$tag b-$tag "$lgpid")
+        busy=$(stat_busy a-$tag b-$tag)
+        local others
+        others=$(others_pct "$busy" "$dt" "$fecpu" "$wkcpu" "$rdcpu" "$lgcpu" "$fvcpu")
+        # backends busy: over the backends this row uses (1..nbe)
+        local bsum=0 b0 b1 u0 u1
+        for ((i = 0; i < nbe; i++)); do
+            b0=$(jqn "$W/a-$tag.fv${fvports[$i]}.json" .busy_slot_ms) b1=$(jqn "$W/b-$tag.fv${fvports[$i]}.json" .busy_slot_ms)
+            bsum=$(calc %.0f "$bsum+${b1:-0}-${b0:-0}")
+        done
+        u0=$(jqn "$W/a-$tag.fv${fvports[0]}.json" .uptime_ms) u1=$(jqn "$W/b-$tag.fv${fvports[0]}.json" .uptime_ms)
+        busy_be=$(awk -v b="$bsum" -v k=$((nbe * SLOTS)) -v u="$(calc %.0f "${u1:-0}-${u0:-0}")" 'BEGIN { printf "%.1f", (u > 0 ? 100 * b / (k * u) : 0) }')
+        local ans ansn l50 l99 q50 q99 ratio fcap
+        ans=$(jqn "$lg" .answers_per_s) ansn=$(jqn "$lg" .answers)
+        l50=$(jqn "$lg" .latency_ms.total.p50) l99=$(jqn "$lg" .latency_ms.total.p99)
+        q50=$(jqn "$lg" .server_ms.queue_wait.p50) q99=$(jqn "$lg" .server_ms.queue_wait.p99)
+        ratio=$(awk -v a="${ans:-0}" -v c="$cap_th" 'BEGIN { printf "%.1f", (c > 0 ? 100 * a / c : 0) }')
+        fcap=$(msum "$W/b-$tag.prom" livevlm_cluster_capacity)
+        printf '| %s | %s (%s) | %s/s | **%s/s** | %s %% | %s %% | %s slots | %s / %s ms | %s / %s ms | %s µs (%s %% of a core) | %s | %s | %s %% |\n' \
+            "$nw" "$nbe" "$([ "$how" = all ] && echo "all 4 each" || echo "one each")" "$cap_th" "$(calc %.1f "${ans:-0}")" "$ratio" "$busy_be" "${fcap:--}" \
+            "$(calc %.0f "${l50:-0}")" "$(calc %.0f "${l99:-0}")" "$(calc %.0f "${q50:-0}")" "$(calc %.0f "${q99:-0}")" \
+            "$(per_frame "$fecpu" "${ansn:-0}")" "$(pct "$fecpu" "$dt")" "$(pct "$wkcpu" "$dt")" "$(pct "$rdcpu" "$dt")" "$others" >>"$md"
+        echo "cluster scale $row: answers/s=$ans of $cap_th ($ratio %) busy=$busy_be % lat=$l50/$l99" >&2
+        worst=$(awk -v w="$worst" -v r="$ratio" 'BEGIN { print (r < w ? r : w) }')
+        series="$series${series:+, }$nw$([ "$how" = all ] && echo "×all4" || echo "") $(calc %.1f "${ans:-0}")/$cap_th"
+        stop_all_of "${wkpids[@]}" "$fepid" "$rdpid"
+    done
+    stop_all_of "${fvpids[@]}"
+    local verdict
+    verdict=$(awk -v w="$worst" 'BEGIN { if (w >= 95) print "met"; else printf "missed: %.1f %% at worst\n", w }')
+    {
+        echo
+        echo "Target: every row within 5 % of its backends' capacity (answers/s ≥ 95 % of it): **$verdict**."
+        echo
+    } >>"$md"
+    echo "| cluster throughput | answers/s ≥ 95 % of the backends' capacity with 1, 2, 4 workers | $series answers/s (worst $worst %) | $verdict |" >>"$sum"
+}
+
+# =====================================================================================
+# latency: the Redis hop at LAT_N sessions
+# =====================================================================================
+part_latency() {
+    src_i=120
+    local TTFT=50 TOK=5 TOKENS=20
+    local FLOOR=$((TTFT + TOKENS * TOK))
+    local ramp
+    ramp=$(awk -v n="$LAT_N" 'BEGIN { r = n / 1000; printf "%d", r < 2 ? 2 : r + 0.999 }')
+    {
+        echo "### 8.2 The Redis hop: single node vs frontend + worker at $LAT_N sessions"
+        echo
+        echo "fakevlm: 1024 slots, ${TTFT} ms + ${TOKENS} tokens × ${TOK} ms = ${FLOOR} ms floor, never the limit (--backend-max 1024,"
+        echo "adaptive off). The same loadgen run ($LAT_N sessions at 1 frame/s, $JPEG, ramp ${ramp} s, ${LAT_WARM} s warm-up,"
+        echo "${LAT_DUR} s measured, no TLS) against single-node \`serve\` and against \`serve --redis\` + one \`livevlm worker\`"
+        echo "(separate processes), alternating $LAT_REPS times. CPU per frame: the process's CPU over the window / the"
+        echo "frontend's livevlm_frames_total growth."
+        echo
+        echo "| run | mode | answers/s (of expected) | client latency p50 / p99 | frontend CPU/frame (% of a core) | worker CPU/frame | redis-server CPU/frame | livevlm total CPU/frame | loadgen CPU/frame, loop lag p99 | machine busy | other load |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    } >>"$md"
+    local fvpid fvport rep mode
+    start_fakevlm lat-fv --slots 1024 --ttft-ms $TTFT --token-ms $TOK --tokens $TOKENS --queue-max 100000
+    fvpid=$FV_PID fvport=$FV_PORT
+    declare -A L99 L50 FEPF TOTPF
+    for ((rep = 1; rep <= LAT_REPS; rep++)); do
+        for mode in single cluster; do
+            local tag="lat-$mode-$rep" pids=() fepid wkpid="" rdpid=""
+            if [ $mode = single ]; then
+                local sargs=(--no-tls --session-idle 5)
+                lv_opt sargs --backend-adaptive fake=off
+                start_livevlm $tag --backend fake=http://127.0.0.1:$fvport/v1 --backend-max fake=1024 "${sargs[@]}"
+                fepid=$LV_PID
+                [ -n "$CL_TOKEN" ] || CL_TOKEN=$LV_TOKEN_FILE
+                pids=("$fepid")
+            else
+                start_redis $tag; rdpid=$RD_PID
+                start_frontend $tag-fe; fepid=$LV_PID
+                local wargs=()
+                wk_backend wargs fake $fvport 1024 off
+                start_worker $tag-wk "${wargs[@]}"; wkpid=$WK_PID
+                wait_cluster "$LV_URL" 1 1024 || { echo "| $rep | cluster | did not come up | | | | | | | | |" >>"$md"; stop_all_of "$wkpid" "$fepid" "$rdpid"; continue; }
+                pids=("$fepid" "$wkpid" "$rdpid")
+            fi
+            local lg="$W/$tag.json"
+            "$BUILD/loadgen" --url "$LV_WS" --token-file "$LV_TOKEN_FILE" --sessions "$LAT_N" --ramp-s "$ramp" \
+                --warmup-s "$LAT_WARM" --duration-s "$LAT_DUR" --jpeg $JPEG --src-base 127.$src_i.0.2 --quiet --out "$lg" \
+                >"$W/$tag.txt" 2>&1 &
+            local lgpid=$!
+            BENCH_PIDS+=("$lgpid")
+            src_i=$((src_i + 1))
+            sleep "$((ramp + LAT_WARM)).4"
+            snap "$W" a-$tag "${pids[@]}" "$fvpid" "$lgpid"; snap_stat a-$tag
+            sleep "$((LAT_DUR - 1)).2"
+            snap "$W" b-$tag "${pids[@]}" "$fvpid" "$lgpid"; snap_stat b-$tag
+            wait $lgpid || true
+            stop_all_of "${pids[@]}"
+            local dt frames fecpu wkcpu=0 rdcpu=0 lgcpu fvcpu busy others
+            dt=$(snap_dt "$W" a-$tag b-$tag)
+            frames=$(mdelta "$W/a-$tag.prom" "$W/b-$tag.prom" livevlm_frames_total)
+            [ -n "$frames" ] || frames=$(awk -v f="$(jqn "$lg" .frames_per_s)" -v d="$dt" 'BEGIN { printf "%.0f", f * d }')
+            fecpu=$(snap_cpu_s "$W" a-$tag b-$tag "$fepid")
+            [ -z "$wkpid" ] || wkcpu=$(snap_cpu_s "$W" a-$tag b-$tag "$wkpid")
+            [ -z "$rdpid" ] || rdcpu=$(snap_cpu_s "$W" a-$tag b-$tag "$rdpid")
+            lgcpu=$(snap_cpu_s "$W" a-$tag b-$tag "$lgpid")
+            fvcpu=$(snap_cpu_s "$W" a-$tag b-$tag "$fvpid")
+            busy=$(stat_busy a-$tag b-$tag)
+            others=$(others_pct "$busy" "$dt" "$fecpu" "$wkcpu" "$rdcpu" "$lgcpu" "$fvcpu")
+            local ans ansn exp ratio l50 l99 lgper lag99 tot
+            ans=$(jqn "$lg" .answers_per_s) ansn=$(jqn "$lg" .answers) exp=$(jqn "$lg" .answers_expected)
+            ratio=$(awk -v a="${ansn:-0}" -v e="${exp:-0}" 'BEGIN { printf "%.1f", (e > 0 ? 100 * a / e : 0) }')
+            l50=$(jqn "$lg" .latency_ms.total.p50) l99=$(jqn "$lg" .latency_ms.total.p99)
+            lgper=$(jqn "$lg" .loadgen.us_per_frame) lag99=$(jqn "$lg" .loadgen.loop_lag_ms.p99)
+            tot=$(calc %.3f "$fecpu+$wkcpu+$rdcpu")
+            L50[$mode]="${L50[$mode]:-} ${l50:-0}" L99[$mode]="${L99[$mode]:-} ${l99:-0}"
+            FEPF[$mode]="${FEPF[$mode]:-} $(per_frame "$fecpu" "$frames")" TOTPF[$mode]="${TOTPF[$mode]:-} $(per_frame "$tot" "$frames")"
+            if [ $mode = single ]; then
+                printf '| %s | single node | %s (%s %%) | %s / %s ms | %s µs (%s %%) | – | – | %s µs | %s µs, %s ms | %s %% | %s %% |\n' \
+                    "$rep" "$(calc %.0f "${ans:-0}")" "$ratio" "$(calc %.1f "${l50:-0}")" "$(calc %.1f "${l99:-0}")" \
+                    "$(per_frame "$fecpu" "$frames")" "$(pct "$fecpu" "$dt")" "$(per_frame "$tot" "$frames")" \
+                    "$(calc %.0f "${lgper:-0}")" "$(calc %.1f "${lag99:-0}")" "$busy" "$others" >>"$md"
+            else
+                printf '| %s | frontend + worker + redis | %s (%s %%) | %s / %s ms | %s µs (%s %%) | %s µs (%s %%) | %s µs (%s %%) | %s µs | %s µs, %s ms | %s %% | %s %% |\n' \
+                    "$rep" "$(calc %.0f "${ans:-0}")" "$ratio" "$(calc %.1f "${l50:-0}")" "$(calc %.1f "${l99:-0}")" \
+                    "$(per_frame "$fecpu" "$frames")" "$(pct "$fecpu" "$dt")" "$(per_frame "$wkcpu" "$frames")" "$(pct "$wkcpu" "$dt")" \
+                    "$(per_frame "$rdcpu" "$frames")" "$(pct "$rdcpu" "$dt")" "$(per_frame "$tot" "$frames")" \
+                    "$(calc %.0f "${lgper:-0}")" "$(calc %.1f "${lag99:-0}")" "$busy" "$others" >>"$md"
+            fi
+            echo "cluster latency $tag: answers/s=$ans ($ratio %) lat=$l50/$l99 fe=$(per_frame "$fecpu" "$frames")us total=$(per_frame "$tot" "$frames")us busy=$busy% others=$others%" >&2
+        done
+    done
+    stop_pid $fvpid
+    mean() { awk -v s="$1" 'BEGIN { n = split(s, a, " "); t = 0; for (i = 1; i <= n; i++) t += a[i]; printf "%.2f", (n ? t / n : 0) }'; }
+    local s99 c99 s50 c50 sfe cfe stot ctot add fe_more tot_more v1 v2
+    s99=$(mean "${L99[single]:-}") c99=$(mean "${L99[cluster]:-}") s50=$(mean "${L50[single]:-}") c50=$(mean "${L50[cluster]:-}")
+    sfe=$(mean "${FEPF[single]:-}") cfe=$(mean "${FEPF[cluster]:-}") stot=$(mean "${TOTPF[single]:-}") ctot=$(mean "${TOTPF[cluster]:-}")
+    add=$(calc %.1f "$c99-$s99")
+    fe_more=$(awk -v s="$sfe" -v c="$cfe" 'BEGIN { printf "%.0f", (s > 0 ? 100 * (c - s) / s : 0) }')
+    tot_more=$(awk -v s="$stot" -v c="$ctot" 'BEGIN { printf "%.0f", (s > 0 ? 100 * (c - s) / s : 0) }')
+    v1=$(awk -v a="$add" 'BEGIN { if (a <= 2) print "met"; else printf "missed by %.1f ms\n", a - 2 }')
+    v2=$(awk -v m="$fe_more" 'BEGIN { if (m <= 50) print "met"; else printf "missed by %d points\n", m - 50 }')
+    {
+        echo
+        echo "Means over the runs: client p50 $(calc %.1f "$s50") → $(calc %.1f "$c50") ms, p99 $(calc %.1f "$s99") → $(calc %.1f "$c99") ms: **$add ms added at p99**"
+        echo "(target ≤ 2 ms: **$v1**). Frontend CPU per frame $(calc %.0f "$sfe") → $(calc %.0f "$cfe") µs: **$fe_more % more** (target ≤ 50 %: **$v2**);"
+        echo "all livevlm processes and redis-server together $(calc %.0f "$stot") → $(calc %.0f "$ctot") µs per frame ($tot_more % more)."
+        echo "The frontend no longer talks to the backend (HTTP, SSE parsing) but encodes each job for Redis, runs the enqueue"
+        echo "script and reads the job's events from pub/sub; the worker does the backend's half plus the pop and the publishes."
+        echo
+    } >>"$md"
+    echo "| cluster Redis hop, latency | ≤ 2 ms more client p99 at $LAT_N sessions | p99 $(calc %.1f "$s99") → $(calc %.1f "$c99") ms (+$add ms) | $v1 |" >>"$sum"
+    echo "| cluster Redis hop, CPU | ≤ 50 % more frontend CPU per frame | $(calc %.0f "$sfe") → $(calc %.0f "$cfe") µs (+$fe_more %); whole cluster $(calc %.0f "$ctot") µs/frame (+$tot_more %) | $v2 |" >>"$sum"
+}
+
+# =====================================================================================
+# fairness across users over two frontends
+# =====================================================================================
+part_fairness() {
+    src_i=130
+    start_redis fair; local rdpid=$RD_PID
+    local half=$((OVL_SLOTS / 2))
+    local fv1 fv2 p1 p2 wk1 wk2 fe1 fe2 url1 url2 ws1 ws2 wargs
+    start_fakevlm fair-fv1 --slots $half --ttft-ms $OVL_TTFT --token-ms $OVL_TOK --tokens $OVL_TOKENS; fv1=$FV_PID p1=$FV_PORT
+    start_fakevlm fair-fv2 --slots $((OVL_SLOTS - half)) --ttft-ms $OVL_TTFT --token-ms $OVL_TOK --tokens $OVL_TOKENS; fv2=$FV_PID p2=$FV_PORT
+    wargs=(); wk_backend wargs fake1 $p1 $half on; start_worker fair-wk1 "${wargs[@]}"; wk1=$WK_PID
+    wargs=(); wk_backend wargs fake2 $p2 $((OVL_SLOTS - half)) on; start_worker fair-wk2 "${wargs[@]}"; wk2=$WK_PID
+    start_frontend fair-fe1; fe1=$LV_PID url1=$LV_URL ws1=$LV_WS
+    start_frontend fair-fe2; fe2=$LV_PID url2=$LV_URL ws2=$LV_WS
+    wait_cluster "$url1" 2 2 && wait_cluster "$url2" 2 2 || { echo "fairness: the cluster did not come up" >&2; stop_all_of "$fe1" "$fe2" "$wk1" "$wk2" "$fv1" "$fv2" "$rdpid"; return 1; }
+    # each frontend gets half of lib.sh's overload: 30 sessions, the heavy user 10 of them; the
+    # same source addresses from both loadgens, so each user is one principal on both frontends
+    local lgargs=(--sessions 30 --users 21 --heavy-user 1:10 --per-ip 20 --interval-ms $OVL_INTERVAL --ramp-s 1
+        --warmup-s "$FAIR_WARM" --duration-s "$FAIR_DUR" --src-base 127.$src_i.0.2 --quiet)
+    src_i=$((src_i + 1))
+    "$BUILD/loadgen" --url "$ws1" --token-file "$CL_TOKEN" "${lgargs[@]}" --out "$W/fair1.json" >"$W/fair1.txt" 2>&1 &
+    local lg1=$!
+    "$BUILD/loadgen" --url "$ws2" --token-file "$CL_TOKEN" "${lgargs[@]}" --seed 2 --out "$W/fair2.json" >"$W/fair2.txt" 2>&1 &
+    local lg2=$!
+    BENCH_PIDS+=("$lg1" "$lg2")
+    FV_SNAP_PORTS="$p1 $p2"
+    LV_URL=$url1
+    sleep "$((1 + FAIR_WARM)).3"
+    snap "$W" a-fair "$fe1" "$fe2" "$wk1" "$wk2" "$rdpid"
+    sleep "$((FAIR_DUR - 1)).4"
+    snap "$W" b-fair "$fe1" "$fe2" "$wk1" "$wk2" "$rdpid"
+    FV_SNAP_PORTS=
+    wait $lg1 || true
+    wait $lg2 || true
+    stop_all_of "$fe1" "$fe2" "$wk1" "$wk2" "$fv1" "$fv2" "$rdpid"
+    if [ ! -s "$W/fair1.json" ] || [ ! -s "$W/fair2.json" ]; then
+        echo "fairness: a loadgen wrote no result: $(tail -1 "$W/fair1.txt") / $(tail -1 "$W/fair2.txt")" >&2
+        return 1
+    fi
+    # per-user answers summed over both loadgens (user u is the same principal on both)
+    local jain tot heavy emin emax hs es j1 j2 a1 a2 q99 sent1 sent2
+    read -r jain tot heavy emin emax <<<"$(jq -rs '[.[0].users.per_user, .[1].users.per_user] | transpose
+        | map((.[0].answers // 0) + (.[1].answers // 0)) as $a
+        | ($a | add) as $s | ($a | map(. * .) | add) as $q
+        | [(if $q > 0 then $s * $s / (($a | length) * $q) else 0 end), $s, $a[0], ($a[1:] | min), ($a[1:] | max)] | @tsv' "$W/fair1.json" "$W/fair2.json")"
+    read -r hs es <<<"$(jq -rs '[.[0].users.per_user, .[1].users.per_user] | transpose | map((.[0].sessions // 0) + (.[1].sessions // 0)) | [.[0], .[1]] | @tsv' "$W/fair1.json" "$W/fair2.json")"
+    j1=$(jqn "$W/fair1.json" .users.jain) j2=$(jqn "$W/fair2.json" .users.jain)
+    a1=$(jqn "$W/fair1.json" .answers_per_s) a2=$(jqn "$W/fair2.json" .answers_per_s)
+    sent1=$(jqn "$W/fair1.json" .frames_per_s) sent2=$(jqn "$W/fair2.json" .frames_per_s)
+    q99=$(jq -rs '[.[].server_ms.queue_wait.p99] | max' "$W/fair1.json" "$W/fair2.json")
+    share() { calc %.2f "100*$1/($tot>0?$tot:1)"; }
+    local dt fecpu1 fecpu2
+    dt=$(snap_dt "$W" a-fair b-fair)
+    fecpu1=$(snap_cpu_s "$W" a-fair b-fair "$fe1") fecpu2=$(snap_cpu_s "$W" a-fair b-fair "$fe2")
+    local verdict
+    verdict=$(awk -v j="${jain:-0}" 'BEGIN { if (j >= 0.98) print "met"; else printf "missed by %.3f\n", 0.98 - j }')
+    {
+        echo "### 8.3 Fairness across users over two frontends, backends 5× overloaded"
+        echo
+        echo "lib.sh's overload split over the cluster: two fakevlm of $half slots × $((OVL_TTFT + OVL_TOKENS * OVL_TOK)) ms ($OVL_CAP answers/s together), each"
+        echo "owned by one worker (adaptive window on, --backend-max $half); two frontends; two loadgens, one per"
+        echo "frontend, each 30 sessions of 21 users every $OVL_INTERVAL ms with user 0 heavy (1:10), from the same source"
+        echo "addresses: user u is one principal with sessions on both frontends ($hs sessions for the heavy user, $es for"
+        echo "each other), so only a cluster-wide order can share fairly. ${FAIR_WARM} s warm-up, ${FAIR_DUR} s measured."
+        echo
+        echo "| Jain over users (both frontends) | answers in window | equal users min / max | heavy user (fair: $(calc %.2f "100/21") %) | Jain seen by loadgen 1 / 2 alone | answers/s via frontend 1 / 2 | frames sent/s via 1 / 2 | queue wait p99 (server, worse frontend) | frontend CPU (% of a core) 1 / 2 |"
+        echo "|---|---|---|---|---|---|---|---|---|"
+        echo "| **$(calc %.4f "${jain:-0}")** | $tot | $emin / $emax | $heavy ($(share "$heavy") %) | $(calc %.3f "${j1:-0}") / $(calc %.3f "${j2:-0}") | $(calc %.1f "${a1:-0}") / $(calc %.1f "${a2:-0}") | $(calc %.1f "${sent1:-0}") / $(calc %.1f "${sent2:-0}") | $(calc %.0f "${q99:-0}") ms | $(pct "$fecpu1" "$dt") / $(pct "$fecpu2" "$dt") |"
+        echo
+        echo "Jain's index over the 21 users' answer counts summed over both loadgens (the same formula as 8.2 of the"
+        echo "single node's fairness scenario). Target ≥ 0.98: **$verdict**."
+        echo
+    } >>"$md"
+    echo "| cluster fairness | Jain ≥ 0.98 over users spread on 2 frontends (one user 10×, 5× overload) | $(calc %.4f "${jain:-0}"); heavy user $(share "$heavy") %, equal users $(share "$emin")–$(share "$emax") % | $verdict |" >>"$sum"
+}
+
+# =====================================================================================
+# failover: kill -9 a fakevlm, a worker, a frontend
+# =====================================================================================
+part_failover() {
+    src_i=135
+    start_redis fo; local rdpid=$RD_PID
+    local fv1 fv2 p1 p2 wka wkb wkbport fea feb urlb wsa wsb wargs
+    local FV=(--slots 32 --ttft-ms 50 --token-ms 5 --tokens 20)
+    start_fakevlm fo-fv1 "${FV[@]}"; fv1=$FV_PID p1=$FV_PORT
+    start_fakevlm fo-fv2 "${FV[@]}"; fv2=$FV_PID p2=$FV_PORT
+    wargs=(); wk_backend wargs fv1 $p1 16 ""; wk_backend wargs fv2 $p2 16 ""
+    start_worker fo-wka "${wargs[@]}"; wka=$WK_PID
+    start_worker fo-wkb "${wargs[@]}"; wkb=$WK_PID wkbport=$WK_PORT
+    start_frontend fo-fea; fea=$LV_PID wsa=$LV_WS
+    start_frontend fo-feb; feb=$LV_PID urlb=$LV_URL wsb=$LV_WS
+    wait_cluster "$urlb" 2 2 || { echo "failover: the cluster did not come up" >&2; stop_all_of "$fea" "$feb" "$wka" "$wkb" "$fv1" "$fv2" "$rdpid"; return 1; }
+    local dur=$((FO_PRE + 2 * FO_GAP + FO_AFTER))
+    node bench/scenarios/cluster_pages.mjs run --fe "$wsa,$wsb" --token-file "$CL_TOKEN" --sessions "$FO_N" \
+        --interval-ms "$FO_INTERVAL" --duration-s "$dur" --src-base 127.$src_i.0.2 --jpeg $JPEG \
+        --ready "$W/fo.ready" --out "$W/fo.json" >"$W/fo-pages.txt" 2>&1 &
+    local pgpid=$!
+    BENCH_PIDS+=("$pgpid")
+    src_i=$((src_i + 1))
+    wait_file "$W/fo.ready" 70 "$pgpid" || { echo "failover: the pages never all answered: $(tail -2 "$W/fo-pages.txt")" >&2; stop_all_of "$pgpid" "$fea" "$feb" "$wka" "$wkb" "$fv1" "$fv2" "$rdpid"; return 1; }
+    # a 100 ms series from the surviving frontend (b) and the surviving worker (b), for the
+    # cluster's own view: t, workers, capacity, lost{worker_lost}, lost{stale}, fv1 inflight,
+    # fv1 breaker state, answers (frontend b)
+    : >"$W/fo.series"
+    v_or() { local v; v=$(msum "$@"); echo "${v:--}"; }   # a metric's sum, "-" when absent
+    (
+        for ((i = 0; i < (dur + 3) * 10; i++)); do
+            curl -s --max-time 1 -H "Authorization: Bearer $(cat "$CL_TOKEN")" "$urlb/metrics" >"$W/fo-s.prom" 2>/dev/null || : >"$W/fo-s.prom"
+            if [ -n "$wkbport" ]; then curl -s --max-time 1 "http://127.0.0.1:$wkbport/metrics" >"$W/fo-w.prom" 2>/dev/null || : >"$W/fo-w.prom"; else : >"$W/fo-w.prom"; fi
+            echo "$(date +%s.%N) $(v_or "$W/fo-s.prom" livevlm_cluster_workers) $(v_or "$W/fo-s.prom" livevlm_cluster_capacity)" \
+                "$(v_or "$W/fo-s.prom" livevlm_cluster_jobs_lost_total reason=worker_lost) $(v_or "$W/fo-s.prom" livevlm_cluster_jobs_lost_total reason=stale)" \
+                "$(v_or "$W/fo-w.prom" livevlm_backend_inflight backend=fv1) $(v_or "$W/fo-w.prom" livevlm_backend_circuit_state backend=fv1)" \
+                "$(v_or "$W/fo-s.prom" livevlm_answers_total)" >>"$W/fo.series"
+            sleep 0.08
+            kill -0 $pgpid 2>/dev/null || break
+        done
+    ) &
+    local smpid=$!
+    BENCH_PIDS+=("$smpid")
+    local ready t_steady t_fv t_wk t_fe
+    ready=$(awk '{ print $1 }' "$W/fo.ready")
+    sleep "$((FO_PRE / 2))"
+    t_steady=$(date +%s.%N)
+    sleep "$((FO_PRE - FO_PRE / 2))"
+    t_fv=$(date +%s.%N); kill -KILL "$fv1"; wait "$fv1" 2>/dev/null || true
+    sleep "$FO_GAP"
+    t_wk=$(date +%s.%N); kill -KILL "$wka"; wait "$wka" 2>/dev/null || true
+    sleep "$FO_GAP"
+    t_fe=$(date +%s.%N); kill -KILL "$fea"; wait "$fea" 2>/dev/null || true
+    wait $pgpid || true
+    kill $smpid 2>/dev/null || true; wait $smpid 2>/dev/null || true
+    stop_all_of "$feb" "$wkb" "$fv2" "$rdpid"
+    [ -s "$W/fo.json" ] || { echo "failover: the pages wrote no result: $(tail -2 "$W/fo-pages.txt")" >&2; return 1; }
+    node bench/scenarios/cluster_pages.mjs analyze "$W/fo.json" --at steady=$t_steady --at fakevlm=$t_fv \
+        --at worker=$t_wk --at frontend=$t_fe >"$W/fo-an.json"
+    local A="$W/fo-an.json"
+    g() { jqn "$A" "$1"; }
+    errs() { jq -r --arg e "$1" '.[$e].errors | to_entries | map("\(.key) \(.value)") | join(", ") | if . == "" then "none" else . end' "$A"; }
+    # from the series: kill -> the frontend counts one worker; kill -> fv1 out of rotation on worker b
+    local t_wgone t_lost t_fvout nlost
+    t_wgone=$(awk -v k="$t_wk" '$1 >= k && $2 == "1" { printf "%.2f", $1 - k; exit }' "$W/fo.series")
+    read -r t_lost nlost <<<"$(awk -v k="$t_wk" -v e="$t_fe" '$4 == "-" { next } $1 < k { base = $4 } $1 >= k && $1 < e && $4 > base + 0 { if (t == "") t = $1 - k; last = $4 } END { printf "%s %s\n", (t == "" ? "-" : sprintf("%.2f", t)), (last == "" ? 0 : last - base) }' "$W/fo.series")"
+    t_fvout=$(awk -v k="$t_fv" '$1 >= k && $7 != "-" && $7 != 0 && $6 == "0" { printf "%.2f", $1 - k; exit }' "$W/fo.series")
+    local nser
+    nser=$(wc -l <"$W/fo.series")
+    row() { # EVENT LABEL
+        printf '| %s | %s / %s / **%s** ms | %s ms | %s | %s | %s |\n' "$2" "$(g ".$1.next_answer_ms.p50")" "$(g ".$1.next_answer_ms.p90")" \
+            "$(g ".$1.next_answer_ms.max")" "$(g ".$1.longest_gap_ms")" "$(g ".$1.gaps_over_2_intervals")" \
+            "$(g ".$1.never_answered_again")" "$(errs "$1")"
+    }
+    local fe_moved fe_res fe_lost fe_s50 fe_smax fe_a50 fe_amax
+    fe_moved=$(g .frontend.moved) fe_res=$(g .frontend.resumed) fe_lost=$(g .frontend.lost)
+    fe_s50=$(g .frontend.session_ms.p50) fe_smax=$(g .frontend.session_ms.max)
+    fe_a50=$(g .frontend.moved_answer_ms.p50) fe_amax=$(g .frontend.moved_answer_ms.max)
+    local fvmax wkmax femax v
+    fvmax=$(g .fakevlm.next_answer_ms.max) wkmax=$(g .worker.next_answer_ms.max) femax=$(g .frontend.next_answer_ms.max)
+    v=$(awk -v a="${fvmax:-99999}" -v b="${wkmax:-99999}" -v c="${femax:-99999}" -v r="${fe_res:-0}" -v m="${fe_moved:-0}" -v i="$FO_INTERVAL" 'BEGIN {
+        why = ""
+        if (a > 1000 + i) why = why sprintf("fakevlm %.1f s > %.1f s; ", a / 1000, (1000 + i) / 1000)
+        if (b > 4000 + i) why = why sprintf("worker %.1f s > %.1f s; ", b / 1000, (4000 + i) / 1000)
+        if (c > 1000 + i) why = why sprintf("frontend %.1f s > %.1f s; ", c / 1000, (1000 + i) / 1000)
+        if (m == 0 || r < m) why = why sprintf("%d of %d moved sessions resumed; ", r, m)
+        if (why == "") print "met"; else { sub(/; $/, "", why); print "missed: " why } }')
+    {
+        echo "### 8.4 Failover: kill -9 a fakevlm, then a worker, then a frontend"
+        echo
+        echo "Two fakevlm (32 slots, 150 ms), two workers each using both (--backend-max 16 each, default adaptive window),"
+        echo "two frontends, $FO_N pages (bench/scenarios/cluster_pages.mjs, interval $FO_INTERVAL ms, half on each frontend) that"
+        echo "reconnect at once to the other frontend when their socket closes and resume with their id and secret, as"
+        echo "a page behind haproxy would (the real page waits 500 ms before its first reconnect: add that for a user's view)."
+        echo "After every page had an answer: ${FO_PRE} s steady, kill -9 fakevlm 1, ${FO_GAP} s later kill -9 worker a, ${FO_GAP} s later"
+        echo "kill -9 frontend a, ${FO_AFTER} s more. Per event, over the pages, until the next event: time from the kill to each page's"
+        echo "next answer (p50 / p90 / max: with nothing killed the max is about one interval plus the service time), the"
+        echo "longest gap between two answers of a page, pages with a gap over two intervals, and what the pages were told."
+        echo
+        echo "| event | kill → next answer p50 / p90 / max | longest gap | pages with gap > 2 intervals | never answered again | errors and drops the pages saw |"
+        echo "|---|---|---|---|---|---|"
+        row steady "nothing killed (reference, $(calc %.1f "$t_steady-$ready") s after ready)"
+        row fakevlm "kill -9 fakevlm 1 (both workers lose half their backends)"
+        row worker "kill -9 worker a"
+        row frontend "kill -9 frontend a"
+        echo
+        echo "- fakevlm: worker b took fv1 out of rotation with nothing in flight there $( [ -n "$t_fvout" ] && echo "**$t_fvout s** after the kill" || echo "(not seen in worker b's /metrics$( [ -n "$wkbport" ] || echo ": this build's worker has no --port-file, so its /metrics was not read"))")."
+        echo "- worker: frontend b counted one live worker **${t_wgone:-–} s** after the kill (the heartbeat rule: older than 3 s);"
+        echo "  jobs it ended as worker_lost: $nlost (first $t_lost s after the kill)."
+        echo "- frontend: $fe_moved pages lost their socket, **$fe_res resumed** on frontend b (resumed: true), $fe_lost had to start a"
+        echo "  new session; kill → \`session\` on b p50 / max ${fe_s50:-–} / **${fe_smax:-–} ms**, kill → their first answer there ${fe_a50:-–} / **${fe_amax:-–} ms**"
+        echo "  (most reconnect tries of one page: $(g .frontend.reconnect_tries_max))."
+        echo "- Answers in all: $(g .total.answers); /metrics series: $nser samples from frontend b and worker b."
+        echo
+        echo "Target: every page answering again within one second plus an interval after a fakevlm or a frontend dies, within"
+        echo "4 s plus an interval after a worker dies (3 s until its heartbeat is stale, then the next frame), every moved page"
+        echo "resumed: **$v**."
+        echo
+    } >>"$md"
+    echo "| cluster failover | pages answer again: fakevlm ≤ 1 s + interval, worker ≤ 4 s + interval, frontend ≤ 1 s + interval (resumed) | fakevlm ${fvmax:-–} ms, worker ${wkmax:-–} ms, frontend ${femax:-–} ms ($fe_res of $fe_moved resumed) | $v |" >>"$sum"
+}
+
+# Each part runs in a subshell with errexit on: a step that fails ends that part only (its
+# processes are stopped by its own trap), and the next part still runs.
+part_exit() {
+    local p
+    for p in "${BENCH_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    [ ${#LV_MISSING[@]} -eq 0 ] || echo "${LV_MISSING[*]}" >>"$W/missing"
+}
+for part in $PARTS; do
+    case $part in
+        scale | latency | fairness | failover) ;;
+        *) echo "unknown part $part (have: scale latency fairness failover)" >&2; exit 2 ;;
+    esac
+    echo "=== cluster: $part ===" >&2
+    rc=0
+    (trap part_exit EXIT; set -e; part_$part) || rc=$?
+    if [ $rc != 0 ]; then
+        echo "cluster: part $part failed (exit $rc)" >&2
+        { echo "### $part: no result (exit $rc; see the error output)"; echo; } >>"$md"
+        echo "| cluster $part | | no result (exit $rc) | not measured |" >>"$sum"
+    fi
+done
+if [ -s "$W/missing" ]; then
+    echo "Note: this livevlm build lacks $(tr ' ' '\n' <"$W/missing" | sort -u | tr '\n' ' '); the run went ahead without them." >>"$md"
+fi
+cat "$md"
