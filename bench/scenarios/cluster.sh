@@ -88,7 +88,8 @@ start_redis() {
 }
 
 # start_frontend NAME ARGS...: `serve --redis` with the token of the first frontend started
-# (every frontend needs the same one); sets LV_* as start_livevlm does
+# (every frontend needs the same one) and, in ARGS, the workers' --backend flags (a frontend keeps
+# them as the model catalogue, never sends a request through them); sets LV_* as start_livevlm does
 CL_TOKEN=
 start_frontend() {
     local name=$1; shift
@@ -205,9 +206,11 @@ part_scale() {
         cap_th=$(calc %.1f "$nbe*$SLOTS*1000/$S_MS")
         start_redis sc-$row
         local rdpid=$RD_PID
-        start_frontend sc-fe-$nw-$how
+        local feargs=() k wargs
+        for ((i = 1; i <= nbe; i++)); do wk_backend feargs f$i "${fvports[$((i - 1))]}" $SLOTS ""; done
+        start_frontend sc-fe-$nw-$how "${feargs[@]}"
         local fepid=$LV_PID feurl=$LV_URL
-        local wkpids=() k wargs
+        local wkpids=()
         for ((k = 1; k <= nw; k++)); do
             wargs=()
             if [ "$how" = all ]; then
@@ -319,9 +322,9 @@ part_latency() {
                 pids=("$fepid")
             else
                 start_redis $tag; rdpid=$RD_PID
-                start_frontend $tag-fe; fepid=$LV_PID
                 local wargs=()
                 wk_backend wargs fake $fvport 1024 off
+                start_frontend $tag-fe "${wargs[@]}"; fepid=$LV_PID
                 start_worker $tag-wk "${wargs[@]}"; wkpid=$WK_PID
                 wait_cluster "$LV_URL" 1 1024 || { echo "| $rep | cluster | did not come up | | | | | | | | |" >>"$md"; stop_all_of "$wkpid" "$fepid" "$rdpid"; continue; }
                 pids=("$fepid" "$wkpid" "$rdpid")
@@ -408,8 +411,9 @@ part_fairness() {
     start_fakevlm fair-fv2 --slots $((OVL_SLOTS - half)) --ttft-ms $OVL_TTFT --token-ms $OVL_TOK --tokens $OVL_TOKENS; fv2=$FV_PID p2=$FV_PORT
     wargs=(); wk_backend wargs fake1 $p1 $half on; start_worker fair-wk1 "${wargs[@]}"; wk1=$WK_PID
     wargs=(); wk_backend wargs fake2 $p2 $((OVL_SLOTS - half)) on; start_worker fair-wk2 "${wargs[@]}"; wk2=$WK_PID
-    start_frontend fair-fe1; fe1=$LV_PID url1=$LV_URL ws1=$LV_WS
-    start_frontend fair-fe2; fe2=$LV_PID url2=$LV_URL ws2=$LV_WS
+    wargs=(); wk_backend wargs fake1 $p1 $half ""; wk_backend wargs fake2 $p2 $((OVL_SLOTS - half)) ""
+    start_frontend fair-fe1 "${wargs[@]}"; fe1=$LV_PID url1=$LV_URL ws1=$LV_WS
+    start_frontend fair-fe2 "${wargs[@]}"; fe2=$LV_PID url2=$LV_URL ws2=$LV_WS
     wait_cluster "$url1" 2 2 && wait_cluster "$url2" 2 2 || { echo "fairness: the cluster did not come up" >&2; stop_all_of "$fe1" "$fe2" "$wk1" "$wk2" "$fv1" "$fv2" "$rdpid"; return 1; }
     # each frontend gets half of lib.sh's overload: 30 sessions, the heavy user 10 of them; the
     # same source addresses from both loadgens, so each user is one principal on both frontends
@@ -485,8 +489,8 @@ part_failover() {
     wargs=(); wk_backend wargs fv1 $p1 16 ""; wk_backend wargs fv2 $p2 16 ""
     start_worker fo-wka "${wargs[@]}"; wka=$WK_PID
     start_worker fo-wkb "${wargs[@]}"; wkb=$WK_PID wkbport=$WK_PORT
-    start_frontend fo-fea; fea=$LV_PID wsa=$LV_WS
-    start_frontend fo-feb; feb=$LV_PID urlb=$LV_URL wsb=$LV_WS
+    start_frontend fo-fea "${wargs[@]}"; fea=$LV_PID wsa=$LV_WS
+    start_frontend fo-feb "${wargs[@]}"; feb=$LV_PID urlb=$LV_URL wsb=$LV_WS
     wait_cluster "$urlb" 2 2 || { echo "failover: the cluster did not come up" >&2; stop_all_of "$fea" "$feb" "$wka" "$wkb" "$fv1" "$fv2" "$rdpid"; return 1; }
     local dur=$((FO_PRE + 2 * FO_GAP + FO_AFTER))
     node bench/scenarios/cluster_pages.mjs run --fe "$wsa,$wsb" --token-file "$CL_TOKEN" --sessions "$FO_N" \
