@@ -34,6 +34,7 @@ struct lv_registry {
     void (*before_evict)(lv_session_t *s, void *ud);
     void *evict_ud;
     bool persist_removed;       /* a session went since the last snapshot */
+    lv_queue_t dirty;           /* lv_session_t.dirty_link: changed since encoded, oldest change first */
     lv_session_t *persist_next; /* where the snapshot's bounded re-encoding resumes; NULL: at the start */
 };
 
@@ -123,6 +124,7 @@ int lv_registry_create(lv_store_t *store, const lv_registry_caps_t *caps, lv_reg
     }
     reg->store = store;
     reg->caps = *caps;
+    lv_queue_init(&reg->dirty);
     lv_queue_init(&reg->principal_order);
     lv_queue_init(&reg->started);
     *out = reg;
@@ -242,6 +244,9 @@ static int session_register(lv_registry_t *reg, lv_session_t *s)
     o->count++;
     lv_queue_insert_tail(&o->sessions, &s->principal_link);
     reg->count++;
+    s->reg = reg;
+    if (s->persist_dirty)
+        lv_session_mark_dirty(s);
     return 0;
 unstore:
     reg->store->ops->remove(reg->store, s->rec.id, NULL, NULL);
@@ -301,6 +306,10 @@ static void session_remove(lv_registry_t *reg, lv_session_t *s)
     if (lv_queue_linked(&s->started_link))
         lv_queue_remove(&s->started_link);
     lv_queue_remove(&s->principal_link);
+    /* the other lists' heads outlive it (the registry's, the cluster's): unlinked here, not in
+     * session_free, which lv_registry_destroy also calls when neighbours are already gone */
+    lv_queue_remove(&s->dirty_link);
+    lv_queue_remove(&s->cluster.link);
     o->count--;
     principal_release(reg, o);
     reg->store->ops->remove(reg->store, s->rec.id, NULL, NULL);
@@ -343,6 +352,8 @@ static lv_session_t *session_alloc(void)
     lv_queue_init(&s->principal_link);
     lv_drr_node_init(&s->drr);
     lv_queue_init(&s->started_link);
+    lv_queue_init(&s->dirty_link);
+    lv_queue_init(&s->cluster.link);
     return s;
 }
 
@@ -412,7 +423,7 @@ int lv_session_resume(lv_registry_t *reg, const char *id, const char *secret, lv
 
 int lv_session_save(lv_registry_t *reg, lv_session_t *s)
 {
-    s->persist_dirty = true;
+    lv_session_mark_dirty(s);
     /* the record is ours (s->rec); the store's copy follows, now or (networked) a little later */
     return reg->store->ops->save(reg->store, &s->rec, NULL, NULL);
 }
@@ -420,7 +431,7 @@ int lv_session_save(lv_registry_t *reg, lv_session_t *s)
 void lv_session_set_started(lv_registry_t *reg, lv_session_t *s, bool started, uint64_t now_ms)
 {
     s->rec.started = started;
-    s->persist_dirty = true;
+    lv_session_mark_dirty(s);
     if (started && !lv_queue_linked(&s->started_link)) {
         lv_queue_insert_tail(&reg->started, &s->started_link);
         s->next_credit_ms = now_ms;
@@ -474,7 +485,7 @@ void lv_session_history_add(lv_session_t *s, uint64_t answer_id, const char *tex
     e->answer_id = answer_id;
     e->wall_ms = wall_ms;
     e->latency_ms = latency_ms;
-    s->persist_dirty = true;
+    lv_session_mark_dirty(s);
 }
 
 const lv_history_entry_t *lv_session_history_at(const lv_session_t *s, size_t i)
@@ -494,7 +505,7 @@ void lv_session_attach_changed(lv_session_t *s, uint64_t now_ms)
     } else {
         s->detached_since_ms = 0;
     }
-    s->persist_dirty = true; /* attached or not decides what the state file says it was last seen */
+    lv_session_mark_dirty(s); /* attached or not decides what the state file says it was last seen */
 }
 
 void lv_registry_remove(lv_registry_t *reg, lv_session_t *s) { session_remove(reg, s); }
@@ -527,9 +538,26 @@ size_t lv_registry_count(const lv_registry_t *reg) { return reg->count; }
 _Static_assert(LV_HISTORY_MAX <= LV_STATEFILE_ANSWERS_MAX, "the state file must hold a whole history");
 _Static_assert(LV_HISTORY_TEXT_MAX <= LV_STATEFILE_TEXT_MAX, "the state file must hold whole answers");
 
+void lv_session_mark_dirty(lv_session_t *s)
+{
+    s->persist_dirty = true;
+    /* before it is registered it has no list yet: session_register puts it there */
+    if (s->reg && !lv_queue_linked(&s->dirty_link))
+        lv_queue_insert_tail(&s->reg->dirty, &s->dirty_link);
+}
+
+lv_session_t *lv_registry_dirty_pop(lv_registry_t *reg)
+{
+    if (lv_queue_empty(&reg->dirty))
+        return NULL;
+    lv_queue_t *q = lv_queue_head(&reg->dirty);
+    lv_queue_remove(q);
+    return LV_CONTAINER_OF(q, lv_session_t, dirty_link);
+}
+
 /* Replace the session's saved line with its current state. On failure the previous line stays
  * (a session that cannot be encoded is not retried every period: it waits for its next change). */
-static int session_encode(lv_session_t *s)
+int lv_session_encode(lv_session_t *s)
 {
     lv_statefile_session_t *v = malloc(sizeof(*v)); /* ~5 KiB */
     lv_statefile_line_t *line = NULL;
@@ -549,6 +577,7 @@ static int session_encode(lv_session_t *s)
     int rc = lv_statefile_encode_session(v, &line);
     free(v); /* the texts were borrowed */
     s->persist_dirty = false;
+    lv_queue_remove(&s->dirty_link);
     if (rc)
         return rc;
     lv_statefile_line_unref(s->persist_line);
@@ -584,7 +613,7 @@ int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved,
         goto fail;
     if (s->rec.started)
         lv_session_set_started(reg, s, true, now_ms);
-    session_encode(s); /* its line is ready before the first write, whatever the encoding budget */
+    lv_session_encode(s); /* its line is ready before the first write, whatever the encoding budget */
     return 0;
 fail:
     session_free(s);
@@ -607,7 +636,7 @@ int lv_registry_snapshot(lv_registry_t *reg, bool force, size_t encode_budget_by
             reg->persist_next = s;
             break;
         }
-        if (session_encode(s) == 0)
+        if (lv_session_encode(s) == 0)
             spent += s->persist_line->len;
     }
     if (!changed)

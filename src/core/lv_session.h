@@ -77,10 +77,22 @@ typedef struct lv_session {
     lv_history_entry_t history[LV_HISTORY_MAX];
     size_t history_len, history_head; /* ring: oldest at head */
 
-    /* the state file (lv_registry_snapshot): this session's saved form, re-encoded when dirty */
+    /* its saved form (the state file's lv_registry_snapshot, the cluster's records in Redis):
+     * re-encoded when dirty */
     bool persist_dirty;
+    lv_queue_t dirty_link;       /* in the registry's dirty list while persist_dirty (lv_registry_dirty_pop) */
     lv_statefile_line_t *persist_line;
     uint64_t detached_wall_ms;   /* wall clock when its last socket left: "last seen" in the file */
+    struct lv_registry *reg;     /* the registry it is in (set when it is registered) */
+
+    /* cluster mode: src/server/lv_cluster_sessions.c owns these (the registry only takes `link` off
+     * its list when it removes the session) */
+    struct {
+        bool managed;            /* its record lives in Redis: a page's session, not a one-request one */
+        uint32_t gen;            /* this incarnation here: a reply for an earlier one is ignored */
+        lv_queue_t link;         /* in the write-behind's queue, the longest unwritten first */
+        uint64_t written_ms;     /* monotonic: when its last write was sent */
+    } cluster;
 } lv_session_t;
 
 /* Caps. max_sessions bounds memory: every session counts, with or without a socket.
@@ -170,6 +182,20 @@ int lv_registry_restore(lv_registry_t *reg, const lv_statefile_session_t *saved,
  * nothing was removed since the last call and force is false; LV_ENOMEM. */
 int lv_registry_snapshot(lv_registry_t *reg, bool force, size_t encode_budget_bytes, size_t max_bytes,
                          lv_statefile_snap_t *out);
+/** Mark s changed: its saved form is re-encoded at the next write (persist_dirty), and it goes on
+ * the registry's dirty list if it is not on it. Every change the registry makes itself (history,
+ * start/stop, attach/detach, lv_session_save) does this. */
+void lv_session_mark_dirty(lv_session_t *s);
+/** The session that changed longest ago and is still on the dirty list, taken off it, or NULL.
+ * Its persist_dirty stays set until lv_session_encode; one the caller cannot write now goes back
+ * with lv_session_mark_dirty. The cluster's write-behind walks changes with it, so a tick costs
+ * O(changed sessions), not O(all). */
+lv_session_t *lv_registry_dirty_pop(lv_registry_t *reg);
+/** Re-encode s's saved form into s->persist_line now (clears persist_dirty, takes s off the dirty
+ * list). 0, or the encoder's error: the previous line (maybe NULL) stays and s waits for its next
+ * change. */
+int lv_session_encode(lv_session_t *s);
+
 /** Number of sessions (live and detached) created by principal. */
 size_t lv_registry_principal_count(const lv_registry_t *reg, const char *principal);
 /** Adjust (delta -1, 0, +1) the count of frames waiting plus credits outstanding of principal's

@@ -1,6 +1,7 @@
 /* test_statefile.c - the session state file: format round trip, every truncation and single-byte
- * corruption refused, versions, expiry, caps; the registry's snapshot/restore; the writer's file
- * (mode 0600, lock, corrupt file moved aside, thread-pool writes). */
+ * corruption refused, versions, expiry, caps; one session line alone (the cluster's records); the
+ * registry's snapshot/restore and dirty list; the writer's file (mode 0600, lock, corrupt file
+ * moved aside, thread-pool writes). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -770,6 +771,75 @@ static void registry_restart(void **state)
     fx_free(&c);
 }
 
+/* The dirty list (what the cluster's write-behind walks): each changed session once, oldest change
+ * first, off the list once encoded or removed; a restored session is encoded already. */
+static void dirty_list(void **state)
+{
+    fx_t fx;
+    lv_session_t *s[3], *t = NULL;
+    char secret[65];
+    fx_init(&fx, 10);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lv_session_create(fx.reg, "1.2.3.4", NULL, secret, &s[i]), 0);
+    /* created: dirty, in creation order; a second change does not queue it twice */
+    lv_session_mark_dirty(s[0]);
+    for (int i = 0; i < 3; i++)
+        assert_ptr_equal(lv_registry_dirty_pop(fx.reg), s[i]);
+    assert_null(lv_registry_dirty_pop(fx.reg));
+    /* popped but not encoded: still dirty (the snapshot would encode it); put back, it returns */
+    assert_true(s[1]->persist_dirty);
+    lv_session_mark_dirty(s[1]);
+    assert_ptr_equal(lv_registry_dirty_pop(fx.reg), s[1]);
+    assert_null(lv_registry_dirty_pop(fx.reg));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(lv_session_encode(s[i]), 0);
+        assert_false(s[i]->persist_dirty);
+        assert_non_null(s[i]->persist_line);
+    }
+    /* every change the registry makes queues it: history, start, attach/detach, save */
+    lv_session_history_add(s[2], 1, "a", 1, 1.0, 1);
+    lv_session_set_started(fx.reg, s[0], true, 1000);
+    s[1]->n_viewers = 1;
+    lv_session_attach_changed(s[1], 1000);
+    lv_session_save(fx.reg, s[0]);
+    assert_ptr_equal(lv_registry_dirty_pop(fx.reg), s[2]);
+    assert_ptr_equal(lv_registry_dirty_pop(fx.reg), s[0]);
+    assert_ptr_equal(lv_registry_dirty_pop(fx.reg), s[1]);
+    assert_null(lv_registry_dirty_pop(fx.reg));
+    /* encoding takes it off the list; removing a queued one too */
+    lv_session_mark_dirty(s[0]);
+    lv_session_mark_dirty(s[2]);
+    assert_int_equal(lv_session_encode(s[0]), 0);
+    s[1]->n_viewers = 0;
+    lv_session_attach_changed(s[1], 2000);
+    lv_registry_remove(fx.reg, s[2]);
+    assert_ptr_equal(lv_registry_dirty_pop(fx.reg), s[1]);
+    assert_null(lv_registry_dirty_pop(fx.reg));
+    /* a restored session comes encoded, off the list, with the line it was restored from */
+    lv_statefile_session_t *saved = malloc(sizeof(*saved));
+    lv_statefile_line_t *line = NULL;
+    assert_non_null(saved);
+    make_session(saved, 9, 3);
+    assert_int_equal(lv_statefile_encode_session(saved, &line), 0);
+    assert_int_equal(lv_registry_restore(fx.reg, saved, 5000000), 0);
+    t = lv_session_find(fx.reg, saved->rec.id);
+    assert_non_null(t);
+    assert_false(t->persist_dirty);
+    assert_null(lv_registry_dirty_pop(fx.reg));
+    assert_ptr_equal(t->reg, fx.reg);
+    lv_statefile_session_t *back = malloc(sizeof(*back));
+    assert_non_null(back);
+    assert_int_equal(lv_statefile_parse_line(t->persist_line->data, t->persist_line->len, NOW_MS, back, NULL), 0);
+    back->last_seen_ms = saved->last_seen_ms; /* restored with age 0: last seen when restored */
+    assert_same_session(saved, back);
+    lv_statefile_session_clear(back);
+    free(back);
+    lv_statefile_line_unref(line);
+    lv_statefile_session_clear(saved);
+    free(saved);
+    fx_free(&fx); /* sessions still queued are freed with it */
+}
+
 static void snapshot_only_when_changed(void **state)
 {
     fx_t a;
@@ -967,6 +1037,7 @@ int main(void)
         cmocka_unit_test(parse_line_rejects),
         cmocka_unit_test(registry_restart),
         cmocka_unit_test(snapshot_only_when_changed),
+        cmocka_unit_test(dirty_list),
         cmocka_unit_test(persist_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
