@@ -2,8 +2,11 @@
 # test.sh - the whole test suite on an already-built tree:
 #   1. unit tests (cmocka binaries in $LIVEVLM_BUILD/tests/)
 #   2. integration tests (node --test tests/integration/*.test.mjs: real livevlm + fakevlm)
-#   3. browser tests   (node --test tests/e2e/*.test.mjs: Debian chromium via playwright-core)
-#   4. a scan of every log the tests wrote for sanitizer reports
+#   3. cluster tests   (node --test tests/cluster/*.test.mjs: redis-server, haproxy with
+#      deploy/haproxy.cfg, frontends, workers and fakevlm on loopback, faults injected; one file at
+#      a time: they measure failover times)
+#   4. browser tests   (node --test tests/e2e/*.test.mjs: Debian chromium via playwright-core)
+#   5. a scan of every log the tests wrote for sanitizer reports
 # LIVEVLM_BUILD picks the binaries (default build; build-san for the ASan+UBSan build).
 # Ends with the line "tests: N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
@@ -43,7 +46,7 @@ else
 fi
 count unit "$p" "$f"
 
-# --- 2./3. node suites ----------------------------------------------------------------------------
+# --- 2./3./4. node suites -------------------------------------------------------------------------
 node_stage() { # name concurrency files...
   local name=$1 conc=$2; shift 2
   local tap="$TEST_TMP/$name.tap"
@@ -83,9 +86,10 @@ node_stage() { # name concurrency files...
 
 shopt -s nullglob
 node_stage integration "$INTEGRATION_CONCURRENCY" tests/integration/*.test.mjs
+node_stage cluster 1 tests/cluster/*.test.mjs
 node_stage e2e 1 tests/e2e/*.test.mjs
 
-# --- 4. sanitizer reports in any log ----------------------------------------------------------------
+# --- 5. sanitizer reports in any log ----------------------------------------------------------------
 san_files=$(grep -rlE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$TEST_TMP" \
               --include='*.log' 2>/dev/null | LC_ALL=C sort || true)
 san_fail=0
