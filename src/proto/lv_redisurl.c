@@ -1,8 +1,10 @@
-/* lv_redisurl.c - see lv_redisurl.h. */
+/* lv_redisurl.c - the Redis URL parser and its printable form (see lv_redisurl.h). */
 #include "lv_redisurl.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lv_common.h"
 
@@ -58,23 +60,27 @@ static int parse_uint(const char *p, size_t n, long max, long *out)
     return 0;
 }
 
-static bool host_ok(const char *h)
+/* A host name or IPv4 address as hiredis hands it to getaddrinfo: letters, digits, '.', '-', '_'. */
+static bool host_name_ok(const char *h)
 {
     for (; *h; h++) {
         unsigned char c = (unsigned char)*h;
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '-' || c == '_' || c == ':'))
+              c == '-' || c == '_'))
             return false;
     }
     return true;
 }
 
-int lv_redisurl_parse(const char *url, lv_redisurl_t *out, const char **why)
+/* The inside of [...]: an IPv6 address (no zone id: hiredis 0.14 could not use one). */
+static bool host_v6_ok(const char *h)
 {
-    const char *dummy;
-    if (!why)
-        why = &dummy;
-    memset(out, 0, sizeof(*out));
+    unsigned char a[16];
+    return inet_pton(AF_INET6, h, a) == 1;
+}
+
+static int parse(const char *url, lv_redisurl_t *out, const char **why)
+{
     size_t len = url ? strnlen(url, LV_REDISURL_MAX + 1) : 0;
     if (len == 0) {
         *why = "the Redis URL is empty (expected redis://host:port or unix:///path.sock)";
@@ -95,12 +101,12 @@ int lv_redisurl_parse(const char *url, lv_redisurl_t *out, const char **why)
         *why = "the Redis URL has a fragment (#...): remove it";
         return LV_EINVAL;
     }
-    if (strncmp(url, "rediss://", 9) == 0) {
+    if (strncasecmp(url, "rediss://", 9) == 0) {
         *why = "rediss:// (TLS) is not supported by this build's hiredis: use redis:// on a trusted network, "
                "a Unix socket, or a TLS tunnel (stunnel) to Redis";
         return LV_EINVAL;
     }
-    if (strncmp(url, "unix://", 7) == 0) {
+    if (strncasecmp(url, "unix://", 7) == 0) {
         const char *path = url + 7;
         if (path[0] != '/') {
             *why = "unix:// needs an absolute socket path: unix:///run/redis/redis.sock";
@@ -123,11 +129,18 @@ int lv_redisurl_parse(const char *url, lv_redisurl_t *out, const char **why)
         out->is_unix = true;
         return 0;
     }
-    if (strncmp(url, "redis://", 8) != 0) {
+    if (strncasecmp(url, "redis://", 8) != 0) {
         *why = "the Redis URL must start with redis:// or unix:// (e.g. redis://127.0.0.1:6379/0)";
         return LV_EINVAL;
     }
     const char *p = url + 8;
+    /* RFC 3986: '/', '?' and '#' end the authority, so in a password they must be encoded; say so
+     * rather than complain about the host or the query they seem to start */
+    const char *delim = p + strcspn(p, "/?#");
+    if (*delim && strchr(delim, '@')) {
+        *why = "the Redis URL's user or password holds '/', '?' or '#': percent-encode them (%2F, %3F, %23)";
+        return LV_EINVAL;
+    }
     if (strchr(p, '?')) {
         *why = "redis:// URLs take no query (?...): put the database after a slash (redis://host:6379/2)";
         return LV_EINVAL;
@@ -149,6 +162,10 @@ int lv_redisurl_parse(const char *url, lv_redisurl_t *out, const char **why)
             *why = "the Redis URL's user or password is too long or badly percent-encoded";
             return LV_EINVAL;
         }
+        if (out->user[0] && !out->password[0]) {
+            *why = "the Redis URL names a user without a password (user:password@)";
+            return LV_EINVAL;
+        }
         p = auth_end + 1;
     }
     const char *hend;
@@ -164,6 +181,10 @@ int lv_redisurl_parse(const char *url, lv_redisurl_t *out, const char **why)
             return LV_EINVAL;
         }
         memcpy(out->host, p + 1, (size_t)(rb - p - 1));
+        if (!host_v6_ok(out->host)) {
+            *why = "the Redis host in brackets is not an IPv6 address";
+            return LV_EINVAL;
+        }
         hend = rb + 1;
         if (hend < end && *hend != ':') {
             *why = "after an IPv6 host only :port may follow";
@@ -173,6 +194,10 @@ int lv_redisurl_parse(const char *url, lv_redisurl_t *out, const char **why)
             port_at = hend + 1;
     } else {
         const char *colon = memchr(p, ':', (size_t)(end - p));
+        if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1))) {
+            *why = "an IPv6 host needs brackets: redis://[::1]:6379";
+            return LV_EINVAL;
+        }
         hend = colon ? colon : end;
         if (hend == p || (size_t)(hend - p) > LV_REDISURL_HOST_MAX) {
             *why = "the Redis host is empty or too long (redis://HOST:PORT)";
@@ -181,10 +206,10 @@ int lv_redisurl_parse(const char *url, lv_redisurl_t *out, const char **why)
         memcpy(out->host, p, (size_t)(hend - p));
         if (colon)
             port_at = colon + 1;
-    }
-    if (!host_ok(out->host)) {
-        *why = "the Redis host has bytes a host name or address cannot have";
-        return LV_EINVAL;
+        if (!host_name_ok(out->host)) {
+            *why = "the Redis host has bytes a host name or address cannot have";
+            return LV_EINVAL;
+        }
     }
     out->port = 6379;
     if (port_at) {
@@ -202,6 +227,24 @@ int lv_redisurl_parse(const char *url, lv_redisurl_t *out, const char **why)
             return LV_EINVAL;
         }
         out->db = (int)db;
+    }
+    return 0;
+}
+
+int lv_redisurl_parse(const char *url, lv_redisurl_t *out, const char **why)
+{
+    const char *dummy = NULL;
+    if (!why)
+        why = &dummy;
+    *why = NULL;
+    memset(out, 0, sizeof(*out));
+    int rc = parse(url, out, why);
+    if (rc != 0) {
+        /* a refused URL leaves nothing behind, above all not a password decoded before the error */
+        memset(out, 0, sizeof(*out));
+        if (!*why)
+            *why = "the Redis URL cannot be parsed";
+        return LV_EINVAL;
     }
     return 0;
 }
