@@ -1,0 +1,175 @@
+/* lv_cluster_queue.c - the cluster queue's Lua scripts (lv_cluster_queue.h): start-time fair
+ * queuing across users, weighted, decided inside Redis so that every frontend's and worker's view
+ * of the order is the same one (docs/internals/cluster.md).
+ *
+ * Invariants the scripts keep together (each script runs atomically):
+ *   - a job id is in lv:q:age exactly while it is counted in lv:q:len: both change in the same
+ *     script, and a decrement happens only when ZREM removed the id, so a job counted out twice
+ *     (cancelled, then skipped by pop) is decremented once;
+ *   - a user is in lv:q:users exactly while its list is non-empty, with the start tag of its head
+ *     job; every tag there is >= lv:q:vt, so the virtual time never goes back;
+ *   - lv:q:last only holds tags > lv:q:vt at the time they were written; an entry at or below the
+ *     virtual time says nothing (max(vt, last) = vt), so pop drops a couple of those it samples
+ *     each time and enqueue drops the user's own: the hash stays about as big as the set of users
+ *     who left recently, however many users have ever queued;
+ *   - lv:q:ready holds at most lv:q:len tokens (enqueue adds one only below it, pop and cancel
+ *     trim to it, and it is deleted when the queue empties), so a queue that never empties does
+ *     not grow a token list without bound. A worker that loses a token (it dies between BLPOP and pop) costs
+ *     the others at most their BLPOP timeout, after which they pop anyway.
+ *
+ * Every script checks its arguments before its first write: Redis does not roll a script back
+ * when a command fails half way, so a bad argument must not leave half a job behind. Tags are
+ * written with %.17g: Lua's tostring keeps 14 digits, which would round 1/3 steps. */
+#include "lv_cluster_queue.h"
+
+#include "lv_common.h"
+
+/* ARGV: job id, user, weight, body, enqueue wall ms. 1 = queued; 0 = that id already waits (its
+ * body was replaced, nothing added: a retried enqueue must not queue the job twice). */
+static const char ENQUEUE_LUA[] =
+    "local id, user, body = ARGV[1], ARGV[2], ARGV[4]\n"
+    "local w, enq = tonumber(ARGV[3]), tonumber(ARGV[5])\n"
+    "if not id or id == '' or not user or user == '' or not body or not w or not enq then\n"
+    "  return redis.error_reply('ERR lv enqueue: expected job id, user, weight, body, enqueue wall ms')\n"
+    "end\n"
+    "if w < 1 then w = 1 elseif w > 1000 then w = 1000 end\n"
+    "local jk = 'lv:j:' .. id\n"
+    "if redis.call('EXISTS', jk) == 1 then\n"
+    "  redis.call('SET', jk, body)\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('SET', jk, body)\n"
+    "redis.call('RPUSH', 'lv:q:u:' .. user, id)\n"
+    "redis.call('HSET', 'lv:q:w', user, w)\n"
+    "if not redis.call('ZSCORE', 'lv:q:users', user) then\n"
+    /* a user arriving or coming back starts at the virtual time, or later if it left owing */
+    "  local vt = tonumber(redis.call('GET', 'lv:q:vt')) or 0\n"
+    "  local last = tonumber(redis.call('HGET', 'lv:q:last', user))\n"
+    "  redis.call('HDEL', 'lv:q:last', user)\n"
+    "  if last and last > vt then vt = last end\n"
+    "  redis.call('ZADD', 'lv:q:users', string.format('%.17g', vt), user)\n"
+    "end\n"
+    "redis.call('ZADD', 'lv:q:age', enq, id)\n"
+    "local len = redis.call('INCR', 'lv:q:len')\n"
+    "if redis.call('LLEN', 'lv:q:ready') < len then\n"
+    "  redis.call('RPUSH', 'lv:q:ready', '1')\n"
+    "end\n"
+    "return 1\n";
+
+/* ARGV: job id, new body. SET XX: only a body that still exists (the job waits) is replaced. */
+static const char REPLACE_LUA[] =
+    "if not ARGV[1] or ARGV[1] == '' or not ARGV[2] then\n"
+    "  return redis.error_reply('ERR lv replace: expected job id, body')\n"
+    "end\n"
+    "if redis.call('SET', 'lv:j:' .. ARGV[1], ARGV[2], 'XX') then\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+/* ARGV: job id, user. The body decides whether the job still waits. A user whose list empties
+ * leaves the set keeping its tag (it was never served, so it neither gains nor loses). When the
+ * caller names the wrong user the id stays in that user's list without a body: pop skips it. */
+static const char CANCEL_LUA[] =
+    "local id, user = ARGV[1], ARGV[2]\n"
+    "if not id or id == '' or not user or user == '' then\n"
+    "  return redis.error_reply('ERR lv cancel: expected job id, user')\n"
+    "end\n"
+    "if redis.call('DEL', 'lv:j:' .. id) == 0 then\n"
+    "  return 0\n"
+    "end\n"
+    "local len = tonumber(redis.call('GET', 'lv:q:len')) or 0\n"
+    "if redis.call('ZREM', 'lv:q:age', id) == 1 and len > 0 then\n"
+    "  len = redis.call('DECR', 'lv:q:len')\n"
+    "end\n"
+    "local uk = 'lv:q:u:' .. user\n"
+    "if redis.call('LREM', uk, 1, id) == 1 and redis.call('LLEN', uk) == 0 then\n"
+    "  local tag = tonumber(redis.call('ZSCORE', 'lv:q:users', user))\n"
+    "  redis.call('ZREM', 'lv:q:users', user)\n"
+    "  redis.call('HDEL', 'lv:q:w', user)\n"
+    "  local vt = tonumber(redis.call('GET', 'lv:q:vt')) or 0\n"
+    "  if tag and tag > vt then\n"
+    "    redis.call('HSET', 'lv:q:last', user, string.format('%.17g', tag))\n"
+    "  end\n"
+    "end\n"
+    "if len <= 0 then\n"
+    "  redis.call('DEL', 'lv:q:ready')\n"
+    "elseif redis.call('LLEN', 'lv:q:ready') > len then\n"
+    "  redis.call('LTRIM', 'lv:q:ready', 0, len - 1)\n"
+    "end\n"
+    "return 1\n";
+
+/* ARGV: none. [job id, body] or nil. The skip loop is bounded: ids without a body exist only after
+ * a cancel that named the wrong user, so 256 in a row means something else is writing the keys;
+ * nil then, and the next pop (the worker's BLPOP token is still there) goes on. A skipped id costs
+ * its user no turn: the tag advances only for a job handed out. */
+static const char POP_LUA[] =
+    "local vt = tonumber(redis.call('GET', 'lv:q:vt')) or 0\n"
+    "for _ = 1, 256 do\n"
+    "  local top = redis.call('ZRANGE', 'lv:q:users', 0, 0, 'WITHSCORES')\n"
+    "  if #top == 0 then\n"
+    "    redis.call('DEL', 'lv:q:ready', 'lv:q:age')\n"
+    "    redis.call('SET', 'lv:q:len', 0)\n"
+    "    return false\n"
+    "  end\n"
+    "  local user, tag = top[1], tonumber(top[2])\n"
+    "  local uk = 'lv:q:u:' .. user\n"
+    "  local id = redis.call('LPOP', uk)\n"
+    "  local body = false\n"
+    "  if id then\n"
+    "    body = redis.call('GET', 'lv:j:' .. id)\n"
+    "    redis.call('DEL', 'lv:j:' .. id)\n"
+    "    local len = tonumber(redis.call('GET', 'lv:q:len')) or 0\n"
+    "    if redis.call('ZREM', 'lv:q:age', id) == 1 and len > 0 then\n"
+    "      redis.call('DECR', 'lv:q:len')\n"
+    "    end\n"
+    "  end\n"
+    "  local nexttag = tag\n"
+    "  if body then\n"
+    "    nexttag = tag + 1 / (tonumber(redis.call('HGET', 'lv:q:w', user)) or 1)\n"
+    "    vt = tag\n"
+    "    redis.call('SET', 'lv:q:vt', string.format('%.17g', vt))\n"
+    "  end\n"
+    "  if redis.call('LLEN', uk) == 0 then\n"
+    "    redis.call('ZREM', 'lv:q:users', user)\n"
+    "    redis.call('HDEL', 'lv:q:w', user)\n"
+    "    if nexttag > vt then\n"
+    "      redis.call('HSET', 'lv:q:last', user, string.format('%.17g', nexttag))\n"
+    "    end\n"
+    "  else\n"
+    "    redis.call('ZADD', 'lv:q:users', string.format('%.17g', nexttag), user)\n"
+    "  end\n"
+    "  if body then\n"
+    "    local old = redis.call('HRANDFIELD', 'lv:q:last', 2, 'WITHVALUES')\n"
+    "    for i = 1, #old, 2 do\n"
+    "      if (tonumber(old[i + 1]) or 0) <= vt then\n"
+    "        redis.call('HDEL', 'lv:q:last', old[i])\n"
+    "      end\n"
+    "    end\n"
+    "    local len = tonumber(redis.call('GET', 'lv:q:len')) or 0\n"
+    "    if len <= 0 then\n"
+    "      redis.call('DEL', 'lv:q:ready')\n"
+    "    elseif redis.call('LLEN', 'lv:q:ready') > len then\n"
+    "      redis.call('LTRIM', 'lv:q:ready', 0, len - 1)\n"
+    "    end\n"
+    "    return {id, body}\n"
+    "  end\n"
+    "end\n"
+    "return false\n";
+
+/* ARGV: none. Lua numbers come back as integers (truncated): wall ms fit exactly. */
+static const char STATS_LUA[] =
+    "local oldest = redis.call('ZRANGE', 'lv:q:age', 0, 0, 'WITHSCORES')\n"
+    "return {tonumber(redis.call('GET', 'lv:q:len')) or 0, tonumber(oldest[2]) or 0,\n"
+    "        tonumber(redis.call('GET', 'lv:stat:stale')) or 0}\n";
+
+int lv_cq_scripts_add(lv_redis_t *r, lv_cq_scripts_t *out)
+{
+    int rc;
+    if ((rc = lv_redis_script_add(r, ENQUEUE_LUA, &out->enqueue)) != 0 ||
+        (rc = lv_redis_script_add(r, REPLACE_LUA, &out->replace)) != 0 ||
+        (rc = lv_redis_script_add(r, CANCEL_LUA, &out->cancel)) != 0 ||
+        (rc = lv_redis_script_add(r, POP_LUA, &out->pop)) != 0 ||
+        (rc = lv_redis_script_add(r, STATS_LUA, &out->stats)) != 0)
+        return rc;
+    return 0;
+}
