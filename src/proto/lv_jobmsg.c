@@ -145,9 +145,10 @@ static int dump_to_buf(const char *buffer, size_t size, void *data)
  * memory): UTF-8 strings within their arrays, a finite temperature. */
 static bool settings_writable(const lv_settings_t *s)
 {
-    return isfinite(s->temperature) && lv_utf8_valid(s->prompt, FIELD_LEN(s->prompt)) && lv_utf8_valid(s->model, FIELD_LEN(s->model)) &&
-           FIELD_LEN(s->prompt) <= LV_PROMPT_MAX && FIELD_LEN(s->model) <= LV_MODEL_MAX &&
-           FIELD_LEN(s->backend) <= LV_BACKEND_ID_MAX && FIELD_LEN(s->source) <= LV_SOURCE_MAX;
+    return isfinite(s->temperature) && lv_utf8_valid(s->prompt, FIELD_LEN(s->prompt)) &&
+           lv_utf8_valid(s->model, FIELD_LEN(s->model)) && FIELD_LEN(s->prompt) <= LV_PROMPT_MAX &&
+           FIELD_LEN(s->model) <= LV_MODEL_MAX && FIELD_LEN(s->backend) <= LV_BACKEND_ID_MAX &&
+           FIELD_LEN(s->source) <= LV_SOURCE_MAX;
 }
 
 /* The settings as JSON, refused unless lv_settings_apply_json accepts them: what goes out must
@@ -261,7 +262,8 @@ int lv_jobmsg_parse(const void *p, size_t len, lv_jobmsg_t *out, const char **wh
     if ((rc = get_id(hdr, "id", 1, LV_JOB_ID_MAX, out->id)) != 0)
         FAIL(rc, reason_of(rc, "a job's id is missing", "a job's id is not 1..64 of A-Z a-z 0-9 _ . : -"));
     if ((rc = get_id(hdr, "fe", 1, LV_NODE_ID_MAX, out->frontend)) != 0)
-        FAIL(rc, reason_of(rc, "a job's frontend is missing", "a job's frontend id is not 1..32 of A-Z a-z 0-9 _ . : -"));
+        FAIL(rc,
+             reason_of(rc, "a job's frontend is missing", "a job's frontend id is not 1..32 of A-Z a-z 0-9 _ . : -"));
     const json_t *sid = json_object_get(hdr, "sid");
     if (!json_is_string(sid))
         FAIL(LV_EPARSE, "a job's session id is missing");
@@ -271,8 +273,8 @@ int lv_jobmsg_parse(const void *p, size_t len, lv_jobmsg_t *out, const char **wh
     if ((rc = get_id(hdr, "user", 1, LV_PRINCIPAL_KEY_MAX - 1, out->user)) != 0)
         FAIL(rc, reason_of(rc, "a job's user is missing", "a job's user is not 1..63 of A-Z a-z 0-9 _ . : -"));
     if ((rc = get_u64(hdr, "w", WEIGHT_MAX, &u)) != 0 || u < WEIGHT_MIN)
-        FAIL(rc ? rc : LV_EINVAL, reason_of(rc, "a job's weight is missing or not an integer",
-                                            "a job's weight is not 1..1000"));
+        FAIL(rc ? rc : LV_EINVAL,
+             reason_of(rc, "a job's weight is missing or not an integer", "a job's weight is not 1..1000"));
     out->weight = (unsigned)u;
     if ((rc = get_u64(hdr, "aid", WIRE_U64_MAX, &out->answer_id)) != 0 ||
         (rc = get_u64(hdr, "enq", WIRE_U64_MAX, &out->enq_wall_ms)) != 0 ||
@@ -333,8 +335,7 @@ int lv_jobev_encode(const lv_jobev_t *e, lv_buf_t *out)
     switch (e->kind) {
     case LV_JOBEV_STARTED:
         if (!id_valid(e->worker, FIELD_LEN(e->worker), 1, LV_NODE_ID_MAX) ||
-            !id_valid(e->backend_id, FIELD_LEN(e->backend_id), 0, LV_BACKEND_ID_MAX) ||
-            e->ttft_floor_us > WIRE_U64_MAX)
+            !id_valid(e->backend_id, FIELD_LEN(e->backend_id), 0, LV_BACKEND_ID_MAX) || e->ttft_floor_us > WIRE_U64_MAX)
             return LV_EINVAL;
         if ((rc = lv_buf_printf(out, "{\"t\":\"s\",\"j\":\"%s\",\"w\":\"%s\",\"b\":\"%s\"", e->job, e->worker,
                                 e->backend_id)) != 0 ||
@@ -366,8 +367,7 @@ int lv_jobev_encode(const lv_jobev_t *e, lv_buf_t *out)
             /* an error sentence may quote a backend's reply, which need not be UTF-8: it goes out
              * with U+FFFD for bad bytes rather than not at all (the parser cuts it to fit) */
             (rc = lv_json_str_append_lossy(out, e->error_message, FIELD_LEN(e->error_message))) != 0 ||
-            (rc = lv_buf_append_str(out, ",\"x\":")) != 0 ||
-            (rc = lv_json_str_append(out, text, e->text_len)) != 0 ||
+            (rc = lv_buf_append_str(out, ",\"x\":")) != 0 || (rc = lv_json_str_append(out, text, e->text_len)) != 0 ||
             (rc = lv_buf_printf(out,
                                 ",\"tok\":%d,\"ttft\":%llu,\"sse\":%s,\"shape\":%.17g,\"rq\":%s,\"stale\":%s,"
                                 "\"b\":\"%s\"",
@@ -415,7 +415,8 @@ int lv_jobev_parse(const char *p, size_t len, lv_jobev_t *out, lv_buf_t *textbuf
         FAIL(LV_EINVAL, "an event's type is not s, d or e");
     out->kind = ts[0] == 's' ? LV_JOBEV_STARTED : ts[0] == 'd' ? LV_JOBEV_DELTA : LV_JOBEV_DONE;
     if ((rc = get_id(o, "j", 1, LV_JOB_ID_MAX, out->job)) != 0)
-        FAIL(rc, reason_of(rc, "an event's job id is missing", "an event's job id is not 1..64 of A-Z a-z 0-9 _ . : -"));
+        FAIL(rc,
+             reason_of(rc, "an event's job id is missing", "an event's job id is not 1..64 of A-Z a-z 0-9 _ . : -"));
 
     if (out->kind != LV_JOBEV_DELTA) {
         if ((rc = get_id(o, "w", 1, LV_NODE_ID_MAX, out->worker)) != 0)
@@ -429,7 +430,8 @@ int lv_jobev_parse(const char *p, size_t len, lv_jobev_t *out, lv_buf_t *textbuf
     }
     if (out->kind == LV_JOBEV_STARTED) {
         if ((rc = get_u64(o, "f", WIRE_U64_MAX, &out->ttft_floor_us)) != 0)
-            FAIL(rc, reason_of(rc, "a started event's ttft floor is missing", "a started event's ttft floor is negative"));
+            FAIL(rc,
+                 reason_of(rc, "a started event's ttft floor is missing", "a started event's ttft floor is negative"));
         rc = 0;
         goto out;
     }
@@ -455,7 +457,8 @@ int lv_jobev_parse(const char *p, size_t len, lv_jobev_t *out, lv_buf_t *textbuf
         FAIL(LV_EINVAL, "a done event's rc is not 0 or a negative code");
     out->rc = (int)json_integer_value(jrc);
     if ((rc = get_text(o, "code", out->error_code, sizeof(out->error_code), false)) != 0)
-        FAIL(rc, reason_of(rc, "a done event's error code is missing", "a done event's error code is longer than 63 bytes"));
+        FAIL(rc, reason_of(rc, "a done event's error code is missing",
+                           "a done event's error code is longer than 63 bytes"));
     if ((rc = get_text(o, "msg", out->error_message, sizeof(out->error_message), true)) != 0)
         FAIL(rc, "a done event's error message is missing");
     if ((rc = get_u64(o, "tok", INT_MAX, &u)) != 0)

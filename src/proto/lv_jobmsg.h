@@ -16,7 +16,17 @@
  *    "tok":<n>,"ttft":<us>,"sse":true|false,"shape":<ms>,"rq":true|false,"stale":true|false,
  *    "b":"<backend id>","m":"<model>"}
  * Unknown fields are ignored (a newer worker may add some); a missing required one is an error.
- * Ids are [A-Za-z0-9_.:-] only. */
+ * Ids are [A-Za-z0-9_.:-] only (job id 1..64 bytes, frontend and worker ids 1..32, user 1..63,
+ * backend id 0..64); the session id is exactly 32 lowercase hex digits. Every field shown is
+ * written and required (a done event's code, msg, x, b and m may be ""); no other is written.
+ * Numbers are non-negative integers up to INT64_MAX (what jansson reads back), except rc (0 or
+ * negative) and shape (a finite number >= 0; NaN, infinite or negative is written as 0).
+ * Text (x) is UTF-8 without NUL; msg is written lossy (U+FFFD for bytes that are not UTF-8: it
+ * may quote a backend) and cut at a character boundary to fit error_message when parsed.
+ * Codes: LV_EPARSE = not this format (bad magic, a length past the end, not one JSON object,
+ * trailing bytes, duplicate keys, a field missing or of the wrong type); LV_EINVAL = a value out
+ * of its range or alphabet, settings the settings checks refuse, an unknown event type; LV_ELIMIT
+ * = a byte cap (header, frame, event, text, code, model). */
 #ifndef LV_JOBMSG_H
 #define LV_JOBMSG_H
 
@@ -52,11 +62,15 @@ typedef struct {
     size_t jpeg_len;
 } lv_jobmsg_t;
 
-/** Append the job body to out (its cap applies). LV_EINVAL (an id with other bytes, a cap),
- * LV_ELIMIT (out's cap), LV_ENOMEM. */
+/** Append the job body to out (its cap applies). LV_EINVAL (an id with other bytes, a number out
+ * of range, no frame, settings lv_settings_apply_json would refuse, the header over
+ * LV_JOBMSG_HDR_MAX or the frame over LV_JOBMSG_JPEG_MAX), LV_ELIMIT (out's cap), LV_ENOMEM. All
+ * or nothing: on failure out is as it was. */
 int lv_jobmsg_encode(const lv_jobmsg_t *j, lv_buf_t *out);
-/** Parse a job body. jpeg points into p (keep p alive). 0, or LV_EPARSE / LV_ELIMIT / LV_EINVAL
- * with *why (static) saying what. The settings go through lv_settings_apply_json's checks. */
+/** Parse a job body. jpeg points into p (keep p alive); jpeg_len >= 1. 0, or LV_EPARSE /
+ * LV_ELIMIT / LV_EINVAL with *why (static; why may be NULL) saying what, and *out zeroed. The
+ * settings are applied onto lv_settings_defaults() (a field left out keeps its default) through
+ * lv_settings_apply_json's checks. */
 int lv_jobmsg_parse(const void *p, size_t len, lv_jobmsg_t *out, const char **why);
 
 typedef enum { LV_JOBEV_STARTED = 1, LV_JOBEV_DELTA, LV_JOBEV_DONE } lv_jobev_kind_t;
@@ -82,10 +96,16 @@ typedef struct {
     bool stale;                       /* dropped unstarted: past its deadline when a worker took it */
 } lv_jobev_t;
 
-/** Append one event to out. LV_EINVAL, LV_ELIMIT, LV_ENOMEM. */
+/** Append one event to out: compact JSON on one line, no jansson tree (the delta path is hot).
+ * LV_EINVAL (an id, the text not UTF-8 or holding a NUL or over LV_JOBEV_TEXT_MAX, a string field
+ * without its NUL, rc > 0, tokens < 0, the event over LV_JOBEV_MAX once escaped), LV_ELIMIT
+ * (out's cap), LV_ENOMEM. All or nothing. A delta should carry whole UTF-8 sequences: cut text
+ * with lv_utf8_cut. */
 int lv_jobev_encode(const lv_jobev_t *e, lv_buf_t *out);
 /** Parse one event; its text is unescaped into textbuf (reset first; cap LV_JOBEV_TEXT_MAX) and
- * out->text points there. 0, or LV_EPARSE / LV_ELIMIT / LV_EINVAL with *why. */
+ * out->text points there (delta, done: never NULL, "" when empty; started: NULL). Only the fields
+ * of its kind are set, the others are zero. 0, or LV_EPARSE / LV_ELIMIT / LV_EINVAL with *why
+ * (why may be NULL), *out zeroed and textbuf empty. */
 int lv_jobev_parse(const char *p, size_t len, lv_jobev_t *out, lv_buf_t *textbuf, const char **why);
 
 #endif

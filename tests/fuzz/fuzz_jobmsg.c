@@ -40,20 +40,18 @@ static bool id_ok(const char *s, size_t size, size_t min)
 static bool settings_same(const lv_settings_t *a, const lv_settings_t *b)
 {
     return strcmp(a->prompt, b->prompt) == 0 && a->max_tokens == b->max_tokens && a->temperature == b->temperature &&
-           a->interval_ms == b->interval_ms && strcmp(a->backend, b->backend) == 0 &&
-           strcmp(a->model, b->model) == 0 && a->frame_max_side == b->frame_max_side &&
-           a->jpeg_quality == b->jpeg_quality && a->stats_interval_ms == b->stats_interval_ms &&
-           a->debug == b->debug && strcmp(a->source, b->source) == 0;
+           a->interval_ms == b->interval_ms && strcmp(a->backend, b->backend) == 0 && strcmp(a->model, b->model) == 0 &&
+           a->frame_max_side == b->frame_max_side && a->jpeg_quality == b->jpeg_quality &&
+           a->stats_interval_ms == b->stats_interval_ms && a->debug == b->debug && strcmp(a->source, b->source) == 0;
 }
 
 static bool job_same(const lv_jobmsg_t *a, const lv_jobmsg_t *b)
 {
-    return strcmp(a->id, b->id) == 0 && strcmp(a->frontend, b->frontend) == 0 &&
-           strcmp(a->session, b->session) == 0 && strcmp(a->user, b->user) == 0 && a->weight == b->weight &&
-           a->answer_id == b->answer_id && a->enq_wall_ms == b->enq_wall_ms &&
-           a->deadline_wall_ms == b->deadline_wall_ms && a->capture_age_ms == b->capture_age_ms &&
-           settings_same(&a->settings, &b->settings) && a->jpeg_len == b->jpeg_len &&
-           memcmp(a->jpeg, b->jpeg, a->jpeg_len) == 0;
+    return strcmp(a->id, b->id) == 0 && strcmp(a->frontend, b->frontend) == 0 && strcmp(a->session, b->session) == 0 &&
+           strcmp(a->user, b->user) == 0 && a->weight == b->weight && a->answer_id == b->answer_id &&
+           a->enq_wall_ms == b->enq_wall_ms && a->deadline_wall_ms == b->deadline_wall_ms &&
+           a->capture_age_ms == b->capture_age_ms && settings_same(&a->settings, &b->settings) &&
+           a->jpeg_len == b->jpeg_len && memcmp(a->jpeg, b->jpeg, a->jpeg_len) == 0;
 }
 
 static bool ev_same(const lv_jobev_t *a, const lv_jobev_t *b)
@@ -131,13 +129,12 @@ static void fuzz_event(const uint8_t *d, size_t size)
          strnlen(ev.model, sizeof(ev.model)) == sizeof(ev.model)))
         abort();
     if (ev.kind == LV_JOBEV_STARTED ? ev.text != NULL
-                                    : (!ev.text || ev.text_len > LV_JOBEV_TEXT_MAX || !lv_utf8_valid(ev.text, ev.text_len) ||
-                                       memchr(ev.text, '\0', ev.text_len)))
+                                    : (!ev.text || ev.text_len > LV_JOBEV_TEXT_MAX ||
+                                       !lv_utf8_valid(ev.text, ev.text_len) || memchr(ev.text, '\0', ev.text_len)))
         abort();
-    if (ev.kind == LV_JOBEV_DONE &&
-        (ev.rc > 0 || ev.tokens < 0 || !(ev.shape_ms >= 0) ||
-         strnlen(ev.error_message, sizeof(ev.error_message)) == sizeof(ev.error_message) ||
-         !lv_utf8_valid(ev.error_message, strlen(ev.error_message))))
+    if (ev.kind == LV_JOBEV_DONE && (ev.rc > 0 || ev.tokens < 0 || !(ev.shape_ms >= 0) ||
+                                     strnlen(ev.error_message, sizeof(ev.error_message)) == sizeof(ev.error_message) ||
+                                     !lv_utf8_valid(ev.error_message, strlen(ev.error_message))))
         abort();
     rc = lv_jobev_encode(&ev, &a);
     if (rc == LV_EINVAL && size + GROWTH_SLACK > LV_JOBEV_MAX)

@@ -239,7 +239,8 @@ static void job_round_trip(void **state)
     assert_job_equal(&j, &got);
     lv_buf_free(&b);
     j.weight = 1000;
-    snprintf(j.id, sizeof(j.id), "%.*s", LV_JOB_ID_MAX, "0123456789012345678901234567890123456789012345678901234567890123456789");
+    snprintf(j.id, sizeof(j.id), "%.*s", LV_JOB_ID_MAX,
+             "0123456789012345678901234567890123456789012345678901234567890123456789");
     memset(j.frontend, 'F', LV_NODE_ID_MAX);
     j.frontend[LV_NODE_ID_MAX] = '\0';
     memset(j.user, 'u', LV_PRINCIPAL_KEY_MAX - 1);
@@ -286,11 +287,11 @@ static void job_encode_refusals(void **state)
     (void)state;
     lv_jobmsg_t j;
     const size_t big = 1 << 20;
-#define REFUSE(mutation, want)                                                                     \
-    do {                                                                                           \
-        make_job(&j);                                                                              \
-        mutation;                                                                                  \
-        encode_refused(&j, want, big, #mutation);                                                  \
+#define REFUSE(mutation, want)                                                                                         \
+    do {                                                                                                               \
+        make_job(&j);                                                                                                  \
+        mutation;                                                                                                      \
+        encode_refused(&j, want, big, #mutation);                                                                      \
     } while (0)
     REFUSE(j.id[0] = '\0', LV_EINVAL);
     REFUSE(j.id[3] = '/', LV_EINVAL);
@@ -346,6 +347,7 @@ static void job_parse_framing(void **state)
         if (rc == 0 || !why)
             fail_msg("prefix of %zu bytes: rc %d", n, rc);
     }
+    assert_int_equal(lv_jobmsg_parse(b.data, 7, &got, NULL), LV_EPARSE); /* why may be NULL */
     assert_int_equal(lv_jobmsg_parse(b.data, 7, &got, &why), LV_EPARSE);
     assert_non_null(strstr(why, "shorter"));
     assert_int_equal(lv_jobmsg_parse(b.data, 8 + h, &got, &why), LV_EPARSE);
@@ -429,7 +431,8 @@ static void job_parse_fields(void **state)
     const char *key;
     json_t *value;
     size_t n_keys = 0;
-    json_object_foreach(tmpl, key, value) {
+    json_object_foreach(tmpl, key, value)
+    {
         json_t *o = json_deep_copy(tmpl);
         assert_int_equal(json_object_del(o, key), 0);
         header_refused(o, LV_EPARSE, "missing");
@@ -753,11 +756,11 @@ static void event_encode_refusals(void **state)
     lv_jobev_t e;
     char *big = malloc(LV_JOBEV_TEXT_MAX + 1);
     memset(big, 'x', LV_JOBEV_TEXT_MAX + 1);
-#define REFUSE(mutation, want)                                                                     \
-    do {                                                                                           \
-        make_done(&e);                                                                             \
-        mutation;                                                                                  \
-        ev_encode_refused(&e, want, LV_JOBEV_MAX, #mutation);                                      \
+#define REFUSE(mutation, want)                                                                                         \
+    do {                                                                                                               \
+        make_done(&e);                                                                                                 \
+        mutation;                                                                                                      \
+        ev_encode_refused(&e, want, LV_JOBEV_MAX, #mutation);                                                          \
     } while (0)
     REFUSE(e.kind = 0, LV_EINVAL);
     REFUSE(e.kind = 4, LV_EINVAL);
@@ -865,6 +868,13 @@ static void done_refused(const lv_jobev_t *e, const char *key, json_t *value, in
 static void event_parse_refusals(void **state)
 {
     (void)state;
+    {
+        lv_buf_t text;
+        lv_jobev_t got;
+        lv_buf_init(&text, 64);
+        assert_int_equal(lv_jobev_parse("{", 1, &got, &text, NULL), LV_EPARSE); /* why may be NULL */
+        lv_buf_free(&text);
+    }
     ev_refused("", LV_EPARSE, "not one JSON object");
     ev_refused("[]", LV_EPARSE, "not one JSON object");
     ev_refused("\"t\"", LV_EPARSE, "not one JSON object");
@@ -905,7 +915,8 @@ static void event_parse_refusals(void **state)
         const char *key;
         json_t *value;
         size_t n_keys = 0;
-        json_object_foreach(tmpl, key, value) {
+        json_object_foreach(tmpl, key, value)
+        {
             json_t *o = json_deep_copy(tmpl);
             assert_int_equal(json_object_del(o, key), 0);
             ev_obj_refused(o, LV_EPARSE, strcmp(key, "t") == 0 ? "no type" : "missing");
@@ -991,11 +1002,12 @@ static void event_parse_caps(void **state)
 
     /* an error message longer than its field is cut at a character boundary, not refused */
     lv_buf_reset(&ev);
-    assert_int_equal(lv_buf_append_str(&ev, "{\"t\":\"e\",\"j\":\"a\",\"w\":\"w\",\"rc\":-11,\"code\":\"x\",\"msg\":\""), 0);
+    assert_int_equal(
+        lv_buf_append_str(&ev, "{\"t\":\"e\",\"j\":\"a\",\"w\":\"w\",\"rc\":-11,\"code\":\"x\",\"msg\":\""), 0);
     for (size_t i = 0; i < 200; i++)
         assert_int_equal(lv_buf_append_str(&ev, "é€"), 0); /* 5 bytes each: 1000 */
     assert_int_equal(lv_buf_append_str(&ev, "\",\"x\":\"\",\"tok\":0,\"ttft\":0,\"sse\":false,\"shape\":1,"
-                                             "\"rq\":false,\"stale\":false,\"b\":\"\",\"m\":\"\",\"new\":[1]}"),
+                                            "\"rq\":false,\"stale\":false,\"b\":\"\",\"m\":\"\",\"new\":[1]}"),
                      0);
     assert_int_equal(lv_jobev_parse(ev.data, ev.len, &got, &text, &why), 0);
     size_t ml = strlen(got.error_message);
@@ -1018,12 +1030,12 @@ static void event_parse_caps(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(job_round_trip),        cmocka_unit_test(job_encode_appends),
-        cmocka_unit_test(job_encode_refusals),   cmocka_unit_test(job_parse_framing),
-        cmocka_unit_test(job_parse_fields),      cmocka_unit_test(job_parse_values),
-        cmocka_unit_test(job_parse_ranges),      cmocka_unit_test(event_round_trips),
+        cmocka_unit_test(job_round_trip),         cmocka_unit_test(job_encode_appends),
+        cmocka_unit_test(job_encode_refusals),    cmocka_unit_test(job_parse_framing),
+        cmocka_unit_test(job_parse_fields),       cmocka_unit_test(job_parse_values),
+        cmocka_unit_test(job_parse_ranges),       cmocka_unit_test(event_round_trips),
         cmocka_unit_test(event_encode_sanitizes), cmocka_unit_test(event_encode_refusals),
-        cmocka_unit_test(event_parse_refusals),  cmocka_unit_test(event_parse_caps),
+        cmocka_unit_test(event_parse_refusals),   cmocka_unit_test(event_parse_caps),
     };
     return cmocka_run_group_tests(tests, load_jpeg, free_jpeg);
 }
