@@ -3,6 +3,8 @@
  * callback runs exactly once whatever happens to the connection. */
 #include "lv_redis.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,12 @@
 #define STILL_DOWN_LOG_MS 60000
 /* A connection that flaps (up, lost, up...) logs its losses at most this often. */
 #define LOST_LOG_MS 10000
+/* A command (or a BLPOP past its own timeout) unanswered this long means the server or the path to
+ * it is stuck (SIGSTOP, a partition that drops packets: TCP would wait 15 min): the connections
+ * are given up and opened again, so callers hear about it. Far above any reply this cluster's
+ * commands and scripts take; Redis's own busy-script limit is 5 s too. */
+#define REPLY_TIMEOUT_MS 5000
+#define WATCHDOG_PERIOD_MS 1000
 #define NAME_MAX_BYTES 64
 #define CHANNEL_MAX_BYTES 256
 #define EVAL_ARGC_MAX (1 << 20)
@@ -51,6 +59,7 @@ typedef struct {
     redisAsyncContext *doomed;
     uv_timer_t timer; /* CONNECTING: the connect timeout; WAIT: the backoff */
     uint32_t backoff_ms;
+    uint32_t attempt; /* numbers the attempts, so a late name resolution is known as stale */
     /* logging: one line when an outage starts and one when it ends, not one per attempt */
     bool outage;
     bool outage_logged;
@@ -76,7 +85,19 @@ typedef struct {
     int script; /* eval: the script id (for NOSCRIPT); -1 otherwise */
     char *cmd;  /* eval: the formatted EVALSHA, resent after SCRIPT LOAD; blpop: until sent */
     size_t cmd_len;
+    uint64_t sent_ms;  /* when handed to hiredis (the watchdog's clock) */
+    int blpop_timeout_s;
 } req_t;
+
+/* A host name resolved on the thread pool: hiredis 0.14 would call getaddrinfo on the loop, and
+ * with DNS down that stalls every socket of the process at each retry. Outlives its attempt (and
+ * the client: close detaches it) until libuv calls back. */
+typedef struct {
+    uv_getaddrinfo_t req;
+    lv_queue_t link; /* r->resolving while its connection waits for it */
+    conn_t *c;       /* NULL once detached */
+    uint32_t attempt;
+} resolve_t;
 
 typedef struct {
     char *lua;
@@ -91,7 +112,9 @@ struct lv_redis {
     lv_redis_cfg_t cfg;
     uint64_t connect_timeout_ms;
     conn_t conn[CONN_COUNT];
-    uv_timer_t reap; /* frees doomed contexts outside hiredis's callbacks */
+    uv_timer_t reap;     /* frees doomed contexts outside hiredis's callbacks */
+    uv_timer_t watchdog; /* REPLY_TIMEOUT_MS */
+    lv_queue_t resolving;
     int handles_open;
     bool closing;
     bool up;
@@ -468,6 +491,7 @@ static int blpop_send(lv_redis_t *r)
     if (redisAsyncFormattedCommand(c->ac, on_reply, q, q->cmd, q->cmd_len) != REDIS_OK)
         return LV_ECLOSED;
     q->sent = true;
+    q->sent_ms = lv_now_ms();
     return 0;
 }
 
@@ -548,7 +572,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
 {
     conn_t *c = ac->data;
     if (status == REDIS_OK) {
-        if (c->ac == ac)
+        /* TCP only: on a Unix socket hiredis would flag the context with the setsockopt error */
+        if (c->ac == ac && !c->r->url.is_unix)
             redisEnableKeepAlive(&c->ac->c);
         return;
     }
@@ -603,20 +628,12 @@ static int conn_send_handshake(conn_t *c)
     return 0;
 }
 
-static void conn_connect(conn_t *c)
+/* Open a context to addr (an IP literal or the socket path) for the attempt under way. */
+static void conn_open_context(conn_t *c, const char *addr)
 {
     lv_redis_t *r = c->r;
     char why[ERR_MAX_BYTES];
-    if (c->doomed) {
-        /* not inside its callbacks: we run from a timer or a fresh API call */
-        redisAsyncContext *old = c->doomed;
-        c->doomed = NULL;
-        redisAsyncFree(old);
-    }
-    c->opened = true;
-    c->state = CONN_CONNECTING;
-    redisAsyncContext *ac =
-        r->url.is_unix ? redisAsyncConnectUnix(r->url.path) : redisAsyncConnect(r->url.host, r->url.port);
+    redisAsyncContext *ac = r->url.is_unix ? redisAsyncConnectUnix(addr) : redisAsyncConnect(addr, r->url.port);
     if (!ac) {
         conn_down(c, "out of memory");
         return;
@@ -636,9 +653,138 @@ static void conn_connect(conn_t *c)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     c->ac = ac;
-    uv_timer_start(&c->timer, conn_timer_cb, r->connect_timeout_ms, 0);
     if (conn_send_handshake(c) != 0)
         conn_abort(c, "out of memory");
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    resolve_t *rs = LV_CONTAINER_OF(req, resolve_t, req);
+    conn_t *c = rs->c;
+    if (c)
+        lv_queue_remove(&rs->link);
+    if (!c || c->r->closing || rs->attempt != c->attempt || c->state != CONN_CONNECTING || c->ac)
+        goto out; /* detached, or its attempt timed out meanwhile */
+    if (status < 0) {
+        char why[ERR_MAX_BYTES];
+        snprintf(why, sizeof(why), "the host name does not resolve: %s", uv_strerror(status));
+        conn_down(c, why);
+        goto out;
+    }
+    /* IPv4 first (as hiredis 0.14 itself tries), then IPv6; each failed attempt takes the next
+     * address, so one dead address of a name does not stop the others from being tried */
+    int n = 0;
+    for (const struct addrinfo *a = res; a; a = a->ai_next)
+        n += a->ai_family == AF_INET || a->ai_family == AF_INET6;
+    if (n == 0) {
+        conn_down(c, "the host name has no IPv4 or IPv6 address");
+        goto out;
+    }
+    int want = (int)(c->failures % (uint32_t)n), i = 0;
+    char ip[INET6_ADDRSTRLEN] = "";
+    for (int pass = 0; pass < 2 && !ip[0]; pass++) {
+        int family = pass == 0 ? AF_INET : AF_INET6;
+        for (const struct addrinfo *a = res; a && !ip[0]; a = a->ai_next) {
+            if (a->ai_family != family || i++ != want)
+                continue;
+            const void *sa = family == AF_INET ? (const void *)&((const struct sockaddr_in *)a->ai_addr)->sin_addr
+                                               : (const void *)&((const struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+            if (!inet_ntop(family, sa, ip, sizeof(ip)))
+                ip[0] = '\0';
+        }
+    }
+    if (!ip[0])
+        conn_down(c, "the host name's address cannot be used");
+    else
+        conn_open_context(c, ip);
+out:
+    uv_freeaddrinfo(res);
+    free(rs);
+}
+
+static bool is_ip_literal(const char *host)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* One attempt: the connect timer covers it all (name, TCP, AUTH, SELECT, PING). */
+static void conn_connect(conn_t *c)
+{
+    lv_redis_t *r = c->r;
+    if (c->doomed) {
+        /* not inside its callbacks: we run from a timer or a fresh API call */
+        redisAsyncContext *old = c->doomed;
+        c->doomed = NULL;
+        redisAsyncFree(old);
+    }
+    c->opened = true;
+    c->state = CONN_CONNECTING;
+    c->attempt++;
+    uv_timer_start(&c->timer, conn_timer_cb, r->connect_timeout_ms, 0);
+    if (r->url.is_unix) {
+        conn_open_context(c, r->url.path);
+        return;
+    }
+    if (is_ip_literal(r->url.host)) {
+        conn_open_context(c, r->url.host);
+        return;
+    }
+    resolve_t *rs = calloc(1, sizeof(*rs));
+    if (!rs) {
+        conn_down(c, "out of memory");
+        return;
+    }
+    rs->c = c;
+    rs->attempt = c->attempt;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+    int rc = uv_getaddrinfo(r->loop, &rs->req, on_resolved, r->url.host, NULL, &hints);
+    if (rc != 0) {
+        free(rs);
+        char why[ERR_MAX_BYTES];
+        snprintf(why, sizeof(why), "the host name cannot be resolved: %s", uv_strerror(rc));
+        conn_down(c, why);
+        return;
+    }
+    lv_queue_insert_tail(&r->resolving, &rs->link);
+}
+
+/* ---------- the watchdog ---------- */
+
+static void watchdog_cb(uv_timer_t *t)
+{
+    lv_redis_t *r = t->data;
+    if (r->closing)
+        return;
+    uint64_t now = lv_now_ms();
+    char why[ERR_MAX_BYTES];
+    /* commands are answered in order: the oldest owed one (the list's first but for the one
+     * BLPOP, which has its own connection) says whether the connection still moves */
+    const req_t *oldest = NULL;
+    lv_queue_t *n;
+    LV_QUEUE_FOREACH(n, &r->reqs)
+    {
+        const req_t *q = LV_CONTAINER_OF(n, req_t, link);
+        if (q->kind == CONN_CMD) {
+            oldest = q;
+            break;
+        }
+    }
+    if (r->conn[CONN_CMD].state == CONN_READY && oldest && oldest->sent && now - oldest->sent_ms > REPLY_TIMEOUT_MS) {
+        snprintf(why, sizeof(why), "no reply for %.1f s", (double)(now - oldest->sent_ms) / 1000.0);
+        /* the others most likely hang on the same path: open them all again, commands last (its
+         * on_state callback may do anything) */
+        for (int i = CONN_COUNT - 1; i >= 0; i--)
+            if (r->conn[i].state == CONN_READY)
+                conn_abort(&r->conn[i], why);
+        return;
+    }
+    const req_t *b = r->blpop;
+    if (r->conn[CONN_BLOCK].state == CONN_READY && b && b->sent && b->blpop_timeout_s > 0 &&
+        now - b->sent_ms > (uint64_t)b->blpop_timeout_s * 1000 + REPLY_TIMEOUT_MS) {
+        snprintf(why, sizeof(why), "BLPOP unanswered %d s past its timeout", REPLY_TIMEOUT_MS / 1000);
+        conn_abort(&r->conn[CONN_BLOCK], why);
+    }
 }
 
 /* ---------- the API ---------- */
@@ -665,9 +811,14 @@ int lv_redis_create(uv_loop_t *loop, const lv_redisurl_t *url, const lv_redis_cf
     r->cfg.name = r->name;
     r->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? (uint64_t)cfg->connect_timeout_ms : CONNECT_TIMEOUT_DEFAULT_MS;
     lv_queue_init(&r->reqs);
+    lv_queue_init(&r->resolving);
     uv_timer_init(loop, &r->reap);
     r->reap.data = r;
-    r->handles_open = 1;
+    uv_timer_init(loop, &r->watchdog);
+    r->watchdog.data = r;
+    uv_timer_start(&r->watchdog, watchdog_cb, WATCHDOG_PERIOD_MS, WATCHDOG_PERIOD_MS);
+    uv_unref((uv_handle_t *)&r->watchdog); /* never what keeps a loop running */
+    r->handles_open = 2;
     for (int i = 0; i < CONN_COUNT; i++) {
         conn_t *c = &r->conn[i];
         c->r = r;
@@ -735,6 +886,14 @@ void lv_redis_close(lv_redis_t *r)
     }
     uv_timer_stop(&r->reap);
     uv_close((uv_handle_t *)&r->reap, on_handle_closed);
+    uv_close((uv_handle_t *)&r->watchdog, on_handle_closed);
+    /* a name resolution still on the thread pool frees itself when it returns */
+    while (!lv_queue_empty(&r->resolving)) {
+        resolve_t *rs = LV_CONTAINER_OF(lv_queue_head(&r->resolving), resolve_t, link);
+        lv_queue_remove(&rs->link);
+        rs->c = NULL;
+        uv_cancel((uv_req_t *)&rs->req);
+    }
 }
 
 bool lv_redis_up(const lv_redis_t *r) { return r && r->up && !r->closing; }
@@ -771,6 +930,7 @@ static int cmd_send_formatted(lv_redis_t *r, req_t *q, const char *cmd, size_t l
         return send_error(ac);
     }
     q->sent = true;
+    q->sent_ms = lv_now_ms();
     return 0;
 }
 
@@ -948,6 +1108,7 @@ int lv_redis_blpop(lv_redis_t *r, const char *key, int timeout_s, lv_redis_reply
         return LV_ENOMEM;
     }
     q->cmd_len = (size_t)len;
+    q->blpop_timeout_s = timeout_s;
     conn_t *c = &r->conn[CONN_BLOCK];
     req_owe(r, q);
     r->blpop = q;

@@ -41,6 +41,7 @@ typedef struct {
     int port;
     char dir[64];
     char pass[32];
+    bool unix_socket; /* also listen on <dir>/redis.sock */
 } srv_t;
 
 static int free_port(void)
@@ -108,12 +109,23 @@ static void srv_start(srv_t *s)
         }
         if (chdir(s->dir) != 0)
             _exit(127);
-        if (s->pass[0])
-            execl(REDIS_SERVER, REDIS_SERVER, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                  "no", "--dir", s->dir, "--requirepass", s->pass, (char *)NULL);
-        else
-            execl(REDIS_SERVER, REDIS_SERVER, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                  "no", "--dir", s->dir, (char *)NULL);
+        char sock[128];
+        snprintf(sock, sizeof(sock), "%s/redis.sock", s->dir);
+        const char *argv[24] = {REDIS_SERVER, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                "no", "--dir", s->dir};
+        int argc = 11;
+        if (s->pass[0]) {
+            argv[argc++] = "--requirepass";
+            argv[argc++] = s->pass;
+        }
+        if (s->unix_socket) {
+            argv[argc++] = "--unixsocket";
+            argv[argc++] = sock;
+            argv[argc++] = "--unixsocketperm";
+            argv[argc++] = "700";
+        }
+        argv[argc] = NULL;
+        execv(REDIS_SERVER, (char *const *)argv);
         _exit(127);
     }
     s->pid = pid;
@@ -145,7 +157,7 @@ static void srv_cleanup(srv_t *s)
     srv_kill(s);
     if (s->dir[0]) {
         char p[128];
-        static const char *const files[] = {"redis.log", "dump.rdb"};
+        static const char *const files[] = {"redis.log", "dump.rdb", "redis.sock"};
         for (size_t i = 0; i < LV_ARRAY_LEN(files); i++) {
             snprintf(p, sizeof(p), "%s/%s", s->dir, files[i]);
             unlink(p);
@@ -901,6 +913,83 @@ static void connect_timeout(void **state)
     client_close();
 }
 
+/* A server that stops answering (SIGSTOP: the socket stays open, as in a partition that drops
+ * packets) is given up after the reply timeout: callbacks fail, on_state says down; it comes back
+ * by itself once the server answers again. */
+static void stalled_server(void **state)
+{
+    (void)state;
+    static rec_t rec;
+    memset(&rec, 0, sizeof(rec));
+    start_and_connect();
+    assert_int_equal(lv_redis_subscribe(fx->r, "ch"), 0);
+    assert_true(publish_until_heard("ch", "1", 1, WAIT_MS));
+    assert_int_equal(lv_redis_blpop(fx->r, "lv:q:ready", 1, on_reply, slot(&rec, 10)), 0);
+    rec_wait(&rec, 1); /* the blocking connection is open */
+    memset(&rec, 0, sizeof(rec));
+    kill(fx->srv.pid, SIGSTOP);
+    uint64_t t0 = now_ms();
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(cmd(&rec, i, "PING", NULL, NULL), 0);
+    assert_int_equal(lv_redis_blpop(fx->r, "lv:q:ready", 1, on_reply, slot(&rec, 5)), 0);
+    if (!run_until(is_down, NULL, 9000)) {
+        kill(fx->srv.pid, SIGCONT);
+        fail_msg("still up %d ms after the server stopped", 9000);
+    }
+    uint64_t took = now_ms() - t0;
+    rec_wait(&rec, 6);
+    kill(fx->srv.pid, SIGCONT);
+    assert_true(took >= 4000 && took < 8000);
+    for (int i = 0; i <= 5; i++) {
+        assert_int_equal(rec.calls[i], 1);
+        assert_string_equal(rec.err[i], "connection lost");
+    }
+    assert_int_equal(fx->nstates, 2);
+    assert_true(run_until(is_up, NULL, WAIT_MS));
+    assert_int_equal(fx->nstates, 3);
+    assert_int_equal(cmd(&rec, 6, "PING", NULL, NULL), 0);
+    rec_wait(&rec, 7);
+    assert_int_equal(rec.type[6], REDIS_REPLY_STATUS);
+    assert_true(publish_until_heard("ch", "2", 1, WAIT_MS));
+    client_close();
+}
+
+/* A host name (resolved on the thread pool) and a Unix socket. */
+static void name_and_unix_socket(void **state)
+{
+    (void)state;
+    static rec_t rec;
+    memset(&rec, 0, sizeof(rec));
+    fx->srv.unix_socket = true;
+    srv_start(&fx->srv);
+    char url[128];
+    snprintf(url, sizeof(url), "redis://localhost:%d/1", fx->srv.port);
+    client_open(url, 0);
+    assert_true(run_until(is_up, NULL, WAIT_MS));
+    assert_int_equal(cmd(&rec, 0, "SET", "where", "tcp"), 0);
+    rec_wait(&rec, 1);
+    client_close();
+    snprintf(url, sizeof(url), "unix://%s/redis.sock?db=1", fx->srv.dir);
+    client_open(url, 0);
+    assert_true(run_until(is_up, NULL, WAIT_MS));
+    assert_int_equal(cmd(&rec, 1, "GET", "where", NULL), 0);
+    rec_wait(&rec, 2);
+    assert_string_equal(rec.str[1], "tcp");
+    assert_int_equal(lv_redis_subscribe(fx->r, "u"), 0);
+    assert_true(publish_until_heard("u", "x", 1, WAIT_MS));
+    client_close();
+    /* a socket path with no server: refused, retried, closed cleanly */
+    snprintf(url, sizeof(url), "unix://%s/none.sock", fx->srv.dir);
+    client_open(url, 0);
+    run_for(300);
+    assert_false(lv_redis_up(fx->r));
+    client_close();
+    /* closed while its name is still being resolved */
+    snprintf(url, sizeof(url), "redis://localhost:%d", fx->srv.port);
+    client_open(url, 0);
+    client_close();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -918,6 +1007,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(close_with_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(refused_then_server_appears, setup, teardown),
         cmocka_unit_test_setup_teardown(connect_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(stalled_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(name_and_unix_socket, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
