@@ -37,6 +37,7 @@ const state = {
   config: null,
   started: false, // the app view has been wired once
   connState: 'disconnected',
+  connReason: null, // why a connected socket waits for its session (state event's reason)
   serverStarted: false,
   wantRun: false,
   cameraOpening: false,
@@ -266,6 +267,12 @@ function computeStatus() {
   if (!open) {
     const away = state.wantRun ? 'Not connected to the server: the analysis resumes when the connection is back.' : idlePlaceholder;
     if (state.connState === 'connecting') return { st: 'connecting', text: 'Connecting…', next: 'Connecting to the server…', placeholder: away };
+    if (state.connState === 'reconnecting' && state.connReason) {
+      // connected, but the server cannot answer hello yet (a cluster's session store is away): its
+      // sentence as it is; the page keeps its session and says hello again by itself
+      return { st: 'reconnecting', text: state.connReason, next: state.connReason, placeholder: away,
+        title: `${state.connReason} This page keeps its session.` };
+    }
     if (state.connState === 'reconnecting') {
       return { st: 'reconnecting', text: 'Disconnected — reconnecting…', next: 'Disconnected from the server — reconnecting…', placeholder: away,
         title: 'The connection to the server was lost. The page reconnects by itself and resumes the same session.' };
@@ -518,6 +525,7 @@ function wireApp() {
 
   conn.addEventListener('state', (ev) => {
     state.connState = ev.detail.state;
+    state.connReason = typeof ev.detail.reason === 'string' ? ev.detail.reason : null;
     renderStatus();
   });
   conn.addEventListener('session', (ev) => onSession(ev.detail));

@@ -71,6 +71,7 @@ class Tile {
     this.cam = cam;
     this.state = { state: cam.state || 'idle', reason: cam.reason || '' };
     this.connState = 'connecting';
+    this.connReason = null;
     this.started = false;
     this.final = ''; // the last complete answer
     this.live = ''; // the answer being written
@@ -84,7 +85,12 @@ class Tile {
     this.snap = new Snapshot(this.img, apiFetch, (info) => this._pictureShown(info));
     const keys = { id: `livevlm.wall.${this.id}.session_id`, secret: `livevlm.wall.${this.id}.resume_secret` };
     this.conn = new Connection(wsUrl(), { keys, helloSettings: () => wanted(this.id) });
-    this.conn.addEventListener('state', (ev) => { this.connState = ev.detail.state; this._render(); renderStatus(); });
+    this.conn.addEventListener('state', (ev) => {
+      this.connState = ev.detail.state;
+      this.connReason = typeof ev.detail.reason === 'string' ? ev.detail.reason : null; // cluster_unavailable
+      this._render();
+      renderStatus();
+    });
     this.conn.addEventListener('session', (ev) => this._session(ev.detail));
     this.conn.addEventListener('message', (ev) => this._message(ev.detail));
     this.conn.addEventListener('socketclose', () => { this.started = false; this.streaming = false; this._render(); });
@@ -247,7 +253,7 @@ class Tile {
     let note = '';
     let kind = '';
     if (this.connState !== 'open') {
-      note = this.connState === 'reconnecting' ? 'Not connected to the server: reconnecting…' : 'Connecting…';
+      note = this.connState === 'reconnecting' ? this.connReason || 'Not connected to the server: reconnecting…' : 'Connecting…';
       kind = 'info';
     } else if (st.state === 'reconnecting' || st.state === 'failed') {
       note = `${describeState(this.id, st.state, st.reason)}.`;

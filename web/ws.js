@@ -2,7 +2,10 @@
 // with backoff, keep-alive pings, and the per-tab session credentials in sessionStorage.
 //
 // Events (CustomEvent, detail as noted):
-//   state    {state: 'connecting'|'open'|'reconnecting'|'closed', attempt, delay}
+//   state    {state: 'connecting'|'open'|'reconnecting'|'closed', attempt, delay, reason?}
+//            reason: the server's sentence when the socket is open but hello cannot be answered
+//            yet (cluster_unavailable: the cluster's session store is unreachable); the same
+//            hello is said again by itself, the session is never dropped
 //   session  the `session` message (after hello or resume)
 //   message  any other server message (objects with a string `type`)
 //   socketclose {code, reason, opened, hadSession}
@@ -18,6 +21,10 @@ const SECRET_KEY = 'livevlm.resume_secret';
 const PAGE_KEYS = { id: SID_KEY, secret: SECRET_KEY };
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 5000;
+// cluster_unavailable: hello again on the same socket after 2 s, then 4 s, then every 8 s (under
+// the server's 10 s hello deadline, which counts from its last answer)
+const UNAVAILABLE_FIRST_MS = 2000;
+const UNAVAILABLE_MAX_MS = 8000;
 const PING_EVERY_MS = 20000;
 const SILENCE_LIMIT_MS = 50000;
 
@@ -33,6 +40,8 @@ export class Connection extends EventTarget {
     this.backoff = BACKOFF_MIN_MS;
     this.attempt = 0;
     this.retryTimer = null;
+    this.helloTimer = null;
+    this.helloBackoff = UNAVAILABLE_FIRST_MS;
     this.pingTimer = null;
     this.lastRx = 0;
     this.pongSeen = false;
@@ -74,6 +83,7 @@ export class Connection extends EventTarget {
     this.attempt = 0;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this._stopHelloRetry();
     this._stopPing();
     if (this.ws) {
       const ws = this.ws;
@@ -169,6 +179,7 @@ export class Connection extends EventTarget {
     const hadSession = this.hasSession;
     this.ws = null;
     this.hasSession = false;
+    this._stopHelloRetry();
     this._stopPing();
     this._emit('socketclose', { code, reason, opened, hadSession });
     if (this.want) this._scheduleRetry();
@@ -193,6 +204,8 @@ export class Connection extends EventTarget {
       this.hasSession = true;
       this.everHadSession = true;
       this.backoff = BACKOFF_MIN_MS;
+      this._stopHelloRetry();
+      this.helloBackoff = UNAVAILABLE_FIRST_MS;
       this.attempt = 0;
       this._emit('state', { state: 'open' });
       this._emit('session', msg);
@@ -205,12 +218,43 @@ export class Connection extends EventTarget {
       this._emit('message', msg);
       return;
     }
+    if (msg.type === 'error' && msg.code === 'cluster_unavailable' && !this.hasSession) {
+      // A cluster's session store is unreachable for a moment: the socket stays open and the
+      // session (its id and secret stay stored) is resumed by the same hello a little later.
+      this._retryHello(typeof msg.message === 'string' ? msg.message : '');
+      return;
+    }
+    if (msg.type === 'error' && msg.code === 'session_moved') {
+      // Another server of the cluster serves this session now and this socket closes: the
+      // ordinary reconnect resumes it wherever the connection lands.
+      return;
+    }
     if (msg.type === 'pong') {
       this.pongSeen = true;
       if (typeof msg.t === 'number') this._emit('rtt', { ms: performance.now() - msg.t });
       return;
     }
     this._emit('message', msg);
+  }
+
+  // Say hello again on this socket after a bounded backoff, and tell the page why it waits.
+  _retryHello(reason) {
+    const delay = this.helloBackoff;
+    this.helloBackoff = Math.min(UNAVAILABLE_MAX_MS, this.helloBackoff * 2);
+    this._emit('state', { state: 'reconnecting', attempt: this.attempt, delay,
+      reason: reason || 'The session store is unreachable right now; the page retries by itself.' });
+    clearTimeout(this.helloTimer);
+    const ws = this.ws;
+    this.helloTimer = setTimeout(() => {
+      this.helloTimer = null;
+      if (this.ws !== ws || !ws || ws.readyState !== WebSocket.OPEN || this.hasSession) return;
+      try { this._hello(); } catch { /* closing: the reconnect takes over */ }
+    }, delay);
+  }
+
+  _stopHelloRetry() {
+    clearTimeout(this.helloTimer);
+    this.helloTimer = null;
   }
 
   _scheduleRetry() {

@@ -18,6 +18,8 @@
 #include "lv_backend.h"
 #include "lv_buf.h"
 #include "lv_camera.h"
+#include "lv_cluster.h"
+#include "lv_cluster_sessions.h"
 #include "lv_common.h"
 #include "lv_dispatch_local.h"
 #include "lv_drr.h"
@@ -40,6 +42,12 @@
 #include "lv_wsconn.h"
 #include "lv_wsframe.h"
 #include "lv_wsmsg.h"
+
+/* TEMPORARY, until src/server/lv_cluster.c lands: the build links without it. Every call is
+ * behind app->cluster, which only lv_cluster_start sets. */
+#pragma weak lv_cluster_dispatch
+#pragma weak lv_cluster_fpm_allows
+#pragma weak lv_cluster_fpm_count
 
 #define TICK_MS 20
 #define SWEEP_MS 1000
@@ -432,26 +440,122 @@ static int check_choice(lv_app_t *app, const lv_settings_t *next, const lv_setti
     return 0;
 }
 
+static void send_session_not_found(lv_conn_t *c)
+{
+    lv_conn_send_error(c, "session_not_found",
+                       "no session with that id and secret (it may have expired); send hello without them to start "
+                       "a new one",
+                       NULL);
+}
+
+static void send_too_many_sessions(lv_conn_t *c)
+{
+    lv_conn_send_error(c, "too_many_sessions",
+                       "session limit reached (per address or in total); close other tabs or wait for idle sessions "
+                       "to expire",
+                       NULL);
+    lv_conn_close(c, LV_WS_CLOSE_POLICY, "too many sessions");
+}
+
+/* Cluster mode, Redis unreachable: the socket stays open and the page says hello again by itself
+ * (docs/protocol.md). Its hello deadline counts from this answer, so a page retrying within the
+ * deadline is not closed for "no hello". */
+static void send_cluster_unavailable(lv_conn_t *c)
+{
+    c->opened_ms = lv_now_ms();
+    lv_conn_send_error(c, "cluster_unavailable",
+                       "The session store is unreachable right now; the page retries by itself.", NULL);
+}
+
+/* The session is c's now: the hello's answer, as for a local resume or a new session. secret: the
+ * new session's resume secret (NULL when resumed). */
+static void hello_answer(lv_conn_t *c, lv_session_t *s, const char *secret)
+{
+    attach(c, s);
+    send_session_hello(c, secret, secret == NULL);
+    camera_sync(c->app, s); /* a started camera session resumed: camera_state after its session */
+}
+
+void lv_engine_hello_done(lv_conn_t *c, lv_session_t *s, const char *secret, int rc)
+{
+    if (c->kill)
+        return; /* closing: nothing more goes out (a session made for it is detached and expires) */
+    if (rc == 0 && s) {
+        hello_answer(c, s, secret);
+        return;
+    }
+    if (rc == LV_ENOTFOUND)
+        send_session_not_found(c);
+    else if (rc == LV_ELIMIT)
+        send_too_many_sessions(c);
+    else if (rc == LV_ECLOSED)
+        send_cluster_unavailable(c);
+    else
+        lv_conn_send_error(c, "internal", "could not create or resume a session", NULL);
+}
+
+void lv_engine_session_release(lv_app_t *app, lv_session_t *s, const char *code, const char *message)
+{
+    uint64_t now = lv_now_ms();
+    lv_queue_t *n, *next;
+    for (n = s->viewers.next; n != &s->viewers; n = next) {
+        next = n->next;
+        lv_viewer_t *v = LV_CONTAINER_OF(n, lv_viewer_t, link);
+        if (v->ops != &ws_viewer_ops)
+            continue;
+        lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
+        lv_conn_send_error(c, code, message, NULL);
+        lv_conn_close(c, LV_WS_CLOSE_NORMAL, "session moved");
+        c->session = NULL; /* lv_engine_on_close then finds nothing to detach */
+        lv_pipeline_detach_viewer(&app->pipe, s, &c->viewer, now);
+        lv_pipeline_detach_source(&app->pipe, s, &c->source, now);
+    }
+    lv_cameras_unwatch_all(app->cameras, s);
+    lv_offer_session_close(app, s, "the session moved to another server");
+    if (s->n_viewers || s->n_sources) {
+        /* someone not known here still holds it (never a page's session): keep it, it expires */
+        LV_WARN("session %.8s is still watched by something other than a page; it is kept", s->rec.id);
+        return;
+    }
+    lv_pipeline_release(&app->pipe, s); /* queue place, credit, job */
+    lv_registry_remove(app->reg, s);
+}
+
 static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
 {
     lv_app_t *app = c->app;
+    int rc;
     if (c->session) {
         lv_conn_send_error(c, "bad_message", "hello was already sent on this socket", NULL);
         return;
     }
+    if (app->cluster && lv_csess_hello_pending(app, c)) {
+        lv_conn_send_error(c, "bad_message", "the hello sent on this socket is still being answered", NULL);
+        return;
+    }
     if (m->session_id || m->resume_secret) {
         lv_session_t *s = NULL;
-        if (!m->session_id || !m->resume_secret ||
-            lv_session_resume(app->reg, m->session_id, m->resume_secret, &s) != 0) {
-            lv_conn_send_error(c, "session_not_found",
-                               "no session with that id and secret (it may have expired); send hello without them "
-                               "to start a new one",
-                               NULL);
+        if (!m->session_id || !m->resume_secret) {
+            send_session_not_found(c);
             return;
         }
-        attach(c, s);
-        send_session_hello(c, NULL, true);
-        camera_sync(app, s); /* a started camera session resumed: camera_state after its session */
+        /* In a cluster a session may live in Redis only (its frontend died, or the page came here
+         * through the balancer), or its copy here may be stale (another frontend served it since:
+         * only one with a socket here is surely ours). Those go asynchronous. */
+        lv_session_t *here = app->cluster ? lv_session_find(app->reg, m->session_id) : NULL;
+        if (app->cluster && (!here || !lv_session_attached(here))) {
+            rc = lv_csess_resume(app, c, m->session_id, m->resume_secret);
+            if (rc == LV_ENOTFOUND)
+                send_session_not_found(c);
+            else if (rc)
+                send_cluster_unavailable(c);
+            return; /* else lv_engine_hello_done answers */
+        }
+        if (lv_session_resume(app->reg, m->session_id, m->resume_secret, &s) != 0) {
+            send_session_not_found(c);
+            return;
+        }
+        hello_answer(c, s, NULL);
         return;
     }
     lv_settings_t settings, base;
@@ -472,23 +576,25 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
             return;
         }
     }
+    if (app->cluster) {
+        /* the principal's live sessions are counted cluster-wide first; nothing is made while
+         * Redis is unreachable */
+        if (lv_csess_admit(app, c, &settings) != 0)
+            send_cluster_unavailable(c);
+        return; /* else lv_engine_hello_done answers */
+    }
     char secret[65];
     lv_session_t *s = NULL;
-    int rc = lv_session_create(app->reg, c->principal.key, &settings, secret, &s);
+    rc = lv_session_create(app->reg, c->principal.key, &settings, secret, &s);
     if (rc == LV_ELIMIT) {
-        lv_conn_send_error(c, "too_many_sessions",
-                           "session limit reached (per address or in total); close other tabs or wait for idle "
-                           "sessions to expire",
-                           NULL);
-        lv_conn_close(c, LV_WS_CLOSE_POLICY, "too many sessions");
+        send_too_many_sessions(c);
         return;
     }
     if (rc) {
         lv_conn_send_error(c, "internal", "could not create a session", NULL);
         return;
     }
-    attach(c, s);
-    send_session_hello(c, secret, false);
+    hello_answer(c, s, secret);
     memset(secret, 0, sizeof(secret));
 }
 
@@ -664,6 +770,26 @@ static void reject_frame(lv_conn_t *c, const char *code, const char *message, co
     lv_conn_send_error(c, code, message, NULL);
 }
 
+/* --user-fpm: take one frame from the principal's budget (false: over it). In a cluster the
+ * budget is counted per wall-clock minute across every frontend (lv_cluster.h). */
+static bool frame_budget_take(lv_app_t *app, const char *principal, uint64_t now_ms)
+{
+    if (!app->cluster)
+        return lv_iptable_frame_allowed(app->ips, principal, app->cfg.user_fpm, now_ms);
+    if (!lv_cluster_fpm_allows(app->cluster, principal, (unsigned)app->cfg.user_fpm))
+        return false;
+    lv_cluster_fpm_count(app->cluster, principal);
+    return true;
+}
+
+/* Seconds until frames are accepted again (rounded up). */
+static int frame_budget_retry_s(lv_app_t *app, const char *principal, uint64_t now_ms)
+{
+    if (app->cluster) /* the cluster's minute is the wall clock's */
+        return (int)((60000 - lv_wall_ms() % 60000) / 1000) + 1;
+    return (int)(lv_iptable_frame_retry_ms(app->ips, principal, now_ms) / 1000) + 1;
+}
+
 static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
 {
     lv_app_t *app = c->app;
@@ -698,11 +824,10 @@ static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
         return;
     }
     uint64_t now_ms = t0 / 1000;
-    if (app->cfg.user_fpm > 0 && !lv_iptable_frame_allowed(app->ips, s->rec.principal, app->cfg.user_fpm, now_ms)) {
+    if (app->cfg.user_fpm > 0 && !frame_budget_take(app, s->rec.principal, now_ms)) {
         char msg[200];
         snprintf(msg, sizeof(msg), "frame rate limit: at most %d frames per minute per user; frames are accepted "
-                 "again in %d s", app->cfg.user_fpm,
-                 (int)(lv_iptable_frame_retry_ms(app->ips, s->rec.principal, now_ms) / 1000) + 1);
+                 "again in %d s", app->cfg.user_fpm, frame_budget_retry_s(app, s->rec.principal, now_ms));
         lv_stat_rate_limited(app, "frames");
         reject_frame(c, "rate_limited", msg, "rate_limited");
         return;
@@ -731,6 +856,8 @@ void lv_engine_on_message(lv_conn_t *c, const char *p, size_t len, bool binary)
 void lv_engine_on_close(lv_conn_t *c)
 {
     lv_session_t *s = c->session;
+    if (c->app->cluster)
+        lv_csess_conn_closed(c->app, c); /* a hello still in flight is answered to nobody */
     if (!s)
         return;
     uint64_t now = lv_now_ms();
@@ -751,7 +878,11 @@ static void pipe_dropped(void *ud, const char *reason) { lv_stat_drop((lv_app_t 
 static bool pipe_credit_allowed(void *ud, const lv_session_t *s, uint64_t now)
 {
     lv_app_t *app = ud;
-    return app->cfg.user_fpm <= 0 || lv_iptable_frame_would_allow(app->ips, s->rec.principal, app->cfg.user_fpm, now);
+    if (app->cfg.user_fpm <= 0)
+        return true;
+    if (app->cluster) /* the budget is the principal's across every frontend */
+        return lv_cluster_fpm_allows(app->cluster, s->rec.principal, (unsigned)app->cfg.user_fpm);
+    return lv_iptable_frame_would_allow(app->ips, s->rec.principal, app->cfg.user_fpm, now);
 }
 
 static void pipe_dispatched(void *ud, double queue_wait_ms, double frame_age_ms)
@@ -793,7 +924,8 @@ static void send_stats_and_deadlines(lv_app_t *app, uint64_t now)
         next = n->next;
         lv_conn_t *c = LV_CONTAINER_OF(n, lv_conn_t, app_link);
         if (!c->session) {
-            if (now - c->opened_ms > HELLO_TIMEOUT_MS) {
+            /* a hello waiting for Redis is not late: it is answered, or ends with its socket */
+            if (now - c->opened_ms > HELLO_TIMEOUT_MS && !(app->cluster && lv_csess_hello_pending(app, c))) {
                 lv_conn_send_error(c, "hello_required", "no hello within 10 s", NULL);
                 lv_conn_close(c, LV_WS_CLOSE_POLICY, "no hello");
             }
@@ -835,6 +967,7 @@ static void on_tick(uv_timer_t *t)
 static void before_free(lv_session_t *s, void *ud)
 {
     lv_app_t *app = ud;
+    lv_csess_session_gone(app, s); /* cluster: its record goes too, if this frontend owns it */
     lv_cameras_unwatch_all(app->cameras, s);
     lv_pipeline_release(&app->pipe, s); /* queue place, credit, job */
     LV_INFO("session %.8s expired after %d s without a socket", s->rec.id, app->cfg.session_idle_s);
@@ -843,6 +976,7 @@ static void before_free(lv_session_t *s, void *ud)
 static void before_evict(lv_session_t *s, void *ud)
 {
     lv_app_t *app = ud;
+    lv_csess_session_gone(app, s);
     lv_cameras_unwatch_all(app->cameras, s);
     lv_pipeline_release(&app->pipe, s); /* queue place, credit, job */
     LV_INFO("session %.8s (no socket) gave way to a new session from the same address (%zu per address)",
@@ -874,8 +1008,12 @@ int lv_engine_start(lv_app_t *app)
         .retried = local_retried,
         .shaped = local_shaped,
     };
-    if (lv_dispatch_local_create(app->loop, app->pool, &dcfg, &app->dispatch) != 0)
+    if (app->cluster)
+        app->dispatch = lv_cluster_dispatch(app->cluster); /* the cluster's queue; the cluster owns it */
+    else if (lv_dispatch_local_create(app->loop, app->pool, &dcfg, &app->dispatch) != 0)
         return LV_ENOMEM;
+    if (!app->dispatch)
+        return LV_EIO;
     lv_pipeline_hooks_t hooks = {
         .ud = app,
         .kick = pipe_kick,
@@ -921,7 +1059,8 @@ void lv_engine_stop(lv_app_t *app)
     /* cancel every backend call before the pool goes */
     lv_analyze_stop(app);
     lv_pipeline_shutdown(&app->pipe);
-    lv_dispatch_local_close(app->dispatch);
+    if (!app->cluster)
+        lv_dispatch_local_close(app->dispatch);
     app->dispatch = NULL;
     uv_timer_stop(&app->tick);
     uv_timer_stop(&app->sweep);

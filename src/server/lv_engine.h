@@ -12,12 +12,14 @@ struct lv_app;
 struct lv_conn;
 struct lv_session;
 
-/** Start the frame path: the scheduler, metrics (lv_stat.h), the local dispatcher on app->pool,
- * the pipeline, its tick and the idle sweep. After the registry and the pool exist. LV_ENOMEM or
- * LV_EIO. */
+/** Start the frame path: the scheduler, metrics (lv_stat.h), the dispatcher (the local one on
+ * app->pool, or in cluster mode lv_cluster_dispatch(app->cluster), so lv_cluster_start comes
+ * first), the pipeline, its tick and the idle sweep. After the registry and the pool exist.
+ * LV_ENOMEM or LV_EIO. */
 int lv_engine_start(struct lv_app *app);
-/** Cancel every backend call and close the dispatcher and the timers (the loop must run on to
- * free them). Before the pool is destroyed. */
+/** Cancel every backend call and close the dispatcher (the local one: the cluster's is the
+ * cluster's to close) and the timers (the loop must run on to free them). Before the pool is
+ * destroyed. */
 void lv_engine_stop(struct lv_app *app);
 /** A complete WebSocket message arrived on conn. */
 void lv_engine_on_message(struct lv_conn *c, const char *p, size_t len, bool binary);
@@ -28,5 +30,17 @@ void lv_engine_on_close(struct lv_conn *c);
  * unless the source is "webrtc", the new source asked for a frame at once. Nothing when unchanged.
  * POST /offer sets "webrtc" with it. */
 void lv_engine_set_source(struct lv_app *app, struct lv_session *s, const char *source);
+
+/* ---- cluster mode (lv_cluster_sessions.h calls these) ---- */
+
+/** The answer to a hello that went asynchronous, for a socket still open: rc 0 attaches c to s and
+ * sends `session` (with secret, the new session's resume secret, or resumed when secret is NULL);
+ * LV_ENOTFOUND sends session_not_found, LV_ELIMIT too_many_sessions (and closes), LV_ECLOSED
+ * cluster_unavailable (the socket stays open: the page says hello again), anything else internal. */
+void lv_engine_hello_done(struct lv_conn *c, struct lv_session *s, const char *secret, int rc);
+/** Another frontend serves s now: each of its sockets hears error `code` with `message` and is
+ * closed (the page reconnects and resumes wherever it lands), its camera and WebRTC stream are let
+ * go, and the copy here is freed (nothing is deleted in Redis). */
+void lv_engine_session_release(struct lv_app *app, struct lv_session *s, const char *code, const char *message);
 
 #endif

@@ -1,4 +1,5 @@
-/* lv_state.c - wires the session registry to the state file (lv_persist.h, lv_statefile.h). */
+/* lv_state.c - wires the session registry to the state file (lv_persist.h, lv_statefile.h), in
+ * single-node mode; a cluster keeps its sessions in Redis instead (lv_cluster_sessions.h). */
 #include "lv_state.h"
 
 #include <stdbool.h>
@@ -50,6 +51,11 @@ void lv_state_start(lv_app_t *app)
     char path[1024];
     lv_persist_t *p = NULL;
     const lv_config_t *cfg = &app->cfg;
+    if (app->cluster || cfg->redis_url[0]) {
+        /* each session's record is in Redis (lv_cluster_sessions.h): any frontend resumes it */
+        LV_INFO("cluster mode: sessions live in Redis; the state file is neither loaded nor written");
+        return;
+    }
     if (strcmp(cfg->state_file, "none") == 0) {
         LV_INFO("sessions are not kept across restarts (--state-file none)");
         return;

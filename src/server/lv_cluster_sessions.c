@@ -1,0 +1,724 @@
+/* lv_cluster_sessions.c - sessions in a cluster (lv_cluster_sessions.h): the write-behind of each
+ * owned session's line to Redis, resume on any frontend (claim, load, check, restore), the
+ * cluster-wide admission of new sessions, and letting go of a session another frontend took. */
+#include "lv_cluster_sessions.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "lv_app.h"
+#include "lv_cluster.h"
+#include "lv_common.h"
+#include "lv_engine.h"
+#include "lv_hmap.h"
+#include "lv_log.h"
+#include "lv_queue.h"
+#include "lv_rand.h"
+#include "lv_redis.h"
+#include "lv_secret.h"
+#include "lv_session.h"
+#include "lv_statefile.h"
+#include "lv_wsconn.h"
+
+/* TEMPORARY, until src/server/lv_cluster.c lands: the build links without it. Every call is
+ * behind app->cluster, which only lv_cluster_start sets. */
+#pragma weak lv_cluster_redis
+#pragma weak lv_cluster_node_id
+#pragma weak lv_cluster_up
+
+#define TICK_MS 100                   /* a change reaches Redis within about this */
+#define WRITE_BUDGET_BYTES (1u << 20) /* lines sent per tick; the other changed sessions go next tick */
+#define INFLIGHT_MAX_BYTES (8u << 20) /* lines sent and not answered yet: past this a tick sends none */
+#define REFRESH_MAX_MS 60000          /* an attached session's TTL is renewed at least this often ... */
+#define REFRESH_MIN_MS 200            /* ... and at most this often (a tiny --session-idle) */
+#define REFRESH_SCAN_MAX 4096         /* sessions looked at per tick for a due refresh */
+#define PROVISIONAL_MS 10000          /* an admitted session's place, until its first write */
+#define HELLOS_MAX 65536              /* hellos waiting for Redis */
+#define ERROR_LOG_EVERY_MS 60000
+#define KEY_MAX (8 + LV_PRINCIPAL_KEY_MAX)
+
+/* A hello waiting for Redis: a resume (claim + load) or a new session (admission). */
+typedef struct {
+    lv_hmap_node_t node;       /* in cs->hellos while its socket is open, keyed by `key` */
+    struct lv_csess *cs;
+    lv_conn_t *conn;           /* NULL once the socket closed */
+    const lv_conn_t *key;      /* the socket's address: the table's key bytes */
+    char id[LV_SESSION_ID_LEN + 1];
+    char secret_hash[LV_SECRET_HASH_LEN + 1];
+    char provisional[33];      /* admission: this hello's member in lv:us:<principal> */
+    char principal[LV_PRINCIPAL_KEY_MAX];
+    lv_settings_t settings;    /* admission: the new session's (checked) settings */
+} hello_t;
+
+/* One write of a session's line, waiting for its reply. */
+typedef struct {
+    struct lv_csess *cs;
+    char id[LV_SESSION_ID_LEN + 1];
+    uint32_t gen;              /* the incarnation that was written */
+    size_t bytes;
+} write_t;
+
+typedef struct lv_csess {
+    lv_app_t *app;             /* NULL once freed (callbacks still pending then touch nothing) */
+    lv_redis_t *redis;
+    char node[64];
+    uv_timer_t *timer;         /* its own allocation, freed by its close callback */
+    int s_write, s_load, s_admit, s_delete;
+    bool up, stopping, freed;
+    lv_queue_t managed;        /* lv_session_t.cluster.link: every session written here, oldest write first */
+    lv_hmap_t hellos;          /* hello_t.node */
+    uint32_t gen;
+    size_t inflight_bytes;
+    size_t outstanding;        /* commands whose callback holds a pointer here */
+    uint64_t idle_ms, refresh_ms, lease_ms;
+    uint64_t error_logged_ms;
+    uint64_t errors_unlogged;
+} lv_csess_t;
+
+/* One frontend per process, and lv_app_t has no field for this side yet (see the report: the
+ * field `struct lv_csess *csess;` belongs in lv_app.h); every entry point goes through csess_of. */
+static lv_csess_t *the_csess;
+
+static lv_csess_t *csess_of(const lv_app_t *app)
+{
+    return app && app->cluster && the_csess && the_csess->app == app ? the_csess : NULL;
+}
+
+/* ---------- the scripts ---------- */
+
+/* KEYS: lv:s:<id>, lv:o:<id>, lv:us:<principal>. ARGV: node, line, ttl ms, live-until score ("0":
+ * not live, out of the set), id, the set's ttl ms, create ("1": the id must be new), a provisional
+ * member to drop (or ""). 1 written; 0 another frontend owns it; -1 create found the id taken. */
+static const char SCRIPT_WRITE[] =
+    "local owner = redis.call('GET', KEYS[2])\n"
+    "if owner and owner ~= ARGV[1] then return 0 end\n"
+    "if ARGV[7] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end\n"
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
+    "redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])\n"
+    "if ARGV[8] ~= '' then redis.call('ZREM', KEYS[3], ARGV[8]) end\n"
+    "if ARGV[4] == '0' then\n"
+    "  redis.call('ZREM', KEYS[3], ARGV[5])\n"
+    "else\n"
+    "  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])\n"
+    "  if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end\n"
+    "end\n"
+    "return 1\n";
+
+/* KEYS: lv:s:<id>, lv:o:<id>. ARGV: node, ttl ms, the secret's hash. The record is claimed only
+ * for the right secret, so an id alone cannot take a session from the frontend serving it (C
+ * checks the hash again, in constant time). {0}: nothing to resume here; {1, line?}: it was ours
+ * or nobody's (a copy here is current); {2, line}: taken from another frontend. */
+static const char SCRIPT_LOAD[] =
+    "local owner = redis.call('GET', KEYS[2])\n"
+    "local mine = (not owner) or owner == ARGV[1]\n"
+    "local line = redis.call('GET', KEYS[1])\n"
+    "if not line then\n"
+    "  if mine then return {1} end\n"
+    "  return {0}\n"
+    "end\n"
+    "if string.match(line, '\"secret_sha256\":\"(%x+)\"') ~= ARGV[3] then return {0} end\n"
+    "redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "if mine then return {1, line} end\n"
+    "return {2, line}\n";
+
+/* KEYS: lv:us:<principal>. ARGV: now (wall ms), the cap, a provisional member, its score, the set's
+ * ttl ms. 1 admitted (the member holds its place), 0 the principal has cap live sessions. */
+static const char SCRIPT_ADMIT[] =
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])\n"
+    "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end\n"
+    "redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])\n"
+    "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end\n"
+    "return 1\n";
+
+/* KEYS: lv:s:<id>, lv:o:<id>, lv:us:<principal>. ARGV: node, id. Only the owner deletes. */
+static const char SCRIPT_DELETE[] =
+    "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "redis.call('ZREM', KEYS[3], ARGV[2])\n"
+    "return 1\n";
+
+/* ---------- helpers ---------- */
+
+static void csess_unref(lv_csess_t *cs)
+{
+    cs->outstanding--;
+    if (cs->freed && cs->outstanding == 0)
+        free(cs);
+}
+
+/* Redis errors repeat while it is in trouble: one line a minute, with how many were not logged. */
+static void log_error(lv_csess_t *cs, const char *what, const char *detail)
+{
+    uint64_t now = lv_now_ms();
+    if (cs->error_logged_ms && now - cs->error_logged_ms < ERROR_LOG_EVERY_MS) {
+        cs->errors_unlogged++;
+        return;
+    }
+    LV_WARN("cluster sessions: %s (%s)%s", what, detail ? detail : "no reply",
+            cs->errors_unlogged ? "; more errors since the last such line" : "");
+    cs->error_logged_ms = now;
+    cs->errors_unlogged = 0;
+}
+
+static const char *reply_error(const redisReply *reply, const char *err)
+{
+    if (!reply)
+        return err ? err : "no reply";
+    if (reply->type == REDIS_REPLY_ERROR)
+        return reply->str ? reply->str : "error reply";
+    return "unexpected reply";
+}
+
+static bool valid_id(const char *id)
+{
+    if (strlen(id) != LV_SESSION_ID_LEN)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+static bool secret_matches(const char *hash, const char *stored)
+{
+    return lv_secure_equal(hash, strlen(hash), stored, strlen(stored));
+}
+
+static void u64_text(char *dst, size_t size, uint64_t v) { snprintf(dst, size, "%llu", (unsigned long long)v); }
+
+/* s's record and owner key live for what is left of its idle time: all of it while a socket is
+ * attached (or it was just made), else counted from when its last socket left. */
+static uint64_t record_ttl_ms(const lv_csess_t *cs, const lv_session_t *s, uint64_t now)
+{
+    if (lv_session_attached(s) || s->detached_since_ms == 0)
+        return cs->idle_ms;
+    uint64_t idle = now > s->detached_since_ms ? now - s->detached_since_ms : 0;
+    return idle + 1000 < cs->idle_ms ? cs->idle_ms - idle : 1000;
+}
+
+/* s is written from here on: its place in the refresh order, a new incarnation number. */
+static void manage(lv_csess_t *cs, lv_session_t *s, uint64_t now)
+{
+    s->cluster.managed = true;
+    if (++cs->gen == 0)
+        cs->gen = 1;
+    s->cluster.gen = cs->gen;
+    s->cluster.written_ms = now;
+    if (lv_queue_linked(&s->cluster.link))
+        lv_queue_remove(&s->cluster.link);
+    if (!cs->stopping) /* after stop nothing is written, and the queue lets go of every session */
+        lv_queue_insert_tail(&cs->managed, &s->cluster.link);
+}
+
+/* Another frontend owns s now: let the copy here go (its sockets hear session_moved and close;
+ * the page reconnects and resumes wherever it lands). Nothing is deleted in Redis. */
+static void lost(lv_csess_t *cs, lv_session_t *s)
+{
+    LV_INFO("session %.8s is served by another frontend now: this frontend lets its copy go", s->rec.id);
+    lv_engine_session_release(cs->app, s, "session_moved",
+                              "This session is now served by another server of the cluster; the page "
+                              "reconnects to it.");
+}
+
+/* ---------- the write-behind ---------- */
+
+static void on_written(void *ud, const redisReply *reply, const char *err)
+{
+    write_t *w = ud;
+    lv_csess_t *cs = w->cs;
+    cs->inflight_bytes -= w->bytes;
+    if (!cs->freed) {
+        lv_session_t *s = lv_session_find(cs->app->reg, w->id);
+        if (s && (!s->cluster.managed || s->cluster.gen != w->gen))
+            s = NULL; /* a write of an earlier copy of it */
+        if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+            log_error(cs, "a session could not be written; it is written again", reply_error(reply, err));
+            if (s)
+                lv_session_mark_dirty(s);
+        } else if (reply->integer <= 0 && s) {
+            lost(cs, s);
+        }
+    }
+    free(w);
+    csess_unref(cs);
+}
+
+/* Send s's current line (s->persist_line, encoded by the caller). create: a new session's first
+ * write (its id must be new), dropping the admission's provisional member. 0, or lv_redis's error
+ * (down, too many pending: the caller puts s back on the dirty list). */
+static int send_write(lv_csess_t *cs, lv_session_t *s, uint64_t now, bool create, const char *provisional)
+{
+    char k_s[KEY_MAX], k_o[KEY_MAX], k_us[KEY_MAX], ttl[24], score[24], us_ttl[24];
+    const lv_statefile_line_t *line = s->persist_line;
+    if (!line || line->len < 2)
+        return LV_EINVAL;
+    bool live = lv_session_attached(s) || s->detached_since_ms == 0;
+    snprintf(k_s, sizeof(k_s), "lv:s:%s", s->rec.id);
+    snprintf(k_o, sizeof(k_o), "lv:o:%s", s->rec.id);
+    snprintf(k_us, sizeof(k_us), "lv:us:%s", s->rec.principal);
+    u64_text(ttl, sizeof(ttl), record_ttl_ms(cs, s, now));
+    u64_text(score, sizeof(score), live ? lv_wall_ms() + cs->lease_ms : 0);
+    u64_text(us_ttl, sizeof(us_ttl), cs->lease_ms + PROVISIONAL_MS);
+    const char *pv = provisional ? provisional : "";
+    const char *argv[] = {k_s, k_o, k_us, cs->node, line->data, ttl, score, s->rec.id, us_ttl, create ? "1" : "0", pv};
+    size_t argvlen[LV_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++)
+        argvlen[i] = strlen(argv[i]);
+    argvlen[4] = line->len - 1; /* the line without its "\n" */
+    write_t *w = calloc(1, sizeof(*w));
+    if (!w)
+        return LV_ENOMEM;
+    w->cs = cs;
+    memcpy(w->id, s->rec.id, sizeof(w->id));
+    w->gen = s->cluster.gen;
+    w->bytes = line->len;
+    int rc = lv_redis_eval(cs->redis, cs->s_write, on_written, w, 3, (int)LV_ARRAY_LEN(argv), argv, argvlen);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    cs->outstanding++;
+    cs->inflight_bytes += w->bytes;
+    s->cluster.written_ms = now;
+    if (lv_queue_linked(&s->cluster.link)) {
+        lv_queue_remove(&s->cluster.link);
+        lv_queue_insert_tail(&cs->managed, &s->cluster.link);
+    }
+    return 0;
+}
+
+/* Write the sessions that changed, oldest change first, up to budget bytes of lines (and while
+ * fewer than inflight_max bytes wait for replies); the rest stay on the dirty list for later. */
+static void write_dirty(lv_csess_t *cs, uint64_t now, size_t budget, size_t inflight_max)
+{
+    size_t spent = 0;
+    while (spent < budget && cs->inflight_bytes < inflight_max) {
+        lv_session_t *s = lv_registry_dirty_pop(cs->app->reg);
+        if (!s)
+            break;
+        if (!s->cluster.managed)
+            continue; /* a one-request session (POST /api/v1/analyze): never written */
+        if (lv_session_encode(s) != 0 || !s->persist_line) {
+            log_error(cs, "a session could not be encoded; it waits for its next change", s->rec.id);
+            continue;
+        }
+        if (send_write(cs, s, now, false, NULL) != 0) {
+            lv_session_mark_dirty(s); /* down or busy: next tick */
+            break;
+        }
+        spent += s->persist_line->len;
+    }
+}
+
+/* Attached sessions are written at least every refresh period even unchanged, so their record
+ * and live entry never expire while a page holds them. The managed queue is in order of last
+ * write, so only its due head is looked at. */
+static void refresh_due(lv_csess_t *cs, uint64_t now)
+{
+    for (size_t i = 0; i < REFRESH_SCAN_MAX && !lv_queue_empty(&cs->managed); i++) {
+        lv_session_t *s = LV_CONTAINER_OF(lv_queue_head(&cs->managed), lv_session_t, cluster.link);
+        if (now - s->cluster.written_ms < cs->refresh_ms)
+            break;
+        if (lv_session_attached(s) || s->detached_since_ms == 0)
+            lv_session_mark_dirty(s);
+        /* looked at: the next look is a period away (its write, if any, sets the same) */
+        s->cluster.written_ms = now;
+        lv_queue_remove(&s->cluster.link);
+        lv_queue_insert_tail(&cs->managed, &s->cluster.link);
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    lv_csess_t *cs = t->data;
+    if (!cs->up || cs->stopping)
+        return; /* changes wait on the dirty list; all are written again when Redis is back */
+    uint64_t now = lv_now_ms();
+    refresh_due(cs, now);
+    write_dirty(cs, now, WRITE_BUDGET_BYTES, INFLIGHT_MAX_BYTES);
+}
+
+/* ---------- hellos ---------- */
+
+static hello_t *hello_new(lv_csess_t *cs, lv_conn_t *c)
+{
+    hello_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->cs = cs;
+    h->conn = c;
+    h->key = c;
+    if (lv_hmap_insert(&cs->hellos, &h->node, &h->key, sizeof(h->key)) != 0) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* The reply came: the socket, if it is still open, leaves the table. */
+static lv_conn_t *hello_take_conn(lv_csess_t *cs, hello_t *h)
+{
+    lv_conn_t *c = h->conn;
+    if (c) {
+        lv_hmap_remove(&cs->hellos, &h->node);
+        h->conn = NULL;
+    }
+    return c;
+}
+
+/* Restore the session of a line read from Redis. 0 with *out, LV_ENOTFOUND (unreadable, another
+ * id, a wrong secret), or lv_registry_restore's error. */
+static int restore_line(lv_csess_t *cs, const hello_t *h, const char *p, size_t len, lv_session_t **out)
+{
+    const char *why = NULL;
+    lv_statefile_session_t *saved = malloc(sizeof(*saved));
+    if (!saved)
+        return LV_ENOMEM;
+    int rc = lv_statefile_parse_line(p, len, lv_wall_ms(), saved, &why);
+    if (rc) {
+        LV_WARN("session %.8s: its record in Redis cannot be read (%s); the page starts a new session", h->id, why);
+        rc = LV_ENOTFOUND;
+        goto out;
+    }
+    if (strcmp(saved->rec.id, h->id) != 0 || !secret_matches(h->secret_hash, saved->rec.secret_hash)) {
+        rc = LV_ENOTFOUND;
+        goto out_clear;
+    }
+    if (saved->settings_reset)
+        LV_WARN("session %.8s had settings this version refuses: it has the defaults now", h->id);
+    if ((rc = lv_registry_restore(cs->app->reg, saved, lv_now_ms())) != 0) {
+        LV_WARN("session %.8s cannot be taken over by this frontend (%s)", h->id, lv_strerror(rc));
+        goto out_clear;
+    }
+    *out = lv_session_find(cs->app->reg, h->id);
+    manage(cs, *out, lv_now_ms());
+    LV_INFO("session %.8s resumed here from its record in Redis", h->id);
+out_clear:
+    lv_statefile_session_clear(saved);
+out:
+    free(saved);
+    return rc;
+}
+
+/* What a claim's reply means (SCRIPT_LOAD): 0 with *out, LV_ENOTFOUND, LV_ECLOSED (Redis failed). */
+static int apply_load(lv_csess_t *cs, const hello_t *h, const redisReply *reply, const char *err, lv_session_t **out)
+{
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER) {
+        log_error(cs, "a session could not be loaded", reply_error(reply, err));
+        return LV_ECLOSED;
+    }
+    long long state = reply->element[0]->integer;
+    const redisReply *line = reply->elements > 1 && reply->element[1]->type == REDIS_REPLY_STRING
+                                 ? reply->element[1]
+                                 : NULL;
+    lv_session_t *local = lv_session_find(cs->app->reg, h->id);
+    if (local && !local->cluster.managed)
+        return LV_ENOTFOUND; /* a one-request session: nobody resumes those */
+    if (state == 0)
+        return LV_ENOTFOUND;
+    if (state == 1 && local) {
+        /* ours all along: the copy here has every change, even one not written yet */
+        if (!secret_matches(h->secret_hash, local->rec.secret_hash))
+            return LV_ENOTFOUND;
+        *out = local;
+        return 0;
+    }
+    if (!line)
+        return LV_ENOTFOUND;
+    if (local)
+        lost(cs, local); /* served elsewhere since: the record there is newer than this copy */
+    return restore_line(cs, h, line->str, line->len, out);
+}
+
+static void on_loaded(void *ud, const redisReply *reply, const char *err)
+{
+    hello_t *h = ud;
+    lv_csess_t *cs = h->cs;
+    if (!cs->freed) {
+        lv_conn_t *c = hello_take_conn(cs, h);
+        lv_session_t *s = NULL;
+        /* applied even with the socket gone: the claim is done, so the copy lives here now */
+        int rc = apply_load(cs, h, reply, err, &s);
+        if (c)
+            lv_engine_hello_done(c, rc == 0 ? s : NULL, NULL, rc);
+    }
+    free(h);
+    csess_unref(cs);
+}
+
+int lv_csess_resume(lv_app_t *app, lv_conn_t *c, const char *id, const char *secret)
+{
+    char k_s[KEY_MAX], k_o[KEY_MAX], ttl[24];
+    lv_csess_t *cs = csess_of(app);
+    if (!cs || !cs->up)
+        return LV_ECLOSED;
+    if (!valid_id(id))
+        return LV_ENOTFOUND;
+    hello_t *h = hello_new(cs, c);
+    if (!h)
+        return LV_ENOMEM;
+    memcpy(h->id, id, sizeof(h->id));
+    lv_secret_hash(secret, h->secret_hash);
+    snprintf(k_s, sizeof(k_s), "lv:s:%s", id);
+    snprintf(k_o, sizeof(k_o), "lv:o:%s", id);
+    u64_text(ttl, sizeof(ttl), cs->idle_ms);
+    const char *argv[] = {k_s, k_o, cs->node, ttl, h->secret_hash};
+    size_t argvlen[LV_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++)
+        argvlen[i] = strlen(argv[i]);
+    int rc = lv_redis_eval(cs->redis, cs->s_load, on_loaded, h, 2, (int)LV_ARRAY_LEN(argv), argv, argvlen);
+    if (rc) {
+        hello_take_conn(cs, h);
+        free(h);
+        return rc == LV_ENOMEM ? LV_ENOMEM : LV_ECLOSED;
+    }
+    cs->outstanding++;
+    return 0;
+}
+
+/* Give back an admission's place (its hello went unanswered or the create failed). */
+static void drop_provisional(lv_csess_t *cs, const hello_t *h)
+{
+    char k_us[KEY_MAX];
+    snprintf(k_us, sizeof(k_us), "lv:us:%s", h->principal);
+    const char *argv[] = {"ZREM", k_us, h->provisional};
+    size_t argvlen[] = {4, strlen(k_us), strlen(h->provisional)};
+    (void)lv_redis_cmd(cs->redis, NULL, NULL, 3, argv, argvlen); /* else it lapses in PROVISIONAL_MS */
+}
+
+/* Admitted: make the session here, answer the hello, and write its record at once. */
+static void create_admitted(lv_csess_t *cs, hello_t *h, lv_conn_t *c)
+{
+    char secret[65];
+    lv_session_t *s = NULL;
+    uint64_t now = lv_now_ms();
+    int rc = lv_session_create(cs->app->reg, h->principal, &h->settings, secret, &s);
+    if (rc) {
+        drop_provisional(cs, h);
+        lv_engine_hello_done(c, NULL, NULL, rc);
+        return;
+    }
+    manage(cs, s, now);
+    lv_engine_hello_done(c, s, secret, 0); /* attached: the line below says so */
+    memset(secret, 0, sizeof(secret));
+    if (lv_session_encode(s) != 0 || send_write(cs, s, now, true, h->provisional) != 0)
+        lv_session_mark_dirty(s); /* the next tick writes it; the provisional place lapses */
+}
+
+static void on_admitted(void *ud, const redisReply *reply, const char *err)
+{
+    hello_t *h = ud;
+    lv_csess_t *cs = h->cs;
+    if (!cs->freed) {
+        lv_conn_t *c = hello_take_conn(cs, h);
+        if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+            log_error(cs, "a new session could not be admitted", reply_error(reply, err));
+            if (c)
+                lv_engine_hello_done(c, NULL, NULL, LV_ECLOSED);
+        } else if (reply->integer == 0) {
+            if (c)
+                lv_engine_hello_done(c, NULL, NULL, LV_ELIMIT);
+        } else if (!c) {
+            drop_provisional(cs, h); /* nobody to make it for */
+        } else {
+            create_admitted(cs, h, c);
+        }
+    }
+    memset(&h->settings, 0, sizeof(h->settings));
+    free(h);
+    csess_unref(cs);
+}
+
+int lv_csess_admit(lv_app_t *app, lv_conn_t *c, const lv_settings_t *settings)
+{
+    char k_us[KEY_MAX], now_text[24], cap[24], score[24], us_ttl[24];
+    lv_csess_t *cs = csess_of(app);
+    if (!cs || !cs->up)
+        return LV_ECLOSED;
+    hello_t *h = hello_new(cs, c);
+    if (!h)
+        return LV_ENOMEM;
+    h->settings = *settings;
+    snprintf(h->principal, sizeof(h->principal), "%s", c->principal.key);
+    if (lv_rand_hex(h->provisional, sizeof(h->provisional), 16) != 0) {
+        hello_take_conn(cs, h);
+        free(h);
+        return LV_ENOMEM;
+    }
+    uint64_t wall = lv_wall_ms();
+    snprintf(k_us, sizeof(k_us), "lv:us:%s", h->principal);
+    u64_text(now_text, sizeof(now_text), wall);
+    u64_text(cap, sizeof(cap), app->cfg.max_sessions_per_ip);
+    u64_text(score, sizeof(score), wall + PROVISIONAL_MS);
+    u64_text(us_ttl, sizeof(us_ttl), cs->lease_ms + PROVISIONAL_MS);
+    const char *argv[] = {k_us, now_text, cap, h->provisional, score, us_ttl};
+    size_t argvlen[LV_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++)
+        argvlen[i] = strlen(argv[i]);
+    int rc = lv_redis_eval(cs->redis, cs->s_admit, on_admitted, h, 1, (int)LV_ARRAY_LEN(argv), argv, argvlen);
+    if (rc) {
+        hello_take_conn(cs, h);
+        free(h);
+        return rc == LV_ENOMEM ? LV_ENOMEM : LV_ECLOSED;
+    }
+    cs->outstanding++;
+    return 0;
+}
+
+bool lv_csess_hello_pending(lv_app_t *app, const lv_conn_t *c)
+{
+    lv_csess_t *cs = csess_of(app);
+    return cs && lv_hmap_find(&cs->hellos, &c, sizeof(c)) != NULL;
+}
+
+void lv_csess_conn_closed(lv_app_t *app, const lv_conn_t *c)
+{
+    lv_csess_t *cs = csess_of(app);
+    lv_hmap_node_t *n = cs ? lv_hmap_find(&cs->hellos, &c, sizeof(c)) : NULL;
+    if (!n)
+        return;
+    hello_t *h = LV_CONTAINER_OF(n, hello_t, node);
+    hello_take_conn(cs, h);
+}
+
+/* ---------- sessions leaving ---------- */
+
+void lv_csess_session_gone(lv_app_t *app, lv_session_t *s)
+{
+    char k_s[KEY_MAX], k_o[KEY_MAX], k_us[KEY_MAX];
+    lv_csess_t *cs = csess_of(app);
+    if (!cs || !s->cluster.managed)
+        return;
+    s->cluster.managed = false;
+    if (lv_queue_linked(&s->cluster.link))
+        lv_queue_remove(&s->cluster.link);
+    snprintf(k_s, sizeof(k_s), "lv:s:%s", s->rec.id);
+    snprintf(k_o, sizeof(k_o), "lv:o:%s", s->rec.id);
+    snprintf(k_us, sizeof(k_us), "lv:us:%s", s->rec.principal);
+    const char *argv[] = {k_s, k_o, k_us, cs->node, s->rec.id};
+    size_t argvlen[LV_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++)
+        argvlen[i] = strlen(argv[i]);
+    /* fire and forget: refused (down), the record lapses with its TTL, which is the same expiry */
+    (void)lv_redis_eval(cs->redis, cs->s_delete, NULL, NULL, 3, (int)LV_ARRAY_LEN(argv), argv, argvlen);
+}
+
+/* ---------- lifetime ---------- */
+
+int lv_csess_start(lv_app_t *app)
+{
+    int rc = LV_ENOMEM;
+    lv_csess_t *cs = NULL;
+    if (!app->cluster)
+        return 0;
+    if (the_csess)
+        return LV_EEXIST;
+    if (!(cs = calloc(1, sizeof(*cs))) || !(cs->timer = calloc(1, sizeof(*cs->timer))))
+        goto fail;
+    cs->app = app;
+    cs->redis = lv_cluster_redis(app->cluster);
+    snprintf(cs->node, sizeof(cs->node), "%s", lv_cluster_node_id(app->cluster));
+    lv_queue_init(&cs->managed);
+    if ((rc = lv_hmap_init(&cs->hellos, HELLOS_MAX)) != 0)
+        goto fail;
+    if ((rc = lv_redis_script_add(cs->redis, SCRIPT_WRITE, &cs->s_write)) != 0 ||
+        (rc = lv_redis_script_add(cs->redis, SCRIPT_LOAD, &cs->s_load)) != 0 ||
+        (rc = lv_redis_script_add(cs->redis, SCRIPT_ADMIT, &cs->s_admit)) != 0 ||
+        (rc = lv_redis_script_add(cs->redis, SCRIPT_DELETE, &cs->s_delete)) != 0)
+        goto fail_map;
+    cs->idle_ms = (uint64_t)app->cfg.session_idle_s * 1000u;
+    cs->refresh_ms = LV_MAX(REFRESH_MIN_MS, LV_MIN(REFRESH_MAX_MS, cs->idle_ms / 3));
+    cs->lease_ms = 3 * cs->refresh_ms;
+    cs->up = lv_cluster_up(app->cluster);
+    uv_timer_init(app->loop, cs->timer);
+    cs->timer->data = cs;
+    uv_timer_start(cs->timer, on_tick, TICK_MS, TICK_MS);
+    uv_unref((uv_handle_t *)cs->timer); /* the write-behind never keeps the loop alive */
+    the_csess = cs;
+    return 0;
+fail_map:
+    lv_hmap_free(&cs->hellos);
+fail:
+    if (cs)
+        free(cs->timer);
+    free(cs);
+    return rc;
+}
+
+void lv_csess_set_up(lv_app_t *app, bool up)
+{
+    lv_csess_t *cs = csess_of(app);
+    lv_queue_t *q;
+    size_t n = 0;
+    if (!cs || cs->up == up)
+        return;
+    cs->up = up;
+    if (!up)
+        return;
+    /* Redis may have come back empty (restarted without its files): every record again */
+    LV_QUEUE_FOREACH(q, &cs->managed)
+    {
+        lv_session_mark_dirty(LV_CONTAINER_OF(q, lv_session_t, cluster.link));
+        n++;
+    }
+    if (n)
+        LV_INFO("cluster sessions: Redis is reachable again; the %zu session(s) of this frontend are written again", n);
+}
+
+static void on_timer_closed(uv_handle_t *h) { free(h); }
+
+/* Every session leaves the write-behind's queue (they outlive this side: the registry is
+ * destroyed on its own schedule, and must not find a freed head among their links). */
+static void release_managed(lv_csess_t *cs)
+{
+    while (!lv_queue_empty(&cs->managed))
+        lv_queue_remove(lv_queue_head(&cs->managed));
+}
+
+void lv_csess_stop(lv_app_t *app)
+{
+    lv_csess_t *cs = csess_of(app);
+    if (!cs || cs->stopping)
+        return;
+    if (cs->up)
+        write_dirty(cs, lv_now_ms(), SIZE_MAX, SIZE_MAX); /* what changed last, fire and forget */
+    cs->stopping = true;
+    release_managed(cs);
+    uv_timer_stop(cs->timer);
+    uv_close((uv_handle_t *)cs->timer, on_timer_closed);
+    cs->timer = NULL;
+}
+
+void lv_csess_free(lv_app_t *app)
+{
+    lv_csess_t *cs = csess_of(app);
+    lv_hmap_iter_t it;
+    lv_hmap_node_t *n;
+    if (!cs)
+        return;
+    if (!cs->stopping) { /* never stopped: the sessions are still there (lv_csess_free's rule) */
+        cs->stopping = true;
+        release_managed(cs);
+        /* closed now, freed if the loop runs again (else a small leak, never a use after free) */
+        uv_timer_stop(cs->timer);
+        uv_close((uv_handle_t *)cs->timer, on_timer_closed);
+        cs->timer = NULL;
+    }
+    lv_hmap_iter_init(&cs->hellos, &it);
+    while ((n = lv_hmap_iter_next(&cs->hellos, &it)) != NULL) {
+        hello_t *h = LV_CONTAINER_OF(n, hello_t, node);
+        lv_hmap_remove(&cs->hellos, n);
+        h->conn = NULL; /* each is freed by its callback, which lv_redis_close runs */
+    }
+    lv_hmap_free(&cs->hellos);
+    the_csess = NULL;
+    cs->app = NULL;
+    cs->freed = true;
+    if (cs->outstanding == 0)
+        free(cs);
+}
