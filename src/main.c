@@ -1,4 +1,5 @@
-/* main.c - the livevlm binary: `serve` (default), `token`, `fakevlm`; flags, start-up and shutdown. */
+/* main.c - the livevlm binary: `serve` (default), `worker`, `token`, `fakevlm`; flags, start-up and
+ * shutdown. */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <libgen.h>
@@ -16,6 +17,7 @@
 #include "lv_app.h"
 #include "lv_auth.h"
 #include "lv_backend.h"
+#include "lv_cluster.h"
 #include "lv_common.h"
 #include "lv_config.h"
 #include "lv_drr.h"
@@ -33,6 +35,7 @@
 #include "lv_store_mem.h"
 #include "lv_sysmon.h"
 #include "lv_tls.h"
+#include "lv_worker.h"
 
 #define LIVEVLM_VERSION "0.1.0"
 #define HEALTH_PERIOD_MS 10000
@@ -68,10 +71,13 @@ static void usage(FILE *to, const char *prog)
             "  %s token [show|rotate]    print the access token, or replace it (old links stop working);\n"
             "                            --config-dir DIR or --config FILE say where it is kept\n"
             "  %s fakevlm [OPTIONS]      a stand-in model backend for trying livevlm without a GPU\n"
+            "  %s worker [OPTIONS]       a cluster worker: takes jobs from Redis and calls the backends\n"
+            "                            (see `%s worker --help`; frontends are `serve --redis URL`)\n"
             "  %s --version | --help\n"
             "\n"
-            "Docs: README.md, docs/protocol.md (the WebSocket/HTTP API), docs/fakevlm.md.\n",
-            LIVEVLM_VERSION, prog, prog, prog, prog, prog);
+            "Docs: README.md, docs/protocol.md (the WebSocket/HTTP API), docs/fakevlm.md,\n"
+            "docs/operations.md (running it; \"Cluster\" for several processes behind haproxy).\n",
+            LIVEVLM_VERSION, prog, prog, prog, prog, prog, prog, prog);
 }
 
 /* Many sockets per process is the point; lift the soft descriptor limit to the hard one. */
@@ -174,7 +180,8 @@ static void on_refreshed(void *ud) { describe_backends(ud); }
 static void shutdown_finish(void *ud)
 {
     lv_app_t *app = ud;
-    lv_engine_stop(app);
+    lv_engine_stop(app); /* the pipeline's jobs are cancelled here (in a cluster, taken back from Redis) */
+    lv_cluster_stop(app); /* before the pool goes: an inline worker uses it */
     lv_server_stop(app);
     if (app->sysmon)
         lv_sysmon_stop(app->sysmon);
@@ -261,9 +268,16 @@ static int serve(int argc, char **argv, const char *prog)
         fprintf(stderr, "livevlm: out of memory at start\n");
         return 1;
     }
-    lv_state_start(app); /* sessions saved by the last run, before anyone can connect */
+    /* in a cluster the frontend keeps its pool too: the model catalogue the page picks from and
+     * is checked against, with the backends' health; inference goes to the workers */
     if (lv_poolcfg_add(app->pool, &app->cfg) != 0)
         return 2;
+    if (lv_cluster_start(app) != 0) /* before the state and the engine: both ask app->cluster */
+        return 1;
+    if (app->cluster)
+        LV_INFO("cluster frontend %s on %s%s", lv_cluster_node_id(app->cluster), lv_cluster_url(app->cluster),
+                app->cfg.workers_inline ? ", with a worker in this process" : "");
+    lv_state_start(app); /* sessions saved by the last run (single node), before anyone can connect */
     if (lv_sysmon_start(&loop, app->cfg.stats_period_ms, &app->sysmon) != 0)
         LV_WARN("system stats are unavailable");
     if (lv_server_start(app) != 0)
@@ -300,6 +314,7 @@ static int serve(int argc, char **argv, const char *prog)
     /* the scheduler detaches its nodes, which live in the sessions: free it first */
     lv_drr_free(&app->drr);
     lv_pipeline_free(&app->pipe);
+    lv_cluster_free(app);
     lv_state_destroy(app);
     lv_registry_destroy(app->reg);
     lv_stat_destroy(app);
@@ -387,6 +402,8 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "serve") == 0)
         return serve(argc - 2, argv + 2, prog);
+    if (argc > 1 && strcmp(argv[1], "worker") == 0)
+        return lv_worker_main(prog, argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return token_cmd(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "fakevlm") == 0)

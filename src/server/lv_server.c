@@ -15,6 +15,7 @@
 #include "lv_auth.h"
 #include "lv_camera_api.h"
 #include "lv_backend.h"
+#include "lv_cluster.h"
 #include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_http1.h"
@@ -194,6 +195,9 @@ static int api_config(lv_app_t *app, lv_req_t *r)
                           backends_json(app), "no_backend_help",
                           lv_pool_count(app->pool) ? NULL : app->no_backend_help, "defaults",
                           lv_settings_to_json(&defaults), "limits", limits, "presets", presets);
+    if (o && app->cluster)
+        json_object_set_new(o, "cluster", json_pack("{s:s, s:b}", "node", lv_cluster_node_id(app->cluster), "up",
+                                                    lv_cluster_up(app->cluster)));
     return respond_json(r, 200, o, NULL);
 }
 
@@ -282,6 +286,13 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
     if (strcmp(path, "/") == 0 && lv_query_get(r->query, "token", arg, sizeof(arg)) != LV_ENOTFOUND)
         return token_link(app, r, arg);
     if (strcmp(path, "/readyz") == 0) {
+        /* a cluster frontend never calls a backend (workers do): ready = it reaches Redis, where
+         * its jobs, sessions and limits are; haproxy takes it out of rotation otherwise */
+        if (app->cluster) {
+            if (lv_cluster_up(app->cluster))
+                return lv_req_respond(r, 200, "text/plain; charset=utf-8", "ready\n", 6, false, NULL);
+            return lv_req_respond(r, 503, "text/plain; charset=utf-8", "redis unreachable\n", 18, false, NULL);
+        }
         /* ready = at least one backend in rotation with a model to serve */
         for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
             lv_backend_t *b = lv_pool_at(app->pool, i);

@@ -2,15 +2,19 @@
 #include "lv_stat.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "lv_app.h"
 #include "lv_backend.h"
 #include "lv_buf.h"
+#include "lv_cluster.h"
 #include "lv_common.h"
+#include "lv_dispatch_redis.h"
 #include "lv_drr.h"
 #include "lv_metrics.h"
 #include "lv_session.h"
 #include "lv_window.h"
+#include "lv_worker.h"
 
 struct lv_stat {
     lv_metrics_t *m;
@@ -20,6 +24,11 @@ struct lv_stat {
     lv_gauge_t *sessions, *sockets, *queued, *queued_users, *credits;
     lv_gauge_vec_t *b_inflight, *b_window, *b_state, *b_healthy, *b_latency;
     lv_counter_vec_t *b_requests, *b_errors, *b_timeouts, *b_grows;
+    /* cluster mode only (app->cluster at create); NULL otherwise */
+    lv_dredis_stats_t *cl;     /* the dispatcher's figures, read once per scrape */
+    lv_gauge_t *cl_up, *cl_depth, *cl_oldest, *cl_workers, *cl_capacity, *cl_jobs_out, *cl_frontends;
+    lv_counter_vec_t *cl_lost;
+    lv_counter_t *cl_reconnects;
 };
 
 static double read_sessions(void *ud) { return (double)lv_registry_count(((lv_app_t *)ud)->reg); }
@@ -74,8 +83,25 @@ int lv_stat_create(lv_app_t *app)
     rc |= lv_counter_vec_new(m, "livevlm_backend_errors_total", "Failed requests per backend.", NULL, 0, backend_l, 1, &st->b_errors);
     rc |= lv_counter_vec_new(m, "livevlm_backend_timeouts_total", "Timed-out requests per backend.", NULL, 0, backend_l, 1, &st->b_timeouts);
     rc |= lv_counter_vec_new(m, "livevlm_backend_window_grows_total", "Window growths on demand: frames waiting, every request in flight past its first token.", NULL, 0, backend_l, 1, &st->b_grows);
+    if (app->cluster) {
+        static const char *lost_reasons[] = {"stale", "worker_lost", "cluster_unavailable"};
+        st->cl = calloc(1, sizeof(*st->cl));
+        rc |= st->cl ? 0 : LV_ENOMEM;
+        rc |= lv_gauge_new(m, "livevlm_cluster_up", "1 while this frontend reaches the cluster's Redis.", NULL, 0, &st->cl_up);
+        rc |= lv_gauge_new(m, "livevlm_cluster_queue_depth", "Jobs waiting in the cluster's queue, all frontends.", NULL, 0, &st->cl_depth);
+        rc |= lv_gauge_new(m, "livevlm_cluster_oldest_job_seconds", "Age of the oldest job waiting in the cluster's queue; 0 when none waits.", NULL, 0, &st->cl_oldest);
+        rc |= lv_gauge_new(m, "livevlm_cluster_workers", "Workers alive (heartbeat within 3 s).", NULL, 0, &st->cl_workers);
+        rc |= lv_gauge_new(m, "livevlm_cluster_capacity", "Requests the live workers' backends take at once (the sum of their slots).", NULL, 0, &st->cl_capacity);
+        rc |= lv_gauge_new(m, "livevlm_cluster_jobs_out", "This frontend's jobs in the cluster, queued or running.", NULL, 0, &st->cl_jobs_out);
+        rc |= lv_gauge_new(m, "livevlm_cluster_frontends", "Frontends alive (heartbeat within 5 s).", NULL, 0, &st->cl_frontends);
+        rc |= lv_counter_vec_new(m, "livevlm_cluster_jobs_lost_total", "This frontend's jobs that ended without an answer for a cluster reason: stale (waited past its deadline), worker_lost (its worker stopped), cluster_unavailable (Redis unreachable).", NULL, 0, reason_l, 1, &st->cl_lost);
+        rc |= lv_counter_new(m, "livevlm_cluster_redis_reconnects_total", "Connections to Redis made again after a loss.", NULL, 0, &st->cl_reconnects);
+        for (size_t i = 0; !rc && i < LV_ARRAY_LEN(lost_reasons); i++)
+            lv_counter_vec_with(st->cl_lost, &lost_reasons[i]);
+    }
     if (rc) {
         lv_metrics_free(m);
+        free(st->cl);
         free(st);
         return LV_ENOMEM;
     }
@@ -106,6 +132,7 @@ void lv_stat_destroy(lv_app_t *app)
     if (!app->stat)
         return;
     lv_metrics_free(app->stat->m);
+    free(app->stat->cl);
     free(app->stat);
     app->stat = NULL;
 }
@@ -147,6 +174,12 @@ void lv_stat_rate_limited(lv_app_t *app, const char *limit) { inc_label(app->sta
 void lv_stat_cancel(lv_app_t *app, const char *reason) { inc_label(app->stat->cancelled, reason); }
 void lv_stat_coalesced(lv_app_t *app) { lv_counter_inc(app->stat->coalesced); }
 
+void lv_stat_cluster_lost(lv_app_t *app, const char *reason)
+{
+    if (app->stat && app->stat->cl_lost)
+        inc_label(app->stat->cl_lost, reason);
+}
+
 /* counters owned by the backend pool are mirrored at scrape time */
 static void mirror(lv_counter_vec_t *v, const char *id, uint64_t total)
 {
@@ -162,6 +195,112 @@ static void set_label(lv_gauge_vec_t *v, const char *id, double x)
     lv_gauge_t *g = lv_gauge_vec_with(v, vals);
     if (g)
         lv_gauge_set(g, x);
+}
+
+/* ---------- cluster mode ---------- */
+
+static void cluster_gauges(lv_app_t *app)
+{
+    struct lv_stat *st = app->stat;
+    lv_dispatch_t *d = lv_cluster_dispatch(app->cluster);
+    memset(st->cl, 0, sizeof(*st->cl));
+    if (d)
+        lv_dispatch_redis_stats(d, st->cl);
+    lv_gauge_set(st->cl_up, lv_cluster_up(app->cluster));
+    lv_gauge_set(st->cl_depth, (double)st->cl->queue_len);
+    lv_gauge_set(st->cl_oldest, (double)st->cl->oldest_ms / 1000.0);
+    lv_gauge_set(st->cl_workers, (double)st->cl->n_workers);
+    lv_gauge_set(st->cl_capacity, (double)st->cl->capacity);
+    lv_gauge_set(st->cl_jobs_out, (double)st->cl->jobs_out);
+    lv_cluster_fe_t fe[LV_CLUSTER_FRONTENDS_MAX];
+    lv_gauge_set(st->cl_frontends, (double)lv_cluster_frontends(app->cluster, fe, LV_ARRAY_LEN(fe)));
+    lv_redis_t *r = lv_cluster_redis(app->cluster);
+    if (r) {
+        lv_redis_stats_t rs;
+        lv_redis_stats(r, &rs);
+        if ((double)rs.reconnects > lv_counter_value(st->cl_reconnects))
+            lv_counter_add(st->cl_reconnects, (double)rs.reconnects - lv_counter_value(st->cl_reconnects));
+    }
+}
+
+/* A label value as the exposition format wants it (\\, \" and \n escaped). Worker ids come from
+ * Redis, which anyone with its password can write. */
+static int label_value(lv_buf_t *out, const char *v)
+{
+    int rc = 0;
+    for (const char *p = v; !rc && *p; p++) {
+        if (*p == '\\' || *p == '"')
+            rc = lv_buf_printf(out, "\\%c", *p);
+        else if (*p == '\n')
+            rc = lv_buf_append_str(out, "\\n");
+        else
+            rc = lv_buf_append(out, p, 1);
+    }
+    return rc;
+}
+
+/* One labelled sample. */
+static int sample(lv_buf_t *out, const char *name, const char *label, const char *value, double x)
+{
+    int rc = lv_buf_printf(out, "%s{%s=\"", name, label);
+    if (!rc)
+        rc = label_value(out, value);
+    if (!rc)
+        rc = lv_buf_printf(out, "\"} %.17g\n", x);
+    return rc;
+}
+
+/* Families whose label sets follow who is alive now (workers, frontends come and go with
+ * autoscaling): written by hand from this scrape's figures, so a gone worker leaves no series
+ * behind (a registry family keeps every label set it ever saw). Bounded: at most
+ * LV_DREDIS_WORKERS_MAX workers and LV_CLUSTER_FRONTENDS_MAX frontends. */
+static int cluster_render(lv_app_t *app, lv_buf_t *out)
+{
+    const lv_dredis_stats_t *cl = app->stat->cl;
+    size_t nw = LV_MIN(cl->n_workers, (size_t)LV_DREDIS_WORKERS_MAX);
+    int rc = lv_buf_append_str(out, "# HELP livevlm_cluster_worker_in_flight Requests a live worker is running.\n"
+                                    "# TYPE livevlm_cluster_worker_in_flight gauge\n");
+    for (size_t i = 0; !rc && i < nw; i++)
+        rc = sample(out, "livevlm_cluster_worker_in_flight", "worker", cl->workers[i].id, (double)cl->workers[i].in_flight);
+    if (!rc)
+        rc = lv_buf_append_str(out, "# HELP livevlm_cluster_worker_capacity Requests a live worker's backends take at once.\n"
+                                    "# TYPE livevlm_cluster_worker_capacity gauge\n");
+    for (size_t i = 0; !rc && i < nw; i++)
+        rc = sample(out, "livevlm_cluster_worker_capacity", "worker", cl->workers[i].id, (double)cl->workers[i].capacity);
+    lv_cluster_fe_t fe[LV_CLUSTER_FRONTENDS_MAX];
+    size_t nf = lv_cluster_frontends(app->cluster, fe, LV_ARRAY_LEN(fe));
+    if (!rc)
+        rc = lv_buf_append_str(out, "# HELP livevlm_cluster_frontend_sessions Live sessions per frontend (its heartbeat in Redis).\n"
+                                    "# TYPE livevlm_cluster_frontend_sessions gauge\n");
+    for (size_t i = 0; !rc && i < nf; i++)
+        rc = sample(out, "livevlm_cluster_frontend_sessions", "frontend", fe[i].id, (double)fe[i].sessions);
+    if (!rc)
+        rc = lv_buf_append_str(out, "# HELP livevlm_cluster_frontend_sockets Open WebSockets per frontend (its heartbeat in Redis).\n"
+                                    "# TYPE livevlm_cluster_frontend_sockets gauge\n");
+    for (size_t i = 0; !rc && i < nf; i++)
+        rc = sample(out, "livevlm_cluster_frontend_sockets", "frontend", fe[i].id, (double)fe[i].sockets);
+    lv_worker_t *w = lv_cluster_worker(app->cluster);
+    if (!rc && w) {
+        /* --workers-inline: the worker in this process, as `livevlm worker` shows its own */
+        lv_worker_stats_t ws;
+        lv_worker_stats(w, &ws);
+        rc = lv_buf_printf(out,
+                           "# HELP livevlm_worker_jobs_total Jobs this process's worker took from the queue, by outcome.\n"
+                           "# TYPE livevlm_worker_jobs_total counter\n"
+                           "livevlm_worker_jobs_total{outcome=\"answered\"} %llu\n"
+                           "livevlm_worker_jobs_total{outcome=\"failed\"} %llu\n"
+                           "livevlm_worker_jobs_total{outcome=\"stale\"} %llu\n"
+                           "livevlm_worker_jobs_total{outcome=\"cancelled\"} %llu\n"
+                           "# HELP livevlm_worker_in_flight Jobs this process's worker is running.\n"
+                           "# TYPE livevlm_worker_in_flight gauge\n"
+                           "livevlm_worker_in_flight %zu\n"
+                           "# HELP livevlm_worker_capacity Slots this process's worker's backends take now.\n"
+                           "# TYPE livevlm_worker_capacity gauge\n"
+                           "livevlm_worker_capacity %zu\n",
+                           (unsigned long long)ws.answered, (unsigned long long)ws.failed,
+                           (unsigned long long)ws.stale, (unsigned long long)ws.cancelled, ws.in_flight, ws.capacity);
+    }
+    return rc;
 }
 
 int lv_stat_render(lv_app_t *app, lv_buf_t *out)
@@ -188,5 +327,13 @@ int lv_stat_render(lv_app_t *app, lv_buf_t *out)
         lv_counter_add(st->held_back, (double)ds.held_back - lv_counter_value(st->held_back));
     if ((double)app->pipe.credits_held > lv_counter_value(st->credits_held))
         lv_counter_add(st->credits_held, (double)app->pipe.credits_held - lv_counter_value(st->credits_held));
-    return lv_metrics_render(st->m, out);
+    if (st->cl)
+        cluster_gauges(app);
+    size_t mark = out->len;
+    int rc = lv_metrics_render(st->m, out);
+    if (!rc && st->cl)
+        rc = cluster_render(app, out);
+    if (rc)
+        lv_buf_truncate(out, mark);
+    return rc;
 }

@@ -30,7 +30,12 @@ void lv_stat_rate_limited(struct lv_app *app, const char *limit);
 void lv_stat_cancel(struct lv_app *app, const char *reason);
 /** A session's frame joined a request already asking the same about the same picture. */
 void lv_stat_coalesced(struct lv_app *app);
-/** Append the Prometheus text exposition (version 0.0.4). */
+/** Cluster mode: a job ended without an answer for a cluster reason (stale, worker_lost,
+ * cluster_unavailable; lv_dispatch_redis.h). Ignored in single-node mode. */
+void lv_stat_cluster_lost(struct lv_app *app, const char *reason);
+/** Append the Prometheus text exposition (version 0.0.4). In cluster mode (app->cluster) it also
+ * carries the livevlm_cluster_* families (docs/operations.md "Cluster") and, with
+ * --workers-inline, the inline worker's livevlm_worker_* families. */
 int lv_stat_render(struct lv_app *app, lv_buf_t *out);
 
 #endif
