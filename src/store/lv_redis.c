@@ -623,6 +623,11 @@ static int conn_send_handshake(conn_t *c)
     }
     if (u->db > 0 && redisAsyncCommand(ac, on_handshake_step, c, "SELECT %d", u->db) != REDIS_OK)
         return LV_ENOMEM;
+    /* the scripts, so that a new or restarted Redis does not answer NOSCRIPT to each eval already
+     * in flight when up is reported (a refusal is logged; the eval's own reload remains) */
+    for (int i = 0; c->kind == CONN_CMD && i < c->r->nscripts; i++)
+        if (redisAsyncCommand(ac, on_script_load, c->r, "SCRIPT LOAD %s", c->r->scripts[i].lua) != REDIS_OK)
+            return LV_ENOMEM;
     if (redisAsyncCommand(ac, on_handshake_done, c, "PING") != REDIS_OK)
         return LV_ENOMEM;
     return 0;
@@ -900,6 +905,9 @@ bool lv_redis_up(const lv_redis_t *r) { return r && r->up && !r->closing; }
 
 void lv_redis_stats(const lv_redis_t *r, lv_redis_stats_t *out)
 {
+    memset(out, 0, sizeof(*out));
+    if (!r)
+        return;
     *out = r->stats;
     out->up = lv_redis_up(r);
 }

@@ -182,6 +182,7 @@ typedef struct {
     char last_channel[64];
     char last_payload[64];
     size_t last_len;
+    bool close_on_down, close_on_message; /* lv_redis_close from inside those callbacks */
 } fx_t;
 
 static fx_t *fx;
@@ -229,6 +230,10 @@ static void on_state(void *ud, bool up)
     if (f->nstates < (int)LV_ARRAY_LEN(f->states))
         f->states[f->nstates] = up;
     f->nstates++;
+    if (!up && f->close_on_down) {
+        lv_redis_close(f->r);
+        f->r = NULL;
+    }
 }
 
 static void on_message(void *ud, const char *channel, const char *payload, size_t len)
@@ -238,6 +243,10 @@ static void on_message(void *ud, const char *channel, const char *payload, size_
     snprintf(f->last_channel, sizeof(f->last_channel), "%s", channel);
     f->last_len = len;
     memcpy(f->last_payload, payload, LV_MIN(len, sizeof(f->last_payload)));
+    if (f->close_on_message) {
+        lv_redis_close(f->r);
+        f->r = NULL;
+    }
 }
 
 static void client_open(const char *url_text, int connect_timeout_ms)
@@ -261,7 +270,7 @@ static void client_open_port(int port)
 /* Close the client and run the loop until every handle is closed (bounded). */
 static void client_close(void)
 {
-    lv_redis_close(fx->r);
+    lv_redis_close(fx->r); /* NULL when a callback closed it */
     fx->r = NULL;
     uint64_t deadline = now_ms() + WAIT_MS;
     /* our deadline timer, stopped, keeps nothing alive: what runs is the client's closing */
@@ -747,9 +756,15 @@ static void kill_and_restart(void **state)
     assert_true(run_until(is_up, NULL, WAIT_MS));
     assert_int_equal(fx->nstates, 3);
     assert_int_equal(fx->states[2], 1);
+    /* the client loaded its scripts into the new server before it said up */
+    char sha[41];
+    sha1_hex("return ARGV[1]", sha);
+    static int exists[3];
+    assert_int_equal(lv_redis_cmdf(fx->r, on_exists, exists, "SCRIPT EXISTS %s %s %s", sha, sha, sha), 0);
     const char *argv2[1] = {"e2"};
     assert_int_equal(lv_redis_eval(fx->r, id, on_reply, slot(&rec, 14), 0, 1, argv2, NULL), 0);
     rec_wait(&rec, 14);
+    assert_int_equal(exists[0], 1);
     assert_int_equal(rec.type[14], REDIS_REPLY_STRING);
     assert_string_equal(rec.str[14], "e2");
     assert_true(publish_until_heard("ch", "after", 5, WAIT_MS));
@@ -990,6 +1005,83 @@ static void name_and_unix_socket(void **state)
     client_close();
 }
 
+static lv_redis_t *closer_r;
+static int close_at = -1;
+
+static void on_reply_maybe_close(void *ud, const redisReply *reply, const char *err)
+{
+    on_reply(ud, reply, err);
+    if (((slot_t *)ud)->i == close_at) {
+        lv_redis_close(closer_r);
+        fx->r = NULL;
+    }
+}
+
+/* lv_redis_close from inside a reply callback (more replies behind it in the same read), from
+ * on_state(false) while hiredis fails what was pending, from on_message: every callback once, the
+ * rest freed from the loop (ASan/LSan check the frees). */
+static void close_from_callbacks(void **state)
+{
+    (void)state;
+    static rec_t rec;
+    memset(&rec, 0, sizeof(rec));
+    start_and_connect();
+    closer_r = fx->r;
+    close_at = 10;
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(lv_redis_cmdf(fx->r, on_reply_maybe_close, slot(&rec, i), "PING"), 0);
+    rec_wait(&rec, 50);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(rec.calls[i], 1);
+        if (i <= 10)
+            assert_int_equal(rec.type[i], REDIS_REPLY_STATUS);
+        else
+            assert_string_equal(rec.err[i], "closing");
+    }
+    assert_null(fx->r);
+    client_close();
+
+    /* from on_state(false): the server dies with commands pending */
+    memset(&rec, 0, sizeof(rec));
+    fx->nstates = 0;
+    client_open_port(fx->srv.port);
+    assert_true(run_until(is_up, NULL, WAIT_MS));
+    assert_int_equal(lv_redis_cmdf(fx->r, on_reply, slot(&rec, 0), "BLPOP nolist 30"), 0);
+    for (int i = 1; i < 20; i++)
+        assert_int_equal(cmd(&rec, i, "PING", NULL, NULL), 0);
+    assert_int_equal(lv_redis_blpop(fx->r, "k", 30, on_reply, slot(&rec, 20)), 0);
+    run_for(200);
+    fx->close_on_down = true;
+    srv_kill(&fx->srv);
+    rec_wait(&rec, 21);
+    assert_null(fx->r);
+    run_for(100);
+    for (int i = 0; i <= 20; i++)
+        assert_int_equal(rec.calls[i], 1);
+    assert_int_equal(rec.errs, 21);
+    assert_int_equal(fx->nstates, 2);
+    client_close();
+    fx->close_on_down = false;
+
+    /* from on_message, with a command pending */
+    memset(&rec, 0, sizeof(rec));
+    srv_start(&fx->srv);
+    client_open_port(fx->srv.port);
+    assert_true(run_until(is_up, NULL, WAIT_MS));
+    assert_int_equal(lv_redis_subscribe(fx->r, "ch"), 0);
+    fx->close_on_message = true;
+    int want = 1;
+    for (int i = 0; i < 100 && fx->r && !got_msgs(&want); i++) {
+        lv_redis_cmdf(fx->r, NULL, NULL, "PUBLISH ch x");
+        run_for(50);
+    }
+    assert_null(fx->r);
+    assert_int_equal(fx->msgs, 1);
+    run_for(100);
+    assert_int_equal(fx->msgs, 1);
+    client_close();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1009,6 +1101,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(stalled_server, setup, teardown),
         cmocka_unit_test_setup_teardown(name_and_unix_socket, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_from_callbacks, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
