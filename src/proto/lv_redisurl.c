@@ -65,8 +65,8 @@ static bool host_name_ok(const char *h)
 {
     for (; *h; h++) {
         unsigned char c = (unsigned char)*h;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '-' || c == '_'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+              c == '_'))
             return false;
     }
     return true;

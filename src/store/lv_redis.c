@@ -85,7 +85,7 @@ typedef struct {
     int script; /* eval: the script id (for NOSCRIPT); -1 otherwise */
     char *cmd;  /* eval: the formatted EVALSHA, resent after SCRIPT LOAD; blpop: until sent */
     size_t cmd_len;
-    uint64_t sent_ms;  /* when handed to hiredis (the watchdog's clock) */
+    uint64_t sent_ms; /* when handed to hiredis (the watchdog's clock) */
     int blpop_timeout_s;
 } req_t;
 
@@ -193,7 +193,10 @@ static void ev_del_write(void *d)
     ev_update(p);
 }
 
-static void ev_closed(uv_handle_t *h) { free(h->data); }
+static void ev_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 /* Called by hiredis when it frees the context (before it closes the socket). */
 static void ev_cleanup(void *d)
@@ -325,12 +328,11 @@ static void conn_down(conn_t *c, const char *why)
         c->outage_logged = true;
         if (was_ready && c->last_lost_log_ms && now - c->last_lost_log_ms < LOST_LOG_MS) {
             c->outage_logged = false; /* flapping: said a moment ago */
-            LV_DEBUG("redis %s: %s connection to %s lost again (%s)", r->name, conn_names[c->kind], r->url_clean,
-                     why);
+            LV_DEBUG("redis %s: %s connection to %s lost again (%s)", r->name, conn_names[c->kind], r->url_clean, why);
         } else if (was_ready) {
             c->last_lost_log_ms = now;
-            LV_WARN("redis %s: %s connection to %s lost (%s); reconnecting", r->name, conn_names[c->kind],
-                    r->url_clean, why);
+            LV_WARN("redis %s: %s connection to %s lost (%s); reconnecting", r->name, conn_names[c->kind], r->url_clean,
+                    why);
         } else {
             LV_WARN("redis %s: cannot open the %s connection to %s (%s); retrying", r->name, conn_names[c->kind],
                     r->url_clean, why);
@@ -338,8 +340,8 @@ static void conn_down(conn_t *c, const char *why)
     } else if (now >= c->next_still_log_ms) {
         c->next_still_log_ms = now + STILL_DOWN_LOG_MS;
         c->outage_logged = true;
-        LV_WARN("redis %s: %s connection to %s still down after %.0f s, %u attempts (%s)", r->name,
-                conn_names[c->kind], r->url_clean, (double)(now - c->outage_since_ms) / 1000.0, c->failures + 1, why);
+        LV_WARN("redis %s: %s connection to %s still down after %.0f s, %u attempts (%s)", r->name, conn_names[c->kind],
+                r->url_clean, (double)(now - c->outage_since_ms) / 1000.0, c->failures + 1, why);
     } else {
         LV_DEBUG("redis %s: %s connection attempt failed (%s)", r->name, conn_names[c->kind], why);
     }
@@ -814,7 +816,8 @@ int lv_redis_create(uv_loop_t *loop, const lv_redisurl_t *url, const lv_redis_cf
     r->cfg = *cfg;
     snprintf(r->name, sizeof(r->name), "%s", cfg->name ? cfg->name : "client");
     r->cfg.name = r->name;
-    r->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? (uint64_t)cfg->connect_timeout_ms : CONNECT_TIMEOUT_DEFAULT_MS;
+    r->connect_timeout_ms =
+        cfg->connect_timeout_ms > 0 ? (uint64_t)cfg->connect_timeout_ms : CONNECT_TIMEOUT_DEFAULT_MS;
     lv_queue_init(&r->reqs);
     lv_queue_init(&r->resolving);
     uv_timer_init(loop, &r->reap);
@@ -901,7 +904,10 @@ void lv_redis_close(lv_redis_t *r)
     }
 }
 
-bool lv_redis_up(const lv_redis_t *r) { return r && r->up && !r->closing; }
+bool lv_redis_up(const lv_redis_t *r)
+{
+    return r && r->up && !r->closing;
+}
 
 void lv_redis_stats(const lv_redis_t *r, lv_redis_stats_t *out)
 {
@@ -1024,8 +1030,7 @@ int lv_redis_script_add(lv_redis_t *r, const char *lua, int *id)
 int lv_redis_eval(lv_redis_t *r, int id, lv_redis_reply_fn cb, void *ud, int nkeys, int argc, const char **argv,
                   const size_t *argvlen)
 {
-    if (!r || id < 0 || id >= r->nscripts || nkeys < 0 || argc < nkeys || argc > EVAL_ARGC_MAX ||
-        (argc > 0 && !argv))
+    if (!r || id < 0 || id >= r->nscripts || nkeys < 0 || argc < nkeys || argc > EVAL_ARGC_MAX || (argc > 0 && !argv))
         return LV_EINVAL;
     int rc = accept_check(r);
     if (rc)

@@ -59,8 +59,8 @@ typedef struct lv_redis lv_redis_t;
 typedef void (*lv_redis_reply_fn)(void *ud, const redisReply *reply, const char *err);
 
 typedef struct {
-    const char *name;          /* for logs: "frontend 3fa2c1", "worker 9b01aa" (copied) */
-    int connect_timeout_ms;    /* <= 0: 2000 */
+    const char *name;       /* for logs: "frontend 3fa2c1", "worker 9b01aa" (copied) */
+    int connect_timeout_ms; /* <= 0: 2000 */
     void *ud;
     /** The command connection went up (true) or down (false). May be NULL. */
     void (*on_state)(void *ud, bool up);
@@ -70,11 +70,11 @@ typedef struct {
 
 typedef struct {
     bool up;
-    uint64_t commands;        /* sent */
-    uint64_t errors;          /* callbacks with err set */
-    uint64_t reconnects;      /* successful connects after the first, all connections */
-    size_t pending;           /* commands waiting for replies now */
-    uint64_t messages;        /* pub/sub messages received */
+    uint64_t commands;   /* sent */
+    uint64_t errors;     /* callbacks with err set */
+    uint64_t reconnects; /* successful connects after the first, all connections */
+    size_t pending;      /* commands waiting for replies now */
+    uint64_t messages;   /* pub/sub messages received */
 } lv_redis_stats_t;
 
 /** Start connecting (returns before the connection is up). url is copied. LV_ENOMEM. */

@@ -56,7 +56,10 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-static uint64_t now_ms(void) { return lv_now_ms(); }
+static uint64_t now_ms(void)
+{
+    return lv_now_ms();
+}
 
 static void sleep_ms(int ms)
 {
@@ -72,8 +75,8 @@ static bool srv_answers(int port)
         return false;
     struct timeval tv = {0, 200000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool ok = false;
     char buf[64];
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, "PING\r\n", 6) == 6) {
@@ -111,8 +114,8 @@ static void srv_start(srv_t *s)
             _exit(127);
         char sock[128];
         snprintf(sock, sizeof(sock), "%s/redis.sock", s->dir);
-        const char *argv[24] = {REDIS_SERVER, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                "no", "--dir", s->dir};
+        const char *argv[24] = {REDIS_SERVER, "--port",       port, "--bind", "127.0.0.1", "--save",
+                                "",           "--appendonly", "no", "--dir",  s->dir};
         int argc = 11;
         if (s->pass[0]) {
             argv[argc++] = "--requirepass";
@@ -210,7 +213,10 @@ static bool never(void *arg)
     return false;
 }
 
-static void run_for(int ms) { run_until(never, NULL, ms); }
+static void run_for(int ms)
+{
+    run_until(never, NULL, ms);
+}
 
 static bool is_up(void *arg)
 {
@@ -255,8 +261,11 @@ static void client_open(const char *url_text, int connect_timeout_ms)
     const char *why = NULL;
     if (lv_redisurl_parse(url_text, &url, &why) != 0)
         fail_msg("url %s: %s", url_text, why);
-    lv_redis_cfg_t cfg = {.name = "test", .connect_timeout_ms = connect_timeout_ms, .ud = fx,
-                          .on_state = on_state, .on_message = on_message};
+    lv_redis_cfg_t cfg = {.name = "test",
+                          .connect_timeout_ms = connect_timeout_ms,
+                          .ud = fx,
+                          .on_state = on_state,
+                          .on_message = on_message};
     assert_int_equal(lv_redis_create(&fx->loop, &url, &cfg, &fx->r), 0);
 }
 
@@ -292,7 +301,10 @@ static int setup(void **state)
     return 0;
 }
 
-static void closed_cb(uv_handle_t *h) { (void)h; }
+static void closed_cb(uv_handle_t *h)
+{
+    (void)h;
+}
 
 static int teardown(void **state)
 {

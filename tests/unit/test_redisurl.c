@@ -296,8 +296,11 @@ static void clean_never_shows_the_password(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(hosts_ports_dbs), cmocka_unit_test(userinfo), cmocka_unit_test(unix_sockets),
-        cmocka_unit_test(refusals),        cmocka_unit_test(clean_never_shows_the_password),
+        cmocka_unit_test(hosts_ports_dbs),
+        cmocka_unit_test(userinfo),
+        cmocka_unit_test(unix_sockets),
+        cmocka_unit_test(refusals),
+        cmocka_unit_test(clean_never_shows_the_password),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
