@@ -835,20 +835,23 @@ static void on_refresh(uv_timer_t *t)
                 end_job(d, rj, END_EVENTS_LOST);
         }
     }
+    /* one of each in flight: a slow Redis gets no pile of refreshes */
     if (!d->workers_pending) {
         d->holds++;
+        d->workers_pending = true;
         d->workers_sent_us = lv_now_us();
-        if (lv_redis_cmdf(d->r, on_workers, d, "HGETALL %s", LV_CQ_WORKERS_KEY) == 0)
-            d->workers_pending = true;
-        else
+        if (lv_redis_cmdf(d->r, on_workers, d, "HGETALL %s", LV_CQ_WORKERS_KEY) != 0) {
+            d->workers_pending = false;
             d->holds--;
+        }
     }
     if (!d->stats_pending) {
         d->holds++;
-        if (lv_redis_eval(d->r, d->scripts.stats, on_stats, d, 0, 0, NULL, NULL) == 0)
-            d->stats_pending = true;
-        else
+        d->stats_pending = true;
+        if (lv_redis_eval(d->r, d->scripts.stats, on_stats, d, 0, 0, NULL, NULL) != 0) {
+            d->stats_pending = false;
             d->holds--;
+        }
     }
 }
 

@@ -4,8 +4,8 @@
  * channel, lv:cancel heard): the job body in the queue, events in order to a recording events
  * table, cancel before and after a worker took the job, replace_frame, capacity and free slots from
  * heartbeats, serves() sentences, the bounded endings (worker_lost, stale, cluster_unavailable
- * when Redis is killed, then recovery), a worker's requeue, bad events, and close with callbacks
- * pending. No event may come from inside a port call. Every wait is bounded. */
+ * when Redis is killed, then recovery, or when the subscriber's connection was re-made), a
+ * worker's requeue, bad events, and close with callbacks pending. No event may come from inside a port call. Every wait is bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1103,6 +1103,43 @@ static void redis_killed(void **state)
     assert_string_equal(T.recs[4].text, "back");
 }
 
+/* The subscriber's connection is re-made while commands keep working (Redis closes a slow
+ * subscriber, a proxy drops it): pub/sub kept nothing for it, so a started job's remaining events
+ * may be gone and it ends instead of waiting forever; an unstarted one keeps waiting (the stale
+ * sweep bounds it). */
+static void events_lost_on_resubscribe(void **state)
+{
+    (void)state;
+    heartbeat("w1", 2, 0, lv_wall_ms());
+    wait_capacity(2);
+    lv_job_t *a = job_new(0, 1, "A");
+    lv_job_t *b = job_new(1, 1, "B");
+    submit_ok(a);
+    submit_ok(b);
+    got_t g;
+    lv_jobmsg_t m;
+    pop_parse(&g, &m);
+    got_free(&g);
+    ev_started(m.id, "w1", 1);
+    RUN_UNTIL(T.n_recs == 1, 3000);
+    const char *kill_sub[] = {"CLIENT", "KILL", "TYPE", "pubsub"};
+    wk_cmd(&g, 4, kill_sub);
+    got_free(&g);
+    uint64_t t0 = lv_now_ms();
+    for (uint64_t dl = lv_now_ms() + 4000; T.n_recs < 2 && lv_now_ms() < dl;) {
+        heartbeat("w1", 2, 1, lv_wall_ms()); /* the worker is alive: not worker_lost */
+        run_for(100);
+    }
+    assert_int_equal(T.n_recs, 2);
+    assert_ptr_equal(T.recs[1].job, a);
+    assert_string_equal(T.recs[1].code, "cluster_unavailable");
+    assert_true(lv_now_ms() - t0 < 2500);
+    assert_int_equal(T.lost_unavailable, 1);
+    assert_non_null(b->impl);
+    assert_true(lv_redis_up(T.fe));
+    assert_int_equal(T.events_in_call, 0);
+}
+
 static void bad_events(void **state)
 {
     (void)state;
@@ -1187,6 +1224,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(worker_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(stale_ending, setup, teardown),
         cmocka_unit_test_setup_teardown(requeue_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(events_lost_on_resubscribe, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_events, setup, teardown),
         cmocka_unit_test_setup_teardown(close_with_callbacks_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(create_refuses_bad_ids, setup, teardown),
