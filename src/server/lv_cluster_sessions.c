@@ -23,15 +23,9 @@
 #include "lv_statefile.h"
 #include "lv_wsconn.h"
 
-/* TEMPORARY, until src/server/lv_cluster.c lands: the build links without it. Every call is
- * behind app->cluster, which only lv_cluster_start sets. */
-#pragma weak lv_cluster_redis
-#pragma weak lv_cluster_node_id
-#pragma weak lv_cluster_up
-
 #define TICK_MS 100                   /* a change reaches Redis within about this */
-#define WRITE_BUDGET_BYTES (1u << 20) /* lines sent per tick; the other changed sessions go next tick */
-#define INFLIGHT_MAX_BYTES (8u << 20) /* lines sent and not answered yet: past this a tick sends none */
+#define WRITE_BUDGET_BYTES (4u << 20)  /* lines sent per tick; the other changed sessions go next tick */
+#define INFLIGHT_MAX_BYTES (32u << 20) /* lines sent and not answered yet: past this a tick sends none */
 #define REFRESH_MAX_MS 60000          /* an attached session's TTL is renewed at least this often ... */
 #define REFRESH_MIN_MS 200            /* ... and at most this often (a tiny --session-idle) */
 #define REFRESH_SCAN_MAX 4096         /* sessions looked at per tick for a due refresh */
@@ -239,8 +233,8 @@ static void on_written(void *ud, const redisReply *reply, const char *err)
             log_error(cs, "a session could not be written; it is written again", reply_error(reply, err));
             if (s)
                 lv_session_mark_dirty(s);
-        } else if (reply->integer <= 0 && s) {
-            lost(cs, s);
+        } else if (reply->integer <= 0 && s && !cs->stopping) {
+            lost(cs, s); /* (while stopping the sockets are going anyway) */
         }
     }
     free(w);
@@ -442,8 +436,9 @@ static void on_loaded(void *ud, const redisReply *reply, const char *err)
     if (!cs->freed) {
         lv_conn_t *c = hello_take_conn(cs, h);
         lv_session_t *s = NULL;
-        /* applied even with the socket gone: the claim is done, so the copy lives here now */
-        int rc = apply_load(cs, h, reply, err, &s);
+        /* applied even with the socket gone: the claim is done, so the copy lives here now (not
+         * while stopping: the record stays in Redis, claimed, for the next frontend to take) */
+        int rc = cs->stopping ? LV_ECLOSED : apply_load(cs, h, reply, err, &s);
         if (c)
             lv_engine_hello_done(c, rc == 0 ? s : NULL, NULL, rc);
     }
@@ -516,6 +511,8 @@ static void on_admitted(void *ud, const redisReply *reply, const char *err)
     lv_csess_t *cs = h->cs;
     if (!cs->freed) {
         lv_conn_t *c = hello_take_conn(cs, h);
+        if (c && c->kill)
+            c = NULL; /* closing: a session made for it would never be attached, so never expire */
         if (!reply || reply->type != REDIS_REPLY_INTEGER) {
             log_error(cs, "a new session could not be admitted", reply_error(reply, err));
             if (c)
@@ -614,8 +611,8 @@ int lv_csess_start(lv_app_t *app)
 {
     int rc = LV_ENOMEM;
     lv_csess_t *cs = NULL;
-    if (!app->cluster)
-        return 0;
+    if (!app->cluster) /* lv_cluster_start sets app->cluster before it calls this */
+        return app->cfg.redis_url[0] ? LV_EINVAL : 0;
     if (the_csess)
         return LV_EEXIST;
     if (!(cs = calloc(1, sizeof(*cs))) || !(cs->timer = calloc(1, sizeof(*cs->timer))))

@@ -43,12 +43,6 @@
 #include "lv_wsframe.h"
 #include "lv_wsmsg.h"
 
-/* TEMPORARY, until src/server/lv_cluster.c lands: the build links without it. Every call is
- * behind app->cluster, which only lv_cluster_start sets. */
-#pragma weak lv_cluster_dispatch
-#pragma weak lv_cluster_fpm_allows
-#pragma weak lv_cluster_fpm_count
-
 #define TICK_MS 20
 #define SWEEP_MS 1000
 #define HELLO_TIMEOUT_MS 10000
@@ -786,7 +780,7 @@ static bool frame_budget_take(lv_app_t *app, const char *principal, uint64_t now
 static int frame_budget_retry_s(lv_app_t *app, const char *principal, uint64_t now_ms)
 {
     if (app->cluster) /* the cluster's minute is the wall clock's */
-        return (int)((60000 - lv_wall_ms() % 60000) / 1000) + 1;
+        return (int)(lv_cluster_fpm_retry_ms(app->cluster) / 1000) + 1;
     return (int)(lv_iptable_frame_retry_ms(app->ips, principal, now_ms) / 1000) + 1;
 }
 
