@@ -30,8 +30,10 @@
  * cluster_unavailable when the client reconnected one of its connections while commands kept
  * working (lv_redis_stats.reconnects grew: the subscriber's, and pub/sub keeps no message for a
  * client that was away). These endings are delivered from a timer of this dispatcher (a loop turn
- * of their own, never inside a pipeline call); a done carries rc != 0, error_code "stale",
- * "worker_lost" or "cluster_unavailable", a sentence, and cfg.lost hears the reason. A worker's
+ * of their own, never inside a pipeline call; a worker's stale drop comes with its event); a done
+ * carries rc != 0, error_code "stale",
+ * "worker_lost" or "cluster_unavailable", a sentence, job->backend_id "cluster" when no worker had
+ * named one (the pipeline prefixes error messages with it), and cfg.lost hears the reason. A worker's
  * done with requeue set is not passed on: the worker queued the job again itself.
  *
  * Ownership: created by the frontend (lv_cluster.c), given to the pipeline; r and the scripts
@@ -56,8 +58,9 @@
 
 typedef struct {
     const char *frontend_id;     /* copied */
-    int max_frame_age_ms;        /* > 0: a job's deadline is queued + this; 0: two of its
-                                  * session's intervals, at least 2 s */
+    int max_frame_age_ms;        /* > 0: a job's deadline is its frame's receipt + this; 0: two
+                                  * of its session's intervals, at least 2 s (lv_pipeline_ready's
+                                  * rule) */
     size_t max_frame_bytes;      /* cap of a job body's JPEG */
     void *ud;
     /** The user's fair-share weight (1..1000). NULL = 1. */

@@ -5,7 +5,8 @@
  * table, cancel before and after a worker took the job, replace_frame, capacity and free slots from
  * heartbeats, serves() sentences, the bounded endings (worker_lost, stale, cluster_unavailable
  * when Redis is killed, then recovery, or when the subscriber's connection was re-made), a
- * worker's requeue, bad events, and close with callbacks pending. No event may come from inside a port call. Every wait is bounded. */
+ * worker's requeue, bad events, and close with callbacks pending. No event may come from inside a
+ * port call. Every wait is bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
