@@ -41,6 +41,18 @@ static bool id_valid(const char *s, size_t n, size_t min, size_t max)
     return true;
 }
 
+/* A principal's key (lv_principal.h: printable; today a client address, e.g. "::ffff:10.0.0.7"
+ * or "?" when none could be read): visible ASCII without the two bytes JSON would need escaped. */
+static bool user_valid(const char *s, size_t n)
+{
+    if (n < 1 || n > LV_PRINCIPAL_KEY_MAX - 1)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+            return false;
+    return true;
+}
+
 /* A session id as lv_rand_hex makes it: exactly LV_SESSION_ID_LEN lowercase hex digits. */
 static bool sid_valid(const char *s, size_t n)
 {
@@ -183,7 +195,7 @@ int lv_jobmsg_encode(const lv_jobmsg_t *j, lv_buf_t *out)
     if (!id_valid(j->id, FIELD_LEN(j->id), 1, LV_JOB_ID_MAX) ||
         !id_valid(j->frontend, FIELD_LEN(j->frontend), 1, LV_NODE_ID_MAX) ||
         !sid_valid(j->session, FIELD_LEN(j->session)) ||
-        !id_valid(j->user, FIELD_LEN(j->user), 1, LV_PRINCIPAL_KEY_MAX - 1) || j->weight < WEIGHT_MIN ||
+        !user_valid(j->user, FIELD_LEN(j->user)) || j->weight < WEIGHT_MIN ||
         j->weight > WEIGHT_MAX || j->answer_id > WIRE_U64_MAX || j->enq_wall_ms > WIRE_U64_MAX ||
         j->deadline_wall_ms > WIRE_U64_MAX || j->jpeg_len == 0 || !j->jpeg || j->jpeg_len > LV_JOBMSG_JPEG_MAX)
         return LV_EINVAL;
@@ -270,8 +282,12 @@ int lv_jobmsg_parse(const void *p, size_t len, lv_jobmsg_t *out, const char **wh
     if (!sid_valid(json_string_value(sid), json_string_length(sid)))
         FAIL(LV_EINVAL, "a job's session id is not 32 lowercase hex digits");
     memcpy(out->session, json_string_value(sid), LV_SESSION_ID_LEN + 1);
-    if ((rc = get_id(hdr, "user", 1, LV_PRINCIPAL_KEY_MAX - 1, out->user)) != 0)
-        FAIL(rc, reason_of(rc, "a job's user is missing", "a job's user is not 1..63 of A-Z a-z 0-9 _ . : -"));
+    const json_t *uv = json_object_get(hdr, "user");
+    if (!json_is_string(uv))
+        FAIL(LV_EPARSE, "a job's user is missing");
+    if (!user_valid(json_string_value(uv), json_string_length(uv)))
+        FAIL(LV_EINVAL, "a job's user is not 1..63 visible ASCII characters without quote or backslash");
+    memcpy(out->user, json_string_value(uv), json_string_length(uv) + 1);
     if ((rc = get_u64(hdr, "w", WEIGHT_MAX, &u)) != 0 || u < WEIGHT_MIN)
         FAIL(rc ? rc : LV_EINVAL,
              reason_of(rc, "a job's weight is missing or not an integer", "a job's weight is not 1..1000"));

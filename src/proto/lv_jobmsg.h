@@ -16,7 +16,8 @@
  *    "tok":<n>,"ttft":<us>,"sse":true|false,"shape":<ms>,"rq":true|false,"stale":true|false,
  *    "b":"<backend id>","m":"<model>"}
  * Unknown fields are ignored (a newer worker may add some); a missing required one is an error.
- * Ids are [A-Za-z0-9_.:-] only (job id 1..64 bytes, frontend and worker ids 1..32, user 1..63,
+ * Ids are [A-Za-z0-9_.:-] only (job id 1..64 bytes, frontend and worker ids 1..32; the user, a
+ * principal's key, is 1..63 bytes of visible ASCII without '"' or '\\';
  * backend id 0..64); the session id is exactly 32 lowercase hex digits. Every field shown is
  * written and required (a done event's code, msg, x, b and m may be ""); no other is written.
  * Numbers are non-negative integers up to INT64_MAX (what jansson reads back), except rc (0 or
@@ -40,7 +41,7 @@
 #include "lv_settings.h"
 
 #define LV_JOBMSG_MAGIC "LVJ1"
-#define LV_JOBMSG_HDR_MAX (16u << 10)     /* the JSON header of a job */
+#define LV_JOBMSG_HDR_MAX (32u << 10)     /* the JSON header of a job */
 #define LV_JOBMSG_JPEG_MAX (8u << 20)     /* the frame: as the frontend's own cap */
 #define LV_JOBEV_MAX (256u << 10)         /* one event message */
 #define LV_JOBEV_TEXT_MAX (128u << 10)    /* its text (a done event carries the whole answer) */

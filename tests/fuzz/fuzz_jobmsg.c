@@ -37,6 +37,18 @@ static bool id_ok(const char *s, size_t size, size_t min)
     return true;
 }
 
+/* A user (a principal's key): visible ASCII without quote or backslash. */
+static bool user_ok(const char *s, size_t size)
+{
+    size_t n = strnlen(s, size);
+    if (n == size || n < 1)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+            return false;
+    return true;
+}
+
 static bool settings_same(const lv_settings_t *a, const lv_settings_t *b)
 {
     return strcmp(a->prompt, b->prompt) == 0 && a->max_tokens == b->max_tokens && a->temperature == b->temperature &&
@@ -84,7 +96,7 @@ static void fuzz_job(const uint8_t *d, size_t size)
     if (rc)
         goto out;
     if (!id_ok(job.id, sizeof(job.id), 1) || !id_ok(job.frontend, sizeof(job.frontend), 1) ||
-        strlen(job.session) != LV_SESSION_ID_LEN || !id_ok(job.user, sizeof(job.user), 1) || job.weight < 1 ||
+        strlen(job.session) != LV_SESSION_ID_LEN || !user_ok(job.user, sizeof(job.user)) || job.weight < 1 ||
         job.weight > 1000 || job.answer_id > INT64_MAX || job.enq_wall_ms > INT64_MAX ||
         job.deadline_wall_ms > INT64_MAX)
         abort();

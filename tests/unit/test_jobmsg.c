@@ -304,7 +304,7 @@ static void job_encode_refusals(void **state)
     REFUSE(j.session[0] = 'g', LV_EINVAL);
     REFUSE(j.session[31] = '\0', LV_EINVAL);
     REFUSE(j.user[0] = '\0', LV_EINVAL);
-    REFUSE(j.user[2] = '%', LV_EINVAL);
+    REFUSE(j.user[2] = '"', LV_EINVAL);
     REFUSE(memset(j.user, 'u', sizeof(j.user)), LV_EINVAL);
     REFUSE(j.weight = 0, LV_EINVAL);
     REFUSE(j.weight = 1001, LV_EINVAL);
@@ -321,9 +321,20 @@ static void job_encode_refusals(void **state)
     REFUSE(j.settings.prompt[0] = '\xff', LV_EINVAL);
     REFUSE(snprintf(j.settings.model, sizeof(j.settings.model), "a\xc3"), LV_EINVAL);
     REFUSE(memset(j.settings.backend, 'b', sizeof(j.settings.backend)), LV_EINVAL);
-    /* a header over its cap: a prompt of control characters, each written as \u00XX */
-    REFUSE((memset(j.settings.prompt, '\x01', LV_PROMPT_MAX), j.settings.prompt[LV_PROMPT_MAX] = '\0'), LV_EINVAL);
 #undef REFUSE
+    /* the largest header legal settings make (a prompt of control characters, each written as
+     * \u00XX) fits under the cap: any session's job can be queued, and reads back the same */
+    make_job(&j);
+    memset(j.settings.prompt, '\x01', LV_PROMPT_MAX);
+    j.settings.prompt[LV_PROMPT_MAX] = '\0';
+    lv_buf_t hdr_buf;
+    lv_buf_init(&hdr_buf, 1u << 20);
+    assert_int_equal(lv_jobmsg_encode(&j, &hdr_buf), 0);
+    lv_jobmsg_t back;
+    const char *why = NULL;
+    assert_int_equal(lv_jobmsg_parse(hdr_buf.data, hdr_buf.len, &back, &why), 0);
+    assert_string_equal(back.settings.prompt, j.settings.prompt);
+    lv_buf_free(&hdr_buf);
     /* the output's own cap */
     make_job(&j);
     encode_refused(&j, LV_ELIMIT, 4 + 8 + 100, "tiny output cap");
@@ -485,7 +496,7 @@ static void job_parse_values(void **state)
     header_refused(header_with("sid", json_string(SID "0")), LV_EINVAL, "session id");
     header_refused(header_with("sid", json_string("0123456789abcdef0123456789abcdeg")), LV_EINVAL, "session id");
     header_refused(header_with("user", json_string("")), LV_EINVAL, "user");
-    header_refused(header_with("user", json_string("fe80::1%eth0")), LV_EINVAL, "user");
+    header_refused(header_with("user", json_string("a b")), LV_EINVAL, "user");
     char long_user[LV_PRINCIPAL_KEY_MAX + 1];
     memset(long_user, 'u', LV_PRINCIPAL_KEY_MAX);
     long_user[LV_PRINCIPAL_KEY_MAX] = '\0';
