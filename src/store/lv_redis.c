@@ -341,11 +341,12 @@ static void conn_down(conn_t *c, const char *why)
         c->next_still_log_ms = now + STILL_DOWN_LOG_MS;
         c->outage_logged = true;
         LV_WARN("redis %s: %s connection to %s still down after %.0f s, %u attempts (%s)", r->name, conn_names[c->kind],
-                r->url_clean, (double)(now - c->outage_since_ms) / 1000.0, c->failures + 1, why);
+                r->url_clean, (double)(now - c->outage_since_ms) / 1000.0, c->failures + !was_ready, why);
     } else {
         LV_DEBUG("redis %s: %s connection attempt failed (%s)", r->name, conn_names[c->kind], why);
     }
-    c->failures++;
+    if (!was_ready)
+        c->failures++; /* attempts, not the loss itself */
     uv_timer_start(&c->timer, conn_timer_cb, c->backoff_ms, 0);
     c->backoff_ms = LV_MIN(c->backoff_ms * 2, BACKOFF_MAX_MS);
     /* last: the callbacks below may do anything, lv_redis_close included */

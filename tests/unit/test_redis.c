@@ -933,7 +933,7 @@ static void connect_timeout(void **state)
     run_for(1100);
     assert_false(lv_redis_up(fx->r));
     assert_int_equal(fx->nstates, 0);
-    assert_true(m.accepted >= 3 && m.accepted <= 4);
+    assert_true(m.accepted >= 2 && m.accepted <= 5); /* at least one attempt given up and retried */
     for (int i = 0; i < m.accepted; i++)
         uv_close((uv_handle_t *)&m.conns[i], NULL);
     uv_close((uv_handle_t *)&m.server, NULL);
