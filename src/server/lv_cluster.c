@@ -26,6 +26,7 @@
 #define FPM_KEY_TTL_MS 120000        /* a minute's count outlives its minute, then goes */
 #define FPM_ACTIVE_MS 5000           /* a principal asked about this recently has its total re-read */
 #define FPM_IDLE_MS 60000            /* ... one untouched this long is forgotten */
+#define FPM_EAGER_TENTHS 8           /* past 8/10 of its budget a principal's frames are sent one by one */
 #define FE_SCAN_MAX 2048             /* lv:fe reply elements looked at per beat */
 #define FE_FORGET_PER_BEAT 16        /* dead frontends' fields deleted per beat */
 #define CLOSE_POLL_MS 10
@@ -265,13 +266,29 @@ bool lv_cluster_fpm_allows(lv_cluster_t *c, const char *principal, unsigned fpm)
     return e->total + sending + e->unflushed < fpm;
 }
 
+static int fpm_send(lv_cluster_t *c, fpm_entry_t *e, uint64_t minute);
+
 void lv_cluster_fpm_count(lv_cluster_t *c, const char *principal)
 {
     if (!c)
         return;
     fpm_entry_t *e = fpm_get(c, principal);
-    if (e && e->unflushed < UINT32_MAX)
-        e->unflushed++;
+    if (!e || e->unflushed == UINT32_MAX)
+        return;
+    e->unflushed++;
+    /* With counts sent once a second only, every frontend allows from a total up to a second old,
+     * and together they would overshoot by a second of the principal's frames. So a frontend also
+     * sends its count as soon as it holds half its share of what is left of the budget (left /
+     * frontends / 2), and, past 8/10 of the budget, every frame: the counts held back across the
+     * frontends stay within what is left, and each send brings a fresh total back. Far from the
+     * budget the per-second rounds carry it all. */
+    uint64_t fpm = (uint64_t)c->app->cfg.user_fpm;
+    if (e->in_flight || fpm == 0)
+        return;
+    uint64_t used = e->total + e->unflushed, left = used < fpm ? fpm - used : 0;
+    uint64_t share = left / (2 * LV_MAX(c->n_fe, (size_t)1));
+    if (e->unflushed >= LV_MAX(share, (uint64_t)1) || used * 10 >= fpm * FPM_EAGER_TENTHS)
+        fpm_send(c, e, e->minute);
 }
 
 uint64_t lv_cluster_fpm_retry_ms(const lv_cluster_t *c)
@@ -290,6 +307,23 @@ static void fpm_reply(void *ud, const redisReply *reply, const char *err)
             e->unflushed += e->sending; /* not counted there: send it again next time */
     }
     e->sending = 0;
+}
+
+/* INCRBY the principal's minute by what this frontend counted since (0: only read the total) and
+ * keep the key FPM_KEY_TTL_MS; the reply sets the total. One in flight per principal. */
+static int fpm_send(lv_cluster_t *c, fpm_entry_t *e, uint64_t minute)
+{
+    char key[sizeof(FPM_KEY_PREFIX) + LV_PRINCIPAL_KEY_MAX + 24];
+    snprintf(key, sizeof(key), FPM_KEY_PREFIX "%s:%llu", e->key, (unsigned long long)minute);
+    int rc = lv_redis_cmdf(c->redis, fpm_reply, e, "INCRBY %s %u", key, (unsigned)e->unflushed);
+    if (rc)
+        return rc;
+    e->in_flight = true;
+    e->sending = e->unflushed;
+    e->sent_minute = minute;
+    e->unflushed = 0;
+    lv_redis_cmdf(c->redis, NULL, NULL, "PEXPIRE %s %d", key, FPM_KEY_TTL_MS);
+    return 0;
 }
 
 /* The reply of a flush round's last command: the round is over. Replies come in order on the one
@@ -321,15 +355,8 @@ static void fpm_flush(lv_cluster_t *c)
         /* INCRBY 0 too, for a principal in use: other frontends' frames raise its total */
         if (e->in_flight || (e->unflushed == 0 && now - e->used_ms >= FPM_ACTIVE_MS))
             continue;
-        char key[sizeof(FPM_KEY_PREFIX) + LV_PRINCIPAL_KEY_MAX + 24];
-        snprintf(key, sizeof(key), FPM_KEY_PREFIX "%s:%llu", e->key, (unsigned long long)minute);
-        if (lv_redis_cmdf(c->redis, fpm_reply, e, "INCRBY %s %u", key, (unsigned)e->unflushed) != 0)
+        if (fpm_send(c, e, minute) != 0)
             break; /* down, or too much pending: the counts stay here for the next round */
-        e->in_flight = true;
-        e->sending = e->unflushed;
-        e->sent_minute = minute;
-        e->unflushed = 0;
-        lv_redis_cmdf(c->redis, NULL, NULL, "PEXPIRE %s %d", key, FPM_KEY_TTL_MS);
         sent++;
     }
     if (sweep)
