@@ -3,7 +3,8 @@
  * queues them (lv_jobmsg body, the enqueue script) and the test listens on the frontend's event
  * channel: answers (started, coalesced deltas, done with the whole text), a stale job dropped
  * unsent, no backend for a model, a cancel on lv:cancel, lv_worker_stop ending a running job with
- * worker_stopping and removing the heartbeat, a Redis restart survived; then `livevlm worker`
+ * worker_stopping and removing the heartbeat, a Redis restart survived, jobs held for a full
+ * backend and handed back to the queue; then `livevlm worker`
  * itself (lv_worker_main in a child process): its flags, /healthz, /readyz, /metrics and SIGTERM.
  * Every wait runs the loop under a deadline. */
 #include <setjmp.h>
@@ -372,6 +373,8 @@ static reply_t fe_cmd(const char *fmt, const char *a, const char *b)
     return rep;
 }
 
+static const char *pin_backend = ""; /* settings.backend of the jobs queued */
+
 /* Queue a job as a frontend does: the body, then the enqueue script. */
 static void enqueue_job(const char *id, const char *user, const char *model, int64_t deadline_in_ms)
 {
@@ -388,6 +391,7 @@ static void enqueue_job(const char *id, const char *user, const char *model, int
     m.capture_age_ms = 12;
     lv_settings_defaults(&m.settings);
     snprintf(m.settings.model, sizeof(m.settings.model), "%s", model);
+    snprintf(m.settings.backend, sizeof(m.settings.backend), "%s", pin_backend);
     snprintf(m.settings.prompt, sizeof(m.settings.prompt), "what is in the picture?");
     m.jpeg = peers.jpeg;
     m.jpeg_len = peers.jpeg_len;
@@ -436,6 +440,7 @@ static void worker_start(void)
 static int setup(void **state)
 {
     memset(&t, 0, sizeof(t));
+    pin_backend = "";
     uv_loop_init(&t.loop);
     uv_timer_init(&t.loop, &t.deadline);
     lv_buf_init(&t.textbuf, LV_JOBEV_TEXT_MAX);
@@ -656,6 +661,48 @@ static void survives_redis_restart(void **state)
     assert_int_equal(fe_cmd("HEXISTS %s %s", LV_CQ_WORKERS_KEY, "wtest").integer, 1);
 }
 
+/* Jobs for a backend that is full while another backend has room: the worker takes
+ * them (its pool has free slots), holds them, hands the ones held too long back to the queue, and
+ * every job is answered exactly once, one at a time on the full backend. */
+static void held_jobs_wait_for_their_backend(void **state)
+{
+    char base[64];
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d/v1", peers.fake_port);
+    assert_int_equal(lv_pool_add(t.pool, "one", base, NULL, 1, "fake-vlm-1"), 0);
+    assert_int_equal(lv_backend_configure(lv_pool_find(t.pool, "one"), 0, 1, 1, 0, 0), 0);
+    worker_start();
+    char ids[5][16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "fe1-8%d", i);
+        pin_backend = "one"; /* the session picked that backend */
+        enqueue_job(ids[i], i % 2 ? "bob" : "alice", "fake-vlm-1", 20000);
+        pin_backend = "";
+    }
+    int max_inflight = 0;
+    uint64_t deadline = lv_now_ms() + 3 * WAIT_MS;
+    for (int i = 0; i < 5; i++) {
+        while (!find_ev(ids[i], LV_JOBEV_DONE) && lv_now_ms() < deadline) {
+            run_for(10);
+            max_inflight = LV_MAX(max_inflight, lv_pool_find(t.pool, "one")->inflight);
+        }
+        if (!find_ev(ids[i], LV_JOBEV_DONE))
+            fail_msg("no done event for %s", ids[i]);
+    }
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(count_ev(ids[i], LV_JOBEV_DONE), 1);
+        assert_int_equal(count_ev(ids[i], LV_JOBEV_STARTED), 1);
+        const rec_ev_t *d = find_ev(ids[i], LV_JOBEV_DONE);
+        assert_int_equal(d->rc, 0);
+        assert_string_equal(d->backend, "one");
+    }
+    assert_int_equal(max_inflight, 1);
+    lv_worker_stats_t st;
+    lv_worker_stats(t.w, &st);
+    assert_int_equal(st.answered, 5);
+    assert_true(st.taken > 5); /* some went back to the queue and were taken again */
+    assert_int_equal(fe_cmd("GET %s%s", "lv:q:len", "").str[0], '0');
+}
+
 /* ---------- `livevlm worker` (lv_worker_main in a child) ---------- */
 
 static pid_t worker_main_child(char **argv, int argc)
@@ -791,6 +838,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cancel_running_job, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_ends_running_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(survives_redis_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(held_jobs_wait_for_their_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(main_refuses_without_redis, setup, teardown),
         cmocka_unit_test_setup_teardown(main_serves_health_and_stops, setup, teardown),
     };
