@@ -245,6 +245,7 @@ static void ending_result(end_t why, lv_dispatch_result_t *r, const char **reaso
     switch (why) {
     case END_STALE:
         r->rc = LV_ETIMEDOUT;
+        r->stale = true; /* the pipeline drops it as a stale frame (frame_dropped), not an error */
         r->error_code = "stale";
         r->error_message = "The frame waited in the cluster's queue past its deadline and was dropped unanswered; "
                            "a newer frame goes next.";

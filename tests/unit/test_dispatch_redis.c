@@ -132,6 +132,7 @@ typedef struct {
     char model[LV_MODEL_MAX + 1];
     uint64_t floor_us;
     bool impl_cleared;
+    bool stale;
 } rec_t;
 
 static struct {
@@ -189,6 +190,7 @@ static void on_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t 
     snprintf(r->text, sizeof(r->text), "%.*s", (int)res->text_len, res->text);
     r->rc = res->rc;
     snprintf(r->code, sizeof(r->code), "%s", res->error_code ? res->error_code : "");
+    r->stale = res->stale;
     snprintf(r->msg, sizeof(r->msg), "%s", res->error_message ? res->error_message : "");
     snprintf(r->backend, sizeof(r->backend), "%s", job->backend_id);
     r->impl_cleared = job->impl == NULL;
@@ -935,6 +937,7 @@ static void worker_lost(void **state)
     assert_ptr_equal(T.recs[1].job, a);
     assert_int_equal(T.recs[1].rc, LV_EBACKEND);
     assert_string_equal(T.recs[1].code, "worker_lost");
+    assert_false(T.recs[1].stale);
     assert_string_equal(T.recs[1].msg,
                         "The worker answering this frame stopped; the next frame goes to another worker.");
     assert_true(took >= LV_CQ_WORKER_STALE_MS && took <= LV_CQ_WORKER_STALE_MS + 1200);
@@ -975,6 +978,7 @@ static void stale_ending(void **state)
     assert_int_equal(T.n_recs, 1);
     assert_int_equal(T.recs[0].kind, 'e');
     assert_string_equal(T.recs[0].code, "stale");
+    assert_true(T.recs[0].stale); /* the page hears frame_dropped("stale"), not an error */
     assert_true(T.recs[0].rc != 0);
     assert_string_equal(T.recs[0].backend, "cluster"); /* the pipeline prefixes the message with it */
     assert_true(took >= 300 + LV_DREDIS_GRACE_MS && took <= 300 + LV_DREDIS_GRACE_MS + 1200);
@@ -995,6 +999,7 @@ static void stale_ending(void **state)
     RUN_UNTIL(T.n_recs == 2, 3000);
     assert_int_equal(T.n_recs, 2);
     assert_string_equal(T.recs[1].code, "stale");
+    assert_true(T.recs[1].stale);
     assert_int_equal(T.lost_stale, 2);
     assert_int_equal(T.events_in_call, 0);
 }
