@@ -740,7 +740,9 @@ static void review_jobs(lv_pipeline_t *p, uint64_t now_ms)
         lv_job_t *job = LV_CONTAINER_OF(n, lv_job_t, link);
         lv_session_t *s = job->session;
         lv_coalesce_review(p, job, now_ms); /* its followers that let go */
-        if (!job->started)
+        /* a job not started yet is reviewed only for a session nobody watches any more: it may
+         * wait inside the dispatcher (a cluster's queue) for seconds, for nobody */
+        if (!job->started && (job->n_followers || !lv_pipeline_detached_too_long(p, s, now_ms)))
             continue;
         if (lv_pipeline_detached_too_long(p, s, now_ms)) {
             lv_pipeline_unready(p, s);

@@ -1043,6 +1043,26 @@ static void cancel_detached_and_released(void **state)
     lv_pipeline_release(&fx->pipe, t);
     assert_null(t->job);
     assert_int_equal(fx->disp.cancels, 2);
+    /* a job still waiting inside the dispatcher (a cluster's queue) for a session nobody watches
+     * any more is taken back the same way */
+    fx->disp.start_later = true;
+    fake_viewer_t w;
+    memset(&w, 0, sizeof w);
+    w.v.ops = &fake_viewer_ops;
+    lv_session_t *u = new_session(fx, "carol", NULL, 500, 9000);
+    lv_pipeline_attach_viewer(&fx->pipe, u, &w.v, 9000);
+    put_frame(fx, u, 9000000);
+    lv_pipeline_run(&fx->pipe);
+    assert_non_null(u->job);
+    assert_false(u->job->started);
+    lv_pipeline_detach_viewer(&fx->pipe, u, &w.v, 9100);
+    fx->host.now_us = 10000000;
+    lv_pipeline_tick(&fx->pipe, 10000);
+    assert_non_null(u->job); /* not yet */
+    fx->host.now_us = 11200000;
+    lv_pipeline_tick(&fx->pipe, 11200);
+    assert_null(u->job);
+    assert_int_equal(fx->disp.cancels, 3);
 }
 
 /* A settings change that alters the request takes the answer back after it has run a second, says
