@@ -73,7 +73,7 @@ test('sessions through haproxy: their own answers only, from both workers and bo
     const lat = answers.map((a) => a.metrics.last_latency_ms).sort((a, b) => a - b);
     const line = `cluster basic: 6 sessions over 2 frontends ${JSON.stringify(perFe)}, opened in ${secs(tOpen - t0)} s, ` +
       `${answers.length} answers in ${secs(tDone - tOpen)} s, workers answered ${JSON.stringify(answered)}, ` +
-      `backends ${JSON.stringify(byBackend)}, latency p50 ${lat[Math.floor(lat.length / 2)]} ms p95 ${lat[Math.floor(lat.length * 0.95)]} ms`;
+      `backends ${JSON.stringify(byBackend)}, latency p50 ${Math.round(lat[Math.floor(lat.length / 2)])} ms p95 ${Math.round(lat[Math.floor(lat.length * 0.95)])} ms`;
     console.log(line);
     t.diagnostic(line);
   } finally {

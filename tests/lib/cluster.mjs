@@ -192,8 +192,8 @@ export class Cluster {
     this.redis = await new Redis({ aof: o.aof }).start();
     this.fakes = await Promise.all(o.fakes.map((f) => startFakevlm({ slots: 4, ttftMs: 30, tokenMs: 5, tokens: 8, ...f })));
     this.fakes.forEach((f, i) => { f.id = `f${i + 1}`; });
-    for (let i = 0; i < o.workers; i++) this.workers.push(await this.startWorker(i));
-    for (let i = 0; i < o.frontends; i++) this.frontends.push(await this.startFrontend(i));
+    for (let i = 0; i < o.workers; i++) await this.startWorker(i);
+    for (let i = 0; i < o.frontends; i++) await this.startFrontend(i);
     if (o.haproxy) await this.startHaproxy();
     return this;
   }
