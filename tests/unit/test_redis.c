@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -159,12 +160,18 @@ static void srv_cleanup(srv_t *s)
 {
     srv_kill(s);
     if (s->dir[0]) {
-        char p[128];
-        static const char *const files[] = {"redis.log", "dump.rdb", "redis.sock"};
-        for (size_t i = 0; i < LV_ARRAY_LEN(files); i++) {
-            snprintf(p, sizeof(p), "%s/%s", s->dir, files[i]);
+        /* whatever redis-server left there (log, socket, an rdb it may write) */
+        DIR *d = opendir(s->dir);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            char p[sizeof(s->dir) + 256 + 2];
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(p, sizeof(p), "%s/%s", s->dir, e->d_name);
             unlink(p);
         }
+        if (d)
+            closedir(d);
         rmdir(s->dir);
         s->dir[0] = '\0';
     }
