@@ -2,11 +2,12 @@
  * (`--redis URL`, "redis" in the config file). Pure: parsing and a printable form, no I/O, fuzzed
  * (tests/fuzz/fuzz_redisurl.c).
  *
- * Accepted forms (RFC 3986 userinfo, percent-decoded):
+ * Accepted forms (RFC 3986 userinfo, percent-decoded; schemes in any case):
  *   redis://[[user]:password@]host[:port][/db]      host: a name, IPv4, or [IPv6]; port 6379
  *   unix:///path/to/redis.sock[?db=N]               a Unix socket (password via LIVEVLM_REDIS_PASSWORD)
  * rediss:// (TLS) is refused with a sentence: hiredis 0.14 has no TLS. Anything else (other
- * schemes, a query on redis://, a fragment, an empty host, port 0 or > 65535, db > 15, a field
+ * schemes, a user without a password, an unencoded '/', '?' or '#' in the userinfo, an IPv6 host
+ * without brackets or one that is not an address, a query on redis://, a fragment, an empty host, port 0 or > 65535, db > 15, a field
  * over its cap, control bytes) is refused; `why` says which part, in a sentence for the operator. */
 #ifndef LV_REDISURL_H
 #define LV_REDISURL_H
