@@ -7,8 +7,8 @@
  *   unix:///path/to/redis.sock[?db=N]               a Unix socket (password via LIVEVLM_REDIS_PASSWORD)
  * rediss:// (TLS) is refused with a sentence: hiredis 0.14 has no TLS. Anything else (other
  * schemes, a user without a password, an unencoded '/', '?' or '#' in the userinfo, an IPv6 host
- * without brackets or one that is not an address, a query on redis://, a fragment, an empty host, port 0 or > 65535, db > 15, a field
- * over its cap, control bytes) is refused; `why` says which part, in a sentence for the operator. */
+ * without brackets or one that is not an address, a query on redis://, a fragment, an empty
+ * host, port 0 or > 65535, db > 15, a field over its cap, control bytes) is refused; `why` says which part, in a sentence for the operator. */
 #ifndef LV_REDISURL_H
 #define LV_REDISURL_H
 
