@@ -62,6 +62,9 @@ struct lv_cluster {
     uint64_t started_ms, stop_ms;
     bool ever_up, warned_unreachable;
     /* lv:fe read back */
+    char nonce[17];            /* this process's mark on its heartbeat (random) */
+    char foreign[64];          /* the last value of our field written by someone else */
+    uint64_t duplicate_until_ms, duplicate_logged_ms; /* another live frontend has our node id */
     bool fe_pending;
     lv_cluster_fe_t fe[LV_CLUSTER_FRONTENDS_MAX];
     uint64_t fe_wall_ms[LV_CLUSTER_FRONTENDS_MAX]; /* each one's heartbeat time */
@@ -163,6 +166,33 @@ static void on_message(void *ud, const char *channel, const char *payload, size_
 
 /* ---------- frontend heartbeat (lv:fe) ---------- */
 
+/* Our own field as read back (before this beat's write): a value with another nonce that differs
+ * from the last foreign one seen was written since by a live process using our node id. A
+ * frontend that crashed and was restarted under the same id leaves one value behind, seen once at
+ * most, which is not that. */
+static void check_own_field(lv_cluster_t *c, const char *value, const char *nonce)
+{
+    while (*nonce == ' ')
+        nonce++;
+    if (strcmp(nonce, c->nonce) == 0)
+        return; /* ours */
+    char seen[sizeof(c->foreign)];
+    snprintf(seen, sizeof(seen), "%s", value); /* its wall ms changes at each write */
+    bool changed = c->foreign[0] && strcmp(seen, c->foreign) != 0;
+    memcpy(c->foreign, seen, sizeof(seen));
+    if (!changed)
+        return;
+    uint64_t now = lv_now_ms();
+    c->duplicate_until_ms = now + LV_CLUSTER_FE_STALE_MS;
+    if (!c->duplicate_logged_ms || now - c->duplicate_logged_ms >= 60000) {
+        c->duplicate_logged_ms = now;
+        LV_ERROR("cluster: another frontend runs with node id %s: their jobs, answers and sessions would mix "
+                 "(an answer could reach another user's page). This one answers /readyz 503 while it lasts; "
+                 "give each frontend its own --node-id, or none (a random one)",
+                 c->node_id);
+    }
+}
+
 static void fe_reply(void *ud, const redisReply *reply, const char *err)
 {
     lv_cluster_t *c = ud;
@@ -180,6 +210,8 @@ static void fe_reply(void *ud, const redisReply *reply, const char *err)
         uint64_t sessions, sockets, wall;
         bool ok = parse_u64(&p, &sessions) && parse_u64(&p, &sockets) && parse_u64(&p, &wall);
         uint64_t age = ok && now > wall ? now - wall : 0;
+        if (ok && strlen(c->node_id) == f->len && memcmp(c->node_id, f->str, f->len) == 0)
+            check_own_field(c, v->str, p);
         if (!ok || age > LV_CLUSTER_FE_FORGET_MS) {
             /* a frontend that crashed or was scaled in: its field would stay forever */
             if (forgotten < FE_FORGET_PER_BEAT &&
@@ -199,15 +231,15 @@ static void fe_reply(void *ud, const redisReply *reply, const char *err)
     c->n_fe = n;
 }
 
+/* Read lv:fe, then write our field: the read shows what others wrote since our last write. */
 static void heartbeat(lv_cluster_t *c)
 {
-    char value[96];
-    snprintf(value, sizeof(value), "%zu %zu %llu", lv_registry_count(c->app->reg), c->app->n_conns,
-             (unsigned long long)lv_wall_ms());
-    if (lv_redis_cmdf(c->redis, NULL, NULL, "HSET %s %s %s", FE_KEY, c->node_id, value) != 0)
-        return;
+    char value[128];
     if (!c->fe_pending && lv_redis_cmdf(c->redis, fe_reply, c, "HGETALL %s", FE_KEY) == 0)
         c->fe_pending = true;
+    snprintf(value, sizeof(value), "%zu %zu %llu %s", lv_registry_count(c->app->reg), c->app->n_conns,
+             (unsigned long long)lv_wall_ms(), c->nonce);
+    lv_redis_cmdf(c->redis, NULL, NULL, "HSET %s %s %s", FE_KEY, c->node_id, value);
 }
 
 /* ---------- --user-fpm, cluster-wide ---------- */
@@ -426,6 +458,8 @@ int lv_cluster_start(lv_app_t *app)
         LV_ERROR("--redis: %s", why ? why : "not a Redis URL");
         goto fail;
     }
+    if ((rc = lv_rand_hex(c->nonce, sizeof(c->nonce), 8)) != 0)
+        goto fail;
     lv_redisurl_clean(&url, c->url_clean, sizeof(c->url_clean));
     snprintf(c->channel, sizeof(c->channel), "%s%s", LV_CQ_EVENT_CHANNEL_PREFIX, c->node_id);
 
@@ -555,6 +589,18 @@ lv_redis_t *lv_cluster_redis(lv_cluster_t *c) { return c ? c->redis : NULL; }
 const char *lv_cluster_node_id(const lv_cluster_t *c) { return c ? c->node_id : ""; }
 const char *lv_cluster_url(const lv_cluster_t *c) { return c ? c->url_clean : ""; }
 bool lv_cluster_up(const lv_cluster_t *c) { return c && c->redis && lv_redis_up(c->redis); }
+
+bool lv_cluster_ready(const lv_cluster_t *c, const char **why)
+{
+    *why = NULL;
+    if (!lv_cluster_up(c))
+        *why = "redis unreachable";
+    else if (c->stopping)
+        *why = "shutting down";
+    else if (lv_now_ms() < c->duplicate_until_ms)
+        *why = "another frontend has this node id";
+    return *why == NULL;
+}
 lv_worker_t *lv_cluster_worker(lv_cluster_t *c) { return c ? c->worker : NULL; }
 
 size_t lv_cluster_frontends(const lv_cluster_t *c, lv_cluster_fe_t *out, size_t max)

@@ -14,7 +14,8 @@
  * (lv_redis reconnects; no restart).
  *
  * Redis keys of its own (the queue's are in lv_cluster_queue.h):
- *   lv:fe                      hash   frontend id -> "<sessions> <sockets> <wall ms>", written every
+ *   lv:fe                      hash   frontend id -> "<sessions> <sockets> <wall ms> <nonce>" (nonce:
+ *                                     random per process), read back then written every
  *                                     LV_CLUSTER_BEAT_MS; a field older than
  *                                     LV_CLUSTER_FE_STALE_MS is not counted, one older than
  *                                     LV_CLUSTER_FE_FORGET_MS is deleted by whichever frontend sees
@@ -84,6 +85,11 @@ const char *lv_cluster_node_id(const lv_cluster_t *c);
 const char *lv_cluster_url(const lv_cluster_t *c);
 /** Redis reachable (the command connection is up). False for NULL and after stop. */
 bool lv_cluster_up(const lv_cluster_t *c);
+/** /readyz: Redis reachable, not stopping, and no other live frontend writes heartbeats under this
+ * node id (seen within LV_CLUSTER_FE_STALE_MS: two frontends with one id would share job ids,
+ * an event channel and session ownership, so answers could reach the wrong page; logged as an
+ * error). Else false with why set ("redis unreachable", ...; static). */
+bool lv_cluster_ready(const lv_cluster_t *c, const char **why);
 /** The inline worker (--workers-inline), or NULL. */
 struct lv_worker *lv_cluster_worker(lv_cluster_t *c);
 

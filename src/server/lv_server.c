@@ -289,9 +289,12 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
         /* a cluster frontend never calls a backend (workers do): ready = it reaches Redis, where
          * its jobs, sessions and limits are; haproxy takes it out of rotation otherwise */
         if (app->cluster) {
-            if (lv_cluster_up(app->cluster))
+            const char *why;
+            char body[96];
+            if (lv_cluster_ready(app->cluster, &why))
                 return lv_req_respond(r, 200, "text/plain; charset=utf-8", "ready\n", 6, false, NULL);
-            return lv_req_respond(r, 503, "text/plain; charset=utf-8", "redis unreachable\n", 18, false, NULL);
+            int n = snprintf(body, sizeof(body), "%s\n", why);
+            return lv_req_respond(r, 503, "text/plain; charset=utf-8", body, (size_t)n, true, NULL);
         }
         /* ready = at least one backend in rotation with a model to serve */
         for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
