@@ -23,50 +23,50 @@
 #include "lv_statefile.h"
 #include "lv_wsconn.h"
 
-#define TICK_MS 100                   /* a change reaches Redis within about this */
+#define TICK_MS 100                    /* a change reaches Redis within about this */
 #define WRITE_BUDGET_BYTES (4u << 20)  /* lines sent per tick; the other changed sessions go next tick */
 #define INFLIGHT_MAX_BYTES (32u << 20) /* lines sent and not answered yet: past this a tick sends none */
-#define REFRESH_MAX_MS 60000          /* an attached session's TTL is renewed at least this often ... */
-#define REFRESH_MIN_MS 200            /* ... and at most this often (a tiny --session-idle) */
-#define REFRESH_SCAN_MAX 4096         /* sessions looked at per tick for a due refresh */
-#define PROVISIONAL_MS 10000          /* an admitted session's place, until its first write */
-#define HELLOS_MAX 65536              /* hellos waiting for Redis */
+#define REFRESH_MAX_MS 60000           /* an attached session's TTL is renewed at least this often ... */
+#define REFRESH_MIN_MS 200             /* ... and at most this often (a tiny --session-idle) */
+#define REFRESH_SCAN_MAX 4096          /* sessions looked at per tick for a due refresh */
+#define PROVISIONAL_MS 10000           /* an admitted session's place, until its first write */
+#define HELLOS_MAX 65536               /* hellos waiting for Redis */
 #define ERROR_LOG_EVERY_MS 60000
 #define KEY_MAX (8 + LV_PRINCIPAL_KEY_MAX)
 
 /* A hello waiting for Redis: a resume (claim + load) or a new session (admission). */
 typedef struct {
-    lv_hmap_node_t node;       /* in cs->hellos while its socket is open, keyed by `key` */
+    lv_hmap_node_t node; /* in cs->hellos while its socket is open, keyed by `key` */
     struct lv_csess *cs;
-    lv_conn_t *conn;           /* NULL once the socket closed */
-    const lv_conn_t *key;      /* the socket's address: the table's key bytes */
+    lv_conn_t *conn;      /* NULL once the socket closed */
+    const lv_conn_t *key; /* the socket's address: the table's key bytes */
     char id[LV_SESSION_ID_LEN + 1];
     char secret_hash[LV_SECRET_HASH_LEN + 1];
-    char provisional[33];      /* admission: this hello's member in lv:us:<principal> */
+    char provisional[33]; /* admission: this hello's member in lv:us:<principal> */
     char principal[LV_PRINCIPAL_KEY_MAX];
-    lv_settings_t settings;    /* admission: the new session's (checked) settings */
+    lv_settings_t settings; /* admission: the new session's (checked) settings */
 } hello_t;
 
 /* One write of a session's line, waiting for its reply. */
 typedef struct {
     struct lv_csess *cs;
     char id[LV_SESSION_ID_LEN + 1];
-    uint32_t gen;              /* the incarnation that was written */
+    uint32_t gen; /* the incarnation that was written */
     size_t bytes;
 } write_t;
 
 typedef struct lv_csess {
-    lv_app_t *app;             /* NULL once freed (callbacks still pending then touch nothing) */
+    lv_app_t *app; /* NULL once freed (callbacks still pending then touch nothing) */
     lv_redis_t *redis;
     char node[64];
-    uv_timer_t *timer;         /* its own allocation, freed by its close callback */
+    uv_timer_t *timer; /* its own allocation, freed by its close callback */
     int s_write, s_load, s_admit, s_delete;
     bool up, stopping, freed;
-    lv_queue_t managed;        /* lv_session_t.cluster.link: every session written here, oldest write first */
-    lv_hmap_t hellos;          /* hello_t.node */
+    lv_queue_t managed; /* lv_session_t.cluster.link: every session written here, oldest write first */
+    lv_hmap_t hellos;   /* hello_t.node */
     uint32_t gen;
     size_t inflight_bytes;
-    size_t outstanding;        /* commands whose callback holds a pointer here */
+    size_t outstanding; /* commands whose callback holds a pointer here */
     uint64_t idle_ms, refresh_ms, lease_ms;
     uint64_t error_logged_ms;
     uint64_t errors_unlogged;
@@ -129,11 +129,10 @@ static const char SCRIPT_ADMIT[] =
     "return 1\n";
 
 /* KEYS: lv:s:<id>, lv:o:<id>, lv:us:<principal>. ARGV: node, id. Only the owner deletes. */
-static const char SCRIPT_DELETE[] =
-    "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
-    "redis.call('DEL', KEYS[1], KEYS[2])\n"
-    "redis.call('ZREM', KEYS[3], ARGV[2])\n"
-    "return 1\n";
+static const char SCRIPT_DELETE[] = "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
+                                    "redis.call('DEL', KEYS[1], KEYS[2])\n"
+                                    "redis.call('ZREM', KEYS[3], ARGV[2])\n"
+                                    "return 1\n";
 
 /* ---------- helpers ---------- */
 
@@ -182,7 +181,10 @@ static bool secret_matches(const char *hash, const char *stored)
     return lv_secure_equal(hash, strlen(hash), stored, strlen(stored));
 }
 
-static void u64_text(char *dst, size_t size, uint64_t v) { snprintf(dst, size, "%llu", (unsigned long long)v); }
+static void u64_text(char *dst, size_t size, uint64_t v)
+{
+    snprintf(dst, size, "%llu", (unsigned long long)v);
+}
 
 /* s's record and owner key live for what is left of its idle time: all of it while a socket is
  * attached (or it was just made), else counted from when its last socket left. */
@@ -259,10 +261,10 @@ static int send_write(lv_csess_t *cs, lv_session_t *s, uint64_t now, bool create
     u64_text(us_ttl, sizeof(us_ttl), cs->lease_ms + PROVISIONAL_MS);
     const char *pv = provisional ? provisional : "";
     const char *argv[] = {k_s, k_o, k_us, cs->node, line->data, ttl, score, s->rec.id, us_ttl, create ? "1" : "0", pv};
+    enum { LINE_ARG = 4 };
     size_t argvlen[LV_ARRAY_LEN(argv)];
-    for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++)
-        argvlen[i] = strlen(argv[i]);
-    argvlen[4] = line->len - 1; /* the line without its "\n" */
+    for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++) /* the line is no C string: its length is its own */
+        argvlen[i] = i == LINE_ARG ? line->len - 1 : strlen(argv[i]); /* without its "\n" */
     write_t *w = calloc(1, sizeof(*w));
     if (!w)
         return LV_ENOMEM;
@@ -407,9 +409,8 @@ static int apply_load(lv_csess_t *cs, const hello_t *h, const redisReply *reply,
         return LV_ECLOSED;
     }
     long long state = reply->element[0]->integer;
-    const redisReply *line = reply->elements > 1 && reply->element[1]->type == REDIS_REPLY_STRING
-                                 ? reply->element[1]
-                                 : NULL;
+    const redisReply *line =
+        reply->elements > 1 && reply->element[1]->type == REDIS_REPLY_STRING ? reply->element[1] : NULL;
     lv_session_t *local = lv_session_find(cs->app->reg, h->id);
     if (local && !local->cluster.managed)
         return LV_ENOTFOUND; /* a one-request session: nobody resumes those */
@@ -667,7 +668,10 @@ void lv_csess_set_up(lv_app_t *app, bool up)
         LV_INFO("cluster sessions: Redis is reachable again; the %zu session(s) of this frontend are written again", n);
 }
 
-static void on_timer_closed(uv_handle_t *h) { free(h); }
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
 
 /* Every session leaves the write-behind's queue (they outlive this side: the registry is
  * destroyed on its own schedule, and must not find a freed head among their links). */
