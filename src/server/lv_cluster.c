@@ -71,7 +71,7 @@ struct lv_cluster {
     size_t n_fe;
     /* --user-fpm */
     lv_hmap_t fpm;
-    size_t fpm_pending;        /* flush replies outstanding: the next flush waits for them */
+    size_t fpm_pending;        /* a round is in flight (its closing PING unanswered): the next waits */
     uint64_t fpm_swept_minute;
     uint64_t fpm_full_logged_ms;
 };
