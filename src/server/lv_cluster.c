@@ -479,6 +479,7 @@ int lv_cluster_start(lv_app_t *app)
         .frontend_id = c->node_id,
         .max_frame_age_ms = cfg->max_frame_age_ms,
         .max_frame_bytes = cfg->max_frame_bytes,
+        .out_factor = 2, /* a backlogged user keeps a job waiting in the queue (lv_dispatch_redis.h) */
         .ud = c,
         .weight_of = weight_of,
         .lost = job_lost,

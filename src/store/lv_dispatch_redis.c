@@ -439,9 +439,15 @@ static void on_enqueued(void *ud, const redisReply *reply, const char *err)
     rjob_release(rj);
 }
 
+/* The slots as the pipeline sees them: the live workers' times the out factor. */
+static size_t slots_of(const dredis_t *d)
+{
+    return d->up && !d->closed ? d->capacity * (d->cfg.out_factor ? d->cfg.out_factor : 1) : 0;
+}
+
 static size_t free_slots_of(const dredis_t *d)
 {
-    size_t cap = d->up && !d->closed ? d->capacity : 0;
+    size_t cap = slots_of(d);
     return cap > d->n_out ? cap - d->n_out : 0;
 }
 
@@ -561,8 +567,7 @@ static void dredis_cancel(lv_dispatch_t *port, lv_job_t *job)
 
 static size_t dredis_capacity(lv_dispatch_t *port)
 {
-    dredis_t *d = dredis_of(port);
-    return d->up && !d->closed ? d->capacity : 0;
+    return slots_of(dredis_of(port));
 }
 
 static size_t dredis_free_slots(lv_dispatch_t *port) { return free_slots_of(dredis_of(port)); }
@@ -759,7 +764,7 @@ static void on_workers(void *ud, const redisReply *reply, const char *err)
     }
     qsort(d->live, d->n_live, sizeof(d->live[0]), live_cmp);
     if (capacity > d->capacity)
-        d->opened += capacity - d->capacity;
+        d->opened += (capacity - d->capacity) * (d->cfg.out_factor ? d->cfg.out_factor : 1);
     d->capacity = capacity;
     d->known = true;
     /* a started job whose worker has no fresh heartbeat ends: only when the worker was already

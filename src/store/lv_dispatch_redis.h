@@ -62,6 +62,13 @@ typedef struct {
                                   * of its session's intervals, at least 2 s (lv_pipeline_ready's
                                   * rule) */
     size_t max_frame_bytes;      /* cap of a job body's JPEG */
+    unsigned out_factor;         /* jobs this frontend may keep out per live worker slot (capacity
+                                  * and free_slots as the pipeline sees them); 0 = 1. A frontend
+                                  * runs with 2: for the queue to decide the order, a backlogged
+                                  * user must have a job WAITING there when a slot frees, not only
+                                  * the one running; with each user held to its share of the slots
+                                  * (the local fair queue's bound), twice the slots gives every
+                                  * share s >= 1 room for s + 1 (docs/internals/cluster.md) */
     void *ud;
     /** The user's fair-share weight (1..1000). NULL = 1. */
     unsigned (*weight_of)(void *ud, const char *user);
