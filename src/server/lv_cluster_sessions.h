@@ -52,7 +52,8 @@ void lv_csess_free(struct lv_app *app);
 /** hello with an id and a secret, in cluster mode, for a session that is not here or is here with
  * no socket (another frontend may have taken it since: Redis says who owns it). Returns 0 (the
  * answer follows), LV_ENOTFOUND (not a session id: answer session_not_found now), LV_ECLOSED
- * (Redis is down: answer cluster_unavailable now), LV_ENOMEM. */
+ * (Redis is down: a copy held here is resumed as it is, since nobody can take it over meanwhile;
+ * else answer cluster_unavailable now), LV_ENOMEM. */
 int lv_csess_resume(struct lv_app *app, struct lv_conn *c, const char *id, const char *secret);
 /** hello for a new session with these (checked) settings, in cluster mode: the principal's live
  * sessions are counted cluster-wide first. Returns 0 (the answer follows), LV_ECLOSED (Redis is

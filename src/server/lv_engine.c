@@ -535,15 +535,22 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
         }
         /* In a cluster a session may live in Redis only (its frontend died, or the page came here
          * through the balancer), or its copy here may be stale (another frontend served it since:
-         * only one with a socket here is surely ours). Those go asynchronous. */
+         * only one with a socket here is surely ours). Those go asynchronous. While Redis is
+         * unreachable nobody can take a session over, so a copy held here is resumed as it is (a
+         * stale one is found out at its first write once Redis is back: session_moved). */
         lv_session_t *here = app->cluster ? lv_session_find(app->reg, m->session_id) : NULL;
         if (app->cluster && (!here || !lv_session_attached(here))) {
             rc = lv_csess_resume(app, c, m->session_id, m->resume_secret);
-            if (rc == LV_ENOTFOUND)
+            if (rc == 0)
+                return; /* lv_engine_hello_done answers */
+            if (rc == LV_ENOTFOUND) {
                 send_session_not_found(c);
-            else if (rc)
+                return;
+            }
+            if (!here) {
                 send_cluster_unavailable(c);
-            return; /* else lv_engine_hello_done answers */
+                return;
+            }
         }
         if (lv_session_resume(app->reg, m->session_id, m->resume_secret, &s) != 0) {
             send_session_not_found(c);
