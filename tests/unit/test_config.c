@@ -218,6 +218,44 @@ static void cameras(void **state)
     assert_non_null(strstr(err, "camera[1]"));
 }
 
+/* cluster options: from flags, the environment and the file (where _ may stand for -); the URL
+ * and the node id are checked by lv_config_validate, and the password never reaches the error */
+static void cluster_options(void **state)
+{
+    (void)state;
+    write_file("{\"redis\": \"redis://:pw@10.0.0.5:6380/2\", \"node_id\": \"fe-1\", \"workers_inline\": true}");
+    const char *argv[] = {"--config", file};
+    assert_int_equal(load(2, argv), 0);
+    assert_string_equal(cfg.redis_url, "redis://:pw@10.0.0.5:6380/2");
+    assert_string_equal(cfg.node_id, "fe-1");
+    assert_true(cfg.workers_inline);
+    assert_int_equal(lv_config_validate(&cfg, err, sizeof(err)), 0);
+
+    lv_config_defaults(&cfg);
+    setenv("LIVEVLM_REDIS", "unix:///run/redis.sock", 1);
+    const char *none[] = {"--node-id", "w2"};
+    assert_int_equal(load(2, none), 0);
+    unsetenv("LIVEVLM_REDIS");
+    assert_string_equal(cfg.redis_url, "unix:///run/redis.sock");
+    assert_int_equal(lv_config_validate(&cfg, err, sizeof(err)), 0);
+
+    static const char *bad[][2] = {
+        {"--redis", "http://h:1"},            /* not Redis */
+        {"--redis", "rediss://:s3cretpw@h"},  /* TLS: not in this hiredis */
+        {"--redis", "redis://:s3cretpw@h:0"}, /* port 0 */
+        {"--node-id", "fe 1"},                /* a space */
+        {"--workers-inline", NULL},           /* without --redis */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        lv_config_defaults(&cfg);
+        const char *b[] = {bad[i][0], bad[i][1]};
+        assert_int_equal(load(bad[i][1] ? 2 : 1, b), 0);
+        assert_int_equal(lv_config_validate(&cfg, err, sizeof(err)), LV_EINVAL);
+        if (strstr(err, "s3cretpw"))
+            fail_msg("'%s' -> '%s' shows the password", bad[i][1], err);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +267,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(host_check, setup, teardown),
         cmocka_unit_test_setup_teardown(print_token_url_flag, setup, teardown),
         cmocka_unit_test_setup_teardown(cameras, setup, teardown),
+        cmocka_unit_test_setup_teardown(cluster_options, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
