@@ -66,9 +66,11 @@ test('kill -9 a frontend mid-stream: its pages resume the same session elsewhere
       await p.answerAfter(tKill + 500, T(5000));
     }
     const worst = Math.max(...resumed);
+    // What each page met on its way back (a refused try would show up as connect_failed).
+    const tries = hit.map((p) => p.events.filter((e) => e.t >= tKill && e.kind !== 'close').map((e) => e.kind).join('+'));
     const line = `cluster failover: frontend kill -> resumed in ${secs(worst)} s (max of ${hit.length} pages: ` +
       `${resumed.map(secs).join(', ')}), first answer after ${secs(Math.max(...firstAnswer))} s, ` +
-      `haproxy marked it down after ${secs(tDown - tKill)} s`;
+      `haproxy marked it down after ${secs(tDown - tKill)} s; tries per page: ${JSON.stringify(tries)}`;
     console.log(line);
     t.diagnostic(line);
     assert.ok(worst <= T(2000), `every page resumed within 2 s of the kill (worst ${worst} ms)`);

@@ -77,7 +77,9 @@ test('Redis down 5 s and back (AOF): degraded with reasons, then everything reco
     pages.push(fresh);
     const aFresh = await fresh.answerAfter(tBack, T(10000));
 
-    const line = `cluster redis outage: readyz 503 ${secs(tNotReady - tKill)} s after the kill, haproxy all down after ` +
+    const line = `cluster redis outage: readyz 503 ${secs(tNotReady - tKill)} s after the kill, the direct page heard ` +
+      `${told.code} ${secs(told.__t - tKill)} s after it (${JSON.stringify(told.message)}), new hello: ${refused.code} ` +
+      `(${JSON.stringify(refused.message)}), haproxy all down after ` +
       `${secs(tAllDown - tKill)} s; page behind haproxy during the outage: ${JSON.stringify(viaProxyEvents.slice(0, 4))}` +
       `${viaProxyEvents.length > 4 ? ` (+${viaProxyEvents.length - 4} more)` : ''}; after the restart: readyz 200 in ` +
       `${secs(tReady - tBack)} s, haproxy up in ${secs(tUp - tBack)} s, answers resumed in ${secs(aDirect.__t - tBack)} s ` +
