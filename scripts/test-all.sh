@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test-all.sh - the one test command: install what is missing, build with -Werror, run the whole
 # suite (scripts/test.sh: unit, integration, cluster, browser), build with ASan+UBSan and run the
-# suite again, a multi-user soak on that build, then a short fuzz run when the fuzz script exists. Every stage runs even when an earlier one failed (so
-# one run shows everything); ends with "total: N passed, N failed" and exits non-zero on any failure.
+# suite again, a multi-user soak on that build, then a short fuzz run when the fuzz script exists.
+# Every stage runs even when an earlier one failed (so one run shows everything); ends with
+# "total: N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
