@@ -13,6 +13,7 @@
 #include "lv_backend.h"
 #include "lv_camera.h"
 #include "lv_common.h"
+#include "lv_engine.h"
 #include "lv_frame.h"
 #include "lv_httpd.h"
 #include "lv_httputil.h"
@@ -308,9 +309,9 @@ int lv_analyze_handle(lv_app_t *app, lv_req_t *r)
     }
     lv_principal_t who;
     lv_auth_principal(app, r->head, r->ip, &who);
-    if (app->cfg.user_fpm > 0 && !lv_iptable_frame_allowed(app->ips, who.key, app->cfg.user_fpm, now_ms)) {
+    if (app->cfg.user_fpm > 0 && !lv_engine_frame_budget_take(app, who.key, now_ms)) {
         char msg[200], extra[64];
-        uint64_t wait_s = lv_iptable_frame_retry_ms(app->ips, who.key, now_ms) / 1000 + 1;
+        uint64_t wait_s = (uint64_t)lv_engine_frame_budget_retry_s(app, who.key, now_ms);
         snprintf(msg, sizeof(msg), "frame rate limit: at most %d frames per minute per user", app->cfg.user_fpm);
         snprintf(extra, sizeof(extra), "retry-after: %llu\r\n", (unsigned long long)wait_s);
         lv_stat_rate_limited(app, "frames");

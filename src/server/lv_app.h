@@ -24,6 +24,7 @@ struct lv_analyze_host;
 struct lv_offer_host;
 struct lv_cameras;
 struct lv_cluster;
+struct lv_csess;
 struct lv_pool;
 struct lv_registry;
 struct lv_stat;
@@ -50,6 +51,7 @@ typedef struct lv_app {
                                   * or in cluster mode lv_cluster_dispatch(cluster) */
     struct lv_cluster *cluster;  /* `serve --redis`: this frontend's cluster side (lv_cluster.h);
                                   * NULL in single-node mode */
+    struct lv_csess *csess;      /* its sessions in Redis (lv_cluster_sessions.c's own) */
     struct lv_stat *stat;        /* metrics (lv_stat.h) */
     struct lv_iptable *ips;      /* per-address counters (lv_iptable.h) */
     char token[65];              /* access token; empty with --auth none */

@@ -72,13 +72,11 @@ typedef struct lv_csess {
     uint64_t errors_unlogged;
 } lv_csess_t;
 
-/* One frontend per process, and lv_app_t has no field for this side yet (see the report: the
- * field `struct lv_csess *csess;` belongs in lv_app.h); every entry point goes through csess_of. */
-static lv_csess_t *the_csess;
-
+/* app->csess, set by lv_csess_start; every entry point goes through here (NULL: single node, or
+ * not started). */
 static lv_csess_t *csess_of(const lv_app_t *app)
 {
-    return app && app->cluster && the_csess && the_csess->app == app ? the_csess : NULL;
+    return app && app->cluster ? app->csess : NULL;
 }
 
 /* ---------- the scripts ---------- */
@@ -614,7 +612,7 @@ int lv_csess_start(lv_app_t *app)
     lv_csess_t *cs = NULL;
     if (!app->cluster) /* lv_cluster_start sets app->cluster before it calls this */
         return app->cfg.redis_url[0] ? LV_EINVAL : 0;
-    if (the_csess)
+    if (app->csess)
         return LV_EEXIST;
     if (!(cs = calloc(1, sizeof(*cs))) || !(cs->timer = calloc(1, sizeof(*cs->timer))))
         goto fail;
@@ -637,7 +635,7 @@ int lv_csess_start(lv_app_t *app)
     cs->timer->data = cs;
     uv_timer_start(cs->timer, on_tick, TICK_MS, TICK_MS);
     uv_unref((uv_handle_t *)cs->timer); /* the write-behind never keeps the loop alive */
-    the_csess = cs;
+    app->csess = cs;
     return 0;
 fail_map:
     lv_hmap_free(&cs->hellos);
@@ -717,7 +715,7 @@ void lv_csess_free(lv_app_t *app)
         h->conn = NULL; /* each is freed by its callback, which lv_redis_close runs */
     }
     lv_hmap_free(&cs->hellos);
-    the_csess = NULL;
+    cs->app->csess = NULL;
     cs->app = NULL;
     cs->freed = true;
     if (cs->outstanding == 0)

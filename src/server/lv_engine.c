@@ -771,9 +771,7 @@ static void reject_frame(lv_conn_t *c, const char *code, const char *message, co
     lv_conn_send_error(c, code, message, NULL);
 }
 
-/* --user-fpm: take one frame from the principal's budget (false: over it). In a cluster the
- * budget is counted per wall-clock minute across every frontend (lv_cluster.h). */
-static bool frame_budget_take(lv_app_t *app, const char *principal, uint64_t now_ms)
+bool lv_engine_frame_budget_take(lv_app_t *app, const char *principal, uint64_t now_ms)
 {
     if (!app->cluster)
         return lv_iptable_frame_allowed(app->ips, principal, app->cfg.user_fpm, now_ms);
@@ -783,8 +781,7 @@ static bool frame_budget_take(lv_app_t *app, const char *principal, uint64_t now
     return true;
 }
 
-/* Seconds until frames are accepted again (rounded up). */
-static int frame_budget_retry_s(lv_app_t *app, const char *principal, uint64_t now_ms)
+int lv_engine_frame_budget_retry_s(lv_app_t *app, const char *principal, uint64_t now_ms)
 {
     if (app->cluster) /* the cluster's minute is the wall clock's */
         return (int)(lv_cluster_fpm_retry_ms(app->cluster) / 1000) + 1;
@@ -825,10 +822,10 @@ static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
         return;
     }
     uint64_t now_ms = t0 / 1000;
-    if (app->cfg.user_fpm > 0 && !frame_budget_take(app, s->rec.principal, now_ms)) {
+    if (app->cfg.user_fpm > 0 && !lv_engine_frame_budget_take(app, s->rec.principal, now_ms)) {
         char msg[200];
         snprintf(msg, sizeof(msg), "frame rate limit: at most %d frames per minute per user; frames are accepted "
-                 "again in %d s", app->cfg.user_fpm, frame_budget_retry_s(app, s->rec.principal, now_ms));
+                 "again in %d s", app->cfg.user_fpm, lv_engine_frame_budget_retry_s(app, s->rec.principal, now_ms));
         lv_stat_rate_limited(app, "frames");
         reject_frame(c, "rate_limited", msg, "rate_limited");
         return;

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct lv_app;
 struct lv_conn;
@@ -42,5 +43,12 @@ void lv_engine_hello_done(struct lv_conn *c, struct lv_session *s, const char *s
  * closed (the page reconnects and resumes wherever it lands), its camera and WebRTC stream are let
  * go, and the copy here is freed (nothing is deleted in Redis). */
 void lv_engine_session_release(struct lv_app *app, struct lv_session *s, const char *code, const char *message);
+
+/** --user-fpm: take one frame from the principal's budget (false: over it). Single node: per
+ * process (lv_iptable); in a cluster, per wall-clock minute across every frontend (lv_cluster.h).
+ * Used by the page's frames and POST /api/v1/analyze alike. */
+bool lv_engine_frame_budget_take(struct lv_app *app, const char *principal, uint64_t now_ms);
+/** Seconds until the principal's frames are accepted again (rounded up). */
+int lv_engine_frame_budget_retry_s(struct lv_app *app, const char *principal, uint64_t now_ms);
 
 #endif
