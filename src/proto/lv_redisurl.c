@@ -8,17 +8,6 @@
 
 #include "lv_common.h"
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode [p, p+n) into out (cap size, NUL included). No NUL or control bytes result. */
 static int pct_decode(const char *p, size_t n, char *out, size_t size)
 {
@@ -28,7 +17,7 @@ static int pct_decode(const char *p, size_t n, char *out, size_t size)
         if (c == '%') {
             if (i + 2 >= n)
                 return LV_EINVAL;
-            int hi = hexval((unsigned char)p[i + 1]), lo = hexval((unsigned char)p[i + 2]);
+            int hi = lv_hex_digit((unsigned char)p[i + 1]), lo = lv_hex_digit((unsigned char)p[i + 2]);
             if (hi < 0 || lo < 0)
                 return LV_EINVAL;
             c = hi * 16 + lo;
