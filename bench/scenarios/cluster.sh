@@ -105,6 +105,7 @@ start_worker() {
     local name=$1; shift
     local pf=()
     if wk_has --port-file; then pf=(--host 127.0.0.1 --port 0 --port-file "$BENCH_TMP/$name.port"); fi
+    if wk_has --no-detect; then pf+=(--no-detect); fi
     "$BUILD/livevlm" worker --redis "$RD_URL" --node-id "$name" --log-level warn "${pf[@]}" "$@" \
         >"$BENCH_TMP/$name.out" 2>"$BENCH_TMP/$name.log" &
     WK_PID=$!
@@ -197,14 +198,14 @@ part_scale() {
         echo "| workers | backends | capacity (theoretical) | answers/s | of capacity | backends busy | frontend saw capacity | client latency p50 / p99 | queue wait p50 / p99 (server) | frontend CPU/answer | workers CPU (% of a core) | redis CPU (% of a core) | other load |"
         echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     } >>"$md"
-    local worst=100 series=""
+    local worst=100 series="" measured=0
     for row in $SC_ROWS; do
         local nw=${row%%:*} how=${row#*:}
         local nbe=$nw
         [ "$how" = all ] && nbe=4
         local cap_th
         cap_th=$(calc %.1f "$nbe*$SLOTS*1000/$S_MS")
-        start_redis sc-$row
+        start_redis "sc-$nw-$how"
         local rdpid=$RD_PID
         local feargs=() k wargs
         for ((i = 1; i <= nbe; i++)); do wk_backend feargs f$i "${fvports[$((i - 1))]}" $SLOTS ""; done
@@ -218,7 +219,7 @@ part_scale() {
             else
                 wk_backend wargs f$k "${fvports[$((k - 1))]}" $SLOTS off
             fi
-            start_worker sc-wk$k-$row "${wargs[@]}"
+            start_worker "sc-wk$k-$nw-$how" "${wargs[@]}"
             wkpids+=("$WK_PID")
         done
         LV_URL=$feurl
@@ -252,13 +253,13 @@ part_scale() {
         local others
         others=$(others_pct "$busy" "$dt" "$fecpu" "$wkcpu" "$rdcpu" "$lgcpu" "$fvcpu")
         # backends busy: over the backends this row uses (1..nbe)
-        local bsum=0 b0 b1 u0 u1
+        local bsum=0 usum=0 b0 b1 u0 u1
         for ((i = 0; i < nbe; i++)); do
             b0=$(jqn "$W/a-$tag.fv${fvports[$i]}.json" .busy_slot_ms) b1=$(jqn "$W/b-$tag.fv${fvports[$i]}.json" .busy_slot_ms)
-            bsum=$(calc %.0f "$bsum+${b1:-0}-${b0:-0}")
+            u0=$(jqn "$W/a-$tag.fv${fvports[$i]}.json" .uptime_ms) u1=$(jqn "$W/b-$tag.fv${fvports[$i]}.json" .uptime_ms)
+            bsum=$(calc %.0f "$bsum+${b1:-0}-${b0:-0}") usum=$(calc %.0f "$usum+${u1:-0}-${u0:-0}")
         done
-        u0=$(jqn "$W/a-$tag.fv${fvports[0]}.json" .uptime_ms) u1=$(jqn "$W/b-$tag.fv${fvports[0]}.json" .uptime_ms)
-        busy_be=$(awk -v b="$bsum" -v k=$((nbe * SLOTS)) -v u="$(calc %.0f "${u1:-0}-${u0:-0}")" 'BEGIN { printf "%.1f", (u > 0 ? 100 * b / (k * u) : 0) }')
+        busy_be=$(awk -v b="$bsum" -v k=$SLOTS -v u="$usum" 'BEGIN { printf "%.1f", (u > 0 ? 100 * b / (k * u) : 0) }')
         local ans ansn l50 l99 q50 q99 ratio fcap
         ans=$(jqn "$lg" .answers_per_s) ansn=$(jqn "$lg" .answers)
         l50=$(jqn "$lg" .latency_ms.total.p50) l99=$(jqn "$lg" .latency_ms.total.p99)
@@ -271,12 +272,14 @@ part_scale() {
             "$(per_frame "$fecpu" "${ansn:-0}")" "$(pct "$fecpu" "$dt")" "$(pct "$wkcpu" "$dt")" "$(pct "$rdcpu" "$dt")" "$others" >>"$md"
         echo "cluster scale $row: answers/s=$ans of $cap_th ($ratio %) busy=$busy_be % lat=$l50/$l99" >&2
         worst=$(awk -v w="$worst" -v r="$ratio" 'BEGIN { print (r < w ? r : w) }')
+        measured=$((measured + 1))
         series="$series${series:+, }$nw$([ "$how" = all ] && echo "×all4" || echo "") $(calc %.1f "${ans:-0}")/$cap_th"
         stop_all_of "${wkpids[@]}" "$fepid" "$rdpid"
     done
     stop_all_of "${fvpids[@]}"
     local verdict
     verdict=$(awk -v w="$worst" 'BEGIN { if (w >= 95) print "met"; else printf "missed: %.1f %% at worst\n", w }')
+    [ "$measured" -gt 0 ] || { verdict="not measured"; series="no row ran (see the error output)"; }
     {
         echo
         echo "Target: every row within 5 % of its backends' capacity (answers/s ≥ 95 % of it): **$verdict**."
@@ -404,76 +407,107 @@ part_latency() {
 # =====================================================================================
 part_fairness() {
     src_i=130
-    start_redis fair; local rdpid=$RD_PID
-    local half=$((OVL_SLOTS / 2))
-    local fv1 fv2 p1 p2 wk1 wk2 fe1 fe2 url1 url2 ws1 ws2 wargs
-    start_fakevlm fair-fv1 --slots $half --ttft-ms $OVL_TTFT --token-ms $OVL_TOK --tokens $OVL_TOKENS; fv1=$FV_PID p1=$FV_PORT
-    start_fakevlm fair-fv2 --slots $((OVL_SLOTS - half)) --ttft-ms $OVL_TTFT --token-ms $OVL_TOK --tokens $OVL_TOKENS; fv2=$FV_PID p2=$FV_PORT
-    wargs=(); wk_backend wargs fake1 $p1 $half on; start_worker fair-wk1 "${wargs[@]}"; wk1=$WK_PID
-    wargs=(); wk_backend wargs fake2 $p2 $((OVL_SLOTS - half)) on; start_worker fair-wk2 "${wargs[@]}"; wk2=$WK_PID
-    wargs=(); wk_backend wargs fake1 $p1 $half ""; wk_backend wargs fake2 $p2 $((OVL_SLOTS - half)) ""
-    start_frontend fair-fe1 "${wargs[@]}"; fe1=$LV_PID url1=$LV_URL ws1=$LV_WS
-    start_frontend fair-fe2 "${wargs[@]}"; fe2=$LV_PID url2=$LV_URL ws2=$LV_WS
-    wait_cluster "$url1" 2 2 && wait_cluster "$url2" 2 2 || { echo "fairness: the cluster did not come up" >&2; stop_all_of "$fe1" "$fe2" "$wk1" "$wk2" "$fv1" "$fv2" "$rdpid"; return 1; }
-    # each frontend gets half of lib.sh's overload: 30 sessions, the heavy user 10 of them; the
-    # same source addresses from both loadgens, so each user is one principal on both frontends
-    local lgargs=(--sessions 30 --users 21 --heavy-user 1:10 --per-ip 20 --interval-ms $OVL_INTERVAL --ramp-s 1
-        --warmup-s "$FAIR_WARM" --duration-s "$FAIR_DUR" --src-base 127.$src_i.0.2 --quiet)
-    src_i=$((src_i + 1))
-    "$BUILD/loadgen" --url "$ws1" --token-file "$CL_TOKEN" "${lgargs[@]}" --out "$W/fair1.json" >"$W/fair1.txt" 2>&1 &
-    local lg1=$!
-    "$BUILD/loadgen" --url "$ws2" --token-file "$CL_TOKEN" "${lgargs[@]}" --seed 2 --out "$W/fair2.json" >"$W/fair2.txt" 2>&1 &
-    local lg2=$!
-    BENCH_PIDS+=("$lg1" "$lg2")
-    FV_SNAP_PORTS="$p1 $p2"
-    LV_URL=$url1
-    sleep "$((1 + FAIR_WARM)).3"
-    snap "$W" a-fair "$fe1" "$fe2" "$wk1" "$wk2" "$rdpid"
-    sleep "$((FAIR_DUR - 1)).4"
-    snap "$W" b-fair "$fe1" "$fe2" "$wk1" "$wk2" "$rdpid"
-    FV_SNAP_PORTS=
-    wait $lg1 || true
-    wait $lg2 || true
-    stop_all_of "$fe1" "$fe2" "$wk1" "$wk2" "$fv1" "$fv2" "$rdpid"
-    if [ ! -s "$W/fair1.json" ] || [ ! -s "$W/fair2.json" ]; then
-        echo "fairness: a loadgen wrote no result: $(tail -1 "$W/fair1.txt") / $(tail -1 "$W/fair2.txt")" >&2
-        return 1
-    fi
-    # per-user answers summed over both loadgens (user u is the same principal on both)
-    local jain tot heavy emin emax hs es j1 j2 a1 a2 q99 sent1 sent2
-    read -r jain tot heavy emin emax <<<"$(jq -rs '[.[0].users.per_user, .[1].users.per_user] | transpose
-        | map((.[0].answers // 0) + (.[1].answers // 0)) as $a
-        | ($a | add) as $s | ($a | map(. * .) | add) as $q
-        | [(if $q > 0 then $s * $s / (($a | length) * $q) else 0 end), $s, $a[0], ($a[1:] | min), ($a[1:] | max)] | @tsv' "$W/fair1.json" "$W/fair2.json")"
-    read -r hs es <<<"$(jq -rs '[.[0].users.per_user, .[1].users.per_user] | transpose | map((.[0].sessions // 0) + (.[1].sessions // 0)) | [.[0], .[1]] | @tsv' "$W/fair1.json" "$W/fair2.json")"
-    j1=$(jqn "$W/fair1.json" .users.jain) j2=$(jqn "$W/fair2.json" .users.jain)
-    a1=$(jqn "$W/fair1.json" .answers_per_s) a2=$(jqn "$W/fair2.json" .answers_per_s)
-    sent1=$(jqn "$W/fair1.json" .frames_per_s) sent2=$(jqn "$W/fair2.json" .frames_per_s)
-    q99=$(jq -rs '[.[].server_ms.queue_wait.p99] | max' "$W/fair1.json" "$W/fair2.json")
-    share() { calc %.2f "100*$1/($tot>0?$tot:1)"; }
-    local dt fecpu1 fecpu2
-    dt=$(snap_dt "$W" a-fair b-fair)
-    fecpu1=$(snap_cpu_s "$W" a-fair b-fair "$fe1") fecpu2=$(snap_cpu_s "$W" a-fair b-fair "$fe2")
-    local verdict
-    verdict=$(awk -v j="${jain:-0}" 'BEGIN { if (j >= 0.98) print "met"; else printf "missed by %.3f\n", 0.98 - j }')
+    local half=$((OVL_SLOTS / 2)) mode
     {
         echo "### 8.3 Fairness across users over two frontends, backends 5× overloaded"
         echo
-        echo "lib.sh's overload split over the cluster: two fakevlm of $half slots × $((OVL_TTFT + OVL_TOKENS * OVL_TOK)) ms ($OVL_CAP answers/s together), each"
-        echo "owned by one worker (adaptive window on, --backend-max $half); two frontends; two loadgens, one per"
-        echo "frontend, each 30 sessions of 21 users every $OVL_INTERVAL ms with user 0 heavy (1:10), from the same source"
-        echo "addresses: user u is one principal with sessions on both frontends ($hs sessions for the heavy user, $es for"
-        echo "each other), so only a cluster-wide order can share fairly. ${FAIR_WARM} s warm-up, ${FAIR_DUR} s measured."
+        echo "lib.sh's overload on the cluster: two fakevlm of $half slots × $((OVL_TTFT + OVL_TOKENS * OVL_TOK)) ms ($OVL_CAP answers/s together), each"
+        echo "owned by one worker (adaptive window on, --backend-max $half), fresh Redis per run. **two frontends**: two loadgens,"
+        echo "one per frontend, each 30 sessions of 21 users every $OVL_INTERVAL ms with user 0 heavy (1:10), from the same"
+        echo "source addresses: user u is one principal with sessions on both frontends (the heavy user 20 sessions, the"
+        echo "others 2 each), so only a cluster-wide order can share fairly. **one frontend** (reference): one loadgen"
+        echo "with all 60 sessions (lib.sh's OVL_LG) on one frontend, same workers. ${FAIR_WARM} s warm-up, ${FAIR_DUR} s measured."
         echo
-        echo "| Jain over users (both frontends) | answers in window | equal users min / max | heavy user (fair: $(calc %.2f "100/21") %) | Jain seen by loadgen 1 / 2 alone | answers/s via frontend 1 / 2 | frames sent/s via 1 / 2 | queue wait p99 (server, worse frontend) | frontend CPU (% of a core) 1 / 2 |"
-        echo "|---|---|---|---|---|---|---|---|---|"
-        echo "| **$(calc %.4f "${jain:-0}")** | $tot | $emin / $emax | $heavy ($(share "$heavy") %) | $(calc %.3f "${j1:-0}") / $(calc %.3f "${j2:-0}") | $(calc %.1f "${a1:-0}") / $(calc %.1f "${a2:-0}") | $(calc %.1f "${sent1:-0}") / $(calc %.1f "${sent2:-0}") | $(calc %.0f "${q99:-0}") ms | $(pct "$fecpu1" "$dt") / $(pct "$fecpu2" "$dt") |"
+        echo "| frontends | Jain over users | answers in window | equal users min / max | heavy user (fair: $(calc %.2f "100/21") %) | Jain per loadgen | answers/s | frames sent/s | stale drops: frontends' frame_dropped / jobs lost stale / workers' stale | queue wait p50 / p99 (server) | frontend CPU (% of a core) |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    } >>"$md"
+    local JAIN2="" ROW2=""
+    for mode in ${CL_FAIR_MODES:-two one}; do
+        start_redis fair-$mode; local rdpid=$RD_PID
+        local fv1 fv2 p1 p2 wk1 wk2 wargs wk1port wk2port
+        start_fakevlm fair-$mode-fv1 --slots $half --ttft-ms $OVL_TTFT --token-ms $OVL_TOK --tokens $OVL_TOKENS; fv1=$FV_PID p1=$FV_PORT
+        start_fakevlm fair-$mode-fv2 --slots $((OVL_SLOTS - half)) --ttft-ms $OVL_TTFT --token-ms $OVL_TOK --tokens $OVL_TOKENS; fv2=$FV_PID p2=$FV_PORT
+        wargs=(); wk_backend wargs fake1 $p1 $half on; start_worker fair-$mode-wk1 "${wargs[@]}"; wk1=$WK_PID wk1port=$WK_PORT
+        wargs=(); wk_backend wargs fake2 $p2 $((OVL_SLOTS - half)) on; start_worker fair-$mode-wk2 "${wargs[@]}"; wk2=$WK_PID wk2port=$WK_PORT
+        wargs=(); wk_backend wargs fake1 $p1 $half ""; wk_backend wargs fake2 $p2 $((OVL_SLOTS - half)) ""
+        local fes=() urls=() wss=() nfe=2 k
+        [ "$mode" = one ] && nfe=1
+        for ((k = 1; k <= nfe; k++)); do
+            start_frontend fair-$mode-fe$k "${wargs[@]}"; fes+=("$LV_PID") urls+=("$LV_URL") wss+=("$LV_WS")
+        done
+        for ((k = 0; k < nfe; k++)); do wait_cluster "${urls[$k]}" 2 2; done
+        local lgargs lgs=() lgpids=()
+        if [ "$mode" = one ]; then
+            lgargs=("${OVL_LG[@]}")
+        else
+            # each frontend gets half of lib.sh's overload: 30 sessions, the heavy user 10 of them;
+            # the same source addresses from both loadgens, so each user is one principal on both
+            lgargs=(--sessions 30 --users 21 --heavy-user 1:10 --per-ip 20 --interval-ms "$OVL_INTERVAL")
+        fi
+        lgargs+=(--ramp-s 1 --warmup-s "$FAIR_WARM" --duration-s "$FAIR_DUR" --src-base "127.$src_i.0.2" --quiet)
+        src_i=$((src_i + 1))
+        for ((k = 0; k < nfe; k++)); do
+            "$BUILD/loadgen" --url "${wss[$k]}" --token-file "$CL_TOKEN" "${lgargs[@]}" --seed $((k + 1)) \
+                --out "$W/fair-$mode-$k.json" >"$W/fair-$mode-$k.txt" 2>&1 &
+            lgpids+=("$!") lgs+=("$W/fair-$mode-$k.json")
+            BENCH_PIDS+=("$!")
+        done
+        sleep "$((1 + FAIR_WARM)).3"
+        snap "$W" a-fair-$mode "${fes[@]}" "$wk1" "$wk2" "$rdpid"
+        for ((k = 0; k < nfe; k++)); do LV_URL=${urls[$k]}; scrape "$W/a-fair-$mode-fe$k.prom"; done
+        curl -s --max-time 2 "http://127.0.0.1:$wk1port/metrics" >"$W/a-fair-$mode-wk1.prom" 2>/dev/null || :
+        curl -s --max-time 2 "http://127.0.0.1:$wk2port/metrics" >"$W/a-fair-$mode-wk2.prom" 2>/dev/null || :
+        sleep "$((FAIR_DUR - 1)).4"
+        snap "$W" b-fair-$mode "${fes[@]}" "$wk1" "$wk2" "$rdpid"
+        for ((k = 0; k < nfe; k++)); do LV_URL=${urls[$k]}; scrape "$W/b-fair-$mode-fe$k.prom"; done
+        curl -s --max-time 2 "http://127.0.0.1:$wk1port/metrics" >"$W/b-fair-$mode-wk1.prom" 2>/dev/null || :
+        curl -s --max-time 2 "http://127.0.0.1:$wk2port/metrics" >"$W/b-fair-$mode-wk2.prom" 2>/dev/null || :
+        for k in "${lgpids[@]}"; do wait "$k" || true; done
+        stop_all_of "${fes[@]}" "$wk1" "$wk2" "$fv1" "$fv2" "$rdpid"
+        for k in "${lgs[@]}"; do [ -s "$k" ] || { echo "fairness $mode: a loadgen wrote no result: $(tail -1 "${k%.json}.txt")" >&2; return 1; }; done
+        # per-user answers summed over the loadgens (user u is the same principal on every frontend)
+        local jain tot heavy emin emax jl ans sent q50 q99 drops=0 lost=0 wstale=0 d cpu=""
+        read -r jain tot heavy emin emax <<<"$(jq -rs '[.[].users.per_user] | transpose
+            | map(map(.answers // 0) | add) as $a
+            | ($a | add) as $s | ($a | map(. * .) | add) as $q
+            | [(if $q > 0 then $s * $s / (($a | length) * $q) else 0 end), $s, $a[0], ($a[1:] | min), ($a[1:] | max)] | @tsv' "${lgs[@]}")"
+        jl=$(jq -rs 'map(.users.jain * 1000 | round / 1000 | tostring) | join(" / ")' "${lgs[@]}")
+        ans=$(jq -rs 'map(.answers_per_s) | add' "${lgs[@]}") sent=$(jq -rs 'map(.frames_per_s) | add' "${lgs[@]}")
+        q50=$(jq -rs 'map(.server_ms.queue_wait.p50) | max' "${lgs[@]}") q99=$(jq -rs 'map(.server_ms.queue_wait.p99) | max' "${lgs[@]}")
+        local dt c
+        dt=$(snap_dt "$W" a-fair-$mode b-fair-$mode)
+        for ((k = 0; k < nfe; k++)); do
+            d=$(mdelta "$W/a-fair-$mode-fe$k.prom" "$W/b-fair-$mode-fe$k.prom" livevlm_frames_dropped_total reason=stale); drops=$((drops + ${d:-0}))
+            d=$(mdelta "$W/a-fair-$mode-fe$k.prom" "$W/b-fair-$mode-fe$k.prom" livevlm_cluster_jobs_lost_total reason=stale); lost=$((lost + ${d:-0}))
+            c=$(snap_cpu_s "$W" a-fair-$mode b-fair-$mode "${fes[$k]}"); cpu="$cpu${cpu:+ / }$(pct "$c" "$dt")"
+        done
+        for k in wk1 wk2; do
+            d=$(mdelta "$W/a-fair-$mode-$k.prom" "$W/b-fair-$mode-$k.prom" livevlm_worker_jobs_total outcome=stale); wstale=$((wstale + ${d:-0}))
+        done
+        share() { calc %.2f "100*$1/($tot>0?$tot:1)"; }
+        printf '| %s | **%s** | %s | %s / %s | %s (%s %%) | %s | %s | %s | %s / %s / %s | %s / %s ms | %s |\n' \
+            "$mode" "$(calc %.4f "${jain:-0}")" "$tot" "$emin" "$emax" "$heavy" "$(share "$heavy")" "$jl" \
+            "$(calc %.1f "${ans:-0}")" "$(calc %.1f "${sent:-0}")" "$drops" "$lost" "$wstale" \
+            "$(calc %.0f "${q50:-0}")" "$(calc %.0f "${q99:-0}")" "$cpu" >>"$md"
+        echo "cluster fairness $mode: jain=$jain heavy=$heavy/$tot stale=$drops/$lost/$wstale" >&2
+        if [ "$mode" = two ]; then
+            JAIN2=$jain
+            ROW2="$(calc %.4f "${jain:-0}"); heavy user $(share "$heavy") %, equal users $(share "$emin")–$(share "$emax") %; $drops frames dropped stale"
+        fi
+    done
+    [ -n "$JAIN2" ] || return 0
+    local verdict
+    verdict=$(awk -v j="${JAIN2:-0}" 'BEGIN { if (j >= 0.98) print "met"; else printf "missed by %.3f\n", 0.98 - j }')
+    {
         echo
-        echo "Jain's index over the 21 users' answer counts summed over both loadgens (the same formula as 8.2 of the"
-        echo "single node's fairness scenario). Target ≥ 0.98: **$verdict**."
+        echo "Jain's index over the 21 users' answer counts summed over the loadgens (as in section 2). Stale drops: frames the"
+        echo "frontends dropped because they were older than the max age (2 s here) when their turn came"
+        echo "(livevlm_frames_dropped_total{reason=\"stale\"}), of which jobs that waited in Redis past their deadline"
+        echo "(livevlm_cluster_jobs_lost_total{reason=\"stale\"}) and jobs a worker took too late (livevlm_worker_jobs_total{outcome=\"stale\"})."
+        echo "Target ≥ 0.98 with two frontends: **$verdict**."
         echo
     } >>"$md"
-    echo "| cluster fairness | Jain ≥ 0.98 over users spread on 2 frontends (one user 10×, 5× overload) | $(calc %.4f "${jain:-0}"); heavy user $(share "$heavy") %, equal users $(share "$emin")–$(share "$emax") % | $verdict |" >>"$sum"
+    echo "| cluster fairness | Jain ≥ 0.98 over users spread on 2 frontends (one user 10×, 5× overload) | $ROW2 | $verdict |" >>"$sum"
 }
 
 # =====================================================================================
@@ -504,15 +538,26 @@ part_failover() {
     # cluster's own view: t, workers, capacity, lost{worker_lost}, lost{stale}, fv1 inflight,
     # fv1 breaker state, answers (frontend b)
     : >"$W/fo.series"
-    v_or() { local v; v=$(msum "$@"); echo "${v:--}"; }   # a metric's sum, "-" when absent
+    # one awk per sample: t workers capacity lost{worker_lost} lost{stale} fv1_inflight fv1_state answers
+    # ("-" for what a scrape lacked)
+    sample_line() {
+        awk -v t="$(date +%s.%N)" '
+            /^#/ { next }
+            { n = $1; sub(/\{.*/, "", n); fe = (FILENAME == ARGV[1]) }
+            fe && n == "livevlm_cluster_workers" { v[1] = $NF }
+            fe && n == "livevlm_cluster_capacity" { v[2] = $NF }
+            fe && n == "livevlm_cluster_jobs_lost_total" && index($1, "reason=\"worker_lost\"") { v[3] = $NF }
+            fe && n == "livevlm_cluster_jobs_lost_total" && index($1, "reason=\"stale\"") { v[4] = $NF }
+            !fe && n == "livevlm_backend_inflight" && index($1, "backend=\"fv1\"") { v[5] = $NF }
+            !fe && n == "livevlm_backend_circuit_state" && index($1, "backend=\"fv1\"") { v[6] = $NF }
+            fe && n == "livevlm_answers_total" { v[7] += $NF; seen7 = 1 }
+            END { printf "%s", t; for (i = 1; i <= 7; i++) printf " %s", ((i in v) ? v[i] : "-"); print "" }' "$1" "$2"
+    }
     (
         for ((i = 0; i < (dur + 3) * 10; i++)); do
             curl -s --max-time 1 -H "Authorization: Bearer $(cat "$CL_TOKEN")" "$urlb/metrics" >"$W/fo-s.prom" 2>/dev/null || : >"$W/fo-s.prom"
             if [ -n "$wkbport" ]; then curl -s --max-time 1 "http://127.0.0.1:$wkbport/metrics" >"$W/fo-w.prom" 2>/dev/null || : >"$W/fo-w.prom"; else : >"$W/fo-w.prom"; fi
-            echo "$(date +%s.%N) $(v_or "$W/fo-s.prom" livevlm_cluster_workers) $(v_or "$W/fo-s.prom" livevlm_cluster_capacity)" \
-                "$(v_or "$W/fo-s.prom" livevlm_cluster_jobs_lost_total reason=worker_lost) $(v_or "$W/fo-s.prom" livevlm_cluster_jobs_lost_total reason=stale)" \
-                "$(v_or "$W/fo-w.prom" livevlm_backend_inflight backend=fv1) $(v_or "$W/fo-w.prom" livevlm_backend_circuit_state backend=fv1)" \
-                "$(v_or "$W/fo-s.prom" livevlm_answers_total)" >>"$W/fo.series"
+            sample_line "$W/fo-s.prom" "$W/fo-w.prom" >>"$W/fo.series"
             sleep 0.08
             kill -0 $pgpid 2>/dev/null || break
         done
