@@ -29,7 +29,7 @@ PARTS=${CL_PARTS:-"scale latency fairness failover"}
 SC_DUR=${CL_SCALE_DUR:-15}      # scale: measured window per row, seconds
 SC_WARM=${CL_SCALE_WARM:-4}
 SC_ROWS=${CL_SCALE_ROWS:-"1:one 2:one 4:one 1:all"}   # workers:backends each (one = its own, all = all 4)
-LAT_N=${CL_LAT_N:-1000}         # latency: sessions at 1 frame/s
+LAT_N=${CL_LAT_N:-"1000 250"}    # latency: sessions at 1 frame/s (the first is the targets' N)
 LAT_DUR=${CL_LAT_DUR:-15}
 LAT_WARM=${CL_LAT_WARM:-4}
 LAT_REPS=${CL_LAT_REPS:-2}      # single node and cluster alternate this many times
@@ -295,111 +295,122 @@ part_latency() {
     src_i=120
     local TTFT=50 TOK=5 TOKENS=20
     local FLOOR=$((TTFT + TOKENS * TOK))
-    local ramp
-    ramp=$(awk -v n="$LAT_N" 'BEGIN { r = n / 1000; printf "%d", r < 2 ? 2 : r + 0.999 }')
+    local n0=${LAT_N%% *}
     {
-        echo "### 8.2 The Redis hop: single node vs frontend + worker at $LAT_N sessions"
+        echo "### 8.2 The Redis hop: single node vs frontend + worker"
         echo
         echo "fakevlm: 1024 slots, ${TTFT} ms + ${TOKENS} tokens × ${TOK} ms = ${FLOOR} ms floor, never the limit (--backend-max 1024,"
-        echo "adaptive off). The same loadgen run ($LAT_N sessions at 1 frame/s, $JPEG, ramp ${ramp} s, ${LAT_WARM} s warm-up,"
-        echo "${LAT_DUR} s measured, no TLS) against single-node \`serve\` and against \`serve --redis\` + one \`livevlm worker\`"
-        echo "(separate processes), alternating $LAT_REPS times. CPU per frame: the process's CPU over the window / the"
-        echo "frontend's livevlm_frames_total growth."
+        echo "adaptive off). The same loadgen run (N sessions at 1 frame/s, $JPEG, ${LAT_WARM} s warm-up, ${LAT_DUR} s measured,"
+        echo "no TLS) against single-node \`serve\` and against \`serve --redis\` + one \`livevlm worker\` (separate processes,"
+        echo "fresh Redis each run), alternating, $LAT_REPS runs of each per N. CPU per frame: the process's CPU over the"
+        echo "window / the frontend's livevlm_frames_total growth. Stale: frames the frontend dropped as too old"
+        echo "(livevlm_frames_dropped_total{reason=\"stale\"}) in the window."
         echo
-        echo "| run | mode | answers/s (of expected) | client latency p50 / p99 | frontend CPU/frame (% of a core) | worker CPU/frame | redis-server CPU/frame | livevlm total CPU/frame | loadgen CPU/frame, loop lag p99 | machine busy | other load |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|"
+        echo "| N | run | mode | answers/s (of expected) | client latency p50 / p99 | frontend CPU/frame (% of a core) | worker CPU/frame | redis-server CPU/frame | livevlm + redis CPU/frame | stale | loadgen CPU/frame, loop lag p99 | machine busy | other load |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     } >>"$md"
-    local fvpid fvport rep mode
+    local fvpid fvport rep mode n
     start_fakevlm lat-fv --slots 1024 --ttft-ms $TTFT --token-ms $TOK --tokens $TOKENS --queue-max 100000
     fvpid=$FV_PID fvport=$FV_PORT
     declare -A L99 L50 FEPF TOTPF
-    for ((rep = 1; rep <= LAT_REPS; rep++)); do
-        for mode in single cluster; do
-            local tag="lat-$mode-$rep" pids=() fepid wkpid="" rdpid=""
-            if [ $mode = single ]; then
-                local sargs=(--no-tls --session-idle 5)
-                lv_opt sargs --backend-adaptive fake=off
-                start_livevlm $tag --backend fake=http://127.0.0.1:$fvport/v1 --backend-max fake=1024 "${sargs[@]}"
-                fepid=$LV_PID
-                [ -n "$CL_TOKEN" ] || CL_TOKEN=$LV_TOKEN_FILE
-                pids=("$fepid")
-            else
-                start_redis $tag; rdpid=$RD_PID
-                local wargs=()
-                wk_backend wargs fake $fvport 1024 off
-                start_frontend $tag-fe "${wargs[@]}"; fepid=$LV_PID
-                start_worker $tag-wk "${wargs[@]}"; wkpid=$WK_PID
-                wait_cluster "$LV_URL" 1 1024 || { echo "| $rep | cluster | did not come up | | | | | | | | |" >>"$md"; stop_all_of "$wkpid" "$fepid" "$rdpid"; continue; }
-                pids=("$fepid" "$wkpid" "$rdpid")
-            fi
-            local lg="$W/$tag.json"
-            "$BUILD/loadgen" --url "$LV_WS" --token-file "$LV_TOKEN_FILE" --sessions "$LAT_N" --ramp-s "$ramp" \
-                --warmup-s "$LAT_WARM" --duration-s "$LAT_DUR" --jpeg $JPEG --src-base 127.$src_i.0.2 --quiet --out "$lg" \
-                >"$W/$tag.txt" 2>&1 &
-            local lgpid=$!
-            BENCH_PIDS+=("$lgpid")
-            src_i=$((src_i + 1))
-            sleep "$((ramp + LAT_WARM)).4"
-            snap "$W" a-$tag "${pids[@]}" "$fvpid" "$lgpid"; snap_stat a-$tag
-            sleep "$((LAT_DUR - 1)).2"
-            snap "$W" b-$tag "${pids[@]}" "$fvpid" "$lgpid"; snap_stat b-$tag
-            wait $lgpid || true
-            stop_all_of "${pids[@]}"
-            local dt frames fecpu wkcpu=0 rdcpu=0 lgcpu fvcpu busy others
-            dt=$(snap_dt "$W" a-$tag b-$tag)
-            frames=$(mdelta "$W/a-$tag.prom" "$W/b-$tag.prom" livevlm_frames_total)
-            [ -n "$frames" ] || frames=$(awk -v f="$(jqn "$lg" .frames_per_s)" -v d="$dt" 'BEGIN { printf "%.0f", f * d }')
-            fecpu=$(snap_cpu_s "$W" a-$tag b-$tag "$fepid")
-            [ -z "$wkpid" ] || wkcpu=$(snap_cpu_s "$W" a-$tag b-$tag "$wkpid")
-            [ -z "$rdpid" ] || rdcpu=$(snap_cpu_s "$W" a-$tag b-$tag "$rdpid")
-            lgcpu=$(snap_cpu_s "$W" a-$tag b-$tag "$lgpid")
-            fvcpu=$(snap_cpu_s "$W" a-$tag b-$tag "$fvpid")
-            busy=$(stat_busy a-$tag b-$tag)
-            others=$(others_pct "$busy" "$dt" "$fecpu" "$wkcpu" "$rdcpu" "$lgcpu" "$fvcpu")
-            local ans ansn exp ratio l50 l99 lgper lag99 tot
-            ans=$(jqn "$lg" .answers_per_s) ansn=$(jqn "$lg" .answers) exp=$(jqn "$lg" .answers_expected)
-            ratio=$(awk -v a="${ansn:-0}" -v e="${exp:-0}" 'BEGIN { printf "%.1f", (e > 0 ? 100 * a / e : 0) }')
-            l50=$(jqn "$lg" .latency_ms.total.p50) l99=$(jqn "$lg" .latency_ms.total.p99)
-            lgper=$(jqn "$lg" .loadgen.us_per_frame) lag99=$(jqn "$lg" .loadgen.loop_lag_ms.p99)
-            tot=$(calc %.3f "$fecpu+$wkcpu+$rdcpu")
-            L50[$mode]="${L50[$mode]:-} ${l50:-0}" L99[$mode]="${L99[$mode]:-} ${l99:-0}"
-            FEPF[$mode]="${FEPF[$mode]:-} $(per_frame "$fecpu" "$frames")" TOTPF[$mode]="${TOTPF[$mode]:-} $(per_frame "$tot" "$frames")"
-            if [ $mode = single ]; then
-                printf '| %s | single node | %s (%s %%) | %s / %s ms | %s µs (%s %%) | – | – | %s µs | %s µs, %s ms | %s %% | %s %% |\n' \
-                    "$rep" "$(calc %.0f "${ans:-0}")" "$ratio" "$(calc %.1f "${l50:-0}")" "$(calc %.1f "${l99:-0}")" \
-                    "$(per_frame "$fecpu" "$frames")" "$(pct "$fecpu" "$dt")" "$(per_frame "$tot" "$frames")" \
-                    "$(calc %.0f "${lgper:-0}")" "$(calc %.1f "${lag99:-0}")" "$busy" "$others" >>"$md"
-            else
-                printf '| %s | frontend + worker + redis | %s (%s %%) | %s / %s ms | %s µs (%s %%) | %s µs (%s %%) | %s µs (%s %%) | %s µs | %s µs, %s ms | %s %% | %s %% |\n' \
-                    "$rep" "$(calc %.0f "${ans:-0}")" "$ratio" "$(calc %.1f "${l50:-0}")" "$(calc %.1f "${l99:-0}")" \
-                    "$(per_frame "$fecpu" "$frames")" "$(pct "$fecpu" "$dt")" "$(per_frame "$wkcpu" "$frames")" "$(pct "$wkcpu" "$dt")" \
-                    "$(per_frame "$rdcpu" "$frames")" "$(pct "$rdcpu" "$dt")" "$(per_frame "$tot" "$frames")" \
-                    "$(calc %.0f "${lgper:-0}")" "$(calc %.1f "${lag99:-0}")" "$busy" "$others" >>"$md"
-            fi
-            echo "cluster latency $tag: answers/s=$ans ($ratio %) lat=$l50/$l99 fe=$(per_frame "$fecpu" "$frames")us total=$(per_frame "$tot" "$frames")us busy=$busy% others=$others%" >&2
+    for n in $LAT_N; do
+        local ramp
+        ramp=$(awk -v n="$n" 'BEGIN { r = n / 1000; printf "%d", r < 2 ? 2 : r + 0.999 }')
+        for ((rep = 1; rep <= LAT_REPS; rep++)); do
+            for mode in single cluster; do
+                local tag="lat-$n-$mode-$rep" pids=() fepid wkpid="" rdpid=""
+                if [ $mode = single ]; then
+                    local sargs=(--no-tls --session-idle 5)
+                    lv_opt sargs --backend-adaptive fake=off
+                    start_livevlm "$tag" --backend fake=http://127.0.0.1:$fvport/v1 --backend-max fake=1024 "${sargs[@]}"
+                    fepid=$LV_PID
+                    [ -n "$CL_TOKEN" ] || CL_TOKEN=$LV_TOKEN_FILE
+                    pids=("$fepid")
+                else
+                    start_redis "$tag"; rdpid=$RD_PID
+                    local wargs=()
+                    wk_backend wargs fake $fvport 1024 off
+                    start_frontend "$tag-fe" "${wargs[@]}"; fepid=$LV_PID
+                    start_worker "$tag-wk" "${wargs[@]}"; wkpid=$WK_PID
+                    wait_cluster "$LV_URL" 1 1024 || { echo "| $n | $rep | cluster | did not come up | | | | | | | | | |" >>"$md"; stop_all_of "$wkpid" "$fepid" "$rdpid"; continue; }
+                    pids=("$fepid" "$wkpid" "$rdpid")
+                fi
+                local lg="$W/$tag.json"
+                "$BUILD/loadgen" --url "$LV_WS" --token-file "$LV_TOKEN_FILE" --sessions "$n" --ramp-s "$ramp" \
+                    --warmup-s "$LAT_WARM" --duration-s "$LAT_DUR" --jpeg $JPEG --src-base "127.$src_i.0.2" --quiet --out "$lg" \
+                    >"$W/$tag.txt" 2>&1 &
+                local lgpid=$!
+                BENCH_PIDS+=("$lgpid")
+                src_i=$((src_i + 1))
+                sleep "$((ramp + LAT_WARM)).4"
+                snap "$W" "a-$tag" "${pids[@]}" "$fvpid" "$lgpid"; snap_stat "a-$tag"
+                sleep "$((LAT_DUR - 1)).2"
+                snap "$W" "b-$tag" "${pids[@]}" "$fvpid" "$lgpid"; snap_stat "b-$tag"
+                wait $lgpid || true
+                stop_all_of "${pids[@]}"
+                local dt frames fecpu wkcpu=0 rdcpu=0 lgcpu fvcpu busy others stale
+                dt=$(snap_dt "$W" "a-$tag" "b-$tag")
+                frames=$(mdelta "$W/a-$tag.prom" "$W/b-$tag.prom" livevlm_frames_total)
+                [ -n "$frames" ] || frames=$(awk -v f="$(jqn "$lg" .frames_per_s)" -v d="$dt" 'BEGIN { printf "%.0f", f * d }')
+                stale=$(mdelta "$W/a-$tag.prom" "$W/b-$tag.prom" livevlm_frames_dropped_total reason=stale)
+                fecpu=$(snap_cpu_s "$W" "a-$tag" "b-$tag" "$fepid")
+                [ -z "$wkpid" ] || wkcpu=$(snap_cpu_s "$W" "a-$tag" "b-$tag" "$wkpid")
+                [ -z "$rdpid" ] || rdcpu=$(snap_cpu_s "$W" "a-$tag" "b-$tag" "$rdpid")
+                lgcpu=$(snap_cpu_s "$W" "a-$tag" "b-$tag" "$lgpid")
+                fvcpu=$(snap_cpu_s "$W" "a-$tag" "b-$tag" "$fvpid")
+                busy=$(stat_busy "a-$tag" "b-$tag")
+                others=$(others_pct "$busy" "$dt" "$fecpu" "$wkcpu" "$rdcpu" "$lgcpu" "$fvcpu")
+                local ans ansn exp ratio l50 l99 lgper lag99 tot wk_col rd_col
+                ans=$(jqn "$lg" .answers_per_s) ansn=$(jqn "$lg" .answers) exp=$(jqn "$lg" .answers_expected)
+                ratio=$(awk -v a="${ansn:-0}" -v e="${exp:-0}" 'BEGIN { printf "%.1f", (e > 0 ? 100 * a / e : 0) }')
+                l50=$(jqn "$lg" .latency_ms.total.p50) l99=$(jqn "$lg" .latency_ms.total.p99)
+                lgper=$(jqn "$lg" .loadgen.us_per_frame) lag99=$(jqn "$lg" .loadgen.loop_lag_ms.p99)
+                tot=$(calc %.3f "$fecpu+$wkcpu+$rdcpu")
+                L50[$n$mode]="${L50[$n$mode]:-} ${l50:-0}" L99[$n$mode]="${L99[$n$mode]:-} ${l99:-0}"
+                FEPF[$n$mode]="${FEPF[$n$mode]:-} $(per_frame "$fecpu" "$frames")" TOTPF[$n$mode]="${TOTPF[$n$mode]:-} $(per_frame "$tot" "$frames")"
+                wk_col="–" rd_col="–"
+                if [ $mode = cluster ]; then
+                    wk_col="$(per_frame "$wkcpu" "$frames") µs ($(pct "$wkcpu" "$dt") %)"
+                    rd_col="$(per_frame "$rdcpu" "$frames") µs ($(pct "$rdcpu" "$dt") %)"
+                fi
+                printf '| %s | %s | %s | %s (%s %%) | %s / %s ms | %s µs (%s %%) | %s | %s | %s µs | %s | %s µs, %s ms | %s %% | %s %% |\n' \
+                    "$n" "$rep" "$([ $mode = single ] && echo "single node" || echo "frontend + worker + redis")" \
+                    "$(calc %.0f "${ans:-0}")" "$ratio" "$(calc %.1f "${l50:-0}")" "$(calc %.1f "${l99:-0}")" \
+                    "$(per_frame "$fecpu" "$frames")" "$(pct "$fecpu" "$dt")" "$wk_col" "$rd_col" "$(per_frame "$tot" "$frames")" \
+                    "${stale:-–}" "$(calc %.0f "${lgper:-0}")" "$(calc %.1f "${lag99:-0}")" "$busy" "$others" >>"$md"
+                echo "cluster latency $tag: answers/s=$ans ($ratio %) lat=$l50/$l99 fe=$(per_frame "$fecpu" "$frames")us total=$(per_frame "$tot" "$frames")us busy=$busy% others=$others%" >&2
+            done
         done
     done
     stop_pid $fvpid
     mean() { awk -v s="$1" 'BEGIN { n = split(s, a, " "); t = 0; for (i = 1; i <= n; i++) t += a[i]; printf "%.2f", (n ? t / n : 0) }'; }
-    local s99 c99 s50 c50 sfe cfe stot ctot add fe_more tot_more v1 v2
-    s99=$(mean "${L99[single]:-}") c99=$(mean "${L99[cluster]:-}") s50=$(mean "${L50[single]:-}") c50=$(mean "${L50[cluster]:-}")
-    sfe=$(mean "${FEPF[single]:-}") cfe=$(mean "${FEPF[cluster]:-}") stot=$(mean "${TOTPF[single]:-}") ctot=$(mean "${TOTPF[cluster]:-}")
-    add=$(calc %.1f "$c99-$s99")
-    fe_more=$(awk -v s="$sfe" -v c="$cfe" 'BEGIN { printf "%.0f", (s > 0 ? 100 * (c - s) / s : 0) }')
-    tot_more=$(awk -v s="$stot" -v c="$ctot" 'BEGIN { printf "%.0f", (s > 0 ? 100 * (c - s) / s : 0) }')
-    v1=$(awk -v a="$add" 'BEGIN { if (a <= 2) print "met"; else printf "missed by %.1f ms\n", a - 2 }')
-    v2=$(awk -v m="$fe_more" 'BEGIN { if (m <= 50) print "met"; else printf "missed by %d points\n", m - 50 }')
+    local s99 c99 s50 c50 sfe cfe stot ctot add fe_more tot_more v1="" v2="" lines=""
+    echo >>"$md"
+    for n in $LAT_N; do
+        s99=$(mean "${L99[${n}single]:-}") c99=$(mean "${L99[${n}cluster]:-}") s50=$(mean "${L50[${n}single]:-}") c50=$(mean "${L50[${n}cluster]:-}")
+        sfe=$(mean "${FEPF[${n}single]:-}") cfe=$(mean "${FEPF[${n}cluster]:-}") stot=$(mean "${TOTPF[${n}single]:-}") ctot=$(mean "${TOTPF[${n}cluster]:-}")
+        add=$(calc %.1f "$c99-$s99")
+        fe_more=$(awk -v s="$sfe" -v c="$cfe" 'BEGIN { printf "%.0f", (s > 0 ? 100 * (c - s) / s : 0) }')
+        tot_more=$(awk -v s="$stot" -v c="$ctot" 'BEGIN { printf "%.0f", (s > 0 ? 100 * (c - s) / s : 0) }')
+        echo "- **$n sessions**, means over the runs: client p50 $(calc %.1f "$s50") → $(calc %.1f "$c50") ms, p99 $(calc %.1f "$s99") → $(calc %.1f "$c99") ms (**$add ms** added at p99);" >>"$md"
+        echo "  frontend CPU per frame $(calc %.0f "$sfe") → $(calc %.0f "$cfe") µs (**$fe_more %**); livevlm processes and redis-server together $(calc %.0f "$stot") → $(calc %.0f "$ctot") µs per frame ($tot_more %)." >>"$md"
+        if [ "$n" = "$n0" ]; then
+            v1=$(awk -v a="$add" 'BEGIN { if (a <= 2) print "met"; else printf "missed by %.1f ms\n", a - 2 }')
+            v2=$(awk -v m="$fe_more" 'BEGIN { if (m <= 50) print "met"; else printf "missed by %d points\n", m - 50 }')
+            echo "| cluster Redis hop, latency | ≤ 2 ms more client p99 at $n sessions | p99 $(calc %.1f "$s99") → $(calc %.1f "$c99") ms ($add ms) | $v1 |" >>"$sum"
+            echo "| cluster Redis hop, CPU | ≤ 50 % more frontend CPU per frame at $n sessions | $(calc %.0f "$sfe") → $(calc %.0f "$cfe") µs ($fe_more %); frontend + worker + redis $(calc %.0f "$ctot") µs/frame ($tot_more % vs single node) | $v2 |" >>"$sum"
+        fi
+    done
     {
         echo
-        echo "Means over the runs: client p50 $(calc %.1f "$s50") → $(calc %.1f "$c50") ms, p99 $(calc %.1f "$s99") → $(calc %.1f "$c99") ms: **$add ms added at p99**"
-        echo "(target ≤ 2 ms: **$v1**). Frontend CPU per frame $(calc %.0f "$sfe") → $(calc %.0f "$cfe") µs: **$fe_more % more** (target ≤ 50 %: **$v2**);"
-        echo "all livevlm processes and redis-server together $(calc %.0f "$stot") → $(calc %.0f "$ctot") µs per frame ($tot_more % more)."
-        echo "The frontend no longer talks to the backend (HTTP, SSE parsing) but encodes each job for Redis, runs the enqueue"
-        echo "script and reads the job's events from pub/sub; the worker does the backend's half plus the pop and the publishes."
+        echo "Targets at $n0 sessions: ≤ 2 ms added client p99: **$v1**; ≤ 50 % more frontend CPU per frame: **$v2**."
+        echo "A frontend no longer talks to the backend (HTTP, SSE parsing) but encodes each job for Redis, runs the"
+        echo "enqueue script and reads the job's events from pub/sub; the worker does the backend's half plus the pop and"
+        echo "the publishes; redis-server stores and hands over each JPEG and relays the events. On this machine every one"
+        echo "of those processes shares the same ${ncpu} cores with loadgen and fakevlm, so wherever \"machine busy\" nears 100 %,"
+        echo "client latency includes waiting for a core, not only the hop."
         echo
     } >>"$md"
-    echo "| cluster Redis hop, latency | ≤ 2 ms more client p99 at $LAT_N sessions | p99 $(calc %.1f "$s99") → $(calc %.1f "$c99") ms (+$add ms) | $v1 |" >>"$sum"
-    echo "| cluster Redis hop, CPU | ≤ 50 % more frontend CPU per frame | $(calc %.0f "$sfe") → $(calc %.0f "$cfe") µs (+$fe_more %); whole cluster $(calc %.0f "$ctot") µs/frame (+$tot_more %) | $v2 |" >>"$sum"
 }
 
 # =====================================================================================
