@@ -1,6 +1,11 @@
-/* lv_httputil.c - cookie, query, Bearer and Origin helpers for the HTTP layer. */
+/* lv_httputil.c - cookie, query, Bearer and Origin helpers for the HTTP layer, and the client
+ * address behind trusted proxies. */
 #include "lv_httputil.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -395,4 +400,135 @@ int lv_etag_match(const char *value, size_t len, const char *etag)
             return 0;
     }
     return matched;
+}
+
+/* ---------- client addresses behind a reverse proxy ---------- */
+
+/* ::ffff:0:0/96, where IPv4 addresses live in the 16-byte form (RFC 4291 section 2.5.5.2) */
+static const unsigned char v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+int lv_ip_parse(const char *text, size_t len, unsigned char addr[16])
+{
+    char buf[LV_IP_TEXT_MAX];
+    unsigned char a6[16];
+    struct in_addr a4;
+    if (!text || len == 0 || len >= sizeof(buf) || memchr(text, '\0', len))
+        return LV_EINVAL;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    /* inet_pton takes exactly four decimal parts for IPv4 (no "127.1", no octal "010"), and no
+     * zone ("%eth0") for IPv6 */
+    if (inet_pton(AF_INET, buf, &a4) == 1) {
+        memcpy(addr, v4mapped_prefix, sizeof(v4mapped_prefix));
+        memcpy(addr + 12, &a4, 4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, buf, a6) == 1) {
+        memcpy(addr, a6, 16);
+        return 0;
+    }
+    return LV_EINVAL;
+}
+
+void lv_ip_text(const unsigned char addr[16], char *out, size_t out_size)
+{
+    if (!out || out_size == 0)
+        return;
+    const char *r;
+    if (memcmp(addr, v4mapped_prefix, sizeof(v4mapped_prefix)) == 0)
+        r = inet_ntop(AF_INET, addr + 12, out, (socklen_t)out_size);
+    else
+        r = inet_ntop(AF_INET6, addr, out, (socklen_t)out_size);
+    if (!r)
+        snprintf(out, out_size, "?");
+}
+
+int lv_ipnet_parse(const char *text, lv_ipnet_t *out)
+{
+    if (!text)
+        return LV_EINVAL;
+    const char *slash = strchr(text, '/');
+    size_t addr_len = slash ? (size_t)(slash - text) : strlen(text);
+    lv_ipnet_t n;
+    memset(&n, 0, sizeof(n));
+    if (lv_ip_parse(text, addr_len, n.addr) != 0)
+        return LV_EINVAL;
+    bool v4 = memchr(text, ':', addr_len) == NULL; /* as written: "::ffff:10.0.0.0/104" is IPv6 */
+    unsigned max = v4 ? 32 : 128, bits = max;
+    if (slash) {
+        const char *d = slash + 1;
+        size_t nd = strspn(d, "0123456789");
+        if (nd == 0 || nd > 3 || d[nd] != '\0')
+            return LV_EINVAL;
+        bits = 0;
+        for (size_t i = 0; i < nd; i++)
+            bits = bits * 10 + (unsigned)(d[i] - '0');
+        if (bits > max)
+            return LV_EINVAL;
+    }
+    n.bits = v4 ? 96 + bits : bits;
+    for (unsigned i = n.bits; i < 128; i++)
+        n.addr[i / 8] &= (unsigned char)~(0x80u >> (i % 8));
+    *out = n;
+    return 0;
+}
+
+int lv_ipnet_contains(const lv_ipnet_t *nets, size_t n, const unsigned char addr[16])
+{
+    for (size_t k = 0; k < n; k++) {
+        unsigned full = nets[k].bits / 8, rest = nets[k].bits % 8;
+        if (memcmp(addr, nets[k].addr, full) != 0)
+            continue;
+        if (rest == 0)
+            return 1;
+        unsigned char mask = (unsigned char)(0xffu << (8 - rest));
+        if ((addr[full] & mask) == nets[k].addr[full])
+            return 1;
+    }
+    return 0;
+}
+
+int lv_forwarded_for_client(const lv_view_t *values, size_t n_values, const lv_ipnet_t *trusted, size_t n_trusted,
+                            char *out, size_t out_size)
+{
+    unsigned char addr[16] = {0};
+    size_t entries = 0, walked = 0;
+    if (!out || out_size < LV_IP_TEXT_MAX)
+        return LV_EINVAL;
+    out[0] = '\0';
+    if (n_values == 0)
+        return LV_ENOTFOUND;
+    /* right to left over the fields, then over the elements of each: the right end is what our
+     * proxies appended; anything left of the first address they did not get from one another is
+     * the client's own text, so the walk stops there and never reads it */
+    for (size_t i = n_values; i-- > 0;) {
+        const char *start = values[i].ptr, *p = start + values[i].len;
+        while (p > start) {
+            const char *e = p; /* the element is [e, p) */
+            while (e > start && e[-1] != ',')
+                e--;
+            walked += (size_t)(p - e) + 1; /* its comma, or what separates the fields */
+            if (walked > LV_XFF_MAX_BYTES)
+                return LV_ELIMIT;
+            const char *a = e, *b = p;
+            p = e > start ? e - 1 : start;
+            trim(&a, &b);
+            if (a == b)
+                continue; /* RFC 9110 section 5.6.1: empty list elements are ignored */
+            if (++entries > LV_XFF_MAX_ENTRIES)
+                return LV_ELIMIT;
+            if (b - a >= 2 && *a == '[' && b[-1] == ']')
+                a++, b--;
+            if (lv_ip_parse(a, (size_t)(b - a), addr) != 0)
+                return LV_EINVAL;
+            if (!lv_ipnet_contains(trusted, n_trusted, addr)) {
+                lv_ip_text(addr, out, out_size);
+                return 0;
+            }
+        }
+    }
+    if (entries == 0)
+        return LV_EINVAL;
+    lv_ip_text(addr, out, out_size); /* every one a trusted proxy: the leftmost was the client */
+    return 0;
 }

@@ -1,7 +1,9 @@
 /* fuzz_httputil.c - libFuzzer driver for the cookie, query, Origin, Bearer, Accept-Encoding and
- * If-None-Match helpers. The input is split at the first NUL into two C strings (header value,
- * name/host/coding/entity-tag); the Accept-Encoding and If-None-Match parsers also get the whole
- * input as an unterminated view, so a read past its length trips ASan.
+ * If-None-Match helpers, and the client address behind trusted proxies (addresses, address
+ * blocks, X-Forwarded-For). The input is split at the first NUL into two C strings (header value,
+ * name/host/coding/entity-tag/address block); the Accept-Encoding, If-None-Match and
+ * X-Forwarded-For parsers also get the whole input as an unterminated view, so a read past its
+ * length trips ASan.
  * fuzz-sources: src/proto/lv_httputil.c src/common/lv_common.c
  */
 #include <stdint.h>
@@ -85,6 +87,79 @@ static void check_codings(const uint8_t *data, size_t size, const char *a, const
     free(joined);
 }
 
+/* X-Forwarded-For: an answer is always a normalised address; what a client writes left of the
+ * address our proxies appended never changes it; several fields are one list. */
+static void check_forwarded(const uint8_t *data, size_t size, const char *a, const char *b)
+{
+    lv_ipnet_t trusted[3];
+    size_t n_trusted = 0;
+    if (lv_ipnet_parse("127.0.0.1", &trusted[n_trusted]) == 0)
+        n_trusted++;
+    if (lv_ipnet_parse("10.0.0.0/8", &trusted[n_trusted]) == 0)
+        n_trusted++;
+    if (lv_ipnet_parse(b, &trusted[n_trusted]) == 0) {
+        /* a block holds its own address; a prefix is 0..128 */
+        if (trusted[n_trusted].bits > 128 || !lv_ipnet_contains(&trusted[n_trusted], 1, trusted[n_trusted].addr))
+            abort();
+        n_trusted++;
+    }
+    char out[LV_IP_TEXT_MAX], again[LV_IP_TEXT_MAX];
+    unsigned char addr[16], addr2[16];
+
+    /* the raw input as one field with nothing readable after it */
+    char *view = malloc(size ? size : 1);
+    if (!view)
+        return;
+    memcpy(view, data, size);
+    lv_view_t field = {view, size};
+    int rc = lv_forwarded_for_client(&field, 1, trusted, n_trusted, out, sizeof(out));
+    if (rc != 0 && rc != LV_EINVAL && rc != LV_ELIMIT)
+        abort();
+    if (rc != 0 && out[0])
+        abort();
+    if (lv_ip_parse(view, size, addr) == 0) {
+        lv_ip_text(addr, again, sizeof(again));
+        if (lv_ip_parse(again, strlen(again), addr2) != 0 || memcmp(addr, addr2, 16) != 0)
+            abort();
+    }
+    free(view);
+
+    size_t a_len = strlen(a);
+    lv_view_t whole = {a, a_len};
+    rc = lv_forwarded_for_client(&whole, 1, trusted, n_trusted, out, sizeof(out));
+    if (rc == 0) {
+        /* the answer is an address written as lv_ip_text writes it */
+        if (lv_ip_parse(out, strlen(out), addr) != 0)
+            abort();
+        lv_ip_text(addr, again, sizeof(again));
+        if (strcmp(out, again) != 0)
+            abort();
+    }
+    /* a client's own entries in front of a real client address change nothing */
+    if (rc == 0 && lv_ip_parse(out, strlen(out), addr) == 0 && !lv_ipnet_contains(trusted, n_trusted, addr)) {
+        char *forged = malloc(a_len + 64);
+        if (forged) {
+            int n = snprintf(forged, a_len + 64, "127.0.0.1, junk ,10.0.0.1,%s", a);
+            lv_view_t f = {forged, (size_t)n};
+            if (lv_forwarded_for_client(&f, 1, trusted, n_trusted, again, sizeof(again)) != 0 ||
+                strcmp(again, out) != 0)
+                abort();
+            free(forged);
+        }
+    }
+    /* split at the first comma, two fields read as the one list */
+    const char *comma = strchr(a, ',');
+    if (comma) {
+        lv_view_t two[2] = {{a, (size_t)(comma - a)}, {comma + 1, a_len - (size_t)(comma - a) - 1}};
+        int rc2 = lv_forwarded_for_client(two, 2, trusted, n_trusted, again, sizeof(again));
+        if (rc2 != rc || (rc == 0 && strcmp(again, out) != 0))
+            abort();
+    }
+    /* no field: the peer is the client */
+    if (lv_forwarded_for_client(NULL, 0, trusted, n_trusted, out, sizeof(out)) != LV_ENOTFOUND)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *buf = malloc(size + 2);
@@ -124,6 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(upper);
     }
     check_codings(data, size, a, b);
+    check_forwarded(data, size, a, b);
     free(buf);
     return 0;
 }

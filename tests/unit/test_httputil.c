@@ -1,4 +1,5 @@
-/* test_httputil.c - cookies, query parameters, Origin/Host matching, Bearer tokens. */
+/* test_httputil.c - cookies, query parameters, Origin/Host matching, Bearer tokens, Accept-Encoding,
+ * If-None-Match, and the client address behind trusted proxies (X-Forwarded-For). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -383,6 +384,210 @@ static void test_etag_match(void **state)
     assert_int_equal(lv_etag_match("\"ab\"", 3, "\"ab\""), 0);
 }
 
+/* ---------- addresses, address blocks, X-Forwarded-For ---------- */
+
+static void test_ip_parse_and_text(void **state)
+{
+    (void)state;
+    unsigned char a[16], b[16];
+    char text[LV_IP_TEXT_MAX];
+    static const struct {
+        const char *in, *out;
+    } ok[] = {
+        {"10.0.0.1", "10.0.0.1"},
+        {"::ffff:10.0.0.1", "10.0.0.1"}, /* one client, one text: the peer is written so (lv_net.c) */
+        {"::FFFF:a00:1", "10.0.0.1"},
+        {"2001:DB8:0:0:0:0:0:1", "2001:db8::1"},
+        {"::1", "::1"},
+        {"0.0.0.0", "0.0.0.0"},
+        {"255.255.255.255", "255.255.255.255"},
+    };
+    for (size_t i = 0; i < LV_ARRAY_LEN(ok); i++) {
+        assert_int_equal(lv_ip_parse(ok[i].in, strlen(ok[i].in), a), 0);
+        lv_ip_text(a, text, sizeof(text));
+        assert_string_equal(text, ok[i].out);
+    }
+    assert_int_equal(lv_ip_parse("10.0.0.1", 8, a), 0);
+    assert_int_equal(lv_ip_parse("::ffff:10.0.0.1", 15, b), 0);
+    assert_memory_equal(a, b, 16);
+    static const char *const bad[] = {"", "10.0.0", "127.1", "010.0.0.1", "10.0.0.256", "10.0.0.1 ", " 10.0.0.1",
+                                      "10.0.0.1:80", "[::1]", "fe80::1%eth0", "unknown", "1.2.3.4.5", "::g",
+                                      "0x7f.0.0.1", "2001:db8::1/64"};
+    for (size_t i = 0; i < LV_ARRAY_LEN(bad); i++)
+        if (lv_ip_parse(bad[i], strlen(bad[i]), a) != LV_EINVAL)
+            fail_msg("'%s' parsed as an address", bad[i]);
+    /* the length is the view's: bytes after it are not read, a NUL inside it is refused */
+    assert_int_equal(lv_ip_parse("10.0.0.12", 8, a), 0);
+    lv_ip_text(a, text, sizeof(text));
+    assert_string_equal(text, "10.0.0.1");
+    assert_int_equal(lv_ip_parse("10.0.0.1\0x", 10, a), LV_EINVAL);
+    assert_int_equal(lv_ip_parse(NULL, 0, a), LV_EINVAL);
+    /* too small a buffer: "?" rather than half an address */
+    assert_int_equal(lv_ip_parse("2001:db8::1", 11, a), 0);
+    lv_ip_text(a, text, 5);
+    assert_string_equal(text, "?");
+}
+
+static int in_net(const char *net, const char *ip)
+{
+    lv_ipnet_t n;
+    unsigned char a[16];
+    assert_int_equal(lv_ipnet_parse(net, &n), 0);
+    assert_int_equal(lv_ip_parse(ip, strlen(ip), a), 0);
+    return lv_ipnet_contains(&n, 1, a);
+}
+
+static void test_ipnet(void **state)
+{
+    (void)state;
+    assert_int_equal(in_net("127.0.0.1", "127.0.0.1"), 1);
+    assert_int_equal(in_net("127.0.0.1", "127.0.0.2"), 0);
+    assert_int_equal(in_net("127.0.0.1", "::ffff:127.0.0.1"), 1);
+    assert_int_equal(in_net("::ffff:127.0.0.1", "127.0.0.1"), 1);
+    assert_int_equal(in_net("10.0.0.0/8", "10.255.1.2"), 1);
+    assert_int_equal(in_net("10.0.0.0/8", "11.0.0.0"), 0);
+    assert_int_equal(in_net("10.1.2.3/8", "10.9.9.9"), 1); /* host bits past the prefix are ignored */
+    assert_int_equal(in_net("172.16.0.0/12", "172.31.255.255"), 1);
+    assert_int_equal(in_net("172.16.0.0/12", "172.32.0.0"), 0);
+    assert_int_equal(in_net("192.168.1.128/25", "192.168.1.200"), 1);
+    assert_int_equal(in_net("192.168.1.128/25", "192.168.1.127"), 0);
+    assert_int_equal(in_net("0.0.0.0/0", "203.0.113.9"), 1);
+    assert_int_equal(in_net("0.0.0.0/0", "2001:db8::1"), 0); /* every IPv4 address, no IPv6 one */
+    assert_int_equal(in_net("::/0", "2001:db8::1"), 1);
+    assert_int_equal(in_net("::/0", "203.0.113.9"), 1);
+    assert_int_equal(in_net("2001:db8::/32", "2001:db8:ffff::1"), 1);
+    assert_int_equal(in_net("2001:db8::/32", "2001:db9::1"), 0);
+    assert_int_equal(in_net("fd00::/7", "fdff::1"), 1);
+    assert_int_equal(in_net("fd00::/7", "fe00::1"), 0);
+    assert_int_equal(in_net("::1/128", "::1"), 1);
+    assert_int_equal(in_net("10.0.0.5/32", "10.0.0.5"), 1);
+    assert_int_equal(in_net("10.0.0.5/32", "10.0.0.4"), 0);
+    lv_ipnet_t n;
+    static const char *const bad[] = {"", "/8", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0.0/-1",
+                                      "10.0.0.0/8x", "10.0.0.0/0008", "10.0.0.0 /8", "10.0.0.0/ 8",
+                                      "[::1]", "[::1]/128", "10.0.0.1:80", "localhost", "10.0.0.0/8/8"};
+    for (size_t i = 0; i < LV_ARRAY_LEN(bad); i++)
+        if (lv_ipnet_parse(bad[i], &n) != LV_EINVAL)
+            fail_msg("'%s' parsed as an address block", bad[i]);
+    assert_int_equal(lv_ipnet_parse(NULL, &n), LV_EINVAL);
+    assert_int_equal(lv_ipnet_parse("10.0.0.0/8", &n), 0);
+    assert_int_equal(n.bits, 104);
+    assert_int_equal(lv_ipnet_contains(NULL, 0, n.addr), 0); /* no block: nothing is in it */
+}
+
+/* the trusted proxies of these cases: 127.0.0.1 and 10.0.0.0/8 */
+static int xff(const char *const *fields, size_t n, char *out)
+{
+    static lv_ipnet_t trusted[2];
+    assert_int_equal(lv_ipnet_parse("127.0.0.1", &trusted[0]), 0);
+    assert_int_equal(lv_ipnet_parse("10.0.0.0/8", &trusted[1]), 0);
+    lv_view_t v[8];
+    assert_true(n <= LV_ARRAY_LEN(v));
+    for (size_t i = 0; i < n; i++)
+        v[i] = (lv_view_t){fields[i], strlen(fields[i])};
+    return lv_forwarded_for_client(v, n, trusted, 2, out, LV_IP_TEXT_MAX);
+}
+
+static void expect_client(const char *field, const char *client)
+{
+    char out[LV_IP_TEXT_MAX];
+    const char *f[] = {field};
+    int rc = xff(f, 1, out);
+    if (rc != 0 || strcmp(out, client) != 0)
+        fail_msg("'%s' -> %d '%s', expected '%s'", field, rc, out, client);
+}
+
+static void expect_error(const char *field, int want)
+{
+    char out[LV_IP_TEXT_MAX] = "x";
+    const char *f[] = {field};
+    int rc = xff(f, 1, out);
+    if (rc != want || out[0])
+        fail_msg("'%.60s' -> %d '%s', expected %d and no address", field, rc, out, want);
+}
+
+static void test_forwarded_for(void **state)
+{
+    (void)state;
+    char out[LV_IP_TEXT_MAX];
+    expect_client("203.0.113.7", "203.0.113.7");
+    /* the rightmost address that is not a trusted proxy: the left part is the client's to write */
+    expect_client("198.51.100.1, 203.0.113.7", "203.0.113.7");
+    expect_client("198.51.100.1, 203.0.113.7, 10.1.1.1", "203.0.113.7");
+    expect_client("203.0.113.7, 127.0.0.1", "203.0.113.7");
+    expect_client("203.0.113.7,10.0.0.2,127.0.0.1", "203.0.113.7");
+    /* a forged entry left of the real one changes nothing, nor does junk there */
+    expect_client("127.0.0.1, 203.0.113.7", "203.0.113.7");
+    expect_client("not an address, 203.0.113.7", "203.0.113.7");
+    expect_client("unknown,,203.0.113.7, 10.0.0.9", "203.0.113.7");
+    /* every entry a trusted proxy: the leftmost, furthest from us, was the client */
+    expect_client("10.0.0.3, 10.0.0.2, 127.0.0.1", "10.0.0.3");
+    /* written as the peer address would be: one client, one principal */
+    expect_client("::ffff:203.0.113.7", "203.0.113.7");
+    expect_client("::ffff:203.0.113.7, ::ffff:10.0.0.2", "203.0.113.7");
+    expect_client("2001:DB8::0:1", "2001:db8::1");
+    expect_client("[2001:db8::1]", "2001:db8::1");
+    expect_client(" \t203.0.113.7 \t", "203.0.113.7");
+    expect_client("203.0.113.7,", "203.0.113.7");
+    expect_client(",203.0.113.7", "203.0.113.7");
+    /* several fields are one list, in order */
+    const char *two[] = {"198.51.100.1", "203.0.113.7, 10.0.0.2"};
+    assert_int_equal(xff(two, 2, out), 0);
+    assert_string_equal(out, "203.0.113.7");
+    const char *spill[] = {"198.51.100.1", "10.0.0.4", "127.0.0.1"};
+    assert_int_equal(xff(spill, 3, out), 0);
+    assert_string_equal(out, "198.51.100.1");
+    const char *blank_last[] = {"198.51.100.1", ""};
+    assert_int_equal(xff(blank_last, 2, out), 0);
+    assert_string_equal(out, "198.51.100.1");
+
+    /* no field at all: the peer is the client */
+    assert_int_equal(xff(NULL, 0, out), LV_ENOTFOUND);
+    assert_string_equal(out, "");
+    /* empty, malformed where the walk reads, over the caps: an error, no address */
+    expect_error("", LV_EINVAL);
+    expect_error(" , ,", LV_EINVAL);
+    expect_error("garbage", LV_EINVAL);
+    expect_error("203.0.113.7, garbage", LV_EINVAL);
+    expect_error("203.0.113.7, garbage, 127.0.0.1", LV_EINVAL);
+    expect_error("203.0.113.7:4711", LV_EINVAL);
+    expect_error("[203.0.113.7]:4711", LV_EINVAL);
+    expect_error("[2001:db8::1]:4711", LV_EINVAL);
+    expect_error("for=203.0.113.7", LV_EINVAL); /* RFC 7239 Forwarded syntax is another header */
+    expect_error("203.0.113.7 198.51.100.1", LV_EINVAL);
+    expect_error("fe80::1%eth0", LV_EINVAL);
+    expect_error("0000000000000000000000000000000000000000000000000000000001.2.3.4", LV_EINVAL);
+    char big[LV_XFF_MAX_BYTES + 64];
+    size_t used = 0;
+    for (int i = 0; i < LV_XFF_MAX_ENTRIES + 1; i++)
+        used += (size_t)snprintf(big + used, sizeof(big) - used, "%s10.0.0.%d", i ? ", " : "", i + 1);
+    expect_error(big, LV_ELIMIT); /* 33 proxies walked */
+    /* ... but a long list is fine when the client's address comes within the caps */
+    used = (size_t)snprintf(big, sizeof(big), "203.0.113.7");
+    for (int i = 0; i < LV_XFF_MAX_ENTRIES - 1; i++)
+        used += (size_t)snprintf(big + used, sizeof(big) - used, ", 10.0.0.%d", i + 1);
+    expect_client(big, "203.0.113.7");
+    /* and the client may pad its own part as it likes: it is never read */
+    memset(big, 'x', sizeof(big));
+    used = sizeof(big) - 32;
+    snprintf(big + used, sizeof(big) - used, ",203.0.113.7, 127.0.0.1");
+    expect_client(big, "203.0.113.7");
+    /* blanks count against the byte cap */
+    memset(big, ' ', sizeof(big));
+    snprintf(big, sizeof(big), "203.0.113.7,");
+    big[strlen(big)] = ' ';
+    big[sizeof(big) - 1] = '\0';
+    expect_error(big, LV_ELIMIT);
+    /* the caller's buffer must hold any address */
+    lv_view_t one = {"203.0.113.7", 11};
+    char small[8];
+    assert_int_equal(lv_forwarded_for_client(&one, 1, NULL, 0, small, sizeof(small)), LV_EINVAL);
+    /* no trusted proxy listed: the rightmost entry is the client */
+    lv_view_t chain = {"203.0.113.7, 127.0.0.1", 22};
+    assert_int_equal(lv_forwarded_for_client(&chain, 1, NULL, 0, out, sizeof(out)), 0);
+    assert_string_equal(out, "127.0.0.1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +601,9 @@ int main(void)
         cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_accept_encoding),
         cmocka_unit_test(test_etag_match),
+        cmocka_unit_test(test_ip_parse_and_text),
+        cmocka_unit_test(test_ipnet),
+        cmocka_unit_test(test_forwarded_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
