@@ -1,5 +1,6 @@
 /* lv_auth.c - the access token (a file in the config dir) and credential checks (lv_auth.h); the
- * per-address counters they use are lv_iptable.c's. */
+ * per-address counters they use are lv_iptable.c's, keyed on the request's client address (behind a
+ * trusted proxy the forwarded one, so one client's failures do not block the proxy's others). */
 #include "lv_auth.h"
 
 #include <errno.h>

@@ -23,7 +23,9 @@ int lv_auth_load_token(const char *config_dir, char out[65], bool *created);
 int lv_auth_rotate_token(const char *config_dir, char out[65]);
 /** Who the holder of req's (already checked) credential is: the principal its sessions and fair
  * share are charged to (lv_principal.h). Today the access token is shared, so the holder at this
- * client address; with accounts, the account. */
+ * client address; with accounts, the account. ip here and below is the request's client address
+ * (lv_req_t.ip): the TCP peer, or behind a --trusted-proxy the client it forwarded (lv_httpd.c),
+ * never a header from anyone else. */
 void lv_auth_principal(struct lv_app *app, const lv_http1_req_t *req, const char *ip, lv_principal_t *out);
 /** 0 when req carries the right credential; else the status to answer: 401, or 429 when it
  * carries a wrong one and ip is over its failed credentials for the minute (wrong ones count). */

@@ -72,6 +72,15 @@ void lv_config_print_help(const char *prog)
         "                           carries the token)\n"
         "  --auth token|none        token (default): the access token is needed for the API and\n"
         "                           WebSocket; none: no credential, allowed only on loopback binds\n"
+        "  --trusted-proxy ADDR[/BITS]\n"
+        "                           a reverse proxy in front (haproxy, nginx; IPv4 or IPv6, /BITS for a\n"
+        "                           network; repeatable): a request from it counts as coming from the\n"
+        "                           client it names in X-Forwarded-For (the rightmost address there that\n"
+        "                           is not a trusted proxy itself), so per-address limits, fair shares and\n"
+        "                           logs see each client. Connections still in TLS handshake or head\n"
+        "                           stay counted per peer (--max-pending-per-ip). Default none: the\n"
+        "                           header is ignored (anyone could write it). Config file: a string or\n"
+        "                           a list; LIVEVLM_TRUSTED_PROXY: comma-separated\n"
         "\n"
         "Model backends (OpenAI-compatible: Ollama, vLLM, SGLang, llama.cpp, NIM, OpenAI...):\n"
         "  --backend ID=URL         add a backend; URL is its OpenAI base, e.g.\n"
@@ -163,7 +172,8 @@ void lv_config_print_help(const char *prog)
         "  -h, --help               this text\n"
         "\n"
         "Environment: LIVEVLM_BACKEND=URL and LIVEVLM_API_KEY=KEY add a backend \"default\";\n"
-        "LIVEVLM_HOST, LIVEVLM_PORT, LIVEVLM_CONFIG_DIR, LIVEVLM_LOG_LEVEL, LIVEVLM_REDIS.\n"
+        "LIVEVLM_HOST, LIVEVLM_PORT, LIVEVLM_CONFIG_DIR, LIVEVLM_LOG_LEVEL, LIVEVLM_REDIS,\n"
+        "LIVEVLM_TRUSTED_PROXY.\n"
         "Precedence: flags > environment > --config file > defaults.\n"
         "\n"
         "Examples:\n"
@@ -250,6 +260,34 @@ static int add_camera(lv_config_t *c, const char *def, char *err, size_t err_siz
     return 0;
 }
 
+/* One --trusted-proxy value (what is one address or network: "10.0.0.0/8"); `what` names where it
+ * came from in the error. */
+static int add_trusted_proxy(lv_config_t *c, const char *what, const char *v, size_t len, char *err, size_t err_size)
+{
+    char text[64];
+    lv_ipnet_t n;
+    int rc = LV_EINVAL;
+    if (len < sizeof(text) && !memchr(v, '\0', len)) {
+        memcpy(text, v, len);
+        text[len] = '\0';
+        rc = lv_ipnet_parse(text, &n);
+    }
+    if (rc) {
+        snprintf(err, err_size,
+                 "%s '%.*s': expected an IPv4 or IPv6 address with an optional /BITS prefix, e.g. 127.0.0.1, "
+                 "10.0.0.0/8 or fd00::/8 (no brackets, no port)",
+                 what, (int)LV_MIN(len, (size_t)80), v);
+        return LV_EINVAL;
+    }
+    if (c->n_trusted_proxies >= LV_CONFIG_MAX_TRUSTED_PROXIES) {
+        snprintf(err, err_size, "%s: at most %d trusted proxies (give a network with /BITS)", what,
+                 LV_CONFIG_MAX_TRUSTED_PROXIES);
+        return LV_EINVAL;
+    }
+    c->trusted_proxies[c->n_trusted_proxies++] = n;
+    return 0;
+}
+
 /* "ID=VALUE" flags; the backend must exist for everything but --backend itself */
 static int split_pair(const char *arg, char *id, size_t id_size, const char **value)
 {
@@ -320,6 +358,7 @@ bad:
  * what it can: a backend that the config file may still define is not an error yet. */
 static int parse_flags(lv_config_t *c, int argc, char **argv, char *err, size_t err_size, bool scan)
 {
+    bool trusted_proxy_seen = false; /* the flags' list replaces one from the environment or file */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = (i + 1 < argc) ? argv[i + 1] : NULL;
@@ -440,6 +479,15 @@ static int parse_flags(lv_config_t *c, int argc, char **argv, char *err, size_t 
             continue;
         }
         STR_OPT("--config", config_file)
+        if (strcmp(a, "--trusted-proxy") == 0) {
+            NEED_VALUE();
+            if (!trusted_proxy_seen)
+                c->n_trusted_proxies = 0;
+            trusted_proxy_seen = true;
+            if (add_trusted_proxy(c, a, v, strlen(v), err, err_size))
+                return LV_EINVAL;
+            continue;
+        }
         if (strcmp(a, "--camera") == 0) {
             NEED_VALUE();
             if (add_camera(c, v, err, err_size))
@@ -572,6 +620,21 @@ int lv_config_apply_env(lv_config_t *c, char *err, size_t err_size)
         goto toolong;
     if ((v = getenv("LIVEVLM_LOG_LEVEL")) && *v && copy_str(c->log_level, sizeof(c->log_level), v))
         goto toolong;
+    if ((v = getenv("LIVEVLM_TRUSTED_PROXY")) && *v) {
+        /* "10.0.0.5, 10.0.1.0/24": replaces the config file's list */
+        c->n_trusted_proxies = 0;
+        for (const char *p = v; *p;) {
+            const char *e = p + strcspn(p, ",");
+            const char *a = p, *b = e;
+            while (a < b && (*a == ' ' || *a == '\t'))
+                a++;
+            while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+                b--;
+            if (a < b && add_trusted_proxy(c, "LIVEVLM_TRUSTED_PROXY", a, (size_t)(b - a), err, err_size))
+                return LV_EINVAL;
+            p = *e ? e + 1 : e;
+        }
+    }
     if ((v = getenv("LIVEVLM_BACKEND")) && *v) {
         lv_backend_spec_t *b = add_backend(c, "default", v);
         if (!b)
@@ -662,6 +725,25 @@ int lv_config_load_file(lv_config_t *c, const char *path, char *err, size_t err_
             }
             continue;
         }
+        if (strcmp(key, "trusted-proxy") == 0 || strcmp(key, "trusted_proxy") == 0) {
+            /* "trusted-proxy": "10.0.0.5" or ["10.0.0.5", "fd00::/8"] */
+            size_t i, n = json_is_array(val) ? json_array_size(val) : 1;
+            c->n_trusted_proxies = 0;
+            for (i = 0; i < n; i++) {
+                json_t *d = json_is_array(val) ? json_array_get(val, i) : val;
+                char why[300];
+                if (!json_is_string(d)) {
+                    snprintf(err, err_size, "%s: \"%s\" must be a string \"ADDR[/BITS]\" or a list of them", path, key);
+                    goto out;
+                }
+                if (add_trusted_proxy(c, "trusted-proxy", json_string_value(d), json_string_length(d), why,
+                                      sizeof(why))) {
+                    snprintf(err, err_size, "%s: %s", path, why);
+                    goto out;
+                }
+            }
+            continue;
+        }
         if (strcmp(key, "camera") == 0 && json_is_array(val)) {
             /* "camera": ["ID=URL", ...] as well as one "camera": "ID=URL" (a flag, below) */
             size_t i;
@@ -738,6 +820,20 @@ int lv_config_validate(const lv_config_t *c, char *err, size_t err_size)
                  "could use your backends. Use --host 127.0.0.1, or keep token auth.",
                  c->host);
         return LV_EINVAL;
+    }
+    for (size_t i = 0; i < c->n_trusted_proxies; i++) {
+        /* trusting every address is trusting every client to name itself: no limit would hold */
+        unsigned char lo[16], hi[16];
+        const lv_ipnet_t *n = &c->trusted_proxies[i];
+        bool all_v4 = lv_ip_parse("0.0.0.0", 7, lo) == 0 && lv_ip_parse("255.255.255.255", 15, hi) == 0 &&
+                      lv_ipnet_contains(n, 1, lo) && lv_ipnet_contains(n, 1, hi);
+        if (n->bits == 0 || all_v4) {
+            snprintf(err, err_size,
+                     "--trusted-proxy: a network that holds every address (0.0.0.0/0, ::/0) trusts every "
+                     "client to name its own address in X-Forwarded-For; give your proxies' addresses or "
+                     "their private network");
+            return LV_EINVAL;
+        }
     }
     if (!!c->tls_cert[0] != !!c->tls_key[0]) {
         snprintf(err, err_size, "--tls-cert and --tls-key go together");

@@ -6,11 +6,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lv_httputil.h"
 #include "lv_redisurl.h"
 #include "lv_rtspurl.h"
 
 #define LV_MAX_BACKENDS 16
 #define LV_CONFIG_MAX_CAMERAS 64 /* the camera set's own cap too (LV_MAX_CAMERAS, lv_camera.h) */
+#define LV_CONFIG_MAX_TRUSTED_PROXIES 32
 
 typedef struct {
     char id[65];
@@ -41,6 +43,11 @@ typedef struct {
     char tls_key[512];
     char config_dir[512];
     bool auth_none;
+    /* --trusted-proxy ADDR[/BITS]: peers whose X-Forwarded-For names the client (lv_httpd.c,
+     * docs/security.md "Behind a reverse proxy"); none by default, and then the header is never
+     * read. The list of the highest source that gives any (flags, environment, file) is used. */
+    lv_ipnet_t trusted_proxies[LV_CONFIG_MAX_TRUSTED_PROXIES];
+    size_t n_trusted_proxies;
     lv_backend_spec_t backends[LV_MAX_BACKENDS];
     size_t n_backends;
     bool detect;

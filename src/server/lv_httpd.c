@@ -14,9 +14,11 @@
 #include <strings.h>
 #include <time.h>
 
+#include "lv_app.h"
 #include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_http1.h"
+#include "lv_httputil.h"
 #include "lv_log.h"
 #include "lv_net.h"
 #include "lv_principal.h"
@@ -337,6 +339,45 @@ static void fail(httpc_t *h, int status)
 
 static bool view_is(lv_view_t v, const char *lit) { return v.len == strlen(lit) && memcmp(v.ptr, lit, v.len) == 0; }
 
+/* Who this request acts for, in s->client_ip (r->ip points there): the TCP peer, or when the
+ * peer is a --trusted-proxy, the client that proxy names in X-Forwarded-For
+ * (lv_forwarded_for_client: the rightmost address that is not a trusted proxy). Decided here,
+ * once per request head and before anything reads r->ip, so the principal, the per-address
+ * limits, the failed-credential count, the logs and a WebSocket made from this request all see
+ * the same client. Per request, not per connection: a proxy's kept-alive connection carries many
+ * clients' requests (haproxy's http-reuse). The peer itself (s->ip) stays what the limits before
+ * a head count (pending connections, TLS handshakes): nothing names a client before its head.
+ * From any other peer the header is ignored: whoever sends it could name any principal. */
+static void request_client(httpc_t *h)
+{
+    lv_sock_t *s = h->sock;
+    const lv_config_t *cfg = &h->app->cfg;
+    unsigned char peer[16];
+    snprintf(s->client_ip, sizeof(s->client_ip), "%s", s->ip);
+    if (cfg->n_trusted_proxies == 0 || lv_ip_parse(s->ip, strlen(s->ip), peer) != 0 ||
+        !lv_ipnet_contains(cfg->trusted_proxies, cfg->n_trusted_proxies, peer))
+        return;
+    const lv_http1_req_t *p = &h->parsed;
+    lv_view_t xff[LV_HTTP1_MAX_HEADERS];
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_headers; i++)
+        if (p->headers[i].name.len == 15 && strncasecmp(p->headers[i].name.ptr, "x-forwarded-for", 15) == 0)
+            xff[n++] = p->headers[i].value;
+    char client[LV_IP_TEXT_MAX];
+    int rc = lv_forwarded_for_client(xff, n, cfg->trusted_proxies, cfg->n_trusted_proxies, client, sizeof(client));
+    if (rc == 0) {
+        snprintf(s->client_ip, sizeof(s->client_ip), "%s", client);
+        return;
+    }
+    if (rc == LV_ENOTFOUND)
+        return; /* the proxy's own request (a health check): the proxy is the client */
+    /* not worth an error to the client (it may not even know the proxy added the header): the
+     * proxy's address stands for it, counted, so a misconfigured proxy shows in /metrics */
+    lv_net_forwarded_invalid_inc(s->net);
+    LV_DEBUG("X-Forwarded-For from trusted proxy %s %s: its own address stands for the client", s->ip,
+             rc == LV_ELIMIT ? "over its cap (2 KiB or 32 addresses)" : "empty or not an address");
+}
+
 /* The head at data[0..parsed.head_len) is complete: own a copy, set up the body. */
 static int request_begin(httpc_t *h, const char *data)
 {
@@ -347,6 +388,7 @@ static int request_begin(httpc_t *h, const char *data)
         lv_http1_parse_request(h->head.data, h->head.len, LV_HTTP_MAX_HEAD_BYTES, &h->parsed, NULL) != 0)
         return 500;
     lv_sock_set_pending(s, false);
+    request_client(h);
     const lv_http1_req_t *p = &h->parsed;
     h->keep_alive = p->keep_alive;
     /* RFC 9112 section 3.2: "A server MUST respond with a 400 (Bad Request) status code to any
@@ -598,7 +640,7 @@ void lv_httpd_accept(lv_sock_t *s)
     h->state = H_HEAD;
     h->req.app = h->app;
     h->req.sock = s;
-    h->req.ip = s->ip;
+    h->req.ip = s->client_ip; /* the peer until a request head says otherwise (request_client) */
     h->req.tls = s->tls;
     lv_queue_init(&h->req.wait_link);
     lv_buf_init(&h->head, LV_HTTP_MAX_HEAD_BYTES);

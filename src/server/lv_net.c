@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "lv_common.h"
+#include "lv_httputil.h"
 #include "lv_log.h"
 #include "lv_net_int.h"
 #include "lv_tlsio.h"
@@ -93,18 +94,22 @@ void lv__net_sock_gone(lv_net_t *net)
 
 /* ---------- accepting ---------- */
 
+/* The peer as text, written by lv_ip_text: an IPv4 peer on a dual-stack socket (IPv4-mapped) reads
+ * as plain IPv4, so one address is one counter whichever socket it came through, and the same
+ * text an address forwarded by a trusted proxy gets (lv_forwarded_for_client). */
 static void addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
 {
-    snprintf(out, size, "?");
+    unsigned char a[16] = {0};
     if (ss->ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, out, (socklen_t)size);
+        a[10] = a[11] = 0xff; /* ::ffff:a.b.c.d, lv_ip_parse's form of an IPv4 address */
+        memcpy(a + 12, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4);
     } else if (ss->ss_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a)) /* one address, one counter, whichever socket it came through */
-            inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)size);
-        else
-            inet_ntop(AF_INET6, a, out, (socklen_t)size);
+        memcpy(a, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, 16);
+    } else {
+        snprintf(out, size, "?");
+        return;
     }
+    lv_ip_text(a, out, size);
 }
 
 static void log_refusals(lv_net_t *net)
@@ -155,6 +160,7 @@ static void sock_accept(lv_net_t *net, int fd, const struct sockaddr_storage *ss
     s->poll.data = s;
     s->pending = net->cfg.count_pending != NULL;
     snprintf(s->ip, sizeof(s->ip), "%s", ip);
+    snprintf(s->client_ip, sizeof(s->client_ip), "%s", ip);
     s->in_max = IN_CAP_DEFAULT;
     lv_buf_init(&s->in, s->in_max);
     lv_tlist_entry_init(&s->phase_tmo);
@@ -393,6 +399,8 @@ int lv_net_create(uv_loop_t *loop, const lv_net_config_t *cfg, lv_net_t **out, c
 int lv_net_port(const lv_net_t *net) { return net->port; }
 void *lv_net_user(const lv_net_t *net) { return net->cfg.ud; }
 size_t lv_net_count(const lv_net_t *net) { return net->n_socks; }
+void lv_net_forwarded_invalid_inc(lv_net_t *net) { net->forwarded_invalid++; }
+uint64_t lv_net_forwarded_invalid(const lv_net_t *net) { return net->forwarded_invalid; }
 
 static void stop_listening(lv_net_t *net)
 {

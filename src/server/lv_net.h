@@ -1,6 +1,7 @@
 /* lv_net.h - the front door's sockets on the app's libuv loop: listeners, accepted connections
  * (plain TCP or TLS), a bounded write queue of refcounted messages per socket, time boxes per
- * phase, and the caps that keep one client address from crowding out the others. The protocol
+ * phase, and the caps that keep one peer address from crowding out the others before a request
+ * says who its client is (lv_sock_t.ip vs client_ip). The protocol
  * on top (HTTP/1.1, then WebSocket after an upgrade) plugs in through lv_sock_ops_t. Everything
  * here runs on the loop thread. */
 #ifndef LV_NET_H
@@ -115,7 +116,12 @@ struct lv_sock {
     void *data;                   /* the protocol's state */
     const lv_sock_ops_t *ops;
     lv_net_t *net;
-    char ip[48];                  /* the peer's address as text (IPv4-mapped IPv6 shown as IPv4) */
+    char ip[48];                  /* the peer's address as text (IPv4-mapped IPv6 shown as IPv4,
+                                     lv_ip_text): what the limits before a request head count */
+    char client_ip[48];           /* the client's, as text alike: ip, or for the request being served
+                                     the address a trusted proxy forwarded (set by the protocol,
+                                     lv_httpd.c, once per request head); everything that acts for
+                                     a request or a WebSocket counts this one */
     bool tls;
     bool closing;                 /* lv_sock_close or lv_sock_close_after_flush was called */
     /* private */
@@ -199,6 +205,11 @@ int lv_net_port(const lv_net_t *net);
 void *lv_net_user(const lv_net_t *net);
 /** Sockets open now. */
 size_t lv_net_count(const lv_net_t *net);
+/** Count a request from a trusted proxy whose X-Forwarded-For could not be used (empty, malformed,
+ * over its cap: lv_httpd.c), so the proxy's own address stood for the client; and read the count
+ * (livevlm_forwarded_for_invalid_total in /metrics). */
+void lv_net_forwarded_invalid_inc(lv_net_t *net);
+uint64_t lv_net_forwarded_invalid(const lv_net_t *net);
 /** Stop accepting, tell every socket (on_shutdown), and call done once every socket is gone or
  * deadline_ms passed (the rest are then closed). done runs on a later loop turn, once. */
 void lv_net_shutdown(lv_net_t *net, unsigned deadline_ms, void (*done)(void *ud), void *ud);

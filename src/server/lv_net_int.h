@@ -32,6 +32,7 @@ struct lv_net {
     size_t max_conns;
     uint64_t accept_resume_ms;       /* 0 = not paused */
     uint64_t refused_full, refused_pending, last_refuse_log_ms;
+    uint64_t forwarded_invalid;      /* lv_net_forwarded_invalid_inc */
     bool shutting_down, done_due, destroyed;
     uint64_t shutdown_deadline_ms;
     void (*done)(void *ud);

@@ -276,6 +276,21 @@ static int refuse_rtsp_api(lv_req_t *r)
                                 "watches one");
 }
 
+/* The front door's count of unusable X-Forwarded-For (lv_httpd.c request_client); shown only with
+ * --trusted-proxy, the only case where it can move. */
+static int proxy_metrics(lv_app_t *app, lv_buf_t *out)
+{
+    if (!app->cfg.n_trusted_proxies || !app->net)
+        return 0;
+    return lv_buf_printf(out,
+                         "# HELP livevlm_forwarded_for_invalid_total Requests from a --trusted-proxy whose "
+                         "X-Forwarded-For was empty, not a list of addresses or over its cap (2 KiB, 32 "
+                         "addresses); the proxy's own address stood for the client.\n"
+                         "# TYPE livevlm_forwarded_for_invalid_total counter\n"
+                         "livevlm_forwarded_for_invalid_total %llu\n",
+                         (unsigned long long)lv_net_forwarded_invalid(app->net));
+}
+
 static int handle_get(lv_app_t *app, lv_req_t *r)
 {
     const char *path = r->path;
@@ -309,7 +324,8 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
             return refuse_auth(r, st, "send the access token (or start with --metrics-public)");
         lv_buf_t b;
         lv_buf_init(&b, 8u << 20);
-        bool ok = lv_stat_render(app, &b) == 0 && lv_camera_api_metrics(app, &b) == 0 && lv_offer_metrics(app, &b) == 0;
+        bool ok = lv_stat_render(app, &b) == 0 && lv_camera_api_metrics(app, &b) == 0 &&
+                  lv_offer_metrics(app, &b) == 0 && proxy_metrics(app, &b) == 0;
         int rc = ok ? lv_req_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len,
                                      true, NULL)
                     : lv_req_respond_error(r, 500, "internal", "could not render metrics");
@@ -475,6 +491,30 @@ static size_t count_pending(void *ud, const char *ip, int delta)
     return lv_iptable_pending(app->ips, ip, delta);
 }
 
+/* Say at start whose X-Forwarded-For is believed: an operator reading the log sees why users are
+ * (or are not) told apart behind the proxy. */
+static void log_trusted_proxies(const lv_config_t *cfg)
+{
+    char list[512] = "", one[LV_IP_TEXT_MAX];
+    size_t used = 0;
+    for (size_t i = 0; i < cfg->n_trusted_proxies && used < sizeof(list); i++) {
+        const lv_ipnet_t *n = &cfg->trusted_proxies[i];
+        lv_ip_text(n->addr, one, sizeof(one));
+        /* written as IPv4 only when it is IPv4-mapped, which a prefix under 96 bits never is */
+        bool v4 = strchr(one, ':') == NULL;
+        unsigned bits = v4 ? n->bits - 96 : n->bits, max = v4 ? 32 : 128;
+        int k = bits == max ? snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", one)
+                            : snprintf(list + used, sizeof(list) - used, "%s%s/%u", i ? ", " : "", one, bits);
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
+    if (cfg->n_trusted_proxies)
+        LV_INFO("client addresses: X-Forwarded-For is read from requests whose peer is a trusted proxy (%s)%s; "
+                "from any other peer it is ignored",
+                list, used >= sizeof(list) ? "..." : "");
+}
+
 int lv_server_start(lv_app_t *app)
 {
     char err[512] = "";
@@ -503,6 +543,7 @@ int lv_server_start(lv_app_t *app)
         return rc;
     }
     app->bound_port = lv_net_port(app->net);
+    log_trusted_proxies(&app->cfg);
     return 0;
 }
 

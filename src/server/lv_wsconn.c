@@ -214,7 +214,9 @@ int lv_ws_attach(lv_app_t *app, lv_sock_t *s, const lv_principal_t *who)
         return LV_ENOMEM;
     c->sock = s;
     c->app = app;
-    snprintf(c->ip, sizeof(c->ip), "%s", s->ip);
+    /* the client of the upgrade request (behind a trusted proxy, the one it forwarded): its
+     * per-address socket count and logs are the client's, not the proxy's */
+    snprintf(c->ip, sizeof(c->ip), "%s", s->client_ip);
     c->principal = *who;
     lv_queue_init(&c->viewer.link);
     lv_queue_init(&c->source.link);

@@ -1,5 +1,6 @@
 /* test_config.c - `serve` configuration: precedence (flags > environment > config file >
- * defaults, flags winning wherever --config stands) and the --host check. */
+ * defaults, flags winning wherever --config stands), the --host check, cameras, cluster options and
+ * trusted proxies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,6 +35,7 @@ static int setup(void **state)
     unsetenv("LIVEVLM_PORT");
     unsetenv("LIVEVLM_LOG_LEVEL");
     unsetenv("LIVEVLM_BACKEND");
+    unsetenv("LIVEVLM_TRUSTED_PROXY");
     lv_config_defaults(&cfg);
     err[0] = '\0';
     file[0] = '\0';
@@ -48,6 +50,7 @@ static int teardown(void **state)
     unsetenv("LIVEVLM_HOST");
     unsetenv("LIVEVLM_PORT");
     unsetenv("LIVEVLM_LOG_LEVEL");
+    unsetenv("LIVEVLM_TRUSTED_PROXY");
     return 0;
 }
 
@@ -256,6 +259,127 @@ static void cluster_options(void **state)
     }
 }
 
+/* whether cfg's trusted proxies hold ip */
+static int trusts(const char *ip)
+{
+    unsigned char a[16];
+    assert_int_equal(lv_ip_parse(ip, strlen(ip), a), 0);
+    return lv_ipnet_contains(cfg.trusted_proxies, cfg.n_trusted_proxies, a);
+}
+
+/* --trusted-proxy: none by default; repeatable flags; the file's string or list; the environment's
+ * comma-separated list; the highest source that gives any replaces the others' (flags wherever
+ * --config stands); bad values refused naming the option; a network of every address refused */
+static void trusted_proxies(void **state)
+{
+    (void)state;
+    const char *none[] = {"--port", "1"};
+    assert_int_equal(load(2, none), 0);
+    assert_int_equal(cfg.n_trusted_proxies, 0);
+
+    const char *flags[] = {"--trusted-proxy", "127.0.0.1", "--trusted-proxy", "fd00::/8", "--trusted-proxy",
+                           "10.1.2.3/16"};
+    assert_int_equal(load(6, flags), 0);
+    assert_int_equal(cfg.n_trusted_proxies, 3);
+    assert_true(trusts("127.0.0.1"));
+    assert_true(trusts("::ffff:127.0.0.1"));
+    assert_false(trusts("127.0.0.2"));
+    assert_true(trusts("fdab::1"));
+    assert_true(trusts("10.1.200.1"));
+    assert_false(trusts("10.2.0.1"));
+    assert_int_equal(lv_config_validate(&cfg, err, sizeof(err)), 0);
+
+    write_file("{\"trusted-proxy\": [\"10.0.0.0/8\", \"192.168.1.5\"]}");
+    lv_config_defaults(&cfg);
+    const char *file_only[] = {"--config", file};
+    assert_int_equal(load(2, file_only), 0);
+    assert_int_equal(cfg.n_trusted_proxies, 2);
+    assert_true(trusts("10.9.9.9"));
+    assert_true(trusts("192.168.1.5"));
+    /* the environment replaces the file's list, the flags replace both, wherever --config stands */
+    setenv("LIVEVLM_TRUSTED_PROXY", " 172.16.0.0/12 ,::1,", 1);
+    lv_config_defaults(&cfg);
+    assert_int_equal(load(2, file_only), 0);
+    assert_int_equal(cfg.n_trusted_proxies, 2);
+    assert_false(trusts("10.9.9.9"));
+    assert_true(trusts("172.20.0.1"));
+    assert_true(trusts("::1"));
+    const char *both[] = {"--trusted-proxy", "127.0.0.1", "--config", file, "--trusted-proxy", "127.0.0.3"};
+    lv_config_defaults(&cfg);
+    assert_int_equal(load(6, both), 0);
+    assert_int_equal(cfg.n_trusted_proxies, 2);
+    assert_true(trusts("127.0.0.1"));
+    assert_true(trusts("127.0.0.3"));
+    assert_false(trusts("172.20.0.1"));
+    assert_false(trusts("10.9.9.9"));
+    unsetenv("LIVEVLM_TRUSTED_PROXY");
+    unlink(file);
+    write_file("{\"trusted_proxy\": \"::ffff:10.0.0.1\"}");
+    lv_config_defaults(&cfg);
+    assert_int_equal(load(2, file_only), 0);
+    assert_int_equal(cfg.n_trusted_proxies, 1);
+    assert_true(trusts("10.0.0.1"));
+
+    static const char *const bad[] = {"", "10.0.0.0/33", "[::1]", "10.0.0.1:8080", "proxy.example", "10.0.0.1 ",
+                                      "127.1", "::1/129", "10.0.0.0/8,10.1.0.0/16"};
+    for (size_t i = 0; i < LV_ARRAY_LEN(bad); i++) {
+        lv_config_defaults(&cfg);
+        const char *b[] = {"--trusted-proxy", bad[i]};
+        err[0] = '\0';
+        if (load(2, b) != LV_EINVAL || !strstr(err, "--trusted-proxy"))
+            fail_msg("'%s' -> '%s'", bad[i], err);
+    }
+    lv_config_defaults(&cfg);
+    setenv("LIVEVLM_TRUSTED_PROXY", "10.0.0.1,nope", 1);
+    assert_int_equal(load(2, none), LV_EINVAL);
+    assert_non_null(strstr(err, "LIVEVLM_TRUSTED_PROXY 'nope'"));
+    unsetenv("LIVEVLM_TRUSTED_PROXY");
+    unlink(file);
+    write_file("{\"trusted-proxy\": [\"10.0.0.1\", 5]}");
+    lv_config_defaults(&cfg);
+    assert_int_equal(load(2, file_only), LV_EINVAL);
+    assert_non_null(strstr(err, "trusted-proxy"));
+
+    /* more than the cap */
+    const char *many[2 * (LV_CONFIG_MAX_TRUSTED_PROXIES + 1)];
+    char addrs[LV_CONFIG_MAX_TRUSTED_PROXIES + 1][20];
+    for (int i = 0; i <= LV_CONFIG_MAX_TRUSTED_PROXIES; i++) {
+        snprintf(addrs[i], sizeof(addrs[i]), "10.0.0.%d", i + 1);
+        many[2 * i] = "--trusted-proxy";
+        many[2 * i + 1] = addrs[i];
+    }
+    lv_config_defaults(&cfg);
+    assert_int_equal(load(2 * LV_CONFIG_MAX_TRUSTED_PROXIES, many), 0);
+    lv_config_defaults(&cfg);
+    assert_int_equal(load(2 * (LV_CONFIG_MAX_TRUSTED_PROXIES + 1), many), LV_EINVAL);
+    assert_non_null(strstr(err, "at most"));
+
+    /* trusting everyone is refused; so is what holds every IPv4 address */
+    static const char *const all[] = {"0.0.0.0/0", "::/0", "::ffff:0.0.0.0/96", "255.0.0.0/0"};
+    for (size_t i = 0; i < LV_ARRAY_LEN(all); i++) {
+        lv_config_defaults(&cfg);
+        const char *b[] = {"--trusted-proxy", all[i]};
+        assert_int_equal(load(2, b), 0);
+        if (lv_config_validate(&cfg, err, sizeof(err)) != LV_EINVAL || !strstr(err, "every"))
+            fail_msg("'%s' -> '%s'", all[i], err);
+    }
+    lv_config_defaults(&cfg);
+    const char *half[] = {"--trusted-proxy", "0.0.0.0/1"};
+    assert_int_equal(load(2, half), 0);
+    assert_int_equal(lv_config_validate(&cfg, err, sizeof(err)), 0);
+
+    /* --auth none is about the bind address; a trusted proxy changes nothing there */
+    lv_config_defaults(&cfg);
+    const char *open_bind[] = {"--auth", "none", "--host", "0.0.0.0", "--trusted-proxy", "127.0.0.1"};
+    assert_int_equal(load(6, open_bind), 0);
+    assert_int_equal(lv_config_validate(&cfg, err, sizeof(err)), LV_EINVAL);
+    assert_non_null(strstr(err, "--auth none"));
+    lv_config_defaults(&cfg);
+    const char *loop_bind[] = {"--auth", "none", "--host", "127.0.0.1", "--trusted-proxy", "127.0.0.1"};
+    assert_int_equal(load(6, loop_bind), 0);
+    assert_int_equal(lv_config_validate(&cfg, err, sizeof(err)), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +392,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(print_token_url_flag, setup, teardown),
         cmocka_unit_test_setup_teardown(cameras, setup, teardown),
         cmocka_unit_test_setup_teardown(cluster_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(trusted_proxies, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
