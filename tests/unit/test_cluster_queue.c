@@ -10,18 +10,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <uv.h>
 
@@ -29,126 +20,25 @@
 #include "lv_common.h"
 #include "lv_redis.h"
 #include "lv_redisurl.h"
+#include "redis_fixture.h"
 
-#define REDIS_SERVER "/usr/bin/redis-server"
 #define WAIT_MS 5000
 
 /* ---------- a redis-server of our own ---------- */
 
 static struct {
-    pid_t pid;
-    int port;
-    char dir[64];
+    rfx_server_t srv;
     uv_loop_t loop;
-    uv_timer_t deadline;
-    bool timed_out;
+    rfx_deadline_t deadline;
     lv_redis_t *r;
     lv_cq_scripts_t cq;
 } g;
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(fd, (struct sockaddr *)&a, &n) != 0)
-        return -1;
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static bool srv_answers(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return false;
-    struct timeval tv = {0, 200000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = false;
-    char buf[64];
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, "PING\r\n", 6) == 6)
-        ok = read(fd, buf, sizeof(buf)) > 0 && buf[0] == '+';
-    close(fd);
-    return ok;
-}
-
-static int srv_start(void)
-{
-    snprintf(g.dir, sizeof(g.dir), "/tmp/lv-test-cq.XXXXXX");
-    if (!mkdtemp(g.dir) || (g.port = free_port()) <= 0)
-        return -1;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", g.port);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-        char log[128];
-        snprintf(log, sizeof(log), "%s/redis.log", g.dir);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        if (chdir(g.dir) != 0)
-            _exit(127);
-        execl(REDIS_SERVER, REDIS_SERVER, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-              "--dir", g.dir, (char *)NULL);
-        _exit(127);
-    }
-    g.pid = pid;
-    uint64_t deadline = lv_now_ms() + WAIT_MS;
-    while (!srv_answers(g.port)) {
-        if (waitpid(pid, NULL, WNOHANG) == pid || lv_now_ms() > deadline) {
-            fprintf(stderr, "redis-server did not start (see %s/redis.log)\n", g.dir);
-            g.pid = 0;
-            return -1;
-        }
-        sleep_ms(20);
-    }
-    return 0;
-}
-
-static void srv_cleanup(void)
-{
-    if (g.pid > 0) {
-        kill(g.pid, SIGKILL);
-        waitpid(g.pid, NULL, 0);
-        g.pid = 0;
-    }
-    if (g.dir[0]) {
-        char p[128];
-        snprintf(p, sizeof(p), "%s/redis.log", g.dir);
-        unlink(p);
-        snprintf(p, sizeof(p), "%s/dump.rdb", g.dir);
-        unlink(p);
-        rmdir(g.dir);
-        g.dir[0] = '\0';
-    }
-}
-
 /* ---------- the loop, under deadlines ---------- */
-
-static void deadline_cb(uv_timer_t *t) { g.timed_out = true; }
 
 static bool run_until(bool *flag, int ms)
 {
-    g.timed_out = false;
-    uv_timer_start(&g.deadline, deadline_cb, (uint64_t)ms, 0);
-    while (!*flag && !g.timed_out)
-        uv_run(&g.loop, UV_RUN_ONCE);
-    uv_timer_stop(&g.deadline);
-    return *flag;
+    return rfx_run_until(&g.deadline, rfx_is_set, flag, ms);
 }
 
 /* One reply, copied out of the callback. */
@@ -294,37 +184,27 @@ static void on_state(void *ud, bool up) { up_flag = up; }
 
 static int group_setup(void **state)
 {
-    if (srv_start() != 0)
+    if (rfx_init(&g.srv, "cq") != 0 || rfx_start(&g.srv) != 0)
         return -1;
     uv_loop_init(&g.loop);
-    uv_timer_init(&g.loop, &g.deadline);
+    rfx_deadline_init(&g.deadline, &g.loop);
     char url_text[64];
-    snprintf(url_text, sizeof(url_text), "redis://127.0.0.1:%d", g.port);
+    snprintf(url_text, sizeof(url_text), "redis://127.0.0.1:%d", g.srv.port);
     lv_redisurl_t url;
     const char *why = NULL;
     lv_redis_cfg_t cfg = {.name = "test_cluster_queue", .on_state = on_state};
     if (lv_redisurl_parse(url_text, &url, &why) != 0 || lv_redis_create(&g.loop, &url, &cfg, &g.r) != 0 ||
         lv_cq_scripts_add(g.r, &g.cq) != 0)
         return -1;
-    g.timed_out = false;
-    uv_timer_start(&g.deadline, deadline_cb, WAIT_MS, 0);
-    while (!up_flag && !g.timed_out)
-        uv_run(&g.loop, UV_RUN_ONCE);
-    uv_timer_stop(&g.deadline);
-    return up_flag ? 0 : -1;
+    return run_until(&up_flag, WAIT_MS) ? 0 : -1;
 }
-
-static void closed_cb(uv_handle_t *h) {}
 
 static int group_teardown(void **state)
 {
     lv_redis_close(g.r);
     g.r = NULL;
-    uv_close((uv_handle_t *)&g.deadline, closed_cb);
-    for (int i = 0; i < 1000 && uv_run(&g.loop, UV_RUN_NOWAIT) != 0; i++)
-        sleep_ms(1);
-    int rc = uv_loop_close(&g.loop);
-    srv_cleanup();
+    int rc = rfx_loop_close(&g.loop, &g.deadline, 1000);
+    rfx_cleanup(&g.srv);
     return rc == 0 ? 0 : -1;
 }
 

@@ -13,16 +13,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "lv_cluster_queue.h"
 #include "lv_common.h"
@@ -30,6 +24,7 @@
 #include "lv_jobmsg.h"
 #include "lv_redis.h"
 #include "lv_session.h"
+#include "redis_fixture.h"
 
 #define FE_ID "fe1"
 #define FE_CHANNEL LV_CQ_EVENT_CHANNEL_PREFIX FE_ID
@@ -38,84 +33,18 @@
 
 /* ---------- the redis-server of this test ---------- */
 
-static char tmpdir[64];
-static int redis_port;
-static pid_t redis_pid;
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        return -1;
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool redis_answers(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)redis_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = false;
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-        char buf[16];
-        ok = write(fd, "PING\r\n", 6) == 6 && read(fd, buf, sizeof(buf)) >= 5 && memcmp(buf, "+PONG", 5) == 0;
-    }
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-static int redis_start(void)
-{
-    char port[16], logf[128];
-    snprintf(port, sizeof(port), "%d", redis_port);
-    snprintf(logf, sizeof(logf), "%s/redis.log", tmpdir);
-    redis_pid = fork();
-    if (redis_pid < 0)
-        return -1;
-    if (redis_pid == 0) {
-        execl("/usr/bin/redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-              "--appendonly", "no", "--dir", tmpdir, "--logfile", logf, "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 200; i++) { /* 10 s at most */
-        if (redis_answers())
-            return 0;
-        usleep(50000);
-    }
-    return -1;
-}
-
-static void redis_kill(void)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = 0;
-    }
-}
+static rfx_server_t redis;
 
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/lvdredis.XXXXXX");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    redis_port = free_port();
-    return redis_port > 0 ? redis_start() : -1;
+    return rfx_init(&redis, "dredis") == 0 && rfx_start(&redis) == 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    redis_kill();
-    char path[128];
-    snprintf(path, sizeof(path), "%s/redis.log", tmpdir);
-    unlink(path);
-    rmdir(tmpdir);
+    rfx_cleanup(&redis);
     return 0;
 }
 
@@ -491,7 +420,7 @@ static int setup(void **state)
     lv_redisurl_t url;
     const char *why = NULL;
     char u[64];
-    snprintf(u, sizeof(u), "redis://127.0.0.1:%d", redis_port);
+    snprintf(u, sizeof(u), "redis://127.0.0.1:%d", redis.port);
     assert_int_equal(lv_redisurl_parse(u, &url, &why), 0);
     lv_redis_cfg_t fe_cfg = {.name = "test frontend", .on_state = fe_state, .on_message = fe_message};
     lv_redis_cfg_t wk_cfg = {.name = "test worker", .on_message = wk_message};
@@ -1060,7 +989,7 @@ static void redis_killed(void **state)
     RUN_UNTIL(T.n_recs == 1, 3000);
     fe_sync();
 
-    redis_kill();
+    rfx_kill(&redis);
     RUN_UNTIL(T.n_recs == 3, 5000);
     assert_int_equal(T.n_recs, 3);
     assert_int_equal(T.events_in_call, 0);
@@ -1085,7 +1014,7 @@ static void redis_killed(void **state)
     assert_int_equal(st.jobs_out, 0);
 
     /* back by itself */
-    assert_int_equal(redis_start(), 0);
+    assert_int_equal(rfx_start(&redis), 0);
     RUN_UNTIL(lv_redis_up(T.fe) && lv_redis_up(T.wk), 8000);
     assert_true(lv_redis_up(T.fe) && lv_redis_up(T.wk));
     heartbeat("w1", 2, 0, lv_wall_ms());

@@ -9,20 +9,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -31,160 +22,17 @@
 #include "lv_common.h"
 #include "lv_redis.h"
 #include "lv_redisurl.h"
+#include "redis_fixture.h"
 
-#define REDIS_SERVER "/usr/bin/redis-server"
 #define WAIT_MS 5000
-
-/* ---------- a redis-server of our own ---------- */
-
-typedef struct {
-    pid_t pid;
-    int port;
-    char dir[64];
-    char pass[32];
-    bool unix_socket; /* also listen on <dir>/redis.sock */
-} srv_t;
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t n = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static uint64_t now_ms(void)
-{
-    return lv_now_ms();
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Whether the server on port answers a PING (+PONG, or -NOAUTH when it wants a password). */
-static bool srv_answers(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return false;
-    struct timeval tv = {0, 200000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = {
-        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = false;
-    char buf[64];
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, "PING\r\n", 6) == 6) {
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        ok = n > 0 && (buf[0] == '+' || buf[0] == '-');
-    }
-    close(fd);
-    return ok;
-}
-
-/* Start redis-server on s->port (0: pick one) in s->dir (made once); returns when it answers. */
-static void srv_start(srv_t *s)
-{
-    if (!s->dir[0]) {
-        snprintf(s->dir, sizeof(s->dir), "/tmp/lv-test-redis.XXXXXX");
-        assert_non_null(mkdtemp(s->dir));
-    }
-    if (!s->port)
-        s->port = free_port();
-    char port[16];
-    snprintf(port, sizeof(port), "%d", s->port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test, even if it is killed */
-        char log[128];
-        snprintf(log, sizeof(log), "%s/redis.log", s->dir);
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        if (chdir(s->dir) != 0)
-            _exit(127);
-        char sock[128];
-        snprintf(sock, sizeof(sock), "%s/redis.sock", s->dir);
-        const char *argv[24] = {REDIS_SERVER, "--port",       port, "--bind", "127.0.0.1", "--save",
-                                "",           "--appendonly", "no", "--dir",  s->dir};
-        int argc = 11;
-        if (s->pass[0]) {
-            argv[argc++] = "--requirepass";
-            argv[argc++] = s->pass;
-        }
-        if (s->unix_socket) {
-            argv[argc++] = "--unixsocket";
-            argv[argc++] = sock;
-            argv[argc++] = "--unixsocketperm";
-            argv[argc++] = "700";
-        }
-        argv[argc] = NULL;
-        execv(REDIS_SERVER, (char *const *)argv);
-        _exit(127);
-    }
-    s->pid = pid;
-    uint64_t deadline = now_ms() + WAIT_MS;
-    while (!srv_answers(s->port)) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            s->pid = 0;
-            fail_msg("redis-server exited at start (see %s/redis.log)", s->dir);
-        }
-        if (now_ms() > deadline)
-            fail_msg("redis-server on port %d did not answer within %d ms", s->port, WAIT_MS);
-        sleep_ms(20);
-    }
-}
-
-static void srv_kill(srv_t *s)
-{
-    if (s->pid > 0) {
-        kill(s->pid, SIGKILL);
-        waitpid(s->pid, NULL, 0);
-        s->pid = 0;
-    }
-}
-
-/* Kill the server and remove its directory (called from teardown, also after a failed assert). */
-static void srv_cleanup(srv_t *s)
-{
-    srv_kill(s);
-    if (s->dir[0]) {
-        /* whatever redis-server left there (log, socket, an rdb it may write) */
-        DIR *d = opendir(s->dir);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            char p[sizeof(s->dir) + 256 + 2];
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof(p), "%s/%s", s->dir, e->d_name);
-            unlink(p);
-        }
-        if (d)
-            closedir(d);
-        rmdir(s->dir);
-        s->dir[0] = '\0';
-    }
-}
 
 /* ---------- the loop, under deadlines ---------- */
 
 typedef struct {
     uv_loop_t loop;
-    uv_timer_t deadline;
-    bool timed_out;
+    rfx_deadline_t deadline;
     lv_redis_t *r;
-    srv_t srv, srv2;
+    rfx_server_t srv;
     /* what the client told us */
     int states[16];
     int nstates;
@@ -197,32 +45,15 @@ typedef struct {
 
 static fx_t *fx;
 
-static void deadline_cb(uv_timer_t *t)
-{
-    fx_t *f = t->data;
-    f->timed_out = true;
-}
-
 /* Run the loop until cond(arg) holds; false when ms passed first. */
 static bool run_until(bool (*cond)(void *), void *arg, int ms)
 {
-    fx->timed_out = false;
-    uv_timer_start(&fx->deadline, deadline_cb, (uint64_t)ms, 0);
-    while (!cond(arg) && !fx->timed_out)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    uv_timer_stop(&fx->deadline);
-    return cond(arg);
-}
-
-static bool never(void *arg)
-{
-    (void)arg;
-    return false;
+    return rfx_run_until(&fx->deadline, cond, arg, ms);
 }
 
 static void run_for(int ms)
 {
-    run_until(never, NULL, ms);
+    rfx_run_for(&fx->deadline, ms);
 }
 
 static bool is_up(void *arg)
@@ -288,11 +119,11 @@ static void client_close(void)
 {
     lv_redis_close(fx->r); /* NULL when a callback closed it */
     fx->r = NULL;
-    uint64_t deadline = now_ms() + WAIT_MS;
+    uint64_t deadline = lv_now_ms() + WAIT_MS;
     /* our deadline timer, stopped, keeps nothing alive: what runs is the client's closing */
-    uv_timer_stop(&fx->deadline);
+    uv_timer_stop(&fx->deadline.timer);
     while (uv_run(&fx->loop, UV_RUN_NOWAIT) != 0) {
-        if (now_ms() > deadline)
+        if (lv_now_ms() > deadline)
             fail_msg("handles still open %d ms after lv_redis_close", WAIT_MS);
     }
 }
@@ -302,15 +133,10 @@ static int setup(void **state)
     fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
     assert_int_equal(uv_loop_init(&fx->loop), 0);
-    uv_timer_init(&fx->loop, &fx->deadline);
-    fx->deadline.data = fx;
+    rfx_deadline_init(&fx->deadline, &fx->loop);
+    assert_int_equal(rfx_init(&fx->srv, "redis"), 0);
     *state = fx;
     return 0;
-}
-
-static void closed_cb(uv_handle_t *h)
-{
-    (void)h;
 }
 
 static int teardown(void **state)
@@ -320,12 +146,8 @@ static int teardown(void **state)
         lv_redis_close(fx->r);
         fx->r = NULL;
     }
-    uv_close((uv_handle_t *)&fx->deadline, closed_cb);
-    for (int i = 0; i < 1000 && uv_run(&fx->loop, UV_RUN_NOWAIT) != 0; i++)
-        sleep_ms(1);
-    int rc = uv_loop_close(&fx->loop);
-    srv_cleanup(&fx->srv);
-    srv_cleanup(&fx->srv2);
+    int rc = rfx_loop_close(&fx->loop, &fx->deadline, 1000);
+    rfx_cleanup(&fx->srv);
     free(fx);
     fx = NULL;
     assert_int_equal(rc, 0);
@@ -420,7 +242,7 @@ static int cmd(rec_t *rec, int i, const char *a0, const char *a1, const char *a2
 
 static void start_and_connect(void)
 {
-    srv_start(&fx->srv);
+    assert_int_equal(rfx_start(&fx->srv), 0);
     client_open_port(fx->srv.port);
     if (!run_until(is_up, NULL, WAIT_MS))
         fail_msg("not up within %d ms", WAIT_MS);
@@ -578,8 +400,8 @@ static bool got_msgs(void *arg)
 static bool publish_until_heard(const char *channel, const char *payload, size_t len, int ms)
 {
     int want = fx->msgs + 1;
-    uint64_t deadline = now_ms() + (uint64_t)ms;
-    while (now_ms() < deadline) {
+    uint64_t deadline = lv_now_ms() + (uint64_t)ms;
+    while (lv_now_ms() < deadline) {
         if (lv_redis_up(fx->r))
             lv_redis_cmdf(fx->r, NULL, NULL, "PUBLISH %s %b", channel, payload, len);
         if (run_until(got_msgs, &want, 50))
@@ -638,23 +460,23 @@ static void blpop(void **state)
     memset(&rec, 0, sizeof(rec));
     start_and_connect();
     /* empty list: a nil reply after the timeout */
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lv_now_ms();
     assert_int_equal(lv_redis_blpop(fx->r, "lv:q:ready", 1, on_reply, slot(&rec, 0)), 0);
     assert_int_equal(lv_redis_blpop(fx->r, "lv:q:ready", 1, on_reply, slot(&rec, 9)), LV_EAGAIN);
     rec_wait(&rec, 1);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = lv_now_ms() - t0;
     assert_int_equal(rec.calls[0], 1);
     assert_null(rec.err[0][0] ? rec.err[0] : NULL);
     assert_int_equal(rec.type[0], REDIS_REPLY_NIL);
     assert_true(took >= 900 && took < 3000);
     /* woken by a push from the command connection, long before its timeout */
-    t0 = now_ms();
+    t0 = lv_now_ms();
     assert_int_equal(lv_redis_blpop(fx->r, "lv:q:ready", 5, on_reply, slot(&rec, 1)), 0);
     run_for(100);
     assert_int_equal(rec.n, 1);
     assert_int_equal(cmd(&rec, 2, "RPUSH", "lv:q:ready", "tok"), 0);
     rec_wait(&rec, 3);
-    assert_true(now_ms() - t0 < 2000);
+    assert_true(lv_now_ms() - t0 < 2000);
     assert_int_equal(rec.type[1], REDIS_REPLY_ARRAY);
     assert_int_equal(rec.elements[1], 2);
     assert_string_equal(rec.str[1], "lv:q:ready");
@@ -674,8 +496,9 @@ static void auth(void **state)
     (void)state;
     static rec_t rec;
     memset(&rec, 0, sizeof(rec));
-    snprintf(fx->srv.pass, sizeof(fx->srv.pass), "s3cr%%t");
-    srv_start(&fx->srv);
+    static const char *const requirepass[] = {"--requirepass", "s3cr%t", NULL};
+    fx->srv.extra_args = requirepass;
+    assert_int_equal(rfx_start(&fx->srv), 0);
     char url[128];
     /* the password percent-encoded in the URL; user "default" (Redis 6+ AUTH user pass) */
     snprintf(url, sizeof(url), "redis://default:s3cr%%25t@127.0.0.1:%d/3", fx->srv.port);
@@ -747,7 +570,7 @@ static void kill_and_restart(void **state)
     assert_int_equal(lv_redis_blpop(fx->r, "lv:q:ready", 30, on_reply, slot(&rec, 12)), 0);
     run_for(200);
     assert_int_equal(rec.n, 0);
-    srv_kill(&fx->srv);
+    rfx_kill(&fx->srv);
     rec_wait(&rec, 13);
     assert_true(run_until(is_down, NULL, WAIT_MS));
     for (int i = 0; i <= 12; i++) {
@@ -771,7 +594,7 @@ static void kill_and_restart(void **state)
 
     /* back on the same port: up again, scripts reloaded (a new server has none), channels
      * subscribed again, the blocking connection serves again */
-    srv_start(&fx->srv);
+    assert_int_equal(rfx_start(&fx->srv), 0);
     assert_true(run_until(is_up, NULL, WAIT_MS));
     assert_int_equal(fx->nstates, 3);
     assert_int_equal(fx->states[2], 1);
@@ -883,7 +706,8 @@ static void close_with_pending(void **state)
 static void refused_then_server_appears(void **state)
 {
     (void)state;
-    int port = free_port();
+    int port = rfx_free_port();
+    assert_true(port > 0);
     char url[64];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
     /* a long connect timeout: a refused connect must be seen as refused, not timed out */
@@ -893,10 +717,10 @@ static void refused_then_server_appears(void **state)
     assert_int_equal(fx->nstates, 0);
     assert_int_equal(lv_redis_subscribe(fx->r, "ch"), 0); /* kept until there is a server */
     fx->srv.port = port;
-    srv_start(&fx->srv);
-    uint64_t t0 = now_ms();
+    assert_int_equal(rfx_start(&fx->srv), 0);
+    uint64_t t0 = lv_now_ms();
     assert_true(run_until(is_up, NULL, WAIT_MS));
-    assert_true(now_ms() - t0 < 3000); /* the backoff is capped at 2 s */
+    assert_true(lv_now_ms() - t0 < 3000); /* the backoff is capped at 2 s */
     assert_int_equal(fx->nstates, 1);
     assert_true(publish_until_heard("ch", "m", 1, WAIT_MS));
     client_close();
@@ -926,7 +750,8 @@ static void connect_timeout(void **state)
     (void)state;
     static mute_t m;
     memset(&m, 0, sizeof(m));
-    int port = free_port();
+    int port = rfx_free_port();
+    assert_true(port > 0);
     uv_tcp_init(&fx->loop, &m.server);
     m.server.data = &m;
     struct sockaddr_in a;
@@ -962,7 +787,7 @@ static void stalled_server(void **state)
     rec_wait(&rec, 1); /* the blocking connection is open */
     memset(&rec, 0, sizeof(rec));
     kill(fx->srv.pid, SIGSTOP);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = lv_now_ms();
     for (int i = 0; i < 5; i++)
         assert_int_equal(cmd(&rec, i, "PING", NULL, NULL), 0);
     assert_int_equal(lv_redis_blpop(fx->r, "lv:q:ready", 1, on_reply, slot(&rec, 5)), 0);
@@ -970,7 +795,7 @@ static void stalled_server(void **state)
         kill(fx->srv.pid, SIGCONT);
         fail_msg("still up %d ms after the server stopped", 9000);
     }
-    uint64_t took = now_ms() - t0;
+    uint64_t took = lv_now_ms() - t0;
     rec_wait(&rec, 6);
     kill(fx->srv.pid, SIGCONT);
     assert_true(took >= 4000 && took < 8000);
@@ -994,8 +819,10 @@ static void name_and_unix_socket(void **state)
     (void)state;
     static rec_t rec;
     memset(&rec, 0, sizeof(rec));
-    fx->srv.unix_socket = true;
-    srv_start(&fx->srv);
+    /* relative to the server's dir, where it runs */
+    static const char *const unix_socket[] = {"--unixsocket", "redis.sock", "--unixsocketperm", "700", NULL};
+    fx->srv.extra_args = unix_socket;
+    assert_int_equal(rfx_start(&fx->srv), 0);
     char url[128];
     snprintf(url, sizeof(url), "redis://localhost:%d/1", fx->srv.port);
     client_open(url, 0);
@@ -1071,7 +898,7 @@ static void close_from_callbacks(void **state)
     assert_int_equal(lv_redis_blpop(fx->r, "k", 30, on_reply, slot(&rec, 20)), 0);
     run_for(200);
     fx->close_on_down = true;
-    srv_kill(&fx->srv);
+    rfx_kill(&fx->srv);
     rec_wait(&rec, 21);
     assert_null(fx->r);
     run_for(100);
@@ -1084,7 +911,7 @@ static void close_from_callbacks(void **state)
 
     /* from on_message, with a command pending */
     memset(&rec, 0, sizeof(rec));
-    srv_start(&fx->srv);
+    assert_int_equal(rfx_start(&fx->srv), 0);
     client_open_port(fx->srv.port);
     assert_true(run_until(is_up, NULL, WAIT_MS));
     assert_int_equal(lv_redis_subscribe(fx->r, "ch"), 0);
@@ -1104,8 +931,8 @@ static void close_from_callbacks(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    if (access(REDIS_SERVER, X_OK) != 0) {
-        fprintf(stderr, "test_redis: %s not found\n", REDIS_SERVER);
+    if (access(RFX_REDIS_SERVER, X_OK) != 0) {
+        fprintf(stderr, "test_redis: %s not found\n", RFX_REDIS_SERVER);
         return 1;
     }
     const struct CMUnitTest tests[] = {

@@ -23,7 +23,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -37,8 +36,8 @@
 #include "lv_redis.h"
 #include "lv_redisurl.h"
 #include "lv_worker.h"
+#include "redis_fixture.h"
 
-#define REDIS_SERVER "/usr/bin/redis-server"
 #define WAIT_MS 8000
 #define FE "fe1"
 #define EV_MAX 256
@@ -46,30 +45,13 @@
 /* ---------- peers: redis-server and fakevlm ---------- */
 
 static struct {
-    char dir[64];
-    pid_t redis_pid, fake_pid;
-    int redis_port, fake_port;
+    rfx_server_t redis; /* its dir holds fakevlm's and the worker's files too */
+    pid_t fake_pid;
+    int fake_port;
     char fakevlm[1100];
     unsigned char *jpeg;
     size_t jpeg_len;
 } peers;
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(fd, (struct sockaddr *)&a, &n) != 0)
-        return -1;
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* A blocking request to 127.0.0.1:port (200 ms receive timeout per read, 2 s in all); the whole
  * answer in out. Returns the bytes read, -1 when nothing could be sent. */
@@ -100,67 +82,6 @@ static ssize_t http_roundtrip(int port, const char *request, char *out, size_t o
     return (ssize_t)got;
 }
 
-static bool redis_answers(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return false;
-    struct timeval tv = {0, 200000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    char buf[64];
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, "PING\r\n", 6) == 6 &&
-              read(fd, buf, sizeof(buf)) > 0 && buf[0] == '+';
-    close(fd);
-    return ok;
-}
-
-static pid_t spawn(const char *path, char *const argv[], const char *log_name)
-{
-    pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-    char log[128];
-    snprintf(log, sizeof(log), "%s/%s", peers.dir, log_name);
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-    }
-    execv(path, argv);
-    _exit(127);
-}
-
-static int redis_start(void)
-{
-    char port[16];
-    snprintf(port, sizeof(port), "%d", peers.redis_port);
-    char *argv[] = {REDIS_SERVER, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--dir", peers.dir, NULL};
-    peers.redis_pid = spawn(REDIS_SERVER, argv, "redis.log");
-    uint64_t deadline = lv_now_ms() + 5000;
-    while (!redis_answers(peers.redis_port)) {
-        if (waitpid(peers.redis_pid, NULL, WNOHANG) == peers.redis_pid || lv_now_ms() > deadline) {
-            fprintf(stderr, "redis-server did not start (see %s/redis.log)\n", peers.dir);
-            return -1;
-        }
-        sleep_ms(20);
-    }
-    return 0;
-}
-
-static void kill_wait(pid_t *pid)
-{
-    if (*pid > 0) {
-        kill(*pid, SIGKILL);
-        waitpid(*pid, NULL, 0);
-        *pid = 0;
-    }
-}
-
 /* BUILD/tests/test_worker -> BUILD/fakevlm */
 static int find_fakevlm(void)
 {
@@ -183,20 +104,20 @@ static int find_fakevlm(void)
 static int fakevlm_start(void)
 {
     char port_file[128], port[16];
-    snprintf(port_file, sizeof(port_file), "%s/fake.port", peers.dir);
-    peers.fake_port = free_port();
+    snprintf(port_file, sizeof(port_file), "%s/fake.port", peers.redis.dir);
+    peers.fake_port = rfx_free_port();
     snprintf(port, sizeof(port), "%d", peers.fake_port);
     /* answers of 20 words over ~320 ms: long enough to cancel one, short enough to wait for */
     char *argv[] = {peers.fakevlm, "--port", port, "--port-file", port_file, "--quiet", "--ttft-ms", "30",
                     "--token-ms", "15", "--tokens", "20", "--slots", "8", NULL};
-    peers.fake_pid = spawn(peers.fakevlm, argv, "fakevlm.log");
+    peers.fake_pid = rfx_spawn(peers.redis.dir, "fakevlm.log", false, peers.fakevlm, argv);
     uint64_t deadline = lv_now_ms() + 5000;
     while (access(port_file, R_OK) != 0) {
         if (waitpid(peers.fake_pid, NULL, WNOHANG) == peers.fake_pid || lv_now_ms() > deadline) {
-            fprintf(stderr, "fakevlm did not start (see %s/fakevlm.log)\n", peers.dir);
+            fprintf(stderr, "fakevlm did not start (see %s/fakevlm.log)\n", peers.redis.dir);
             return -1;
         }
-        sleep_ms(20);
+        rfx_sleep_ms(20);
     }
     return 0;
 }
@@ -219,25 +140,15 @@ static int load_jpeg(void)
 
 static int group_setup(void **state)
 {
-    snprintf(peers.dir, sizeof(peers.dir), "/tmp/lv-test-worker.XXXXXX");
-    if (!mkdtemp(peers.dir) || load_jpeg() != 0 || find_fakevlm() != 0)
+    if (rfx_init(&peers.redis, "worker") != 0 || load_jpeg() != 0 || find_fakevlm() != 0)
         return -1;
-    peers.redis_port = free_port();
-    return redis_start() == 0 && fakevlm_start() == 0 ? 0 : -1;
+    return rfx_start(&peers.redis) == 0 && fakevlm_start() == 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
-    kill_wait(&peers.redis_pid);
-    kill_wait(&peers.fake_pid);
-    static const char *const files[] = {"redis.log", "fakevlm.log", "fake.port", "worker.log", "worker.port",
-                                        "dump.rdb"};
-    char p[160];
-    for (size_t i = 0; i < LV_ARRAY_LEN(files); i++) {
-        snprintf(p, sizeof(p), "%s/%s", peers.dir, files[i]);
-        unlink(p);
-    }
-    rmdir(peers.dir);
+    rfx_kill_wait(&peers.fake_pid);
+    rfx_cleanup(&peers.redis); /* and the dir, with fakevlm's and the worker's files */
     free(peers.jpeg);
     return 0;
 }
@@ -259,8 +170,7 @@ typedef struct {
 
 static struct {
     uv_loop_t loop;
-    uv_timer_t deadline;
-    bool timed_out;
+    rfx_deadline_t deadline;
     lv_config_t cfg;
     lv_http_t *http;
     lv_pool_t *pool;
@@ -274,21 +184,12 @@ static struct {
     lv_buf_t textbuf;
 } t;
 
-static void deadline_cb(uv_timer_t *tm) { t.timed_out = true; }
-
 static bool run_until(bool (*cond)(void *), void *arg, int ms)
 {
-    t.timed_out = false;
-    uv_timer_start(&t.deadline, deadline_cb, (uint64_t)ms, 0);
-    while (!cond(arg) && !t.timed_out)
-        uv_run(&t.loop, UV_RUN_ONCE);
-    uv_timer_stop(&t.deadline);
-    return cond(arg);
+    return rfx_run_until(&t.deadline, cond, arg, ms);
 }
 
-static bool never(void *arg) { return false; }
-
-static void run_for(int ms) { run_until(never, NULL, ms); }
+static void run_for(int ms) { rfx_run_for(&t.deadline, ms); }
 
 static void on_fe_state(void *ud, bool up) { t.fe_up = up; }
 
@@ -413,7 +314,7 @@ static void enqueue_job(const char *id, const char *user, const char *model, int
 static void fe_open(void)
 {
     char url_text[64];
-    snprintf(url_text, sizeof(url_text), "redis://127.0.0.1:%d", peers.redis_port);
+    snprintf(url_text, sizeof(url_text), "redis://127.0.0.1:%d", peers.redis.port);
     lv_redisurl_t url;
     const char *why = NULL;
     assert_int_equal(lv_redisurl_parse(url_text, &url, &why), 0);
@@ -442,10 +343,10 @@ static int setup(void **state)
     memset(&t, 0, sizeof(t));
     pin_backend = "";
     uv_loop_init(&t.loop);
-    uv_timer_init(&t.loop, &t.deadline);
+    rfx_deadline_init(&t.deadline, &t.loop);
     lv_buf_init(&t.textbuf, LV_JOBEV_TEXT_MAX);
     lv_config_defaults(&t.cfg);
-    snprintf(t.cfg.redis_url, sizeof(t.cfg.redis_url), "redis://127.0.0.1:%d", peers.redis_port);
+    snprintf(t.cfg.redis_url, sizeof(t.cfg.redis_url), "redis://127.0.0.1:%d", peers.redis.port);
     snprintf(t.cfg.node_id, sizeof(t.cfg.node_id), "wtest");
     char base[64];
     snprintf(base, sizeof(base), "http://127.0.0.1:%d/v1", peers.fake_port);
@@ -457,8 +358,6 @@ static int setup(void **state)
     return 0;
 }
 
-static void closed_cb(uv_handle_t *h) {}
-
 static int teardown(void **state)
 {
     lv_worker_stop(t.w);
@@ -466,11 +365,7 @@ static int teardown(void **state)
     lv_pool_destroy(t.pool);
     lv_http_destroy(t.http);
     lv_redis_close(t.fe);
-    uv_close((uv_handle_t *)&t.deadline, closed_cb);
-    uint64_t deadline = lv_now_ms() + 5000;
-    while (uv_run(&t.loop, UV_RUN_ONCE) != 0 && lv_now_ms() < deadline)
-        ;
-    int rc = uv_loop_close(&t.loop);
+    int rc = rfx_loop_close(&t.loop, &t.deadline, 5000);
     lv_buf_free(&t.textbuf);
     assert_int_equal(rc, 0);
     return 0;
@@ -642,9 +537,9 @@ static void survives_redis_restart(void **state)
     worker_start();
     enqueue_job("fe1-60", "alice", "fake-vlm-1", 10000);
     assert_true(run_until(done_for, "fe1-60", WAIT_MS));
-    kill_wait(&peers.redis_pid);
+    rfx_kill(&peers.redis);
     run_for(300);
-    assert_int_equal(redis_start(), 0);
+    assert_int_equal(rfx_start(&peers.redis), 0);
     t.subscribed = 0;
     assert_true(run_until(is_fe_up, NULL, WAIT_MS));
     uint64_t deadline = lv_now_ms() + WAIT_MS;
@@ -671,7 +566,7 @@ static void held_jobs_wait_for_their_backend(void **state)
     assert_int_equal(lv_pool_add(t.pool, "one", base, NULL, 1, "fake-vlm-1"), 0);
     assert_int_equal(lv_backend_configure(lv_pool_find(t.pool, "one"), 0, 1, 1, 0, 0), 0);
     worker_start();
-    char ids[5][16];
+    char ids[5][24];
     for (int i = 0; i < 5; i++) {
         snprintf(ids[i], sizeof(ids[i]), "fe1-8%d", i);
         pin_backend = "one"; /* the session picked that backend */
@@ -713,7 +608,7 @@ static pid_t worker_main_child(char **argv, int argc)
         return pid;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     char log[128];
-    snprintf(log, sizeof(log), "%s/worker.log", peers.dir);
+    snprintf(log, sizeof(log), "%s/worker.log", peers.redis.dir);
     int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd >= 0) {
         dup2(fd, 1);
@@ -730,7 +625,7 @@ static int wait_exit(pid_t pid, int ms)
     while (lv_now_ms() < deadline) {
         if (waitpid(pid, &st, WNOHANG) == pid)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        sleep_ms(20);
+        rfx_sleep_ms(20);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -750,9 +645,9 @@ static void main_refuses_without_redis(void **state)
 static void main_serves_health_and_stops(void **state)
 {
     char redis[64], backend[96], port_file[128];
-    snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", peers.redis_port);
+    snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", peers.redis.port);
     snprintf(backend, sizeof(backend), "fake=http://127.0.0.1:%d/v1", peers.fake_port);
-    snprintf(port_file, sizeof(port_file), "%s/worker.port", peers.dir);
+    snprintf(port_file, sizeof(port_file), "%s/worker.port", peers.redis.dir);
     unlink(port_file);
     char *argv[] = {"worker", "--redis", redis, "--backend", backend, "--node-id", "wmain", "--port-file", port_file,
                     NULL};
@@ -767,7 +662,7 @@ static void main_serves_health_and_stops(void **state)
             fclose(f);
         }
         if (!port)
-            sleep_ms(20);
+            rfx_sleep_ms(20);
     }
     assert_true(port > 0);
     static char buf[65536];
@@ -780,7 +675,7 @@ static void main_serves_health_and_stops(void **state)
         http_roundtrip(port, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", buf, sizeof(buf));
         ready = strstr(buf, "HTTP/1.1 200") != NULL;
         if (!ready)
-            sleep_ms(50);
+            rfx_sleep_ms(50);
     }
     assert_true(ready);
     /* a job through the process */
@@ -815,7 +710,7 @@ static void main_serves_health_and_stops(void **state)
     assert_int_equal(fe_cmd("HEXISTS %s %s", LV_CQ_WORKERS_KEY, "wmain").integer, 0);
     /* a clean exit: every handle closed, nothing the sanitizers or the worker complained about */
     char log_path[128];
-    snprintf(log_path, sizeof(log_path), "%s/worker.log", peers.dir);
+    snprintf(log_path, sizeof(log_path), "%s/worker.log", peers.redis.dir);
     FILE *f = fopen(log_path, "r");
     assert_non_null(f);
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
