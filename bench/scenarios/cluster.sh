@@ -306,8 +306,8 @@ part_latency() {
         echo "window / the frontend's livevlm_frames_total growth. Stale: frames the frontend dropped as too old"
         echo "(livevlm_frames_dropped_total{reason=\"stale\"}) in the window."
         echo
-        echo "| N | run | mode | answers/s (of expected) | client latency p50 / p99 | frontend CPU/frame (% of a core) | worker CPU/frame | redis-server CPU/frame | livevlm + redis CPU/frame | stale | loadgen CPU/frame, loop lag p99 | machine busy | other load |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        echo "| N | run | mode | answers/s (of expected) | client latency p50 / p99 | frontend CPU/frame (% of a core) | worker CPU/frame | redis-server CPU/frame | livevlm + redis CPU/frame | stale | Redis queue depth mean / max, oldest job max; worker jobs in flight mean | loadgen CPU/frame, loop lag p99 | machine busy | other load |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     } >>"$md"
     local fvpid fvport rep mode n
     start_fakevlm lat-fv --slots 1024 --ttft-ms $TTFT --token-ms $TOK --tokens $TOKENS --queue-max 100000
@@ -344,8 +344,22 @@ part_latency() {
                 src_i=$((src_i + 1))
                 sleep "$((ramp + LAT_WARM)).4"
                 snap "$W" "a-$tag" "${pids[@]}" "$fvpid" "$lgpid"; snap_stat "a-$tag"
+                # cluster: the queue in Redis and the worker's jobs in flight, once a second
+                local qspid=""
+                : >"$W/$tag.queue"
+                if [ $mode = cluster ]; then
+                    (
+                        for ((i = 0; i < LAT_DUR; i++)); do
+                            curl -s --max-time 1 -H "Authorization: Bearer $(cat "$CL_TOKEN")" "$LV_URL/metrics" >"$W/$tag.q.prom" 2>/dev/null || :
+                            echo "$(msum "$W/$tag.q.prom" livevlm_cluster_queue_depth) $(msum "$W/$tag.q.prom" livevlm_cluster_worker_in_flight) $(msum "$W/$tag.q.prom" livevlm_cluster_oldest_job_seconds)" >>"$W/$tag.queue"
+                            sleep 0.9
+                        done
+                    ) &
+                    qspid=$!
+                fi
                 sleep "$((LAT_DUR - 1)).2"
                 snap "$W" "b-$tag" "${pids[@]}" "$fvpid" "$lgpid"; snap_stat "b-$tag"
+                [ -z "$qspid" ] || { kill "$qspid" 2>/dev/null || true; wait "$qspid" 2>/dev/null || true; }
                 wait $lgpid || true
                 stop_all_of "${pids[@]}"
                 local dt frames fecpu wkcpu=0 rdcpu=0 lgcpu fvcpu busy others stale
@@ -360,7 +374,9 @@ part_latency() {
                 fvcpu=$(snap_cpu_s "$W" "a-$tag" "b-$tag" "$fvpid")
                 busy=$(stat_busy "a-$tag" "b-$tag")
                 others=$(others_pct "$busy" "$dt" "$fecpu" "$wkcpu" "$rdcpu" "$lgcpu" "$fvcpu")
-                local ans ansn exp ratio l50 l99 lgper lag99 tot wk_col rd_col
+                local ans ansn exp ratio l50 l99 lgper lag99 tot wk_col rd_col q_col="–"
+                [ ! -s "$W/$tag.queue" ] || q_col=$(awk 'NF == 3 { n++; q += $1; if ($1 > qm) qm = $1; f += $2; if ($3 > om) om = $3 }
+                    END { if (n) printf "%.0f / %d, %.2f s; %.0f", q / n, qm, om, f / n; else printf "–" }' "$W/$tag.queue")
                 ans=$(jqn "$lg" .answers_per_s) ansn=$(jqn "$lg" .answers) exp=$(jqn "$lg" .answers_expected)
                 ratio=$(awk -v a="${ansn:-0}" -v e="${exp:-0}" 'BEGIN { printf "%.1f", (e > 0 ? 100 * a / e : 0) }')
                 l50=$(jqn "$lg" .latency_ms.total.p50) l99=$(jqn "$lg" .latency_ms.total.p99)
@@ -373,11 +389,11 @@ part_latency() {
                     wk_col="$(per_frame "$wkcpu" "$frames") µs ($(pct "$wkcpu" "$dt") %)"
                     rd_col="$(per_frame "$rdcpu" "$frames") µs ($(pct "$rdcpu" "$dt") %)"
                 fi
-                printf '| %s | %s | %s | %s (%s %%) | %s / %s ms | %s µs (%s %%) | %s | %s | %s µs | %s | %s µs, %s ms | %s %% | %s %% |\n' \
+                printf '| %s | %s | %s | %s (%s %%) | %s / %s ms | %s µs (%s %%) | %s | %s | %s µs | %s | %s | %s µs, %s ms | %s %% | %s %% |\n' \
                     "$n" "$rep" "$([ $mode = single ] && echo "single node" || echo "frontend + worker + redis")" \
                     "$(calc %.0f "${ans:-0}")" "$ratio" "$(calc %.1f "${l50:-0}")" "$(calc %.1f "${l99:-0}")" \
                     "$(per_frame "$fecpu" "$frames")" "$(pct "$fecpu" "$dt")" "$wk_col" "$rd_col" "$(per_frame "$tot" "$frames")" \
-                    "${stale:-–}" "$(calc %.0f "${lgper:-0}")" "$(calc %.1f "${lag99:-0}")" "$busy" "$others" >>"$md"
+                    "${stale:-–}" "$q_col" "$(calc %.0f "${lgper:-0}")" "$(calc %.1f "${lag99:-0}")" "$busy" "$others" >>"$md"
                 echo "cluster latency $tag: answers/s=$ans ($ratio %) lat=$l50/$l99 fe=$(per_frame "$fecpu" "$frames")us total=$(per_frame "$tot" "$frames")us busy=$busy% others=$others%" >&2
             done
         done
@@ -429,8 +445,8 @@ part_fairness() {
         echo "others 2 each), so only a cluster-wide order can share fairly. **one frontend** (reference): one loadgen"
         echo "with all 60 sessions (lib.sh's OVL_LG) on one frontend, same workers. ${FAIR_WARM} s warm-up, ${FAIR_DUR} s measured."
         echo
-        echo "| frontends | Jain over users | answers in window | equal users min / max | heavy user (fair: $(calc %.2f "100/21") %) | Jain per loadgen | answers/s | frames sent/s | stale drops: frontends' frame_dropped / jobs lost stale / workers' stale | queue wait p50 / p99 (server) | frontend CPU (% of a core) |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|"
+        echo "| frontends | Jain over users | answers in window | equal users min / max | heavy user (fair: $(calc %.2f "100/21") %) | Jain per loadgen | answers/s | frames sent/s | frontends: frames dropped stale, of them jobs lost stale in Redis; running jobs preempted | workers: jobs taken / answered / stale / cancelled | queue wait p50 / p99 (server) | frontend CPU (% of a core) |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     } >>"$md"
     local JAIN2="" ROW2=""
     for mode in ${CL_FAIR_MODES:-two one}; do
@@ -477,7 +493,7 @@ part_fairness() {
         stop_all_of "${fes[@]}" "$wk1" "$wk2" "$fv1" "$fv2" "$rdpid"
         for k in "${lgs[@]}"; do [ -s "$k" ] || { echo "fairness $mode: a loadgen wrote no result: $(tail -1 "${k%.json}.txt")" >&2; return 1; }; done
         # per-user answers summed over the loadgens (user u is the same principal on every frontend)
-        local jain tot heavy emin emax jl ans sent q50 q99 drops=0 lost=0 wstale=0 d cpu=""
+        local jain tot heavy emin emax jl ans sent q50 q99 drops=0 lost=0 pre=0 wstale=0 wtaken=0 wans=0 wcanc=0 d cpu=""
         read -r jain tot heavy emin emax <<<"$(jq -rs '[.[].users.per_user] | transpose
             | map(map(.answers // 0) | add) as $a
             | ($a | add) as $s | ($a | map(. * .) | add) as $q
@@ -490,17 +506,21 @@ part_fairness() {
         for ((k = 0; k < nfe; k++)); do
             d=$(mdelta "$W/a-fair-$mode-fe$k.prom" "$W/b-fair-$mode-fe$k.prom" livevlm_frames_dropped_total reason=stale); drops=$((drops + ${d:-0}))
             d=$(mdelta "$W/a-fair-$mode-fe$k.prom" "$W/b-fair-$mode-fe$k.prom" livevlm_cluster_jobs_lost_total reason=stale); lost=$((lost + ${d:-0}))
+            d=$(mdelta "$W/a-fair-$mode-fe$k.prom" "$W/b-fair-$mode-fe$k.prom" livevlm_requests_cancelled_total reason=preempted); pre=$((pre + ${d:-0}))
             c=$(snap_cpu_s "$W" a-fair-$mode b-fair-$mode "${fes[$k]}"); cpu="$cpu${cpu:+ / }$(pct "$c" "$dt")"
         done
         for k in wk1 wk2; do
             d=$(mdelta "$W/a-fair-$mode-$k.prom" "$W/b-fair-$mode-$k.prom" livevlm_worker_jobs_total outcome=stale); wstale=$((wstale + ${d:-0}))
+            d=$(mdelta "$W/a-fair-$mode-$k.prom" "$W/b-fair-$mode-$k.prom" livevlm_worker_jobs_total outcome=answered); wans=$((wans + ${d:-0}))
+            d=$(mdelta "$W/a-fair-$mode-$k.prom" "$W/b-fair-$mode-$k.prom" livevlm_worker_jobs_total outcome=cancelled); wcanc=$((wcanc + ${d:-0}))
+            d=$(mdelta "$W/a-fair-$mode-$k.prom" "$W/b-fair-$mode-$k.prom" livevlm_worker_taken_total); wtaken=$((wtaken + ${d:-0}))
         done
         share() { calc %.2f "100*$1/($tot>0?$tot:1)"; }
-        printf '| %s | **%s** | %s | %s / %s | %s (%s %%) | %s | %s | %s | %s / %s / %s | %s / %s ms | %s |\n' \
+        printf '| %s | **%s** | %s | %s / %s | %s (%s %%) | %s | %s | %s | %s, %s; %s | %s / %s / %s / %s | %s / %s ms | %s |\n' \
             "$mode" "$(calc %.4f "${jain:-0}")" "$tot" "$emin" "$emax" "$heavy" "$(share "$heavy")" "$jl" \
-            "$(calc %.1f "${ans:-0}")" "$(calc %.1f "${sent:-0}")" "$drops" "$lost" "$wstale" \
+            "$(calc %.1f "${ans:-0}")" "$(calc %.1f "${sent:-0}")" "$drops" "$lost" "$pre" "$wtaken" "$wans" "$wstale" "$wcanc" \
             "$(calc %.0f "${q50:-0}")" "$(calc %.0f "${q99:-0}")" "$cpu" >>"$md"
-        echo "cluster fairness $mode: jain=$jain heavy=$heavy/$tot stale=$drops/$lost/$wstale" >&2
+        echo "cluster fairness $mode: jain=$jain heavy=$heavy/$tot stale=$drops/$lost preempted=$pre workers taken=$wtaken answered=$wans stale=$wstale cancelled=$wcanc" >&2
         if [ "$mode" = two ]; then
             JAIN2=$jain
             ROW2="$(calc %.4f "${jain:-0}"); heavy user $(share "$heavy") %, equal users $(share "$emin")–$(share "$emax") %; $drops frames dropped stale"
@@ -511,10 +531,12 @@ part_fairness() {
     verdict=$(awk -v j="${JAIN2:-0}" 'BEGIN { if (j >= 0.98) print "met"; else printf "missed by %.3f\n", 0.98 - j }')
     {
         echo
-        echo "Jain's index over the 21 users' answer counts summed over the loadgens (as in section 2). Stale drops: frames the"
-        echo "frontends dropped because they were older than the max age (2 s here) when their turn came"
-        echo "(livevlm_frames_dropped_total{reason=\"stale\"}), of which jobs that waited in Redis past their deadline"
-        echo "(livevlm_cluster_jobs_lost_total{reason=\"stale\"}) and jobs a worker took too late (livevlm_worker_jobs_total{outcome=\"stale\"})."
+        echo "Jain's index over the 21 users' answer counts summed over the loadgens (as in section 2). Frontends: frames"
+        echo "dropped because they were older than the max age (2 s here) when their turn came"
+        echo "(livevlm_frames_dropped_total{reason=\"stale\"}), of them jobs that waited in Redis past their deadline"
+        echo "(livevlm_cluster_jobs_lost_total{reason=\"stale\"}), and running requests the frontend's pipeline preempted"
+        echo "(livevlm_requests_cancelled_total{reason=\"preempted\"}: a user over its share while another waited). Workers:"
+        echo "livevlm_worker_taken_total and livevlm_worker_jobs_total by outcome (cancelled: taken back by the frontend)."
         echo "Target ≥ 0.98 with two frontends: **$verdict**."
         echo
     } >>"$md"
