@@ -118,7 +118,9 @@ typedef struct {
     /** Frames wait: may a full backend take one more request (job's backend, having just streamed
      * its first token, or any when job is NULL)? Returns how many slots were added. NULL = never. */
     int (*grow)(lv_dispatch_t *d, lv_job_t *job);
-    /** Would the slot job holds serve a request with these settings (same backend, model served)? */
+    /** Would the slot job holds serve a request with these settings (same backend, model served)?
+     * Asked only to preempt. NULL = the slots are not this dispatcher's to hand over (a cluster's
+     * queue decides who goes next): no preemption. */
     bool (*could_serve)(lv_dispatch_t *d, const lv_job_t *job, const lv_settings_t *want);
     /** The time to first token of job's backend with nothing queued inside it: the yardstick for
      * "this request has been silent too long". */

@@ -572,17 +572,6 @@ static size_t dredis_capacity(lv_dispatch_t *port)
 
 static size_t dredis_free_slots(lv_dispatch_t *port) { return free_slots_of(dredis_of(port)); }
 
-/* Any live worker may take the next job: the slot a job holds is one of this frontend's, good for
- * any request of the same model and backend choice. */
-static bool dredis_could_serve(lv_dispatch_t *port, const lv_job_t *job, const lv_settings_t *want)
-{
-    (void)port;
-    if (!job->impl || strcmp(want->model, job->settings.model) != 0)
-        return false;
-    const char *backend = job->backend_id[0] ? job->backend_id : job->settings.backend;
-    return !want->backend[0] || strcmp(want->backend, backend) == 0;
-}
-
 static uint64_t dredis_ttft_floor_us(lv_dispatch_t *port, const lv_job_t *job)
 {
     (void)port;
@@ -621,7 +610,9 @@ static const lv_dispatch_ops_t dredis_ops = {
     .capacity = dredis_capacity,
     .free_slots = dredis_free_slots,
     .grow = NULL, /* workers grow their own windows */
-    .could_serve = dredis_could_serve,
+    .could_serve = NULL, /* no preemption: taking a job back frees a worker's slot for whichever
+                          * job the queue's fair order picks next, not for the principal this
+                          * frontend thinks is starved (it sees only its own users) */
     .ttft_floor_us = dredis_ttft_floor_us,
     .serves = dredis_serves,
     .reopened = dredis_reopened,

@@ -815,7 +815,8 @@ static void capacity_from_heartbeats(void **state)
     assert_true(T.d->ops->serves(T.d, &T.sessions[0].rec.settings, why, sizeof(why)));
 }
 
-/* could_serve and ttft_floor_us */
+/* ttft_floor_us from the started event; no could_serve (no preemption: a job's slot is the
+ * cluster's to give, not this frontend's), no grow (workers grow their own windows) */
 static void slot_questions(void **state)
 {
     (void)state;
@@ -824,10 +825,6 @@ static void slot_questions(void **state)
     lv_job_t *a = job_new(0, 1, "A");
     submit_ok(a);
     assert_int_equal(T.d->ops->ttft_floor_us(T.d, a), 0);
-    lv_settings_t want = T.sessions[1].rec.settings;
-    assert_true(T.d->ops->could_serve(T.d, a, &want));
-    snprintf(want.model, sizeof(want.model), "other");
-    assert_false(T.d->ops->could_serve(T.d, a, &want));
     got_t g;
     lv_jobmsg_t m;
     pop_parse(&g, &m);
@@ -835,11 +832,7 @@ static void slot_questions(void **state)
     ev_started(m.id, "w1", 777);
     RUN_UNTIL(T.n_recs == 1, 3000);
     assert_int_equal(T.d->ops->ttft_floor_us(T.d, a), 777);
-    want = T.sessions[1].rec.settings;
-    snprintf(want.backend, sizeof(want.backend), "b1");
-    assert_true(T.d->ops->could_serve(T.d, a, &want));
-    snprintf(want.backend, sizeof(want.backend), "b2");
-    assert_false(T.d->ops->could_serve(T.d, a, &want));
+    assert_null(T.d->ops->could_serve);
     assert_null(T.d->ops->grow);
 }
 
