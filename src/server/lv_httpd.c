@@ -65,6 +65,8 @@ static httpc_t *of_req(lv_req_t *r) { return LV_CONTAINER_OF(r, httpc_t, req); }
 
 static void request_reset(httpc_t *h)
 {
+    /* the next request names its own client (request_client); until its head, the peer */
+    snprintf(h->sock->client_ip, sizeof(h->sock->client_ip), "%s", h->sock->ip);
     lv_buf_free(&h->head);
     lv_buf_free(&h->body);
     memset(&h->parsed, 0, sizeof(h->parsed));
@@ -240,7 +242,7 @@ int lv_req_stream_write(lv_req_t *r, const void *data, size_t len)
     if (s->closing)
         return LV_ECLOSED;
     if (lv_sock_queued_bytes(s) + len > LV_HTTP_STREAM_MAX_QUEUED) {
-        LV_WARN("closing a streamed answer to %s that stopped reading", s->ip);
+        LV_WARN("closing a streamed answer to %s that stopped reading", r->ip);
         lv_sock_close(s);
         return LV_ELIMIT;
     }
@@ -586,7 +588,9 @@ static void http_on_timeout(lv_sock_t *s, lv_tmo_kind_t kind)
         return;
     }
     if (h->state == H_HEAD || h->state == H_BODY) {
-        LV_DEBUG("request %s from %s timed out", kind == LV_TMO_BODY ? "body" : "head", s->ip);
+        /* a body's client is known from its head; a head's is only the peer */
+        LV_DEBUG("request %s from %s timed out", kind == LV_TMO_BODY ? "body" : "head",
+                 kind == LV_TMO_BODY ? s->client_ip : s->ip);
         fail(h, 408);
     }
 }
