@@ -217,7 +217,7 @@ export class Cluster {
     const configDir = path.join(dir, 'config');
     fs.mkdirSync(configDir, { recursive: true, mode: 0o700 });
     if (this.token) fs.writeFileSync(path.join(configDir, 'token'), `${this.token}\n`, { mode: 0o600 });
-    const args = ['--redis', this.redis.url, '--node-id', `fe${i + 1}`, ...this.opts.frontendArgs];
+    const args = ['--redis', this.redis.url, '--node-id', `fe${i + 1}`, '--trusted-proxy', '127.0.0.1', ...this.opts.frontendArgs];
     if (old) args.push('--port', String(old.port));
     const srv = await startLivevlm({
       dir, configDir, backends: this.backends, auth: this.opts.auth === 'none' ? 'none' : undefined, args,
