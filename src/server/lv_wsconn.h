@@ -34,8 +34,8 @@ typedef struct lv_conn {
     lv_source_t source;          /* ... and is its camera (session->sources) */
     lv_queue_t app_link;         /* in app->conns */
     lv_principal_t principal;    /* who acts on this socket (set at the upgrade, lv_auth_principal) */
-    char ip[64];                 /* the client (lv_sock_t.client_ip: behind a trusted proxy, the forwarded address):
-                                  * per-address limits and logs, never fairness */
+    char ip[64];                 /* the client (lv_sock_t.client_ip: behind a trusted proxy, the
+                                  * forwarded address): per-address limits and logs, never fairness */
     lv_ws_reader_t rd;           /* client frames in, messages assembled (capped) */
     bool paused_for_output;      /* reading stopped until the client reads what is queued */
     uint64_t opened_ms;
