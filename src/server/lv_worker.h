@@ -6,9 +6,9 @@
  * back by its frontend (lv:cancel) is cancelled at the backend. Heartbeats its capacity and load
  * into lv:workers every second. Loop thread only.
  *
- * Two ways to run one: `livevlm worker --redis URL --backend ...` (lv_worker_main: its own loop,
- * backend pool, and a small HTTP listener for /metrics, /healthz and /readyz), or inside a
- * frontend (`serve --redis URL --workers-inline`: lv_worker_start on the frontend's loop and pool).
+ * Two ways to run one: `livevlm worker --redis URL --backend ...` (lv_worker_main, in
+ * lv_worker_main.c: its own loop, backend pool, and a small HTTP listener for /metrics, /healthz
+ * and /readyz), or inside a frontend (`serve --redis URL --workers-inline`: lv_worker_start on the frontend's loop and pool).
  *
  * Taking jobs: one `pop` script call at a time while free slots (the pool's, less jobs held here)
  * remain; when the queue is empty, one BLPOP on lv:q:ready (1 s) wakes it. A job the pool cannot
@@ -38,6 +38,7 @@ typedef struct {
     size_t in_flight;        /* now */
     size_t capacity;         /* slots its backends take now (the windows' sum) */
     double take_ms_p99;      /* enqueue -> taken, recent p99 (the queue's wait) */
+    bool redis_up;           /* its Redis command connection is up (jobs can be taken) */
 } lv_worker_stats_t;
 
 /** `livevlm worker ...`: parse flags (the serve flags that apply: --redis (required), --backend*,
