@@ -150,6 +150,12 @@ stat_busy() {
     awk 'FNR == 1 { f++; idle[f] = $5 + $6; t[f] = 0; for (i = 2; i <= NF; i++) t[f] += $i }
          END { dt = t[2] - t[1]; printf "%.0f", (dt > 0 ? 100 * (1 - (idle[2] - idle[1]) / dt) : 0) }' "$W/$1.stat" "$W/$2.stat"
 }
+# irq + softirq time between two snapshots, % of a core: the kernel's work for loopback traffic
+# that no process is charged for (part of "other load")
+stat_soft() {
+    awk -v n="$ncpu" 'FNR == 1 { f++; s[f] = $7 + $8; t[f] = 0; for (i = 2; i <= NF; i++) t[f] += $i }
+         END { dt = t[2] - t[1]; printf "%.0f", (dt > 0 ? 100 * n * (s[2] - s[1]) / dt : 0) }' "$W/$1.stat" "$W/$2.stat"
+}
 pct() { awk -v c="$1" -v d="$2" 'BEGIN { printf "%.1f", (d > 0 ? 100 * c / d : 0) }'; }       # CPU_S DT -> % of a core
 per_frame() { awk -v c="$1" -v f="$2" 'BEGIN { printf "%.0f", (f > 0 ? c * 1e6 / f : 0) }'; }  # CPU_S FRAMES -> µs
 # the bench's processes' share of the machine and what else ran meanwhile (other work on this machine)
@@ -167,7 +173,8 @@ stop_all_of() { local p; for p in "$@"; do stop_pid "$p"; done; }
     echo "\`livevlm serve --redis\` frontends, \`livevlm worker\` processes, fakevlm backends, and loadgen; no haproxy"
     echo "(each loadgen or page client talks to one frontend directly, so no proxy's CPU is in the figures)."
     echo "CPU is user + system from /proc over the measured window; \"other load\" is the machine's busy"
-    echo "time minus the bench's own processes (other work on this machine at the time), in % of a core."
+    echo "time minus the bench's own processes, in % of a core: the kernel's irq and softirq time (loopback TCP, shown"
+    echo "apart: no process is charged for it) and whatever else ran on this machine meanwhile."
     echo
 } >"$md"
 
@@ -252,6 +259,7 @@ part_scale() {
         busy=$(stat_busy a-$tag b-$tag)
         local others
         others=$(others_pct "$busy" "$dt" "$fecpu" "$wkcpu" "$rdcpu" "$lgcpu" "$fvcpu")
+        others="$others % (irq+softirq $(stat_soft a-$tag b-$tag) %)"
         # backends busy: over the backends this row uses (1..nbe)
         local bsum=0 usum=0 b0 b1 u0 u1
         for ((i = 0; i < nbe; i++)); do
@@ -266,7 +274,7 @@ part_scale() {
         q50=$(jqn "$lg" .server_ms.queue_wait.p50) q99=$(jqn "$lg" .server_ms.queue_wait.p99)
         ratio=$(awk -v a="${ans:-0}" -v c="$cap_th" 'BEGIN { printf "%.1f", (c > 0 ? 100 * a / c : 0) }')
         fcap=$(msum "$W/b-$tag.prom" livevlm_cluster_capacity)
-        printf '| %s | %s (%s) | %s/s | **%s/s** | %s %% | %s %% | %s slots | %s / %s ms | %s / %s ms | %s µs (%s %% of a core) | %s | %s | %s %% |\n' \
+        printf '| %s | %s (%s) | %s/s | **%s/s** | %s %% | %s %% | %s slots | %s / %s ms | %s / %s ms | %s µs (%s %% of a core) | %s | %s | %s |\n' \
             "$nw" "$nbe" "$([ "$how" = all ] && echo "all 4 each" || echo "one each")" "$cap_th" "$(calc %.1f "${ans:-0}")" "$ratio" "$busy_be" "${fcap:--}" \
             "$(calc %.0f "${l50:-0}")" "$(calc %.0f "${l99:-0}")" "$(calc %.0f "${q50:-0}")" "$(calc %.0f "${q99:-0}")" \
             "$(per_frame "$fecpu" "${ansn:-0}")" "$(pct "$fecpu" "$dt")" "$(pct "$wkcpu" "$dt")" "$(pct "$rdcpu" "$dt")" "$others" >>"$md"
@@ -312,7 +320,7 @@ part_latency() {
     local fvpid fvport rep mode n
     start_fakevlm lat-fv --slots 1024 --ttft-ms $TTFT --token-ms $TOK --tokens $TOKENS --queue-max 100000
     fvpid=$FV_PID fvport=$FV_PORT
-    declare -A L99 L50 FEPF TOTPF
+    declare -A L99 L50 FEPF TOTPF QD FL WKP CANS
     for n in $LAT_N; do
         local ramp
         ramp=$(awk -v n="$n" 'BEGIN { r = n / 1000; printf "%d", r < 2 ? 2 : r + 0.999 }')
@@ -374,10 +382,16 @@ part_latency() {
                 fvcpu=$(snap_cpu_s "$W" "a-$tag" "b-$tag" "$fvpid")
                 busy=$(stat_busy "a-$tag" "b-$tag")
                 others=$(others_pct "$busy" "$dt" "$fecpu" "$wkcpu" "$rdcpu" "$lgcpu" "$fvcpu")
+                others="$others % (irq+softirq $(stat_soft "a-$tag" "b-$tag") %)"
                 local ans ansn exp ratio l50 l99 lgper lag99 tot wk_col rd_col q_col="–"
+                ans=$(jqn "$lg" .answers_per_s) ansn=$(jqn "$lg" .answers) exp=$(jqn "$lg" .answers_expected)
                 [ ! -s "$W/$tag.queue" ] || q_col=$(awk 'NF == 3 { n++; q += $1; if ($1 > qm) qm = $1; f += $2; if ($3 > om) om = $3 }
                     END { if (n) printf "%.0f / %d, %.2f s; %.0f", q / n, qm, om, f / n; else printf "–" }' "$W/$tag.queue")
-                ans=$(jqn "$lg" .answers_per_s) ansn=$(jqn "$lg" .answers) exp=$(jqn "$lg" .answers_expected)
+                if [ -s "$W/$tag.queue" ]; then
+                    QD[$n]="${QD[$n]:-} $(awk 'NF == 3 { n++; q += $1 } END { printf "%.1f", (n ? q / n : 0) }' "$W/$tag.queue")"
+                    FL[$n]="${FL[$n]:-} $(awk 'NF == 3 { n++; f += $2 } END { printf "%.1f", (n ? f / n : 0) }' "$W/$tag.queue")"
+                    WKP[$n]="${WKP[$n]:-} $(pct "$wkcpu" "$dt")" CANS[$n]="${CANS[$n]:-} ${ans:-0}"
+                fi
                 ratio=$(awk -v a="${ansn:-0}" -v e="${exp:-0}" 'BEGIN { printf "%.1f", (e > 0 ? 100 * a / e : 0) }')
                 l50=$(jqn "$lg" .latency_ms.total.p50) l99=$(jqn "$lg" .latency_ms.total.p99)
                 lgper=$(jqn "$lg" .loadgen.us_per_frame) lag99=$(jqn "$lg" .loadgen.loop_lag_ms.p99)
@@ -389,7 +403,7 @@ part_latency() {
                     wk_col="$(per_frame "$wkcpu" "$frames") µs ($(pct "$wkcpu" "$dt") %)"
                     rd_col="$(per_frame "$rdcpu" "$frames") µs ($(pct "$rdcpu" "$dt") %)"
                 fi
-                printf '| %s | %s | %s | %s (%s %%) | %s / %s ms | %s µs (%s %%) | %s | %s | %s µs | %s | %s | %s µs, %s ms | %s %% | %s %% |\n' \
+                printf '| %s | %s | %s | %s (%s %%) | %s / %s ms | %s µs (%s %%) | %s | %s | %s µs | %s | %s | %s µs, %s ms | %s %% | %s |\n' \
                     "$n" "$rep" "$([ $mode = single ] && echo "single node" || echo "frontend + worker + redis")" \
                     "$(calc %.0f "${ans:-0}")" "$ratio" "$(calc %.1f "${l50:-0}")" "$(calc %.1f "${l99:-0}")" \
                     "$(per_frame "$fecpu" "$frames")" "$(pct "$fecpu" "$dt")" "$wk_col" "$rd_col" "$(per_frame "$tot" "$frames")" \
@@ -410,6 +424,13 @@ part_latency() {
         tot_more=$(awk -v s="$stot" -v c="$ctot" 'BEGIN { printf "%.0f", (s > 0 ? 100 * (c - s) / s : 0) }')
         echo "- **$n sessions**, means over the runs: client p50 $(calc %.1f "$s50") → $(calc %.1f "$c50") ms, p99 $(calc %.1f "$s99") → $(calc %.1f "$c99") ms (**$add ms** added at p99);" >>"$md"
         echo "  frontend CPU per frame $(calc %.0f "$sfe") → $(calc %.0f "$cfe") µs (**$fe_more %**); livevlm processes and redis-server together $(calc %.0f "$stot") → $(calc %.0f "$ctot") µs per frame ($tot_more %)." >>"$md"
+        local qd fl wkp cans
+        qd=$(mean "${QD[$n]:-}") fl=$(mean "${FL[$n]:-}") wkp=$(mean "${WKP[$n]:-}") cans=$(mean "${CANS[$n]:-}")
+        if awk -v q="$qd" 'BEGIN { exit !(q > 10) }'; then
+            echo "  Jobs waited in Redis (mean depth $(calc %.0f "$qd")) while the worker had $(calc %.0f "$fl") of its 1024 slots in use and used $(calc %.0f "$wkp") % of" >>"$md"
+            echo "  a core: jobs left the queue more slowly than they came ($(calc %.0f "$cans") answers/s), so the limit was the worker's rate of" >>"$md"
+            echo "  taking them (one pop script per round trip to Redis, src/server/lv_worker.c), not its slots or a full core." >>"$md"
+        fi
         if [ "$n" = "$n0" ]; then
             v1=$(awk -v a="$add" 'BEGIN { if (a <= 2) print "met"; else printf "missed by %.1f ms\n", a - 2 }')
             v2=$(awk -v m="$fe_more" 'BEGIN { if (m <= 50) print "met"; else printf "missed by %d points\n", m - 50 }')
