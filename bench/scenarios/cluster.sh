@@ -172,9 +172,9 @@ stop_all_of() { local p; for p in "$@"; do stop_pid "$p"; done; }
     echo "Every process on this machine's ${ncpu} cores: redis-server ($(redis-server --version | awk '{print $3}' | tr -d v=), no persistence, on loopback TCP),"
     echo "\`livevlm serve --redis\` frontends, \`livevlm worker\` processes, fakevlm backends, and loadgen; no haproxy"
     echo "(each loadgen or page client talks to one frontend directly, so no proxy's CPU is in the figures)."
-    echo "CPU is user + system from /proc over the measured window; \"other load\" is the machine's busy"
-    echo "time minus the bench's own processes, in % of a core: the kernel's irq and softirq time (loopback TCP, shown"
-    echo "apart: no process is charged for it) and whatever else ran on this machine meanwhile."
+    echo "CPU is user + system from /proc over the measured window. \"Other load\": the machine's busy time minus the"
+    echo "bench's own processes (whatever else ran meanwhile, and kernel time charged to no process), in % of a core;"
+    echo "next to it the machine's irq + softirq time (mostly loopback TCP; partly charged to the processes that caused it)."
     echo
 } >"$md"
 
@@ -202,7 +202,7 @@ part_scale() {
         echo "Fresh Redis, frontend and workers per row. Busy: fakevlm's busy slot-time / (slots × window) over the"
         echo "backends the row uses."
         echo
-        echo "| workers | backends | capacity (theoretical) | answers/s | of capacity | backends busy | frontend saw capacity | client latency p50 / p99 | queue wait p50 / p99 (server) | frontend CPU/answer | workers CPU (% of a core) | redis CPU (% of a core) | other load |"
+        echo "| workers | backends | capacity (theoretical) | answers/s | of capacity | backends busy | frontend saw capacity | client latency p50 / p99 | queue wait p50 / p99 (server) | frontend CPU/answer | workers CPU (% of a core) | redis CPU (% of a core) | other load; irq+softirq |"
         echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     } >>"$md"
     local worst=100 series="" measured=0
@@ -259,7 +259,7 @@ part_scale() {
         busy=$(stat_busy a-$tag b-$tag)
         local others
         others=$(others_pct "$busy" "$dt" "$fecpu" "$wkcpu" "$rdcpu" "$lgcpu" "$fvcpu")
-        others="$others % (irq+softirq $(stat_soft a-$tag b-$tag) %)"
+        others="$others %; irq+softirq $(stat_soft a-$tag b-$tag) %"
         # backends busy: over the backends this row uses (1..nbe)
         local bsum=0 usum=0 b0 b1 u0 u1
         for ((i = 0; i < nbe; i++)); do
@@ -314,7 +314,7 @@ part_latency() {
         echo "window / the frontend's livevlm_frames_total growth. Stale: frames the frontend dropped as too old"
         echo "(livevlm_frames_dropped_total{reason=\"stale\"}) in the window."
         echo
-        echo "| N | run | mode | answers/s (of expected) | client latency p50 / p99 | frontend CPU/frame (% of a core) | worker CPU/frame | redis-server CPU/frame | livevlm + redis CPU/frame | stale | Redis queue depth mean / max, oldest job max; worker jobs in flight mean | loadgen CPU/frame, loop lag p99 | machine busy | other load |"
+        echo "| N | run | mode | answers/s (of expected) | client latency p50 / p99 | frontend CPU/frame (% of a core) | worker CPU/frame | redis-server CPU/frame | livevlm + redis CPU/frame | stale | Redis queue depth mean / max, oldest job max; worker jobs in flight mean | loadgen CPU/frame, loop lag p99 | machine busy | other load; irq+softirq |"
         echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     } >>"$md"
     local fvpid fvport rep mode n
@@ -382,7 +382,7 @@ part_latency() {
                 fvcpu=$(snap_cpu_s "$W" "a-$tag" "b-$tag" "$fvpid")
                 busy=$(stat_busy "a-$tag" "b-$tag")
                 others=$(others_pct "$busy" "$dt" "$fecpu" "$wkcpu" "$rdcpu" "$lgcpu" "$fvcpu")
-                others="$others % (irq+softirq $(stat_soft "a-$tag" "b-$tag") %)"
+                others="$others %; irq+softirq $(stat_soft "a-$tag" "b-$tag") %"
                 local ans ansn exp ratio l50 l99 lgper lag99 tot wk_col rd_col q_col="–"
                 ans=$(jqn "$lg" .answers_per_s) ansn=$(jqn "$lg" .answers) exp=$(jqn "$lg" .answers_expected)
                 [ ! -s "$W/$tag.queue" ] || q_col=$(awk 'NF == 3 { n++; q += $1; if ($1 > qm) qm = $1; f += $2; if ($3 > om) om = $3 }
@@ -408,7 +408,7 @@ part_latency() {
                     "$(calc %.0f "${ans:-0}")" "$ratio" "$(calc %.1f "${l50:-0}")" "$(calc %.1f "${l99:-0}")" \
                     "$(per_frame "$fecpu" "$frames")" "$(pct "$fecpu" "$dt")" "$wk_col" "$rd_col" "$(per_frame "$tot" "$frames")" \
                     "${stale:-–}" "$q_col" "$(calc %.0f "${lgper:-0}")" "$(calc %.1f "${lag99:-0}")" "$busy" "$others" >>"$md"
-                echo "cluster latency $tag: answers/s=$ans ($ratio %) lat=$l50/$l99 fe=$(per_frame "$fecpu" "$frames")us total=$(per_frame "$tot" "$frames")us busy=$busy% others=$others%" >&2
+                echo "cluster latency $tag: answers/s=$ans ($ratio %) lat=$l50/$l99 fe=$(per_frame "$fecpu" "$frames")us total=$(per_frame "$tot" "$frames")us busy=$busy% others=$others" >&2
             done
         done
     done
@@ -466,7 +466,7 @@ part_fairness() {
         echo "others 2 each), so only a cluster-wide order can share fairly. **one frontend** (reference): one loadgen"
         echo "with all 60 sessions (lib.sh's OVL_LG) on one frontend, same workers. ${FAIR_WARM} s warm-up, ${FAIR_DUR} s measured."
         echo
-        echo "| frontends | Jain over users | answers in window | equal users min / max | heavy user (fair: $(calc %.2f "100/21") %) | Jain per loadgen | answers/s | frames sent/s | frontends: frames dropped stale, of them jobs lost stale in Redis; running jobs preempted | workers: jobs taken / answered / stale / cancelled | queue wait p50 / p99 (server) | frontend CPU (% of a core) |"
+        echo "| frontends | Jain over users | answers in window | equal users min / max | heavy user's answers (fair: $(calc %.2f "100/21") %), of frames it sent (an equal user's mean) | Jain per loadgen | answers/s | frames sent/s | frontends: frames dropped stale, of them jobs lost stale in Redis; running jobs preempted | workers: jobs taken / answered / stale / cancelled | queue wait p50 / p99 (server) | frontend CPU (% of a core) |"
         echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     } >>"$md"
     local JAIN2="" ROW2=""
@@ -520,6 +520,9 @@ part_fairness() {
             | ($a | add) as $s | ($a | map(. * .) | add) as $q
             | [(if $q > 0 then $s * $s / (($a | length) * $q) else 0 end), $s, $a[0], ($a[1:] | min), ($a[1:] | max)] | @tsv' "${lgs[@]}")"
         jl=$(jq -rs 'map(.users.jain * 1000 | round / 1000 | tostring) | join(" / ")' "${lgs[@]}")
+        local hframes eframes
+        hframes=$(jq -rs 'map(.users.per_user[0].frames // 0) | add' "${lgs[@]}")
+        eframes=$(jq -rs '[.[].users.per_user[1:][] | .frames // 0] | add / 20 | floor' "${lgs[@]}")
         ans=$(jq -rs 'map(.answers_per_s) | add' "${lgs[@]}") sent=$(jq -rs 'map(.frames_per_s) | add' "${lgs[@]}")
         q50=$(jq -rs 'map(.server_ms.queue_wait.p50) | max' "${lgs[@]}") q99=$(jq -rs 'map(.server_ms.queue_wait.p99) | max' "${lgs[@]}")
         local dt c
@@ -537,8 +540,8 @@ part_fairness() {
             d=$(mdelta "$W/a-fair-$mode-$k.prom" "$W/b-fair-$mode-$k.prom" livevlm_worker_taken_total); wtaken=$((wtaken + ${d:-0}))
         done
         share() { calc %.2f "100*$1/($tot>0?$tot:1)"; }
-        printf '| %s | **%s** | %s | %s / %s | %s (%s %%) | %s | %s | %s | %s, %s; %s | %s / %s / %s / %s | %s / %s ms | %s |\n' \
-            "$mode" "$(calc %.4f "${jain:-0}")" "$tot" "$emin" "$emax" "$heavy" "$(share "$heavy")" "$jl" \
+        printf '| %s | **%s** | %s | %s / %s | %s (%s %%), of %s frames sent (%s) | %s | %s | %s | %s, %s; %s | %s / %s / %s / %s | %s / %s ms | %s |\n' \
+            "$mode" "$(calc %.4f "${jain:-0}")" "$tot" "$emin" "$emax" "$heavy" "$(share "$heavy")" "$hframes" "$eframes" "$jl" \
             "$(calc %.1f "${ans:-0}")" "$(calc %.1f "${sent:-0}")" "$drops" "$lost" "$pre" "$wtaken" "$wans" "$wstale" "$wcanc" \
             "$(calc %.0f "${q50:-0}")" "$(calc %.0f "${q99:-0}")" "$cpu" >>"$md"
         echo "cluster fairness $mode: jain=$jain heavy=$heavy/$tot stale=$drops/$lost preempted=$pre workers taken=$wtaken answered=$wans stale=$wstale cancelled=$wcanc" >&2
