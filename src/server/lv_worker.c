@@ -29,6 +29,7 @@
 #define STOP_FLUSH_MS 2000           /* how long the last events and the HDEL get at stop */
 #define POP_ERROR_BACKOFF_MS 1000    /* after an error reply to pop (the script refused) */
 #define POP_IDLE_RETRY_MS 250        /* queue empty and no BLPOP possible (its connection is down) */
+#define POP_MAX 16                   /* jobs one pop may take (the script allows LV_CQ_POP_MAX) */
 #define TAKE_SAMPLES 256             /* recent enqueue -> taken waits, for the p99 */
 #define EV_BUF_MAX (LV_JOBEV_MAX + 1024)
 #define BODY_BUF_MAX (8 + LV_JOBMSG_HDR_MAX + LV_JOBMSG_JPEG_MAX)
@@ -178,16 +179,19 @@ static void note_take(lv_worker_t *w, uint64_t wait_ms)
 static void requeue(lv_worker_t *w, const lv_jobmsg_t *msg)
 {
     lv_buf_t body;
-    char weight[16], enq[24];
+    char weight[16], enq[24], dl[24];
     lv_buf_init(&body, BODY_BUF_MAX);
     int rc = lv_jobmsg_encode(msg, &body);
     if (rc == 0) {
         snprintf(weight, sizeof(weight), "%u", msg->weight);
         snprintf(enq, sizeof(enq), "%llu", (unsigned long long)msg->enq_wall_ms);
-        const char *argv[] = {msg->id, msg->user, weight, body.data, enq};
-        size_t argvlen[] = {strlen(msg->id), strlen(msg->user), strlen(weight), body.len, strlen(enq)};
+        snprintf(dl, sizeof(dl), "%llu", (unsigned long long)msg->deadline_wall_ms);
+        const char *argv[] = {msg->id, msg->user, weight, body.data, enq, dl, msg->frontend};
+        size_t argvlen[] = {strlen(msg->id), strlen(msg->user), strlen(weight), body.len,
+                            strlen(enq),     strlen(dl),        strlen(msg->frontend)};
         bool wait = w->stopping;
-        rc = lv_redis_eval(w->redis, w->cq.enqueue, wait ? final_reply : NULL, w, 0, 5, argv, argvlen);
+        rc = lv_redis_eval(w->redis, w->cq.enqueue, wait ? final_reply : NULL, w, 0, (int)LV_ARRAY_LEN(argv), argv,
+                           argvlen);
         if (rc == 0 && wait)
             w->final_pending++;
     }
@@ -197,11 +201,34 @@ static void requeue(lv_worker_t *w, const lv_jobmsg_t *msg)
     lv_buf_free(&body);
 }
 
-static void job_stale(lv_worker_t *w, const lv_jobmsg_t *msg)
+static void publish_stale(lv_worker_t *w, const lv_jobmsg_t *msg)
 {
     w->st.stale++;
-    lv_redis_cmdf(w->redis, NULL, NULL, "INCR lv:stat:stale");
     publish_end(w, msg, LV_ETIMEDOUT, "stale", "the frame waited in the cluster queue past its deadline", true);
+}
+
+/* A job found stale here (held too long, or taken without a deadline in the queue); the ones the
+ * pop script drops it counts itself. */
+static void job_stale(lv_worker_t *w, const lv_jobmsg_t *msg)
+{
+    lv_redis_cmdf(w->redis, NULL, NULL, "INCR lv:stat:stale");
+    publish_stale(w, msg);
+}
+
+/* A job the pop script dropped as stale: its frontend hears at once, not 2 s later by its own
+ * check. Only the id and frontend are known (the body was not fetched); that is all the event needs. */
+static void popped_stale(lv_worker_t *w, const redisReply *id, const redisReply *frontend)
+{
+    if (id->type != REDIS_REPLY_STRING || frontend->type != REDIS_REPLY_STRING || id->len == 0 ||
+        id->len > LV_JOB_ID_MAX || frontend->len == 0 || frontend->len > LV_NODE_ID_MAX) {
+        w->st.stale++; /* a frontend we cannot name ends the job by its own check */
+        return;
+    }
+    lv_jobmsg_t msg;
+    memset(&msg, 0, sizeof(msg));
+    memcpy(msg.id, id->str, id->len);
+    memcpy(msg.frontend, frontend->str, frontend->len);
+    publish_stale(w, &msg);
 }
 
 /* Give wj to the dispatcher. 0: it is running (events follow); LV_EAGAIN: every backend that could
@@ -445,27 +472,50 @@ static void on_token(void *ud, const redisReply *reply, const char *err)
     pump(w);
 }
 
+/* A flat [a1, b1, a2, b2, ...] array of strings (or an empty one). */
+static bool is_pairs(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0)
+        return false;
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            return false;
+    return true;
+}
+
 static void on_popped(void *ud, const redisReply *reply, const char *err)
 {
     lv_worker_t *w = ud;
-    w->popping = false;
-    if (w->redis_closed || !reply)
+    if (w->redis_closed || !reply) {
+        w->popping = false;
         return;
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 && reply->element[0]->type == REDIS_REPLY_STRING &&
-        reply->element[1]->type == REDIS_REPLY_STRING) {
-        const redisReply *id = reply->element[0], *body = reply->element[1];
-        w->demand = true;
-        if (w->stopping) {
-            /* taken while stopping: straight back, untouched */
-            lv_jobmsg_t msg;
-            if (lv_jobmsg_parse(body->str, body->len, &msg, NULL) == 0)
-                requeue(w, &msg);
-            return;
+    }
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 && is_pairs(reply->element[0]) &&
+        is_pairs(reply->element[1])) {
+        const redisReply *taken = reply->element[0], *stale = reply->element[1];
+        for (size_t i = 0; i < stale->elements; i += 2)
+            popped_stale(w, stale->element[i], stale->element[i + 1]);
+        /* none taken but some dropped: the script stopped at its bound, or the queue is empty now;
+         * the next pop says which */
+        w->demand = taken->elements > 0 || stale->elements > 0;
+        for (size_t i = 0; i < taken->elements; i += 2) {
+            const redisReply *id = taken->element[i], *body = taken->element[i + 1];
+            if (w->stopping) {
+                /* taken while stopping: straight back, untouched */
+                lv_jobmsg_t msg;
+                if (lv_jobmsg_parse(body->str, body->len, &msg, NULL) == 0)
+                    requeue(w, &msg);
+                continue;
+            }
+            /* still `popping`: a pump from inside a job's start must not ask for the slots the
+             * rest of this reply fills */
+            job_take(w, id->str, body->str, body->len);
         }
-        job_take(w, id->str, body->str, body->len);
+        w->popping = false;
         pump(w);
         return;
     }
+    w->popping = false;
     if (w->stopping)
         return;
     if (reply->type == REDIS_REPLY_NIL) {
@@ -483,15 +533,25 @@ static void on_popped(void *ud, const redisReply *reply, const char *err)
             reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 }
 
-/* Ask the queue for a job while this pool has room for one. One pop out at a time; each reply
- * asks again, so a burst is taken at one round trip per job while slots last. */
+/* Ask the queue for as many jobs as this pool has room for (up to POP_MAX) and for the stale ones
+ * at its head. One pop out at a time; each reply asks again while room is left, so a burst is
+ * taken at one round trip per POP_MAX jobs. */
 static void pump(lv_worker_t *w)
 {
     if (w->stopping || !w->up || w->popping || w->n_held >= HELD_MAX || lv_now_ms() < w->pop_retry_ms)
         return;
-    if (room(w) == 0)
+    size_t n = room(w);
+    if (n == 0)
         return;
-    if (lv_redis_eval(w->redis, w->cq.pop, on_popped, w, 0, 0, NULL, NULL) == 0)
+    /* more than HELD_MAX held would never be taken: ask for no more than that leaves */
+    n = LV_MIN(n, (size_t)POP_MAX);
+    n = LV_MIN(n, (size_t)HELD_MAX - w->n_held);
+    char now_s[24], max_s[8];
+    snprintf(now_s, sizeof(now_s), "%llu", (unsigned long long)lv_wall_ms());
+    snprintf(max_s, sizeof(max_s), "%zu", n);
+    const char *argv[] = {now_s, max_s};
+    size_t argvlen[] = {strlen(now_s), strlen(max_s)};
+    if (lv_redis_eval(w->redis, w->cq.pop, on_popped, w, 0, (int)LV_ARRAY_LEN(argv), argv, argvlen) == 0)
         w->popping = true;
 }
 

@@ -15,7 +15,10 @@
  *   - lv:q:ready holds at most lv:q:len tokens (enqueue adds one only below it, pop and cancel
  *     trim to it, and it is deleted when the queue empties), so a queue that never empties does
  *     not grow a token list without bound. A worker that loses a token (it dies between BLPOP and pop) costs
- *     the others at most their BLPOP timeout, after which they pop anyway.
+ *     the others at most their BLPOP timeout, after which they pop anyway;
+ *   - lv:q:dl has an entry only for a job whose body exists (enqueue writes it with the body, pop and
+ *     cancel delete it with the body, and pop deletes the whole hash when the queue empties), so it
+ *     is no bigger than the queue.
  *
  * Every script checks its arguments before its first write: Redis does not roll a script back
  * when a command fails half way, so a bad argument must not leave half a job behind. Tags are
@@ -24,21 +27,31 @@
 
 #include "lv_common.h"
 
-/* ARGV: job id, user, weight, body, enqueue wall ms. 1 = queued; 0 = that id already waits (its
- * body was replaced, nothing added: a retried enqueue must not queue the job twice). */
+/* ARGV: job id, user, weight, body, enqueue wall ms[, deadline wall ms[, frontend id]]. 1 = queued;
+ * 0 = that id already waits (its body and deadline were replaced, nothing added: a retried enqueue
+ * must not queue the job twice). The deadline and frontend go to lv:q:dl as "<deadline> <frontend>"
+ * so that pop can drop a stale job and say whose it was without reading its body. */
 static const char ENQUEUE_LUA[] =
     "local id, user, body = ARGV[1], ARGV[2], ARGV[4]\n"
     "local w, enq = tonumber(ARGV[3]), tonumber(ARGV[5])\n"
-    "if not id or id == '' or not user or user == '' or not body or not w or not enq then\n"
-    "  return redis.error_reply('ERR lv enqueue: expected job id, user, weight, body, enqueue wall ms')\n"
+    "local dl, fe = ARGV[6], ARGV[7] or ''\n"
+    "if not id or id == '' or not user or user == '' or not body or not w or not enq or\n"
+    "   (dl and not string.match(dl, '^%d+$')) or string.find(fe, ' ', 1, true) then\n"
+    "  return redis.error_reply('ERR lv enqueue: expected job id, user, weight, body, enqueue wall ms, '\n"
+    "                           .. '[deadline wall ms, [frontend id]]')\n"
     "end\n"
     "if w < 1 then w = 1 elseif w > 1000 then w = 1000 end\n"
     "local jk = 'lv:j:' .. id\n"
-    "if redis.call('EXISTS', jk) == 1 then\n"
-    "  redis.call('SET', jk, body)\n"
+    "local queued = redis.call('EXISTS', jk) == 1\n"
+    "redis.call('SET', jk, body)\n"
+    "if dl then\n"
+    "  redis.call('HSET', 'lv:q:dl', id, dl .. ' ' .. fe)\n"
+    "else\n"
+    "  redis.call('HDEL', 'lv:q:dl', id)\n"
+    "end\n"
+    "if queued then\n"
     "  return 0\n"
     "end\n"
-    "redis.call('SET', jk, body)\n"
     "redis.call('RPUSH', 'lv:q:u:' .. user, id)\n"
     "redis.call('HSET', 'lv:q:w', user, w)\n"
     "if not redis.call('ZSCORE', 'lv:q:users', user) then\n"
@@ -56,15 +69,25 @@ static const char ENQUEUE_LUA[] =
     "end\n"
     "return 1\n";
 
-/* ARGV: job id, new body. SET XX: only a body that still exists (the job waits) is replaced. */
+/* ARGV: job id, new body[, new deadline wall ms]. SET XX: only a body that still exists (the job
+ * waits) is replaced. The deadline entry keeps its frontend id; a replace without a deadline drops
+ * the old one (the new body's own deadline is the worker's to check), so an old deadline never makes
+ * pop drop a fresher picture. */
 static const char REPLACE_LUA[] =
-    "if not ARGV[1] or ARGV[1] == '' or not ARGV[2] then\n"
-    "  return redis.error_reply('ERR lv replace: expected job id, body')\n"
+    "local id, dl = ARGV[1], ARGV[3]\n"
+    "if not id or id == '' or not ARGV[2] or (dl and not string.match(dl, '^%d+$')) then\n"
+    "  return redis.error_reply('ERR lv replace: expected job id, body, [deadline wall ms]')\n"
     "end\n"
-    "if redis.call('SET', 'lv:j:' .. ARGV[1], ARGV[2], 'XX') then\n"
-    "  return 1\n"
+    "if not redis.call('SET', 'lv:j:' .. id, ARGV[2], 'XX') then\n"
+    "  return 0\n"
     "end\n"
-    "return 0\n";
+    "local old = redis.call('HGET', 'lv:q:dl', id)\n"
+    "if dl and old then\n"
+    "  redis.call('HSET', 'lv:q:dl', id, dl .. ' ' .. (string.match(old, '^%d+ (.*)$') or ''))\n"
+    "elseif old then\n"
+    "  redis.call('HDEL', 'lv:q:dl', id)\n"
+    "end\n"
+    "return 1\n";
 
 /* ARGV: job id, user. The body decides whether the job still waits. A user whose list empties
  * leaves the set keeping its tag (it was never served, so it neither gains nor loses). When the
@@ -77,6 +100,7 @@ static const char CANCEL_LUA[] =
     "if redis.call('DEL', 'lv:j:' .. id) == 0 then\n"
     "  return 0\n"
     "end\n"
+    "redis.call('HDEL', 'lv:q:dl', id)\n"
     "local len = tonumber(redis.call('GET', 'lv:q:len')) or 0\n"
     "if redis.call('ZREM', 'lv:q:age', id) == 1 and len > 0 then\n"
     "  len = redis.call('DECR', 'lv:q:len')\n"
@@ -98,36 +122,59 @@ static const char CANCEL_LUA[] =
     "end\n"
     "return 1\n";
 
-/* ARGV: none. [job id, body] or nil. The skip loop is bounded: ids without a body exist only after
- * a cancel that named the wrong user, so 256 in a row means something else is writing the keys;
- * nil then, and the next pop (the worker's BLPOP token is still there) goes on. A skipped id costs
- * its user no turn: the tag advances only for a job handed out. */
+/* ARGV: now wall ms, max jobs (1..32). nil, or {taken, stale}: taken = [id, body, ...] in fair order,
+ * stale = [id, frontend id, ...]. Each turn looks at the head job of the user with the smallest tag,
+ * as a pop of one job would, so a batch comes out in the order single pops would give. A job past
+ * its deadline (lv:q:dl; none stored = never stale here) and an id whose body is gone are removed
+ * without advancing their user's tag: the user keeps its turn and its next job is looked at again.
+ * The work is bounded (max taken, 64 stale, 256 without a body: only a cancel naming the wrong user
+ * leaves those, so that many means something else writes the keys); the worker pops again for more. */
 static const char POP_LUA[] =
+    "local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "if not now or not max or max < 1 or max > 32 or max ~= math.floor(max) then\n"
+    "  return redis.error_reply('ERR lv pop: expected now wall ms, max jobs 1..32')\n"
+    "end\n"
     "local vt = tonumber(redis.call('GET', 'lv:q:vt')) or 0\n"
-    "for _ = 1, 256 do\n"
+    "local len = tonumber(redis.call('GET', 'lv:q:len')) or 0\n"
+    "local taken, stale, ntaken, nstale, nmissing = {}, {}, 0, 0, 0\n"
+    "while ntaken < max and nstale < 64 and nmissing < 256 do\n"
     "  local top = redis.call('ZRANGE', 'lv:q:users', 0, 0, 'WITHSCORES')\n"
     "  if #top == 0 then\n"
-    "    redis.call('DEL', 'lv:q:ready', 'lv:q:age')\n"
+    "    redis.call('DEL', 'lv:q:ready', 'lv:q:age', 'lv:q:dl')\n"
     "    redis.call('SET', 'lv:q:len', 0)\n"
-    "    return false\n"
+    "    len = 0\n"
+    "    break\n"
     "  end\n"
     "  local user, tag = top[1], tonumber(top[2])\n"
     "  local uk = 'lv:q:u:' .. user\n"
     "  local id = redis.call('LPOP', uk)\n"
-    "  local body = false\n"
+    "  local body, late = false, false\n"
     "  if id then\n"
     "    body = redis.call('GET', 'lv:j:' .. id)\n"
     "    redis.call('DEL', 'lv:j:' .. id)\n"
-    "    local len = tonumber(redis.call('GET', 'lv:q:len')) or 0\n"
     "    if redis.call('ZREM', 'lv:q:age', id) == 1 and len > 0 then\n"
-    "      redis.call('DECR', 'lv:q:len')\n"
+    "      len = redis.call('DECR', 'lv:q:len')\n"
     "    end\n"
+    "    local dl = redis.call('HGET', 'lv:q:dl', id)\n"
+    "    if dl then\n"
+    "      redis.call('HDEL', 'lv:q:dl', id)\n"
+    "      local d, fe = string.match(dl, '^(%d+) ?(.*)$')\n"
+    "      if body and tonumber(d) and now > tonumber(d) then\n"
+    "        body, late = false, true\n"
+    "        nstale = nstale + 1\n"
+    "        stale[2 * nstale - 1], stale[2 * nstale] = id, fe or ''\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if not body and not late then\n"
+    "    nmissing = nmissing + 1\n"
     "  end\n"
     "  local nexttag = tag\n"
     "  if body then\n"
     "    nexttag = tag + 1 / (tonumber(redis.call('HGET', 'lv:q:w', user)) or 1)\n"
     "    vt = tag\n"
-    "    redis.call('SET', 'lv:q:vt', string.format('%.17g', vt))\n"
+    "    ntaken = ntaken + 1\n"
+    "    taken[2 * ntaken - 1], taken[2 * ntaken] = id, body\n"
     "  end\n"
     "  if redis.call('LLEN', uk) == 0 then\n"
     "    redis.call('ZREM', 'lv:q:users', user)\n"
@@ -138,23 +185,28 @@ static const char POP_LUA[] =
     "  else\n"
     "    redis.call('ZADD', 'lv:q:users', string.format('%.17g', nexttag), user)\n"
     "  end\n"
-    "  if body then\n"
-    "    local old = redis.call('HRANDFIELD', 'lv:q:last', 2, 'WITHVALUES')\n"
-    "    for i = 1, #old, 2 do\n"
-    "      if (tonumber(old[i + 1]) or 0) <= vt then\n"
-    "        redis.call('HDEL', 'lv:q:last', old[i])\n"
-    "      end\n"
+    "end\n"
+    "if ntaken > 0 then\n"
+    "  redis.call('SET', 'lv:q:vt', string.format('%.17g', vt))\n"
+    "  local old = redis.call('HRANDFIELD', 'lv:q:last', 2, 'WITHVALUES')\n"
+    "  for i = 1, #old, 2 do\n"
+    "    if (tonumber(old[i + 1]) or 0) <= vt then\n"
+    "      redis.call('HDEL', 'lv:q:last', old[i])\n"
     "    end\n"
-    "    local len = tonumber(redis.call('GET', 'lv:q:len')) or 0\n"
-    "    if len <= 0 then\n"
-    "      redis.call('DEL', 'lv:q:ready')\n"
-    "    elseif redis.call('LLEN', 'lv:q:ready') > len then\n"
-    "      redis.call('LTRIM', 'lv:q:ready', 0, len - 1)\n"
-    "    end\n"
-    "    return {id, body}\n"
     "  end\n"
     "end\n"
-    "return false\n";
+    "if nstale > 0 then\n"
+    "  redis.call('INCRBY', 'lv:stat:stale', nstale)\n"
+    "end\n"
+    "if len <= 0 then\n"
+    "  redis.call('DEL', 'lv:q:ready')\n"
+    "elseif redis.call('LLEN', 'lv:q:ready') > len then\n"
+    "  redis.call('LTRIM', 'lv:q:ready', 0, len - 1)\n"
+    "end\n"
+    "if ntaken == 0 and nstale == 0 then\n"
+    "  return false\n"
+    "end\n"
+    "return {taken, stale}\n";
 
 /* ARGV: none. Lua numbers come back as integers (truncated): wall ms fit exactly. */
 static const char STATS_LUA[] =

@@ -476,11 +476,15 @@ static int dredis_submit(lv_dispatch_t *port, lv_job_t *job, char *why, size_t w
     int rc = encode_body(d, rj, job, job->frame, now_wall, &rj->deadline_wall_ms, why, why_size);
     if (rc != 0)
         goto fail;
-    char weight_s[16], enq_s[24];
+    char weight_s[16], enq_s[24], dl_s[24];
     snprintf(weight_s, sizeof(weight_s), "%u", rj->weight);
     snprintf(enq_s, sizeof(enq_s), "%" PRIu64, now_wall);
-    const char *argv[] = {rj->id, rj->user, weight_s, d->body.data, enq_s};
-    size_t argvlen[] = {strlen(rj->id), strlen(rj->user), strlen(weight_s), d->body.len, strlen(enq_s)};
+    /* the deadline and our id beside it: pop drops the job unsent once it is stale, and a worker
+     * tells us at once */
+    snprintf(dl_s, sizeof(dl_s), "%" PRIu64, rj->deadline_wall_ms);
+    const char *argv[] = {rj->id, rj->user, weight_s, d->body.data, enq_s, dl_s, d->frontend_id};
+    size_t argvlen[] = {strlen(rj->id),  strlen(rj->user), strlen(weight_s),      d->body.len,
+                        strlen(enq_s), strlen(dl_s),    strlen(d->frontend_id)};
     rc = lv_hmap_insert_str(&d->jobs, &rj->node, rj->id);
     if (rc != 0) {
         snprintf(why, why_size, "The frame could not be tracked (%s).", lv_strerror(rc));
@@ -488,7 +492,7 @@ static int dredis_submit(lv_dispatch_t *port, lv_job_t *job, char *why, size_t w
     }
     rj->in_table = true;
     rjob_hold(rj);
-    rc = lv_redis_eval(d->r, d->scripts.enqueue, on_enqueued, rj, 0, 5, argv, argvlen);
+    rc = lv_redis_eval(d->r, d->scripts.enqueue, on_enqueued, rj, 0, (int)LV_ARRAY_LEN(argv), argv, argvlen);
     if (rc != 0) {
         rj->refs--;
         d->holds--;
@@ -537,10 +541,12 @@ static int dredis_replace_frame(lv_dispatch_t *port, lv_job_t *job, lv_frame_t *
         LV_DEBUG("cluster job %s: newer frame not used: %s", rj->id, why);
         return rc;
     }
-    const char *argv[] = {rj->id, d->body.data};
-    size_t argvlen[] = {strlen(rj->id), d->body.len};
+    char dl_s[24];
+    snprintf(dl_s, sizeof(dl_s), "%" PRIu64, deadline); /* the newer picture's: pop judges by it */
+    const char *argv[] = {rj->id, d->body.data, dl_s};
+    size_t argvlen[] = {strlen(rj->id), d->body.len, strlen(dl_s)};
     rjob_hold(rj);
-    rc = lv_redis_eval(d->r, d->scripts.replace, on_replaced, rj, 0, 2, argv, argvlen);
+    rc = lv_redis_eval(d->r, d->scripts.replace, on_replaced, rj, 0, (int)LV_ARRAY_LEN(argv), argv, argvlen);
     if (rc != 0) {
         rjob_release(rj);
         return rc;

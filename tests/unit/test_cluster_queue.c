@@ -124,6 +124,18 @@ static long long enqueue_at(const char *id, const char *user, int weight, const 
     return rep.integer;
 }
 
+/* A job with a deadline and the frontend to tell when it goes stale (fe NULL: none given). */
+static long long enqueue_dl(const char *id, const char *user, long long deadline_ms, const char *fe)
+{
+    char dl[24], body[80];
+    snprintf(dl, sizeof(dl), "%lld", deadline_ms);
+    snprintf(body, sizeof(body), "body of %s", id);
+    const char *argv[] = {id, user, "1", body, "1000", dl, fe};
+    reply_t rep = eval(g.cq.enqueue, fe ? 7 : 6, argv);
+    assert_int_equal(rep.type, REDIS_REPLY_INTEGER);
+    return rep.integer;
+}
+
 static long long enqueue(const char *id, const char *user, int weight)
 {
     char body[80];
@@ -131,17 +143,89 @@ static long long enqueue(const char *id, const char *user, int weight)
     return enqueue_at(id, user, weight, body, 1000);
 }
 
-/* Pop one job: its id in id (and body in body, when given); false when nothing waits. */
+/* One pop's reply: the jobs taken and the stale ones, copied out. */
+typedef struct {
+    bool done, nil, error;
+    size_t n_taken, n_stale;
+    char id[LV_CQ_POP_MAX][64], body[LV_CQ_POP_MAX][64];
+    char stale_id[64][64], stale_fe[64][64];
+} batch_t;
+
+static void copy_str(char *dst, size_t size, const redisReply *e)
+{
+    assert_int_equal(e->type, REDIS_REPLY_STRING);
+    snprintf(dst, size, "%.*s", (int)e->len, e->str);
+}
+
+static void on_batch(void *ud, const redisReply *r, const char *err)
+{
+    batch_t *out = ud;
+    out->done = true;
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        out->error = true;
+        return;
+    }
+    if (r->type == REDIS_REPLY_NIL) {
+        out->nil = true;
+        return;
+    }
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    const redisReply *taken = r->element[0], *stale = r->element[1];
+    assert_int_equal(taken->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(stale->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(taken->elements % 2, 0);
+    assert_int_equal(stale->elements % 2, 0);
+    assert_true(taken->elements / 2 <= LV_CQ_POP_MAX);
+    assert_true(stale->elements / 2 <= 64);
+    out->n_taken = taken->elements / 2;
+    out->n_stale = stale->elements / 2;
+    for (size_t i = 0; i < out->n_taken; i++) {
+        copy_str(out->id[i], sizeof(out->id[i]), taken->element[2 * i]);
+        copy_str(out->body[i], sizeof(out->body[i]), taken->element[2 * i + 1]);
+    }
+    for (size_t i = 0; i < out->n_stale; i++) {
+        copy_str(out->stale_id[i], sizeof(out->stale_id[i]), stale->element[2 * i]);
+        copy_str(out->stale_fe[i], sizeof(out->stale_fe[i]), stale->element[2 * i + 1]);
+    }
+}
+
+/* Pop up to max jobs at wall time now_ms (argument strings as given, to test refusals too). */
+static batch_t *pop_raw(const char *now_ms, const char *max)
+{
+    static batch_t b;
+    memset(&b, 0, sizeof(b));
+    const char *argv[] = {now_ms, max};
+    size_t lens[] = {strlen(now_ms), strlen(max)};
+    assert_int_equal(lv_redis_eval(g.r, g.cq.pop, on_batch, &b, 0, 2, argv, lens), 0);
+    if (!run_until(&b.done, WAIT_MS))
+        fail_msg("no reply within %d ms", WAIT_MS);
+    return &b;
+}
+
+static batch_t *pop_batch(long long now_ms, int max)
+{
+    char now_s[24], max_s[16];
+    snprintf(now_s, sizeof(now_s), "%lld", now_ms);
+    snprintf(max_s, sizeof(max_s), "%d", max);
+    batch_t *b = pop_raw(now_s, max_s);
+    assert_false(b->error);
+    return b;
+}
+
+/* Pop one job: its id in id (and body in body, when given); false when nothing waits. The tests'
+ * jobs have no deadline (or one far ahead of NOW_MS) unless they say otherwise. */
+#define NOW_MS 1700000000000LL
 static bool pop(char *id, size_t id_size, char *body, size_t body_size)
 {
-    reply_t rep = eval(g.cq.pop, 0, NULL);
-    if (rep.type == REDIS_REPLY_NIL)
+    batch_t *b = pop_batch(NOW_MS, 1);
+    if (b->nil)
         return false;
-    assert_int_equal(rep.type, REDIS_REPLY_ARRAY);
-    assert_int_equal(rep.elements, 2);
-    snprintf(id, id_size, "%.*s", (int)id_size - 1, rep.el[0]);
+    assert_int_equal(b->n_stale, 0);
+    assert_int_equal(b->n_taken, 1);
+    snprintf(id, id_size, "%.*s", (int)id_size - 1, b->id[0]);
     if (body)
-        snprintf(body, body_size, "%.*s", (int)body_size - 1, rep.el[1]);
+        snprintf(body, body_size, "%.*s", (int)body_size - 1, b->body[0]);
     return true;
 }
 
@@ -491,6 +575,179 @@ static void last_stays_small(void **state)
     assert_waiting(0);
 }
 
+/* ---------- batch pop, stale jobs ---------- */
+
+static void queue_mix(void)
+{
+    char id[64];
+    for (int i = 0; i < 12; i++) {
+        snprintf(id, sizeof(id), "a%d", i);
+        enqueue(id, "A", 1);
+        snprintf(id, sizeof(id), "b%d", i);
+        enqueue(id, "B", 2);
+        if (i < 5) {
+            snprintf(id, sizeof(id), "c%d", i);
+            enqueue(id, "C", 3);
+        }
+    }
+}
+
+/* Popping 7 at a time gives exactly the order (and bodies) of popping one at a time. */
+static void batch_same_order_as_single(void **state)
+{
+    char single[29][64], id[64], body[64];
+    queue_mix();
+    for (int i = 0; i < 29; i++) {
+        assert_true(pop(single[i], sizeof(single[i]), NULL, 0));
+    }
+    assert_false(pop(id, sizeof(id), NULL, 0));
+    assert_int_equal(flush(NULL), 0);
+    queue_mix();
+    int n = 0;
+    for (int round = 0; round < 10; round++) {
+        batch_t *b = pop_batch(NOW_MS, 7);
+        if (b->nil)
+            break;
+        assert_int_equal(b->n_stale, 0);
+        assert_int_equal(b->n_taken, n + 7 <= 29 ? 7 : 29 - n);
+        for (size_t i = 0; i < b->n_taken; i++, n++) {
+            assert_string_equal(b->id[i], single[n]);
+            snprintf(body, sizeof(body), "body of %s", single[n]);
+            assert_string_equal(b->body[i], body);
+        }
+    }
+    assert_int_equal(n, 29);
+    assert_waiting(0);
+}
+
+/* A's first job is stale: it is dropped, counted and returned with A's frontend, and A keeps its
+ * turn, so the jobs still alternate A, B, A, B (with A's tag advanced, B would go first). */
+static void stale_head_keeps_turn(void **state)
+{
+    char id[64];
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof(id), "a%d", i);
+        enqueue_dl(id, "A", i == 0 ? NOW_MS - 1 : NOW_MS + 5000, "feA");
+        snprintf(id, sizeof(id), "b%d", i);
+        enqueue_dl(id, "B", NOW_MS + 5000, "feB");
+    }
+    batch_t *b = pop_batch(NOW_MS, 4);
+    assert_false(b->nil);
+    assert_int_equal(b->n_stale, 1);
+    assert_string_equal(b->stale_id[0], "a0");
+    assert_string_equal(b->stale_fe[0], "feA");
+    assert_int_equal(b->n_taken, 4);
+    const char *want[] = {"a1", "b0", "a2", "b1"};
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(b->id[i], want[i]);
+    long long st[3];
+    stats(st);
+    assert_int_equal(st[2], 1);
+    assert_waiting(1);
+    assert_int_equal(cmd_int("HLEN %s", "lv:q:dl"), 1); /* b2's: the others went with their jobs */
+    assert_int_equal(cmd_int("EXISTS %s", "lv:j:a0"), 0);
+    assert_true(pop(id, sizeof(id), NULL, 0));
+    assert_string_equal(id, "b2");
+    assert_waiting(0);
+    assert_int_equal(cmd_int("EXISTS %s", "lv:q:dl"), 0);
+}
+
+/* Only the stale: the reply says so with nothing taken; the queue empties and nil follows. A stale
+ * job of a user who then has nothing left leaves it its tag (it was never served). */
+static void stale_only_and_frontend_absent(void **state)
+{
+    char id[64];
+    enqueue_dl("s1", "A", NOW_MS - 10, NULL);
+    batch_t *b = pop_batch(NOW_MS, 16);
+    assert_false(b->nil);
+    assert_int_equal(b->n_taken, 0);
+    assert_int_equal(b->n_stale, 1);
+    assert_string_equal(b->stale_id[0], "s1");
+    assert_string_equal(b->stale_fe[0], "");
+    assert_waiting(0);
+    assert_int_equal(cmd_int("HLEN %s", "lv:q:last"), 0); /* tag 0 = the virtual time: nothing owed */
+    assert_false(pop(id, sizeof(id), NULL, 0));
+}
+
+/* No deadline given (an older enqueue) = never stale here; the deadline itself is not past it. */
+static void deadline_absent_never_stale(void **state)
+{
+    char id[64];
+    enqueue("old", "A", 1);
+    enqueue_dl("edge", "B", NOW_MS, "fe");
+    batch_t *b = pop_batch(NOW_MS, 8);
+    assert_int_equal(b->n_stale, 0);
+    assert_int_equal(b->n_taken, 2);
+    assert_waiting(0);
+    /* a retried enqueue without a deadline drops the one it had */
+    enqueue_dl("j", "A", 1, "fe");
+    enqueue("j", "A", 1);
+    assert_true(pop(id, sizeof(id), NULL, 0));
+    assert_string_equal(id, "j");
+}
+
+/* A newer picture brings its own deadline (the frontend id stays); a replace without one drops the
+ * old deadline rather than let it drop the newer picture; cancel takes the entry with the job. */
+static void replace_and_cancel_deadline(void **state)
+{
+    enqueue_dl("j1", "A", NOW_MS - 1, "fe1");
+    const char *argv[] = {"j1", "newer", "1800000000000"};
+    reply_t rep = eval(g.cq.replace, 3, argv);
+    assert_int_equal(rep.integer, 1);
+    reply_t dl = cmd("HGET lv:q:dl %s", "j1");
+    assert_string_equal(dl.str, "1800000000000 fe1");
+    enqueue_dl("j2", "B", NOW_MS - 1, "fe2");
+    assert_int_equal(script_int(g.cq.replace, "j2", "newer too"), 1);
+    assert_int_equal(cmd_int("HEXISTS lv:q:dl %s", "j2"), 0);
+    enqueue_dl("j3", "C", NOW_MS - 1, "fe3");
+    assert_int_equal(script_int(g.cq.cancel, "j3", "C"), 1);
+    assert_int_equal(cmd_int("HLEN %s", "lv:q:dl"), 1); /* j1's only */
+    const char *bad[] = {"j1", "x", "soon"};
+    rep = eval(g.cq.replace, 3, bad);
+    assert_int_equal(rep.type, REDIS_REPLY_ERROR);
+    batch_t *b = pop_batch(NOW_MS, 8);
+    assert_int_equal(b->n_stale, 0);
+    assert_int_equal(b->n_taken, 2);
+    assert_waiting(0);
+}
+
+/* max bounds the jobs taken; 64 stale in one call at most (the rest in the next); bad max or now
+ * refused before any write. */
+static void pop_bounds(void **state)
+{
+    char id[64];
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof(id), "a%d", i);
+        enqueue(id, "A", 1);
+    }
+    const char *bad[][2] = {{"1", "0"}, {"1", "33"}, {"1", "2.5"}, {"soon", "4"}, {"1", "many"}};
+    for (size_t i = 0; i < LV_ARRAY_LEN(bad); i++)
+        assert_true(pop_raw(bad[i][0], bad[i][1])->error);
+    assert_waiting(40);
+    assert_int_equal(pop_batch(NOW_MS, 32)->n_taken, 32);
+    assert_int_equal(pop_batch(NOW_MS, 1)->n_taken, 1);
+    assert_int_equal(pop_batch(NOW_MS, 32)->n_taken, 7);
+    assert_true(pop_batch(NOW_MS, 32)->nil);
+    for (int i = 0; i < 70; i++) {
+        snprintf(id, sizeof(id), "s%02d", i);
+        enqueue_dl(id, "S", NOW_MS - 1, "fe");
+    }
+    enqueue_dl("fresh", "S", NOW_MS + 1, "fe");
+    batch_t *b = pop_batch(NOW_MS, 4);
+    assert_int_equal(b->n_stale, 64);
+    assert_int_equal(b->n_taken, 0);
+    assert_string_equal(b->stale_id[63], "s63");
+    assert_waiting(7);
+    b = pop_batch(NOW_MS, 4);
+    assert_int_equal(b->n_stale, 6);
+    assert_int_equal(b->n_taken, 1);
+    assert_string_equal(b->id[0], "fresh");
+    long long st[3];
+    stats(st);
+    assert_int_equal(st[2], 70);
+    assert_waiting(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -506,6 +763,12 @@ int main(void)
         cmocka_unit_test_setup(ready_tokens, flush),
         cmocka_unit_test_setup(bad_arguments_write_nothing, flush),
         cmocka_unit_test_setup(last_stays_small, flush),
+        cmocka_unit_test_setup(batch_same_order_as_single, flush),
+        cmocka_unit_test_setup(stale_head_keeps_turn, flush),
+        cmocka_unit_test_setup(stale_only_and_frontend_absent, flush),
+        cmocka_unit_test_setup(deadline_absent_never_stale, flush),
+        cmocka_unit_test_setup(replace_and_cancel_deadline, flush),
+        cmocka_unit_test_setup(pop_bounds, flush),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -256,14 +256,32 @@ static void heartbeat_gone(const char *worker)
     got_free(&g);
 }
 
-/* The worker's pop; g->str[0] the job id and str[1] the body, or g->nil. */
+/* The pop script's reply {taken [id, body], stale [...]} as one taken job: str[0] its id, str[1]
+ * its body; nil when none was taken (a job gone stale in the queue counts as none here). */
+static void pop_cb(void *ud, const redisReply *r, const char *err)
+{
+    got_t *g = ud;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_ARRAY ||
+        r->element[0]->elements == 0) {
+        got_cb(ud, r, err);
+        g->nil = g->nil || (r && r->type == REDIS_REPLY_ARRAY);
+        return;
+    }
+    got_cb(ud, r->element[0], err);
+}
+
+/* The worker's pop of one job; g->str[0] the job id and str[1] the body, or g->nil. */
 static void fe_sync(void);
 
 static void pop(got_t *g)
 {
     fe_sync(); /* what the frontend sent is in Redis: the worker's connection is another one */
     memset(g, 0, sizeof(*g));
-    assert_int_equal(lv_redis_eval(T.wk, T.wk_scripts.pop, got_cb, g, 0, 0, NULL, NULL), 0);
+    char now[24];
+    snprintf(now, sizeof(now), "%llu", (unsigned long long)lv_wall_ms());
+    const char *argv[] = {now, "1"};
+    size_t lens[] = {strlen(now), 1};
+    assert_int_equal(lv_redis_eval(T.wk, T.wk_scripts.pop, pop_cb, g, 0, 2, argv, lens), 0);
     RUN_UNTIL(g->done, 3000);
     assert_true(g->done);
     if (!g->nil) {
@@ -560,9 +578,21 @@ static void submit_enqueues(void **state)
     uint64_t t1 = lv_wall_ms();
     assert_int_equal(T.d->ops->free_slots(T.d), 1);
 
+    /* the deadline and our id wait beside the job, for pop's stale check */
     got_t g;
+    fe_sync();
+    const char *hvals[] = {"HVALS", "lv:q:dl"};
+    wk_cmd(&g, 2, hvals);
+    assert_int_equal(g.n, 1);
+    char want_dl[80];
+    snprintf(want_dl, sizeof(want_dl), " %s", FE_ID);
+    assert_non_null(g.str[0]);
+    assert_non_null(strstr(g.str[0], want_dl));
+    unsigned long long queued_dl = strtoull(g.str[0], NULL, 10);
+    got_free(&g);
     lv_jobmsg_t m;
     pop_parse(&g, &m);
+    assert_int_equal(queued_dl, m.deadline_wall_ms);
     assert_int_equal(strncmp(g.str[0], FE_ID "-", strlen(FE_ID) + 1), 0);
     assert_string_equal(m.id, g.str[0]);
     assert_string_equal(m.frontend, FE_ID);
@@ -731,8 +761,16 @@ static void replace_frame(void **state)
     a->frame = b;
     fe_sync();
     got_t g;
+    const char *hvals[] = {"HVALS", "lv:q:dl"};
+    wk_cmd(&g, 2, hvals);
+    assert_int_equal(g.n, 1);
+    assert_non_null(g.str[0]);
+    unsigned long long queued_dl = strtoull(g.str[0], NULL, 10);
+    assert_non_null(strstr(g.str[0], " " FE_ID)); /* the frontend id stays beside the new deadline */
+    got_free(&g);
     lv_jobmsg_t m;
     pop_parse(&g, &m);
+    assert_int_equal(queued_dl, m.deadline_wall_ms); /* the newer picture's deadline */
     jpeg_is(&m, b);
     assert_int_equal(m.capture_age_ms, 7);
     assert_int_equal(m.answer_id, 5);
@@ -945,10 +983,12 @@ static void requeue_ignored(void **state)
     /* the worker queued it again itself; another takes it */
     char enq[24];
     snprintf(enq, sizeof(enq), "%llu", (unsigned long long)m.enq_wall_ms);
-    const char *argv[] = {m.id, m.user, "3", g.str[1], enq};
-    size_t lens[] = {strlen(m.id), strlen(m.user), 1, g.len[1], strlen(enq)};
+    char dl[24];
+    snprintf(dl, sizeof(dl), "%llu", (unsigned long long)m.deadline_wall_ms);
+    const char *argv[] = {m.id, m.user, "3", g.str[1], enq, dl, m.frontend};
+    size_t lens[] = {strlen(m.id), strlen(m.user), 1, g.len[1], strlen(enq), strlen(dl), strlen(m.frontend)};
     got_t g2 = {0};
-    assert_int_equal(lv_redis_eval(T.wk, T.wk_scripts.enqueue, got_cb, &g2, 0, 5, argv, lens), 0);
+    assert_int_equal(lv_redis_eval(T.wk, T.wk_scripts.enqueue, got_cb, &g2, 0, 7, argv, lens), 0);
     RUN_UNTIL(g2.done, 3000);
     got_free(&g2);
     got_free(&g);

@@ -277,6 +277,9 @@ static reply_t fe_cmd(const char *fmt, const char *a, const char *b)
 static const char *pin_backend = ""; /* settings.backend of the jobs queued */
 
 /* Queue a job as a frontend does: the body, then the enqueue script. */
+/* false: enqueue as an older frontend did, with no deadline in the queue (the worker judges) */
+static bool enqueue_with_deadline = true;
+
 static void enqueue_job(const char *id, const char *user, const char *model, int64_t deadline_in_ms)
 {
     lv_jobmsg_t m;
@@ -299,12 +302,14 @@ static void enqueue_job(const char *id, const char *user, const char *model, int
     lv_buf_t body;
     lv_buf_init(&body, 2u << 20);
     assert_int_equal(lv_jobmsg_encode(&m, &body), 0);
-    char enq[24];
+    char enq[24], dl[24];
     snprintf(enq, sizeof(enq), "%llu", (unsigned long long)m.enq_wall_ms);
-    const char *argv[] = {id, user, "1", body.data, enq};
-    size_t lens[] = {strlen(id), strlen(user), 1, body.len, strlen(enq)};
+    snprintf(dl, sizeof(dl), "%llu", (unsigned long long)m.deadline_wall_ms);
+    const char *argv[] = {id, user, "1", body.data, enq, dl, FE};
+    size_t lens[] = {strlen(id), strlen(user), 1, body.len, strlen(enq), strlen(dl), strlen(FE)};
     reply_t rep = {0};
-    assert_int_equal(lv_redis_eval(t.fe, t.cq.enqueue, on_reply, &rep, 0, 5, argv, lens), 0);
+    int argc = enqueue_with_deadline ? 7 : 5;
+    assert_int_equal(lv_redis_eval(t.fe, t.cq.enqueue, on_reply, &rep, 0, argc, argv, lens), 0);
     lv_buf_free(&body);
     assert_true(run_until(reply_done, &rep, WAIT_MS));
     assert_int_equal(rep.type, REDIS_REPLY_INTEGER);
@@ -342,6 +347,7 @@ static int setup(void **state)
 {
     memset(&t, 0, sizeof(t));
     pin_backend = "";
+    enqueue_with_deadline = true;
     uv_loop_init(&t.loop);
     rfx_deadline_init(&t.deadline, &t.loop);
     lv_buf_init(&t.textbuf, LV_JOBEV_TEXT_MAX);
@@ -462,7 +468,54 @@ static void deltas_coalesced(void **state)
     assert_true(close_pairs <= 1);
 }
 
-/* A job past its deadline when taken: dropped unsent, said as stale, counted in Redis. */
+/* Jobs waiting before the worker starts come out several per pop, stale ones among them: each
+ * stale one said as stale at once (the pop script dropped it), the others answered. */
+static void batch_with_stale(void **state)
+{
+    const char *jobs[] = {"fe1-40", "fe1-41", "fe1-42", "fe1-43", "fe1-44", "fe1-45"};
+    for (size_t i = 0; i < LV_ARRAY_LEN(jobs); i++)
+        enqueue_job(jobs[i], i % 2 ? "bob" : "alice", "fake-vlm-1", i == 0 || i == 3 ? -1 : 10000);
+    worker_start();
+    for (size_t i = 0; i < LV_ARRAY_LEN(jobs); i++) {
+        if (!run_until(done_for, (void *)jobs[i], WAIT_MS))
+            fail_msg("no done event for %s", jobs[i]);
+    }
+    for (size_t i = 0; i < LV_ARRAY_LEN(jobs); i++) {
+        const rec_ev_t *d = find_ev(jobs[i], LV_JOBEV_DONE);
+        bool stale = i == 0 || i == 3;
+        assert_int_equal(d->stale, stale);
+        assert_int_equal(count_ev(jobs[i], LV_JOBEV_STARTED), stale ? 0 : 1);
+        if (!stale)
+            assert_int_equal(d->rc, 0);
+    }
+    assert_string_equal(fe_cmd("GET %s%s", "lv:stat:stale", "").str, "2");
+    lv_worker_stats_t st;
+    lv_worker_stats(t.w, &st);
+    assert_int_equal(st.stale, 2);
+    assert_int_equal(st.taken, 4);
+    assert_int_equal(st.answered, 4);
+    assert_int_equal(fe_cmd("EXISTS %s%s", "lv:q:dl", "").integer, 0);
+}
+
+/* A job enqueued with no deadline in the queue (an older frontend) but past the one in its body:
+ * the worker drops it when it reads the body, and counts it itself. */
+static void stale_job_dropped_by_worker(void **state)
+{
+    enqueue_with_deadline = false;
+    worker_start();
+    enqueue_job("fe1-21", "alice", "fake-vlm-1", -1);
+    assert_true(run_until(done_for, "fe1-21", WAIT_MS));
+    const rec_ev_t *d = find_ev("fe1-21", LV_JOBEV_DONE);
+    assert_true(d->stale);
+    assert_int_equal(count_ev("fe1-21", LV_JOBEV_STARTED), 0);
+    assert_string_equal(fe_cmd("GET %s%s", "lv:stat:stale", "").str, "1"); /* INCR went before the event */
+    lv_worker_stats_t st;
+    lv_worker_stats(t.w, &st);
+    assert_int_equal(st.stale, 1);
+    assert_int_equal(st.taken, 1);
+}
+
+/* A job past its deadline when taken: dropped unsent by the pop script, said as stale, counted. */
 static void stale_job_dropped(void **state)
 {
     worker_start();
@@ -476,6 +529,7 @@ static void stale_job_dropped(void **state)
     lv_worker_stats_t st;
     lv_worker_stats(t.w, &st);
     assert_int_equal(st.stale, 1);
+    assert_int_equal(st.taken, 0); /* the script dropped it: its body never came here */
     assert_int_equal(st.answered, 0);
 }
 
@@ -729,6 +783,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(answers_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(deltas_coalesced, setup, teardown),
         cmocka_unit_test_setup_teardown(stale_job_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(stale_job_dropped_by_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_with_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(no_backend_for_model, setup, teardown),
         cmocka_unit_test_setup_teardown(cancel_running_job, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_ends_running_jobs, setup, teardown),
