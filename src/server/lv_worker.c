@@ -34,6 +34,8 @@
 #define EV_BUF_MAX (LV_JOBEV_MAX + 1024)
 #define BODY_BUF_MAX (8 + LV_JOBMSG_HDR_MAX + LV_JOBMSG_JPEG_MAX)
 
+_Static_assert(POP_MAX >= 1 && POP_MAX <= LV_CQ_POP_MAX, "the pop script refuses other counts");
+
 /* One job taken from the queue: from pop until its done event (or cancel, or requeue). */
 typedef struct {
     lv_job_t job;            /* the port's view; job.frame holds our reference */
