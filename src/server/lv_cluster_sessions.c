@@ -23,6 +23,7 @@
 #include "lv_statefile.h"
 #include "lv_wsconn.h"
 
+#define ANSWER_SEQ_GAP 64 /* answer ids skipped when a session is taken over from its record */
 #define TICK_MS 100                    /* a change reaches Redis within about this */
 #define WRITE_BUDGET_BYTES (4u << 20)  /* lines sent per tick; the other changed sessions go next tick */
 #define INFLIGHT_MAX_BYTES (32u << 20) /* lines sent and not answered yet: past this a tick sends none */
@@ -182,6 +183,17 @@ static bool secret_matches(const char *hash, const char *stored)
 static void u64_text(char *dst, size_t size, uint64_t v)
 {
     snprintf(dst, size, "%llu", (unsigned long long)v);
+}
+
+/* One script call whose arguments are all C strings. */
+static int eval_strs(lv_csess_t *cs, int script, lv_redis_reply_fn cb, void *ud, int nkeys, int argc, const char **argv)
+{
+    size_t argvlen[16];
+    if (argc < 1 || (size_t)argc > LV_ARRAY_LEN(argvlen))
+        return LV_EINVAL;
+    for (int i = 0; i < argc; i++)
+        argvlen[i] = strlen(argv[i]);
+    return lv_redis_eval(cs->redis, script, cb, ud, nkeys, argc, argv, argvlen);
 }
 
 /* s's record and owner key live for what is left of its idle time: all of it while a socket is
@@ -364,6 +376,21 @@ static lv_conn_t *hello_take_conn(lv_csess_t *cs, hello_t *h)
     return c;
 }
 
+/* A hello's script call: on refusal the hello is given up here (its socket untouched: the caller
+ * answers it) and LV_ENOMEM or LV_ECLOSED is returned; else its callback owns h. */
+static int hello_eval(lv_csess_t *cs, hello_t *h, int script, lv_redis_reply_fn cb, int nkeys, int argc,
+                      const char **argv)
+{
+    int rc = eval_strs(cs, script, cb, h, nkeys, argc, argv);
+    if (rc) {
+        hello_take_conn(cs, h);
+        free(h);
+        return rc == LV_ENOMEM ? LV_ENOMEM : LV_ECLOSED;
+    }
+    cs->outstanding++;
+    return 0;
+}
+
 /* Restore the session of a line read from Redis. 0 with *out, LV_ENOTFOUND (unreadable, another
  * id, a wrong secret), or lv_registry_restore's error. */
 static int restore_line(lv_csess_t *cs, const hello_t *h, const char *p, size_t len, lv_session_t **out)
@@ -384,6 +411,10 @@ static int restore_line(lv_csess_t *cs, const hello_t *h, const char *p, size_t 
     }
     if (saved->settings_reset)
         LV_WARN("session %.8s had settings this version refuses: it has the defaults now", h->id);
+    /* the record may lag the answers its last owner numbered (an answer id is taken when its
+     * request is dispatched; the write follows within ~100 ms, or never if that frontend died):
+     * skip ahead so no id the page has seen is handed out again. Ids only need to grow. */
+    saved->answer_seq += ANSWER_SEQ_GAP;
     if ((rc = lv_registry_restore(cs->app->reg, saved, lv_now_ms())) != 0) {
         LV_WARN("session %.8s cannot be taken over by this frontend (%s)", h->id, lv_strerror(rc));
         goto out_clear;
@@ -462,17 +493,7 @@ int lv_csess_resume(lv_app_t *app, lv_conn_t *c, const char *id, const char *sec
     snprintf(k_o, sizeof(k_o), "lv:o:%s", id);
     u64_text(ttl, sizeof(ttl), cs->idle_ms);
     const char *argv[] = {k_s, k_o, cs->node, ttl, h->secret_hash};
-    size_t argvlen[LV_ARRAY_LEN(argv)];
-    for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++)
-        argvlen[i] = strlen(argv[i]);
-    int rc = lv_redis_eval(cs->redis, cs->s_load, on_loaded, h, 2, (int)LV_ARRAY_LEN(argv), argv, argvlen);
-    if (rc) {
-        hello_take_conn(cs, h);
-        free(h);
-        return rc == LV_ENOMEM ? LV_ENOMEM : LV_ECLOSED;
-    }
-    cs->outstanding++;
-    return 0;
+    return hello_eval(cs, h, cs->s_load, on_loaded, 2, (int)LV_ARRAY_LEN(argv), argv);
 }
 
 /* Give back an admission's place (its hello went unanswered or the create failed). */
@@ -553,17 +574,7 @@ int lv_csess_admit(lv_app_t *app, lv_conn_t *c, const lv_settings_t *settings)
     u64_text(score, sizeof(score), wall + PROVISIONAL_MS);
     u64_text(us_ttl, sizeof(us_ttl), cs->lease_ms + PROVISIONAL_MS);
     const char *argv[] = {k_us, now_text, cap, h->provisional, score, us_ttl};
-    size_t argvlen[LV_ARRAY_LEN(argv)];
-    for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++)
-        argvlen[i] = strlen(argv[i]);
-    int rc = lv_redis_eval(cs->redis, cs->s_admit, on_admitted, h, 1, (int)LV_ARRAY_LEN(argv), argv, argvlen);
-    if (rc) {
-        hello_take_conn(cs, h);
-        free(h);
-        return rc == LV_ENOMEM ? LV_ENOMEM : LV_ECLOSED;
-    }
-    cs->outstanding++;
-    return 0;
+    return hello_eval(cs, h, cs->s_admit, on_admitted, 1, (int)LV_ARRAY_LEN(argv), argv);
 }
 
 bool lv_csess_hello_pending(lv_app_t *app, const lv_conn_t *c)
@@ -597,11 +608,8 @@ void lv_csess_session_gone(lv_app_t *app, lv_session_t *s)
     snprintf(k_o, sizeof(k_o), "lv:o:%s", s->rec.id);
     snprintf(k_us, sizeof(k_us), "lv:us:%s", s->rec.principal);
     const char *argv[] = {k_s, k_o, k_us, cs->node, s->rec.id};
-    size_t argvlen[LV_ARRAY_LEN(argv)];
-    for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++)
-        argvlen[i] = strlen(argv[i]);
     /* fire and forget: refused (down), the record lapses with its TTL, which is the same expiry */
-    (void)lv_redis_eval(cs->redis, cs->s_delete, NULL, NULL, 3, (int)LV_ARRAY_LEN(argv), argv, argvlen);
+    (void)eval_strs(cs, cs->s_delete, NULL, NULL, 3, (int)LV_ARRAY_LEN(argv), argv);
 }
 
 /* ---------- lifetime ---------- */
