@@ -428,8 +428,9 @@ part_latency() {
         qd=$(mean "${QD[$n]:-}") fl=$(mean "${FL[$n]:-}") wkp=$(mean "${WKP[$n]:-}") cans=$(mean "${CANS[$n]:-}")
         if awk -v q="$qd" 'BEGIN { exit !(q > 10) }'; then
             echo "  Jobs waited in Redis (mean depth $(calc %.0f "$qd")) while the worker had $(calc %.0f "$fl") of its 1024 slots in use and used $(calc %.0f "$wkp") % of" >>"$md"
-            echo "  a core: jobs left the queue more slowly than they came ($(calc %.0f "$cans") answers/s), so the limit was the worker's rate of" >>"$md"
-            echo "  taking them (one pop script per round trip to Redis, src/server/lv_worker.c), not its slots or a full core." >>"$md"
+            echo "  a core: jobs left the queue more slowly than they came ($(calc %.0f "$cans") answers/s) while the worker had free slots:" >>"$md"
+            echo "  its one loop (pops of up to 16 jobs per round trip, each job's events published) did not keep up on cores" >>"$md"
+            echo "  the frontend, redis-server, loadgen and fakevlm share (see machine busy), not its slots." >>"$md"
         fi
         if [ "$n" = "$n0" ]; then
             v1=$(awk -v a="$add" 'BEGIN { if (a <= 2) print "met"; else printf "missed by %.1f ms\n", a - 2 }')
