@@ -4,10 +4,10 @@
  * handed in through lv_dispatch_redis_on_message by whoever owns the pub/sub connection).
  *
  * What the pipeline sees:
- *   - capacity: the slots of the workers alive now (their heartbeats, refreshed every 500 ms);
- *     free_slots: capacity minus this frontend's jobs in the cluster (queued or running): each
- *     frontend keeps at most `capacity` jobs out, so every user with demand has a job waiting in
- *     the queue when its turn comes (the queue, not the frontend, decides the order);
+ *   - capacity: the slots of the workers alive now (their heartbeats, refreshed every 500 ms),
+ *     times cfg.out_factor; free_slots: that minus this frontend's jobs in the cluster (queued or
+ *     running): each frontend keeps at most that many jobs out, so every user with demand has a
+ *     job waiting in the queue when its turn comes (the queue, not the frontend, decides the order);
  *   - serves: false, with a sentence for the page, while Redis is unreachable or no worker is
  *     alive (the pipeline then asks for no frames); until the first workers snapshot after Redis
  *     is reached, true with capacity 0 (frames wait);
