@@ -95,8 +95,8 @@ void lv__net_sock_gone(lv_net_t *net)
 /* ---------- accepting ---------- */
 
 /* The peer as text, written by lv_ip_text: an IPv4 peer on a dual-stack socket (IPv4-mapped) reads
- * as plain IPv4, so one address is one counter whichever socket it came through, and the same
- * text an address forwarded by a trusted proxy gets (lv_forwarded_for_client). */
+ * as plain IPv4, so one address is one counter whichever socket it came through, written the
+ * same way as an address forwarded by a trusted proxy (lv_forwarded_for_client). */
 static void addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
 {
     unsigned char a[16] = {0};
