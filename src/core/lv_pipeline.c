@@ -163,6 +163,16 @@ void lv_pipeline_unready(lv_pipeline_t *p, lv_session_t *s)
     principal_add(p, s->rec.principal, -1);
 }
 
+/* s's frame was too old to send (in our queue, or inside the dispatcher): counted, and its
+ * viewers hear frame_dropped("stale", its age). */
+static void report_stale(lv_pipeline_t *p, lv_session_t *s, double age_ms)
+{
+    s->frames_stale++;
+    if (p->hooks.dropped)
+        p->hooks.dropped(p->hooks.ud, "stale");
+    FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->frame_dropped) v->ops->frame_dropped(v, s, "stale", age_ms));
+}
+
 void lv_pipeline_drop_stale(lv_pipeline_t *p, lv_session_t *s, uint64_t now_us)
 {
     principal_add(p, s->rec.principal, -1);
@@ -171,10 +181,7 @@ void lv_pipeline_drop_stale(lv_pipeline_t *p, lv_session_t *s, uint64_t now_us)
         return;
     double age_ms = (double)(now_us - f->recv_us) / 1000.0 + f->capture_age_ms;
     lv_frame_unref(f);
-    s->frames_stale++;
-    if (p->hooks.dropped)
-        p->hooks.dropped(p->hooks.ud, "stale");
-    FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->frame_dropped) v->ops->frame_dropped(v, s, "stale", age_ms));
+    report_stale(p, s, age_ms);
 }
 
 /* A session's unanswered credit counts against its principal like a queued frame, so credits go
@@ -507,12 +514,8 @@ static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t 
     if (r->stale && !job->started && !job->n_followers) {
         /* it waited too long inside the dispatcher: what the page hears of a frame that waited too
          * long in our own queue (followers, if any, hear the error below instead) */
-        double age_ms = (double)(lv_pipeline_now_us(p) - job->frame_recv_us) / 1000.0 +
-                        (job->frame ? job->frame->capture_age_ms : 0);
-        s->frames_stale++;
-        if (p->hooks.dropped)
-            p->hooks.dropped(p->hooks.ud, "stale");
-        FOR_EACH_VIEWER(s, v, if (v->ops && v->ops->frame_dropped) v->ops->frame_dropped(v, s, "stale", age_ms));
+        report_stale(p, s, (double)(lv_pipeline_now_us(p) - job->frame_recv_us) / 1000.0 +
+                               (job->frame ? job->frame->capture_age_ms : 0));
         job_free(p, job);
         lv_pipeline_ready(p, s);
         lv_pipeline_kick(p);

@@ -41,6 +41,8 @@ static bool id_valid(const char *s, size_t n, size_t min, size_t max)
     return true;
 }
 
+bool lv_jobmsg_id_ok(const char *s, size_t n, size_t max) { return id_valid(s, n, 1, max); }
+
 /* A principal's key (lv_principal.h: printable; today a client address, e.g. "::ffff:10.0.0.7"
  * or "?" when none could be read): visible ASCII without the two bytes JSON would need escaped. */
 static bool user_valid(const char *s, size_t n)

@@ -63,6 +63,10 @@ typedef struct {
     size_t jpeg_len;
 } lv_jobmsg_t;
 
+/** Is [s, s+n) an id as these messages carry them (1..max of [A-Za-z0-9_.:-])? Frontend and
+ * worker ids (LV_NODE_ID_MAX) are checked with it wherever they are read. */
+bool lv_jobmsg_id_ok(const char *s, size_t n, size_t max);
+
 /** Append the job body to out (its cap applies). LV_EINVAL (an id with other bytes, a number out
  * of range, no frame, settings lv_settings_apply_json would refuse, the header over
  * LV_JOBMSG_HDR_MAX or the frame over LV_JOBMSG_JPEG_MAX), LV_ELIMIT (out's cap), LV_ENOMEM. All

@@ -42,6 +42,7 @@ typedef struct {
     uint32_t unflushed;       /* counted here, not yet sent */
     uint32_t sending;         /* sent in the flush in flight, not yet in total */
     uint64_t sent_minute;     /* the minute the flush in flight counts in */
+    uint64_t expiry_minute;   /* the minute whose key was given its TTL (one PEXPIRE per key) */
     bool in_flight;           /* a flush reply is pending: do not free */
     uint64_t used_ms;         /* monotonic: last asked or counted */
 } fpm_entry_t;
@@ -354,7 +355,11 @@ static int fpm_send(lv_cluster_t *c, fpm_entry_t *e, uint64_t minute)
     e->sending = e->unflushed;
     e->sent_minute = minute;
     e->unflushed = 0;
-    lv_redis_cmdf(c->redis, NULL, NULL, "PEXPIRE %s %d", key, FPM_KEY_TTL_MS);
+    /* the key lives one minute: its TTL is set once, not at every send (past 8/10 of the budget a
+     * send goes with every frame). A failed PEXPIRE is sent again with the next INCRBY. */
+    if (e->expiry_minute != minute + 1 &&
+        lv_redis_cmdf(c->redis, NULL, NULL, "PEXPIRE %s %d", key, FPM_KEY_TTL_MS) == 0)
+        e->expiry_minute = minute + 1; /* + 1: minute 0 is a real minute, the field starts at 0 */
     return 0;
 }
 
@@ -566,16 +571,12 @@ void lv_cluster_free(lv_app_t *app)
     lv_cluster_t *c = app->cluster;
     if (!c)
         return;
-    if (!c->stopping) {
-        /* the loop ended without a stop (start failed further on): close what is open */
+    /* whatever is still open: the loop ended without a stop (start failed further on), or stop's
+     * wait never ran; each is NULL once closed, and every close takes NULL */
+    if (!c->stopping)
         lv_worker_stop(c->worker);
-        lv_redis_close(c->redis);
-        lv_dispatch_redis_close(c->dispatch);
-    } else if (c->redis) {
-        /* stop's wait never ran (the loop was not run after it) */
-        lv_redis_close(c->redis);
-        lv_dispatch_redis_close(c->dispatch);
-    }
+    lv_redis_close(c->redis);
+    lv_dispatch_redis_close(c->dispatch);
     if (c->csess_started)
         lv_csess_free(app);
     free_fpm(c);

@@ -193,19 +193,7 @@ static bool parse_heartbeat(const char *p, size_t len, uint64_t v[3])
     return i == len;
 }
 
-static bool node_id_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > LV_NODE_ID_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                  c == '.' || c == ':' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
-}
+static bool node_id_ok(const char *s, size_t len) { return lv_jobmsg_id_ok(s, len, LV_NODE_ID_MAX); }
 
 static int live_cmp(const void *a, const void *b) { return strcmp(a, b); }
 
@@ -215,6 +203,8 @@ static bool worker_live(const dredis_t *d, const char *id)
 }
 
 /* ---------- endings ---------- */
+
+static void finish_as(dredis_t *d, rjob_t *rj, end_t why);
 
 static void on_end_timer(uv_timer_t *t);
 
@@ -294,18 +284,25 @@ static void deliver_done(dredis_t *d, rjob_t *rj, const lv_dispatch_result_t *r,
     d->port.events->done(&d->port, job, r);
 }
 
+/* rj ends for a cluster reason: the pipeline hears its done, rj drops the reference it held
+ * while out. */
+static void finish_as(dredis_t *d, rjob_t *rj, end_t why)
+{
+    lv_dispatch_result_t res;
+    const char *reason = NULL;
+    ending_result(why, &res, &reason);
+    LV_DEBUG("cluster job %s (answer %llu) ends: %s", rj->id, (unsigned long long)rj->job->answer_id,
+             res.error_code);
+    deliver_done(d, rj, &res, reason);
+    rjob_unref(rj);
+}
+
 static void on_end_timer(uv_timer_t *t)
 {
     dredis_t *d = t->data;
     for (int n = 0; n < ENDINGS_PER_TURN && !d->closed && !lv_queue_empty(&d->endings); n++) {
         rjob_t *rj = LV_CONTAINER_OF(lv_queue_head(&d->endings), rjob_t, link);
-        lv_dispatch_result_t res;
-        const char *reason = NULL;
-        ending_result(rj->ending, &res, &reason);
-        LV_DEBUG("cluster job %s (answer %llu) ends: %s", rj->id, (unsigned long long)rj->job->answer_id,
-                res.error_code);
-        deliver_done(d, rj, &res, reason);
-        rjob_unref(rj); /* the reference it held while out */
+        finish_as(d, rj, rj->ending);
     }
     if (!d->closed && !lv_queue_empty(&d->endings))
         uv_timer_start(&d->end_timer, on_end_timer, 0, 0); /* bounded work per turn */
@@ -494,8 +491,7 @@ static int dredis_submit(lv_dispatch_t *port, lv_job_t *job, char *why, size_t w
     rjob_hold(rj);
     rc = lv_redis_eval(d->r, d->scripts.enqueue, on_enqueued, rj, 0, (int)LV_ARRAY_LEN(argv), argv, argvlen);
     if (rc != 0) {
-        rj->refs--;
-        d->holds--;
+        rjob_release(rj); /* no callback will come */
         untable(d, rj);
         if (rc == LV_ECLOSED) { /* it went down a moment ago; set_up(false) follows */
             snprintf(why, why_size, "%s", MSG_DOWN);
@@ -654,11 +650,7 @@ static void ev_done(dredis_t *d, rjob_t *rj, const lv_jobev_t *ev)
         return;
     }
     if (ev->stale) {
-        lv_dispatch_result_t res;
-        const char *reason = NULL;
-        ending_result(END_STALE, &res, &reason);
-        deliver_done(d, rj, &res, reason);
-        rjob_unref(rj);
+        finish_as(d, rj, END_STALE);
         return;
     }
     if (ev->backend_id[0])
