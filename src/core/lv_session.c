@@ -538,12 +538,17 @@ size_t lv_registry_count(const lv_registry_t *reg) { return reg->count; }
 _Static_assert(LV_HISTORY_MAX <= LV_STATEFILE_ANSWERS_MAX, "the state file must hold a whole history");
 _Static_assert(LV_HISTORY_TEXT_MAX <= LV_STATEFILE_TEXT_MAX, "the state file must hold whole answers");
 
-void lv_session_mark_dirty(lv_session_t *s)
+void lv_session_queue_write(lv_session_t *s)
 {
-    s->persist_dirty = true;
     /* before it is registered it has no list yet: session_register puts it there */
     if (s->reg && !lv_queue_linked(&s->dirty_link))
         lv_queue_insert_tail(&s->reg->dirty, &s->dirty_link);
+}
+
+void lv_session_mark_dirty(lv_session_t *s)
+{
+    s->persist_dirty = true;
+    lv_session_queue_write(s);
 }
 
 lv_session_t *lv_registry_dirty_pop(lv_registry_t *reg)

@@ -186,9 +186,13 @@ int lv_registry_snapshot(lv_registry_t *reg, bool force, size_t encode_budget_by
  * the registry's dirty list if it is not on it. Every change the registry makes itself (history,
  * start/stop, attach/detach, lv_session_save) does this. */
 void lv_session_mark_dirty(lv_session_t *s);
+/** Put s on the dirty list without marking it changed: its saved line is current and only has to
+ * be written again (a TTL refresh, a failed write, a store that came back); the next write sends
+ * it as it is (encoding it only if it never was). */
+void lv_session_queue_write(lv_session_t *s);
 /** The session that changed longest ago and is still on the dirty list, taken off it, or NULL.
  * Its persist_dirty stays set until lv_session_encode; one the caller cannot write now goes back
- * with lv_session_mark_dirty. The cluster's write-behind walks changes with it, so a tick costs
+ * with lv_session_queue_write (its persist_dirty kept). The cluster's write-behind walks changes with it, so a tick costs
  * O(changed sessions), not O(all). */
 lv_session_t *lv_registry_dirty_pop(lv_registry_t *reg);
 /** Re-encode s's saved form into s->persist_line now (clears persist_dirty, takes s off the dirty

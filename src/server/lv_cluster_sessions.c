@@ -244,7 +244,7 @@ static void on_written(void *ud, const redisReply *reply, const char *err)
         if (!reply || reply->type != REDIS_REPLY_INTEGER) {
             log_error(cs, "a session could not be written; it is written again", reply_error(reply, err));
             if (s)
-                lv_session_mark_dirty(s);
+                lv_session_queue_write(s); /* its line is still current */
         } else if (reply->integer <= 0 && s && !cs->stopping) {
             lost(cs, s); /* (while stopping the sockets are going anyway) */
         }
@@ -308,12 +308,13 @@ static void write_dirty(lv_csess_t *cs, uint64_t now, size_t budget, size_t infl
             break;
         if (!s->cluster.managed)
             continue; /* a one-request session (POST /api/v1/analyze): never written */
-        if (lv_session_encode(s) != 0 || !s->persist_line) {
+        /* re-encoded only when it changed: a refresh or a retry sends the line it has */
+        if (((s->persist_dirty || !s->persist_line) && lv_session_encode(s) != 0) || !s->persist_line) {
             log_error(cs, "a session could not be encoded; it waits for its next change", s->rec.id);
             continue;
         }
         if (send_write(cs, s, now, false, NULL) != 0) {
-            lv_session_mark_dirty(s); /* down or busy: next tick */
+            lv_session_queue_write(s); /* down or busy: next tick (a change keeps persist_dirty) */
             break;
         }
         spent += s->persist_line->len;
@@ -330,7 +331,7 @@ static void refresh_due(lv_csess_t *cs, uint64_t now)
         if (now - s->cluster.written_ms < cs->refresh_ms)
             break;
         if (lv_session_attached(s) || s->detached_since_ms == 0)
-            lv_session_mark_dirty(s);
+            lv_session_queue_write(s); /* unchanged: the same line, a fresh TTL */
         /* looked at: the next look is a period away (its write, if any, sets the same) */
         s->cluster.written_ms = now;
         lv_queue_remove(&s->cluster.link);
@@ -667,7 +668,7 @@ void lv_csess_set_up(lv_app_t *app, bool up)
     /* Redis may have come back empty (restarted without its files): every record again */
     LV_QUEUE_FOREACH(q, &cs->managed)
     {
-        lv_session_mark_dirty(LV_CONTAINER_OF(q, lv_session_t, cluster.link));
+        lv_session_queue_write(LV_CONTAINER_OF(q, lv_session_t, cluster.link));
         n++;
     }
     if (n)
