@@ -134,6 +134,8 @@ static int append_escaped(lv_buf_t *b, const char *s, int is_label_value)
     }
 }
 
+int lv_metrics_label_value(lv_buf_t *b, const char *s) { return append_escaped(b, s, 1); }
+
 /* The fewest significant digits that read back exactly; fixed notation for decimal exponents in
  * [-4, 15), integers below 2^53 without a fraction. */
 static void format_double(char *buf, size_t size, double v)

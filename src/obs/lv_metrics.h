@@ -186,4 +186,8 @@ int lv_hist_vec_new(lv_metrics_t *m, const char *name, const char *help,
 /** The histogram for one label set. As lv_counter_vec_with(). */
 lv_hist_t *lv_hist_vec_with(lv_hist_vec_t *v, const char *const *values);
 
+/** Append s as a label value of the exposition format (\\, \" and \n escaped), for families a
+ * caller writes by hand (label sets that follow who is alive at each scrape). LV_ELIMIT, LV_ENOMEM. */
+int lv_metrics_label_value(lv_buf_t *b, const char *s);
+
 #endif

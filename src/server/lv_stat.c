@@ -223,28 +223,12 @@ static void cluster_gauges(lv_app_t *app)
     }
 }
 
-/* A label value as the exposition format wants it (\\, \" and \n escaped). Worker ids come from
- * Redis, which anyone with its password can write. */
-static int label_value(lv_buf_t *out, const char *v)
-{
-    int rc = 0;
-    for (const char *p = v; !rc && *p; p++) {
-        if (*p == '\\' || *p == '"')
-            rc = lv_buf_printf(out, "\\%c", *p);
-        else if (*p == '\n')
-            rc = lv_buf_append_str(out, "\\n");
-        else
-            rc = lv_buf_append(out, p, 1);
-    }
-    return rc;
-}
-
 /* One labelled sample. */
 static int sample(lv_buf_t *out, const char *name, const char *label, const char *value, double x)
 {
     int rc = lv_buf_printf(out, "%s{%s=\"", name, label);
     if (!rc)
-        rc = label_value(out, value);
+        rc = lv_metrics_label_value(out, value);
     if (!rc)
         rc = lv_buf_printf(out, "\"} %.17g\n", x);
     return rc;

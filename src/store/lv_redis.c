@@ -293,7 +293,6 @@ static void set_up(lv_redis_t *r, bool up)
     if (r->up == up)
         return;
     r->up = up;
-    r->stats.up = up;
     if (r->cfg.on_state)
         r->cfg.on_state(r->cfg.ud, up);
 }
@@ -877,7 +876,6 @@ void lv_redis_close(lv_redis_t *r)
         return;
     r->closing = true;
     r->up = false; /* no on_state: the owner is the one closing */
-    r->stats.up = false;
     req_t *held = r->blpop && !r->blpop->sent ? r->blpop : NULL;
     /* every owed callback now; a callback's new command is refused (closing) */
     while (!lv_queue_empty(&r->reqs)) {
