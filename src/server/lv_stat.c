@@ -266,23 +266,7 @@ static int cluster_render(lv_app_t *app, lv_buf_t *out)
     lv_worker_t *w = lv_cluster_worker(app->cluster);
     if (!rc && w) {
         /* --workers-inline: the worker in this process, as `livevlm worker` shows its own */
-        lv_worker_stats_t ws;
-        lv_worker_stats(w, &ws);
-        rc = lv_buf_printf(out,
-                           "# HELP livevlm_worker_jobs_total Jobs this process's worker took from the queue, by outcome.\n"
-                           "# TYPE livevlm_worker_jobs_total counter\n"
-                           "livevlm_worker_jobs_total{outcome=\"answered\"} %llu\n"
-                           "livevlm_worker_jobs_total{outcome=\"failed\"} %llu\n"
-                           "livevlm_worker_jobs_total{outcome=\"stale\"} %llu\n"
-                           "livevlm_worker_jobs_total{outcome=\"cancelled\"} %llu\n"
-                           "# HELP livevlm_worker_in_flight Jobs this process's worker is running.\n"
-                           "# TYPE livevlm_worker_in_flight gauge\n"
-                           "livevlm_worker_in_flight %zu\n"
-                           "# HELP livevlm_worker_capacity Slots this process's worker's backends take now.\n"
-                           "# TYPE livevlm_worker_capacity gauge\n"
-                           "livevlm_worker_capacity %zu\n",
-                           (unsigned long long)ws.answered, (unsigned long long)ws.failed,
-                           (unsigned long long)ws.stale, (unsigned long long)ws.cancelled, ws.in_flight, ws.capacity);
+        rc = lv_worker_metrics(w, out);
     }
     return rc;
 }

@@ -766,3 +766,35 @@ void lv_worker_stats(const lv_worker_t *w, lv_worker_stats_t *out)
         out->take_ms_p99 = sorted[(w->n_take * 99) / 100 < w->n_take ? (w->n_take * 99) / 100 : w->n_take - 1];
     }
 }
+
+int lv_worker_metrics(const lv_worker_t *w, lv_buf_t *b)
+{
+    lv_worker_stats_t st;
+    lv_worker_stats(w, &st);
+    return lv_buf_printf(
+        b,
+        "# HELP livevlm_worker_jobs_total Jobs this worker took from the cluster queue, by how they ended.\n"
+        "# TYPE livevlm_worker_jobs_total counter\n"
+        "livevlm_worker_jobs_total{outcome=\"answered\"} %llu\n"
+        "livevlm_worker_jobs_total{outcome=\"failed\"} %llu\n"
+        "livevlm_worker_jobs_total{outcome=\"stale\"} %llu\n"
+        "livevlm_worker_jobs_total{outcome=\"cancelled\"} %llu\n"
+        "# HELP livevlm_worker_taken_total Jobs taken from the cluster queue.\n"
+        "# TYPE livevlm_worker_taken_total counter\n"
+        "livevlm_worker_taken_total %llu\n"
+        "# HELP livevlm_worker_in_flight Jobs running on this worker's backends now.\n"
+        "# TYPE livevlm_worker_in_flight gauge\n"
+        "livevlm_worker_in_flight %zu\n"
+        "# HELP livevlm_worker_capacity Requests this worker's healthy backends take at once now.\n"
+        "# TYPE livevlm_worker_capacity gauge\n"
+        "livevlm_worker_capacity %zu\n"
+        "# HELP livevlm_worker_take_wait_seconds_p99 Enqueue to taken, recent 99th percentile.\n"
+        "# TYPE livevlm_worker_take_wait_seconds_p99 gauge\n"
+        "livevlm_worker_take_wait_seconds_p99 %.6f\n"
+        "# HELP livevlm_worker_redis_up 1 while the worker's Redis connection is up.\n"
+        "# TYPE livevlm_worker_redis_up gauge\n"
+        "livevlm_worker_redis_up %d\n",
+        (unsigned long long)st.answered, (unsigned long long)st.failed, (unsigned long long)st.stale,
+        (unsigned long long)st.cancelled, (unsigned long long)st.taken, st.in_flight, st.capacity,
+        st.take_ms_p99 / 1000.0, st.redis_up ? 1 : 0);
+}

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "lv_buf.h"
 #include "lv_config.h"
 
 struct lv_pool;
@@ -64,5 +65,9 @@ int lv_worker_start(uv_loop_t *loop, struct lv_pool *pool, const lv_config_t *cf
 void lv_worker_stop(lv_worker_t *w);
 /** Counters since start; in_flight, capacity and take_ms_p99 as of now. */
 void lv_worker_stats(const lv_worker_t *w, lv_worker_stats_t *out);
+/** Append the worker's Prometheus series (livevlm_worker_*: jobs by outcome, taken, in flight,
+ * capacity, take wait p99, Redis up) to b: `livevlm worker`'s /metrics and, with --workers-inline,
+ * the frontend's. LV_ELIMIT, LV_ENOMEM. */
+int lv_worker_metrics(const lv_worker_t *w, lv_buf_t *b);
 
 #endif
