@@ -767,6 +767,8 @@ void lv_worker_stats(const lv_worker_t *w, lv_worker_stats_t *out)
     }
 }
 
+bool lv_worker_redis_up(const lv_worker_t *w) { return w->up; }
+
 int lv_worker_metrics(const lv_worker_t *w, lv_buf_t *b)
 {
     lv_worker_stats_t st;

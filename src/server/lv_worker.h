@@ -65,6 +65,8 @@ int lv_worker_start(uv_loop_t *loop, struct lv_pool *pool, const lv_config_t *cf
 void lv_worker_stop(lv_worker_t *w);
 /** Counters since start; in_flight, capacity and take_ms_p99 as of now. */
 void lv_worker_stats(const lv_worker_t *w, lv_worker_stats_t *out);
+/** Its Redis command connection is up (jobs can be taken): /readyz, without lv_worker_stats's sort. */
+bool lv_worker_redis_up(const lv_worker_t *w);
 /** Append the worker's Prometheus series (livevlm_worker_*: jobs by outcome, taken, in flight,
  * capacity, take wait p99, Redis up) to b: `livevlm worker`'s /metrics and, with --workers-inline,
  * the frontend's. LV_ELIMIT, LV_ENOMEM. */

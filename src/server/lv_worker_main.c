@@ -154,13 +154,6 @@ static int metrics_text(wmain_t *m, lv_buf_t *b)
     return rc;
 }
 
-static bool worker_redis_up(const wmain_t *m)
-{
-    lv_worker_stats_t st;
-    lv_worker_stats(m->worker, &st);
-    return st.redis_up;
-}
-
 static void route(mconn_t *c, const lv_http1_req_t *req)
 {
     wmain_t *m = c->m;
@@ -181,7 +174,7 @@ static void route(mconn_t *c, const lv_http1_req_t *req)
     } else if (PATH_IS("/readyz")) {
         if (m->stopping)
             respond_text(c, 503, "the worker is stopping\n", head);
-        else if (!worker_redis_up(m))
+        else if (!lv_worker_redis_up(m->worker))
             respond_text(c, 503, "redis unreachable: no jobs can be taken until it is back\n", head);
         else if (!any_backend_healthy(m->pool))
             respond_text(c, 503, "no backend is healthy: no job could be answered\n", head);
