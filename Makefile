@@ -4,7 +4,7 @@
 CC      ?= cc
 SAN     ?= 0
 WERROR  ?= 0
-PKGS    := libuv libcurl jansson libturbojpeg openssl hiredis
+PKGS    := libuv libcurl jansson libturbojpeg openssl hiredis sqlite3 libpq libsodium
 # src/media (camera sources) alone uses GStreamer: RTSP cameras, WebRTC ingest, decoding.
 MEDIA_PKGS := gstreamer-1.0 gstreamer-app-1.0 gstreamer-video-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0
 

@@ -19,6 +19,7 @@ PKGS=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-tools
   libgstrtspserver-1.0-dev
   libhiredis-dev redis-server haproxy
+  libsqlite3-dev sqlite3 libpq-dev postgresql libsodium-dev
   openssl curl ca-certificates procps
   chromium
   clang libclang-rt-14-dev

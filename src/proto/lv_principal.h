@@ -11,9 +11,32 @@
 
 #define LV_PRINCIPAL_KEY_MAX 64 /* bytes, the NUL included */
 
+#define LV_PRINCIPAL_ID_MAX 33  /* tenant and user ids (lv_acct.h LV_ACCT_ID_MAX) */
+
+/* What a principal may do: the role of its account, narrowed by its credential (an API key with
+ * the stream scope only acts as a user even for an admin). With --auth token or none the token
+ * holder is an admin (it could always do everything). */
+enum { LV_PRINCIPAL_VIEWER = 0, LV_PRINCIPAL_USER = 1, LV_PRINCIPAL_ADMIN = 2 };
+
+/* How the principal proved who it is. */
+enum {
+    LV_CRED_TOKEN = 0,   /* the shared access token (--auth token), or none (--auth none) */
+    LV_CRED_COOKIE = 1,  /* a sign-in cookie (password or OpenID Connect) */
+    LV_CRED_APIKEY = 2,  /* Authorization: Bearer lvk_... */
+    LV_CRED_JWT = 3,     /* Authorization: Bearer <JWT from the configured issuer> */
+    LV_CRED_PROXY = 4,   /* a trusted proxy's user header (--auth proxy) */
+};
+
 /* A value type: copy it freely. */
 typedef struct {
-    char key[LV_PRINCIPAL_KEY_MAX]; /* stable, printable, NUL-terminated; the fair queue's key */
+    char key[LV_PRINCIPAL_KEY_MAX]; /* stable, printable, NUL-terminated; the fair queue's key:
+                                     * "u:<user id>" with accounts, the client address otherwise */
+    char tenant[LV_PRINCIPAL_ID_MAX]; /* the tenant charged ("default" without accounts) */
+    char user_id[LV_PRINCIPAL_ID_MAX]; /* "" without accounts */
+    char name[LV_PRINCIPAL_KEY_MAX];   /* the user's login name for logs and pages ("" without) */
+    int role;                          /* LV_PRINCIPAL_* */
+    int cred;                          /* LV_CRED_* */
+    char csrf[65];                     /* cookie sign-ins: the token state changes must carry */
 } lv_principal_t;
 
 #endif

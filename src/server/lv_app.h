@@ -25,6 +25,11 @@ struct lv_offer_host;
 struct lv_cameras;
 struct lv_cluster;
 struct lv_csess;
+struct lv_db;
+struct lv_accounts;
+struct lv_oidc;
+struct lv_usage;
+struct lv_quota;
 struct lv_pool;
 struct lv_registry;
 struct lv_stat;
@@ -52,6 +57,13 @@ typedef struct lv_app {
     struct lv_cluster *cluster;  /* `serve --redis`: this frontend's cluster side (lv_cluster.h);
                                   * NULL in single-node mode */
     struct lv_csess *csess;      /* its sessions in Redis (lv_cluster_sessions.c's own) */
+    struct lv_db *db;            /* the accounts/usage database (lv_db.h); open in every mode */
+    struct lv_accounts *accts;   /* users, keys, sign-ins, tenants (lv_accounts.h); NULL with
+                                  * --auth token or none */
+    struct lv_oidc *oidc;        /* OpenID Connect sign-in and bearer JWTs (lv_oidc.h); NULL when
+                                  * no issuer is configured */
+    struct lv_usage *usage;      /* the usage journal and its writer (lv_usage.h) */
+    struct lv_quota *quota;      /* quota counters (lv_quota.h) */
     struct lv_stat *stat;        /* metrics (lv_stat.h) */
     struct lv_iptable *ips;      /* per-address counters (lv_iptable.h) */
     char token[65];              /* access token; empty with --auth none */

@@ -34,6 +34,9 @@ void lv_config_defaults(lv_config_t *c)
     c->default_backend_max = 16;
     c->stats_period_ms = 1000;
     snprintf(c->log_level, sizeof(c->log_level), "info");
+    snprintf(c->auth_proxy_header, sizeof(c->auth_proxy_header), "X-Forwarded-User");
+    snprintf(c->oidc_scopes, sizeof(c->oidc_scopes), "openid email profile");
+    snprintf(c->oidc_default_role, sizeof(c->oidc_default_role), "user");
     const char *xdg = getenv("XDG_CONFIG_HOME");
     const char *home = getenv("HOME");
     if (xdg && *xdg)
@@ -70,8 +73,12 @@ void lv_config_print_help(const char *prog)
         "  --print-token-url        print the URL with the access token on standard output even when\n"
         "                           that is not a terminal (default: only on a terminal; the log never\n"
         "                           carries the token)\n"
-        "  --auth token|none        token (default): the access token is needed for the API and\n"
-        "                           WebSocket; none: no credential, allowed only on loopback binds\n"
+        "  --auth MODE              accounts (default): users sign in (password, OpenID Connect) or\n"
+        "                           send an API key; the first start creates an admin and prints its\n"
+        "                           password once. token: one shared access token (a one-person\n"
+        "                           setup). proxy: accounts, and a --trusted-proxy's user header\n"
+        "                           (--auth-proxy-header) signs people in. none: no credential,\n"
+        "                           allowed only on loopback binds\n"
         "  --trusted-proxy ADDR[/BITS]\n"
         "                           a reverse proxy in front (haproxy, nginx; IPv4 or IPv6, /BITS for a\n"
         "                           network; repeatable): a request from it counts as coming from the\n"
@@ -81,6 +88,25 @@ void lv_config_print_help(const char *prog)
         "                           stay counted per peer (--max-pending-per-ip). Default none: the\n"
         "                           header is ignored (anyone could write it). Config file: a string or\n"
         "                           a list; LIVEVLM_TRUSTED_PROXY: comma-separated\n"
+        "\n"
+        "Accounts (--auth accounts or proxy; docs/operations.md \"Accounts\"):\n"
+        "  --db URL                 the accounts database: a SQLite file (default\n"
+        "                           <config-dir>/livevlm.db) or postgres://user:pw@host/db (needed in\n"
+        "                           a cluster: every frontend shares it); LIVEVLM_DB\n"
+        "  --auth-proxy-header NAME with --auth proxy: the header a --trusted-proxy names the signed-in\n"
+        "                           user in (default X-Forwarded-User); from any other peer it is ignored\n"
+        "  --oidc-issuer URL        OpenID Connect sign-in (authorization code + PKCE) with this issuer\n"
+        "  --oidc-client-id ID --oidc-client-secret S (or LIVEVLM_OIDC_CLIENT_SECRET)\n"
+        "  --oidc-redirect-url URL  default https://<host the browser used>/auth/oidc/callback\n"
+        "  --oidc-scopes LIST       default \"openid email profile\"\n"
+        "  --oidc-tenant-claim C    the claim naming the user's tenant (default: tenant \"default\")\n"
+        "  --oidc-role-claim C      the claim whose value (or list) holds admin, user or viewer\n"
+        "  --oidc-default-role R    the role when that claim names none (default user)\n"
+        "  --jwt-issuer URL         accept Authorization: Bearer JWTs (RS256/ES256) from this issuer,\n"
+        "                           keys from its JWKS (default: --oidc-issuer)\n"
+        "  --jwt-audience AUD       the aud a bearer JWT must carry (default: --oidc-client-id)\n"
+        "  --log-format text|json   json: one JSON object per line with tenant, user, session and\n"
+        "                           answer ids (default text)\n"
         "\n"
         "Model backends (OpenAI-compatible: Ollama, vLLM, SGLang, llama.cpp, NIM, OpenAI...):\n"
         "  --backend ID=URL         add a backend; URL is its OpenAI base, e.g.\n"
@@ -468,16 +494,34 @@ static int parse_flags(lv_config_t *c, int argc, char **argv, char *err, size_t 
         }
         if (strcmp(a, "--auth") == 0) {
             NEED_VALUE();
-            if (strcmp(v, "none") == 0)
-                c->auth_none = true;
-            else if (strcmp(v, "token") == 0)
-                c->auth_none = false;
-            else {
-                snprintf(err, err_size, "--auth: expected 'token' or 'none', got '%s'", v);
+            if (lv_config_parse_auth(v, &c->auth_mode) != 0) {
+                snprintf(err, err_size, "--auth: expected accounts, token, proxy or none, got '%s'", v);
                 return LV_EINVAL;
             }
+            c->auth_none = c->auth_mode == LV_AUTH_NONE;
             continue;
         }
+        if (strcmp(a, "--log-format") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
+                snprintf(err, err_size, "--log-format: expected text or json, got '%s'", v);
+                return LV_EINVAL;
+            }
+            c->log_json = strcmp(v, "json") == 0;
+            continue;
+        }
+        STR_OPT("--db", db_url)
+        STR_OPT("--auth-proxy-header", auth_proxy_header)
+        STR_OPT("--oidc-issuer", oidc_issuer)
+        STR_OPT("--oidc-client-id", oidc_client_id)
+        STR_OPT("--oidc-client-secret", oidc_client_secret)
+        STR_OPT("--oidc-redirect-url", oidc_redirect_url)
+        STR_OPT("--oidc-scopes", oidc_scopes)
+        STR_OPT("--oidc-tenant-claim", oidc_tenant_claim)
+        STR_OPT("--oidc-role-claim", oidc_role_claim)
+        STR_OPT("--oidc-default-role", oidc_default_role)
+        STR_OPT("--jwt-issuer", jwt_issuer)
+        STR_OPT("--jwt-audience", jwt_audience)
         STR_OPT("--config", config_file)
         if (strcmp(a, "--trusted-proxy") == 0) {
             NEED_VALUE();
@@ -600,6 +644,34 @@ int lv_config_load(lv_config_t *c, int argc, char **argv, char *err, size_t err_
     return parse_flags(c, argc, argv, err, err_size, false);
 }
 
+int lv_config_parse_auth(const char *v, lv_auth_mode_t *out)
+{
+    static const struct {
+        const char *name;
+        lv_auth_mode_t mode;
+    } modes[] = {{"accounts", LV_AUTH_ACCOUNTS}, {"token", LV_AUTH_TOKEN}, {"none", LV_AUTH_NONE}, {"proxy", LV_AUTH_PROXY}};
+    for (size_t i = 0; i < LV_ARRAY_LEN(modes); i++)
+        if (strcmp(v, modes[i].name) == 0) {
+            *out = modes[i].mode;
+            return 0;
+        }
+    return LV_EINVAL;
+}
+
+const char *lv_config_auth_name(lv_auth_mode_t m)
+{
+    switch (m) {
+    case LV_AUTH_TOKEN:
+        return "token";
+    case LV_AUTH_NONE:
+        return "none";
+    case LV_AUTH_PROXY:
+        return "proxy";
+    default:
+        return "accounts";
+    }
+}
+
 int lv_config_apply_env(lv_config_t *c, char *err, size_t err_size)
 {
     const char *v;
@@ -617,6 +689,11 @@ int lv_config_apply_env(lv_config_t *c, char *err, size_t err_size)
     if ((v = getenv("LIVEVLM_CONFIG_DIR")) && *v && copy_str(c->config_dir, sizeof(c->config_dir), v))
         goto toolong;
     if ((v = getenv("LIVEVLM_REDIS")) && *v && copy_str(c->redis_url, sizeof(c->redis_url), v))
+        goto toolong;
+    if ((v = getenv("LIVEVLM_DB")) && *v && copy_str(c->db_url, sizeof(c->db_url), v))
+        goto toolong;
+    if ((v = getenv("LIVEVLM_OIDC_CLIENT_SECRET")) && *v &&
+        copy_str(c->oidc_client_secret, sizeof(c->oidc_client_secret), v))
         goto toolong;
     if ((v = getenv("LIVEVLM_LOG_LEVEL")) && *v && copy_str(c->log_level, sizeof(c->log_level), v))
         goto toolong;

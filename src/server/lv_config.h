@@ -34,6 +34,14 @@ typedef struct {
     int weight;
 } lv_user_weight_t;
 
+/* --auth: who may use the server (docs/operations.md "Accounts"). */
+typedef enum {
+    LV_AUTH_ACCOUNTS = 0, /* the default: users, API keys, sign-in, OIDC/JWT when configured */
+    LV_AUTH_TOKEN = 1,    /* one shared access token (a one-person setup) */
+    LV_AUTH_NONE = 2,     /* nobody is asked (loopback binds only) */
+    LV_AUTH_PROXY = 3,    /* accounts, and a --trusted-proxy's user header signs people in */
+} lv_auth_mode_t;
+
 typedef struct {
     char host[256];
     int port;
@@ -42,7 +50,22 @@ typedef struct {
     char tls_cert[512];
     char tls_key[512];
     char config_dir[512];
-    bool auth_none;
+    bool auth_none;              /* auth_mode == LV_AUTH_NONE (kept for the many places that ask) */
+    lv_auth_mode_t auth_mode;
+    /* accounts (lv_accounts.h): the database, single sign-on, bearer JWTs, the proxy header */
+    char db_url[512];            /* --db: "" = SQLite <config_dir>/livevlm.db; postgres://... */
+    char auth_proxy_header[64];  /* --auth proxy: the header naming the user (X-Forwarded-User) */
+    char oidc_issuer[256];       /* --oidc-issuer URL: OpenID Connect sign-in; "" = off */
+    char oidc_client_id[128];
+    char oidc_client_secret[256]; /* --oidc-client-secret or LIVEVLM_OIDC_CLIENT_SECRET; never logged */
+    char oidc_redirect_url[512]; /* "" = https://<Host of the request>/auth/oidc/callback */
+    char oidc_scopes[128];       /* default "openid email profile" */
+    char oidc_tenant_claim[64];  /* claim naming the user's tenant ("" = default tenant) */
+    char oidc_role_claim[64];    /* claim whose value(s) name the role ("" = user) */
+    char oidc_default_role[16];  /* role when the claim says nothing (default "user") */
+    char jwt_issuer[256];        /* --jwt-issuer: bearer JWTs from this issuer ("" = oidc_issuer) */
+    char jwt_audience[128];      /* --jwt-audience ("" = oidc_client_id) */
+    bool log_json;               /* --log-format json */
     /* --trusted-proxy ADDR[/BITS]: peers whose X-Forwarded-For names the client (lv_httpd.c,
      * docs/security.md "Behind a reverse proxy"); none by default, and then the header is never
      * read. The list of the highest source that gives any (flags, environment, file) is used. */
@@ -114,6 +137,10 @@ int lv_config_check_host(const char *what, const char *host, char *out, size_t o
 int lv_config_load_file(lv_config_t *c, const char *path, char *err, size_t err_size);
 /** Check cross-field rules (auth none only on loopback, tls files in pairs...). */
 int lv_config_validate(const lv_config_t *c, char *err, size_t err_size);
+/** "accounts", "token", "proxy" or "none" to a mode; LV_EINVAL for anything else. */
+int lv_config_parse_auth(const char *v, lv_auth_mode_t *out);
+/** The mode's name as --auth takes it. */
+const char *lv_config_auth_name(lv_auth_mode_t m);
 /** Print `serve --help`. */
 void lv_config_print_help(const char *prog);
 /** 1 if host is a loopback address (127.0.0.0/8, ::1, localhost). */

@@ -12,7 +12,11 @@
 #include "lv_analyze.h"
 #include "lv_app.h"
 #include "lv_assets.h"
+#include "lv_account_api.h"
+#include "lv_admin_api.h"
 #include "lv_auth.h"
+#include "lv_oidc.h"
+#include "lv_usage_api.h"
 #include "lv_camera_api.h"
 #include "lv_backend.h"
 #include "lv_cluster.h"
@@ -332,10 +336,20 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
         lv_buf_free(&b);
         return rc;
     }
+    if (lv_oidc_route(path))
+        return lv_oidc_handle(app, r);
     if (strncmp(path, "/api/", 5) != 0 && strcmp(path, "/models") != 0)
         return serve_static(app, r, path);
+    lv_principal_t who;
+    if (lv_account_api_route(path)) /* some need no credential (sign-in); it checks itself */
+        return lv_account_api_handle(app, r, lv_auth_check(app, r->head, r->ip) ? NULL : &who);
     if ((st = lv_auth_check(app, r->head, r->ip)) != 0)
         return refuse_auth(r, st, "log in with the access token printed by the server");
+    lv_auth_principal(app, r->head, r->ip, &who);
+    if (lv_admin_api_route(path))
+        return lv_admin_api_handle(app, r, &who);
+    if (lv_usage_api_route(path))
+        return lv_usage_api_handle(app, r, &who);
     if (strncmp(path, "/api/rtsp/", 10) == 0)
         return refuse_rtsp_api(r);
     if (strcmp(path, "/api/v1/config") == 0)
@@ -391,9 +405,17 @@ static int handle_post(lv_app_t *app, lv_req_t *r)
         cookie_header(app, hdr, sizeof(hdr), "", 0);
         return lv_req_respond(r, 204, NULL, "", 0, false, hdr);
     }
+    lv_principal_t who;
+    if (lv_account_api_route(r->path)) /* some need no credential (sign-in); it checks itself */
+        return lv_account_api_handle(app, r, lv_auth_check(app, r->head, r->ip) ? NULL : &who);
     int st = lv_auth_check(app, r->head, r->ip);
     if (st)
         return refuse_auth(r, st, "log in with the access token printed by the server");
+    lv_auth_principal(app, r->head, r->ip, &who);
+    if (lv_admin_api_route(r->path))
+        return lv_admin_api_handle(app, r, &who);
+    if (lv_usage_api_route(r->path))
+        return lv_usage_api_handle(app, r, &who);
     if (strcmp(r->path, "/api/v1/analyze") == 0)
         return lv_analyze_handle(app, r);
     if (lv_offer_route(r->path))

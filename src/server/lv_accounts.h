@@ -1,0 +1,43 @@
+/* lv_accounts.h - the serving process's side of accounts (docs/internals/accounts.md): it opens
+ * the database (lv_db.h), makes the default tenant and the first admin, keeps the snapshot
+ * (lv_acct.h) current on the loop and runs database work for HTTP handlers without blocking it.
+ * Loop thread only. app->accts is NULL with --auth token and none; the database (usage, audit) is
+ * open in every mode (app->db). */
+#ifndef LV_ACCOUNTS_H
+#define LV_ACCOUNTS_H
+
+#include <stdbool.h>
+
+#include "lv_acct.h"
+#include "lv_db.h"
+#include "lv_httpd.h"
+#include "lv_principal.h"
+
+struct lv_app;
+
+/** At start, before the server listens: open app->cfg.db_url (lv_db_open), then with accounts
+ * make the default tenant and, when there is no admin, an admin "admin" with a random password
+ * printed once on standard output; load the snapshot; start the reload poll (every second: when
+ * meta.version moved, a new snapshot replaces the old). 0 or an LV_E* code (logged). */
+int lv_accounts_start(struct lv_app *app);
+/** At the end, while the loop still runs: stop the poll, close the database (its queued jobs
+ * finish). */
+void lv_accounts_stop(struct lv_app *app);
+/** The current snapshot (NULL without accounts). Valid until the next loop turn: do not keep it. */
+lv_acct_snap_t *lv_accounts_snap(struct lv_app *app);
+
+/** Run work on the database thread for request r, then done on the loop with r, or with r NULL
+ * when the client left meanwhile (done still runs: free ud there). Marks r waiting. On a full queue
+ * answers r 503 itself and returns LV_ELIMIT (done is not called). */
+typedef void (*lv_accounts_req_done_fn)(struct lv_app *app, lv_req_t *r, int rc, void *ud);
+int lv_accounts_submit_req(struct lv_app *app, lv_req_t *r, lv_db_work_fn work, lv_accounts_req_done_fn done,
+                           void *ud);
+
+/** Write an audit record (queued; never blocks). actor is who did it. */
+void lv_accounts_audit(struct lv_app *app, const lv_principal_t *actor, const char *ip, const char *action,
+                       const char *target, const char *detail);
+
+/** Ask for a reload now (after this process changed something the snapshot holds). */
+void lv_accounts_reload(struct lv_app *app);
+
+#endif
