@@ -64,7 +64,8 @@ fi
 lock_sum=$(sha256sum tests/package-lock.json | cut -d' ' -f1)
 stamp=tests/node_modules/.livevlm-lock-sha256
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_sum" ] \
-   && [ -d tests/node_modules/ws ] && [ -d tests/node_modules/playwright-core ]; then
+   && [ -d tests/node_modules/ws ] && [ -d tests/node_modules/playwright-core ] \
+   && [ -d tests/node_modules/oidc-provider ]; then
   echo "install-deps: tests/node_modules up to date"
 else
   echo "install-deps: npm ci in tests/"
