@@ -357,8 +357,8 @@ static lv_session_t *session_alloc(void)
     return s;
 }
 
-int lv_session_create(lv_registry_t *reg, const char *principal, const lv_settings_t *settings,
-                      char secret_out[65], lv_session_t **out)
+int lv_session_create(lv_registry_t *reg, const char *principal, const char *tenant,
+                      const lv_settings_t *settings, char secret_out[65], lv_session_t **out)
 {
     int rc;
     /* live sessions are what the per-principal cap refuses; detached ones give way (see the header) */
@@ -377,6 +377,7 @@ int lv_session_create(lv_registry_t *reg, const char *principal, const lv_settin
     else
         lv_settings_defaults(&s->rec.settings);
     snprintf(s->rec.principal, sizeof(s->rec.principal), "%s", principal);
+    snprintf(s->rec.tenant, sizeof(s->rec.tenant), "%s", tenant && tenant[0] ? tenant : "default");
     s->rec.created_ms = lv_wall_ms();
     s->detached_wall_ms = s->rec.created_ms;
     s->persist_dirty = true;
@@ -532,6 +533,17 @@ size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, 
 }
 
 size_t lv_registry_count(const lv_registry_t *reg) { return reg->count; }
+
+void lv_registry_each(lv_registry_t *reg, int (*fn)(lv_session_t *s, void *ud), void *ud)
+{
+    lv_queue_t *p, *q;
+    for (p = reg->principal_order.next; p != &reg->principal_order; p = p->next) {
+        principal_count_t *o = LV_CONTAINER_OF(p, principal_count_t, link);
+        for (q = o->sessions.next; q != &o->sessions; q = q->next)
+            if (fn(LV_CONTAINER_OF(q, lv_session_t, principal_link), ud) != 0)
+                return;
+    }
+}
 
 /* ---------- the state file (lv_statefile.h) ---------- */
 

@@ -117,13 +117,14 @@ void lv_registry_destroy(lv_registry_t *reg);
  * the engine cancels its job and takes it out of the scheduler, as for lv_registry_sweep. */
 void lv_registry_set_evict_cb(lv_registry_t *reg, void (*before_evict)(lv_session_t *s, void *ud), void *ud);
 
-/** New session owned by `principal` (client address), with settings (NULL = defaults).
+/** New session owned by `principal` (its key: "u:<user id>" or a client address) charged to
+ * `tenant` (NULL or "" = "default"; longer than an id is cut), with settings (NULL = defaults).
  * Writes the resume secret (64 hex + NUL) to secret_out; it is not kept anywhere in clear.
  * May evict the principal's longest-detached session to make room (see lv_registry_caps_t).
  * LV_ELIMIT when the principal has max_sessions_per_principal live sessions, or the total is reached and
  * the principal has no detached session to give up. */
-int lv_session_create(lv_registry_t *reg, const char *principal, const lv_settings_t *settings,
-                      char secret_out[65], lv_session_t **out);
+int lv_session_create(lv_registry_t *reg, const char *principal, const char *tenant,
+                      const lv_settings_t *settings, char secret_out[65], lv_session_t **out);
 /** Find a session by id and check its secret (constant time). LV_ENOTFOUND for a wrong id or secret
  * (the same answer for both, so ids cannot be probed). */
 int lv_session_resume(lv_registry_t *reg, const char *id, const char *secret, lv_session_t **out);
@@ -166,6 +167,10 @@ size_t lv_registry_sweep(lv_registry_t *reg, uint64_t now_ms, uint64_t idle_ms, 
 void lv_registry_remove(lv_registry_t *reg, lv_session_t *s);
 /** Number of live sessions. */
 size_t lv_registry_count(const lv_registry_t *reg);
+/** Call fn for each session (principal by principal in order of arrival, each one's oldest
+ * first) until fn returns non-zero. fn must not add or remove sessions: it is for listings (the
+ * admin's GET /api/v1/admin/sessions), O(sessions). */
+void lv_registry_each(lv_registry_t *reg, int (*fn)(lv_session_t *s, void *ud), void *ud);
 
 /** Recreate a session an earlier run saved (lv_statefile_parse): same id, secret hash, principal,
  * settings, started state, history and answer numbering, no socket, its idle clock already

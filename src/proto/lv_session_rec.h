@@ -17,6 +17,9 @@ typedef struct {
     char id[LV_SESSION_ID_LEN + 1];
     char secret_hash[LV_SECRET_HASH_LEN + 1];
     char principal[LV_PRINCIPAL_KEY_MAX]; /* who created it (lv_principal.h): per-principal caps */
+    char tenant[LV_PRINCIPAL_ID_MAX];     /* the principal's tenant when it was created: the fair
+                                           * queue's first level ("default" without accounts and
+                                           * in records written before tenants existed) */
     lv_settings_t settings;
     bool started;
     uint64_t created_ms;                  /* wall clock */

@@ -323,7 +323,7 @@ int lv_analyze_handle(lv_app_t *app, lv_req_t *r)
     lv_frame_t *f = lv_frame_new(hdr.jpeg, hdr.jpeg_len);
     char secret[65];
     lv_session_t *s = NULL;
-    rc = a && f ? lv_session_create(app->reg, who.key, &st, secret, &s) : LV_ENOMEM;
+    rc = a && f ? lv_session_create(app->reg, who.key, who.tenant, &st, secret, &s) : LV_ENOMEM;
     memset(secret, 0, sizeof(secret)); /* nobody resumes a one-shot session */
     if (rc) {
         free(a);

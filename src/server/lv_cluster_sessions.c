@@ -45,6 +45,7 @@ typedef struct {
     char secret_hash[LV_SECRET_HASH_LEN + 1];
     char provisional[33]; /* admission: this hello's member in lv:us:<principal> */
     char principal[LV_PRINCIPAL_KEY_MAX];
+    char tenant[LV_PRINCIPAL_ID_MAX]; /* admission: the principal's tenant (the fair queue's level) */
     lv_settings_t settings; /* admission: the new session's (checked) settings */
 } hello_t;
 
@@ -513,7 +514,7 @@ static void create_admitted(lv_csess_t *cs, hello_t *h, lv_conn_t *c)
     char secret[65];
     lv_session_t *s = NULL;
     uint64_t now = lv_now_ms();
-    int rc = lv_session_create(cs->app->reg, h->principal, &h->settings, secret, &s);
+    int rc = lv_session_create(cs->app->reg, h->principal, h->tenant, &h->settings, secret, &s);
     if (rc) {
         drop_provisional(cs, h);
         lv_engine_hello_done(c, NULL, NULL, rc);
@@ -563,6 +564,7 @@ int lv_csess_admit(lv_app_t *app, lv_conn_t *c, const lv_settings_t *settings)
         return LV_ENOMEM;
     h->settings = *settings;
     snprintf(h->principal, sizeof(h->principal), "%s", c->principal.key);
+    snprintf(h->tenant, sizeof(h->tenant), "%s", c->principal.tenant);
     if (lv_rand_hex(h->provisional, sizeof(h->provisional), 16) != 0) {
         hello_take_conn(cs, h);
         free(h);

@@ -586,7 +586,7 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
     }
     char secret[65];
     lv_session_t *s = NULL;
-    rc = lv_session_create(app->reg, c->principal.key, &settings, secret, &s);
+    rc = lv_session_create(app->reg, c->principal.key, c->principal.tenant, &settings, secret, &s);
     if (rc == LV_ELIMIT) {
         send_too_many_sessions(c);
         return;

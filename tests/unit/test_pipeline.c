@@ -387,7 +387,7 @@ static lv_session_t *new_session(fx_t *fx, const char *principal, fake_source_t 
 {
     char secret[65];
     lv_session_t *s = NULL;
-    assert_int_equal(lv_session_create(fx->reg, principal, NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, principal, NULL, NULL, secret, &s), 0);
     s->rec.settings.interval_ms = interval_ms;
     if (src) {
         memset(src, 0, sizeof *src);

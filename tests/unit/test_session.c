@@ -72,7 +72,7 @@ static void create_and_resume(void **state)
     fx_t *fx = *state;
     char secret[65], other[65];
     lv_session_t *s, *r;
-    assert_int_equal(lv_session_create(fx->reg, "1.2.3.4", NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, "1.2.3.4", NULL, NULL, secret, &s), 0);
     assert_int_equal(strlen(s->rec.id), LV_SESSION_ID_LEN);
     assert_int_equal(strlen(secret), 64);
     /* the secret is not stored in clear */
@@ -85,7 +85,7 @@ static void create_and_resume(void **state)
     assert_int_equal(lv_session_resume(fx->reg, "00000000000000000000000000000000", secret, &r), LV_ENOTFOUND);
     /* two sessions never share an id */
     lv_session_t *s2;
-    assert_int_equal(lv_session_create(fx->reg, "1.2.3.4", NULL, secret, &s2), 0);
+    assert_int_equal(lv_session_create(fx->reg, "1.2.3.4", NULL, NULL, secret, &s2), 0);
     assert_string_not_equal(s->rec.id, s2->rec.id);
 }
 
@@ -95,12 +95,12 @@ static void caps_per_owner_and_total(void **state)
     char secret[65];
     lv_session_t *s;
     for (int i = 0; i < 3; i++)
-        assert_int_equal(lv_session_create(fx->reg, "a", NULL, secret, &s), 0);
-    assert_int_equal(lv_session_create(fx->reg, "a", NULL, secret, &s), LV_ELIMIT);
+        assert_int_equal(lv_session_create(fx->reg, "a", NULL, NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, "a", NULL, NULL, secret, &s), LV_ELIMIT);
     assert_int_equal(lv_registry_principal_count(fx->reg, "a"), 3);
-    assert_int_equal(lv_session_create(fx->reg, "b", NULL, secret, &s), 0);
-    assert_int_equal(lv_session_create(fx->reg, "c", NULL, secret, &s), 0);
-    assert_int_equal(lv_session_create(fx->reg, "d", NULL, secret, &s), LV_ELIMIT); /* 5 in total */
+    assert_int_equal(lv_session_create(fx->reg, "b", NULL, NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, "c", NULL, NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, "d", NULL, NULL, secret, &s), LV_ELIMIT); /* 5 in total */
     assert_int_equal(lv_registry_count(fx->reg), 5);
 }
 
@@ -109,7 +109,7 @@ static void mailbox_latest_wins(void **state)
     fx_t *fx = *state;
     char secret[65];
     lv_session_t *s;
-    assert_int_equal(lv_session_create(fx->reg, "x", NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, "x", NULL, NULL, secret, &s), 0);
     lv_frame_t *f1 = lv_frame_new("one", 3), *f2 = lv_frame_new("two!", 4);
     assert_int_equal(lv_session_mailbox_put(s, f1), 0);
     assert_int_equal(lv_session_mailbox_put(s, f2), 1);
@@ -138,7 +138,7 @@ static void history_bounded(void **state)
     fx_t *fx = *state;
     char secret[65], text[32];
     lv_session_t *s;
-    assert_int_equal(lv_session_create(fx->reg, "x", NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, "x", NULL, NULL, secret, &s), 0);
     for (int i = 1; i <= LV_HISTORY_MAX + 5; i++) {
         int n = snprintf(text, sizeof(text), "answer %d", i);
         lv_session_history_add(s, (uint64_t)i, text, (size_t)n, 10.0, 1000);
@@ -167,8 +167,8 @@ static void expiry_only_detached(void **state)
     fx_t *fx = *state;
     char secret[65];
     lv_session_t *a, *b;
-    assert_int_equal(lv_session_create(fx->reg, "x", NULL, secret, &a), 0);
-    assert_int_equal(lv_session_create(fx->reg, "y", NULL, secret, &b), 0);
+    assert_int_equal(lv_session_create(fx->reg, "x", NULL, NULL, secret, &a), 0);
+    assert_int_equal(lv_session_create(fx->reg, "y", NULL, NULL, secret, &b), 0);
     char id_a[40];
     snprintf(id_a, sizeof(id_a), "%s", a->rec.id);
     /* a: detached at t=1000; b: has a socket */
@@ -211,20 +211,20 @@ static void owner_cap_counts_live_and_evicts_detached(void **state)
     lv_session_t *a, *b, *c, *d;
     lv_registry_set_evict_cb(fx->reg, count_evict, NULL);
     evicted_count = 0;
-    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &a), 0);
-    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &b), 0);
-    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &c), 0);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, NULL, secret, &a), 0);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, NULL, secret, &b), 0);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, NULL, secret, &c), 0);
     set_conns(a, 1, 10);
     set_conns(b, 1, 10);
     set_conns(c, 2, 10); /* two sockets on one session: still one session */
     assert_int_equal(lv_registry_principal_live(fx->reg, "n"), 3);
-    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &d), LV_ELIMIT);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, NULL, secret, &d), LV_ELIMIT);
     /* a leaves at t=200, b at t=100: b has been gone longest and gives way first */
     set_conns(a, 0, 200);
     set_conns(b, 0, 100);
     snprintf(id_b, sizeof(id_b), "%s", b->rec.id);
     assert_int_equal(lv_registry_principal_live(fx->reg, "n"), 1);
-    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &d), 0);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, NULL, secret, &d), 0);
     assert_int_equal(evicted_count, 1);
     assert_null(lv_session_find(fx->reg, id_b));
     lv_session_rec_t rec;
@@ -234,10 +234,10 @@ static void owner_cap_counts_live_and_evicts_detached(void **state)
     /* resuming a (a socket again) makes it live: now 3 live, nothing left to give way */
     set_conns(a, 1, 300);
     set_conns(d, 1, 300);
-    assert_int_equal(lv_session_create(fx->reg, "n", NULL, secret, &b), LV_ELIMIT);
+    assert_int_equal(lv_session_create(fx->reg, "n", NULL, NULL, secret, &b), LV_ELIMIT);
     assert_int_equal(evicted_count, 1);
     /* another owner is not affected by n's sessions */
-    assert_int_equal(lv_session_create(fx->reg, "m", NULL, secret, &b), 0);
+    assert_int_equal(lv_session_create(fx->reg, "m", NULL, NULL, secret, &b), 0);
     set_conns(a, 0, 400);
     set_conns(c, 0, 400);
     set_conns(d, 0, 400);
@@ -253,7 +253,7 @@ static void reloads_never_lock_out(void **state)
     lv_registry_set_evict_cb(fx->reg, count_evict, NULL);
     evicted_count = 0;
     for (int i = 0; i < 25; i++) {
-        assert_int_equal(lv_session_create(fx->reg, "r", NULL, secret, &s), 0);
+        assert_int_equal(lv_session_create(fx->reg, "r", NULL, NULL, secret, &s), 0);
         set_conns(s, 1, 1000 + (uint64_t)i);
         set_conns(s, 0, 1000 + (uint64_t)i);
         assert_true(lv_registry_principal_count(fx->reg, "r") <= 3);
@@ -273,14 +273,14 @@ static void total_cap_evicts_only_own(void **state)
     evicted_count = 0;
     const char *owners[5] = {"a", "a", "b", "b", "c"};
     for (int i = 0; i < 5; i++) {
-        assert_int_equal(lv_session_create(fx->reg, owners[i], NULL, secret, &s[i]), 0);
+        assert_int_equal(lv_session_create(fx->reg, owners[i], NULL, NULL, secret, &s[i]), 0);
         set_conns(s[i], 1, 10);
     }
     set_conns(s[0], 0, 20); /* a has a detached session */
     set_conns(s[2], 0, 20); /* so has b */
-    assert_int_equal(lv_session_create(fx->reg, "d", NULL, secret, &x), LV_ELIMIT);
+    assert_int_equal(lv_session_create(fx->reg, "d", NULL, NULL, secret, &x), LV_ELIMIT);
     assert_int_equal(evicted_count, 0);
-    assert_int_equal(lv_session_create(fx->reg, "a", NULL, secret, &x), 0);
+    assert_int_equal(lv_session_create(fx->reg, "a", NULL, NULL, secret, &x), 0);
     assert_int_equal(evicted_count, 1);
     assert_int_equal(lv_registry_count(fx->reg), 5);
     assert_int_equal(lv_registry_principal_count(fx->reg, "b"), 2);
@@ -293,7 +293,7 @@ static void started_list(void **state)
     fx_t *fx = *state;
     char secret[65];
     lv_session_t *s;
-    assert_int_equal(lv_session_create(fx->reg, "x", NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(fx->reg, "x", NULL, NULL, secret, &s), 0);
     lv_session_set_started(fx->reg, s, true, 5);
     assert_false(lv_queue_empty(lv_registry_started(fx->reg)));
     assert_int_equal(s->next_credit_ms, 5);
@@ -356,7 +356,7 @@ static void many_principals(void **state)
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < P * PER; i++) {
             snprintf(who, sizeof(who), "10.%d.%d.%d", round, i % P / 256, i % P % 256);
-            assert_int_equal(lv_session_create(reg, who, NULL, secret, &s), 0);
+            assert_int_equal(lv_session_create(reg, who, NULL, NULL, secret, &s), 0);
             assert_ptr_equal(lv_session_find(reg, s->rec.id), s);
             set_conns(s, 0, 100); /* detached at once */
         }
@@ -368,7 +368,7 @@ static void many_principals(void **state)
             assert_int_equal(lv_registry_principal_live(reg, who), 0);
         }
         /* a full registry: a principal with room but no detached session is refused */
-        assert_int_equal(lv_session_create(reg, "192.0.2.1", NULL, secret, &s), LV_ELIMIT);
+        assert_int_equal(lv_session_create(reg, "192.0.2.1", NULL, NULL, secret, &s), LV_ELIMIT);
         freed_count = 0;
         assert_int_equal(lv_registry_sweep(reg, 1100, 1000, SIZE_MAX, count_free, NULL), P * PER);
         assert_int_equal(freed_count, P * PER);
@@ -395,7 +395,7 @@ static void sweep_bounded_resumes(void **state)
     lv_session_t *s[9];
     for (int i = 0; i < 9; i++) {
         snprintf(who, sizeof(who), "p%d", i / 3);
-        assert_int_equal(lv_session_create(reg, who, NULL, secret, &s[i]), 0);
+        assert_int_equal(lv_session_create(reg, who, NULL, NULL, secret, &s[i]), 0);
         /* 1, 4, 5 and 8 have been idle long enough; the others have a socket */
         set_conns(s[i], (i == 1 || i == 4 || i == 5 || i == 8) ? 0 : 1, 10);
     }
@@ -502,7 +502,7 @@ static void registry_random_ops(void **state)
             int p = (int)reg_rnd(RP);
             lv_session_t *s;
             snprintf(who, sizeof(who), "p%d", p);
-            if (lv_session_create(reg, who, NULL, secret, &s) == 0) {
+            if (lv_session_create(reg, who, NULL, NULL, secret, &s) == 0) {
                 assert_true(m->n < RS);
                 m->s[m->n] = s;
                 m->principal[m->n++] = p;

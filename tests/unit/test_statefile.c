@@ -712,8 +712,8 @@ static void registry_restart(void **state)
     lv_settings_defaults(&set);
     snprintf(set.prompt, sizeof(set.prompt), "Describe the cat.");
     set.max_tokens = 77;
-    assert_int_equal(lv_session_create(a.reg, "1.2.3.4", &set, secret, &s), 0);
-    assert_int_equal(lv_session_create(a.reg, "5.6.7.8", NULL, secret2, &s2), 0);
+    assert_int_equal(lv_session_create(a.reg, "1.2.3.4", NULL, &set, secret, &s), 0);
+    assert_int_equal(lv_session_create(a.reg, "5.6.7.8", NULL, NULL, secret2, &s2), 0);
     s->n_viewers = 1;
     lv_session_attach_changed(s, 1000);
     lv_session_attach_changed(s2, 1000); /* s2 detached */
@@ -780,7 +780,7 @@ static void dirty_list(void **state)
     char secret[65];
     fx_init(&fx, 10);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(lv_session_create(fx.reg, "1.2.3.4", NULL, secret, &s[i]), 0);
+        assert_int_equal(lv_session_create(fx.reg, "1.2.3.4", NULL, NULL, secret, &s[i]), 0);
     /* created: dirty, in creation order; a second change does not queue it twice */
     lv_session_mark_dirty(s[0]);
     for (int i = 0; i < 3; i++)
@@ -850,7 +850,7 @@ static void snapshot_only_when_changed(void **state)
     memset(&snap, 0, sizeof(snap));
     assert_int_equal(lv_registry_snapshot(a.reg, false, SIZE_MAX, SIZE_MAX, &snap), LV_EAGAIN);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(lv_session_create(a.reg, "1.1.1.1", NULL, secret, &s[i]), 0);
+        assert_int_equal(lv_session_create(a.reg, "1.1.1.1", NULL, NULL, secret, &s[i]), 0);
     /* a budget of one byte encodes one session per call; the others wait */
     assert_int_equal(lv_registry_snapshot(a.reg, false, 1, SIZE_MAX, &snap), 0);
     assert_int_equal(snap.n, 1);
@@ -951,7 +951,7 @@ static void persist_file(void **state)
     assert_int_equal(stats.sessions, 0);
 
     assert_int_equal(lv_persist_start(p, 10, 60000, persist_snapshot, &ud), 0);
-    assert_int_equal(lv_session_create(a.reg, "9.9.9.9", NULL, secret, &s), 0);
+    assert_int_equal(lv_session_create(a.reg, "9.9.9.9", NULL, NULL, secret, &s), 0);
     /* the writer's timer does not keep a loop alive (by design); this one does, meanwhile */
     uv_timer_t keepalive;
     uv_timer_init(&loop, &keepalive);
