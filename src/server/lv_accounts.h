@@ -40,4 +40,14 @@ void lv_accounts_audit(struct lv_app *app, const lv_principal_t *actor, const ch
 /** Ask for a reload now (after this process changed something the snapshot holds). */
 void lv_accounts_reload(struct lv_app *app);
 
+/** Install a snapshot a job of this process built (after a change it made, so the next request
+ * sees it): takes snap; one older than the current is freed instead. Calls lv_fair_apply. */
+void lv_accounts_install(struct lv_app *app, lv_acct_snap_t *snap);
+/** Database thread, or a CLI's db: make the default tenant when it is missing. */
+int lv_accounts_ensure_default_tenant(lv_db_t *db);
+
+/** The per-account password failure table (lv_auth.h lv_auth_account_locked); NULL without
+ * accounts. */
+struct lv_auth_locks *lv_accounts_locks(struct lv_app *app);
+
 #endif

@@ -308,7 +308,7 @@ int lv_analyze_handle(lv_app_t *app, lv_req_t *r)
                            NULL);
     }
     lv_principal_t who;
-    lv_auth_principal(app, r->head, r->ip, &who);
+    lv_auth_principal(app, r, &who);
     if (app->cfg.user_fpm > 0 && !lv_engine_frame_budget_take(app, who.key, now_ms)) {
         char msg[200], extra[64];
         uint64_t wait_s = (uint64_t)lv_engine_frame_budget_retry_s(app, who.key, now_ms);

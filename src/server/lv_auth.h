@@ -1,13 +1,17 @@
 /* lv_auth.h - who may use the server (lv_auth.c): the access token (a file in the config dir), the
- * credential a request carries (Bearer header or the login cookie), and the principal it acts for.
+ * credential a request carries (API key, JWT, sign-in cookie, a trusted proxy's user header, or
+ * the shared token), and the principal it acts for (lv_principal.h).
  * Failed credentials are counted per address in the iptable (lv_iptable.h). Loop thread only,
  * except the token files, which main reads before the loop runs. */
 #ifndef LV_AUTH_H
 #define LV_AUTH_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "lv_http1.h"
+#include "lv_httpd.h"
 #include "lv_principal.h"
 
 struct lv_app;
@@ -21,17 +25,51 @@ int lv_auth_load_token(const char *config_dir, char out[65], bool *created);
 /** Write a new random token to config_dir/token (mode 0600, replaced whole; the directory is made
  * when missing) and into out. 0 or an LV_E* code. */
 int lv_auth_rotate_token(const char *config_dir, char out[65]);
-/** Who the holder of req's (already checked) credential is: the principal its sessions and fair
- * share are charged to (lv_principal.h). Today the access token is shared, so the holder at this
- * client address; with accounts, the account. ip here and below is the request's client address
- * (lv_req_t.ip): the TCP peer, or behind a --trusted-proxy the client it forwarded (lv_httpd.c),
- * never a header from anyone else. */
-void lv_auth_principal(struct lv_app *app, const lv_http1_req_t *req, const char *ip, lv_principal_t *out);
-/** 0 when req carries the right credential; else the status to answer: 401, or 429 when it
- * carries a wrong one and ip is over its failed credentials for the minute (wrong ones count). */
-int lv_auth_check(struct lv_app *app, const lv_http1_req_t *req, const char *ip);
+/** Authenticate r (docs/internals/accounts.md "Credentials", in this order: Bearer lvk_ API key,
+ * Bearer JWT, the livevlm_session sign-in cookie, with --auth proxy the proxy's user header from a
+ * --trusted-proxy peer; with --auth token the shared token, with none nobody is asked). 0 and *who
+ * filled (every field) when r carries a valid credential. Else the status to answer and in *why a
+ * static sentence saying what was wrong (a revoked key, a disabled user...): 401; 403 for a POST
+ * signed in with the cookie that lacks the right X-CSRF-Token (code "csrf"); 429 when r carries a
+ * wrong credential and its address is over its failed credentials this minute (wrong ones count);
+ * 503 while bearer JWT keys are still being fetched. who and why may be NULL. With --auth proxy, a
+ * proxy user seen for the first time is not in the snapshot yet: see lv_auth_proxy_pending. */
+int lv_auth_check(struct lv_app *app, const lv_req_t *r, lv_principal_t *who, const char **why);
+/** Who the holder of r's credential is (lv_auth_check's principal, for handlers that run after the
+ * check passed): the principal its sessions and fair share are charged to (lv_principal.h). */
+void lv_auth_principal(struct lv_app *app, const lv_req_t *r, lv_principal_t *out);
 /** Count a failed credential from ip (any kind: header, cookie, login form, ?token= link);
- * returns 429 when ip was already over LOGIN_FAILS_PER_MIN (lv_iptable.c) this minute, else 401. */
+ * returns 429 when ip was already over LOGIN_FAILS_PER_MIN (lv_iptable.c) this minute, else 401.
+ * ip is the request's client address (lv_req_t.ip): the TCP peer, or behind a --trusted-proxy the
+ * client it forwarded (lv_httpd.c), never a header from anyone else. */
 int lv_auth_failed(struct lv_app *app, const char *ip);
+
+/** --auth proxy: when r comes from a --trusted-proxy peer naming a user that does not exist yet,
+ * create it (role user, default tenant) off the loop and call again(app, r) once it is in the
+ * snapshot (r waits meanwhile; r NULL is never passed: a request whose client left is dropped).
+ * True when r was taken this way (the caller returns); false when there is nothing to create. */
+bool lv_auth_proxy_pending(struct lv_app *app, lv_req_t *r, void (*again)(struct lv_app *app, lv_req_t *r));
+
+/* Per-account password failures (docs/internals/accounts.md "Credentials"): 5 failed passwords
+ * for one account name within a minute lock that account's password sign-in for a minute,
+ * whichever address tries, so a locked account cannot be probed faster from many addresses. The
+ * table is bounded (LV_AUTH_LOCKS_MAX names; the oldest entries are evicted first), so unknown
+ * names sent to fill it cost memory only up to the cap. */
+#define LV_AUTH_ACCOUNT_FAILS_PER_MIN 5
+#define LV_AUTH_ACCOUNT_LOCK_MS 60000
+#define LV_AUTH_LOCKS_MAX 4096
+
+/** True while name's password sign-in is locked (the sign-in route answers 429 without checking
+ * the password). now_ms: lv_now_ms(). False without accounts. */
+bool lv_auth_account_locked(struct lv_app *app, const char *name, uint64_t now_ms);
+/** Count a failed password for name (an unknown name counts too: it looks the same outside). */
+void lv_auth_account_failed(struct lv_app *app, const char *name, uint64_t now_ms);
+
+/* The table itself, without an app (unit tests; lv_accounts.c owns the process's one). */
+typedef struct lv_auth_locks lv_auth_locks_t;
+lv_auth_locks_t *lv_auth_locks_create(size_t max_names);
+void lv_auth_locks_free(lv_auth_locks_t *l);
+bool lv_auth_locks_locked(lv_auth_locks_t *l, const char *name, uint64_t now_ms);
+void lv_auth_locks_failed(lv_auth_locks_t *l, const char *name, uint64_t now_ms);
 
 #endif

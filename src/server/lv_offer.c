@@ -240,7 +240,7 @@ int lv_offer_handle(lv_app_t *app, lv_req_t *r)
         goto out;
     }
     lv_principal_t who;
-    lv_auth_principal(app, r->head, r->ip, &who);
+    lv_auth_principal(app, r, &who);
     lv_session_t *s = lv_session_find(app->reg, sid);
     if (!s || strcmp(s->rec.principal, who.key) != 0) {
         not_found(r);

@@ -52,12 +52,29 @@ static int respond_json(lv_req_t *r, int status, json_t *obj, const char *extra)
     return rc;
 }
 
-/* 401 or, for an address over its failed credentials, 429 (lv_auth_check). */
-static int refuse_auth(lv_req_t *r, int status, const char *message)
+/* lv_auth_check's refusal: 401 with its reason, 403 for a cookie POST without its CSRF token, 429
+ * for an address over its failed credentials, 503 while a credential cannot be checked yet. */
+static int refuse_auth(lv_req_t *r, int status, const char *why, const char *fallback)
 {
-    if (status == 429)
+    const char *message = why ? why : fallback;
+    switch (status) {
+    case 429:
         return lv_req_respond_error(r, 429, "rate_limited", "too many failed credentials; wait a minute");
-    return lv_req_respond_error(r, 401, "unauthorized", message);
+    case 403:
+        return lv_req_respond_error(r, 403, "csrf", message);
+    case 503:
+        return lv_req_respond_error(r, 503, "unavailable", message);
+    default:
+        return lv_req_respond_error(r, 401, "unauthorized", message);
+    }
+}
+
+/* With accounts a viewer watches but sends nothing to a model (docs/internals/accounts.md
+ * "Roles"). */
+static int refuse_viewer(lv_req_t *r)
+{
+    return lv_req_respond_error(r, 403, "forbidden_role",
+                                "this account is a viewer: it may watch, not send pictures to a model");
 }
 
 /* ---------- static files ---------- */
@@ -113,6 +130,10 @@ static int serve_static(lv_app_t *app, lv_req_t *r, const char *path)
         path = "/index.html";
     else if (strcmp(path, "/wall") == 0)
         path = "/wall.html"; /* the camera wall (web/wall.js) */
+    else if (strcmp(path, "/login") == 0)
+        path = "/login.html"; /* the sign-in page (accounts) */
+    else if (strcmp(path, "/admin") == 0)
+        path = "/admin.html"; /* the admin page (accounts; its API checks the role) */
     const char *type = mime_of(path);
     if (!type || strstr(path, "..") || strstr(path, "//"))
         return lv_req_respond_error(r, 404, "not_found", "no such page");
@@ -195,7 +216,7 @@ static int api_config(lv_app_t *app, lv_req_t *r)
                                "max_sockets_per_ip", (json_int_t)app->cfg.max_sockets_per_ip, "session_idle_s",
                                (json_int_t)app->cfg.session_idle_s);
     json_t *o = json_pack("{s:i, s:s, s:s, s:o, s:s?, s:o, s:o, s:o}", "protocol", PROTOCOL_VERSION, "version",
-                          LIVEVLM_VERSION, "auth", app->cfg.auth_none ? "none" : "token", "backends",
+                          LIVEVLM_VERSION, "auth", lv_config_auth_name(app->cfg.auth_mode), "backends",
                           backends_json(app), "no_backend_help",
                           lv_pool_count(app->pool) ? NULL : app->no_backend_help, "defaults",
                           lv_settings_to_json(&defaults), "limits", limits, "presets", presets);
@@ -299,20 +320,22 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
 {
     const char *path = r->path;
     char arg[160];
+    const char *why = NULL;
     int st;
     if (strcmp(path, "/healthz") == 0)
         return lv_req_respond(r, 200, "text/plain; charset=utf-8", "ok\n", 3, false, NULL);
-    if (strcmp(path, "/") == 0 && lv_query_get(r->query, "token", arg, sizeof(arg)) != LV_ENOTFOUND)
+    if (strcmp(path, "/") == 0 && app->cfg.auth_mode == LV_AUTH_TOKEN &&
+        lv_query_get(r->query, "token", arg, sizeof(arg)) != LV_ENOTFOUND)
         return token_link(app, r, arg);
     if (strcmp(path, "/readyz") == 0) {
         /* a cluster frontend never calls a backend (workers do): ready = it reaches Redis, where
          * its jobs, sessions and limits are; haproxy takes it out of rotation otherwise */
         if (app->cluster) {
-            const char *why;
+            const char *unready;
             char body[96];
-            if (lv_cluster_ready(app->cluster, &why))
+            if (lv_cluster_ready(app->cluster, &unready))
                 return lv_req_respond(r, 200, "text/plain; charset=utf-8", "ready\n", 6, false, NULL);
-            int n = snprintf(body, sizeof(body), "%s\n", why);
+            int n = snprintf(body, sizeof(body), "%s\n", unready);
             return lv_req_respond(r, 503, "text/plain; charset=utf-8", body, (size_t)n, true, NULL);
         }
         /* ready = at least one backend in rotation with a model to serve */
@@ -324,8 +347,8 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
         return lv_req_respond(r, 503, "text/plain; charset=utf-8", "no healthy backend\n", 19, false, NULL);
     }
     if (strcmp(path, "/metrics") == 0) {
-        if (!app->cfg.metrics_public && (st = lv_auth_check(app, r->head, r->ip)) != 0)
-            return refuse_auth(r, st, "send the access token (or start with --metrics-public)");
+        if (!app->cfg.metrics_public && (st = lv_auth_check(app, r, NULL, &why)) != 0)
+            return refuse_auth(r, st, why, "send a credential (or start with --metrics-public)");
         lv_buf_t b;
         lv_buf_init(&b, 8u << 20);
         bool ok = lv_stat_render(app, &b) == 0 && lv_camera_api_metrics(app, &b) == 0 &&
@@ -342,10 +365,9 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
         return serve_static(app, r, path);
     lv_principal_t who;
     if (lv_account_api_route(path)) /* some need no credential (sign-in); it checks itself */
-        return lv_account_api_handle(app, r, lv_auth_check(app, r->head, r->ip) ? NULL : &who);
-    if ((st = lv_auth_check(app, r->head, r->ip)) != 0)
-        return refuse_auth(r, st, "log in with the access token printed by the server");
-    lv_auth_principal(app, r->head, r->ip, &who);
+        return lv_account_api_handle(app, r);
+    if ((st = lv_auth_check(app, r, &who, &why)) != 0)
+        return refuse_auth(r, st, why, "log in with the access token printed by the server");
     if (lv_admin_api_route(path))
         return lv_admin_api_handle(app, r, &who);
     if (lv_usage_api_route(path))
@@ -398,24 +420,27 @@ static int handle_post(lv_app_t *app, lv_req_t *r)
         LV_INFO("refused a POST %s from %s with a foreign Origin", r->path, r->ip);
         return lv_req_respond_error(r, 403, "forbidden_origin", "request from a page of another site");
     }
-    if (strcmp(r->path, "/api/v1/login") == 0)
+    bool token_login = app->cfg.auth_mode == LV_AUTH_TOKEN || app->cfg.auth_mode == LV_AUTH_NONE;
+    if (token_login && strcmp(r->path, "/api/v1/login") == 0)
         return api_login(app, r);
-    if (strcmp(r->path, "/api/v1/logout") == 0) {
+    if (token_login && strcmp(r->path, "/api/v1/logout") == 0) {
         char hdr[256];
         cookie_header(app, hdr, sizeof(hdr), "", 0);
         return lv_req_respond(r, 204, NULL, "", 0, false, hdr);
     }
     lv_principal_t who;
+    const char *why = NULL;
     if (lv_account_api_route(r->path)) /* some need no credential (sign-in); it checks itself */
-        return lv_account_api_handle(app, r, lv_auth_check(app, r->head, r->ip) ? NULL : &who);
-    int st = lv_auth_check(app, r->head, r->ip);
+        return lv_account_api_handle(app, r);
+    int st = lv_auth_check(app, r, &who, &why);
     if (st)
-        return refuse_auth(r, st, "log in with the access token printed by the server");
-    lv_auth_principal(app, r->head, r->ip, &who);
+        return refuse_auth(r, st, why, "log in with the access token printed by the server");
     if (lv_admin_api_route(r->path))
         return lv_admin_api_handle(app, r, &who);
     if (lv_usage_api_route(r->path))
         return lv_usage_api_handle(app, r, &who);
+    if ((strcmp(r->path, "/api/v1/analyze") == 0 || lv_offer_route(r->path)) && who.role == LV_PRINCIPAL_VIEWER)
+        return refuse_viewer(r);
     if (strcmp(r->path, "/api/v1/analyze") == 0)
         return lv_analyze_handle(app, r);
     if (lv_offer_route(r->path))
@@ -430,7 +455,9 @@ int lv_server_body_cap(lv_app_t *app, const lv_req_t *r, size_t *cap)
     bool offer = lv_offer_route(r->path);
     if (strcmp(r->path, "/api/v1/analyze") != 0 && !offer)
         return 0;
-    int st = lv_auth_check(app, r->head, r->ip);
+    int st = lv_auth_check(app, r, NULL, NULL);
+    if (st == 503)
+        st = 0; /* a proxy user seen for the first time: set up once the body is in (lv_server_handle) */
     if (st)
         return st;
     *cap = offer ? lv_offer_body_cap(app) : lv_analyze_body_cap(app);
@@ -454,10 +481,12 @@ static bool lists_token(const char *list, const char *token)
 static int ws_upgrade(lv_app_t *app, lv_req_t *r)
 {
     char origin[512], host[300], version[16], protos[256];
+    const char *why = NULL;
+    lv_principal_t who;
     int status = 0, st;
     if (strcmp(r->path, "/ws") != 0 || r->is_post || r->is_head)
         status = 404;
-    else if ((st = lv_auth_check(app, r->head, r->ip)) != 0)
+    else if ((st = lv_auth_check(app, r, &who, &why)) != 0)
         status = st;
     else if ((st = lv_http1_header_copy(r->head, "origin", origin, sizeof(origin))) != LV_ENOTFOUND &&
              (st != 0 || lv_http1_header_copy(r->head, "host", host, sizeof(host)) != 0 ||
@@ -467,18 +496,20 @@ static int ws_upgrade(lv_app_t *app, lv_req_t *r)
         status = 429;
     if (status) {
         LV_INFO("refused WebSocket upgrade from %s: %d", r->ip, status);
+        if (why && (status == 401 || status == 503))
+            return refuse_auth(r, status, why, NULL);
         static const struct {
             int status;
             const char *code, *message;
-        } why[] = {
+        } reasons[] = {
             {401, "unauthorized", "log in with the access token printed by the server"},
             {403, "forbidden_origin", "WebSocket from a page of another site"},
             {404, "not_found", "WebSockets are served on /ws"},
             {429, "rate_limited", "too many WebSockets or failed credentials from this address"},
         };
-        for (size_t i = 0; i < LV_ARRAY_LEN(why); i++)
-            if (why[i].status == status)
-                return lv_req_respond_error(r, status, why[i].code, why[i].message);
+        for (size_t i = 0; i < LV_ARRAY_LEN(reasons); i++)
+            if (reasons[i].status == status)
+                return lv_req_respond_error(r, status, reasons[i].code, reasons[i].message);
         return lv_req_respond_error(r, status, "refused", "WebSocket refused");
     }
     /* RFC 6455 section 4.4: a version we do not speak gets 426 and the one we do */
@@ -490,13 +521,14 @@ static int ws_upgrade(lv_app_t *app, lv_req_t *r)
     }
     bool ours = lv_http1_header_copy(r->head, "sec-websocket-protocol", protos, sizeof(protos)) == 0 &&
                 lists_token(protos, "livevlm.v1");
-    lv_principal_t who;
-    lv_auth_principal(app, r->head, r->ip, &who);
     return lv_req_upgrade(r, ours ? "livevlm.v1" : NULL, &who);
 }
 
 void lv_server_handle(lv_app_t *app, lv_req_t *r)
 {
+    /* --auth proxy: a user the proxy names for the first time is made first; then again */
+    if (lv_auth_proxy_pending(app, r, lv_server_handle))
+        return;
     if (r->head->upgrade_websocket)
         ws_upgrade(app, r);
     else if (r->is_post)

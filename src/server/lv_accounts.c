@@ -1,0 +1,362 @@
+/* lv_accounts.c - the serving process's side of accounts (lv_accounts.h): the database opened at
+ * start in every mode, the default tenant and first admin, the snapshot kept current by a
+ * one-second poll of meta.version, and database work for HTTP handlers and the audit log, none of
+ * which ever waits on the loop thread. */
+#include "lv_accounts.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lv_app.h"
+#include "lv_auth.h"
+#include "lv_common.h"
+#include "lv_fair.h"
+#include "lv_log.h"
+#include "lv_queue.h"
+#include "lv_rand.h"
+
+#define POLL_PERIOD_MS 1000
+#define FIRST_ADMIN_NAME "admin"
+#define FIRST_ADMIN_PW_BYTES 12 /* 96 bits, printed as 24 hex digits */
+
+struct lv_accounts {
+    lv_app_t *app;
+    lv_acct_snap_t *snap;     /* the current snapshot; replaced whole */
+    uv_timer_t poll;          /* meta.version, every POLL_PERIOD_MS */
+    bool poll_in_flight;      /* one version check at a time */
+    bool fair_pending;        /* the start snapshot's weights reach the fair queue at the first tick */
+    lv_auth_locks_t *locks;   /* per-account password failures (lv_auth.h) */
+};
+
+/* ---------- the database thread's side of start ---------- */
+
+int lv_accounts_ensure_default_tenant(lv_db_t *db)
+{
+    lv_tenant_t *list = NULL;
+    size_t n = 0;
+    int rc = lv_acct_db_tenant_list(db, &list, &n);
+    if (rc)
+        return rc;
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++)
+        found = strcmp(list[i].id, LV_ACCT_DEFAULT_TENANT) == 0;
+    free(list);
+    if (found)
+        return 0;
+    lv_tenant_t t;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.id, sizeof(t.id), "%s", LV_ACCT_DEFAULT_TENANT);
+    snprintf(t.name, sizeof(t.name), "Default");
+    t.weight = 1;
+    t.created_ms = (int64_t)lv_wall_ms();
+    rc = lv_acct_db_tenant_put(db, &t);
+    return rc == LV_EEXIST ? 0 : rc; /* another process made it meanwhile */
+}
+
+/* When no admin remains (a fresh database), make "admin" with a random password and print it once
+ * on standard output, never in the log (docs/internals/accounts.md). A user already called admin
+ * is promoted and given the new password: the operator who reads this output owns the server. */
+static int ensure_admin(lv_db_t *db)
+{
+    int64_t admins = 0;
+    char pw[2 * FIRST_ADMIN_PW_BYTES + 1];
+    int rc = lv_acct_db_admin_count(db, &admins);
+    if (rc || admins > 0)
+        return rc;
+    if ((rc = lv_rand_hex(pw, sizeof(pw), FIRST_ADMIN_PW_BYTES)) != 0)
+        return rc;
+    rc = lv_acct_db_user_add(db, FIRST_ADMIN_NAME, pw, LV_ROLE_ADMIN, LV_ACCT_DEFAULT_TENANT, NULL);
+    if (rc == LV_EEXIST) {
+        lv_user_t *users = NULL;
+        size_t n = 0;
+        if ((rc = lv_acct_db_user_list(db, &users, &n)) != 0)
+            return rc;
+        rc = LV_ENOTFOUND;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(users[i].name, FIRST_ADMIN_NAME) != 0)
+                continue;
+            users[i].role = LV_ROLE_ADMIN;
+            users[i].disabled = false;
+            rc = lv_acct_db_user_update(db, &users[i]);
+            if (rc == 0)
+                rc = lv_acct_db_user_set_password(db, users[i].id, pw);
+            if (rc == 0)
+                rc = lv_acct_db_user_set_disabled(db, users[i].id, false);
+            break;
+        }
+        free(users);
+    }
+    if (rc)
+        return rc;
+    LV_INFO("no administrator existed: made user \"%s\" (its password is printed once on standard output, "
+            "never in the log)", FIRST_ADMIN_NAME);
+    printf("\nAn administrator account was made. Sign in at /login as \"%s\" with the password on the next line\n"
+           "(shown only this once; `livevlm user passwd %s` sets another):\n%s\n",
+           FIRST_ADMIN_NAME, FIRST_ADMIN_NAME, pw);
+    fflush(stdout);
+    return 0;
+}
+
+/* Start-up work on a connection of its own opened without a loop, so it runs before the server
+ * listens and before the database thread exists: the default tenant, the first admin, the first
+ * snapshot. */
+static int bootstrap(lv_app_t *app, lv_acct_snap_t **snap)
+{
+    char err[512] = "";
+    lv_db_t *db = NULL;
+    int rc = lv_db_open(NULL, app->cfg.db_url, app->cfg.config_dir, &db, err, sizeof(err));
+    if (rc) {
+        LV_ERROR("accounts database: %s", err);
+        return rc;
+    }
+    if ((rc = lv_accounts_ensure_default_tenant(db)) != 0 || (rc = ensure_admin(db)) != 0 ||
+        (rc = lv_acct_db_load(db, snap)) != 0)
+        LV_ERROR("accounts database: %s", lv_db_error(db));
+    lv_db_close(db);
+    return rc;
+}
+
+/* ---------- the snapshot ---------- */
+
+lv_acct_snap_t *lv_accounts_snap(lv_app_t *app) { return app->accts ? app->accts->snap : NULL; }
+
+lv_auth_locks_t *lv_accounts_locks(lv_app_t *app) { return app->accts ? app->accts->locks : NULL; }
+
+/* Install snap unless the current one is newer (a reload started before another's install can
+ * finish after it). Equal versions keep the current one: it may hold this process's own changes
+ * (lv_acct_snap_put_login) on top of the same database state. */
+static bool install(struct lv_accounts *a, lv_acct_snap_t *snap)
+{
+    if (a->snap && lv_acct_snap_version(snap) <= lv_acct_snap_version(a->snap)) {
+        lv_acct_snap_free(snap);
+        return false;
+    }
+    lv_acct_snap_free(a->snap);
+    a->snap = snap;
+    return true;
+}
+
+void lv_accounts_install(lv_app_t *app, lv_acct_snap_t *snap)
+{
+    if (!app->accts) {
+        lv_acct_snap_free(snap);
+        return;
+    }
+    if (install(app->accts, snap))
+        lv_fair_apply(app);
+}
+
+/* One poll: the version, and a whole new snapshot when it moved. */
+typedef struct {
+    lv_app_t *app;
+    int64_t have;        /* the current snapshot's version when the job was queued */
+    int64_t got;
+    lv_acct_snap_t *snap; /* built on the database thread when got != have */
+} poll_job_t;
+
+static int poll_work(lv_db_t *db, void *ud)
+{
+    poll_job_t *j = ud;
+    int rc = lv_acct_db_version(db, &j->got);
+    if (rc == 0 && j->got != j->have)
+        rc = lv_acct_db_load(db, &j->snap);
+    return rc;
+}
+
+static void poll_done(int rc, void *ud)
+{
+    poll_job_t *j = ud;
+    lv_app_t *app = j->app;
+    if (app->accts)
+        app->accts->poll_in_flight = false;
+    if (rc)
+        LV_WARN("accounts: reloading from the database failed: %s", lv_strerror(rc));
+    if (j->snap) {
+        LV_DEBUG("accounts: version %lld -> %lld, snapshot replaced", (long long)j->have, (long long)j->got);
+        lv_accounts_install(app, j->snap); /* frees it when accounts stopped meanwhile */
+    }
+    free(j);
+}
+
+static void poll_now(lv_app_t *app)
+{
+    struct lv_accounts *a = app->accts;
+    if (!a || a->poll_in_flight || !app->db)
+        return;
+    poll_job_t *j = calloc(1, sizeof(*j));
+    if (!j)
+        return;
+    j->app = app;
+    j->have = a->snap ? lv_acct_snap_version(a->snap) : -1;
+    if (lv_db_submit(app->db, poll_work, poll_done, j) != 0) {
+        free(j); /* a full queue: the next tick asks again */
+        return;
+    }
+    a->poll_in_flight = true;
+}
+
+static void on_poll(uv_timer_t *t)
+{
+    lv_app_t *app = t->data;
+    struct lv_accounts *a = app->accts;
+    if (a && a->fair_pending) {
+        a->fair_pending = false;
+        lv_fair_apply(app);
+    }
+    poll_now(app);
+}
+
+void lv_accounts_reload(lv_app_t *app) { poll_now(app); }
+
+/* ---------- start and stop ---------- */
+
+int lv_accounts_start(lv_app_t *app)
+{
+    char err[512] = "";
+    lv_acct_snap_t *snap = NULL;
+    bool accounts = app->cfg.auth_mode == LV_AUTH_ACCOUNTS || app->cfg.auth_mode == LV_AUTH_PROXY;
+    int rc;
+    if ((rc = lv_auth_ensure_dir(app->cfg.config_dir)) != 0) {
+        LV_ERROR("cannot make the config directory %s", app->cfg.config_dir);
+        return rc;
+    }
+    if (accounts && (rc = bootstrap(app, &snap)) != 0)
+        return rc;
+    if ((rc = lv_db_open(app->loop, app->cfg.db_url, app->cfg.config_dir, &app->db, err, sizeof(err))) != 0) {
+        LV_ERROR("accounts database: %s", err);
+        lv_acct_snap_free(snap);
+        return rc;
+    }
+    LV_INFO("accounts database %s", lv_db_url_clean(app->db));
+    if (!accounts)
+        return 0;
+    struct lv_accounts *a = calloc(1, sizeof(*a));
+    if (!a || !(a->locks = lv_auth_locks_create(LV_AUTH_LOCKS_MAX))) {
+        free(a);
+        lv_acct_snap_free(snap);
+        return LV_ENOMEM;
+    }
+    a->app = app;
+    a->snap = snap;
+    a->fair_pending = true; /* the fair queue starts after this: weights reach it at the first tick */
+    uv_timer_init(app->loop, &a->poll);
+    a->poll.data = app;
+    uv_timer_start(&a->poll, on_poll, 0, POLL_PERIOD_MS);
+    app->accts = a;
+    LV_INFO("accounts: %zu user(s), version %lld", lv_acct_snap_users(snap), (long long)lv_acct_snap_version(snap));
+    return 0;
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    struct lv_accounts *a = LV_CONTAINER_OF((uv_timer_t *)h, struct lv_accounts, poll);
+    lv_acct_snap_free(a->snap);
+    lv_auth_locks_free(a->locks);
+    free(a);
+}
+
+void lv_accounts_stop(lv_app_t *app)
+{
+    struct lv_accounts *a = app->accts;
+    /* the timer first, so no poll is queued while the queue drains; then the queued jobs finish
+     * (their done callbacks see app->accts NULL and install nothing) */
+    app->accts = NULL;
+    if (a) {
+        uv_timer_stop(&a->poll);
+        uv_close((uv_handle_t *)&a->poll, on_poll_closed);
+    }
+    lv_db_close(app->db);
+    app->db = NULL;
+}
+
+/* ---------- database work for requests ---------- */
+
+typedef struct {
+    lv_app_t *app;
+    lv_req_t *r; /* NULL once the client left */
+    lv_db_work_fn work;
+    lv_accounts_req_done_fn done;
+    void *ud;
+} req_job_t;
+
+static int req_work(lv_db_t *db, void *ud)
+{
+    req_job_t *j = ud;
+    return j->work(db, j->ud);
+}
+
+static void req_done(int rc, void *ud)
+{
+    req_job_t *j = ud;
+    lv_req_t *r = j->r;
+    if (r) {
+        /* the handler answers (or waits again) from done */
+        lv_queue_remove(&r->wait_link);
+        r->waiting = false;
+        r->on_gone = NULL;
+        r->user = NULL;
+    }
+    j->done(j->app, r, rc, j->ud);
+    free(j);
+}
+
+static void req_gone(lv_req_t *r)
+{
+    req_job_t *j = r->user;
+    if (j)
+        j->r = NULL; /* the job still runs; its done hears r NULL */
+}
+
+int lv_accounts_submit_req(lv_app_t *app, lv_req_t *r, lv_db_work_fn work, lv_accounts_req_done_fn done, void *ud)
+{
+    req_job_t *j = calloc(1, sizeof(*j));
+    int rc = j ? 0 : LV_ENOMEM;
+    if (j) {
+        *j = (req_job_t){.app = app, .r = r, .work = work, .done = done, .ud = ud};
+        rc = app->db ? lv_db_submit(app->db, req_work, req_done, j) : LV_ECLOSED;
+    }
+    if (rc) {
+        free(j);
+        lv_req_respond_error(r, 503, "busy", rc == LV_ELIMIT ? "the accounts database is busy; try again in a moment"
+                                                             : "the accounts database is not available");
+        return rc == LV_ENOMEM ? LV_ELIMIT : rc;
+    }
+    /* no queue of its own: the link only has to be a valid (self-linked) node for lv_httpd */
+    lv_queue_init(&r->wait_link);
+    r->waiting = true;
+    r->on_gone = req_gone;
+    r->user = j;
+    return 0;
+}
+
+/* ---------- the audit log ---------- */
+
+static int audit_work(lv_db_t *db, void *ud) { return lv_acct_db_audit_add(db, ud); }
+
+static void audit_done(int rc, void *ud)
+{
+    lv_audit_t *a = ud;
+    if (rc)
+        LV_WARN("audit record %s %s was not written: %s", a->action, a->target, lv_strerror(rc));
+    free(a);
+}
+
+void lv_accounts_audit(lv_app_t *app, const lv_principal_t *actor, const char *ip, const char *action,
+                       const char *target, const char *detail)
+{
+    lv_audit_t *a = app->db ? calloc(1, sizeof(*a)) : NULL;
+    if (!a)
+        return;
+    a->t_ms = (int64_t)lv_wall_ms();
+    snprintf(a->actor, sizeof(a->actor), "%s",
+             actor ? (actor->name[0] ? actor->name : actor->key) : "server");
+    snprintf(a->ip, sizeof(a->ip), "%s", ip ? ip : "");
+    snprintf(a->action, sizeof(a->action), "%s", action ? action : "");
+    snprintf(a->target, sizeof(a->target), "%s", target ? target : "");
+    snprintf(a->detail, sizeof(a->detail), "%s", detail ? detail : "");
+    if (lv_db_submit(app->db, audit_work, audit_done, a) != 0) {
+        LV_WARN("audit record %s %s dropped: the database queue is full", a->action, a->target);
+        free(a);
+    }
+}
