@@ -442,6 +442,9 @@ function describeError(code, message) {
     case 'too_many_sessions':
       return { key: 'sessions', code, title: 'Too many livevlm pages are open from this address.', detail,
         fix: 'Close other livevlm tabs or windows, then reload this page.' };
+    case 'kicked_by_admin':
+      return { key: 'sessions', code, title: 'An administrator ended this session.', detail,
+        fix: 'Reload the page to start a new session.' };
     case 'invalid_setting':
       return { key: 'setting', code, title: 'A setting was not accepted.', detail,
         fix: 'The field concerned says which values are allowed.' };
@@ -885,6 +888,10 @@ function onError(msg) {
       return;
     case 'too_many_sessions':
       setFatal('too many livevlm pages are open from this address');
+      showError(code, message);
+      return;
+    case 'kicked_by_admin':
+      setFatal('an administrator ended this session; reload the page to start a new one');
       showError(code, message);
       return;
     case 'not_started':

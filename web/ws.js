@@ -229,6 +229,14 @@ export class Connection extends EventTarget {
       // ordinary reconnect resumes it wherever the connection lands.
       return;
     }
+    if (msg.type === 'error' && msg.code === 'kicked_by_admin') {
+      // An administrator ended this session: reconnecting would only start another one behind
+      // their back. Stay closed, forget it, and let the page say why (a reload starts afresh).
+      this.want = false;
+      Connection.forget(this.keys);
+      this._emit('message', msg);
+      return;
+    }
     if (msg.type === 'pong') {
       this.pongSeen = true;
       if (typeof msg.t === 'number') this._emit('rtt', { ms: performance.now() - msg.t });

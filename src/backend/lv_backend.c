@@ -558,7 +558,7 @@ size_t lv_pool_capacity(lv_pool_t *pool)
 {
     size_t slots = 0;
     for (size_t i = 0; pool && i < pool->n; i++)
-        if (pool->v[i]->healthy)
+        if (pool->v[i]->healthy && !pool->v[i]->draining)
             slots += (size_t)lv_backend_limit(pool->v[i]);
     return slots;
 }
@@ -569,7 +569,7 @@ size_t lv_pool_free_slots(lv_pool_t *pool)
     for (size_t i = 0; pool && i < pool->n; i++) {
         const lv_backend_t *b = pool->v[i];
         int limit = lv_backend_limit(b);
-        if (b->healthy && b->inflight < limit && lv_backend_retry_after_ms(b) == 0)
+        if (b->healthy && !b->draining && b->inflight < limit && lv_backend_retry_after_ms(b) == 0)
             slots += (size_t)(limit - b->inflight);
     }
     return slots;
@@ -989,8 +989,8 @@ int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const cha
             continue;
         if (backend_id[0] && strcmp(b->id, backend_id) != 0)
             continue;
-        if (!backend_sync(b, now))
-            continue;
+        if (b->draining || !backend_sync(b, now))
+            continue; /* a drained backend is no candidate: its model may go elsewhere */
         const char *m = serves(b, model);
         if (!m)
             continue;
@@ -1036,7 +1036,7 @@ int lv_pool_serves(lv_pool_t *pool, const char *backend_id, const char *model)
         if (backend_id[0] && strcmp(b->id, backend_id) != 0)
             continue;
         /* one not checked yet (the server just started) may well serve it: let the frame try */
-        if (backend_sync(b, now) && (serves(b, model) || b->last_check_ms == 0))
+        if (!b->draining && backend_sync(b, now) && (serves(b, model) || b->last_check_ms == 0))
             return 1;
     }
     return 0;

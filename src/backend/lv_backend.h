@@ -49,6 +49,10 @@ typedef struct lv_backend {
                                                * these pointers across loop turns, copy them */
     size_t n_models;
     int healthy;                              /* 1 = in rotation */
+    int draining;                             /* 1 = an admin drained it (POST /api/v1/admin/
+                                               * backends/ID/drain): resolve and serves skip it,
+                                               * so it takes no new request and finishes what it
+                                               * has; the loop's admin routes alone write it */
     char last_error[256];                     /* "" or why it is down: "connection refused",
                                                * "HTTP 401", "timed out", ... */
     uint64_t last_check_ms;                   /* lv_now_ms() of the last finished check; 0 = never */

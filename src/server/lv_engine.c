@@ -39,6 +39,7 @@
 #include "lv_settings.h"
 #include "lv_stat.h"
 #include "lv_sysmon.h"
+#include "lv_trace.h"
 #include "lv_wsconn.h"
 #include "lv_wsframe.h"
 #include "lv_wsmsg.h"
@@ -444,6 +445,8 @@ static void send_session_not_found(lv_conn_t *c)
 
 static void send_too_many_sessions(lv_conn_t *c)
 {
+    lv_log_ctx_t lctx = {.tenant = c->principal.tenant, .user = c->principal.user_id, .ip = c->ip};
+    LV_INFO_CTX(&lctx, "refused a session to %s: too many sessions", c->ip);
     lv_conn_send_error(c, "too_many_sessions",
                        "session limit reached (per address or in total); close other tabs or wait for idle sessions "
                        "to expire",
@@ -465,6 +468,10 @@ static void send_cluster_unavailable(lv_conn_t *c)
  * new session's resume secret (NULL when resumed). */
 static void hello_answer(lv_conn_t *c, lv_session_t *s, const char *secret)
 {
+    if (c->trace.trace_id[0])
+        s->trace = c->trace; /* the upgrade request's traceparent (docs/protocol.md "Tracing") */
+    lv_log_ctx_t lctx = lv_trace_log_ctx(s, c->ip);
+    LV_INFO_CTX(&lctx, "session %.8s %s", s->rec.id, secret ? "created" : "resumed");
     attach(c, s);
     send_session_hello(c, secret, secret == NULL);
     camera_sync(c->app, s); /* a started camera session resumed: camera_state after its session */
@@ -488,7 +495,11 @@ void lv_engine_hello_done(lv_conn_t *c, lv_session_t *s, const char *secret, int
         lv_conn_send_error(c, "internal", "could not create or resume a session", NULL);
 }
 
-void lv_engine_session_release(lv_app_t *app, lv_session_t *s, const char *code, const char *message)
+/* End s here: each page socket hears error `code` with `message` and is closed with
+ * close_reason, its camera and WebRTC stream are let go (the stream hears gone_reason), and the
+ * copy here is freed; forget also deletes its cluster record (this frontend's, when it owns it). */
+static void session_end(lv_app_t *app, lv_session_t *s, const char *code, const char *message,
+                        const char *close_reason, const char *gone_reason, bool forget)
 {
     uint64_t now = lv_now_ms();
     lv_queue_t *n, *next;
@@ -499,20 +510,33 @@ void lv_engine_session_release(lv_app_t *app, lv_session_t *s, const char *code,
             continue;
         lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
         lv_conn_send_error(c, code, message, NULL);
-        lv_conn_close(c, LV_WS_CLOSE_NORMAL, "session moved");
+        lv_conn_close(c, LV_WS_CLOSE_NORMAL, close_reason);
         c->session = NULL; /* lv_engine_on_close then finds nothing to detach */
         lv_pipeline_detach_viewer(&app->pipe, s, &c->viewer, now);
         lv_pipeline_detach_source(&app->pipe, s, &c->source, now);
     }
     lv_cameras_unwatch_all(app->cameras, s);
-    lv_offer_session_close(app, s, "the session moved to another server");
+    lv_offer_session_close(app, s, gone_reason);
     if (s->n_viewers || s->n_sources) {
         /* someone not known here still holds it (never a page's session): keep it, it expires */
         LV_WARN("session %.8s is still watched by something other than a page; it is kept", s->rec.id);
         return;
     }
+    if (forget)
+        lv_csess_session_gone(app, s);
     lv_pipeline_release(&app->pipe, s); /* queue place, credit, job */
     lv_registry_remove(app->reg, s);
+}
+
+void lv_engine_session_release(lv_app_t *app, lv_session_t *s, const char *code, const char *message)
+{
+    session_end(app, s, code, message, "session moved", "the session moved to another server", false);
+}
+
+void lv_engine_session_kick(lv_app_t *app, lv_session_t *s, const char *message)
+{
+    LV_INFO("session %.8s ended by an administrator", s->rec.id);
+    session_end(app, s, "kicked_by_admin", message, "ended by an administrator", message, true);
 }
 
 static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
@@ -691,8 +715,9 @@ static int text_flood(lv_conn_t *c, uint64_t now)
     }
     if (++c->flood_win_n <= FLOOD_FACTOR * RATE_MSGS_PER_S || c->flood_strikes < FLOOD_SECONDS - 1)
         return 0;
-    LV_WARN("closing a WebSocket from %s: more than %d text messages a second for %d s", c->ip,
-            (int)(FLOOD_FACTOR * RATE_MSGS_PER_S), FLOOD_SECONDS);
+    lv_log_ctx_t lctx = c->session ? lv_trace_log_ctx(c->session, c->ip) : (lv_log_ctx_t){.ip = c->ip};
+    LV_WARN_CTX(&lctx, "closing a WebSocket from %s: more than %d text messages a second for %d s", c->ip,
+                (int)(FLOOD_FACTOR * RATE_MSGS_PER_S), FLOOD_SECONDS);
     lv_stat_rate_limited(c->app, "flood");
     lv_conn_close(c, LV_WS_CLOSE_POLICY, "message flood");
     return 1;
@@ -892,6 +917,12 @@ static void pipe_answered(void *ud, const lv_job_t *job, const lv_dispatch_resul
                           uint64_t gateway_us)
 {
     lv_app_t *app = ud;
+    lv_log_ctx_t lctx = lv_trace_log_ctx(job->session, NULL);
+    lctx.answer = job->answer_id;
+    lctx.backend = job->backend_id;
+    lctx.model = job->model;
+    LV_DEBUG_CTX(&lctx, "answer %llu of session %.8s: %d tokens in %.0f ms", (unsigned long long)job->answer_id,
+                 job->session->rec.id, r->tokens, latency_ms);
     app->answers_total++;
     lv_stat_answer(app, r->ttft_us, latency_ms, gateway_us);
 }
@@ -968,7 +999,8 @@ static void before_free(lv_session_t *s, void *ud)
     lv_csess_session_gone(app, s); /* cluster: its record goes too, if this frontend owns it */
     lv_cameras_unwatch_all(app->cameras, s);
     lv_pipeline_release(&app->pipe, s); /* queue place, credit, job */
-    LV_INFO("session %.8s expired after %d s without a socket", s->rec.id, app->cfg.session_idle_s);
+    lv_log_ctx_t lctx = lv_trace_log_ctx(s, NULL);
+    LV_INFO_CTX(&lctx, "session %.8s expired after %d s without a socket", s->rec.id, app->cfg.session_idle_s);
 }
 
 static void before_evict(lv_session_t *s, void *ud)
@@ -977,8 +1009,9 @@ static void before_evict(lv_session_t *s, void *ud)
     lv_csess_session_gone(app, s);
     lv_cameras_unwatch_all(app->cameras, s);
     lv_pipeline_release(&app->pipe, s); /* queue place, credit, job */
-    LV_INFO("session %.8s (no socket) gave way to a new session from the same address (%zu per address)",
-            s->rec.id, app->cfg.max_sessions_per_ip);
+    lv_log_ctx_t lctx = lv_trace_log_ctx(s, NULL);
+    LV_INFO_CTX(&lctx, "session %.8s (no socket) gave way to a new session from the same address (%zu per address)",
+                s->rec.id, app->cfg.max_sessions_per_ip);
 }
 
 static void on_sweep(uv_timer_t *t)

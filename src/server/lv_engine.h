@@ -43,6 +43,11 @@ void lv_engine_hello_done(struct lv_conn *c, struct lv_session *s, const char *s
  * closed (the page reconnects and resumes wherever it lands), its camera and WebRTC stream are let
  * go, and the copy here is freed (nothing is deleted in Redis). */
 void lv_engine_session_release(struct lv_app *app, struct lv_session *s, const char *code, const char *message);
+/** An admin ended s (POST /api/v1/admin/sessions/ID/kick): as lv_engine_session_release, but its
+ * sockets hear error kicked_by_admin with `message` (the page stops reconnecting) and, in a
+ * cluster, its record is deleted too, so it cannot be resumed anywhere. s is freed unless
+ * something other than a page still holds it. */
+void lv_engine_session_kick(struct lv_app *app, struct lv_session *s, const char *message);
 
 /** --user-fpm: take one frame from the principal's budget (false: over it). Single node: per
  * process (lv_iptable); in a cluster, per wall-clock minute across every frontend (lv_cluster.h).
