@@ -143,7 +143,9 @@ void lv_pipeline_ready(lv_pipeline_t *p, lv_session_t *s)
         s->drr.enqueued_us = s->pending->recv_us; /* the newer frame replaced the waiting one */
         return;
     }
-    if (lv_drr_enqueue(p->drr, &s->drr, s->rec.principal, s->pending->recv_us) != 0)
+    /* the tenant first, then the principal within it (records from before tenants: "default") */
+    const char *tenant = s->rec.tenant[0] ? s->rec.tenant : LV_DRR_TENANT_DEFAULT;
+    if (lv_drr_enqueue_tenant(p->drr, &s->drr, tenant, s->rec.principal, s->pending->recv_us) != 0)
         return;
     principal_add(p, s->rec.principal, +1);
     /* tell the viewers where it stands when the frame will have to wait for a slot */
@@ -458,6 +460,8 @@ void lv_pipeline_view_done(lv_pipeline_t *p, lv_job_t *view, const lv_dispatch_r
     lv_session_t *s = view->session;
     flush_delta(p, view); /* every delta precedes the final answer */
     uint64_t t0 = lv_pipeline_now_us(p);
+    if (p->hooks.answer_end)
+        p->hooks.answer_end(p->hooks.ud, view, r);
     if (r->rc == 0) {
         double latency_ms = (double)(t0 - view->frame_recv_us) / 1000.0;
         s->last_latency_ms = latency_ms;
@@ -521,10 +525,13 @@ static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t 
         lv_pipeline_kick(p);
         return;
     }
-    if (r->rc != 0)
-        LV_INFO("session %.8s%s: %s %s: %s", s->rec.id, job->n_followers ? " and its followers" : "",
-                r->error_code ? r->error_code : "backend_error", job->backend_id,
-                r->error_message ? r->error_message : lv_strerror(r->rc));
+    if (r->rc != 0) {
+        lv_log_ctx_t ctx = {.session = s->rec.id, .answer = job->answer_id, .trace_id = job->trace.trace_id,
+                            .backend = job->backend_id, .model = job->model};
+        LV_INFO_CTX(&ctx, "session %.8s%s: %s %s: %s", s->rec.id, job->n_followers ? " and its followers" : "",
+                    r->error_code ? r->error_code : "backend_error", job->backend_id,
+                    r->error_message ? r->error_message : lv_strerror(r->rc));
+    }
     lv_pipeline_view_done(p, job, r);
     lv_coalesce_done(p, job, r);
     job_free(p, job);
@@ -589,6 +596,7 @@ lv_job_t *lv_pipeline_job_new(lv_pipeline_t *p, lv_session_t *s, uint64_t t0)
     job->frame = lv_frame_ref(f);
     job->settings = s->rec.settings;
     job->answer_id = s->answer_seq + 1;
+    job->trace = s->trace;
     job->session = s;
     job->frame_recv_us = f->recv_us;
     job->dispatch_us = t0;
