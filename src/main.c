@@ -1,5 +1,5 @@
-/* main.c - the livevlm binary: `serve` (default), `worker`, `token`, `fakevlm`; flags, start-up and
- * shutdown. */
+/* main.c - the livevlm binary: `serve` (default), `worker`, `token`, `fakevlm`, and the accounts
+ * commands `user`, `key`, `tenant`, `quota` (lv_cli_accounts.c); flags, start-up and shutdown. */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <libgen.h>
@@ -14,9 +14,11 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "lv_accounts.h"
 #include "lv_app.h"
 #include "lv_auth.h"
 #include "lv_backend.h"
+#include "lv_cli_accounts.h"
 #include "lv_cluster.h"
 #include "lv_common.h"
 #include "lv_config.h"
@@ -25,6 +27,7 @@
 #include "lv_http.h"
 #include "lv_iptable.h"
 #include "lv_log.h"
+#include "lv_oidc.h"
 #include "lv_pipeline.h"
 #include "lv_poolcfg.h"
 #include "lv_server.h"
@@ -73,11 +76,13 @@ static void usage(FILE *to, const char *prog)
             "  %s fakevlm [OPTIONS]      a stand-in model backend for trying livevlm without a GPU\n"
             "  %s worker [OPTIONS]       a cluster worker: takes jobs from Redis and calls the backends\n"
             "                            (see `%s worker --help`; frontends are `serve --redis URL`)\n"
+            "  %s user|key|tenant|quota ...  accounts, API keys, tenants and quotas in the database\n"
+            "                            (`%s user --help` etc.; a running server sees changes within 1 s)\n"
             "  %s --version | --help\n"
             "\n"
             "Docs: README.md, docs/protocol.md (the WebSocket/HTTP API), docs/fakevlm.md,\n"
             "docs/operations.md (running it; \"Cluster\" for several processes behind haproxy).\n",
-            LIVEVLM_VERSION, prog, prog, prog, prog, prog, prog, prog);
+            LIVEVLM_VERSION, prog, prog, prog, prog, prog, prog, prog, prog, prog);
 }
 
 /* Many sockets per process is the point; lift the soft descriptor limit to the hard one. */
@@ -95,7 +100,7 @@ static void raise_fd_limit(void)
  * in the same journal as the log, which never carries the token (docs/operations.md, "Access"). */
 static bool token_url_wanted(const lv_app_t *app)
 {
-    return !app->cfg.auth_none && (app->cfg.print_token_url || isatty(STDOUT_FILENO));
+    return app->cfg.auth_mode == LV_AUTH_TOKEN && (app->cfg.print_token_url || isatty(STDOUT_FILENO));
 }
 
 static void print_urls(lv_app_t *app)
@@ -127,11 +132,13 @@ static void print_urls(lv_app_t *app)
     }
     if (app->cfg.tls && !app->cfg.tls_cert[0])
         printf("\n(The certificate is self-signed: the browser asks once to accept it.)\n");
-    if (!app->cfg.auth_none && !q[0])
+    if (app->cfg.auth_mode == LV_AUTH_ACCOUNTS || app->cfg.auth_mode == LV_AUTH_PROXY)
+        printf("\nPeople sign in at /login; `livevlm user add NAME` makes accounts, `livevlm key add USER` API keys.\n");
+    if (app->cfg.auth_mode == LV_AUTH_TOKEN && !q[0])
         printf("\nThe access token is left out because standard output is not a terminal: the page asks for\n"
                "it, `livevlm token show --config-dir %s` prints it (--print-token-url prints the URL with it).\n",
                app->cfg.config_dir);
-    if (!app->cfg.auth_none)
+    if (app->cfg.auth_mode == LV_AUTH_TOKEN)
         printf("The token is kept in %s/token; `livevlm token rotate` replaces it.\n", app->cfg.config_dir);
     printf("\n");
     fflush(stdout);
@@ -183,6 +190,8 @@ static void shutdown_finish(void *ud)
     lv_engine_stop(app); /* the pipeline's jobs are cancelled here (in a cluster, taken back from Redis) */
     lv_cluster_stop(app); /* before the pool goes: an inline worker uses it */
     lv_server_stop(app);
+    lv_oidc_stop(app);
+    lv_accounts_stop(app); /* after every request: their database jobs finish here */
     if (app->sysmon)
         lv_sysmon_stop(app->sysmon);
     app->sysmon = NULL;
@@ -236,10 +245,11 @@ static int serve(int argc, char **argv, const char *prog)
         return 2;
     }
     lv_log_set_level(level);
+    lv_log_set_json(app->cfg.log_json); /* --log-format json: one JSON object per line */
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
 
-    if (!app->cfg.auth_none) {
+    if (app->cfg.auth_mode == LV_AUTH_TOKEN) { /* accounts need no shared token */
         bool created;
         if (lv_auth_load_token(app->cfg.config_dir, app->token, &created) != 0) {
             fprintf(stderr, "livevlm: cannot write the access token in %s (set --config-dir)\n", app->cfg.config_dir);
@@ -277,6 +287,15 @@ static int serve(int argc, char **argv, const char *prog)
     if (app->cluster)
         LV_INFO("cluster frontend %s on %s%s", lv_cluster_node_id(app->cluster), lv_cluster_url(app->cluster),
                 app->cfg.workers_inline ? ", with a worker in this process" : "");
+    /* the database, the first admin and the accounts snapshot, before anyone can connect */
+    if (lv_accounts_start(app) != 0) {
+        fprintf(stderr, "livevlm: could not open the accounts database (see the log; --db sets another)\n");
+        return 1;
+    }
+    if (lv_oidc_start(app) != 0) {
+        fprintf(stderr, "livevlm: single sign-on is misconfigured (see the log)\n");
+        return 2;
+    }
     lv_state_start(app); /* sessions saved by the last run (single node), before anyone can connect */
     if (lv_sysmon_start(&loop, app->cfg.stats_period_ms, &app->sysmon) != 0)
         LV_WARN("system stats are unavailable");
@@ -301,8 +320,8 @@ static int serve(int argc, char **argv, const char *prog)
     lv_pool_start_health(app->pool, HEALTH_PERIOD_MS);
 
     LV_INFO("listening on %s:%d (%s, auth %s)", app->cfg.host, app->bound_port, app->cfg.tls ? "TLS" : "no TLS",
-            app->cfg.auth_none ? "none" : "token");
-    if (!app->cfg.auth_none)
+            lv_config_auth_name(app->cfg.auth_mode));
+    if (app->cfg.auth_mode == LV_AUTH_TOKEN)
         LV_INFO("the address to open is printed on standard output%s; the log never shows the access token "
                 "(`livevlm token show --config-dir %s` prints it)",
                 token_url_wanted(app) ? ", with the access token" : " without the access token", app->cfg.config_dir);
@@ -408,6 +427,8 @@ int main(int argc, char **argv)
         return token_cmd(argc - 2, argv + 2);
     if (argc > 1 && strcmp(argv[1], "fakevlm") == 0)
         return fakevlm_cmd(argv + 1, argv[0]);
+    if (argc > 1 && lv_cli_accounts_command(argv[1]))
+        return lv_cli_accounts_main(prog, argc - 1, argv + 1);
     if (argc > 1 && argv[1][0] != '-') {
         fprintf(stderr, "livevlm: unknown command '%s'\n\n", argv[1]);
         usage(stderr, prog);

@@ -27,6 +27,77 @@
 #include "lv_queue.h"
 #include "lv_rand.h"
 
+int lv_auth_ensure_dir(const char *dir)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0700) && errno != EEXIST)
+                return LV_EIO;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0700) && errno != EEXIST)
+        return LV_EIO;
+    return 0;
+}
+
+static int write_token(const char *path, const char *token)
+{
+    char tmp[700];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return LV_EIO;
+    size_t n = strlen(token);
+    int ok = write(fd, token, n) == (ssize_t)n && write(fd, "\n", 1) == 1;
+    ok = (close(fd) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return LV_EIO;
+    }
+    return 0;
+}
+
+int lv_auth_rotate_token(const char *config_dir, char out[65])
+{
+    char path[600];
+    int rc = lv_auth_ensure_dir(config_dir);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof(path), "%s/token", config_dir);
+    if ((rc = lv_rand_hex(out, 65, 32)) != 0)
+        return rc;
+    return write_token(path, out);
+}
+
+int lv_auth_load_token(const char *config_dir, char out[65], bool *created)
+{
+    char path[600];
+    *created = false;
+    snprintf(path, sizeof(path), "%s/token", config_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char line[128] = {0};
+        char *got = fgets(line, sizeof(line), f);
+        fclose(f);
+        size_t n = got ? strcspn(line, "\r\n") : 0;
+        line[n] = '\0';
+        int hex = n == 64;
+        for (size_t i = 0; hex && i < n; i++)
+            hex = (line[i] >= '0' && line[i] <= '9') || (line[i] >= 'a' && line[i] <= 'f');
+        if (hex) {
+            memcpy(out, line, 65);
+            return 0;
+        }
+        LV_WARN("%s does not hold a 64-hex-digit token; writing a new one", path);
+    }
+    *created = true;
+    return lv_auth_rotate_token(config_dir, out);
+}
+
 /* Every failed credential counts the same, wherever it was presented (Bearer header on the API or
  * the WebSocket upgrade, cookie, login form, ?token= link): after LOGIN_FAILS_PER_MIN
  * (lv_iptable.c) in a minute the address gets 429 for its failures. A request with the right
