@@ -764,6 +764,13 @@ static void handle_text(lv_conn_t *c, const char *p, size_t len)
         handle_update_settings(c, &m);
         break;
     case LV_MSG_START:
+        /* a viewer gets no credits: it may start a camera's session (the camera wall), never one
+         * whose frames it would send itself */
+        if (c->principal.role == LV_PRINCIPAL_VIEWER && strncmp(s->rec.settings.source, "camera:", 7) != 0) {
+            lv_conn_send_error(c, "forbidden_role",
+                               "this account is a viewer: it may watch a camera, not send frames to a model", NULL);
+            break;
+        }
         lv_pipeline_start(&c->app->pipe, s, now);
         lv_session_save(c->app->reg, s);
         session_send_json(s, json_pack("{s:s}", "type", "started"));
@@ -821,6 +828,11 @@ static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
     lv_jpeg_info_t info;
     const char *why = NULL;
     uint64_t t0 = lv_now_us();
+    if (c->principal.role == LV_PRINCIPAL_VIEWER) { /* docs/internals/accounts.md "Roles" */
+        lv_conn_send_error(c, "forbidden_role", "this account is a viewer: it may watch, not send frames to a model",
+                           NULL);
+        return;
+    }
     if (!s) {
         lv_conn_send_error(c, "hello_required", "send {\"type\":\"hello\"} before frames", NULL);
         return;
