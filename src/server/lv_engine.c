@@ -4,6 +4,7 @@
  * of the pipeline: its timers, the local dispatcher on the backend pool, metrics, stats pushes,
  * hello deadlines and the idle sweep. Everything here runs on the loop thread. */
 #include "lv_engine.h"
+#include "lv_fair.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -32,6 +33,7 @@
 #include "lv_offer.h"
 #include "lv_pipeline.h"
 #include "lv_port_dispatch.h"
+#include "lv_quota.h"
 #include "lv_port_source.h"
 #include "lv_port_viewer.h"
 #include "lv_queue.h"
@@ -39,6 +41,7 @@
 #include "lv_settings.h"
 #include "lv_stat.h"
 #include "lv_sysmon.h"
+#include "lv_usage.h"
 #include "lv_trace.h"
 #include "lv_wsconn.h"
 #include "lv_wsframe.h"
@@ -601,6 +604,20 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
             return;
         }
     }
+    lv_quota_over_t over;
+    if (lv_quota_sessions_over(app, &c->principal, &over)) {
+        char msg[200];
+        json_t *o = lv_quota_over_json(&over);
+        if (o && json_object_set_new(o, "type", json_string("quota_exceeded")) == 0)
+            conn_send_json(c, o);
+        else
+            json_decref(o);
+        lv_quota_sentence(&over, msg, sizeof(msg));
+        lv_usage_count_refusal(app, over.scope, over.quota);
+        lv_conn_send_error(c, "quota_exceeded", msg, NULL);
+        lv_conn_close(c, LV_WS_CLOSE_POLICY, "sessions quota");
+        return;
+    }
     if (app->cluster) {
         /* the principal's live sessions are counted cluster-wide first; nothing is made while
          * Redis is unreachable */
@@ -910,14 +927,39 @@ static void credit_clear(lv_app_t *app, lv_session_t *s) { lv_pipeline_credit_cl
 static void pipe_kick(void *ud) { engine_kick(ud); }
 static void pipe_dropped(void *ud, const char *reason) { lv_stat_drop((lv_app_t *)ud, reason); }
 
+/* Over a quota (lv_quota.h): no credit until it renews (the tick asks again), and the session's
+ * sockets hear quota_exceeded once per refusal (docs/protocol.md). */
+static bool quota_allows(lv_app_t *app, const lv_session_t *s)
+{
+    lv_quota_over_t why;
+    if (!lv_quota_over(app, s->rec.principal, s->rec.tenant, &why))
+        return true;
+    if (lv_quota_tell_once(app, s->rec.id, &why)) {
+        json_t *o = lv_quota_over_json(&why);
+        if (o && json_object_set_new(o, "type", json_string("quota_exceeded")) == 0)
+            session_send_json((lv_session_t *)s, o); /* sending does not change the session */
+        else
+            json_decref(o);
+        lv_usage_count_refusal(app, why.scope, why.quota);
+    }
+    return false;
+}
+
 static bool pipe_credit_allowed(void *ud, const lv_session_t *s, uint64_t now)
 {
     lv_app_t *app = ud;
-    if (app->cfg.user_fpm <= 0)
-        return true;
-    if (app->cluster) /* the budget is the principal's across every frontend */
-        return lv_cluster_fpm_allows(app->cluster, s->rec.principal, (unsigned)app->cfg.user_fpm);
-    return lv_iptable_frame_would_allow(app->ips, s->rec.principal, app->cfg.user_fpm, now);
+    if (!quota_allows(app, s))
+        return false;
+    if (app->cfg.user_fpm > 0 &&
+        !(app->cluster /* the budget is the principal's across every frontend */
+              ? lv_cluster_fpm_allows(app->cluster, s->rec.principal, (unsigned)app->cfg.user_fpm)
+              : lv_iptable_frame_would_allow(app->ips, s->rec.principal, app->cfg.user_fpm, now)))
+        return false;
+    /* a credit is granted right after this answer: its frame is charged now (a camera's or a
+     * WebRTC stream's frames never pass handle_frame) */
+    lv_quota_frame(app, s->rec.principal, s->rec.tenant);
+    lv_usage_count_frame(app, s->rec.tenant);
+    return true;
 }
 
 static void pipe_dispatched(void *ud, double queue_wait_ms, double frame_age_ms)
@@ -937,6 +979,36 @@ static void pipe_answered(void *ud, const lv_job_t *job, const lv_dispatch_resul
                  job->session->rec.id, r->tokens, latency_ms);
     app->answers_total++;
     lv_stat_answer(app, r->ttft_us, latency_ms, gateway_us);
+}
+
+/* Every answer's and error's end is journaled before the page hears it (lv_usage.h), and charged
+ * to the principal's quotas. A follower or a kept answer (docs/internals/coalescing.md) cost no
+ * backend work of its own: it is recorded with no tokens. */
+static void pipe_answer_end(void *ud, const lv_job_t *view, const lv_dispatch_result_t *r)
+{
+    lv_app_t *app = ud;
+    const lv_session_t *s = view->session;
+    bool own = !view->lead && view->dispatch_us;
+    lv_usage_t u;
+    memset(&u, 0, sizeof(u));
+    /* unique across sessions: 20 hex of the session id (80 random bits) and its answer number */
+    snprintf(u.answer_id, sizeof(u.answer_id), "%.20s-%llu", s->rec.id, (unsigned long long)view->answer_id);
+    u.t_ms = (int64_t)lv_wall_ms();
+    snprintf(u.tenant, sizeof(u.tenant), "%s", s->rec.tenant[0] ? s->rec.tenant : "default");
+    snprintf(u.user_id, sizeof(u.user_id), "%.32s", lv_quota_user_of(s->rec.principal));
+    snprintf(u.session_id, sizeof(u.session_id), "%s", s->rec.id);
+    snprintf(u.backend, sizeof(u.backend), "%.64s", view->backend_id);
+    snprintf(u.model, sizeof(u.model), "%.128s", view->model);
+    u.image_bytes = view->frame ? (int64_t)view->frame->len : 0;
+    if (own) {
+        u.prompt_tokens = r->prompt_tokens > 0 ? r->prompt_tokens : 0;
+        u.completion_tokens = r->tokens > 0 ? r->tokens : 0;
+        u.backend_ms = (int64_t)((lv_now_us() - view->dispatch_us) / 1000u);
+    }
+    snprintf(u.outcome, sizeof(u.outcome), "%s",
+             r->rc == 0 ? "ok" : r->error_code && strcmp(r->error_code, "backend_timeout") == 0 ? "timeout" : "error");
+    lv_usage_record(app, &u);
+    lv_quota_answer(app, s->rec.principal, u.tenant, u.prompt_tokens + u.completion_tokens, r->rc == 0);
 }
 
 static void pipe_failed(void *ud, const char *code)
@@ -1040,6 +1112,7 @@ int lv_engine_start(lv_app_t *app)
     for (size_t i = 0; i < app->cfg.n_user_weights; i++)
         if (lv_drr_set_weight(&app->drr, app->cfg.user_weights[i].user, app->cfg.user_weights[i].weight) != 0)
             LV_WARN("user weight for %s not applied", app->cfg.user_weights[i].user);
+    lv_fair_apply(app); /* the accounts' tenant and user weights, when the snapshot came first */
     lv_dispatch_local_cfg_t dcfg = {
         .connect_timeout_ms = app->cfg.connect_timeout_ms,
         .first_token_timeout_ms = app->cfg.first_token_timeout_ms,
@@ -1064,6 +1137,7 @@ int lv_engine_start(lv_app_t *app)
         .dropped = pipe_dropped,
         .dispatched = pipe_dispatched,
         .answered = pipe_answered,
+        .answer_end = pipe_answer_end,
         .failed = pipe_failed,
         .cancelled = pipe_cancelled,
         .coalesced = pipe_coalesced,
@@ -1071,6 +1145,11 @@ int lv_engine_start(lv_app_t *app)
     if (lv_pipeline_init(&app->pipe, app->reg, &app->drr, app->dispatch, &hooks) != 0)
         return LV_EIO;
     if (lv_analyze_init(app) != 0)
+        return LV_ENOMEM;
+    /* the journal's replay is queued before any request can reach the database */
+    if (lv_usage_start(app) != 0)
+        LV_ERROR("usage: the journal could not be opened; answers are served but not recorded");
+    if (lv_quota_start(app) != 0)
         return LV_ENOMEM;
     app->pipe.max_frame_age_ms = app->cfg.max_frame_age_ms;
     app->pipe.detached_cancel_ms = app->cfg.detached_cancel_ms;
@@ -1102,6 +1181,8 @@ void lv_engine_stop(lv_app_t *app)
     /* cancel every backend call before the pool goes */
     lv_analyze_stop(app);
     lv_pipeline_shutdown(&app->pipe);
+    lv_usage_stop(app); /* the last answers' records are queued for the database, which closes later */
+    lv_quota_stop(app);
     if (!app->cluster)
         lv_dispatch_local_close(app->dispatch);
     app->dispatch = NULL;
