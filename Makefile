@@ -49,7 +49,7 @@ LDFLAGS := $(OPT)
 
 LIB_SRC := $(wildcard src/common/*.c src/proto/*.c src/core/*.c src/backend/*.c src/store/*.c \
                       src/obs/*.c src/media/*.c src/server/*.c)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_assets.o
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_assets.o $(BUILD)/gen/migrations.o
 FAKEVLM_SRC := $(wildcard tools/fakevlm/*.c)
 LOADGEN_SRC := $(wildcard tools/loadgen/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -87,6 +87,16 @@ $(BUILD)/gen/web_assets.c: $(BUILD)/embed $(WEB_FILES)
 
 $(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c
 	$(CC) $(CFLAGS) -Wno-missing-prototypes -c $< -o $@
+
+# The database migrations are embedded the same way, sorted by name so the output is reproducible
+# (src/store/lv_db_engine.h, docs/internals/accounts.md).
+MIGRATIONS := $(sort $(wildcard db/migrations/*.sql))
+$(BUILD)/gen/migrations.c: scripts/embed-migrations.sh $(MIGRATIONS)
+	@mkdir -p $(dir $@)
+	scripts/embed-migrations.sh $@ $(MIGRATIONS)
+
+$(BUILD)/gen/migrations.o: $(BUILD)/gen/migrations.c
+	$(CC) $(CFLAGS) -Isrc/store -c $< -o $@
 
 $(BUILD)/livevlm: $(BUILD)/src/main.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LDLIBS)

@@ -21,6 +21,7 @@
 #define LV_DB_URL_MAX 512
 #define LV_DB_MAX_PARAMS 16
 #define LV_DB_MAX_ROWS 100000 /* a query returning more fails with LV_ELIMIT: callers page */
+#define LV_DB_MAX_QUEUED 4096 /* jobs waiting, running or awaiting their done: lv_db_submit's cap */
 
 typedef struct lv_db lv_db_t;
 
@@ -57,6 +58,9 @@ int lv_db_commit(lv_db_t *db);
 void lv_db_rollback(lv_db_t *db);
 /** The last error's sentence (database thread only). */
 const char *lv_db_error(const lv_db_t *db);
+/** Set that sentence (printf-style; database thread only) and return code, for
+ * `return lv_db_fail(db, LV_EINVAL, "no tenant '%s'", id);` in statements built on lv_db_exec. */
+int lv_db_fail(lv_db_t *db, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /** Free a result (safe on a zeroed one, and twice). */
 void lv_db_rows_free(lv_db_rows_t *r);
