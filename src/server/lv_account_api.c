@@ -188,18 +188,14 @@ static job_t *job_new(lv_req_t *r, int kind, const lv_principal_t *who)
     return j;
 }
 
-/* Queue j; on a refusal the request is answered (lv_accounts_submit_req answers a full queue
- * itself) and j freed. */
+/* Queue j; on a refusal lv_accounts_submit_req has answered r (503) and j is freed here. */
 static int submit(lv_app_t *app, lv_req_t *r, job_t *j, lv_db_work_fn work, lv_accounts_req_done_fn done)
 {
     if (!j)
         return lv_req_respond_error(r, 500, "internal", "out of memory");
     int rc = lv_accounts_submit_req(app, r, work, done, j);
-    if (rc) {
+    if (rc)
         job_free(j);
-        if (rc != LV_ELIMIT)
-            respond_db_error(r, rc);
-    }
     return rc;
 }
 
@@ -677,9 +673,13 @@ static void settle_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
     }
     lv_acct_snap_t *snap = lv_accounts_snap(app);
     if (snap && lv_acct_snap_version(snap) < j->version && j->rounds++ < SETTLE_ROUNDS_MAX) {
+        /* the reload job (version and load in one) runs before this empty one, and its done
+         * installs the snapshot before ours runs: one round is enough unless a poll was already
+         * queued before the write */
         lv_accounts_reload(app);
-        if (lv_accounts_submit_req(app, r, work_nothing, settle_done, j) == 0)
-            return; /* on a refusal, answer now */
+        if (lv_accounts_submit_req(app, r, work_nothing, settle_done, j) != 0)
+            job_free(j); /* r was answered 503 */
+        return;
     }
     if (j->rounds > SETTLE_ROUNDS_MAX)
         LV_WARN("a key change was answered before the snapshot caught up (version %lld)", (long long)j->version);
