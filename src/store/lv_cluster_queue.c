@@ -1,17 +1,23 @@
 /* lv_cluster_queue.c - the cluster queue's Lua scripts (lv_cluster_queue.h): start-time fair
- * queuing across users, weighted, decided inside Redis so that every frontend's and worker's view
- * of the order is the same one (docs/internals/cluster.md).
+ * queuing on two levels, tenants by weight and within a tenant users by weight, decided inside
+ * Redis so that every frontend's and worker's view of the order is the same one
+ * (docs/internals/cluster.md, docs/internals/scheduler.md "Tenants").
  *
  * Invariants the scripts keep together (each script runs atomically):
  *   - a job id is in lv:q:age exactly while it is counted in lv:q:len: both change in the same
  *     script, and a decrement happens only when ZREM removed the id, so a job counted out twice
  *     (cancelled, then skipped by pop) is decremented once;
- *   - a user is in lv:q:users exactly while its list is non-empty, with the start tag of its head
- *     job; every tag there is >= lv:q:vt, so the virtual time never goes back;
- *   - lv:q:last only holds tags > lv:q:vt at the time they were written; an entry at or below the
- *     virtual time says nothing (max(vt, last) = vt), so pop drops a couple of those it samples
- *     each time and enqueue drops the user's own: the hash stays about as big as the set of users
- *     who left recently, however many users have ever queued;
+ *   - a user is in lv:q:tu:<tenant> (and in lv:q:ut, naming that tenant) exactly while its list is
+ *     non-empty, with the start tag of its head job; every tag there is >= the tenant's virtual
+ *     time (lv:q:tvt), so that never goes back;
+ *   - a tenant is in lv:q:ten exactly while lv:q:tu:<tenant> is non-empty, with the start tag of
+ *     its next job at the tenant level; every tag there is >= lv:q:vt;
+ *   - lv:q:last:<tenant> (lv:q:tlast) only holds tags > the tenant's virtual time (lv:q:vt) at the
+ *     time they were written; an entry at or below it says nothing (max(vt, last) = vt), so pop
+ *     drops a couple of those it samples each time and enqueue drops the user's (tenant's) own:
+ *     the hashes stay about as big as the set of users (tenants) who left recently, however many
+ *     have ever queued. lv:q:tvt keeps one number per tenant that ever queued: tenants are made by
+ *     an administrator, not by traffic;
  *   - lv:q:ready holds at most lv:q:len tokens (enqueue adds one only below it, pop and cancel
  *     trim to it, and it is deleted when the queue empties), so a queue that never empties does
  *     not grow a token list without bound. A worker that loses a token (it dies between BLPOP and pop) costs
@@ -27,20 +33,26 @@
 
 #include "lv_common.h"
 
-/* ARGV: job id, user, weight, body, enqueue wall ms[, deadline wall ms[, frontend id]]. 1 = queued;
- * 0 = that id already waits (its body and deadline were replaced, nothing added: a retried enqueue
- * must not queue the job twice). The deadline and frontend go to lv:q:dl as "<deadline> <frontend>"
- * so that pop can drop a stale job and say whose it was without reading its body. */
+/* ARGV: job id, user, weight, body, enqueue wall ms[, deadline wall ms[, frontend id[, tenant[,
+ * tenant weight]]]]. 1 = queued; 0 = that id already waits (its body and deadline were replaced,
+ * nothing added: a retried enqueue must not queue the job twice). The deadline and frontend go to
+ * lv:q:dl as "<deadline> <frontend>" so that pop can drop a stale job and say whose it was without
+ * reading its body. No tenant (an older frontend) is tenant "default" of weight 1; a user already
+ * waiting stays in the tenant it joined under. */
 static const char ENQUEUE_LUA[] =
     "local id, user, body = ARGV[1], ARGV[2], ARGV[4]\n"
     "local w, enq = tonumber(ARGV[3]), tonumber(ARGV[5])\n"
     "local dl, fe = ARGV[6], ARGV[7] or ''\n"
+    "local t, tw = ARGV[8] or 'default', tonumber(ARGV[9] or '1')\n"
+    "if t == '' then t = 'default' end\n"
     "if not id or id == '' or not user or user == '' or not body or not w or not enq or\n"
-    "   (dl and not string.match(dl, '^%d+$')) or string.find(fe, ' ', 1, true) then\n"
+    "   (dl and not string.match(dl, '^%d+$')) or string.find(fe, ' ', 1, true) or not tw or\n"
+    "   #t > 64 then\n"
     "  return redis.error_reply('ERR lv enqueue: expected job id, user, weight, body, enqueue wall ms, '\n"
-    "                           .. '[deadline wall ms, [frontend id]]')\n"
+    "                           .. '[deadline wall ms, [frontend id, [tenant (1..64 bytes), [tenant weight]]]]')\n"
     "end\n"
     "if w < 1 then w = 1 elseif w > 1000 then w = 1000 end\n"
+    "if tw < 1 then tw = 1 elseif tw > 1000 then tw = 1000 end\n"
     "local jk = 'lv:j:' .. id\n"
     "local queued = redis.call('EXISTS', jk) == 1\n"
     "redis.call('SET', jk, body)\n"
@@ -54,13 +66,26 @@ static const char ENQUEUE_LUA[] =
     "end\n"
     "redis.call('RPUSH', 'lv:q:u:' .. user, id)\n"
     "redis.call('HSET', 'lv:q:w', user, w)\n"
-    "if not redis.call('ZSCORE', 'lv:q:users', user) then\n"
-    /* a user arriving or coming back starts at the virtual time, or later if it left owing */
+    "local ut = redis.call('HGET', 'lv:q:ut', user)\n"
+    "if ut then t = ut end\n"
+    "local tuk = 'lv:q:tu:' .. t\n"
+    "if not redis.call('ZSCORE', tuk, user) then\n"
+    /* a user arriving or coming back starts at its tenant's virtual time, or later if it left owing */
+    "  local tvt = tonumber(redis.call('HGET', 'lv:q:tvt', t)) or 0\n"
+    "  local last = tonumber(redis.call('HGET', 'lv:q:last:' .. t, user))\n"
+    "  redis.call('HDEL', 'lv:q:last:' .. t, user)\n"
+    "  if last and last > tvt then tvt = last end\n"
+    "  redis.call('ZADD', tuk, string.format('%.17g', tvt), user)\n"
+    "  redis.call('HSET', 'lv:q:ut', user, t)\n"
+    "end\n"
+    "redis.call('HSET', 'lv:q:tw', t, tw)\n"
+    "if not redis.call('ZSCORE', 'lv:q:ten', t) then\n"
+    /* the same one level up: a tenant starts at the virtual time or its own leftover tag */
     "  local vt = tonumber(redis.call('GET', 'lv:q:vt')) or 0\n"
-    "  local last = tonumber(redis.call('HGET', 'lv:q:last', user))\n"
-    "  redis.call('HDEL', 'lv:q:last', user)\n"
+    "  local last = tonumber(redis.call('HGET', 'lv:q:tlast', t))\n"
+    "  redis.call('HDEL', 'lv:q:tlast', t)\n"
     "  if last and last > vt then vt = last end\n"
-    "  redis.call('ZADD', 'lv:q:users', string.format('%.17g', vt), user)\n"
+    "  redis.call('ZADD', 'lv:q:ten', string.format('%.17g', vt), t)\n"
     "end\n"
     "redis.call('ZADD', 'lv:q:age', enq, id)\n"
     "local len = redis.call('INCR', 'lv:q:len')\n"
@@ -90,8 +115,9 @@ static const char REPLACE_LUA[] =
     "return 1\n";
 
 /* ARGV: job id, user. The body decides whether the job still waits. A user whose list empties
- * leaves the set keeping its tag (it was never served, so it neither gains nor loses). When the
- * caller names the wrong user the id stays in that user's list without a body: pop skips it. */
+ * leaves its tenant's set keeping its tag (it was never served, so it neither gains nor loses), and
+ * a tenant whose set empties leaves the tenants' set the same way. When the caller names the wrong
+ * user the id stays in that user's list without a body: pop skips it. */
 static const char CANCEL_LUA[] =
     "local id, user = ARGV[1], ARGV[2]\n"
     "if not id or id == '' or not user or user == '' then\n"
@@ -107,12 +133,24 @@ static const char CANCEL_LUA[] =
     "end\n"
     "local uk = 'lv:q:u:' .. user\n"
     "if redis.call('LREM', uk, 1, id) == 1 and redis.call('LLEN', uk) == 0 then\n"
-    "  local tag = tonumber(redis.call('ZSCORE', 'lv:q:users', user))\n"
-    "  redis.call('ZREM', 'lv:q:users', user)\n"
+    "  local t = redis.call('HGET', 'lv:q:ut', user) or 'default'\n"
+    "  local tuk = 'lv:q:tu:' .. t\n"
+    "  local tag = tonumber(redis.call('ZSCORE', tuk, user))\n"
+    "  redis.call('ZREM', tuk, user)\n"
     "  redis.call('HDEL', 'lv:q:w', user)\n"
-    "  local vt = tonumber(redis.call('GET', 'lv:q:vt')) or 0\n"
-    "  if tag and tag > vt then\n"
-    "    redis.call('HSET', 'lv:q:last', user, string.format('%.17g', tag))\n"
+    "  redis.call('HDEL', 'lv:q:ut', user)\n"
+    "  local tvt = tonumber(redis.call('HGET', 'lv:q:tvt', t)) or 0\n"
+    "  if tag and tag > tvt then\n"
+    "    redis.call('HSET', 'lv:q:last:' .. t, user, string.format('%.17g', tag))\n"
+    "  end\n"
+    "  if redis.call('ZCARD', tuk) == 0 then\n"
+    "    local ttag = tonumber(redis.call('ZSCORE', 'lv:q:ten', t))\n"
+    "    redis.call('ZREM', 'lv:q:ten', t)\n"
+    "    redis.call('HDEL', 'lv:q:tw', t)\n"
+    "    local vt = tonumber(redis.call('GET', 'lv:q:vt')) or 0\n"
+    "    if ttag and ttag > vt then\n"
+    "      redis.call('HSET', 'lv:q:tlast', t, string.format('%.17g', ttag))\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "if len <= 0 then\n"
@@ -123,10 +161,13 @@ static const char CANCEL_LUA[] =
     "return 1\n";
 
 /* ARGV: now wall ms, max jobs (1..32). nil, or {taken, stale}: taken = [id, body, ...] in fair order,
- * stale = [id, frontend id, ...]. Each turn looks at the head job of the user with the smallest tag,
- * as a pop of one job would, so a batch comes out in the order single pops would give. A job past
- * its deadline (lv:q:dl; none stored = never stale here) and an id whose body is gone are removed
- * without advancing their user's tag: the user keeps its turn and its next job is looked at again.
+ * stale = [id, frontend id, ...]. Each turn takes the tenant with the smallest tag, in it the user
+ * with the smallest tag, and looks at that user's head job, as a pop of one job would, so a batch
+ * comes out in the order single pops would give. A taken job advances its user's tag by 1/user
+ * weight (within the tenant; the tenant's virtual time becomes the user's old tag) and its tenant's
+ * by 1/tenant weight (lv:q:vt becomes the tenant's old tag). A job past its deadline (lv:q:dl; none
+ * stored = never stale here) and an id whose body is gone are removed without advancing either
+ * tag: the user and its tenant keep their turn and the user's next job is looked at again.
  * The work is bounded (max taken, 64 stale, 256 without a body: only a cancel naming the wrong user
  * leaves those, so that many means something else writes the keys); the worker pops again for more. */
 static const char POP_LUA[] =
@@ -137,15 +178,25 @@ static const char POP_LUA[] =
     "local vt = tonumber(redis.call('GET', 'lv:q:vt')) or 0\n"
     "local len = tonumber(redis.call('GET', 'lv:q:len')) or 0\n"
     "local taken, stale, ntaken, nstale, nmissing = {}, {}, 0, 0, 0\n"
+    "local served = {}\n"
     "while ntaken < max and nstale < 64 and nmissing < 256 do\n"
-    "  local top = redis.call('ZRANGE', 'lv:q:users', 0, 0, 'WITHSCORES')\n"
+    "  local top = redis.call('ZRANGE', 'lv:q:ten', 0, 0, 'WITHSCORES')\n"
     "  if #top == 0 then\n"
     "    redis.call('DEL', 'lv:q:ready', 'lv:q:age', 'lv:q:dl')\n"
     "    redis.call('SET', 'lv:q:len', 0)\n"
     "    len = 0\n"
     "    break\n"
     "  end\n"
-    "  local user, tag = top[1], tonumber(top[2])\n"
+    "  local t, ttag = top[1], tonumber(top[2])\n"
+    "  local tuk = 'lv:q:tu:' .. t\n"
+    "  local utop = redis.call('ZRANGE', tuk, 0, 0, 'WITHSCORES')\n"
+    "  if #utop == 0 then\n"
+    /* cannot happen while only these scripts write: a tenant is in lv:q:ten while its set has users */
+    "    redis.call('ZREM', 'lv:q:ten', t)\n"
+    "    nmissing = nmissing + 1\n"
+    "  else\n"
+    "  local tvt = tonumber(redis.call('HGET', 'lv:q:tvt', t)) or 0\n"
+    "  local user, tag = utop[1], tonumber(utop[2])\n"
     "  local uk = 'lv:q:u:' .. user\n"
     "  local id = redis.call('LPOP', uk)\n"
     "  local body, late = false, false\n"
@@ -169,30 +220,51 @@ static const char POP_LUA[] =
     "  if not body and not late then\n"
     "    nmissing = nmissing + 1\n"
     "  end\n"
-    "  local nexttag = tag\n"
+    "  local nexttag, tnext = tag, ttag\n"
     "  if body then\n"
     "    nexttag = tag + 1 / (tonumber(redis.call('HGET', 'lv:q:w', user)) or 1)\n"
-    "    vt = tag\n"
+    "    tnext = ttag + 1 / (tonumber(redis.call('HGET', 'lv:q:tw', t)) or 1)\n"
+    "    vt, tvt = ttag, tag\n"
+    "    redis.call('HSET', 'lv:q:tvt', t, string.format('%.17g', tvt))\n"
+    "    served[t] = true\n"
     "    ntaken = ntaken + 1\n"
     "    taken[2 * ntaken - 1], taken[2 * ntaken] = id, body\n"
     "  end\n"
     "  if redis.call('LLEN', uk) == 0 then\n"
-    "    redis.call('ZREM', 'lv:q:users', user)\n"
+    "    redis.call('ZREM', tuk, user)\n"
     "    redis.call('HDEL', 'lv:q:w', user)\n"
-    "    if nexttag > vt then\n"
-    "      redis.call('HSET', 'lv:q:last', user, string.format('%.17g', nexttag))\n"
+    "    redis.call('HDEL', 'lv:q:ut', user)\n"
+    "    if nexttag > tvt then\n"
+    "      redis.call('HSET', 'lv:q:last:' .. t, user, string.format('%.17g', nexttag))\n"
     "    end\n"
     "  else\n"
-    "    redis.call('ZADD', 'lv:q:users', string.format('%.17g', nexttag), user)\n"
+    "    redis.call('ZADD', tuk, string.format('%.17g', nexttag), user)\n"
+    "  end\n"
+    "  if redis.call('ZCARD', tuk) == 0 then\n"
+    "    redis.call('ZREM', 'lv:q:ten', t)\n"
+    "    redis.call('HDEL', 'lv:q:tw', t)\n"
+    "    if tnext > vt then\n"
+    "      redis.call('HSET', 'lv:q:tlast', t, string.format('%.17g', tnext))\n"
+    "    end\n"
+    "  else\n"
+    "    redis.call('ZADD', 'lv:q:ten', string.format('%.17g', tnext), t)\n"
+    "  end\n"
+    "  end\n"
+    "end\n"
+    /* leftover tags at or below their virtual time say nothing: drop a couple of those sampled */
+    "local function prune(key, upto)\n"
+    "  local old = redis.call('HRANDFIELD', key, 2, 'WITHVALUES')\n"
+    "  for i = 1, #old, 2 do\n"
+    "    if (tonumber(old[i + 1]) or 0) <= upto then\n"
+    "      redis.call('HDEL', key, old[i])\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "if ntaken > 0 then\n"
     "  redis.call('SET', 'lv:q:vt', string.format('%.17g', vt))\n"
-    "  local old = redis.call('HRANDFIELD', 'lv:q:last', 2, 'WITHVALUES')\n"
-    "  for i = 1, #old, 2 do\n"
-    "    if (tonumber(old[i + 1]) or 0) <= vt then\n"
-    "      redis.call('HDEL', 'lv:q:last', old[i])\n"
-    "    end\n"
+    "  prune('lv:q:tlast', vt)\n"
+    "  for t in pairs(served) do\n"
+    "    prune('lv:q:last:' .. t, tonumber(redis.call('HGET', 'lv:q:tvt', t)) or 0)\n"
     "  end\n"
     "end\n"
     "if nstale > 0 then\n"

@@ -6,13 +6,19 @@
  * Keys (every key starts with LV_CQ_PREFIX):
  *   lv:j:<job id>        string  the job body (lv_jobmsg.h) while it waits; gone once taken or cancelled
  *   lv:q:u:<user>        list    the user's waiting job ids, oldest first
- *   lv:q:users           zset    users with something waiting; score = the virtual start time of
- *                                their next job (start-time fair queuing, weighted)
+ *   lv:q:ten             zset    tenants with something waiting; score = the virtual start time of
+ *                                their next job (start-time fair queuing, weighted, two levels)
+ *   lv:q:tw              hash    tenant -> weight (the last enqueue's), while it has jobs waiting
+ *   lv:q:tlast           hash    tenant -> its next tag, kept when its last user leaves (as lv:q:last)
+ *   lv:q:vt              string  the virtual time among tenants: the tenant tag of the job taken last
+ *   lv:q:tu:<tenant>     zset    the tenant's users with something waiting; score = the virtual start
+ *                                time of their next job within the tenant
+ *   lv:q:tvt             hash    tenant -> its virtual time among its users (kept: tenants are few)
+ *   lv:q:ut              hash    user -> its tenant, while the user has jobs waiting
  *   lv:q:w               hash    user -> weight (the last enqueue's), while the user has jobs waiting
- *   lv:q:last            hash    user -> the virtual time its next job would start at, kept when
+ *   lv:q:last:<tenant>   hash    user -> the virtual time its next job would start at, kept when
  *                                its list empties (so leaving and coming back earns no credit);
- *                                entries at or below lv:q:vt mean nothing and are dropped as met
- *   lv:q:vt              string  the virtual time: the start tag of the job taken last
+ *                                entries at or below the tenant's lv:q:tvt mean nothing, dropped as met
  *   lv:q:age             zset    job id -> enqueue wall ms (the oldest waiting job's age)
  *   lv:q:dl              hash    job id -> "<deadline wall ms> <frontend id>" while the job waits and
  *                                its enqueue gave a deadline (pop drops a job past it, unsent)
@@ -45,7 +51,9 @@
  * a Redis error reply ("ERR lv <script>: expected ...") for bad ones. */
 typedef struct {
     /** ARGV: job id, user, weight (clamped to 1..1000), body, enqueue wall ms, and optionally the
-     * deadline wall ms and the frontend id to tell when the job goes stale (both kept in lv:q:dl;
+     * deadline wall ms, the frontend id, the tenant (1..64 bytes; none or "" = "default") and the
+     * tenant's weight (clamped to 1..1000; none = 1). A user already waiting stays in the tenant
+     * it joined under. The deadline and frontend are there to tell when the job goes stale (both kept in lv:q:dl;
      * a job enqueued without a deadline is never dropped by pop, only by the worker that reads its
      * body). Returns 1 (queued at the tail of the user's list), or 0 when a job with that id already
      * waits (its body and deadline are replaced, nothing is added: an enqueue sent twice queues the
@@ -62,8 +70,9 @@ typedef struct {
     /** ARGV: now (wall ms, the caller's clock), max jobs to take (1..32). Returns nil when it neither
      * took a job nor dropped a stale one, else a 2-element array {taken, stale}:
      *   taken  [id1, body1, id2, body2, ...]  up to max jobs, in fair order: each is the head job of
-     *          the user with the smallest tag at its turn; lv:q:vt becomes that tag and the user's
-     *          tag advances by 1/weight (the same order as that many pops of one job);
+     *          the user with the smallest tag in the tenant with the smallest tag at its turn;
+     *          lv:q:vt becomes the tenant's tag, the tenant's virtual time the user's, and the tags
+     *          advance by 1/tenant weight and 1/user weight (the same order as that many pops of one);
      *   stale  [id1, frontend1, ...]  jobs found at a head past their deadline (now > deadline):
      *          removed unsent and counted in lv:stat:stale, WITHOUT advancing their user's tag (the
      *          user keeps its turn: its next job is looked at again); frontend is "" when the

@@ -3,7 +3,9 @@
  * registered and sent through lv_redis. Weighted fairness across users, no credit for a user
  * who leaves and comes back, one share however many jobs a user queues, replace and cancel
  * before and after a pop, exact len/age/ready bookkeeping, stats, refused arguments, and
- * lv:q:last staying small. Every wait runs the loop under a deadline. */
+ * lv:q:last staying small; two levels: tenants by weight whatever their user counts, users by
+ * weight within a tenant, an idle tenant's share to the others, no credit for a tenant that comes
+ * back, an old enqueue (no tenant) in "default". Every wait runs the loop under a deadline. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -83,7 +85,7 @@ static void on_reply(void *ud, const redisReply *r, const char *err)
 static reply_t eval(int script, int argc, const char **argv)
 {
     reply_t rep = {0};
-    size_t lens[8];
+    size_t lens[16];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     assert_int_equal(lv_redis_eval(g.r, script, on_reply, &rep, 0, argc, argv, lens), 0);
@@ -256,7 +258,9 @@ static void assert_waiting(long long n)
     assert_true(cmd_int("LLEN %s", "lv:q:ready") <= n);
     if (n == 0) {
         assert_int_equal(cmd_int("EXISTS %s", "lv:q:ready"), 0);
-        assert_int_equal(cmd_int("ZCARD %s", "lv:q:users"), 0);
+        assert_int_equal(cmd_int("ZCARD %s", "lv:q:ten"), 0);
+        assert_int_equal(cmd_int("HLEN %s", "lv:q:ut"), 0);
+        assert_int_equal(cmd_int("HLEN %s", "lv:q:tw"), 0);
     }
 }
 
@@ -563,14 +567,14 @@ static void last_stays_small(void **state)
     }
     while (pop(id, sizeof(id), NULL, 0))
         ;
-    assert_int_equal(cmd_int("HLEN %s", "lv:q:last"), 200); /* each left one turn ahead */
+    assert_int_equal(cmd_int("HLEN %s", "lv:q:last:default"), 200); /* each left one turn ahead */
     for (int i = 0; i < 150; i++) {
         snprintf(id, sizeof(id), "z%d", i);
         enqueue(id, "Z", 1);
     }
     while (pop(id, sizeof(id), NULL, 0))
         ;
-    assert_true(cmd_int("HLEN %s", "lv:q:last") <= 1); /* Z's own, at most */
+    assert_true(cmd_int("HLEN %s", "lv:q:last:default") <= 1); /* Z's own, at most */
     assert_int_equal(cmd_int("HLEN %s", "lv:q:w"), 0);
     assert_waiting(0);
 }
@@ -748,6 +752,196 @@ static void pop_bounds(void **state)
     assert_waiting(0);
 }
 
+
+/* ---------- tenants ---------- */
+
+static long long enqueue_t(const char *id, const char *user, int weight, const char *tenant, int tweight)
+{
+    char w[16], tw[16], body[80];
+    snprintf(w, sizeof(w), "%d", weight);
+    snprintf(tw, sizeof(tw), "%d", tweight);
+    snprintf(body, sizeof(body), "%s", id);
+    const char *argv[] = {id, user, w, body, "1000", "9999999999999", "fe1", tenant, tw};
+    reply_t rep = eval(g.cq.enqueue, 9, argv);
+    assert_int_equal(rep.type, REDIS_REPLY_INTEGER);
+    return rep.integer;
+}
+
+static double jain(const double *x, size_t n)
+{
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        s += x[i];
+        s2 += x[i] * x[i];
+    }
+    return s2 > 0 ? s * s / ((double)n * s2) : 1.0;
+}
+
+/* job ids are "<tenant index>.<user index>.<n>" */
+static void parse_job(const char *id, int *t, int *u)
+{
+    assert_int_equal(sscanf(id, "%d.%d.", t, u), 2);
+}
+
+/* Tenants of weight 1, 2, 4 with 1, 10 and 100 users, all backlogged: 700 pops give 100, 200 and
+ * 400 within 2 %, and the users within each tenant equal shares. */
+static void tenants_by_weight_cq(void **state)
+{
+    static const int users[3] = {1, 10, 100}, jobs_each[3] = {150, 30, 6}, tw[3] = {1, 2, 4};
+    char id[64], user[32], tenant[16];
+    for (int t = 0; t < 3; t++)
+        for (int j = 0; j < jobs_each[t]; j++) /* interleaved: arrival order must not matter */
+            for (int u = 0; u < users[t]; u++) {
+                snprintf(id, sizeof(id), "%d.%d.%d", t, u, j);
+                snprintf(user, sizeof(user), "u:%d-%d", t, u);
+                snprintf(tenant, sizeof(tenant), "t%d", t);
+                assert_int_equal(enqueue_t(id, user, 1, tenant, tw[t]), 1);
+            }
+    long per_tenant[3] = {0}, per_user[3][100];
+    memset(per_user, 0, sizeof(per_user));
+    batch_t *b;
+    for (int popped = 0; popped < 700;) {
+        b = pop_batch(NOW_MS, 20);
+        assert_int_equal(b->n_taken, 20);
+        for (size_t i = 0; i < b->n_taken; i++) {
+            int t, u;
+            parse_job(b->id[i], &t, &u);
+            per_tenant[t]++;
+            per_user[t][u]++;
+        }
+        popped += 20;
+    }
+    for (int t = 0; t < 3; t++) {
+        double x[100];
+        for (int u = 0; u < users[t]; u++)
+            x[u] = (double)per_user[t][u];
+        double ratio = (double)per_tenant[t] / (100.0 * tw[t]);
+        print_message("tenant %d weight %d, %d users: %ld jobs (%.4f of its weight's share), users' Jain %.4f\n", t,
+                      tw[t], users[t], per_tenant[t], ratio, jain(x, (size_t)users[t]));
+        assert_true(ratio > 0.98 && ratio < 1.02);
+        assert_true(jain(x, (size_t)users[t]) > 0.98);
+    }
+}
+
+/* Users by weight within a tenant (1:3), beside another tenant that still gets half. */
+static void users_by_weight_in_tenant_cq(void **state)
+{
+    char id[64];
+    for (int i = 0; i < 60; i++) {
+        snprintf(id, sizeof(id), "0.0.%d", i);
+        enqueue_t(id, "u:a", 1, "acme", 1);
+        snprintf(id, sizeof(id), "0.1.%d", i);
+        enqueue_t(id, "u:b", 3, "acme", 1);
+        snprintf(id, sizeof(id), "1.0.%d", i);
+        enqueue_t(id, "u:c", 1, "other", 1);
+    }
+    long n[2][2] = {{0}};
+    for (int i = 0; i < 80; i++) {
+        int t, u;
+        assert_true(pop(id, sizeof(id), NULL, 0));
+        parse_job(id, &t, &u);
+        n[t][u]++;
+    }
+    assert_in_range(n[1][0], 39, 41);
+    assert_in_range(n[0][0], 9, 11);
+    assert_in_range(n[0][1], 29, 31);
+}
+
+/* Within a tenant a user with 50 jobs waiting and one who always has 1 get the same turns. */
+static void many_jobs_vs_one_in_tenant_cq(void **state)
+{
+    char id[64];
+    int next_a = 0, next_b = 0;
+    for (; next_a < 50; next_a++) {
+        snprintf(id, sizeof(id), "0.0.%d", next_a);
+        enqueue_t(id, "u:many", 1, "acme", 1);
+    }
+    snprintf(id, sizeof(id), "0.1.%d", next_b++);
+    enqueue_t(id, "u:one", 1, "acme", 1);
+    long n[2] = {0};
+    for (int i = 0; i < 200; i++) {
+        int t, u;
+        assert_true(pop(id, sizeof(id), NULL, 0));
+        parse_job(id, &t, &u);
+        n[u]++;
+        /* each refills what was taken: 50 waiting for one, 1 for the other */
+        if (u == 0)
+            snprintf(id, sizeof(id), "0.0.%d", next_a++);
+        else
+            snprintf(id, sizeof(id), "0.1.%d", next_b++);
+        enqueue_t(id, u == 0 ? "u:many" : "u:one", 1, "acme", 1);
+    }
+    assert_in_range(n[0], 99, 101);
+    assert_in_range(n[1], 99, 101);
+}
+
+/* A tenant with nothing waiting costs nothing (the others split every pop 1:2), and when it comes
+ * back it gets its share from then on, with no credit for the time it sat out. */
+static void idle_tenant_cq(void **state)
+{
+    char id[64];
+    for (int i = 0; i < 200; i++) {
+        snprintf(id, sizeof(id), "1.0.%d", i);
+        enqueue_t(id, "u:b", 1, "tb", 1);
+        snprintf(id, sizeof(id), "2.0.%d", i);
+        enqueue_t(id, "u:c", 1, "tc", 2);
+    }
+    long n[3] = {0};
+    for (int i = 0; i < 90; i++) {
+        int t, u;
+        assert_true(pop(id, sizeof(id), NULL, 0));
+        parse_job(id, &t, &u);
+        n[t]++;
+    }
+    assert_in_range(n[1], 29, 31);
+    assert_in_range(n[2], 59, 61);
+    for (int i = 0; i < 100; i++) {
+        snprintf(id, sizeof(id), "0.0.%d", i);
+        enqueue_t(id, "u:a", 1, "ta", 1);
+    }
+    memset(n, 0, sizeof(n));
+    for (int i = 0; i < 40; i++) {
+        int t, u;
+        assert_true(pop(id, sizeof(id), NULL, 0));
+        parse_job(id, &t, &u);
+        n[t]++;
+    }
+    /* 1:1:2 from its arrival; with credit for 90 pops it would take the next 40 alone */
+    assert_in_range(n[0], 9, 11);
+    assert_in_range(n[1], 9, 11);
+    assert_in_range(n[2], 19, 21);
+}
+
+/* An enqueue without a tenant (an older frontend) is tenant "default"; a waiting user stays in the
+ * tenant it joined under; a cancel empties the tenant level too; a tenant name over 64 bytes and a
+ * tenant weight that is not a number are refused before any write. */
+static void tenant_arguments_cq(void **state)
+{
+    enqueue("j1", "A", 1);
+    assert_true(cmd_int("ZSCORE lv:q:ten %s", "default") == 0);
+    reply_t rep = cmd("HGET lv:q:ut %s", "A");
+    assert_string_equal(rep.str, "default");
+    enqueue_t("j2", "A", 1, "acme", 5); /* A waits: stays in default */
+    rep = cmd("HGET lv:q:ut %s", "A");
+    assert_string_equal(rep.str, "default");
+    assert_int_equal(script_int(g.cq.cancel, "j1", "A"), 1);
+    assert_int_equal(script_int(g.cq.cancel, "j2", "A"), 1);
+    assert_waiting(0);
+    char long_t[80];
+    memset(long_t, 'x', 65);
+    long_t[65] = '\0';
+    const char *bad_t[] = {"j3", "B", "1", "body", "1000", "1", "fe", long_t, "1"};
+    rep = eval(g.cq.enqueue, 9, bad_t);
+    assert_int_equal(rep.type, REDIS_REPLY_ERROR);
+    const char *bad_tw[] = {"j3", "B", "1", "body", "1000", "1", "fe", "acme", "heavy"};
+    rep = eval(g.cq.enqueue, 9, bad_tw);
+    assert_int_equal(rep.type, REDIS_REPLY_ERROR);
+    assert_int_equal(cmd_int("EXISTS %s", "lv:j:j3"), 0);
+    enqueue_t("j4", "B", 1, "acme", 5000); /* clamped */
+    rep = cmd("HGET lv:q:tw %s", "acme");
+    assert_string_equal(rep.str, "1000");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -769,6 +963,11 @@ int main(void)
         cmocka_unit_test_setup(deadline_absent_never_stale, flush),
         cmocka_unit_test_setup(replace_and_cancel_deadline, flush),
         cmocka_unit_test_setup(pop_bounds, flush),
+        cmocka_unit_test_setup(tenants_by_weight_cq, flush),
+        cmocka_unit_test_setup(users_by_weight_in_tenant_cq, flush),
+        cmocka_unit_test_setup(many_jobs_vs_one_in_tenant_cq, flush),
+        cmocka_unit_test_setup(idle_tenant_cq, flush),
+        cmocka_unit_test_setup(tenant_arguments_cq, flush),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
