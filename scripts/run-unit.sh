@@ -11,6 +11,11 @@ failed=0
 failed_bins=()
 shopt -s nullglob
 bins=("$BUILD_DIR"/tests/test_*)
+# UNIT_ONLY="test_db test_acct" runs only those binaries (scripts/test.sh's PostgreSQL stage).
+if [ -n "${UNIT_ONLY:-}" ]; then
+  bins=()
+  for n in $UNIT_ONLY; do bins+=("$BUILD_DIR/tests/$n"); done
+fi
 if [ ${#bins[@]} -eq 0 ]; then
   echo "run-unit: no unit test binaries in $BUILD_DIR/tests"
 fi

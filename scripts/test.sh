@@ -46,6 +46,22 @@ else
 fi
 count unit "$p" "$f"
 
+# --- 1b. the accounts database's unit tests again, on a real PostgreSQL ---------------------------
+# (scripts/pg-test.sh starts a throwaway server as the OS user postgres; its SQLite cases ran above)
+echo "### database unit tests on PostgreSQL"
+pg_log="$TEST_TMP/unit-postgres.log"
+UNIT_ONLY="test_db test_acct" LIVEVLM_TEST_PG_ONLY=1 \
+  scripts/pg-test.sh scripts/run-unit.sh "$LIVEVLM_BUILD" >"$pg_log" 2>&1
+cat "$pg_log"
+line=$(grep -E '^unit: [0-9]+ passed, [0-9]+ failed' "$pg_log" | tail -1)
+if [ -n "$line" ]; then
+  p=$(echo "$line" | sed -E 's/^unit: ([0-9]+) passed, ([0-9]+) failed.*/\1/')
+  f=$(echo "$line" | sed -E 's/^unit: ([0-9]+) passed, ([0-9]+) failed.*/\2/')
+else
+  p=0; f=1
+fi
+count unit-postgres "$p" "$f"
+
 # --- 2./3./4. node suites -------------------------------------------------------------------------
 node_stage() { # name concurrency files...
   local name=$1 conc=$2; shift 2
