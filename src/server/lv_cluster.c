@@ -85,12 +85,20 @@ static unsigned weight_of(void *ud, const char *user)
 {
     lv_cluster_t *c = ud;
     const lv_config_t *cfg = &c->app->cfg;
+    if (c->app->drr.quantum) /* the scheduler holds every weight (lv_fair_apply: accounts, --user-weight) */
+        return (unsigned)lv_drr_weight(&c->app->drr, user);
     /* at most LV_MAX_USER_WEIGHTS (256) names, once per job: a scan is cheaper than the round
      * trip the job makes anyway */
     for (size_t i = 0; i < cfg->n_user_weights; i++)
         if (strcmp(cfg->user_weights[i].user, user) == 0)
             return (unsigned)cfg->user_weights[i].weight;
     return 1;
+}
+
+static unsigned tenant_weight_of(void *ud, const char *tenant)
+{
+    lv_cluster_t *c = ud;
+    return (unsigned)lv_drr_tenant_weight(&c->app->drr, tenant); /* 1 before lv_fair_apply */
 }
 
 static void job_lost(void *ud, const char *reason)
@@ -487,6 +495,7 @@ int lv_cluster_start(lv_app_t *app)
         .out_factor = 2, /* a backlogged user keeps a job waiting in the queue (lv_dispatch_redis.h) */
         .ud = c,
         .weight_of = weight_of,
+        .tenant_weight_of = tenant_weight_of,
         .lost = job_lost,
     };
     if ((rc = lv_dispatch_redis_create(app->loop, c->redis, &c->scripts, &dcfg, &c->dispatch)) != 0) {

@@ -51,8 +51,10 @@ typedef struct {
     uint64_t deadline_wall_ms;
     uint64_t ttft_floor_us;
     unsigned weight;            /* its user's, 1..1000, when it was queued */
+    unsigned tenant_weight;     /* its tenant's, 1..1000, when it was queued */
     char id[LV_JOB_ID_MAX + 1];
     char user[LV_PRINCIPAL_KEY_MAX];
+    char tenant[LV_PRINCIPAL_ID_MAX]; /* the session's: the queue's first level */
     char worker[LV_NODE_ID_MAX + 1]; /* who runs it; "" while it waits */
 } rjob_t;
 
@@ -469,19 +471,24 @@ static int dredis_submit(lv_dispatch_t *port, lv_job_t *job, char *why, size_t w
     snprintf(rj->user, sizeof(rj->user), "%s", job->session->rec.principal);
     unsigned weight = d->cfg.weight_of ? d->cfg.weight_of(d->cfg.ud, rj->user) : 1;
     rj->weight = LV_MIN(LV_MAX(weight, 1u), 1000u);
+    snprintf(rj->tenant, sizeof(rj->tenant), "%s", job->session->rec.tenant[0] ? job->session->rec.tenant : "default");
+    unsigned tweight = d->cfg.tenant_weight_of ? d->cfg.tenant_weight_of(d->cfg.ud, rj->tenant) : 1;
+    rj->tenant_weight = LV_MIN(LV_MAX(tweight, 1u), 1000u);
     uint64_t now_wall = lv_wall_ms();
     int rc = encode_body(d, rj, job, job->frame, now_wall, &rj->deadline_wall_ms, why, why_size);
     if (rc != 0)
         goto fail;
-    char weight_s[16], enq_s[24], dl_s[24];
+    char weight_s[16], tweight_s[16], enq_s[24], dl_s[24];
     snprintf(weight_s, sizeof(weight_s), "%u", rj->weight);
+    snprintf(tweight_s, sizeof(tweight_s), "%u", rj->tenant_weight);
     snprintf(enq_s, sizeof(enq_s), "%" PRIu64, now_wall);
     /* the deadline and our id beside it: pop drops the job unsent once it is stale, and a worker
      * tells us at once */
     snprintf(dl_s, sizeof(dl_s), "%" PRIu64, rj->deadline_wall_ms);
-    const char *argv[] = {rj->id, rj->user, weight_s, d->body.data, enq_s, dl_s, d->frontend_id};
+    const char *argv[] = {rj->id, rj->user, weight_s, d->body.data, enq_s, dl_s, d->frontend_id, rj->tenant, tweight_s};
     size_t argvlen[] = {strlen(rj->id),  strlen(rj->user), strlen(weight_s),      d->body.len,
-                        strlen(enq_s), strlen(dl_s),    strlen(d->frontend_id)};
+                        strlen(enq_s), strlen(dl_s),    strlen(d->frontend_id), strlen(rj->tenant),
+                        strlen(tweight_s)};
     rc = lv_hmap_insert_str(&d->jobs, &rj->node, rj->id);
     if (rc != 0) {
         snprintf(why, why_size, "The frame could not be tracked (%s).", lv_strerror(rc));

@@ -70,8 +70,10 @@ typedef struct {
                                   * (the local fair queue's bound), twice the slots gives every
                                   * share s >= 1 room for s + 1 (docs/internals/cluster.md) */
     void *ud;
-    /** The user's fair-share weight (1..1000). NULL = 1. */
+    /** The user's fair-share weight (1..1000) within its tenant. NULL = 1. */
     unsigned (*weight_of)(void *ud, const char *user);
+    /** The tenant's fair-share weight (1..1000) among tenants. NULL = 1. */
+    unsigned (*tenant_weight_of)(void *ud, const char *tenant);
     /** A job ended without an answer for a cluster reason ("stale", "worker_lost",
      * "cluster_unavailable"), for metrics. May be NULL. */
     void (*lost)(void *ud, const char *reason);
