@@ -252,26 +252,6 @@ static void on_models_refreshed(void *ud)
     }
 }
 
-static int api_login(lv_app_t *app, lv_req_t *r)
-{
-    json_t *root = r->body->len ? json_loadb(r->body->data, r->body->len, 0, NULL) : NULL;
-    const char *tok = json_string_value(json_object_get(root, "token"));
-    int rc;
-    /* the right token always logs in, even from an address over its failures: see lv_auth_failed */
-    if (app->cfg.auth_none || (tok && lv_secure_equal(tok, strlen(tok), app->token, 64))) {
-        char hdr[256];
-        cookie_header(app, hdr, sizeof(hdr), app->cfg.auth_none ? "none" : app->token, 30 * 86400);
-        rc = lv_req_respond(r, 204, NULL, "", 0, false, hdr);
-    } else if (lv_auth_failed(app, r->ip) == 429) {
-        rc = lv_req_respond_error(r, 429, "rate_limited", "too many failed logins; wait a minute");
-    } else {
-        LV_WARN("failed login from %s", r->ip);
-        rc = lv_req_respond_error(r, 401, "bad_token", "wrong access token");
-    }
-    json_decref(root);
-    return rc;
-}
-
 /* The URL printed at start: trade the token for a cookie and take it out of the address bar. */
 static int token_link(lv_app_t *app, lv_req_t *r, const char *arg)
 {
@@ -420,18 +400,10 @@ static int handle_post(lv_app_t *app, lv_req_t *r)
         LV_INFO("refused a POST %s from %s with a foreign Origin", r->path, r->ip);
         return lv_req_respond_error(r, 403, "forbidden_origin", "request from a page of another site");
     }
-    bool token_login = app->cfg.auth_mode == LV_AUTH_TOKEN || app->cfg.auth_mode == LV_AUTH_NONE;
-    if (token_login && strcmp(r->path, "/api/v1/login") == 0)
-        return api_login(app, r);
-    if (token_login && strcmp(r->path, "/api/v1/logout") == 0) {
-        char hdr[256];
-        cookie_header(app, hdr, sizeof(hdr), "", 0);
-        return lv_req_respond(r, 204, NULL, "", 0, false, hdr);
-    }
     lv_principal_t who;
     const char *why = NULL;
-    if (lv_account_api_route(r->path)) /* some need no credential (sign-in); it checks itself */
-        return lv_account_api_handle(app, r);
+    if (lv_account_api_route(r->path)) /* sign-in (password or, with --auth token, the token): */
+        return lv_account_api_handle(app, r); /* lv_account_api.c, which checks credentials itself */
     int st = lv_auth_check(app, r, &who, &why);
     if (st)
         return refuse_auth(r, st, why, "log in with the access token printed by the server");
