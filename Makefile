@@ -107,6 +107,10 @@ $(BUILD)/fakevlm: $(FAKEVLM_SRC:%.c=$(BUILD)/%.o) $(filter $(BUILD)/src/common/%
 $(BUILD)/loadgen: $(LOADGEN_SRC:%.c=$(BUILD)/%.o) $(filter $(BUILD)/src/common/% $(BUILD)/src/proto/%,$(LIB_OBJ))
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LDLIBS)
 
+# bench/fairsim: the two-level fair queue in simulation (bench/scenarios/tenants.sh)
+$(BUILD)/fairsim: bench/fairsim.c $(BUILD)/src/core/lv_drr.o $(filter $(BUILD)/src/common/%,$(LIB_OBJ))
+	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDLIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(filter %.o,$^) $(LDLIBS) -lcmocka
