@@ -51,7 +51,7 @@ static void jwk_of(EVP_PKEY *k, const char *kid, char *out, size_t out_size)
 /* A JWKS with the RSA key as "r1" and the EC key as "e1" (plus an encryption key to skip). */
 static void make_jwks(lv_jwks_t *s)
 {
-    char r[2048], e[512], doc[4096];
+    char r[4096], e[4096], doc[8400];
     const char *why = NULL;
     jwk_of(g_rsa, "r1", r, sizeof(r));
     jwk_of(g_ec, "e1", e, sizeof(e));
