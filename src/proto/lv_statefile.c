@@ -114,6 +114,7 @@ int lv_statefile_encode_session(const lv_statefile_session_t *s, lv_statefile_li
     put(o, "id", json_string(s->rec.id), &rc);
     put(o, "secret_sha256", json_string(s->rec.secret_hash), &rc);
     put(o, "owner", json_string(s->rec.principal), &rc);
+    put(o, "tenant", json_string(s->rec.tenant[0] ? s->rec.tenant : "default"), &rc);
     put(o, "created_ms", u64_json(s->rec.created_ms), &rc);
     put(o, "last_seen_ms", u64_json(s->last_seen_ms), &rc);
     put(o, "attached", json_boolean(s->attached), &rc);
@@ -291,6 +292,11 @@ static int decode_session(const char *p, size_t n, lv_statefile_session_t *s, co
         FAIL(LV_EPARSE, "a secret hash is not 64 hex digits");
     if (get_str(o, "owner", s->rec.principal, sizeof(s->rec.principal), 1))
         FAIL(LV_EPARSE, "a session owner is missing or too long");
+    /* lines written before tenants existed have none: the default tenant */
+    if (!json_object_get(o, "tenant"))
+        snprintf(s->rec.tenant, sizeof(s->rec.tenant), "default");
+    else if (get_str(o, "tenant", s->rec.tenant, sizeof(s->rec.tenant), 1))
+        FAIL(LV_EPARSE, "a session tenant is not a string of 1..32 bytes");
     if (get_u64(o, "created_ms", &s->rec.created_ms) || get_u64(o, "last_seen_ms", &s->last_seen_ms) ||
         get_u64(o, "answer_seq", &s->answer_seq) || get_u64(o, "total_inferences", &s->rec.total_inferences) ||
         get_ms(o, "avg_latency_ms", &s->rec.avg_latency_ms) || get_bool(o, "attached", &s->attached) ||
