@@ -91,8 +91,8 @@ static int ensure_admin(lv_db_t *db)
         return rc;
     LV_INFO("no administrator existed: made user \"%s\" (its password is printed once on standard output, "
             "never in the log)", FIRST_ADMIN_NAME);
-    printf("\nAn administrator account was made. Sign in at /login as \"%s\" with the password on the next line\n"
-           "(shown only this once; `livevlm user passwd %s` sets another):\n%s\n",
+    printf("\nAn administrator account was made: sign in at /login as \"%s\" (`livevlm user passwd %s` sets\n"
+           "another password). Its password, shown only this once, is on the next line:\n%s\n",
            FIRST_ADMIN_NAME, FIRST_ADMIN_NAME, pw);
     fflush(stdout);
     return 0;

@@ -298,7 +298,7 @@ static cred_t accounts_cred(lv_app_t *app, const lv_req_t *r, lv_principal_t *wh
     int rc = lv_http1_header_copy(r->head, "authorization", hdr, sizeof(hdr));
     if (rc != LV_ENOTFOUND) {
         if (rc != 0 || lv_bearer_get(hdr, tok, sizeof(tok)) != 0) {
-            *why = "the Authorization header must be \"Bearer <API key or token>\"";
+            *why = "the Authorization header must be Bearer followed by an API key or token";
             return CRED_BAD;
         }
         if (strncmp(tok, LV_ACCT_KEY_PREFIX, strlen(LV_ACCT_KEY_PREFIX)) == 0)

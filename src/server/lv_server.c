@@ -16,6 +16,7 @@
 #include "lv_admin_api.h"
 #include "lv_auth.h"
 #include "lv_oidc.h"
+#include "lv_usage.h"
 #include "lv_usage_api.h"
 #include "lv_camera_api.h"
 #include "lv_backend.h"
@@ -332,7 +333,8 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
         lv_buf_t b;
         lv_buf_init(&b, 8u << 20);
         bool ok = lv_stat_render(app, &b) == 0 && lv_camera_api_metrics(app, &b) == 0 &&
-                  lv_offer_metrics(app, &b) == 0 && proxy_metrics(app, &b) == 0;
+                  lv_offer_metrics(app, &b) == 0 && proxy_metrics(app, &b) == 0 &&
+                  lv_usage_metrics(app, &b) == 0;
         int rc = ok ? lv_req_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len,
                                      true, NULL)
                     : lv_req_respond_error(r, 500, "internal", "could not render metrics");
@@ -428,10 +430,11 @@ int lv_server_body_cap(lv_app_t *app, const lv_req_t *r, size_t *cap)
     if (strcmp(r->path, "/api/v1/analyze") != 0 && !offer)
         return 0;
     int st = lv_auth_check(app, r, NULL, NULL);
-    if (st == 503)
-        st = 0; /* a proxy user seen for the first time: set up once the body is in (lv_server_handle) */
+    if (st == 401 || st == 429)
+        return st; /* nobody unauthenticated makes the server hold a frame */
     if (st)
-        return st;
+        return 0; /* a valid credential refused for another reason (CSRF 403, a proxy user being
+                   * made 503): the usual cap, and handle_post answers with the reason */
     *cap = offer ? lv_offer_body_cap(app) : lv_analyze_body_cap(app);
     return 0;
 }
@@ -467,7 +470,8 @@ static int ws_upgrade(lv_app_t *app, lv_req_t *r)
     else if (lv_iptable_sockets(app->ips, r->ip, 0) >= app->cfg.max_sockets_per_ip)
         status = 429;
     if (status) {
-        LV_INFO("refused WebSocket upgrade from %s: %d", r->ip, status);
+        lv_log_ctx_t lctx = {.ip = r->ip};
+        LV_INFO_CTX(&lctx, "refused WebSocket upgrade from %s: %d", r->ip, status);
         if (why && (status == 401 || status == 503))
             return refuse_auth(r, status, why, NULL);
         static const struct {

@@ -5,7 +5,7 @@
 // chatty process never blocks on us). When LIVEVLM_TEST_TMP is set (scripts/test.sh does), temp
 // dirs are made under it and kept, so the script can scan every log for sanitizer reports;
 // otherwise they are removed when the test process exits, unless LIVEVLM_KEEP_TMP=1.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -342,10 +342,13 @@ export async function startFakevlm(opts = {}) {
  * Start `livevlm serve` on 127.0.0.1 with a free port.
  * opts:
  *   backends: [{id, url}] or fakevlm objects (id defaults to "fake", "fake2", ...)
- *   tls (default false), auth ('token'|'none'), host, configDir (reuse one), args (extra flags),
+ *   tls (default false), auth ('token' by default here, so tests keep one shared token; 'accounts',
+ *   'proxy' or 'none'), host, configDir (reuse one), args (extra flags),
  *   env, detect (default false: --no-detect), logLevel (default 'debug'), gst (the server will run
  *   GStreamer: WebRTC offers; implied by a --camera flag).
- * Returns a Server (see class below).
+ * Returns a Server (see class below). With accounts its standard output goes to its own file
+ * (server.stdoutPath, not the log) and server.adminPassword is the first admin's password printed
+ * there (null when the database already had an admin, e.g. a reused configDir).
  */
 export async function startLivevlm(opts = {}) {
   const dir = opts.dir || makeTempDir('livevlm');
@@ -356,7 +359,9 @@ export async function startLivevlm(opts = {}) {
   const args = ['serve', '--host', host, '--port', '0', '--port-file', portFile,
     '--config-dir', configDir, '--log-level', opts.logLevel || 'debug'];
   if (!opts.tls) args.push('--no-tls');
-  if (opts.auth) args.push('--auth', opts.auth);
+  const auth = opts.auth || 'token';
+  const accounts = auth === 'accounts' || auth === 'proxy';
+  args.push('--auth', auth);
   if (!opts.detect) args.push('--no-detect');
   (opts.backends || []).forEach((b, i) => {
     const id = b.id || (i === 0 ? 'fake' : `fake${i + 1}`);
@@ -371,13 +376,49 @@ export async function startLivevlm(opts = {}) {
     const asan = [env.ASAN_OPTIONS || process.env.ASAN_OPTIONS, 'fast_unwind_on_malloc=0'].filter(Boolean).join(':');
     env = { ...env, ASAN_OPTIONS: asan };
   }
-  const proc = new Proc('livevlm', LIVEVLM_BIN, args, {
-    cwd: dir, env: childEnv(dir, env), logPath: path.join(dir, opts.logName || 'livevlm.log'),
-  }).start();
+  const logPath = path.join(dir, opts.logName || 'livevlm.log');
+  const procOpts = { cwd: dir, env: childEnv(dir, env), logPath };
+  if (accounts) procOpts.outPath = logPath.replace(/\.log$/, '') + '.stdout.txt';
+  const proc = (accounts ? new SplitProc('livevlm', LIVEVLM_BIN, args, procOpts)
+    : new Proc('livevlm', LIVEVLM_BIN, args, procOpts)).start();
   const port = await waitForPort(proc, portFile, opts.readyTimeoutMs);
   const server = new Server({ proc, port, dir, configDir, tls: !!opts.tls, host });
-  if (opts.auth !== 'none') server.token = await readToken(configDir, proc);
+  if (auth === 'token') server.token = await readToken(configDir, proc);
+  if (accounts) {
+    server.stdoutPath = procOpts.outPath;
+    server.adminPassword = await readAdminPassword(proc);
+  }
   return server;
+}
+
+/* The first admin's password, printed once on standard output before the "is serving" banner. */
+async function readAdminPassword(proc) {
+  const deadline = Date.now() + T(3000);
+  let out = '';
+  while (Date.now() < deadline) {
+    out = proc.outText();
+    if (out.includes(' is serving')) break;
+    await sleep(20);
+  }
+  if (!out.includes(' is serving')) throw new Error(`livevlm printed no banner\n--- stdout:\n${out}`);
+  const m = out.match(/is on the next line:\n([0-9a-f]{24})\n/);
+  return m ? m[1] : null;
+}
+
+/**
+ * Run a `livevlm` accounts command (user, key, tenant, quota ...) synchronously against configDir
+ * (added as --config-dir unless opts.configDir is null). opts.input: standard input (for
+ * --password-stdin), opts.args: more arguments. Resolves {code, stdout, stderr, lines} (lines: stdout's
+ * non-empty lines).
+ */
+export function cli(args, opts = {}) {
+  const full = [...args, ...(opts.configDir ? ['--config-dir', opts.configDir] : []), ...(opts.args || [])];
+  const r = spawnSync(LIVEVLM_BIN, full, {
+    input: opts.input ?? '', encoding: 'utf8', timeout: opts.timeoutMs || T(20000),
+    env: { ...process.env, ...(opts.env || {}) },
+  });
+  const stdout = r.stdout || '';
+  return { code: r.status, signal: r.signal, stdout, stderr: r.stderr || '', lines: stdout.split('\n').filter(Boolean) };
 }
 
 async function readToken(configDir, proc) {
@@ -403,17 +444,22 @@ export class Server {
 
   get origin() { return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`; }
   get wsUrl() { return `${this.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}/ws`; }
-  get authHeader() { return { Authorization: `Bearer ${this.token}` }; }
+  /** The bearer this server's requests carry: server.apiKey (accounts) or the shared token. */
+  get bearer() { return this.apiKey || this.token; }
+  get authHeader() { return { Authorization: `Bearer ${this.bearer}` }; }
 
   stop() { return this.proc.stop(); }
   logTail(n = 30) { return this.proc.logTail(n); }
 
   /**
    * Raw HTTP(S) request. opts: method, headers, body (string|Buffer|object → JSON), auth (default
-   * true: add the Bearer token), timeoutMs. Resolves {status, headers, body (Buffer), text, json()}.
+   * true: add the Bearer token, or server.apiKey), token (another bearer), timeoutMs. Resolves
+   * {status, headers, body (Buffer), text, json()}.
    */
   request(urlPath, opts = {}) {
-    const headers = { ...(opts.auth === false || !this.token ? {} : this.authHeader), ...(opts.headers || {}) };
+    const bearer = opts.token || this.bearer;
+    const headers = { ...(opts.auth === false || !bearer ? {} : { Authorization: `Bearer ${bearer}` }),
+      ...(opts.headers || {}) };
     let body = opts.body;
     if (body !== undefined && !Buffer.isBuffer(body) && typeof body !== 'string') {
       body = JSON.stringify(body);
@@ -471,7 +517,8 @@ export function httpRequest({ tls = false, host = '127.0.0.1', port, method = 'G
  */
 export function connectWs(server, opts = {}) {
   const headers = { ...(opts.headers || {}) };
-  if (opts.auth !== false && (opts.token || server.token)) headers.Authorization = `Bearer ${opts.token || server.token}`;
+  const bearer = opts.token || server.apiKey || server.token;
+  if (opts.auth !== false && bearer) headers.Authorization = `Bearer ${bearer}`;
   if (opts.cookie) headers.Cookie = opts.cookie;
   const timeoutMs = opts.timeoutMs || T(5000);
   return new Promise((resolve, reject) => {
