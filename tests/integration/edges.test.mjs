@@ -132,7 +132,7 @@ test('the URL with the token goes to standard output only, and only when asked o
   const cfgDir = path.join(dir, 'config');
   const readToken = () => fs.readFileSync(path.join(cfgDir, 'token'), 'utf8').trim();
   // stdout is a file here, not a terminal: the URL without the token
-  let s = await serveRaw(['--host', '127.0.0.1'], { dir });
+  let s = await serveRaw(['--host', '127.0.0.1', '--auth', 'token'], { dir });
   try {
     const token = readToken();
     await waitUntil(() => /Open in a browser/.test(s.proc.outText()), { what: 'the URL on stdout' });
@@ -146,7 +146,7 @@ test('the URL with the token goes to standard output only, and only when asked o
     await s.proc.stop();
   }
   // --print-token-url: on stdout with the token; still not in the log
-  s = await serveRaw(['--host', '127.0.0.1', '--print-token-url'], { dir });
+  s = await serveRaw(['--host', '127.0.0.1', '--auth', 'token', '--print-token-url'], { dir });
   try {
     const token = readToken();
     await waitUntil(() => s.proc.outText().includes(token), { what: 'the token URL on stdout' });
@@ -161,7 +161,7 @@ test('the URL with the token goes to standard output only, and only when asked o
   const errFile = path.join(dir, 'tty-stderr.log');
   const outFile = path.join(dir, 'tty-typescript');
   const cmd = `timeout -s TERM ${Math.round(T(3000) / 1000)} ${LIVEVLM_BIN} serve --host 127.0.0.1 --port 0 ` +
-    `--no-tls --no-detect --config-dir ${cfgDir} 2>${errFile}`;
+    `--no-tls --no-detect --auth token --config-dir ${cfgDir} 2>${errFile}`;
   const r = spawnSync(script, ['-qefc', cmd, outFile], {
     encoding: 'utf8', timeout: T(15000), env: { ...process.env, XDG_CONFIG_HOME: path.join(dir, 'xdg') },
   });
