@@ -151,6 +151,7 @@ static void on_done(void *ud, const lv_chat_result_t *r)
         .text = r->text ? r->text : "",
         .text_len = r->text ? r->text_len : 0,
         .tokens = r->completion_tokens > 0 ? r->completion_tokens : r->n_deltas,
+        .prompt_tokens = r->prompt_tokens,
         .ttft_us = r->ttft_us,
         .streamed = r->streamed != 0,
         .shape_ms = rq->shape_ms,

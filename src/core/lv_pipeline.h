@@ -94,6 +94,9 @@ typedef struct {
     /** An answer was delivered (latency from frame receipt; the gateway's own time on it). */
     void (*answered)(void *ud, const lv_job_t *job, const lv_dispatch_result_t *r, double latency_ms,
                      uint64_t gateway_us);
+    /** A session's answer (or error: r->rc) is about to reach its viewers: the host journals its
+     * usage first, so what a page received is always recorded (docs/internals/accounts.md). */
+    void (*answer_end)(void *ud, const lv_job_t *view, const lv_dispatch_result_t *r);
     /** A job ended in an error (its code). */
     void (*failed)(void *ud, const char *code);
     /** A job was taken back at the backend ("detached", "settings_changed", "preempted"). */

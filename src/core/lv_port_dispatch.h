@@ -90,6 +90,7 @@ typedef struct lv_dispatch_result {
     const char *text;              /* the whole answer (partial on errors), never NULL */
     size_t text_len;
     int tokens;                    /* completion tokens (the backend's count, else deltas) */
+    int prompt_tokens;             /* the backend's usage count; 0 when it sent none (usage records) */
     uint64_t ttft_us;              /* request start -> first token; 0 when none came */
     bool streamed;                 /* the backend streamed (SSE) rather than answering at once */
     double shape_ms;               /* time spent scaling the frame down; 0 when sent as is */

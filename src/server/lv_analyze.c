@@ -22,8 +22,10 @@
 #include "lv_log.h"
 #include "lv_offer.h"
 #include "lv_pipeline.h"
+#include "lv_quota.h"
 #include "lv_session.h"
 #include "lv_stat.h"
+#include "lv_usage.h"
 
 /* One request in progress. Lives from the accepted request until the tick after its answer went
  * out or its client went (lv_analyze_reap removes the session and frees it). */
@@ -319,6 +321,21 @@ int lv_analyze_handle(lv_app_t *app, lv_req_t *r)
         respond_json(r, 429, error_json("rate_limited", msg), extra);
         return 0;
     }
+    lv_quota_over_t over;
+    if (lv_quota_over(app, who.key, who.tenant, &over) && !over.hold) {
+        char msg[200], extra[64];
+        lv_quota_sentence(&over, msg, sizeof(msg));
+        json_t *o = error_json("quota_exceeded", msg), *fields = lv_quota_over_json(&over);
+        if (o && fields)
+            json_object_update(json_object_get(o, "error"), fields);
+        json_decref(fields);
+        snprintf(extra, sizeof(extra), "retry-after: %d\r\n", over.retry_after_s);
+        lv_usage_count_refusal(app, over.scope, over.quota);
+        respond_json(r, 429, o, extra);
+        return 0;
+    }
+    lv_quota_frame(app, who.key, who.tenant);
+    lv_usage_count_frame(app, who.tenant);
     analyze_t *a = calloc(1, sizeof(*a));
     lv_frame_t *f = lv_frame_new(hdr.jpeg, hdr.jpeg_len);
     char secret[65];

@@ -934,7 +934,7 @@ static bool quota_allows(lv_app_t *app, const lv_session_t *s)
     lv_quota_over_t why;
     if (!lv_quota_over(app, s->rec.principal, s->rec.tenant, &why))
         return true;
-    if (lv_quota_tell_once(app, s->rec.id, &why)) {
+    if (!why.hold && lv_quota_tell_once(app, s->rec.id, &why)) {
         json_t *o = lv_quota_over_json(&why);
         if (o && json_object_set_new(o, "type", json_string("quota_exceeded")) == 0)
             session_send_json((lv_session_t *)s, o); /* sending does not change the session */

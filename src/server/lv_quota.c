@@ -29,6 +29,7 @@ typedef struct {
     int64_t minute, frames;      /* frames in wall-clock minute `minute` */
     int64_t day, answers, tokens; /* since UTC midnight of day `day` */
     int seed;
+    uint64_t seed_ms;            /* monotonic: when the pending seed was asked for */
     uint64_t active_ms;          /* monotonic: the last charge or check */
 } counter_t;
 
@@ -123,6 +124,7 @@ static void seed(struct lv_quota *q, counter_t *c)
     }
     q->seeds++;
     c->seed = SEED_PENDING;
+    c->seed_ms = lv_now_ms();
 }
 
 /* ---------- counters ---------- */
@@ -197,6 +199,7 @@ static bool any(const lv_quota_t *l) { return l->fpm > 0 || l->answers_day > 0 |
 static void fill(lv_quota_over_t *why, bool tenant, const char *quota, int64_t limit, int64_t used, int64_t renews)
 {
     int64_t now = wall_ms();
+    why->hold = false;
     why->scope = tenant ? "tenant" : "user";
     why->quota = quota;
     why->limit = limit;
@@ -207,10 +210,21 @@ static void fill(lv_quota_over_t *why, bool tenant, const char *quota, int64_t l
         why->retry_after_s = 1;
 }
 
+#define SEED_HOLD_MS 2000 /* credits wait this long at most for a record's seed (a few ms normally) */
+
 static bool check(counter_t *c, const lv_quota_t *l, lv_quota_over_t *why)
 {
     if (!c)
         return false;
+    if ((l->answers_day > 0 || l->tokens_day > 0) && c->seed == SEED_PENDING &&
+        lv_now_ms() - c->seed_ms < SEED_HOLD_MS) {
+        /* today's count is being read: a credit now could pass a quota already spent (a restart) */
+        memset(why, 0, sizeof(*why));
+        why->hold = true;
+        why->scope = c->tenant ? "tenant" : "user";
+        why->quota = "answers_day";
+        return true;
+    }
     if (l->fpm > 0 && c->frames >= l->fpm) {
         fill(why, c->tenant, "fpm", l->fpm, c->frames, (c->minute + 1) * MINUTE_MS);
         return true;

@@ -31,6 +31,8 @@ typedef struct {
     int64_t limit, used;
     int64_t renews_ms;           /* wall clock when it renews; 0 for sessions (when one ends) */
     int retry_after_s;           /* seconds until then, at least 1 */
+    bool hold;                   /* not over: today's counts are still being read from the database
+                                  * (ms): no credit yet, nothing to tell; the other fields unset */
 } lv_quota_over_t;
 
 /** Sets app->quota and starts the sweep timer. LV_ENOMEM / LV_EIO. */

@@ -509,16 +509,16 @@ void lv_usage_count_refusal(lv_app_t *app, const char *scope, const char *quota)
 /* One series (0 answers, 1 prompt tokens, 2 completion tokens, 3 frames) of tenant t. */
 static int tenant_line(lv_buf_t *out, const tenant_count_t *t, int series)
 {
-    static const char *const names[] = {"livevlm_tenant_answers_total{tenant=",
-                                        "livevlm_tenant_tokens_total{kind=\"prompt\",tenant=",
-                                        "livevlm_tenant_tokens_total{kind=\"completion\",tenant=",
-                                        "livevlm_tenant_frames_total{tenant="};
+    static const char *const names[] = {"livevlm_tenant_answers_total{tenant=\"",
+                                        "livevlm_tenant_tokens_total{kind=\"prompt\",tenant=\"",
+                                        "livevlm_tenant_tokens_total{kind=\"completion\",tenant=\"",
+                                        "livevlm_tenant_frames_total{tenant=\""};
     const uint64_t v[] = {t->answers, t->prompt_tokens, t->completion_tokens, t->frames};
     int rc = lv_buf_append_str(out, names[series]);
     if (!rc)
         rc = lv_metrics_label_value(out, t->tenant);
     if (!rc)
-        rc = lv_buf_printf(out, "} %" PRIu64 "\n", v[series]);
+        rc = lv_buf_printf(out, "\"} %" PRIu64 "\n", v[series]);
     return rc;
 }
 
