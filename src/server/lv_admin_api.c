@@ -19,10 +19,12 @@
 #include "lv_acct.h"
 #include "lv_app.h"
 #include "lv_backend.h"
+#include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_engine.h"
 #include "lv_http1.h"
 #include "lv_httputil.h"
+#include "lv_json_str.h"
 #include "lv_log.h"
 #include "lv_rand.h"
 #include "lv_session.h"
@@ -48,6 +50,28 @@
 
 /* ---------- answers ---------- */
 
+/* Our error body {"error":{"code","message"}}. Unlike lv_req_respond_error (constant texts only),
+ * the message may quote what the client sent (a field name, an id): it is escaped by the one JSON
+ * string writer, bytes that are not UTF-8 replaced. */
+static int respond_error(lv_req_t *r, int status, const char *code, const char *message)
+{
+    lv_buf_t b;
+    lv_buf_init(&b, 4096);
+    int rc = lv_buf_append_str(&b, "{\"error\":{\"code\":");
+    if (!rc)
+        rc = lv_json_str_append(&b, code, strlen(code));
+    if (!rc)
+        rc = lv_buf_append_str(&b, ",\"message\":");
+    if (!rc)
+        rc = lv_json_str_append_lossy(&b, message, strlen(message));
+    if (!rc)
+        rc = lv_buf_append_str(&b, "}}");
+    rc = rc ? lv_req_respond_error(r, 500, "internal", "could not write the error")
+            : lv_req_respond(r, status, "application/json", b.data, b.len, true, NULL);
+    lv_buf_free(&b);
+    return rc;
+}
+
 static int respond_json(lv_req_t *r, int status, json_t *obj)
 {
     char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
@@ -68,10 +92,10 @@ static int bad_request(lv_req_t *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return lv_req_respond_error(r, 400, "bad_request", msg);
+    return respond_error(r, 400, "bad_request", msg);
 }
 
-static int not_found(lv_req_t *r) { return lv_req_respond_error(r, 404, "not_found", "no such admin route"); }
+static int not_found(lv_req_t *r) { return respond_error(r, 404, "not_found", "no such admin route"); }
 
 /* ---------- body fields ---------- */
 
@@ -869,10 +893,10 @@ static void job_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
         for (size_t i = 0; i < LV_ARRAY_LEN(codes); i++)
             if (codes[i].status == j->status)
                 code = codes[i].code;
-        lv_req_respond_error(r, j->status, code, j->msg);
+        respond_error(r, j->status, code, j->msg);
     } else {
         LV_WARN("admin %s: database: %s", action ? action : "listing", lv_strerror(rc));
-        lv_req_respond_error(r, 500, "database", "the database could not do it; the server log says why");
+        respond_error(r, 500, "database", "the database could not do it; the server log says why");
     }
 out:
     job_free(j);
@@ -893,11 +917,11 @@ static job_t *job_new(job_kind_t kind, lv_req_t *r, const lv_principal_t *who)
 static int submit(lv_app_t *app, lv_req_t *r, job_t *j)
 {
     if (!j)
-        return lv_req_respond_error(r, 500, "internal", "out of memory");
+        return respond_error(r, 500, "internal", "out of memory");
     int rc = lv_accounts_submit_req(app, r, job_work, job_done, j);
     if (rc) {
         job_free(j);
-        return rc == LV_ELIMIT ? 0 : lv_req_respond_error(r, 503, "database", "the database is not available");
+        return rc == LV_ELIMIT ? 0 : respond_error(r, 503, "database", "the database is not available");
     }
     return 0;
 }
@@ -947,7 +971,7 @@ static int user_add(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, const
     bool has_name, has_role, has_tenant, has_invite, has_pw, invite = false;
     job_t *j = job_new(J_USER_ADD, r, who);
     if (!j)
-        return lv_req_respond_error(r, 500, "internal", "out of memory");
+        return respond_error(r, 500, "internal", "out of memory");
     snprintf(j->user.tenant, sizeof(j->user.tenant), "%s", LV_ACCT_DEFAULT_TENANT);
     int rc = only_fields(body, keys, "a new user", &e);
     if (!rc)
@@ -988,7 +1012,7 @@ static int user_update(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, co
     int64_t weight = 0;
     job_t *j = job_new(J_USER_UPDATE, r, who);
     if (!j)
-        return lv_req_respond_error(r, 500, "internal", "out of memory");
+        return respond_error(r, 500, "internal", "out of memory");
     snprintf(j->id, sizeof(j->id), "%s", id);
     int rc = only_fields(body, keys, "a user update", &e);
     if (!rc)
@@ -1020,7 +1044,7 @@ static int user_update(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, co
     /* an admin who locks themselves out needs another admin to undo it; there may be none */
     if (strcmp(who->user_id, id) == 0 && ((has_role && j->user.role != LV_ROLE_ADMIN) || (has_dis && j->user.disabled))) {
         job_free(j);
-        return lv_req_respond_error(r, 409, "conflict",
+        return respond_error(r, 409, "conflict",
                                     "you cannot take the admin role from, or disable, your own account; another "
                                     "admin can");
     }
@@ -1040,7 +1064,7 @@ static int tenant_put(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, con
     int64_t weight = 1;
     job_t *j = job_new(J_TENANT_PUT, r, who);
     if (!j)
-        return lv_req_respond_error(r, 500, "internal", "out of memory");
+        return respond_error(r, 500, "internal", "out of memory");
     int rc = only_fields(body, keys, "a tenant", &e);
     if (!rc)
         rc = field_str(body, "id", j->tenant.id, sizeof(j->tenant.id), &has_id, &e);
@@ -1170,7 +1194,7 @@ static int session_kick(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, c
 {
     lv_session_t *s = session_id_ok(id) && app->reg ? lv_session_find(app->reg, id) : NULL;
     if (!s)
-        return lv_req_respond_error(r, 404, "not_found",
+        return respond_error(r, 404, "not_found",
                                     app->cluster ? "no session with that id on this server (in a cluster, ask the "
                                                    "frontend that lists it)"
                                                  : "no live session with that id");
@@ -1206,12 +1230,12 @@ static int backends_list(lv_app_t *app, lv_req_t *r)
 static int backend_set(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, const char *id, bool drain)
 {
     if (app->cluster)
-        return lv_req_respond_error(r, 409, "conflict",
+        return respond_error(r, 409, "conflict",
                                     "in a cluster the workers call the backends: drain workers with their own flags "
                                     "(stop one, or start it without that --backend)");
     lv_backend_t *b = lv_pool_find(app->pool, id);
     if (!b)
-        return lv_req_respond_error(r, 404, "not_found", "no backend with that id");
+        return respond_error(r, 404, "not_found", "no backend with that id");
     bool changed = (b->draining != 0) != drain;
     b->draining = drain;
     if (changed) {
@@ -1313,7 +1337,7 @@ static bool accounts_on(lv_app_t *app, lv_req_t *r)
 {
     if (app->accts)
         return true;
-    lv_req_respond_error(r, 409, "accounts_off",
+    respond_error(r, 409, "accounts_off",
                          "accounts are off (--auth token or none): start the server with --auth accounts to manage "
                          "users, keys and tenants");
     return false;
@@ -1333,7 +1357,7 @@ static int handle_post(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, ch
         return backend_set(app, r, who, seg[1], strcmp(seg[2], "drain") == 0);
     if (n == 3 && strcmp(what, "keys") == 0 && strcmp(seg[2], "revoke") == 0) {
         if (lv_acct_check_id(seg[1]) != 0)
-            return lv_req_respond_error(r, 404, "not_found", "no API key with that id");
+            return respond_error(r, 404, "not_found", "no API key with that id");
         job_t *j = job_new(J_KEY_REVOKE, r, who);
         if (j)
             snprintf(j->id, sizeof(j->id), "%s", seg[1]);
@@ -1342,11 +1366,11 @@ static int handle_post(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, ch
     if (n == 3 && strcmp(seg[2], "delete") == 0 && (strcmp(what, "users") == 0 || strcmp(what, "tenants") == 0)) {
         bool users = strcmp(what, "users") == 0;
         if (lv_acct_check_id(seg[1]) != 0)
-            return lv_req_respond_error(r, 404, "not_found", users ? "no user with that id" : "no tenant with that id");
+            return respond_error(r, 404, "not_found", users ? "no user with that id" : "no tenant with that id");
         if (users && strcmp(seg[1], who->user_id) == 0)
-            return lv_req_respond_error(r, 409, "conflict", "you cannot delete your own account; another admin can");
+            return respond_error(r, 409, "conflict", "you cannot delete your own account; another admin can");
         if (!users && strcmp(seg[1], LV_ACCT_DEFAULT_TENANT) == 0)
-            return lv_req_respond_error(r, 409, "conflict",
+            return respond_error(r, 409, "conflict",
                                         "the default tenant cannot be deleted: new users and sign-ins land in it");
         job_t *j = job_new(users ? J_USER_DELETE : J_TENANT_DELETE, r, who);
         if (j)
@@ -1360,7 +1384,7 @@ static int handle_post(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, ch
     if (!add_user && !upd_user && !put_tenant)
         return not_found(r);
     if (upd_user && lv_acct_check_id(seg[1]) != 0)
-        return lv_req_respond_error(r, 404, "not_found", "no user with that id");
+        return respond_error(r, 404, "not_found", "no user with that id");
     json_t *body = body_object(r, &e);
     if (!body)
         return bad_request(r, "%s", e.msg);
@@ -1403,9 +1427,9 @@ int lv_admin_api_handle(lv_app_t *app, lv_req_t *r, const lv_principal_t *who)
 {
     char seg[3][SEG_MAX + 1];
     if (!who)
-        return lv_req_respond_error(r, 401, "unauthorized", "sign in as an administrator");
+        return respond_error(r, 401, "unauthorized", "sign in as an administrator");
     if (who->role != LV_PRINCIPAL_ADMIN)
-        return lv_req_respond_error(r, 403, "forbidden_role",
+        return respond_error(r, 403, "forbidden_role",
                                     "this needs an administrator: an account with role admin (an API key also needs "
                                     "the admin scope)");
     int n = split(r->path + strlen(PREFIX), seg);
@@ -1414,7 +1438,7 @@ int lv_admin_api_handle(lv_app_t *app, lv_req_t *r, const lv_principal_t *who)
     if (!r->is_post)
         return handle_get(app, r, who, seg, n);
     if (!csrf_ok(r, who))
-        return lv_req_respond_error(r, 403, "csrf_failed",
+        return respond_error(r, 403, "csrf_failed",
                                     "missing or wrong X-CSRF-Token: the page gets it from GET /api/v1/me");
     return handle_post(app, r, who, seg, n);
 }
