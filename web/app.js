@@ -16,6 +16,7 @@ import { Notices } from './notices.js';
 import { HistoryView } from './history.js';
 import { Compare } from './compare.js';
 import { startVideo, videoFps } from './video.js';
+import { account, whoAmI, showAccount, csrfFetch, toSignIn } from './account.js';
 
 // Settings carried over to a fresh session when the old one was lost (server restart, expiry).
 const RESTORABLE = ['prompt', 'max_tokens', 'temperature', 'interval_ms', 'backend', 'model',
@@ -113,6 +114,8 @@ function showView(name) {
 
 let bootRetry = 1000;
 async function boot() {
+  // Accounts: a page with no sign-in goes to /login; token mode answers 200 and goes on as before.
+  if ((await whoAmI()) === 'signin') return;
   let res;
   try {
     res = await apiFetch('/api/v1/config');
@@ -130,6 +133,7 @@ async function boot() {
   bootRetry = 1000;
   state.config = config;
   startApp(config);
+  showAccount({ signOut: logout });
 }
 
 function bootFailed(message) {
@@ -146,6 +150,7 @@ function bootFailed(message) {
 function showLogin(message) {
   if (conn) conn.stop();
   if (camera && camera.running) stopLocal(false);
+  if (account.accounts) return toSignIn(); // accounts sign in on /login
   showView('login');
   const err = $('loginError');
   err.textContent = message || '';
@@ -200,9 +205,10 @@ async function login(ev) {
   input.select();
 }
 
-async function logout() {
+async function logout(everywhere = false) {
   try {
-    await fetch('/api/v1/logout', { method: 'POST', credentials: 'same-origin', cache: 'no-store' });
+    await csrfFetch(everywhere === true ? '/api/v1/logout?everywhere=1' : '/api/v1/logout',
+      { method: 'POST', credentials: 'same-origin', cache: 'no-store' });
   } catch { /* signed out locally anyway */ }
   state.wantRun = false;
   if (camera) stopLocal(false);
@@ -1134,7 +1140,7 @@ async function openVideo() {
   let handle = null;
   let error = null;
   try {
-    handle = await startVideo({ stream: camera.stream, sessionId: conn.sessionId, maxFramerate: fps,
+    handle = await startVideo({ stream: camera.stream, sessionId: conn.sessionId, maxFramerate: fps, fetchImpl: csrfFetch,
       onState: (st, detail) => { if (token === video.token) videoState(st, detail, fps); } });
   } catch (e) {
     error = e;
