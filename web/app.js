@@ -12,7 +12,7 @@ import { FrameSender } from './frames.js';
 import { AnswerView } from './answer.js';
 import { StatsView } from './stats.js';
 import { Controls } from './controls.js';
-import { Notices } from './notices.js';
+import { Notices, quotaNotice } from './notices.js';
 import { HistoryView } from './history.js';
 import { Compare } from './compare.js';
 import { startVideo, videoFps } from './video.js';
@@ -795,6 +795,7 @@ function onMessage(msg) {
       break;
     case 'credit':
       progress();
+      notices.clear('quota'); // credits again: the quota renewed or was raised
       // while the video is being set up it will answer (the source becomes webrtc); kept for a
       // fallback to frames
       if (video.pending || video.handle) video.heldCredit = Number(msg.credit_id) >>> 0;
@@ -809,6 +810,10 @@ function onMessage(msg) {
       renderStatus();
       break;
     }
+    case 'quota_exceeded':
+      progress();
+      notices.show('quota', quotaNotice(msg));
+      break;
     case 'frame_dropped':
       progress();
       run.queue = null;

@@ -13,6 +13,27 @@ const MAX_LINES = 3;
 // does not make the page jump up and down every second.
 const MIN_SHOWN_MS = 4000;
 
+const QUOTA_NAMES = { fpm: 'frames per minute', answers_day: 'answers per day', tokens_day: 'tokens per day',
+  sessions: 'live sessions' };
+
+/**
+ * The notice for a `quota_exceeded` message (docs/protocol.md): "Quota reached: <which>
+ * (<used>/<limit>), renews <local time>". Shown under the key 'quota'; the next credit clears it.
+ */
+export function quotaNotice(msg) {
+  const which = `${QUOTA_NAMES[msg.quota] || msg.quota}${msg.scope === 'tenant' ? ' (your organisation)' : ''}`;
+  const when = msg.renews_at ? new Date(msg.renews_at) : null;
+  const renews = when && !Number.isNaN(when.getTime())
+    ? `, renews ${when.toLocaleString([], { dateStyle: when - Date.now() > 3600e3 ? 'short' : undefined, timeStyle: 'short' })}`
+    : '';
+  return {
+    kind: 'warn', code: 'quota_exceeded',
+    title: `Quota reached: ${which} (${msg.used}/${msg.limit})${renews}.`,
+    fix: msg.renews_at ? 'Answers resume by themselves then; an administrator can raise the quota.'
+      : 'Close another session, or ask an administrator to raise the quota.',
+  };
+}
+
 export class Notices {
   constructor(root) {
     this.root = root;
