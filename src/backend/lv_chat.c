@@ -637,6 +637,33 @@ void lv_chat_cancel(lv_chat_t *c)
 
 static int timeout_or(int v, int dflt) { return v > 0 ? v : dflt; }
 
+/* W3C Trace Context: this request is a new span (a child of the session's trace, whose parent the
+ * backend cannot know); the caller's tracestate goes along unchanged. 0, or LV_ENOMEM/LV_EIO. */
+static int add_trace_headers(lv_chat_t *c, const lv_trace_t *t)
+{
+    char span[LV_SPAN_ID_HEX + 1], line[LV_TRACEPARENT_LEN + 32], state[LV_TRACESTATE_MAX + 32];
+    if (!t || !lv_trace_id_valid(t->trace_id, strnlen(t->trace_id, sizeof(t->trace_id)), LV_TRACE_ID_HEX))
+        return 0;
+    int rc = lv_trace_new_id(span, sizeof(span), LV_SPAN_ID_HEX);
+    if (rc)
+        return rc;
+    memcpy(line, "traceparent: ", 13);
+    if ((rc = lv_traceparent_format(t->trace_id, span, 0x01, line + 13, sizeof(line) - 13)) != 0)
+        return rc;
+    struct curl_slist *nl = curl_slist_append(c->headers, line);
+    if (!nl)
+        return LV_ENOMEM;
+    c->headers = nl;
+    size_t n = strnlen(t->state, sizeof(t->state));
+    if (!lv_tracestate_ok(t->state, n))
+        return 0; /* none, or not one to put in a header line */
+    snprintf(state, sizeof(state), "tracestate: %s", t->state);
+    if (!(nl = curl_slist_append(c->headers, state)))
+        return LV_ENOMEM;
+    c->headers = nl;
+    return 0;
+}
+
 int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, const lv_chat_cb_t *cb,
                   void *ud, lv_chat_t **out)
 {
@@ -698,6 +725,8 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
             goto out;
         c->headers = nl;
     }
+    if ((rc = add_trace_headers(c, req->trace)) != 0)
+        goto out;
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
     curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body.data);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "lv_backend.h"
+#include "lv_traceparent.h"
 
 #define LV_CHAT_TEXT_MAX (64 * 1024)          /* answer text cap */
 #define LV_CHAT_SSE_LINE_MAX (256 * 1024)     /* one SSE line / event cap */
@@ -39,6 +40,9 @@ typedef struct {
     int stream_idle_timeout_ms;  /* after the first token, the longest silence allowed (no bytes);
                                   * 0: default (LV_CHAT_DEFAULT_STREAM_IDLE_MS), < 0: none */
     int want_debug;              /* fill request_debug_json / response_debug_json */
+    const lv_trace_t *trace;     /* NULL or no trace id: no traceparent header. Otherwise the
+                                  * request carries "traceparent: 00-<trace id>-<a new span id>-01"
+                                  * and its tracestate, when it has one that lv_tracestate_ok takes */
 } lv_chat_req_t;
 
 /** The outcome, handed to on_done. Every pointer is owned by the chat and valid only during

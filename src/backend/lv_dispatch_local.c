@@ -75,6 +75,7 @@ static int req_send(req_t *rq)
         .total_timeout_ms = d->cfg.total_timeout_ms,
         .stream_idle_timeout_ms = d->cfg.stream_idle_timeout_ms > 0 ? d->cfg.stream_idle_timeout_ms : -1,
         .want_debug = st->debug,
+        .trace = &job->trace,
     };
     uint64_t t0 = lv_now_us();
     int rc = lv_chat_start(d->pool, rq->backend, &req, &chat_cbs, rq, &rq->chat);
@@ -125,16 +126,20 @@ static void on_done(void *ud, const lv_chat_result_t *r)
         if (rc == LV_EAGAIN) {
             /* another backend serves the model but has no free slot: the frame goes back in line
              * instead of failing in front of the user */
-            LV_INFO("%s failed before the first token (%s); the frame waits for another backend", rq->backend->id,
-                    r->error_message ? r->error_message : "error");
+            lv_log_ctx_t ctx = {.answer = job->answer_id, .trace_id = job->trace.trace_id,
+                                .backend = rq->backend->id, .model = job->model};
+            LV_INFO_CTX(&ctx, "%s failed before the first token (%s); the frame waits for another backend",
+                        rq->backend->id, r->error_message ? r->error_message : "error");
             noted_retry(d);
             lv_dispatch_result_t res = {.rc = r->rc, .requeue = true, .text = ""};
             finish(rq, &res);
             return;
         }
         if (rc == 0) {
-            LV_INFO("%s failed before the first token (%s); retrying on %s", rq->backend->id,
-                    r->error_message ? r->error_message : "error", other->id);
+            lv_log_ctx_t ctx = {.answer = job->answer_id, .trace_id = job->trace.trace_id,
+                                .backend = rq->backend->id, .model = job->model};
+            LV_INFO_CTX(&ctx, "%s failed before the first token (%s); retrying on %s", rq->backend->id,
+                        r->error_message ? r->error_message : "error", other->id);
             noted_retry(d);
             rq->retried = true;
             use_backend(rq, other, model);

@@ -31,6 +31,7 @@
 #include "lv_hmap.h"
 #include "lv_queue.h"
 #include "lv_settings.h"
+#include "lv_traceparent.h"
 
 struct lv_session;
 struct lv_frame;
@@ -48,6 +49,8 @@ typedef struct lv_job {
     double queue_wait_ms;          /* frame received -> left the queue */
     double frame_age_ms;           /* the same plus how old the picture was when sent */
     uint64_t gateway_us;           /* the gateway's own time on this frame (both sides add) */
+    lv_trace_t trace;              /* its session's trace: each backend request carries it in a
+                                    * traceparent with a new span id (lv_traceparent.h) */
     void *impl;                    /* the dispatcher's */
 
     /* the pipeline's */

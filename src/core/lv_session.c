@@ -354,6 +354,9 @@ static lv_session_t *session_alloc(void)
     lv_queue_init(&s->started_link);
     lv_queue_init(&s->dirty_link);
     lv_queue_init(&s->cluster.link);
+    /* a trace of its own until a caller's traceparent replaces it; none if the CSPRNG fails */
+    if (lv_trace_new_id(s->trace.trace_id, sizeof(s->trace.trace_id), LV_TRACE_ID_HEX) != 0)
+        s->trace.trace_id[0] = '\0';
     return s;
 }
 

@@ -14,6 +14,7 @@
 #include "lv_settings.h"
 #include "lv_statefile.h"
 #include "lv_store.h"
+#include "lv_traceparent.h"
 
 /* A received camera frame. Immutable after creation and refcounted, so the mailbox, a job and a
  * debug view can share it without copies. Freed when the last reference is dropped. */
@@ -66,6 +67,8 @@ typedef struct lv_session {
                                   * (credits are held meanwhile); 0 while it is served */
 
     uint64_t answer_seq;
+    lv_trace_t trace;            /* W3C trace its backend requests carry: a new trace id when made,
+                                  * or the one a connection or request brought (not saved) */
     uint64_t last_stats_ms;
     uint64_t detached_since_ms;  /* monotonic; 0 while a connection is attached */
     lv_queue_t principal_link;       /* in its principal's list (registry-private), oldest first */

@@ -188,6 +188,49 @@ static json_t *settings_checked_json(const lv_settings_t *s, int *rc)
     return st;
 }
 
+/* The optional trace fields (lv_traceparent.h): written only when the job has a trace id; a
+ * tracestate only when it is one to pass on. The values need no escaping (hex; visible ASCII
+ * checked for '"' and '\\' here). */
+static int trace_encode(const lv_trace_t *t, lv_buf_t *out)
+{
+    size_t n = FIELD_LEN(t->trace_id);
+    if (n == 0)
+        return 0;
+    if (!lv_trace_id_valid(t->trace_id, n, LV_TRACE_ID_HEX))
+        return LV_EINVAL;
+    int rc = lv_buf_printf(out, ",\"tr\":\"%s\"", t->trace_id);
+    size_t sn = FIELD_LEN(t->state);
+    if (rc == 0 && sn > 0 && lv_tracestate_ok(t->state, sn)) {
+        rc = lv_buf_append_str(out, ",\"ts\":");
+        if (rc == 0)
+            rc = lv_json_str_append(out, t->state, sn);
+    }
+    return rc;
+}
+
+static int trace_parse(const json_t *hdr, lv_trace_t *t, const char **why)
+{
+    const json_t *tr = json_object_get(hdr, "tr"), *ts = json_object_get(hdr, "ts");
+    if (!tr && !ts)
+        return 0; /* a body from before tracing, or a job without a trace */
+    if (!json_is_string(tr) || (ts && !json_is_string(ts))) {
+        *why = "a job's trace fields are not strings, or a tracestate comes without a trace id";
+        return LV_EPARSE;
+    }
+    if (!lv_trace_id_valid(json_string_value(tr), json_string_length(tr), LV_TRACE_ID_HEX)) {
+        *why = "a job's trace id is not 32 lowercase hex digits, not all zero";
+        return LV_EINVAL;
+    }
+    if (ts && !lv_tracestate_ok(json_string_value(ts), json_string_length(ts))) {
+        *why = "a job's tracestate is empty, over 512 bytes or holds control characters";
+        return LV_EINVAL;
+    }
+    memcpy(t->trace_id, json_string_value(tr), LV_TRACE_ID_HEX + 1);
+    if (ts)
+        memcpy(t->state, json_string_value(ts), json_string_length(ts) + 1);
+    return 0;
+}
+
 int lv_jobmsg_encode(const lv_jobmsg_t *j, lv_buf_t *out)
 {
     int rc = 0;
@@ -221,6 +264,8 @@ int lv_jobmsg_encode(const lv_jobmsg_t *j, lv_buf_t *out)
         rc = ctx.rc ? ctx.rc : LV_ENOMEM;
         goto out;
     }
+    if ((rc = trace_encode(&j->trace, out)) != 0)
+        goto out;
     if ((rc = lv_buf_append(out, "}", 1)) != 0)
         goto out;
     size_t hdr_len = out->len - hdr_start;
@@ -311,6 +356,8 @@ int lv_jobmsg_parse(const void *p, size_t len, lv_jobmsg_t *out, const char **wh
     lv_settings_defaults(&out->settings);
     if (lv_settings_apply_json(&out->settings, st, NULL, NULL) != 0)
         FAIL(LV_EINVAL, "a job's settings do not pass the settings checks");
+    if ((rc = trace_parse(hdr, &out->trace, why)) != 0)
+        goto out;
     out->jpeg = b + PREFIX_LEN + hdr_len;
     out->jpeg_len = jpeg_len;
     rc = 0;

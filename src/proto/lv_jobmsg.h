@@ -9,6 +9,8 @@
  *   header: {"id":"<job id>","fe":"<frontend id>","sid":"<session id>","user":"<principal>",
  *            "w":<weight 1..1000>,"aid":<answer id>,"enq":<wall ms>,"dl":<deadline wall ms>,
  *            "age":<capture age ms>,"st":{<settings, as lv_settings_to_json writes them>}}
+ *   optional in the header: "tr":"<trace id, 32 hex>","ts":"<tracestate>" (W3C Trace Context;
+ *   a body without them, from an older frontend, still decodes, with no trace)
  * An event (text, one pub/sub message on the frontend's channel):
  *   {"t":"s","j":"<job id>","w":"<worker id>","b":"<backend id>","m":"<model>","f":<ttft floor us>}
  *   {"t":"d","j":"<job id>","x":"<text>"}
@@ -39,6 +41,7 @@
 #include "lv_principal.h"
 #include "lv_session_rec.h"
 #include "lv_settings.h"
+#include "lv_traceparent.h"
 
 #define LV_JOBMSG_MAGIC "LVJ1"
 #define LV_JOBMSG_HDR_MAX (32u << 10)     /* the JSON header of a job */
@@ -59,6 +62,9 @@ typedef struct {
     uint64_t deadline_wall_ms;        /* a worker that takes it later drops it (stale) */
     uint32_t capture_age_ms;          /* how old the picture was when the frontend got it */
     lv_settings_t settings;
+    lv_trace_t trace;                 /* optional ("tr":"<32 hex>","ts":"<tracestate>"): the session's
+                                       * trace, for the worker's backend request; an invalid trace id
+                                       * is LV_EINVAL, a tracestate lv_tracestate_ok refuses too */
     const unsigned char *jpeg;        /* encode: borrowed; parse: points into the parsed bytes */
     size_t jpeg_len;
 } lv_jobmsg_t;

@@ -26,6 +26,7 @@
 #include "lv_session.h"
 #include "lv_stat.h"
 #include "lv_usage.h"
+#include "lv_trace.h"
 
 /* One request in progress. Lives from the accepted request until the tick after its answer went
  * out or its client went (lv_analyze_reap removes the session and frees it). */
@@ -350,6 +351,11 @@ int lv_analyze_handle(lv_app_t *app, lv_req_t *r)
                                "session limit reached (per user or in total): wait for answers in progress", NULL);
         return bad_request(r, 500, "internal", "could not create a session", NULL);
     }
+    lv_trace_t trace; /* the request's traceparent is this answer's trace (docs/protocol.md "Tracing") */
+    if (lv_trace_from_head(app, r->head, r->ip, &trace))
+        s->trace = trace;
+    lv_log_ctx_t lctx = lv_trace_log_ctx(s, r->ip);
+    LV_DEBUG_CTX(&lctx, "analyze request: one-shot session %.8s", s->rec.id);
     a->app = app;
     a->session = s;
     a->req = r;

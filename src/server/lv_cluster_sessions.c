@@ -21,6 +21,7 @@
 #include "lv_secret.h"
 #include "lv_session.h"
 #include "lv_statefile.h"
+#include "lv_trace.h"
 #include "lv_wsconn.h"
 
 #define ANSWER_SEQ_GAP 64 /* answer ids skipped when a session is taken over from its record */
@@ -225,7 +226,8 @@ static void manage(lv_csess_t *cs, lv_session_t *s, uint64_t now)
  * the page reconnects and resumes wherever it lands). Nothing is deleted in Redis. */
 static void lost(lv_csess_t *cs, lv_session_t *s)
 {
-    LV_INFO("session %.8s is served by another frontend now: this frontend lets its copy go", s->rec.id);
+    lv_log_ctx_t lctx = lv_trace_log_ctx(s, NULL);
+    LV_INFO_CTX(&lctx, "session %.8s is served by another frontend now: this frontend lets its copy go", s->rec.id);
     lv_engine_session_release(cs->app, s, "session_moved",
                               "This session is now served by another server of the cluster; the page "
                               "reconnects to it.");
@@ -423,7 +425,8 @@ static int restore_line(lv_csess_t *cs, const hello_t *h, const char *p, size_t 
     }
     *out = lv_session_find(cs->app->reg, h->id);
     manage(cs, *out, lv_now_ms());
-    LV_INFO("session %.8s resumed here from its record in Redis", h->id);
+    lv_log_ctx_t lctx = lv_trace_log_ctx(*out, NULL);
+    LV_INFO_CTX(&lctx, "session %.8s resumed here from its record in Redis", h->id);
 out_clear:
     lv_statefile_session_clear(saved);
 out:

@@ -672,7 +672,7 @@ int lv_req_upgrade(lv_req_t *r, const char *subprotocol, const lv_principal_t *w
     int rc = m ? lv_sock_send(s, m) : LV_ENOMEM;
     lv_msg_unref(m);
     if (rc == 0)
-        rc = lv_ws_attach(h->app, s, who);
+        rc = lv_ws_attach(h->app, s, who, r->head);
     if (rc) {
         h->state = H_DONE;
         lv_sock_close(s);

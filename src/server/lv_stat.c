@@ -20,6 +20,7 @@ struct lv_stat {
     lv_metrics_t *m;
     lv_hist_t *frame_receive, *shape, *queue_wait, *frame_age, *ttft, *answer, *gateway;
     lv_counter_t *frames, *answers, *retries, *held_back, *credits_held, *coalesced;
+    lv_counter_t *trace_invalid;
     lv_counter_vec_t *drops, *errors, *limited, *cancelled;
     lv_gauge_t *sessions, *sockets, *queued, *queued_users, *credits;
     lv_gauge_vec_t *b_inflight, *b_window, *b_state, *b_healthy, *b_latency;
@@ -62,6 +63,7 @@ int lv_stat_create(lv_app_t *app)
     rc |= lv_counter_new(m, "livevlm_frames_total", "Frames accepted into a mailbox.", NULL, 0, &st->frames);
     rc |= lv_counter_new(m, "livevlm_answers_total", "Answers delivered.", NULL, 0, &st->answers);
     rc |= lv_counter_new(m, "livevlm_answers_coalesced_total", "Answers a session got by following another session's request for the same picture and question (no request of its own).", NULL, 0, &st->coalesced);
+    rc |= lv_counter_new(m, "livevlm_traceparent_invalid_total", "Malformed traceparent headers ignored (a new trace was used).", NULL, 0, &st->trace_invalid);
     rc |= lv_counter_new(m, "livevlm_retries_total", "Requests retried on another backend before the first token.", NULL, 0, &st->retries);
     rc |= lv_counter_vec_new(m, "livevlm_frames_dropped_total", "Frames not sent to a backend, by reason.", NULL, 0, reason_l, 1, &st->drops);
     rc |= lv_counter_vec_new(m, "livevlm_errors_total", "Errors reported to sessions, by code.", NULL, 0, code_l, 1, &st->errors);
@@ -173,6 +175,7 @@ void lv_stat_retry(lv_app_t *app) { lv_counter_inc(app->stat->retries); }
 void lv_stat_rate_limited(lv_app_t *app, const char *limit) { inc_label(app->stat->limited, limit); }
 void lv_stat_cancel(lv_app_t *app, const char *reason) { inc_label(app->stat->cancelled, reason); }
 void lv_stat_coalesced(lv_app_t *app) { lv_counter_inc(app->stat->coalesced); }
+void lv_stat_trace_invalid(lv_app_t *app) { lv_counter_inc(app->stat->trace_invalid); }
 
 void lv_stat_cluster_lost(lv_app_t *app, const char *reason)
 {

@@ -30,6 +30,8 @@ void lv_stat_rate_limited(struct lv_app *app, const char *limit);
 void lv_stat_cancel(struct lv_app *app, const char *reason);
 /** A session's frame joined a request already asking the same about the same picture. */
 void lv_stat_coalesced(struct lv_app *app);
+/** A request's traceparent header was malformed (ignored: a new trace was used). */
+void lv_stat_trace_invalid(struct lv_app *app);
 /** Cluster mode: a job ended without an answer for a cluster reason (stale, worker_lost,
  * cluster_unavailable; lv_dispatch_redis.h). Ignored in single-node mode. */
 void lv_stat_cluster_lost(struct lv_app *app, const char *reason);

@@ -322,6 +322,7 @@ static void job_take(lv_worker_t *w, const char *id, const char *body, size_t le
     wj->msg.jpeg = f->data;
     wj->job.answer_id = msg.answer_id;
     wj->job.settings = msg.settings;
+    wj->job.trace = msg.trace; /* its backend request carries the session's trace */
     wj->job.frame = f;
     wj->job.queue_wait_ms = (double)waited_ms;
     wj->job.frame_age_ms = (double)waited_ms + msg.capture_age_ms;
@@ -440,10 +441,16 @@ static void ev_done(lv_dispatch_t *d, lv_job_t *job, const lv_dispatch_result_t 
         requeue(w, &wj->msg);
     } else {
         flush_delta(w, wj, lv_now_ms()); /* in order: what was streamed, then the end */
-        if (r->rc == 0)
+        if (r->rc == 0) {
             w->st.answered++;
-        else
+        } else {
             w->st.failed++;
+            lv_log_ctx_t ctx = {.user = wj->msg.user, .session = wj->msg.session, .answer = job->answer_id,
+                                .trace_id = job->trace.trace_id, .backend = job->backend_id, .model = job->model};
+            LV_INFO_CTX(&ctx, "worker %s: job %s: %s %s: %s", w->id, wj->msg.id,
+                        r->error_code ? r->error_code : "backend_error", job->backend_id,
+                        r->error_message ? r->error_message : lv_strerror(r->rc));
+        }
         publish_done(w, wj, r);
     }
     wjob_free(wj);

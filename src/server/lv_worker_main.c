@@ -381,6 +381,8 @@ static void worker_help(const char *prog)
            "Other:\n"
            "  --config FILE            JSON file with any of these options (as serve's)\n"
            "  --log-level L            debug, info, warn or error (default info)\n"
+           "  --log-format text|json   json: one JSON object per line (ts, level, msg, and session,\n"
+           "                           user, answer, trace_id, backend, model when known)\n"
            "  -h, --help               this text\n"
            "\n"
            "Example: one Redis, two frontends behind haproxy, one worker per GPU server (the frontends\n"
@@ -431,6 +433,7 @@ int lv_worker_main(const char *prog, int argc, char **argv)
         return 2;
     }
     lv_log_set_level(level);
+    lv_log_set_json(m->cfg.log_json); /* --log-format json */
     signal(SIGPIPE, SIG_IGN);
 
     uv_loop_init(&m->loop);

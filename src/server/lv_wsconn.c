@@ -19,6 +19,7 @@
 #include "lv_principal.h"
 #include "lv_queue.h"
 #include "lv_session.h"
+#include "lv_trace.h"
 #include "lv_wsframe.h"
 #include "lv_wsmsg.h"
 
@@ -207,7 +208,7 @@ static const lv_sock_ops_t ws_ops = {
     .on_close = ws_on_close,
 };
 
-int lv_ws_attach(lv_app_t *app, lv_sock_t *s, const lv_principal_t *who)
+int lv_ws_attach(lv_app_t *app, lv_sock_t *s, const lv_principal_t *who, const lv_http1_req_t *head)
 {
     lv_conn_t *c = calloc(1, sizeof(*c));
     if (!c)
@@ -218,6 +219,7 @@ int lv_ws_attach(lv_app_t *app, lv_sock_t *s, const lv_principal_t *who)
      * per-address socket count and logs are the client's, not the proxy's */
     snprintf(c->ip, sizeof(c->ip), "%s", s->client_ip);
     c->principal = *who;
+    lv_trace_from_head(app, head, c->ip, &c->trace);
     lv_queue_init(&c->viewer.link);
     lv_queue_init(&c->source.link);
     /* binary: the frame cap plus the LVF1 envelope; text: 64 KiB */

@@ -8,11 +8,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lv_http1.h"
 #include "lv_net.h"
 #include "lv_port_source.h"
 #include "lv_port_viewer.h"
 #include "lv_principal.h"
 #include "lv_queue.h"
+#include "lv_traceparent.h"
 #include "lv_wsframe.h"
 
 struct lv_app;
@@ -34,6 +36,8 @@ typedef struct lv_conn {
     lv_source_t source;          /* ... and is its camera (session->sources) */
     lv_queue_t app_link;         /* in app->conns */
     lv_principal_t principal;    /* who acts on this socket (set at the upgrade, lv_auth_principal) */
+    lv_trace_t trace;            /* the upgrade request's traceparent (lv_trace.h); "" = none: its
+                                  * session's trace becomes this one at hello */
     char ip[64];                 /* the client (lv_sock_t.client_ip: behind a trusted proxy, the
                                   * forwarded address): per-address limits and logs, never fairness */
     lv_ws_reader_t rd;           /* client frames in, messages assembled (capped) */
@@ -53,8 +57,9 @@ typedef struct lv_conn {
     const char *kill_reason;
 } lv_conn_t;
 
-/** Make the upgraded socket s a WebSocket of the app acting for who (copied). LV_ENOMEM. */
-int lv_ws_attach(struct lv_app *app, lv_sock_t *s, const lv_principal_t *who);
+/** Make the upgraded socket s a WebSocket of the app acting for who (copied), whose upgrade
+ * request's head (NULL = none) may carry a traceparent. LV_ENOMEM. */
+int lv_ws_attach(struct lv_app *app, lv_sock_t *s, const lv_principal_t *who, const lv_http1_req_t *head);
 /** Queue a message on one socket (takes a new reference). Returns LV_ELIMIT when the socket is
  * stuck (it is then closed), LV_ECLOSED when it is already closing. */
 int lv_conn_send(lv_conn_t *c, lv_msg_t *m);

@@ -6,6 +6,7 @@
  * is byte for byte the first (a fixed point).
  * fuzz-sources: src/proto/lv_jobmsg.c src/proto/lv_settings.c src/proto/lv_rtspurl.c
  * fuzz-sources: src/common/lv_buf.c src/common/lv_common.c src/common/lv_json_str.c src/common/lv_utf8.c
+ * fuzz-sources: src/proto/lv_traceparent.c src/common/lv_rand.c
  */
 #include <stdbool.h>
 #include <stdint.h>

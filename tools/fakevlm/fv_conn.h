@@ -47,6 +47,7 @@ typedef struct {
     char chunk_head[FV_MODEL_MAX + 192]; /* "data: {...,"model":...," shared by the job's SSE events */
     size_t chunk_head_len;
     uint64_t arrived_ms, started_ms, first_due_ms;
+    char traceparent[FV_HTTP_TRACEPARENT_MAX + 1]; /* the request's, for its log line ("" none) */
 } fv_job_t;
 
 struct fv_server;
@@ -79,7 +80,10 @@ typedef struct {
     uint64_t busy_slot_ms;  /* integral of busy slots over time, up to busy_mark_ms (fv_job_account) */
     unsigned max_concurrent;
     size_t max_queued;
+    uint64_t traced;        /* chat requests that carried a traceparent header */
 } fv_stats_t;
+
+#define FV_TRACEPARENTS_KEPT 16 /* the traceparents of the last chat requests, for /stats */
 
 typedef struct fv_server {
     uv_loop_t *loop;
@@ -99,6 +103,9 @@ typedef struct fv_server {
     lv_buf_t scratch;       /* one SSE event being formatted */
     char discard[FV_READ_CHUNK]; /* reads of lingering connections land here */
     fv_stats_t st;
+    char traceparents[FV_TRACEPARENTS_KEPT][FV_HTTP_TRACEPARENT_MAX + 1]; /* ring, oldest at
+                             * tp_head once full: the value each chat request carried ("" none) */
+    size_t tp_head, tp_count;
 } fv_server_t;
 
 /* ---- fv_server.c ---- */

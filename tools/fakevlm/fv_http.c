@@ -212,6 +212,9 @@ static int parse_head(fv_http_parser_t *p, const char *s, size_t n)
             if (!ieq(v, vlen, "100-continue"))
                 return reject(p, 417, "only Expect: 100-continue is supported");
             r->expect_continue = true;
+        } else if (ieq(line, nlen, "traceparent")) {
+            if (!copy_str(r->traceparent, sizeof(r->traceparent), v, vlen))
+                memcpy(r->traceparent, "(too long)", sizeof("(too long)"));
         } else if (ieq(line, nlen, "x-fake-fault")) {
             r->has_fault = true;
             if (!copy_str(r->fault, sizeof(r->fault), v, vlen))

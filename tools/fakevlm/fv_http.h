@@ -10,6 +10,7 @@
 #define FV_HTTP_HEADERS_MAX 100                 /* header lines per request */
 #define FV_HTTP_PATH_MAX 1024                   /* path without the query string */
 #define FV_HTTP_FAULT_MAX 31                    /* longest X-Fake-Fault value kept */
+#define FV_HTTP_TRACEPARENT_MAX 63              /* longest traceparent value kept (a W3C one is 55) */
 
 /** What the parser learnt from one request. Strings are copies (NUL-terminated), so they stay
  * valid when the caller's input buffer moves; the body is not copied: it is the head_len..
@@ -22,6 +23,8 @@ typedef struct {
     bool expect_continue;            /* "Expect: 100-continue" was sent */
     bool has_fault;                  /* an X-Fake-Fault header was present */
     char fault[FV_HTTP_FAULT_MAX + 1]; /* its value ("" when too long, so it matches no kind) */
+    char traceparent[FV_HTTP_TRACEPARENT_MAX + 1]; /* as received, unchecked (tests judge it); ""
+                                     * when absent, "(too long)" past the cap */
     size_t head_len;                 /* bytes from the buffer start to the body (leading CRLFs included) */
     size_t content_length;           /* body bytes (0 when absent) */
 } fv_http_request_t;

@@ -60,11 +60,12 @@ static void job_log(fv_conn_t *c, int status, const char *outcome)
     uint64_t now = uv_now(c->srv->loop);
     uint64_t queue_ms = (j->started_ms ? j->started_ms : now) - j->arrived_ms;
     uint64_t service_ms = j->started_ms ? now - j->started_ms : 0;
+    const char *tp = j->traceparent;
     LV_INFO("%s POST /v1/chat/completions %d seq=%llu model=%s stream=%d words=%zu/%zu image=%zu jpeg=%ux%u "
-            "queue_ms=%llu service_ms=%llu fault=%s outcome=%s",
+            "queue_ms=%llu service_ms=%llu fault=%s outcome=%s%s%s",
             c->peer, status, (unsigned long long)j->seq, j->model, j->stream, j->words_sent, j->words_total,
             j->image_bytes, j->width, j->height, (unsigned long long)queue_ms, (unsigned long long)service_ms,
-            fv_fault_name(j->fault), outcome);
+            fv_fault_name(j->fault), outcome, tp[0] ? " traceparent=" : "", tp);
 }
 
 /* The job leaves its slot (done, dropped or abandoned); the slot goes to the next waiter. */
@@ -365,6 +366,20 @@ static void on_job_timer(uv_timer_t *t)
 
 /* ---------- the request ---------- */
 
+/* Keep the traceparent a chat request carried (or "" for none) in the ring /stats shows, so a
+ * test can check what its gateway sent (docs/fakevlm.md, "/stats"). */
+static void record_traceparent(fv_server_t *srv, const char *tp)
+{
+    if (tp[0])
+        srv->st.traced++;
+    size_t at = (srv->tp_head + srv->tp_count) % FV_TRACEPARENTS_KEPT;
+    if (srv->tp_count == FV_TRACEPARENTS_KEPT)
+        srv->tp_head = (srv->tp_head + 1) % FV_TRACEPARENTS_KEPT;
+    else
+        srv->tp_count++;
+    snprintf(srv->traceparents[at], sizeof(srv->traceparents[at]), "%s", tp);
+}
+
 void fv_job_handle_chat(fv_conn_t *c, const char *body, size_t body_len)
 {
     fv_server_t *srv = c->srv;
@@ -374,6 +389,7 @@ void fv_job_handle_chat(fv_conn_t *c, const char *body, size_t body_len)
     char extra[64];
     snprintf(extra, sizeof(extra), "X-Fake-Seq: %llu\r\n", (unsigned long long)seq);
     srv->st.requests++;
+    record_traceparent(srv, r->traceparent);
 
     fv_chat_request_t req;
     fv_error_t err;
@@ -430,6 +446,7 @@ void fv_job_handle_chat(fv_conn_t *c, const char *body, size_t body_len)
     memset(j, 0, sizeof(*j));
     lv_buf_init(&j->text, FV_TEXT_MAX);
     j->seq = seq;
+    snprintf(j->traceparent, sizeof(j->traceparent), "%s", r->traceparent);
     j->model = cfg->models[req.model_index];
     j->fault = fault;
     j->stream = req.stream && fault != FV_FAULT_NOSTREAM;

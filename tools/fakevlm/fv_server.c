@@ -243,6 +243,11 @@ static void handle_stats(fv_conn_t *c)
     set_count(doc, "token_ms", cfg->token_ms);
     set_count(doc, "tokens", LV_MAX(cfg->tokens, (unsigned)FV_HEADER_WORDS));
     set_count(doc, "uptime_ms", uv_now(srv->loop) - srv->start_ms);
+    set_count(doc, "traced", st->traced);
+    json_t *tps = json_array(); /* the last FV_TRACEPARENTS_KEPT chat requests', oldest first */
+    for (size_t i = 0; tps && i < srv->tp_count; i++)
+        json_array_append_new(tps, json_string(srv->traceparents[(srv->tp_head + i) % FV_TRACEPARENTS_KEPT]));
+    json_object_set_new(doc, "traceparents", tps ? tps : json_null());
     send_json(c, 200, doc, NULL);
 }
 
