@@ -31,21 +31,21 @@
 #include "lv_utf8.h"
 
 #define PREFIX "/api/v1/admin"
-#define SEG_MAX 80                 /* bytes of one path segment; longer: 404 */
+#define SEG_MAX 80 /* bytes of one path segment; longer: 404 */
 #define PASSWORD_MIN 8
-#define PASSWORD_MAX 256           /* argon2id takes any length; a cap keeps the work bounded */
+#define PASSWORD_MAX 256 /* argon2id takes any length; a cap keeps the work bounded */
 #define WEIGHT_MAX 1000
-#define QUOTA_MAX 1000000000000LL  /* 10^12: any real limit is far below */
-#define LIST_ITEMS_MAX 64          /* backends or models in one tenant's list */
+#define QUOTA_MAX 1000000000000LL /* 10^12: any real limit is far below */
+#define LIST_ITEMS_MAX 64         /* backends or models in one tenant's list */
 #define MODEL_NAME_MAX 128
 #define AUDIT_DEFAULT 100
 #define AUDIT_MAX 1000
 #define USAGE_DAYS_MAX 90
-#define USAGE_TENANTS_MAX 64       /* tenants drawn apart; the rest add up as "(other)" */
-#define USAGE_PAGE_ROWS 20000      /* rows per usage query: ~8 MiB at most on the database thread */
-#define USAGE_QUERIES_MAX 512      /* past this the summary says it is partial */
-#define SESSIONS_MAX 5000          /* rows in one listing (the registry's cap is usually lower) */
-#define KICK_BATCH 256             /* a disabled user's sessions ended at once */
+#define USAGE_TENANTS_MAX 64  /* tenants drawn apart; the rest add up as "(other)" */
+#define USAGE_PAGE_ROWS 20000 /* rows per usage query: ~8 MiB at most on the database thread */
+#define USAGE_QUERIES_MAX 512 /* past this the summary says it is partial */
+#define SESSIONS_MAX 5000     /* rows in one listing (the registry's cap is usually lower) */
+#define KICK_BATCH 256        /* a disabled user's sessions ended at once */
 #define DAY_MS 86400000LL
 
 /* ---------- answers ---------- */
@@ -95,7 +95,10 @@ static int bad_request(lv_req_t *r, const char *fmt, ...)
     return respond_error(r, 400, "bad_request", msg);
 }
 
-static int not_found(lv_req_t *r) { return respond_error(r, 404, "not_found", "no such admin route"); }
+static int not_found(lv_req_t *r)
+{
+    return respond_error(r, 404, "not_found", "no such admin route");
+}
 
 /* ---------- body fields ---------- */
 
@@ -128,7 +131,8 @@ static int only_fields(const json_t *obj, const char *const *allowed, const char
 {
     const char *key;
     const json_t *v;
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         bool ok = false;
         for (size_t i = 0; allowed[i] && !ok; i++)
             ok = strcmp(key, allowed[i]) == 0;
@@ -328,7 +332,7 @@ enum {
 };
 
 typedef struct {
-    int64_t day0_ms;                 /* UTC midnight of the first day */
+    int64_t day0_ms; /* UTC midnight of the first day */
     int days;
     size_t n_tenants;
     char tenant[USAGE_TENANTS_MAX + 1][LV_ACCT_ID_MAX]; /* the last one: "(other)" */
@@ -340,25 +344,25 @@ typedef struct {
 
 typedef struct {
     job_kind_t kind;
-    lv_principal_t who;              /* copied: the request may be gone at done */
+    lv_principal_t who; /* copied: the request may be gone at done */
     char ip[48];
-    char id[LV_ACCT_ID_MAX];         /* the target's id */
-    unsigned fields;                 /* F_*: what the body named */
-    lv_user_t user;                  /* add: name, role, tenant; update: the new values */
-    lv_quota_t quota;                /* update: merged into the stored quota field by field */
+    char id[LV_ACCT_ID_MAX]; /* the target's id */
+    unsigned fields;         /* F_*: what the body named */
+    lv_user_t user;          /* add: name, role, tenant; update: the new values */
+    lv_quota_t quota;        /* update: merged into the stored quota field by field */
     bool quota_set[4];
     char password[PASSWORD_MAX + 1]; /* wiped when the job ends */
     lv_tenant_t tenant;              /* put: the new values (fields say which) */
     size_t limit;
     /* results */
-    int status;                      /* an HTTP status for an error found on the database thread */
-    char msg[320];                   /* its sentence */
+    int status;    /* an HTTP status for an error found on the database thread */
+    char msg[320]; /* its sentence */
     char invite[LV_ACCT_SECRET_HEX];
-    char detail[256];                /* the audit row's detail */
-    char target[LV_ACCT_TEXT_MAX];   /* the audit row's target (a name where there is one) */
-    bool disabled_now;               /* the user was disabled by this job: end its sessions */
+    char detail[256];              /* the audit row's detail */
+    char target[LV_ACCT_TEXT_MAX]; /* the audit row's target (a name where there is one) */
+    bool disabled_now;             /* the user was disabled by this job: end its sessions */
     bool deleted;
-    bool created;                    /* a tenant put made a new tenant: 201 */
+    bool created; /* a tenant put made a new tenant: 201 */
     lv_user_t *users;
     size_t n_users;
     lv_apikey_t *keys;
@@ -460,11 +464,11 @@ static int work_user_update(lv_db_t *db, job_t *j)
     size_t used = 0;
     char q[160];
     j->detail[0] = '\0';
-#define NOTE(...)                                                                                                 \
-    do {                                                                                                          \
-        int k_ = snprintf(j->detail + used, sizeof(j->detail) - used, __VA_ARGS__);                               \
-        if (k_ > 0)                                                                                               \
-            used = LV_MIN(sizeof(j->detail) - 1, used + (size_t)k_);                                              \
+#define NOTE(...)                                                                                                      \
+    do {                                                                                                               \
+        int k_ = snprintf(j->detail + used, sizeof(j->detail) - used, __VA_ARGS__);                                    \
+        if (k_ > 0)                                                                                                    \
+            used = LV_MIN(sizeof(j->detail) - 1, used + (size_t)k_);                                                   \
     } while (0)
     if (j->fields & F_TENANT) {
         if ((rc = need_tenant(db, j, j->user.tenant)) != 0)
@@ -586,8 +590,9 @@ static int work_tenant_put(lv_db_t *db, job_t *j)
     j->created = cur == NULL;
     quota_text(q, sizeof(q), &t.quota);
     snprintf(j->target, sizeof(j->target), "%s", t.id);
-    snprintf(j->detail, sizeof(j->detail), "%s weight=%d backends=%.40s models=%.40s %.100s", cur ? "updated" : "created",
-             t.weight, t.backends[0] ? t.backends : "all", t.models[0] ? t.models : "all", q);
+    snprintf(j->detail, sizeof(j->detail), "%s weight=%d backends=%.40s models=%.40s %.100s",
+             cur ? "updated" : "created", t.weight, t.backends[0] ? t.backends : "all", t.models[0] ? t.models : "all",
+             q);
     return 0;
 }
 
@@ -608,8 +613,7 @@ static int work_tenant_delete(lv_db_t *db, job_t *j)
                         j->id, members, members == 1 ? "" : "s");
     rc = lv_acct_db_tenant_delete(db, j->id);
     if (rc == LV_EEXIST) /* a user joined meanwhile (the CLI, another frontend) */
-        return job_fail(j, 409, "tenant '%s' still has users: move them to another tenant or delete them first",
-                        j->id);
+        return job_fail(j, 409, "tenant '%s' still has users: move them to another tenant or delete them first", j->id);
     snprintf(j->target, sizeof(j->target), "%s", j->id);
     return rc;
 }
@@ -748,10 +752,10 @@ static json_t *key_json(const lv_apikey_t *k, const lv_user_t *owner)
         json_array_append_new(scope, json_string("stream"));
     if (k->scope & LV_SCOPE_ADMIN)
         json_array_append_new(scope, json_string("admin"));
-    return json_pack("{s:s, s:s, s:s?, s:s, s:s, s:o, s:I, s:I, s:b, s:I}", "id", k->id, "user_id", k->user_id,
-                     "user", owner ? owner->name : NULL, "name", k->name, "prefix", k->prefix, "scope", scope,
-                     "expires_ms", (json_int_t)k->expires_ms, "last_used_ms", (json_int_t)k->last_used_ms,
-                     "revoked", k->revoked, "created_ms", (json_int_t)k->created_ms);
+    return json_pack("{s:s, s:s, s:s?, s:s, s:s, s:o, s:I, s:I, s:b, s:I}", "id", k->id, "user_id", k->user_id, "user",
+                     owner ? owner->name : NULL, "name", k->name, "prefix", k->prefix, "scope", scope, "expires_ms",
+                     (json_int_t)k->expires_ms, "last_used_ms", (json_int_t)k->last_used_ms, "revoked", k->revoked,
+                     "created_ms", (json_int_t)k->created_ms);
 }
 
 static json_t *job_result(job_t *j)
@@ -777,9 +781,9 @@ static json_t *job_result(job_t *j)
     case J_AUDIT:
         for (size_t i = 0; i < j->n_audit; i++) {
             const lv_audit_t *a = &j->audit[i];
-            json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "t_ms", (json_int_t)a->t_ms,
-                                                 "actor", a->actor, "ip", a->ip, "action", a->action, "target",
-                                                 a->target, "detail", a->detail));
+            json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "t_ms", (json_int_t)a->t_ms, "actor",
+                                                 a->actor, "ip", a->ip, "action", a->action, "target", a->target,
+                                                 "detail", a->detail));
         }
         return json_pack("{s:o}", "audit", arr);
     case J_USAGE: {
@@ -848,13 +852,20 @@ static json_t *job_result(job_t *j)
 static const char *job_action(job_kind_t k)
 {
     switch (k) {
-    case J_USER_ADD: return "user.add";
-    case J_USER_UPDATE: return "user.update";
-    case J_USER_DELETE: return "user.delete";
-    case J_KEY_REVOKE: return "key.revoke";
-    case J_TENANT_PUT: return "tenant.put";
-    case J_TENANT_DELETE: return "tenant.delete";
-    default: return NULL; /* a listing changes nothing */
+    case J_USER_ADD:
+        return "user.add";
+    case J_USER_UPDATE:
+        return "user.update";
+    case J_USER_DELETE:
+        return "user.delete";
+    case J_KEY_REVOKE:
+        return "key.revoke";
+    case J_TENANT_PUT:
+        return "tenant.put";
+    case J_TENANT_DELETE:
+        return "tenant.delete";
+    default:
+        return NULL; /* a listing changes nothing */
     }
 }
 
@@ -875,8 +886,8 @@ static void job_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
             if (snap) /* its sign-ins stop at once, not at the next reload */
                 lv_acct_snap_drop_user_logins(snap, j->user.id[0] ? j->user.id : j->id);
             kick_user_sessions(app, j->user.id[0] ? j->user.id : j->id,
-                               j->deleted ? "An administrator deleted this account." :
-                                            "An administrator disabled this account.");
+                               j->deleted ? "An administrator deleted this account."
+                                          : "An administrator disabled this account.");
         }
         lv_accounts_reload(app);
     }
@@ -1042,11 +1053,12 @@ static int user_update(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, co
         return bad_request(r, "%s", e.msg);
     }
     /* an admin who locks themselves out needs another admin to undo it; there may be none */
-    if (strcmp(who->user_id, id) == 0 && ((has_role && j->user.role != LV_ROLE_ADMIN) || (has_dis && j->user.disabled))) {
+    if (strcmp(who->user_id, id) == 0 &&
+        ((has_role && j->user.role != LV_ROLE_ADMIN) || (has_dis && j->user.disabled))) {
         job_free(j);
         return respond_error(r, 409, "conflict",
-                                    "you cannot take the admin role from, or disable, your own account; another "
-                                    "admin can");
+                             "you cannot take the admin role from, or disable, your own account; another "
+                             "admin can");
     }
     j->user.weight = (int)weight;
     j->fields |= (has_role ? F_ROLE : 0) | (has_tenant ? F_TENANT : 0) | (has_dis ? F_DISABLED : 0) |
@@ -1085,8 +1097,8 @@ static int tenant_put(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, con
         return bad_request(r, "%s", e.msg);
     }
     j->tenant.weight = (int)weight;
-    j->fields |= (has_name ? F_NAME : 0) | (has_weight ? F_WEIGHT : 0) | (has_b ? F_BACKENDS : 0) |
-                 (has_m ? F_MODELS : 0);
+    j->fields |=
+        (has_name ? F_NAME : 0) | (has_weight ? F_WEIGHT : 0) | (has_b ? F_BACKENDS : 0) | (has_m ? F_MODELS : 0);
     return submit(app, r, j);
 }
 
@@ -1117,11 +1129,10 @@ static int session_row(lv_session_t *s, void *ud)
     uint64_t created = s->rec.created_ms;
     json_t *o = json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:I, s:i, s:b, s:I, s:I}", "id",
                           s->rec.id, "principal", s->rec.principal, "user", user, "tenant", s->rec.tenant, "model",
-                          s->rec.settings.model, "backend", s->rec.settings.backend, "source",
-                          s->rec.settings.source, "started", s->rec.started, "connected", attached, "frames",
-                          (json_int_t)s->frames_received, "answers", (json_int_t)s->rec.total_inferences, "errors",
-                          (json_int_t)s->errors, "sockets", (int)(s->n_viewers + s->n_sources), "in_flight",
-                          s->job != NULL, "age_s",
+                          s->rec.settings.model, "backend", s->rec.settings.backend, "source", s->rec.settings.source,
+                          "started", s->rec.started, "connected", attached, "frames", (json_int_t)s->frames_received,
+                          "answers", (json_int_t)s->rec.total_inferences, "errors", (json_int_t)s->errors, "sockets",
+                          (int)(s->n_viewers + s->n_sources), "in_flight", s->job != NULL, "age_s",
                           (json_int_t)(w->wall_ms > created ? (w->wall_ms - created) / 1000 : 0), "detached_s",
                           (json_int_t)(!attached && s->detached_since_ms && w->now_ms > s->detached_since_ms
                                            ? (w->now_ms - s->detached_since_ms) / 1000
@@ -1134,8 +1145,8 @@ static int session_row(lv_session_t *s, void *ud)
 
 static int sessions_list(lv_app_t *app, lv_req_t *r)
 {
-    sess_walk_t w = {.app = app, .snap = lv_accounts_snap(app), .arr = json_array(), .now_ms = lv_now_ms(),
-                     .wall_ms = lv_wall_ms()};
+    sess_walk_t w = {
+        .app = app, .snap = lv_accounts_snap(app), .arr = json_array(), .now_ms = lv_now_ms(), .wall_ms = lv_wall_ms()};
     if (app->reg)
         lv_registry_each(app->reg, session_row, &w);
     /* in a cluster each frontend lists the sessions it holds: the others are theirs */
@@ -1195,9 +1206,9 @@ static int session_kick(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, c
     lv_session_t *s = session_id_ok(id) && app->reg ? lv_session_find(app->reg, id) : NULL;
     if (!s)
         return respond_error(r, 404, "not_found",
-                                    app->cluster ? "no session with that id on this server (in a cluster, ask the "
-                                                   "frontend that lists it)"
-                                                 : "no live session with that id");
+                             app->cluster ? "no session with that id on this server (in a cluster, ask the "
+                                            "frontend that lists it)"
+                                          : "no live session with that id");
     char detail[160];
     snprintf(detail, sizeof(detail), "principal=%.64s tenant=%s", s->rec.principal, s->rec.tenant);
     lv_engine_session_kick(app, s, "An administrator ended this session. Reload the page to start a new one.");
@@ -1231,8 +1242,8 @@ static int backend_set(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, co
 {
     if (app->cluster)
         return respond_error(r, 409, "conflict",
-                                    "in a cluster the workers call the backends: drain workers with their own flags "
-                                    "(stop one, or start it without that --backend)");
+                             "in a cluster the workers call the backends: drain workers with their own flags "
+                             "(stop one, or start it without that --backend)");
     lv_backend_t *b = lv_pool_find(app->pool, id);
     if (!b)
         return respond_error(r, 404, "not_found", "no backend with that id");
@@ -1244,8 +1255,9 @@ static int backend_set(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, co
         LV_INFO("backend %s %s by %s", b->id, drain ? "drained" : "enabled", who->name[0] ? who->name : who->key);
         lv_accounts_audit(app, who, r->ip, drain ? "backend.drain" : "backend.enable", b->id, detail);
     }
-    return respond_json(r, 200, json_pack("{s:s, s:b, s:i, s:b}", "id", b->id, "draining", drain, "inflight",
-                                          b->inflight, "changed", changed));
+    return respond_json(
+        r, 200,
+        json_pack("{s:s, s:b, s:i, s:b}", "id", b->id, "draining", drain, "inflight", b->inflight, "changed", changed));
 }
 
 /* ---------- routes: audit and usage ---------- */
@@ -1338,8 +1350,8 @@ static bool accounts_on(lv_app_t *app, lv_req_t *r)
     if (app->accts)
         return true;
     respond_error(r, 409, "accounts_off",
-                         "accounts are off (--auth token or none): start the server with --auth accounts to manage "
-                         "users, keys and tenants");
+                  "accounts are off (--auth token or none): start the server with --auth accounts to manage "
+                  "users, keys and tenants");
     return false;
 }
 
@@ -1371,7 +1383,7 @@ static int handle_post(lv_app_t *app, lv_req_t *r, const lv_principal_t *who, ch
             return respond_error(r, 409, "conflict", "you cannot delete your own account; another admin can");
         if (!users && strcmp(seg[1], LV_ACCT_DEFAULT_TENANT) == 0)
             return respond_error(r, 409, "conflict",
-                                        "the default tenant cannot be deleted: new users and sign-ins land in it");
+                                 "the default tenant cannot be deleted: new users and sign-ins land in it");
         job_t *j = job_new(users ? J_USER_DELETE : J_TENANT_DELETE, r, who);
         if (j)
             snprintf(j->id, sizeof(j->id), "%s", seg[1]);
@@ -1430,8 +1442,8 @@ int lv_admin_api_handle(lv_app_t *app, lv_req_t *r, const lv_principal_t *who)
         return respond_error(r, 401, "unauthorized", "sign in as an administrator");
     if (who->role != LV_PRINCIPAL_ADMIN)
         return respond_error(r, 403, "forbidden_role",
-                                    "this needs an administrator: an account with role admin (an API key also needs "
-                                    "the admin scope)");
+                             "this needs an administrator: an account with role admin (an API key also needs "
+                             "the admin scope)");
     int n = split(r->path + strlen(PREFIX), seg);
     if (n <= 0)
         return not_found(r);
@@ -1439,6 +1451,6 @@ int lv_admin_api_handle(lv_app_t *app, lv_req_t *r, const lv_principal_t *who)
         return handle_get(app, r, who, seg, n);
     if (!csrf_ok(r, who))
         return respond_error(r, 403, "csrf_failed",
-                                    "missing or wrong X-CSRF-Token: the page gets it from GET /api/v1/me");
+                             "missing or wrong X-CSRF-Token: the page gets it from GET /api/v1/me");
     return handle_post(app, r, who, seg, n);
 }
