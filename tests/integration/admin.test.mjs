@@ -347,3 +347,19 @@ test('a cookie sign-in must send X-CSRF-Token on admin changes', TO, async () =>
   const list = await srv.request('/api/v1/admin/tenants', { auth: false, headers: { Cookie: cookie } });
   assert.equal(list.status, 200, 'a GET needs no token');
 });
+
+test('--auth token: the token holder is the admin; accounts routes say accounts are off, the rest work', TO, async () => {
+  const t = await startLivevlm({ backends: [{ id: 'a', url: fa.url }] });
+  let r = await t.request('/api/v1/admin/users');
+  assert.equal(r.status, 409, r.text);
+  assert.equal(errorOf(r).code, 'accounts_off');
+  assert.match(errorOf(r).message, /--auth accounts/);
+  r = await t.request('/api/v1/admin/sessions');
+  assert.equal(r.status, 200, r.text);
+  r = await t.request('/api/v1/admin/backends/a/drain', { body: {} });
+  assert.equal(r.status, 200, r.text);
+  await waitUntil(async () => (await t.request('/api/v1/admin/audit')).json().audit
+    .some((a) => a.action === 'backend.drain' && a.target === 'a'), { timeoutMs: T(4000), what: 'the audit row' });
+  assert.equal((await t.request('/api/v1/admin/users', { auth: false })).status, 401);
+  await t.stop();
+});
