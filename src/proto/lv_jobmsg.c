@@ -419,7 +419,7 @@ int lv_jobev_encode(const lv_jobev_t *e, lv_buf_t *out)
     case LV_JOBEV_DONE: {
         if (!id_valid(e->worker, FIELD_LEN(e->worker), 1, LV_NODE_ID_MAX) ||
             !id_valid(e->backend_id, FIELD_LEN(e->backend_id), 0, LV_BACKEND_ID_MAX) || !ev_text_valid(e) ||
-            e->rc > 0 || e->tokens < 0 || e->ttft_us > WIRE_U64_MAX ||
+            e->rc > 0 || e->tokens < 0 || e->prompt_tokens < 0 || e->ttft_us > WIRE_U64_MAX ||
             FIELD_LEN(e->error_message) == sizeof(e->error_message))
             return LV_EINVAL;
         /* JSON has no NaN or infinity; a shaping time that is not a finite, non-negative number
@@ -434,9 +434,9 @@ int lv_jobev_encode(const lv_jobev_t *e, lv_buf_t *out)
             (rc = lv_json_str_append_lossy(out, e->error_message, FIELD_LEN(e->error_message))) != 0 ||
             (rc = lv_buf_append_str(out, ",\"x\":")) != 0 || (rc = lv_json_str_append(out, text, e->text_len)) != 0 ||
             (rc = lv_buf_printf(out,
-                                ",\"tok\":%d,\"ttft\":%llu,\"sse\":%s,\"shape\":%.17g,\"rq\":%s,\"stale\":%s,"
+                                ",\"tok\":%d,\"ptok\":%d,\"ttft\":%llu,\"sse\":%s,\"shape\":%.17g,\"rq\":%s,\"stale\":%s,"
                                 "\"b\":\"%s\"",
-                                e->tokens, (unsigned long long)e->ttft_us, e->streamed ? "true" : "false", shape,
+                                e->tokens, e->prompt_tokens, (unsigned long long)e->ttft_us, e->streamed ? "true" : "false", shape,
                                 e->requeue ? "true" : "false", e->stale ? "true" : "false", e->backend_id)) != 0 ||
             (rc = put_str(out, ",\"m\":", e->model, sizeof(e->model))) != 0 || (rc = lv_buf_append(out, "}", 1)) != 0)
             goto out;
@@ -529,6 +529,13 @@ int lv_jobev_parse(const char *p, size_t len, lv_jobev_t *out, lv_buf_t *textbuf
     if ((rc = get_u64(o, "tok", INT_MAX, &u)) != 0)
         FAIL(rc, reason_of(rc, "a done event's token count is missing", "a done event's token count is out of range"));
     out->tokens = (int)u;
+    /* optional: a worker from before prompt tokens crossed the cluster leaves it out (0) */
+    if (json_object_get(o, "ptok")) {
+        if ((rc = get_u64(o, "ptok", INT_MAX, &u)) != 0)
+            FAIL(rc, reason_of(rc, "a done event's prompt token count is not an integer",
+                               "a done event's prompt token count is out of range"));
+        out->prompt_tokens = (int)u;
+    }
     if ((rc = get_u64(o, "ttft", WIRE_U64_MAX, &out->ttft_us)) != 0)
         FAIL(rc, reason_of(rc, "a done event's ttft is missing", "a done event's ttft is negative"));
     const json_t *shape = json_object_get(o, "shape");

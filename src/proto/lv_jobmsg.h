@@ -15,8 +15,10 @@
  *   {"t":"s","j":"<job id>","w":"<worker id>","b":"<backend id>","m":"<model>","f":<ttft floor us>}
  *   {"t":"d","j":"<job id>","x":"<text>"}
  *   {"t":"e","j":"<job id>","w":"<worker id>","rc":<LV_E* or 0>,"code":"..","msg":"..","x":"<text>",
- *    "tok":<n>,"ttft":<us>,"sse":true|false,"shape":<ms>,"rq":true|false,"stale":true|false,
+ *    "tok":<n>,"ptok":<n>,"ttft":<us>,"sse":true|false,"shape":<ms>,"rq":true|false,"stale":true|false,
  *    "b":"<backend id>","m":"<model>"}
+ *   tok: completion tokens; ptok: prompt tokens (optional when parsed: an older worker's event
+ *   without it reads as 0)
  * Unknown fields are ignored (a newer worker may add some); a missing required one is an error.
  * Ids are [A-Za-z0-9_.:-] only (job id 1..64 bytes, frontend and worker ids 1..32; the user, a
  * principal's key, is 1..63 bytes of visible ASCII without '"' or '\\';
@@ -99,7 +101,8 @@ typedef struct {
     int rc;
     char error_code[64];
     char error_message[512];
-    int tokens;
+    int tokens;                       /* completion tokens */
+    int prompt_tokens;                /* the backend's usage count, 0 when none */
     uint64_t ttft_us;
     bool streamed;
     double shape_ms;
@@ -109,7 +112,7 @@ typedef struct {
 
 /** Append one event to out: compact JSON on one line, no jansson tree (the delta path is hot).
  * LV_EINVAL (an id, the text not UTF-8 or holding a NUL or over LV_JOBEV_TEXT_MAX, a string field
- * without its NUL, rc > 0, tokens < 0, the event over LV_JOBEV_MAX once escaped), LV_ELIMIT
+ * without its NUL, rc > 0, tokens or prompt_tokens < 0, the event over LV_JOBEV_MAX once escaped), LV_ELIMIT
  * (out's cap), LV_ENOMEM. All or nothing. A delta should carry whole UTF-8 sequences: cut text
  * with lv_utf8_cut. */
 int lv_jobev_encode(const lv_jobev_t *e, lv_buf_t *out);

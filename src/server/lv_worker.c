@@ -409,6 +409,7 @@ static void publish_done(lv_worker_t *w, wjob_t *wj, const lv_dispatch_result_t 
     snprintf(e.error_code, sizeof(e.error_code), "%s", r->error_code ? r->error_code : "");
     snprintf(e.error_message, sizeof(e.error_message), "%s", r->error_message ? r->error_message : "");
     e.tokens = r->tokens > 0 ? r->tokens : 0;
+    e.prompt_tokens = r->prompt_tokens > 0 ? r->prompt_tokens : 0;
     e.ttft_us = r->ttft_us;
     e.streamed = r->streamed;
     e.shape_ms = r->shape_ms;

@@ -678,6 +678,7 @@ static void ev_done(dredis_t *d, rjob_t *rj, const lv_jobev_t *ev)
         .text = ev->text ? ev->text : "",
         .text_len = ev->text ? ev->text_len : 0,
         .tokens = ev->tokens,
+        .prompt_tokens = ev->prompt_tokens,
         .ttft_us = ev->ttft_us,
         .streamed = ev->streamed,
         .shape_ms = ev->shape_ms,

@@ -575,6 +575,7 @@ static void make_done(lv_jobev_t *e)
     snprintf(e->error_code, sizeof(e->error_code), "backend_error");
     snprintf(e->error_message, sizeof(e->error_message), "the backend said: \"no\"\n");
     e->tokens = 42;
+    e->prompt_tokens = 1234;
     e->ttft_us = 123456789;
     e->streamed = true;
     e->shape_ms = 12.625;
@@ -612,6 +613,7 @@ static void assert_ev_equal(const lv_jobev_t *a, const lv_jobev_t *b)
         assert_string_equal(a->error_code, b->error_code);
         assert_string_equal(a->error_message, b->error_message);
         assert_int_equal(a->tokens, b->tokens);
+        assert_int_equal(a->prompt_tokens, b->prompt_tokens);
         assert_true(a->ttft_us == b->ttft_us);
         assert_int_equal(a->streamed, b->streamed);
         assert_true(a->shape_ms == b->shape_ms);
@@ -621,6 +623,7 @@ static void assert_ev_equal(const lv_jobev_t *a, const lv_jobev_t *b)
         assert_int_equal(b->rc, 0);
         assert_string_equal(b->error_code, "");
         assert_int_equal(b->tokens, 0);
+        assert_int_equal(b->prompt_tokens, 0);
         assert_int_equal(b->streamed || b->requeue || b->stale, 0);
     }
 }
@@ -698,13 +701,14 @@ static void event_round_trips(void **state)
     snprintf(e.worker, sizeof(e.worker), "w");
     ev_round_trip(&e, &json);
     assert_string_equal(json, "{\"t\":\"e\",\"j\":\"j9\",\"w\":\"w\",\"rc\":0,\"code\":\"\",\"msg\":\"\",\"x\":\"\","
-                              "\"tok\":0,\"ttft\":0,\"sse\":false,\"shape\":0,\"rq\":false,\"stale\":false,"
-                              "\"b\":\"\",\"m\":\"\"}");
+                              "\"tok\":0,\"ptok\":0,\"ttft\":0,\"sse\":false,\"shape\":0,\"rq\":false,"
+                              "\"stale\":false,\"b\":\"\",\"m\":\"\"}");
     free(json);
     /* the edges */
     make_done(&e);
     e.rc = INT32_MIN;
     e.tokens = INT32_MAX;
+    e.prompt_tokens = INT32_MAX;
     e.ttft_us = INT64_MAX;
     e.shape_ms = 0.1; /* not exact in binary: still the same double after the trip */
     memset(e.error_code, 'c', sizeof(e.error_code) - 1);
@@ -789,6 +793,7 @@ static void event_encode_refusals(void **state)
     REFUSE(memset(e.error_message, 'm', sizeof(e.error_message)), LV_EINVAL);
     REFUSE(e.rc = 1, LV_EINVAL);
     REFUSE(e.tokens = -1, LV_EINVAL);
+    REFUSE(e.prompt_tokens = -1, LV_EINVAL);
     REFUSE(e.ttft_us = UINT64_MAX, LV_EINVAL);
     /* text: invalid UTF-8 (a cut sequence, a lone continuation byte, a surrogate), a NUL, over
      * the cap, a length with no pointer */
@@ -930,7 +935,10 @@ static void event_parse_refusals(void **state)
         {
             json_t *o = json_deep_copy(tmpl);
             assert_int_equal(json_object_del(o, key), 0);
-            ev_obj_refused(o, LV_EPARSE, strcmp(key, "t") == 0 ? "no type" : "missing");
+            if (strcmp(key, "ptok") == 0) /* optional: an older worker's done event has none */
+                json_decref(o);
+            else
+                ev_obj_refused(o, LV_EPARSE, strcmp(key, "t") == 0 ? "no type" : "missing");
             o = json_deep_copy(tmpl);
             json_t *wrong = json_is_string(value) ? json_integer(1) : json_string("1");
             assert_int_equal(json_object_set_new(o, key, wrong), 0);
@@ -940,7 +948,7 @@ static void event_parse_refusals(void **state)
             ev_obj_refused(o, LV_EPARSE, "");
             n_keys++;
         }
-        assert_int_equal(n_keys, kind == LV_JOBEV_STARTED ? 6 : kind == LV_JOBEV_DELTA ? 3 : 15);
+        assert_int_equal(n_keys, kind == LV_JOBEV_STARTED ? 6 : kind == LV_JOBEV_DELTA ? 3 : 16);
         json_decref(tmpl);
     }
 
@@ -951,6 +959,9 @@ static void event_parse_refusals(void **state)
     done_refused(&e, "rc", json_real(-2.0), LV_EPARSE, "rc");
     done_refused(&e, "tok", json_integer(-1), LV_EINVAL, "token count");
     done_refused(&e, "tok", json_integer((json_int_t)INT32_MAX + 1), LV_EINVAL, "token count");
+    done_refused(&e, "ptok", json_integer(-1), LV_EINVAL, "prompt token count");
+    done_refused(&e, "ptok", json_integer((json_int_t)INT32_MAX + 1), LV_EINVAL, "prompt token count");
+    done_refused(&e, "ptok", json_real(1.5), LV_EPARSE, "prompt token count");
     done_refused(&e, "ttft", json_integer(-1), LV_EINVAL, "ttft");
     done_refused(&e, "shape", json_real(-0.5), LV_EINVAL, "shaping");
     done_refused(&e, "sse", json_integer(1), LV_EPARSE, "sse");
@@ -1026,6 +1037,7 @@ static void event_parse_caps(void **state)
     assert_int_equal(ml % 5 == 0 || ml % 5 == 2, 1); /* ends after a whole é or € */
     assert_true(got.shape_ms == 1.0);
     assert_int_equal(got.rc, LV_EBACKEND);
+    assert_int_equal(got.prompt_tokens, 0); /* an event from before "ptok": none */
 
     /* the text buffer is reset: a second parse does not append to the first text */
     lv_buf_reset(&ev);
