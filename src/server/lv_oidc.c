@@ -63,6 +63,7 @@ typedef struct {
     lv_hmap_node_t node;
     char state[33], nonce[33], verifier[65];
     char redirect_uri[URL_MAX];
+    char next[256];                  /* where to go once signed in: a local path */
     char ip[LV_IP_TEXT_MAX];
     uint64_t created_ms;
 } pending_t;
@@ -490,6 +491,7 @@ typedef struct {
     bool claims_rule;
     char ip[LV_IP_TEXT_MAX];
     bool tls, login;                 /* sign-in: also make a sign-in cookie */
+    char next[256];                  /* sign-in: where the browser goes then */
     lv_user_t user;
     char cookie[LV_ACCT_SECRET_HEX];
     lv_login_t lg;
@@ -677,7 +679,7 @@ static int page(lv_req_t *r, int status, const char *title, const char *text, co
     lv_buf_t b;
     lv_buf_init(&b, 8192);
     lv_buf_append_str(&b, "<!doctype html><html lang=en><meta charset=utf-8>"
-                          "<meta name=viewport content=\"width=device-width,initial-scale=1\"><title>");
+                          "<meta name=viewport content=\"width=device-width,initial-scale=1\"><link rel=icon href=\"/favicon.svg\"><title>");
     html_esc(&b, title);
     lv_buf_append_str(&b, " - livevlm</title><body style=\"font-family:system-ui,sans-serif;max-width:36em;"
                           "margin:3em auto;padding:0 1em\"><h1>");
@@ -728,6 +730,15 @@ static int redirect_uri(lv_oidc_t *o, lv_req_t *r, char *out, size_t size)
     return 0;
 }
 
+/* Printable ASCII without a backslash: it goes into a Location header as it is. */
+static bool next_ok(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || *s == '\\')
+            return false;
+    return true;
+}
+
 static int handle_login(lv_oidc_t *o, lv_req_t *r)
 {
     provider_t *p = &o->sso;
@@ -765,6 +776,11 @@ static int handle_login(lv_oidc_t *o, lv_req_t *r)
     lv_b64url_encode(dg, sizeof(dg), challenge, sizeof(challenge));
     snprintf(pe->ip, sizeof(pe->ip), "%s", r->ip);
     pe->created_ms = lv_now_ms();
+    /* ?next= (the sign-in page passes where the person was going): a path on this server only,
+     * never "//host" or "/\\host", which browsers take for another site */
+    if (lv_query_get(r->query, "next", pe->next, sizeof(pe->next)) != 0 || pe->next[0] != '/' || pe->next[1] == '/' ||
+        pe->next[1] == '\\' || !next_ok(pe->next))
+        snprintf(pe->next, sizeof(pe->next), "/");
     if (lv_hmap_insert_str(&o->pending, &pe->node, pe->state) != 0) {
         free(pe);
         return page(r, 503, "Single sign-on", "Could not keep the sign-in; try again.", NULL, NULL);
@@ -798,6 +814,7 @@ typedef struct {
     bool basic_auth;
     char client_id[128], client_secret[256];
     char code[CODE_MAX], verifier[65], nonce[33], redirect_uri[URL_MAX];
+    char next[256];
     char kids[LV_JWKS_MAX_KEYS][LV_JWT_KID_MAX]; /* the loop's key ids: a new one means fetch */
     size_t n_kids;
     /* out */
@@ -881,9 +898,9 @@ static void signin_finish(user_job_t *j)
     lv_req_t *r = j->r;
     char hdrs[512];
     snprintf(hdrs, sizeof(hdrs),
-             "Location: /\r\nSet-Cookie: livevlm_session=%s; Path=/; Max-Age=%llu; HttpOnly; SameSite=Lax%s\r\n"
+             "Location: %s\r\nSet-Cookie: livevlm_session=%s; Path=/; Max-Age=%llu; HttpOnly; SameSite=Lax%s\r\n"
              "Set-Cookie: " STATE_COOKIE "=; Path=/auth/oidc; Max-Age=0\r\nCache-Control: no-store\r\n",
-             j->cookie, (unsigned long long)(LV_ACCT_LOGIN_TTL_MS / 1000), j->tls ? "; Secure" : "");
+             j->next[0] ? j->next : "/", j->cookie, (unsigned long long)(LV_ACCT_LOGIN_TTL_MS / 1000), j->tls ? "; Secure" : "");
     r->on_gone = NULL;
     r->user = NULL;
     lv_req_respond(r, 302, "text/plain; charset=utf-8", "", 0, false, hdrs);
@@ -1023,6 +1040,7 @@ static void exch_after(uv_work_t *w, int status)
     user_job_init(uj, o, snap, p->issuer, sub, &m);
     uj->login = true;
     uj->tls = j->tls;
+    memcpy(uj->next, j->next, sizeof(uj->next));
     snprintf(uj->ip, sizeof(uj->ip), "%s", j->ip);
     if (lv_accounts_submit_req(o->app, r, user_work, signin_done, uj) != 0)
         free(uj); /* it answered r (503) */
@@ -1087,6 +1105,7 @@ static int handle_callback(lv_oidc_t *o, lv_req_t *r)
     memcpy(j->verifier, pe->verifier, sizeof(j->verifier));
     memcpy(j->nonce, pe->nonce, sizeof(j->nonce));
     memcpy(j->redirect_uri, pe->redirect_uri, sizeof(j->redirect_uri));
+    memcpy(j->next, pe->next, sizeof(j->next));
     for (size_t i = 0; i < p->keys.n; i++)
         memcpy(j->kids[j->n_kids++], p->keys.keys[i].kid, LV_JWT_KID_MAX);
     free(pe);

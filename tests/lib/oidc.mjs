@@ -50,7 +50,7 @@ export async function startOidcProvider() {
       // the claims livevlm maps travel in the id_token itself (not only from userinfo)
       conformIdTokenClaims: false,
       claims: {
-        openid: ['sub', 'tenant', 'roles'],
+        openid: ['sub', 'tenant', 'org', 'roles'],
         email: ['email', 'email_verified'],
         profile: ['preferred_username', 'name'],
       },
