@@ -18,6 +18,7 @@
 #include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_http1.h"
+#include "lv_json_str.h"
 #include "lv_httputil.h"
 #include "lv_log.h"
 #include "lv_net.h"
@@ -294,12 +295,17 @@ int lv_req_stream_end(lv_req_t *r)
 
 int lv_req_respond_error(lv_req_t *r, int status, const char *code, const char *message)
 {
-    char body[512];
-    /* code and message are our own constants: plain ASCII without quotes or backslashes */
-    int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, message);
-    if (n < 0 || (size_t)n >= sizeof(body))
-        n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"internal\",\"message\":\"error\"}}");
-    return lv_req_respond(r, status, "application/json", body, (size_t)n, true, NULL);
+    /* code and message are escaped: a message may quote what a client sent (a name, a field) */
+    lv_buf_t b;
+    lv_buf_init(&b, 4096);
+    bool ok = lv_buf_append_str(&b, "{\"error\":{\"code\":") == 0 &&
+              lv_json_str_append_lossy(&b, code, strlen(code)) == 0 && lv_buf_append_str(&b, ",\"message\":") == 0 &&
+              lv_json_str_append_lossy(&b, message, strlen(message)) == 0 && lv_buf_append_str(&b, "}}") == 0;
+    static const char fallback[] = "{\"error\":{\"code\":\"internal\",\"message\":\"error\"}}";
+    int rc = ok ? lv_req_respond(r, status, "application/json", b.data, b.len, true, NULL)
+                : lv_req_respond(r, status, "application/json", fallback, sizeof(fallback) - 1, false, NULL);
+    lv_buf_free(&b);
+    return rc;
 }
 
 /* A refusal before the request could be routed: answer it and close the connection. */
