@@ -365,6 +365,7 @@ typedef struct {
     lv_role_t role;
     bool tenant_from_claim, role_from_claim;
     char preferred[LV_ACCT_NAME_MAX];
+    bool may_link; /* preferred is a verified e-mail: it may link a password-less account */
     char bad_tenant[LV_ACCT_ID_MAX + 32]; /* the claim's value when it names no tenant */
 } mapped_t;
 
@@ -406,8 +407,11 @@ static int map_claims(lv_oidc_t *o, const lv_jwt_t *j, lv_acct_snap_t *snap, map
      * issuer says it checked it */
     const char *email = lv_jwt_claim_str(j, "email");
     const char *pu = lv_jwt_claim_str(j, "preferred_username");
-    if (email && json_is_true(json_object_get(j->claims, "email_verified")) && lv_acct_check_name(email) == 0)
+    m->may_link = false;
+    if (email && json_is_true(json_object_get(j->claims, "email_verified")) && lv_acct_check_name(email) == 0) {
         snprintf(m->preferred, sizeof(m->preferred), "%s", email);
+        m->may_link = true;
+    }
     else if (pu && lv_acct_check_name(pu) == 0)
         snprintf(m->preferred, sizeof(m->preferred), "%s", pu);
     else {
@@ -503,7 +507,8 @@ typedef struct {
 static int user_work(lv_db_t *db, void *ud)
 {
     user_job_t *j = ud;
-    int rc = lv_acct_db_oidc_user(db, j->iss, j->sub, j->m.preferred, j->m.tenant, j->m.role, j->claims_rule, &j->user);
+    int rc = lv_acct_db_oidc_user(db, j->iss, j->sub, j->m.preferred, j->m.may_link, j->m.tenant, j->m.role,
+                                  j->claims_rule, &j->user);
     if (rc == 0 && j->login)
         rc = lv_acct_db_login_add(db, j->user.id, j->ip, j->cookie, &j->lg);
     return rc;

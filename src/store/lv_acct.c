@@ -839,8 +839,8 @@ out:
 
 /* ---------- OpenID Connect ---------- */
 
-int lv_acct_db_oidc_user(lv_db_t *db, const char *iss, const char *sub, const char *preferred, const char *tenant,
-                         lv_role_t role, bool claims_rule, lv_user_t *out)
+int lv_acct_db_oidc_user(lv_db_t *db, const char *iss, const char *sub, const char *preferred, bool may_link,
+                         const char *tenant, lv_role_t role, bool claims_rule, lv_user_t *out)
 {
     lv_db_rows_t r = {0};
     lv_user_t u;
@@ -870,8 +870,12 @@ int lv_acct_db_oidc_user(lv_db_t *db, const char *iss, const char *sub, const ch
         rc = lv_db_exec(db, "SELECT " USER_COLS " FROM users WHERE name = $1", 1, pn, &r);
         if (rc)
             goto out;
-        if (r.rows == 1 && lv_db_cell(&r, 0, 11) == NULL) { /* no link yet: link it now */
-            row_user(&r, 0, &u);
+        lv_user_t named;
+        if (r.rows == 1)
+            row_user(&r, 0, &named);
+        if (r.rows == 1 && may_link && lv_db_cell(&r, 0, 11) == NULL && !named.has_password) {
+            /* made for single sign-on and not linked yet: link it now (see lv_acct.h) */
+            u = named;
             have = true;
             if (u.disabled) {
                 rc = lv_db_fail(db, LV_EAUTH, "this account is disabled");

@@ -146,12 +146,16 @@ int lv_acct_db_admin_count(lv_db_t *db, int64_t *out);
 int lv_acct_db_invite(lv_db_t *db, const char *user_id, char code_out[LV_ACCT_SECRET_HEX]);
 int lv_acct_db_redeem_invite(lv_db_t *db, const char *code, const char *pw, lv_user_t *out);
 
-/** Sign in with OpenID Connect: the user linked to (iss, sub), else the user whose name is
- * preferred (the e-mail or preferred_username) when it has no link yet (it is linked now), else a
- * new one in tenant with role. An existing user's tenant and role follow the claims when
- * claims_rule is true (the admin mapped them). LV_EAUTH when the user is disabled. */
-int lv_acct_db_oidc_user(lv_db_t *db, const char *iss, const char *sub, const char *preferred, const char *tenant,
-                         lv_role_t role, bool claims_rule, lv_user_t *out);
+/** Sign in with OpenID Connect: the user linked to (iss, sub); else, when may_link (preferred is
+ * an e-mail address the issuer says it verified), an unlinked user of that name WITHOUT a password
+ * (one the admin made for single sign-on, or invited and not yet redeemed) is linked now; else a
+ * new user in tenant with role, named preferred (or preferred-<hex> when taken, user-<hex> when
+ * unusable). A user with a password is never linked by name: a provider that lets people choose
+ * their name would otherwise hand out local accounts ("admin"). An existing user's tenant and role
+ * follow the claims when claims_rule is true (the admin mapped them). LV_EAUTH when the user is
+ * disabled. */
+int lv_acct_db_oidc_user(lv_db_t *db, const char *iss, const char *sub, const char *preferred, bool may_link,
+                         const char *tenant, lv_role_t role, bool claims_rule, lv_user_t *out);
 
 /** Sign-ins: a new one for user_id; cookie_out gets the secret for the cookie (64 hex), login_out
  * what the snapshot keeps. */

@@ -225,39 +225,48 @@ static void test_oidc(void **state)
     lv_user_t a, b, c;
     const char *iss = "https://idp.example";
     /* new user, named after the claim */
-    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-1", "erin@example.com", NULL, LV_ROLE_USER, false, &a), 0);
+    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-1", "erin@example.com", true, NULL, LV_ROLE_USER, false, &a), 0);
     assert_string_equal(a.name, "erin@example.com");
     assert_string_equal(a.oidc_sub, "sub-1");
     assert_false(a.has_password);
     /* the same subject again: the same user */
     int64_t v = version(db);
-    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-1", "other", NULL, LV_ROLE_USER, false, &b), 0);
+    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-1", "other", true, NULL, LV_ROLE_USER, false, &b), 0);
     assert_string_equal(b.id, a.id);
     assert_int_equal(version(db), v); /* nothing changed */
-    /* an existing password user with that name and no link: linked now */
-    lv_user_t f;
-    assert_int_equal(lv_acct_db_user_add(db, "frank", "pw", LV_ROLE_VIEWER, NULL, &f), 0);
-    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-2", "frank", NULL, LV_ROLE_USER, false, &b), 0);
+    /* a password user of that name is never linked by name (a provider may let anyone pick it) */
+    lv_user_t f, g;
+    assert_int_equal(lv_acct_db_user_add(db, "admin2", "pw", LV_ROLE_ADMIN, NULL, &g), 0);
+    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-9", "admin2", true, NULL, LV_ROLE_USER, false, &b), 0);
+    assert_string_not_equal(b.id, g.id);
+    assert_true(strncmp(b.name, "admin2-", 7) == 0);
+    assert_int_equal(b.role, LV_ROLE_USER);
+    /* an unverified name does not link even a password-less user */
+    assert_int_equal(lv_acct_db_user_add(db, "frank", NULL, LV_ROLE_VIEWER, NULL, &f), 0);
+    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-8", "frank", false, NULL, LV_ROLE_USER, false, &b), 0);
+    assert_string_not_equal(b.id, f.id);
+    /* a password-less user made for single sign-on, named by a verified e-mail: linked now */
+    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-2", "frank", true, NULL, LV_ROLE_USER, false, &b), 0);
     assert_string_equal(b.id, f.id);
     assert_int_equal(b.role, LV_ROLE_VIEWER); /* no claims rule: the role stays */
     assert_string_equal(b.oidc_sub, "sub-2");
     /* claims rule: tenant and role follow */
     lv_tenant_t t = {.id = "acme", .weight = 1};
     assert_int_equal(lv_acct_db_tenant_put(db, &t), 0);
-    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-2", "frank", "acme", LV_ROLE_ADMIN, true, &b), 0);
+    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-2", "frank", true, "acme", LV_ROLE_ADMIN, true, &b), 0);
     assert_int_equal(b.role, LV_ROLE_ADMIN);
     assert_string_equal(b.tenant, "acme");
     /* "frank" is linked to sub-2: another subject claiming that name gets a new user */
-    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-3", "frank", NULL, LV_ROLE_USER, false, &c), 0);
+    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-3", "frank", true, NULL, LV_ROLE_USER, false, &c), 0);
     assert_string_not_equal(c.id, f.id);
     assert_true(strncmp(c.name, "frank-", 6) == 0);
     /* no usable name */
-    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-4", "not a name", NULL, LV_ROLE_USER, false, &c), 0);
+    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-4", "not a name", true, NULL, LV_ROLE_USER, false, &c), 0);
     assert_true(strncmp(c.name, "user-", 5) == 0);
     /* disabled */
     assert_int_equal(lv_acct_db_user_set_disabled(db, a.id, true), 0);
-    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-1", "x", NULL, LV_ROLE_USER, false, &b), LV_EAUTH);
-    assert_int_equal(lv_acct_db_oidc_user(db, "", "sub-1", "x", NULL, LV_ROLE_USER, false, &b), LV_EINVAL);
+    assert_int_equal(lv_acct_db_oidc_user(db, iss, "sub-1", "x", true, NULL, LV_ROLE_USER, false, &b), LV_EAUTH);
+    assert_int_equal(lv_acct_db_oidc_user(db, "", "sub-1", "x", true, NULL, LV_ROLE_USER, false, &b), LV_EINVAL);
     lv_db_close(db);
 }
 
