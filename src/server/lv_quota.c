@@ -10,6 +10,7 @@
 
 #include "lv_accounts.h"
 #include "lv_app.h"
+#include "lv_cluster.h"
 #include "lv_common.h"
 #include "lv_hmap.h"
 #include "lv_log.h"
@@ -18,12 +19,35 @@
 
 #define MINUTE_MS 60000
 #define DAY_MS 86400000
+#define MINUTE_KEY_TTL_MS 120000   /* a minute's key outlives its minute, then goes */
+#define DAY_KEY_GRACE_MS 600000    /* a day's key lives this long past its UTC midnight */
+#define SYNC_ACTIVE_MS 5000        /* a counter used this recently has its cluster totals re-read */
+#define SYNC_EAGER_TENTHS 8        /* past 8/10 of a limit each charge is sent at once */
 
 enum { SEED_NONE = 0, SEED_PENDING, SEED_DONE };
 
-/* The counters of one user ("u" + user id / principal key) or tenant ("t" + id). */
+struct lv_quota;
+struct counter;
+
+/* Cluster mode: one counted quantity's exchange with Redis (lv:qt:..., INCRBY), as the cluster's
+ * --user-fpm does it (lv_cluster.c): the local figure is the cluster-wide total the last reply
+ * gave plus what this frontend counted since (sending + unflushed). One INCRBY in flight each. */
 typedef struct {
+    int64_t unflushed;           /* counted here, not yet sent */
+    int64_t sending;             /* in the INCRBY in flight */
+    int64_t sent_window;         /* the window (minute or day) the one in flight counts in */
+    int64_t expiry_window;       /* window + 1 whose key was given its TTL (one PEXPIRE per key) */
+    bool in_flight;
+    bool nx_pending;             /* day keys: the database's sum goes first (SET NX) */
+    int64_t nx_value;
+    struct counter *c;           /* the owner (the reply's ud is the sync_t) */
+    int kind;                    /* LV_QUOTA_FPM ... */
+} sync_t;
+
+/* The counters of one user ("u" + user id / principal key) or tenant ("t" + id). */
+typedef struct counter {
     lv_hmap_node_t node;
+    struct lv_quota *q;
     char key[LV_PRINCIPAL_KEY_MAX + 2];
     bool tenant;
     int64_t minute, frames;      /* frames in wall-clock minute `minute` */
@@ -31,6 +55,9 @@ typedef struct {
     int seed;
     uint64_t seed_ms;            /* monotonic: when the pending seed was asked for */
     uint64_t active_ms;          /* monotonic: the last charge or check */
+    sync_t sy[LV_QUOTA_KINDS];   /* cluster mode; a counter is freed only with none in flight */
+    bool day_synced;             /* cluster mode: a day total came back from Redis */
+    uint64_t made_ms;            /* monotonic */
 } counter_t;
 
 /* A session already told of a refusal, until it renews. */
@@ -47,10 +74,14 @@ struct lv_quota {
     uv_timer_t sweep;
     bool full_logged;
     size_t seeds;                /* seed jobs queued: the counters they point at stay until done */
+    size_t replies;              /* Redis replies pending (cluster): q stays until they came */
+    size_t n_fe;                 /* live frontends, for each one's share of what is left */
+    bool down_logged;            /* "Redis unreachable: counting locally" said (once per outage) */
     bool stopping, closed;
 };
 
 static void quota_free(struct lv_quota *q);
+static void sync_send(struct lv_quota *q, counter_t *c, int kind);
 
 typedef struct {
     struct lv_quota *q;
@@ -65,6 +96,24 @@ const char *lv_quota_user_of(const char *principal)
 }
 
 static int64_t wall_ms(void) { return (int64_t)lv_wall_ms(); }
+
+static const char *const kind_names[LV_QUOTA_KINDS] = {"fpm", "ans", "tok"};
+
+int64_t lv_quota_window(int kind, int64_t wall_ms)
+{
+    return wall_ms / (kind == LV_QUOTA_FPM ? MINUTE_MS : DAY_MS);
+}
+
+int lv_quota_redis_key(char *out, size_t size, bool tenant, const char *id, int kind, int64_t window)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (kind < 0 || kind >= LV_QUOTA_KINDS || n == 0 || n >= LV_PRINCIPAL_KEY_MAX || window < 0)
+        return LV_EINVAL;
+    /* a user's principal key already reads "u:<id>"; a tenant id gets "t:" */
+    int len = snprintf(out, size, LV_QUOTA_KEY_PREFIX "%s%s:%s:%" PRId64, tenant ? "t:" : "", id, kind_names[kind],
+                       window);
+    return len < 0 || (size_t)len >= size ? LV_ELIMIT : len;
+}
 
 /* ---------- seeding (database thread, then the loop) ---------- */
 
@@ -82,7 +131,7 @@ static void seed_done(int rc, void *ud)
     q->seeds--;
     if (q->stopping) {
         free(sj);
-        if (q->closed && q->seeds == 0)
+        if (q->closed && q->seeds == 0 && q->replies == 0)
             quota_free(q);
         return;
     }
@@ -95,9 +144,19 @@ static void seed_done(int rc, void *ud)
         if (c->day == sj->day) { /* what this process charged since the record was made comes on top */
             c->answers += sj->answers;
             c->tokens += sj->tokens;
+            /* cluster: the day's key starts from the shared database's sum when no frontend has
+             * made it yet (a new day's first record, a Redis that lost it); else Redis's count
+             * holds (SET NX) and the next reply brings it */
+            c->sy[LV_QUOTA_ANSWERS].nx_pending = c->sy[LV_QUOTA_TOKENS].nx_pending = true;
+            c->sy[LV_QUOTA_ANSWERS].nx_value = sj->answers;
+            c->sy[LV_QUOTA_TOKENS].nx_value = sj->tokens;
         }
     }
     free(sj);
+    if (q->app->cluster) { /* day totals were held back while the seed was read */
+        sync_send(q, c, LV_QUOTA_ANSWERS);
+        sync_send(q, c, LV_QUOTA_TOKENS);
+    }
 }
 
 static void seed(struct lv_quota *q, counter_t *c)
@@ -134,13 +193,124 @@ static void roll(counter_t *c, int64_t now)
     if (c->minute != now / MINUTE_MS) {
         c->minute = now / MINUTE_MS;
         c->frames = 0;
+        c->sy[LV_QUOTA_FPM].unflushed = 0; /* the old minute's: its key no longer matters */
     }
     if (c->day != now / DAY_MS) {
         c->day = now / DAY_MS;
         c->answers = c->tokens = 0;
+        for (int k = LV_QUOTA_ANSWERS; k <= LV_QUOTA_TOKENS; k++) {
+            c->sy[k].unflushed = 0;
+            c->sy[k].nx_pending = false;
+        }
         /* a new day starts at zero: nothing to read (a seed still pending for the old day is
          * ignored when it lands: seed_done compares the day) */
     }
+}
+
+/* ---------- cluster mode: the counters in Redis ---------- */
+
+static int64_t *value_of(counter_t *c, int kind)
+{
+    return kind == LV_QUOTA_FPM ? &c->frames : kind == LV_QUOTA_ANSWERS ? &c->answers : &c->tokens;
+}
+
+static int64_t window_of(const counter_t *c, int kind) { return kind == LV_QUOTA_FPM ? c->minute : c->day; }
+
+static void note_redis(struct lv_quota *q, bool up)
+{
+    if (!up && !q->down_logged)
+        LV_WARN("quota: Redis unreachable: each frontend counts only its own traffic against the quotas until "
+                "it is back");
+    else if (up && q->down_logged)
+        LV_INFO("quota: Redis answers again: quotas count cluster-wide");
+    q->down_logged = !up;
+}
+
+static void sync_reply(void *ud, const redisReply *reply, const char *err)
+{
+    sync_t *y = ud;
+    counter_t *c = y->c;
+    struct lv_quota *q = c->q;
+    (void)err;
+    q->replies--;
+    y->in_flight = false;
+    if (q->stopping) {
+        if (q->closed && q->replies == 0 && q->seeds == 0)
+            quota_free(q);
+        return;
+    }
+    roll(c, wall_ms());
+    if (y->sent_window == window_of(c, y->kind)) {
+        if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0) {
+            /* the cluster's count, ours up to this send included; what was counted since on top */
+            *value_of(c, y->kind) = (int64_t)reply->integer + y->unflushed;
+            if (y->kind != LV_QUOTA_FPM)
+                c->day_synced = true;
+            note_redis(q, true);
+        } else {
+            y->unflushed += y->sending; /* not counted there: sent again next time */
+        }
+    }
+    y->sending = 0;
+}
+
+/* INCRBY the counter's key for this window by what this frontend counted since (0: only read the
+ * cluster's total); the reply sets the local figure. One in flight per counter and kind. Day
+ * totals wait for the seed. Redis down: nothing is sent, the counts stay local (and go with the
+ * next send once it is back). */
+static void sync_send(struct lv_quota *q, counter_t *c, int kind)
+{
+    sync_t *y = &c->sy[kind];
+    lv_cluster_t *cl = q->app->cluster;
+    lv_redis_t *r = cl ? lv_cluster_redis(cl) : NULL;
+    if (!cl || q->stopping || y->in_flight || (kind != LV_QUOTA_FPM && c->seed == SEED_PENDING))
+        return;
+    if (!r || !lv_cluster_up(cl)) {
+        note_redis(q, false);
+        return;
+    }
+    char key[sizeof(LV_QUOTA_KEY_PREFIX) + LV_PRINCIPAL_KEY_MAX + 48];
+    int64_t window = window_of(c, kind), now = wall_ms();
+    if (lv_quota_redis_key(key, sizeof(key), c->tenant, c->key + 1, kind, window) < 0)
+        return;
+    int64_t ttl_ms = kind == LV_QUOTA_FPM ? MINUTE_KEY_TTL_MS : (window + 1) * DAY_MS - now + DAY_KEY_GRACE_MS;
+    if (y->nx_pending) {
+        if (lv_redis_cmdf(r, NULL, NULL, "SET %s %lld NX PX %lld", key, (long long)y->nx_value,
+                          (long long)ttl_ms) != 0)
+            return;
+        y->nx_pending = false;
+    }
+    if (lv_redis_cmdf(r, sync_reply, y, "INCRBY %s %lld", key, (long long)y->unflushed) != 0)
+        return; /* too much pending: the counts stay here for the next send */
+    q->replies++;
+    y->in_flight = true;
+    y->sending = y->unflushed;
+    y->sent_window = window;
+    y->unflushed = 0;
+    /* the TTL once per key, not at every send (near a limit every charge is sent) */
+    if (y->expiry_window != window + 1 &&
+        lv_redis_cmdf(r, NULL, NULL, "PEXPIRE %s %lld", key, (long long)ttl_ms) == 0)
+        y->expiry_window = window + 1; /* + 1: window 0 is a real one, the field starts at 0 */
+}
+
+/* n more of kind charged to c (local figure and, in a cluster, what is to be sent). Sent at once
+ * when this frontend holds half its share of what is left of the limit (left / frontends / 2) or
+ * the limit is 8/10 used, else with the next sweep's round (each second): the frontends together
+ * pass a limit by what they count while a send is in flight, not by a second's worth. */
+static void charge(struct lv_quota *q, counter_t *c, int kind, int64_t n, int64_t limit)
+{
+    int64_t *v = value_of(c, kind);
+    *v += n;
+    if (!q->app->cluster || n <= 0)
+        return;
+    sync_t *y = &c->sy[kind];
+    y->unflushed += n;
+    if (limit <= 0 || y->in_flight)
+        return;
+    int64_t left = limit > *v ? limit - *v : 0;
+    int64_t share = left / (2 * (int64_t)LV_MAX(q->n_fe, (size_t)1));
+    if (y->unflushed >= LV_MAX(share, (int64_t)1) || *v * 10 >= limit * SYNC_EAGER_TENTHS)
+        sync_send(q, c, kind);
 }
 
 /* The counter of a user (key = principal) or tenant; made (and seeded) when create. */
@@ -151,12 +321,20 @@ static counter_t *counter(struct lv_quota *q, bool tenant, const char *id, bool 
     lv_hmap_node_t *n = lv_hmap_find_str(&q->counters, key);
     counter_t *c = n ? LV_CONTAINER_OF(n, counter_t, node) : NULL;
     int64_t now = wall_ms();
+    bool made = false;
     if (!c && create) {
+        made = true;
         c = calloc(1, sizeof(*c));
         if (!c)
             return NULL;
         snprintf(c->key, sizeof(c->key), "%s", key);
+        c->q = q;
         c->tenant = tenant;
+        c->made_ms = lv_now_ms();
+        for (int k = 0; k < LV_QUOTA_KINDS; k++) {
+            c->sy[k].c = c;
+            c->sy[k].kind = k;
+        }
         c->minute = now / MINUTE_MS;
         c->day = now / DAY_MS;
         if (lv_hmap_insert_str(&q->counters, &c->node, c->key) != 0) {
@@ -174,6 +352,9 @@ static counter_t *counter(struct lv_quota *q, bool tenant, const char *id, bool 
     c->active_ms = lv_now_ms();
     if (c->seed == SEED_NONE)
         seed(q, c);
+    if (made) /* a new record: read the cluster's totals now (day ones after the seed) */
+        for (int k = 0; k < LV_QUOTA_KINDS; k++)
+            sync_send(q, c, k);
     return c;
 }
 
@@ -225,6 +406,15 @@ static bool check(counter_t *c, const lv_quota_t *l, lv_quota_over_t *why)
         why->quota = "answers_day";
         return true;
     }
+    if ((l->answers_day > 0 || l->tokens_day > 0) && c->q->app->cluster && !c->day_synced &&
+        lv_cluster_up(c->q->app->cluster) && lv_now_ms() - c->made_ms < SEED_HOLD_MS) {
+        /* cluster: the other frontends' count of today comes with the first reply (a few ms) */
+        memset(why, 0, sizeof(*why));
+        why->hold = true;
+        why->scope = c->tenant ? "tenant" : "user";
+        why->quota = "answers_day";
+        return true;
+    }
     if (l->fpm > 0 && c->frames >= l->fpm) {
         fill(why, c->tenant, "fpm", l->fpm, c->frames, (c->minute + 1) * MINUTE_MS);
         return true;
@@ -260,10 +450,10 @@ void lv_quota_frame(lv_app_t *app, const char *principal, const char *tenant)
         return;
     counter_t *c = any(&ul) ? counter(q, false, principal, true) : NULL;
     if (c)
-        c->frames++;
+        charge(q, c, LV_QUOTA_FPM, 1, ul.fpm);
     c = any(&tl) ? counter(q, true, tenant, true) : NULL;
     if (c)
-        c->frames++;
+        charge(q, c, LV_QUOTA_FPM, 1, tl.fpm);
 }
 
 void lv_quota_answer(lv_app_t *app, const char *principal, const char *tenant, int64_t tokens, bool answered)
@@ -274,11 +464,12 @@ void lv_quota_answer(lv_app_t *app, const char *principal, const char *tenant, i
         return;
     counter_t *cs[2] = {any(&ul) ? counter(q, false, principal, true) : NULL,
                         any(&tl) ? counter(q, true, tenant, true) : NULL};
+    const lv_quota_t *ls[2] = {&ul, &tl};
     for (int i = 0; i < 2; i++) {
         if (!cs[i])
             continue;
-        cs[i]->tokens += tokens > 0 ? tokens : 0;
-        cs[i]->answers += answered ? 1 : 0;
+        charge(q, cs[i], LV_QUOTA_TOKENS, tokens > 0 ? tokens : 0, ls[i]->tokens_day);
+        charge(q, cs[i], LV_QUOTA_ANSWERS, answered ? 1 : 0, ls[i]->answers_day);
     }
 }
 
@@ -384,12 +575,29 @@ static void on_sweep(uv_timer_t *t)
     int64_t wall = wall_ms();
     lv_hmap_iter_t it;
     lv_hmap_node_t *n;
+    lv_cluster_t *cl = q->app->cluster;
+    if (cl) {
+        lv_cluster_fe_t fe[LV_CLUSTER_FRONTENDS_MAX];
+        q->n_fe = lv_cluster_frontends(cl, fe, LV_ARRAY_LEN(fe));
+    }
     lv_hmap_iter_init(&q->counters, &it);
     while ((n = lv_hmap_iter_next(&q->counters, &it)) != NULL) {
         counter_t *c = LV_CONTAINER_OF(n, counter_t, node);
-        if (c->seed != SEED_PENDING && now - c->active_ms > LV_QUOTA_IDLE_MS) {
+        bool in_flight = false;
+        for (int k = 0; k < LV_QUOTA_KINDS; k++)
+            in_flight |= c->sy[k].in_flight;
+        if (c->seed != SEED_PENDING && !in_flight && now - c->active_ms > LV_QUOTA_IDLE_MS) {
             lv_hmap_remove(&q->counters, n);
             free(c);
+            continue;
+        }
+        /* cluster: this second's round: what was counted here goes out, and a counter in use
+         * reads the others' counts back (INCRBY 0) */
+        if (cl) {
+            roll(c, wall);
+            for (int k = 0; k < LV_QUOTA_KINDS; k++)
+                if (c->sy[k].unflushed > 0 || now - c->active_ms < SYNC_ACTIVE_MS)
+                    sync_send(q, c, k);
         }
     }
     lv_hmap_iter_init(&q->told, &it);
@@ -442,7 +650,7 @@ static void on_closed(uv_handle_t *h)
 {
     struct lv_quota *q = h->data;
     q->closed = true;
-    if (q->seeds == 0)
+    if (q->seeds == 0 && q->replies == 0)
         quota_free(q);
 }
 

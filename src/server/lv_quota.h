@@ -6,21 +6,36 @@
  * from the usage table (lv_acct_db_usage_sum since UTC midnight, on the database thread, after a
  * flush of the usage journal so the sum includes every answer journaled before).
  *
- * Cluster mode: the counters are this frontend's only (not shared through Redis yet): a user
- * served by two frontends may get up to twice its fpm; the day counters are seeded from the shared
- * database, so they converge at each re-seed. Loop thread only. */
+ * Cluster mode (app->cluster): the fpm, answers and tokens counters are cluster-wide, in Redis:
+ *   lv:qt:u:<user id>:<fpm|ans|tok>:<window>   and   lv:qt:t:<tenant>:<fpm|ans|tok>:<window>
+ * strings, window = wall ms / 60000 (fpm) or / 86400000 (the UTC day); INCRBY by what this
+ * frontend counted, PEXPIRE once per key (a minute's: 120 s; a day's: to its midnight + 10 min).
+ * A check stays a table look-up: the local figure is the last INCRBY reply (the cluster's total)
+ * plus what was counted here since. Counts go out each second (INCRBY 0 for a counter in use, so
+ * the others' counts come back) and at once when this frontend holds half its share of what is
+ * left of a limit, or past 8/10 of it (as lv_cluster_fpm_count does): the frontends together pass
+ * a limit by what is counted while a send is in flight. A day's key is started from the shared
+ * database's sum (SET NX after the seed: the first frontend of the day, or a Redis that lost it);
+ * day credits also wait (up to the seed's 2 s) for the first reply. Redis unreachable: the counts
+ * stay local (one warning line per outage) and go out when it is back. Live sessions: a user's
+ * are counted in this process's registry only, like a tenant's (per frontend). Loop thread only. */
 #ifndef LV_QUOTA_H
 #define LV_QUOTA_H
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lv_principal.h"
 
 #define LV_QUOTA_IDLE_MS 180000    /* a record idle this long is dropped (re-seeded when it returns) */
 #define LV_QUOTA_MAX_RECORDS 100000
-#define LV_QUOTA_SWEEP_MS 1000
+#define LV_QUOTA_SWEEP_MS 1000     /* also the cluster's send round */
+#define LV_QUOTA_KEY_PREFIX "lv:qt:"
+
+/* What is counted (cluster keys, lv_quota_redis_key). */
+enum { LV_QUOTA_FPM = 0, LV_QUOTA_ANSWERS, LV_QUOTA_TOKENS, LV_QUOTA_KINDS };
 
 struct lv_app;
 
@@ -58,6 +73,14 @@ bool lv_quota_tell_once(struct lv_app *app, const char *session_id, const lv_quo
 json_t *lv_quota_over_json(const lv_quota_over_t *why);
 /** A sentence for people: "Quota reached: answers per day for user (120/120), renews at ...". */
 void lv_quota_sentence(const lv_quota_over_t *why, char *out, size_t size);
+/** The window a count of kind falls in at wall_ms: the minute (fpm) or the UTC day, as a number
+ * (unix ms / 60000 or / 86400000). */
+int64_t lv_quota_window(int kind, int64_t wall_ms);
+/** The Redis key of a counter: "lv:qt:" + scope + ":" + "fpm"|"ans"|"tok" + ":" + window, where
+ * scope is the user's principal key as it is ("u:<id>") or "t:" + tenant id. Returns its length,
+ * LV_EINVAL (kind out of range, id empty or LV_PRINCIPAL_KEY_MAX long or more, window < 0) or
+ * LV_ELIMIT (size too small; out then holds a cut key). */
+int lv_quota_redis_key(char *out, size_t size, bool tenant, const char *id, int kind, int64_t window);
 /** The user id for usage records: the id in "u:<id>", else the key itself (an address). */
 const char *lv_quota_user_of(const char *principal);
 
