@@ -157,7 +157,8 @@ export async function haproxyStates(statsPort) {
  * Start a cluster on loopback. opts:
  *   frontends (2..4, default 2), workers (default 2), aof (Redis AOF, default false),
  *   fakes: options of each fakevlm (default two with slots 4, ttft 30 ms, 5 ms/token, 8 tokens),
- *   auth ('token' default: one shared token in every frontend's config dir; or 'none'),
+ *   auth ('token' default: one shared token in every frontend's config dir; or 'none'; or
+ *   'accounts' with db: the shared database's URL, e.g. tests/lib/pg.mjs startPostgres().url),
  *   frontendArgs, workerArgs (extra flags for every frontend / worker; workerArgs may be a
  *   function of the worker's index), workerBackends (per worker,
  *   the indices of the fakes it serves: [[0], [1]] gives each worker its own; default all),
@@ -178,7 +179,7 @@ export class Cluster {
       fakes: [{}, {}], frontendArgs: [], workerArgs: [], ...opts,
     };
     this.dir = makeTempDir('cluster');
-    this.token = this.opts.auth === 'none' ? null
+    this.token = this.opts.auth !== 'token' ? null
       : [...Array(64)].map(() => '0123456789abcdef'[Math.floor(Math.random() * 16)]).join('');
     this.fakes = [];
     this.workers = [];
@@ -219,8 +220,9 @@ export class Cluster {
     if (this.token) fs.writeFileSync(path.join(configDir, 'token'), `${this.token}\n`, { mode: 0o600 });
     const args = ['--redis', this.redis.url, '--node-id', `fe${i + 1}`, '--trusted-proxy', '127.0.0.1', ...this.opts.frontendArgs];
     if (old) args.push('--port', String(old.port));
+    if (this.opts.auth === 'accounts') args.push('--db', this.opts.db);
     const srv = await startLivevlm({
-      dir, configDir, backends: this.backends, auth: this.opts.auth === 'none' ? 'none' : undefined, args,
+      dir, configDir, backends: this.backends, auth: this.opts.auth === 'token' ? undefined : this.opts.auth, args,
     });
     srv.nodeId = `fe${i + 1}`;
     srv.index = i;
