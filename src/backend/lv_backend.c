@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lv_allowlist.h"
 #include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_log.h"
@@ -972,6 +973,12 @@ static const char *serves(const lv_backend_t *b, const char *model)
 int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const char *model,
                               const lv_backend_t *exclude, lv_backend_t **out, const char **model_out)
 {
+    return lv_pool_resolve_among(pool, backend_id, NULL, model, exclude, out, model_out);
+}
+
+int lv_pool_resolve_among(lv_pool_t *pool, const char *backend_id, const char *allow, const char *model,
+                          const lv_backend_t *exclude, lv_backend_t **out, const char **model_out)
+{
     lv_backend_t *best = NULL;
     const char *best_model = NULL;
     double best_score = 0;
@@ -989,6 +996,8 @@ int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const cha
             continue;
         if (backend_id[0] && strcmp(b->id, backend_id) != 0)
             continue;
+        if (!lv_allowlist_has(allow, b->id))
+            continue; /* not the tenant's: it is no candidate, not even a full one */
         if (b->draining || !backend_sync(b, now))
             continue; /* a drained backend is no candidate: its model may go elsewhere */
         const char *m = serves(b, model);
@@ -1030,10 +1039,15 @@ int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const cha
 
 int lv_pool_serves(lv_pool_t *pool, const char *backend_id, const char *model)
 {
+    return lv_pool_serves_among(pool, backend_id, NULL, model);
+}
+
+int lv_pool_serves_among(lv_pool_t *pool, const char *backend_id, const char *allow, const char *model)
+{
     uint64_t now = lv_now_ms();
     for (size_t i = 0; i < pool->n; i++) {
         lv_backend_t *b = pool->v[i];
-        if (backend_id[0] && strcmp(b->id, backend_id) != 0)
+        if ((backend_id[0] && strcmp(b->id, backend_id) != 0) || !lv_allowlist_has(allow, b->id))
             continue;
         /* one not checked yet (the server just started) may well serve it: let the frame try */
         if (!b->draining && backend_sync(b, now) && (serves(b, model) || b->last_check_ms == 0))

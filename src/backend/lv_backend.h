@@ -157,6 +157,12 @@ const char *lv_pool_default_model(lv_pool_t *pool);
 int lv_pool_resolve_excluding(lv_pool_t *pool, const char *backend_id, const char *model,
                               const lv_backend_t *exclude, lv_backend_t **out, const char **model_out);
 
+/** lv_pool_resolve_excluding() among the backends whose id the comma list allow names (NULL or
+ * "" = all; lv_allowlist.h): a tenant's allowed backends. Same return codes; LV_ENOTFOUND when no
+ * allowed backend serves the model. */
+int lv_pool_resolve_among(lv_pool_t *pool, const char *backend_id, const char *allow, const char *model,
+                          const lv_backend_t *exclude, lv_backend_t **out, const char **model_out);
+
 /** Whether a session may pick this backend ("" = any) and model: 1 when a backend it could go to
  * lists the model in its last known list (healthy or not), and always for model ""; 0 when every
  * such backend has listed its models and none lists it; -1 when one of them has listed none yet
@@ -167,6 +173,8 @@ int lv_pool_model_known(lv_pool_t *pool, const char *backend_id, const char *mod
  * lv_pool_resolve matches it), full or not, or has not been checked yet (just started); else 0:
  * lv_pool_resolve would answer LV_ENOTFOUND. */
 int lv_pool_serves(lv_pool_t *pool, const char *backend_id, const char *model);
+/** lv_pool_serves() among the backends allow names (NULL or "" = all). */
+int lv_pool_serves_among(lv_pool_t *pool, const char *backend_id, const char *allow, const char *model);
 
 /** Set a backend's load-control options (after lv_pool_add): adaptive window on/off, window bounds
  * [min_concurrency, max_concurrency] (0 = keep), max_side (0 = send frames as they are) and the JPEG

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lv_allowlist.h"
 #include "lv_chat.h"
 #include "lv_common.h"
 #include "lv_log.h"
@@ -121,8 +122,8 @@ static void on_done(void *ud, const lv_chat_result_t *r)
     if (r->rc != 0 && !rq->retried && !d->closed && retryable(r)) {
         lv_backend_t *other = NULL;
         const char *model = NULL;
-        int rc = lv_pool_resolve_excluding(d->pool, job->settings.backend, job->settings.model, rq->backend, &other,
-                                           &model);
+        int rc = lv_pool_resolve_among(d->pool, job->settings.backend, job->settings.allow_backends,
+                                       job->settings.model, rq->backend, &other, &model);
         if (rc == LV_EAGAIN) {
             /* another backend serves the model but has no free slot: the frame goes back in line
              * instead of failing in front of the user */
@@ -201,8 +202,9 @@ static void on_shaped(lv_shape_req_t *shape, int rc)
 /* The sentence a session hears when no backend in rotation serves its model. */
 static void no_backend_why(const local_t *d, const lv_settings_t *st, char *why, size_t why_size)
 {
-    snprintf(why, why_size, "no healthy backend serves model '%s'%s%s. %s", st->model[0] ? st->model : "(none chosen)",
-             st->backend[0] ? " on backend " : "", st->backend,
+    snprintf(why, why_size, "no healthy backend%s serves model '%s'%s%s. %s",
+             lv_allowlist_restricts(st->allow_backends) ? " your tenant may use" : "",
+             st->model[0] ? st->model : "(none chosen)", st->backend[0] ? " on backend " : "", st->backend,
              d->cfg.no_backend_help && d->cfg.no_backend_help[0] ? d->cfg.no_backend_help
                                                                  : "Pick another model or check the backend.");
 }
@@ -210,7 +212,7 @@ static void no_backend_why(const local_t *d, const lv_settings_t *st, char *why,
 static bool local_serves(lv_dispatch_t *port, const lv_settings_t *st, char *why, size_t why_size)
 {
     local_t *d = local_of(port);
-    if (!d->closed && lv_pool_serves(d->pool, st->backend, st->model))
+    if (!d->closed && lv_pool_serves_among(d->pool, st->backend, st->allow_backends, st->model))
         return true;
     no_backend_why(d, st, why, why_size);
     return false;
@@ -224,7 +226,8 @@ static int local_submit(lv_dispatch_t *port, lv_job_t *job, char *why, size_t wh
     const lv_settings_t *st = &job->settings;
     if (d->closed)
         return LV_ECLOSED;
-    int rc = lv_pool_resolve(d->pool, st->backend, st->model, &b, &model);
+    /* only the tenant's backends are candidates (st->allow_backends, set by the engine) */
+    int rc = lv_pool_resolve_among(d->pool, st->backend, st->allow_backends, st->model, NULL, &b, &model);
     if (rc == LV_EAGAIN)
         return LV_EAGAIN;
     if (rc != 0) {
@@ -308,6 +311,8 @@ static bool local_could_serve(lv_dispatch_t *port, const lv_job_t *job, const lv
         return false;
     if (want->backend[0] && strcmp(want->backend, rq->backend->id) != 0)
         return false;
+    if (!lv_allowlist_has(want->allow_backends, rq->backend->id))
+        return false; /* a slot on a backend the other session's tenant may not use */
     return lv_pool_model_known(d->pool, rq->backend->id, want->model) == 1;
 }
 

@@ -48,7 +48,8 @@ static bool same_request(const lv_settings_t *a, const lv_settings_t *b)
     return strcmp(a->prompt, b->prompt) == 0 && strcmp(a->model, b->model) == 0 &&
            strcmp(a->backend, b->backend) == 0 && a->max_tokens == b->max_tokens &&
            a->temperature == b->temperature && a->frame_max_side == b->frame_max_side &&
-           a->jpeg_quality == b->jpeg_quality && a->debug == b->debug;
+           a->jpeg_quality == b->jpeg_quality && a->debug == b->debug &&
+           strcmp(a->allow_backends, b->allow_backends) == 0; /* a tenant's backends only */
 }
 
 /* The tables' key: the picture's share_key, then the coalesce table's keyed hash of the request

@@ -65,6 +65,9 @@ typedef struct lv_session {
     uint64_t next_credit_ms;     /* monotonic time the next credit is due */
     uint64_t no_backend_ms;      /* no backend serves its model: when its viewers were last told
                                   * (credits are held meanwhile); 0 while it is served */
+    uint64_t refused_ms;         /* its tenant no longer allows its model or backend: when its
+                                  * viewers were told (the server's; credits are held meanwhile);
+                                  * 0 while allowed */
 
     uint64_t answer_seq;
     lv_trace_t trace;            /* W3C trace its backend requests carry: a new trace id when made,

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lv_allowlist.h"
+
 /* jansson's tree type, declared (not included) so that core, which holds settings, never sees
  * jansson; only the callers of the two JSON functions below include <jansson.h>. */
 typedef struct json_t json_t;
@@ -30,6 +32,10 @@ typedef struct {
      * "camera:<id>" (an admin-defined camera; whether it exists is the server's check) or
      * "webrtc" (a video stream sent with POST /offer) */
     char source[LV_SOURCE_MAX + 1];
+    /* Not a client's setting: never read from or written to JSON. The backend ids the session's
+     * tenant may use ("" = any), set by the server from the principal's tenant (lv_allow.h) and
+     * copied into each job with the rest, so the dispatcher picks only among them. */
+    char allow_backends[LV_ALLOWLIST_MAX];
 } lv_settings_t;
 
 /** Fill s with the built-in defaults (prompt = the "scene" preset, model = ""). */

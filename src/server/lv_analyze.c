@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lv_allow.h"
 #include "lv_app.h"
 #include "lv_auth.h"
 #include "lv_backend.h"
@@ -215,17 +216,15 @@ static int bad_request(lv_req_t *r, int status, const char *code, const char *me
 
 /* Settings from the query string: prompt, model, backend (strings), max_tokens (integer) and
  * temperature (number), checked by the same rules as the page's (lv_settings_apply_json). */
-static int settings_from_query(lv_app_t *app, const char *query, lv_settings_t *st, const char **field,
-                               const char **why)
+static int settings_from_query(lv_app_t *app, const lv_allow_t *allow, const char *query, lv_settings_t *st,
+                               const char **field, const char **why)
 {
     static const char *const strings[] = {"prompt", "model", "backend"};
     char value[LV_PROMPT_MAX * 3 + 1];
     json_t *o = json_object();
     int rc = 0;
     lv_settings_defaults(st);
-    const char *def_model = lv_pool_default_model(app->pool);
-    if (def_model)
-        snprintf(st->model, sizeof(st->model), "%s", def_model);
+    lv_allow_default_model(app, allow, st->model, sizeof(st->model)); /* the tenant's first */
     for (size_t i = 0; o && i < LV_ARRAY_LEN(strings); i++) {
         int q = lv_query_get(query, strings[i], value, sizeof(value));
         if (q == LV_ENOTFOUND)
@@ -293,8 +292,17 @@ int lv_analyze_handle(lv_app_t *app, lv_req_t *r)
     lv_frame_hdr_t hdr;
     lv_jpeg_info_t info;
     uint64_t t0 = lv_now_us(), now_ms = t0 / 1000;
-    if (settings_from_query(app, r->query, &st, &field, &why) != 0)
+    lv_principal_t who;
+    lv_allow_t allow;
+    char amsg[400];
+    const char *acode;
+    lv_auth_principal(app, r, &who);
+    lv_allow_of(app, who.tenant, &allow);
+    if (settings_from_query(app, &allow, r->query, &st, &field, &why) != 0)
         return bad_request(r, 400, "invalid_setting", why ? why : "invalid setting", field);
+    if ((acode = lv_allow_check(&allow, &st, &field, amsg, sizeof(amsg))) != NULL)
+        return bad_request(r, 403, acode, amsg, field);
+    lv_allow_fill(&allow, &st); /* the dispatcher picks among the tenant's backends only */
     if (r->body->len == 0)
         return bad_request(r, 400, "bad_frame", "send the JPEG as the request body (Content-Type: image/jpeg)", NULL);
     if (lv_frame_parse(r->body->data, r->body->len, &hdr) != 0)
@@ -310,8 +318,6 @@ int lv_analyze_handle(lv_app_t *app, lv_req_t *r)
         return bad_request(r, rc == LV_ELIMIT ? 413 : 400, rc == LV_ELIMIT ? "frame_too_large" : "bad_frame", msg,
                            NULL);
     }
-    lv_principal_t who;
-    lv_auth_principal(app, r, &who);
     if (app->cfg.user_fpm > 0 && !lv_engine_frame_budget_take(app, who.key, now_ms)) {
         char msg[200], extra[64];
         uint64_t wait_s = (uint64_t)lv_engine_frame_budget_retry_s(app, who.key, now_ms);

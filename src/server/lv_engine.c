@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "lv_analyze.h"
+#include "lv_allow.h"
 #include "lv_app.h"
 #include "lv_backend.h"
 #include "lv_buf.h"
@@ -587,14 +588,14 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
         return;
     }
     lv_settings_t settings, base;
+    lv_allow_t allow;
+    const char *field = NULL, *why = NULL, *code;
+    char msg[400];
+    lv_allow_of(app, c->principal.tenant, &allow);
     lv_settings_defaults(&settings);
-    const char *def_model = lv_pool_default_model(app->pool);
-    if (def_model)
-        snprintf(settings.model, sizeof(settings.model), "%s", def_model);
+    lv_allow_default_model(app, &allow, settings.model, sizeof(settings.model)); /* the tenant's first */
     base = settings;
     if (m->settings) {
-        const char *field = NULL, *why = NULL;
-        char msg[400];
         if (lv_settings_apply_json(&settings, m->settings, &field, &why) != 0) {
             lv_conn_send_error(c, "invalid_setting", why ? why : "invalid setting", field);
             return;
@@ -604,9 +605,13 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
             return;
         }
     }
+    if ((code = lv_allow_check(&allow, &settings, &field, msg, sizeof(msg))) != NULL) {
+        lv_conn_send_error(c, code, msg, field);
+        return;
+    }
+    lv_allow_fill(&allow, &settings);
     lv_quota_over_t over;
     if (lv_quota_sessions_over(app, &c->principal, &over)) {
-        char msg[200];
         json_t *o = lv_quota_over_json(&over);
         if (o && json_object_set_new(o, "type", json_string("quota_exceeded")) == 0)
             conn_send_json(c, o);
@@ -687,6 +692,16 @@ static void handle_update_settings(lv_conn_t *c, const lv_client_msg_t *m)
         lv_conn_send_error(c, "invalid_setting", msg, field);
         return;
     }
+    /* the whole choice, changed or not: the tenant may have been narrowed since */
+    lv_allow_t allow;
+    lv_allow_of(c->app, s->rec.tenant, &allow);
+    const char *code = lv_allow_check(&allow, &next, &field, msg, sizeof(msg));
+    if (code) {
+        lv_conn_send_error(c, code, msg, field);
+        return;
+    }
+    lv_allow_fill(&allow, &next);
+    s->refused_ms = 0; /* allowed again: a later narrowing is told again */
     settings_commit(c->app, s, &next);
 }
 
@@ -813,6 +828,33 @@ out:
     lv_wsmsg_free(&m);
 }
 
+/* The session's tenant may have been narrowed since it chose its model and backend (an admin,
+ * `livevlm tenant set`: the snapshot is current within a second). Asked before each credit and
+ * each page frame. The tenant's backends are copied into its settings here too, so its next job
+ * is dispatched among the current ones. Refused: its sockets hear model_not_allowed or
+ * backend_not_allowed once (until it is allowed again, or changes its settings), and it gets no
+ * credits. A request already running ends (at most one answer per session). */
+static bool tenant_refuses(lv_app_t *app, lv_session_t *s)
+{
+    lv_allow_t allow;
+    const char *field = NULL;
+    char msg[400];
+    lv_allow_of(app, s->rec.tenant, &allow);
+    lv_allow_fill(&allow, &s->rec.settings); /* not saved: a server-side field (lv_settings.h) */
+    const char *code = lv_allow_check(&allow, &s->rec.settings, &field, msg, sizeof(msg));
+    if (!code) {
+        s->refused_ms = 0;
+        return false;
+    }
+    if (!s->refused_ms) {
+        s->refused_ms = lv_now_ms();
+        LV_INFO("session %.8s: %s", s->rec.id, msg);
+        session_send_json(s, json_pack("{s:s, s:s, s:s, s:s}", "type", "error", "code", code, "message", msg,
+                                       "field", field));
+    }
+    return true;
+}
+
 static void reject_frame(lv_conn_t *c, const char *code, const char *message, const char *reason)
 {
     c->session->frames_rejected++;
@@ -873,6 +915,11 @@ static void handle_frame(lv_conn_t *c, const unsigned char *p, size_t len)
         credit_clear(app, s);
     if (!s->rec.started) {
         reject_frame(c, "not_started", "send {\"type\":\"start\"} before frames", "not_started");
+        return;
+    }
+    if (tenant_refuses(app, s)) { /* its viewers were told once */
+        s->frames_rejected++;
+        lv_stat_drop(app, "not_allowed");
         return;
     }
     uint64_t now_ms = t0 / 1000;
@@ -948,6 +995,9 @@ static bool quota_allows(lv_app_t *app, const lv_session_t *s)
 static bool pipe_credit_allowed(void *ud, const lv_session_t *s, uint64_t now)
 {
     lv_app_t *app = ud;
+    /* the cast: only the server's own fields change (allow_backends, refused_ms) */
+    if (tenant_refuses(app, (lv_session_t *)s))
+        return false;
     if (!quota_allows(app, s))
         return false;
     if (app->cfg.user_fpm > 0 &&

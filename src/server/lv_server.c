@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lv_allow.h"
 #include "lv_analyze.h"
 #include "lv_app.h"
 #include "lv_assets.h"
@@ -171,14 +172,25 @@ static void cookie_header(lv_app_t *app, char *out, size_t size, const char *tok
              max_age, app->cfg.tls ? "; Secure" : "");
 }
 
-static json_t *backends_json(lv_app_t *app)
+/* The backends and models the requester's tenant may use (lv_allow.h): pickers offer no others. */
+static void request_allow(lv_app_t *app, const lv_req_t *r, lv_allow_t *a)
+{
+    lv_principal_t who;
+    lv_auth_principal(app, r, &who);
+    lv_allow_of(app, who.tenant, a);
+}
+
+static json_t *backends_json(lv_app_t *app, const lv_allow_t *a)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
         lv_backend_t *b = lv_pool_at(app->pool, i);
+        if (!lv_allow_backend(a, b->id))
+            continue;
         json_t *models = json_array();
         for (size_t j = 0; j < b->n_models; j++)
-            json_array_append_new(models, json_string(b->models[j]));
+            if (lv_allow_model(a, b->models[j]))
+                json_array_append_new(models, json_string(b->models[j]));
         /* the URL's host only: a path can carry account ids, and keys never leave the server */
         char host[256] = "";
         const char *h = strstr(b->base_url, "://");
@@ -199,10 +211,10 @@ static json_t *backends_json(lv_app_t *app)
 static int api_config(lv_app_t *app, lv_req_t *r)
 {
     lv_settings_t defaults;
+    lv_allow_t allow;
+    request_allow(app, r, &allow);
     lv_settings_defaults(&defaults);
-    const char *m = lv_pool_default_model(app->pool);
-    if (m)
-        snprintf(defaults.model, sizeof(defaults.model), "%s", m);
+    lv_allow_default_model(app, &allow, defaults.model, sizeof(defaults.model));
     size_t npre = 0;
     const lv_preset_t *pre = lv_presets(&npre);
     json_t *presets = json_array();
@@ -218,7 +230,7 @@ static int api_config(lv_app_t *app, lv_req_t *r)
                                (json_int_t)app->cfg.session_idle_s);
     json_t *o = json_pack("{s:i, s:s, s:s, s:o, s:s?, s:o, s:o, s:o}", "protocol", PROTOCOL_VERSION, "version",
                           LIVEVLM_VERSION, "auth", lv_config_auth_name(app->cfg.auth_mode), "backends",
-                          backends_json(app), "no_backend_help",
+                          backends_json(app, &allow), "no_backend_help",
                           lv_pool_count(app->pool) ? NULL : app->no_backend_help, "defaults",
                           lv_settings_to_json(&defaults), "limits", limits, "presets", presets);
     if (o && app->cluster)
@@ -230,15 +242,22 @@ static int api_config(lv_app_t *app, lv_req_t *r)
 static int api_models(lv_app_t *app, lv_req_t *r)
 {
     json_t *models = json_array();
-    const char *def = lv_pool_default_model(app->pool);
+    lv_allow_t allow;
+    char def[LV_MODEL_MAX + 1];
+    request_allow(app, r, &allow);
+    lv_allow_default_model(app, &allow, def, sizeof(def));
     for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
         lv_backend_t *b = lv_pool_at(app->pool, i);
+        if (!lv_allow_backend(&allow, b->id))
+            continue;
         for (size_t j = 0; j < b->n_models; j++)
-            json_array_append_new(models, json_pack("{s:s, s:s, s:s, s:b}", "id", b->models[j], "name", b->models[j],
-                                                    "backend", b->id, "current",
-                                                    def && strcmp(def, b->models[j]) == 0));
+            if (lv_allow_model(&allow, b->models[j]))
+                json_array_append_new(models, json_pack("{s:s, s:s, s:s, s:b}", "id", b->models[j], "name",
+                                                        b->models[j], "backend", b->id, "current",
+                                                        strcmp(def, b->models[j]) == 0));
     }
-    return respond_json(r, 200, json_pack("{s:o, s:o}", "models", models, "backends", backends_json(app)), NULL);
+    return respond_json(r, 200, json_pack("{s:o, s:o}", "models", models, "backends", backends_json(app, &allow)),
+                        NULL);
 }
 
 static void on_models_refreshed(void *ud)
