@@ -600,13 +600,14 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
             lv_conn_send_error(c, "invalid_setting", why ? why : "invalid setting", field);
             return;
         }
-        if (check_choice(app, &settings, &base, &field, msg, sizeof(msg)) != 0) {
-            lv_conn_send_error(c, "invalid_setting", msg, field);
-            return;
-        }
     }
+    /* the tenant's word first: a forbidden backend is that, whatever it serves */
     if ((code = lv_allow_check(&allow, &settings, &field, msg, sizeof(msg))) != NULL) {
         lv_conn_send_error(c, code, msg, field);
+        return;
+    }
+    if (m->settings && check_choice(app, &settings, &base, &field, msg, sizeof(msg)) != 0) {
+        lv_conn_send_error(c, "invalid_setting", msg, field);
         return;
     }
     lv_allow_fill(&allow, &settings);
@@ -688,16 +689,16 @@ static void handle_update_settings(lv_conn_t *c, const lv_client_msg_t *m)
         return;
     }
     char msg[400];
-    if (check_choice(c->app, &next, &s->rec.settings, &field, msg, sizeof(msg)) != 0) {
-        lv_conn_send_error(c, "invalid_setting", msg, field);
-        return;
-    }
-    /* the whole choice, changed or not: the tenant may have been narrowed since */
+    /* the whole choice, changed or not (the tenant may have been narrowed since), and first */
     lv_allow_t allow;
     lv_allow_of(c->app, s->rec.tenant, &allow);
     const char *code = lv_allow_check(&allow, &next, &field, msg, sizeof(msg));
     if (code) {
         lv_conn_send_error(c, code, msg, field);
+        return;
+    }
+    if (check_choice(c->app, &next, &s->rec.settings, &field, msg, sizeof(msg)) != 0) {
+        lv_conn_send_error(c, "invalid_setting", msg, field);
         return;
     }
     lv_allow_fill(&allow, &next);
