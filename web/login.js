@@ -9,10 +9,12 @@ import { hydrateIcons } from './icons.js';
 const PASSWORD_MIN = 10; // characters (lv_acctreq.h)
 const PASSWORD_MAX_BYTES = 256;
 
-/** Where to go once signed in: a path on this site only (never //host or a scheme). */
+/** Where to go once signed in: a path on this site only (never //host or a scheme). Printable
+ * ASCII without a backslash, as the server's own check (lv_oidc.c next_ok): the URL parser drops
+ * tabs and newlines, so '/\t/evil.example' would otherwise become '//evil.example'. */
 function nextPath() {
   const n = new URLSearchParams(location.search).get('next') || '/';
-  return /^\/(?![/\\])/.test(n) ? n : '/';
+  return /^\/(?![/\\])[\x21-\x5b\x5d-\x7e]*$/.test(n) ? n : '/';
 }
 
 function clock(ms) {

@@ -41,7 +41,7 @@ typedef struct {
     bool tls;                       /* the request came over TLS: the cookie gets Secure */
     char ip[64];
     lv_principal_t who;             /* the acting principal (zeroed for sign-in and invite) */
-    char name[LV_ACCT_NAME_MAX];    /* sign-in name */
+    char name[LV_ACCT_NAME_MAX];    /* sign-in name; password change: the user's full name */
     char pw[LV_ACCTREQ_PASSWORD_MAX + 1], pw_new[LV_ACCTREQ_PASSWORD_MAX + 1];
     char code[LV_ACCTREQ_CODE_LEN + 1];
     char hash[LV_ACCT_HASH_HEX];    /* the sign-in to end (logout) */
@@ -228,7 +228,7 @@ static int work_logout(lv_db_t *db, void *ud)
 static int work_passwd(lv_db_t *db, void *ud)
 {
     job_t *j = ud;
-    int rc = lv_acct_db_check_password(db, j->who.name, j->pw, &j->user);
+    int rc = lv_acct_db_check_password(db, j->name, j->pw, &j->user);
     explicit_bzero(j->pw, sizeof(j->pw));
     if (rc == 0 && strcmp(j->user.id, j->who.user_id) != 0)
         rc = LV_EAUTH; /* renamed since the sign-in: its name now names someone else */
@@ -285,14 +285,41 @@ static int work_nothing(lv_db_t *db, void *ud)
 
 /* ---------- sign-in ---------- */
 
+/* Answer a sign-in once the loop's snapshot knows its user: one made a moment ago (the CLI, an
+ * invite, another frontend) is only there after the next reload, and until then the new cookie
+ * would be refused as "this account was deleted". Reloads are asked for meanwhile, as in
+ * settle_done; the reload loads the new sign-in from the database too. */
+static void signin_settle_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
+{
+    job_t *j = ud;
+    (void)rc;
+    if (!r) {
+        job_free(j);
+        return;
+    }
+    lv_acct_snap_t *snap = lv_accounts_snap(app);
+    if (snap && !lv_acct_snap_user(snap, j->user.id) && j->rounds++ < SETTLE_ROUNDS_MAX) {
+        lv_accounts_reload(app);
+        if (lv_accounts_submit_req(app, r, work_nothing, signin_settle_done, j) != 0)
+            job_free(j); /* r was answered 503 */
+        return;
+    }
+    respond_signed_in(r, j);
+    job_free(j);
+}
+
 static void login_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
 {
     job_t *j = ud;
-    if (!r)
-        goto out;
     if (rc == LV_EAUTH) {
+        /* counted even when the client left meanwhile: hanging up before the answer must not
+         * buy password guesses (and argon2 CPU) past both limits */
         lv_auth_account_failed(app, j->name, lv_now_ms());
-        LV_WARN("failed sign-in as %s from %s", j->name, r->ip);
+        LV_WARN("failed sign-in as %s from %s", j->name, j->ip);
+        if (!r) {
+            lv_auth_failed(app, j->ip);
+            goto out;
+        }
         if (lv_auth_failed(app, r->ip) == 429)
             respond_err(r, 429, "rate_limited", "too many failed sign-ins from this address; wait a minute",
                         RETRY_AFTER_S);
@@ -300,6 +327,8 @@ static void login_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
             respond_err(r, 401, "bad_credentials", "wrong name or password", 0);
         goto out;
     }
+    if (!r)
+        goto out;
     if (rc) {
         respond_db_error(r, rc);
         goto out;
@@ -310,7 +339,8 @@ static void login_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
     lv_accounts_audit(app, &p, r->ip, j->kind == JOB_INVITE ? "invite.redeem" : "login", j->user.name,
                       j->kind == JOB_INVITE ? "password set, signed in" : "password");
     LV_INFO("%s signed in from %s", j->user.name, r->ip);
-    respond_signed_in(r, j);
+    signin_settle_done(app, r, 0, j);
+    return;
 out:
     job_free(j);
 }
@@ -556,17 +586,21 @@ static void passwd_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
             if (j->who.cred == LV_CRED_COOKIE)
                 put_login(app, &j->login);
         }
-        lv_accounts_audit(app, &j->who, j->ip, "password.change", j->who.name, "other sign-ins ended");
+        lv_accounts_audit(app, &j->who, j->ip, "password.change", j->name, "other sign-ins ended");
     }
-    if (!r)
-        goto out;
     if (rc == LV_EAUTH) {
-        lv_auth_account_failed(app, j->who.name, lv_now_ms());
+        lv_auth_account_failed(app, j->name, lv_now_ms()); /* counted even if the client left */
+        if (!r) {
+            lv_auth_failed(app, j->ip);
+            goto out;
+        }
         if (lv_auth_failed(app, r->ip) == 429)
             respond_err(r, 429, "rate_limited", "too many failed credentials from this address; wait a minute",
                         RETRY_AFTER_S);
         else
             respond_err(r, 403, "wrong_password", "the current password is wrong", 0);
+    } else if (!r) {
+        goto out;
     } else if (rc) {
         respond_db_error(r, rc);
     } else if (j->who.cred == LV_CRED_COOKIE) {
@@ -615,10 +649,18 @@ static int api_password(lv_app_t *app, lv_req_t *r)
         rc = respond_err(r, 400, err.code, err.message, 0);
         goto out;
     }
-    if ((rc = password_gate(app, r, who.name)) != 0)
+    /* the full login name from the snapshot: the principal keeps only 63 of its up to 64 bytes */
+    lv_acct_snap_t *snap = lv_accounts_snap(app);
+    const lv_user_t *u = snap ? lv_acct_snap_user(snap, who.user_id) : NULL;
+    if (!u) {
+        rc = respond_err(r, 503, "unavailable", "your account is not loaded yet; try again in a moment", 0);
+        goto out;
+    }
+    if ((rc = password_gate(app, r, u->name)) != 0)
         goto out;
     job_t *j = job_new(r, JOB_PASSWD, &who);
     if (j) {
+        snprintf(j->name, sizeof(j->name), "%s", u->name);
         memcpy(j->pw, in.current, sizeof(j->pw));
         memcpy(j->pw_new, in.new_password, sizeof(j->pw_new));
     }

@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import { startLivevlm, stopAll, cli, httpRequestFrom, T } from '../lib/harness.mjs';
 
 const TO = { timeout: T(60000) };
@@ -210,6 +211,41 @@ test('password change: the current one is checked, the new one must be 10+ chara
   const old = await req('/api/v1/login', { body: { name: 'dave', password: 'dave-password-1' } });
   assert.equal(old.status, 401);
   await signIn('dave', 'dave-password-2');
+});
+
+test('password change works for a 64-character name (the principal keeps 63: the full name comes from the account)', TO, async () => {
+  const name = `l${'o'.repeat(62)}g`;
+  assert.equal(name.length, 64);
+  addUser(name, 'long-password-1');
+  const a = await signIn(name, 'long-password-1');
+  const ok = await req('/api/v1/password', { body: { current: 'long-password-1', new: 'long-password-2' }, cookie: a.cookie, csrf: a.csrf });
+  assert.equal(ok.status, 200, ok.text);
+  await signIn(name, 'long-password-2');
+});
+
+test('wrong passwords whose client hung up before the answer still count toward the account lock', TO, async () => {
+  addUser('hank', 'hank-password-1');
+  const body = JSON.stringify({ name: 'hank', password: 'wrong-password' });
+  for (let i = 0; i < 5; i++) {
+    await new Promise((resolve, reject) => {
+      const sock = net.connect({ host: '127.0.0.1', port: srv.port, localAddress: `127.0.0.${50 + i}` }, () => {
+        sock.write(`POST /api/v1/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        setTimeout(() => { sock.destroy(); resolve(); }, 10); // gone before argon2 answers
+      });
+      sock.on('error', reject);
+    });
+  }
+  // the five checks run on the database thread one after another: wait until the lock shows
+  let r;
+  for (let i = 0; i < 40; i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    r = await httpRequestFrom({ localAddress: '127.0.0.60', port: srv.port, method: 'POST', path: '/api/v1/login',
+      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'hank', password: 'hank-password-1' }) });
+    if (r.status === 429) break;
+  }
+  assert.equal(r.status, 429, `the hung-up failures locked the account (got ${r.status} ${r.text})`);
+  assert.equal(r.json().error.code, 'account_locked');
 });
 
 test('invite: `livevlm user add bob --invite` gives a link whose code sets a password and signs in, once', TO, async () => {
