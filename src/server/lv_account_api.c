@@ -641,8 +641,9 @@ static int api_password(lv_app_t *app, lv_req_t *r)
     memset(&in, 0, sizeof(in));
     if (!need_user(app, r, &who))
         goto out;
-    if (who.cred == LV_CRED_APIKEY) {
-        rc = respond_err(r, 403, "sign_in_needed", "sign in to change the password (an API key cannot)", 0);
+    if (who.cred == LV_CRED_APIKEY || who.cred == LV_CRED_JWT) {
+        rc = respond_err(r, 403, "sign_in_needed", "sign in to change the password (an API key or bearer token cannot)",
+                         0);
         goto out;
     }
     if ((rc = lv_acctreq_passwd(r->body->data, r->body->len, &in, &err)) != 0) {
@@ -764,9 +765,11 @@ static int api_keys(lv_app_t *app, lv_req_t *r)
         return 0;
     if (!r->is_post)
         return submit(app, r, job_new(r, JOB_KEYS, &who), work_keys, keys_done);
-    /* a leaked key must not be able to outlive its own expiry or revocation by minting more */
-    if (who.cred == LV_CRED_APIKEY)
-        return respond_err(r, 403, "sign_in_needed", "sign in to create API keys (an API key cannot make more)", 0);
+    /* a leaked key must not be able to outlive its own expiry or revocation by minting more, nor a
+     * bearer JWT outlive its exp: keys are made by a person signed in with a cookie */
+    if (who.cred == LV_CRED_APIKEY || who.cred == LV_CRED_JWT)
+        return respond_err(r, 403, "sign_in_needed",
+                           "sign in to create API keys (an API key or a bearer token cannot make more)", 0);
     job_t *j = job_new(r, JOB_KEY_ADD, &who);
     if (!j)
         return lv_req_respond_error(r, 500, "internal", "out of memory");

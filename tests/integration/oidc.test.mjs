@@ -124,6 +124,10 @@ test('bearer JWTs signed with the provider\'s published keys: HTTP API and WebSo
     assert.equal(m.user.name, 'alice@acme.test');
     assert.equal(m.role, 'user', 'the token\'s role claim rules');
     assert.equal((await srv.request('/api/v1/models', bearer(t))).status, 200);
+    // a bearer token cannot mint an API key that would outlive its exp
+    const mk = await srv.request('/api/v1/keys', { ...bearer(t), method: 'POST', body: { name: 'k', scope: 'stream' } });
+    assert.equal(mk.status, 403, mk.text);
+    assert.equal(mk.json().error.code, 'sign_in_needed');
     const ws = await srv.connect({ auth: false, headers: { Authorization: `Bearer ${t}` } });
     ws.close();
   }
