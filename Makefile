@@ -111,6 +111,10 @@ $(BUILD)/loadgen: $(LOADGEN_SRC:%.c=$(BUILD)/%.o) $(filter $(BUILD)/src/common/%
 $(BUILD)/fairsim: bench/fairsim.c $(BUILD)/src/core/lv_drr.o $(filter $(BUILD)/src/common/%,$(LIB_OBJ))
 	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDLIBS)
 
+# bench/dbwait: the loop's cost of lv_db_submit and the journal append, database idle vs busy
+$(BUILD)/dbwait: bench/dbwait.c $(LIB_OBJ)
+	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDLIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(filter %.o,$^) $(LDLIBS) -lcmocka
