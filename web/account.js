@@ -1,7 +1,8 @@
 // account.js - the main page's side of accounts: who is signed in (GET /api/v1/me; a page with no
 // sign-in goes to /login), the user menu in the header (sign out, sign out everywhere, API keys,
-// admin), the API keys dialog, and fetch with the X-CSRF-Token every state change signed in with
-// the cookie must carry. With --auth token or none it stays out of the way: the page works as before.
+// change password, admin), the API keys and change password dialogs, and fetch with the
+// X-CSRF-Token every state change signed in with the cookie must carry (a password change brings a
+// new one). With --auth token or none it stays out of the way: the page works as before.
 
 import { $, copyText } from './util.js';
 import { hydrateIcons } from './icons.js';
@@ -80,6 +81,8 @@ export function showAccount({ signOut }) {
   $('userTenant').textContent = (me.tenant && (me.tenant.name || me.tenant.id)) || '';
   $('userMenuBtn').title = `Signed in as ${user.name || '?'} (${me.role || user.role || 'user'})`;
   $('menuAdmin').hidden = me.role !== 'admin';
+  // a password belongs to a browser sign-in (an API key or bearer token is answered sign_in_needed)
+  $('menuPassword').hidden = me.credential !== 'cookie';
   $('keyScopeAdmin').disabled = me.role !== 'admin';
   $('userMenu').hidden = false;
   $('logoutBtn').hidden = true; // the menu signs out
@@ -112,7 +115,9 @@ export function showAccount({ signOut }) {
   $('menuSignOut').addEventListener('click', () => { close(); signOut(false); });
   $('menuSignOutAll').addEventListener('click', () => { close(); signOut(true); });
   $('menuKeys').addEventListener('click', () => { close(); openKeys(); });
+  $('menuPassword').addEventListener('click', () => { close(); openPassword(); });
   wireKeys();
+  wirePassword();
 }
 
 // ---- API keys dialog -------------------------------------------------------------------------
@@ -220,36 +225,162 @@ async function createKey(ev) {
   loadKeys();
 }
 
+/**
+ * The shared part of this file's dialogs: showModal, the page behind not scrolling, the close
+ * buttons, a click on the backdrop and Escape all closing it, the focus back on the menu button.
+ * onClose runs on every close (Escape included): it clears what must not stay shown.
+ */
+function dialog(modal, closeIds, onClose) {
+  hydrateIcons(modal);
+  const close = () => { if (modal.open) modal.close(); };
+  modal.addEventListener('close', () => {
+    onClose();
+    document.body.classList.remove('modal-open');
+    $('userMenuBtn').focus();
+  });
+  for (const id of closeIds) $(id).addEventListener('click', close);
+  modal.addEventListener('click', (ev) => { if (ev.target === modal) close(); });
+  return {
+    open() {
+      if (!modal.open) modal.showModal();
+      document.body.classList.add('modal-open');
+    },
+    close,
+  };
+}
+
+let keysDialog = null;
+
 function openKeys() {
-  const modal = $('keysModal');
   $('keyNew').hidden = true;
   $('keyNewValue').textContent = '';
   $('keysError').textContent = '';
-  if (!modal.open) modal.showModal();
-  document.body.classList.add('modal-open');
+  keysDialog.open();
   loadKeys();
 }
 
-function closeKeys() {
-  const modal = $('keysModal');
-  $('keyNewValue').textContent = ''; // shown once: gone when the dialog closes
-  $('keyNew').hidden = true;
-  if (modal.open) modal.close();
-  document.body.classList.remove('modal-open');
-  $('userMenuBtn').focus();
-}
-
 function wireKeys() {
-  hydrateIcons($('keysModal'));
+  keysDialog = dialog($('keysModal'), ['keysClose', 'keysDone'], () => {
+    $('keyNewValue').textContent = ''; // shown once: gone when the dialog closes
+    $('keyNew').hidden = true;
+  });
   $('keyForm').addEventListener('submit', createKey);
-  $('keysClose').addEventListener('click', closeKeys);
-  $('keysDone').addEventListener('click', closeKeys);
-  $('keysModal').addEventListener('close', () => document.body.classList.remove('modal-open'));
-  $('keysModal').addEventListener('click', (ev) => { if (ev.target === $('keysModal')) closeKeys(); });
   $('keyCopy').addEventListener('click', async () => {
     const btn = $('keyCopy');
     const ok = await copyText($('keyNewValue').textContent);
     btn.dataset.copied = ok ? 'true' : 'failed';
     setTimeout(() => { btn.dataset.copied = 'false'; }, 1500);
   });
+}
+
+// ---- change password dialog ------------------------------------------------------------------
+
+const PASSWORD_MIN = 10; // characters (code points), lv_acctreq.h LV_ACCTREQ_PASSWORD_MIN
+const PASSWORD_MAX_BYTES = 256; // LV_ACCTREQ_PASSWORD_MAX
+
+let passwordDialog = null;
+
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+/** What is wrong with a new password before it is sent (the server's rules), or null. */
+function newPasswordProblem(pw) {
+  if ([...pw].length < PASSWORD_MIN) return `The new password needs at least ${PASSWORD_MIN} characters.`;
+  if (new TextEncoder().encode(pw).length > PASSWORD_MAX_BYTES) return 'A password has at most 256 bytes.';
+  if (/[\u0000-\u001f\u007f]/.test(pw)) return 'A password may not hold control characters.';
+  return null;
+}
+
+/** A sentence for a refused change (res: the answer, null when the server was unreachable). */
+async function passwordRefusal(res) {
+  if (!res) return 'Cannot reach the server. Check the connection and try again.';
+  let e = {};
+  try {
+    e = (await res.json()).error || {};
+  } catch { /* not JSON */ }
+  const msg = typeof e.message === 'string' && e.message ? e.message : `HTTP ${res.status}`;
+  if (res.status === 429) {
+    const retry = Number(res.headers.get('Retry-After')) || Number(e.retry_after_s) || 60;
+    const until = clock(Date.now() + retry * 1000);
+    if (e.code === 'account_locked') return `Too many wrong passwords for this account: it is locked until ${until}.`;
+    return `Too many failed attempts from this address. Try again at ${until}.`;
+  }
+  if (e.code === 'wrong_password') {
+    // a single sign-on user has no password here: the server cannot tell that apart from a wrong one
+    return account.me && account.me.oidc
+      ? 'The current password is wrong. (If you sign in with single sign-on, you have no password here to change.)'
+      : 'The current password is wrong.';
+  }
+  return `Could not change the password: ${msg}.`;
+}
+
+function clearPasswords() {
+  for (const id of ['pwCurrent', 'pwNew', 'pwNew2']) $(id).value = '';
+}
+
+function openPassword() {
+  clearPasswords();
+  $('pwUser').value = (account.me && account.me.user && account.me.user.name) || '';
+  $('passwordError').textContent = '';
+  $('passwordOk').hidden = true;
+  passwordDialog.open();
+  $('pwCurrent').focus();
+}
+
+async function changePassword(ev) {
+  ev.preventDefault();
+  const err = $('passwordError');
+  const submit = $('passwordSubmit');
+  const cur = $('pwCurrent');
+  const pw = $('pwNew');
+  const pw2 = $('pwNew2');
+  err.textContent = '';
+  $('passwordOk').hidden = true;
+  if (!cur.value) {
+    err.textContent = 'Enter your current password.';
+    cur.focus();
+    return;
+  }
+  const problem = newPasswordProblem(pw.value);
+  if (problem) {
+    err.textContent = problem;
+    pw.focus();
+    return;
+  }
+  if (pw.value !== pw2.value) {
+    err.textContent = 'The two new passwords differ. Type the same one twice.';
+    pw2.select();
+    return;
+  }
+  submit.disabled = true;
+  const res = await csrfFetch('/api/v1/password', {
+    method: 'POST', credentials: 'same-origin', cache: 'no-store',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ current: cur.value, new: pw.value }),
+  }).catch(() => null);
+  submit.disabled = false;
+  if (!res || !res.ok) {
+    err.textContent = await passwordRefusal(res);
+    cur.select();
+    return;
+  }
+  // 200 {user, csrf}: the old sign-in ended with the others; the browser took the new cookie and
+  // every later state change must carry the new csrf (csrfFetch reads account.csrf each time).
+  let body = null;
+  try {
+    body = await res.json();
+  } catch { /* 204 (not a cookie sign-in) or no body: the csrf stays */ }
+  if (body && typeof body.csrf === 'string' && body.csrf) account.csrf = body.csrf;
+  clearPasswords();
+  $('passwordOk').hidden = false;
+  $('passwordDone').focus();
+}
+
+function wirePassword() {
+  passwordDialog = dialog($('passwordModal'), ['passwordClose', 'passwordDone'], () => {
+    clearPasswords();
+    $('passwordError').textContent = '';
+  });
+  $('passwordForm').addEventListener('submit', changePassword);
 }
