@@ -451,6 +451,12 @@ function describeError(code, message) {
     case 'kicked_by_admin':
       return { key: 'sessions', code, title: 'An administrator ended this session.', detail,
         fix: 'Reload the page to start a new session.' };
+    case 'account_disabled':
+      return { key: 'sessions', code, title: 'Your account was disabled or removed.', detail,
+        fix: 'Ask an administrator.' };
+    case 'key_revoked':
+      return { key: 'sessions', code, title: 'The API key of this connection was revoked or has expired.', detail,
+        fix: 'Use another key.' };
     case 'invalid_setting':
       return { key: 'setting', code, title: 'A setting was not accepted.', detail,
         fix: 'The field concerned says which values are allowed.' };
@@ -903,6 +909,14 @@ function onError(msg) {
       return;
     case 'kicked_by_admin':
       setFatal('an administrator ended this session; reload the page to start a new one');
+      showError(code, message);
+      return;
+    case 'account_disabled':
+      setFatal('Your account was disabled or removed. Ask an administrator.');
+      showError(code, message);
+      return;
+    case 'key_revoked':
+      setFatal('the API key of this connection was revoked or has expired');
       showError(code, message);
       return;
     case 'not_started':

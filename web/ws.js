@@ -229,9 +229,11 @@ export class Connection extends EventTarget {
       // ordinary reconnect resumes it wherever the connection lands.
       return;
     }
-    if (msg.type === 'error' && msg.code === 'kicked_by_admin') {
-      // An administrator ended this session: reconnecting would only start another one behind
-      // their back. Stay closed, forget it, and let the page say why (a reload starts afresh).
+    if (msg.type === 'error' && (msg.code === 'kicked_by_admin' || msg.code === 'account_disabled' ||
+        msg.code === 'key_revoked')) {
+      // An administrator ended this session, or the account or key behind it was taken away:
+      // reconnecting would only start another one behind their back (or be refused). Stay
+      // closed, forget it, and let the page say why (a reload starts afresh).
       this.want = false;
       Connection.forget(this.keys);
       this._emit('message', msg);

@@ -37,6 +37,8 @@ typedef struct {
     int role;                          /* LV_PRINCIPAL_* */
     int cred;                          /* LV_CRED_* */
     char csrf[65];                     /* cookie sign-ins: the token state changes must carry */
+    char key_id[LV_PRINCIPAL_ID_MAX];  /* API keys: the key's id, so its revocation can end the
+                                        * sockets it opened ("" for other credentials) */
 } lv_principal_t;
 
 #endif

@@ -11,14 +11,21 @@
 #include "lv_app.h"
 #include "lv_auth.h"
 #include "lv_common.h"
+#include "lv_engine.h"
 #include "lv_fair.h"
+#include "lv_hmap.h"
 #include "lv_log.h"
 #include "lv_queue.h"
 #include "lv_rand.h"
+#include "lv_wsconn.h"
 
 #define POLL_PERIOD_MS 1000
 #define FIRST_ADMIN_NAME "admin"
 #define FIRST_ADMIN_PW_BYTES 12 /* 96 bits, printed as 24 hex digits */
+#define KEYUSE_BATCH_MAX 512    /* last-use writes per database job; the rest go a second later */
+
+#define MSG_ACCOUNT_DISABLED "Your account was disabled or removed. Ask an administrator."
+#define MSG_KEY_REVOKED "The API key this connection was opened with was revoked or has expired."
 
 struct lv_accounts {
     lv_app_t *app;
@@ -27,6 +34,8 @@ struct lv_accounts {
     bool poll_in_flight;      /* one version check at a time */
     bool fair_pending;        /* the start snapshot's weights reach the fair queue at the first tick */
     lv_auth_locks_t *locks;   /* per-account password failures (lv_auth.h) */
+    lv_auth_keyuse_t *keyuse; /* API keys' last use, written by flush_keyuse (lv_auth.h) */
+    bool keyuse_in_flight;    /* one last-use job at a time */
 };
 
 /* ---------- the database thread's side of start ---------- */
@@ -123,6 +132,90 @@ lv_acct_snap_t *lv_accounts_snap(lv_app_t *app) { return app->accts ? app->accts
 
 lv_auth_locks_t *lv_accounts_locks(lv_app_t *app) { return app->accts ? app->accts->locks : NULL; }
 
+lv_auth_keyuse_t *lv_accounts_keyuse(lv_app_t *app) { return app->accts ? app->accts->keyuse : NULL; }
+
+/* ---------- sockets whose account or key went away ---------- */
+
+/* The snapshot's usable API keys by id, for one walk over the sockets. The nodes point at the ids
+ * inside snap, which outlives the walk. */
+typedef struct {
+    lv_hmap_t ids;
+    lv_hmap_node_t *nodes;
+    size_t n, cap;
+    int64_t now_ms;
+} live_keys_t;
+
+static int count_key(const lv_apikey_t *k, void *ud)
+{
+    (void)k;
+    ((live_keys_t *)ud)->cap++;
+    return 0;
+}
+
+static int add_key(const lv_apikey_t *k, void *ud)
+{
+    live_keys_t *lk = ud;
+    if (k->revoked || (k->expires_ms > 0 && lk->now_ms >= k->expires_ms) || lk->n >= lk->cap)
+        return 0;
+    if (lv_hmap_insert_str(&lk->ids, &lk->nodes[lk->n], k->id) == 0)
+        lk->n++;
+    return 0;
+}
+
+/* End c (and, like a kick, its session, so the page does not reconnect into a new one). */
+static void end_conn(lv_app_t *app, lv_conn_t *c, const char *code, const char *message)
+{
+    lv_log_ctx_t lctx = {.tenant = c->principal.tenant, .user = c->principal.user_id, .ip = c->ip};
+    LV_INFO_CTX(&lctx, "ending a WebSocket of %s from %s: %s", c->principal.name, c->ip, code);
+    if (c->session) {
+        lv_engine_session_revoke(app, c->session, code, message);
+        if (c->kill)
+            return; /* closed with its session */
+    }
+    lv_conn_send_error(c, code, message, NULL);
+    lv_conn_close(c, LV_WS_CLOSE_NORMAL, "access revoked");
+}
+
+/* After a new snapshot: every open WebSocket whose user is gone or disabled hears
+ * account_disabled, one opened with an API key that is revoked or expired hears key_revoked, and
+ * both are closed with their sessions. A change made by the CLI or another frontend reaches live
+ * sockets this way within the poll's second. (A cookie's sign-in ending is not checked: the socket
+ * does not know which sign-in opened it.) O(sockets + keys), at
+ * most once per snapshot. Closing is deferred (lv_conn_close), so the list stays walkable; a
+ * socket closed with an earlier one's session is skipped by its kill flag. */
+static void check_conns(lv_app_t *app, const lv_acct_snap_t *snap)
+{
+    live_keys_t lk = {.now_ms = (int64_t)lv_wall_ms()};
+    bool keys_ready = false, any_key = false;
+    lv_queue_t *q, *next;
+    for (q = app->conns.next; q != &app->conns && !any_key; q = q->next)
+        any_key = LV_CONTAINER_OF(q, lv_conn_t, app_link)->principal.key_id[0] != '\0';
+    if (any_key) {
+        lv_acct_snap_each_key(snap, count_key, &lk);
+        lk.nodes = calloc(lk.cap ? lk.cap : 1, sizeof(*lk.nodes));
+        keys_ready = lk.nodes && lv_hmap_init(&lk.ids, 0) == 0;
+        if (keys_ready)
+            lv_acct_snap_each_key(snap, add_key, &lk);
+        else
+            LV_WARN("accounts: no memory to check the sockets opened with API keys against this snapshot");
+    }
+    for (q = app->conns.next; q != &app->conns; q = next) {
+        next = q->next;
+        lv_conn_t *c = LV_CONTAINER_OF(q, lv_conn_t, app_link);
+        const lv_principal_t *p = &c->principal;
+        if (c->kill || !p->user_id[0])
+            continue; /* closing already, or no account (--auth token, none) */
+        const lv_user_t *u = lv_acct_snap_user(snap, p->user_id);
+        if (!u || u->disabled)
+            end_conn(app, c, "account_disabled", MSG_ACCOUNT_DISABLED);
+        else if (p->cred == LV_CRED_APIKEY && keys_ready && !lv_hmap_find_str(&lk.ids, p->key_id))
+            end_conn(app, c, "key_revoked", MSG_KEY_REVOKED);
+    }
+    if (keys_ready)
+        lv_hmap_free(&lk.ids);
+    free(lk.nodes);
+}
+
 /* Install snap unless the current one is newer (a reload started before another's install can
  * finish after it). Equal versions keep the current one: it may hold this process's own changes
  * (lv_acct_snap_put_login) on top of the same database state. */
@@ -143,8 +236,10 @@ void lv_accounts_install(lv_app_t *app, lv_acct_snap_t *snap)
         lv_acct_snap_free(snap);
         return;
     }
-    if (install(app->accts, snap))
+    if (install(app->accts, snap)) {
         lv_fair_apply(app);
+        check_conns(app, app->accts->snap);
+    }
 }
 
 /* One poll: the version, and a whole new snapshot when it moved. */
@@ -196,6 +291,61 @@ static void poll_now(lv_app_t *app)
     a->poll_in_flight = true;
 }
 
+/* ---------- API keys' last use ---------- */
+
+/* One batch of last-use times (lv_auth.h lv_auth_keyuse_take), written in one transaction. No
+ * version bump (lv_acct_db_key_touch): the snapshot does not hold them, so no frontend reloads. */
+typedef struct {
+    lv_app_t *app;
+    size_t n;
+    lv_auth_keyuse_item_t items[KEYUSE_BATCH_MAX];
+} keyuse_job_t;
+
+static int keyuse_work(lv_db_t *db, void *ud)
+{
+    keyuse_job_t *j = ud;
+    int rc = lv_db_begin(db);
+    for (size_t i = 0; rc == 0 && i < j->n; i++)
+        rc = lv_acct_db_key_touch(db, j->items[i].key_id, j->items[i].used_ms);
+    if (rc == 0)
+        rc = lv_db_commit(db);
+    else
+        lv_db_rollback(db);
+    return rc;
+}
+
+static void keyuse_done(int rc, void *ud)
+{
+    keyuse_job_t *j = ud;
+    if (j->app->accts)
+        j->app->accts->keyuse_in_flight = false;
+    if (rc) /* lost, not retried: the next use of each key (a minute later at most) writes again */
+        LV_WARN("accounts: %zu API key last-use time(s) were not written: %s", j->n, lv_strerror(rc));
+    free(j);
+}
+
+/* Write the last uses that are due. now_ms UINT64_MAX: everything (at stop). */
+static void flush_keyuse(lv_app_t *app, struct lv_accounts *a, uint64_t now_ms)
+{
+    if (a->keyuse_in_flight || !app->db || lv_auth_keyuse_count(a->keyuse) == 0)
+        return;
+    keyuse_job_t *j = malloc(sizeof(*j));
+    if (!j)
+        return;
+    j->app = app;
+    j->n = lv_auth_keyuse_take(a->keyuse, now_ms, j->items, KEYUSE_BATCH_MAX);
+    if (j->n == 0) {
+        free(j);
+        return;
+    }
+    if (lv_db_submit(app->db, keyuse_work, keyuse_done, j) != 0) {
+        LV_WARN("accounts: %zu API key last-use time(s) dropped: the database queue is full", j->n);
+        free(j);
+        return;
+    }
+    a->keyuse_in_flight = true;
+}
+
 static void on_poll(uv_timer_t *t)
 {
     lv_app_t *app = t->data;
@@ -204,6 +354,8 @@ static void on_poll(uv_timer_t *t)
         a->fair_pending = false;
         lv_fair_apply(app);
     }
+    if (a)
+        flush_keyuse(app, a, lv_now_ms());
     poll_now(app);
 }
 
@@ -232,7 +384,10 @@ int lv_accounts_start(lv_app_t *app)
     if (!accounts)
         return 0;
     struct lv_accounts *a = calloc(1, sizeof(*a));
-    if (!a || !(a->locks = lv_auth_locks_create(LV_AUTH_LOCKS_MAX))) {
+    if (!a || !(a->locks = lv_auth_locks_create(LV_AUTH_LOCKS_MAX)) ||
+        !(a->keyuse = lv_auth_keyuse_create(LV_AUTH_KEYUSE_MAX))) {
+        if (a)
+            lv_auth_locks_free(a->locks);
         free(a);
         lv_acct_snap_free(snap);
         return LV_ENOMEM;
@@ -253,6 +408,7 @@ static void on_poll_closed(uv_handle_t *h)
     struct lv_accounts *a = LV_CONTAINER_OF((uv_timer_t *)h, struct lv_accounts, poll);
     lv_acct_snap_free(a->snap);
     lv_auth_locks_free(a->locks);
+    lv_auth_keyuse_free(a->keyuse);
     free(a);
 }
 
@@ -261,6 +417,10 @@ void lv_accounts_stop(lv_app_t *app)
     struct lv_accounts *a = app->accts;
     /* the timer first, so no poll is queued while the queue drains; then the queued jobs finish
      * (their done callbacks see app->accts NULL and install nothing) */
+    if (a) {
+        a->keyuse_in_flight = false; /* the last uses go in one more job, behind any in flight */
+        flush_keyuse(app, a, UINT64_MAX);
+    }
     app->accts = NULL;
     if (a) {
         uv_timer_stop(&a->poll);

@@ -49,5 +49,8 @@ int lv_accounts_ensure_default_tenant(lv_db_t *db);
 /** The per-account password failure table (lv_auth.h lv_auth_account_locked); NULL without
  * accounts. */
 struct lv_auth_locks *lv_accounts_locks(struct lv_app *app);
+/** The API keys' last-use table (lv_auth.h lv_auth_keyuse_*), written to the database each second;
+ * NULL without accounts. */
+struct lv_auth_keyuse *lv_accounts_keyuse(struct lv_app *app);
 
 #endif

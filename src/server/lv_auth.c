@@ -212,6 +212,8 @@ static cred_t apikey_cred(lv_app_t *app, const char *tok, lv_principal_t *who, c
         return CRED_BAD;
     }
     user_principal(u, LV_CRED_APIKEY, (k->scope & LV_SCOPE_ADMIN) ? LV_PRINCIPAL_ADMIN : LV_PRINCIPAL_USER, NULL, who);
+    snprintf(who->key_id, sizeof(who->key_id), "%s", k->id);
+    lv_auth_keyuse_record(lv_accounts_keyuse(app), k->id, (int64_t)lv_wall_ms());
     return CRED_OK;
 }
 
@@ -566,4 +568,108 @@ bool lv_auth_account_locked(lv_app_t *app, const char *name, uint64_t now_ms)
 void lv_auth_account_failed(lv_app_t *app, const char *name, uint64_t now_ms)
 {
     lv_auth_locks_failed(lv_accounts_locks(app), name, now_ms);
+}
+
+/* ---------- API keys' last use ---------- */
+
+typedef struct {
+    lv_hmap_node_t node;
+    lv_queue_t link;          /* in lv_auth_keyuse.order, least recently used first */
+    char key_id[LV_PRINCIPAL_ID_MAX];
+    int64_t used_ms;          /* the last use (wall clock) */
+    uint64_t written_ms;      /* when a use was last handed out to be written (monotonic) */
+    bool written;             /* ... at all, since this entry exists */
+    bool dirty;               /* used since then */
+} keyuse_entry_t;
+
+struct lv_auth_keyuse {
+    lv_hmap_t map;
+    lv_queue_t order;
+    size_t max_keys;
+};
+
+lv_auth_keyuse_t *lv_auth_keyuse_create(size_t max_keys)
+{
+    lv_auth_keyuse_t *t = calloc(1, sizeof(*t));
+    if (!t || lv_hmap_init(&t->map, 0) != 0) {
+        free(t);
+        return NULL;
+    }
+    lv_queue_init(&t->order);
+    t->max_keys = max_keys ? max_keys : 1;
+    return t;
+}
+
+static void keyuse_drop(lv_auth_keyuse_t *t, keyuse_entry_t *e)
+{
+    lv_hmap_remove(&t->map, &e->node);
+    lv_queue_remove(&e->link);
+    free(e);
+}
+
+void lv_auth_keyuse_free(lv_auth_keyuse_t *t)
+{
+    if (!t)
+        return;
+    while (!lv_queue_empty(&t->order))
+        keyuse_drop(t, LV_CONTAINER_OF(lv_queue_head(&t->order), keyuse_entry_t, link));
+    lv_hmap_free(&t->map);
+    free(t);
+}
+
+size_t lv_auth_keyuse_count(const lv_auth_keyuse_t *t) { return t ? lv_hmap_count(&t->map) : 0; }
+
+void lv_auth_keyuse_record(lv_auth_keyuse_t *t, const char *key_id, int64_t used_ms)
+{
+    size_t n = key_id ? strnlen(key_id, LV_PRINCIPAL_ID_MAX) : 0;
+    if (!t || n == 0 || n >= LV_PRINCIPAL_ID_MAX)
+        return;
+    lv_hmap_node_t *node = lv_hmap_find(&t->map, key_id, n);
+    keyuse_entry_t *e = node ? LV_CONTAINER_OF(node, keyuse_entry_t, node) : NULL;
+    if (!e) {
+        if (lv_hmap_count(&t->map) >= t->max_keys)
+            keyuse_drop(t, LV_CONTAINER_OF(lv_queue_head(&t->order), keyuse_entry_t, link));
+        if (!(e = calloc(1, sizeof(*e))))
+            return;
+        memcpy(e->key_id, key_id, n + 1);
+        if (lv_hmap_insert(&t->map, &e->node, e->key_id, n) != 0) {
+            free(e);
+            return;
+        }
+        lv_queue_init(&e->link);
+    } else {
+        lv_queue_remove(&e->link);
+    }
+    lv_queue_insert_tail(&t->order, &e->link);
+    if (used_ms > e->used_ms)
+        e->used_ms = used_ms;
+    e->dirty = true;
+}
+
+size_t lv_auth_keyuse_take(lv_auth_keyuse_t *t, uint64_t now_ms, lv_auth_keyuse_item_t *out, size_t max)
+{
+    size_t n = 0;
+    if (!t)
+        return 0;
+    lv_queue_t *q, *next;
+    for (q = t->order.next; q != &t->order; q = next) {
+        next = q->next;
+        keyuse_entry_t *e = LV_CONTAINER_OF(q, keyuse_entry_t, link);
+        bool period_over = !e->written || now_ms - e->written_ms >= LV_AUTH_KEYUSE_PERIOD_MS;
+        if (!period_over)
+            continue;
+        if (!e->dirty) {
+            keyuse_drop(t, e); /* written, then idle a whole period: nothing left to hold back */
+            continue;
+        }
+        if (n >= max)
+            continue;
+        memcpy(out[n].key_id, e->key_id, sizeof(out[n].key_id));
+        out[n].used_ms = e->used_ms;
+        n++;
+        e->written = true;
+        e->written_ms = now_ms;
+        e->dirty = false;
+    }
+    return n;
 }

@@ -72,4 +72,30 @@ void lv_auth_locks_free(lv_auth_locks_t *l);
 bool lv_auth_locks_locked(lv_auth_locks_t *l, const char *name, uint64_t now_ms);
 void lv_auth_locks_failed(lv_auth_locks_t *l, const char *name, uint64_t now_ms);
 
+/* API keys' last use (docs/internals/accounts.md "Credentials"): each accepted API key is recorded
+ * here on the loop (key id -> the last use's wall time), and lv_accounts.c writes what is due in one
+ * database job a second: a key at its first use seen by this process, then at most once per
+ * LV_AUTH_KEYUSE_PERIOD_MS, so a busy key costs one UPDATE a minute, not one per request. Bounded:
+ * LV_AUTH_KEYUSE_MAX keys; at the cap the least recently used entry is dropped (an unwritten use
+ * of it is lost: its key was idle longer than every other one here). An entry written and then
+ * idle for the period is dropped, since its next use is due at once anyway. */
+#define LV_AUTH_KEYUSE_MAX 4096
+#define LV_AUTH_KEYUSE_PERIOD_MS 60000
+
+typedef struct {
+    char key_id[LV_PRINCIPAL_ID_MAX];
+    int64_t used_ms; /* wall clock */
+} lv_auth_keyuse_item_t;
+
+typedef struct lv_auth_keyuse lv_auth_keyuse_t;
+lv_auth_keyuse_t *lv_auth_keyuse_create(size_t max_keys);
+void lv_auth_keyuse_free(lv_auth_keyuse_t *t);
+/** Key key_id was used at wall time used_ms (safe on t NULL). */
+void lv_auth_keyuse_record(lv_auth_keyuse_t *t, const char *key_id, int64_t used_ms);
+/** The uses due at now_ms (lv_now_ms()), at most max of them into out, marked written; the rest
+ * wait for a later call. Returns how many. O(entries). */
+size_t lv_auth_keyuse_take(lv_auth_keyuse_t *t, uint64_t now_ms, lv_auth_keyuse_item_t *out, size_t max);
+/** Entries in the table (tests). */
+size_t lv_auth_keyuse_count(const lv_auth_keyuse_t *t);
+
 #endif

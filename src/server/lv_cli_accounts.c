@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lv_accounts.h"
 #include "lv_acct.h"
@@ -85,7 +86,7 @@ static void help_key(FILE *to, const char *prog)
             "      make an API key for user USER (its name) and print it once (lvk_...); use it as\n"
             "      Authorization: Bearer lvk_... Scope stream (default): the WebSocket and the stream API;\n"
             "      admin: also /api/v1/admin (admin users only). No expiry unless --expires-days.\n"
-            "  %s key list [USER]        ID PREFIX USER SCOPE STATE EXPIRES LABEL, one key per line\n"
+            "  %s key list [USER]        ID PREFIX USER SCOPE STATE EXPIRES LAST_USED LABEL, one key per line\n"
             "  %s key revoke KEY_ID      the key stops working at once (within a second on a server)\n"
             "Every command takes --config-dir DIR and --db URL like `serve`.\n",
             prog, prog, prog);
@@ -476,8 +477,14 @@ static int key_list(lv_db_t *db, const cli_args_t *a)
         char expires[32] = "never";
         if (k->expires_ms)
             snprintf(expires, sizeof(expires), "%lld", (long long)((k->expires_ms - now) / DAY_MS));
-        printf("%s %s %s %s %s %s%s %s\n", k->id, k->prefix, owner, (k->scope & LV_SCOPE_ADMIN) ? "admin" : "stream",
-               state, expires, k->expires_ms ? "d" : "", k->name);
+        /* last use: UTC to the second, written by a server at most a minute after it (lv_auth.h) */
+        char used[32] = "never";
+        time_t used_s = (time_t)(k->last_used_ms / 1000);
+        struct tm tm;
+        if (k->last_used_ms > 0 && gmtime_r(&used_s, &tm))
+            strftime(used, sizeof(used), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("%s %s %s %s %s %s%s %s %s\n", k->id, k->prefix, owner, (k->scope & LV_SCOPE_ADMIN) ? "admin" : "stream",
+               state, expires, k->expires_ms ? "d" : "", used, k->name);
     }
     free(keys);
     free(users);

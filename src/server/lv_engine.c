@@ -458,6 +458,28 @@ static void send_too_many_sessions(lv_conn_t *c)
     lv_conn_close(c, LV_WS_CLOSE_POLICY, "too many sessions");
 }
 
+/* A new session would pass the sessions quota of the user or its tenant: quota_exceeded (its
+ * fields, then the error with a sentence), and the socket closes. */
+static void send_sessions_quota(lv_conn_t *c, const lv_quota_over_t *over)
+{
+    char msg[400];
+    json_t *o = lv_quota_over_json(over);
+    if (o && json_object_set_new(o, "type", json_string("quota_exceeded")) == 0)
+        conn_send_json(c, o);
+    else
+        json_decref(o);
+    lv_quota_sentence(over, msg, sizeof(msg));
+    lv_usage_count_refusal(c->app, over->scope, over->quota);
+    lv_conn_send_error(c, "quota_exceeded", msg, NULL);
+    lv_conn_close(c, LV_WS_CLOSE_POLICY, "sessions quota");
+}
+
+void lv_engine_hello_over_quota(lv_conn_t *c, const lv_quota_over_t *over)
+{
+    if (!c->kill)
+        send_sessions_quota(c, over);
+}
+
 /* Cluster mode, Redis unreachable: the socket stays open and the page says hello again by itself
  * (docs/protocol.md). Its hello deadline counts from this answer, so a page retrying within the
  * deadline is not closed for "no hello". */
@@ -543,6 +565,12 @@ void lv_engine_session_kick(lv_app_t *app, lv_session_t *s, const char *message)
     session_end(app, s, "kicked_by_admin", message, "ended by an administrator", message, true);
 }
 
+void lv_engine_session_revoke(lv_app_t *app, lv_session_t *s, const char *code, const char *message)
+{
+    LV_INFO("session %.8s ended: %s", s->rec.id, code);
+    session_end(app, s, code, message, "access revoked", message, true);
+}
+
 static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
 {
     lv_app_t *app = c->app;
@@ -612,21 +640,14 @@ static void handle_hello(lv_conn_t *c, const lv_client_msg_t *m)
     }
     lv_allow_fill(&allow, &settings);
     lv_quota_over_t over;
-    if (lv_quota_sessions_over(app, &c->principal, &over)) {
-        json_t *o = lv_quota_over_json(&over);
-        if (o && json_object_set_new(o, "type", json_string("quota_exceeded")) == 0)
-            conn_send_json(c, o);
-        else
-            json_decref(o);
-        lv_quota_sentence(&over, msg, sizeof(msg));
-        lv_usage_count_refusal(app, over.scope, over.quota);
-        lv_conn_send_error(c, "quota_exceeded", msg, NULL);
-        lv_conn_close(c, LV_WS_CLOSE_POLICY, "sessions quota");
+    /* a cluster counts live sessions cluster-wide, the sessions quotas with them (admission) */
+    if (!app->cluster && lv_quota_sessions_over(app, &c->principal, &over)) {
+        send_sessions_quota(c, &over);
         return;
     }
     if (app->cluster) {
-        /* the principal's live sessions are counted cluster-wide first; nothing is made while
-         * Redis is unreachable */
+        /* the principal's (and its tenant's) live sessions are counted cluster-wide first;
+         * nothing is made while Redis is unreachable */
         if (lv_csess_admit(app, c, &settings) != 0)
             send_cluster_unavailable(c);
         return; /* else lv_engine_hello_done answers */

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lv_quota.h"
+
 struct lv_app;
 struct lv_conn;
 struct lv_session;
@@ -39,6 +41,9 @@ void lv_engine_set_source(struct lv_app *app, struct lv_session *s, const char *
  * LV_ENOTFOUND sends session_not_found, LV_ELIMIT too_many_sessions (and closes), LV_ECLOSED
  * cluster_unavailable (the socket stays open: the page says hello again), anything else internal. */
 void lv_engine_hello_done(struct lv_conn *c, struct lv_session *s, const char *secret, int rc);
+/** The answer to such a hello refused by the sessions quota of the user or its tenant (counted
+ * cluster-wide), for a socket still open: quota_exceeded as a single node sends it, then close. */
+void lv_engine_hello_over_quota(struct lv_conn *c, const lv_quota_over_t *over);
 /** Another frontend serves s now: each of its sockets hears error `code` with `message` and is
  * closed (the page reconnects and resumes wherever it lands), its camera and WebRTC stream are let
  * go, and the copy here is freed (nothing is deleted in Redis). */
@@ -48,6 +53,9 @@ void lv_engine_session_release(struct lv_app *app, struct lv_session *s, const c
  * cluster, its record is deleted too, so it cannot be resumed anywhere. s is freed unless
  * something other than a page still holds it. */
 void lv_engine_session_kick(struct lv_app *app, struct lv_session *s, const char *message);
+/** The account or API key behind s was taken away (lv_accounts.c checks the sockets at each
+ * snapshot): as lv_engine_session_kick, with error `code` (account_disabled, key_revoked). */
+void lv_engine_session_revoke(struct lv_app *app, struct lv_session *s, const char *code, const char *message);
 
 /** --user-fpm: take one frame from the principal's budget (false: over it). Single node: per
  * process (lv_iptable); in a cluster, per wall-clock minute across every frontend (lv_cluster.h).

@@ -426,6 +426,13 @@ void lv_acct_snap_each_user(const lv_acct_snap_t *s, int (*fn)(const lv_user_t *
             return;
 }
 
+void lv_acct_snap_each_key(const lv_acct_snap_t *s, int (*fn)(const lv_apikey_t *k, void *ud), void *ud)
+{
+    for (size_t i = 0; s && i < s->n_keys; i++)
+        if (fn(&s->keys[i].k, ud))
+            return;
+}
+
 size_t lv_acct_snap_users(const lv_acct_snap_t *s) { return s ? s->n_users : 0; }
 
 int lv_acct_db_version(lv_db_t *db, int64_t *out)

@@ -112,6 +112,8 @@ void lv_acct_snap_drop_user_logins(lv_acct_snap_t *s, const char *user_id);
 /** Iterate: calls fn for each tenant / user; stops when fn returns non-zero. */
 void lv_acct_snap_each_tenant(const lv_acct_snap_t *s, int (*fn)(const lv_tenant_t *t, void *ud), void *ud);
 void lv_acct_snap_each_user(const lv_acct_snap_t *s, int (*fn)(const lv_user_t *u, void *ud), void *ud);
+/** ... and each API key it holds (the unrevoked ones; expired ones too: callers check). */
+void lv_acct_snap_each_key(const lv_acct_snap_t *s, int (*fn)(const lv_apikey_t *k, void *ud), void *ud);
 size_t lv_acct_snap_users(const lv_acct_snap_t *s);
 
 /* ---------- statements (database thread) ---------- */

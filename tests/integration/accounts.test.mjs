@@ -120,7 +120,7 @@ test('the CLI works on a running server\'s database; API keys work on HTTP and t
   r = cli(['key', 'list', 'alice'], { configDir: dir });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.lines.length, 1);
-  const [keyId, prefix, owner, scope, state, , label] = r.lines[0].split(' ');
+  const [keyId, prefix, owner, scope, state, , , label] = r.lines[0].split(' ');
   assert.deepEqual([prefix, owner, scope, state, label], [key.slice(0, 12), 'alice', 'stream', 'active', 'ci']);
 
   // revoke: 401 with the reason, on HTTP and on the upgrade
