@@ -16,6 +16,7 @@
 #include "lv_hmap.h"
 #include "lv_log.h"
 #include "lv_queue.h"
+#include "lv_quota.h"
 #include "lv_rand.h"
 #include "lv_redis.h"
 #include "lv_secret.h"
@@ -47,6 +48,7 @@ typedef struct {
     char provisional[33]; /* admission: this hello's member in lv:us:<principal> */
     char principal[LV_PRINCIPAL_KEY_MAX];
     char tenant[LV_PRINCIPAL_ID_MAX]; /* admission: the principal's tenant (the fair queue's level) */
+    int64_t user_max, tenant_max;     /* admission: the sessions quotas it was checked against (0 none) */
     lv_settings_t settings; /* admission: the new session's (checked) settings */
 } hello_t;
 
@@ -63,7 +65,7 @@ typedef struct lv_csess {
     lv_redis_t *redis;
     char node[64];
     uv_timer_t *timer; /* its own allocation, freed by its close callback */
-    int s_write, s_load, s_admit, s_delete;
+    int s_write, s_load, s_admit, s_delete, s_unadmit;
     bool up, stopping, freed;
     lv_queue_t managed; /* lv_session_t.cluster.link: every session written here, oldest write first */
     lv_hmap_t hellos;   /* hello_t.node */
@@ -84,21 +86,25 @@ static lv_csess_t *csess_of(const lv_app_t *app)
 
 /* ---------- the scripts ---------- */
 
-/* KEYS: lv:s:<id>, lv:o:<id>, lv:us:<principal>. ARGV: node, line, ttl ms, live-until score ("0":
- * not live, out of the set), id, the set's ttl ms, create ("1": the id must be new), a provisional
- * member to drop (or ""). 1 written; 0 another frontend owns it; -1 create found the id taken. */
+/* KEYS: lv:s:<id>, lv:o:<id>, lv:us:<principal>, lv:ts:<tenant>. ARGV: node, line, ttl ms,
+ * live-until score ("0": not live, out of both sets), id, the sets' ttl ms, create ("1": the id
+ * must be new), a provisional member to drop (or ""). 1 written; 0 another frontend owns it; -1
+ * create found the id taken. The two sets always change together (the user's and its tenant's
+ * count of live sessions). */
 static const char SCRIPT_WRITE[] =
     "local owner = redis.call('GET', KEYS[2])\n"
     "if owner and owner ~= ARGV[1] then return 0 end\n"
     "if ARGV[7] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end\n"
     "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
     "redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])\n"
-    "if ARGV[8] ~= '' then redis.call('ZREM', KEYS[3], ARGV[8]) end\n"
-    "if ARGV[4] == '0' then\n"
-    "  redis.call('ZREM', KEYS[3], ARGV[5])\n"
-    "else\n"
-    "  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])\n"
-    "  if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end\n"
+    "for k = 3, 4 do\n"
+    "  if ARGV[8] ~= '' then redis.call('ZREM', KEYS[k], ARGV[8]) end\n"
+    "  if ARGV[4] == '0' then\n"
+    "    redis.call('ZREM', KEYS[k], ARGV[5])\n"
+    "  else\n"
+    "    redis.call('ZADD', KEYS[k], ARGV[4], ARGV[5])\n"
+    "    if redis.call('PTTL', KEYS[k]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[k], ARGV[6]) end\n"
+    "  end\n"
     "end\n"
     "return 1\n";
 
@@ -120,19 +126,39 @@ static const char SCRIPT_LOAD[] =
     "if mine then return {1, line} end\n"
     "return {2, line}\n";
 
-/* KEYS: lv:us:<principal>. ARGV: now (wall ms), the cap, a provisional member, its score, the set's
- * ttl ms. 1 admitted (the member holds its place), 0 the principal has cap live sessions. */
+/* KEYS: lv:us:<principal>, lv:ts:<tenant>. ARGV: now (wall ms), the cap (--max-sessions-per-ip),
+ * a provisional member, its score, the sets' ttl ms, the user's sessions quota, the tenant's (0:
+ * none). Checked in a single node's order (lv_engine.c: the user's quota, the tenant's, then the
+ * cap). {1}: admitted (the member holds its place in both sets); {0, live}: the cap; {2, live}:
+ * the user's quota; {3, live}: the tenant's. */
 static const char SCRIPT_ADMIT[] =
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])\n"
-    "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end\n"
-    "redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])\n"
-    "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end\n"
-    "return 1\n";
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])\n"
+    "local live = redis.call('ZCARD', KEYS[1])\n"
+    "local uq, tq = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
+    "if uq > 0 and live >= uq then return {2, live} end\n"
+    "if tq > 0 then\n"
+    "  local tlive = redis.call('ZCARD', KEYS[2])\n"
+    "  if tlive >= tq then return {3, tlive} end\n"
+    "end\n"
+    "if live >= tonumber(ARGV[2]) then return {0, live} end\n"
+    "for k = 1, 2 do\n"
+    "  redis.call('ZADD', KEYS[k], ARGV[4], ARGV[3])\n"
+    "  if redis.call('PTTL', KEYS[k]) < tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[k], ARGV[5]) end\n"
+    "end\n"
+    "return {1}\n";
 
-/* KEYS: lv:s:<id>, lv:o:<id>, lv:us:<principal>. ARGV: node, id. Only the owner deletes. */
+/* KEYS: lv:us:<principal>, lv:ts:<tenant>. ARGV: a provisional member. Its place is given back. */
+static const char SCRIPT_UNADMIT[] = "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+                                     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+                                     "return 1\n";
+
+/* KEYS: lv:s:<id>, lv:o:<id>, lv:us:<principal>, lv:ts:<tenant>. ARGV: node, id. Only the owner
+ * deletes. */
 static const char SCRIPT_DELETE[] = "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
                                     "redis.call('DEL', KEYS[1], KEYS[2])\n"
                                     "redis.call('ZREM', KEYS[3], ARGV[2])\n"
+                                    "redis.call('ZREM', KEYS[4], ARGV[2])\n"
                                     "return 1\n";
 
 /* ---------- helpers ---------- */
@@ -185,6 +211,14 @@ static bool secret_matches(const char *hash, const char *stored)
 static void u64_text(char *dst, size_t size, uint64_t v)
 {
     snprintf(dst, size, "%llu", (unsigned long long)v);
+}
+
+/* The live sets of a principal and of its tenant (an empty tenant is the default one, as
+ * lv_session_create and the session line have it). */
+static void live_keys(char *k_us, char *k_ts, const char *principal, const char *tenant)
+{
+    snprintf(k_us, KEY_MAX, "lv:us:%s", principal);
+    snprintf(k_ts, KEY_MAX, "lv:ts:%s", tenant && tenant[0] ? tenant : "default");
 }
 
 /* One script call whose arguments are all C strings. */
@@ -261,20 +295,21 @@ static void on_written(void *ud, const redisReply *reply, const char *err)
  * (down, too many pending: the caller puts s back on the dirty list). */
 static int send_write(lv_csess_t *cs, lv_session_t *s, uint64_t now, bool create, const char *provisional)
 {
-    char k_s[KEY_MAX], k_o[KEY_MAX], k_us[KEY_MAX], ttl[24], score[24], us_ttl[24];
+    char k_s[KEY_MAX], k_o[KEY_MAX], k_us[KEY_MAX], k_ts[KEY_MAX], ttl[24], score[24], us_ttl[24];
     const lv_statefile_line_t *line = s->persist_line;
     if (!line || line->len < 2)
         return LV_EINVAL;
     bool live = lv_session_attached(s) || s->detached_since_ms == 0;
     snprintf(k_s, sizeof(k_s), "lv:s:%s", s->rec.id);
     snprintf(k_o, sizeof(k_o), "lv:o:%s", s->rec.id);
-    snprintf(k_us, sizeof(k_us), "lv:us:%s", s->rec.principal);
+    live_keys(k_us, k_ts, s->rec.principal, s->rec.tenant);
     u64_text(ttl, sizeof(ttl), record_ttl_ms(cs, s, now));
     u64_text(score, sizeof(score), live ? lv_wall_ms() + cs->lease_ms : 0);
     u64_text(us_ttl, sizeof(us_ttl), cs->lease_ms + PROVISIONAL_MS);
     const char *pv = provisional ? provisional : "";
-    const char *argv[] = {k_s, k_o, k_us, cs->node, line->data, ttl, score, s->rec.id, us_ttl, create ? "1" : "0", pv};
-    enum { LINE_ARG = 4 };
+    const char *argv[] = {k_s, k_o, k_us, k_ts, cs->node, line->data, ttl, score, s->rec.id, us_ttl, create ? "1" : "0",
+                          pv};
+    enum { LINE_ARG = 5 };
     size_t argvlen[LV_ARRAY_LEN(argv)];
     for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++) /* the line is no C string: its length is its own */
         argvlen[i] = i == LINE_ARG ? line->len - 1 : strlen(argv[i]); /* without its "\n" */
@@ -285,7 +320,7 @@ static int send_write(lv_csess_t *cs, lv_session_t *s, uint64_t now, bool create
     memcpy(w->id, s->rec.id, sizeof(w->id));
     w->gen = s->cluster.gen;
     w->bytes = line->len;
-    int rc = lv_redis_eval(cs->redis, cs->s_write, on_written, w, 3, (int)LV_ARRAY_LEN(argv), argv, argvlen);
+    int rc = lv_redis_eval(cs->redis, cs->s_write, on_written, w, 4, (int)LV_ARRAY_LEN(argv), argv, argvlen);
     if (rc) {
         free(w);
         return rc;
@@ -504,11 +539,11 @@ int lv_csess_resume(lv_app_t *app, lv_conn_t *c, const char *id, const char *sec
 /* Give back an admission's place (its hello went unanswered or the create failed). */
 static void drop_provisional(lv_csess_t *cs, const hello_t *h)
 {
-    char k_us[KEY_MAX];
-    snprintf(k_us, sizeof(k_us), "lv:us:%s", h->principal);
-    const char *argv[] = {"ZREM", k_us, h->provisional};
-    size_t argvlen[] = {4, strlen(k_us), strlen(h->provisional)};
-    (void)lv_redis_cmd(cs->redis, NULL, NULL, 3, argv, argvlen); /* else it lapses in PROVISIONAL_MS */
+    char k_us[KEY_MAX], k_ts[KEY_MAX];
+    live_keys(k_us, k_ts, h->principal, h->tenant);
+    const char *argv[] = {k_us, k_ts, h->provisional};
+    /* fire and forget: else it lapses in PROVISIONAL_MS */
+    (void)eval_strs(cs, cs->s_unadmit, NULL, NULL, 2, (int)LV_ARRAY_LEN(argv), argv);
 }
 
 /* Admitted: make the session here, answer the hello, and write its record at once. */
@@ -538,13 +573,27 @@ static void on_admitted(void *ud, const redisReply *reply, const char *err)
         lv_conn_t *c = hello_take_conn(cs, h);
         if (c && c->kill)
             c = NULL; /* closing: a session made for it would never be attached, so never expire */
-        if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+        long long verdict = -1, live = 0;
+        if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+            reply->element[0]->type == REDIS_REPLY_INTEGER) {
+            verdict = reply->element[0]->integer;
+            if (reply->elements >= 2 && reply->element[1]->type == REDIS_REPLY_INTEGER)
+                live = reply->element[1]->integer;
+        }
+        if (verdict < 0 || verdict > 3) {
             log_error(cs, "a new session could not be admitted", reply_error(reply, err));
             if (c)
                 lv_engine_hello_done(c, NULL, NULL, LV_ECLOSED);
-        } else if (reply->integer == 0) {
+        } else if (verdict == 0) {
             if (c)
                 lv_engine_hello_done(c, NULL, NULL, LV_ELIMIT);
+        } else if (verdict >= 2) {
+            if (c) {
+                lv_quota_over_t over;
+                bool tenant = verdict == 3;
+                lv_quota_sessions_refusal(&over, tenant, tenant ? h->tenant_max : h->user_max, live);
+                lv_engine_hello_over_quota(c, &over);
+            }
         } else if (!c) {
             drop_provisional(cs, h); /* nobody to make it for */
         } else {
@@ -558,7 +607,7 @@ static void on_admitted(void *ud, const redisReply *reply, const char *err)
 
 int lv_csess_admit(lv_app_t *app, lv_conn_t *c, const lv_settings_t *settings)
 {
-    char k_us[KEY_MAX], now_text[24], cap[24], score[24], us_ttl[24];
+    char k_us[KEY_MAX], k_ts[KEY_MAX], now_text[24], cap[24], score[24], us_ttl[24], uq[24], tq[24];
     lv_csess_t *cs = csess_of(app);
     if (!cs || !cs->up)
         return LV_ECLOSED;
@@ -573,14 +622,18 @@ int lv_csess_admit(lv_app_t *app, lv_conn_t *c, const lv_settings_t *settings)
         free(h);
         return LV_ENOMEM;
     }
+    /* the quotas as the snapshot has them now: a change reaches the next hello */
+    lv_quota_sessions_limits(app, h->principal, h->tenant, &h->user_max, &h->tenant_max);
     uint64_t wall = lv_wall_ms();
-    snprintf(k_us, sizeof(k_us), "lv:us:%s", h->principal);
+    live_keys(k_us, k_ts, h->principal, h->tenant);
     u64_text(now_text, sizeof(now_text), wall);
     u64_text(cap, sizeof(cap), app->cfg.max_sessions_per_ip);
     u64_text(score, sizeof(score), wall + PROVISIONAL_MS);
     u64_text(us_ttl, sizeof(us_ttl), cs->lease_ms + PROVISIONAL_MS);
-    const char *argv[] = {k_us, now_text, cap, h->provisional, score, us_ttl};
-    return hello_eval(cs, h, cs->s_admit, on_admitted, 1, (int)LV_ARRAY_LEN(argv), argv);
+    u64_text(uq, sizeof(uq), (uint64_t)h->user_max);
+    u64_text(tq, sizeof(tq), (uint64_t)h->tenant_max);
+    const char *argv[] = {k_us, k_ts, now_text, cap, h->provisional, score, us_ttl, uq, tq};
+    return hello_eval(cs, h, cs->s_admit, on_admitted, 2, (int)LV_ARRAY_LEN(argv), argv);
 }
 
 bool lv_csess_hello_pending(lv_app_t *app, const lv_conn_t *c)
@@ -603,7 +656,7 @@ void lv_csess_conn_closed(lv_app_t *app, const lv_conn_t *c)
 
 void lv_csess_session_gone(lv_app_t *app, lv_session_t *s)
 {
-    char k_s[KEY_MAX], k_o[KEY_MAX], k_us[KEY_MAX];
+    char k_s[KEY_MAX], k_o[KEY_MAX], k_us[KEY_MAX], k_ts[KEY_MAX];
     lv_csess_t *cs = csess_of(app);
     if (!cs || !s->cluster.managed)
         return;
@@ -612,10 +665,10 @@ void lv_csess_session_gone(lv_app_t *app, lv_session_t *s)
         lv_queue_remove(&s->cluster.link);
     snprintf(k_s, sizeof(k_s), "lv:s:%s", s->rec.id);
     snprintf(k_o, sizeof(k_o), "lv:o:%s", s->rec.id);
-    snprintf(k_us, sizeof(k_us), "lv:us:%s", s->rec.principal);
-    const char *argv[] = {k_s, k_o, k_us, cs->node, s->rec.id};
+    live_keys(k_us, k_ts, s->rec.principal, s->rec.tenant);
+    const char *argv[] = {k_s, k_o, k_us, k_ts, cs->node, s->rec.id};
     /* fire and forget: refused (down), the record lapses with its TTL, which is the same expiry */
-    (void)eval_strs(cs, cs->s_delete, NULL, NULL, 3, (int)LV_ARRAY_LEN(argv), argv);
+    (void)eval_strs(cs, cs->s_delete, NULL, NULL, 4, (int)LV_ARRAY_LEN(argv), argv);
 }
 
 /* ---------- lifetime ---------- */
@@ -639,7 +692,8 @@ int lv_csess_start(lv_app_t *app)
     if ((rc = lv_redis_script_add(cs->redis, SCRIPT_WRITE, &cs->s_write)) != 0 ||
         (rc = lv_redis_script_add(cs->redis, SCRIPT_LOAD, &cs->s_load)) != 0 ||
         (rc = lv_redis_script_add(cs->redis, SCRIPT_ADMIT, &cs->s_admit)) != 0 ||
-        (rc = lv_redis_script_add(cs->redis, SCRIPT_DELETE, &cs->s_delete)) != 0)
+        (rc = lv_redis_script_add(cs->redis, SCRIPT_DELETE, &cs->s_delete)) != 0 ||
+        (rc = lv_redis_script_add(cs->redis, SCRIPT_UNADMIT, &cs->s_unadmit)) != 0)
         goto fail_map;
     cs->idle_ms = (uint64_t)app->cfg.session_idle_s * 1000u;
     cs->refresh_ms = LV_MAX(REFRESH_MIN_MS, LV_MIN(REFRESH_MAX_MS, cs->idle_ms / 3));

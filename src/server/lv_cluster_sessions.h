@@ -5,7 +5,8 @@
  * frontend resumes: that frontend takes ownership, loads the line, checks the secret against its
  * hash and restores the session (lv_registry_restore) before answering hello. A frontend that
  * finds it lost ownership (a write refused) lets its copy go. New sessions are admitted by a
- * script that counts the principal's live sessions cluster-wide (--max-sessions-per-ip).
+ * script that counts the principal's and its tenant's live sessions cluster-wide, against
+ * --max-sessions-per-ip and the sessions quotas of the user and the tenant (lv_quota.h).
  *
  * Keys (every write is one Lua script, so a check and its write are one step):
  *   lv:s:<id>          the session line (without its "\n"); PX = what is left of its idle time
@@ -17,6 +18,9 @@
  *                      socket is not in the set (detached sessions give way, as in single-node
  *                      mode: docs/protocol.md, too_many_sessions); a new session holds a
  *                      provisional member for 10 s until its first write replaces it.
+ *   lv:ts:<tenant>     zset: the same members for every principal of the tenant ("default"
+ *                      without accounts), changed by the same scripts in the same steps, so it is
+ *                      always the union of its principals' lv:us sets (the tenant's sessions quota).
  *
  * Called by lv_cluster.c (start/stop/up/free) and lv_engine.c (hello, sockets closing, sessions
  * freed). Loop thread only. Every function is a no-op (or answers "not here") in single-node mode. */
@@ -55,9 +59,10 @@ void lv_csess_free(struct lv_app *app);
  * (Redis is down: a copy held here is resumed as it is, since nobody can take it over meanwhile;
  * else answer cluster_unavailable now), LV_ENOMEM. */
 int lv_csess_resume(struct lv_app *app, struct lv_conn *c, const char *id, const char *secret);
-/** hello for a new session with these (checked) settings, in cluster mode: the principal's live
- * sessions are counted cluster-wide first. Returns 0 (the answer follows), LV_ECLOSED (Redis is
- * down: cluster_unavailable, nothing created), LV_ENOMEM. */
+/** hello for a new session with these (checked) settings, in cluster mode: the principal's and
+ * its tenant's live sessions are counted cluster-wide first (a refusal by a sessions quota is
+ * answered by lv_engine_hello_over_quota, by the cap by too_many_sessions). Returns 0 (the answer
+ * follows), LV_ECLOSED (Redis is down: cluster_unavailable, nothing created), LV_ENOMEM. */
 int lv_csess_admit(struct lv_app *app, struct lv_conn *c, const lv_settings_t *settings);
 /** A hello of c is being answered (a second one is refused meanwhile). */
 bool lv_csess_hello_pending(struct lv_app *app, const struct lv_conn *c);

@@ -514,6 +514,22 @@ bool lv_quota_sessions_over(lv_app_t *app, const lv_principal_t *who, lv_quota_o
     return false;
 }
 
+void lv_quota_sessions_limits(lv_app_t *app, const char *principal, const char *tenant, int64_t *user_max,
+                              int64_t *tenant_max)
+{
+    lv_quota_t ul, tl;
+    *user_max = *tenant_max = 0;
+    if (!app->quota || !limits(app, principal, tenant, &ul, &tl))
+        return;
+    *user_max = ul.sessions > 0 ? ul.sessions : 0;
+    *tenant_max = tl.sessions > 0 ? tl.sessions : 0;
+}
+
+void lv_quota_sessions_refusal(lv_quota_over_t *why, bool tenant, int64_t limit, int64_t used)
+{
+    fill(why, tenant, "sessions", limit, used, 0);
+}
+
 bool lv_quota_tell_once(lv_app_t *app, const char *session_id, const lv_quota_over_t *why)
 {
     struct lv_quota *q = app->quota;

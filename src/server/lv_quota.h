@@ -17,8 +17,10 @@
  * a limit by what is counted while a send is in flight. A day's key is started from the shared
  * database's sum (SET NX after the seed: the first frontend of the day, or a Redis that lost it);
  * day credits also wait (up to the seed's 2 s) for the first reply. Redis unreachable: the counts
- * stay local (one warning line per outage) and go out when it is back. Live sessions: a user's
- * are counted in this process's registry only, like a tenant's (per frontend). Loop thread only. */
+ * stay local (one warning line per outage) and go out when it is back. Live sessions: single node,
+ * counted in the registry (lv_quota_sessions_over); cluster, in Redis by the admission script
+ * (lv:us:<principal>, lv:ts:<tenant>: lv_cluster_sessions.h), with lv_quota_sessions_limits's
+ * caps. Loop thread only. */
 #ifndef LV_QUOTA_H
 #define LV_QUOTA_H
 
@@ -64,6 +66,14 @@ void lv_quota_frame(struct lv_app *app, const char *principal, const char *tenan
 void lv_quota_answer(struct lv_app *app, const char *principal, const char *tenant, int64_t tokens, bool answered);
 /** Would one more live session put who (or its tenant) over its sessions quota? */
 bool lv_quota_sessions_over(struct lv_app *app, const lv_principal_t *who, lv_quota_over_t *why);
+/** The sessions quotas of principal (0 = none; only a user's "u:<id>" has one) and of its tenant,
+ * from the accounts snapshot; both 0 without accounts. Cluster mode hands them to the admission
+ * script, which counts live sessions cluster-wide (lv_cluster_sessions.h). */
+void lv_quota_sessions_limits(struct lv_app *app, const char *principal, const char *tenant, int64_t *user_max,
+                              int64_t *tenant_max);
+/** Fill *why for a hello refused by the sessions quota of the user (tenant false) or its tenant,
+ * with used live sessions of limit: what lv_quota_sessions_over fills. */
+void lv_quota_sessions_refusal(lv_quota_over_t *why, bool tenant, int64_t limit, int64_t used);
 /** true the first time session_id is refused for this quota until it renews (the page hears
  * quota_exceeded once, not at every tick). */
 bool lv_quota_tell_once(struct lv_app *app, const char *session_id, const lv_quota_over_t *why);

@@ -1,7 +1,9 @@
 // quota.test.mjs - quotas hold across the frontends of a cluster (docs/internals/accounts.md
 // "Quotas"): a user's answers per day are counted in Redis (lv:qt:...), so two sessions of one
 // user on two frontends share one quota; usage records made in a cluster carry the backend's
-// prompt tokens (the worker's done event "ptok"). Accounts in a shared PostgreSQL.
+// prompt tokens (the worker's done event "ptok"). The sessions quotas of a user and of a tenant
+// count live sessions on every frontend (lv:us:<principal>, lv:ts:<tenant>, checked by the
+// admission script). Accounts in a shared PostgreSQL.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cli, stopAll, sleep, waitUntil, JPEG_320, T } from '../lib/harness.mjs';
@@ -74,4 +76,102 @@ test('answers_day 4 over two frontends: 4 answers in all (not 8), both pages hea
   }
   a.close();
   b.close();
+});
+
+// A hello: the session, or the refusal with its quota_exceeded fields (then the socket closes).
+async function tryHello(fe, key, open) {
+  const c = await fe.connect(as(key));
+  open.push(c);
+  const m = await c.hello({ settings: { interval_ms: 1000 } }, { allowError: true, timeoutMs: T(5000) });
+  if (m.type === 'session') return { c, m };
+  assert.equal(m.code, 'quota_exceeded', `refused as ${JSON.stringify(m)}`);
+  const q = await c.next('quota_exceeded', { timeoutMs: T(2000) });
+  assert.match(m.message, /live sessions/);
+  await c.closed;
+  return { c, m, q };
+}
+
+// After a session closes, its place comes back within a few write-behind ticks (bounded).
+async function admittedAgain(fe, key, open, what) {
+  let last;
+  const t0 = Date.now();
+  await waitUntil(async () => {
+    last = await tryHello(fe, key, open);
+    return last.m.type === 'session';
+  }, { timeoutMs: T(5000), intervalMs: 200, what: `${what} (last: ${JSON.stringify(last?.q ?? last?.m)})` });
+  console.log(`cluster sessions quota: ${what} after ${((Date.now() - t0) / 1000).toFixed(2)} s`);
+  return last;
+}
+
+test('sessions quota 2 of a user over two frontends: a third is refused on either; closing one lets one in', TO, async () => {
+  const cl = await startCluster({ auth: 'accounts', db: pg.url, frontends: 2, workers: 1, haproxy: false,
+    frontendArgs: ['--max-sessions-per-ip', '8'] });
+  const open = [];
+  try {
+    run(cl, ['user', 'add', 'sam']);
+    const key = run(cl, ['key', 'add', 'sam'])[0];
+    run(cl, ['quota', 'set', 'sam', '--sessions', '2']);
+    await sleep(SEEN_MS);
+    const s1 = await tryHello(cl.frontends[0], key, open);
+    const s2 = await tryHello(cl.frontends[1], key, open);
+    assert.equal(s1.m.type, 'session');
+    assert.equal(s2.m.type, 'session', 'one session on each frontend: 2 in all');
+    for (const fe of cl.frontends) {
+      const r = await tryHello(fe, key, open);
+      assert.equal(r.m.type, 'error', 'a third live session of the user, on either frontend');
+      assert.equal(r.q.scope, 'user');
+      assert.equal(r.q.quota, 'sessions');
+      assert.equal(r.q.limit, 2);
+      assert.equal(r.q.used, 2);
+      assert.equal(r.q.renews_at, null);
+    }
+    s2.c.close();
+    const again = await admittedAgain(cl.frontends[0], key, open, 'the user\'s closed session freed its place');
+    assert.equal(again.m.type, 'session');
+    const r = await tryHello(cl.frontends[1], key, open);
+    assert.equal(r.m.type, 'error', 'at 2 again');
+    assert.equal(r.q.quota, 'sessions');
+  } finally {
+    for (const c of open) c.close();
+  }
+});
+
+test('sessions quota 3 of a tenant shared by two users over two frontends', TO, async () => {
+  const cl = await startCluster({ auth: 'accounts', db: pg.url, frontends: 2, workers: 1, haproxy: false,
+    frontendArgs: ['--max-sessions-per-ip', '8'] });
+  const open = [];
+  try {
+    run(cl, ['tenant', 'add', 'acme', '--sessions', '3']);
+    run(cl, ['user', 'add', 'tess', '--tenant', 'acme']);
+    run(cl, ['user', 'add', 'ugo', '--tenant', 'acme']);
+    run(cl, ['user', 'add', 'vic']); // another tenant: not counted
+    const kt = run(cl, ['key', 'add', 'tess'])[0];
+    const ku = run(cl, ['key', 'add', 'ugo'])[0];
+    const kv = run(cl, ['key', 'add', 'vic'])[0];
+    await sleep(SEEN_MS);
+    const t1 = await tryHello(cl.frontends[0], kt, open);
+    const u1 = await tryHello(cl.frontends[1], ku, open);
+    const t2 = await tryHello(cl.frontends[1], kt, open);
+    for (const x of [t1, u1, t2]) assert.equal(x.m.type, 'session');
+    assert.equal(Number(cl.redis.raw('ZCARD', 'lv:ts:acme').trim()), 3, 'lv:ts:acme holds the three');
+    for (const [fe, k] of [[cl.frontends[0], ku], [cl.frontends[1], kt]]) {
+      const r = await tryHello(fe, k, open);
+      assert.equal(r.m.type, 'error', 'a fourth session of the tenant, either user, either frontend');
+      assert.equal(r.q.scope, 'tenant');
+      assert.equal(r.q.quota, 'sessions');
+      assert.equal(r.q.limit, 3);
+      assert.equal(r.q.used, 3);
+    }
+    const v1 = await tryHello(cl.frontends[0], kv, open);
+    assert.equal(v1.m.type, 'session', 'a user of another tenant is not affected');
+    u1.c.close();
+    await waitUntil(() => Number(cl.redis.raw('ZCARD', 'lv:ts:acme').trim()) === 2,
+      { timeoutMs: T(5000), what: 'the closed session leaves lv:ts:acme' });
+    const again = await admittedAgain(cl.frontends[0], ku, open, 'the tenant\'s closed session freed its place');
+    assert.equal(again.m.type, 'session');
+    const r = await tryHello(cl.frontends[1], kt, open);
+    assert.equal(r.q?.scope, 'tenant', 'at 3 again');
+  } finally {
+    for (const c of open) c.close();
+  }
 });
