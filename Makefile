@@ -111,6 +111,12 @@ $(BUILD)/loadgen: $(LOADGEN_SRC:%.c=$(BUILD)/%.o) $(filter $(BUILD)/src/common/%
 $(BUILD)/fairsim: bench/fairsim.c $(BUILD)/src/core/lv_drr.o $(filter $(BUILD)/src/common/%,$(LIB_OBJ))
 	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDLIBS)
 
+# bench/cfairsim: the cluster queue's two-level fairness on a real redis-server, started with the
+# unit tests' header-only fixture (tests/unit/redis_fixture.h) (bench/scenarios/ctenants.sh)
+$(BUILD)/cfairsim: bench/cfairsim.c tests/unit/redis_fixture.h $(BUILD)/src/store/lv_redis.o \
+                   $(BUILD)/src/store/lv_cluster_queue.o $(filter $(BUILD)/src/common/% $(BUILD)/src/proto/%,$(LIB_OBJ))
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(filter %.o,$^) $(LDLIBS)
+
 # bench/dbwait: the loop's cost of lv_db_submit and the journal append, database idle vs busy
 $(BUILD)/dbwait: bench/dbwait.c $(LIB_OBJ)
 	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDLIBS)
