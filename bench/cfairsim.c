@@ -10,6 +10,7 @@
  * weight-normalised service (slot time) among tenants, among the users of each tenant and among
  * the sessions of each user (the lowest), the same figures over jobs taken, and jobs taken per
  * wall second. A pop that takes fewer jobs than asked while sessions wait is an error (exit 1).
+ * Exits 3 when the time limit stopped it first (the figures then cover the jobs taken), 2 on bad usage.
  * Usage: cfairsim [pops] [workers] [slots per worker] [seed] [time limit s]
  *        (defaults 20000 pops, 4 workers of 8 slots, seed 1, 30 s) */
 #include <inttypes.h>
