@@ -12,6 +12,7 @@
 
 #include "lv_accounts.h"
 #include "lv_acct.h"
+#include "lv_acctreq.h"
 #include "lv_auth.h"
 #include "lv_common.h"
 #include "lv_config.h"
@@ -20,7 +21,6 @@
 
 #define CLI_MAX_POSITIONAL 4
 #define CLI_PASSWORD_MAX 1024
-#define CLI_PASSWORD_MIN 8
 #define CLI_RANDOM_PW_BYTES 12 /* 96 bits, 24 hex digits */
 #define CLI_MAX_EXPIRES_DAYS 36500
 #define DAY_MS 86400000ll
@@ -209,8 +209,9 @@ static int read_password(const char *what, char *out, size_t size)
         return 1;
     }
     out[n] = '\0';
-    if (n < CLI_PASSWORD_MIN) {
-        fprintf(stderr, "livevlm %s: a password needs at least %d characters\n", what, CLI_PASSWORD_MIN);
+    lv_acctreq_err_t why; /* the one rule for new passwords, as the sign-in page applies it */
+    if (lv_acctreq_password_ok(out, &why) != 0) {
+        fprintf(stderr, "livevlm %s: %s\n", what, why.message);
         return 1;
     }
     return 0;

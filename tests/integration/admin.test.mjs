@@ -153,7 +153,7 @@ test('users: add with an invite link or a password, update, self-protection, del
   await expect400(post('boss', U, { name: 'bob' }), /give invite: true .* or a password/, 'neither');
   await expect400(post('boss', U, { name: 'bob', invite: true, password: 'long-enough-1' }), /not both/, 'both');
   await expect400(post('boss', U, { name: 'bob', role: 'root', invite: true }), /role must be admin, user or viewer/, 'role');
-  await expect400(post('boss', U, { name: 'bob', password: 'short' }), /at least 8/, 'short password');
+  await expect400(post('boss', U, { name: 'bob', password: 'short' }), /at least 10/, 'short password');
   await expect400(post('boss', U, { name: 'bob', tenant: 'nosuch', invite: true }), /no tenant 'nosuch'/, 'tenant');
   await expect400(post('boss', U, { name: 'bob', invite: 'yes' }), /invite must be true or false/, 'invite type');
 
