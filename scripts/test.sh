@@ -15,7 +15,9 @@ ROOT=$(pwd)
 
 export LIVEVLM_BUILD=${LIVEVLM_BUILD:-build}
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-STAGE_TIMEOUT=${LIVEVLM_STAGE_TIMEOUT:-900}
+# a stage's time box: the browser stage runs its files one at a time and now holds the accounts
+# walks (sign-in, admin page, single sign-on, the README journey) too
+STAGE_TIMEOUT=${LIVEVLM_STAGE_TIMEOUT:-1500}
 INTEGRATION_CONCURRENCY=${LIVEVLM_TEST_CONCURRENCY:-2}
 
 TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/livevlm-test.XXXXXX")
