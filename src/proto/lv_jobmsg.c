@@ -231,6 +231,49 @@ static int trace_parse(const json_t *hdr, lv_trace_t *t, const char **why)
     return 0;
 }
 
+/* The optional allow-list ("ab", lv_settings_t.allow_backends): the backend ids the session's
+ * tenant may use, so the worker's dispatcher picks only among them. A comma list as the tenant
+ * holds it (lv_acct: text without control characters), within the settings' array. */
+static bool allow_valid(const char *s, size_t n)
+{
+    if (n > LV_ALLOWLIST_MAX - 1 || !lv_utf8_valid(s, n))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* Written only when the list is not "" (all backends): an unrestricted job's body is as before. */
+static int allow_encode(const lv_settings_t *s, lv_buf_t *out)
+{
+    size_t n = FIELD_LEN(s->allow_backends);
+    if (n == 0)
+        return 0;
+    if (!allow_valid(s->allow_backends, n))
+        return LV_EINVAL;
+    int rc = lv_buf_append_str(out, ",\"ab\":");
+    return rc ? rc : lv_json_str_append(out, s->allow_backends, n);
+}
+
+/* Absent (a frontend from before "ab", or a tenant that may use any backend): "" = all. */
+static int allow_parse(const json_t *hdr, lv_settings_t *s, const char **why)
+{
+    const json_t *ab = json_object_get(hdr, "ab");
+    if (!ab)
+        return 0;
+    if (!json_is_string(ab)) {
+        *why = "a job's allowed backends (ab) are not a string";
+        return LV_EPARSE;
+    }
+    if (!allow_valid(json_string_value(ab), json_string_length(ab))) {
+        *why = "a job's allowed backends (ab) are over 512 bytes or hold control characters";
+        return LV_EINVAL;
+    }
+    memcpy(s->allow_backends, json_string_value(ab), json_string_length(ab) + 1);
+    return 0;
+}
+
 int lv_jobmsg_encode(const lv_jobmsg_t *j, lv_buf_t *out)
 {
     int rc = 0;
@@ -265,6 +308,8 @@ int lv_jobmsg_encode(const lv_jobmsg_t *j, lv_buf_t *out)
         goto out;
     }
     if ((rc = trace_encode(&j->trace, out)) != 0)
+        goto out;
+    if ((rc = allow_encode(&j->settings, out)) != 0)
         goto out;
     if ((rc = lv_buf_append(out, "}", 1)) != 0)
         goto out;
@@ -357,6 +402,8 @@ int lv_jobmsg_parse(const void *p, size_t len, lv_jobmsg_t *out, const char **wh
     if (lv_settings_apply_json(&out->settings, st, NULL, NULL) != 0)
         FAIL(LV_EINVAL, "a job's settings do not pass the settings checks");
     if ((rc = trace_parse(hdr, &out->trace, why)) != 0)
+        goto out;
+    if ((rc = allow_parse(hdr, &out->settings, why)) != 0)
         goto out;
     out->jpeg = b + PREFIX_LEN + hdr_len;
     out->jpeg_len = jpeg_len;

@@ -11,6 +11,9 @@
  *            "age":<capture age ms>,"st":{<settings, as lv_settings_to_json writes them>}}
  *   optional in the header: "tr":"<trace id, 32 hex>","ts":"<tracestate>" (W3C Trace Context;
  *   a body without them, from an older frontend, still decodes, with no trace)
+ *   optional: "ab":"<comma list>" (settings.allow_backends, the backend ids the session's tenant may
+ *   use; written only when not ""; at most LV_ALLOWLIST_MAX - 1 bytes without control characters,
+ *   else LV_EINVAL; a body without it, from an older frontend, decodes as "" = all)
  * An event (text, one pub/sub message on the frontend's channel):
  *   {"t":"s","j":"<job id>","w":"<worker id>","b":"<backend id>","m":"<model>","f":<ttft floor us>}
  *   {"t":"d","j":"<job id>","x":"<text>"}

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lv_allowlist.h"
 #include "lv_backend.h"
 #include "lv_cluster_queue.h"
 #include "lv_common.h"
@@ -262,6 +263,15 @@ static int job_submit(lv_worker_t *w, wjob_t *wj)
         return LV_EAGAIN;
     }
     w->st.failed++;
+    const lv_settings_t *st = &wj->job.settings;
+    if (rc == LV_ENOTFOUND && lv_allowlist_restricts(st->allow_backends)) {
+        /* the tenant's list came with the job (the body's "ab"): a backend outside it is never
+         * the fallback, so say which list left this worker with none */
+        snprintf(why, sizeof(why),
+                 "no backend this tenant may use serves model '%.128s' on worker %s (it may use: %.128s). Ask the "
+                 "operator to give the cluster's workers one of those backends.",
+                 st->model[0] ? st->model : "(none chosen)", w->id, st->allow_backends);
+    }
     if (rc == LV_ENOTFOUND)
         publish_end(w, &wj->msg, rc, "no_backend", why[0] ? why : "no backend serves this model", false);
     else

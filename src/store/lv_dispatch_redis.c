@@ -410,7 +410,7 @@ static int encode_body(dredis_t *d, const rjob_t *rj, const lv_job_t *job, const
     m.enq_wall_ms = now_wall;
     m.deadline_wall_ms = deadline_wall_ms(d, job, f, now_wall);
     m.capture_age_ms = f->capture_age_ms;
-    m.settings = job->settings;
+    m.settings = job->settings; /* allow_backends too: the worker picks only the tenant's ("ab") */
     m.trace = job->trace;
     m.jpeg = f->data;
     m.jpeg_len = f->len;

@@ -108,6 +108,7 @@ static void assert_settings_equal(const lv_settings_t *a, const lv_settings_t *b
     assert_int_equal(a->stats_interval_ms, b->stats_interval_ms);
     assert_int_equal(a->debug, b->debug);
     assert_string_equal(a->source, b->source);
+    assert_string_equal(a->allow_backends, b->allow_backends);
 }
 
 static void assert_job_equal(const lv_jobmsg_t *a, const lv_jobmsg_t *b)
@@ -557,6 +558,89 @@ static void job_parse_ranges(void **state)
     assert_int_equal(got.weight, 250);
     free(text);
     json_decref(o);
+}
+
+/* Whether the JSON header of the encoded body b holds the text needle. */
+static bool header_has(const lv_buf_t *b, const char *needle)
+{
+    uint32_t h = (uint32_t)(unsigned char)b->data[4] << 24 | (uint32_t)(unsigned char)b->data[5] << 16 |
+                 (uint32_t)(unsigned char)b->data[6] << 8 | (uint32_t)(unsigned char)b->data[7];
+    char *text = strndup(b->data + 8, h);
+    assert_non_null(text);
+    bool found = strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+/* The tenant's allowed backends ("ab"): optional, written only when restricting; an older body
+ * without it reads as "" (all); a value too long or with control characters is refused. */
+static void job_allow_backends(void **state)
+{
+    (void)state;
+    lv_jobmsg_t j, got;
+    lv_buf_t b;
+    const char *why = "unset";
+    make_job(&j);
+    snprintf(j.settings.allow_backends, sizeof(j.settings.allow_backends), " gpu-1, \"q\\é\" ,cpu");
+    encode_ok(&j, &b);
+    assert_true(header_has(&b, ",\"ab\":\" gpu-1, \\\"q\\\\é\\\" ,cpu\""));
+    assert_int_equal(lv_jobmsg_parse(b.data, b.len, &got, &why), 0);
+    assert_null(why);
+    assert_job_equal(&j, &got);
+    lv_buf_free(&b);
+
+    /* the longest list fits and reads back */
+    memset(j.settings.allow_backends, 'a', LV_ALLOWLIST_MAX - 1);
+    j.settings.allow_backends[LV_ALLOWLIST_MAX - 1] = '\0';
+    encode_ok(&j, &b);
+    assert_int_equal(lv_jobmsg_parse(b.data, b.len, &got, NULL), 0);
+    assert_int_equal(strlen(got.settings.allow_backends), LV_ALLOWLIST_MAX - 1);
+    lv_buf_free(&b);
+
+    /* "" is not written: the body is the one an older frontend sends, and reads back as "" */
+    make_job(&j);
+    encode_ok(&j, &b);
+    assert_false(header_has(&b, "\"ab\""));
+    memset(&got, 0x55, sizeof(got));
+    assert_int_equal(lv_jobmsg_parse(b.data, b.len, &got, NULL), 0);
+    assert_string_equal(got.settings.allow_backends, "");
+    lv_buf_free(&b);
+
+    /* the encoder refuses what the parser would */
+    make_job(&j);
+    memset(j.settings.allow_backends, 'a', sizeof(j.settings.allow_backends)); /* no NUL */
+    encode_refused(&j, LV_EINVAL, 1 << 20, "allow list without its NUL");
+    make_job(&j);
+    snprintf(j.settings.allow_backends, sizeof(j.settings.allow_backends), "a,\tb");
+    encode_refused(&j, LV_EINVAL, 1 << 20, "allow list with a tab");
+    make_job(&j);
+    snprintf(j.settings.allow_backends, sizeof(j.settings.allow_backends), "a\xc3");
+    encode_refused(&j, LV_EINVAL, 1 << 20, "allow list not UTF-8");
+
+    /* the parser: too long, control characters, not a string */
+    char long_list[LV_ALLOWLIST_MAX + 1];
+    memset(long_list, 'b', LV_ALLOWLIST_MAX);
+    long_list[LV_ALLOWLIST_MAX] = '\0';
+    header_refused(header_with("ab", json_string(long_list)), LV_EINVAL, "allowed backends");
+    header_refused(header_with("ab", json_string("gpu-1,\ngpu-2")), LV_EINVAL, "control characters");
+    header_refused(header_with("ab", json_string("gpu\x7f")), LV_EINVAL, "allowed backends");
+    header_refused(header_with("ab", json_integer(1)), LV_EPARSE, "not a string");
+    header_refused(header_with("ab", json_null()), LV_EPARSE, "not a string");
+    header_refused(header_with("ab", json_pack("[s]", "gpu-1")), LV_EPARSE, "not a string");
+    long_list[LV_ALLOWLIST_MAX - 1] = '\0'; /* 512 bytes: fits */
+    json_t *ok = header_with("ab", json_string(long_list));
+    char *text = json_dumps(ok, JSON_COMPACT);
+    assert_int_equal(parse_header_text(text, strlen(text), &got, &why), 0);
+    assert_string_equal(got.settings.allow_backends, long_list);
+    free(text);
+    json_decref(ok);
+    /* the settings object cannot set it: only the header's field does (it is server-owned) */
+    ok = header_with("st", json_pack("{s:s}", "allow_backends", "gpu-9"));
+    text = json_dumps(ok, JSON_COMPACT);
+    assert_int_equal(parse_header_text(text, strlen(text), &got, &why), 0);
+    assert_string_equal(got.settings.allow_backends, "");
+    free(text);
+    json_decref(ok);
 }
 
 /* ---------- events ---------- */
@@ -1057,6 +1141,7 @@ int main(void)
         cmocka_unit_test(job_encode_refusals),    cmocka_unit_test(job_parse_framing),
         cmocka_unit_test(job_parse_fields),       cmocka_unit_test(job_parse_values),
         cmocka_unit_test(job_parse_ranges),       cmocka_unit_test(event_round_trips),
+        cmocka_unit_test(job_allow_backends),
         cmocka_unit_test(event_encode_sanitizes), cmocka_unit_test(event_encode_refusals),
         cmocka_unit_test(event_parse_refusals),   cmocka_unit_test(event_parse_caps),
     };
