@@ -55,7 +55,8 @@ static bool settings_same(const lv_settings_t *a, const lv_settings_t *b)
     return strcmp(a->prompt, b->prompt) == 0 && a->max_tokens == b->max_tokens && a->temperature == b->temperature &&
            a->interval_ms == b->interval_ms && strcmp(a->backend, b->backend) == 0 && strcmp(a->model, b->model) == 0 &&
            a->frame_max_side == b->frame_max_side && a->jpeg_quality == b->jpeg_quality &&
-           a->stats_interval_ms == b->stats_interval_ms && a->debug == b->debug && strcmp(a->source, b->source) == 0;
+           a->stats_interval_ms == b->stats_interval_ms && a->debug == b->debug && strcmp(a->source, b->source) == 0 &&
+           strcmp(a->allow_backends, b->allow_backends) == 0;
 }
 
 static bool job_same(const lv_jobmsg_t *a, const lv_jobmsg_t *b)
@@ -101,6 +102,13 @@ static void fuzz_job(const uint8_t *d, size_t size)
         job.weight > 1000 || job.answer_id > INT64_MAX || job.enq_wall_ms > INT64_MAX ||
         job.deadline_wall_ms > INT64_MAX)
         abort();
+    /* the tenant's allowed backends ("ab"): within its array, no control byte */
+    size_t ab_len = strnlen(job.settings.allow_backends, sizeof(job.settings.allow_backends));
+    if (ab_len == sizeof(job.settings.allow_backends))
+        abort();
+    for (size_t i = 0; i < ab_len; i++)
+        if ((unsigned char)job.settings.allow_backends[i] < 0x20 || job.settings.allow_backends[i] == 0x7f)
+            abort();
     /* the frame is the input's tail */
     if (job.jpeg_len == 0 || job.jpeg_len > LV_JOBMSG_JPEG_MAX || job.jpeg + job.jpeg_len != d + size)
         abort();
