@@ -25,7 +25,7 @@
 #include "lv_trace.h"
 #include "lv_wsconn.h"
 
-#define ANSWER_SEQ_GAP 64 /* answer ids skipped when a session is taken over from its record */
+#define ANSWER_SEQ_GAP 64              /* answer ids skipped when a session is taken over from its record */
 #define TICK_MS 100                    /* a change reaches Redis within about this */
 #define WRITE_BUDGET_BYTES (4u << 20)  /* lines sent per tick; the other changed sessions go next tick */
 #define INFLIGHT_MAX_BYTES (32u << 20) /* lines sent and not answered yet: past this a tick sends none */
@@ -49,7 +49,7 @@ typedef struct {
     char principal[LV_PRINCIPAL_KEY_MAX];
     char tenant[LV_PRINCIPAL_ID_MAX]; /* admission: the principal's tenant (the fair queue's level) */
     int64_t user_max, tenant_max;     /* admission: the sessions quotas it was checked against (0 none) */
-    lv_settings_t settings; /* admission: the new session's (checked) settings */
+    lv_settings_t settings;           /* admission: the new session's (checked) settings */
 } hello_t;
 
 /* One write of a session's line, waiting for its reply. */
@@ -307,8 +307,8 @@ static int send_write(lv_csess_t *cs, lv_session_t *s, uint64_t now, bool create
     u64_text(score, sizeof(score), live ? lv_wall_ms() + cs->lease_ms : 0);
     u64_text(us_ttl, sizeof(us_ttl), cs->lease_ms + PROVISIONAL_MS);
     const char *pv = provisional ? provisional : "";
-    const char *argv[] = {k_s, k_o, k_us, k_ts, cs->node, line->data, ttl, score, s->rec.id, us_ttl, create ? "1" : "0",
-                          pv};
+    const char *argv[] = {k_s, k_o,   k_us,      k_ts,   cs->node,           line->data,
+                          ttl, score, s->rec.id, us_ttl, create ? "1" : "0", pv};
     enum { LINE_ARG = 5 };
     size_t argvlen[LV_ARRAY_LEN(argv)];
     for (size_t i = 0; i < LV_ARRAY_LEN(argv); i++) /* the line is no C string: its length is its own */
