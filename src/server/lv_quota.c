@@ -393,7 +393,11 @@ static void fill(lv_quota_over_t *why, bool tenant, const char *quota, int64_t l
 
 #define SEED_HOLD_MS 2000 /* credits wait this long at most for a record's seed (a few ms normally) */
 
-static bool check(counter_t *c, const lv_quota_t *l, lv_quota_over_t *why)
+/* pending: the principal's (or tenant's) jobs in flight, each an answer that will be charged when
+ * it ends. A credit granted while they run would let one more answer past the day's limit (the page
+ * sends its next frame while the last answer streams), so they count as spent; no sentence then
+ * (hold): the limit is told when the answers have really ended. */
+static bool check(counter_t *c, const lv_quota_t *l, int64_t pending, lv_quota_over_t *why)
 {
     if (!c)
         return false;
@@ -423,6 +427,13 @@ static bool check(counter_t *c, const lv_quota_t *l, lv_quota_over_t *why)
         fill(why, c->tenant, "answers_day", l->answers_day, c->answers, (c->day + 1) * DAY_MS);
         return true;
     }
+    if (l->answers_day > 0 && pending > 0 && c->answers + pending >= l->answers_day) {
+        memset(why, 0, sizeof(*why));
+        why->hold = true;
+        why->scope = c->tenant ? "tenant" : "user";
+        why->quota = "answers_day";
+        return true;
+    }
     if (l->tokens_day > 0 && c->tokens >= l->tokens_day) {
         fill(why, c->tenant, "tokens_day", l->tokens_day, c->tokens, (c->day + 1) * DAY_MS);
         return true;
@@ -437,9 +448,9 @@ bool lv_quota_over(lv_app_t *app, const char *principal, const char *tenant, lv_
     if (!q || !limits(app, principal, tenant, &ul, &tl))
         return false;
     /* records are made for limited principals only: an unlimited one costs nothing here */
-    if (any(&ul) && check(counter(q, false, principal, true), &ul, why))
+    if (any(&ul) && check(counter(q, false, principal, true), &ul, lv_drr_user_inflight(&app->drr, principal), why))
         return true;
-    return any(&tl) && check(counter(q, true, tenant, true), &tl, why);
+    return any(&tl) && check(counter(q, true, tenant, true), &tl, lv_drr_tenant_inflight(&app->drr, tenant), why);
 }
 
 void lv_quota_frame(lv_app_t *app, const char *principal, const char *tenant)
