@@ -457,6 +457,9 @@ function describeError(code, message) {
     case 'key_revoked':
       return { key: 'sessions', code, title: 'The API key of this connection was revoked or has expired.', detail,
         fix: 'Use another key.' };
+    case 'signed_out':
+      return { key: 'sessions', code, title: 'You were signed out.', detail,
+        fix: 'Reload the page to sign in again.' };
     case 'invalid_setting':
       return { key: 'setting', code, title: 'A setting was not accepted.', detail,
         fix: 'The field concerned says which values are allowed.' };
@@ -917,6 +920,10 @@ function onError(msg) {
       return;
     case 'key_revoked':
       setFatal('the API key of this connection was revoked or has expired');
+      showError(code, message);
+      return;
+    case 'signed_out':
+      setFatal('you were signed out; reload the page to sign in again');
       showError(code, message);
       return;
     case 'not_started':

@@ -230,7 +230,7 @@ export class Connection extends EventTarget {
       return;
     }
     if (msg.type === 'error' && (msg.code === 'kicked_by_admin' || msg.code === 'account_disabled' ||
-        msg.code === 'key_revoked')) {
+        msg.code === 'key_revoked' || msg.code === 'signed_out')) {
       // An administrator ended this session, or the account or key behind it was taken away:
       // reconnecting would only start another one behind their back (or be refused). Stay
       // closed, forget it, and let the page say why (a reload starts afresh).

@@ -39,6 +39,8 @@ typedef struct {
     char csrf[65];                     /* cookie sign-ins: the token state changes must carry */
     char key_id[LV_PRINCIPAL_ID_MAX];  /* API keys: the key's id, so its revocation can end the
                                         * sockets it opened ("" for other credentials) */
+    char login_hash[65];               /* cookie sign-ins: the SHA-256 of the sign-in, so its end
+                                        * (sign-out here or everywhere) ends the sockets it opened */
 } lv_principal_t;
 
 #endif

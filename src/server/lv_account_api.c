@@ -479,6 +479,7 @@ static void logout_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
             lv_acct_snap_drop_login(snap, j->hash);
         else
             lv_acct_snap_drop_user_logins(snap, j->who.user_id);
+        lv_accounts_check_conns(app); /* the pages of those sign-ins stop too */
     }
     if (rc == 0 && j->kind == JOB_LOGOUT_ALL)
         lv_accounts_audit(app, &j->who, j->ip, "logout.everywhere", j->who.name, "");
@@ -583,8 +584,11 @@ static void passwd_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
     if (rc == 0) {
         if (snap) {
             lv_acct_snap_drop_user_logins(snap, j->user.id);
-            if (j->who.cred == LV_CRED_COOKIE)
+            if (j->who.cred == LV_CRED_COOKIE) {
                 put_login(app, &j->login);
+                lv_accounts_conns_relogin(app, j->who.login_hash, j->login.hash); /* this page goes on */
+            }
+            lv_accounts_check_conns(app);
         }
         lv_accounts_audit(app, &j->who, j->ip, "password.change", j->name, "other sign-ins ended");
     }

@@ -25,6 +25,7 @@
 #define KEYUSE_BATCH_MAX 512    /* last-use writes per database job; the rest go a second later */
 
 #define MSG_ACCOUNT_DISABLED "Your account was disabled or removed. Ask an administrator."
+#define MSG_SIGNED_OUT "This sign-in ended (signed out here or everywhere, or the password was changed)."
 #define MSG_KEY_REVOKED "The API key this connection was opened with was revoked or has expired."
 
 struct lv_accounts {
@@ -210,10 +211,30 @@ static void check_conns(lv_app_t *app, const lv_acct_snap_t *snap)
             end_conn(app, c, "account_disabled", MSG_ACCOUNT_DISABLED);
         else if (p->cred == LV_CRED_APIKEY && keys_ready && !lv_hmap_find_str(&lk.ids, p->key_id))
             end_conn(app, c, "key_revoked", MSG_KEY_REVOKED);
+        else if (p->cred == LV_CRED_COOKIE && p->login_hash[0] && !lv_acct_snap_login(snap, p->login_hash))
+            end_conn(app, c, "signed_out", MSG_SIGNED_OUT);
     }
     if (keys_ready)
         lv_hmap_free(&lk.ids);
     free(lk.nodes);
+}
+
+void lv_accounts_check_conns(lv_app_t *app)
+{
+    if (app->accts && app->accts->snap)
+        check_conns(app, app->accts->snap);
+}
+
+void lv_accounts_conns_relogin(lv_app_t *app, const char *old_hash, const char *new_hash)
+{
+    lv_queue_t *q;
+    if (!old_hash[0])
+        return;
+    for (q = app->conns.next; q != &app->conns; q = q->next) {
+        lv_principal_t *p = &LV_CONTAINER_OF(q, lv_conn_t, app_link)->principal;
+        if (p->cred == LV_CRED_COOKIE && strcmp(p->login_hash, old_hash) == 0)
+            snprintf(p->login_hash, sizeof(p->login_hash), "%s", new_hash);
+    }
 }
 
 /* Install snap unless the current one is newer (a reload started before another's install can

@@ -37,6 +37,15 @@ int lv_accounts_submit_req(struct lv_app *app, lv_req_t *r, lv_db_work_fn work, 
 void lv_accounts_audit(struct lv_app *app, const lv_principal_t *actor, const char *ip, const char *action,
                        const char *target, const char *detail);
 
+/** End the live WebSockets the current snapshot no longer admits (a user disabled or gone, an API
+ * key revoked or expired, a sign-in ended): each hears its reason (account_disabled, key_revoked,
+ * signed_out) and its session ends like a kick. Runs at every snapshot install; call it after
+ * changing the current snapshot by hand (a sign-out). O(connections). */
+void lv_accounts_check_conns(struct lv_app *app);
+/** The sockets opened with sign-in old_hash belong to new_hash now (a password change replaces
+ * the page's own sign-in: its sockets must not end with the others). */
+void lv_accounts_conns_relogin(struct lv_app *app, const char *old_hash, const char *new_hash);
+
 /** Ask for a reload now (after this process changed something the snapshot holds). */
 void lv_accounts_reload(struct lv_app *app);
 

@@ -242,6 +242,7 @@ static cred_t session_cred(lv_app_t *app, const char *secret, lv_principal_t *wh
         return CRED_BAD;
     }
     user_principal(u, LV_CRED_COOKIE, LV_PRINCIPAL_ADMIN, l->csrf, who);
+    snprintf(who->login_hash, sizeof(who->login_hash), "%s", l->hash);
     return CRED_OK;
 }
 

@@ -157,3 +157,55 @@ test('`livevlm key revoke` ends the WebSocket opened with that key with key_revo
   assert.equal(b.seen('error').length, 0, `no error on the kept key's socket: ${b.recent()}`);
   await b.close();
 });
+
+/* A password sign-in of name: its cookie value and csrf. */
+async function signIn(name, password) {
+  const res = await srv.request('/api/v1/login', { auth: false, method: 'POST', body: { name, password } });
+  assert.equal(res.status, 200, res.text);
+  const sc = [].concat(res.headers['set-cookie'] || []).find((c) => c.startsWith('livevlm_session='));
+  return { cookie: sc.split(';')[0], csrf: res.json().csrf };
+}
+
+async function streamingWith(cookie) {
+  const c = await srv.connect({ auth: false, headers: { Cookie: cookie } });
+  await c.hello({});
+  c.send({ type: 'start' });
+  c.autoFeed(JPEG_320());
+  await c.nextAnswer({ timeoutMs: T(10000) });
+  return c;
+}
+
+test('sign-out everywhere ends the pages of every sign-in of the user with signed_out; a password change keeps its own page', TO, async () => {
+  const a = await signIn('carol', 'a long password 1');
+  const b = await signIn('carol', 'a long password 1');
+  const pa = await streamingWith(a.cookie);
+  const pb = await streamingWith(b.cookie);
+  const bob = await signIn('bob', 'a long password 1');
+  const pbob = await streamingWith(bob.cookie);
+
+  // a password change from sign-in a: b's page ends, a's own page goes on
+  const pw = await srv.request('/api/v1/password', { auth: false, method: 'POST', body: { current: 'a long password 1', new: 'a longer password 2' },
+    headers: { Cookie: a.cookie, 'X-CSRF-Token': a.csrf } });
+  assert.equal(pw.status, 200, pw.text);
+  const err = await pb.nextError('signed_out', { timeoutMs: T(3000) });
+  assert.match(err.message, /sign-in ended/);
+  pa.drain('vlm_response');
+  await pa.nextAnswer({ timeoutMs: T(10000) });
+  assert.equal(pa.seen('error').length, 0, `the page that changed the password goes on: ${pa.recent()}`);
+
+  // sign-out everywhere (with the new cookie the change gave): that page ends too, bob's does not
+  const a2 = { cookie: [].concat(pw.headers['set-cookie']).find((c) => c.startsWith('livevlm_session=')).split(';')[0], csrf: pw.json().csrf };
+  const out = await srv.request('/api/v1/logout?everywhere=1', { auth: false, method: 'POST', body: '',
+    headers: { Cookie: a2.cookie, 'X-CSRF-Token': a2.csrf } });
+  assert.equal(out.status, 204, out.text);
+  await pa.nextError('signed_out', { timeoutMs: T(3000) });
+  pbob.drain('vlm_response');
+  await pbob.nextAnswer({ timeoutMs: T(10000) });
+  assert.equal(pbob.seen('error').length, 0, `another user's page goes on: ${pbob.recent()}`);
+  await pbob.close();
+  // put carol's password back for the other tests of this file
+  const c = await signIn('carol', 'a longer password 2');
+  const back = await srv.request('/api/v1/password', { auth: false, method: 'POST', body: { current: 'a longer password 2', new: 'a long password 1' },
+    headers: { Cookie: c.cookie, 'X-CSRF-Token': c.csrf } });
+  assert.equal(back.status, 200, back.text);
+});
