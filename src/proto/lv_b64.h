@@ -1,4 +1,5 @@
-/* lv_b64.h - standard base64 (RFC 4648, with padding) appended straight into a capped buffer. */
+/* lv_b64.h - standard base64 (RFC 4648, with padding) appended straight into a capped buffer, and
+ * base64url (RFC 4648 section 5, no padding) into and out of caller-sized arrays. */
 #ifndef LV_B64_H
 #define LV_B64_H
 
@@ -14,5 +15,13 @@ size_t lv_b64_encoded_len(size_t n);
  * LV_ELIMIT when out's cap would be passed (or n exceeds what OpenSSL's int-sized API takes),
  * LV_ENOMEM; out is unchanged on failure. n == 0 appends nothing and returns 0 (p may be NULL). */
 int lv_b64_encode(lv_buf_t *out, const void *p, size_t n);
+
+/** Decode base64url (RFC 4648 section 5, no padding, no blanks) src[0..len) into out (out_size
+ * >= len * 3 / 4 + 1 suffices). 0 and *out_len; LV_EPARSE for a byte outside the alphabet, a
+ * length of 1 mod 4 or padding; LV_ELIMIT when out is too small. */
+int lv_b64url_decode(const char *src, size_t len, unsigned char *out, size_t out_size, size_t *out_len);
+/** Encode src[0..len) as base64url without padding into out (out_size >= (len*4+2)/3 + 1),
+ * NUL-terminated. 0, or LV_ELIMIT. */
+int lv_b64url_encode(const void *src, size_t len, char *out, size_t out_size);
 
 #endif

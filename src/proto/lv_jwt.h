@@ -76,12 +76,4 @@ void lv_jwks_free(lv_jwks_t *s);
  * there are several: the token must then say which). */
 const lv_jwk_t *lv_jwks_find(const lv_jwks_t *s, const char *kid, lv_jwt_alg_t alg);
 
-/** Decode base64url (RFC 4648 section 5, no padding, no blanks) src[0..len) into out (out_size
- * >= len * 3 / 4 + 1 suffices). 0 and *out_len; LV_EPARSE for a byte outside the alphabet, a
- * length of 1 mod 4 or padding; LV_ELIMIT when out is too small. */
-int lv_b64url_decode(const char *src, size_t len, unsigned char *out, size_t out_size, size_t *out_len);
-/** Encode src[0..len) as base64url without padding into out (out_size >= (len*4+2)/3 + 1),
- * NUL-terminated. 0, or LV_ELIMIT. */
-int lv_b64url_encode(const void *src, size_t len, char *out, size_t out_size);
-
 #endif

@@ -24,6 +24,7 @@
 #include "lv_accounts.h"
 #include "lv_acct.h"
 #include "lv_app.h"
+#include "lv_b64.h"
 #include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_hmap.h"

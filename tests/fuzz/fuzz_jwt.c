@@ -2,12 +2,13 @@
  * compact token. Both are parsed; a token that parses has its claims checked and its signature
  * verified with whatever key the JWKS yields for it. Also: base64url encode then decode of the
  * raw input must give it back.
- * fuzz-sources: src/common/lv_common.c src/proto/lv_jwt.c */
+ * fuzz-sources: src/common/lv_common.c src/common/lv_buf.c src/proto/lv_b64.c src/proto/lv_jwt.c */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lv_b64.h"
 #include "lv_common.h"
 #include "lv_jwt.h"
 

@@ -1,4 +1,4 @@
-/* test_b64.c - base64 against RFC 4648 vectors, caps and the NUL terminator. */
+/* test_b64.c - base64 and base64url against RFC 4648 vectors, caps and the NUL terminator. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,6 +90,33 @@ static void test_large_matches_reference(void **state)
     lv_buf_free(&b);
 }
 
+static void test_b64url(void **state)
+{
+    (void)state;
+    unsigned char out[16];
+    size_t n;
+    char enc[32];
+    assert_int_equal(lv_b64url_decode("_-8", 3, out, sizeof(out), &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0], 0xff);
+    assert_int_equal(out[1], 0xef);
+    assert_int_equal(lv_b64url_encode(out, 2, enc, sizeof(enc)), 0);
+    assert_string_equal(enc, "_-8");
+    assert_int_equal(lv_b64url_decode("A", 1, out, sizeof(out), &n), LV_EPARSE);
+    assert_int_equal(lv_b64url_decode("AA==", 4, out, sizeof(out), &n), LV_EPARSE);
+    assert_int_equal(lv_b64url_decode("AAAAAAAAAAAAAAAAAAAAAAAA", 24, out, sizeof(out), &n), LV_ELIMIT);
+    assert_int_equal(lv_b64url_decode("Zm+v", 4, out, sizeof(out), &n), LV_EPARSE); /* standard alphabet */
+    assert_int_equal(lv_b64url_decode("Zm9vYmE", 7, out, sizeof(out), &n), 0);       /* RFC 4648 vector */
+    assert_int_equal(n, 5);
+    assert_memory_equal(out, "fooba", 5);
+    assert_int_equal(lv_b64url_decode("Zm9vYmE", 7, out, 4, &n), LV_ELIMIT);
+    assert_int_equal(lv_b64url_decode("", 0, out, sizeof(out), &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(lv_b64url_encode("fooba", 5, enc, 8), 0);
+    assert_string_equal(enc, "Zm9vYmE");
+    assert_int_equal(lv_b64url_encode("fooba", 5, enc, 7), LV_ELIMIT); /* no room for the NUL */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -97,6 +124,7 @@ int main(void)
         cmocka_unit_test(test_appends_after_existing),
         cmocka_unit_test(test_exact_cap_and_over),
         cmocka_unit_test(test_large_matches_reference),
+        cmocka_unit_test(test_b64url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
