@@ -107,13 +107,14 @@ $(BUILD)/fakevlm: $(FAKEVLM_SRC:%.c=$(BUILD)/%.o) $(filter $(BUILD)/src/common/%
 $(BUILD)/loadgen: $(LOADGEN_SRC:%.c=$(BUILD)/%.o) $(filter $(BUILD)/src/common/% $(BUILD)/src/proto/%,$(LIB_OBJ))
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LDLIBS)
 
-# bench/fairsim: the two-level fair queue in simulation (bench/scenarios/tenants.sh)
-$(BUILD)/fairsim: bench/fairsim.c $(BUILD)/src/core/lv_drr.o $(filter $(BUILD)/src/common/%,$(LIB_OBJ))
-	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDLIBS)
+# bench/fairsim: the two-level fair queue in simulation (bench/scenarios/tenants.sh); Jain's index
+# from the unit tests' tests/unit/jain.h
+$(BUILD)/fairsim: bench/fairsim.c tests/unit/jain.h $(BUILD)/src/core/lv_drr.o $(filter $(BUILD)/src/common/%,$(LIB_OBJ))
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(filter %.o,$^) $(LDLIBS)
 
 # bench/cfairsim: the cluster queue's two-level fairness on a real redis-server, started with the
 # unit tests' header-only fixture (tests/unit/redis_fixture.h) (bench/scenarios/ctenants.sh)
-$(BUILD)/cfairsim: bench/cfairsim.c tests/unit/redis_fixture.h $(BUILD)/src/store/lv_redis.o \
+$(BUILD)/cfairsim: bench/cfairsim.c tests/unit/redis_fixture.h tests/unit/jain.h $(BUILD)/src/store/lv_redis.o \
                    $(BUILD)/src/store/lv_cluster_queue.o $(filter $(BUILD)/src/common/% $(BUILD)/src/proto/%,$(LIB_OBJ))
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(filter %.o,$^) $(LDLIBS)
 

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "jain.h"
 #include "lv_cluster_queue.h"
 #include "lv_common.h"
 #include "lv_redis.h"
@@ -69,16 +70,6 @@ static uint64_t rng_next(void) /* xorshift64*: a fixed seed makes a run repeatab
     g.rng ^= g.rng << 25;
     g.rng ^= g.rng >> 27;
     return g.rng * 0x2545f4914f6cdd1dULL;
-}
-
-static double jain(const double *x, size_t n)
-{
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) {
-        s += x[i];
-        s2 += x[i] * x[i];
-    }
-    return s2 > 0 ? s * s / ((double)n * s2) : 1.0;
 }
 
 static void fail(const char *why)
@@ -249,7 +240,7 @@ static void report(double wall_s, long max_pops)
         xj[t] = tenant_jobs[t] / TENANT_WEIGHT[t];
         total += tenant_service[t];
     }
-    double tj = jain(x, N_TENANTS), tjj = jain(xj, N_TENANTS);
+    double tj = lv_jain(x, N_TENANTS), tjj = lv_jain(xj, N_TENANTS);
     int slots = g.n_workers * g.slots;
     printf("cfairsim: %ld jobs taken of %ld asked, %d workers x %d slots, service 5..50 ticks, %d tenants, %d users, "
            "%d sessions, %" PRIu64 " ticks, utilisation %.4f\n",
@@ -280,11 +271,11 @@ static void report(double wall_s, long max_pops)
         int low_sessions = 0;
         for (int i = 0; i < g.n_sess; i++)
             low_sessions += g.sess[i].user == low;
-        double j = jain(x, n);
+        double j = lv_jain(x, n);
         worst_user_j = j < worst_user_j ? j : worst_user_j;
         printf("users within tenant-%c (%zu users): Jain %.5f (jobs %.5f); least served: %.3f of the mean, %d "
                "session%s\n",
-               'a' + t, n, j, jain(xj, n), user_service[low] / (tenant_service[t] / (double)n), low_sessions,
+               'a' + t, n, j, lv_jain(xj, n), user_service[low] / (tenant_service[t] / (double)n), low_sessions,
                low_sessions == 1 ? "" : "s");
     }
     double worst_sess_j = 1, sum_sess_j = 0, worst_sess_jobs = 1;
@@ -298,7 +289,7 @@ static void report(double wall_s, long max_pops)
             }
         if (n < 2)
             continue;
-        double j = jain(x, n), jj = jain(xj, n);
+        double j = lv_jain(x, n), jj = lv_jain(xj, n);
         worst_sess_j = j < worst_sess_j ? j : worst_sess_j;
         worst_sess_jobs = jj < worst_sess_jobs ? jj : worst_sess_jobs;
         sum_sess_j += j;

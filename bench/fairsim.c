@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jain.h"
 #include "lv_common.h"
 #include "lv_drr.h"
 
@@ -43,16 +44,6 @@ static uint64_t rng_next(void) /* xorshift64*: a fixed seed makes a run repeatab
     g.rng ^= g.rng << 25;
     g.rng ^= g.rng >> 27;
     return g.rng * 0x2545f4914f6cdd1dULL;
-}
-
-static double jain(const double *x, size_t n)
-{
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) {
-        s += x[i];
-        s2 += x[i] * x[i];
-    }
-    return s2 > 0 ? s * s / ((double)n * s2) : 1.0;
 }
 
 static void keys(const sess_t *s, char *tk, size_t tn, char *uk, size_t un)
@@ -132,7 +123,7 @@ int main(int argc, char **argv)
     printf("fairsim: %ld ticks, %d slots, service 5..50 ticks, %d tenants, %d users, %d sessions, "
            "utilisation %.4f\n",
            ticks, slots, N_TENANTS, g.n_users, g.n_sess, total / ((double)ticks * slots));
-    printf("tenants (weights 1:2:4, users 1/10/100): Jain %.5f; shares", jain(x, N_TENANTS));
+    printf("tenants (weights 1:2:4, users 1/10/100): Jain %.5f; shares", lv_jain(x, N_TENANTS));
     for (int t = 0; t < N_TENANTS; t++)
         printf(" %.4f", tenant_service[t] / total);
     printf(" (fair 0.1429 0.2857 0.5714)\n");
@@ -142,7 +133,7 @@ int main(int argc, char **argv)
         for (int u = 0; u < g.n_users; u++)
             if (g.user_tenant[u] == t)
                 x[n++] = user_service[u];
-        double j = jain(x, n);
+        double j = lv_jain(x, n);
         worst_user_j = j < worst_user_j ? j : worst_user_j;
         printf("users within tenant-%c (%zu users): Jain %.5f\n", 'a' + t, n, j);
     }
@@ -155,14 +146,14 @@ int main(int argc, char **argv)
                 x[n++] = g.sess[i].service;
         if (n < 2)
             continue;
-        double j = jain(x, n);
+        double j = lv_jain(x, n);
         worst_sess_j = j < worst_sess_j ? j : worst_sess_j;
         sum_sess_j += j;
         multi++;
     }
     printf("sessions within a user (%d users with 2..8 sessions): Jain lowest %.5f, mean %.5f\n", multi, worst_sess_j,
            multi ? sum_sess_j / multi : 1.0);
-    printf("RESULT tenants %.5f users_min %.5f sessions_min %.5f\n", jain((double[]){tenant_service[0] / 1,
+    printf("RESULT tenants %.5f users_min %.5f sessions_min %.5f\n", lv_jain((double[]){tenant_service[0] / 1,
            tenant_service[1] / 2, tenant_service[2] / 4}, 3), worst_user_j, worst_sess_j);
     lv_drr_free(&g.d);
     return 0;

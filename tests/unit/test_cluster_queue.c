@@ -18,6 +18,7 @@
 
 #include <uv.h>
 
+#include "jain.h"
 #include "lv_cluster_queue.h"
 #include "lv_common.h"
 #include "lv_redis.h"
@@ -767,16 +768,6 @@ static long long enqueue_t(const char *id, const char *user, int weight, const c
     return rep.integer;
 }
 
-static double jain(const double *x, size_t n)
-{
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) {
-        s += x[i];
-        s2 += x[i] * x[i];
-    }
-    return s2 > 0 ? s * s / ((double)n * s2) : 1.0;
-}
-
 /* job ids are "<tenant index>.<user index>.<n>" */
 static void parse_job(const char *id, int *t, int *u)
 {
@@ -817,9 +808,9 @@ static void tenants_by_weight_cq(void **state)
             x[u] = (double)per_user[t][u];
         double ratio = (double)per_tenant[t] / (100.0 * tw[t]);
         print_message("tenant %d weight %d, %d users: %ld jobs (%.4f of its weight's share), users' Jain %.4f\n", t,
-                      tw[t], users[t], per_tenant[t], ratio, jain(x, (size_t)users[t]));
+                      tw[t], users[t], per_tenant[t], ratio, lv_jain(x, (size_t)users[t]));
         assert_true(ratio > 0.98 && ratio < 1.02);
-        assert_true(jain(x, (size_t)users[t]) > 0.98);
+        assert_true(lv_jain(x, (size_t)users[t]) > 0.98);
     }
 }
 

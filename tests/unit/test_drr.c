@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "jain.h"
 #include "lv_common.h"
 #include "lv_drr.h"
 
@@ -24,17 +25,6 @@ static uint64_t rng_next(void) /* xorshift64*: fixed seeds make every run the sa
     return rng_state * 0x2545f4914f6cdd1dULL;
 }
 static unsigned rng_below(unsigned n) { return (unsigned)(rng_next() % n); }
-
-/* Jain's fairness index over normalised shares x_i = got_i / entitled_i. */
-static double jain(const double *x, size_t n)
-{
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) {
-        s += x[i];
-        s2 += x[i] * x[i];
-    }
-    return s2 > 0 ? s * s / ((double)n * s2) : 1.0;
-}
 
 typedef struct {
     lv_drr_node_t node;
@@ -195,7 +185,7 @@ static void flood_is_fair(void **state)
                       (unsigned long long)per_user[u], share, 1.0 / USERS);
         assert_true(x[u] >= 0.98 && x[u] <= 1.02); /* within ±2% of the fair share */
     }
-    double j_drr = jain(x, USERS);
+    double j_drr = lv_jain(x, USERS);
     print_message("Jain's index, DRR by user: %.5f\n", j_drr);
     assert_true(j_drr >= 0.99);
     assert_int_equal(lv_drr_check(&d), 0);
@@ -216,7 +206,7 @@ static void flood_is_fair(void **state)
         total += per_user[u];
     for (int u = 0; u < USERS; u++)
         x[u] = (double)per_user[u] / (double)total * USERS;
-    double j_rr = jain(x, USERS);
+    double j_rr = lv_jain(x, USERS);
     print_message("Jain's index, round-robin by session: %.5f (flooder share %.3f)\n", j_rr, x[0] / USERS);
     assert_true(j_rr < 0.5);
     lv_drr_free(&d);
@@ -247,7 +237,7 @@ static void weights_give_shares(void **state)
     assert_true(r21 >= 0.98 && r21 <= 1.02);
     /* Jain over weight-normalised shares */
     double x[USERS] = {(double)per_user[0] / 2, (double)per_user[1], (double)per_user[2]};
-    assert_true(jain(x, USERS) >= 0.99);
+    assert_true(lv_jain(x, USERS) >= 0.99);
     lv_drr_free(&d);
 
     /* the same with quantum 4 (users dispatch several jobs per turn) */

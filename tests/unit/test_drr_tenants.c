@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "jain.h"
 #include "lv_common.h"
 #include "lv_drr.h"
 
@@ -24,16 +25,6 @@ static uint64_t rng_next(void) /* xorshift64*: fixed seeds make every run the sa
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
     return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-static double jain(const double *x, size_t n)
-{
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) {
-        s += x[i];
-        s2 += x[i] * x[i];
-    }
-    return s2 > 0 ? s * s / ((double)n * s2) : 1.0;
 }
 
 typedef struct {
@@ -201,7 +192,7 @@ static double tenant_users_jain(const pop_t *p, int t)
     for (int u = 0; u < p->n_users; u++)
         if (p->user_tenant[u] == t)
             x[n++] = (double)p->user_served[u] / p->user_weight[u];
-    return jain(x, n);
+    return lv_jain(x, n);
 }
 
 /* ---------- tests ---------- */
@@ -226,7 +217,7 @@ static void tenants_by_weight(void **state)
         assert_true(tenant_users_jain(&p, t) > 0.99);
         x[t] = (double)p.tenant_served[t] / w[t];
     }
-    assert_true(jain(x, 3) > 0.999);
+    assert_true(lv_jain(x, 3) > 0.999);
     lv_drr_free(&p.d);
 }
 
