@@ -7,8 +7,8 @@
 // it renews; the admin exports the usage as CSV and JSON and finds exactly those answers.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cli, launchBrowser, startFakevlm, startLivevlm, stopAll, waitUntil, watchPageErrors, T } from '../lib/harness.mjs';
-import { startOidcProvider } from '../lib/oidc.mjs';
+import { cli, launchBrowser, stopAll, waitUntil, watchPageErrors, T } from '../lib/harness.mjs';
+import { startWithOidc } from '../lib/oidc.mjs';
 
 const TO = { timeout: T(180000) };
 const QUOTA = 3;
@@ -20,17 +20,9 @@ const EXPECTED = [
 ];
 
 before(async () => {
-  const fake = await startFakevlm({ models: ['fake-vlm-1'] });
-  idp = await startOidcProvider();
-  srv = await startLivevlm({
-    auth: 'accounts', backends: [fake],
-    args: ['--oidc-issuer', idp.issuer, '--oidc-client-id', 'livevlm', '--oidc-client-secret', 'livevlm-test-secret',
-      '--oidc-tenant-claim', 'tenant', '--oidc-role-claim', 'roles'],
-  });
-  idp.configure({
-    redirectUris: [`${srv.origin}/auth/oidc/callback`],
+  ({ idp, srv } = await startWithOidc({
     accounts: { carol: { email: 'carol@acme.test', email_verified: true, tenant: 'acme', roles: ['user'] } },
-  });
+  }));
   br = await launchBrowser();
 });
 

@@ -5,8 +5,8 @@
 // describe (tenant and role). A person whose organisation has no tenant reads a page saying so.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cli, launchBrowser, startFakevlm, startLivevlm, stopAll, watchPageErrors, waitUntil, T } from '../lib/harness.mjs';
-import { startOidcProvider, CookieClient } from '../lib/oidc.mjs';
+import { launchBrowser, stopAll, watchPageErrors, T } from '../lib/harness.mjs';
+import { startWithOidc } from '../lib/oidc.mjs';
 
 const TO = { timeout: T(90000) };
 let idp, srv, br;
@@ -23,25 +23,13 @@ const expected = () => [...EXPECTED, { text: /status of 404/, url: new RegExp(`^
   why: "the provider's login page has no favicon" }];
 
 before(async () => {
-  const fake = await startFakevlm({ models: ['fake-vlm-1'] });
-  idp = await startOidcProvider();
-  srv = await startLivevlm({
-    auth: 'accounts', backends: [fake],
-    args: ['--oidc-issuer', idp.issuer, '--oidc-client-id', 'livevlm', '--oidc-client-secret', 'livevlm-test-secret',
-      '--oidc-tenant-claim', 'org', '--oidc-role-claim', 'roles'],
-  });
-  idp.configure({
-    redirectUris: [`${srv.origin}/auth/oidc/callback`],
-    authMethod: 'client_secret_post',
+  ({ idp, srv } = await startWithOidc({
+    tenantClaim: 'org', authMethod: 'client_secret_post', tenant: { id: 'acme', name: 'Acme' },
     accounts: {
       erin: { email: 'erin@acme.test', email_verified: true, org: 'acme', roles: ['user'] },
       frank: { email: 'frank@initech.test', email_verified: true, org: 'initech', roles: ['user'] },
     },
-  });
-  assert.equal(cli(['tenant', 'add', 'acme', '--name', 'Acme'], { configDir: srv.configDir }).code, 0);
-  await waitUntil(async () => (await new CookieClient().request(`${srv.origin}/auth/oidc/login`)).status === 302,
-    { timeoutMs: T(15000), what: 'single sign-on ready' });
-  await new Promise((r) => setTimeout(r, T(1500))); // the tenant reaches the snapshot
+  }));
   br = await launchBrowser();
 });
 

@@ -7,38 +7,24 @@
 // are 401.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cli, httpRequestFrom, startFakevlm, startLivevlm, stopAll, waitUntil, T } from '../lib/harness.mjs';
-import { startOidcProvider, oidcSignIn, CookieClient } from '../lib/oidc.mjs';
+import { httpRequestFrom, stopAll, waitUntil, T } from '../lib/harness.mjs';
+import { startWithOidc, oidcSignIn, CookieClient } from '../lib/oidc.mjs';
 
 const TO = { timeout: T(60000) };
 let idp, srv;
 
 before(async () => {
-  const fake = await startFakevlm({ models: ['fake-vlm-1'] });
-  idp = await startOidcProvider();
-  srv = await startLivevlm({
-    auth: 'accounts', backends: [fake],
-    args: ['--oidc-issuer', idp.issuer, '--oidc-client-id', 'livevlm', '--oidc-client-secret', 'livevlm-test-secret',
-      '--oidc-tenant-claim', 'tenant', '--oidc-role-claim', 'roles'],
-  });
-  idp.configure({
-    redirectUris: [`${srv.origin}/auth/oidc/callback`],
+  ({ idp, srv } = await startWithOidc({
+    tenant: { id: 'acme', name: 'Acme' },
     accounts: {
       alice: { email: 'alice@acme.test', email_verified: true, tenant: 'acme', roles: ['user', 'admin'] },
       bob: { email: 'bob@acme.test', email_verified: true, tenant: 'acme', roles: 'viewer' },
       carol: { email: 'carol@globex.test', email_verified: true, tenant: 'globex', roles: ['user'] },
     },
-  });
-  const r = cli(['tenant', 'add', 'acme', '--name', 'Acme'], { configDir: srv.configDir });
-  assert.equal(r.code, 0, r.stderr);
-  // discovery and keys fetched, the tenant in the snapshot
-  await waitUntil(async () => (await new CookieClient().request(`${srv.origin}/auth/oidc/login`)).status === 302,
-    { timeoutMs: T(15000), what: 'single sign-on ready' });
-  await sleepMs(T(1500));
+  }));
 });
 after(async () => { await stopAll(); await idp?.stop(); });
 
-const sleepMs = (ms) => new Promise((r) => setTimeout(r, ms));
 const bearer = (t) => ({ auth: false, headers: { Authorization: `Bearer ${t}` } });
 
 async function me(session) {

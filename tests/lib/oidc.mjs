@@ -10,6 +10,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
+import { cli, startFakevlm, startLivevlm, waitUntil, T } from './harness.mjs';
 
 /**
  * Listen on a free port; the issuer URL is known at once, so livevlm can be started with it. The
@@ -97,6 +98,39 @@ export async function startOidcProvider() {
 }
 
 const b64u = (s) => Buffer.from(s).toString('base64url');
+
+/**
+ * The single sign-on tests' start: a fake VLM, the provider, a livevlm with accounts pointed at it
+ * (client livevlm / livevlm-test-secret; tenant from the tenantClaim claim, role from "roles"; then
+ * extra args), and the provider configured with livevlm's callback, accounts and authMethod. With
+ * tenant ({id, name}) that tenant is added by the command line, and this waits until single sign-on
+ * answers (discovery and keys fetched) and the tenant has reached the server's snapshot.
+ * Resolves {idp, srv}; the caller stops them (stopAll() and idp.stop()); the provider is stopped
+ * here when a later step fails, as the caller then has no handle on it.
+ */
+export async function startWithOidc({ accounts, tenantClaim = 'tenant', authMethod, tenant, args = [] } = {}) {
+  const fake = await startFakevlm({ models: ['fake-vlm-1'] });
+  const idp = await startOidcProvider();
+  try {
+    const srv = await startLivevlm({
+      auth: 'accounts', backends: [fake],
+      args: ['--oidc-issuer', idp.issuer, '--oidc-client-id', 'livevlm', '--oidc-client-secret', 'livevlm-test-secret',
+        '--oidc-tenant-claim', tenantClaim, '--oidc-role-claim', 'roles', ...args],
+    });
+    idp.configure({ redirectUris: [`${srv.origin}/auth/oidc/callback`], authMethod, accounts });
+    if (tenant) {
+      const r = cli(['tenant', 'add', tenant.id, '--name', tenant.name], { configDir: srv.configDir });
+      if (r.code !== 0) throw new Error(`tenant add ${tenant.id}: ${r.stderr}`);
+      await waitUntil(async () => (await new CookieClient().request(`${srv.origin}/auth/oidc/login`)).status === 302,
+        { timeoutMs: T(15000), what: 'single sign-on ready' });
+      await new Promise((res) => setTimeout(res, T(1500))); // the server reloads its accounts each second
+    }
+    return { idp, srv };
+  } catch (e) {
+    await idp.stop();
+    throw e;
+  }
+}
 
 /** An HTTP client that keeps cookies per origin (host:port) and never follows redirects itself. */
 export class CookieClient {
