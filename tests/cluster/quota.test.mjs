@@ -6,7 +6,7 @@
 // admission script). Accounts in a shared PostgreSQL.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cli, stopAll, sleep, waitUntil, JPEG_320, T } from '../lib/harness.mjs';
+import { stopAll, sleep, waitUntil, JPEG_320, T } from '../lib/harness.mjs';
 import { startCluster } from '../lib/cluster.mjs';
 import { startPostgres } from '../lib/pg.mjs';
 
@@ -19,12 +19,6 @@ after(async () => { await stopAll(); pg?.stop(); });
 
 const as = (key) => ({ auth: false, headers: { Authorization: `Bearer ${key}` } });
 
-function run(cl, args) {
-  const r = cli(args, { configDir: cl.frontends[0].configDir, args: ['--db', pg.url] });
-  assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-  return r.lines;
-}
-
 async function streaming(fe, key) {
   const c = await fe.connect(as(key));
   await c.hello({ settings: { interval_ms: 100 } });
@@ -36,10 +30,10 @@ async function streaming(fe, key) {
 test('answers_day 4 over two frontends: 4 answers in all (not 8), both pages hear quota_exceeded; usage has prompt tokens', TO, async () => {
   const cl = await startCluster({ auth: 'accounts', db: pg.url, frontends: 2, workers: 1, haproxy: false,
     fakes: [{ ttftMs: 20, tokenMs: 2, tokens: 4 }] });
-  run(cl, ['user', 'add', 'quinn']);
-  const key = run(cl, ['key', 'add', 'quinn'])[0];
-  const admin = run(cl, ['key', 'add', 'admin', '--scope', 'admin'])[0];
-  run(cl, ['quota', 'set', 'quinn', '--answers-day', '4']);
+  cl.cli(['user', 'add', 'quinn']);
+  const key = cl.cli(['key', 'add', 'quinn'])[0];
+  const admin = cl.cli(['key', 'add', 'admin', '--scope', 'admin'])[0];
+  cl.cli(['quota', 'set', 'quinn', '--answers-day', '4']);
   await sleep(SEEN_MS);
   const [a, b] = await Promise.all([streaming(cl.frontends[0], key), streaming(cl.frontends[1], key)]);
   const qa = await a.next('quota_exceeded', { timeoutMs: T(20000) });
@@ -108,9 +102,9 @@ test('sessions quota 2 of a user over two frontends: a third is refused on eithe
     frontendArgs: ['--max-sessions-per-ip', '8'] });
   const open = [];
   try {
-    run(cl, ['user', 'add', 'sam']);
-    const key = run(cl, ['key', 'add', 'sam'])[0];
-    run(cl, ['quota', 'set', 'sam', '--sessions', '2']);
+    cl.cli(['user', 'add', 'sam']);
+    const key = cl.cli(['key', 'add', 'sam'])[0];
+    cl.cli(['quota', 'set', 'sam', '--sessions', '2']);
     await sleep(SEEN_MS);
     const s1 = await tryHello(cl.frontends[0], key, open);
     const s2 = await tryHello(cl.frontends[1], key, open);
@@ -141,13 +135,13 @@ test('sessions quota 3 of a tenant shared by two users over two frontends', TO, 
     frontendArgs: ['--max-sessions-per-ip', '8'] });
   const open = [];
   try {
-    run(cl, ['tenant', 'add', 'acme', '--sessions', '3']);
-    run(cl, ['user', 'add', 'tess', '--tenant', 'acme']);
-    run(cl, ['user', 'add', 'ugo', '--tenant', 'acme']);
-    run(cl, ['user', 'add', 'vic']); // another tenant: not counted
-    const kt = run(cl, ['key', 'add', 'tess'])[0];
-    const ku = run(cl, ['key', 'add', 'ugo'])[0];
-    const kv = run(cl, ['key', 'add', 'vic'])[0];
+    cl.cli(['tenant', 'add', 'acme', '--sessions', '3']);
+    cl.cli(['user', 'add', 'tess', '--tenant', 'acme']);
+    cl.cli(['user', 'add', 'ugo', '--tenant', 'acme']);
+    cl.cli(['user', 'add', 'vic']); // another tenant: not counted
+    const kt = cl.cli(['key', 'add', 'tess'])[0];
+    const ku = cl.cli(['key', 'add', 'ugo'])[0];
+    const kv = cl.cli(['key', 'add', 'vic'])[0];
     await sleep(SEEN_MS);
     const t1 = await tryHello(cl.frontends[0], kt, open);
     const u1 = await tryHello(cl.frontends[1], ku, open);

@@ -6,7 +6,7 @@
 // the backends it may not use. Accounts in a shared PostgreSQL, tenants set with the CLI.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cli, fakevlmStats, stopAll, sleep, JPEG_320, T } from '../lib/harness.mjs';
+import { fakevlmStats, stopAll, sleep, JPEG_320, T } from '../lib/harness.mjs';
 import { startCluster } from '../lib/cluster.mjs';
 import { startPostgres } from '../lib/pg.mjs';
 
@@ -19,12 +19,6 @@ before(async () => { pg = await startPostgres(); });
 after(async () => { await stopAll(); pg?.stop(); });
 
 const as = (key) => ({ auth: false, headers: { Authorization: `Bearer ${key}` } });
-
-function run(cl, args) {
-  const r = cli(args, { configDir: cl.frontends[0].configDir, args: ['--db', pg.url] });
-  assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-  return r.lines;
-}
 
 async function requests(fake) { return (await fakevlmStats(fake)).requests; }
 
@@ -43,11 +37,11 @@ test('a tenant allowed one of two backends serving a model is answered only by i
   const cl = await startCluster({ auth: 'accounts', db: pg.url, frontends: 2, workers: 1, haproxy: false,
     fakes: [fast, fast, fast], workerBackends: [[0, 1]] });
   const [f1, f2, f3] = cl.fakes;
-  run(cl, ['tenant', 'add', 'acme', '--backends', 'f2']);
-  run(cl, ['user', 'add', 'bob', '--tenant', 'acme']);
-  run(cl, ['user', 'add', 'carol']);
-  const bob = run(cl, ['key', 'add', 'bob'])[0];
-  const carol = run(cl, ['key', 'add', 'carol'])[0];
+  cl.cli(['tenant', 'add', 'acme', '--backends', 'f2']);
+  cl.cli(['user', 'add', 'bob', '--tenant', 'acme']);
+  cl.cli(['user', 'add', 'carol']);
+  const bob = cl.cli(['key', 'add', 'bob'])[0];
+  const carol = cl.cli(['key', 'add', 'carol'])[0];
   await sleep(SEEN_MS);
 
   // the control: a default-tenant session's answers come from both of the worker's backends
@@ -75,7 +69,7 @@ test('a tenant allowed one of two backends serving a model is answered only by i
   assert.ok(bb >= 2 * ANSWERS, `f2 served acme's answers (${bb})`);
 
   // acme moved to f3, which no worker has: the worker says so and never falls back to f1 or f2
-  run(cl, ['tenant', 'set', 'acme', '--backends', 'f3']);
+  cl.cli(['tenant', 'set', 'acme', '--backends', 'f3']);
   for (const c of [c1, c2]) {
     const e = await c.next('error', { timeoutMs: T(15000) });
     assert.equal(e.code, 'no_backend', JSON.stringify(e));

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import {
-  Proc, Server, ROOT, LIVEVLM_BIN, makeTempDir, startFakevlm, startLivevlm, waitForPort, waitUntil,
+  Proc, Server, ROOT, LIVEVLM_BIN, cli, makeTempDir, startFakevlm, startLivevlm, waitForPort, waitUntil,
   httpRequest, parseMetrics, scrapeMetrics, connectWs, run, sleep, T, JPEG_320,
 } from './harness.mjs';
 
@@ -187,6 +187,15 @@ export class Cluster {
   }
 
   get backends() { return this.fakes.map((f, i) => ({ id: `f${i + 1}`, url: f.url })); }
+
+  /** The livevlm command line (user, key, quota, tenant...) on the shared database of an
+   * auth: 'accounts' cluster; its output lines, or a throw with its stderr when it fails. The
+   * frontends see a change on their next reload (each second). */
+  cli(args) {
+    const r = cli(args, { configDir: this.frontends[0].configDir, args: ['--db', this.opts.db] });
+    if (r.code !== 0) throw new Error(`livevlm ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+    return r.lines;
+  }
 
   async start() {
     const o = this.opts;
