@@ -67,6 +67,18 @@ static int take_all(json_t *root, const field_t *fields, size_t n, lv_acctreq_er
     return 0;
 }
 
+/* A body that is an object of string fields only: load it, take every field, let it go. */
+static int take_body(const void *body, size_t len, const field_t *fields, size_t n, lv_acctreq_err_t *err)
+{
+    json_t *root;
+    int rc = load_object(body, len, &root, err);
+    if (rc)
+        return rc;
+    rc = take_all(root, fields, n, err);
+    json_decref(root);
+    return rc;
+}
+
 int lv_acctreq_password_ok(const char *pw, lv_acctreq_err_t *err)
 {
     size_t len = strlen(pw), chars = 0;
@@ -87,11 +99,7 @@ int lv_acctreq_password_ok(const char *pw, lv_acctreq_err_t *err)
 
 int lv_acctreq_login(const void *body, size_t len, lv_acctreq_login_t *out, lv_acctreq_err_t *err)
 {
-    json_t *root;
     memset(out, 0, sizeof(*out));
-    int rc = load_object(body, len, &root, err);
-    if (rc)
-        return rc;
     const field_t fields[] = {
         {"name", out->name, LV_ACCTREQ_NAME_MAX, &out->has_name, false, NULL,
          "name must be a string of at most 64 characters"},
@@ -100,26 +108,19 @@ int lv_acctreq_login(const void *body, size_t len, lv_acctreq_login_t *out, lv_a
         {"token", out->token, LV_ACCTREQ_TOKEN_MAX, &out->has_token, false, NULL,
          "token must be a string of at most 128 characters"},
     };
-    rc = take_all(root, fields, LV_ARRAY_LEN(fields), err);
-    json_decref(root);
-    return rc;
+    return take_body(body, len, fields, LV_ARRAY_LEN(fields), err);
 }
 
 int lv_acctreq_passwd(const void *body, size_t len, lv_acctreq_passwd_t *out, lv_acctreq_err_t *err)
 {
-    json_t *root;
     memset(out, 0, sizeof(*out));
-    int rc = load_object(body, len, &root, err);
-    if (rc)
-        return rc;
     const field_t fields[] = {
         {"current", out->current, LV_ACCTREQ_PASSWORD_MAX, NULL, true, "send the current password as current",
          "current must be a string of at most 256 bytes"},
         {"new", out->new_password, LV_ACCTREQ_PASSWORD_MAX, NULL, true, "send the new password as new",
          "new must be a string of at most 256 bytes (a password has at most 256 bytes)"},
     };
-    rc = take_all(root, fields, LV_ARRAY_LEN(fields), err);
-    json_decref(root);
+    int rc = take_body(body, len, fields, LV_ARRAY_LEN(fields), err);
     if (rc == 0)
         rc = lv_acctreq_password_ok(out->new_password, err);
     return rc;
@@ -135,19 +136,14 @@ static bool all_hex(const char *s, size_t n)
 
 int lv_acctreq_invite(const void *body, size_t len, lv_acctreq_invite_t *out, lv_acctreq_err_t *err)
 {
-    json_t *root;
     memset(out, 0, sizeof(*out));
-    int rc = load_object(body, len, &root, err);
-    if (rc)
-        return rc;
     const field_t fields[] = {
         {"code", out->code, LV_ACCTREQ_CODE_LEN, NULL, true, "send the invite code as code",
          "the invite code is 64 hex digits: copy the whole link"},
         {"password", out->password, LV_ACCTREQ_PASSWORD_MAX, NULL, true, "choose a password",
          "password must be a string of at most 256 bytes (a password has at most 256 bytes)"},
     };
-    rc = take_all(root, fields, LV_ARRAY_LEN(fields), err);
-    json_decref(root);
+    int rc = take_body(body, len, fields, LV_ARRAY_LEN(fields), err);
     if (rc == 0 && (strlen(out->code) != LV_ACCTREQ_CODE_LEN || !all_hex(out->code, LV_ACCTREQ_CODE_LEN)))
         rc = fail(err, "bad_field", "the invite code is 64 hex digits: copy the whole link");
     if (rc == 0)
