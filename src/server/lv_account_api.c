@@ -95,6 +95,20 @@ static int respond_err(lv_req_t *r, int status, const char *code, const char *me
     return respond_json(r, status, err ? json_pack("{s:o}", "error", err) : NULL, hdr[0] ? hdr : NULL);
 }
 
+/* The address is over its failed sign-ins this minute. */
+static int respond_rate_limited(lv_req_t *r)
+{
+    return respond_err(r, 429, "rate_limited", "too many failed sign-ins from this address; wait a minute",
+                       RETRY_AFTER_S);
+}
+
+/* A wrong password or invite code: counted against the address, then 401 with what was wrong, or
+ * 429 once this failure puts the address over its limit. */
+static int respond_sign_in_failed(lv_app_t *app, lv_req_t *r, const char *code, const char *message)
+{
+    return lv_auth_failed(app, r->ip) == 429 ? respond_rate_limited(r) : respond_err(r, 401, code, message, 0);
+}
+
 /* What lv_auth_check refused, in its own words. */
 static int respond_auth(lv_req_t *r, int status, const char *why)
 {
@@ -320,11 +334,7 @@ static void login_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
             lv_auth_failed(app, j->ip);
             goto out;
         }
-        if (lv_auth_failed(app, r->ip) == 429)
-            respond_err(r, 429, "rate_limited", "too many failed sign-ins from this address; wait a minute",
-                        RETRY_AFTER_S);
-        else
-            respond_err(r, 401, "bad_credentials", "wrong name or password", 0);
+        respond_sign_in_failed(app, r, "bad_credentials", "wrong name or password");
         goto out;
     }
     if (!r)
@@ -369,8 +379,7 @@ static int password_gate(lv_app_t *app, lv_req_t *r, const char *name)
 {
     uint64_t now = lv_now_ms();
     if (lv_iptable_login_blocked(app->ips, r->ip, now)) {
-        respond_err(r, 429, "rate_limited", "too many failed sign-ins from this address; wait a minute",
-                    RETRY_AFTER_S);
+        respond_rate_limited(r);
         return LV_ELIMIT;
     }
     if (name && lv_auth_account_locked(app, name, now)) {
@@ -409,10 +418,7 @@ static int api_login(lv_app_t *app, lv_req_t *r)
     if (lv_acct_check_name(in.name) != 0) {
         /* no such user can exist: answered at once, and counted like any wrong name */
         lv_auth_account_failed(app, in.name, lv_now_ms());
-        rc = lv_auth_failed(app, r->ip) == 429
-                 ? respond_err(r, 429, "rate_limited", "too many failed sign-ins from this address; wait a minute",
-                               RETRY_AFTER_S)
-                 : respond_err(r, 401, "bad_credentials", "wrong name or password", 0);
+        rc = respond_sign_in_failed(app, r, "bad_credentials", "wrong name or password");
         goto out;
     }
     job_t *j = job_new(r, JOB_LOGIN, NULL);
@@ -430,11 +436,8 @@ out:
 static void invite_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
 {
     if (r && rc == LV_EAUTH) {
-        if (lv_auth_failed(app, r->ip) == 429)
-            respond_err(r, 429, "rate_limited", "too many failed sign-ins from this address; wait a minute",
-                        RETRY_AFTER_S);
-        else
-            respond_err(r, 401, "bad_invite", "this invite is wrong, already used or expired: ask for a new one", 0);
+        respond_sign_in_failed(app, r, "bad_invite",
+                               "this invite is wrong, already used or expired: ask for a new one");
         job_free(ud);
         return;
     }
