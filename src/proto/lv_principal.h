@@ -12,6 +12,7 @@
 #define LV_PRINCIPAL_KEY_MAX 64 /* bytes, the NUL included */
 
 #define LV_PRINCIPAL_ID_MAX 33  /* tenant and user ids (lv_acct.h LV_ACCT_ID_MAX) */
+#define LV_PRINCIPAL_NAME_MAX 65 /* login names (lv_acct.h LV_ACCT_NAME_MAX): 64 bytes and the NUL */
 
 /* What a principal may do: the role of its account, narrowed by its credential (an API key with
  * the stream scope only acts as a user even for an admin). With --auth token or none the token
@@ -33,7 +34,7 @@ typedef struct {
                                      * "u:<user id>" with accounts, the client address otherwise */
     char tenant[LV_PRINCIPAL_ID_MAX]; /* the tenant charged ("default" without accounts) */
     char user_id[LV_PRINCIPAL_ID_MAX]; /* "" without accounts */
-    char name[LV_PRINCIPAL_KEY_MAX];   /* the user's login name for logs and pages ("" without) */
+    char name[LV_PRINCIPAL_NAME_MAX];  /* the user's login name for logs and pages ("" without) */
     int role;                          /* LV_PRINCIPAL_* */
     int cred;                          /* LV_CRED_* */
     char csrf[65];                     /* cookie sign-ins: the token state changes must carry */

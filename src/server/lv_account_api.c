@@ -657,7 +657,7 @@ static int api_password(lv_app_t *app, lv_req_t *r)
         rc = respond_err(r, 400, err.code, err.message, 0);
         goto out;
     }
-    /* the full login name from the snapshot: the principal keeps only 63 of its up to 64 bytes */
+    /* the login name as the account has it (the snapshot is what the password is checked against) */
     lv_acct_snap_t *snap = lv_accounts_snap(app);
     const lv_user_t *u = snap ? lv_acct_snap_user(snap, who.user_id) : NULL;
     if (!u) {

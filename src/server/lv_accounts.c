@@ -25,6 +25,7 @@
 #define KEYUSE_BATCH_MAX 512    /* last-use writes per database job; the rest go a second later */
 
 #define MSG_ACCOUNT_DISABLED "Your account was disabled or removed. Ask an administrator."
+#define CONNS_CHECK_MS 10000 /* sockets whose key or sign-in expired meanwhile end within this */
 #define MSG_SIGNED_OUT "This sign-in ended (signed out here or everywhere, or the password was changed)."
 #define MSG_KEY_REVOKED "The API key this connection was opened with was revoked or has expired."
 
@@ -37,6 +38,8 @@ struct lv_accounts {
     lv_auth_locks_t *locks;   /* per-account password failures (lv_auth.h) */
     lv_auth_keyuse_t *keyuse; /* API keys' last use, written by flush_keyuse (lv_auth.h) */
     bool keyuse_in_flight;    /* one last-use job at a time */
+    uint64_t conns_checked_ms; /* the last check_conns by the clock: keys and sign-ins also expire
+                               * with no accounts change */
 };
 
 /* ---------- the database thread's side of start ---------- */
@@ -184,6 +187,13 @@ static void end_conn(lv_app_t *app, lv_conn_t *c, const char *code, const char *
  * does not know which sign-in opened it.) O(sockets + keys), at
  * most once per snapshot. Closing is deferred (lv_conn_close), so the list stays walkable; a
  * socket closed with an earlier one's session is skipped by its kill flag. */
+/* A sign-in that is still in the snapshot and not past its expiry. */
+static bool login_live(const lv_acct_snap_t *snap, const char *hash, int64_t now_ms)
+{
+    const lv_login_t *l = lv_acct_snap_login(snap, hash);
+    return l && (l->expires_ms <= 0 || now_ms < l->expires_ms);
+}
+
 static void check_conns(lv_app_t *app, const lv_acct_snap_t *snap)
 {
     live_keys_t lk = {.now_ms = (int64_t)lv_wall_ms()};
@@ -211,7 +221,7 @@ static void check_conns(lv_app_t *app, const lv_acct_snap_t *snap)
             end_conn(app, c, "account_disabled", MSG_ACCOUNT_DISABLED);
         else if (p->cred == LV_CRED_APIKEY && keys_ready && !lv_hmap_find_str(&lk.ids, p->key_id))
             end_conn(app, c, "key_revoked", MSG_KEY_REVOKED);
-        else if (p->cred == LV_CRED_COOKIE && p->login_hash[0] && !lv_acct_snap_login(snap, p->login_hash))
+        else if (p->cred == LV_CRED_COOKIE && p->login_hash[0] && !login_live(snap, p->login_hash, lk.now_ms))
             end_conn(app, c, "signed_out", MSG_SIGNED_OUT);
     }
     if (keys_ready)
@@ -377,6 +387,10 @@ static void on_poll(uv_timer_t *t)
     }
     if (a)
         flush_keyuse(app, a, lv_now_ms());
+    if (a && a->snap && lv_now_ms() - a->conns_checked_ms >= CONNS_CHECK_MS) {
+        a->conns_checked_ms = lv_now_ms();
+        check_conns(app, a->snap);
+    }
     poll_now(app);
 }
 
