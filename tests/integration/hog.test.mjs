@@ -22,6 +22,15 @@ import {
 
 const TO = { timeout: T(60000) };
 const J320 = JPEG_320();
+
+/* livevlm with fake as its backend, once it knows fake's models (/readyz): a bystander opened
+ * before the first model check may hear no_backend once, which these rate measurements are not about. */
+async function startReady(fake, args = []) {
+  const srv = await startLivevlm({ backends: [fake], args });
+  await waitUntil(async () => (await srv.request('/readyz', { auth: false })).status === 200,
+    { timeoutMs: T(10000), what: 'livevlm ready (the backend\'s models known)' });
+  return srv;
+}
 const BYSTANDER = '127.0.0.2';
 const ATTACKER = '127.0.0.3';
 const SOLO_MS = T(6000);
@@ -66,7 +75,7 @@ async function soloRate(by) {
 
 test('(a) a hog with 4 tabs of 3000-token answers: the bystander keeps >= 90 % of its rate', TO, async (t) => {
   const fake = await startGpu();
-  const srv = await startLivevlm({ backends: [fake] }); // --backend-max 16: the window starts at 4
+  const srv = await startReady(fake); // --backend-max 16: the window starts at 4
   const [by] = await openUser(srv, BYSTANDER, 1, { max_tokens: 8 }, 'bystander');
   const hog = [];
   try {
@@ -105,7 +114,7 @@ test('(a) a hog with 4 tabs of 3000-token answers: the bystander keeps >= 90 % o
 test('(b) 12 sessions whose requests hang: the bystander keeps >= 90 %; closing them cancels their requests', TO, async (t) => {
   const GRACE_MS = 2000; // --detached-cancel-ms default
   const fake = await startGpu();
-  const srv = await startLivevlm({ backends: [fake] });
+  const srv = await startReady(fake);
   const [by] = await openUser(srv, BYSTANDER, 1, { max_tokens: 8 }, 'bystander');
   let bad = [];
   try {
@@ -158,7 +167,7 @@ test('(b) 12 sessions whose requests hang: the bystander keeps >= 90 %; closing 
 
 test('(b2) the hung sessions come first and fill the window: a newcomer still gets >= 90 % of its rate', TO, async (t) => {
   const fake = await startGpu();
-  const srv = await startLivevlm({ backends: [fake] });
+  const srv = await startReady(fake);
   let [by] = await openUser(srv, BYSTANDER, 1, { max_tokens: 8 }, 'bystander');
   let bad = [];
   try {
@@ -201,7 +210,7 @@ test('(c) a stream that stalls after its first token: backend_timeout within the
   assert.match(help, /--stream-idle-timeout-ms N[\s\S]*default 5000/, '--help documents the flag and its default');
   assert.match(help, /--detached-cancel-ms N[\s\S]*default 2000/, '--help documents the flag and its default');
   const fake = await startGpu();
-  const srv = await startLivevlm({ backends: [fake], args: ['--stream-idle-timeout-ms', String(IDLE_MS)] });
+  const srv = await startReady(fake, ['--stream-idle-timeout-ms', String(IDLE_MS)]);
   const [c] = await openUser(srv, BYSTANDER, 1,
     { max_tokens: 50, interval_ms: 200, prompt: 'Start, then stop. [[fault:stall-after-first]]' }, 'staller');
   try {
@@ -234,7 +243,7 @@ test('(c) a stream that stalls after its first token: backend_timeout within the
 
 test('(d) a prompt change during a long answer: that answer is cancelled and the new prompt answered at once', TO, async (t) => {
   const fake = await startGpu();
-  const srv = await startLivevlm({ backends: [fake] });
+  const srv = await startReady(fake);
   const p1 = 'Tell me everything, at length.';
   const [c] = await openUser(srv, BYSTANDER, 1, { max_tokens: 3000, interval_ms: 200, prompt: p1 }, 'talker');
   try {
