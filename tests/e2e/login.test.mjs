@@ -220,7 +220,8 @@ test('the admin changes the password in the dialog on a phone: a wrong current o
   await page.click('#keyCreate');
   await page.locator('#keyNew').waitFor({ state: 'visible', timeout: T(10000) });
   assert.equal(await page.locator('#keysError').textContent(), '');
-  assert.match(await page.locator('#keysList').textContent(), /after the change/);
+  // the list is fetched again after the key is shown: wait for it rather than read it at once
+  await page.locator('#keysList').getByText('after the change').waitFor({ state: 'visible', timeout: T(10000) });
   const key = (await page.locator('#keyNewValue').textContent()).trim();
   await page.click('#keysDone');
 
