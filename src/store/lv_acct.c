@@ -3,7 +3,6 @@
  * thread; the snapshot is built there and then owned by the loop. */
 #include "lv_acct.h"
 
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 
 #include "lv_common.h"
 #include "lv_rand.h"
+#include "lv_secret.h"
 
 #define PW_MAX_BYTES 1024               /* longer passwords are refused (argon2 would take them) */
 #define SNAP_LOGINS_MAX 1000000         /* sign-ins held in memory */
@@ -71,18 +71,7 @@ static int hash_password(lv_db_t *db, const char *pw, char out[crypto_pwhash_STR
 
 void lv_acct_sha256_hex(const char *s, size_t len, char out[LV_ACCT_HASH_HEX])
 {
-    unsigned char md[32];
-    unsigned int md_len = 0;
-    static const char hex[] = "0123456789abcdef";
-    if (!EVP_Digest(s, len, md, &md_len, EVP_sha256(), NULL) || md_len != 32) {
-        out[0] = '\0';
-        return;
-    }
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    lv_secret_hash_n(s, len, out); /* the project's one SHA-256 hex (lv_secret.h) */
 }
 
 int lv_acct_check_name(const char *name)
