@@ -415,6 +415,16 @@ static const lv_tenant_t *find_tenant(const job_t *j, const char *id)
     return NULL;
 }
 
+/* The users, and *cur the one j->id names: 0, a 404 job failure, or the database's code. */
+static int load_user(lv_db_t *db, job_t *j, const lv_user_t **cur)
+{
+    int rc = lv_acct_db_user_list(db, &j->users, &j->n_users);
+    if (rc)
+        return rc;
+    *cur = find_user(j, j->id);
+    return *cur ? 0 : job_fail(j, 404, "no user with id '%s'", j->id);
+}
+
 static int need_tenant(lv_db_t *db, job_t *j, const char *id)
 {
     int rc = j->tenants ? 0 : lv_acct_db_tenant_list(db, &j->tenants, &j->n_tenants);
@@ -454,12 +464,10 @@ static int work_user_add(lv_db_t *db, job_t *j)
 
 static int work_user_update(lv_db_t *db, job_t *j)
 {
-    int rc = lv_acct_db_user_list(db, &j->users, &j->n_users);
+    const lv_user_t *cur;
+    int rc = load_user(db, j, &cur);
     if (rc)
         return rc;
-    const lv_user_t *cur = find_user(j, j->id);
-    if (!cur)
-        return job_fail(j, 404, "no user with id '%s'", j->id);
     lv_user_t u = *cur;
     size_t used = 0;
     char q[160];
@@ -521,12 +529,10 @@ static int work_user_update(lv_db_t *db, job_t *j)
 
 static int work_user_delete(lv_db_t *db, job_t *j)
 {
-    int rc = lv_acct_db_user_list(db, &j->users, &j->n_users);
+    const lv_user_t *cur;
+    int rc = load_user(db, j, &cur);
     if (rc)
         return rc;
-    const lv_user_t *cur = find_user(j, j->id);
-    if (!cur)
-        return job_fail(j, 404, "no user with id '%s'", j->id);
     snprintf(j->target, sizeof(j->target), "%s", cur->name);
     snprintf(j->detail, sizeof(j->detail), "id=%s tenant=%s", cur->id, cur->tenant);
     if ((rc = lv_acct_db_user_delete(db, j->id)) != 0)
