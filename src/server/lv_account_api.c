@@ -26,8 +26,6 @@
 #include "lv_log.h"
 #include "lv_rand.h"
 
-#define SESSION_COOKIE "livevlm_session"
-#define TOKEN_COOKIE "livevlm_auth"     /* --auth token's cookie, as before accounts */
 #define RETRY_AFTER_S 60                /* both failure windows are a minute (lv_auth.h, lv_iptable.c) */
 #define SETTLE_ROUNDS_MAX 20            /* database round trips waited for a reload after a key change */
 #define KEYS_PREFIX "/api/v1/keys/"
@@ -131,21 +129,6 @@ static int respond_db_error(lv_req_t *r, int rc)
     return respond_err(r, 503, "db_unavailable", "the account database did not answer; try again", 0);
 }
 
-/* The sign-in cookie: HttpOnly (scripts never see it), SameSite=Lax (a link from another site
- * still arrives signed in, its POSTs do not carry it), Secure when the request came over TLS. */
-static void session_cookie(char *out, size_t size, bool tls, const char *secret, long max_age_s)
-{
-    snprintf(out, size, "set-cookie: " SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%ld%s\r\n", secret,
-             max_age_s, tls ? "; Secure" : "");
-}
-
-/* --auth token's cookie, exactly as the token login always set it. */
-static void token_cookie(lv_app_t *app, char *out, size_t size, const char *token, int max_age)
-{
-    snprintf(out, size, "set-cookie: " TOKEN_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s\r\n", token,
-             max_age, app->cfg.tls ? "; Secure" : "");
-}
-
 static const char *mode_name(lv_app_t *app) { return lv_config_auth_name(app->cfg.auth_mode); }
 
 static bool oidc_on(lv_app_t *app) { return app->accts && app->cfg.oidc_issuer[0]; }
@@ -175,7 +158,7 @@ static void principal_of(const lv_user_t *u, const char *csrf, lv_principal_t *p
 static int respond_signed_in(lv_req_t *r, const job_t *j)
 {
     char hdr[256];
-    session_cookie(hdr, sizeof(hdr), j->tls, j->cookie, (long)(LV_ACCT_LOGIN_TTL_MS / 1000));
+    lv_auth_session_cookie(hdr, sizeof(hdr), j->tls, j->cookie, (long)(LV_ACCT_LOGIN_TTL_MS / 1000));
     int rc = respond_json(r, 200, json_pack("{s:o, s:s}", "user", user_json(&j->user), "csrf", j->login.csrf), hdr);
     explicit_bzero(hdr, sizeof(hdr));
     return rc;
@@ -362,7 +345,7 @@ static int login_token(lv_app_t *app, lv_req_t *r, const lv_acctreq_login_t *in)
     char hdr[256];
     const char *tok = in->has_token ? in->token : NULL;
     if (app->cfg.auth_none || (tok && lv_secure_equal(tok, strlen(tok), app->token, 64))) {
-        token_cookie(app, hdr, sizeof(hdr), app->cfg.auth_none ? "none" : app->token, 30 * 86400);
+        lv_auth_token_cookie(app, hdr, sizeof(hdr), app->cfg.auth_none ? "none" : app->token, 30 * 86400);
         int rc = lv_req_respond(r, 204, NULL, "", 0, false, hdr);
         explicit_bzero(hdr, sizeof(hdr));
         return rc;
@@ -492,7 +475,7 @@ static void logout_done(lv_app_t *app, lv_req_t *r, int rc, void *ud)
         respond_db_error(r, rc);
         goto out;
     }
-    session_cookie(hdr, sizeof(hdr), j->tls, "", 0);
+    lv_auth_session_cookie(hdr, sizeof(hdr), j->tls, "", 0);
     lv_req_respond(r, 204, NULL, "", 0, false, hdr);
 out:
     job_free(j);
@@ -508,7 +491,7 @@ static int api_logout(lv_app_t *app, lv_req_t *r)
 {
     char hdr[160], cookies[1024], secret[LV_ACCT_SECRET_HEX + 8];
     if (!app->accts) { /* as before accounts: forget the token's cookie */
-        token_cookie(app, hdr, sizeof(hdr), "", 0);
+        lv_auth_token_cookie(app, hdr, sizeof(hdr), "", 0);
         return lv_req_respond(r, 204, NULL, "", 0, false, hdr);
     }
     lv_principal_t who;
@@ -525,7 +508,7 @@ static int api_logout(lv_app_t *app, lv_req_t *r)
     /* this sign-in: the cookie's own, when it is one; anything else just loses the cookie */
     if (st == 0 && who.cred == LV_CRED_COOKIE &&
         lv_http1_header_copy(r->head, "cookie", cookies, sizeof(cookies)) == 0 &&
-        lv_cookie_get(cookies, SESSION_COOKIE, secret, sizeof(secret)) == 0 && secret[0]) {
+        lv_cookie_get(cookies, LV_AUTH_SESSION_COOKIE, secret, sizeof(secret)) == 0 && secret[0]) {
         job_t *j = job_new(r, JOB_LOGOUT, &who);
         if (j)
             lv_acct_sha256_hex(secret, strlen(secret), j->hash);
@@ -534,7 +517,7 @@ static int api_logout(lv_app_t *app, lv_req_t *r)
         return submit(app, r, j, work_logout, logout_done);
     }
     explicit_bzero(cookies, sizeof(cookies));
-    session_cookie(hdr, sizeof(hdr), r->tls, "", 0);
+    lv_auth_session_cookie(hdr, sizeof(hdr), r->tls, "", 0);
     return lv_req_respond(r, 204, NULL, "", 0, false, hdr);
 }
 

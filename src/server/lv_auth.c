@@ -319,7 +319,7 @@ static cred_t accounts_cred(lv_app_t *app, const lv_req_t *r, lv_principal_t *wh
     }
     char secret[80];
     rc = lv_http1_header_copy(r->head, "cookie", hdr, sizeof(hdr));
-    if (rc == 0 && (rc = lv_cookie_get(hdr, "livevlm_session", secret, sizeof(secret))) != LV_ENOTFOUND) {
+    if (rc == 0 && (rc = lv_cookie_get(hdr, LV_AUTH_SESSION_COOKIE, secret, sizeof(secret))) != LV_ENOTFOUND) {
         if (rc == 0 && secret[0] == '\0')
             rc = LV_ENOTFOUND; /* an emptied cookie (after sign-out) is no credential */
         else if (rc != 0) {
@@ -343,7 +343,7 @@ static cred_t token_cred(lv_app_t *app, const lv_req_t *r, const char **why)
             return CRED_OK;
     }
     rc = lv_http1_header_copy(r->head, "cookie", hdr, sizeof(hdr));
-    if (rc == 0 && (rc = lv_cookie_get(hdr, "livevlm_auth", tok, sizeof(tok))) != LV_ENOTFOUND) {
+    if (rc == 0 && (rc = lv_cookie_get(hdr, LV_AUTH_TOKEN_COOKIE, tok, sizeof(tok))) != LV_ENOTFOUND) {
         if (rc == 0 && lv_secure_equal(tok, strlen(tok), app->token, 64))
             return CRED_OK;
         if (rc != 0 || tok[0]) /* an emptied cookie (after logout) is no credential */
@@ -408,6 +408,18 @@ int lv_auth_check(lv_app_t *app, const lv_req_t *r, lv_principal_t *who, const c
                                                    : "sign in, or send an API key (Authorization: Bearer lvk_...)";
         return 401;
     }
+}
+
+void lv_auth_session_cookie(char *out, size_t size, bool tls, const char *secret, long max_age_s)
+{
+    snprintf(out, size, "set-cookie: " LV_AUTH_SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%ld%s\r\n",
+             secret, max_age_s, tls ? "; Secure" : "");
+}
+
+void lv_auth_token_cookie(const lv_app_t *app, char *out, size_t size, const char *token, int max_age_s)
+{
+    snprintf(out, size, "set-cookie: " LV_AUTH_TOKEN_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s\r\n",
+             token, max_age_s, app->cfg.tls ? "; Secure" : "");
 }
 
 void lv_auth_principal(lv_app_t *app, const lv_req_t *r, lv_principal_t *out)

@@ -44,6 +44,16 @@ void lv_auth_principal(struct lv_app *app, const lv_req_t *r, lv_principal_t *ou
  * client it forwarded (lv_httpd.c), never a header from anyone else. */
 int lv_auth_failed(struct lv_app *app, const char *ip);
 
+#define LV_AUTH_SESSION_COOKIE "livevlm_session" /* a sign-in: password, invite or OpenID Connect */
+#define LV_AUTH_TOKEN_COOKIE "livevlm_auth"      /* --auth token's shared token */
+/** Into out (truncated to size): the "set-cookie: ...\r\n" header line of the sign-in cookie,
+ * HttpOnly (scripts never see it), SameSite=Lax (a link from another site still arrives signed
+ * in, its POSTs do not carry it), Secure when tls. An empty secret with max_age_s 0 clears it. */
+void lv_auth_session_cookie(char *out, size_t size, bool tls, const char *secret, long max_age_s);
+/** The same for --auth token's cookie, exactly as the token login always set it: SameSite=Strict,
+ * Secure with --tls. */
+void lv_auth_token_cookie(const struct lv_app *app, char *out, size_t size, const char *token, int max_age_s);
+
 /** --auth proxy: when r comes from a --trusted-proxy peer naming a user that does not exist yet,
  * create it (role user, default tenant) off the loop and call again(app, r) once it is in the
  * snapshot (r waits meanwhile; r NULL is never passed: a request whose client left is dropped).

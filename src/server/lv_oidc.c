@@ -24,6 +24,7 @@
 #include "lv_accounts.h"
 #include "lv_acct.h"
 #include "lv_app.h"
+#include "lv_auth.h"
 #include "lv_b64.h"
 #include "lv_buf.h"
 #include "lv_common.h"
@@ -902,11 +903,12 @@ out:
 static void signin_finish(user_job_t *j)
 {
     lv_req_t *r = j->r;
-    char hdrs[512];
+    char session[192], hdrs[640];
+    lv_auth_session_cookie(session, sizeof(session), j->tls, j->cookie, (long)(LV_ACCT_LOGIN_TTL_MS / 1000));
     snprintf(hdrs, sizeof(hdrs),
-             "Location: %s\r\nSet-Cookie: livevlm_session=%s; Path=/; Max-Age=%llu; HttpOnly; SameSite=Lax%s\r\n"
-             "Set-Cookie: " STATE_COOKIE "=; Path=/auth/oidc; Max-Age=0\r\nCache-Control: no-store\r\n",
-             j->next[0] ? j->next : "/", j->cookie, (unsigned long long)(LV_ACCT_LOGIN_TTL_MS / 1000), j->tls ? "; Secure" : "");
+             "Location: %s\r\n%sSet-Cookie: " STATE_COOKIE "=; Path=/auth/oidc; Max-Age=0\r\nCache-Control: no-store\r\n",
+             j->next[0] ? j->next : "/", session);
+    OPENSSL_cleanse(session, sizeof(session));
     r->on_gone = NULL;
     r->user = NULL;
     lv_req_respond(r, 302, "text/plain; charset=utf-8", "", 0, false, hdrs);

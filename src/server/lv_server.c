@@ -166,12 +166,6 @@ static int serve_static(lv_app_t *app, lv_req_t *r, const char *path)
 
 /* ---------- API ---------- */
 
-static void cookie_header(lv_app_t *app, char *out, size_t size, const char *token, int max_age)
-{
-    snprintf(out, size, "set-cookie: livevlm_auth=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s\r\n", token,
-             max_age, app->cfg.tls ? "; Secure" : "");
-}
-
 /* The backends and models the requester's tenant may use (lv_allow.h): pickers offer no others. */
 static void request_allow(lv_app_t *app, const lv_req_t *r, lv_allow_t *a)
 {
@@ -284,7 +278,7 @@ static int token_link(lv_app_t *app, lv_req_t *r, const char *arg)
         return lv_req_respond(r, 401, "text/html; charset=utf-8", page, sizeof(page) - 1, false, NULL);
     }
     char hdr[512];
-    cookie_header(app, hdr, sizeof(hdr) - 32, app->cfg.auth_none ? "none" : app->token, 30 * 86400);
+    lv_auth_token_cookie(app, hdr, sizeof(hdr) - 32, app->cfg.auth_none ? "none" : app->token, 30 * 86400);
     size_t used = strlen(hdr);
     snprintf(hdr + used, sizeof(hdr) - used, "location: /\r\n");
     return lv_req_respond(r, 303, "text/plain", "", 0, false, hdr);
