@@ -460,14 +460,23 @@ static void send_too_many_sessions(lv_conn_t *c)
 
 /* A new session would pass the sessions quota of the user or its tenant: quota_exceeded (its
  * fields, then the error with a sentence), and the socket closes. */
+/* The quota_exceeded message of a refusal (lv_quota_over_json's fields); NULL without memory. */
+static json_t *quota_exceeded_json(const lv_quota_over_t *over)
+{
+    json_t *o = lv_quota_over_json(over);
+    if (o && json_object_set_new(o, "type", json_string("quota_exceeded")) != 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
+}
+
 static void send_sessions_quota(lv_conn_t *c, const lv_quota_over_t *over)
 {
     char msg[400];
-    json_t *o = lv_quota_over_json(over);
-    if (o && json_object_set_new(o, "type", json_string("quota_exceeded")) == 0)
+    json_t *o = quota_exceeded_json(over);
+    if (o)
         conn_send_json(c, o);
-    else
-        json_decref(o);
     lv_quota_sentence(over, msg, sizeof(msg));
     lv_usage_count_refusal(c->app, over->scope, over->quota);
     lv_conn_send_error(c, "quota_exceeded", msg, NULL);
@@ -1004,11 +1013,9 @@ static bool quota_allows(lv_app_t *app, const lv_session_t *s)
     if (!lv_quota_over(app, s->rec.principal, s->rec.tenant, &why))
         return true;
     if (!why.hold && lv_quota_tell_once(app, s->rec.id, &why)) {
-        json_t *o = lv_quota_over_json(&why);
-        if (o && json_object_set_new(o, "type", json_string("quota_exceeded")) == 0)
+        json_t *o = quota_exceeded_json(&why);
+        if (o)
             session_send_json((lv_session_t *)s, o); /* sending does not change the session */
-        else
-            json_decref(o);
         lv_usage_count_refusal(app, why.scope, why.quota);
     }
     return false;
