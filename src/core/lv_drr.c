@@ -159,7 +159,6 @@ static lv_drr_tenant_t *tenant_get(lv_drr_t *d, const char *key, size_t len)
         free(t);
         return NULL;
     }
-    d->n_tenants++;
     return t;
 }
 
@@ -182,9 +181,8 @@ static void tenant_user_gone(lv_drr_t *d, lv_drr_tenant_t *t, int user_weight)
         return;
     d->n_tenants_known--;
     d->weight_known -= (uint64_t)t->weight;
-    if (d->n_tenants - d->n_tenants_known > TENANT_KEEP) {
+    if (lv_hmap_count(&d->tenants) - d->n_tenants_known > TENANT_KEEP) {
         lv_hmap_remove(&d->tenants, &t->node);
-        d->n_tenants--;
         free(t);
     }
 }
@@ -1152,7 +1150,7 @@ int lv_drr_check(const lv_drr_t *d)
     if (users != d->n_users || hashed != d->n_known || nodes != d->n_queued || cached != d->n_cached ||
         hashed_cached != d->n_cached || idle != d->n_idle || weights != d->weight_known ||
         inflight != d->inflight || tenants_active != d->n_tenants_active || tenants_known != d->n_tenants_known ||
-        tenant_records != d->n_tenants || t_known_users != d->n_known)
+        tenant_records != lv_hmap_count(&d->tenants) || t_known_users != d->n_known)
         return LV_EINVAL;
     return 0;
 }

@@ -61,7 +61,6 @@ typedef struct lv_drr {
     lv_hmap_t weights;            /* lv_drr_weight by key: user keys whose weight is not 1 */
     lv_hmap_t tweights;           /* lv_drr_weight by key: tenants whose weight is not 1 */
     lv_hmap_t tenants;            /* lv_drr_tenant by key: known tenants and a few idle ones */
-    size_t n_tenants;             /* records in `tenants` */
     size_t n_tenants_active;      /* tenants with queued nodes (in `active`) */
     size_t n_tenants_known;       /* tenants with a known user */
     size_t n_users;               /* users with queued nodes */
