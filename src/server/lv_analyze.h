@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include "lv_principal.h"
+
 struct lv_app;
 struct lv_req;
 
@@ -24,7 +26,7 @@ void lv_analyze_stop(struct lv_app *app);
  * engine's tick). */
 void lv_analyze_reap(struct lv_app *app);
 /** Handle POST /api/v1/analyze (credentials already checked). Answers now or later, once. */
-int lv_analyze_handle(struct lv_app *app, struct lv_req *r);
+int lv_analyze_handle(struct lv_app *app, struct lv_req *r, const lv_principal_t *who);
 /** The largest body POST /api/v1/analyze takes: a frame (and its optional LVF1 envelope). */
 size_t lv_analyze_body_cap(const struct lv_app *app);
 

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "lv_buf.h"
+#include "lv_principal.h"
 
 struct lv_app;
 struct lv_req;
@@ -18,7 +19,7 @@ struct lv_session;
 /** Is path one of the offer routes? */
 bool lv_offer_route(const char *path);
 /** Handle the POST (credentials and Origin already checked). Answers now or later, once. */
-int lv_offer_handle(struct lv_app *app, struct lv_req *r);
+int lv_offer_handle(struct lv_app *app, struct lv_req *r, const lv_principal_t *who);
 /** The largest body taken: an offer at the SDP cap, JSON-escaped (CRLF becomes 4 bytes). */
 size_t lv_offer_body_cap(const struct lv_app *app);
 /** Session s no longer takes its frames from WebRTC (its `source` changed): its stream, if any,

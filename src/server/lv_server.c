@@ -166,13 +166,6 @@ static int serve_static(lv_app_t *app, lv_req_t *r, const char *path)
 
 /* ---------- API ---------- */
 
-/* The backends and models the requester's tenant may use (lv_allow.h): pickers offer no others. */
-static void request_allow(lv_app_t *app, const lv_req_t *r, lv_allow_t *a)
-{
-    lv_principal_t who;
-    lv_auth_principal(app, r, &who);
-    lv_allow_of(app, who.tenant, a);
-}
 
 static json_t *backends_json(lv_app_t *app, const lv_allow_t *a)
 {
@@ -202,11 +195,13 @@ static json_t *backends_json(lv_app_t *app, const lv_allow_t *a)
     return arr;
 }
 
-static int api_config(lv_app_t *app, lv_req_t *r)
+/* who: the requester, already authenticated; its tenant's backends and models (lv_allow.h) are
+ * all the pickers offer */
+static int api_config(lv_app_t *app, lv_req_t *r, const lv_principal_t *who)
 {
     lv_settings_t defaults;
     lv_allow_t allow;
-    request_allow(app, r, &allow);
+    lv_allow_of(app, who->tenant, &allow);
     lv_settings_defaults(&defaults);
     lv_allow_default_model(app, &allow, defaults.model, sizeof(defaults.model));
     size_t npre = 0;
@@ -233,12 +228,12 @@ static int api_config(lv_app_t *app, lv_req_t *r)
     return respond_json(r, 200, o, NULL);
 }
 
-static int api_models(lv_app_t *app, lv_req_t *r)
+static int api_models(lv_app_t *app, lv_req_t *r, const lv_principal_t *who)
 {
     json_t *models = json_array();
     lv_allow_t allow;
     char def[LV_MODEL_MAX + 1];
-    request_allow(app, r, &allow);
+    lv_allow_of(app, who->tenant, &allow);
     lv_allow_default_model(app, &allow, def, sizeof(def));
     for (size_t i = 0; i < lv_pool_count(app->pool); i++) {
         lv_backend_t *b = lv_pool_at(app->pool, i);
@@ -262,7 +257,9 @@ static void on_models_refreshed(void *ud)
         lv_req_t *r = LV_CONTAINER_OF(lv_queue_head(&app->pending_models), lv_req_t, wait_link);
         lv_queue_remove(&r->wait_link);
         r->waiting = false;
-        api_models(app, r);
+        lv_principal_t who; /* authenticated when it came: asked again for its tenant only */
+        lv_auth_principal(app, r, &who);
+        api_models(app, r, &who);
     }
 }
 
@@ -370,7 +367,7 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
     if (strncmp(path, "/api/rtsp/", 10) == 0)
         return refuse_rtsp_api(r);
     if (strcmp(path, "/api/v1/config") == 0)
-        return api_config(app, r);
+        return api_config(app, r, &who);
     if (strcmp(path, "/api/v1/models") == 0 || strcmp(path, "/models") == 0) {
         if (lv_query_get(r->query, "refresh", arg, sizeof(arg)) == 0 && strcmp(arg, "0") != 0) {
             lv_queue_insert_tail(&app->pending_models, &r->wait_link);
@@ -382,7 +379,7 @@ static int handle_get(lv_app_t *app, lv_req_t *r)
             }
             return 0;
         }
-        return api_models(app, r);
+        return api_models(app, r, &who);
     }
     if (strncmp(path, "/api/v1/cameras", 15) == 0 && (path[15] == '\0' || path[15] == '/'))
         return lv_camera_api_get(app, r);
@@ -429,9 +426,9 @@ static int handle_post(lv_app_t *app, lv_req_t *r)
     if ((strcmp(r->path, "/api/v1/analyze") == 0 || lv_offer_route(r->path)) && who.role == LV_PRINCIPAL_VIEWER)
         return refuse_viewer(r);
     if (strcmp(r->path, "/api/v1/analyze") == 0)
-        return lv_analyze_handle(app, r);
+        return lv_analyze_handle(app, r, &who);
     if (lv_offer_route(r->path))
-        return lv_offer_handle(app, r);
+        return lv_offer_handle(app, r, &who);
     if (strncmp(r->path, "/api/rtsp/", 10) == 0)
         return refuse_rtsp_api(r);
     return lv_req_respond_error(r, 404, "not_found", "no such API route");
