@@ -4,7 +4,7 @@
 // X-CSRF-Token every state change signed in with the cookie must carry (a password change brings a
 // new one). With --auth token or none it stays out of the way: the page works as before.
 
-import { $, copyText } from './util.js';
+import { $, copyText, PASSWORD_MIN, passwordProblem, tooManyAttempts } from './util.js';
 import { hydrateIcons } from './icons.js';
 
 export const account = {
@@ -275,22 +275,7 @@ function wireKeys() {
 
 // ---- change password dialog ------------------------------------------------------------------
 
-const PASSWORD_MIN = 10; // characters (code points), lv_acctreq.h LV_ACCTREQ_PASSWORD_MIN
-const PASSWORD_MAX_BYTES = 256; // LV_ACCTREQ_PASSWORD_MAX
-
 let passwordDialog = null;
-
-function clock(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-}
-
-/** What is wrong with a new password before it is sent (the server's rules), or null. */
-function newPasswordProblem(pw) {
-  if ([...pw].length < PASSWORD_MIN) return `The new password needs at least ${PASSWORD_MIN} characters.`;
-  if (new TextEncoder().encode(pw).length > PASSWORD_MAX_BYTES) return 'A password has at most 256 bytes.';
-  if (/[\u0000-\u001f\u007f]/.test(pw)) return 'A password may not hold control characters.';
-  return null;
-}
 
 /** A sentence for a refused change (res: the answer, null when the server was unreachable). */
 async function passwordRefusal(res) {
@@ -300,12 +285,7 @@ async function passwordRefusal(res) {
     e = (await res.json()).error || {};
   } catch { /* not JSON */ }
   const msg = typeof e.message === 'string' && e.message ? e.message : `HTTP ${res.status}`;
-  if (res.status === 429) {
-    const retry = Number(res.headers.get('Retry-After')) || Number(e.retry_after_s) || 60;
-    const until = clock(Date.now() + retry * 1000);
-    if (e.code === 'account_locked') return `Too many wrong passwords for this account: it is locked until ${until}.`;
-    return `Too many failed attempts from this address. Try again at ${until}.`;
-  }
+  if (res.status === 429) return tooManyAttempts(res, e);
   if (e.code === 'wrong_password') {
     // a single sign-on user has no password here: the server cannot tell that apart from a wrong one
     return account.me && account.me.oidc
@@ -342,7 +322,7 @@ async function changePassword(ev) {
     cur.focus();
     return;
   }
-  const problem = newPasswordProblem(pw.value);
+  const problem = passwordProblem(pw.value, `The new password needs at least ${PASSWORD_MIN} characters.`);
   if (problem) {
     err.textContent = problem;
     pw.focus();

@@ -3,11 +3,8 @@
 // GET /api/v1/me first: signed in already, or a server without accounts (--auth token signs in on
 // the main page), means there is nothing to do here. API: src/server/lv_account_api.c.
 
-import { $ } from './util.js';
+import { $, byteLength, PASSWORD_MIN, PASSWORD_MAX_BYTES, passwordProblem, tooManyAttempts } from './util.js';
 import { hydrateIcons } from './icons.js';
-
-const PASSWORD_MIN = 10; // characters (lv_acctreq.h)
-const PASSWORD_MAX_BYTES = 256;
 
 /** Where to go once signed in: a path on this site only (never //host or a scheme). Printable
  * ASCII without a backslash, as the server's own check (lv_oidc.c next_ok): the URL parser drops
@@ -15,10 +12,6 @@ const PASSWORD_MAX_BYTES = 256;
 function nextPath() {
   const n = new URLSearchParams(location.search).get('next') || '/';
   return /^\/(?![/\\])[\x21-\x5b\x5d-\x7e]*$/.test(n) ? n : '/';
-}
-
-function clock(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
 async function errorBody(res) {
@@ -34,12 +27,7 @@ async function errorBody(res) {
 async function refusal(res, what) {
   if (!res) return 'Cannot reach the server. Check the connection and try again.';
   const e = await errorBody(res);
-  const retry = Number(res.headers.get('Retry-After')) || Number(e.retry_after_s) || 60;
-  const until = clock(Date.now() + retry * 1000);
-  if (res.status === 429 && e.code === 'account_locked') {
-    return `Too many wrong passwords for this account: it is locked until ${until}.`;
-  }
-  if (res.status === 429) return `Too many failed attempts from this address. Try again at ${until}.`;
+  if (res.status === 429) return tooManyAttempts(res, e);
   if (res.status === 401 && e.code === 'bad_invite') return 'This invite is wrong, already used or expired. Ask for a new one.';
   if (res.status === 401) return 'Wrong name or password.';
   if (res.status === 503) return 'The server is busy. Try again in a moment.';
@@ -79,8 +67,8 @@ async function signIn(ev) {
     pw.focus();
     return;
   }
-  if (new TextEncoder().encode(pw.value).length > PASSWORD_MAX_BYTES) {
-    err.textContent = 'A password has at most 256 bytes.';
+  if (byteLength(pw.value) > PASSWORD_MAX_BYTES) {
+    err.textContent = `A password has at most ${PASSWORD_MAX_BYTES} bytes.`;
     pw.select();
     return;
   }
@@ -96,13 +84,6 @@ async function signIn(ev) {
   pw.select();
 }
 
-function passwordProblem(pw) {
-  if ([...pw].length < PASSWORD_MIN) return `Choose a password of at least ${PASSWORD_MIN} characters.`;
-  if (new TextEncoder().encode(pw).length > PASSWORD_MAX_BYTES) return 'A password has at most 256 bytes.';
-  if (/[\u0000-\u001f\u007f]/.test(pw)) return 'A password may not hold control characters.';
-  return null;
-}
-
 async function redeem(ev, code) {
   ev.preventDefault();
   const pw = $('invitePassword');
@@ -110,7 +91,7 @@ async function redeem(ev, code) {
   const err = $('inviteError');
   const submit = $('inviteSubmit');
   err.textContent = '';
-  const problem = passwordProblem(pw.value);
+  const problem = passwordProblem(pw.value, `Choose a password of at least ${PASSWORD_MIN} characters.`);
   if (problem) {
     err.textContent = problem;
     pw.focus();

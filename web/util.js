@@ -126,3 +126,28 @@ export function h(tag, props = {}, ...children) {
   for (const c of children) if (c !== null && c !== undefined) e.append(c);
   return e;
 }
+
+// ---- the accounts pages' shared rules (login.js, account.js) ------------------------------------
+
+/** The server's password rules (lv_acctreq.h LV_ACCTREQ_PASSWORD_MIN, LV_ACCTREQ_PASSWORD_MAX). */
+export const PASSWORD_MIN = 10; // characters (code points)
+export const PASSWORD_MAX_BYTES = 256;
+
+/** What is wrong with a new password before it is sent, or null. tooShort: the page's sentence for
+ * one under PASSWORD_MIN characters (the sign-in page asks to choose one, a change speaks of the new). */
+export function passwordProblem(pw, tooShort) {
+  if ([...pw].length < PASSWORD_MIN) return tooShort;
+  if (byteLength(pw) > PASSWORD_MAX_BYTES) return `A password has at most ${PASSWORD_MAX_BYTES} bytes.`;
+  if (/[\u0000-\u001f\u007f]/.test(pw)) return 'A password may not hold control characters.';
+  return null;
+}
+
+/** The sentence for a 429 on a sign-in or a password change (res: the answer, e: its error object):
+ * the account locked, or the address over its failures, until a local clock time. */
+export function tooManyAttempts(res, e) {
+  const retry = Number(res.headers.get('Retry-After')) || Number(e.retry_after_s) || 60;
+  const until = new Date(Date.now() + retry * 1000)
+    .toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  if (e.code === 'account_locked') return `Too many wrong passwords for this account: it is locked until ${until}.`;
+  return `Too many failed attempts from this address. Try again at ${until}.`;
+}
