@@ -409,10 +409,30 @@ setInterval(() => {
 
 // ---- errors ----------------------------------------------------------------------------------
 
+/**
+ * The errors that end this page's session for good (ws.js ENDS_SESSION stays closed on the four account ones): the
+ * status line's words (setFatal) and the notice's title and fix (describeError).
+ */
+const SESSION_ENDED = {
+  too_many_sessions: { status: 'too many livevlm pages are open from this address',
+    title: 'Too many livevlm pages are open from this address.',
+    fix: 'Close other livevlm tabs or windows, then reload this page.' },
+  kicked_by_admin: { status: 'an administrator ended this session; reload the page to start a new one',
+    title: 'An administrator ended this session.', fix: 'Reload the page to start a new session.' },
+  account_disabled: { status: 'Your account was disabled or removed. Ask an administrator.',
+    title: 'Your account was disabled or removed.', fix: 'Ask an administrator.' },
+  key_revoked: { status: 'the API key of this connection was revoked or has expired',
+    title: 'The API key of this connection was revoked or has expired.', fix: 'Use another key.' },
+  signed_out: { status: 'you were signed out; reload the page to sign in again',
+    title: 'You were signed out.', fix: 'Reload the page to sign in again.' },
+};
+
 /** A server error (or one of the page's own) as a notice: a sentence, the fix, the detail. */
 function describeError(code, message) {
   const detail = message || '';
   const model = controls && controls.settings && controls.settings.model;
+  const ended = Object.hasOwn(SESSION_ENDED, code) ? SESSION_ENDED[code] : null;
+  if (ended) return { key: 'sessions', code, title: ended.title, detail, fix: ended.fix };
   switch (code) {
     case 'no_backend': {
       const h = backendHealth();
@@ -445,21 +465,6 @@ function describeError(code, message) {
     case 'rate_limited':
       return { key: 'rate', code, kind: 'warn', title: 'The server is slowing this page down: too many frames or messages.', detail,
         fix: 'A longer interval between frames avoids this. Analysis goes on at the allowed pace.' };
-    case 'too_many_sessions':
-      return { key: 'sessions', code, title: 'Too many livevlm pages are open from this address.', detail,
-        fix: 'Close other livevlm tabs or windows, then reload this page.' };
-    case 'kicked_by_admin':
-      return { key: 'sessions', code, title: 'An administrator ended this session.', detail,
-        fix: 'Reload the page to start a new session.' };
-    case 'account_disabled':
-      return { key: 'sessions', code, title: 'Your account was disabled or removed.', detail,
-        fix: 'Ask an administrator.' };
-    case 'key_revoked':
-      return { key: 'sessions', code, title: 'The API key of this connection was revoked or has expired.', detail,
-        fix: 'Use another key.' };
-    case 'signed_out':
-      return { key: 'sessions', code, title: 'You were signed out.', detail,
-        fix: 'Reload the page to sign in again.' };
     case 'invalid_setting':
       return { key: 'setting', code, title: 'A setting was not accepted.', detail,
         fix: 'The field concerned says which values are allowed.' };
@@ -899,32 +904,17 @@ function backendAnswered(id) {
 function onError(msg) {
   const code = typeof msg.code === 'string' ? msg.code : 'error';
   const message = typeof msg.message === 'string' ? msg.message : '';
+  if (Object.hasOwn(SESSION_ENDED, code)) {
+    setFatal(SESSION_ENDED[code].status);
+    showError(code, message);
+    return;
+  }
   switch (code) {
     case 'session_not_found':
       return; // handled by the connection: a fresh session follows
     case 'invalid_setting':
       // Said at the field itself; only a setting without a control here gets a notice.
       if (!controls.invalid(msg)) showError(code, msg.field ? controls.explain(msg.field, message) : message);
-      return;
-    case 'too_many_sessions':
-      setFatal('too many livevlm pages are open from this address');
-      showError(code, message);
-      return;
-    case 'kicked_by_admin':
-      setFatal('an administrator ended this session; reload the page to start a new one');
-      showError(code, message);
-      return;
-    case 'account_disabled':
-      setFatal('Your account was disabled or removed. Ask an administrator.');
-      showError(code, message);
-      return;
-    case 'key_revoked':
-      setFatal('the API key of this connection was revoked or has expired');
-      showError(code, message);
-      return;
-    case 'signed_out':
-      setFatal('you were signed out; reload the page to sign in again');
-      showError(code, message);
       return;
     case 'not_started':
       if (!state.wantRun) return; // a frame raced a stop: nothing to say

@@ -28,6 +28,10 @@ const UNAVAILABLE_MAX_MS = 8000;
 const PING_EVERY_MS = 20000;
 const SILENCE_LIMIT_MS = 50000;
 
+// Errors after which the session is gone for good: an administrator ended it, or the account or
+// key behind it was taken away (app.js SESSION_ENDED words them).
+const ENDS_SESSION = new Set(['kicked_by_admin', 'account_disabled', 'key_revoked', 'signed_out']);
+
 export class Connection extends EventTarget {
   constructor(url, opts = {}) {
     super();
@@ -229,8 +233,7 @@ export class Connection extends EventTarget {
       // ordinary reconnect resumes it wherever the connection lands.
       return;
     }
-    if (msg.type === 'error' && (msg.code === 'kicked_by_admin' || msg.code === 'account_disabled' ||
-        msg.code === 'key_revoked' || msg.code === 'signed_out')) {
+    if (msg.type === 'error' && ENDS_SESSION.has(msg.code)) {
       // An administrator ended this session, or the account or key behind it was taken away:
       // reconnecting would only start another one behind their back (or be refused). Stay
       // closed, forget it, and let the page say why (a reload starts afresh).
