@@ -164,8 +164,9 @@ static int balanced_object(const char *p, size_t n)
 static int fast_chunk(lv_chatresp_t *r, const char *p, size_t n)
 {
     static const char k_content[] = "\"content\":\"", k_fin[] = "\"finish_reason\":null", k_id[] = "\"id\":\"";
-    static const char *const not_mine[] = {"\"error\"", "\"usage\"", "\"tool_calls\"", "\"finish_reason\":\"",
+    static const char *const not_mine[] = {"\"error\"", "\"tool_calls\"", "\"finish_reason\":\"",
                                            "\"object\":\"error\""};
+    static const char k_usage[] = "\"usage\":";
     int count;
     while (n && (p[n - 1] == ' ' || p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == '\t'))
         n--;
@@ -178,6 +179,12 @@ static int fast_chunk(lv_chatresp_t *r, const char *p, size_t n)
     for (size_t i = 0; i < sizeof(not_mine) / sizeof(not_mine[0]); i++)
         if (find_key(p, n, not_mine[i], strlen(not_mine[i]), &count))
             return -1;
+    /* with stream_options.include_usage, OpenAI and vLLM put "usage":null in every chunk but the
+     * last: only a chunk that carries real usage needs the full parser */
+    const char *u = find_key(p, n, "\"usage\"", 7, &count);
+    if (u && (count != 1 || (size_t)(p + n - u) < sizeof(k_usage) - 1 + 4 ||
+              memcmp(u, k_usage, sizeof(k_usage) - 1) != 0 || memcmp(u + sizeof(k_usage) - 1, "null", 4) != 0))
+        return -1;
     const char *c = find_key(p, n, k_content, sizeof(k_content) - 1, &count);
     if (!c || count != 1 || !find_key(p, n, k_fin, sizeof(k_fin) - 1, &count) || count != 1)
         return -1;

@@ -88,6 +88,13 @@ static void test_openai_stream(void **state)
     assert_int_equal(chunk(&r, "{\"id\":\"chatcmpl-AbC\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},"
                                "\"finish_reason\":null}],\"usage\":null}"), 0);
     assert_string_equal(r.content, "Hi");
+    /* "usage":null in every chunk (include_usage) keeps the common chunk on the fast scanner */
+    assert_non_null(r.priv_fast);
+    assert_int_equal(chunk(&r, "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},"
+                               "\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}"), 0);
+    assert_null(r.priv_fast); /* real usage: the full parser reads it */
+    assert_true(r.has_usage);
+    assert_string_equal(r.content, "x");
     /* null content (tool-call or role-only deltas) is an empty delta */
     assert_int_equal(chunk(&r, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":null}}]}"), 0);
     assert_string_equal(r.content, "");
