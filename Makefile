@@ -122,6 +122,17 @@ $(BUILD)/cfairsim: bench/cfairsim.c tests/unit/redis_fixture.h tests/unit/jain.h
 $(BUILD)/dbwait: bench/dbwait.c $(LIB_OBJ)
 	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDLIBS)
 
+# bench/micro: ns/op and allocations/op of each frame-path stage (bench/scenarios/micro.sh). It
+# defines malloc & co. to count allocations, which the sanitizers' own allocator would refuse.
+$(BUILD)/micro: bench/micro.c $(LIB_OBJ)
+	$(CC) $(CFLAGS) -o $@ $< $(filter %.o,$^) $(LDLIBS)
+
+# bench/malloccount: an LD_PRELOAD shim counting heap calls (bench/scenarios/allocs.sh); no
+# sanitizers (they bring their own malloc)
+$(BUILD)/malloccount.so: bench/malloccount.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g $(WARN) -fPIC -shared -o $@ $< -ldl
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(filter %.o,$^) $(LDLIBS) -lcmocka
