@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# bench/scenarios/micro.sh - per-stage micro-benchmarks of the frame path (bench/micro.c, issue 11):
+# ns/op and allocations/op of WebSocket receive, frame header + JPEG check, request build + base64,
+# SSE parse and the delta message, on the real functions, no server; about 5-10 s. Writes
+# $BENCH_OUT/micro.md and .summary.   MICRO_REPS=15 bench/scenarios/micro.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. bench/lib.sh
+OUT=${BENCH_OUT:-bench/out}
+mkdir -p "$OUT"
+REPS=${MICRO_REPS:-9}
+make -s BUILD="$BUILD" "$BUILD/micro" >&2
+"$BUILD/micro" "$REPS" >"$OUT/micro.txt"
+# RESULT lines: key, median ns/op, allocations/op
+declare -A NS AL
+while read -r _ key ns al; do NS[$key]=$ns AL[$key]=$al; done < <(grep '^RESULT ' "$OUT/micro.txt")
+for k in ws_bin_16k ws_text accept frame_copy chatreq b64 sse_fakevlm sse_vllm sse_ollama sse_usage delta delta_msg; do
+    [ -n "${NS[$k]:-}" ] || { echo "micro: no result for $k" >&2; exit 1; }
+done
+us() { awk -v n="$1" 'BEGIN { printf (n >= 10000 ? "%.0f µs" : n >= 1000 ? "%.1f µs" : "%.0f ns"), (n >= 1000 ? n / 1000 : n) }'; }
+al() { awk -v a="$1" 'BEGIN { printf "%g alloc%s", a, (a == 1 ? "" : "s") }'; }
+{
+    echo "## 11. Per-stage micro-benchmarks"
+    echo
+    echo "\`$BUILD/micro $REPS\` (bench/micro.c; its head comment says how a number is taken). Each row calls the functions"
+    echo "the server calls, on one 640x480 camera frame (tests/data/frame-640x480.jpg, $(stat -c %s tests/data/frame-640x480.jpg) bytes) and on the"
+    echo "chunk formats of tests/data/wire/ and fakevlm. Times are this thread's CPU time, so time other processes held"
+    echo "the core is not counted; what they evict from the caches, and a busy sibling core, still are: on a shared"
+    echo "machine medians move between runs, so compare a change before and after in one sitting (the min column"
+    echo "is the least disturbed figure). The stages:"
+    echo
+    echo "1. **WS receive**: \`lv_ws_reader_feed\` on a masked client frame carrying the LVF1 header and the JPEG,"
+    echo "   fed in 16 KiB pieces (one TLS record per read) and in one piece; unmasking, the copy into the"
+    echo "   message buffer and the frame checks; and a small JSON text message (UTF-8 check included)."
+    echo "2. **Frame accept**: what \`handle_frame\` (src/server/lv_engine.c) runs on a binary message:"
+    echo "   \`lv_frame_parse\` + \`lv_jpeg_check\` with the default caps (headers only: turbojpeg reads the"
+    echo "   markers, no pixels), then \`lv_frame_new\`, the copy of the JPEG into the pipeline's frame."
+    echo "3. **Request build**: \`lv_chatreq_build\` of the whole chat/completions body (default prompt, image as"
+    echo "   base64) into a body buffer sized as lv_chat does, and \`lv_b64_encode\` of the JPEG alone."
+    echo "4. **SSE parse**: one event per op through a long-lived \`lv_sse_t\` whose callback calls"
+    echo "   \`lv_chatresp_parse_chunk\` (as lv_chat.c's on_sse_data): fakevlm's token chunk (with \"usage\":null),"
+    echo "   vLLM's and Ollama's token chunks, the final usage chunk; \"fast scanner\" means"
+    echo "   \`priv_fast\` was set after the parse; otherwise jansson parsed it."
+    echo "5. **Delta build**: the delta message (\`{\"type\":\"delta\",\"answer_id\":N,\"text\":...}\` for one token)"
+    echo "   written with \`lv_buf_printf\` + \`lv_json_str_append\` + \`lv_ws_frame_header\`, then with \`lv_msg_new\`"
+    echo "   as the server's ws_delta (static in lv_engine.c) hands it to the socket."
+    echo
+    grep -v '^RESULT' "$OUT/micro.txt"
+} >"$OUT/micro.md"
+{
+    echo "| micro: WS receive (32 KB frame, 16 KiB reads; 38-byte text) | — | $(us "${NS[ws_bin_16k]}"), $(al "${AL[ws_bin_16k]}"); text $(us "${NS[ws_text]}") | measured (no target) |"
+    echo "| micro: frame accept (LVF1 + JPEG header check; JPEG copy) | — | $(us "${NS[accept]}"), $(al "${AL[accept]}"); copy $(us "${NS[frame_copy]}") | measured (no target) |"
+    echo "| micro: request build + base64 (32 KB JPEG) | — | $(us "${NS[chatreq]}"), $(al "${AL[chatreq]}"); base64 alone $(us "${NS[b64]}") | measured (no target) |"
+    echo "| micro: SSE parse per chunk (fakevlm / vLLM / Ollama / usage) | — | $(us "${NS[sse_fakevlm]}") / $(us "${NS[sse_vllm]}") / $(us "${NS[sse_ollama]}") / $(us "${NS[sse_usage]}"); $(al "${AL[sse_fakevlm]}") / $(al "${AL[sse_usage]}") (token / usage) | measured (no target) |"
+    echo "| micro: delta build (+ lv_msg_new) | — | $(us "${NS[delta]}") ($(us "${NS[delta_msg]}")), $(al "${AL[delta]}") ($(al "${AL[delta_msg]}")) | measured (no target) |"
+} >"$OUT/micro.summary"
+cat "$OUT/micro.summary"
