@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lv_buf.h"
 #include "lv_common.h"
+#include "lv_json_str.h"
 
 #define FORMAT_NAME "livevlm-sessions"
 #define SHA256_HEX_LEN 64
@@ -61,110 +63,229 @@ void lv_statefile_session_clear(lv_statefile_session_t *s)
 
 /* ---------- encoding ---------- */
 
-static json_t *u64_json(uint64_t v)
+/* A session line is written straight into one buffer, not built as a jansson tree and dumped: with
+ * every session answering once a second, each is re-encoded about once a second, and the tree cost
+ * ~80 heap calls per line (a third of livevlm's mallocs at 200 sessions, bench/scenarios/allocs.sh).
+ * The bytes are those json_dumps(JSON_COMPACT) wrote for the same object (keys in this order,
+ * numbers as jansson prints them), so files written before and after read the same; the unit test
+ * compares the two encoders byte for byte. */
+
+/* ,"key": (the separator first: an object's first member then gets its '{' written over it) */
+static int put_key(lv_buf_t *b, const char *key)
 {
-    return v <= INT64_MAX ? json_integer((json_int_t)v) : NULL;
+    char k[48];
+    size_t n = strlen(key);
+    if (n + 4 > sizeof(k))
+        return LV_EINVAL;
+    k[0] = ',';
+    k[1] = '"';
+    memcpy(k + 2, key, n);
+    k[n + 2] = '"';
+    k[n + 3] = ':';
+    return lv_buf_append(b, k, n + 4);
 }
 
-/* JSON has no NaN or infinity; a duration that is not a finite, non-negative number is saved as 0 */
-static json_t *ms_json(double v)
+/* A string value; LV_EINVAL when it is not UTF-8 (json_string refused those too). */
+static int put_str(lv_buf_t *b, const char *key, const char *v)
 {
-    return json_real(isfinite(v) && v >= 0 ? v : 0.0);
+    int rc = put_key(b, key);
+    return rc ? rc : lv_json_str_append(b, v, strlen(v));
+}
+
+static int put_u64(lv_buf_t *b, const char *key, uint64_t v)
+{
+    char d[24];
+    size_t n = sizeof(d);
+    if (v > INT64_MAX) /* JSON readers (jansson's included) stop at int64 */
+        return LV_EINVAL;
+    do
+        d[--n] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    int rc = put_key(b, key);
+    return rc ? rc : lv_buf_append(b, d + n, sizeof(d) - n);
+}
+
+static int put_int(lv_buf_t *b, const char *key, int v)
+{
+    return v < 0 ? lv_buf_printf(b, ",\"%s\":%d", key, v) : put_u64(b, key, (uint64_t)v);
+}
+
+static int put_bool(lv_buf_t *b, const char *key, bool v)
+{
+    int rc = put_key(b, key);
+    return rc ? rc : lv_buf_append_str(b, v ? "true" : "false");
+}
+
+/* A real as jansson writes it (jsonp_dtostr): %.17g, ".0" added when it would read back as an
+ * integer, the exponent without '+' or leading zeros. LV_EINVAL for NaN and infinities, which JSON
+ * has no word for (json_real refused them). */
+static int put_real(lv_buf_t *b, const char *key, double v)
+{
+    char num[40], out[48];
+    if (!isfinite(v))
+        return LV_EINVAL;
+    int n = snprintf(num, sizeof(num), "%.17g", v);
+    if (n <= 0 || (size_t)n >= sizeof(num))
+        return LV_EINVAL;
+    size_t o;
+    const char *e = strchr(num, 'e');
+    if (!e) {
+        memcpy(out, num, (size_t)n);
+        o = (size_t)n;
+        if (!strchr(num, '.')) {
+            memcpy(out + o, ".0", 2);
+            o += 2;
+        }
+    } else {
+        const char *d = e + 1;
+        o = (size_t)(d - num);
+        memcpy(out, num, o);
+        if (*d == '-')
+            out[o++] = *d++;
+        else if (*d == '+')
+            d++;
+        while (*d == '0' && d[1])
+            d++;
+        while (*d)
+            out[o++] = *d++;
+    }
+    int rc = put_key(b, key);
+    return rc ? rc : lv_buf_append(b, out, o);
+}
+
+/* A duration: one that is not a finite, non-negative number is saved as 0. */
+static int put_ms(lv_buf_t *b, const char *key, double v)
+{
+    return put_real(b, key, isfinite(v) && v >= 0 ? v : 0.0);
 }
 
 /* A history text cut at a byte cap may end inside a UTF-8 sequence, which JSON cannot carry: drop
  * the (at most 3) bytes of the cut sequence rather than the whole answer. */
-static json_t *text_json(const char *text, size_t len)
+static int put_text(lv_buf_t *b, const char *text, size_t len)
 {
-    if (!text)
-        return json_string("");
+    int rc = put_key(b, "text");
+    if (rc || !text)
+        return rc ? rc : lv_buf_append(b, "\"\"", 2);
     if (len > LV_STATEFILE_TEXT_MAX)
         len = LV_STATEFILE_TEXT_MAX;
-    for (size_t cut = 0; cut <= 3 && cut <= len; cut++) {
-        json_t *j = json_stringn(text, len - cut);
-        if (j)
-            return j;
-    }
-    return json_string(""); /* invalid inside: never produced by a backend reply, which was JSON */
+    for (size_t cut = 0; cut <= 3 && cut <= len; cut++)
+        if ((rc = lv_json_str_append(b, text, len - cut)) != LV_EINVAL)
+            return rc;
+    return lv_buf_append(b, "\"\"", 2); /* invalid inside: never produced by a backend reply, which was JSON */
 }
 
-/* json_object_set_new that remembers a failure instead of leaking or crashing on NULL values. */
-static void put(json_t *o, const char *key, json_t *v, int *rc)
+static int put_settings(lv_buf_t *b, const lv_settings_t *st)
 {
-    if (!v || json_object_set_new(o, key, v) != 0)
-        *rc = LV_EINVAL;
+    /* the fields and order of lv_settings_to_json (the page's and the job message's form) */
+    int rc = put_str(b, "prompt", st->prompt);
+    if (!rc)
+        rc = put_int(b, "max_tokens", st->max_tokens);
+    if (!rc)
+        rc = put_real(b, "temperature", st->temperature);
+    if (!rc)
+        rc = put_int(b, "interval_ms", st->interval_ms);
+    if (!rc)
+        rc = put_str(b, "backend", st->backend);
+    if (!rc)
+        rc = put_str(b, "model", st->model);
+    if (!rc)
+        rc = put_int(b, "frame_max_side", st->frame_max_side);
+    if (!rc)
+        rc = put_int(b, "jpeg_quality", st->jpeg_quality);
+    if (!rc)
+        rc = put_int(b, "stats_interval_ms", st->stats_interval_ms);
+    if (!rc)
+        rc = put_bool(b, "debug", st->debug);
+    if (!rc)
+        rc = put_str(b, "source", st->source);
+    return rc;
+}
+
+/* Room for the line: the fixed fields, plus 6 bytes per byte of text (the longest escape). */
+static size_t line_estimate(const lv_statefile_session_t *s)
+{
+    size_t n = 1024 + 6 * (sizeof(s->rec.settings.prompt) / 4);
+    for (size_t i = 0; i < s->n_answers && i < LV_STATEFILE_ANSWERS_MAX; i++)
+        n += 128 + LV_MIN(s->answers[i].text_len, (size_t)LV_STATEFILE_TEXT_MAX) * 5 / 4;
+    return LV_MIN(n, (size_t)LV_STATEFILE_LINE_MAX);
 }
 
 int lv_statefile_encode_session(const lv_statefile_session_t *s, lv_statefile_line_t **out)
 {
-    int rc = 0;
-    char *text = NULL;
-    json_t *o = json_object(), *hist = json_array();
+    lv_buf_t b;
+    int rc;
     *out = NULL;
-    if (!o || !hist) {
-        json_decref(o);
-        json_decref(hist);
-        return LV_ENOMEM;
-    }
-    if (s->n_answers > LV_STATEFILE_ANSWERS_MAX) {
-        json_decref(hist);
-        rc = LV_ELIMIT;
+    if (s->n_answers > LV_STATEFILE_ANSWERS_MAX)
+        return LV_ELIMIT;
+    /* the header's room sits in front of the JSON, so the buffer becomes the line with no copy */
+    const size_t head = offsetof(lv_statefile_line_t, data);
+    lv_buf_init(&b, head + LV_STATEFILE_LINE_MAX - 1); /* the final "\n" is the buffer's spare byte */
+    static const char room[offsetof(lv_statefile_line_t, data)];
+    if ((rc = lv_buf_reserve(&b, head + line_estimate(s))) != 0 || (rc = lv_buf_append(&b, room, head)) != 0)
         goto out;
-    }
-    put(o, "id", json_string(s->rec.id), &rc);
-    put(o, "secret_sha256", json_string(s->rec.secret_hash), &rc);
-    put(o, "owner", json_string(s->rec.principal), &rc);
-    put(o, "tenant", json_string(s->rec.tenant[0] ? s->rec.tenant : "default"), &rc);
-    put(o, "created_ms", u64_json(s->rec.created_ms), &rc);
-    put(o, "last_seen_ms", u64_json(s->last_seen_ms), &rc);
-    put(o, "attached", json_boolean(s->attached), &rc);
-    put(o, "started", json_boolean(s->rec.started), &rc);
-    put(o, "answer_seq", u64_json(s->answer_seq), &rc);
-    put(o, "total_inferences", u64_json(s->rec.total_inferences), &rc);
-    put(o, "avg_latency_ms", ms_json(s->rec.avg_latency_ms), &rc);
-    put(o, "settings", lv_settings_to_json(&s->rec.settings), &rc);
-    for (size_t i = 0; i < s->n_answers; i++) {
-        const lv_statefile_answer_t *a = &s->answers[i];
-        json_t *e = json_object();
-        if (!e) {
-            rc = LV_ENOMEM;
-            break;
+    /* the first put_* writes a ',' that the '{' is written over */
+    size_t open_at = b.len;
+    rc = put_str(&b, "id", s->rec.id);
+    if (!rc)
+        b.data[open_at] = '{';
+    if (!rc)
+        rc = put_str(&b, "secret_sha256", s->rec.secret_hash);
+    if (!rc)
+        rc = put_str(&b, "owner", s->rec.principal);
+    if (!rc)
+        rc = put_str(&b, "tenant", s->rec.tenant[0] ? s->rec.tenant : "default");
+    if (!rc)
+        rc = put_u64(&b, "created_ms", s->rec.created_ms);
+    if (!rc)
+        rc = put_u64(&b, "last_seen_ms", s->last_seen_ms);
+    if (!rc)
+        rc = put_bool(&b, "attached", s->attached);
+    if (!rc)
+        rc = put_bool(&b, "started", s->rec.started);
+    if (!rc)
+        rc = put_u64(&b, "answer_seq", s->answer_seq);
+    if (!rc)
+        rc = put_u64(&b, "total_inferences", s->rec.total_inferences);
+    if (!rc)
+        rc = put_ms(&b, "avg_latency_ms", s->rec.avg_latency_ms);
+    if (!rc && (rc = lv_buf_append_str(&b, ",\"settings\":")) == 0) {
+        open_at = b.len;
+        if ((rc = put_settings(&b, &s->rec.settings)) == 0) {
+            b.data[open_at] = '{';
+            rc = lv_buf_append(&b, "}", 1);
         }
-        put(e, "answer_id", u64_json(a->answer_id), &rc);
-        put(e, "wall_ms", u64_json(a->wall_ms), &rc);
-        put(e, "latency_ms", ms_json(a->latency_ms), &rc);
-        put(e, "text", text_json(a->text, a->text_len), &rc);
-        if (json_array_append_new(hist, e) != 0)
-            rc = LV_ENOMEM;
     }
-    put(o, "history", hist, &rc);
+    if (!rc)
+        rc = lv_buf_append_str(&b, ",\"history\":[");
+    for (size_t i = 0; !rc && i < s->n_answers; i++) {
+        const lv_statefile_answer_t *a = &s->answers[i];
+        if (i && (rc = lv_buf_append(&b, ",", 1)) != 0)
+            break;
+        open_at = b.len;
+        if ((rc = put_u64(&b, "answer_id", a->answer_id)) != 0)
+            break;
+        b.data[open_at] = '{';
+        if ((rc = put_u64(&b, "wall_ms", a->wall_ms)) == 0 && (rc = put_ms(&b, "latency_ms", a->latency_ms)) == 0 &&
+            (rc = put_text(&b, a->text, a->text_len)) == 0)
+            rc = lv_buf_append(&b, "}", 1);
+    }
+    if (!rc)
+        rc = lv_buf_append(&b, "]}", 2);
     if (rc)
         goto out;
     /* compact output has no raw newline: strings escape theirs, so one session is one line */
-    text = json_dumps(o, JSON_COMPACT);
-    if (!text) {
-        rc = LV_ENOMEM;
-        goto out;
-    }
-    size_t len = strlen(text);
-    if (len + 1 > LV_STATEFILE_LINE_MAX) {
-        rc = LV_ELIMIT;
-        goto out;
-    }
-    lv_statefile_line_t *line = malloc(sizeof(*line) + len + 1);
-    if (!line) {
-        rc = LV_ENOMEM;
-        goto out;
-    }
+    size_t len = b.len - head;
+    b.data[b.len] = '\n'; /* the spare byte lv_buf keeps past len */
+    lv_statefile_line_t *line = realloc(b.data, head + len + 1); /* give back the estimate's slack */
+    if (!line)
+        line = (lv_statefile_line_t *)(void *)b.data;
+    b.data = NULL;
     line->refs = 1;
     line->len = len + 1;
-    memcpy(line->data, text, len);
-    line->data[len] = '\n';
     *out = line;
 out:
-    free(text);
-    json_decref(o);
-    return rc;
+    lv_buf_free(&b);
+    return rc == LV_ELIMIT || rc == LV_ENOMEM || rc == 0 ? rc : LV_EINVAL;
 }
 
 /* ---------- the whole file ---------- */

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <jansson.h>
+#include <math.h>
 #include <openssl/evp.h>
 
 #include "lv_buf.h"
@@ -495,6 +497,96 @@ static void encode_cuts_broken_utf8(void **state)
     lv_buf_free(&file);
     s.n_answers = LV_STATEFILE_ANSWERS_MAX + 1;
     assert_int_equal(lv_statefile_encode_session(&s, &line), LV_ELIMIT);
+    assert_null(line);
+}
+
+/* The encoder as it was, through a jansson tree and json_dumps: lv_statefile_encode_session now
+ * writes the line itself and must produce the same bytes, so files of either version read alike. */
+static char *jansson_line(const lv_statefile_session_t *s)
+{
+    json_t *o = json_object(), *hist = json_array();
+    json_object_set_new(o, "id", json_string(s->rec.id));
+    json_object_set_new(o, "secret_sha256", json_string(s->rec.secret_hash));
+    json_object_set_new(o, "owner", json_string(s->rec.principal));
+    json_object_set_new(o, "tenant", json_string(s->rec.tenant[0] ? s->rec.tenant : "default"));
+    json_object_set_new(o, "created_ms", json_integer((json_int_t)s->rec.created_ms));
+    json_object_set_new(o, "last_seen_ms", json_integer((json_int_t)s->last_seen_ms));
+    json_object_set_new(o, "attached", json_boolean(s->attached));
+    json_object_set_new(o, "started", json_boolean(s->rec.started));
+    json_object_set_new(o, "answer_seq", json_integer((json_int_t)s->answer_seq));
+    json_object_set_new(o, "total_inferences", json_integer((json_int_t)s->rec.total_inferences));
+    double avg = s->rec.avg_latency_ms;
+    json_object_set_new(o, "avg_latency_ms", json_real(isfinite(avg) && avg >= 0 ? avg : 0.0));
+    json_object_set_new(o, "settings", lv_settings_to_json(&s->rec.settings));
+    for (size_t i = 0; i < s->n_answers; i++) {
+        const lv_statefile_answer_t *a = &s->answers[i];
+        json_t *e = json_object();
+        json_object_set_new(e, "answer_id", json_integer((json_int_t)a->answer_id));
+        json_object_set_new(e, "wall_ms", json_integer((json_int_t)a->wall_ms));
+        json_object_set_new(e, "latency_ms", json_real(isfinite(a->latency_ms) && a->latency_ms >= 0 ? a->latency_ms : 0.0));
+        json_object_set_new(e, "text", json_stringn(a->text ? a->text : "", a->text ? a->text_len : 0));
+        json_array_append_new(hist, e);
+    }
+    json_object_set_new(o, "history", hist);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static void assert_line_is_jansson(const lv_statefile_session_t *s)
+{
+    lv_statefile_line_t *line = NULL;
+    char *want = jansson_line(s);
+    assert_non_null(want);
+    assert_int_equal(lv_statefile_encode_session(s, &line), 0);
+    assert_int_equal(line->len, strlen(want) + 1);
+    assert_memory_equal(line->data, want, line->len - 1);
+    assert_int_equal(line->data[line->len - 1], '\n');
+    lv_statefile_line_unref(line);
+    free(want);
+}
+
+static void encode_matches_jansson(void **state)
+{
+    lv_statefile_session_t s;
+    /* reals of every shape %.17g gives: integral, fractions, exponents both ways, zero, -0 */
+    static const double reals[] = {0.0, -0.0, 1.0, 0.3, 123.456, 1e-7, 2.5e-300, 1e22, 1.7976931348623157e308, 4096.125};
+    for (size_t n = 0; n <= LV_STATEFILE_ANSWERS_MAX; n += 8) {
+        for (size_t r = 0; r < sizeof(reals) / sizeof(reals[0]); r++) {
+            make_session(&s, (int)(n + r), n);
+            s.rec.avg_latency_ms = reals[r];
+            s.rec.settings.temperature = reals[(r + 3) % 10];
+            s.rec.settings.debug = r % 2;
+            s.rec.settings.max_tokens = r % 3 == 0 ? -5 : (int)r;
+            s.attached = r % 2;
+            s.rec.created_ms = r == 1 ? (uint64_t)INT64_MAX : 0;
+            snprintf(s.rec.tenant, sizeof(s.rec.tenant), "%s", r % 2 ? "acme" : "");
+            for (size_t k = 0; k < n; k++)
+                s.answers[k].latency_ms = reals[(k + r) % 10];
+            assert_line_is_jansson(&s);
+            lv_statefile_session_clear(&s);
+        }
+    }
+    /* a full-length text of multi-byte characters, quotes and backslashes */
+    make_session(&s, 7, 1);
+    free(s.answers[0].text);
+    char *big = malloc(LV_STATEFILE_TEXT_MAX + 16);
+    for (size_t i = 0; i + 2 <= LV_STATEFILE_TEXT_MAX + 16; i += 2)
+        memcpy(big + i, i % 6 == 0 ? "\xc3\xa9" : (i % 6 == 2 ? "\"\\" : "/\n"), 2);
+    s.answers[0] = (lv_statefile_answer_t){1, 2, 3, big, LV_STATEFILE_TEXT_MAX};
+    assert_line_is_jansson(&s);
+    lv_statefile_session_clear(&s);
+    /* what JSON cannot carry is refused as before: not UTF-8 in a string, numbers past int64 */
+    lv_statefile_line_t *line = NULL;
+    make_session(&s, 8, 0);
+    memcpy(s.rec.settings.model, "m\xff", 3);
+    assert_int_equal(lv_statefile_encode_session(&s, &line), LV_EINVAL);
+    make_session(&s, 8, 0);
+    s.answer_seq = (uint64_t)INT64_MAX + 1;
+    assert_int_equal(lv_statefile_encode_session(&s, &line), LV_EINVAL);
+    make_session(&s, 8, 0);
+    s.rec.settings.temperature = NAN;
+    assert_int_equal(lv_statefile_encode_session(&s, &line), LV_EINVAL);
     assert_null(line);
 }
 
@@ -1033,6 +1125,7 @@ int main(void)
         cmocka_unit_test(malformed_fields),
         cmocka_unit_test(refused_settings_reset),
         cmocka_unit_test(encode_cuts_broken_utf8),
+        cmocka_unit_test(encode_matches_jansson),
         cmocka_unit_test(parse_line_round_trip),
         cmocka_unit_test(parse_line_rejects),
         cmocka_unit_test(registry_restart),
