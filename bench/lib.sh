@@ -40,12 +40,17 @@ start_fakevlm() {
 }
 
 # start_livevlm NAME ARGS... ; sets LV_PORT, LV_PID, LV_TOKEN_FILE
+# The server defaults to --auth accounts, which writes no token file; loadgen, the idle client and
+# `scrape` all send the shared token from <config-dir>/token, so the bench asks for --auth token
+# unless the caller names an --auth mode itself.
 start_livevlm() {
     local name=$1; shift
+    local a autharg=(--auth token)
+    for a in "$@"; do case $a in --auth | --auth=*) autharg=() ;; esac; done
     mkdir -p "$BENCH_TMP/$name.cfg"
     "$BUILD/livevlm" serve --host 127.0.0.1 --port 0 --port-file "$BENCH_TMP/$name.port" \
         --config-dir "$BENCH_TMP/$name.cfg" --no-detect --max-sessions 100000 \
-        --max-sessions-per-ip 100000 --max-sockets-per-ip 100000 --log-level warn "$@" \
+        --max-sessions-per-ip 100000 --max-sockets-per-ip 100000 --log-level warn "${autharg[@]}" "$@" \
         >"$BENCH_TMP/$name.out" 2>"$BENCH_TMP/$name.log" &
     LV_PID=$!
     BENCH_PIDS+=("$LV_PID")
@@ -53,7 +58,6 @@ start_livevlm() {
     LV_PORT=$(cat "$BENCH_TMP/$name.port")
     LV_TOKEN_FILE="$BENCH_TMP/$name.cfg/token"
     LV_SCHEME=https
-    local a
     for a in "$@"; do [ "$a" = --no-tls ] && LV_SCHEME=http; done
     LV_URL="$LV_SCHEME://127.0.0.1:$LV_PORT"                       # for curl (-k: self-signed)
     LV_WS="${LV_SCHEME/http/ws}://127.0.0.1:$LV_PORT/ws"            # for loadgen
@@ -192,9 +196,18 @@ snap() {
     : >"$dir/$tag.cpu"
     for p in "$@"; do echo "$p $(cpu_ticks "$p" 2>/dev/null || echo 0) $(rss_kb "$p" 2>/dev/null || echo 0)" >>"$dir/$tag.cpu"; done
     [ -z "${LV_PID:-}" ] || scrape "$dir/$tag.prom"
+    date +%s.%N >"$dir/$tag.ts"   # the scrape ended: the server counted somewhere in between
     for p in ${FV_SNAP_PORTS:-}; do fv_stats "$p" "$dir/$tag.fv$p.json"; done
 }
 snap_dt() { awk -v a="$(cat "$1/$2.t")" -v b="$(cat "$1/$3.t")" 'BEGIN { printf "%.3f", b - a }'; }  # DIR A B -> seconds
+# snap_scrape_dt DIR A B -> seconds between the two scrapes' midpoints. A /metrics counter's growth
+# covers this interval, not snap_dt's: on a loaded server one scrape can wait far longer than the
+# other, so rates of scraped counters divide by this.
+snap_scrape_dt() {
+    awk -v a0="$(cat "$1/$2.t")" -v a1="$(cat "$1/$2.ts" 2>/dev/null || cat "$1/$2.t")" \
+        -v b0="$(cat "$1/$3.t")" -v b1="$(cat "$1/$3.ts" 2>/dev/null || cat "$1/$3.t")" \
+        'BEGIN { printf "%.3f", (b0 + b1) / 2 - (a0 + a1) / 2 }'
+}
 snap_cpu_s() { # DIR A B PID -> CPU seconds the PID used between the snapshots
     awk -v p="$4" -v hz="$CLK_TCK" 'FNR == 1 { f++ } $1 == p { t[f] = $2 } END { printf "%.3f", (t[2] - t[1]) / hz }' "$1/$2.cpu" "$1/$3.cpu"
 }

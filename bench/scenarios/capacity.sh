@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # bench/scenarios/capacity.sh - how many sessions at 1 frame/s one livevlm serves on this machine
 # when the backend is never the limit (fakevlm with 1024 slots, livevlm window fixed at 1024).
-# Steps N up (CAP_STEPS) until the gateway's own p99 passes 1 ms, answers fall under 95 % of
-# expected, loadgen cannot keep up, or the time budget is spent; with and without TLS (CAP_MODES).
-# Then RSS per idle session (hello, never start). Writes $BENCH_OUT/capacity.md and .summary.
+# Steps N up (CAP_STEPS) while every step passes the strict check - all sessions connected, ≥ 98 %
+# of the expected answers arrive, client p99 (loadgen: frame sent -> vlm_response) ≤ the backend's
+# floor + 100 ms, the gateway's own p99 ≤ 1 ms, loadgen keeping up - and reports the largest step
+# that passed; the first failing step (or the time budget per mode) ends the stepping. With and
+# without TLS (CAP_MODES). Then RSS per idle session (hello, never start). Writes
+# $BENCH_OUT/capacity.md and .summary.
 #
 #   bench/scenarios/capacity.sh                   # both modes, default steps
 #   CAP_MODES=plain CAP_STEPS="250 500" CAP_DUR=5 bench/scenarios/capacity.sh
@@ -13,14 +16,21 @@ cd "$(dirname "$0")/../.."
 OUT=${BENCH_OUT:-bench/out}
 mkdir -p "$OUT"
 JPEG=tests/data/frame-640x480.jpg
-STEPS=${CAP_STEPS:-"250 500 1000 1500 2000 2500 3000 4000 5000 6000 8000"}
+# the list goes past the 5,000 target so that a server that passes it shows how far it goes; the
+# time budget ends it first on a slow machine (20,000 file descriptors: 16,000 is the last that fits)
+STEPS=${CAP_STEPS:-"250 500 1000 1500 2000 2500 3000 4000 5000 6000 8000 10000 12000 16000"}
 MODES=${CAP_MODES:-"tls plain"}
 DUR=${CAP_DUR:-8}            # measured window per step, seconds
 WARM=${CAP_WARM:-3}
-BUDGET=${CAP_BUDGET_S:-150}  # per mode: no new step starts after this many seconds
+BUDGET=${CAP_BUDGET_S:-240}  # per mode: no new step starts after this many seconds (250..5000 take ~160 s)
 IDLE_N=${CAP_IDLE_N:-2000}   # idle sessions for the RSS-per-idle-session figure
+CPU_N=${CAP_CPU_N:-1000}     # the step whose CPU per frame the summary reports (issue 11's target)
 FV_TTFT=50 FV_TOK=5 FV_TOKENS=20
 FLOOR_MS=$((FV_TTFT + FV_TOKENS * FV_TOK))   # fakevlm's service time: the latency floor
+# the strict check (issue 11, DESIGN.md "Performance targets")
+MIN_ANS_PCT=98
+MAX_P99_MS=$((FLOOR_MS + 100))
+CPU_TARGET_tls=180 CPU_TARGET_plain=150      # µs per frame at CPU_N sessions
 md="$OUT/capacity.md"
 sum="$OUT/capacity.summary"
 W="$BENCH_TMP/cap"
@@ -37,29 +47,66 @@ stat_busy() {
          END { dt = t[2] - t[1]; printf "%.0f", (dt > 0 ? 100 * (1 - (idle[2] - idle[1]) / dt) : 0) }' "$W/$1.stat" "$W/$2.stat"
 }
 
+# sleep_until T0 EXPR: sleep until EXPR seconds after the $EPOCHREALTIME value T0 (not at all if past)
+sleep_until() {
+    local left
+    left=$(awk -v t0="$1" -v now="$EPOCHREALTIME" "BEGIN { l = t0 + ($2) - now; printf \"%.3f\", (l > 0 ? l : 0) }")
+    sleep "$left"
+}
+
+# Per-thread CPU: livevlm is not one thread (libuv's pool, the database thread, and perhaps a
+# backend I/O loop), so "X % of a core" of the process says nothing about whether one loop is
+# full. snap_threads TAG PID writes "tid ticks comm" for each thread; thread_busiest A B PID DT
+# prints "pct tid comm ran total": the busiest thread's % of a core between the snapshots, its
+# name, how many threads used any CPU and how many there were. Fields are read after the last
+# ')' of stat, so a comm with spaces cannot shift them (utime, stime are then fields 12, 13).
+# The file path's next-to-last part is the thread id.
+snap_threads() { # one awk over every thread's stat: few forks, so the snapshot stays short
+    awk '{ c = "?"; if (match($0, /\(.*\)/)) c = substr($0, RSTART + 1, RLENGTH - 2); gsub(/ /, "_", c)
+           n = split(FILENAME, p, "/"); line = $0; sub(/.*\) /, "", line); split(line, f, " ")
+           print p[n - 1], f[12] + f[13], c }' /proc/$2/task/*/stat >"$W/$1.thr" 2>/dev/null || true
+}
+thread_busiest() {
+    awk -v pid="$3" -v dt="$4" -v hz="$CLK_TCK" '
+        FNR == 1 { f++ }
+        f == 1 { a[$1] = $2; next }
+        { d = $2 - ($1 in a ? a[$1] : 0); n++; if (d > 0) ran++
+          if (d > best || bt == "") { best = d; bt = $1; bc = $3 } }
+        END { if (bc == "") bc = "?"
+              printf "%.0f %s %s %d %d\n", (dt > 0 ? 100 * best / hz / dt : 0), bt, (bt == pid ? "main" : bc), ran, n }' "$W/$1.thr" "$W/$2.thr"
+}
+
 {
     echo "## 1. Capacity: sessions at 1 frame/s, backend never the limit"
     echo
     echo "fakevlm: 1024 slots, ${FV_TTFT} ms to first token + ${FV_TOKENS} tokens × ${FV_TOK} ms = ${FLOOR_MS} ms service floor."
     echo "livevlm: --backend-max fake=1024, adaptive window off. Frames: $JPEG ($(stat -c %s $JPEG) bytes)."
     echo "Each step: a fresh livevlm, N sessions ramped in, ${WARM} s warm-up, ${DUR} s measured from outside"
-    echo "(/proc CPU and RSS, /metrics before and after). All three processes share the ${ncpu} cores."
+    echo "(/proc CPU and RSS, per thread too, /metrics before and after). All three processes share the ${ncpu} cores."
     echo
-    echo "| mode | sessions | answers/s (of expected) | livevlm CPU/frame | machine CPU (of both cores) | livevlm RSS | RSS/active session | gateway p50 / p99 (≤1 ms) | client latency p50 / p99 (floor ${FLOOR_MS} ms) | loadgen CPU/frame, loop lag p99 | fakevlm CPU | stop |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "A step **passes** only when all N sessions connected (≥ 99 %), answers ≥ ${MIN_ANS_PCT} % of N × window × 1/s,"
+    echo "client p99 (loadgen: frame sent → vlm_response) ≤ floor + 100 = ${MAX_P99_MS} ms, ≥ 99 % of frames took the"
+    echo "gateway ≤ 1 ms (livevlm_gateway_seconds), and loadgen kept up (loop lag p99 ≤ 100 ms, ≤ 90 % of a core)."
+    echo "The first step that fails ends the stepping; the verdict column names every check it failed."
+    echo
+    echo "| mode | sessions | answers/s (of expected) | livevlm CPU/frame (process, % of a core) | livevlm busiest thread (% of a core; threads that ran / all) | machine CPU (of all cores; other processes, % of a core) | livevlm RSS | RSS/active session | gateway p50 / p99 | client latency p50 / p99 | loadgen CPU/frame, loop lag p99 | fakevlm CPU | verdict |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 } >"$md"
 
-declare -A BEST_N BEST_CPU BEST_G99 BEST_BUSY BEST_LAT WHY IDLE_KB
+declare -A BEST_N BEST_CPU BEST_G99 BEST_LAT WHY IDLE_KB CPU_AT CPU_AT_V GW_BAD GW_LAST ENDED
 src_i=10
 
 for mode in $MODES; do
     if [ "$mode" = tls ]; then tlsarg=(); else tlsarg=(--no-tls); fi
     mode_t0=$SECONDS
-    BEST_N[$mode]=0 WHY[$mode]="the step list ended"
+    BEST_N[$mode]=0 WHY[$mode]="every step in the list passed" ENDED[$mode]=list GW_BAD[$mode]="" GW_LAST[$mode]=""
     start_fakevlm fv-$mode --slots 1024 --ttft-ms $FV_TTFT --token-ms $FV_TOK --tokens $FV_TOKENS --queue-max 100000
     fvpid=$FV_PID fvport=$FV_PORT
     for n in $STEPS; do
-        if ((SECONDS - mode_t0 > BUDGET)); then WHY[$mode]="time budget (${BUDGET} s) spent before ${n}"; break; fi
+        if ((SECONDS - mode_t0 > BUDGET)); then
+            WHY[$mode]="time budget (${BUDGET} s per mode) spent before the ${n}-session step" ENDED[$mode]=budget
+            break
+        fi
         ramp=$(awk -v n=$n -v t=$mode 'BEGIN { r = n / (t == "tls" ? 600 : 1000); printf "%d", r < 2 ? 2 : r + 0.999 }')
         start_livevlm cap-$mode-$n "${tlsarg[@]}" --backend fake=http://127.0.0.1:$fvport/v1 --backend-max fake=1024 "${lvargs[@]}"
         sleep 1
@@ -71,10 +118,14 @@ for mode in $MODES; do
             >"$W/lg-$mode-$n.txt" 2>&1 &
         lgpid=$!
         BENCH_PIDS+=("$lgpid")
-        sleep $((ramp + WARM)).4
-        snap "$W" a-$mode-$n $LV_PID $fvpid $lgpid; snap_stat a-$mode-$n
-        sleep $((DUR - 1)).2
-        snap "$W" b-$mode-$n $LV_PID $fvpid $lgpid; snap_stat b-$mode-$n
+        # snapshots at fixed times after loadgen started, 0.4 s inside both ends of its window: a
+        # snapshot takes a while on a busy machine (the scrape waits on the loaded server), and a
+        # "sleep DUR" after it would put the end snapshot past the window, where no frames come
+        t_lg=$EPOCHREALTIME
+        sleep_until "$t_lg" "$ramp + $WARM + 0.4"
+        snap "$W" a-$mode-$n $LV_PID $fvpid $lgpid; snap_stat a-$mode-$n; snap_threads a-$mode-$n $LV_PID
+        sleep_until "$t_lg" "$ramp + $WARM + $DUR - 0.4"
+        snap "$W" b-$mode-$n $LV_PID $fvpid $lgpid; snap_stat b-$mode-$n; snap_threads b-$mode-$n $LV_PID
         wait $lgpid || true
         stop_pid $LV_PID
         A="$W/a-$mode-$n" B="$W/b-$mode-$n"
@@ -83,45 +134,80 @@ for mode in $MODES; do
         fvcpu=$(snap_cpu_s "$W" a-$mode-$n b-$mode-$n $fvpid)
         busy=$(stat_busy a-$mode-$n b-$mode-$n)
         rss=$(snap_rss_kb "$W" b-$mode-$n $LV_PID)
+        read -r thr_pct thr_tid thr_comm thr_ran thr_all <<<"$(thread_busiest a-$mode-$n b-$mode-$n $LV_PID "$dt")"
         if [ ! -s "$lgout" ]; then
-            row="| $mode | $n | loadgen wrote no result ($(tail -1 "$W/lg-$mode-$n.txt")) | | | | | | | | | stop |"
-            echo "$row" >>"$md"; WHY[$mode]="loadgen failed at $n"; break
+            row="| $mode | $n | loadgen wrote no result ($(tail -1 "$W/lg-$mode-$n.txt")) | | | | | | | | | | fail: loadgen failed |"
+            echo "$row" >>"$md"; WHY[$mode]="loadgen failed at $n sessions" ENDED[$mode]=fail; break
         fi
         conn=$(jqn "$lgout" .sessions.connected)
-        ans=$(jqn "$lgout" .answers_per_s) exp=$(jqn "$lgout" .answers_expected) ansn=$(jqn "$lgout" .answers)
-        win=$(jqn "$lgout" .window_s)
-        ratio=$(awk -v a="$ansn" -v e="$exp" 'BEGIN { printf "%.3f", (e > 0 ? a / e : 0) }')
-        frames=$(mdelta "$A.prom" "$B.prom" livevlm_frames_total)
-        [ -n "$frames" ] || frames=$(awk -v f="$(jqn "$lgout" .frames_per_s)" -v d="$dt" 'BEGIN { printf "%.0f", f * d }')
-        per=$(awk -v c="$lvcpu" -v f="$frames" 'BEGIN { printf "%.0f", (f > 0 ? c * 1e6 / f : 0) }')
+        ans=$(jqn "$lgout" .answers_per_s) ansn=$(jqn "$lgout" .answers)
+        win=$(jqn "$lgout" .window_s) ival=$(jqn "$lgout" .config.interval_ms)
+        # expected from the N sessions asked for, not loadgen's answers_expected (which counts only
+        # the sessions that connected): a session that never connected is an answer that never came
+        exp=$(awk -v n="$n" -v w="${win:-0}" -v i="${ival:-1000}" 'BEGIN { printf "%.1f", n * w * 1000 / i }')
+        ratio=$(awk -v a="${ansn:-0}" -v e="$exp" 'BEGIN { printf "%.4f", (e > 0 ? a / e : 0) }')
+        # CPU per frame as a ratio of rates: livevlm's CPU over the /proc snapshots (timed to the
+        # instant) by loadgen's frames sent per second over its window (exact; every frame answers
+        # a credit, so in the steady state it is the rate livevlm takes frames in). Not by
+        # livevlm_frames_total's growth: a scrape of a loaded server can take most of a second,
+        # which puts ±10 % into a counter's rate over a few seconds (kept in the log line).
+        fps=$(jqn "$lgout" .frames_per_s)
+        sdt=$(snap_scrape_dt "$W" a-$mode-$n b-$mode-$n)
+        sfps=$(awk -v f="$(mdelta "$A.prom" "$B.prom" livevlm_frames_total)" -v d="$sdt" 'BEGIN { printf "%.1f", (d > 0 ? f / d : 0) }')
+        per=$(awk -v c="$lvcpu" -v d="$dt" -v f="${fps:-0}" 'BEGIN { printf "%.0f", (f > 0 && d > 0 ? c / d * 1e6 / f : 0) }')
         read -r g50 g99 gle <<<"$(hist "$A.prom" "$B.prom" livevlm_gateway_seconds p50 p99 le=0.001)"
         l50=$(jqn "$lgout" .latency_ms.total.p50) l99=$(jqn "$lgout" .latency_ms.total.p99)
         lgper=$(jqn "$lgout" .loadgen.us_per_frame) lgpct=$(jqn "$lgout" .loadgen.cpu_percent)
         lag99=$(jqn "$lgout" .loadgen.loop_lag_ms.p99)
         fvpct=$(awk -v c="$fvcpu" -v d="$dt" 'BEGIN { printf "%.0f", 100 * c / d }')
         lvpct=$(awk -v c="$lvcpu" -v d="$dt" 'BEGIN { printf "%.0f", 100 * c / d }')
+        # what the rest of the machine (not livevlm, loadgen or fakevlm) used, % of a core: on a
+        # shared machine this is what makes a step's numbers worse than the server's own
+        others=$(awk -v m="$busy" -v nc="$ncpu" -v lv="$lvpct" -v lg="${lgpct:-0}" -v fv="$fvpct" \
+            'BEGIN { o = m * nc - lv - lg - fv; printf "%.0f", (o > 0 ? o : 0) }')
         per_sess=$(awk -v r="$rss" -v i="$idle_kb" -v n="$n" 'BEGIN { printf "%.1f", (r - i) / n }')
-        stop=""
-        if [ "${conn:-0}" -lt $((n * 99 / 100)) ]; then stop="only $conn of $n sessions connected"; fi
-        if [ -z "$stop" ] && awk -v r="$ratio" 'BEGIN { exit !(r < 0.95) }'; then stop="answers $(calc %.0f "$ratio*100") % of expected"; fi
-        if [ -z "$stop" ] && [ "$gle" != "-" ] && [ -n "$gle" ] && awk -v f="$gle" 'BEGIN { exit !(f < 0.99) }'; then stop="gateway p99 over 1 ms"; fi
-        if [ -z "$stop" ] && awk -v l="${lag99:-0}" -v p="${lgpct:-0}" 'BEGIN { exit !(l > 100 || p > 90) }'; then stop="loadgen cannot keep up (loop lag p99 ${lag99} ms, ${lgpct%.*} % CPU)"; fi
-        printf '| %s | %s | %s (%s %%) | %s µs (%s %% of a core) | %s %% | %s MiB | %s KiB | %s / %s ms | %s / %s ms | %s µs, %s ms | %s %% | %s |\n' \
-            "$mode" "$n" "$(calc %.0f "$ans")" "$(calc %.1f "$ratio*100")" "$per" "$lvpct" "$busy" "$((rss / 1024))" "$per_sess" \
-            "${g50:--}" "${g99:--}" "$(calc %.1f "$l50")" "$(calc %.1f "$l99")" "$(calc %.0f "$lgper")" "$(calc %.1f "$lag99")" \
-            "$fvpct" "${stop:-}" >>"$md"
-        echo "capacity $mode n=$n answers/s=$ans ratio=$ratio cpu/frame=${per}us busy=${busy}% gw=$g50/$g99 lat=$l50/$l99 stop=${stop:-no}" >&2
-        if [ -n "$stop" ]; then
-            # why: which process ran out of CPU at this step
-            cause=$(awk -v lv="$lvpct" -v m="$busy" -v lg="${lgpct:-0}" -v fv="$fvpct" 'BEGIN {
-                if (lv >= 95) printf "livevlm at %d %% of a core: its event-loop thread (all its work runs there) is saturated", lv
-                else if (m >= 95) printf "both cores busy (livevlm %d %%, loadgen %d %%, fakevlm %d %% of a core)", lv, lg, fv
+
+        # the strict check: every failed part is named, not only the first
+        fails=()
+        [ "${conn:-0}" -ge $((n * 99 / 100)) ] || fails+=("only ${conn:-0} of $n sessions connected")
+        awk -v r="$ratio" -v m=$MIN_ANS_PCT 'BEGIN { exit !(r * 100 < m) }' &&
+            fails+=("answers $(calc %.1f "$ratio*100") % < ${MIN_ANS_PCT} %")
+        if [ -z "$l99" ]; then fails+=("no client latency (no answers)")
+        elif awk -v l="$l99" -v m=$MAX_P99_MS 'BEGIN { exit !(l > m) }'; then fails+=("client p99 $(calc %.0f "$l99") ms > ${MAX_P99_MS} ms"); fi
+        if [ -z "$gle" ] || [ "$gle" = - ] || [ "$gle" = "?" ]; then fails+=("gateway p99 not measured (no /metrics)")
+        elif awk -v f="$gle" 'BEGIN { exit !(f < 0.99) }'; then fails+=("gateway p99 > 1 ms (only $(calc %.1f "$gle*100") % of frames ≤ 1 ms)"); fi
+        awk -v l="${lag99:-0}" -v p="${lgpct:-0}" 'BEGIN { exit !(l > 100 || p > 90) }' &&
+            fails+=("loadgen cannot keep up (loop lag p99 $(calc %.0f "${lag99:-0}") ms, $(calc %.0f "${lgpct:-0}") % of a core)")
+        verdict=pass
+        [ ${#fails[@]} -eq 0 ] || verdict="fail: $(IFS=';'; echo "${fails[*]}" | sed 's/;/; /g')"
+
+        printf '| %s | %s | %s (%s %%) | %s µs (%s %%) | %s %% (%s; %s / %s) | %s %% (others %s %%) | %s MiB | %s KiB | %s / %s ms | %s / %s ms | %s µs, %s ms | %s %% | %s |\n' \
+            "$mode" "$n" "$(calc %.0f "${ans:-0}")" "$(calc %.1f "$ratio*100")" "$per" "$lvpct" \
+            "$thr_pct" "$([ "$thr_comm" = main ] && echo "main thread" || echo "thread $thr_tid $thr_comm")" "$thr_ran" "$thr_all" \
+            "$busy" "$others" "$((rss / 1024))" "$per_sess" \
+            "${g50:--}" "${g99:--}" "$(calc %.1f "${l50:-0}")" "$(calc %.1f "${l99:-0}")" "$(calc %.0f "${lgper:-0}")" "$(calc %.1f "${lag99:-0}")" \
+            "$fvpct" "$verdict" >>"$md"
+        echo "capacity $mode n=$n answers=${ratio} frames/s=$fps (livevlm_frames_total: $sfps) cpu/frame=${per}us lv=${lvpct}% thread=${thr_pct}% busy=${busy}% gw=$g50/$g99 lat=$l50/$l99 $verdict" >&2
+
+        if [ "$n" = "$CPU_N" ]; then CPU_AT[$mode]=$per CPU_AT_V[$mode]=$([ "$verdict" = pass ] && echo passed || echo "failed: ${verdict#fail: }"); fi
+        GW_LAST[$mode]="${g99:--} ms at $n"
+        # the gateway row of the summary: the first step whose gateway p99 was over 1 ms or unmeasured
+        if [ -z "${GW_BAD[$mode]}" ] && { [ -z "$gle" ] || [ "$gle" = - ] || [ "$gle" = "?" ] ||
+            awk -v f="$gle" 'BEGIN { exit !(f < 0.99) }'; }; then GW_BAD[$mode]=$n; fi
+        if [ "$verdict" != pass ]; then
+            # why: which process (or thread) ran out of CPU at this step. A process's % of a core
+            # can pass 100 once it runs several threads; a loop is full when its thread is.
+            cause=$(awk -v lv="$lvpct" -v th="$thr_pct" -v tn="$([ "$thr_comm" = main ] && echo "its main (event-loop) thread" || echo "its thread $thr_tid ($thr_comm)")" \
+                -v ran="$thr_ran" -v m="$busy" -v lg="$(calc %.0f "${lgpct:-0}")" -v fv="$fvpct" -v nc="$ncpu" -v ot="$others" 'BEGIN {
+                who = sprintf("livevlm %d %% of a core over %d threads that ran, loadgen %d %%, fakevlm %d %%, other processes %d %%", lv, ran, lg, fv, ot)
+                if (th >= 95) printf "livevlm is thread-bound: %s is at %d %% of a core (%s; machine %d %% of %d cores)", tn, th, who, m, nc
+                else if (m >= 95) printf "the machine is saturated: all %d cores %d %% busy (%s; livevlm busiest thread %d %%)", nc, m, who, th
                 else if (lg >= 90) printf "loadgen at %d %% of a core", lg
-                else printf "no process saturated (livevlm %d %%, loadgen %d %%, fakevlm %d %% of a core, machine %d %%)", lv, lg, fv, m }')
-            WHY[$mode]="$stop at $n sessions; $cause"
+                else printf "no process or thread saturated (%s; livevlm busiest thread %d %%; machine %d %%)", who, th, m }')
+            WHY[$mode]="the ${n}-session step failed (${verdict#fail: }); $cause" ENDED[$mode]=fail
             break
         fi
-        BEST_N[$mode]=$n BEST_CPU[$mode]=$per BEST_G99[$mode]="$g50 / $g99" BEST_BUSY[$mode]=$busy
+        BEST_N[$mode]=$n BEST_CPU[$mode]=$per BEST_G99[$mode]="$g50 / $g99"
         BEST_LAT[$mode]="$(calc %.0f "$l50") / $(calc %.0f "$l99")"
     done
     stop_pid $fvpid
@@ -232,7 +318,12 @@ for mode in $MODES; do idle_row $mode; done
 {
     echo
     for mode in $MODES; do
-        echo "- **$mode**: stepping stopped: ${WHY[$mode]}. Largest step that passed every check: **${BEST_N[$mode]} sessions**$( [ "${BEST_N[$mode]}" = 0 ] || echo ", livevlm ${BEST_CPU[$mode]} µs CPU per frame, gateway p50 / p99 ${BEST_G99[$mode]} ms, client latency p50 / p99 ${BEST_LAT[$mode]} ms against the ${FLOOR_MS} ms floor")."
+        case ${ENDED[$mode]} in
+            fail) echo -n "- **$mode**: stepping stopped: ${WHY[$mode]}." ;;
+            budget) echo -n "- **$mode**: every step run passed; stepping stopped: ${WHY[$mode]}, so the capacity is at least the last step." ;;
+            *) echo -n "- **$mode**: ${WHY[$mode]} (the capacity is at least the last step)." ;;
+        esac
+        echo " Largest step that passed every check: **${BEST_N[$mode]} sessions**$( [ "${BEST_N[$mode]}" = 0 ] || echo ", livevlm ${BEST_CPU[$mode]} µs CPU per frame, gateway p50 / p99 ${BEST_G99[$mode]} ms, client latency p50 / p99 ${BEST_LAT[$mode]} ms against the ${FLOOR_MS} ms floor")."
     done
     echo
     [ ! -s "$profile_md" ] || { cat "$profile_md"; echo; }
@@ -247,27 +338,47 @@ for mode in $MODES; do idle_row $mode; done
     echo "Gateway p50/p99 come from livevlm_gateway_seconds (bucket bounds 50, 100, 200, 500 µs, 1, 2 ms …; linear"
     echo "inside a bucket), over the measured window only. Client latency is loadgen's frame sent → vlm_response, which"
     echo "includes fakevlm's ${FLOOR_MS} ms and loadgen's own wake-up coalescing (up to 1 ms). livevlm_gateway_seconds counts"
-    echo "the gateway's work per frame, not the time a frame's events wait for the loop: once livevlm nears one full core,"
-    echo "client latency grows well past the floor while the gateway histogram stays flat."
+    echo "the gateway's work per frame, not the time a frame's events wait for the loop: once a livevlm loop thread nears a"
+    echo "full core (the busiest-thread column), client latency grows well past the floor while the gateway histogram stays"
+    echo "flat; that is why the pass check bounds the client's p99 too. The process column can pass 100 % once livevlm's"
+    echo "work runs on several threads; the busiest-thread column is the one that says whether a loop is full."
     missing_note
 } >>"$md"
 
-# summary rows: | scenario | target | measured | verdict |
+# summary rows: | scenario | target | measured | verdict |, issue 11's targets
 {
     for mode in $MODES; do
         n=${BEST_N[$mode]}
-        v="met"; [ "$n" -ge 5000 ] || v="missed by $((5000 - n)) sessions: ${WHY[$mode]}"
-        echo "| capacity ($mode) | ≥ 5000 sessions at 1 frame/s$( [ $mode = tls ] && echo ' with TLS') | $n sessions passed | $v |"
-        c=${BEST_CPU[$mode]:-}
+        ended=""
+        [ "${ENDED[$mode]}" = fail ] || ended=" (no step failed: ${WHY[$mode]})"
+        if [ $mode = tls ]; then
+            v="met"; [ "$n" -ge 5000 ] || v="missed by $((5000 - n)) sessions: ${WHY[$mode]}"
+            echo "| capacity (tls) | ≥ 5000 sessions at 1 frame/s with TLS, ≥ ${MIN_ANS_PCT} % answers, client p99 ≤ ${MAX_P99_MS} ms (floor + 100) | $n sessions passed$ended | $v |"
+        else
+            echo "| capacity (plain, for comparison) | — (the target is TLS's) | $n sessions passed$ended | —: ${WHY[$mode]} |"
+        fi
+        tv=CPU_TARGET_$mode; t=${!tv}
+        c=${CPU_AT[$mode]:-}
         if [ -n "$c" ]; then
-            v="met"; [ "$c" -le 100 ] || v="missed by $((c - 100)) µs ($(calc %.1f "$c/100")×)${PROFILE_WHY:+: $PROFILE_WHY}"
-            echo "| CPU per frame ($mode, at $n sessions) | ≤ 100 µs | $c µs | $v |"
-            g=${BEST_G99[$mode]:-}
-            echo "| gateway p50 / p99 ($mode, at $n sessions) | ≤ 0.3 / ≤ 1 ms | $g ms | $(awk -v g="$g" 'BEGIN { split(g, x, " / "); if (x[1] == "-" || x[1] == "") print "not measured (no /metrics)"; else print ((x[1] + 0 <= 0.3 && substr(x[2], 1, 1) != ">" && x[2] + 0 <= 1) ? "met" : "missed") }') |"
+            v="met"; [ "$c" -le "$t" ] || v="missed by $((c - t)) µs ($(calc %.2f "$c/$t")×)${PROFILE_WHY:+: $PROFILE_WHY}"
+            echo "| livevlm CPU per frame ($mode, at $CPU_N sessions) | ≤ $t µs | $c µs (that step ${CPU_AT_V[$mode]}) | $v |"
+        else
+            echo "| livevlm CPU per frame ($mode, at $CPU_N sessions) | ≤ $t µs | no $CPU_N-session step ran | not measured |"
+        fi
+        if [ -z "${GW_LAST[$mode]}" ]; then
+            echo "| gateway p99 ($mode) | ≤ 1 ms | no step measured | not measured |"
+        elif [ -n "${GW_BAD[$mode]}" ]; then
+            echo "| gateway p99 ($mode) | ≤ 1 ms | over 1 ms (or unmeasured) from ${GW_BAD[$mode]} sessions; ${GW_LAST[$mode]} | missed from ${GW_BAD[$mode]} sessions |"
+        else
+            echo "| gateway p99 ($mode) | ≤ 1 ms | ≤ 1 ms at every step run (${GW_LAST[$mode]} sessions, the last) | met |"
         fi
         k=${IDLE_KB[$mode]}
-        v="met"; awk -v k="$k" 'BEGIN { exit !(k > 62.5) }' && v="missed by $(calc %.1f "$k-62.5") KiB"
-        echo "| idle session incl. socket ($mode) | ≤ 64 KB (62.5 KiB) | $k KiB | $v |"
+        if [ $mode = tls ]; then
+            v="met"; awk -v k="$k" 'BEGIN { exit !(k > 62.5) }' && v="missed by $(calc %.1f "$k-62.5") KiB"
+            echo "| idle session incl. socket (tls) | ≤ 64 KB (62.5 KiB) | $k KiB | $v |"
+        else
+            echo "| idle session incl. socket (plain, for comparison) | — (the target is TLS's) | $k KiB | — |"
+        fi
     done
 } >"$sum"
 cat "$md"
