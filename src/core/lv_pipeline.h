@@ -54,6 +54,10 @@
 
 #define LV_PIPELINE_CREDITS_PER_TICK 1024
 #define LV_PIPELINE_CREDIT_RETRY_MIN_MS 5000
+/* The credit timetable (lv_pipeline_tick): a wheel of this many slots of this many ms (16 s: a
+ * session due later is looked at once per turn of the wheel until it is due). */
+#define LV_PIPELINE_WHEEL_SLOTS 2048
+#define LV_PIPELINE_WHEEL_SLOT_MS 8
 /* While no backend serves a session's model its sources are not asked for frames, and its viewers
  * hear no_backend when it starts and again this often. */
 #define LV_PIPELINE_NO_BACKEND_REPEAT_MS 10000
@@ -134,6 +138,14 @@ typedef struct lv_pipeline {
                                   * dropped; 0: two intervals, at least 2 s (set after init) */
     int detached_cancel_ms;      /* a session with no viewer and no source this long gets no more
                                   * backend work (set after init; 0 = at once) */
+    /* the credit timetable: each started session with a source is in one of these
+     * (lv_session_t.credit_link), so a tick looks only at the sessions due (lv_pipeline.c) */
+    lv_queue_t credit_due;       /* due but held back (a waiting frame, capacity, share, budget, no
+                                  * backend), in started_order: looked at on every tick */
+    lv_queue_t credit_soon;      /* due by the next tick, to be sorted into credit_due */
+    uint64_t credit_wheel_ms;    /* the wheel has turned up to this time (the last tick's now) */
+    uint64_t credit_visits;      /* sessions looked at by ticks: the work the timetable bounds */
+    lv_queue_t credit_wheel[LV_PIPELINE_WHEEL_SLOTS]; /* by credit_wake_ms / SLOT_MS: not yet due */
 } lv_pipeline_t;
 
 /** Set up p over the registry, the fair queue and the dispatcher (whose events it takes over).
@@ -151,6 +163,11 @@ size_t lv_pipeline_principal_waiting(const lv_pipeline_t *p, const char *princip
 /** s's outstanding credit (if any) is answered or dropped: by a frame (accepted or rejected), at
  * stop, when its last source leaves, or when the session is released. */
 void lv_pipeline_credit_clear(lv_pipeline_t *p, lv_session_t *s);
+/** The host moved s's next_credit_ms or changed its interval (a settings commit, a new source
+ * kind): s is filed again in the credit timetable for its next credit (or its unanswered one's
+ * re-ask). What the pipeline does itself (start, a credit answered, a source attached) needs no
+ * call. */
+void lv_pipeline_credit_reschedule(lv_pipeline_t *p, lv_session_t *s);
 
 /** A checked frame for started session s (f: the caller's reference, taken). It waits in the
  * mailbox (a waiting one is replaced: returns true) and the session joins the fair queue unless
@@ -182,8 +199,9 @@ void lv_pipeline_release(lv_pipeline_t *p, lv_session_t *s);
  * counting what it has in flight and waiting, and, when more than `capacity` waits in all, to have
  * nothing waiting: its frame is asked for when it could go, not to age behind the principal's own
  * request. A credit held back that way sets `demand`. At most LV_PIPELINE_CREDITS_PER_TICK per
- * call; sessions that got one go to the back of the started list. Returns how many credits went
- * out. */
+ * call; sessions that got one go to the back of the started list (due sessions are asked in its
+ * order). The work is proportional to the sessions due or held back, not to all started ones (the
+ * credit timetable). Returns how many credits went out. */
 size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now_ms);
 
 /** s has a frame waiting, no job and is started: it joins the fair queue under its principal

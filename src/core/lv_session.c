@@ -31,6 +31,8 @@ struct lv_registry {
     size_t count;
     lv_session_t *sweep_next;   /* where the bounded sweep resumes; NULL: at the start */
     lv_queue_t started;
+    uint64_t started_order;     /* the last lv_session_t.started_order given */
+    lv_queue_t just_started;    /* lv_session_t.credit_link: started since the pipeline's last tick */
     void (*before_evict)(lv_session_t *s, void *ud);
     void *evict_ud;
     bool persist_removed;       /* a session went since the last snapshot */
@@ -127,6 +129,7 @@ int lv_registry_create(lv_store_t *store, const lv_registry_caps_t *caps, lv_reg
     lv_queue_init(&reg->dirty);
     lv_queue_init(&reg->principal_order);
     lv_queue_init(&reg->started);
+    lv_queue_init(&reg->just_started);
     *out = reg;
     return 0;
 }
@@ -305,6 +308,7 @@ static void session_remove(lv_registry_t *reg, lv_session_t *s)
     lv_hmap_remove(&reg->sessions, &s->hash_node);
     if (lv_queue_linked(&s->started_link))
         lv_queue_remove(&s->started_link);
+    lv_queue_remove(&s->credit_link); /* the pipeline's timetable (embedded: it outlives s) */
     lv_queue_remove(&s->principal_link);
     /* the other lists' heads outlive it (the registry's, the cluster's): unlinked here, not in
      * session_free, which lv_registry_destroy also calls when neighbours are already gone */
@@ -352,6 +356,7 @@ static lv_session_t *session_alloc(void)
     lv_queue_init(&s->principal_link);
     lv_drr_node_init(&s->drr);
     lv_queue_init(&s->started_link);
+    lv_queue_init(&s->credit_link);
     lv_queue_init(&s->dirty_link);
     lv_queue_init(&s->cluster.link);
     /* a trace of its own until a caller's traceparent replaces it; none if the CSPRNG fails */
@@ -438,15 +443,28 @@ void lv_session_set_started(lv_registry_t *reg, lv_session_t *s, bool started, u
     lv_session_mark_dirty(s);
     if (started && !lv_queue_linked(&s->started_link)) {
         lv_queue_insert_tail(&reg->started, &s->started_link);
+        s->started_order = ++reg->started_order;
         s->next_credit_ms = now_ms;
         s->credit_outstanding = 0;
+        lv_queue_remove(&s->credit_link);
+        lv_queue_insert_tail(&reg->just_started, &s->credit_link);
     } else if (!started && lv_queue_linked(&s->started_link)) {
         lv_queue_remove(&s->started_link);
+        lv_queue_remove(&s->credit_link);
         s->credit_outstanding = 0;
     }
 }
 
 lv_queue_t *lv_registry_started(lv_registry_t *reg) { return &reg->started; }
+
+void lv_registry_started_to_back(lv_registry_t *reg, lv_session_t *s)
+{
+    lv_queue_remove(&s->started_link);
+    lv_queue_insert_tail(&reg->started, &s->started_link);
+    s->started_order = ++reg->started_order;
+}
+
+lv_queue_t *lv_registry_just_started(lv_registry_t *reg) { return &reg->just_started; }
 
 int lv_session_mailbox_put(lv_session_t *s, lv_frame_t *f)
 {

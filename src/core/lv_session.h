@@ -63,6 +63,12 @@ typedef struct lv_session {
     uint32_t credit_outstanding; /* id of the unanswered credit, 0 if none */
     uint64_t credit_sent_ms;
     uint64_t next_credit_ms;     /* monotonic time the next credit is due */
+    uint64_t started_order;      /* its place in the started list (larger: nearer the back); the
+                                  * pipeline asks due sessions in this order */
+    lv_queue_t credit_link;      /* the pipeline's credit timetable while started (lv_pipeline.c);
+                                  * the registry puts a session that starts on its just-started
+                                  * list and unlinks one that stops or goes */
+    uint64_t credit_wake_ms;     /* when the timetable looks at it next (the pipeline's) */
     uint64_t no_backend_ms;      /* no backend serves its model: when its viewers were last told
                                   * (credits are held meanwhile); 0 while it is served */
     uint64_t refused_ms;         /* its tenant no longer allows its model or backend: when its
@@ -139,10 +145,17 @@ lv_session_t *lv_session_find(lv_registry_t *reg, const char *id);
 /** Write the durable part back to the store (after settings or metrics change). */
 int lv_session_save(lv_registry_t *reg, lv_session_t *s);
 
-/** Mark started/stopped; keeps the started list the credit sweep walks. */
+/** Mark started/stopped; keeps the started list, and puts a session that starts on the
+ * just-started list for the pipeline's credit timetable (one that stops leaves the timetable). */
 void lv_session_set_started(lv_registry_t *reg, lv_session_t *s, bool started, uint64_t now_ms);
-/** Head of the started list (lv_session_t.started_link entries). */
+/** Head of the started list (lv_session_t.started_link entries), in started_order. */
 lv_queue_t *lv_registry_started(lv_registry_t *reg);
+/** s (started) moves to the back of the started list with the next started_order (it got a
+ * credit: the others due are asked before it next time). */
+void lv_registry_started_to_back(lv_registry_t *reg, lv_session_t *s);
+/** Sessions that started since the pipeline last took them (lv_session_t.credit_link entries):
+ * the pipeline files them in its credit timetable. */
+lv_queue_t *lv_registry_just_started(lv_registry_t *reg);
 
 /** Put a frame in the mailbox (takes the caller's reference). Returns 1 if it replaced a waiting
  * frame (counted in frames_replaced), 0 otherwise. */

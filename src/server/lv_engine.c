@@ -684,8 +684,10 @@ static void source_switched(lv_app_t *app, lv_session_t *s)
     if (strcmp(s->rec.settings.source, "webrtc") != 0)
         lv_offer_session_close(app, s, "the session's source changed");
     credit_clear(app, s);
-    if (s->rec.started)
+    if (s->rec.started) {
         s->next_credit_ms = lv_now_ms();
+        lv_pipeline_credit_reschedule(&app->pipe, s);
+    }
 }
 
 /* next (checked) becomes s's settings: saved, every socket of s hears settings_updated, the source
@@ -698,6 +700,8 @@ static void settings_commit(lv_app_t *app, lv_session_t *s, const lv_settings_t 
     s->rec.settings = *next;
     if (interval_changed && s->rec.started && !s->credit_outstanding)
         s->next_credit_ms = lv_now_ms();
+    if (interval_changed) /* due now, or its unanswered credit re-asked after two new intervals */
+        lv_pipeline_credit_reschedule(&app->pipe, s);
     if (source_changed)
         source_switched(app, s);
     lv_session_save(app->reg, s);

@@ -341,12 +341,12 @@ typedef struct {
     lv_pipeline_t pipe;
 } fx_t;
 
-static int setup(void **state)
+static int setup_caps(void **state, size_t max_sessions, size_t per_principal)
 {
     static fx_t fx;
     memset(&fx, 0, sizeof fx);
-    lv_registry_caps_t caps = {.max_sessions = 64, .max_sessions_per_principal = 16};
-    assert_int_equal(lv_store_mem_create(100, &fx.store), 0);
+    lv_registry_caps_t caps = {.max_sessions = max_sessions, .max_sessions_per_principal = per_principal};
+    assert_int_equal(lv_store_mem_create(max_sessions + 36, &fx.store), 0);
     assert_int_equal(lv_registry_create(fx.store, &caps, &fx.reg), 0);
     assert_int_equal(lv_drr_init(&fx.drr, 1), 0);
     lv_drr_track_jobs(&fx.drr);
@@ -367,6 +367,10 @@ static int setup(void **state)
     *state = &fx;
     return 0;
 }
+
+static int setup(void **state) { return setup_caps(state, 64, 16); }
+/* for the credit timetable at scale (MANY sessions, 100 principals) */
+static int setup_many(void **state) { return setup_caps(state, 12000, 200); }
 
 static int teardown(void **state)
 {
@@ -1797,6 +1801,231 @@ static void coalesce_latecomer_hears_kept_answer(void **state)
     a->n_viewers = b->n_viewers = c->n_viewers = d->n_viewers = 0;
 }
 
+/* ---- the credit timetable (lv_pipeline.c): a tick looks only at the sessions due ---- */
+
+/* The credits a walk over every started session would send now, with the backends never full (the
+ * walk's rules before its capacity test). */
+static bool walk_would_ask(const lv_session_t *s, uint64_t now)
+{
+    if (!lv_queue_linked(&s->started_link) || s->n_sources == 0 || s->pending)
+        return false;
+    if (s->credit_outstanding) {
+        uint64_t retry = LV_MAX((uint64_t)LV_PIPELINE_CREDIT_RETRY_MIN_MS, 2u * (uint64_t)s->rec.settings.interval_ms);
+        if (now - s->credit_sent_ms < retry)
+            return false;
+    }
+    return now >= s->next_credit_ms;
+}
+
+#define MANY 10000
+static fake_source_t many_src[MANY];
+static lv_session_t *many[MANY];
+static bool many_expect[MANY], many_attached[MANY];
+static int many_asked[MANY];
+static uint32_t many_rng = 12345;
+static uint32_t rnd(uint32_t n)
+{
+    many_rng = many_rng * 1103515245u + 12345u;
+    return (many_rng >> 8) % n;
+}
+
+/* 10,000 sessions with mixed intervals (200 ms to 20 s, past the wheel's 16 s), started over the
+ * first 1.2 s, for 25 s of 20 ms ticks; between ticks most credits are answered, some never are
+ * (re-asked after max(5 s, 2 intervals)), and sessions change interval, lose and regain their
+ * source, stop and start, and hold a waiting frame. Every tick asks exactly whom the walk over every
+ * started session would ask, and looks at a few sessions per credit instead of all of them. */
+static void timetable_asks_whom_the_walk_would(void **state)
+{
+    fx_t *fx = *state;
+    static const int intervals[] = {200, 500, 1000, 5000, 20000};
+    static const lv_frame_t dummy;
+    fx->disp.capacity = 1u << 30; /* never full: who is due is the question here */
+    many_rng = 12345;
+    for (size_t i = 0; i < MANY; i++) {
+        char principal[16], secret[65];
+        snprintf(principal, sizeof principal, "p%zu", i % 100);
+        assert_int_equal(lv_session_create(fx->reg, principal, NULL, NULL, secret, &many[i]), 0);
+        many[i]->rec.settings.interval_ms = intervals[i % LV_ARRAY_LEN(intervals)];
+        memset(&many_src[i], 0, sizeof many_src[i]);
+        many_src[i].src.ops = &fake_source_ops;
+        lv_pipeline_attach_source(&fx->pipe, many[i], &many_src[i].src, 0);
+        many_attached[i] = true;
+        many_asked[i] = 0;
+    }
+    uint64_t visits0 = fx->pipe.credit_visits, credits = 0, ops = 0, ticks = 0;
+    for (uint64_t now = 0; now <= 25000; now += 20, ticks++) {
+        if (now < 1200) /* started over 60 ticks: no tick has more than LV_PIPELINE_CREDITS_PER_TICK due */
+            for (size_t i = now / 20; i < MANY; i += 60)
+                lv_pipeline_start(&fx->pipe, many[i], now);
+        for (int k = 0; k < 8 && now >= 1200; k++, ops++) { /* the host's changes between ticks */
+            size_t i = rnd(MANY);
+            lv_session_t *s = many[i];
+            switch (rnd(5)) {
+            case 0: /* a settings commit (lv_engine.c settings_commit) */
+                s->rec.settings.interval_ms = intervals[rnd(LV_ARRAY_LEN(intervals))];
+                if (s->rec.started && !s->credit_outstanding)
+                    s->next_credit_ms = now;
+                lv_pipeline_credit_reschedule(&fx->pipe, s);
+                break;
+            case 1:
+                if (many_attached[i])
+                    detach_source(&fx->pipe, s, &many_src[i], now);
+                else
+                    lv_pipeline_attach_source(&fx->pipe, s, &many_src[i].src, now);
+                many_attached[i] = !many_attached[i];
+                break;
+            case 2:
+                if (s->rec.started) {
+                    s->pending = NULL; /* stop drops the waiting frame: not the dummy */
+                    lv_pipeline_stop(&fx->pipe, s, now);
+                } else {
+                    lv_pipeline_start(&fx->pipe, s, now);
+                }
+                break;
+            case 3: /* a frame waits (only tested for NULL by the credits) for a few ticks */
+                s->pending = (lv_frame_t *)(uintptr_t)&dummy;
+                break;
+            default: /* a lost credit turns up after all */
+                lv_pipeline_credit_clear(&fx->pipe, s);
+                break;
+            }
+        }
+        size_t expected = 0;
+        for (size_t i = 0; i < MANY; i++) {
+            many_expect[i] = walk_would_ask(many[i], now);
+            expected += many_expect[i];
+        }
+        assert_true(expected <= LV_PIPELINE_CREDITS_PER_TICK);
+        size_t granted = lv_pipeline_tick(&fx->pipe, now);
+        assert_int_equal(granted, expected);
+        credits += granted;
+        for (size_t i = 0; i < MANY; i++) {
+            assert_int_equal(many_src[i].asked - many_asked[i], many_expect[i]);
+            many_asked[i] = many_src[i].asked;
+            if (many_expect[i] && rnd(10) != 0) /* most are answered; the rest are lost */
+                lv_pipeline_credit_clear(&fx->pipe, many[i]);
+            if (many[i]->pending && rnd(4) == 0) /* its turn came */
+                many[i]->pending = NULL;
+        }
+    }
+    uint64_t visits = fx->pipe.credit_visits - visits0;
+    /* a credit costs a look or two in the wheel and one in the due list; a session due later than
+     * the wheel's 16 s is looked at once per turn; a change files one again; held sessions (a
+     * frame waiting, here for 4 ticks on average) are looked at every tick, as before. The walk
+     * looked at all 10,000 a tick. */
+    print_message("timetable: %llu credits in %llu ticks, %llu sessions looked at (a walk: %llu)\n",
+                  (unsigned long long)credits, (unsigned long long)ticks, (unsigned long long)visits,
+                  (unsigned long long)(ticks * MANY));
+    assert_true(credits > 100000);
+    assert_true(visits < 3 * credits + 8 * ops + 2 * MANY);
+    assert_true(visits * 20 < ticks * MANY);
+    for (size_t i = 0; i < MANY; i++) {
+        many[i]->pending = NULL;
+        lv_pipeline_release(&fx->pipe, many[i]);
+    }
+}
+
+/* Started sessions whose credit is not due cost a tick nothing: 10,000 sessions at a 1 h interval
+ * after their first credit, and 10,000 started without a source; a minute of ticks looks at each
+ * of the first about once per turn of the wheel and at none of the others. A source attached is
+ * asked on the next tick. */
+static void idle_sessions_cost_nothing(void **state)
+{
+    fx_t *fx = *state;
+    fx->disp.capacity = 1u << 30;
+    for (size_t i = 0; i < MANY; i++) {
+        char principal[16], secret[65];
+        snprintf(principal, sizeof principal, "p%zu", i % 100);
+        assert_int_equal(lv_session_create(fx->reg, principal, NULL, NULL, secret, &many[i]), 0);
+        many[i]->rec.settings.interval_ms = 3600000;
+        if (i % 2 == 0) {
+            memset(&many_src[i], 0, sizeof many_src[i]);
+            many_src[i].src.ops = &fake_source_ops;
+            lv_pipeline_attach_source(&fx->pipe, many[i], &many_src[i].src, 0);
+        }
+        lv_pipeline_start(&fx->pipe, many[i], 0);
+    }
+    size_t granted = 0;
+    for (uint64_t now = 0; now < 200; now += 20)
+        granted += lv_pipeline_tick(&fx->pipe, now);
+    assert_int_equal(granted, MANY / 2);
+    for (size_t i = 0; i < MANY; i += 2)
+        lv_pipeline_credit_clear(&fx->pipe, many[i]);
+    uint64_t visits0 = fx->pipe.credit_visits;
+    for (uint64_t now = 200; now < 60200; now += 20)
+        assert_int_equal(lv_pipeline_tick(&fx->pipe, now), 0);
+    uint64_t visits = fx->pipe.credit_visits - visits0;
+    print_message("idle: 3000 ticks over 10,000 started sessions looked at %llu (a walk: %u)\n",
+                  (unsigned long long)visits, 3000u * MANY);
+    assert_true(visits <= (MANY / 2) * (60000 / (LV_PIPELINE_WHEEL_SLOTS * LV_PIPELINE_WHEEL_SLOT_MS) + 2));
+    /* one without a source gets one (and only it) on the tick after a source is attached */
+    memset(&many_src[1], 0, sizeof many_src[1]);
+    many_src[1].src.ops = &fake_source_ops;
+    lv_pipeline_attach_source(&fx->pipe, many[1], &many_src[1].src, 60200);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 60200), 1);
+    assert_int_equal(many_src[1].asked, 1);
+    /* the hour is up for the others */
+    granted = 0;
+    for (uint64_t now = 3600000; now < 3600200; now += 20)
+        granted += lv_pipeline_tick(&fx->pipe, now);
+    assert_int_equal(granted, MANY / 2);
+    for (size_t i = 0; i < MANY; i++)
+        lv_pipeline_release(&fx->pipe, many[i]);
+}
+
+/* Among sessions due in the same tick, the one that got a credit longest ago is asked first
+ * whether it waited in the due list (held back) or came off the wheel. One principal, no slots:
+ * while it has a credit out, its other sessions wait. */
+static void due_order_is_started_order(void **state)
+{
+    fx_t *fx = *state;
+    fake_source_t a, e, d;
+    fx->disp.capacity = 0;
+    lv_session_t *sa = new_session(fx, "p", &a, 100, 0);
+    lv_session_t *se = new_session(fx, "p", &e, 100, 0);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 0), 1); /* a; e held back (a's credit is out) */
+    assert_int_equal(a.asked, 1);
+    lv_pipeline_credit_clear(&fx->pipe, sa);              /* a: due again at 100, in the wheel */
+    lv_session_t *sd = new_session(fx, "p", &d, 100, 50); /* started after a's credit */
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 60), 1); /* e waited longest */
+    assert_int_equal(e.asked, 1);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 80), 0); /* d held back: e's credit is out */
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 100), 0); /* a is due too, held back */
+    lv_pipeline_credit_clear(&fx->pipe, se);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 120), 1); /* a (from the wheel) before d (held) */
+    assert_int_equal(a.asked, 2);
+    assert_int_equal(d.asked, 0);
+    lv_pipeline_credit_clear(&fx->pipe, sa);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 140), 1);
+    assert_int_equal(d.asked, 1);
+    lv_pipeline_credit_clear(&fx->pipe, sd);
+}
+
+/* The host's reschedule: an interval cut while a credit is out brings its re-ask forward (without
+ * it the session would wait for the old one); a source switch makes it due at once. */
+static void reschedule_brings_credits_forward(void **state)
+{
+    fx_t *fx = *state;
+    fake_source_t src;
+    lv_session_t *s = new_session(fx, "p", &src, 4000, 0);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 0), 1); /* re-asked at 8000 unless answered */
+    s->rec.settings.interval_ms = 100;
+    lv_pipeline_credit_reschedule(&fx->pipe, s); /* re-asked at max(5 s, 200 ms) */
+    for (uint64_t now = 20; now < 5000; now += 20)
+        assert_int_equal(lv_pipeline_tick(&fx->pipe, now), 0);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 5000), 1);
+    lv_pipeline_credit_clear(&fx->pipe, s); /* next due at 5100 */
+    s->rec.settings.interval_ms = 60000;
+    lv_pipeline_credit_reschedule(&fx->pipe, s);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 5100), 1); /* its due time was not moved */
+    lv_pipeline_credit_clear(&fx->pipe, s);
+    s->next_credit_ms = 5200; /* the source changed: due at once */
+    lv_pipeline_credit_reschedule(&fx->pipe, s);
+    assert_int_equal(lv_pipeline_tick(&fx->pipe, 5200), 1);
+    assert_int_equal(src.asked, 4);
+    lv_pipeline_credit_clear(&fx->pipe, s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1824,6 +2053,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(credits_timed_to_share, setup, teardown),
         cmocka_unit_test_setup_teardown(credits_keep_their_cadence, setup, teardown),
         cmocka_unit_test_setup_teardown(no_credits_while_nobody_serves, setup, teardown),
+        cmocka_unit_test_setup_teardown(timetable_asks_whom_the_walk_would, setup_many, teardown),
+        cmocka_unit_test_setup_teardown(idle_sessions_cost_nothing, setup_many, teardown),
+        cmocka_unit_test_setup_teardown(due_order_is_started_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(reschedule_brings_credits_forward, setup, teardown),
         cmocka_unit_test_setup_teardown(coalesce_one_request_for_three, setup, teardown),
         cmocka_unit_test_setup_teardown(coalesce_only_the_same_question, setup, teardown),
         cmocka_unit_test_setup_teardown(coalesce_never_without_share_key, setup, teardown),
