@@ -7,13 +7,19 @@
 
 #include "lv_common.h"
 
-#define QUEUE_LOW 1.0        /* q below: room for one more */
-#define QUEUE_HIGH 2.0       /* q above: one too many */
-#define QUEUE_JUMP 6.0       /* q above: far over, jump to the capacity estimate */
+/* Thresholds on q, the requests waiting inside the backend, each max(absolute, fraction of the
+ * window): about one request on small backends, a few per cent on large ones, where one waiting
+ * request adds only service / K to TTFT and the noise of a round's mean is worth a request or two. */
+#define QUEUE_LOW 0.5        /* q below (and the window full): grow */
+#define QUEUE_LOW_FRAC 0.01
+#define QUEUE_HIGH 0.9       /* q above: shrink to the capacity estimate */
+#define QUEUE_HIGH_FRAC 0.04
+#define PROBE_PATIENCE 4.0   /* growth on demand leaves a probe alone for this many request times
+                              * more than its round needs */
 #define FASTER_FRACTION 0.85 /* rounds this far under base mean the backend got faster */
 #define EWMA_ALPHA 0.1       /* metrics only */
 #define ROUND_MIN 4          /* samples per round: about one window, within these bounds */
-#define ROUND_MAX 32
+#define ROUND_MAX LV_WINDOW_ROUND_CAP
 #define PROBE_ROUND_MIN 16   /* base comes from a probe round: more samples, less noise */
 #define PROBE_ROUND_MAX 64
 #define PROBE_MIN_SAMPLES 1024 /* and at least this many samples between probes */
@@ -58,6 +64,7 @@ static void round_reset(lv_window_t *w, uint64_t now_us, int fresh, int need)
     w->round_need = need;
     w->round_sum_x = 0;
     w->round_sum_inflight = 0;
+    w->round_sum_total = 0;
     w->round_max_inflight = 0;
 }
 
@@ -110,6 +117,24 @@ static void base_measured(lv_window_t *w, double x)
     w->below_base_rounds = 0;
 }
 
+/* Requests waiting inside the backend during a round (Little's law): the backend completes
+ * inflight / total requests a second, and each of them waited x - base longer than it would with
+ * no queue, so inflight × (x - base) / total are waiting at any time. total is the round's mean
+ * request time on the signal's scale (for the per-token signal, x itself). In a FIFO with K slots
+ * and a window of K + e this is e exactly; dividing by x instead of total (what a Vegas rule on
+ * TTFT alone would do) reads every ms of TTFT noise total / TTFT times too large. */
+static double queue_estimate(const lv_window_t *w, double x, double inflight, double total)
+{
+    if (w->base_us <= 0 || total <= 0)
+        return 0;
+    return inflight * (x - w->base_us) / total;
+}
+
+static double queue_threshold(int level, double abs, double frac)
+{
+    return LV_MAX(abs, frac * level);
+}
+
 /* The probe found a level with no queue (or could go no lower): set the window from it. */
 static void probe_finish(lv_window_t *w, double base_x, uint64_t now_us)
 {
@@ -117,8 +142,9 @@ static void probe_finish(lv_window_t *w, double base_x, uint64_t now_us)
     w->phase = LV_WINDOW_STEADY;
     long nv = w->limit;
     if (w->probe_queue_seen) {
-        /* capacity from the lowest level that was queueing: inflight x base / latency */
-        nv = lround(w->probe_q_inflight * w->base_us / w->probe_q_x) + 1;
+        /* capacity from the lowest level that was queueing: what was in flight less what waited */
+        double q = queue_estimate(w, w->probe_q_x, w->probe_q_inflight, w->probe_q_total);
+        nv = lround(w->probe_q_inflight - q) + 1;
     } else if (w->probe_cold) {
         /* the level we started at had no queue: grow from there */
         w->phase = LV_WINDOW_GROW;
@@ -128,7 +154,8 @@ static void probe_finish(lv_window_t *w, double base_x, uint64_t now_us)
     w->limit_at_base = w->limit;
 }
 
-static void probe_round_done(lv_window_t *w, double x, double inflight, uint64_t now_us)
+static void probe_round_done(lv_window_t *w, double x, double inflight, double total, int max_inflight,
+                             uint64_t now_us)
 {
     if (w->probe_hi_level != 0) {
         /* In a queue latency is proportional to concurrency, so it falls to f of what it was;
@@ -143,12 +170,16 @@ static void probe_round_done(lv_window_t *w, double x, double inflight, uint64_t
         w->probe_queue_seen = 1;
         w->probe_q_x = w->probe_hi_x;
         w->probe_q_inflight = w->probe_hi_inflight;
+        w->probe_q_total = w->probe_hi_total;
     }
     /* this level becomes the one to compare with; go one step lower (halving) */
     w->probe_hi_level = w->probe_level;
     w->probe_hi_x = x;
     w->probe_hi_inflight = inflight;
-    int next = step_down(w, w->probe_level, 0.5);
+    w->probe_hi_total = total;
+    /* from what was really in flight: a window larger than the demand (fewer sessions than the
+     * window, each with one frame out) would otherwise be "lowered" to a level it never used */
+    int next = step_down(w, LV_MIN(w->probe_level, max_inflight), 0.5);
     if (next == w->probe_level) { /* at min: the best no-queue latency we can see is this one */
         probe_finish(w, x, now_us);
         return;
@@ -157,9 +188,10 @@ static void probe_round_done(lv_window_t *w, double x, double inflight, uint64_t
 }
 
 /* Steady state: start a base measurement one step (3/4) below, comparing with this round. */
-static void probe_start_warm(lv_window_t *w, double x, double inflight, uint64_t now_us)
+static void probe_start_warm(lv_window_t *w, double x, double inflight, double total, int max_inflight,
+                             uint64_t now_us)
 {
-    int next = step_down(w, w->limit, 0.75);
+    int next = step_down(w, LV_MIN(w->limit, max_inflight), 0.75);
     if (next == w->limit) { /* at min: the best no-queue latency we can see is this one */
         base_measured(w, x);
         w->limit_at_base = w->limit;
@@ -172,16 +204,18 @@ static void probe_start_warm(lv_window_t *w, double x, double inflight, uint64_t
     w->probe_hi_level = w->limit;
     w->probe_hi_x = x;
     w->probe_hi_inflight = inflight;
+    w->probe_hi_total = total;
     probe_level_set(w, next, now_us);
 }
 
-static void steady_round_done(lv_window_t *w, double x, double inflight, int max_inflight, uint64_t now_us)
+static void steady_round_done(lv_window_t *w, double x, double inflight, double total, int max_inflight,
+                              uint64_t now_us)
 {
     if (w->base_us <= 0) {
         probe_start_cold(w, now_us);
         return;
     }
-    double q = inflight * (1.0 - w->base_us / x);
+    double q = queue_estimate(w, x, inflight, total);
     w->queue_est = q;
     /* got faster: two rounds in a row well under base, take the new level as base */
     if (x < w->base_us * FASTER_FRACTION) {
@@ -191,19 +225,18 @@ static void steady_round_done(lv_window_t *w, double x, double inflight, int max
         w->below_base_rounds = 0;
     }
     long nv = w->limit;
-    if (q > QUEUE_JUMP) {
-        double khat = inflight * w->base_us / x;
-        nv = LV_MAX(w->limit / 2, lround(khat) + 1);
+    if (q > queue_threshold(w->limit, QUEUE_HIGH, QUEUE_HIGH_FRAC)) {
+        /* straight to the capacity estimate, what was in flight less what waited (at least -1,
+         * at most halving): a slow start that doubled past K, or a step that overshot, is undone
+         * in one round instead of one request per round */
+        nv = LV_MAX(w->limit / 2, lround(inflight - q));
         nv = LV_MIN(nv, (long)w->limit - 1);
         w->phase = LV_WINDOW_STEADY;
-    } else if (q > QUEUE_HIGH) {
-        nv = w->limit - 1;
-        w->phase = LV_WINDOW_STEADY;
     } else if (w->phase == LV_WINDOW_GROW) {
-        /* slow start: double while no clear queue (q <= 2, noise tolerated) and the window fills */
+        /* slow start: double while no clear queue and the window fills */
         if (max_inflight >= w->limit)
             nv = 2L * w->limit;
-    } else if (q < QUEUE_LOW && max_inflight >= w->limit) {
+    } else if (q < queue_threshold(w->limit, QUEUE_LOW, QUEUE_LOW_FRAC) && max_inflight >= w->limit) {
         /* +1, and after three rounds of +1 in a row, steps that double (up to a quarter of the
          * window): capacity that came back is regained in a few rounds, and an overshoot is
          * caught by the jump rule above */
@@ -222,7 +255,7 @@ static void steady_round_done(lv_window_t *w, double x, double inflight, int max
     int due = w->rounds_since_base >= LV_WINDOW_PROBE_ROUNDS && w->samples - w->samples_at_base >= PROBE_MIN_SAMPLES;
     int halved = w->limit_at_base >= 4 && 2 * w->limit <= w->limit_at_base;
     if (due || halved)
-        probe_start_warm(w, x, inflight, now_us);
+        probe_start_warm(w, x, inflight, total, max_inflight, now_us);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -239,7 +272,7 @@ static double trimmed_mean(lv_window_t *w)
     if (n < w->round_n) /* cannot happen (rounds are at most the cap); stay correct anyway */
         return w->round_sum_x / w->round_n;
     qsort(w->round_x, (size_t)n, sizeof(w->round_x[0]), cmp_double);
-    int cut = n / 8;
+    int cut = n / 32;
     double sum = 0;
     for (int i = cut; i < n - cut; i++)
         sum += w->round_x[i];
@@ -293,11 +326,15 @@ void lv_window_sample(lv_window_t *w, uint64_t ttft_us, uint64_t total_us, int t
         }
     }
     w->latency_ewma_us += EWMA_ALPHA * (x - w->latency_ewma_us);
+    w->total_ewma_us = w->total_ewma_us > 0 ? w->total_ewma_us + EWMA_ALPHA * ((double)total_us - w->total_ewma_us)
+                                            : (double)total_us;
     if (w->phase == LV_WINDOW_FIXED)
         return;
     uint64_t start_us = now_us >= total_us ? now_us - total_us : 0;
     if (start_us < w->round_start_us)
         return; /* started under an older window */
+    if (inflight_at_start > w->round_level)
+        return; /* started while a larger window drained: it queued behind that window's requests */
     if (w->round_skip > 0) {
         w->round_skip--;
         return;
@@ -307,18 +344,20 @@ void lv_window_sample(lv_window_t *w, uint64_t ttft_us, uint64_t total_us, int t
     w->round_n++;
     w->round_sum_x += x;
     w->round_sum_inflight += inflight_at_start;
+    w->round_sum_total += kind == LV_WINDOW_SIGNAL_TTFT ? (double)total_us : x;
     if (inflight_at_start > w->round_max_inflight)
         w->round_max_inflight = inflight_at_start;
     if (w->round_n < w->round_need)
         return;
     double mean_x = trimmed_mean(w);
     double mean_inflight = w->round_sum_inflight / w->round_n;
+    double mean_total = w->round_sum_total / w->round_n;
     int max_inflight = w->round_max_inflight;
     w->rounds++;
     if (w->phase == LV_WINDOW_PROBE)
-        probe_round_done(w, mean_x, mean_inflight, now_us);
+        probe_round_done(w, mean_x, mean_inflight, mean_total, max_inflight, now_us);
     else
-        steady_round_done(w, mean_x, mean_inflight, max_inflight, now_us);
+        steady_round_done(w, mean_x, mean_inflight, mean_total, max_inflight, now_us);
 }
 
 void lv_window_first_token(lv_window_t *w, uint64_t ttft_us, uint64_t now_us)
@@ -345,8 +384,15 @@ int lv_window_on_demand(lv_window_t *w, int inflight, int awaiting_first, uint64
     if (floor_us <= 0 || w->ft_last_us > floor_us * DEMAND_TTFT_FACTOR + DEMAND_TTFT_SLACK_US)
         return 0;
     if (w->phase == LV_WINDOW_PROBE) {
-        /* its level is below requests we cannot take back: it would measure nothing. Measure
-         * again later (a cold start measures again at the next round's end). */
+        /* A probe whose round ends within a few request times is left alone: abandoning it
+         * whenever a first token came at the floor (every few ms under load) meant the base was
+         * never measured and the window never left its start (issue 11). One that has waited
+         * longer is stuck below requests we cannot take back (answers of a minute, issue 12):
+         * it would measure nothing. Measure again later (a cold start measures again at the next
+         * round's end). */
+        double patience_us = w->total_ewma_us * (PROBE_PATIENCE + (double)w->round_need / LV_MAX(1, eff));
+        if (w->samples > 0 && (double)(now_us - w->round_start_us) < patience_us)
+            return 0;
         w->phase = LV_WINDOW_STEADY;
         w->rounds_since_base = 0;
         w->samples_at_base = w->samples;

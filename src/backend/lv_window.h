@@ -37,7 +37,7 @@
 
 #define LV_WINDOW_MAX_LIMIT 4096
 #define LV_WINDOW_PROBE_ROUNDS 64 /* rounds between base measurements in steady state */
-#define LV_WINDOW_ROUND_CAP 64    /* most samples in one round */
+#define LV_WINDOW_ROUND_CAP 512   /* most samples in one round */
 
 typedef enum {
     LV_WINDOW_PROBE,  /* measuring the no-queue latency at a lower level */
@@ -61,21 +61,22 @@ typedef struct lv_window {
     lv_window_signal_t signal;
     double base_us;       /* no-queue latency of the signal; 0 = not measured yet */
     double latency_ewma_us; /* for metrics only */
+    double total_ewma_us; /* mean request time: how long a probe round may take */
     double queue_est;     /* q of the last round */
     /* the round being collected: samples of requests started at or after round_start_us */
     uint64_t round_start_us;
     int round_level;      /* the window the round is collected under */
     int round_skip;       /* samples still to skip: the burst that filled a larger window */
     int round_n, round_need;
-    double round_sum_x, round_sum_inflight;
+    double round_sum_x, round_sum_inflight, round_sum_total;
     double round_x[LV_WINDOW_ROUND_CAP]; /* the round's latencies (for a trimmed mean) */
     int round_max_inflight;
     /* probing */
     int probe_cold;       /* started with no base: its first round measures the limit itself */
     int probe_hi_level;   /* the level measured before this one and its mean latency */
-    double probe_hi_x, probe_hi_inflight;
+    double probe_hi_x, probe_hi_inflight, probe_hi_total;
     int probe_queue_seen; /* an upper level was found queueing */
-    double probe_q_x, probe_q_inflight; /* the lowest level found queueing */
+    double probe_q_x, probe_q_inflight, probe_q_total; /* the lowest level found queueing */
     int limit_at_base;    /* limit when the base was last measured */
     int rounds_since_base;
     uint64_t samples_at_base;
