@@ -13,6 +13,7 @@
 #include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_log.h"
+#include "lv_lane.h"
 #include "lv_shape.h"
 
 #define MODELS_BODY_MAX (1024 * 1024)
@@ -24,6 +25,7 @@
 struct lv_pool {
     uv_loop_t *loop;
     lv_http_t *http;
+    lv_lane_t *lane;      /* where chats run (lv_lane.h): this loop, or a thread of its own */
     lv_backend_t **v;
     size_t n;
     lv_queue_t probes;    /* probe_t in flight */
@@ -283,7 +285,10 @@ int lv_pool_create(uv_loop_t *loop, lv_http_t *http, lv_pool_t **out)
     p->http = http;
     lv_queue_init(&p->probes);
     lv_queue_init(&p->links);
+    if ((rc = lv_lane_create(loop, http, false, &p->lane)) != 0)
+        goto out;
     if (uv_timer_init(loop, &p->health) != 0) {
+        lv_lane_destroy(p->lane);
         rc = LV_EIO;
         goto out;
     }
@@ -342,6 +347,8 @@ void lv_pool_destroy(lv_pool_t *pool)
     }
     while (!lv_queue_empty(&pool->probes))
         probe_cancel(LV_CONTAINER_OF(lv_queue_head(&pool->probes), probe_t, link));
+    lv_lane_destroy(pool->lane); /* after the cancels: the I/O side drops their transfers first */
+    pool->lane = NULL;
     for (size_t i = 0; i < pool->n; i++)
         backend_free(pool->v[i]);
     free(pool->v);
@@ -420,6 +427,22 @@ lv_backend_t *lv_pool_find(lv_pool_t *pool, const char *id)
 
 uv_loop_t *lv_pool_loop(lv_pool_t *pool) { return pool->loop; }
 lv_http_t *lv_pool_http(lv_pool_t *pool) { return pool->http; }
+lv_lane_t *lv_pool_lane(lv_pool_t *pool) { return pool->lane; }
+
+int lv_pool_use_thread(lv_pool_t *pool, bool on)
+{
+    if (!pool || !lv_queue_empty(&pool->links))
+        return LV_EINVAL;
+    if (lv_lane_threaded(pool->lane) == on)
+        return 0;
+    lv_lane_t *lane;
+    int rc = lv_lane_create(pool->loop, pool->http, on, &lane);
+    if (rc)
+        return rc;
+    lv_lane_destroy(pool->lane);
+    pool->lane = lane;
+    return 0;
+}
 
 void lv_pool_link_add(lv_pool_t *pool, lv_pool_link_t *link, void (*cancel)(lv_pool_link_t *link))
 {

@@ -6,6 +6,7 @@
 #define LV_BACKEND_H
 
 #include <curl/curl.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -255,6 +256,15 @@ void lv_backend_mark_down(lv_backend_t *b, const char *why);
 /** The loop and http the pool was created with. */
 uv_loop_t *lv_pool_loop(lv_pool_t *pool);
 lv_http_t *lv_pool_http(lv_pool_t *pool);
+
+/** Where the pool's chats run (lv_lane.h). A new pool runs them on its own loop. */
+struct lv_lane *lv_pool_lane(lv_pool_t *pool);
+
+/** on: run chats' transfers on a thread of their own (its own uv loop and lv_http: libcurl, the
+ * backend sockets and SSE parsing leave the pool's loop); off: on the pool's loop. Probes stay on
+ * the pool's loop and http either way. Only before any chat has started: LV_EINVAL otherwise.
+ * LV_ENOMEM, LV_EIO (no thread). */
+int lv_pool_use_thread(lv_pool_t *pool, bool on);
 
 /** A request running on the pool; lv_pool_destroy() unlinks it and calls cancel(link). */
 typedef struct lv_pool_link {

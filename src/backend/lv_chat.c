@@ -1,6 +1,8 @@
-/* lv_chat.c - one streamed chat/completions call. libcurl callbacks only parse into buffers;
- * user callbacks run from lv_http_defer (deltas) and the transfer's done callback, outside curl,
- * so they may start or cancel other transfers. */
+/* lv_chat.c - one streamed chat/completions call, in two halves that meet in the pool's lane
+ * (lv_lane.h): the main side (the pool's loop) does the backend's bookkeeping and calls the user;
+ * the I/O side (the lane's loop: a thread of its own, or the same loop) runs the transfer, its
+ * deadlines and the SSE parsing. The sides share only the answer text not yet taken and the
+ * outcome, under the lane's lock; docs/internals/threads.md has the hand-over rules. */
 #include "lv_chat.h"
 
 #include <jansson.h>
@@ -17,6 +19,7 @@
 #include "lv_chatresp.h"
 #include "lv_common.h"
 #include "lv_httpdate.h"
+#include "lv_lane.h"
 #include "lv_sse.h"
 #include "lv_utf8.h"
 
@@ -27,27 +30,48 @@
 typedef enum { MODE_UNKNOWN = 0, MODE_SSE, MODE_JSON, MODE_ERROR } chat_mode_t;
 
 struct lv_chat {
+    lv_lane_item_t item;        /* crossings between the sides; refs: main side, I/O side, queues */
+    lv_lane_t *lane;
+
+    /* ---- main side: the pool's loop ---- */
     lv_pool_link_t link;        /* on the pool, so lv_pool_destroy() can cancel us */
     lv_pool_t *pool;
-    lv_http_t *http;
     lv_backend_t *b;
     lv_chat_cb_t cb;
     void *ud;
+    lv_buf_t text;              /* the answer, as taken from the I/O side */
+    lv_buf_t req_debug;         /* built at start, read at the end */
+    uint64_t t_start_us;        /* set before the I/O side sees the chat, read by both */
+    int inflight_at_start;      /* b->inflight right after this chat was counted (window samples) */
+    int probe;                  /* holds the backend's half-open probe (lv_backend_take_probe) */
+    unsigned awaiting_first : 1;/* counted in b->awaiting_first */
+    unsigned main_done : 1;     /* finished or cancelled: the main side has let go */
 
+    /* ---- shared, under the lane's lock ---- */
+    lv_buf_t pend;              /* answer text the main side has not taken yet */
+    uint64_t pend_first_us;     /* a streamed first token's time, until taken; 0 = none */
+    unsigned io_done : 1;       /* the outcome (the I/O side's fields below) is final */
+    unsigned cancel_req : 1;    /* the main side asks the I/O side to drop the transfer */
+
+    /* ---- I/O side: set up by the main side before the first post; after io_done only read,
+     * by the main side ---- */
+    uv_loop_t *io_loop;
+    lv_http_t *http;
     CURL *easy;
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
     lv_buf_t body;              /* the request body; curl reads it in place (POSTFIELDS) */
-    lv_buf_t req_debug;
-    uv_timer_t timer;           /* deadlines; its close callback frees the chat */
-    lv_http_defer_t defer;      /* delivers deltas right after curl returns */
+    char *redact_key;           /* the backend's key, to keep it out of error texts (a copy: the
+                                 * I/O side never reads the backend, which the main side owns) */
+    uv_timer_t timer;           /* deadlines; its close callback drops the I/O side's reference */
+    lv_buf_t fresh;             /* text parsed during this curl callback, handed over at its end */
+    uint64_t fresh_first_us;
 
     chat_mode_t mode;
     long http_status;
     lv_sse_t sse;
     lv_chatresp_t resp;
-    lv_buf_t text;              /* the answer */
-    size_t delivered;           /* bytes of text already given to on_delta */
+    size_t text_len;            /* answer bytes parsed so far (the cap) */
     lv_buf_t raw;               /* non-streamed or error body */
     int n_deltas;
     int has_usage, prompt_tokens, completion_tokens;
@@ -60,23 +84,21 @@ struct lv_chat {
 
     int connect_timeout_ms, first_token_timeout_ms, total_timeout_ms;
     int stream_idle_timeout_ms; /* 0: none */
-    uint64_t start_loop_ms;     /* uv_now() at start: deadlines are on the loop's clock */
+    uint64_t start_loop_ms;     /* uv_now() at start: deadlines are on the I/O loop's clock */
     uint64_t last_rx_loop_ms;   /* uv_now() when bytes last arrived (the idle deadline follows it) */
-    uint64_t t_start_us, t_first_us;
+    uint64_t t_first_us;
+    uint64_t total_us;
 
     int err_rc;                 /* first error wins */
     lv_backend_end_t err_end;   /* what it says about the backend */
     char err_msg[512];
     char down_why[200];         /* connect failures: the reason, for the backend's last_error */
-    int inflight_at_start;      /* b->inflight right after this chat was counted (window samples) */
-    int probe;                  /* holds the backend's half-open probe (lv_backend_take_probe) */
     uint64_t retry_after_ms;    /* a 429/503 with a usable Retry-After: the pause it asked for */
 
+    unsigned io_started : 1;    /* the timer is initialised and the transfer was added */
     unsigned in_http : 1;       /* the transfer is in lv_http */
-    unsigned finished : 1;      /* the outcome is decided; on_done is running or ran */
-    unsigned cancelled : 1;
-    unsigned closing : 1;       /* released; memory goes with the timer's close callback */
-    unsigned awaiting_first : 1;/* counted in b->awaiting_first */
+    unsigned io_finished : 1;   /* the outcome is decided */
+    unsigned io_released : 1;   /* the I/O side let go */
 };
 
 /* ---------- small helpers ---------- */
@@ -119,7 +141,7 @@ static void excerpt(const lv_chat_t *c, char out[ERR_DETAIL_MAX + 1], const char
         return;
     }
     memcpy(tmp, s, n);
-    redact(tmp, n, c->b->api_key); /* before cutting, so no prefix of the key survives */
+    redact(tmp, n, c->redact_key); /* before cutting, so no prefix of the key survives */
     size_t cut = lv_utf8_cut(tmp, n, ERR_DETAIL_MAX);
     for (size_t i = 0; i < cut; i++) {
         unsigned char ch = (unsigned char)tmp[i];
@@ -155,20 +177,7 @@ static void decide_mode(lv_chat_t *c)
     }
 }
 
-/* The request is no longer waiting for its first token: out of b->awaiting_first. The window
- * hears of the token (its TTFT) only when it really came; not for an error or a cancel. */
-static void first_token_seen(lv_chat_t *c, int report)
-{
-    if (!c->awaiting_first)
-        return;
-    c->awaiting_first = 0;
-    if (report)
-        lv_backend_first_token(c->b, c->t_first_us - c->t_start_us);
-    else if (c->b->awaiting_first > 0)
-        c->b->awaiting_first--;
-}
-
-/* When a silent stream counts as stalled (loop clock); 0 when no idle deadline applies. The
+/* When a silent stream counts as stalled (I/O loop clock); 0 when no idle deadline applies. The
  * deadline follows the last bytes lazily: on_write only notes the time, and the timer, when it
  * fires early, re-arms for the rest (one timer update per deadline, not per chunk). */
 static uint64_t idle_deadline(const lv_chat_t *c)
@@ -182,8 +191,7 @@ static uint64_t idle_deadline(const lv_chat_t *c)
 static void on_timer(uv_timer_t *t);
 static void arm_timer(lv_chat_t *c)
 {
-    uv_loop_t *loop = lv_pool_loop(c->pool);
-    uint64_t now = uv_now(loop);
+    uint64_t now = uv_now(c->io_loop);
     uint64_t deadline = c->start_loop_ms + (uint64_t)c->total_timeout_ms;
     if (!c->t_first_us) {
         uint64_t first = c->start_loop_ms + (uint64_t)c->first_token_timeout_ms;
@@ -198,7 +206,7 @@ static void arm_timer(lv_chat_t *c)
     uv_timer_start(&c->timer, on_timer, deadline > now ? deadline - now : 0, 0);
 }
 
-/* ---------- inside curl: parse only ---------- */
+/* ---------- I/O side, inside curl: parse only ---------- */
 
 static int on_sse_data(void *ud, const char *data, size_t len)
 {
@@ -238,15 +246,16 @@ static int on_sse_data(void *ud, const char *data, size_t len)
         c->completion_tokens = r->completion_tokens;
     }
     if (r->content_len) {
-        if (lv_buf_append(&c->text, r->content, r->content_len) != 0) {
+        if (c->text_len + r->content_len > LV_CHAT_TEXT_MAX || lv_buf_append(&c->fresh, r->content, r->content_len) != 0) {
             set_error(c, LV_BACKEND_END_CLIENT, LV_EBACKEND, "answer longer than %d bytes", LV_CHAT_TEXT_MAX);
             rc = LV_ELIMIT;
             goto out;
         }
+        c->text_len += r->content_len;
         c->n_deltas++;
         if (!c->t_first_us) {
             c->t_first_us = lv_now_us();
-            first_token_seen(c, 1);
+            c->fresh_first_us = c->t_first_us; /* the window hears of it as it comes */
             arm_timer(c); /* from now on the total and the stream-idle deadlines apply */
         }
     }
@@ -255,26 +264,48 @@ out:
     return rc;
 }
 
+/* Give what this callback parsed to the main side: one lock and one wake-up per read, not per
+ * token. final: the outcome is decided too (io_done). */
+static void hand_over(lv_chat_t *c, int final)
+{
+    if (!final && !c->fresh.len && !c->fresh_first_us)
+        return;
+    lv_lane_lock(c->lane);
+    int rc = c->fresh.len ? lv_buf_append(&c->pend, c->fresh.data, c->fresh.len) : 0;
+    if (c->fresh_first_us)
+        c->pend_first_us = c->fresh_first_us;
+    if (final)
+        c->io_done = 1;
+    lv_lane_unlock(c->lane);
+    if (rc) /* pend holds at most the answer's cap, which text_len enforces: not expected */
+        set_error(c, LV_BACKEND_END_LOCAL, LV_ENOMEM, "out of memory");
+    lv_buf_reset(&c->fresh);
+    c->fresh_first_us = 0;
+    lv_lane_post_main(c->lane, &c->item);
+}
+
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     lv_chat_t *c = ud;
     size_t n = size * nmemb;
-    if (c->cancelled || c->finished || c->err_rc)
+    if (c->io_finished || c->err_rc)
         return 0; /* aborts the transfer (CURLE_WRITE_ERROR) */
-    c->last_rx_loop_ms = uv_now(lv_pool_loop(c->pool));
+    c->last_rx_loop_ms = uv_now(c->io_loop);
     if (c->mode == MODE_UNKNOWN)
         decide_mode(c);
     switch (c->mode) {
     case MODE_SSE: {
         int rc = lv_sse_feed(&c->sse, ptr, n, on_sse_data, c);
-        if (rc == LV_ELIMIT)
+        if (rc == LV_ELIMIT && !c->err_rc)
             set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "stream line longer than %d bytes", LV_CHAT_SSE_LINE_MAX);
         else if (rc == LV_ENOMEM)
             set_error(c, LV_BACKEND_END_LOCAL, LV_ENOMEM, "out of memory");
-        if (rc)
+        if (rc || c->err_rc) {
+            lv_buf_reset(&c->fresh); /* no delta after an error is known */
+            c->fresh_first_us = 0;
             return 0;
-        if (c->delivered < c->text.len && c->cb.on_delta)
-            lv_http_defer(c->http, &c->defer);
+        }
+        hand_over(c, 0);
         return n;
     }
     case MODE_JSON:
@@ -292,34 +323,21 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     }
 }
 
-/* ---------- outside curl ---------- */
+/* ---------- I/O side, outside curl ---------- */
 
-static void deliver_pending(lv_chat_t *c)
+static void on_timer_closed(uv_handle_t *h)
 {
-    if (c->cancelled || c->closing || !c->cb.on_delta || c->delivered >= c->text.len)
-        return;
-    size_t from = c->delivered;
-    c->delivered = c->text.len;
-    c->cb.on_delta(c->ud, c->text.data + from, c->text.len - from);
+    lv_chat_t *c = h->data;
+    lv_lane_unref(c->lane, &c->item); /* the I/O side's reference */
 }
 
-static void on_defer(lv_http_defer_t *d)
+/* The I/O side lets go: the transfer leaves lv_http, curl's handles go. The outcome fields stay
+ * for the main side; the memory goes with the last reference (chat_free). */
+static void io_release(lv_chat_t *c)
 {
-    lv_chat_t *c = LV_CONTAINER_OF(d, lv_chat_t, defer);
-    if (!c->err_rc)
-        deliver_pending(c);
-}
-
-static void on_chat_closed(uv_handle_t *h) { free(h->data); }
-
-/* Free everything but the struct (which goes with the timer). Outside curl only. */
-static void release(lv_chat_t *c)
-{
-    if (c->closing)
+    if (c->io_released)
         return;
-    c->closing = 1;
-    lv_pool_link_remove(&c->link);
-    lv_http_defer_cancel(&c->defer);
+    c->io_released = 1;
     if (c->in_http)
         lv_http_remove(c->http, c->easy);
     c->in_http = 0;
@@ -328,129 +346,31 @@ static void release(lv_chat_t *c)
     curl_slist_free_all(c->headers);
     c->headers = NULL;
     lv_buf_free(&c->body);
-    lv_buf_free(&c->req_debug);
-    lv_buf_free(&c->text);
-    lv_buf_free(&c->raw);
+    lv_buf_free(&c->fresh);
     lv_sse_free(&c->sse);
     lv_chatresp_clear(&c->resp);
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_chat_closed);
+    if (c->io_started) {
+        uv_timer_stop(&c->timer);
+        uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    } else {
+        lv_lane_unref(c->lane, &c->item);
+    }
 }
 
-/* Valid JSON text for the debug view from an arbitrary body: the body itself when it parses,
- * otherwise {"http_status":N,"body":"<start of the body, as text>"}. Caller frees. */
-static char *debug_from_raw(const lv_chat_t *c)
+/* The outcome is known: hand it (and the last text) to the main side once, then let go. */
+static void io_finish(lv_chat_t *c)
 {
-    json_error_t jerr;
-    const char *p = c->raw.data ? c->raw.data : "";
-    json_t *j = json_loadb(p, c->raw.len, 0, &jerr);
-    if (j) {
-        json_decref(j);
-        return strndup(p, c->raw.len);
-    }
-    char ex[2048];
-    size_t n = LV_MIN(c->raw.len, sizeof ex - 1);
-    for (size_t i = 0; i < n; i++) { /* ASCII only: the body may not even be UTF-8 */
-        unsigned char ch = (unsigned char)p[i];
-        ex[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : ch == '\n' ? '\n' : '?';
-    }
-    ex[n] = '\0';
-    j = json_pack("{s:i,s:s}", "http_status", (int)c->http_status, "body", ex);
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    return s;
-}
-
-/* A chat.completion-like object rebuilt from a stream. Caller frees. */
-static char *debug_from_stream(const lv_chat_t *c)
-{
-    json_t *msg = json_pack("{s:s,s:s%}", "role", "assistant", "content", c->text.data ? c->text.data : "",
-                            c->text.len);
-    json_t *choice = json_pack("{s:i,s:o,s:s*}", "index", 0, "message", msg, "finish_reason",
-                               c->finish_reason[0] ? c->finish_reason : NULL);
-    json_t *root = json_pack("{s:s,s:s,s:s,s:[o]}", "id", c->resp_id, "object", "chat.completion", "model",
-                             c->resp_model[0] ? c->resp_model : c->model, "choices", choice);
-    char *s = NULL;
-    if (!root)
-        goto out;
-    if (c->has_usage) {
-        json_t *u = json_pack("{s:i,s:i,s:i}", "prompt_tokens", c->prompt_tokens, "completion_tokens",
-                              c->completion_tokens, "total_tokens", c->prompt_tokens + c->completion_tokens);
-        if (u)
-            json_object_set_new(root, "usage", u);
-    }
-    s = json_dumps(root, JSON_COMPACT);
-out:
-    json_decref(root);
-    return s;
-}
-
-/* The outcome is known: report it once, then free the chat. */
-static void finish(lv_chat_t *c)
-{
-    char *resp_debug = NULL;
-    if (c->finished || c->closing)
+    if (c->io_finished || c->io_released)
         return;
-    c->finished = 1;
-    uv_timer_stop(&c->timer);
-    if (!c->err_rc)
-        deliver_pending(c);
-    lv_http_defer_cancel(&c->defer);
-    first_token_seen(c, 0);
-    if (c->b->inflight > 0)
-        c->b->inflight--;
-    lv_pool_link_remove(&c->link); /* a pool destroyed from on_done must not cancel us */
-    uint64_t ttft_us = c->t_first_us ? c->t_first_us - c->t_start_us : 0;
-    uint64_t total_us = lv_now_us() - c->t_start_us;
-    /* the pool learns the outcome first, so a retry from on_done sees the backend's new state */
-    lv_backend_report_t rep = {
-        .end = c->err_rc ? c->err_end : LV_BACKEND_END_OK,
-        .probe = c->probe,
-        .streamed = c->mode == MODE_SSE,
-        .ttft_us = ttft_us,
-        .total_us = total_us,
-        .tokens = c->completion_tokens,
-        .inflight_at_start = c->inflight_at_start,
-        .timed_out_connect = c->err_end == LV_BACKEND_END_CONNECT && c->err_rc == LV_ETIMEDOUT,
-        .why = c->err_end == LV_BACKEND_END_CONNECT ? c->down_why : c->err_msg,
-        .retry_after_ms = c->retry_after_ms,
-    };
-    lv_backend_report(c->b, &rep);
-
-    lv_chat_result_t res;
-    memset(&res, 0, sizeof res);
-    res.rc = c->err_rc;
-    if (res.rc) {
-        res.error_code = res.rc == LV_ETIMEDOUT ? "backend_timeout" : "backend_error";
-        res.error_message = c->err_msg;
+    c->io_finished = 1;
+    if (c->io_started)
+        uv_timer_stop(&c->timer);
+    if (c->err_rc) { /* no delta after an error is known; the text is still the partial answer */
+        c->fresh_first_us = 0;
     }
-    res.http_status = (int)c->http_status;
-    res.text = c->text.data ? c->text.data : "";
-    res.text_len = c->text.len;
-    res.prompt_tokens = c->prompt_tokens;
-    res.completion_tokens = c->completion_tokens;
-    res.n_deltas = c->n_deltas;
-    res.ttft_us = ttft_us;
-    res.total_us = total_us;
-    res.streamed = c->mode == MODE_SSE;
-    res.finish_reason = c->finish_reason[0] ? c->finish_reason : NULL;
-    res.retry_after_ms = c->retry_after_ms;
-    if (c->want_debug) {
-        res.request_debug_json = c->req_debug.data;
-        if (c->mode == MODE_SSE && !c->err_rc)
-            resp_debug = debug_from_stream(c);
-        else if (c->raw.len)
-            resp_debug = debug_from_raw(c);
-        else if (c->mode == MODE_SSE)
-            resp_debug = debug_from_stream(c);
-        if (resp_debug)
-            redact(resp_debug, strlen(resp_debug), c->b->api_key);
-        res.response_debug_json = resp_debug;
-    }
-    if (c->cb.on_done)
-        c->cb.on_done(c->ud, &res);
-    free(resp_debug);
-    release(c);
+    c->total_us = lv_now_us() - c->t_start_us;
+    hand_over(c, 1);
+    io_release(c);
 }
 
 /* Non-streamed 2xx body: one chat.completion. */
@@ -475,10 +395,11 @@ static void finish_json(lv_chat_t *c)
         c->prompt_tokens = c->resp.prompt_tokens;
         c->completion_tokens = c->resp.completion_tokens;
     }
-    if (lv_buf_append(&c->text, c->resp.content, c->resp.content_len) != 0) {
+    if (c->resp.content_len > LV_CHAT_TEXT_MAX || lv_buf_append(&c->fresh, c->resp.content, c->resp.content_len) != 0) {
         set_error(c, LV_BACKEND_END_CLIENT, LV_EBACKEND, "answer longer than %d bytes", LV_CHAT_TEXT_MAX);
         return;
     }
+    c->text_len = c->resp.content_len;
     if (c->resp.content_len) {
         c->n_deltas = 1;
         c->t_first_us = lv_now_us();
@@ -529,10 +450,6 @@ static void on_http_done(void *ud, CURL *easy, CURLcode crc)
 {
     lv_chat_t *c = ud;
     c->in_http = 0;
-    if (c->cancelled) { /* cancelled while curl held the transfer (see lv_chat_cancel) */
-        release(c);
-        return;
-    }
     if (c->mode == MODE_UNKNOWN)
         decide_mode(c); /* no body arrived */
     if (c->err_rc) {
@@ -545,7 +462,7 @@ static void on_http_done(void *ud, CURL *easy, CURLcode crc)
         if (c->mode == MODE_SSE && (c->saw_done || c->finish_reason[0])) {
             /* the answer was complete; only the end of the response went wrong */
         } else if (c->http_status == 0 && lv_http_is_connect_failure(crc)) {
-            /* the backend is marked down (breaker opened) by lv_backend_report in finish() */
+            /* the backend is marked down (breaker opened) by lv_backend_report in main_finish() */
             snprintf(c->down_why, sizeof c->down_why, "%s", why);
             if (crc == CURLE_OPERATION_TIMEDOUT)
                 set_error(c, LV_BACKEND_END_CONNECT, LV_ETIMEDOUT, "cannot reach backend: no connection within %d ms",
@@ -566,22 +483,15 @@ static void on_http_done(void *ud, CURL *easy, CURLcode crc)
     } else {
         set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "empty answer from backend");
     }
-    finish(c);
+    io_finish(c);
 }
 
 static void on_timer(uv_timer_t *t)
 {
     lv_chat_t *c = t->data;
-    if (c->cancelled) { /* the deferred end of a cancel made from inside curl */
-        if (c->in_http)
-            lv_http_remove(c->http, c->easy);
-        c->in_http = 0;
-        release(c);
+    if (c->io_finished || c->io_released)
         return;
-    }
-    if (c->finished || c->closing)
-        return;
-    uint64_t now = uv_now(lv_pool_loop(c->pool));
+    uint64_t now = uv_now(c->io_loop);
     uint64_t total_due = c->start_loop_ms + (uint64_t)c->total_timeout_ms;
     uint64_t idle_due = c->err_rc ? 0 : idle_deadline(c);
     if (idle_due > now && total_due > now) {
@@ -603,7 +513,213 @@ static void on_timer(uv_timer_t *t)
     } else {
         set_error(c, LV_BACKEND_END_TIMEOUT, LV_ETIMEDOUT, "answer not complete within %d ms", c->total_timeout_ms);
     }
-    finish(c);
+    io_finish(c);
+}
+
+/* The I/O side's turn: start the transfer, or drop it when the main side cancelled. */
+static void io_turn(lv_lane_item_t *it)
+{
+    lv_chat_t *c = LV_CONTAINER_OF(it, lv_chat_t, item);
+    lv_lane_lock(c->lane);
+    int cancel = c->cancel_req;
+    lv_lane_unlock(c->lane);
+    if (c->io_released)
+        return;
+    if (cancel) {
+        io_release(c);
+        return;
+    }
+    if (c->io_started)
+        return;
+    if (uv_timer_init(c->io_loop, &c->timer) != 0) {
+        set_error(c, LV_BACKEND_END_LOCAL, LV_EIO, "could not start the request");
+        io_finish(c);
+        return;
+    }
+    c->timer.data = c;
+    c->io_started = 1;
+    if (lv_http_add(c->http, c->easy, on_http_done, c) != 0) {
+        set_error(c, LV_BACKEND_END_LOCAL, LV_EIO, "could not start the request");
+        io_finish(c);
+        return;
+    }
+    c->in_http = 1;
+    c->start_loop_ms = uv_now(c->io_loop);
+    c->last_rx_loop_ms = c->start_loop_ms;
+    arm_timer(c);
+}
+
+/* ---------- main side ---------- */
+
+/* The request is no longer waiting for its first token: out of b->awaiting_first. The window
+ * hears of the token (its TTFT) only when it really came (first_us); not for an error or a
+ * cancel. */
+static void first_token_seen(lv_chat_t *c, uint64_t first_us)
+{
+    if (!c->awaiting_first)
+        return;
+    c->awaiting_first = 0;
+    if (first_us)
+        lv_backend_first_token(c->b, first_us - c->t_start_us);
+    else if (c->b->awaiting_first > 0)
+        c->b->awaiting_first--;
+}
+
+static void chat_free(lv_lane_item_t *it)
+{
+    lv_chat_t *c = LV_CONTAINER_OF(it, lv_chat_t, item);
+    if (c->easy) /* never handed to the I/O side */
+        curl_easy_cleanup(c->easy);
+    curl_slist_free_all(c->headers);
+    lv_buf_free(&c->body);
+    lv_buf_free(&c->fresh);
+    lv_sse_free(&c->sse);
+    lv_chatresp_clear(&c->resp);
+    lv_buf_free(&c->text);
+    lv_buf_free(&c->pend);
+    lv_buf_free(&c->raw);
+    lv_buf_free(&c->req_debug);
+    if (c->redact_key) {
+        explicit_bzero(c->redact_key, strlen(c->redact_key));
+        free(c->redact_key);
+    }
+    free(c);
+}
+
+/* Valid JSON text for the debug view from an arbitrary body: the body itself when it parses,
+ * otherwise {"http_status":N,"body":"<start of the body, as text>"}. Caller frees. */
+static char *debug_from_raw(const lv_chat_t *c)
+{
+    json_error_t jerr;
+    const char *p = c->raw.data ? c->raw.data : "";
+    json_t *j = json_loadb(p, c->raw.len, 0, &jerr);
+    if (j) {
+        json_decref(j);
+        return strndup(p, c->raw.len);
+    }
+    char ex[2048];
+    size_t n = LV_MIN(c->raw.len, sizeof ex - 1);
+    for (size_t i = 0; i < n; i++) { /* ASCII only: the body may not even be UTF-8 */
+        unsigned char ch = (unsigned char)p[i];
+        ex[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : ch == '\n' ? '\n' : '?';
+    }
+    ex[n] = '\0';
+    j = json_pack("{s:i,s:s}", "http_status", (int)c->http_status, "body", ex);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return s;
+}
+
+/* A chat.completion-like object rebuilt from a stream. Caller frees. */
+static char *debug_from_stream(const lv_chat_t *c)
+{
+    json_t *msg = json_pack("{s:s,s:s%}", "role", "assistant", "content", c->text.data ? c->text.data : "",
+                            c->text.len);
+    json_t *choice = json_pack("{s:i,s:o,s:s*}", "index", 0, "message", msg, "finish_reason",
+                               c->finish_reason[0] ? c->finish_reason : NULL);
+    json_t *root = json_pack("{s:s,s:s,s:s,s:[o]}", "id", c->resp_id, "object", "chat.completion", "model",
+                             c->resp_model[0] ? c->resp_model : c->model, "choices", choice);
+    char *s = NULL;
+    if (!root)
+        goto out;
+    if (c->has_usage) {
+        json_t *u = json_pack("{s:i,s:i,s:i}", "prompt_tokens", c->prompt_tokens, "completion_tokens",
+                              c->completion_tokens, "total_tokens", c->prompt_tokens + c->completion_tokens);
+        if (u)
+            json_object_set_new(root, "usage", u);
+    }
+    s = json_dumps(root, JSON_COMPACT);
+out:
+    json_decref(root);
+    return s;
+}
+
+/* The outcome came: the pool learns it, then the user; the main side lets go. */
+static void main_finish(lv_chat_t *c)
+{
+    char *resp_debug = NULL;
+    c->main_done = 1;
+    first_token_seen(c, 0);
+    if (c->b->inflight > 0)
+        c->b->inflight--;
+    lv_pool_link_remove(&c->link); /* a pool destroyed from on_done must not cancel us */
+    uint64_t ttft_us = c->t_first_us ? c->t_first_us - c->t_start_us : 0;
+    /* the pool learns the outcome first, so a retry from on_done sees the backend's new state */
+    lv_backend_report_t rep = {
+        .end = c->err_rc ? c->err_end : LV_BACKEND_END_OK,
+        .probe = c->probe,
+        .streamed = c->mode == MODE_SSE,
+        .ttft_us = ttft_us,
+        .total_us = c->total_us,
+        .tokens = c->completion_tokens,
+        .inflight_at_start = c->inflight_at_start,
+        .timed_out_connect = c->err_end == LV_BACKEND_END_CONNECT && c->err_rc == LV_ETIMEDOUT,
+        .why = c->err_end == LV_BACKEND_END_CONNECT ? c->down_why : c->err_msg,
+        .retry_after_ms = c->retry_after_ms,
+    };
+    lv_backend_report(c->b, &rep);
+
+    lv_chat_result_t res;
+    memset(&res, 0, sizeof res);
+    res.rc = c->err_rc;
+    if (res.rc) {
+        res.error_code = res.rc == LV_ETIMEDOUT ? "backend_timeout" : "backend_error";
+        res.error_message = c->err_msg;
+    }
+    res.http_status = (int)c->http_status;
+    res.text = c->text.data ? c->text.data : "";
+    res.text_len = c->text.len;
+    res.prompt_tokens = c->prompt_tokens;
+    res.completion_tokens = c->completion_tokens;
+    res.n_deltas = c->n_deltas;
+    res.ttft_us = ttft_us;
+    res.total_us = c->total_us;
+    res.streamed = c->mode == MODE_SSE;
+    res.finish_reason = c->finish_reason[0] ? c->finish_reason : NULL;
+    res.retry_after_ms = c->retry_after_ms;
+    if (c->want_debug) {
+        res.request_debug_json = c->req_debug.data;
+        if (c->mode == MODE_SSE && !c->err_rc)
+            resp_debug = debug_from_stream(c);
+        else if (c->raw.len)
+            resp_debug = debug_from_raw(c);
+        else if (c->mode == MODE_SSE)
+            resp_debug = debug_from_stream(c);
+        if (resp_debug)
+            redact(resp_debug, strlen(resp_debug), c->redact_key);
+        res.response_debug_json = resp_debug;
+    }
+    c->cb.on_done(c->ud, &res);
+    free(resp_debug);
+    lv_lane_unref(c->lane, &c->item); /* the main side's reference */
+}
+
+/* The main side's turn: take the text and the first token the I/O side handed over, then the
+ * outcome when it is final. */
+static void main_turn(lv_lane_item_t *it)
+{
+    lv_chat_t *c = LV_CONTAINER_OF(it, lv_chat_t, item);
+    if (c->main_done)
+        return; /* cancelled: nothing more reaches the user */
+    lv_lane_lock(c->lane);
+    lv_buf_t got = c->pend;
+    lv_buf_init(&c->pend, LV_CHAT_TEXT_MAX);
+    uint64_t first_us = c->pend_first_us;
+    c->pend_first_us = 0;
+    int done = c->io_done;
+    lv_lane_unlock(c->lane);
+    if (first_us)
+        first_token_seen(c, first_us);
+    if (got.len) {
+        size_t from = c->text.len;
+        int rc = lv_buf_append(&c->text, got.data, got.len); /* within the cap the I/O side keeps */
+        /* after an error the text still completes the partial answer, without a delta */
+        if (!rc && c->cb.on_delta && !(done && c->err_rc))
+            c->cb.on_delta(c->ud, c->text.data + from, got.len);
+    }
+    lv_buf_free(&got);
+    if (done && !c->main_done)
+        main_finish(c);
 }
 
 static void on_pool_cancel(lv_pool_link_t *l)
@@ -613,26 +729,20 @@ static void on_pool_cancel(lv_pool_link_t *l)
 
 void lv_chat_cancel(lv_chat_t *c)
 {
-    if (!c || c->cancelled || c->finished || c->closing)
+    if (!c || c->main_done)
         return;
-    c->cancelled = 1;
-    uv_timer_stop(&c->timer);
-    lv_http_defer_cancel(&c->defer);
+    c->main_done = 1;
     lv_pool_link_remove(&c->link);
     first_token_seen(c, 0);
     if (c->b->inflight > 0)
         c->b->inflight--;
     lv_backend_report_t rep = {.end = LV_BACKEND_END_CANCEL, .probe = c->probe};
     lv_backend_report(c->b, &rep); /* gives back a half-open probe */
-    if (c->in_http && lv_http_remove(c->http, c->easy) == LV_EAGAIN) {
-        /* Called from inside curl (not through our callbacks, which never run there): curl still
-         * holds the easy handle. on_write now fails the transfer, and the timer (next loop turn)
-         * or on_http_done, whichever comes first, releases. */
-        uv_timer_start(&c->timer, on_timer, 0, 0);
-        return;
-    }
-    c->in_http = 0;
-    release(c);
+    lv_lane_lock(c->lane);
+    c->cancel_req = 1;
+    lv_lane_unlock(c->lane);
+    lv_lane_post_io(c->lane, &c->item); /* the transfer is dropped on the I/O side's next turn */
+    lv_lane_unref(c->lane, &c->item);   /* the main side's reference */
 }
 
 static int timeout_or(int v, int dflt) { return v > 0 ? v : dflt; }
@@ -669,7 +779,6 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
 {
     int rc = LV_EINVAL;
     lv_chat_t *c = NULL;
-    int timer_ready = 0;
     if (!pool || !b || !req || !cb || !cb->on_done || !req->model || !req->prompt)
         goto out;
     size_t model_len = strlen(req->model);
@@ -679,18 +788,22 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     c = calloc(1, sizeof *c);
     if (!c)
         goto out;
+    c->lane = lv_pool_lane(pool);
+    lv_lane_item_init(c->lane, &c->item, 2, io_turn, main_turn, chat_free); /* the main and the I/O side */
     c->pool = pool;
-    c->http = lv_pool_http(pool);
+    c->io_loop = lv_lane_io_loop(c->lane);
+    c->http = lv_lane_io_http(c->lane);
     c->b = b;
     c->cb = *cb;
     c->ud = ud;
     c->want_debug = req->want_debug != 0;
     memcpy(c->model, req->model, model_len + 1);
     lv_queue_init(&c->link.node);
-    lv_http_defer_init(&c->defer, on_defer);
     lv_sse_init(&c->sse, LV_CHAT_SSE_LINE_MAX);
     lv_chatresp_init(&c->resp);
     lv_buf_init(&c->text, LV_CHAT_TEXT_MAX);
+    lv_buf_init(&c->pend, LV_CHAT_TEXT_MAX);
+    lv_buf_init(&c->fresh, LV_CHAT_TEXT_MAX);
     lv_buf_init(&c->raw, LV_CHAT_BODY_MAX);
     c->connect_timeout_ms = timeout_or(req->connect_timeout_ms, LV_CHAT_DEFAULT_CONNECT_MS);
     c->first_token_timeout_ms = timeout_or(req->first_token_timeout_ms, LV_CHAT_DEFAULT_FIRST_TOKEN_MS);
@@ -698,6 +811,8 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     c->stream_idle_timeout_ms = req->stream_idle_timeout_ms < 0    ? 0
                                 : req->stream_idle_timeout_ms == 0 ? LV_CHAT_DEFAULT_STREAM_IDLE_MS
                                                                    : req->stream_idle_timeout_ms;
+    if (!(c->redact_key = strdup(b->api_key)))
+        goto out;
 
     lv_chatreq_t cr = {.model = req->model, .prompt = req->prompt, .max_tokens = req->max_tokens,
                        .temperature = req->temperature, .jpeg = req->jpeg, .jpeg_len = req->jpeg_len,
@@ -735,24 +850,16 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
 
-    rc = LV_EIO;
-    if (uv_timer_init(lv_pool_loop(pool), &c->timer) != 0)
-        goto out;
-    timer_ready = 1;
-    c->timer.data = c;
-    if ((rc = lv_http_add(c->http, c->easy, on_http_done, c)) != 0)
-        goto out;
-    c->in_http = 1;
     c->t_start_us = lv_now_us();
-    c->start_loop_ms = uv_now(lv_pool_loop(pool));
-    c->last_rx_loop_ms = c->start_loop_ms;
-    arm_timer(c);
     lv_pool_link_add(pool, &c->link, on_pool_cancel);
     b->inflight++;
     b->awaiting_first++;
     c->awaiting_first = 1;
     c->inflight_at_start = b->inflight;
     c->probe = lv_backend_take_probe(b);
+    /* from here the I/O side owns the transfer's fields: it adds the transfer on its next turn
+     * (a start it cannot make comes back as an error outcome) */
+    lv_lane_post_io(c->lane, &c->item);
     if (out)
         *out = c;
     return 0;
@@ -761,19 +868,9 @@ out:
         lv_backend_report_t rep = {.end = LV_BACKEND_END_CANCEL, .probe = 1};
         lv_backend_report(b, &rep);
     }
-    if (c) {
-        if (c->easy)
-            curl_easy_cleanup(c->easy);
-        curl_slist_free_all(c->headers);
-        lv_buf_free(&c->body);
-        lv_buf_free(&c->req_debug);
-        lv_buf_free(&c->text);
-        lv_buf_free(&c->raw);
-        lv_sse_free(&c->sse);
-        if (timer_ready)
-            uv_close((uv_handle_t *)&c->timer, on_chat_closed);
-        else
-            free(c);
+    if (c) { /* never shared: its one reference goes, and with it the lane's count of it */
+        c->item.refs = 1;
+        lv_lane_unref(c->lane, &c->item);
     }
     return rc;
 }

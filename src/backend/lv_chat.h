@@ -1,6 +1,7 @@
 /* lv_chat.h - one chat/completions call to a backend, streamed (SSE) when the backend streams,
- * with connect / first-token / stream-idle / total deadlines. Runs on the loop thread; never
- * blocks. */
+ * with connect / first-token / stream-idle / total deadlines. Called on the pool's loop, never
+ * blocks; the transfer itself runs on the pool's lane (lv_lane.h: the same loop, or a backend I/O
+ * thread, lv_pool_use_thread), and every callback comes back on the pool's loop. */
 #ifndef LV_CHAT_H
 #define LV_CHAT_H
 
@@ -76,9 +77,10 @@ typedef struct {
                                   * none, or it says 0 or a date that has passed */
 } lv_chat_result_t;
 
-/** Callbacks. They run on the loop thread, outside every libcurl callback.
+/** Callbacks. They run on the pool's loop, outside every libcurl callback.
  * on_delta (optional): text[0..len) is the next piece of the answer (valid UTF-8, not
- *   NUL-terminated, valid only during the call); pieces that arrived in one read are joined.
+ *   NUL-terminated, valid only during the call); pieces that arrived since the last call are
+ *   joined (one read at least, more when the main loop was busy).
  *   All on_delta calls come before on_done. None come after an error is known.
  * on_done (required): fires exactly once per started chat, unless the chat is cancelled first.
  *   b->inflight has already been decremented (the slot is free), so on_done may start the next
@@ -109,7 +111,8 @@ typedef struct {
  * *out (may be NULL) receives the handle for lv_chat_cancel(); it is valid until on_done returns
  * or lv_chat_cancel() is called.
  * Returns 0; LV_EINVAL (bad arguments: no on_done, empty or > 256-byte model, invalid UTF-8);
- * LV_ENOMEM; LV_EIO (curl refused the handle). On failure nothing was started and nothing fires. */
+ * LV_ENOMEM. On failure nothing was started and nothing fires. A transfer curl refuses to add
+ * (on the lane's side) ends in on_done with LV_EIO "could not start the request". */
 int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, const lv_chat_cb_t *cb,
                   void *ud, lv_chat_t **out);
 

@@ -26,6 +26,7 @@ void lv_config_defaults(lv_config_t *c)
     c->max_frame_side = 8192;
     c->max_frame_pixels = 16777216ul;
     c->session_idle_s = 300;
+    c->backend_thread = -1;
     c->connect_timeout_ms = 5000;
     c->first_token_timeout_ms = 60000;
     c->total_timeout_ms = 180000;
@@ -123,6 +124,9 @@ void lv_config_print_help(const char *prog)
         "                           when that is smaller)\n"
         "  --backend-adaptive ID=on|off  adapt the concurrency window to measured latency (default on;\n"
         "                           off = always --backend-max)\n"
+        "  --backend-thread auto|on|off  run backend requests (HTTP, streams, parsing) on a thread of\n"
+        "                           their own, so they use a second core (default auto: on when\n"
+        "                           this machine has more than one CPU)\n"
         "  --backend-max-side ID=N  scale frames down to a longest side of N for that backend, off the\n"
         "                           loop thread (default 0: send frames as the page encoded them)\n"
         "  --backend-jpeg-quality ID=Q  JPEG quality of scaled frames (default 85)\n"
@@ -499,6 +503,15 @@ static int parse_flags(lv_config_t *c, int argc, char **argv, char *err, size_t 
                 return LV_EINVAL;
             }
             c->auth_none = c->auth_mode == LV_AUTH_NONE;
+            continue;
+        }
+        if (strcmp(a, "--backend-thread") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "auto") != 0 && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+                snprintf(err, err_size, "--backend-thread: expected auto, on or off, got '%s'", v);
+                return LV_EINVAL;
+            }
+            c->backend_thread = strcmp(v, "on") == 0 ? 1 : strcmp(v, "off") == 0 ? 0 : -1;
             continue;
         }
         if (strcmp(a, "--log-format") == 0) {

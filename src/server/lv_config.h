@@ -66,6 +66,7 @@ typedef struct {
     char jwt_issuer[256];        /* --jwt-issuer: bearer JWTs from this issuer ("" = oidc_issuer) */
     char jwt_audience[128];      /* --jwt-audience ("" = oidc_client_id) */
     bool log_json;               /* --log-format json */
+    int backend_thread;          /* --backend-thread: -1 auto (on with more than one CPU), 0, 1 */
     /* --trusted-proxy ADDR[/BITS]: peers whose X-Forwarded-For names the client (lv_httpd.c,
      * docs/security.md "Behind a reverse proxy"); none by default, and then the header is never
      * read. The list of the highest source that gives any (flags, environment, file) is used. */

@@ -34,3 +34,16 @@ int lv_poolcfg_add(lv_pool_t *pool, const lv_config_t *cfg)
     }
     return 0;
 }
+
+int lv_poolcfg_thread(lv_pool_t *pool, const lv_config_t *cfg)
+{
+    /* docs/internals/threads.md: libcurl, the backend sockets and SSE parsing were most of the
+     * loop's work; on one CPU a second thread would only add hand-overs */
+    bool on = cfg->backend_thread < 0 ? uv_available_parallelism() > 1 : cfg->backend_thread == 1;
+    int rc = lv_pool_use_thread(pool, on);
+    if (rc)
+        LV_ERROR("could not start the backend I/O thread (--backend-thread off runs without it)");
+    else if (on)
+        LV_INFO("backend requests run on their own thread (--backend-thread)");
+    return rc;
+}

@@ -379,6 +379,8 @@ static void worker_help(const char *prog)
            "  GET /readyz              200 when Redis is reachable and a backend is healthy, else 503\n"
            "\n"
            "Other:\n"
+           "  --backend-thread auto|on|off  backend requests on a thread of their own (default auto:\n"
+           "                           on when this machine has more than one CPU)\n"
            "  --config FILE            JSON file with any of these options (as serve's)\n"
            "  --log-level L            debug, info, warn or error (default info)\n"
            "  --log-format text|json   json: one JSON object per line (ts, level, msg, and session,\n"
@@ -444,6 +446,8 @@ int lv_worker_main(const char *prog, int argc, char **argv)
     }
     if (lv_poolcfg_add(m->pool, &m->cfg) != 0)
         return 2;
+    if (lv_poolcfg_thread(m->pool, &m->cfg) != 0)
+        return 1;
     if (listen_metrics(m, err, sizeof(err)) != 0) {
         fprintf(stderr, "livevlm worker: %s\n", err);
         return 1;

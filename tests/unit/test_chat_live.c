@@ -309,6 +309,9 @@ typedef struct {
 
 static void on_tick(uv_timer_t *t) { (void)t; }
 
+/* Every test runs twice: chats on the pool's loop, then on a backend I/O thread (lv_lane.h). */
+static bool g_threaded;
+
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof *f);
@@ -319,6 +322,7 @@ static int setup(void **state)
     srv_start(&f->srv, &f->loop);
     assert_int_equal(lv_http_create(&f->loop, &f->http), 0);
     assert_int_equal(lv_pool_create(&f->loop, f->http, &f->pool), 0);
+    assert_int_equal(lv_pool_use_thread(f->pool, g_threaded), 0);
     snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d/v1/", f->srv.ss.port);
     f->t0 = lv_now_ms();
     *state = f;
@@ -1699,5 +1703,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_after_goes_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_skips_paused_backend, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("chats on the pool's loop", tests, NULL, NULL);
+    g_threaded = true;
+    failed += cmocka_run_group_tests_name("chats on a backend I/O thread", tests, NULL, NULL);
+    return failed;
 }

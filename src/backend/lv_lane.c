@@ -1,0 +1,251 @@
+/* lv_lane.c - the backend I/O lane (lv_lane.h): two item queues under one mutex, each drained by
+ * a uv_async on its side; the I/O side's loop on a thread of its own, or the main loop. */
+#include "lv_lane.h"
+
+#include <stdlib.h>
+
+#include "lv_common.h"
+#include "lv_log.h"
+
+struct lv_lane {
+    uv_loop_t *main_loop;
+    uv_loop_t *io_loop;          /* &own_loop when threaded, else main_loop */
+    uv_loop_t own_loop;
+    lv_http_t *io_http;          /* owned when threaded */
+    bool threaded;
+    uv_thread_t thread;
+    uv_mutex_t lock;
+    lv_queue_t io_q, main_q;     /* lv_lane_item_t, under lock */
+    bool stopping;               /* under lock */
+    uv_async_t io_async, main_async;
+    int open_handles;            /* main-loop handles still to close before the memory goes */
+    size_t live_items;           /* made and not yet freed (under lock): an item's last reference
+                                  * may go after the lane's handles closed (inline, a chat's timer
+                                  * closes after them), and it still takes the lock */
+    bool closed;                 /* every handle closed (under lock) */
+};
+
+static void lane_free(lv_lane_t *lane)
+{
+    uv_mutex_destroy(&lane->lock);
+    free(lane);
+}
+
+void lv_lane_item_init(lv_lane_t *lane, lv_lane_item_t *it, int refs, void (*io_turn)(lv_lane_item_t *),
+                       void (*main_turn)(lv_lane_item_t *), void (*free_fn)(lv_lane_item_t *))
+{
+    uv_mutex_lock(&lane->lock);
+    lane->live_items++;
+    uv_mutex_unlock(&lane->lock);
+    lv_queue_init(&it->io_link);
+    lv_queue_init(&it->main_link);
+    it->on_io = it->on_main = false;
+    it->refs = refs;
+    it->io_turn = io_turn;
+    it->main_turn = main_turn;
+    it->free_fn = free_fn;
+}
+
+void lv_lane_lock(lv_lane_t *lane) { uv_mutex_lock(&lane->lock); }
+void lv_lane_unlock(lv_lane_t *lane) { uv_mutex_unlock(&lane->lock); }
+
+void lv_lane_unref(lv_lane_t *lane, lv_lane_item_t *it)
+{
+    uv_mutex_lock(&lane->lock);
+    int left = --it->refs;
+    uv_mutex_unlock(&lane->lock);
+    if (left)
+        return;
+    it->free_fn(it);
+    uv_mutex_lock(&lane->lock);
+    bool last = --lane->live_items == 0 && lane->closed;
+    uv_mutex_unlock(&lane->lock);
+    if (last)
+        lane_free(lane);
+}
+
+void lv_lane_post_io(lv_lane_t *lane, lv_lane_item_t *it)
+{
+    uv_mutex_lock(&lane->lock);
+    bool wake = !it->on_io;
+    if (wake) {
+        it->on_io = true;
+        it->refs++;
+        lv_queue_insert_tail(&lane->io_q, &it->io_link);
+    }
+    uv_mutex_unlock(&lane->lock);
+    if (wake)
+        uv_async_send(&lane->io_async);
+}
+
+void lv_lane_post_main(lv_lane_t *lane, lv_lane_item_t *it)
+{
+    uv_mutex_lock(&lane->lock);
+    bool wake = !it->on_main;
+    if (wake) {
+        it->on_main = true;
+        it->refs++;
+        lv_queue_insert_tail(&lane->main_q, &it->main_link);
+    }
+    uv_mutex_unlock(&lane->lock);
+    if (wake)
+        uv_async_send(&lane->main_async);
+}
+
+/* Run what was queued on one side when the drain began (later posts wake the async again, so
+ * they are not lost, and a busy other side cannot keep this one in here). Each item is unlinked
+ * before it runs, so it may be posted again from inside its own turn. run = false drops them. */
+static void drain(lv_lane_t *lane, bool io_side, bool run)
+{
+    lv_queue_t *q = io_side ? &lane->io_q : &lane->main_q;
+    size_t n = 0;
+    lv_queue_t *node;
+    uv_mutex_lock(&lane->lock);
+    LV_QUEUE_FOREACH(node, q)
+        n++;
+    uv_mutex_unlock(&lane->lock);
+    while (n--) {
+        uv_mutex_lock(&lane->lock);
+        if (lv_queue_empty(q)) {
+            uv_mutex_unlock(&lane->lock);
+            break;
+        }
+        node = lv_queue_head(q);
+        lv_queue_remove(node);
+        lv_lane_item_t *it;
+        if (io_side) {
+            it = LV_CONTAINER_OF(node, lv_lane_item_t, io_link);
+            it->on_io = false;
+        } else {
+            it = LV_CONTAINER_OF(node, lv_lane_item_t, main_link);
+            it->on_main = false;
+        }
+        uv_mutex_unlock(&lane->lock);
+        if (run)
+            (io_side ? it->io_turn : it->main_turn)(it);
+        lv_lane_unref(lane, it); /* the queue's reference */
+    }
+}
+
+static void on_io_async(uv_async_t *a)
+{
+    lv_lane_t *lane = a->data;
+    drain(lane, true, true);
+    if (!lane->threaded)
+        return; /* inline: lv_lane_destroy closes everything itself */
+    uv_mutex_lock(&lane->lock);
+    bool stop = lane->stopping && lv_queue_empty(&lane->io_q);
+    uv_mutex_unlock(&lane->lock);
+    if (stop && !uv_is_closing((uv_handle_t *)a)) {
+        /* the chats' own handles were closed by their cancels above; once these go too, the
+         * thread's uv_run returns */
+        lv_http_destroy(lane->io_http);
+        lane->io_http = NULL;
+        uv_close((uv_handle_t *)a, NULL);
+    }
+}
+
+static void on_main_async(uv_async_t *a) { drain(a->data, false, true); }
+
+static void io_thread(void *arg)
+{
+    lv_lane_t *lane = arg;
+    uv_run(lane->io_loop, UV_RUN_DEFAULT);
+}
+
+static void on_closed(uv_handle_t *h);
+
+int lv_lane_create(uv_loop_t *main_loop, lv_http_t *main_http, bool threaded, lv_lane_t **out)
+{
+    int rc = LV_ENOMEM;
+    lv_lane_t *lane = calloc(1, sizeof *lane);
+    if (!lane)
+        return rc;
+    lane->main_loop = main_loop;
+    lane->threaded = threaded;
+    lv_queue_init(&lane->io_q);
+    lv_queue_init(&lane->main_q);
+    rc = LV_EIO;
+    if (uv_mutex_init(&lane->lock) != 0) {
+        free(lane);
+        return rc;
+    }
+    if (uv_async_init(main_loop, &lane->main_async, on_main_async) != 0) {
+        uv_mutex_destroy(&lane->lock);
+        free(lane);
+        return rc;
+    }
+    lane->main_async.data = lane;
+    lane->open_handles = 1; /* from here on the memory goes with on_closed */
+    if (!threaded) {
+        lane->io_loop = main_loop;
+        lane->io_http = main_http;
+        if (uv_async_init(main_loop, &lane->io_async, on_io_async) != 0)
+            goto fail;
+        lane->io_async.data = lane;
+        lane->open_handles = 2;
+        *out = lane;
+        return 0;
+    }
+    if (uv_loop_init(&lane->own_loop) != 0)
+        goto fail;
+    lane->io_loop = &lane->own_loop;
+    if ((rc = lv_http_create(lane->io_loop, &lane->io_http)) != 0)
+        goto fail_loop;
+    rc = LV_EIO;
+    if (uv_async_init(lane->io_loop, &lane->io_async, on_io_async) != 0)
+        goto fail_loop;
+    lane->io_async.data = lane;
+    if (uv_thread_create(&lane->thread, io_thread, lane) != 0) {
+        uv_close((uv_handle_t *)&lane->io_async, NULL);
+        goto fail_loop;
+    }
+    *out = lane;
+    return 0;
+fail_loop:
+    /* nothing ran on the thread's loop: let it close what was made there, here */
+    if (lane->io_http)
+        lv_http_destroy(lane->io_http);
+    uv_run(&lane->own_loop, UV_RUN_DEFAULT);
+    uv_loop_close(&lane->own_loop);
+fail:
+    uv_close((uv_handle_t *)&lane->main_async, on_closed);
+    return rc;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    lv_lane_t *lane = h->data;
+    if (--lane->open_handles)
+        return;
+    uv_mutex_lock(&lane->lock);
+    lane->closed = true;
+    bool last = lane->live_items == 0;
+    uv_mutex_unlock(&lane->lock);
+    if (last)
+        lane_free(lane);
+}
+
+void lv_lane_destroy(lv_lane_t *lane)
+{
+    if (!lane)
+        return;
+    uv_mutex_lock(&lane->lock);
+    lane->stopping = true;
+    uv_mutex_unlock(&lane->lock);
+    if (lane->threaded) {
+        uv_async_send(&lane->io_async);
+        uv_thread_join(&lane->thread);
+        if (uv_loop_close(&lane->own_loop) != 0)
+            lv_log(LV_LOG_WARN, "lane: the backend I/O loop still had handles at exit");
+    } else {
+        drain(lane, true, true); /* e.g. cancels: their transfers leave lv_http, timers close */
+        uv_close((uv_handle_t *)&lane->io_async, on_closed);
+    }
+    drain(lane, false, false); /* their owners are gone: only the references go */
+    uv_close((uv_handle_t *)&lane->main_async, on_closed);
+}
+
+uv_loop_t *lv_lane_io_loop(lv_lane_t *lane) { return lane->io_loop; }
+lv_http_t *lv_lane_io_http(lv_lane_t *lane) { return lane->io_http; }
+bool lv_lane_threaded(const lv_lane_t *lane) { return lane->threaded; }
