@@ -175,7 +175,7 @@ for mode in $MODES; do
         if [ -z "$l99" ]; then fails+=("no client latency (no answers)")
         elif awk -v l="$l99" -v m=$MAX_P99_MS 'BEGIN { exit !(l > m) }'; then fails+=("client p99 $(calc %.0f "$l99") ms > ${MAX_P99_MS} ms"); fi
         if [ -z "$gle" ] || [ "$gle" = - ] || [ "$gle" = "?" ]; then fails+=("gateway p99 not measured (no /metrics)")
-        elif awk -v f="$gle" 'BEGIN { exit !(f < 0.99) }'; then fails+=("gateway p99 > 1 ms (only $(calc %.1f "$gle*100") % of frames ≤ 1 ms)"); fi
+        elif awk -v f="$gle" 'BEGIN { exit !(f < 0.99) }'; then fails+=("gateway p99 > 1 ms (only $(calc %.2f "$gle*100") % of frames ≤ 1 ms)"); fi
         awk -v l="${lag99:-0}" -v p="${lgpct:-0}" 'BEGIN { exit !(l > 100 || p > 90) }' &&
             fails+=("loadgen cannot keep up (loop lag p99 $(calc %.0f "${lag99:-0}") ms, $(calc %.0f "${lgpct:-0}") % of a core)")
         verdict=pass
