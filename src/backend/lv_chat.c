@@ -6,6 +6,7 @@
 #include "lv_chat.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,9 @@ struct lv_chat {
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
     lv_buf_t body;              /* the request body; curl reads it in place (POSTFIELDS) */
+    lv_chatreq_t req;           /* what the body is built from, on the I/O side (the base64 of a
+                                 * frame is the biggest single piece of work per request): the
+                                 * prompt and the JPEG are copies, freed once the body exists */
     char *redact_key;           /* the backend's key, to keep it out of error texts (a copy: the
                                  * I/O side never reads the backend, which the main side owns) */
     uv_timer_t timer;           /* deadlines; its close callback drops the I/O side's reference */
@@ -155,6 +159,14 @@ static void copy_str(char *dst, size_t size, const char *src)
 {
     if (src)
         snprintf(dst, size, "%s", src);
+}
+
+static void req_copies_free(lv_chat_t *c)
+{
+    free((void *)c->req.prompt);
+    free((void *)c->req.jpeg);
+    c->req.prompt = NULL;
+    c->req.jpeg = NULL;
 }
 
 static void decide_mode(lv_chat_t *c)
@@ -531,6 +543,17 @@ static void io_turn(lv_lane_item_t *it)
     }
     if (c->io_started)
         return;
+    /* an exact upper bound, so the cap only guards against arithmetic slips */
+    lv_buf_init(&c->body, lv_b64_encoded_len(c->req.jpeg_len) + 6 * (strlen(c->model) + strlen(c->req.prompt)) + 1024);
+    int rc = lv_chatreq_build(&c->body, &c->req);
+    req_copies_free(c);
+    if (rc) {
+        set_error(c, LV_BACKEND_END_LOCAL, rc, "could not build the request (%s)", lv_strerror(rc));
+        io_finish(c);
+        return;
+    }
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body.data);
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body.len);
     if (uv_timer_init(c->io_loop, &c->timer) != 0) {
         set_error(c, LV_BACKEND_END_LOCAL, LV_EIO, "could not start the request");
         io_finish(c);
@@ -572,6 +595,7 @@ static void chat_free(lv_lane_item_t *it)
         curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
     lv_buf_free(&c->body);
+    req_copies_free(c);
     lv_buf_free(&c->fresh);
     lv_sse_free(&c->sse);
     lv_chatresp_clear(&c->resp);
@@ -814,14 +838,23 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     if (!(c->redact_key = strdup(b->api_key)))
         goto out;
 
-    lv_chatreq_t cr = {.model = req->model, .prompt = req->prompt, .max_tokens = req->max_tokens,
-                       .temperature = req->temperature, .jpeg = req->jpeg, .jpeg_len = req->jpeg_len,
-                       .stream = 1, .include_usage = 1};
-    size_t jpeg_len = req->jpeg ? req->jpeg_len : 0;
-    /* an exact upper bound, so the cap only guards against arithmetic slips */
-    lv_buf_init(&c->body, lv_b64_encoded_len(jpeg_len) + 6 * (model_len + strlen(req->prompt)) + 1024);
-    if ((rc = lv_chatreq_build(&c->body, &cr)) != 0)
+    /* the body is built on the I/O side (io_turn); what lv_chatreq_build would refuse is
+     * refused here, so a bad request still fails at once */
+    rc = LV_EINVAL;
+    if (!lv_utf8_valid(req->model, model_len) || !lv_utf8_valid(req->prompt, strlen(req->prompt)) ||
+        !isfinite(req->temperature) || req->temperature < 0 || req->temperature > 100)
         goto out;
+    rc = LV_ENOMEM;
+    size_t jpeg_len = req->jpeg ? req->jpeg_len : 0;
+    lv_chatreq_t cr = {.model = c->model, .prompt = strdup(req->prompt), .max_tokens = req->max_tokens,
+                       .temperature = req->temperature, .jpeg = jpeg_len ? malloc(jpeg_len) : NULL,
+                       .jpeg_len = jpeg_len, .stream = 1, .include_usage = 1};
+    c->req = cr;
+    if (!cr.prompt || (jpeg_len && !cr.jpeg))
+        goto out;
+    if (jpeg_len)
+        memcpy((void *)cr.jpeg, req->jpeg, jpeg_len);
+    cr.jpeg = req->jpeg; /* the debug view reads the caller's, now */
     if (c->want_debug) {
         lv_buf_init(&c->req_debug, REQ_DEBUG_MAX);
         if ((rc = lv_chatreq_build_debug(&c->req_debug, &cr)) != 0)
@@ -844,8 +877,6 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
         goto out;
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body.data);
-    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body.len);
     curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
     curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);

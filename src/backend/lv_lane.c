@@ -2,6 +2,7 @@
  * a uv_async on its side; the I/O side's loop on a thread of its own, or the main loop. */
 #include "lv_lane.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "lv_common.h"
@@ -150,6 +151,7 @@ static void on_main_async(uv_async_t *a) { drain(a->data, false, true); }
 static void io_thread(void *arg)
 {
     lv_lane_t *lane = arg;
+    pthread_setname_np(pthread_self(), "lv-backend"); /* for top -H, perf and /proc/PID/task */
     uv_run(lane->io_loop, UV_RUN_DEFAULT);
 }
 
