@@ -312,11 +312,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
             set_error(c, LV_BACKEND_END_ERROR, LV_EBACKEND, "stream line longer than %d bytes", LV_CHAT_SSE_LINE_MAX);
         else if (rc == LV_ENOMEM)
             set_error(c, LV_BACKEND_END_LOCAL, LV_ENOMEM, "out of memory");
-        if (rc || c->err_rc) {
-            lv_buf_reset(&c->fresh); /* no delta after an error is known */
-            c->fresh_first_us = 0;
-            return 0;
-        }
+        if (rc || c->err_rc)
+            return 0; /* what was parsed goes with the outcome, as text but not as a delta */
         hand_over(c, 0);
         return n;
     }
