@@ -28,10 +28,10 @@
 #include "lv_frame.h"
 #include "lv_iptable.h"
 #include "lv_jpeg.h"
-#include "lv_json_str.h"
 #include "lv_log.h"
 #include "lv_net.h"
 #include "lv_offer.h"
+#include "lv_outmsg.h"
 #include "lv_pipeline.h"
 #include "lv_port_dispatch.h"
 #include "lv_quota.h"
@@ -96,6 +96,15 @@ static void conn_send_json(lv_conn_t *c, json_t *obj)
     lv_msg_unref(m);
 }
 
+/* Send a built message (lv_outmsg.h) to c and drop the builder's reference; NULL is ignored. */
+static void conn_send_msg(lv_conn_t *c, lv_msg_t *m)
+{
+    if (!m)
+        return;
+    lv_conn_send(c, m);
+    lv_msg_unref(m);
+}
+
 /* ---------- session views ---------- */
 
 static json_t *metrics_json(const lv_session_t *s)
@@ -137,34 +146,21 @@ static void ws_request_frame(lv_source_t *src, lv_session_t *s, uint32_t credit_
     lv_conn_t *c = LV_CONTAINER_OF(src, lv_conn_t, source);
     if (strcmp(s->rec.settings.source, "page") != 0)
         return; /* a camera or a WebRTC stream answers this session's credits, not the page */
-    char text[64];
-    int len = snprintf(text, sizeof(text), "{\"type\":\"credit\",\"credit_id\":%u}", credit_id);
-    lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
-    if (!m)
-        return;
-    lv_conn_send(c, m);
-    lv_msg_unref(m);
+    conn_send_msg(c, lv_outmsg_credit(credit_id));
 }
 
 static const lv_source_ops_t ws_source_ops = {ws_request_frame, NULL};
 
-/* The page's WebSocket as a viewer (lv_port_viewer.h): the pipeline's events become its JSON. */
+/* The page's WebSocket as a viewer (lv_port_viewer.h): the pipeline's events become its JSON, the
+ * hot ones written in place by lv_outmsg.c (no JSON trees, one allocation each). */
 static void ws_queued(lv_viewer_t *v, lv_session_t *s, size_t position, size_t queued)
 {
-    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
-    char text[96];
-    int len = snprintf(text, sizeof(text), "{\"type\":\"queued\",\"position\":%zu,\"queued\":%zu}", position, queued);
-    lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
-    if (!m)
-        return;
-    lv_conn_send(c, m);
-    lv_msg_unref(m);
+    conn_send_msg(LV_CONTAINER_OF(v, lv_conn_t, viewer), lv_outmsg_queued(position, queued));
 }
 
 static void ws_frame_dropped(lv_viewer_t *v, lv_session_t *s, const char *reason, double age_ms)
 {
-    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
-    conn_send_json(c, json_pack("{s:s, s:s, s:f}", "type", "frame_dropped", "reason", reason, "age_ms", age_ms));
+    conn_send_msg(LV_CONTAINER_OF(v, lv_conn_t, viewer), lv_outmsg_frame_dropped(reason, age_ms));
 }
 
 static void ws_error(lv_viewer_t *v, lv_session_t *s, const char *code, const char *message, uint64_t answer_id)
@@ -178,123 +174,24 @@ static void ws_error(lv_viewer_t *v, lv_session_t *s, const char *code, const ch
 
 static void ws_answer_cancelled(lv_viewer_t *v, lv_session_t *s, uint64_t answer_id, const char *reason)
 {
-    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
-    char text[128];
-    int len = snprintf(text, sizeof(text), "{\"type\":\"answer_cancelled\",\"answer_id\":%llu,\"reason\":\"%s\"}",
-                       (unsigned long long)answer_id, reason);
-    lv_msg_t *m = lv_msg_new(text, (size_t)len, false);
-    if (!m)
-        return;
-    lv_conn_send(c, m);
-    lv_msg_unref(m);
+    conn_send_msg(LV_CONTAINER_OF(v, lv_conn_t, viewer), lv_outmsg_answer_cancelled(answer_id, reason));
 }
 
-/* Send b's text to c as one message (b is the caller's and freed by it). */
-static void conn_send_buf(lv_conn_t *c, const lv_buf_t *b)
-{
-    lv_msg_t *m = lv_msg_new(b->data, b->len, false);
-    if (m) {
-        lv_conn_send(c, m);
-        lv_msg_unref(m);
-    }
-}
-
-/* The messages of every answer are written from templates, not through JSON trees: they are the
- * hot path (docs/protocol.md has their fields). Strings go through lv_json_str_append. */
 static void ws_answer_start(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job)
 {
-    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
-    lv_buf_t b;
-    lv_buf_init(&b, 2048);
-    if (lv_buf_printf(&b, "{\"type\":\"answer_start\",\"answer_id\":%llu,\"backend\":",
-                      (unsigned long long)job->answer_id) == 0 &&
-        lv_json_str_append(&b, job->backend_id, strlen(job->backend_id)) == 0 &&
-        lv_buf_append_str(&b, ",\"model\":") == 0 && lv_json_str_append(&b, job->model, strlen(job->model)) == 0 &&
-        lv_buf_printf(&b, ",\"queue_wait_ms\":%.3f,\"frame_age_ms\":%.3f", job->queue_wait_ms, job->frame_age_ms) == 0 &&
-        /* a camera's sample: its number, for GET /api/v1/cameras/{id}/snapshot?seq= */
-        (!job->frame || !job->frame->share_key || strncmp(job->settings.source, "camera:", 7) != 0 ||
-         lv_buf_printf(&b, ",\"camera_frame\":%u", (unsigned)(job->frame->share_key & 0xffffffffu)) == 0) &&
-        lv_buf_append(&b, "}", 1) == 0)
-        conn_send_buf(c, &b);
-    lv_buf_free(&b);
+    conn_send_msg(LV_CONTAINER_OF(v, lv_conn_t, viewer), lv_outmsg_answer_start(job));
 }
 
-/* The hottest message: written from a template, not through a JSON tree. */
+/* The hottest message (docs/protocol.md has their fields). */
 static void ws_delta(lv_viewer_t *v, lv_session_t *s, uint64_t answer_id, const char *text, size_t len)
 {
-    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
-    lv_buf_t b;
-    lv_buf_init(&b, 8 * len + 128);
-    if (lv_buf_printf(&b, "{\"type\":\"delta\",\"answer_id\":%llu,\"text\":", (unsigned long long)answer_id) == 0 &&
-        lv_json_str_append(&b, text, len) == 0 && lv_buf_append(&b, "}", 1) == 0) {
-        lv_msg_t *m = lv_msg_new(b.data, b.len, false);
-        if (m) {
-            lv_conn_send(c, m);
-            lv_msg_unref(m);
-        }
-    }
-    lv_buf_free(&b);
-}
-
-/* vlm_response (without debug payloads) from a template. 0 or LV_ENOMEM/LV_ELIMIT. */
-static int answer_text(lv_buf_t *b, const lv_session_t *s, const lv_job_t *job, const lv_dispatch_result_t *r)
-{
-    int rc = lv_buf_printf(b, "{\"type\":\"vlm_response\",\"answer_id\":%llu,\"text\":", (unsigned long long)job->answer_id);
-    if (!rc)
-        rc = lv_json_str_append_lossy(b, r->text, r->text_len); /* never drop an answer for one bad byte */
-    if (!rc)
-        rc = lv_buf_printf(b,
-                           ",\"metrics\":{\"last_latency_ms\":%.3f,\"avg_latency_ms\":%.3f,\"total_inferences\":%llu,"
-                           "\"is_processing\":%s,\"frames_received\":%llu,\"frames_replaced\":%llu,"
-                           "\"frames_rejected\":%llu,\"errors\":%llu,\"ttft_ms\":%.3f,\"queue_wait_ms\":%.3f,"
-                           "\"frame_age_ms\":%.3f,\"shape_ms\":%.3f,\"tokens\":%d,\"backend\":",
-                           s->last_latency_ms, s->rec.avg_latency_ms, (unsigned long long)s->rec.total_inferences,
-                           s->job ? "true" : "false", (unsigned long long)s->frames_received,
-                           (unsigned long long)s->frames_replaced, (unsigned long long)s->frames_rejected,
-                           (unsigned long long)s->errors, (double)r->ttft_us / 1000.0, job->queue_wait_ms,
-                           job->frame_age_ms, r->shape_ms, r->tokens);
-    if (!rc)
-        rc = lv_json_str_append(b, job->backend_id, strlen(job->backend_id));
-    if (!rc)
-        rc = lv_buf_append_str(b, ",\"model\":");
-    if (!rc)
-        rc = lv_json_str_append(b, job->model, strlen(job->model));
-    if (!rc)
-        rc = lv_buf_printf(b, ",\"streamed\":%s}}", r->streamed ? "true" : "false");
-    return rc;
-}
-
-/* A debug payload as JSON text for the answer: what lv_chat kept (valid JSON), re-encoded compact,
- * or null when there is none or it does not parse. */
-static int append_payload(lv_buf_t *b, const char *name, const char *json)
-{
-    json_t *o = json ? json_loads(json, 0, NULL) : NULL;
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    int rc = lv_buf_printf(b, ",\"%s\":%s", name, text ? text : "null");
-    free(text);
-    return rc;
+    conn_send_msg(LV_CONTAINER_OF(v, lv_conn_t, viewer), lv_outmsg_delta(answer_id, text, len));
 }
 
 static void ws_answer(lv_viewer_t *v, lv_session_t *s, const lv_job_t *job, const lv_dispatch_result_t *r,
                       double latency_ms)
 {
-    lv_conn_t *c = LV_CONTAINER_OF(v, lv_conn_t, viewer);
-    lv_buf_t b;
-    lv_buf_init(&b, 8 * r->text_len + 4096 + (job->settings.debug ? (size_t)16 << 20 : 0));
-    int rc = answer_text(&b, s, job, r);
-    if (!rc && job->settings.debug) {
-        /* the debug view: the same object with the request and response payloads added */
-        lv_buf_truncate(&b, b.len - 1);
-        rc = append_payload(&b, "request_payload", r->request_debug_json);
-        if (!rc)
-            rc = append_payload(&b, "response_payload", r->response_debug_json);
-        if (!rc)
-            rc = lv_buf_append(&b, "}", 1);
-    }
-    if (!rc)
-        conn_send_buf(c, &b);
-    lv_buf_free(&b);
+    conn_send_msg(LV_CONTAINER_OF(v, lv_conn_t, viewer), lv_outmsg_answer(s, job, r));
 }
 
 static const lv_viewer_ops_t ws_viewer_ops = {
@@ -1131,16 +1028,19 @@ static void send_stats_and_deadlines(lv_app_t *app, uint64_t now)
         if (!stats || every <= 0 || now - c->last_stats_ms < (uint64_t)every)
             continue;
         if (!msg) {
-            /* rendered once per tick for every socket that is due */
+            /* rendered once per tick for every socket that is due, in place */
             static const char head[] = "{\"type\":\"gpu_stats\",\"stats\":";
             lv_buf_t b;
-            lv_buf_init(&b, 1u << 20);
-            if (lv_buf_append(&b, head, sizeof(head) - 1) == 0 && lv_buf_append(&b, stats, len) == 0 &&
-                lv_buf_append(&b, "}", 1) == 0)
-                msg = lv_msg_new(b.data, b.len, false);
-            lv_buf_free(&b);
+            msg = lv_msg_text_start(sizeof(head) + len, &b);
             if (!msg)
                 return;
+            if (lv_buf_append(&b, head, sizeof(head) - 1) == 0 && lv_buf_append(&b, stats, len) == 0 &&
+                lv_buf_append(&b, "}", 1) == 0) {
+                msg = lv_msg_text_finish(msg, &b);
+            } else {
+                lv_msg_unref(msg);
+                return;
+            }
         }
         c->last_stats_ms = now;
         lv_conn_send(c, msg);

@@ -36,6 +36,15 @@ typedef struct lv_msg {
 
 /** A WebSocket data message (text or binary) with its frame header; the payload is copied. */
 lv_msg_t *lv_msg_new(const void *p, size_t len, bool binary);
+/** A WebSocket text message written in place, with no copy: returns a message with room for
+ * max_payload bytes and points *w at that room (an lv_buf whose cap and max are max_payload: an
+ * append past it fails with LV_ELIMIT, nothing is reallocated). Write the payload with the lv_buf
+ * and lv_json_str functions, then lv_msg_text_finish; to give up, lv_msg_unref the message. Never
+ * lv_buf_free *w: its memory is the message's. NULL (out of memory) leaves *w empty. */
+lv_msg_t *lv_msg_text_start(size_t max_payload, lv_buf_t *w);
+/** Put the frame header in front of the w->len bytes written and return the finished message
+ * (possibly moved: its unused room is given back when large); *w is emptied. */
+lv_msg_t *lv_msg_text_finish(lv_msg_t *m, lv_buf_t *w);
 /** A WebSocket text message holding a JSON value (jansson json_t); the value is not consumed. */
 lv_msg_t *lv_msg_from_json(const void *json_value);
 /** A WebSocket control frame (close, ping, pong; payload <= 125 bytes). */
