@@ -35,6 +35,7 @@
 #include "lv_jpeg.h"
 #include "lv_json_str.h"
 #include "lv_net.h"
+#include "lv_outmsg.h"
 #include "lv_session.h"
 #include "lv_settings.h"
 #include "lv_sse.h"
@@ -381,40 +382,42 @@ static const struct {
      1},
 };
 
-/* ---------- 5. outgoing messages ---------- */
+/* ---------- 5. outgoing messages (lv_outmsg.c, what lv_engine.c sends) ---------- */
 
 typedef struct {
-    const char *text; /* one token's text */
-    size_t len;
-    uint64_t answer_id;
-    bool to_msg; /* also make the refcounted socket message (lv_msg_new), as ws_delta does */
-} delta_ctx_t;
+    lv_job_t job;
+    lv_session_t *session;
+    lv_dispatch_result_t result;
+} out_ctx_t;
 
-/* The delta message through the public writers: template, lv_json_str_append, the frame header.
- * lv_engine.c's ws_delta (static) does the same with lv_msg_new, which copies the text behind its
- * own frame header. */
+/* Each builds the message as the socket gets it (frame header and payload in one lv_msg_t) and
+ * drops it, as lv_engine.c's conn_send_msg does once lv_conn_send holds its own reference. */
+static int sent(lv_msg_t *m)
+{
+    lv_msg_unref(m);
+    return m == NULL;
+}
+
+static int op_credit(void *ctx)
+{
+    return sent(lv_outmsg_credit(4242));
+}
+
 static int op_delta(void *ctx)
 {
-    delta_ctx_t *x = ctx;
-    lv_buf_t b;
-    uint8_t hdr[10];
-    int rc;
-    lv_buf_init(&b, 8 * x->len + 128);
-    rc = lv_buf_printf(&b, "{\"type\":\"delta\",\"answer_id\":%" PRIu64 ",\"text\":", x->answer_id);
-    if (!rc)
-        rc = lv_json_str_append(&b, x->text, x->len);
-    if (!rc)
-        rc = lv_buf_append(&b, "}", 1);
-    if (!rc && x->to_msg) {
-        lv_msg_t *m = lv_msg_new(b.data, b.len, false);
-        if (!m)
-            rc = LV_ENOMEM;
-        lv_msg_unref(m);
-    } else if (!rc && lv_ws_frame_header(hdr, LV_WS_OP_TEXT, b.len) != 2) {
-        rc = LV_EINVAL;
-    }
-    lv_buf_free(&b);
-    return rc != 0;
+    return sent(lv_outmsg_delta(123456, " kitchen", 8));
+}
+
+static int op_answer_start(void *ctx)
+{
+    out_ctx_t *x = ctx;
+    return sent(lv_outmsg_answer_start(&x->job));
+}
+
+static int op_answer(void *ctx)
+{
+    out_ctx_t *x = ctx;
+    return sent(lv_outmsg_answer(x->session, &x->job, &x->result));
 }
 
 /* ---------- the report ---------- */
@@ -478,6 +481,7 @@ int main(int argc, char **argv)
     size_t jpeg_len = 0;
     unsigned char *jpeg = NULL, *msg = NULL;
     uint8_t *wire = NULL;
+    lv_session_t *session = NULL; /* for the vlm_response row */
     if (argc > 1) {
         char *end;
         long v = strtol(argv[1], &end, 10);
@@ -561,11 +565,30 @@ int main(int argc, char **argv)
             add_row("chunk_fakevlm", "4. lv_chatresp_parse_chunk alone: fakevlm token", path, op_chunk, x, x->len - 8);
     }
 
-    /* 5. outgoing messages */
-    delta_ctx_t dx = {" kitchen", 8, 123456, false}, dxm = {" kitchen", 8, 123456, true};
-    add_row("delta", "5. delta: template + json_str + frame header", "public writers (ws_delta is static)", op_delta,
-            &dx, 0);
-    add_row("delta_msg", "5. delta + lv_msg_new/unref (as ws_delta)", NULL, op_delta, &dxm, 0);
+    /* 5. outgoing messages: a job and a finished answer as the pipeline hands them over */
+    static const char answer_text[] = "A person in a blue shirt is sitting at a kitchen table, reading a newspaper "
+                                      "next to a cup of coffee.";
+    session = calloc(1, sizeof *session);
+    out_ctx_t ox = {
+        .session = session,
+        .result = {
+            .text = answer_text, .text_len = sizeof answer_text - 1, .tokens = 24, .ttft_us = 50500, .streamed = true}};
+    if (!session)
+        goto out;
+    ox.job.answer_id = 123456;
+    lv_settings_defaults(&ox.job.settings);
+    snprintf(ox.job.backend_id, sizeof ox.job.backend_id, "vllm-1");
+    snprintf(ox.job.model, sizeof ox.job.model, "%s", MODEL);
+    ox.job.queue_wait_ms = 1.25;
+    ox.job.frame_age_ms = 40.5;
+    ox.session->last_latency_ms = 151.5;
+    ox.session->rec.avg_latency_ms = 150.25;
+    ox.session->rec.total_inferences = 300;
+    ox.session->frames_received = 310;
+    add_row("credit", "5. lv_outmsg_credit", NULL, op_credit, NULL, 0);
+    add_row("answer_start", "5. lv_outmsg_answer_start", NULL, op_answer_start, &ox, 0);
+    add_row("delta", "5. lv_outmsg_delta (one token)", NULL, op_delta, NULL, 0);
+    add_row("answer", "5. lv_outmsg_answer (vlm_response, 100-byte text)", NULL, op_answer, &ox, 0);
 
     run_rows();
 
@@ -596,6 +619,7 @@ int main(int argc, char **argv)
     print_table();
     rc = 0;
 out:
+    free(session);
     lv_jpeg_thread_cleanup();
     free(wire);
     free(msg);

@@ -14,7 +14,7 @@ make -s BUILD="$BUILD" "$BUILD/micro" >&2
 # RESULT lines: key, median ns/op, allocations/op
 declare -A NS AL
 while read -r _ key ns al; do NS[$key]=$ns AL[$key]=$al; done < <(grep '^RESULT ' "$OUT/micro.txt")
-for k in ws_bin_16k ws_text accept frame_copy chatreq b64 sse_fakevlm sse_vllm sse_ollama sse_usage delta delta_msg; do
+for k in ws_bin_16k ws_text accept frame_copy chatreq b64 sse_fakevlm sse_vllm sse_ollama sse_usage credit answer_start delta answer; do
     [ -n "${NS[$k]:-}" ] || { echo "micro: no result for $k" >&2; exit 1; }
 done
 us() { awk -v n="$1" 'BEGIN { printf (n >= 10000 ? "%.0f µs" : n >= 1000 ? "%.1f µs" : "%.0f ns"), (n >= 1000 ? n / 1000 : n) }'; }
@@ -41,9 +41,9 @@ al() { awk -v a="$1" 'BEGIN { printf "%g alloc%s", a, (a == 1 ? "" : "s") }'; }
     echo "   \`lv_chatresp_parse_chunk\` (as lv_chat.c's on_sse_data): fakevlm's token chunk (with \"usage\":null),"
     echo "   vLLM's and Ollama's token chunks, the final usage chunk; \"fast scanner\" means"
     echo "   \`priv_fast\` was set after the parse; otherwise jansson parsed it."
-    echo "5. **Delta build**: the delta message (\`{\"type\":\"delta\",\"answer_id\":N,\"text\":...}\` for one token)"
-    echo "   written with \`lv_buf_printf\` + \`lv_json_str_append\` + \`lv_ws_frame_header\`, then with \`lv_msg_new\`"
-    echo "   as the server's ws_delta (static in lv_engine.c) hands it to the socket."
+    echo "5. **Delta build**: the hot outgoing messages as src/server/lv_outmsg.c writes them for lv_engine.c, each"
+    echo "   straight into the refcounted socket message (frame header included) and dropped: credit,"
+    echo "   answer_start, delta (one token) and vlm_response (a 100-byte answer with its metrics)."
     echo
     grep -v '^RESULT' "$OUT/micro.txt"
 } >"$OUT/micro.md"
@@ -52,6 +52,6 @@ al() { awk -v a="$1" 'BEGIN { printf "%g alloc%s", a, (a == 1 ? "" : "s") }'; }
     echo "| micro: frame accept (LVF1 + JPEG header check; JPEG copy) | — | $(us "${NS[accept]}"), $(al "${AL[accept]}"); copy $(us "${NS[frame_copy]}") | measured (no target) |"
     echo "| micro: request build + base64 (32 KB JPEG) | — | $(us "${NS[chatreq]}"), $(al "${AL[chatreq]}"); base64 alone $(us "${NS[b64]}") | measured (no target) |"
     echo "| micro: SSE parse per chunk (fakevlm / vLLM / Ollama / usage) | — | $(us "${NS[sse_fakevlm]}") / $(us "${NS[sse_vllm]}") / $(us "${NS[sse_ollama]}") / $(us "${NS[sse_usage]}"); $(al "${AL[sse_fakevlm]}") / $(al "${AL[sse_usage]}") (token / usage) | measured (no target) |"
-    echo "| micro: delta build (+ lv_msg_new) | — | $(us "${NS[delta]}") ($(us "${NS[delta_msg]}")), $(al "${AL[delta]}") ($(al "${AL[delta_msg]}")) | measured (no target) |"
+    echo "| micro: outgoing messages (credit / answer_start / delta / vlm_response) | — | $(us "${NS[credit]}") / $(us "${NS[answer_start]}") / $(us "${NS[delta]}") / $(us "${NS[answer]}"); $(al "${AL[delta]}") per delta | measured (no target) |"
 } >"$OUT/micro.summary"
 cat "$OUT/micro.summary"
