@@ -239,23 +239,16 @@ void lv_pipeline_credit_reschedule(lv_pipeline_t *p, lv_session_t *s) { credit_f
 
 static uint64_t started_order_of(lv_queue_t *n) { return LV_CONTAINER_OF(n, lv_session_t, credit_link)->started_order; }
 
-/* Every entry of `from` goes to the end of `to`, in order; `from` is left empty. */
-static void queue_append(lv_queue_t *to, lv_queue_t *from)
-{
-    if (lv_queue_empty(from))
-        return;
-    from->next->prev = to->prev;
-    to->prev->next = from->next;
-    from->prev->next = to;
-    to->prev = from->prev;
-    lv_queue_init(from);
-}
-
 /* Every entry of `from` moves to the (uninitialised) head `to`, in order; `from` is left empty. */
 static void queue_move(lv_queue_t *from, lv_queue_t *to)
 {
     lv_queue_init(to);
-    queue_append(to, from);
+    if (lv_queue_empty(from))
+        return;
+    *to = *from;
+    to->next->prev = to;
+    to->prev->next = to;
+    lv_queue_init(from);
 }
 
 /* Two NULL-terminated chains (through ->next) sorted by started_order, merged. */
@@ -296,8 +289,8 @@ static lv_queue_t *chain_sort(lv_queue_t *chain)
 
 /* Before a tick's credits: the sessions that started since the last tick are filed, the wheel
  * turns from the last tick's time to now (each slot at most once, however long since), and what
- * is due joins the due list in started_order. */
-static void credit_timetable_turn(lv_pipeline_t *p, uint64_t now)
+ * became due goes to `arrivals` (a head initialised here) in started_order. */
+static void credit_timetable_turn(lv_pipeline_t *p, uint64_t now, lv_queue_t *arrivals)
 {
     lv_queue_t *head = lv_registry_just_started(p->reg), *n, *next;
     while (!lv_queue_empty(head)) {
@@ -320,21 +313,27 @@ static void credit_timetable_turn(lv_pipeline_t *p, uint64_t now)
         }
         p->credit_wheel_ms = now;
     }
+    lv_queue_init(arrivals);
     if (lv_queue_empty(&p->credit_soon))
         return;
-    /* sorted, then merged into the due list (already in started_order) in one pass */
     lv_queue_t *chain = p->credit_soon.next;
     p->credit_soon.prev->next = NULL;
     lv_queue_init(&p->credit_soon);
-    chain = chain_sort(chain);
-    lv_queue_t *at = p->credit_due.next;
-    while (chain) {
-        n = chain;
-        chain = chain->next;
-        while (at != &p->credit_due && started_order_of(at) < started_order_of(n))
-            at = at->next;
-        lv_queue_insert_tail(at, n); /* before `at` */
+    for (chain = chain_sort(chain); chain; chain = next) {
+        next = chain->next;
+        lv_queue_insert_tail(arrivals, chain);
     }
+}
+
+/* The first of two lists in started_order by started_order (NULL when both are empty): the tick
+ * merges the due list and the arrivals as it goes, one pass over the sessions held back. */
+static lv_queue_t *credit_next(lv_queue_t *a, lv_queue_t *b)
+{
+    if (lv_queue_empty(a))
+        return lv_queue_empty(b) ? NULL : b->next;
+    if (lv_queue_empty(b) || started_order_of(a->next) < started_order_of(b->next))
+        return a->next;
+    return b->next;
 }
 
 /* A session's unanswered credit counts against its principal like a queued frame, so credits go
@@ -390,20 +389,20 @@ size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
     size_t capacity = p->dispatch->ops->capacity(p->dispatch);
     size_t waiting = lv_drr_queued(p->drr) + p->credits_outstanding;
     p->demand = false;
-    credit_timetable_turn(p, now);
     /* the due sessions in started_order: a session filed elsewhere is not due (the timetable), so
-     * this asks whom a walk over every started session would ask, in its order. Each is taken off
-     * a list of its own and put back as it stays due (libuv's walks): a hook that files another
-     * session again (a source that leaves) cannot send this walk astray */
-    lv_queue_t todo;
+     * this asks whom a walk over every started session would ask, in its order. The sessions held
+     * back before and those that became due are merged as they are looked at; each is taken off
+     * its list and put back on the due list as it stays due (libuv's walks): a hook that files
+     * another session again (a source that leaves) cannot send this walk astray */
+    lv_queue_t arrivals, todo, *n;
+    credit_timetable_turn(p, now, &arrivals);
     queue_move(&p->credit_due, &todo);
     size_t n_granted = 0;
-    while (!lv_queue_empty(&todo)) {
-        if (n_granted == LV_PIPELINE_CREDITS_PER_TICK)
-            break; /* bounded work per tick; the rest stay due and are asked on the next one */
-        lv_queue_t *n = lv_queue_head(&todo);
+    while ((n = credit_next(&todo, &arrivals)) != NULL) {
         lv_queue_remove(n);
         lv_queue_insert_tail(&p->credit_due, n);
+        if (n_granted == LV_PIPELINE_CREDITS_PER_TICK)
+            continue; /* bounded credits per tick; the rest stay due and are asked on the next one */
         lv_session_t *s = LV_CONTAINER_OF(n, lv_session_t, credit_link);
         p->credit_visits++;
         if (s->n_sources == 0) { /* credits go to sources: attaching one files it again */
@@ -462,7 +461,6 @@ size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
                 src->ops->request_frame(src, s, s->credit_outstanding);
         }
     }
-    queue_append(&p->credit_due, &todo); /* after those that stayed: still in started_order */
     return n_granted;
 }
 
