@@ -66,7 +66,12 @@ typedef struct lv_window {
     /* the round being collected: samples of requests started at or after round_start_us */
     uint64_t round_start_us;
     int round_level;      /* the window the round is collected under */
-    int round_skip;       /* samples still to skip: the burst that filled a larger window */
+    int round_from;       /* the window before it: what was in flight when the round began */
+    int round_skip;       /* most samples to skip: the burst that filled a larger window */
+    int round_skipped;
+    int round_seen_max;   /* most in flight at a start among the round's samples, skipped too */
+    int demand_seen;      /* round_seen_max of the last round that ended: what demand filled */
+    int round_lo, round_hi; /* samples a round needs: what was really in flight, within these */
     int round_n, round_need;
     double round_sum_x, round_sum_inflight, round_sum_total;
     double round_x[LV_WINDOW_ROUND_CAP]; /* the round's latencies (for a trimmed mean) */
@@ -81,6 +86,7 @@ typedef struct lv_window {
     int rounds_since_base;
     uint64_t samples_at_base;
     int increases;        /* consecutive rounds that raised the limit in steady state */
+    int grow_from;        /* slow start: the limit before the last doubling (it had no queue) */
     int below_base_rounds;/* consecutive rounds well below base (the backend got faster) */
     uint64_t samples, rounds, probes, errors, timeouts;
     /* growth on demand: evidence from first tokens as they arrive */
