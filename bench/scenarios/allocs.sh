@@ -102,7 +102,7 @@ if [ "$PERF" = 1 ] && [ -s "$W/perf.data" ]; then
         { n++; sym[n] = $2; dso[n] = $NF }
         END { flush(); for (k in c) printf "%d %.1f %s\n", c[k], 100 * c[k] / tot, k }' | sort -rn | head -30 >"$W/callers"
     {
-        echo "Top callers of malloc/calloc/realloc on livevlm's threads (perf probe, ${PERF_S} s, % of sampled calls):"
+        echo "Top callers of malloc/calloc/realloc on livevlm's loop (main) thread (perf probe, -t PID, ${PERF_S} s, % of sampled calls):"
         echo
         echo "| calls | % | library call ← livevlm function ← its caller |"
         echo "|---|---|---|"
