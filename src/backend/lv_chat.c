@@ -41,6 +41,8 @@ struct lv_chat {
     lv_chat_cb_t cb;
     void *ud;
     lv_buf_t text;              /* the answer, as taken from the I/O side */
+    lv_buf_t taken;             /* the last pend taken, emptied: swapped back in next time, so the
+                                 * two buffers go back and forth without an allocation per turn */
     lv_buf_t req_debug;         /* built at start, read at the end */
     uint64_t t_start_us;        /* set before the I/O side sees the chat, read by both */
     int inflight_at_start;      /* b->inflight right after this chat was counted (window samples) */
@@ -291,9 +293,14 @@ static void hand_over(lv_chat_t *c, int final)
     lv_lane_unlock(c->lane);
     if (rc) /* pend holds at most the answer's cap, which text_len enforces: not expected */
         set_error(c, LV_BACKEND_END_LOCAL, LV_ENOMEM, "out of memory");
+    /* the first token at once (the window and the page's time to first token); later words in
+     * the lane's next batch, with every other chat's: one wake-up of the main loop per batch */
+    if (final || c->fresh_first_us)
+        lv_lane_post_main(c->lane, &c->item);
+    else
+        lv_lane_post_main_soon(c->lane, &c->item);
     lv_buf_reset(&c->fresh);
     c->fresh_first_us = 0;
-    lv_lane_post_main(c->lane, &c->item);
 }
 
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
@@ -598,6 +605,7 @@ static void chat_free(lv_lane_item_t *it)
     lv_chatresp_clear(&c->resp);
     lv_buf_free(&c->text);
     lv_buf_free(&c->pend);
+    lv_buf_free(&c->taken);
     lv_buf_free(&c->raw);
     lv_buf_free(&c->req_debug);
     if (c->redact_key) {
@@ -724,7 +732,7 @@ static void main_turn(lv_lane_item_t *it)
         return; /* cancelled: nothing more reaches the user */
     lv_lane_lock(c->lane);
     lv_buf_t got = c->pend;
-    lv_buf_init(&c->pend, LV_CHAT_TEXT_MAX);
+    c->pend = c->taken;
     uint64_t first_us = c->pend_first_us;
     c->pend_first_us = 0;
     int done = c->io_done;
@@ -738,7 +746,8 @@ static void main_turn(lv_lane_item_t *it)
         if (!rc && c->cb.on_delta && !(done && c->err_rc))
             c->cb.on_delta(c->ud, c->text.data + from, got.len);
     }
-    lv_buf_free(&got);
+    lv_buf_reset(&got);
+    c->taken = got; /* the I/O side no longer sees it until the next swap */
     if (done && !c->main_done)
         main_finish(c);
 }
@@ -824,6 +833,7 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     lv_chatresp_init(&c->resp);
     lv_buf_init(&c->text, LV_CHAT_TEXT_MAX);
     lv_buf_init(&c->pend, LV_CHAT_TEXT_MAX);
+    lv_buf_init(&c->taken, LV_CHAT_TEXT_MAX);
     lv_buf_init(&c->fresh, LV_CHAT_TEXT_MAX);
     lv_buf_init(&c->raw, LV_CHAT_BODY_MAX);
     c->connect_timeout_ms = timeout_or(req->connect_timeout_ms, LV_CHAT_DEFAULT_CONNECT_MS);

@@ -19,6 +19,8 @@ struct lv_lane {
     lv_queue_t io_q, main_q;     /* lv_lane_item_t, under lock */
     bool stopping;               /* under lock */
     uv_async_t io_async, main_async;
+    uv_timer_t soon_timer;       /* on the I/O loop: moves soon_q to main_q */
+    lv_queue_t soon_q;           /* the I/O side's own: items to post within LV_LANE_BATCH_MS */
     int open_handles;            /* main-loop handles still to close before the memory goes */
     size_t live_items;           /* made and not yet freed (under lock): an item's last reference
                                   * may go after the lane's handles closed (inline, a chat's timer
@@ -40,7 +42,8 @@ void lv_lane_item_init(lv_lane_t *lane, lv_lane_item_t *it, int refs, void (*io_
     uv_mutex_unlock(&lane->lock);
     lv_queue_init(&it->io_link);
     lv_queue_init(&it->main_link);
-    it->on_io = it->on_main = false;
+    lv_queue_init(&it->soon_link);
+    it->on_io = it->on_main = it->on_soon = false;
     it->refs = refs;
     it->io_turn = io_turn;
     it->main_turn = main_turn;
@@ -93,6 +96,44 @@ void lv_lane_post_main(lv_lane_t *lane, lv_lane_item_t *it)
         uv_async_send(&lane->main_async);
 }
 
+/* The batch goes: one lock, one wake-up. An item already in the main queue just drops the soon
+ * list's reference (the main queue holds one of its own). */
+static void flush_soon(lv_lane_t *lane)
+{
+    if (lv_queue_empty(&lane->soon_q))
+        return;
+    uv_mutex_lock(&lane->lock);
+    while (!lv_queue_empty(&lane->soon_q)) {
+        lv_queue_t *node = lv_queue_head(&lane->soon_q);
+        lv_queue_remove(node);
+        lv_lane_item_t *it = LV_CONTAINER_OF(node, lv_lane_item_t, soon_link);
+        it->on_soon = false;
+        if (it->on_main) {
+            it->refs--; /* never the last: the main queue holds one */
+        } else {
+            it->on_main = true;
+            lv_queue_insert_tail(&lane->main_q, &it->main_link);
+        }
+    }
+    uv_mutex_unlock(&lane->lock);
+    uv_async_send(&lane->main_async);
+}
+
+static void on_soon_timer(uv_timer_t *t) { flush_soon(t->data); }
+
+void lv_lane_post_main_soon(lv_lane_t *lane, lv_lane_item_t *it)
+{
+    if (it->on_soon)
+        return;
+    uv_mutex_lock(&lane->lock);
+    it->refs++;
+    uv_mutex_unlock(&lane->lock);
+    it->on_soon = true;
+    lv_queue_insert_tail(&lane->soon_q, &it->soon_link);
+    if (!uv_is_active((uv_handle_t *)&lane->soon_timer))
+        uv_timer_start(&lane->soon_timer, on_soon_timer, LV_LANE_BATCH_MS, 0);
+}
+
 /* Run what was queued on one side when the drain began (later posts wake the async again, so
  * they are not lost, and a busy other side cannot keep this one in here). Each item is unlinked
  * before it runs, so it may be posted again from inside its own turn. run = false drops them. */
@@ -140,6 +181,8 @@ static void on_io_async(uv_async_t *a)
     if (stop && !uv_is_closing((uv_handle_t *)a)) {
         /* the chats' own handles were closed by their cancels above; once these go too, the
          * thread's uv_run returns */
+        flush_soon(lane);
+        uv_close((uv_handle_t *)&lane->soon_timer, NULL);
         lv_http_destroy(lane->io_http);
         lane->io_http = NULL;
         uv_close((uv_handle_t *)a, NULL);
@@ -167,6 +210,7 @@ int lv_lane_create(uv_loop_t *main_loop, lv_http_t *main_http, bool threaded, lv
     lane->threaded = threaded;
     lv_queue_init(&lane->io_q);
     lv_queue_init(&lane->main_q);
+    lv_queue_init(&lane->soon_q);
     rc = LV_EIO;
     if (uv_mutex_init(&lane->lock) != 0) {
         free(lane);
@@ -186,6 +230,9 @@ int lv_lane_create(uv_loop_t *main_loop, lv_http_t *main_http, bool threaded, lv
             goto fail;
         lane->io_async.data = lane;
         lane->open_handles = 2;
+        uv_timer_init(main_loop, &lane->soon_timer); /* cannot fail on a live loop */
+        lane->soon_timer.data = lane;
+        lane->open_handles = 3;
         *out = lane;
         return 0;
     }
@@ -198,8 +245,11 @@ int lv_lane_create(uv_loop_t *main_loop, lv_http_t *main_http, bool threaded, lv
     if (uv_async_init(lane->io_loop, &lane->io_async, on_io_async) != 0)
         goto fail_loop;
     lane->io_async.data = lane;
+    uv_timer_init(lane->io_loop, &lane->soon_timer);
+    lane->soon_timer.data = lane;
     if (uv_thread_create(&lane->thread, io_thread, lane) != 0) {
         uv_close((uv_handle_t *)&lane->io_async, NULL);
+        uv_close((uv_handle_t *)&lane->soon_timer, NULL);
         goto fail_loop;
     }
     *out = lane;
@@ -242,7 +292,9 @@ void lv_lane_destroy(lv_lane_t *lane)
             lv_log(LV_LOG_WARN, "lane: the backend I/O loop still had handles at exit");
     } else {
         drain(lane, true, true); /* e.g. cancels: their transfers leave lv_http, timers close */
+        flush_soon(lane);
         uv_close((uv_handle_t *)&lane->io_async, on_closed);
+        uv_close((uv_handle_t *)&lane->soon_timer, on_closed);
     }
     drain(lane, false, false); /* their owners are gone: only the references go */
     uv_close((uv_handle_t *)&lane->main_async, on_closed);

@@ -28,9 +28,14 @@
 
 typedef struct lv_lane lv_lane_t;
 
+/* How long the I/O side may hold a batch for the main side (lv_lane_post_main_soon). */
+#define LV_LANE_BATCH_MS 16
+
 typedef struct lv_lane_item {
     lv_queue_t io_link, main_link;              /* under the lane's lock */
     bool on_io, on_main;
+    lv_queue_t soon_link;                       /* the I/O side's own */
+    bool on_soon;
     int refs;
     void (*io_turn)(struct lv_lane_item *it);   /* I/O side: it was posted there */
     void (*main_turn)(struct lv_lane_item *it); /* main loop: it was posted there */
@@ -66,6 +71,12 @@ void lv_lane_unlock(lv_lane_t *lane);
  * sees everything posted before it runs). Wakes that side. */
 void lv_lane_post_io(lv_lane_t *lane, lv_lane_item_t *it);
 void lv_lane_post_main(lv_lane_t *lane, lv_lane_item_t *it);
+
+/** I/O side only: post it to the main side within LV_LANE_BATCH_MS, together with everything
+ * else posted soon in that time (one lock and one wake-up for the batch). For news that can wait
+ * a few milliseconds (a streamed answer's next words: the page gets them every 40 ms anyway);
+ * lv_lane_post_main for what cannot (a first token, an outcome). */
+void lv_lane_post_main_soon(lv_lane_t *lane, lv_lane_item_t *it);
 
 /** Drop one reference; the last one runs free_fn (outside the lock). */
 void lv_lane_unref(lv_lane_t *lane, lv_lane_item_t *it);
