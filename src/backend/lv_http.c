@@ -1,14 +1,32 @@
 /* lv_http.c - libcurl multi socket API glued to a uv_loop_t (deps-measured section 2): one uv_poll_t
  * per curl socket, freed in its close callback; one uv_timer_t for curl's timeout; finished
- * transfers collected after every curl_multi_socket_action(). */
+ * transfers collected after every curl_multi_socket_action().
+ *
+ * Why the poll handles outlive transfers. curl says CURL_POLL_REMOVE for a connection's socket
+ * each time a transfer on it ends, even when the connection stays open in its cache for the next
+ * request, and asks again (with no socketp) when the next transfer reuses it. Closing the uv_poll
+ * on REMOVE and making a new one on reuse cost 6 to 7 epoll_ctl calls per backend request (libuv
+ * 1.44: uv_poll_init probes with ADD+DEL, every uv_poll_start does DEL then ADD, stop and close one
+ * DEL each): 5.7 per frame at 500 sessions. So a socket curl opened for a connection
+ * (CURLOPT_OPENSOCKETFUNCTION) keeps its sock_t, found again by descriptor, from open to close
+ * (CURLOPT_CLOSESOCKETFUNCTION, which curl calls for exactly those sockets), and stays armed for
+ * READABLE while it idles in the cache: a reused connection whose next request fits in the send
+ * buffer then costs no epoll_ctl at all. The mask changes only when curl asks for something else
+ * (uv_poll_start is never called with the mask already set). A socket curl did not open through
+ * the callback (the threaded resolver's socketpair, which curl closes itself) keeps the old rule:
+ * closed on REMOVE, since a poll left on a descriptor closed behind our back would watch whatever
+ * later gets that number. */
 #include "lv_http.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "lv_common.h"
+#include "lv_hmap.h"
 #include "lv_log.h"
 
 struct lv_http {
@@ -16,7 +34,11 @@ struct lv_http {
     CURLM *multi;
     uv_timer_t timer;     /* curl's single timeout; its close callback frees the lv_http_t */
     lv_queue_t transfers; /* xfer_t, every easy handle currently in the multi */
-    lv_queue_t sockets;   /* sock_t with a live (not closing) poll handle */
+    size_t n_transfers;   /* in transfers */
+    size_t peak_transfers; /* most ever in transfers at once: CURLMOPT_MAXCONNECTS */
+    lv_queue_t sockets;   /* sock_t not yet closed */
+    lv_hmap_t conn_socks; /* sock_t that curl opened for a connection, by descriptor; bounded by
+                           * curl's open connections (its cache and the transfers in flight) */
     lv_queue_t deferred;  /* lv_http_defer_t to run after the current curl call */
     int in_curl;          /* > 0 while a curl_multi_socket_action() runs */
     int destroying;
@@ -31,12 +53,17 @@ typedef struct {
     void *ud;
 } xfer_t;
 
-/* One socket curl asked us to watch (curl_multi_assign points at it). */
+/* One socket curl asked us to watch (curl_multi_assign points at it while curl watches it). */
 typedef struct {
-    lv_queue_t link;
+    lv_queue_t link;       /* h->sockets */
+    lv_hmap_node_t node;   /* in h->conn_socks when conn_sock; keyed by fd's bytes */
     uv_poll_t poll;
     curl_socket_t fd;
     lv_http_t *h;
+    int conn_sock;         /* opened by on_curl_open: lives until on_curl_close */
+    int poll_inited;       /* poll needs uv_close (its close callback frees the sock_t) */
+    int want;              /* uv events curl asked for; 0 after REMOVE (idle in curl's cache) */
+    int armed;             /* uv events poll is started with (0: stopped) */
 } sock_t;
 
 static xfer_t *xfer_of(CURL *easy)
@@ -49,15 +76,56 @@ static xfer_t *xfer_of(CURL *easy)
 
 static void on_sock_closed(uv_handle_t *hd) { free(hd->data); }
 
-/* Stop watching: unassign first so curl never hands us the stale pointer, then close; the
- * memory goes in the close callback (libuv still owns the handle until then). */
+/* Stop watching for good: unassign first so curl never hands us the stale pointer, then close;
+ * the memory goes in the close callback (libuv still owns the handle until then). uv_close takes
+ * the descriptor out of epoll at once, so the caller may close(fd) right after. */
 static void sock_close(lv_http_t *h, sock_t *s)
 {
     if (!h->destroying)
         curl_multi_assign(h->multi, s->fd, NULL);
     lv_queue_remove(&s->link);
-    uv_poll_stop(&s->poll);
+    if (s->conn_sock)
+        lv_hmap_remove(&h->conn_socks, &s->node);
+    if (!s->poll_inited) {
+        free(s);
+        return;
+    }
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events);
+
+/* Start the poll with events unless it already is: every uv_poll_start costs two epoll_ctl. */
+static int sock_arm(sock_t *s, int events)
+{
+    if (events == s->armed)
+        return 0;
+    if (!s->poll_inited) {
+        if (uv_poll_init_socket(s->h->loop, &s->poll, s->fd) != 0)
+            return LV_EIO;
+        s->poll.data = s;
+        s->poll_inited = 1;
+    }
+    int rc = events ? uv_poll_start(&s->poll, events, on_poll) : uv_poll_stop(&s->poll);
+    s->armed = rc == 0 ? events : 0;
+    return rc == 0 ? 0 : LV_EIO;
+}
+
+static sock_t *sock_new(lv_http_t *h, curl_socket_t fd)
+{
+    sock_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->fd = fd;
+    s->h = h;
+    lv_queue_insert_tail(&h->sockets, &s->link);
+    return s;
+}
+
+static sock_t *conn_sock_find(lv_http_t *h, curl_socket_t fd)
+{
+    lv_hmap_node_t *n = lv_hmap_find(&h->conn_socks, &fd, sizeof fd);
+    return n ? LV_CONTAINER_OF(n, sock_t, node) : NULL;
 }
 
 static void run_deferred(lv_http_t *h)
@@ -89,6 +157,7 @@ static void drain_done(lv_http_t *h)
         lv_http_done_cb done = x->done;
         void *ud = x->ud;
         lv_queue_remove(&x->link);
+        h->n_transfers--;
         free(x);
         done(ud, easy, rc);
     }
@@ -109,6 +178,13 @@ static void socket_action(lv_http_t *h, curl_socket_t fd, int flags)
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     sock_t *s = p->data;
+    if (!s->want) {
+        /* idle in curl's cache, yet readable: the backend closed it (or sent what it should not).
+         * curl finds that out itself when it next looks at the connection; until then, no more
+         * wake-ups from this level-triggered descriptor. */
+        sock_arm(s, 0);
+        return;
+    }
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -118,7 +194,8 @@ static void on_poll(uv_poll_t *p, int status, int events)
         if (events & UV_WRITABLE)
             flags |= CURL_CSELECT_OUT;
     }
-    /* s may be closed during the call (CURL_POLL_REMOVE); it is not used afterwards. */
+    /* s may be closed during the call (CURL_POLL_REMOVE, a closed socket); it is not used
+     * afterwards. */
     socket_action(s->h, s->fd, flags);
 }
 
@@ -151,24 +228,23 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     sock_t *s = socketp;
 
     if (what == CURL_POLL_REMOVE) {
-        if (s)
+        if (s && s->conn_sock) {
+            /* the transfer ended, the connection may be reused: stay armed for READABLE (a
+             * closed connection wakes us once, see on_poll) but never for WRITABLE, which an idle
+             * socket always is */
+            s->want = 0;
+            sock_arm(s, s->armed & UV_READABLE);
+        } else if (s) {
             sock_close(h, s);
+        }
         return 0;
     }
     if (h->destroying)
         return 0;
     if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s)
+        s = conn_sock_find(h, fd);
+        if (!s && !(s = sock_new(h, fd)))
             return -1;
-        if (uv_poll_init_socket(h->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        s->fd = fd;
-        s->h = h;
-        lv_queue_insert_tail(&h->sockets, &s->link);
         curl_multi_assign(h->multi, fd, s);
     }
     int events = 0;
@@ -176,11 +252,45 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    if (events)
-        uv_poll_start(&s->poll, events, on_poll);
-    else
-        uv_poll_stop(&s->poll);
-    return 0;
+    s->want = events;
+    return sock_arm(s, events) == 0 ? 0 : -1;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: the socket of a connection (curl's default socket() call), noted so
+ * that its sock_t can outlive each transfer's REMOVE. */
+static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    lv_http_t *h = clientp;
+    (void)purpose;
+    curl_socket_t fd = socket(addr->family, addr->socktype, addr->protocol);
+    if (fd == CURL_SOCKET_BAD)
+        return fd;
+    sock_t *s = sock_new(h, fd);
+    if (!s)
+        goto fail;
+    s->conn_sock = 1;
+    if (lv_hmap_insert(&h->conn_socks, &s->node, &s->fd, sizeof s->fd) != 0) {
+        /* a descriptor number is never in the table twice (on_curl_close takes it out before
+         * the close), so this is only out of memory */
+        lv_queue_remove(&s->link);
+        free(s);
+        goto fail;
+    }
+    return fd;
+fail:
+    close(fd);
+    return CURL_SOCKET_BAD;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: curl calls it instead of close() for every socket on_curl_open
+ * made, after any CURL_POLL_REMOVE, also from curl_multi_cleanup(). */
+static int on_curl_close(void *clientp, curl_socket_t fd)
+{
+    lv_http_t *h = clientp;
+    sock_t *s = conn_sock_find(h, fd);
+    if (s)
+        sock_close(h, s);
+    return close(fd);
 }
 
 int lv_http_create(uv_loop_t *loop, lv_http_t **out)
@@ -193,6 +303,8 @@ int lv_http_create(uv_loop_t *loop, lv_http_t **out)
     lv_queue_init(&h->transfers);
     lv_queue_init(&h->sockets);
     lv_queue_init(&h->deferred);
+    if ((rc = lv_hmap_init(&h->conn_socks, 0)) != 0)
+        goto out;
     /* Process-wide init; a no-op after the first call. The lead may also call it in main. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         rc = LV_EIO;
@@ -219,12 +331,18 @@ out:
     if (h) {
         if (h->multi)
             curl_multi_cleanup(h->multi);
+        lv_hmap_free(&h->conn_socks);
         free(h);
     }
     return rc;
 }
 
-static void on_timer_closed(uv_handle_t *hd) { free(hd->data); }
+static void on_timer_closed(uv_handle_t *hd)
+{
+    lv_http_t *h = hd->data;
+    lv_hmap_free(&h->conn_socks);
+    free(h);
+}
 
 void lv_http_destroy(lv_http_t *h)
 {
@@ -236,6 +354,7 @@ void lv_http_destroy(lv_http_t *h)
         curl_multi_remove_handle(h->multi, x->easy);
         curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
         lv_queue_remove(&x->link);
+        h->n_transfers--;
         free(x);
     }
     while (!lv_queue_empty(&h->deferred))
@@ -269,12 +388,26 @@ int lv_http_add(lv_http_t *h, CURL *easy, lv_http_done_cb done, void *ud)
     x->ud = ud;
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, (void *)x);
+    /* a connection keeps the callbacks of the transfer that opened it, for its whole life */
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, (void *)h);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, (void *)h);
     rc = LV_EIO;
     if (curl_multi_add_handle(h->multi, easy) != CURLM_OK) {
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
         goto out;
     }
     lv_queue_insert_tail(&h->transfers, &x->link);
+    if (++h->n_transfers > h->peak_transfers) {
+        /* curl's default cache holds 4 idle connections per transfer in the multi at the time one
+         * ends, so a dip after a burst closed connections the next burst opened again (0.09
+         * connects per frame at 500 sessions). Keep as many as were ever needed at once (the
+         * backends' windows bound that); curl still drops those idle for 118 s
+         * (CURLOPT_MAXAGE_CONN), and a backend may close them first. */
+        h->peak_transfers = h->n_transfers;
+        curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)LV_MAX(h->peak_transfers, (size_t)4));
+    }
     x = NULL;
     rc = 0;
 out:
@@ -294,6 +427,7 @@ int lv_http_remove(lv_http_t *h, CURL *easy)
     curl_multi_remove_handle(h->multi, easy);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
     lv_queue_remove(&x->link);
+    h->n_transfers--;
     free(x);
     return 0;
 }

@@ -37,7 +37,9 @@ void lv_http_destroy(lv_http_t *h);
 
 /** Start a transfer. The caller keeps ownership of easy and everything it points at (body,
  * header list, buffers), which must stay alive until done fires or lv_http_remove() returns.
- * lv_http uses CURLOPT_PRIVATE and sets CURLOPT_NOSIGNAL; do not set CURLOPT_PRIVATE yourself.
+ * lv_http uses CURLOPT_PRIVATE and sets CURLOPT_NOSIGNAL, CURLOPT_OPENSOCKETFUNCTION and
+ * CURLOPT_CLOSESOCKETFUNCTION (with their DATA): do not set those yourself (the socket callbacks
+ * keep a connection's poll handle alive between transfers; docs/internals/backend.md).
  * done fires exactly once, later, outside curl (never from inside lv_http_add), unless the
  * transfer is removed first. LV_EINVAL (NULL, or easy already added), LV_ENOMEM, LV_EIO, LV_EAGAIN
  * (called inside curl). */
