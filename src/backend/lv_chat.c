@@ -60,6 +60,8 @@ struct lv_chat {
      * by the main side ---- */
     uv_loop_t *io_loop;
     lv_http_t *http;
+    char *base_url;             /* the backend's, copied at start (the I/O side makes the handle) */
+    char trace_lines[2][LV_TRACESTATE_MAX + 32]; /* traceparent / tracestate header lines, or "" */
     CURL *easy;
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
@@ -532,6 +534,8 @@ static void on_timer(uv_timer_t *t)
     io_finish(c);
 }
 
+static int make_easy(lv_chat_t *c);
+
 /* The I/O side's turn: start the transfer, or drop it when the main side cancelled. */
 static void io_turn(lv_lane_item_t *it)
 {
@@ -556,8 +560,11 @@ static void io_turn(lv_lane_item_t *it)
         io_finish(c);
         return;
     }
-    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body.data);
-    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body.len);
+    if (make_easy(c) != 0) {
+        set_error(c, LV_BACKEND_END_LOCAL, LV_ENOMEM, "could not start the request (out of memory)");
+        io_finish(c);
+        return;
+    }
     if (uv_timer_init(c->io_loop, &c->timer) != 0) {
         set_error(c, LV_BACKEND_END_LOCAL, LV_EIO, "could not start the request");
         io_finish(c);
@@ -608,6 +615,7 @@ static void chat_free(lv_lane_item_t *it)
     lv_buf_free(&c->taken);
     lv_buf_free(&c->raw);
     lv_buf_free(&c->req_debug);
+    free(c->base_url);
     if (c->redact_key) {
         explicit_bzero(c->redact_key, strlen(c->redact_key));
         free(c->redact_key);
@@ -778,29 +786,50 @@ void lv_chat_cancel(lv_chat_t *c)
 static int timeout_or(int v, int dflt) { return v > 0 ? v : dflt; }
 
 /* W3C Trace Context: this request is a new span (a child of the session's trace, whose parent the
- * backend cannot know); the caller's tracestate goes along unchanged. 0, or LV_ENOMEM/LV_EIO. */
-static int add_trace_headers(lv_chat_t *c, const lv_trace_t *t)
+ * backend cannot know); the caller's tracestate goes along unchanged. Written on the main side
+ * (the span id comes from its random source), added to the request by the I/O side. */
+static int trace_lines(lv_chat_t *c, const lv_trace_t *t)
 {
-    char span[LV_SPAN_ID_HEX + 1], line[LV_TRACEPARENT_LEN + 32], state[LV_TRACESTATE_MAX + 32];
+    char span[LV_SPAN_ID_HEX + 1];
     if (!t || !lv_trace_id_valid(t->trace_id, strnlen(t->trace_id, sizeof(t->trace_id)), LV_TRACE_ID_HEX))
         return 0;
     int rc = lv_trace_new_id(span, sizeof(span), LV_SPAN_ID_HEX);
     if (rc)
         return rc;
-    memcpy(line, "traceparent: ", 13);
-    if ((rc = lv_traceparent_format(t->trace_id, span, 0x01, line + 13, sizeof(line) - 13)) != 0)
+    memcpy(c->trace_lines[0], "traceparent: ", 13);
+    if ((rc = lv_traceparent_format(t->trace_id, span, 0x01, c->trace_lines[0] + 13, sizeof(c->trace_lines[0]) - 13)) != 0)
         return rc;
-    struct curl_slist *nl = curl_slist_append(c->headers, line);
-    if (!nl)
-        return LV_ENOMEM;
-    c->headers = nl;
     size_t n = strnlen(t->state, sizeof(t->state));
-    if (!lv_tracestate_ok(t->state, n))
-        return 0; /* none, or not one to put in a header line */
-    snprintf(state, sizeof(state), "tracestate: %s", t->state);
-    if (!(nl = curl_slist_append(c->headers, state)))
+    if (lv_tracestate_ok(t->state, n)) /* else none, or not one to put in a header line */
+        snprintf(c->trace_lines[1], sizeof(c->trace_lines[1]), "tracestate: %s", t->state);
+    return 0;
+}
+
+/* The I/O side makes the curl handle: its allocations (curl's, the header list's) and the option
+ * calls were a quarter of the main loop's heap calls per frame. 0 or LV_ENOMEM. */
+static int make_easy(lv_chat_t *c)
+{
+    static const char *const hdrs[] = {"Content-Type: application/json", "Accept: text/event-stream",
+                                       "Expect:" /* no 100-continue round trip for big bodies */};
+    c->easy = lv_backend_easy_new(c->base_url, c->redact_key, "/chat/completions", &c->headers, c->errbuf);
+    if (!c->easy)
         return LV_ENOMEM;
-    c->headers = nl;
+    for (size_t i = 0; i < LV_ARRAY_LEN(hdrs) + LV_ARRAY_LEN(c->trace_lines); i++) {
+        const char *h = i < LV_ARRAY_LEN(hdrs) ? hdrs[i] : c->trace_lines[i - LV_ARRAY_LEN(hdrs)];
+        if (!h[0])
+            continue;
+        struct curl_slist *nl = curl_slist_append(c->headers, h);
+        if (!nl)
+            return LV_ENOMEM;
+        c->headers = nl;
+    }
+    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
+    curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body.data);
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body.len);
+    curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+    curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
     return 0;
 }
 
@@ -869,24 +898,10 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     }
 
     rc = LV_ENOMEM;
-    c->easy = lv_backend_easy_new(b->base_url, b->api_key, "/chat/completions", &c->headers, c->errbuf);
-    if (!c->easy)
+    if (!(c->base_url = strdup(b->base_url)))
         goto out;
-    static const char *const hdrs[] = {"Content-Type: application/json", "Accept: text/event-stream",
-                                       "Expect:" /* no 100-continue round trip for big bodies */};
-    for (size_t i = 0; i < LV_ARRAY_LEN(hdrs); i++) {
-        struct curl_slist *nl = curl_slist_append(c->headers, hdrs[i]);
-        if (!nl)
-            goto out;
-        c->headers = nl;
-    }
-    if ((rc = add_trace_headers(c, req->trace)) != 0)
+    if ((rc = trace_lines(c, req->trace)) != 0)
         goto out;
-    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
-    curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-    curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
 
     c->t_start_us = lv_now_us();
     lv_pool_link_add(pool, &c->link, on_pool_cancel);
