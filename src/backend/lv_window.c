@@ -25,6 +25,8 @@
 #define PROBE_MIN_SAMPLES 1024 /* and at least this many samples between probes */
 #define DEMAND_TTFT_FACTOR 1.5 /* growth on demand: the latest first token within this × floor */
 #define DEMAND_TTFT_SLACK_US 2000.0 /* ... plus this (timer and scheduling noise on tiny TTFTs) */
+#define QUEUE_HOLD_FACTOR 3.0 /* q up to this x the threshold waits a round on large windows */
+#define GROW_FRACTION_DEN 32 /* growth steps are at least window / this */
 #define FLOOR_FACTOR 1.25    /* a round within this x the lowest first token seen had no queue */
 
 static int clamp_limit(const lv_window_t *w, long v)
@@ -79,8 +81,16 @@ static void round_reset(lv_window_t *w, uint64_t now_us, int fresh, int lo, int 
 static void set_limit(lv_window_t *w, long v, int fresh, uint64_t now_us)
 {
     int nv = clamp_limit(w, v);
-    fresh |= nv != w->limit;
+    /* A small step up (a window of 32 or more, by at most 1/32) goes on collecting: requests
+     * started under a window one step smaller saw nearly the same backend, and a fresh round waits a whole request time for its first sample (rounds
+     * of 2 request times made growth twice as slow). The round's level follows, so that its
+     * requests are not dropped as started while a larger window drained. */
+    int small_up = nv > w->limit && w->phase == LV_WINDOW_STEADY && w->limit >= GROW_FRACTION_DEN &&
+                   nv - w->limit <= w->limit / GROW_FRACTION_DEN && w->round_level == w->limit;
+    fresh |= nv != w->limit && !small_up;
     w->limit = nv;
+    if (small_up)
+        w->round_level = nv;
     round_reset(w, now_us, fresh, ROUND_MIN, ROUND_MAX);
 }
 
@@ -270,7 +280,19 @@ static void steady_round_done(lv_window_t *w, double x, double inflight, double 
         w->below_base_rounds = 0;
     }
     long nv = w->limit;
-    if (q > queue_threshold(w->limit, QUEUE_HIGH, QUEUE_HIGH_FRAC)) {
+    double high = queue_threshold(w->limit, QUEUE_HIGH, QUEUE_HIGH_FRAC);
+    w->high_rounds = q > high ? w->high_rounds + 1 : 0;
+    /* A large window waits for a second round over the threshold unless far over: one round's
+     * mean TTFT 40 ms up (a stall of the gateway's loop on a shared machine) read as 10 waiting of
+     * 257 and threw the window 35 under 256 slots, live (issue 11). A real queue inside a FIFO
+     * backend stays until the window comes down; a window under 32 acts at once (one request
+     * there is a few per cent). */
+    int hold = q > high && q <= QUEUE_HOLD_FACTOR * high && w->high_rounds < 2 && w->limit >= GROW_FRACTION_DEN &&
+               w->phase == LV_WINDOW_STEADY;
+    if (hold) {
+        /* keep the window */
+    } else if (q > high) {
+        w->high_rounds = 0;
         /* straight to the capacity estimate, what was in flight less what waited (at least -1,
          * at most halving): a slow start that doubled past K, or a step that overshot, is undone
          * in one round instead of one request per round */
@@ -290,6 +312,9 @@ static void steady_round_done(lv_window_t *w, double x, double inflight, double 
         long step = 1;
         if (w->increases >= 3)
             step = LV_MIN(1L << LV_MIN(w->increases - 2, 20), LV_MAX(1L, (long)w->limit / 4));
+        /* and at least 1/32 of the window: one request a round is 80 s from 175 to 256 slots at
+         * a round a second (live, issue 11); an overshoot of 3 % is within the jump rule's reach */
+        step = LV_MAX(step, (long)w->limit / GROW_FRACTION_DEN);
         nv = w->limit + step;
     }
     w->increases = nv > w->limit && w->phase == LV_WINDOW_STEADY ? w->increases + 1 : 0;

@@ -87,6 +87,7 @@ typedef struct lv_window {
     uint64_t samples_at_base;
     int increases;        /* consecutive rounds that raised the limit in steady state */
     int grow_from;        /* slow start: the limit before the last doubling (it had no queue) */
+    int high_rounds;      /* consecutive rounds with q over the shrink threshold */
     int below_base_rounds;/* consecutive rounds well below base (the backend got faster) */
     uint64_t samples, rounds, probes, errors, timeouts;
     /* growth on demand: evidence from first tokens as they arrive */
