@@ -3,21 +3,25 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lv_common.h"
+#include "lv_utf8.h"
 
 void lv_chatresp_init(lv_chatresp_t *r)
 {
-    memset(r, 0, sizeof *r);
+    /* the inline buffer is only read after a parse wrote it: zeroing it per chunk is waste */
+    memset(r, 0, offsetof(lv_chatresp_t, priv_inline));
     r->content = "";
 }
 
 void lv_chatresp_clear(lv_chatresp_t *r)
 {
     json_decref((json_t *)r->priv_doc);
-    free(r->priv_fast);
+    if (r->priv_fast != r->priv_inline)
+        free(r->priv_fast);
     lv_chatresp_init(r);
 }
 
@@ -25,198 +29,449 @@ void lv_chatresp_clear(lv_chatresp_t *r)
  * Nearly every chunk of a streamed answer looks like
  *   {"id":"..","object":"chat.completion.chunk",...,"choices":[{"index":0,"delta":{"content":"word"},
  *    "finish_reason":null}]}
- * and parsing it into a jansson tree costs several allocations per token. This scanner reads just
- * the content string (and the id) from such a chunk and says "not mine" (-1) for anything else —
- * errors, usage, finish reasons, tool calls, unusual layouts — which then take the full parser. */
+ * and parsing it into a jansson tree costs several allocations per token. This scanner walks the
+ * text once as a strict JSON grammar, follows the path to choices[0].delta.content, notes where
+ * that string and the top-level "id" and "model" strings lie, and decodes just those three into
+ * the struct. It says "not mine" (-1) for anything else, which then takes the full parser: errors,
+ * tool calls, a finish reason, real usage, more than one choice, a tracked key twice or spelt with
+ * escapes, fields of unexpected types, numbers jansson might refuse (too long), deep nesting,
+ * \u0000, and all text that is not JSON. So whatever it accepts, jansson accepts with the same
+ * result; lv_chatresp_parse_chunk_full() is the reference the unit test and fuzzer compare with. */
 
-static const char *find_key(const char *p, size_t n, const char *key, size_t klen, int *count)
-{
-    const char *hit = NULL;
-    *count = 0;
-    for (const char *q = p; (size_t)(q - p) + klen <= n;) {
-        const char *f = memchr(q, key[0], n - (size_t)(q - p));
-        if (!f || (size_t)(f - p) + klen > n)
-            break;
-        if (memcmp(f, key, klen) == 0) {
-            if (!hit)
-                hit = f;
-            (*count)++;
-        }
-        q = f + 1;
-    }
-    return hit;
-}
+#define FAST_MAX_DEPTH 32 /* chunks nest 4 deep; jansson's own cap is 2048 */
+
+typedef struct {
+    const char *p; /* raw bytes between the quotes; NULL: the field was absent, null or no string */
+    size_t len;
+    int escaped;   /* holds a backslash: decode it, else copy it */
+} fast_span_t;
+
+enum { ROLE_OTHER, ROLE_ROOT, ROLE_CHOICES, ROLE_CHOICE, ROLE_DELTA };
+
+/* Tracked keys, as bits of fast_scan_t.seen: one seen twice is "not mine" (jansson keeps the last
+ * of duplicates; not worth copying). Only one choice and one delta are walked, so one set will do. */
+enum {
+    SEEN_ID = 1 << 0,
+    SEEN_MODEL = 1 << 1,
+    SEEN_OBJECT = 1 << 2,
+    SEEN_CHOICES = 1 << 3,
+    SEEN_USAGE = 1 << 4,
+    SEEN_FINISH = 1 << 5,
+    SEEN_DELTA = 1 << 6,
+    SEEN_CONTENT = 1 << 7,
+};
+
+typedef struct {
+    const char *p, *end;
+    fast_span_t content, id, model;
+    unsigned seen;
+} fast_scan_t;
 
 static int hexval(char c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-/* Decode the JSON string starting after its opening quote; *end = the closing quote. -1 if bad. */
-static int json_unescape(const char *p, const char *lim, char *out, size_t *out_len, const char **end)
+/* Four hex digits at h (the caller checked they are there); > 0xFFFF when one is not hex. */
+static unsigned hex4(const char *h)
 {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = hexval(h[i]);
+        if (d < 0)
+            return 0x10000;
+        v = v * 16 + (unsigned)d;
+    }
+    return v;
+}
+
+/* The escape at p (its backslash), p < end: *cp and its length in the text; 0 when jansson would
+ * refuse it (an unknown escape, a lone or unpaired surrogate) or it is \u0000, which jansson refuses
+ * without JSON_ALLOW_NUL and which the full parser should be the one to report. */
+static size_t fast_escape(const char *p, const char *end, unsigned *cp)
+{
+    if (end - p < 2)
+        return 0;
+    switch (p[1]) {
+    case '"': *cp = '"'; return 2;
+    case '\\': *cp = '\\'; return 2;
+    case '/': *cp = '/'; return 2;
+    case 'b': *cp = '\b'; return 2;
+    case 'f': *cp = '\f'; return 2;
+    case 'n': *cp = '\n'; return 2;
+    case 'r': *cp = '\r'; return 2;
+    case 't': *cp = '\t'; return 2;
+    case 'u': break;
+    default: return 0;
+    }
+    if (end - p < 6)
+        return 0;
+    unsigned hi = hex4(p + 2);
+    if (hi > 0xFFFF || hi == 0 || (hi >= 0xDC00 && hi <= 0xDFFF))
+        return 0;
+    if (hi < 0xD800 || hi > 0xDBFF) {
+        *cp = hi;
+        return 6;
+    }
+    /* RFC 8259 section 7: a character outside the BMP is a UTF-16 surrogate pair of escapes */
+    if (end - p < 12 || p[6] != '\\' || p[7] != 'u')
+        return 0;
+    unsigned lo = hex4(p + 8);
+    if (lo < 0xDC00 || lo > 0xDFFF)
+        return 0;
+    *cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+    return 12;
+}
+
+static size_t put_utf8(char *out, unsigned cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Decode a span fast_string() checked into out (room for sp->len + 1: decoding never lengthens)
+ * and NUL-terminate it; returns the decoded length. */
+static size_t fast_decode(const fast_span_t *sp, char *out)
+{
+    const char *p = sp->p, *end = sp->p + sp->len;
     size_t o = 0;
-    while (p < lim && *p != '"') {
-        unsigned char ch = (unsigned char)*p;
-        if (ch < 0x20)
-            return -1;
-        if (ch != '\\') {
-            out[o++] = (char)ch;
+    if (!sp->escaped) {
+        memcpy(out, p, sp->len);
+        o = sp->len;
+        goto out;
+    }
+    while (p < end) {
+        const char *bs = memchr(p, '\\', (size_t)(end - p));
+        size_t run = bs ? (size_t)(bs - p) : (size_t)(end - p);
+        memcpy(out + o, p, run);
+        o += run;
+        p += run;
+        if (!bs)
+            break;
+        unsigned cp = 0;
+        p += fast_escape(p, end, &cp); /* checked, so never 0 */
+        o += put_utf8(out + o, cp);
+    }
+out:
+    out[o] = '\0';
+    return o;
+}
+
+static void fast_ws(fast_scan_t *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        s->p++;
+}
+
+/* s->p at an opening quote. Checks the string as jansson's lexer does (no control bytes, known
+ * escapes, paired surrogates, UTF-8 by RFC 3629) and leaves s->p past the closing quote; out (may
+ * be NULL) gets the raw span. */
+static int fast_string(fast_scan_t *s, fast_span_t *out)
+{
+    const char *start = s->p + 1, *p = start, *end = s->end;
+    int escaped = 0;
+    for (;;) {
+        /* the bulk of a chunk is plain ASCII inside strings: one compare chain per byte */
+        while (p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80 && *p != '"' && *p != '\\')
             p++;
+        if (p >= end)
+            return -1;
+        unsigned char c = (unsigned char)*p;
+        if (c == '"')
+            break;
+        if (c == '\\') {
+            unsigned cp;
+            size_t k = fast_escape(p, end, &cp);
+            if (!k)
+                return -1;
+            p += k;
+            escaped = 1;
             continue;
         }
-        if (++p >= lim)
+        if (c < 0x80)
+            return -1; /* a raw control byte, NUL included */
+        size_t k = lv_utf8_seq_len(p, (size_t)(end - p));
+        if (!k)
             return -1;
-        switch (*p) {
-        case '"': out[o++] = '"'; break;
-        case '\\': out[o++] = '\\'; break;
-        case '/': out[o++] = '/'; break;
-        case 'b': out[o++] = '\b'; break;
-        case 'f': out[o++] = '\f'; break;
-        case 'n': out[o++] = '\n'; break;
-        case 'r': out[o++] = '\r'; break;
-        case 't': out[o++] = '\t'; break;
-        case 'u': {
-            unsigned cp = 0;
-            for (int i = 1; i <= 4; i++) {
-                int h = p + i < lim ? hexval(p[i]) : -1;
-                if (h < 0)
-                    return -1;
-                cp = cp * 16 + (unsigned)h;
-            }
-            p += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) { /* a surrogate pair */
-                unsigned lo = 0;
-                if (p + 6 >= lim || p[1] != '\\' || p[2] != 'u')
-                    return -1;
-                for (int i = 3; i <= 6; i++) {
-                    int h = hexval(p[i]);
-                    if (h < 0)
-                        return -1;
-                    lo = lo * 16 + (unsigned)h;
-                }
-                if (lo < 0xDC00 || lo > 0xDFFF)
-                    return -1;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                p += 6;
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                return -1;
-            }
-            if (cp == 0)
-                return -1; /* the full parser decides about NUL */
-            if (cp < 0x80) {
-                out[o++] = (char)cp;
-            } else if (cp < 0x800) {
-                out[o++] = (char)(0xC0 | (cp >> 6));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                out[o++] = (char)(0xE0 | (cp >> 12));
-                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            } else {
-                out[o++] = (char)(0xF0 | (cp >> 18));
-                out[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            }
-            break;
-        }
-        default:
-            return -1;
-        }
-        p++;
+        p += k;
     }
-    if (p >= lim)
-        return -1;
-    *end = p;
-    *out_len = o;
+    if (out) {
+        out->p = start;
+        out->len = (size_t)(p - start);
+        out->escaped = escaped;
+    }
+    s->p = p + 1;
     return 0;
 }
 
-/* Brackets balance outside strings, and the text is one object: a cheap shape check so that a
- * truncated or garbled chunk still reaches the full parser and its error. */
-static int balanced_object(const char *p, size_t n)
+static int is_digit(const char *p, const char *end) { return p < end && *p >= '0' && *p <= '9'; }
+
+/* RFC 8259 section 6 number, and only one jansson is sure to take: an integer of at most 18 digits
+ * (json_int_t holds it; jansson refuses one that overflows), a real no bigger than 1e300 (jansson
+ * refuses one that overflows a double). */
+static int fast_number(fast_scan_t *s)
 {
-    int depth = 0, in_str = 0;
-    if (n < 2 || p[0] != '{' || p[n - 1] != '}')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = 0;
-            continue;
-        }
-        if (c == '"')
-            in_str = 1;
-        else if (c == '{' || c == '[')
-            depth++;
-        else if ((c == '}' || c == ']') && --depth < 0)
-            return 0;
-        else if (depth == 0 && i != n - 1)
-            return 0;
+    const char *p = s->p, *end = s->end;
+    int real = 0;
+    long exp = 0;
+    if (p < end && *p == '-')
+        p++;
+    const char *digits = p;
+    if (!is_digit(p, end))
+        return -1;
+    if (*p == '0')
+        p++;
+    else
+        while (is_digit(p, end))
+            p++;
+    size_t int_digits = (size_t)(p - digits);
+    if (is_digit(p, end))
+        return -1; /* a leading zero */
+    if (p < end && *p == '.') {
+        real = 1;
+        if (!is_digit(++p, end))
+            return -1;
+        while (is_digit(p, end))
+            p++;
     }
-    return depth == 0 && !in_str;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int neg = 0;
+        real = 1;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            neg = *p++ == '-';
+        if (!is_digit(p, end))
+            return -1;
+        for (int i = 0; is_digit(p, end); i++, p++) {
+            if (i == 3)
+                return -1;
+            exp = exp * 10 + (*p - '0');
+        }
+        if (neg)
+            exp = -exp;
+    }
+    if (real ? (long)int_digits + exp > 300 : int_digits > 18)
+        return -1;
+    s->p = p;
+    return 0;
+}
+
+static int fast_literal(fast_scan_t *s, const char *lit, size_t len)
+{
+    if ((size_t)(s->end - s->p) < len || memcmp(s->p, lit, len) != 0)
+        return -1;
+    s->p += len;
+    return 0;
+}
+
+static int fast_null(fast_scan_t *s) { return fast_literal(s, "null", 4) == 0; }
+
+static int fast_object(fast_scan_t *s, int depth, int role);
+static int fast_array(fast_scan_t *s, int depth, int role);
+
+/* Any value, s->p at its first byte; role says what an object or array here is on the path. */
+static int fast_value(fast_scan_t *s, int depth, int role)
+{
+    if (s->p >= s->end)
+        return -1;
+    switch (*s->p) {
+    case '{': return fast_object(s, depth + 1, role);
+    case '[': return fast_array(s, depth + 1, role);
+    case '"': return fast_string(s, NULL);
+    case 't': return fast_literal(s, "true", 4);
+    case 'f': return fast_literal(s, "false", 5);
+    case 'n': return fast_literal(s, "null", 4);
+    default: return fast_number(s);
+    }
+}
+
+/* A string we want (id, model, content): its span; or, where only_string is 0, any other value
+ * (the field then reads as absent, as opt-string reading in the full parser does for id/model). */
+static int fast_want_string(fast_scan_t *s, int depth, fast_span_t *out, int only_string)
+{
+    if (s->p < s->end && *s->p == '"')
+        return fast_string(s, out);
+    if (only_string)
+        return fast_null(s) ? 0 : -1;
+    return fast_value(s, depth, ROLE_OTHER);
+}
+
+static int key_is(const fast_span_t *k, const char *lit, size_t len)
+{
+    return k->len == len && memcmp(k->p, lit, len) == 0;
+}
+#define KEY_IS(k, lit) key_is((k), lit, sizeof(lit) - 1)
+
+/* One member's value, s->p at it; the key tells what it is when the object is on the path. */
+static int fast_member(fast_scan_t *s, int depth, int role, const fast_span_t *key)
+{
+    unsigned bit = 0;
+    if (KEY_IS(key, "error") || KEY_IS(key, "tool_calls"))
+        return -1; /* at any depth, as the scanner before this one: never a plain token */
+    if (role == ROLE_ROOT) {
+        if (KEY_IS(key, "id"))
+            bit = SEEN_ID;
+        else if (KEY_IS(key, "model"))
+            bit = SEEN_MODEL;
+        else if (KEY_IS(key, "object"))
+            bit = SEEN_OBJECT;
+        else if (KEY_IS(key, "choices"))
+            bit = SEEN_CHOICES;
+        else if (KEY_IS(key, "usage"))
+            bit = SEEN_USAGE;
+    } else if (role == ROLE_CHOICE) {
+        if (KEY_IS(key, "finish_reason"))
+            bit = SEEN_FINISH;
+        else if (KEY_IS(key, "delta"))
+            bit = SEEN_DELTA;
+    } else if (role == ROLE_DELTA && KEY_IS(key, "content")) {
+        bit = SEEN_CONTENT;
+    }
+    if (!bit)
+        return fast_value(s, depth, ROLE_OTHER);
+    if (s->seen & bit)
+        return -1;
+    s->seen |= bit;
+    switch (bit) {
+    case SEEN_ID: return fast_want_string(s, depth, &s->id, 0);
+    case SEEN_MODEL: return fast_want_string(s, depth, &s->model, 0);
+    case SEEN_CONTENT: return fast_want_string(s, depth, &s->content, 1);
+    case SEEN_OBJECT: {
+        fast_span_t v = {0};
+        if (fast_want_string(s, depth, &v, 0) != 0)
+            return -1;
+        /* older vLLM's error object; an escaped spelling is left to the full parser */
+        return v.p && (v.escaped || KEY_IS(&v, "error")) ? -1 : 0;
+    }
+    case SEEN_CHOICES:
+        if (s->p < s->end && *s->p == '[')
+            return fast_array(s, depth + 1, ROLE_CHOICES);
+        return fast_null(s) ? 0 : -1;
+    case SEEN_DELTA:
+        if (s->p < s->end && *s->p == '{')
+            return fast_object(s, depth + 1, ROLE_DELTA);
+        return fast_null(s) ? 0 : -1;
+    default: /* usage (real usage is read by the full parser) and finish_reason: only null */
+        return fast_null(s) ? 0 : -1;
+    }
+}
+
+static int fast_object(fast_scan_t *s, int depth, int role)
+{
+    if (depth > FAST_MAX_DEPTH)
+        return -1;
+    s->p++; /* '{' */
+    fast_ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        fast_span_t key;
+        if (s->p >= s->end || *s->p != '"' || fast_string(s, &key) != 0)
+            return -1;
+        if (key.escaped)
+            return -1; /* "\u0069d" is "id" too: not worth decoding keys for */
+        fast_ws(s);
+        if (s->p >= s->end || *s->p != ':')
+            return -1;
+        s->p++;
+        fast_ws(s);
+        if (fast_member(s, depth, role, &key) != 0)
+            return -1;
+        fast_ws(s);
+        if (s->p >= s->end)
+            return -1;
+        if (*s->p == '}') {
+            s->p++;
+            return 0;
+        }
+        if (*s->p != ',')
+            return -1;
+        s->p++;
+        fast_ws(s);
+    }
+}
+
+static int fast_array(fast_scan_t *s, int depth, int role)
+{
+    if (depth > FAST_MAX_DEPTH)
+        return -1;
+    s->p++; /* '[' */
+    fast_ws(s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return 0;
+    }
+    for (int i = 0;; i++) {
+        if (role == ROLE_CHOICES) {
+            /* one choice (n=1), an object: more, or anything else, is the full parser's */
+            if (i > 0 || s->p >= s->end || *s->p != '{' || fast_object(s, depth + 1, ROLE_CHOICE) != 0)
+                return -1;
+        } else if (fast_value(s, depth, ROLE_OTHER) != 0) {
+            return -1;
+        }
+        fast_ws(s);
+        if (s->p >= s->end)
+            return -1;
+        if (*s->p == ']') {
+            s->p++;
+            return 0;
+        }
+        if (*s->p != ',')
+            return -1;
+        s->p++;
+        fast_ws(s);
+    }
 }
 
 static int fast_chunk(lv_chatresp_t *r, const char *p, size_t n)
 {
-    static const char k_content[] = "\"content\":\"", k_fin[] = "\"finish_reason\":null", k_id[] = "\"id\":\"";
-    static const char *const not_mine[] = {"\"error\"", "\"tool_calls\"", "\"finish_reason\":\"",
-                                           "\"object\":\"error\""};
-    static const char k_usage[] = "\"usage\":";
-    int count;
-    while (n && (p[n - 1] == ' ' || p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == '\t'))
-        n--;
-    while (n && (*p == ' ' || *p == '\t')) {
-        p++;
-        n--;
-    }
-    if (!balanced_object(p, n) || !find_key(p, n, "\"choices\":[{", 12, &count) || count != 1)
+    fast_scan_t s = {.p = p, .end = p + n};
+    fast_ws(&s);
+    if (s.p >= s.end || *s.p != '{' || fast_object(&s, 1, ROLE_ROOT) != 0)
         return -1;
-    for (size_t i = 0; i < sizeof(not_mine) / sizeof(not_mine[0]); i++)
-        if (find_key(p, n, not_mine[i], strlen(not_mine[i]), &count))
-            return -1;
-    /* with stream_options.include_usage, OpenAI and vLLM put "usage":null in every chunk but the
-     * last: only a chunk that carries real usage needs the full parser */
-    const char *u = find_key(p, n, "\"usage\"", 7, &count);
-    if (u && (count != 1 || (size_t)(p + n - u) < sizeof(k_usage) - 1 + 4 ||
-              memcmp(u, k_usage, sizeof(k_usage) - 1) != 0 || memcmp(u + sizeof(k_usage) - 1, "null", 4) != 0))
+    fast_ws(&s);
+    if (s.p != s.end)
         return -1;
-    const char *c = find_key(p, n, k_content, sizeof(k_content) - 1, &count);
-    if (!c || count != 1 || !find_key(p, n, k_fin, sizeof(k_fin) - 1, &count) || count != 1)
-        return -1;
-    static const char k_model[] = "\"model\":\"";
-    const char *id = find_key(p, n, k_id, sizeof(k_id) - 1, &count);
-    const char *model = find_key(p, n, k_model, sizeof(k_model) - 1, &count);
-    char *buf = malloc(n + 3); /* decoded strings are never longer than their JSON form */
+    /* decoded strings are never longer than their JSON form */
+    size_t need = s.content.len + s.id.len + s.model.len + 3;
+    char *buf = need <= sizeof r->priv_inline ? r->priv_inline : malloc(need);
     if (!buf)
         return -1;
-    size_t clen = 0, idlen = 0, mlen = 0;
-    const char *end = NULL;
-    char *idp = NULL, *mp = NULL;
-    if (json_unescape(c + sizeof(k_content) - 1, p + n, buf, &clen, &end) != 0)
-        goto fail;
-    buf[clen] = '\0';
-    idp = buf + clen + 1;
-    if (id && json_unescape(id + sizeof(k_id) - 1, p + n, idp, &idlen, &end) != 0)
-        goto fail;
-    idp[idlen] = '\0';
-    mp = idp + idlen + 1;
-    if (model && json_unescape(model + sizeof(k_model) - 1, p + n, mp, &mlen, &end) != 0)
-        goto fail;
-    mp[mlen] = '\0';
     r->priv_fast = buf;
-    r->content = buf;
-    r->content_len = clen;
-    r->id = id ? idp : NULL;
-    r->model = model ? mp : NULL;
+    if (s.content.p) {
+        r->content = buf;
+        r->content_len = fast_decode(&s.content, buf);
+        buf += r->content_len + 1;
+    }
+    if (s.id.p) {
+        r->id = buf;
+        buf += fast_decode(&s.id, buf) + 1;
+    }
+    if (s.model.p) {
+        r->model = buf;
+        fast_decode(&s.model, buf);
+    }
     return 0;
-fail:
-    free(buf);
-    return -1;
 }
 
 /* "error": {"message": "..."} (OpenAI, vLLM, Ollama's /v1) or a bare string (some proxies). */
@@ -342,7 +597,7 @@ static int is_done_sentinel(const char *p, size_t n)
     return n == 6 && memcmp(p, "[DONE]", 6) == 0;
 }
 
-int lv_chatresp_parse_chunk(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes)
+static int parse_chunk(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes, int try_fast)
 {
     json_t *root = NULL, *c0 = NULL;
     int rc;
@@ -354,7 +609,7 @@ int lv_chatresp_parse_chunk(lv_chatresp_t *r, const char *p, size_t n, size_t ma
     if (n > max_bytes)
         return LV_ELIMIT;
     lv_chatresp_clear(r);
-    if (fast_chunk(r, p, n) == 0)
+    if (try_fast && fast_chunk(r, p, n) == 0)
         return 0;
     if ((rc = load(r, p, n, max_bytes, &root)) != 0)
         goto out;
@@ -374,6 +629,16 @@ out:
     if (rc && rc != LV_EBACKEND)
         lv_chatresp_clear(r);
     return rc;
+}
+
+int lv_chatresp_parse_chunk(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes)
+{
+    return parse_chunk(r, p, n, max_bytes, 1);
+}
+
+int lv_chatresp_parse_chunk_full(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes)
+{
+    return parse_chunk(r, p, n, max_bytes, 0);
 }
 
 int lv_chatresp_parse_completion(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes)

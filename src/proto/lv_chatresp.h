@@ -6,8 +6,13 @@
 
 #include <stddef.h>
 
+/* Room inside the struct for what the fast path decodes (content, id, model of a token chunk,
+ * typically under 100 bytes), so that the common chunk costs no allocation. */
+#define LV_CHATRESP_INLINE_MAX 256
+
 /** What one payload said. Every pointer points into memory held by the struct (the parsed
- * document) and stays valid until lv_chatresp_clear() or the next parse into the same struct. */
+ * document, or priv_inline inside the struct itself) and stays valid until lv_chatresp_clear() or
+ * the next parse into the same struct; so do not copy or move a struct that holds a parse. */
 typedef struct {
     int is_done;                 /* the payload was the "[DONE]" sentinel; nothing else is set */
     const char *content;         /* delta text (chunk) or message text (completion); never NULL,
@@ -21,7 +26,9 @@ typedef struct {
     const char *id;              /* top-level "id" / "model" when they are strings, else NULL */
     const char *model;
     void *priv_doc;              /* private: the parsed document (a json_t *) */
-    char *priv_fast;             /* private: content and id decoded by the fast path */
+    char *priv_fast;             /* private: content, id, model decoded by the fast path; points
+                                  * to priv_inline, or to a heap block when they did not fit */
+    char priv_inline[LV_CHATRESP_INLINE_MAX]; /* private; last, so init need not zero it */
 } lv_chatresp_t;
 
 /** Start empty (no allocation). */
@@ -39,6 +46,11 @@ void lv_chatresp_clear(lv_chatresp_t *r);
  * bare string) or is itself an error object ("object":"error", older vLLM), with r->error_message
  * set. On any other failure r is left cleared. */
 int lv_chatresp_parse_chunk(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes);
+
+/** The same as lv_chatresp_parse_chunk() without its fast scanner for the common token chunk:
+ * every payload through the JSON parser. The reference the unit test and the fuzzer hold the
+ * fast scanner to (same return, same fields); nothing else needs it. */
+int lv_chatresp_parse_chunk_full(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes);
 
 /** Parse a payload that is known to report an error (llama.cpp's SSE "error" field, e.g.
  * {"code":400,"message":"...","type":"invalid_request_error"}): an object with "error", an

@@ -1,9 +1,13 @@
 /* test_chatresp.c - chunk and completion parsing on payloads shaped like vLLM, Ollama, OpenAI. */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -237,6 +241,346 @@ static void test_fast_path_escapes(void **state)
     lv_chatresp_clear(&r);
 }
 
+/* ---- the fast scanner against the full parser ----
+ * lv_chatresp_parse_chunk() takes a one-pass scanner for the common token chunk and the jansson
+ * parser for everything else; lv_chatresp_parse_chunk_full() always takes jansson. Every payload
+ * below goes through both, and any difference (return code, content bytes, id, model, finish
+ * reason, usage, error text) fails. Where the scanner should take a payload, it must. */
+
+typedef struct {
+    int total, fast;
+} cmp_stats_t;
+
+static int same_str(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
+
+/* Returns 1 when the fast scanner took the payload. */
+static int same_both_ways(const char *p, size_t n, cmp_stats_t *st)
+{
+    lv_chatresp_t a, b;
+    lv_chatresp_init(&a);
+    lv_chatresp_init(&b);
+    int rca = lv_chatresp_parse_chunk(&a, p, n, CAP);
+    int rcb = lv_chatresp_parse_chunk_full(&b, p, n, CAP);
+    int fast = a.priv_fast != NULL;
+    int same = rca == rcb && a.is_done == b.is_done && a.content_len == b.content_len &&
+               memcmp(a.content, b.content, a.content_len) == 0 && a.content[a.content_len] == '\0' &&
+               same_str(a.finish_reason, b.finish_reason) && a.has_usage == b.has_usage &&
+               a.prompt_tokens == b.prompt_tokens && a.completion_tokens == b.completion_tokens &&
+               same_str(a.error_message, b.error_message) && same_str(a.id, b.id) && same_str(a.model, b.model);
+    if (!same)
+        fail_msg("fast %d vs full: rc %d/%d content %zu/%zu \"%.*s\"/\"%.*s\" id %s/%s model %s/%s for %zu bytes: %.*s",
+                 fast, rca, rcb, a.content_len, b.content_len, (int)a.content_len, a.content, (int)b.content_len,
+                 b.content, a.id ? a.id : "(null)", b.id ? b.id : "(null)", a.model ? a.model : "(null)",
+                 b.model ? b.model : "(null)", n, (int)n, p);
+    if (fast && (rca != 0 || b.priv_doc == NULL))
+        fail_msg("the fast scanner took what the full parser did not: %.*s", (int)n, p);
+    lv_chatresp_clear(&a);
+    lv_chatresp_clear(&b);
+    st->total++;
+    st->fast += fast;
+    return fast;
+}
+
+/* Damage each payload in every place: each prefix (a truncated chunk), each byte dropped, each
+ * byte replaced by one that matters to JSON. The scanner may refuse all of them, but whatever it
+ * takes must read the same as jansson reads it. */
+static void same_mutated(const char *p, size_t n, cmp_stats_t *st)
+{
+    static const char swaps[] = {'"', '\\', '}', ']', ',', ':', '\0', '0', ' ', (char)0xC3, 'u'};
+    char m[2048];
+    assert_true(n < sizeof m);
+    for (size_t len = 0; len < n; len++)
+        same_both_ways(p, len, st);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(m, p, i);
+        memcpy(m + i, p + i + 1, n - i - 1);
+        same_both_ways(m, n - 1, st);
+        memcpy(m, p, n);
+        for (size_t k = 0; k < sizeof swaps; k++) {
+            if (p[i] == swaps[k])
+                continue;
+            m[i] = swaps[k];
+            same_both_ways(m, n, st);
+        }
+    }
+}
+
+/* The payload with blanks after every ':' and ',' and around brackets outside strings, as a
+ * pretty-printing backend might send it. */
+static size_t spaced(const char *p, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < n && o + 4 < cap; i++) {
+        char c = p[i];
+        if (in_str) {
+            out[o++] = c;
+            if (c == '\\' && i + 1 < n)
+                out[o++] = p[++i];
+            else if (c == '"')
+                in_str = 0;
+            continue;
+        }
+        if (c == '}' || c == ']')
+            out[o++] = '\n';
+        out[o++] = c;
+        if (c == '"')
+            in_str = 1;
+        else if (c == ':' || c == ',')
+            out[o++] = ' ';
+        else if (c == '{' || c == '[')
+            out[o++] = '\t';
+    }
+    assert_true(o + 4 < cap);
+    return o;
+}
+
+/* fmt with its one "%s" replaced by content (no printf: the templates are data). */
+static size_t fill(char *out, size_t cap, const char *fmt, const char *content)
+{
+    const char *hole = strstr(fmt, "%s");
+    assert_non_null(hole);
+    size_t head = (size_t)(hole - fmt), cn = strlen(content), tail = strlen(hole + 2);
+    assert_true(head + cn + tail < cap);
+    memcpy(out, fmt, head);
+    memcpy(out + head, content, cn);
+    memcpy(out + head + cn, hole + 2, tail + 1);
+    return head + cn + tail;
+}
+
+static void test_fast_equals_full_templates(void **state)
+{
+    (void)state;
+    /* %s is the delta's content value. fast: a chunk of this shape, with a plain string content,
+     * is one the scanner must take. */
+    static const struct {
+        int fast;
+        const char *fmt;
+    } tmpl[] = {
+        /* fakevlm (tools/fakevlm emit_word with include_usage) */
+        {1, "{\"id\":\"chatcmpl-fakevlm-1234\",\"object\":\"chat.completion.chunk\",\"created\":1749547231,"
+            "\"model\":\"fake/vlm\",\"system_fingerprint\":\"fakevlm-0.1.0\",\"choices\":[{\"index\":0,\"delta\":"
+            "{\"content\":%s},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}"},
+        /* vLLM */
+        {1, "{\"id\":\"chatcmpl-6c0e\",\"object\":\"chat.completion.chunk\",\"created\":1749547231,\"model\":"
+            "\"Qwen/Qwen2.5-VL-7B-Instruct\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"logprobs\":null,"
+            "\"finish_reason\":null}]}"},
+        /* Ollama */
+        {1, "{\"id\":\"chatcmpl-611\",\"object\":\"chat.completion.chunk\",\"created\":1749546847,\"model\":"
+            "\"gemma3:4b\",\"system_fingerprint\":\"fp_ollama\",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+            "\"assistant\",\"content\":%s},\"finish_reason\":null}]}"},
+        /* OpenAI */
+        {1, "{\"id\":\"chatcmpl-CNm3\",\"object\":\"chat.completion.chunk\",\"created\":1759744931,\"model\":"
+            "\"gpt-4o-mini\",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_560af6e559\",\"choices\":[{"
+            "\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":%s,\"refusal\":null},\"logprobs\":null,"
+            "\"finish_reason\":null}],\"usage\":null,\"obfuscation\":\"3kq1\"}"},
+        /* llama.cpp: choices first, finish_reason before delta, no finish_reason at all */
+        {1, "{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"content\":%s}}],\"created\":1749547400,"
+            "\"id\":\"chatcmpl-Wq2o\",\"model\":\"qwen2.5-vl-7b\",\"object\":\"chat.completion.chunk\"}"},
+        {1, "{\"choices\":[{\"delta\":{\"content\":%s}}]}"},
+        {1, " \r\n{ \"id\" : \"x\" , \"choices\" : [ { \"delta\" : { \"content\" : %s } } ] }\n\t "},
+        /* other fields nest, hold braces, quotes and key names in strings, numbers of all forms */
+        {1, "{\"id\":\"a}\\\"b\",\"model\":\"m\\/x \\u00e9\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%s,"
+            "\"x\":{\"content\":\"decoy\",\"y\":[1,-2.5e-3,0,true,false,null,{},[]]}},\"logprobs\":{\"content\":"
+            "[{\"token\":\"}]\",\"logprob\":-0.25,\"bytes\":[125,93],\"top_logprobs\":[]}]},\"finish_reason\":null}],"
+            "\"extra\":\"\\\"content\\\":\\\"decoy\\\"\",\"n\":[[[[[[[[[[1]]]]]]]]]],\"e\":1E+2,\"f\":-0}"},
+        {1, "{\"decoy\":{\"choices\":[{\"delta\":{\"content\":\"no\"}}],\"usage\":{\"prompt_tokens\":1}},"
+            "\"choices\":[{\"delta\":{\"content\":%s}}]}"},
+        {1, "{\"id\":5,\"model\":null,\"object\":7,\"choices\":[{\"delta\":{\"content\":%s}}]}"},
+        {1, "{\"id\":\"\\u0061\\ud83d\\ude00\",\"choices\":[{\"delta\":{\"content\":%s}}],\"error_x\":1}"},
+        /* what the full parser must read (or refuse) */
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s},\"finish_reason\":\"stop\"}]}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s},\"finish_reason\":1}]}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"usage\":5}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}},{\"delta\":{\"content\":\"two\"}}]}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}},{\"index\":1}]}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s,\"tool_calls\":[{\"index\":0}]}}]}"},
+        {0, "{\"error\":null,\"choices\":[{\"delta\":{\"content\":%s}}]}"},
+        {0, "{\"error\":{\"message\":\"boom\"},\"choices\":[{\"delta\":{\"content\":%s}}]}"},
+        {0, "{\"object\":\"error\",\"message\":\"bad\",\"choices\":[{\"delta\":{\"content\":%s}}]}"},
+        {0, "{\"object\":\"err\\u006fr\",\"message\":\"bad\",\"choices\":[{\"delta\":{\"content\":%s}}]}"},
+        {0, "{\"id\":\"a\",\"id\":\"b\",\"choices\":[{\"delta\":{\"content\":%s}}]}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s,\"content\":\"again\"}}]}"},
+        {0, "{\"choices\":[{\"delta\":{\"con\\u0074ent\":%s}}]}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"created\":99999999999999999999}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"x\":1e400}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"x\":01}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"x\":1.}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"x\":.5}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"x\":nul}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}]}{}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}]} x"},
+        {0, "\xEF\xBB\xBF{\"choices\":[{\"delta\":{\"content\":%s}}]}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"deep\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"},
+        {0, "{\"choices\":{\"delta\":{\"content\":%s}}}"},
+        {0, "{\"choices\":[{\"delta\":[%s]}]}"},
+        {0, "[{\"choices\":[{\"delta\":{\"content\":%s}}]}]"},
+    };
+    /* content values: ok = a string the scanner must take (in a fast template) */
+    static const struct {
+        int ok;
+        const char *json;
+    } content[] = {
+        {1, "\"word\""},
+        {1, "\"\""},
+        {1, "\" A cat \\u00e9\\n\""},
+        {1, "\"\\ud83d\\ude00 \\uD83D\\uDE00\""},
+        {1, "\"\\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t\""},
+        {1, "\"{\\\"content\\\":\\\"x\\\"}]}\\\"error\\\": tool_calls \\\"usage\\\":{}\""},
+        {1, "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF\""},
+        {1, "\"\\u0001\\u001f\\u007f\\u0080\\u07ff\\u0800\\uffff\""},
+        {1, "\"x\\u0026\\u003c\\u003e\""},
+        {0, "null"}, /* an empty delta: the scanner takes it; not counted as must-be-fast */
+        {0, "\"a\\u0000b\""},
+        {0, "\"\\ud83d\""},
+        {0, "\"\\ud83dx\""},
+        {0, "\"\\ud83d\\u0041\""},
+        {0, "\"\\ude00\""},
+        {0, "\"\\x\""},
+        {0, "\"\\u12\""},
+        {0, "\"\\u00G0\""},
+        {0, "\"\xC3\""},
+        {0, "\"\xC0\xAF\""},
+        {0, "\"\xED\xA0\x80\""},
+        {0, "\"\xF4\x90\x80\x80\""},
+        {0, "\"\xFF\""},
+        {0, "\"a\tb\""},
+        {0, "\"a\x01\""},
+        {0, "5"},
+        {0, "true"},
+        {0, "[\"a\"]"},
+        {0, "{}"},
+        {0, "\"unterminated"},
+        {0, ""},
+    };
+    cmp_stats_t st = {0};
+    char buf[4096], sp[8192];
+    for (size_t t = 0; t < LV_ARRAY_LEN(tmpl); t++) {
+        for (size_t c = 0; c < LV_ARRAY_LEN(content); c++) {
+            size_t n = fill(buf, sizeof buf, tmpl[t].fmt, content[c].json);
+            int fast = same_both_ways(buf, n, &st);
+            if (tmpl[t].fast && content[c].ok && !fast)
+                fail_msg("the fast scanner refused a common chunk: %s", buf);
+            if ((!tmpl[t].fast || (!content[c].ok && strcmp(content[c].json, "null") != 0)) && fast)
+                fail_msg("the fast scanner took what it should leave to jansson: %s", buf);
+            size_t sn = spaced(buf, n, sp, sizeof sp);
+            if (same_both_ways(sp, sn, &st) != fast)
+                fail_msg("blanks changed the path: %.*s", (int)sn, sp);
+        }
+    }
+    /* a content longer than the struct's inline room: the decoded text goes to the heap */
+    char big[3 * LV_CHATRESP_INLINE_MAX];
+    size_t o = 0;
+    big[o++] = '"';
+    while (o + 10 < sizeof big) {
+        memcpy(big + o, "ab\\u00e9\\n", 10);
+        o += 10;
+    }
+    big[o++] = '"';
+    big[o] = '\0';
+    for (size_t t = 0; t < LV_ARRAY_LEN(tmpl); t++) {
+        size_t n = fill(buf, sizeof buf, tmpl[t].fmt, big);
+        assert_int_equal(same_both_ways(buf, n, &st), tmpl[t].fast);
+    }
+    print_message("fast vs full, templates: %d payloads, %d on the fast scanner\n", st.total, st.fast);
+    assert_true(st.fast > 200);
+}
+
+static void test_fast_equals_full_mutated(void **state)
+{
+    (void)state;
+    static const char *base[] = {
+        "{\"id\":\"chatcmpl-6c0e\",\"object\":\"chat.completion.chunk\",\"created\":1749547231,\"model\":\"Qwen/Qw"
+        "en2.5-VL-7B-Instruct\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"The\"},\"logprobs\":null,"
+        "\"finish_reason\":null}],\"usage\":null}",
+        "{\"id\":\"a\\\"b\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"x\\u00e9\\ud83d\\ude00\\n"
+        "\xC3\xA9\"},\"finish_reason\":null}],\"n\":[-1.5e+3,true,{\"k\":\"v\"}]}",
+        " {\"choices\" : [ {\"finish_reason\":null,\"delta\":{\"content\":\"}\"}} ],\"model\":\"m\"} ",
+    };
+    cmp_stats_t st = {0};
+    for (size_t i = 0; i < LV_ARRAY_LEN(base); i++) {
+        assert_int_equal(same_both_ways(base[i], strlen(base[i]), &st), 1);
+        same_mutated(base[i], strlen(base[i]), &st);
+    }
+    print_message("fast vs full, damaged chunks: %d payloads, %d on the fast scanner\n", st.total, st.fast);
+    assert_true(st.fast > 100);
+}
+
+/* tests/data/wire: $LV_TEST_DATA/wire, ./tests/data/wire, or next to the binary (BUILD/tests/). */
+static DIR *open_wire_dir(char *dir, size_t cap)
+{
+    const char *env = getenv("LV_TEST_DATA");
+    DIR *d = NULL;
+    if (env) {
+        snprintf(dir, cap, "%.1000s/wire", env);
+        if ((d = opendir(dir)) != NULL)
+            return d;
+    }
+    snprintf(dir, cap, "tests/data/wire");
+    if ((d = opendir(dir)) != NULL)
+        return d;
+    char exe[900];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        snprintf(dir, cap, "%.900s/../../tests/data/wire", exe);
+        if ((d = opendir(dir)) != NULL)
+            return d;
+    }
+    fail_msg("tests/data/wire not found (run from the repository root or set LV_TEST_DATA)");
+    return NULL;
+}
+
+/* Every "data:" payload of the recorded backend formats, whole and damaged. */
+static void test_fast_equals_full_wire(void **state)
+{
+    (void)state;
+    char dir[1024], path[1400], line[8192];
+    DIR *d = open_wire_dir(dir, sizeof dir);
+    struct dirent *e;
+    cmp_stats_t st = {0};
+    int files = 0, tokens = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t nl = strlen(e->d_name);
+        if (nl < 5 || strcmp(e->d_name + nl - 4, ".txt") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        files++;
+        while (fgets(line, sizeof line, f)) {
+            size_t n = strlen(line);
+            while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                n--;
+            if (n < 6 || memcmp(line, "data: ", 6) != 0)
+                continue;
+            const char *p = line + 6;
+            n -= 6;
+            line[6 + n] = '\0';
+            int fast = same_both_ways(p, n, &st);
+            /* a token chunk: the scanner's whole reason to be */
+            if (strstr(p, "\"content\":\"") && strstr(p, "\"finish_reason\":null") && !strstr(p, "\"usage\":{") &&
+                !strstr(p, "\"error\"")) {
+                tokens++;
+                if (!fast)
+                    fail_msg("%s: the fast scanner refused a token chunk: %s", e->d_name, p);
+            }
+            if (n < 1000)
+                same_mutated(p, n, &st);
+        }
+        fclose(f);
+    }
+    closedir(d);
+    print_message("fast vs full, wire formats: %d files, %d token chunks, %d payloads, %d on the fast scanner\n",
+                  files, tokens, st.total, st.fast);
+    assert_true(files >= 10 && tokens >= 50);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +592,9 @@ int main(void)
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_cap),
         cmocka_unit_test(test_completion),
+        cmocka_unit_test(test_fast_equals_full_templates),
+        cmocka_unit_test(test_fast_equals_full_mutated),
+        cmocka_unit_test(test_fast_equals_full_wire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
