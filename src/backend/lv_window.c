@@ -23,10 +23,13 @@
 #define PROBE_ROUND_MIN 16   /* base comes from a probe round: more samples, less noise */
 #define PROBE_ROUND_MAX 64
 #define PROBE_MIN_SAMPLES 1024 /* and at least this many samples between probes */
+#define PROBE_MIN_INTERVAL_US 30000000ULL /* and 30 s: 64 rounds of a 51-request window at 200 ms
+                                           * were 15 s, each probe a dip (issue 11) */
 #define DEMAND_TTFT_FACTOR 1.5 /* growth on demand: the latest first token within this × floor */
 #define DEMAND_TTFT_SLACK_US 2000.0 /* ... plus this (timer and scheduling noise on tiny TTFTs) */
 #define QUEUE_HOLD_FACTOR 3.0 /* q up to this x the threshold waits a round on large windows */
 #define GROW_FRACTION_DEN 32 /* growth steps are at least window / this */
+#define WARM_FINE_MIN 48     /* a warm probe steps 7/8 down from this many in flight, else 3/4 */
 #define FLOOR_FACTOR 1.25    /* a round within this x the lowest first token seen had no queue */
 
 static int clamp_limit(const lv_window_t *w, long v)
@@ -122,8 +125,9 @@ static void probe_start_cold(lv_window_t *w, uint64_t now_us)
 
 /* A new base measurement: averaged with the last one when they agree (noise), taken as is when
  * they do not (the backend changed). */
-static void base_measured(lv_window_t *w, double x)
+static void base_measured(lv_window_t *w, double x, uint64_t now_us)
 {
+    w->base_at_us = now_us;
     if (w->base_us > 0 && x > w->base_us * 0.85 && x < w->base_us * 1.15)
         w->base_us = (w->base_us + x) / 2;
     else
@@ -154,7 +158,7 @@ static double queue_threshold(int level, double abs, double frac)
 /* The probe found a level with no queue (or could go no lower): set the window from it. */
 static void probe_finish(lv_window_t *w, double base_x, uint64_t now_us)
 {
-    base_measured(w, base_x);
+    base_measured(w, base_x, now_us);
     w->phase = LV_WINDOW_STEADY;
     long nv = w->limit;
     if (w->probe_queue_seen) {
@@ -242,13 +246,16 @@ static void probe_round_done(lv_window_t *w, double x, double inflight, double t
     probe_level_set(w, next, now_us);
 }
 
-/* Steady state: start a base measurement one step (3/4) below, comparing with this round. */
+/* Steady state: start a base measurement one step (7/8 or 3/4) below, comparing with this round. */
 static void probe_start_warm(lv_window_t *w, double x, double inflight, double total, int max_inflight,
                              uint64_t now_us)
 {
-    int next = step_down(w, LV_MIN(w->limit, max_inflight), 0.75);
+    int used = LV_MIN(w->limit, max_inflight);
+    /* 7/8 on a window of 16 or more: a dip to 3/4 cost a quarter of the backend (or of the
+     * demand, when it is below the window) for a round, live (issue 11) */
+    int next = step_down(w, used, used >= WARM_FINE_MIN ? 0.875 : 0.75);
     if (next == w->limit) { /* at min: the best no-queue latency we can see is this one */
-        base_measured(w, x);
+        base_measured(w, x, now_us);
         w->limit_at_base = w->limit;
         return;
     }
@@ -275,7 +282,7 @@ static void steady_round_done(lv_window_t *w, double x, double inflight, double 
     /* got faster: two rounds in a row well under base, take the new level as base */
     if (x < w->base_us * FASTER_FRACTION) {
         if (++w->below_base_rounds >= 2)
-            base_measured(w, x);
+            base_measured(w, x, now_us);
     } else {
         w->below_base_rounds = 0;
     }
@@ -324,7 +331,8 @@ static void steady_round_done(lv_window_t *w, double x, double inflight, double 
     w->rounds_since_base++;
     /* re-measure base now and then, and soon when the window has halved since: latency that a
      * smaller window does not bring down means the base itself moved */
-    int due = w->rounds_since_base >= LV_WINDOW_PROBE_ROUNDS && w->samples - w->samples_at_base >= PROBE_MIN_SAMPLES;
+    int due = w->rounds_since_base >= LV_WINDOW_PROBE_ROUNDS && w->samples - w->samples_at_base >= PROBE_MIN_SAMPLES &&
+              now_us - w->base_at_us >= PROBE_MIN_INTERVAL_US;
     int halved = w->limit_at_base >= 4 && 2 * w->limit <= w->limit_at_base;
     if (due || halved)
         probe_start_warm(w, x, inflight, total, max_inflight, now_us);

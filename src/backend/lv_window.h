@@ -85,6 +85,7 @@ typedef struct lv_window {
     int limit_at_base;    /* limit when the base was last measured */
     int rounds_since_base;
     uint64_t samples_at_base;
+    uint64_t base_at_us;  /* when the base was last measured */
     int increases;        /* consecutive rounds that raised the limit in steady state */
     int grow_from;        /* slow start: the limit before the last doubling (it had no queue) */
     int high_rounds;      /* consecutive rounds with q over the shrink threshold */
