@@ -432,6 +432,10 @@ static void test_fast_equals_full_templates(void **state)
         {1, "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF\""},
         {1, "\"\\u0001\\u001f\\u007f\\u0080\\u07ff\\u0800\\uffff\""},
         {1, "\"x\\u0026\\u003c\\u003e\""},
+        /* bytes next to the ones the scanner stops at, deep in a long run (it skips 8 at a time) */
+        {1, "\"0123456789abcdef\x7F~ !#$%&'()*+-.0123456789;<=>?@[]^_`{|}\""},
+        {0, "\"0123456789abc\x1F" "defghijklmnopqrstuvwxyz\""},
+        {0, "\"0123456789abc\x80" "defghijklmnopqrstuvwxyz\""},
         {0, "null"}, /* an empty delta: the scanner takes it; not counted as must-be-fast */
         {0, "\"a\\u0000b\""},
         {0, "\"\\ud83d\""},
