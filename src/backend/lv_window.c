@@ -344,7 +344,7 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The round's latency: the mean of the middle 3/4 of its samples. A stalled request or two (a
+/* The round's latency: the mean of the middle 15/16 of its samples. A stalled request or two (a
  * long prompt, a GC pause) must not read as a queue, and a lucky one must not lower the base. */
 static double trimmed_mean(lv_window_t *w)
 {

@@ -8,20 +8,24 @@
  *    shows up whole in TTFT, while TTFT does not depend on how long the answer is (total time
  *    grows with the number of tokens, 10x between answers). A backend that gives no TTFT (not
  *    streamed) is judged on total time per token.
- *  - Rounds: samples are taken in rounds of about one window (4..32 requests) that started under
- *    the same window; a round's latency is the mean of its middle 3/4 (stalls do not count).
- *  - Base: the no-queue latency, measured rather than taken as the minimum of noisy samples: at
- *    start, then every LV_WINDOW_PROBE_ROUNDS rounds (and at least 1024 samples), and soon after
- *    the window halved, the window steps down (to 1/2 at start, to 3/4 later) for one round of
- *    16..64 requests. If latency fell about in proportion to concurrency, the upper level was
- *    queueing: step down again. Otherwise the lower level has no queue; its latency is the base.
- *  - Each round: q = inflight × (1 − base / latency) estimates the requests waiting inside the
- *    backend (Little's law). q < 1 and the window was full: +1 (after three such rounds in a row,
- *    doubling steps up to a quarter of the window); q > 2: −1; q > 6: straight down to the
- *    capacity estimate inflight × base / latency + 1 (at most halving). The window so settles at
- *    capacity K .. K+2: every slot busy, at most a request or two waiting inside.
- *  - After the start-up measurement found no queue, the window doubles per round (slow start)
- *    until q > 2.
+ *  - Rounds: samples are taken in rounds of about one window of what is really in flight (a
+ *    window above the demand counts the demand) that started under the same window; a round's
+ *    latency is the mean of its middle 15/16 (stalls do not count).
+ *  - Base: the no-queue latency. At start the first round is read against the lowest first token
+ *    seen (the requests that found a free slot): at that floor, it is the base; above it, the
+ *    window measures next at the capacity the floor implies, and then steps down (halving) until a
+ *    round sits at the floor or latency stops falling with concurrency. Later, at most every 30 s
+ *    (and LV_WINDOW_PROBE_ROUNDS rounds, 1024 samples), and soon after the window halved, one round
+ *    7/8 (3/4 under 48 in flight) below: latency that does not fall is the base.
+ *  - Each round: q = inflight × (TTFT − base) / total request time, the requests waiting inside
+ *    the backend (Little's law). q < max(0.5, 1 % of the window) and the window was full: grow, by
+ *    at least 1/32 of the window (+1, doubling after three rounds, up to a quarter); q > max(0.9,
+ *    4 %): straight down to the capacity estimate inflight − q (at most halving; a window of 32 or
+ *    more waits for a second such round unless q is over 3× the threshold). The window so settles
+ *    a few per cent above K: every slot busy, a request or a few per cent waiting inside.
+ *  - After a start-up round at the floor with the window full, it doubles per round (slow start)
+ *    until a queue shows; the first late first token (over 1.5 × base + 2 ms) takes it back to
+ *    the last level without one.
  *  - Growth on demand: rounds need requests to end, and long answers (thousands of tokens) may
  *    hold every slot for a minute while the backend has room for many more. So when requests
  *    wait and the window is full, it grows by one if every request in flight is past its first
@@ -133,9 +137,10 @@ void lv_window_first_token(lv_window_t *w, uint64_t ttft_us, uint64_t now_us);
  * when the backend shows free room: every request in flight is past its first token
  * (awaiting_first == 0: none waits in a queue inside the backend) and the latest first token came
  * at the floor (at most 1.5 × base + 2 ms; before a base is measured, of the lowest TTFT seen)
- * after the last growth on demand, so it grows at most once per first token. A probe in progress
- * is abandoned (it cannot measure below requests that cannot be taken back) and the window goes
- * back to at least its limit. This is what lets the window grow while long answers hold every
+ * after the last growth on demand, so it grows at most once per first token. The start-up round
+ * grows with it and goes on (it measures the window itself); a later probe is left alone for 4
+ * request times more than its round needs, then abandoned (it cannot measure below requests that
+ * cannot be taken back) and the window goes back to at least its limit. This is what lets the window grow while long answers hold every
  * slot and no request ends to feed a round. 1 when it grew, else 0; never in fixed mode. */
 int lv_window_on_demand(lv_window_t *w, int inflight, int awaiting_first, uint64_t now_us);
 
