@@ -320,6 +320,15 @@ static void ss_unlisten(ss_srv_t *s)
     uv_close((uv_handle_t *)&s->listener, ss_on_listener_closed);
 }
 
+/** The server process "dies": its listener and every open connection close, as when a backend
+ * is killed (ss_unlisten alone leaves kept-alive connections answering). ss_listen revives it. */
+static void ss_die(ss_srv_t *s)
+{
+    while (!lv_queue_empty(&s->conns))
+        ss_close(LV_CONTAINER_OF(lv_queue_head(&s->conns), ss_conn_t, link));
+    ss_unlisten(s);
+}
+
 /** Start a server on loop, listening on a free port. ops->route is required. */
 static void ss_start(ss_srv_t *s, uv_loop_t *loop, const ss_ops_t *ops)
 {

@@ -1248,11 +1248,16 @@ static void test_pool_dead_backend_leaves_and_rejoins(void **state)
     dp->watch = b;
     run_for(f, 150);
     assert_true(dp->ok[1] > 0);
-    ss_unlisten(&f->srv2.ss);
+    ss_die(&f->srv2.ss); /* kept-alive connections too: curl keeps them across requests */
     dp->dead_ms = lv_now_ms();
     uint64_t end = dp->dead_ms + 2000;
-    while (!dp->first_fail_ms && lv_now_ms() < end)
+    /* out at its first failed request, or at the health check when that comes first */
+    while (!dp->first_fail_ms && b->healthy && lv_now_ms() < end)
         uv_run(&f->loop, UV_RUN_ONCE);
+    assert_false(b->healthy);
+    bool by_chat = dp->first_fail_ms != 0;
+    if (!by_chat)
+        dp->first_fail_ms = lv_now_ms(); /* the health check noticed: requests sent from here count */
     assert_true(dp->first_fail_ms > 0);
     run_for(f, 850);
     assert_false(b->healthy);
@@ -1266,7 +1271,12 @@ static void test_pool_dead_backend_leaves_and_rejoins(void **state)
     assert_true(b->healthy);
     /* in rotation again: picked when the other one is excluded (or busy), and its probe closes
      * the breaker */
-    assert_int_equal(drv_send(dp, a, 0), 0);
+    int rc;
+    /* its half-open probe may already be out with one of the driver's own requests (LV_EAGAIN):
+     * then that one's answer is the rejoin */
+    while ((rc = drv_send(dp, a, 0)) == LV_EAGAIN && !dp->rejoin_ms && lv_now_ms() < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(rc == 0 || dp->rejoin_ms);
     while (!dp->rejoin_ms && lv_now_ms() < end)
         uv_run(&f->loop, UV_RUN_ONCE);
     drv_stop(dp);
@@ -1290,9 +1300,11 @@ static void test_pool_dead_backend_leaves_and_rejoins(void **state)
     assert_true(b->healthy);
     assert_string_equal(lv_backend_state_name(b), "closed");
     assert_string_equal(b->last_error, "");
-    assert_true(b->errors_total >= 1);
     assert_int_equal(a->errors_total, 0);
-    assert_true(dp->retries >= 1);
+    if (by_chat) { /* a failed request counts, and was retried on the other backend */
+        assert_true(b->errors_total >= 1);
+        assert_true(dp->retries >= 1);
+    }
     assert_int_equal(dp->retries, dp->retries_ok + dp->retries_busy);
 }
 
