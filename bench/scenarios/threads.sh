@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 OUT=${BENCH_OUT:-bench/out}
 mkdir -p "$OUT"
 JPEG=tests/data/frame-640x480.jpg
-STEPS=${THR_STEPS:-"1000 2000 3000"}
+STEPS=${THR_STEPS:-"1000 2000"}
 MODES=${THR_MODES:-"tls plain"}
 DUR=${THR_DUR:-8}
 WARM=${THR_WARM:-3}
