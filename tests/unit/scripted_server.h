@@ -322,7 +322,7 @@ static void ss_unlisten(ss_srv_t *s)
 
 /** The server process "dies": its listener and every open connection close, as when a backend
  * is killed (ss_unlisten alone leaves kept-alive connections answering). ss_listen revives it. */
-static void ss_die(ss_srv_t *s)
+static inline void ss_die(ss_srv_t *s)
 {
     while (!lv_queue_empty(&s->conns))
         ss_close(LV_CONTAINER_OF(lv_queue_head(&s->conns), ss_conn_t, link));
