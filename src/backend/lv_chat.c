@@ -262,7 +262,8 @@ static int on_sse_data(void *ud, const char *data, size_t len)
         c->completion_tokens = r->completion_tokens;
     }
     if (r->content_len) {
-        if (c->text_len + r->content_len > LV_CHAT_TEXT_MAX || lv_buf_append(&c->fresh, r->content, r->content_len) != 0) {
+        if (c->text_len + r->content_len > LV_CHAT_TEXT_MAX ||
+            lv_buf_append(&c->fresh, r->content, r->content_len) != 0) {
             set_error(c, LV_BACKEND_END_CLIENT, LV_EBACKEND, "answer longer than %d bytes", LV_CHAT_TEXT_MAX);
             rc = LV_ELIMIT;
             goto out;
@@ -797,7 +798,8 @@ static int trace_lines(lv_chat_t *c, const lv_trace_t *t)
     if (rc)
         return rc;
     memcpy(c->trace_lines[0], "traceparent: ", 13);
-    if ((rc = lv_traceparent_format(t->trace_id, span, 0x01, c->trace_lines[0] + 13, sizeof(c->trace_lines[0]) - 13)) != 0)
+    char *tp = c->trace_lines[0] + 13;
+    if ((rc = lv_traceparent_format(t->trace_id, span, 0x01, tp, sizeof(c->trace_lines[0]) - 13)) != 0)
         return rc;
     size_t n = strnlen(t->state, sizeof(t->state));
     if (lv_tracestate_ok(t->state, n)) /* else none, or not one to put in a header line */

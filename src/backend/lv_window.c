@@ -85,9 +85,10 @@ static void set_limit(lv_window_t *w, long v, int fresh, uint64_t now_us)
 {
     int nv = clamp_limit(w, v);
     /* A small step up (a window of 32 or more, by at most 1/32) goes on collecting: requests
-     * started under a window one step smaller saw nearly the same backend, and a fresh round waits a whole request time for its first sample (rounds
-     * of 2 request times made growth twice as slow). The round's level follows, so that its
-     * requests are not dropped as started while a larger window drained. */
+     * started under a window one step smaller saw nearly the same backend, and a fresh round
+     * waits a whole request time for its first sample (rounds of 2 request times made growth
+     * twice as slow). The round's level follows, so that its requests are not dropped as started
+     * while a larger window drained. */
     int small_up = nv > w->limit && w->phase == LV_WINDOW_STEADY && w->limit >= GROW_FRACTION_DEN &&
                    nv - w->limit <= w->limit / GROW_FRACTION_DEN && w->round_level == w->limit;
     fresh |= nv != w->limit && !small_up;
@@ -251,7 +252,7 @@ static void probe_start_warm(lv_window_t *w, double x, double inflight, double t
                              uint64_t now_us)
 {
     int used = LV_MIN(w->limit, max_inflight);
-    /* 7/8 on a window of 16 or more: a dip to 3/4 cost a quarter of the backend (or of the
+    /* 7/8 from WARM_FINE_MIN in flight: a dip to 3/4 cost a quarter of the backend (or of the
      * demand, when it is below the window) for a round, live (issue 11) */
     int next = step_down(w, used, used >= WARM_FINE_MIN ? 0.875 : 0.75);
     if (next == w->limit) { /* at min: the best no-queue latency we can see is this one */

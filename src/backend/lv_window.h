@@ -140,8 +140,8 @@ void lv_window_first_token(lv_window_t *w, uint64_t ttft_us, uint64_t now_us);
  * after the last growth on demand, so it grows at most once per first token. The start-up round
  * grows with it and goes on (it measures the window itself); a later probe is left alone for 4
  * request times more than its round needs, then abandoned (it cannot measure below requests that
- * cannot be taken back) and the window goes back to at least its limit. This is what lets the window grow while long answers hold every
- * slot and no request ends to feed a round. 1 when it grew, else 0; never in fixed mode. */
+ * cannot be taken back) and the window goes back to at least its limit. This is what lets the
+ * window grow while long answers hold every slot and no request ends to feed a round. 1 when it grew, else 0; never in fixed mode. */
 int lv_window_on_demand(lv_window_t *w, int inflight, int awaiting_first, uint64_t now_us);
 
 /** A request failed on the backend's side (connect error, 5xx, 429): window × 3/4. Do not call it

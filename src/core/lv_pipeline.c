@@ -928,7 +928,8 @@ static void review_jobs(lv_pipeline_t *p, uint64_t now_ms)
             lv_pipeline_unready(p, s);
             lv_frame_unref(lv_session_mailbox_take(s));
             if (job->n_followers) {
-                LV_INFO("session %.8s: nobody attached for %d ms; its request goes on for the %zu sessions following it",
+                LV_INFO("session %.8s: nobody attached for %d ms; "
+                        "its request goes on for the %zu sessions following it",
                         s->rec.id, p->detached_cancel_ms, job->n_followers);
                 lv_coalesce_let_go(p, job); /* the oldest follower takes it over */
                 continue;

@@ -67,8 +67,9 @@ void lv_statefile_session_clear(lv_statefile_session_t *s)
  * every session answering once a second, each is re-encoded about once a second, and the tree cost
  * ~80 heap calls per line (a third of livevlm's mallocs at 200 sessions, bench/scenarios/allocs.sh).
  * The bytes are those json_dumps(JSON_COMPACT) wrote for the same object (keys in this order,
- * numbers as jansson prints them), so files written before and after read the same; the unit test
- * compares the two encoders byte for byte. */
+ * numbers as jansson prints them), except that control characters are escaped in lower case
+ * (\u001b where jansson wrote \u001B), so files written before and after read the same; the unit
+ * test compares the two encoders byte for byte on text without control characters. */
 
 /* ,"key": (the separator first: an object's first member then gets its '{' written over it) */
 static int put_key(lv_buf_t *b, const char *key)

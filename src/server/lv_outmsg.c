@@ -64,9 +64,12 @@ static int put_ms(lv_buf_t *w, double v)
     char d[32];
     if (!isfinite(v))
         v = 0.0;
-    if (fabs(v) >= 1e12) { /* past what the integer path holds exactly: printf's own digits */
-        int n = snprintf(d, sizeof(d), "%.3f", v);
-        return n > 0 && (size_t)n < sizeof(d) ? lv_buf_append(w, d, (size_t)n) : LV_EINVAL;
+    if (fabs(v) >= 1e12) { /* past what the integer path holds exactly: printf's own digits (up to
+                            * 309 of them for DBL_MAX: a mean restored from a state file may be
+                            * anything finite, and a message must not be lost for it) */
+        char big[330];
+        int n = snprintf(big, sizeof(big), "%.3f", v);
+        return n > 0 && (size_t)n < sizeof(big) ? lv_buf_append(w, big, (size_t)n) : LV_EINVAL;
     }
     long long t = llround(v * 1000.0);
     bool neg = t < 0;
