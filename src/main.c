@@ -278,7 +278,7 @@ static int serve(int argc, char **argv, const char *prog)
         fprintf(stderr, "livevlm: out of memory at start\n");
         return 1;
     }
-    if (lv_poolcfg_thread(app->pool, &app->cfg) != 0)
+    if (lv_poolcfg_thread(app->pool, &app->cfg, !app->cfg.redis_url[0] || app->cfg.workers_inline) != 0)
         return 1;
     /* in a cluster the frontend keeps its pool too: the model catalogue the page picks from and
      * is checked against, with the backends' health; inference goes to the workers */

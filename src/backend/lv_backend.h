@@ -262,7 +262,7 @@ struct lv_lane *lv_pool_lane(lv_pool_t *pool);
 
 /** on: run chats' transfers on a thread of their own (its own uv loop and lv_http: libcurl, the
  * backend sockets and SSE parsing leave the pool's loop); off: on the pool's loop. Probes stay on
- * the pool's loop and http either way. Only before any chat has started: LV_EINVAL otherwise.
+ * the pool's loop and http either way. Only while no chat runs on the pool: LV_EINVAL otherwise.
  * LV_ENOMEM, LV_EIO (no thread). */
 int lv_pool_use_thread(lv_pool_t *pool, bool on);
 

@@ -44,20 +44,22 @@ struct lv_chat {
     lv_buf_t taken;             /* the last pend taken, emptied: swapped back in next time, so the
                                  * two buffers go back and forth without an allocation per turn */
     lv_buf_t req_debug;         /* built at start, read at the end */
-    uint64_t t_start_us;        /* set before the I/O side sees the chat, read by both */
     int inflight_at_start;      /* b->inflight right after this chat was counted (window samples) */
     int probe;                  /* holds the backend's half-open probe (lv_backend_take_probe) */
     unsigned awaiting_first : 1;/* counted in b->awaiting_first */
     unsigned main_done : 1;     /* finished or cancelled: the main side has let go */
+    unsigned text_short : 1;    /* text taken from the I/O side could not be kept (out of memory) */
 
     /* ---- shared, under the lane's lock ---- */
     lv_buf_t pend;              /* answer text the main side has not taken yet */
+    size_t pend_delta_len;      /* how much of pend goes out as deltas (the rest came with an
+                                 * error: it completes the partial answer without a delta) */
     uint64_t pend_first_us;     /* a streamed first token's time, until taken; 0 = none */
     unsigned io_done : 1;       /* the outcome (the I/O side's fields below) is final */
     unsigned cancel_req : 1;    /* the main side asks the I/O side to drop the transfer */
 
-    /* ---- I/O side: set up by the main side before the first post; after io_done only read,
-     * by the main side ---- */
+    /* ---- I/O side: set up by the main side before the first post; after io_done the main side
+     * reads the outcome fields, and the I/O side only releases curl's handles and buffers ---- */
     uv_loop_t *io_loop;
     lv_http_t *http;
     char *base_url;             /* the backend's, copied at start (the I/O side makes the handle) */
@@ -94,6 +96,7 @@ struct lv_chat {
     int stream_idle_timeout_ms; /* 0: none */
     uint64_t start_loop_ms;     /* uv_now() at start: deadlines are on the I/O loop's clock */
     uint64_t last_rx_loop_ms;   /* uv_now() when bytes last arrived (the idle deadline follows it) */
+    uint64_t t_sent_us;         /* the transfer was added: TTFT and total run from here */
     uint64_t t_first_us;
     uint64_t total_us;
 
@@ -288,14 +291,16 @@ static void hand_over(lv_chat_t *c, int final)
     if (!final && !c->fresh.len && !c->fresh_first_us)
         return;
     lv_lane_lock(c->lane);
+    size_t ok_len = c->pend.len; /* text handed over before an error goes out as deltas */
     int rc = c->fresh.len ? lv_buf_append(&c->pend, c->fresh.data, c->fresh.len) : 0;
+    if (rc) /* pend holds at most the answer's cap, which text_len enforces: not expected */
+        set_error(c, LV_BACKEND_END_LOCAL, LV_ENOMEM, "out of memory");
+    c->pend_delta_len = c->err_rc ? ok_len : c->pend.len; /* no delta once an error is known */
     if (c->fresh_first_us)
         c->pend_first_us = c->fresh_first_us;
     if (final)
-        c->io_done = 1;
+        c->io_done = 1; /* last: the outcome fields above are final before the main side looks */
     lv_lane_unlock(c->lane);
-    if (rc) /* pend holds at most the answer's cap, which text_len enforces: not expected */
-        set_error(c, LV_BACKEND_END_LOCAL, LV_ENOMEM, "out of memory");
     /* the first token at once (the window and the page's time to first token); later words in
      * the lane's next batch, with every other chat's: one wake-up of the main loop per batch */
     if (final || c->fresh_first_us)
@@ -387,7 +392,7 @@ static void io_finish(lv_chat_t *c)
     if (c->err_rc) { /* no delta after an error is known; the text is still the partial answer */
         c->fresh_first_us = 0;
     }
-    c->total_us = lv_now_us() - c->t_start_us;
+    c->total_us = c->t_sent_us ? lv_now_us() - c->t_sent_us : 0;
     hand_over(c, 1);
     io_release(c);
 }
@@ -579,6 +584,11 @@ static void io_turn(lv_lane_item_t *it)
         return;
     }
     c->in_http = 1;
+    /* times run from here, when the request went out: the lane's queue and the body's base64
+     * are the gateway's time, not the backend's (the window must not read them as a queue
+     * inside the backend) */
+    uv_update_time(c->io_loop);
+    c->t_sent_us = lv_now_us();
     c->start_loop_ms = uv_now(c->io_loop);
     c->last_rx_loop_ms = c->start_loop_ms;
     arm_timer(c);
@@ -587,15 +597,15 @@ static void io_turn(lv_lane_item_t *it)
 /* ---------- main side ---------- */
 
 /* The request is no longer waiting for its first token: out of b->awaiting_first. The window
- * hears of the token (its TTFT) only when it really came (first_us); not for an error or a
- * cancel. */
-static void first_token_seen(lv_chat_t *c, uint64_t first_us)
+ * hears of the token (its TTFT, from when the request went out) only when it really came; not
+ * for an error or a cancel. */
+static void first_token_seen(lv_chat_t *c, bool came, uint64_t ttft_us)
 {
     if (!c->awaiting_first)
         return;
     c->awaiting_first = 0;
-    if (first_us)
-        lv_backend_first_token(c->b, first_us - c->t_start_us);
+    if (came)
+        lv_backend_first_token(c->b, ttft_us);
     else if (c->b->awaiting_first > 0)
         c->b->awaiting_first--;
 }
@@ -603,7 +613,7 @@ static void first_token_seen(lv_chat_t *c, uint64_t first_us)
 static void chat_free(lv_lane_item_t *it)
 {
     lv_chat_t *c = LV_CONTAINER_OF(it, lv_chat_t, item);
-    if (c->easy) /* never handed to the I/O side */
+    if (c->easy) /* made, and the I/O side did not get to release it (start failed after) */
         curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
     lv_buf_free(&c->body);
@@ -677,11 +687,11 @@ static void main_finish(lv_chat_t *c)
 {
     char *resp_debug = NULL;
     c->main_done = 1;
-    first_token_seen(c, 0);
+    first_token_seen(c, false, 0);
     if (c->b->inflight > 0)
         c->b->inflight--;
     lv_pool_link_remove(&c->link); /* a pool destroyed from on_done must not cancel us */
-    uint64_t ttft_us = c->t_first_us ? c->t_first_us - c->t_start_us : 0;
+    uint64_t ttft_us = c->t_first_us ? c->t_first_us - c->t_sent_us : 0;
     /* the pool learns the outcome first, so a retry from on_done sees the backend's new state */
     lv_backend_report_t rep = {
         .end = c->err_rc ? c->err_end : LV_BACKEND_END_OK,
@@ -699,10 +709,10 @@ static void main_finish(lv_chat_t *c)
 
     lv_chat_result_t res;
     memset(&res, 0, sizeof res);
-    res.rc = c->err_rc;
+    res.rc = c->err_rc ? c->err_rc : c->text_short ? LV_ENOMEM : 0;
     if (res.rc) {
         res.error_code = res.rc == LV_ETIMEDOUT ? "backend_timeout" : "backend_error";
-        res.error_message = c->err_msg;
+        res.error_message = c->err_rc ? c->err_msg : "out of memory";
     }
     res.http_status = (int)c->http_status;
     res.text = c->text.data ? c->text.data : "";
@@ -742,18 +752,23 @@ static void main_turn(lv_lane_item_t *it)
     lv_lane_lock(c->lane);
     lv_buf_t got = c->pend;
     c->pend = c->taken;
+    size_t delta_len = c->pend_delta_len;
+    c->pend_delta_len = 0;
     uint64_t first_us = c->pend_first_us;
     c->pend_first_us = 0;
     int done = c->io_done;
+    uint64_t sent_us = c->t_sent_us;
     lv_lane_unlock(c->lane);
     if (first_us)
-        first_token_seen(c, first_us);
+        first_token_seen(c, true, first_us - sent_us);
     if (got.len) {
         size_t from = c->text.len;
-        int rc = lv_buf_append(&c->text, got.data, got.len); /* within the cap the I/O side keeps */
-        /* after an error the text still completes the partial answer, without a delta */
-        if (!rc && c->cb.on_delta && !(done && c->err_rc))
-            c->cb.on_delta(c->ud, c->text.data + from, got.len);
+        /* within the cap the I/O side keeps; after an error the rest of the text still completes
+         * the partial answer, without a delta */
+        if (lv_buf_append(&c->text, got.data, got.len) != 0)
+            c->text_short = 1; /* the outcome says so: the answer is not whole */
+        else if (c->cb.on_delta && delta_len)
+            c->cb.on_delta(c->ud, c->text.data + from, delta_len);
     }
     lv_buf_reset(&got);
     c->taken = got; /* the I/O side no longer sees it until the next swap */
@@ -772,7 +787,7 @@ void lv_chat_cancel(lv_chat_t *c)
         return;
     c->main_done = 1;
     lv_pool_link_remove(&c->link);
-    first_token_seen(c, 0);
+    first_token_seen(c, false, 0);
     if (c->b->inflight > 0)
         c->b->inflight--;
     lv_backend_report_t rep = {.end = LV_BACKEND_END_CANCEL, .probe = c->probe};
@@ -905,7 +920,6 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     if ((rc = trace_lines(c, req->trace)) != 0)
         goto out;
 
-    c->t_start_us = lv_now_us();
     lv_pool_link_add(pool, &c->link, on_pool_cancel);
     b->inflight++;
     b->awaiting_first++;
@@ -923,9 +937,7 @@ out:
         lv_backend_report_t rep = {.end = LV_BACKEND_END_CANCEL, .probe = 1};
         lv_backend_report(b, &rep);
     }
-    if (c) { /* never shared: its one reference goes, and with it the lane's count of it */
-        c->item.refs = 1;
-        lv_lane_unref(c->lane, &c->item);
-    }
+    if (c)
+        lv_lane_item_drop(c->lane, &c->item); /* never posted: it goes at once */
     return rc;
 }

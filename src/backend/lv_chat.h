@@ -49,7 +49,9 @@ typedef struct {
 /** The outcome, handed to on_done. Every pointer is owned by the chat and valid only during
  * on_done: copy what you keep. */
 typedef struct {
-    int rc;                      /* 0, LV_EBACKEND, LV_ETIMEDOUT, LV_ENOMEM */
+    int rc;                      /* 0, LV_EBACKEND, LV_ETIMEDOUT, LV_ENOMEM; LV_EIO when the
+                                  * request could not be started ("could not start the request":
+                                  * curl refused the handle, or the body could not be built) */
     const char *error_code;      /* "backend_error" / "backend_timeout"; NULL when rc == 0 */
     const char *error_message;   /* human text, NULL when rc == 0: "backend returned HTTP 500:
                                   * <first 200 chars of its error message>", "malformed stream",
@@ -106,8 +108,10 @@ typedef struct {
  * LV_ETIMEDOUT: connect, first token, total, and a stream that goes silent after its first token
  * for stream_idle_timeout_ms (the transfer is dropped, so the backend frees its slot).
  * b->awaiting_first counts the request until its first token (lv_backend_first_token feeds the
- * window's growth on demand with that token's TTFT as it arrives). When the backend cannot be reached (refused, unresolvable, connect timeout, TLS
- * handshake) it is also marked down (lv_backend_mark_down). No retries here.
+ * window's growth on demand with that token's TTFT as it arrives; TTFT and total_us run from
+ * when the transfer was added on the lane, not from this call). When the backend cannot be
+ * reached (refused, unresolvable, connect timeout, TLS handshake) it is also marked down
+ * (lv_backend_mark_down). No retries here.
  * *out (may be NULL) receives the handle for lv_chat_cancel(); it is valid until on_done returns
  * or lv_chat_cancel() is called.
  * Returns 0; LV_EINVAL (bad arguments: no on_done, empty or > 256-byte model, invalid UTF-8);
@@ -116,10 +120,10 @@ typedef struct {
 int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, const lv_chat_cb_t *cb,
                   void *ud, lv_chat_t **out);
 
-/** Abort a chat: the transfer is dropped (the connection closed), b->inflight is given back, and
- * no callback of this chat fires afterwards. The handle is invalid after the call. Must not be
- * called from inside this chat's own callbacks (on_done: the chat is already finishing).
- * NULL is ignored. */
+/** Abort a chat: b->inflight is given back at once and no callback of this chat fires afterwards;
+ * the transfer is dropped (its connection closed) on the lane's next turn. The handle is invalid
+ * after the call. Must not be called from inside this chat's own callbacks (on_done: the chat is
+ * already finishing). NULL is ignored. */
 void lv_chat_cancel(lv_chat_t *chat);
 
 #endif

@@ -470,8 +470,8 @@ const char *lv_http_describe(CURL *easy, CURLcode rc, const char *errbuf, char *
             snprintf(out, out_size, "connect timed out");
         else if (os_errno == EHOSTUNREACH || os_errno == ENETUNREACH)
             snprintf(out, out_size, "no route to host");
-        else if (os_errno)
-            snprintf(out, out_size, "cannot connect: %s", strerror((int)os_errno));
+        else if (os_errno) /* uv_strerror, not strerror: this runs on two loops' threads */
+            snprintf(out, out_size, "cannot connect: %s", uv_strerror(-(int)os_errno));
         else
             snprintf(out, out_size, "cannot connect");
         break;

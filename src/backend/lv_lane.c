@@ -20,6 +20,8 @@ struct lv_lane {
     bool stopping;               /* under lock */
     uv_async_t io_async, main_async;
     uv_timer_t soon_timer;       /* on the I/O loop: moves soon_q to main_q */
+    uv_check_t io_check;         /* threaded: notes when each turn's work began (io_thread) */
+    uint64_t io_woke_ns;
     lv_queue_t soon_q;           /* the I/O side's own: items to post within LV_LANE_BATCH_MS */
     int open_handles;            /* main-loop handles still to close before the memory goes */
     size_t live_items;           /* made and not yet freed (under lock): an item's last reference
@@ -66,6 +68,14 @@ void lv_lane_unref(lv_lane_t *lane, lv_lane_item_t *it)
     uv_mutex_unlock(&lane->lock);
     if (last)
         lane_free(lane);
+}
+
+void lv_lane_item_drop(lv_lane_t *lane, lv_lane_item_t *it)
+{
+    uv_mutex_lock(&lane->lock);
+    it->refs = 1;
+    uv_mutex_unlock(&lane->lock);
+    lv_lane_unref(lane, it);
 }
 
 void lv_lane_post_io(lv_lane_t *lane, lv_lane_item_t *it)
@@ -183,6 +193,7 @@ static void on_io_async(uv_async_t *a)
          * thread's uv_run returns */
         flush_soon(lane);
         uv_close((uv_handle_t *)&lane->soon_timer, NULL);
+        uv_close((uv_handle_t *)&lane->io_check, NULL);
         lv_http_destroy(lane->io_http);
         lane->io_http = NULL;
         uv_close((uv_handle_t *)a, NULL);
@@ -191,11 +202,30 @@ static void on_io_async(uv_async_t *a)
 
 static void on_main_async(uv_async_t *a) { drain(a->data, false, true); }
 
+/* The I/O thread's loop, paced: after a wake-up it lets LV_LANE_IO_PACE_MS pass (work included)
+ * before it polls again, so what arrives meanwhile (the next tokens of every stream, new requests) is read in one
+ * go. Without it the thread woke once per token at light load, and a wake-up is a context switch
+ * (on this VM, most of a token's cost: 1,200 against 820 µs per frame at 50 sessions with one
+ * loop). Idle, it sleeps in epoll as usual; busy, each poll already returns many events, so the
+ * pause costs nothing there. Reads and new requests wait at most that long. */
 static void io_thread(void *arg)
 {
     lv_lane_t *lane = arg;
+#ifdef __GLIBC__
     pthread_setname_np(pthread_self(), "lv-backend"); /* for top -H, perf and /proc/PID/task */
-    uv_run(lane->io_loop, UV_RUN_DEFAULT);
+#endif
+    while (uv_run(lane->io_loop, UV_RUN_ONCE)) {
+        uint64_t spent_ms = (uv_hrtime() - lane->io_woke_ns) / 1000000u;
+        if (spent_ms < LV_LANE_IO_PACE_MS)
+            uv_sleep((unsigned)(LV_LANE_IO_PACE_MS - spent_ms));
+    }
+}
+
+/* Right after the I/O loop's poll returned: when this turn's work began. */
+static void on_io_check(uv_check_t *h)
+{
+    lv_lane_t *lane = h->data;
+    lane->io_woke_ns = uv_hrtime();
 }
 
 static void on_closed(uv_handle_t *h);
@@ -247,9 +277,14 @@ int lv_lane_create(uv_loop_t *main_loop, lv_http_t *main_http, bool threaded, lv
     lane->io_async.data = lane;
     uv_timer_init(lane->io_loop, &lane->soon_timer);
     lane->soon_timer.data = lane;
+    uv_check_init(lane->io_loop, &lane->io_check);
+    lane->io_check.data = lane;
+    uv_check_start(&lane->io_check, on_io_check);
+    uv_unref((uv_handle_t *)&lane->io_check); /* it does not keep the loop alive */
     if (uv_thread_create(&lane->thread, io_thread, lane) != 0) {
         uv_close((uv_handle_t *)&lane->io_async, NULL);
         uv_close((uv_handle_t *)&lane->soon_timer, NULL);
+        uv_close((uv_handle_t *)&lane->io_check, NULL);
         goto fail_loop;
     }
     *out = lane;

@@ -30,6 +30,8 @@ typedef struct lv_lane lv_lane_t;
 
 /* How long the I/O side may hold a batch for the main side (lv_lane_post_main_soon). */
 #define LV_LANE_BATCH_MS 16
+/* A threaded I/O side polls at most this often while busy (lv_lane.c io_thread). */
+#define LV_LANE_IO_PACE_MS 4
 
 typedef struct lv_lane_item {
     lv_queue_t io_link, main_link;              /* under the lane's lock */
@@ -77,6 +79,9 @@ void lv_lane_post_main(lv_lane_t *lane, lv_lane_item_t *it);
  * a few milliseconds (a streamed answer's next words: the page gets them every 40 ms anyway);
  * lv_lane_post_main for what cannot (a first token, an outcome). */
 void lv_lane_post_main_soon(lv_lane_t *lane, lv_lane_item_t *it);
+
+/** An item that was never posted goes at once, whatever its references (a start that failed). */
+void lv_lane_item_drop(lv_lane_t *lane, lv_lane_item_t *it);
 
 /** Drop one reference; the last one runs free_fn (outside the lock). */
 void lv_lane_unref(lv_lane_t *lane, lv_lane_item_t *it);

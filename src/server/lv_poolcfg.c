@@ -35,15 +35,24 @@ int lv_poolcfg_add(lv_pool_t *pool, const lv_config_t *cfg)
     return 0;
 }
 
-int lv_poolcfg_thread(lv_pool_t *pool, const lv_config_t *cfg)
+int lv_poolcfg_thread(lv_pool_t *pool, const lv_config_t *cfg, bool sends_requests)
 {
     /* docs/internals/threads.md: libcurl, the backend sockets and SSE parsing were most of the
      * loop's work; on one CPU a second thread would only add hand-overs */
-    bool on = cfg->backend_thread < 0 ? uv_available_parallelism() > 1 : cfg->backend_thread == 1;
-    int rc = lv_pool_use_thread(pool, on);
+    bool automatic = cfg->backend_thread < 0;
+    bool on = automatic ? uv_available_parallelism() > 1 && sends_requests : cfg->backend_thread == 1;
+    if (!on)
+        return 0;
+    int rc = lv_pool_use_thread(pool, true);
+    if (rc && automatic) { /* e.g. a container's thread limit: one loop still works */
+        LV_WARN("could not start the backend I/O thread (%s): backend requests run on the main loop",
+                lv_strerror(rc));
+        return 0;
+    }
     if (rc)
-        LV_ERROR("could not start the backend I/O thread (--backend-thread off runs without it)");
-    else if (on)
+        LV_ERROR("could not start the backend I/O thread (%s); --backend-thread off runs without it",
+                 lv_strerror(rc));
+    else
         LV_INFO("backend requests run on their own thread (--backend-thread)");
     return rc;
 }

@@ -10,8 +10,10 @@
  * a key's environment variable is unset, or the pool's error. */
 int lv_poolcfg_add(lv_pool_t *pool, const lv_config_t *cfg);
 
-/** --backend-thread: run pool's chats on a backend I/O thread (auto: when this machine has more
- * than one CPU). Before any chat. Logs which; LV_EIO/LV_ENOMEM when the thread cannot start. */
-int lv_poolcfg_thread(lv_pool_t *pool, const lv_config_t *cfg);
+/** --backend-thread: run pool's chats on a backend I/O thread. auto: when this machine has more
+ * than one CPU and the process sends backend requests (sends_requests: not a cluster frontend
+ * without a worker of its own), and a thread that cannot start is logged and done without.
+ * Before any chat. 0, or LV_EIO/LV_ENOMEM when an explicit --backend-thread on cannot start. */
+int lv_poolcfg_thread(lv_pool_t *pool, const lv_config_t *cfg, bool sends_requests);
 
 #endif

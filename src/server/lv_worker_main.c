@@ -446,7 +446,7 @@ int lv_worker_main(const char *prog, int argc, char **argv)
     }
     if (lv_poolcfg_add(m->pool, &m->cfg) != 0)
         return 2;
-    if (lv_poolcfg_thread(m->pool, &m->cfg) != 0)
+    if (lv_poolcfg_thread(m->pool, &m->cfg, true) != 0)
         return 1;
     if (listen_metrics(m, err, sizeof(err)) != 0) {
         fprintf(stderr, "livevlm worker: %s\n", err);
