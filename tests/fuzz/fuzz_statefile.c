@@ -6,7 +6,7 @@
  * encode and parse back; a line the line parser accepts re-encodes to a line that parses to the
  * same encoding.
  * fuzz-sources: src/proto/lv_statefile.c src/proto/lv_settings.c src/common/lv_common.c
- * fuzz-sources: src/common/lv_utf8.c src/proto/lv_rtspurl.c
+ * fuzz-sources: src/common/lv_utf8.c src/proto/lv_rtspurl.c src/common/lv_buf.c src/common/lv_json_str.c
  */
 #include <openssl/evp.h>
 #include <stdint.h>
