@@ -39,7 +39,6 @@ struct lv_http {
     lv_queue_t sockets;   /* sock_t not yet closed */
     lv_hmap_t conn_socks; /* sock_t that curl opened for a connection, by descriptor; bounded by
                            * curl's open connections (its cache and the transfers in flight) */
-    lv_queue_t deferred;  /* lv_http_defer_t to run after the current curl call */
     int in_curl;          /* > 0 while a curl_multi_socket_action() runs */
     int destroying;
 };
@@ -128,16 +127,6 @@ static sock_t *conn_sock_find(lv_http_t *h, curl_socket_t fd)
     return n ? LV_CONTAINER_OF(n, sock_t, node) : NULL;
 }
 
-static void run_deferred(lv_http_t *h)
-{
-    while (!lv_queue_empty(&h->deferred)) {
-        lv_queue_t *q = lv_queue_head(&h->deferred);
-        lv_queue_remove(q);
-        lv_http_defer_t *d = LV_CONTAINER_OF(q, lv_http_defer_t, link);
-        d->fn(d); /* may free d's owner: d is not touched afterwards */
-    }
-}
-
 /* Hand out every finished transfer. Runs outside curl, after each socket_action. */
 static void drain_done(lv_http_t *h)
 {
@@ -171,7 +160,6 @@ static void socket_action(lv_http_t *h, curl_socket_t fd, int flags)
     h->in_curl--;
     if (mc != CURLM_OK)
         LV_WARN("http: curl_multi_socket_action: %s", curl_multi_strerror(mc));
-    run_deferred(h);
     drain_done(h);
 }
 
@@ -302,7 +290,6 @@ int lv_http_create(uv_loop_t *loop, lv_http_t **out)
     h->loop = loop;
     lv_queue_init(&h->transfers);
     lv_queue_init(&h->sockets);
-    lv_queue_init(&h->deferred);
     if ((rc = lv_hmap_init(&h->conn_socks, 0)) != 0)
         goto out;
     /* Process-wide init; a no-op after the first call. The lead may also call it in main. */
@@ -357,8 +344,6 @@ void lv_http_destroy(lv_http_t *h)
         h->n_transfers--;
         free(x);
     }
-    while (!lv_queue_empty(&h->deferred))
-        lv_queue_remove(lv_queue_head(&h->deferred));
     /* Cached connections are closed here; curl may or may not report them as CURL_POLL_REMOVE,
      * so whatever is still watched afterwards is closed by us. */
     curl_multi_cleanup(h->multi);
@@ -430,24 +415,6 @@ int lv_http_remove(lv_http_t *h, CURL *easy)
     h->n_transfers--;
     free(x);
     return 0;
-}
-
-void lv_http_defer_init(lv_http_defer_t *d, void (*fn)(lv_http_defer_t *d))
-{
-    lv_queue_init(&d->link);
-    d->fn = fn;
-}
-
-void lv_http_defer(lv_http_t *h, lv_http_defer_t *d)
-{
-    if (!lv_queue_linked(&d->link))
-        lv_queue_insert_tail(&h->deferred, &d->link);
-}
-
-void lv_http_defer_cancel(lv_http_defer_t *d)
-{
-    if (lv_queue_linked(&d->link))
-        lv_queue_remove(&d->link);
 }
 
 const char *lv_http_describe(CURL *easy, CURLcode rc, const char *errbuf, char *out, size_t out_size)

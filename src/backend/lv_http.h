@@ -5,9 +5,10 @@
  * - Everything runs on the loop thread; no function here is thread-safe.
  * - "Inside curl" means inside a libcurl callback (write, header, ...) of a transfer of this
  *   lv_http_t. There, only buffer work and uv timer calls are allowed: no lv_http_add/remove, no
- *   curl_easy_cleanup. lv_http_defer() is the way out: it runs a function right after curl returns.
- * - Done callbacks and deferred functions run outside curl, where everything below may be called,
- *   except lv_http_destroy(). */
+ *   curl_easy_cleanup: a write callback that must stop its transfer returns 0, and whoever must
+ *   act on what it parsed does so after curl returns (lv_chat hands it to its lane).
+ * - Done callbacks run outside curl, where everything below may be called, except
+ *   lv_http_destroy(). */
 #ifndef LV_HTTP_H
 #define LV_HTTP_H
 
@@ -32,7 +33,7 @@ int lv_http_create(uv_loop_t *loop, lv_http_t **out);
 /** Remove every transfer (their done callbacks never fire; the owners of the easy handles still
  * free them), clean up the multi handle and close the uv handles. The memory goes once the loop
  * has run the close callbacks, so run the loop afterwards. Must not be called inside curl or from
- * a done callback / deferred function. NULL is ignored. */
+ * a done callback. NULL is ignored. */
 void lv_http_destroy(lv_http_t *h);
 
 /** Start a transfer. The caller keeps ownership of easy and everything it points at (body,
@@ -47,27 +48,8 @@ int lv_http_add(lv_http_t *h, CURL *easy, lv_http_done_cb done, void *ud);
 
 /** Abort a transfer: afterwards done will not fire and the caller may free easy. LV_ENOTFOUND
  * when easy is not a transfer of h (e.g. it has already finished), LV_EAGAIN when called inside
- * curl (nothing is done then: make the write callback fail instead, or defer). */
+ * curl (nothing is done then: make the write callback fail instead). */
 int lv_http_remove(lv_http_t *h, CURL *easy);
-
-/** A function to run right after the current libcurl call returns to lv_http, before the done
- * callbacks that the same call produced. Embed it in the object it belongs to. */
-typedef struct lv_http_defer {
-    lv_queue_t link;
-    void (*fn)(struct lv_http_defer *d);
-} lv_http_defer_t;
-
-/** Initialise d (unlinked). Call once before any other use. */
-void lv_http_defer_init(lv_http_defer_t *d, void (*fn)(lv_http_defer_t *d));
-
-/** Queue d to run once after the current curl call. Meant for write/header callbacks (inside
- * curl). Outside curl it runs after the next curl call of h, which may be much later. Queuing a
- * queued d does nothing. fn runs outside curl, may free the object holding d, and may queue d
- * again (it then runs after the next curl call). */
-void lv_http_defer(lv_http_t *h, lv_http_defer_t *d);
-
-/** Unqueue d if it is queued (call before freeing the object that holds it). */
-void lv_http_defer_cancel(lv_http_defer_t *d);
 
 /** Short human text for a failed transfer: "connection refused", "connect timed out",
  * "timed out", "cannot resolve host", "TLS error: ...", else curl's own text. easy (may be NULL)

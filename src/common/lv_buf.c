@@ -108,3 +108,13 @@ void lv_buf_truncate(lv_buf_t *b, size_t len)
     if (b->data)
         b->data[len] = '\0';
 }
+
+int lv_buf_append_u64(lv_buf_t *b, uint64_t v)
+{
+    char d[20]; /* UINT64_MAX has 20 digits */
+    size_t n = sizeof(d);
+    do
+        d[--n] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    return lv_buf_append(b, d + n, sizeof(d) - n);
+}

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* data is always NUL-terminated (one spare byte beyond len) once anything was appended,
  * so text can be passed to C string APIs. The owner frees it with lv_buf_free(). */
@@ -21,6 +22,8 @@ int lv_buf_reserve(lv_buf_t *b, size_t extra);
 /** Append bytes; all or nothing. */
 int lv_buf_append(lv_buf_t *b, const void *p, size_t n);
 int lv_buf_append_str(lv_buf_t *b, const char *s);
+/** v in decimal, without printf (hot message and state-file writers); all or nothing. */
+int lv_buf_append_u64(lv_buf_t *b, uint64_t v);
 /** printf-style append; all or nothing. */
 int lv_buf_printf(lv_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int lv_buf_vprintf(lv_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

@@ -95,15 +95,10 @@ static int put_str(lv_buf_t *b, const char *key, const char *v)
 
 static int put_u64(lv_buf_t *b, const char *key, uint64_t v)
 {
-    char d[24];
-    size_t n = sizeof(d);
     if (v > INT64_MAX) /* JSON readers (jansson's included) stop at int64 */
         return LV_EINVAL;
-    do
-        d[--n] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
     int rc = put_key(b, key);
-    return rc ? rc : lv_buf_append(b, d + n, sizeof(d) - n);
+    return rc ? rc : lv_buf_append_u64(b, v);
 }
 
 static int put_int(lv_buf_t *b, const char *key, int v)

@@ -46,15 +46,6 @@ static size_t str_worst(size_t n) { return 6 * n + 2; }
 
 static int put(lv_buf_t *w, const char *s) { return lv_buf_append(w, s, strlen(s)); }
 
-static int put_u64(lv_buf_t *w, uint64_t v)
-{
-    char d[20];
-    size_t n = sizeof(d);
-    do
-        d[--n] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    return lv_buf_append(w, d + n, sizeof(d) - n);
-}
 
 /* v with 3 decimals, as "%.3f" would write it for the durations these messages carry, without
  * printf (two vsnprintf passes per field through lv_buf_printf were most of a message's cost).
@@ -96,7 +87,7 @@ lv_msg_t *lv_outmsg_credit(uint32_t credit_id)
     lv_msg_t *m = lv_msg_text_start(64, &w);
     if (!m)
         return NULL;
-    if (put(&w, "{\"type\":\"credit\",\"credit_id\":") || put_u64(&w, credit_id) || put(&w, "}")) {
+    if (put(&w, "{\"type\":\"credit\",\"credit_id\":") || lv_buf_append_u64(&w, credit_id) || put(&w, "}")) {
         lv_msg_unref(m);
         return NULL;
     }
@@ -109,8 +100,8 @@ lv_msg_t *lv_outmsg_queued(size_t position, size_t queued)
     lv_msg_t *m = lv_msg_text_start(96, &w);
     if (!m)
         return NULL;
-    if (put(&w, "{\"type\":\"queued\",\"position\":") || put_u64(&w, position) || put(&w, ",\"queued\":") ||
-        put_u64(&w, queued) || put(&w, "}")) {
+    if (put(&w, "{\"type\":\"queued\",\"position\":") || lv_buf_append_u64(&w, position) || put(&w, ",\"queued\":") ||
+        lv_buf_append_u64(&w, queued) || put(&w, "}")) {
         lv_msg_unref(m);
         return NULL;
     }
@@ -122,7 +113,7 @@ static int write_answer_start(lv_buf_t *w, const void *ctx)
     const lv_job_t *job = ctx;
     int rc = put(w, "{\"type\":\"answer_start\",\"answer_id\":");
     if (!rc)
-        rc = put_u64(w, job->answer_id);
+        rc = lv_buf_append_u64(w, job->answer_id);
     if (!rc)
         rc = put(w, ",\"backend\":");
     if (!rc)
@@ -143,7 +134,7 @@ static int write_answer_start(lv_buf_t *w, const void *ctx)
     if (!rc && job->frame && job->frame->share_key && strncmp(job->settings.source, "camera:", 7) == 0) {
         rc = put(w, ",\"camera_frame\":");
         if (!rc)
-            rc = put_u64(w, job->frame->share_key & 0xffffffffu);
+            rc = lv_buf_append_u64(w, job->frame->share_key & 0xffffffffu);
     }
     if (!rc)
         rc = put(w, "}");
@@ -167,7 +158,7 @@ static int write_delta(lv_buf_t *w, const void *ctx)
     const delta_ctx_t *d = ctx;
     int rc = put(w, "{\"type\":\"delta\",\"answer_id\":");
     if (!rc)
-        rc = put_u64(w, d->answer_id);
+        rc = lv_buf_append_u64(w, d->answer_id);
     if (!rc)
         rc = put(w, ",\"text\":");
     if (!rc)
@@ -199,7 +190,7 @@ static int put_field_ms(lv_buf_t *w, const char *name, double v)
 static int put_field_u64(lv_buf_t *w, const char *name, uint64_t v)
 {
     int rc = put(w, name);
-    return rc ? rc : put_u64(w, v);
+    return rc ? rc : lv_buf_append_u64(w, v);
 }
 
 static int write_answer(lv_buf_t *w, const void *ctx)
@@ -242,7 +233,7 @@ static int write_answer(lv_buf_t *w, const void *ctx)
     if (!rc && r->tokens < 0)
         rc = put(w, "-");
     if (!rc)
-        rc = put_u64(w, r->tokens < 0 ? (uint64_t)(-(int64_t)r->tokens) : (uint64_t)r->tokens);
+        rc = lv_buf_append_u64(w, r->tokens < 0 ? (uint64_t)(-(int64_t)r->tokens) : (uint64_t)r->tokens);
     if (!rc)
         rc = put(w, ",\"backend\":");
     if (!rc)
@@ -301,7 +292,7 @@ lv_msg_t *lv_outmsg_answer_cancelled(uint64_t answer_id, const char *reason)
     lv_msg_t *m = lv_msg_text_start(96 + str_worst(n), &w);
     if (!m)
         return NULL;
-    if (put(&w, "{\"type\":\"answer_cancelled\",\"answer_id\":") || put_u64(&w, answer_id) ||
+    if (put(&w, "{\"type\":\"answer_cancelled\",\"answer_id\":") || lv_buf_append_u64(&w, answer_id) ||
         put(&w, ",\"reason\":") || lv_json_str_append_lossy(&w, reason, n) || put(&w, "}")) {
         lv_msg_unref(m);
         return NULL;
