@@ -41,11 +41,6 @@ lv_opt lvargs --backend-adaptive fake=off
 ncpu=$(nproc)
 
 # machine-wide CPU use between two snapshots, % of all cores
-snap_stat() { head -1 /proc/stat >"$W/$1.stat"; }
-stat_busy() {
-    awk 'FNR == 1 { f++; idle[f] = $5 + $6; t[f] = 0; for (i = 2; i <= NF; i++) t[f] += $i }
-         END { dt = t[2] - t[1]; printf "%.0f", (dt > 0 ? 100 * (1 - (idle[2] - idle[1]) / dt) : 0) }' "$W/$1.stat" "$W/$2.stat"
-}
 
 # sleep_until T0 EXPR: sleep until EXPR seconds after the $EPOCHREALTIME value T0 (not at all if past)
 sleep_until() {
@@ -54,27 +49,6 @@ sleep_until() {
     sleep "$left"
 }
 
-# Per-thread CPU: livevlm is not one thread (libuv's pool, the database thread, and perhaps a
-# backend I/O loop), so "X % of a core" of the process says nothing about whether one loop is
-# full. snap_threads TAG PID writes "tid ticks comm" for each thread; thread_busiest A B PID DT
-# prints "pct tid comm ran total": the busiest thread's % of a core between the snapshots, its
-# name, how many threads used any CPU and how many there were. Fields are read after the last
-# ')' of stat, so a comm with spaces cannot shift them (utime, stime are then fields 12, 13).
-# The file path's next-to-last part is the thread id.
-snap_threads() { # one awk over every thread's stat: few forks, so the snapshot stays short
-    awk '{ c = "?"; if (match($0, /\(.*\)/)) c = substr($0, RSTART + 1, RLENGTH - 2); gsub(/ /, "_", c)
-           n = split(FILENAME, p, "/"); line = $0; sub(/.*\) /, "", line); split(line, f, " ")
-           print p[n - 1], f[12] + f[13], c }' /proc/$2/task/*/stat >"$W/$1.thr" 2>/dev/null || true
-}
-thread_busiest() {
-    awk -v pid="$3" -v dt="$4" -v hz="$CLK_TCK" '
-        FNR == 1 { f++ }
-        f == 1 { a[$1] = $2; next }
-        { d = $2 - ($1 in a ? a[$1] : 0); n++; if (d > 0) ran++
-          if (d > best || bt == "") { best = d; bt = $1; bc = $3 } }
-        END { if (bc == "") bc = "?"
-              printf "%.0f %s %s %d %d\n", (dt > 0 ? 100 * best / hz / dt : 0), bt, (bt == pid ? "main" : bc), ran, n }' "$W/$1.thr" "$W/$2.thr"
-}
 
 {
     echo "## 1. Capacity: sessions at 1 frame/s, backend never the limit"

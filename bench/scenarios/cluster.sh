@@ -145,11 +145,6 @@ wait_cluster() {
 }
 
 # machine-wide CPU between two snapshots: busy % of all cores
-snap_stat() { head -1 /proc/stat >"$W/$1.stat"; }
-stat_busy() {
-    awk 'FNR == 1 { f++; idle[f] = $5 + $6; t[f] = 0; for (i = 2; i <= NF; i++) t[f] += $i }
-         END { dt = t[2] - t[1]; printf "%.0f", (dt > 0 ? 100 * (1 - (idle[2] - idle[1]) / dt) : 0) }' "$W/$1.stat" "$W/$2.stat"
-}
 # irq + softirq time between two snapshots, % of a core: the kernel's work for loopback traffic
 # that no process is charged for (part of "other load")
 stat_soft() {

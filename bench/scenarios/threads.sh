@@ -26,9 +26,6 @@ sum="$OUT/threads.summary"
 W="$BENCH_TMP/thr"
 mkdir -p "$W"
 
-# per-thread CPU ticks of PID: "name ticks" per line (threads named by prctl: livevlm, lv-backend, ...)
-thread_ticks() { for d in /proc/$1/task/*; do [ -r "$d/stat" ] && echo "$(cat "$d/comm" 2>/dev/null | tr ' ' _) $(awk '{ print $14 + $15 }' "$d/stat" 2>/dev/null || echo 0)"; done; }
-machine_ticks() { head -1 /proc/stat; }
 
 if ! lv_has --backend-thread; then
     { echo "## 12. One loop against the backend I/O thread"; echo; echo "This livevlm build has no --backend-thread: skipped."; } >"$md"
@@ -42,8 +39,8 @@ fi
     echo "\`--backend-thread off\` (everything on the main loop) against \`on\` (backend transfers, SSE parsing and request"
     echo "bodies on their own thread; docs/internals/threads.md), back to back at each step. fakevlm: 1024 slots, ${FLOOR_MS} ms"
     echo "service floor; livevlm window fixed at 1024; ${WARM} s warm-up, ${DUR} s measured. The thread columns are each"
-    echo "thread's share of one core over the window (the main loop is the thread named livevlm with the most CPU; other"
-    echo "livevlm-named threads are the database thread and libuv's pool). All processes share the $(nproc) cores."
+    echo "thread's share of one core over the window (the main loop is the process's first thread; the other"
+    echo "livevlm threads are the database thread and libuv's pool). All processes share the $(nproc) cores."
     echo
     echo "| mode | sessions | backend thread | answers (of expected) | client p50 / p99 (floor ${FLOOR_MS} ms) | livevlm CPU/frame | main loop | backend thread | machine CPU |"
     echo "|---|---|---|---|---|---|---|---|---|"
@@ -69,22 +66,22 @@ for mode in $MODES; do
             lgpid=$!
             BENCH_PIDS+=("$lgpid"); src_i=$((src_i + 1))
             sleep $((ramp + WARM)).4
-            scrape "$W/a-$tag.prom"; thread_ticks $LV_PID >"$W/a-$tag.thr"; machine_ticks >"$W/a-$tag.stat"
+            scrape "$W/a-$tag.prom"; snap_threads a-$tag $LV_PID; snap_stat a-$tag
             t0=$(date +%s.%N)
             sleep $((DUR - 1)).2
-            scrape "$W/b-$tag.prom"; thread_ticks $LV_PID >"$W/b-$tag.thr"; machine_ticks >"$W/b-$tag.stat"
+            scrape "$W/b-$tag.prom"; snap_threads b-$tag $LV_PID; snap_stat b-$tag
             t1=$(date +%s.%N)
             wait $lgpid || true
             stop_pid $LV_PID
             dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
             frames=$(mdelta "$W/a-$tag.prom" "$W/b-$tag.prom" livevlm_frames_total)
-            # per thread: ticks in the window; main = the busiest thread named livevlm
-            read -r total main back <<<"$(awk -v hz=$CLK_TCK -v dt="$dt" '
-                FNR == NR { a[FNR] = $2; n[FNR] = $1; next }
-                { d = $2 - a[FNR]; tot += d; if ($1 == "lv-backend") b += d; else if ($1 == "livevlm" && d > m) m = d }
+            # per thread ("tid ticks comm", lib.sh snap_threads): the main loop is the thread whose
+            # id is the process id; the backend thread is named lv-backend
+            read -r total main back <<<"$(awk -v hz=$CLK_TCK -v dt="$dt" -v pid=$LV_PID '
+                FNR == NR { a[$1] = $2; next }
+                { d = $2 - ($1 in a ? a[$1] : 0); tot += d; if ($3 == "lv-backend") b += d; else if ($1 == pid) m = d }
                 END { printf "%.3f %.0f %.0f", tot / hz, 100 * m / hz / dt, 100 * b / hz / dt }' "$W/a-$tag.thr" "$W/b-$tag.thr")"
-            busy=$(awk 'FNR == 1 { f++; idle[f] = $5 + $6; t[f] = 0; for (i = 2; i <= NF; i++) t[f] += $i }
-                END { dt = t[2] - t[1]; printf "%.0f", (dt > 0 ? 100 * (1 - (idle[2] - idle[1]) / dt) : 0) }' "$W/a-$tag.stat" "$W/b-$tag.stat")
+            busy=$(stat_busy a-$tag b-$tag)
             per=$(awk -v c="$total" -v f="${frames:-0}" 'BEGIN { printf "%.0f", (f > 0 ? c * 1e6 / f : 0) }')
             if [ -s "$lgout" ]; then
                 ans=$(jqn "$lgout" .answers) exp=$(jqn "$lgout" .answers_expected)
