@@ -86,23 +86,21 @@ static void session_send_json(lv_session_t *s, json_t *obj)
     lv_msg_unref(m);
 }
 
-static void conn_send_json(lv_conn_t *c, json_t *obj)
-{
-    lv_msg_t *m = lv_msg_from_json(obj);
-    json_decref(obj);
-    if (!m)
-        return;
-    lv_conn_send(c, m);
-    lv_msg_unref(m);
-}
-
-/* Send a built message (lv_outmsg.h) to c and drop the builder's reference; NULL is ignored. */
+/* Send a built message (lv_outmsg.h, lv_msg_from_json) to c and drop the builder's reference;
+ * NULL (the build failed) is ignored. */
 static void conn_send_msg(lv_conn_t *c, lv_msg_t *m)
 {
     if (!m)
         return;
     lv_conn_send(c, m);
     lv_msg_unref(m);
+}
+
+static void conn_send_json(lv_conn_t *c, json_t *obj)
+{
+    lv_msg_t *m = lv_msg_from_json(obj);
+    json_decref(obj);
+    conn_send_msg(c, m);
 }
 
 /* ---------- session views ---------- */

@@ -79,6 +79,25 @@ static int put_ms(lv_buf_t *w, double v)
 
 static int put_json_str(lv_buf_t *w, const char *s) { return lv_json_str_append(w, s, strlen(s)); }
 
+/* name (the JSON text before the value, e.g. ",\"errors\":"), then the value */
+static int put_field_ms(lv_buf_t *w, const char *name, double v)
+{
+    int rc = put(w, name);
+    return rc ? rc : put_ms(w, v);
+}
+
+static int put_field_u64(lv_buf_t *w, const char *name, uint64_t v)
+{
+    int rc = put(w, name);
+    return rc ? rc : lv_buf_append_u64(w, v);
+}
+
+static int put_field_str(lv_buf_t *w, const char *name, const char *v)
+{
+    int rc = put(w, name);
+    return rc ? rc : put_json_str(w, v);
+}
+
 /* ---------- the messages ---------- */
 
 lv_msg_t *lv_outmsg_credit(uint32_t credit_id)
@@ -87,7 +106,7 @@ lv_msg_t *lv_outmsg_credit(uint32_t credit_id)
     lv_msg_t *m = lv_msg_text_start(64, &w);
     if (!m)
         return NULL;
-    if (put(&w, "{\"type\":\"credit\",\"credit_id\":") || lv_buf_append_u64(&w, credit_id) || put(&w, "}")) {
+    if (put_field_u64(&w, "{\"type\":\"credit\",\"credit_id\":", credit_id) || put(&w, "}")) {
         lv_msg_unref(m);
         return NULL;
     }
@@ -100,8 +119,8 @@ lv_msg_t *lv_outmsg_queued(size_t position, size_t queued)
     lv_msg_t *m = lv_msg_text_start(96, &w);
     if (!m)
         return NULL;
-    if (put(&w, "{\"type\":\"queued\",\"position\":") || lv_buf_append_u64(&w, position) || put(&w, ",\"queued\":") ||
-        lv_buf_append_u64(&w, queued) || put(&w, "}")) {
+    if (put_field_u64(&w, "{\"type\":\"queued\",\"position\":", position) ||
+        put_field_u64(&w, ",\"queued\":", queued) || put(&w, "}")) {
         lv_msg_unref(m);
         return NULL;
     }
@@ -111,31 +130,18 @@ lv_msg_t *lv_outmsg_queued(size_t position, size_t queued)
 static int write_answer_start(lv_buf_t *w, const void *ctx)
 {
     const lv_job_t *job = ctx;
-    int rc = put(w, "{\"type\":\"answer_start\",\"answer_id\":");
+    int rc = put_field_u64(w, "{\"type\":\"answer_start\",\"answer_id\":", job->answer_id);
     if (!rc)
-        rc = lv_buf_append_u64(w, job->answer_id);
+        rc = put_field_str(w, ",\"backend\":", job->backend_id);
     if (!rc)
-        rc = put(w, ",\"backend\":");
+        rc = put_field_str(w, ",\"model\":", job->model);
     if (!rc)
-        rc = put_json_str(w, job->backend_id);
+        rc = put_field_ms(w, ",\"queue_wait_ms\":", job->queue_wait_ms);
     if (!rc)
-        rc = put(w, ",\"model\":");
-    if (!rc)
-        rc = put_json_str(w, job->model);
-    if (!rc)
-        rc = put(w, ",\"queue_wait_ms\":");
-    if (!rc)
-        rc = put_ms(w, job->queue_wait_ms);
-    if (!rc)
-        rc = put(w, ",\"frame_age_ms\":");
-    if (!rc)
-        rc = put_ms(w, job->frame_age_ms);
+        rc = put_field_ms(w, ",\"frame_age_ms\":", job->frame_age_ms);
     /* a camera's sample: its number, for GET /api/v1/cameras/{id}/snapshot?seq= */
-    if (!rc && job->frame && job->frame->share_key && strncmp(job->settings.source, "camera:", 7) == 0) {
-        rc = put(w, ",\"camera_frame\":");
-        if (!rc)
-            rc = lv_buf_append_u64(w, job->frame->share_key & 0xffffffffu);
-    }
+    if (!rc && job->frame && job->frame->share_key && strncmp(job->settings.source, "camera:", 7) == 0)
+        rc = put_field_u64(w, ",\"camera_frame\":", job->frame->share_key & 0xffffffffu);
     if (!rc)
         rc = put(w, "}");
     return rc;
@@ -156,9 +162,7 @@ typedef struct {
 static int write_delta(lv_buf_t *w, const void *ctx)
 {
     const delta_ctx_t *d = ctx;
-    int rc = put(w, "{\"type\":\"delta\",\"answer_id\":");
-    if (!rc)
-        rc = lv_buf_append_u64(w, d->answer_id);
+    int rc = put_field_u64(w, "{\"type\":\"delta\",\"answer_id\":", d->answer_id);
     if (!rc)
         rc = put(w, ",\"text\":");
     if (!rc)
@@ -180,18 +184,6 @@ typedef struct {
     const lv_dispatch_result_t *r;
     const char *request_payload, *response_payload; /* debug: compact JSON text, or NULL */
 } answer_ctx_t;
-
-static int put_field_ms(lv_buf_t *w, const char *name, double v)
-{
-    int rc = put(w, name);
-    return rc ? rc : put_ms(w, v);
-}
-
-static int put_field_u64(lv_buf_t *w, const char *name, uint64_t v)
-{
-    int rc = put(w, name);
-    return rc ? rc : lv_buf_append_u64(w, v);
-}
 
 static int write_answer(lv_buf_t *w, const void *ctx)
 {
@@ -235,13 +227,9 @@ static int write_answer(lv_buf_t *w, const void *ctx)
     if (!rc)
         rc = lv_buf_append_u64(w, r->tokens < 0 ? (uint64_t)(-(int64_t)r->tokens) : (uint64_t)r->tokens);
     if (!rc)
-        rc = put(w, ",\"backend\":");
+        rc = put_field_str(w, ",\"backend\":", job->backend_id);
     if (!rc)
-        rc = put_json_str(w, job->backend_id);
-    if (!rc)
-        rc = put(w, ",\"model\":");
-    if (!rc)
-        rc = put_json_str(w, job->model);
+        rc = put_field_str(w, ",\"model\":", job->model);
     if (!rc)
         rc = put(w, r->streamed ? ",\"streamed\":true}" : ",\"streamed\":false}");
     if (!rc && job->settings.debug) {
@@ -292,7 +280,7 @@ lv_msg_t *lv_outmsg_answer_cancelled(uint64_t answer_id, const char *reason)
     lv_msg_t *m = lv_msg_text_start(96 + str_worst(n), &w);
     if (!m)
         return NULL;
-    if (put(&w, "{\"type\":\"answer_cancelled\",\"answer_id\":") || lv_buf_append_u64(&w, answer_id) ||
+    if (put_field_u64(&w, "{\"type\":\"answer_cancelled\",\"answer_id\":", answer_id) ||
         put(&w, ",\"reason\":") || lv_json_str_append_lossy(&w, reason, n) || put(&w, "}")) {
         lv_msg_unref(m);
         return NULL;
@@ -308,7 +296,7 @@ lv_msg_t *lv_outmsg_frame_dropped(const char *reason, double age_ms)
     if (!m)
         return NULL;
     if (put(&w, "{\"type\":\"frame_dropped\",\"reason\":") || lv_json_str_append_lossy(&w, reason, n) ||
-        put(&w, ",\"age_ms\":") || put_ms(&w, age_ms) || put(&w, "}")) {
+        put_field_ms(&w, ",\"age_ms\":", age_ms) || put(&w, "}")) {
         lv_msg_unref(m);
         return NULL;
     }
