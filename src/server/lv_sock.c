@@ -245,6 +245,7 @@ static void on_peer_eof(lv_sock_t *s)
 static void sock_read(lv_sock_t *s)
 {
     lv_net_t *net = s->net;
+    bool drained = false; /* the last read wanted more from the socket */
     for (int i = 0; i < READS_PER_WAKEUP; i++) {
         if (s->closed || s->eof)
             return;
@@ -264,8 +265,10 @@ static void sock_read(lv_sock_t *s)
             lv_tls_want_t want;
             n = lv_tlsio_read(s->ssl, net->rbuf, room, &want);
             s->tls_read_wants_write = n == LV_EAGAIN && want == LV_TLS_WANT_WRITE;
-            if (n == LV_EAGAIN)
+            if (n == LV_EAGAIN) {
+                drained = true;
                 break;
+            }
         } else {
             n = recv(s->fd, net->rbuf, room, 0);
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -284,8 +287,9 @@ static void sock_read(lv_sock_t *s)
         if (!discard)
             deliver(s, net->rbuf, (size_t)n);
     }
-    /* bytes decrypted but not handed over get no poll wake-up of their own */
-    if (s->ssl && !s->closing && !s->read_paused && lv_tlsio_pending(s->ssl)) {
+    /* input inside OpenSSL (decrypted, or read ahead) gets no poll wake-up of its own; after a
+     * read that wanted more, what it holds is part of a record and the socket's poll covers it */
+    if (s->ssl && !drained && !s->closing && !s->read_paused && lv_tlsio_pending(s->ssl)) {
         s->post_read = true;
         post(s);
     }

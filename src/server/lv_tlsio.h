@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* OpenSSL's read-ahead buffer per connection while it holds input (released when empty): one
+ * frame's worth, like the front door's own read (LV__NET_RBUF). */
+#define LV_TLSIO_READ_AHEAD 65536
+
 /* What an LV_EAGAIN waits for. */
 typedef enum { LV_TLS_WANT_NONE = 0, LV_TLS_WANT_READ, LV_TLS_WANT_WRITE } lv_tls_want_t;
 
@@ -28,8 +32,10 @@ ssize_t lv_tlsio_read(void *ssl, void *buf, size_t len, lv_tls_want_t *want);
 /** Write all of buf[0..len): len, LV_EAGAIN (*want; call again with the same bytes and length),
  * LV_EIO. */
 ssize_t lv_tlsio_write(void *ssl, const void *buf, size_t len, lv_tls_want_t *want);
-/** Bytes already decrypted and waiting inside the SSL object (poll will not report them). */
-size_t lv_tlsio_pending(void *ssl);
+/** True when the SSL object holds input poll will not report: bytes decrypted and not yet read,
+ * or bytes read ahead from the socket (possibly only part of a record: a read may then want more
+ * from the socket, so call again only after a read that did not end in LV_EAGAIN). */
+bool lv_tlsio_pending(void *ssl);
 /** Send close_notify (best effort, once): 0 sent or nothing to do, LV_EAGAIN (*want). */
 int lv_tlsio_shutdown(void *ssl, lv_tls_want_t *want);
 

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import {
-  makeTempDir, startFakevlm, startLivevlm, stopAll, run, httpRequest, JPEG_320, T,
+  makeTempDir, startFakevlm, startLivevlm, stopAll, run, httpRequest, JPEG_320, JPEG_640, T,
 } from '../lib/harness.mjs';
 
 const TO = { timeout: T(60000) };
@@ -82,6 +82,24 @@ test('over TLS: WSS works end to end and the login cookie is Secure', TO, async 
   const plain = await httpRequest({ port: srv.port, path: '/healthz', timeoutMs: T(3000) })
     .then((x) => x.status, (e) => `error ${e.code || e.message}`);
   assert.notEqual(plain, 200, 'plain HTTP is not answered 200 on the TLS port');
+});
+
+// OpenSSL reads ahead (a 64 KiB buffer per busy connection): a 640x480 frame spans three TLS
+// records, and what it read ahead of the record being decrypted is not seen by poll. Five frames
+// in a row, each answered from autoFeed as the credit comes, must each arrive whole and in turn.
+test('over TLS: frames spanning several records are read whole, one after another', TO, async () => {
+  const fake = await startFakevlm({ models: ['fake-vlm-1'] });
+  const srv = await startLivevlm({ backends: [fake], tls: true });
+  const c = await srv.session({ settings: { prompt: 'read ahead', interval_ms: 100 } }, { origin: `https://127.0.0.1:${srv.port}` });
+  await c.start();
+  c.autoFeed(JPEG_640());
+  for (let i = 0; i < 5; i++) {
+    const a = await c.nextAnswer();
+    assert.match(a.text, /fakevlm/, `answer ${i + 1}`);
+  }
+  c.autoFeed(null);
+  assert.equal(c.seen('error').length, 0, 'no error message');
+  await c.close();
 });
 
 test('--tls-cert/--tls-key: the given certificate is served', TO, async () => {
