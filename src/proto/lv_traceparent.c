@@ -93,7 +93,7 @@ int lv_trace_new_id(char *out, size_t out_size, size_t hex_len)
 {
     if (!out || hex_len == 0 || hex_len % 2 || out_size <= hex_len)
         return LV_EINVAL;
-    int rc = lv_rand_hex(out, out_size, hex_len / 2);
+    int rc = lv_rand_fast_hex(out, out_size, hex_len / 2);
     if (rc)
         return rc;
     /* all zeros is invalid; with 64 or 128 random bits it never happens, but it must not go out */

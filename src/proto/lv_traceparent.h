@@ -56,8 +56,9 @@ bool lv_trace_id_valid(const char *s, size_t n, size_t hex_len);
 bool lv_tracestate_ok(const char *s, size_t n);
 
 /** Write hex_len random lowercase hex digits, not all zero, and a NUL into out (out_size >
- * hex_len; hex_len 16 for a span id, 32 for a trace id). LV_EIO when the CSPRNG fails, LV_EINVAL
- * for an odd hex_len or a small out. Not pure: reads getrandom. */
+ * hex_len; hex_len 16 for a span id, 32 for a trace id). From lv_rand_fast_hex: unique and random
+ * looking, not secret (a trace id is sent to every backend). LV_EIO when seeding from getrandom
+ * fails, LV_EINVAL for an odd hex_len or a small out. Not pure: uses a per-thread generator. */
 int lv_trace_new_id(char *out, size_t out_size, size_t hex_len);
 
 #endif

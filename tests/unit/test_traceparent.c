@@ -1,16 +1,19 @@
 /* test_traceparent.c - the W3C traceparent parser and formatter (lv_traceparent.c): the spec's
  * examples, every malformed form the spec names, later versions, tracestate, new ids; and the
  * job body's optional trace fields (lv_jobmsg.c), an old body without them still decoding. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "lv_common.h"
 #include "lv_jobmsg.h"
+#include "lv_rand.h"
 #include "lv_traceparent.h"
 
 /* the example of the spec, section 3.2.4 */
@@ -115,6 +118,52 @@ static void new_ids(void **state)
     assert_int_equal(lv_trace_new_id(span, sizeof(span), 15), LV_EINVAL);
 }
 
+/* lv_rand_fast_hex, which new ids come from: no repeats over many draws, every byte position
+ * takes many values (a generator stuck on one byte would still give distinct strings), each thread
+ * its own sequence, and the same size checks as lv_rand_hex. */
+#define FAST_N 4096
+static char fast_ids[FAST_N][17];
+
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
+static void *draw_one(void *arg)
+{
+    lv_rand_fast_hex(arg, 17, 8);
+    return NULL;
+}
+
+static void fast_ids_unique(void **state)
+{
+    (void)state;
+    for (int i = 0; i < FAST_N; i++) {
+        assert_int_equal(lv_rand_fast_hex(fast_ids[i], sizeof(fast_ids[i]), 8), 0);
+        assert_int_equal(strspn(fast_ids[i], "0123456789abcdef"), 16);
+    }
+    for (int pos = 0; pos < 16; pos++) {
+        int seen[16] = {0}, kinds = 0;
+        for (int i = 0; i < FAST_N; i++) {
+            int d = fast_ids[i][pos] <= '9' ? fast_ids[i][pos] - '0' : fast_ids[i][pos] - 'a' + 10;
+            kinds += !seen[d]++;
+        }
+        assert_int_equal(kinds, 16);
+    }
+    qsort(fast_ids, FAST_N, sizeof(fast_ids[0]), cmp_id);
+    for (int i = 1; i < FAST_N; i++)
+        assert_string_not_equal(fast_ids[i - 1], fast_ids[i]);
+    /* a new thread starts from a seed of its own, not from this thread's sequence */
+    char mine[17], other[17];
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, draw_one, other), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(lv_rand_fast_hex(mine, sizeof(mine), 8), 0);
+    assert_string_not_equal(mine, other);
+    assert_int_equal(strlen(other), 16);
+    char odd[4];
+    assert_int_equal(lv_rand_fast_hex(odd, sizeof(odd), 2), LV_EINVAL); /* 4 digits + NUL do not fit */
+    assert_int_equal(lv_rand_fast_hex(odd, sizeof(odd), 1), 0);
+    assert_int_equal(strlen(odd), 2);
+}
+
 static void tracestate_checks(void **state)
 {
     (void)state;
@@ -203,7 +252,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parses_the_example),      cmocka_unit_test(refuses_malformed),
         cmocka_unit_test(later_versions_read_as_00), cmocka_unit_test(formats_and_round_trips),
-        cmocka_unit_test(new_ids),                 cmocka_unit_test(tracestate_checks),
+        cmocka_unit_test(new_ids),                 cmocka_unit_test(fast_ids_unique),
+        cmocka_unit_test(tracestate_checks),
         cmocka_unit_test(job_body_trace),          cmocka_unit_test(job_body_bad_trace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
