@@ -22,6 +22,7 @@
 #define LV_USAGE_JOURNAL_CAP ((uint64_t)256 << 20)  /* ~500,000 answers waiting for the database */
 #define LV_USAGE_FLUSH_MS 200
 #define LV_USAGE_FLUSH_BATCH 2048                    /* records per database transaction */
+#define LV_USAGE_PEND_MAX 64                         /* records of one loop turn written together */
 #define LV_USAGE_TENANT_LABELS 100                   /* tenants named in /metrics; the rest "_other" */
 
 /* ---------- the journal file (any thread; one writer) ---------- */
@@ -42,6 +43,10 @@ int lv_usage_journal_open(const char *path, uint64_t cap_bytes, lv_usage_journal
 /** Append one record with one write(). LV_ELIMIT at the cap (nothing written), LV_EIO on a write
  * error (a short write is cut back off, so the file stays aligned). */
 int lv_usage_journal_append(lv_usage_journal_t *j, const lv_usage_t *u);
+/** Append n records already encoded (lv_usage_encode), recs[0..n * LV_USAGE_RECORD_BYTES), with
+ * one write(). *written gets how many went in: as many as fit under the cap (then LV_ELIMIT), all
+ * (0), or none (LV_EIO; a short write is cut back off). */
+int lv_usage_journal_append_encoded(lv_usage_journal_t *j, const char *recs, size_t n, size_t *written);
 /** Bytes in the file (a multiple of LV_USAGE_RECORD_BYTES). */
 uint64_t lv_usage_journal_size(const lv_usage_journal_t *j);
 /** Read the records in [from, to) (byte offsets on record boundaries) with pread: safe on another
@@ -65,9 +70,12 @@ int lv_usage_start(struct lv_app *app);
 /** Queue a last flush and stop the timer; the state is freed when the last job is done (call while
  * the loop still runs, before the database closes). Safe when not started. */
 void lv_usage_stop(struct lv_app *app);
-/** Journal one answer's record (the caller then delivers the answer). Counts the tenant's
- * answers and tokens for /metrics. 0, or LV_ELIMIT / LV_EIO when it could not be kept (logged
- * loudly, counted in livevlm_usage_lost_total): the answer is still delivered. */
+/** Journal one answer's record (the caller then delivers the answer): it is written at the end
+ * of this loop turn, with every other record of the turn, in one write() (at once when
+ * LV_USAGE_PEND_MAX wait). Counts the tenant's answers and tokens for /metrics. 0, or
+ * LV_ECLOSED when usage is not started. A record that cannot be written (the journal full or
+ * unwritable) is logged loudly and counted in livevlm_usage_lost_total; the answer is still
+ * delivered. */
 int lv_usage_record(struct lv_app *app, const lv_usage_t *u);
 /** Queue a database job that moves the unflushed tail now (quota seeding calls it first, so the
  * sums it reads include every answer journaled before). */

@@ -223,6 +223,42 @@ static void test_cap(void **state)
     lv_usage_journal_close(j);
 }
 
+/* Several records in one write (one loop turn's): all of them, or as many as fit under the cap,
+ * and they read back in order. */
+static void test_append_encoded(void **state)
+{
+    fx_t *fx = *state;
+    lv_usage_journal_t *j;
+    static char recs[5 * REC];
+    lv_usage_t u;
+    size_t written = 99;
+    for (int i = 0; i < 5; i++) {
+        make(&u, i + 1);
+        lv_usage_encode(&u, recs + i * REC);
+    }
+    assert_int_equal(lv_usage_journal_open(fx->path, 7 * REC, &j, NULL, NULL), 0);
+    assert_int_equal(lv_usage_journal_append_encoded(j, recs, 0, &written), 0);
+    assert_int_equal(written, 0);
+    assert_int_equal(lv_usage_journal_append_encoded(j, recs, 5, &written), 0);
+    assert_int_equal(written, 5);
+    assert_int_equal(lv_usage_journal_append_encoded(j, recs, 5, &written), LV_ELIMIT);
+    assert_int_equal(written, 2); /* the first two fit under the cap, the rest are refused */
+    assert_int_equal(file_size(fx->path), 7 * REC);
+    assert_int_equal(lv_usage_journal_append_encoded(j, recs, 1, &written), LV_ELIMIT);
+    assert_int_equal(written, 0);
+    lv_usage_t *v = NULL;
+    size_t n = 0, bad = 0;
+    assert_int_equal(lv_usage_journal_read(j, 0, 7 * REC, &v, &n, &bad), 0);
+    assert_int_equal(n, 7);
+    assert_int_equal(bad, 0);
+    for (size_t i = 0; i < n; i++) {
+        make(&u, (int)(i < 5 ? i + 1 : i - 4));
+        assert_string_equal(v[i].answer_id, u.answer_id);
+    }
+    free(v);
+    lv_usage_journal_close(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +266,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_read_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_encoded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
