@@ -237,20 +237,31 @@ int lv_usage_journal_read(const lv_usage_journal_t *j, uint64_t from, uint64_t t
     size_t want = (size_t)((to - from) / REC);
     if (!want)
         return 0;
+    /* a pread per READ_CHUNK records, not per record (a flush job reads up to 2,048) */
+    enum { READ_CHUNK = 128 };
     lv_usage_t *v = malloc(want * sizeof(*v));
-    char rec[REC];
-    if (!v)
+    char *chunk = malloc((size_t)LV_MIN(want, (size_t)READ_CHUNK) * REC);
+    if (!v || !chunk) {
+        free(v);
+        free(chunk);
         return LV_ENOMEM;
-    for (uint64_t off = from; off < to; off += REC) {
-        if (pread(j->fd, rec, REC, (off_t)off) != (ssize_t)REC) {
+    }
+    for (uint64_t off = from; off < to;) {
+        size_t len = (size_t)LV_MIN(to - off, (uint64_t)READ_CHUNK * REC);
+        if (pread(j->fd, chunk, len, (off_t)off) != (ssize_t)len) {
             free(v);
+            free(chunk);
             return LV_EIO;
         }
-        if (lv_usage_decode(rec, &v[*n]) == 0)
-            (*n)++;
-        else
-            (*bad)++;
+        for (size_t at = 0; at < len; at += REC) {
+            if (lv_usage_decode(chunk + at, &v[*n]) == 0)
+                (*n)++;
+            else
+                (*bad)++;
+        }
+        off += len;
     }
+    free(chunk);
     *out = v;
     return 0;
 }
