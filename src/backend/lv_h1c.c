@@ -347,7 +347,28 @@ static int conn_send(conn_t *c, lv_h1c_req_t *r)
     bufs[0].len = r->head_len;
     bufs[1].base = (char *)(uintptr_t)r->body;
     bufs[1].len = r->body_len;
-    int rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, r->body_len ? 2 : 1, conn_on_written);
+    unsigned nbufs = r->body_len ? 2 : 1;
+    /* A write that goes out whole needs no write request: libuv ends every uv_write by dropping
+     * the stream's POLLOUT interest, and its epoll backend turns that into an epoll_ctl even when
+     * POLLOUT was never armed (one per request, measured). Only what the socket did not take goes
+     * through uv_write. */
+    ssize_t n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+    if (n < 0 && n != UV_EAGAIN)
+        return (int)n;
+    size_t done = n > 0 ? (size_t)n : 0;
+    if (done == r->head_len + r->body_len) {
+        r->written = true;
+        return 0;
+    }
+    uv_buf_t *rest = bufs;
+    if (done >= rest->len) {
+        done -= rest->len;
+        rest++;
+        nbufs--;
+    }
+    rest->base += done;
+    rest->len -= done;
+    int rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, rest, nbufs, conn_on_written);
     if (rc == 0)
         c->writing = true;
     return rc;

@@ -58,6 +58,8 @@ struct srv {
     int accepts, requests, client_closes;
     char last_head[4096];
     char last_body[256];
+    size_t last_body_len;   /* the whole body: its length and a checksum (FNV-1a) */
+    uint32_t last_body_fnv;
 };
 
 typedef struct {
@@ -157,6 +159,10 @@ static void sc_try_requests(sconn_t *c)
             return;
         snprintf(s->last_head, sizeof s->last_head, "%.*s", (int)head_len, c->in.data);
         snprintf(s->last_body, sizeof s->last_body, "%.*s", (int)body_len, c->in.data + head_len);
+        s->last_body_len = body_len;
+        s->last_body_fnv = 2166136261u;
+        for (size_t i = 0; i < body_len; i++)
+            s->last_body_fnv = (s->last_body_fnv ^ (unsigned char)c->in.data[head_len + i]) * 16777619u;
         lv_buf_consume(&c->in, head_len + body_len);
         if (c->in.len == 0)
             lv_buf_reset(&c->in);
@@ -559,6 +565,41 @@ static void test_content_length(void **state)
     assert_string_equal(f->srv.last_body, "{\"a\":1}");
     assert_int_equal(lv_h1c_in_flight(f->h), 0);
     lv_buf_free(&q.body);
+}
+
+/* A body far bigger than the socket buffers (the server on the same loop cannot read while the
+ * client writes): the first write takes part of it, the rest goes out through libuv's write queue,
+ * and the server sees every byte in order. */
+static void test_big_body(void **state)
+{
+    fix_t *f = *state;
+    enum { BIG = 900 * 1024 };
+    char *big = malloc(BIG);
+    assert_non_null(big);
+    uint32_t fnv = 2166136261u;
+    for (size_t i = 0; i < BIG; i++) {
+        big[i] = (char)('a' + (i * 7 + i / 1000) % 26);
+        fnv = (fnv ^ (unsigned char)big[i]) * 16777619u;
+    }
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat", f->srv.port);
+    lv_h1c_url_t u;
+    assert_int_equal(lv_h1c_url_parse(url, &u), 0);
+    for (int round = 0; round < 2; round++) { /* a new connection, then the kept one */
+        rq_t q;
+        rq_init(&q, f);
+        lv_h1c_post_t p = {.url = &u, .body = big, .body_len = BIG, .connect_timeout_ms = 2000};
+        lv_h1c_req_t *r = NULL;
+        assert_int_equal(lv_h1c_post(f->h, &p, &CB, &q, &r), 0);
+        assert_int_equal(run_until(f, &q.dones, WAIT_MS), 1);
+        assert_int_equal(q.res.end, LV_H1C_OK);
+        assert_string_equal(rq_body(&q), "hello");
+        assert_int_equal(f->srv.last_body_len, BIG);
+        assert_int_equal(f->srv.last_body_fnv, fnv);
+        lv_buf_free(&q.body);
+    }
+    assert_int_equal(f->srv.accepts, 1);
+    free(big);
 }
 
 static void test_bad_header_line(void **state)
@@ -986,6 +1027,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_parse),
         cmocka_unit_test_setup_teardown(test_content_length, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_header_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunked_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),
