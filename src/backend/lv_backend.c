@@ -13,6 +13,7 @@
 #include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_log.h"
+#include "lv_h1c.h"
 #include "lv_lane.h"
 #include "lv_shape.h"
 
@@ -34,6 +35,8 @@ struct lv_pool {
     uint64_t health_period_ms; /* checks of backends in good standing */
     uint64_t health_tick_ms;   /* the timer's period: min(period, LV_BACKEND_SUSPECT_CHECK_MS) */
     uint64_t pick_seq;
+    bool native_http;     /* --backend-client: chats to http:// backends may use lv_h1c */
+    bool proxy_env;       /* a proxy variable curl would read was set at creation */
 };
 
 /* One refresh or detection call: done fires when its last probe has finished. */
@@ -283,6 +286,9 @@ int lv_pool_create(uv_loop_t *loop, lv_http_t *http, lv_pool_t **out)
         goto out;
     p->loop = loop;
     p->http = http;
+    p->native_http = true;
+    /* the variables curl 7.88 reads for http:// URLs (it ignores HTTP_PROXY, for CGI's sake) */
+    p->proxy_env = getenv("http_proxy") || getenv("all_proxy") || getenv("ALL_PROXY");
     lv_queue_init(&p->probes);
     lv_queue_init(&p->links);
     if ((rc = lv_lane_create(loop, http, false, &p->lane)) != 0)
@@ -428,6 +434,16 @@ lv_backend_t *lv_pool_find(lv_pool_t *pool, const char *id)
 uv_loop_t *lv_pool_loop(lv_pool_t *pool) { return pool->loop; }
 lv_http_t *lv_pool_http(lv_pool_t *pool) { return pool->http; }
 lv_lane_t *lv_pool_lane(lv_pool_t *pool) { return pool->lane; }
+
+void lv_pool_set_native_http(lv_pool_t *pool, bool on) { pool->native_http = on; }
+
+bool lv_pool_native_for(const lv_pool_t *pool, const char *base_url)
+{
+    lv_h1c_url_t url; /* ~2.5 KB on the stack, once per chat */
+    if (!pool->native_http || strncasecmp(base_url, "http://", 7) != 0 || lv_h1c_url_parse(base_url, &url) != 0)
+        return false;
+    return !pool->proxy_env || host_is_loopback(base_url);
+}
 
 int lv_pool_use_thread(lv_pool_t *pool, bool on)
 {

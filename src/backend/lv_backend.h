@@ -266,6 +266,15 @@ struct lv_lane *lv_pool_lane(lv_pool_t *pool);
  * LV_ENOMEM, LV_EIO (no thread). */
 int lv_pool_use_thread(lv_pool_t *pool, bool on);
 
+/** --backend-client: on (the default) lets chats to plain http:// backends use the built-in
+ * HTTP/1.1 client (lv_h1c.h) instead of curl; off sends every request through curl. */
+void lv_pool_set_native_http(lv_pool_t *pool, bool on);
+
+/** Whether a chat to base_url goes through lv_h1c: the pool allows it, the URL is http:// (no
+ * userinfo), and no proxy would apply to it: none of http_proxy, all_proxy, ALL_PROXY is set (at
+ * pool creation), or the host is a loopback one, which curl is told never to proxy either. */
+bool lv_pool_native_for(const lv_pool_t *pool, const char *base_url);
+
 /** A request running on the pool; lv_pool_destroy() unlinks it and calls cancel(link). */
 typedef struct lv_pool_link {
     lv_queue_t node;

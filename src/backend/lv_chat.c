@@ -18,6 +18,7 @@
 #include "lv_buf.h"
 #include "lv_chatreq.h"
 #include "lv_chatresp.h"
+#include "lv_h1c.h"
 #include "lv_common.h"
 #include "lv_httpdate.h"
 #include "lv_lane.h"
@@ -64,6 +65,10 @@ struct lv_chat {
     lv_http_t *http;
     char *base_url;             /* the backend's, copied at start (the I/O side makes the handle) */
     char trace_lines[2][LV_TRACESTATE_MAX + 32]; /* traceparent / tracestate header lines, or "" */
+    bool native;                /* through lv_h1c (decided at start: lv_pool_native_for) */
+    lv_h1c_t *h1c;
+    lv_h1c_req_t *h1req;        /* native, while in flight */
+    uint64_t native_retry_ms;   /* native: a 429/503 head's Retry-After (read at the head) */
     CURL *easy;
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
@@ -176,24 +181,34 @@ static void req_copies_free(lv_chat_t *c)
     c->req.jpeg = NULL;
 }
 
-static void decide_mode(lv_chat_t *c)
+/* What the body is, from the status and the Content-Type (ct: ct_len bytes, may be NULL). */
+static void decide_mode_of(lv_chat_t *c, long status, const char *ct, size_t ct_len)
 {
-    char *ct = NULL;
-    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->http_status);
-    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+    c->http_status = status;
     if (c->http_status < 200 || c->http_status > 299) {
         c->mode = MODE_ERROR;
         lv_buf_init(&c->raw, LV_CHAT_ERROR_BODY_MAX);
         return;
     }
-    while (ct && (*ct == ' ' || *ct == '\t'))
+    while (ct && ct_len && (*ct == ' ' || *ct == '\t')) {
         ct++;
-    if (ct && strncasecmp(ct, "text/event-stream", 17) == 0) {
+        ct_len--;
+    }
+    if (ct && ct_len >= 17 && strncasecmp(ct, "text/event-stream", 17) == 0) {
         c->mode = MODE_SSE;
     } else {
         c->mode = MODE_JSON;
         lv_buf_init(&c->raw, LV_CHAT_BODY_MAX);
     }
+}
+
+static void decide_mode(lv_chat_t *c)
+{
+    char *ct = NULL;
+    long status = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+    decide_mode_of(c, status, ct, ct ? strlen(ct) : 0);
 }
 
 /* When a silent stream counts as stalled (I/O loop clock); 0 when no idle deadline applies. The
@@ -311,15 +326,13 @@ static void hand_over(lv_chat_t *c, int final)
     c->fresh_first_us = 0;
 }
 
-static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
+/* Response body bytes, from either client once the mode is known: n when taken, 0 to abort the
+ * transfer (curl: CURLE_WRITE_ERROR; lv_h1c: LV_H1C_EABORTED). */
+static size_t body_bytes(lv_chat_t *c, const char *ptr, size_t n)
 {
-    lv_chat_t *c = ud;
-    size_t n = size * nmemb;
     if (c->io_finished || c->err_rc)
-        return 0; /* aborts the transfer (CURLE_WRITE_ERROR) */
+        return 0;
     c->last_rx_loop_ms = uv_now(c->io_loop);
-    if (c->mode == MODE_UNKNOWN)
-        decide_mode(c);
     switch (c->mode) {
     case MODE_SSE: {
         int rc = lv_sse_feed(&c->sse, ptr, n, on_sse_data, c);
@@ -347,6 +360,16 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     }
 }
 
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    lv_chat_t *c = ud;
+    if (c->io_finished || c->err_rc)
+        return 0; /* aborts the transfer (CURLE_WRITE_ERROR) */
+    if (c->mode == MODE_UNKNOWN)
+        decide_mode(c);
+    return body_bytes(c, ptr, size * nmemb);
+}
+
 /* ---------- I/O side, outside curl ---------- */
 
 static void on_timer_closed(uv_handle_t *h)
@@ -362,9 +385,12 @@ static void io_release(lv_chat_t *c)
     if (c->io_released)
         return;
     c->io_released = 1;
-    if (c->in_http)
+    if (c->in_http && c->native)
+        lv_h1c_cancel(c->h1req);
+    else if (c->in_http)
         lv_http_remove(c->http, c->easy);
     c->in_http = 0;
+    c->h1req = NULL;
     curl_easy_cleanup(c->easy);
     c->easy = NULL;
     curl_slist_free_all(c->headers);
@@ -433,6 +459,17 @@ static void finish_json(lv_chat_t *c)
 /* How long a 429 (RFC 6585 section 4) or 503 (RFC 9110 section 15.6.4) asks us to stay away:
  * its Retry-After, capped; 0 when it has none, more than one, or one that does not parse (then
  * the answer counts as any other error, as before Retry-After was read). */
+static uint64_t retry_after_from(const char *date, size_t date_len, int dates, const char *ra, size_t ra_len, int ras)
+{
+    int64_t now_s = (int64_t)time(NULL), date_s;
+    uint64_t wait_ms = 0;
+    if (date && dates == 1 && lv_http_date_parse(date, date_len, &date_s) == 0)
+        now_s = date_s;
+    if (!ra || ras != 1 || lv_retry_after_parse(ra, ra_len, now_s, LV_BACKEND_RETRY_AFTER_MAX_MS, &wait_ms) != 0)
+        return 0;
+    return wait_ms;
+}
+
 static uint64_t retry_after_of(lv_chat_t *c)
 {
     struct curl_header *h = NULL;
@@ -463,32 +500,34 @@ static void finish_http_error(lv_chat_t *c)
     long st = c->http_status;
     lv_backend_end_t end = st >= 400 && st < 500 && st != 429 ? LV_BACKEND_END_CLIENT : LV_BACKEND_END_ERROR;
     if (st == 429 || st == 503)
-        c->retry_after_ms = retry_after_of(c);
+        c->retry_after_ms = c->native ? c->native_retry_ms : retry_after_of(c);
     if (ex[0])
         set_error(c, end, LV_EBACKEND, "backend returned HTTP %ld: %s", st, ex);
     else
         set_error(c, end, LV_EBACKEND, "backend returned HTTP %ld", st);
 }
 
-static void on_http_done(void *ud, CURL *easy, CURLcode crc)
+/* How a transfer ended, from either client: ok, or why not (connect_failure: the backend could
+ * not be reached at all; connect_timeout: within connect_timeout_ms). */
+typedef struct {
+    bool ok, connect_failure, connect_timeout;
+    char why[200];
+} xfer_end_t;
+
+static void finish_transfer(lv_chat_t *c, const xfer_end_t *e)
 {
-    lv_chat_t *c = ud;
-    c->in_http = 0;
-    if (c->mode == MODE_UNKNOWN)
-        decide_mode(c); /* no body arrived */
     if (c->err_rc) {
         /* our own verdict from inside the stream (it aborted the transfer) */
     } else if (c->mode == MODE_ERROR && c->http_status > 0) {
         finish_http_error(c);
-    } else if (crc != CURLE_OK) {
-        char why[200];
-        lv_http_describe(easy, crc, c->errbuf, why, sizeof why);
+    } else if (!e->ok) {
+        const char *why = e->why;
         if (c->mode == MODE_SSE && (c->saw_done || c->finish_reason[0])) {
             /* the answer was complete; only the end of the response went wrong */
-        } else if (c->http_status == 0 && lv_http_is_connect_failure(crc)) {
+        } else if (c->http_status == 0 && e->connect_failure) {
             /* the backend is marked down (breaker opened) by lv_backend_report in main_finish() */
             snprintf(c->down_why, sizeof c->down_why, "%s", why);
-            if (crc == CURLE_OPERATION_TIMEDOUT)
+            if (e->connect_timeout)
                 set_error(c, LV_BACKEND_END_CONNECT, LV_ETIMEDOUT, "cannot reach backend: no connection within %d ms",
                           c->connect_timeout_ms);
             else
@@ -510,6 +549,94 @@ static void on_http_done(void *ud, CURL *easy, CURLcode crc)
     io_finish(c);
 }
 
+static void on_http_done(void *ud, CURL *easy, CURLcode crc)
+{
+    lv_chat_t *c = ud;
+    c->in_http = 0;
+    if (c->mode == MODE_UNKNOWN)
+        decide_mode(c); /* no body arrived */
+    xfer_end_t e = {.ok = crc == CURLE_OK,
+                    .connect_failure = lv_http_is_connect_failure(crc) != 0,
+                    .connect_timeout = crc == CURLE_OPERATION_TIMEDOUT};
+    if (!e.ok)
+        lv_http_describe(easy, crc, c->errbuf, e.why, sizeof e.why);
+    finish_transfer(c, &e);
+}
+
+/* ---------- I/O side, the built-in client (lv_h1c) ---------- */
+
+static int on_h1_head(void *ud, const lv_h1resp_t *head)
+{
+    lv_chat_t *c = ud;
+    size_t ct_len = 0;
+    const char *ct = lv_h1resp_header(head, "Content-Type", &ct_len, NULL);
+    decide_mode_of(c, head->status, ct, ct_len);
+    if (head->status == 429 || head->status == 503) {
+        size_t dl = 0, rl = 0;
+        int dn = 0, rn = 0;
+        const char *d = lv_h1resp_header(head, "Date", &dl, &dn);
+        const char *r = lv_h1resp_header(head, "Retry-After", &rl, &rn);
+        c->native_retry_ms = retry_after_from(d, dl, dn, r, rl, rn);
+    }
+    return 0;
+}
+
+static int on_h1_body(void *ud, const char *data, size_t len)
+{
+    lv_chat_t *c = ud;
+    return body_bytes(c, data, len) == len ? 0 : 1;
+}
+
+static void on_h1_done(void *ud, const lv_h1c_result_t *res, const lv_h1resp_t *head)
+{
+    lv_chat_t *c = ud;
+    c->in_http = 0;
+    c->h1req = NULL; /* freed by lv_h1c after this returns */
+    if (c->mode == MODE_UNKNOWN) {
+        if (head && head->head_done)
+            on_h1_head(c, head); /* a head without a body */
+        else
+            c->http_status = 0;
+    }
+    xfer_end_t e = {.ok = res->end == LV_H1C_OK,
+                    .connect_failure = res->connect_failure,
+                    .connect_timeout = res->end == LV_H1C_ECONNECT_TIMEOUT};
+    if (!e.ok)
+        snprintf(e.why, sizeof e.why, "%s", res->why);
+    finish_transfer(c, &e);
+}
+
+/* Start the request on lv_h1c. 0, LV_EINVAL (the URL does not fit it), LV_ENOMEM. */
+static int start_native(lv_chat_t *c)
+{
+    static const char *const fixed[] = {"Content-Type: application/json", "Accept: text/event-stream"};
+    static const lv_h1c_cb_t cb = {.on_head = on_h1_head, .on_body = on_h1_body, .on_done = on_h1_done};
+    char full[LV_BACKEND_URL_MAX_LEN + 32];
+    char auth[LV_BACKEND_KEY_MAX_LEN + 32];
+    const char *lines[LV_ARRAY_LEN(fixed) + 1 + LV_ARRAY_LEN(c->trace_lines)];
+    size_t n = 0;
+    lv_h1c_url_t url;
+    int rc = LV_EINVAL;
+    if (snprintf(full, sizeof full, "%s/chat/completions", c->base_url) >= (int)sizeof full ||
+        lv_h1c_url_parse(full, &url) != 0)
+        return rc;
+    for (size_t i = 0; i < LV_ARRAY_LEN(fixed); i++)
+        lines[n++] = fixed[i];
+    auth[0] = '\0';
+    if (c->redact_key && c->redact_key[0]) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->redact_key);
+        lines[n++] = auth;
+    }
+    for (size_t i = 0; i < LV_ARRAY_LEN(c->trace_lines); i++)
+        if (c->trace_lines[i][0])
+            lines[n++] = c->trace_lines[i];
+    lv_h1c_post_t post = {.url = &url, .headers = lines, .n_headers = n, .body = c->body.data,
+                          .body_len = c->body.len, .connect_timeout_ms = c->connect_timeout_ms};
+    rc = lv_h1c_post(c->h1c, &post, &cb, c, &c->h1req);
+    explicit_bzero(auth, sizeof auth); /* lv_h1c copied the lines */
+    return rc;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     lv_chat_t *c = t->data;
@@ -522,9 +649,12 @@ static void on_timer(uv_timer_t *t)
         arm_timer(c); /* bytes came since the timer was set: the stream is alive */
         return;
     }
-    if (c->in_http)
+    if (c->in_http && c->native)
+        lv_h1c_cancel(c->h1req);
+    else if (c->in_http)
         lv_http_remove(c->http, c->easy); /* the timer runs outside curl */
     c->in_http = 0;
+    c->h1req = NULL;
     if (c->err_rc) {
         /* keep it */
     } else if (c->saw_done) {
@@ -566,7 +696,7 @@ static void io_turn(lv_lane_item_t *it)
         io_finish(c);
         return;
     }
-    if (make_easy(c) != 0) {
+    if (!c->native && make_easy(c) != 0) {
         set_error(c, LV_BACKEND_END_LOCAL, LV_ENOMEM, "could not start the request (out of memory)");
         io_finish(c);
         return;
@@ -578,7 +708,15 @@ static void io_turn(lv_lane_item_t *it)
     }
     c->timer.data = c;
     c->io_started = 1;
-    if (lv_http_add(c->http, c->easy, on_http_done, c) != 0) {
+    if (c->native) {
+        c->h1c = lv_lane_io_h1c(c->lane);
+        rc = c->h1c ? start_native(c) : LV_EINVAL;
+        if (rc) {
+            set_error(c, LV_BACKEND_END_LOCAL, rc, "could not start the request (%s)", lv_strerror(rc));
+            io_finish(c);
+            return;
+        }
+    } else if (lv_http_add(c->http, c->easy, on_http_done, c) != 0) {
         set_error(c, LV_BACKEND_END_LOCAL, LV_EIO, "could not start the request");
         io_finish(c);
         return;
@@ -917,6 +1055,7 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     rc = LV_ENOMEM;
     if (!(c->base_url = strdup(b->base_url)))
         goto out;
+    c->native = lv_pool_native_for(pool, b->base_url);
     if ((rc = trace_lines(c, req->trace)) != 0)
         goto out;
 

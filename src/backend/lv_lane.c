@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "lv_common.h"
+#include "lv_h1c.h"
 #include "lv_log.h"
 
 struct lv_lane {
@@ -13,6 +14,7 @@ struct lv_lane {
     uv_loop_t *io_loop;          /* &own_loop when threaded, else main_loop */
     uv_loop_t own_loop;
     lv_http_t *io_http;          /* owned when threaded */
+    lv_h1c_t *io_h1c;            /* owned, on io_loop */
     bool threaded;
     uv_thread_t thread;
     uv_mutex_t lock;
@@ -196,6 +198,9 @@ static void on_io_async(uv_async_t *a)
         uv_close((uv_handle_t *)&lane->io_check, NULL);
         lv_http_destroy(lane->io_http);
         lane->io_http = NULL;
+        if (lane->io_h1c)
+            lv_h1c_destroy(lane->io_h1c);
+        lane->io_h1c = NULL;
         uv_close((uv_handle_t *)a, NULL);
     }
 }
@@ -256,6 +261,9 @@ int lv_lane_create(uv_loop_t *main_loop, lv_http_t *main_http, bool threaded, lv
     if (!threaded) {
         lane->io_loop = main_loop;
         lane->io_http = main_http;
+        if ((rc = lv_h1c_create(main_loop, &lane->io_h1c)) != 0)
+            goto fail;
+        rc = LV_EIO;
         if (uv_async_init(main_loop, &lane->io_async, on_io_async) != 0)
             goto fail;
         lane->io_async.data = lane;
@@ -269,7 +277,8 @@ int lv_lane_create(uv_loop_t *main_loop, lv_http_t *main_http, bool threaded, lv
     if (uv_loop_init(&lane->own_loop) != 0)
         goto fail;
     lane->io_loop = &lane->own_loop;
-    if ((rc = lv_http_create(lane->io_loop, &lane->io_http)) != 0)
+    if ((rc = lv_http_create(lane->io_loop, &lane->io_http)) != 0 ||
+        (rc = lv_h1c_create(lane->io_loop, &lane->io_h1c)) != 0)
         goto fail_loop;
     rc = LV_EIO;
     if (uv_async_init(lane->io_loop, &lane->io_async, on_io_async) != 0)
@@ -293,9 +302,13 @@ fail_loop:
     /* nothing ran on the thread's loop: let it close what was made there, here */
     if (lane->io_http)
         lv_http_destroy(lane->io_http);
+    if (lane->io_h1c)
+        lv_h1c_destroy(lane->io_h1c);
     uv_run(&lane->own_loop, UV_RUN_DEFAULT);
     uv_loop_close(&lane->own_loop);
 fail:
+    if (!threaded && lane->io_h1c)
+        lv_h1c_destroy(lane->io_h1c); /* closes on the main loop, which runs on */
     uv_close((uv_handle_t *)&lane->main_async, on_closed);
     return rc;
 }
@@ -328,6 +341,9 @@ void lv_lane_destroy(lv_lane_t *lane)
     } else {
         drain(lane, true, true); /* e.g. cancels: their transfers leave lv_http, timers close */
         flush_soon(lane);
+        if (lane->io_h1c)
+            lv_h1c_destroy(lane->io_h1c);
+        lane->io_h1c = NULL;
         uv_close((uv_handle_t *)&lane->io_async, on_closed);
         uv_close((uv_handle_t *)&lane->soon_timer, on_closed);
     }
@@ -337,4 +353,5 @@ void lv_lane_destroy(lv_lane_t *lane)
 
 uv_loop_t *lv_lane_io_loop(lv_lane_t *lane) { return lane->io_loop; }
 lv_http_t *lv_lane_io_http(lv_lane_t *lane) { return lane->io_http; }
+lv_h1c_t *lv_lane_io_h1c(lv_lane_t *lane) { return lane->io_h1c; }
 bool lv_lane_threaded(const lv_lane_t *lane) { return lane->threaded; }

@@ -57,6 +57,8 @@ void lv_lane_destroy(lv_lane_t *lane);
 
 uv_loop_t *lv_lane_io_loop(lv_lane_t *lane);
 lv_http_t *lv_lane_io_http(lv_lane_t *lane);
+/** The I/O loop's built-in HTTP/1.1 client (lv_h1c.h), owned by the lane; I/O side only. */
+struct lv_h1c *lv_lane_io_h1c(lv_lane_t *lane);
 bool lv_lane_threaded(const lv_lane_t *lane);
 
 /** it starts with refs references (one per side that will hold it). The lane's memory stays

@@ -128,6 +128,11 @@ void lv_config_print_help(const char *prog)
         "                           their own, so they use a second core (default auto: on when\n"
         "                           this machine has more than one CPU, except on a cluster\n"
         "                           frontend without --workers-inline, which sends none)\n"
+        "  --backend-client auto|curl  how chat requests reach backends: auto (default) sends those\n"
+        "                           to plain http:// backends through livevlm's own HTTP/1.1 client\n"
+        "                           (a read per streamed chunk, kept-alive connections) and the rest\n"
+        "                           (https://, or a proxy set in http_proxy/all_proxy for a host that\n"
+        "                           is not loopback) through libcurl; curl sends every one through libcurl\n"
         "  --backend-max-side ID=N  scale frames down to a longest side of N for that backend, off the\n"
         "                           loop thread (default 0: send frames as the page encoded them)\n"
         "  --backend-jpeg-quality ID=Q  JPEG quality of scaled frames (default 85)\n"
@@ -513,6 +518,15 @@ static int parse_flags(lv_config_t *c, int argc, char **argv, char *err, size_t 
                 return LV_EINVAL;
             }
             c->backend_thread = strcmp(v, "on") == 0 ? 1 : strcmp(v, "off") == 0 ? 0 : -1;
+            continue;
+        }
+        if (strcmp(a, "--backend-client") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "auto") != 0 && strcmp(v, "curl") != 0) {
+                snprintf(err, err_size, "--backend-client: expected auto or curl, got '%s'", v);
+                return LV_EINVAL;
+            }
+            c->backend_client_curl = strcmp(v, "curl") == 0;
             continue;
         }
         if (strcmp(a, "--log-format") == 0) {

@@ -67,6 +67,7 @@ typedef struct {
     char jwt_audience[128];      /* --jwt-audience ("" = oidc_client_id) */
     bool log_json;               /* --log-format json */
     int backend_thread;          /* --backend-thread: -1 auto (on with more than one CPU), 0, 1 */
+    bool backend_client_curl;    /* --backend-client curl: every backend request through libcurl */
     /* --trusted-proxy ADDR[/BITS]: peers whose X-Forwarded-For names the client (lv_httpd.c,
      * docs/security.md "Behind a reverse proxy"); none by default, and then the header is never
      * read. The list of the highest source that gives any (flags, environment, file) is used. */

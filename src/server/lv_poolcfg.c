@@ -8,6 +8,7 @@
 
 int lv_poolcfg_add(lv_pool_t *pool, const lv_config_t *cfg)
 {
+    lv_pool_set_native_http(pool, !cfg->backend_client_curl);
     for (size_t i = 0; i < cfg->n_backends; i++) {
         const lv_backend_spec_t *b = &cfg->backends[i];
         const char *key = b->key;

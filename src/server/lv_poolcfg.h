@@ -6,8 +6,8 @@
 #include "lv_backend.h"
 #include "lv_config.h"
 
-/** Add every backend of cfg to pool with its window settings. Logs why and returns LV_EINVAL when
- * a key's environment variable is unset, or the pool's error. */
+/** Add every backend of cfg to pool with its window settings, and apply --backend-client. Logs
+ * why and returns LV_EINVAL when a key's environment variable is unset, or the pool's error. */
 int lv_poolcfg_add(lv_pool_t *pool, const lv_config_t *cfg);
 
 /** --backend-thread: run pool's chats on a backend I/O thread. auto: when this machine has more

@@ -381,6 +381,8 @@ static void worker_help(const char *prog)
            "Other:\n"
            "  --backend-thread auto|on|off  backend requests on a thread of their own (default auto:\n"
            "                           on when this machine has more than one CPU)\n"
+           "  --backend-client auto|curl  auto (default): chats to plain http:// backends through\n"
+           "                           livevlm's own HTTP/1.1 client, the rest through libcurl; curl: all\n"
            "  --config FILE            JSON file with any of these options (as serve's)\n"
            "  --log-level L            debug, info, warn or error (default info)\n"
            "  --log-format text|json   json: one JSON object per line (ts, level, msg, and session,\n"

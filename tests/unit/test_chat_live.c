@@ -309,8 +309,10 @@ typedef struct {
 
 static void on_tick(uv_timer_t *t) { (void)t; }
 
-/* Every test runs twice: chats on the pool's loop, then on a backend I/O thread (lv_lane.h). */
-static bool g_threaded;
+/* Every test runs four times: chats on the pool's loop, then on a backend I/O thread
+ * (lv_lane.h); each through the built-in HTTP/1.1 client (lv_h1c.h, what http:// backends get)
+ * and through libcurl (--backend-client curl; what https:// backends get). */
+static bool g_threaded, g_curl;
 
 static int setup(void **state)
 {
@@ -323,6 +325,7 @@ static int setup(void **state)
     assert_int_equal(lv_http_create(&f->loop, &f->http), 0);
     assert_int_equal(lv_pool_create(&f->loop, f->http, &f->pool), 0);
     assert_int_equal(lv_pool_use_thread(f->pool, g_threaded), 0);
+    lv_pool_set_native_http(f->pool, !g_curl);
     snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d/v1/", f->srv.ss.port);
     f->t0 = lv_now_ms();
     *state = f;
@@ -1718,5 +1721,9 @@ int main(void)
     int failed = cmocka_run_group_tests_name("chats on the pool's loop", tests, NULL, NULL);
     g_threaded = true;
     failed += cmocka_run_group_tests_name("chats on a backend I/O thread", tests, NULL, NULL);
+    g_curl = true;
+    failed += cmocka_run_group_tests_name("chats on a backend I/O thread, through libcurl", tests, NULL, NULL);
+    g_threaded = false;
+    failed += cmocka_run_group_tests_name("chats on the pool's loop, through libcurl", tests, NULL, NULL);
     return failed;
 }

@@ -180,6 +180,29 @@ static void print_token_url_flag(void **state)
     assert_true(cfg.print_token_url);
 }
 
+/* --backend-client: auto by default, curl from a flag or the file, anything else refused with a
+ * message that names the flag and the choices */
+static void backend_client(void **state)
+{
+    (void)state;
+    assert_false(cfg.backend_client_curl);
+    const char *curl[] = {"--backend-client", "curl"};
+    assert_int_equal(load(2, curl), 0);
+    assert_true(cfg.backend_client_curl);
+    const char *back[] = {"--backend-client", "auto"};
+    assert_int_equal(load(2, back), 0);
+    assert_false(cfg.backend_client_curl);
+    lv_config_defaults(&cfg);
+    write_file("{\"backend-client\": \"curl\"}");
+    const char *from_file[] = {"--config", file};
+    assert_int_equal(load(2, from_file), 0);
+    assert_true(cfg.backend_client_curl);
+    lv_config_defaults(&cfg);
+    const char *bad[] = {"--backend-client", "libcurl"};
+    assert_int_equal(load(2, bad), LV_EINVAL);
+    assert_non_null(strstr(err, "--backend-client: expected auto or curl, got 'libcurl'"));
+}
+
 /* --camera: repeatable, the file's "camera" (a string or a list), a flag replacing the file's
  * definition of the same ID; refusals never quote the URL (it may hold a password) */
 static void cameras(void **state)
@@ -393,6 +416,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cameras, setup, teardown),
         cmocka_unit_test_setup_teardown(cluster_options, setup, teardown),
         cmocka_unit_test_setup_teardown(trusted_proxies, setup, teardown),
+        cmocka_unit_test_setup_teardown(backend_client, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
