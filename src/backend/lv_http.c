@@ -400,6 +400,8 @@ out:
     return rc;
 }
 
+size_t lv_http_in_flight(const lv_http_t *h) { return h ? h->n_transfers : 0; }
+
 int lv_http_remove(lv_http_t *h, CURL *easy)
 {
     if (!h || !easy)

@@ -46,6 +46,9 @@ void lv_http_destroy(lv_http_t *h);
  * (called inside curl). */
 int lv_http_add(lv_http_t *h, CURL *easy, lv_http_done_cb done, void *ud);
 
+/** Transfers in the multi now (added, neither done nor removed); 0 for NULL. */
+size_t lv_http_in_flight(const lv_http_t *h);
+
 /** Abort a transfer: afterwards done will not fire and the caller may free easy. LV_ENOTFOUND
  * when easy is not a transfer of h (e.g. it has already finished), LV_EAGAIN when called inside
  * curl (nothing is done then: make the write callback fail instead). */

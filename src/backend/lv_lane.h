@@ -30,8 +30,16 @@ typedef struct lv_lane lv_lane_t;
 
 /* How long the I/O side may hold a batch for the main side (lv_lane_post_main_soon). */
 #define LV_LANE_BATCH_MS 16
-/* A threaded I/O side polls at most this often while busy (lv_lane.c io_thread). */
+/* A threaded I/O side polls at most every LV_LANE_IO_PACE_MS while busy, and at most every
+ * LV_LANE_IO_PACE_MAX_MS once LV_LANE_IO_PACE_MAX_MS * LV_LANE_IO_PACE_PER_MS transfers are in
+ * flight (lv_lane_io_pace_ms; lv_lane.c io_thread says why). */
 #define LV_LANE_IO_PACE_MS 4
+#define LV_LANE_IO_PACE_MAX_MS 10
+#define LV_LANE_IO_PACE_PER_MS 8
+
+/** How long the I/O loop lets pass between polls with in_flight transfers: in_flight /
+ * LV_LANE_IO_PACE_PER_MS milliseconds, kept within LV_LANE_IO_PACE_MS..LV_LANE_IO_PACE_MAX_MS. */
+unsigned lv_lane_io_pace_ms(size_t in_flight);
 
 typedef struct lv_lane_item {
     lv_queue_t io_link, main_link;              /* under the lane's lock */

@@ -100,6 +100,18 @@ static probe_t *probe_new(fx_t *f, int refs)
 
 /* A round trip: posted to the I/O side, which posts it back; both turns run once each, on the
  * right side, and never from inside the post. */
+/* The I/O loop's pause: 4 ms until 40 transfers, then one more millisecond per 8, 10 ms at most. */
+static void test_pace(void **state)
+{
+    (void)state;
+    assert_int_equal(lv_lane_io_pace_ms(0), LV_LANE_IO_PACE_MS);
+    assert_int_equal(lv_lane_io_pace_ms(39), 4);
+    assert_int_equal(lv_lane_io_pace_ms(40), 5);
+    assert_int_equal(lv_lane_io_pace_ms(79), 9);
+    assert_int_equal(lv_lane_io_pace_ms(80), LV_LANE_IO_PACE_MAX_MS);
+    assert_int_equal(lv_lane_io_pace_ms((size_t)-1), LV_LANE_IO_PACE_MAX_MS);
+}
+
 static void test_round_trip(void **state)
 {
     fx_t *f = *state;
@@ -173,6 +185,7 @@ static void test_destroy_drops_queued(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pace),
         cmocka_unit_test_setup_teardown(test_round_trip, setup_inline, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup_thread, teardown),
         cmocka_unit_test_setup_teardown(test_soon_batch, setup_inline, teardown),
