@@ -14,14 +14,24 @@
  * timed batches, and divided by the ops. Every op checks its result, so a stage that stops
  * working fails the run (exit 1) instead of timing an error path.
  *
- * Usage: micro [reps (3..51, default 9)]; prints a Markdown table and, for bench/scenarios/micro.sh,
- * one "RESULT key median_ns allocs_per_op" line per row. */
+ * A second group, the kernel floor (section 6 below), times the socket system calls one frame needs
+ * on a loopback TCP connection, on the wall clock, and estimates their sum per frame.
+ *
+ * Usage: micro [reps (3..51, default 9)]; prints a Markdown table per group and, for
+ * bench/scenarios/micro.sh, one "RESULT key median_ns allocs_per_op" line per row (and
+ * "RESULT kf_floor_per_frame ns 0.00"). About 5-10 s per group. */
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -456,23 +466,360 @@ static double loadavg_1min(void)
     return l;
 }
 
-static void print_table(void)
+/* The table of rows rs[0..n), each with nrep repetitions, and their RESULT lines. */
+static void print_table(row_t *rs, size_t n, int nrep, const char *first_column)
 {
-    printf("| stage | ns/op min | ns/op median | ns/op max | MB/s | allocs/op | note |\n");
+    printf("| %s | ns/op min | ns/op median | ns/op max | MB/s | allocs/op | note |\n", first_column);
     printf("|---|---:|---:|---:|---:|---:|---|\n");
-    for (size_t i = 0; i < n_rows; i++) {
-        row_t *r = &rows[i];
-        qsort(r->ns, (size_t)reps, sizeof r->ns[0], cmp_double);
-        double med = r->ns[reps / 2];
+    for (size_t i = 0; i < n; i++) {
+        row_t *r = &rs[i];
+        qsort(r->ns, (size_t)nrep, sizeof r->ns[0], cmp_double);
+        double med = r->ns[nrep / 2];
         char mb[32] = "—";
         if (r->bytes)
             snprintf(mb, sizeof mb, "%.0f", (double)r->bytes / med * 1000.0); /* bytes/ns * 1000 = MB/s */
-        printf("| %s | %.0f | %.0f | %.0f | %s | %.2f | %s |\n", r->stage, r->ns[0], med, r->ns[reps - 1], mb,
+        printf("| %s | %.0f | %.0f | %.0f | %s | %.2f | %s |\n", r->stage, r->ns[0], med, r->ns[nrep - 1], mb,
                (double)r->allocs / (double)r->ops, r->note ? r->note : "");
     }
-    for (size_t i = 0; i < n_rows; i++)
-        printf("RESULT %s %.0f %.2f\n", rows[i].key, rows[i].ns[reps / 2],
-               (double)rows[i].allocs / (double)rows[i].ops);
+    for (size_t i = 0; i < n; i++)
+        printf("RESULT %s %.0f %.2f\n", rs[i].key, rs[i].ns[nrep / 2], (double)rs[i].allocs / (double)rs[i].ops);
+}
+
+/* ---------- 6. kernel floor: the socket system calls one frame needs (loopback TCP) ----------
+ * livevlm spends most of its CPU per frame in the kernel (bench/RESULTS.md: [kernel.kallsyms] is
+ * the largest share of its perf samples). These rows time the system calls one frame needs, with no
+ * user-space work around them, on a real TCP connection over 127.0.0.1 made here (socket, bind,
+ * listen, connect, accept; TCP_NODELAY on both ends; blocking, with KF_TIMEOUT_S send and receive
+ * timeouts so that no call can hang). Everything runs on this one thread: the "peer" is the other
+ * end of the pair, driven between or after the timed calls, so no thread switch and no wake-up is
+ * in a number (in the gateway, a write to a peer asleep in epoll_wait also pays for waking it).
+ *
+ * Unlike the rows above these are timed on CLOCK_MONOTONIC: on loopback a write runs the
+ * receiver's TCP input (and the ACK coming back) in softirq on the writer's CPU, which a kernel
+ * with IRQ time accounting does not charge to the thread's CPU clock. So other load on the machine
+ * shows here too: the repetitions go round the rows, and the median of KF_REPS is the figure. A
+ * repetition runs rounds until it holds KF_MIN_NS of timed calls (or until KF_MAX_WALL_NS of wall
+ * time passed, untimed parts included); a round's untimed part (the peer filling or draining the
+ * connection) is left out of the time. */
+#define KF_REPS 5
+#define KF_MIN_NS 200000000ull      /* timed calls per repetition */
+#define KF_MAX_WALL_NS 600000000ull /* one repetition's wall time at most */
+#define KF_WARM_NS 20000000ull      /* warm-up per row: socket buffers grow, caches fill */
+#define KF_TIMEOUT_S 2
+#define KF_SMALL 150  /* an SSE chunk or a small outgoing message */
+#define KF_BURST 32   /* small calls per round: 4.8 KB, far inside the default receive buffer */
+#define KF_HEAD 300   /* the backend request's head ... */
+#define KF_BODY 43000 /* ... and its body: JSON with the base64 JPEG */
+#define KF_BIG 32768  /* one frame as the front door receives it */
+#define KF_RBUF 65536 /* the read buffer */
+
+typedef struct {
+    int a, b;         /* the timed pair: a is livevlm's end (connect), b its peer (accept) */
+    int ep_a, ep_b;   /* a second pair: ep_b holds one unread byte, for epoll_wait */
+    int ep;           /* an epoll set holding ep_b, level-triggered EPOLLIN */
+    uint8_t small[KF_SMALL], head[KF_HEAD], burst[KF_BURST * KF_SMALL];
+    uint8_t *body, *big, *rbuf;
+} kf_ctx_t;
+
+typedef struct {
+    uint64_t ns, ops; /* timed ns, calls timed */
+    uint64_t reads;   /* read() calls a multi-read op needed (pair and 32 KB rows) */
+} kf_tally_t;
+
+typedef int (*kf_round_fn)(kf_ctx_t *x, kf_tally_t *t); /* 0, or non-zero when a call went wrong */
+
+static uint64_t mono_ns(void)
+{
+    return clock_ns(CLOCK_MONOTONIC);
+}
+
+/* Read from fd until exactly n bytes came; counts the read() calls into *reads. Bounded by n and
+ * by the socket's receive timeout. */
+static int kf_drain(kf_ctx_t *x, int fd, size_t n, uint64_t *reads)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, x->rbuf, KF_RBUF);
+        if (r <= 0)
+            return 1;
+        got += (size_t)r;
+        ++*reads;
+    }
+    return got != n;
+}
+
+/* 1. writes of 150 bytes, the writer's side; the peer drains the burst afterwards, untimed */
+static int kf_write_small(kf_ctx_t *x, kf_tally_t *t)
+{
+    uint64_t unused = 0, t0 = mono_ns();
+    for (int i = 0; i < KF_BURST; i++)
+        if (write(x->a, x->small, KF_SMALL) != KF_SMALL)
+            return 1;
+    t->ns += mono_ns() - t0;
+    t->ops += KF_BURST;
+    return kf_drain(x, x->b, (size_t)KF_BURST * KF_SMALL, &unused);
+}
+
+/* 1. the pair: write 150 bytes on a, the peer reads them on b with its 64 KB buffer */
+static int kf_pair_small(kf_ctx_t *x, kf_tally_t *t)
+{
+    uint64_t t0 = mono_ns();
+    for (int i = 0; i < KF_BURST; i++)
+        if (write(x->a, x->small, KF_SMALL) != KF_SMALL || read(x->b, x->rbuf, KF_RBUF) != KF_SMALL)
+            return 1;
+    t->ns += mono_ns() - t0;
+    t->ops += KF_BURST;
+    t->reads += KF_BURST;
+    return 0;
+}
+
+/* 2. reads of 150 bytes already waiting: the peer queues a burst in one write (untimed: 32 writes
+ * would double the group's time, and the receiver merges small segments into one buffer anyway),
+ * then a reads it one message per call (a 150-byte buffer, since the whole burst is waiting) */
+static int kf_read_small(kf_ctx_t *x, kf_tally_t *t)
+{
+    if (write(x->b, x->burst, sizeof x->burst) != (ssize_t)sizeof x->burst)
+        return 1;
+    uint64_t t0 = mono_ns();
+    for (int i = 0; i < KF_BURST; i++)
+        if (read(x->a, x->rbuf, KF_SMALL) != KF_SMALL)
+            return 1;
+    t->ns += mono_ns() - t0;
+    t->ops += KF_BURST;
+    return 0;
+}
+
+/* 3. writev of the backend request (head + body), the writer's side; the peer drains, untimed */
+static int kf_writev(kf_ctx_t *x, kf_tally_t *t)
+{
+    struct iovec iov[2] = {{x->head, KF_HEAD}, {x->body, KF_BODY}};
+    uint64_t unused = 0, t0 = mono_ns();
+    if (writev(x->a, iov, 2) != KF_HEAD + KF_BODY)
+        return 1;
+    t->ns += mono_ns() - t0;
+    t->ops++;
+    return kf_drain(x, x->b, KF_HEAD + KF_BODY, &unused);
+}
+
+/* 3. the pair: the writev and the peer's reads until all of it arrived */
+static int kf_writev_pair(kf_ctx_t *x, kf_tally_t *t)
+{
+    struct iovec iov[2] = {{x->head, KF_HEAD}, {x->body, KF_BODY}};
+    uint64_t t0 = mono_ns();
+    if (writev(x->a, iov, 2) != KF_HEAD + KF_BODY || kf_drain(x, x->b, KF_HEAD + KF_BODY, &t->reads))
+        return 1;
+    t->ns += mono_ns() - t0;
+    t->ops++;
+    return 0;
+}
+
+/* 4. a read of 32 KB already waiting (the peer wrote it, untimed), 64 KB buffer; should the
+ * kernel hand it over in pieces, the further reads are timed too and counted */
+static int kf_read_big(kf_ctx_t *x, kf_tally_t *t)
+{
+    if (write(x->b, x->big, KF_BIG) != KF_BIG)
+        return 1;
+    uint64_t t0 = mono_ns();
+    if (kf_drain(x, x->a, KF_BIG, &t->reads))
+        return 1;
+    t->ns += mono_ns() - t0;
+    t->ops++;
+    return 0;
+}
+
+/* 5. epoll_wait on a set whose one descriptor is readable, 0 timeout */
+static int kf_epoll(kf_ctx_t *x, kf_tally_t *t)
+{
+    struct epoll_event ev[4];
+    uint64_t t0 = mono_ns();
+    for (int i = 0; i < KF_BURST; i++)
+        if (epoll_wait(x->ep, ev, 4, 0) != 1)
+            return 1;
+    t->ns += mono_ns() - t0;
+    t->ops += KF_BURST;
+    return 0;
+}
+
+/* the bare cost of entering and leaving the kernel, to read the others against */
+static int kf_null(kf_ctx_t *x, kf_tally_t *t)
+{
+    uint64_t t0 = mono_ns();
+    for (int i = 0; i < KF_BURST; i++)
+        if (getppid() <= 0)
+            return 1;
+    t->ns += mono_ns() - t0;
+    t->ops += KF_BURST;
+    return 0;
+}
+
+/* A connected TCP pair over 127.0.0.1: *client from connect, *server from accept; both with
+ * TCP_NODELAY and the send/receive timeouts. 0, or -1 with nothing left open. */
+static int kf_pair(int *client, int *server)
+{
+    int l = -1, c = -1, s = -1, one = 1, rc = -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    struct timeval tv = {.tv_sec = KF_TIMEOUT_S};
+    if ((l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) || /* bounds accept() */
+        bind(l, (struct sockaddr *)&sa, sizeof sa) || listen(l, 1) || getsockname(l, (struct sockaddr *)&sa, &sl))
+        goto out;
+    if ((c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) || /* bounds connect() */
+        connect(c, (struct sockaddr *)&sa, sizeof sa) || (s = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0)
+        goto out;
+    int fds[2] = {c, s};
+    for (int i = 0; i < 2; i++)
+        if (setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) ||
+            setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) ||
+            setsockopt(fds[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv))
+            goto out;
+    *client = c;
+    *server = s;
+    c = s = -1;
+    rc = 0;
+out:
+    if (rc)
+        perror("micro: loopback pair");
+    if (l >= 0)
+        close(l);
+    if (c >= 0)
+        close(c);
+    if (s >= 0)
+        close(s);
+    return rc;
+}
+
+/* One repetition of fn: rounds until min_ns of timed calls or 3 * min_ns of wall time. */
+static int kf_rep(kf_ctx_t *x, kf_round_fn fn, uint64_t min_ns, kf_tally_t *t)
+{
+    uint64_t w0 = mono_ns();
+    *t = (kf_tally_t){0};
+    while (t->ns < min_ns && mono_ns() - w0 < LV_MIN(3 * min_ns, KF_MAX_WALL_NS))
+        if (fn(x, t))
+            return 1;
+    return t->ops == 0;
+}
+
+/* The kernel-floor rows, their table and the floor-per-frame estimate; 0, or 1 when a socket
+ * call failed. */
+static int kernel_floor(void)
+{
+    enum { W150, PAIR150, R150, WV43K, WV43K_PAIR, R32K, EPOLL, NULLSYS, N };
+    static const struct {
+        const char *key, *stage, *note;
+        kf_round_fn fn;
+        size_t bytes;
+    } defs[N] = {
+        {"kf_write150", "6. write() 150 B, writer alone",
+         "peer read()s each burst of 32 afterwards, untimed; includes the peer's TCP input (loopback)",
+         kf_write_small, KF_SMALL},
+        {"kf_pair150", "6. write() 150 B + peer read() (pair)", "same thread; peer's read() with a 64 KB buffer",
+         kf_pair_small, KF_SMALL},
+        {"kf_read150", "6. read() 150 B already waiting",
+         "peer wrote 32 messages before in one write, untimed; 150-byte buffer, one message per call", kf_read_small,
+         KF_SMALL},
+        {"kf_writev43k", "6. writev() 300 B head + 43 KB body, writer alone",
+         "peer drains it afterwards, untimed; includes the peer's TCP input (loopback)", kf_writev, KF_HEAD + KF_BODY},
+        {"kf_writev43k_pair", "6. writev() 43 KB + peer read()s until all arrived (pair)",
+         "same thread; peer's reads with a 64 KB buffer", kf_writev_pair, KF_HEAD + KF_BODY},
+        {"kf_read32k", "6. read() 32 KB already waiting, 64 KB buffer", "peer wrote it before, untimed", kf_read_big,
+         KF_BIG},
+        {"kf_epoll", "6. epoll_wait(), 1 ready socket, 0 timeout",
+         "level-triggered EPOLLIN on a socket with 1 unread byte; 1 descriptor in the set", kf_epoll, 0},
+        {"kf_null", "6. getppid(): a system call that does nothing",
+         "entry and exit alone (mitigations, virtualisation); not in the floor", kf_null, 0},
+    };
+    static char notes[N][256];
+    row_t kr[N];
+    uint64_t reads[N] = {0};
+    kf_ctx_t x = {.a = -1, .b = -1, .ep_a = -1, .ep_b = -1, .ep = -1};
+    kf_tally_t t;
+    uint64_t t_group = mono_ns();
+    int rc = 1;
+    struct epoll_event ev = {.events = EPOLLIN};
+
+    x.body = malloc(KF_BODY);
+    x.big = malloc(KF_BIG);
+    x.rbuf = malloc(KF_RBUF);
+    if (!x.body || !x.big || !x.rbuf || kf_pair(&x.a, &x.b) || kf_pair(&x.ep_a, &x.ep_b))
+        goto out;
+    memset(x.small, 'd', sizeof x.small);
+    memset(x.head, 'h', sizeof x.head);
+    memset(x.burst, 'd', sizeof x.burst);
+    memset(x.body, 'b', KF_BODY);
+    memset(x.big, 'f', KF_BIG);
+    ev.data.fd = x.ep_b;
+    if ((x.ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || epoll_ctl(x.ep, EPOLL_CTL_ADD, x.ep_b, &ev) ||
+        write(x.ep_a, "x", 1) != 1) {
+        perror("micro: epoll set");
+        goto out;
+    }
+
+    for (int k = 0; k < N; k++) {
+        kr[k] = (row_t){.key = defs[k].key, .stage = defs[k].stage, .note = defs[k].note, .bytes = defs[k].bytes};
+        if (kf_rep(&x, defs[k].fn, KF_WARM_NS, &t))
+            goto fail;
+    }
+    /* round the rows, as run_rows does */
+    for (int i = 0; i < KF_REPS; i++) {
+        for (int k = 0; k < N; k++) {
+            unsigned long long a0 = allocs;
+            if (kf_rep(&x, defs[k].fn, k == NULLSYS ? KF_MIN_NS / 4 : KF_MIN_NS, &t)) /* a reference only */
+                goto fail;
+            kr[k].ns[i] = (double)t.ns / (double)t.ops;
+            kr[k].allocs += allocs - a0;
+            kr[k].ops += t.ops;
+            reads[k] += t.reads;
+        }
+    }
+    for (int k = 0; k < N; k++) {
+        if (!reads[k])
+            continue;
+        snprintf(notes[k], sizeof notes[k], "%s; %.2f read() calls per op", defs[k].note,
+                 (double)reads[k] / (double)kr[k].ops);
+        kr[k].note = notes[k];
+    }
+
+    printf("\nKernel floor: the socket system calls one frame needs, on real TCP connections over 127.0.0.1 "
+           "(TCP_NODELAY, blocking), all on one thread, no user-space work. Wall time (CLOCK_MONOTONIC), so other "
+           "load on the machine counts; %d repetitions of at least %.0f ms of timed calls each (getppid: a quarter); "
+           "min, median and max of their ns per call. On loopback a write() also runs the receiver's TCP input "
+           "(and its ACK) in the writer's context, so a write costs more here than through a real NIC; a \"pair\" "
+           "row is both ends' CPU. Nobody sleeps on the peer, so waking a reader blocked in epoll_wait is not "
+           "counted. The group took %.1f s.\n\n",
+           KF_REPS, KF_MIN_NS / 1e6, (double)(mono_ns() - t_group) / 1e9);
+    print_table(kr, N, KF_REPS, "system call (caller's side)");
+    /* per frame at 1 frame/s per session (issue 11's measurements): front door ~2.4 reads of the
+     * ~32 KB frame and ~3.7 small writes; backend one writev of the ~43 KB request and ~5 reads
+     * of ~150-byte SSE chunks; ~2 epoll_wait returns */
+    double med[N];
+    for (int k = 0; k < N; k++)
+        med[k] = kr[k].ns[KF_REPS / 2];
+    double floor_ns = 2.4 * med[R32K] + 3.7 * med[PAIR150] + med[WV43K_PAIR] + 5 * med[R150] + 2 * med[EPOLL];
+    printf("\nFloor per frame (an estimate of the system-call work one frame needs on this machine, with no "
+           "user-space work at all): 2.4 × read() 32 KB + 3.7 × (write() 150 B + peer read()) + 1 × (writev() 43 KB "
+           "+ peer reads) + 5 × read() 150 B + 2 × epoll_wait() = %.1f µs, %.0f %% of issue 11's 150 µs plain and "
+           "%.0f %% of its 180 µs TLS target per frame (TLS's crypto comes on top). Rough: 2.4 whole 32 KB reads "
+           "count the frame's copy 2.4 times, the pairs include the peers' reads (browser, backend), and "
+           "wake-ups and TCP over a real NIC are not in it.\n",
+           floor_ns / 1000, floor_ns / 1500, floor_ns / 1800);
+    printf("RESULT kf_floor_per_frame %.0f 0.00\n", floor_ns);
+    rc = 0;
+    goto out;
+fail:
+    perror("micro: kernel floor");
+out:
+    if (x.ep >= 0)
+        close(x.ep);
+    int fds[] = {x.a, x.b, x.ep_a, x.ep_b};
+    for (size_t i = 0; i < LV_ARRAY_LEN(fds); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(x.rbuf);
+    free(x.big);
+    free(x.body);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -616,7 +963,9 @@ int main(int argc, char **argv)
     printf("%d repetitions of a batch of at least %llu ms of this thread's CPU time per row; min, median and max of "
            "their ns per op.\n\n",
            reps, BATCH_MIN_NS / 1000000);
-    print_table();
+    print_table(rows, n_rows, reps, "stage");
+    if (kernel_floor())
+        goto out;
     rc = 0;
 out:
     free(session);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/scenarios/micro.sh - per-stage micro-benchmarks of the frame path (bench/micro.c, issue 11):
 # ns/op and allocations/op of WebSocket receive, frame header + JPEG check, request build + base64,
-# SSE parse and the delta message, on the real functions, no server; about 5-10 s. Writes
+# SSE parse and the delta message, on the real functions, no server; then the kernel floor: the
+# socket system calls one frame needs, on loopback TCP, and their sum per frame; about 15-20 s. Writes
 # $BENCH_OUT/micro.md and .summary.   MICRO_REPS=15 bench/scenarios/micro.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +15,8 @@ make -s BUILD="$BUILD" "$BUILD/micro" >&2
 # RESULT lines: key, median ns/op, allocations/op
 declare -A NS AL
 while read -r _ key ns al; do NS[$key]=$ns AL[$key]=$al; done < <(grep '^RESULT ' "$OUT/micro.txt")
-for k in ws_bin_16k ws_text accept frame_copy chatreq b64 sse_fakevlm sse_vllm sse_ollama sse_usage credit answer_start delta answer; do
+for k in ws_bin_16k ws_text accept frame_copy chatreq b64 sse_fakevlm sse_vllm sse_ollama sse_usage credit answer_start delta answer \
+    kf_pair150 kf_read150 kf_writev43k_pair kf_read32k kf_epoll kf_null kf_floor_per_frame; do
     [ -n "${NS[$k]:-}" ] || { echo "micro: no result for $k" >&2; exit 1; }
 done
 us() { awk -v n="$1" 'BEGIN { printf (n >= 10000 ? "%.0f µs" : n >= 1000 ? "%.1f µs" : "%.0f ns"), (n >= 1000 ? n / 1000 : n) }'; }
@@ -44,6 +46,11 @@ al() { awk -v a="$1" 'BEGIN { printf "%g alloc%s", a, (a == 1 ? "" : "s") }'; }
     echo "5. **Delta build**: the hot outgoing messages as src/server/lv_outmsg.c writes them for lv_engine.c, each"
     echo "   straight into the refcounted socket message (frame header included) and dropped: credit,"
     echo "   answer_start, delta (one token) and vlm_response (a 100-byte answer with its metrics)."
+    echo "6. **Kernel floor**: the socket system calls one frame needs, alone, on a TCP connection over 127.0.0.1"
+    echo "   (TCP_NODELAY, one thread driving both ends, wall-clock time): small write() and read(), the backend"
+    echo "   request's writev(), the frame's 32 KB read(), epoll_wait(), and an empty system call for reference;"
+    echo "   then their sum for one frame, weighted by the calls livevlm makes per frame. On loopback a write also"
+    echo "   runs the receiver's TCP input, so writes cost more than through a NIC; wake-ups are not counted."
     echo
     grep -v '^RESULT' "$OUT/micro.txt"
 } >"$OUT/micro.md"
@@ -53,5 +60,6 @@ al() { awk -v a="$1" 'BEGIN { printf "%g alloc%s", a, (a == 1 ? "" : "s") }'; }
     echo "| micro: request build + base64 (32 KB JPEG) | — | $(us "${NS[chatreq]}"), $(al "${AL[chatreq]}"); base64 alone $(us "${NS[b64]}") | measured (no target) |"
     echo "| micro: SSE parse per chunk (fakevlm / vLLM / Ollama / usage) | — | $(us "${NS[sse_fakevlm]}") / $(us "${NS[sse_vllm]}") / $(us "${NS[sse_ollama]}") / $(us "${NS[sse_usage]}"); $(al "${AL[sse_fakevlm]}") / $(al "${AL[sse_usage]}") (token / usage) | measured (no target) |"
     echo "| micro: outgoing messages (credit / answer_start / delta / vlm_response) | — | $(us "${NS[credit]}") / $(us "${NS[answer_start]}") / $(us "${NS[delta]}") / $(us "${NS[answer]}"); $(al "${AL[delta]}") per delta | measured (no target) |"
+    echo "| micro: kernel floor per frame (socket system calls alone, loopback; read 32 KB / write+read 150 B / writev 43 KB pair / read 150 B / epoll_wait / empty call) | ≤ 150 µs plain, ≤ 180 µs TLS (whole CPU per frame) | $(us "${NS[kf_floor_per_frame]}") ($(us "${NS[kf_read32k]}") / $(us "${NS[kf_pair150]}") / $(us "${NS[kf_writev43k_pair]}") / $(us "${NS[kf_read150]}") / $(us "${NS[kf_epoll]}") / $(us "${NS[kf_null]}")) | estimate: $(awk -v n="${NS[kf_floor_per_frame]}" 'BEGIN { printf "%.0f %%", n / 1500 }') of the plain target |"
 } >"$OUT/micro.summary"
 cat "$OUT/micro.summary"
