@@ -25,11 +25,13 @@
 #include <strings.h>
 
 #include "lv_common.h"
+#include "lv_log.h"
 #include "lv_queue.h"
 
 #define H1C_RBUF_SIZE (64 * 1024)
 #define H1C_SWEEP_MS (LV_H1C_IDLE_MS / 6) /* idle connections close 60..70 s after their last use */
 #define H1C_ABORT 1000                    /* the body callback's "the caller aborted" (not an LV_E*) */
+#define H1C_STALE 1001                    /* what came on a reused connection was not this answer */
 
 typedef struct h1c_origin {
     lv_queue_t link; /* on h->origins */
@@ -395,7 +397,7 @@ static void conn_on_connect(uv_connect_t *cr, int status)
             return;
         const char *why = connect_why(status, buf, sizeof buf);
         conn_close(c);
-        req_fail(r, status == UV_ETIMEDOUT ? LV_H1C_ECONNECT_TIMEOUT : LV_H1C_ECONNECT, status, why);
+        req_fail(r, LV_H1C_ECONNECT, status, why); /* a kernel ETIMEDOUT too: our own deadline is conn_on_timer's */
         return;
     }
     uv_timer_stop(&c->timer);
@@ -558,6 +560,7 @@ static void req_free(lv_h1c_req_t *r)
         r->h->n_reqs--;
     }
     lv_h1resp_free(&r->resp);
+    explicit_bzero(r->head, r->head_len); /* it holds the Authorization line */
     free(r);
 }
 
@@ -705,6 +708,10 @@ static int req_on_body(void *ud, const char *data, size_t len)
     if (r->aborted)
         return H1C_ABORT;
     if (!r->head_reported && r->resp.head_done) {
+        /* A server that times an idle connection out may send 408 first and close it; what we sent
+         * meanwhile was never read. Not this request's answer: sent again on a new connection. */
+        if (r->resp.status == 408 && r->conn && r->conn->reused && !r->retried)
+            return H1C_STALE;
         r->head_reported = true;
         if (r->cb.on_head && r->cb.on_head(r->ud, &r->resp) != 0) {
             r->aborted = true;
@@ -737,12 +744,22 @@ static void conn_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     int rc = lv_h1resp_feed(&r->resp, buf->base, (size_t)nread, &used, req_on_body, r);
     if (rc == 0 && !r->head_reported && r->resp.head_done)
         rc = req_on_body(r, NULL, 0); /* a head with no body bytes in this read */
+    /* On a reused connection, bytes that do not start a response (a stray CRLF or a late answer
+     * the server sent after the last one ended, read before its close) are the stale connection's,
+     * not this request's: the same one retry as for a close (req_retry) */
+    if ((rc == H1C_STALE || (rc == LV_EPARSE && !r->resp.head_done)) && c->reused && !r->retried && !r->aborted) {
+        r->got_bytes = false;
+        if (req_retry(r, c))
+            return;
+    }
     if (rc != 0) {
         c->req = NULL;
         r->conn = NULL;
         conn_close(c);
         if (rc == H1C_ABORT || r->aborted)
             req_fail(r, LV_H1C_EABORTED, 0, "aborted");
+        else if (rc == H1C_STALE)
+            req_fail(r, LV_H1C_EPARSE, 0, "backend answered 408 on a reused connection");
         else if (rc == LV_ELIMIT)
             req_fail(r, LV_H1C_EPARSE, 0, "response head or chunk line too big");
         else if (rc == LV_ENOMEM)
@@ -786,6 +803,9 @@ void lv_h1c_destroy(lv_h1c_t *h)
     if (!h || h->destroying)
         return;
     h->destroying = true;
+    /* the lane cancels every chat first: a request still here is a caller that will wait forever */
+    if (h->n_reqs)
+        LV_WARN("backend client closed with %zu request(s) in flight: they end without an answer", h->n_reqs);
     while (!lv_queue_empty(&h->reqs))
         lv_h1c_cancel(LV_CONTAINER_OF(lv_queue_head(&h->reqs), lv_h1c_req_t, link));
     while (!lv_queue_empty(&h->conns))

@@ -216,6 +216,8 @@ static int head_end(lv_h1resp_t *p)
     p->conn_close = close || (p->minor == 0 && !keep_alive);
     if (have_te && p->minor == 0)
         p->conn_close = true; /* section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing: close after */
+    if (have_te && (have_cl || cl_err))
+        p->conn_close = true; /* section 6.3 item 3: both fields may be a smuggling attempt: close after */
     p->head_done = true;
 
     if (p->status == 101 || p->status == 204 || p->status == 304) {

@@ -7,11 +7,12 @@
  * as RFC 9112 section 2.2 allows), header fields "name: value" with optional whitespace trimmed,
  * no obsolete line folding (a line starting with SP/HTAB is an error). Interim 1xx responses
  * other than 101 are skipped whole (their head is parsed and dropped, then the real head
- * follows); a 101 ends the response at its head (what follows is another protocol). Framing, in RFC 9112 section 6.3's order: a response to a request that has no body
- * (1xx, 204, 304) has none; Transfer-Encoding whose last coding is "chunked" is chunked (chunk
- * extensions are ignored, trailer fields are read and dropped); any other Transfer-Encoding, or no
- * Content-Length, reads until close; a Content-Length that is not one decimal number (or several
- * that differ) is an error. */
+ * follows); a 101 ends the response at its head (what follows is another protocol). Framing, in
+ * RFC 9112 section 6.3's order: a response to a request that has no body (1xx, 204, 304) has none;
+ * Transfer-Encoding whose last coding is "chunked" is chunked (chunk extensions are ignored,
+ * trailer fields are read and dropped), and with a Content-Length beside it the connection is not
+ * reused; any other Transfer-Encoding, or no Content-Length, reads until close; a Content-Length
+ * that is not one decimal number (or several that differ) is an error. */
 #ifndef LV_H1RESP_H
 #define LV_H1RESP_H
 

@@ -277,6 +277,24 @@ static void route_close_second(sconn_t *c, int nreq)
         route_hello(c, nreq);
 }
 
+/* The second request on a connection is met by what an idle-timeout server sends first: a 408
+ * (and a close), or a stray CRLF and garbage; a new connection is answered normally. */
+static void route_408_second(sconn_t *c, int nreq)
+{
+    if (nreq >= 2)
+        sc_say(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", true);
+    else
+        route_hello(c, nreq);
+}
+
+static void route_junk_second(sconn_t *c, int nreq)
+{
+    if (nreq >= 2)
+        sc_say(c, "\r\nJUNK\r\n\r\n", true);
+    else
+        route_hello(c, nreq);
+}
+
 static void route_empty(sconn_t *c, int nreq) { sc_close(c); }
 
 static void route_mid_body(sconn_t *c, int nreq)
@@ -720,6 +738,30 @@ static void test_reused_closed_retried(void **state)
     lv_buf_free(&q.body);
 }
 
+/* A reused connection that yields a 408 or bytes that are no response: not this request's answer,
+ * sent once more on a new connection (on_head never sees the 408). On a fresh connection the same
+ * bytes are the answer: a 408 goes to the caller, junk is a malformed response. */
+static void stale_answer_retried(fix_t *f, route_fn route)
+{
+    f->srv.route = route;
+    rq_t q;
+    rq_init(&q, f);
+    post_wait(f, &q);
+    assert_int_equal(q.res.end, LV_H1C_OK);
+    lv_buf_free(&q.body);
+    rq_init(&q, f);
+    post_wait(f, &q);
+    assert_int_equal(q.res.end, LV_H1C_OK);
+    assert_int_equal(q.heads, 1);
+    assert_int_equal(q.status, 200);
+    assert_string_equal(rq_body(&q), "hello");
+    assert_int_equal(f->srv.accepts, 2);
+    lv_buf_free(&q.body);
+}
+
+static void test_reused_408_retried(void **state) { stale_answer_retried(*state, route_408_second); }
+static void test_reused_junk_retried(void **state) { stale_answer_retried(*state, route_junk_second); }
+
 static void test_conn_refused(void **state)
 {
     fix_t *f = *state;
@@ -1028,6 +1070,8 @@ int main(void)
         cmocka_unit_test(test_url_parse),
         cmocka_unit_test_setup_teardown(test_content_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reused_408_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reused_junk_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_header_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunked_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_reuse, setup, teardown),

@@ -202,6 +202,8 @@ static void test_chunked(void **state)
     assert_true(r.rc == 0 && r.done);
     assert_int_equal(r.framing, LV_H1RESP_BODY_CHUNKED);
     assert_body(&r, "zz");
+    /* ... but a message with both may be a smuggling attempt: the connection is not reused */
+    assert_true(r.conn_close && !r.reusable);
     res_free(&r);
     static const char notlast[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n2\r\nzz";
     CHECK(notlast, true, &r);
