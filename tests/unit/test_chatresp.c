@@ -12,7 +12,9 @@
 #include <cmocka.h>
 
 #include "lv_chatresp.h"
+#include "lv_buf.h"
 #include "lv_common.h"
+#include "wire_data.h"
 
 #define CAP (256 * 1024)
 
@@ -512,40 +514,14 @@ static void test_fast_equals_full_mutated(void **state)
     assert_true(st.fast > 100);
 }
 
-/* tests/data/wire: $LV_TEST_DATA/wire, ./tests/data/wire, or next to the binary (BUILD/tests/). */
-static DIR *open_wire_dir(char *dir, size_t cap)
-{
-    const char *env = getenv("LV_TEST_DATA");
-    DIR *d = NULL;
-    if (env) {
-        snprintf(dir, cap, "%.1000s/wire", env);
-        if ((d = opendir(dir)) != NULL)
-            return d;
-    }
-    snprintf(dir, cap, "tests/data/wire");
-    if ((d = opendir(dir)) != NULL)
-        return d;
-    char exe[900];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            *slash = '\0';
-        snprintf(dir, cap, "%.900s/../../tests/data/wire", exe);
-        if ((d = opendir(dir)) != NULL)
-            return d;
-    }
-    fail_msg("tests/data/wire not found (run from the repository root or set LV_TEST_DATA)");
-    return NULL;
-}
-
 /* Every "data:" payload of the recorded backend formats, whole and damaged. */
 static void test_fast_equals_full_wire(void **state)
 {
     (void)state;
-    char dir[1024], path[1400], line[8192];
-    DIR *d = open_wire_dir(dir, sizeof dir);
+    char path[1400], line[8192];
+    const char *dir = wire_dir();
+    DIR *d = opendir(dir);
+    assert_non_null(d);
     struct dirent *e;
     cmp_stats_t st = {0};
     int files = 0, tokens = 0;

@@ -15,6 +15,7 @@
 #include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_h1resp.h"
+#include "wire_data.h"
 
 /* What one parse gave; compared between the whole input and every split of it. */
 typedef struct {
@@ -628,69 +629,16 @@ static void test_back_to_back(void **state)
 
 /* ====================== recorded backend answers ====================== */
 
-static int dir_has_wire(const char *d)
-{
-    char probe[1100];
-    snprintf(probe, sizeof probe, "%.1000s/openai-stream.txt", d);
-    return access(probe, R_OK) == 0;
-}
-
-/* tests/data/wire: $LV_TEST_DATA/wire, ./tests/data/wire, or next to the binary (BUILD/tests/). */
-static const char *wire_dir(void)
-{
-    static char dir[1024];
-    if (dir[0])
-        return dir;
-    const char *env = getenv("LV_TEST_DATA");
-    if (env) {
-        snprintf(dir, sizeof dir, "%.1000s/wire", env);
-        if (dir_has_wire(dir))
-            return dir;
-    }
-    snprintf(dir, sizeof dir, "tests/data/wire");
-    if (dir_has_wire(dir))
-        return dir;
-    char exe[900];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            *slash = '\0';
-        snprintf(dir, sizeof dir, "%.900s/../../tests/data/wire", exe);
-        if (dir_has_wire(dir))
-            return dir;
-    }
-    fail_msg("tests/data/wire not found (run from the repository root or set LV_TEST_DATA)");
-    return NULL;
-}
-
 /* A recorded answer (tests/data/wire/<name>: '#' comment lines, the head with LF line ends, a
  * blank line, the body) put on the wire as its server would: the head with CRLF, the body as one
  * chunk per SSE event ("\n\n"-terminated) when the head says chunked, else as it is. The whole
  * response must parse, every split of it the same way, and give back the body exactly. */
 static void check_wire_file(const char *name)
 {
-    char path[1200];
-    snprintf(path, sizeof path, "%.1000s/%.150s", wire_dir(), name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
     lv_buf_t raw, wire;
-    lv_buf_init(&raw, 1 << 20);
+    wire_read(name, &raw);
     lv_buf_init(&wire, 1 << 21);
-    char tmp[4096];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
-        assert_int_equal(lv_buf_append(&raw, tmp, n), 0);
-    fclose(f);
-    assert_non_null(raw.data);
-    const char *s = raw.data;
-    while (*s == '#') {
-        const char *nl = strchr(s, '\n');
-        assert_non_null(nl);
-        s = nl + 1;
-    }
+    const char *s = wire_skip_comments(raw.data);
     const char *end = strstr(s, "\n\n");
     assert_non_null(end);
     for (const char *q = s; q <= end; q++) {

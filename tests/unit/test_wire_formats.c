@@ -29,6 +29,7 @@
 #include "lv_queue.h"
 
 #include "scripted_server.h"
+#include "wire_data.h"
 
 #define API_KEY "sk-test-secret"
 #define MODEL "vision-model"
@@ -46,65 +47,13 @@ typedef struct {
     int status;
 } fixture_t;
 
-static int dir_exists(const char *d)
-{
-    char probe[1100];
-    snprintf(probe, sizeof probe, "%.1000s/openai-stream.txt", d);
-    return access(probe, R_OK) == 0;
-}
-
-/* tests/data/wire: $LV_TEST_DATA/wire, ./tests/data/wire, or next to the binary (BUILD/tests/). */
-static const char *wire_dir(void)
-{
-    static char dir[1024];
-    if (dir[0])
-        return dir;
-    const char *env = getenv("LV_TEST_DATA");
-    if (env) {
-        snprintf(dir, sizeof dir, "%.1000s/wire", env);
-        if (dir_exists(dir))
-            return dir;
-    }
-    snprintf(dir, sizeof dir, "tests/data/wire");
-    if (dir_exists(dir))
-        return dir;
-    char exe[900];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            *slash = '\0';
-        snprintf(dir, sizeof dir, "%.900s/../../tests/data/wire", exe);
-        if (dir_exists(dir))
-            return dir;
-    }
-    fail_msg("tests/data/wire not found (run from the repository root or set LV_TEST_DATA)");
-    return NULL;
-}
-
 static void fixture_load(fixture_t *fx, const char *name)
 {
-    char path[1200];
-    snprintf(path, sizeof path, "%.1000s/%.150s.txt", wire_dir(), name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
+    char path[200];
+    snprintf(path, sizeof path, "%.150s.txt", name);
     lv_buf_t raw;
-    lv_buf_init(&raw, 1 << 20);
-    char tmp[4096];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
-        assert_int_equal(lv_buf_append(&raw, tmp, n), 0);
-    fclose(f);
-    assert_non_null(raw.data);
-
-    const char *p = raw.data;
-    while (*p == '#') { /* the comment block */
-        const char *nl = strchr(p, '\n');
-        assert_non_null(nl);
-        p = nl + 1;
-    }
+    wire_read(path, &raw);
+    const char *p = wire_skip_comments(raw.data);
     const char *end = strstr(p, "\n\n");
     if (!end)
         fail_msg("%s: no blank line after the head", path);
