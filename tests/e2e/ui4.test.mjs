@@ -684,6 +684,18 @@ async function tabRegions(page, maxPresses = 120) {
     a.focus();
     window.lvTabSeen = new WeakSet();
   });
+  // Focus handed back late (a dialog closing on a loaded machine) would start the walk in the
+  // middle: the start must still hold focus a moment later, else it is taken back (bounded).
+  for (let i = 0; i < 20; i++) {
+    await sleep(50);
+    const held = await page.evaluate(() => {
+      const a = document.getElementById('lvTabStart');
+      if (document.activeElement === a) return true;
+      a.focus();
+      return false;
+    });
+    if (held) break;
+  }
   const seq = [];
   for (let i = 0; i < maxPresses; i++) {
     await page.keyboard.press('Tab');
