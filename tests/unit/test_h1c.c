@@ -496,6 +496,17 @@ static void post_wait(fix_t *f, rq_t *q)
     assert_int_equal(run_until(f, &q->dones, WAIT_MS), 1);
 }
 
+/* One request that must come back 200 "hello" (route_hello's answer). */
+static void hello_ok(fix_t *f)
+{
+    rq_t q;
+    rq_init(&q, f);
+    post_wait(f, &q);
+    assert_int_equal(q.res.end, LV_H1C_OK);
+    assert_string_equal(rq_body(&q), "hello");
+    lv_buf_free(&q.body);
+}
+
 static void conns_are(fix_t *f, size_t want_open, size_t want_idle)
 {
     size_t open = 99, idle = 99;
@@ -668,13 +679,8 @@ static void test_keepalive_reuse(void **state)
 {
     fix_t *f = *state;
     for (int i = 0; i < 3; i++) {
-        rq_t q;
-        rq_init(&q, f);
-        post_wait(f, &q);
-        assert_int_equal(q.res.end, LV_H1C_OK);
-        assert_string_equal(rq_body(&q), "hello");
+        hello_ok(f);
         conns_are(f, 1, 1);
-        lv_buf_free(&q.body);
     }
     assert_int_equal(f->srv.accepts, 1);
     assert_int_equal(f->srv.requests, 3);
@@ -685,13 +691,8 @@ static void test_conn_close_not_reused(void **state)
     fix_t *f = *state;
     f->srv.route = route_conn_close;
     for (int i = 0; i < 2; i++) {
-        rq_t q;
-        rq_init(&q, f);
-        post_wait(f, &q);
-        assert_int_equal(q.res.end, LV_H1C_OK);
-        assert_string_equal(rq_body(&q), "hello");
+        hello_ok(f);
         conns_are(f, 0, 0);
-        lv_buf_free(&q.body);
     }
     assert_int_equal(f->srv.accepts, 2);
 }
@@ -888,13 +889,8 @@ static void test_stray_bytes_not_kept(void **state)
 {
     fix_t *f = *state;
     f->srv.route = route_stray;
-    rq_t q;
-    rq_init(&q, f);
-    post_wait(f, &q);
-    assert_int_equal(q.res.end, LV_H1C_OK);
-    assert_string_equal(rq_body(&q), "hello");
+    hello_ok(f);
     conns_are(f, 0, 0);
-    lv_buf_free(&q.body);
 }
 
 static void test_no_body_kept(void **state)
