@@ -215,8 +215,9 @@ static void on_main_async(uv_async_t *a) { drain(a->data, false, true); }
  * The pause grows with the transfers in flight, from 4 ms up to 10 ms at 80 and more: every read
  * of a stream is a system call, and at 4 ms a 100 ms stream of 5 ms tokens was read about 8 times.
  * At 2,000 TLS sessions 10 ms took livevlm from 405-408 to 354-366 µs per frame, with client p50
- * 8-12 ms later and p99 no worse (the CPU it frees is what the tail waits for); 16 ms saved
- * little more for p50 +25 ms (threads.md). Light load keeps 4 ms. */
+ * within the runs' spread (181-196 against 189-190 ms) and p99 no worse (the CPU it frees is what
+ * the tail waits for); 16 ms saved little more, for p50 206 ms (threads.md). Light load keeps
+ * 4 ms. */
 unsigned lv_lane_io_pace_ms(size_t in_flight)
 {
     size_t ms = in_flight / LV_LANE_IO_PACE_PER_MS;

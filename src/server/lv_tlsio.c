@@ -51,8 +51,9 @@ int lv_tlsio_ctx_create(const char *cert_path, const char *key_path, void **out,
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Read ahead into a buffer as big as the front door's own read (LV_TLSIO_READ_AHEAD): without
      * it OpenSSL reads each record's 5-byte header and then its body, two system calls per 16 KB,
-     * so a 32 KB frame took about 5 reads; with it, one or two. The buffer is still released when
-     * it empties. What is read ahead is not seen by poll: lv_tlsio_pending says when to read on. */
+     * so a 32 KB frame took about 5 reads; with it, about two (2.4 measured; docs/internals/net.md).
+     * The buffer is still released when it empties. What is read ahead is not seen by poll:
+     * lv_tlsio_pending says when to read on. */
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_default_read_buffer_len(ctx, LV_TLSIO_READ_AHEAD);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"livevlm", 7);

@@ -211,8 +211,10 @@ int lv_usage_journal_append_encoded(lv_usage_journal_t *j, const char *recs, siz
         *written = fit;
         return fit < n ? LV_ELIMIT : 0;
     }
+    int err = w < 0 ? errno : ENOSPC; /* a short write sets no errno: most likely a full disk */
     if (w > 0 && ftruncate(j->fd, (off_t)j->size) != 0) /* a short write (disk full): keep the file aligned */
         LV_ERROR("usage journal: could not cut a short write back off: %s", strerror(errno));
+    errno = err; /* what the caller's message names */
     return LV_EIO;
 }
 

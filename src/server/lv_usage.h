@@ -72,7 +72,7 @@ int lv_usage_start(struct lv_app *app);
 void lv_usage_stop(struct lv_app *app);
 /** Journal one answer's record (the caller then delivers the answer): it is written at the end
  * of this loop turn, with every other record of the turn, in one write() (at once when
- * LV_USAGE_PEND_MAX wait). Counts the tenant's answers and tokens for /metrics. 0, or
+ * LV_USAGE_PEND_MAX records wait). Counts the tenant's answers and tokens for /metrics. 0, or
  * LV_ECLOSED when usage is not started. A record that cannot be written (the journal full or
  * unwritable) is logged loudly and counted in livevlm_usage_lost_total; the answer is still
  * delivered. */
