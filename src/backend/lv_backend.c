@@ -363,6 +363,15 @@ void lv_pool_destroy(lv_pool_t *pool)
     uv_close((uv_handle_t *)&pool->health, on_pool_closed);
 }
 
+/* lv_backend_t.h1c_url for a normalised base URL (once per backend, not per chat). */
+static bool h1c_url_ok(const lv_pool_t *pool, const char *base_url)
+{
+    lv_h1c_url_t url; /* ~2.5 KB */
+    if (lv_h1c_url_parse(base_url, &url) != 0) /* http:// only */
+        return false;
+    return !pool->proxy_env || host_is_loopback(base_url);
+}
+
 int lv_pool_add(lv_pool_t *pool, const char *id, const char *base_url, const char *api_key,
                 int max_concurrency, const char *models_csv)
 {
@@ -386,6 +395,7 @@ int lv_pool_add(lv_pool_t *pool, const char *id, const char *base_url, const cha
         goto out;
     if ((rc = normalise_url(base_url, b->base_url)) != 0)
         goto out;
+    b->h1c_url = h1c_url_ok(pool, b->base_url);
     memcpy(b->id, id, strlen(id) + 1);
     memcpy(b->api_key, api_key, strlen(api_key) + 1);
     b->max_concurrency = max_concurrency ? max_concurrency : LV_BACKEND_DEFAULT_CONCURRENCY;
@@ -437,13 +447,7 @@ lv_lane_t *lv_pool_lane(lv_pool_t *pool) { return pool->lane; }
 
 void lv_pool_set_native_http(lv_pool_t *pool, bool on) { pool->native_http = on; }
 
-bool lv_pool_native_for(const lv_pool_t *pool, const char *base_url)
-{
-    lv_h1c_url_t url; /* ~2.5 KB on the stack, once per chat */
-    if (!pool->native_http || strncasecmp(base_url, "http://", 7) != 0 || lv_h1c_url_parse(base_url, &url) != 0)
-        return false;
-    return !pool->proxy_env || host_is_loopback(base_url);
-}
+bool lv_pool_native_for(const lv_pool_t *pool, const lv_backend_t *b) { return pool->native_http && b->h1c_url; }
 
 int lv_pool_use_thread(lv_pool_t *pool, bool on)
 {

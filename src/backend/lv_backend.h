@@ -42,6 +42,8 @@ typedef struct lv_backend {
     char id[LV_BACKEND_ID_MAX_LEN + 1];       /* [A-Za-z0-9._-]{1,64} */
     char base_url[LV_BACKEND_URL_MAX_LEN + 1];/* normalised: no trailing '/', e.g. http://h:8000/v1 */
     char api_key[LV_BACKEND_KEY_MAX_LEN + 1]; /* "" = none. Secret: never log or show it */
+    bool h1c_url;                             /* base_url fits lv_h1c and no proxy applies to it
+                                               * (lv_pool_add; lv_pool_native_for) */
     int max_concurrency;                      /* ceiling of the window (>= 1) */
     int inflight;                             /* lv_chat requests in flight now */
     int awaiting_first;                       /* of which not past their first token yet */
@@ -270,10 +272,11 @@ int lv_pool_use_thread(lv_pool_t *pool, bool on);
  * HTTP/1.1 client (lv_h1c.h) instead of curl; off sends every request through curl. */
 void lv_pool_set_native_http(lv_pool_t *pool, bool on);
 
-/** Whether a chat to base_url goes through lv_h1c: the pool allows it, the URL is http:// (no
- * userinfo), and no proxy would apply to it: none of http_proxy, all_proxy, ALL_PROXY is set (at
- * pool creation), or the host is a loopback one, which curl is told never to proxy either. */
-bool lv_pool_native_for(const lv_pool_t *pool, const char *base_url);
+/** Whether a chat to b goes through lv_h1c: the pool allows it and b->h1c_url, decided once when
+ * b was added: the URL is http:// (no userinfo) and no proxy would apply to it (none of
+ * http_proxy, all_proxy, ALL_PROXY was set at pool creation, or the host is a loopback one, which
+ * curl is told never to proxy either). */
+bool lv_pool_native_for(const lv_pool_t *pool, const lv_backend_t *b);
 
 /** A request running on the pool; lv_pool_destroy() unlinks it and calls cancel(link). */
 typedef struct lv_pool_link {

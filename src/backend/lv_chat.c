@@ -66,9 +66,7 @@ struct lv_chat {
     char *base_url;             /* the backend's, copied at start (the I/O side makes the handle) */
     char trace_lines[2][LV_TRACESTATE_MAX + 32]; /* traceparent / tracestate header lines, or "" */
     bool native;                /* through lv_h1c (decided at start: lv_pool_native_for) */
-    lv_h1c_t *h1c;
     lv_h1c_req_t *h1req;        /* native, while in flight */
-    uint64_t native_retry_ms;   /* native: a 429/503 head's Retry-After (read at the head) */
     CURL *easy;
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
@@ -378,6 +376,17 @@ static void on_timer_closed(uv_handle_t *h)
     lv_lane_unref(c->lane, &c->item); /* the I/O side's reference */
 }
 
+/* The transfer leaves its client (outside that client's callbacks); its done will not come. */
+static void xfer_drop(lv_chat_t *c)
+{
+    if (c->in_http && c->native)
+        lv_h1c_cancel(c->h1req);
+    else if (c->in_http)
+        lv_http_remove(c->http, c->easy);
+    c->in_http = 0;
+    c->h1req = NULL;
+}
+
 /* The I/O side lets go: the transfer leaves lv_http, curl's handles go. The outcome fields stay
  * for the main side; the memory goes with the last reference (chat_free). */
 static void io_release(lv_chat_t *c)
@@ -385,12 +394,7 @@ static void io_release(lv_chat_t *c)
     if (c->io_released)
         return;
     c->io_released = 1;
-    if (c->in_http && c->native)
-        lv_h1c_cancel(c->h1req);
-    else if (c->in_http)
-        lv_http_remove(c->http, c->easy);
-    c->in_http = 0;
-    c->h1req = NULL;
+    xfer_drop(c);
     curl_easy_cleanup(c->easy);
     c->easy = NULL;
     curl_slist_free_all(c->headers);
@@ -458,7 +462,10 @@ static void finish_json(lv_chat_t *c)
 
 /* How long a 429 (RFC 6585 section 4) or 503 (RFC 9110 section 15.6.4) asks us to stay away:
  * its Retry-After, capped; 0 when it has none, more than one, or one that does not parse (then
- * the answer counts as any other error, as before Retry-After was read). */
+ * the answer counts as any other error, as before Retry-After was read). From the head's Date
+ * and Retry-After values (NULL: absent) and how many of each it had. A date is read against the
+ * answer's own Date when it has one: the wait the server meant, even when its clock and ours
+ * disagree. */
 static uint64_t retry_after_from(const char *date, size_t date_len, int dates, const char *ra, size_t ra_len, int ras)
 {
     int64_t now_s = (int64_t)time(NULL), date_s;
@@ -470,21 +477,20 @@ static uint64_t retry_after_from(const char *date, size_t date_len, int dates, c
     return wait_ms;
 }
 
+/* The same from curl's copy of the head. */
 static uint64_t retry_after_of(lv_chat_t *c)
 {
     struct curl_header *h = NULL;
-    int64_t now_s = (int64_t)time(NULL), date_s;
-    uint64_t wait_ms = 0;
-    /* A date is read against the answer's own Date when it has one: the wait the server meant,
-     * even when its clock and ours disagree. Asked first: each curl_easy_header call ends the
-     * previous answer's validity. */
-    if (curl_easy_header(c->easy, "Date", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h->amount == 1 &&
-        lv_http_date_parse(h->value, strlen(h->value), &date_s) == 0)
-        now_s = date_s;
-    if (curl_easy_header(c->easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || h->amount != 1 ||
-        lv_retry_after_parse(h->value, strlen(h->value), now_s, LV_BACKEND_RETRY_AFTER_MAX_MS, &wait_ms) != 0)
+    char date[64] = ""; /* an IMF date is 29 characters; a longer value does not parse anyway */
+    int dates = 0;
+    /* Asked first, and copied: each curl_easy_header call ends the previous answer's validity. */
+    if (curl_easy_header(c->easy, "Date", 0, CURLH_HEADER, -1, &h) == CURLHE_OK) {
+        dates = (int)h->amount;
+        snprintf(date, sizeof date, "%s", h->value);
+    }
+    if (curl_easy_header(c->easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
         return 0;
-    return wait_ms;
+    return retry_after_from(dates ? date : NULL, strlen(date), dates, h->value, strlen(h->value), (int)h->amount);
 }
 
 /* Non-2xx: "backend returned HTTP 500: <its error message>". */
@@ -499,8 +505,8 @@ static void finish_http_error(lv_chat_t *c)
     /* 4xx other than 429 are the request's fault (bad model name, key, size), not the backend's */
     long st = c->http_status;
     lv_backend_end_t end = st >= 400 && st < 500 && st != 429 ? LV_BACKEND_END_CLIENT : LV_BACKEND_END_ERROR;
-    if (st == 429 || st == 503)
-        c->retry_after_ms = c->native ? c->native_retry_ms : retry_after_of(c);
+    if ((st == 429 || st == 503) && !c->native) /* lv_h1c's comes with the head (on_h1_head) */
+        c->retry_after_ms = retry_after_of(c);
     if (ex[0])
         set_error(c, end, LV_EBACKEND, "backend returned HTTP %ld: %s", st, ex);
     else
@@ -576,7 +582,7 @@ static int on_h1_head(void *ud, const lv_h1resp_t *head)
         int dn = 0, rn = 0;
         const char *d = lv_h1resp_header(head, "Date", &dl, &dn);
         const char *r = lv_h1resp_header(head, "Retry-After", &rl, &rn);
-        c->native_retry_ms = retry_after_from(d, dl, dn, r, rl, rn);
+        c->retry_after_ms = retry_after_from(d, dl, dn, r, rl, rn);
     }
     return 0;
 }
@@ -632,7 +638,8 @@ static int start_native(lv_chat_t *c)
             lines[n++] = c->trace_lines[i];
     lv_h1c_post_t post = {.url = &url, .headers = lines, .n_headers = n, .body = c->body.data,
                           .body_len = c->body.len, .connect_timeout_ms = c->connect_timeout_ms};
-    rc = lv_h1c_post(c->h1c, &post, &cb, c, &c->h1req);
+    lv_h1c_t *h1c = lv_lane_io_h1c(c->lane);
+    rc = h1c ? lv_h1c_post(h1c, &post, &cb, c, &c->h1req) : LV_EINVAL;
     explicit_bzero(auth, sizeof auth); /* lv_h1c copied the lines */
     return rc;
 }
@@ -649,12 +656,7 @@ static void on_timer(uv_timer_t *t)
         arm_timer(c); /* bytes came since the timer was set: the stream is alive */
         return;
     }
-    if (c->in_http && c->native)
-        lv_h1c_cancel(c->h1req);
-    else if (c->in_http)
-        lv_http_remove(c->http, c->easy); /* the timer runs outside curl */
-    c->in_http = 0;
-    c->h1req = NULL;
+    xfer_drop(c); /* the timer runs outside either client's callbacks */
     if (c->err_rc) {
         /* keep it */
     } else if (c->saw_done) {
@@ -709,9 +711,7 @@ static void io_turn(lv_lane_item_t *it)
     c->timer.data = c;
     c->io_started = 1;
     if (c->native) {
-        c->h1c = lv_lane_io_h1c(c->lane);
-        rc = c->h1c ? start_native(c) : LV_EINVAL;
-        if (rc) {
+        if ((rc = start_native(c)) != 0) {
             set_error(c, LV_BACKEND_END_LOCAL, rc, "could not start the request (%s)", lv_strerror(rc));
             io_finish(c);
             return;
@@ -1055,7 +1055,7 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     rc = LV_ENOMEM;
     if (!(c->base_url = strdup(b->base_url)))
         goto out;
-    c->native = lv_pool_native_for(pool, b->base_url);
+    c->native = lv_pool_native_for(pool, b);
     if ((rc = trace_lines(c, req->trace)) != 0)
         goto out;
 

@@ -198,8 +198,7 @@ static void on_io_async(uv_async_t *a)
         uv_close((uv_handle_t *)&lane->io_check, NULL);
         lv_http_destroy(lane->io_http);
         lane->io_http = NULL;
-        if (lane->io_h1c)
-            lv_h1c_destroy(lane->io_h1c);
+        lv_h1c_destroy(lane->io_h1c);
         lane->io_h1c = NULL;
         uv_close((uv_handle_t *)a, NULL);
     }
@@ -314,13 +313,12 @@ fail_loop:
     /* nothing ran on the thread's loop: let it close what was made there, here */
     if (lane->io_http)
         lv_http_destroy(lane->io_http);
-    if (lane->io_h1c)
-        lv_h1c_destroy(lane->io_h1c);
+    lv_h1c_destroy(lane->io_h1c);
     uv_run(&lane->own_loop, UV_RUN_DEFAULT);
     uv_loop_close(&lane->own_loop);
 fail:
-    if (!threaded && lane->io_h1c)
-        lv_h1c_destroy(lane->io_h1c); /* closes on the main loop, which runs on */
+    if (!threaded)
+        lv_h1c_destroy(lane->io_h1c); /* closes on the main loop, which runs on (NULL: none made) */
     uv_close((uv_handle_t *)&lane->main_async, on_closed);
     return rc;
 }
@@ -353,8 +351,7 @@ void lv_lane_destroy(lv_lane_t *lane)
     } else {
         drain(lane, true, true); /* e.g. cancels: their transfers leave lv_http, timers close */
         flush_soon(lane);
-        if (lane->io_h1c)
-            lv_h1c_destroy(lane->io_h1c);
+        lv_h1c_destroy(lane->io_h1c);
         lane->io_h1c = NULL;
         uv_close((uv_handle_t *)&lane->io_async, on_closed);
         uv_close((uv_handle_t *)&lane->soon_timer, on_closed);
