@@ -114,7 +114,7 @@ struct lv_h1c {
     char rbuf[H1C_RBUF_SIZE];
 };
 
-static int conn_start(lv_h1c_req_t *r);
+static void conn_start(lv_h1c_req_t *r);
 static void req_fail(lv_h1c_req_t *r, lv_h1c_end_t end, int uv_err, const char *why);
 
 /* ---------------------------------------------------------------- URL */
@@ -216,9 +216,11 @@ int lv_h1c_url_parse(const char *url, lv_h1c_url_t *out)
 
 /* ---------------------------------------------------------------- results */
 
-static const char *connect_why(int uv_err, char *buf, size_t size)
+const char *lv_connect_why(int uv_err, char *buf, size_t size)
 {
     switch (uv_err) {
+    case 0:
+        return "cannot connect";
     case UV_ECONNREFUSED:
         return "connection refused";
     case UV_ETIMEDOUT:
@@ -315,7 +317,7 @@ static void conn_on_timer(uv_timer_t *t)
             return;
         const char *why = c->pending_end == LV_H1C_ERESOLVE  ? "cannot resolve host"
                           : c->pending_end == LV_H1C_ENOMEM ? "out of memory"
-                                                             : connect_why(c->pending_err, buf, sizeof buf);
+                                                             : lv_connect_why(c->pending_err, buf, sizeof buf);
         conn_close(c);
         req_fail(r, c->pending_end, c->pending_err, why);
         return;
@@ -395,7 +397,7 @@ static void conn_on_connect(uv_connect_t *cr, int status)
         char buf[128];
         if (conn_try_next(c))
             return;
-        const char *why = connect_why(status, buf, sizeof buf);
+        const char *why = lv_connect_why(status, buf, sizeof buf);
         conn_close(c);
         req_fail(r, LV_H1C_ECONNECT, status, why); /* a kernel ETIMEDOUT too: our own deadline is conn_on_timer's */
         return;
@@ -480,7 +482,7 @@ static void conn_on_resolved(uv_getaddrinfo_t *gr, int status, struct addrinfo *
 
 /* Start (or go on with) the new connection r->conn: resolve when needed, else connect to the
  * next address. Never calls back: failures are deferred to the connection's timer. */
-static int conn_start(lv_h1c_req_t *r)
+static void conn_start(lv_h1c_req_t *r)
 {
     conn_t *c = r->conn;
     if (c->ai_next) {
@@ -489,23 +491,23 @@ static int conn_start(lv_h1c_req_t *r)
             ai = ai->ai_next;
         if (!ai) {
             conn_defer_fail(c, LV_H1C_ERESOLVE, UV_EAI_FAMILY);
-            return 0;
+            return;
         }
         c->ai_next = ai->ai_next;
         conn_connect(c, ai->ai_addr);
-        return 0;
+        return;
     }
     struct sockaddr_storage ss;
     if (uv_ip4_addr(c->o->host, c->o->port, (struct sockaddr_in *)&ss) == 0 ||
         uv_ip6_addr(c->o->host, c->o->port, (struct sockaddr_in6 *)&ss) == 0) {
         c->state = C_CONNECTING;
         conn_connect(c, (const struct sockaddr *)&ss);
-        return 0;
+        return;
     }
     h1c_gai_t *g = calloc(1, sizeof *g);
     if (!g) {
         conn_defer_fail(c, LV_H1C_ENOMEM, UV_ENOMEM);
-        return 0;
+        return;
     }
     char port[8];
     snprintf(port, sizeof port, "%u", (unsigned)c->o->port);
@@ -516,10 +518,9 @@ static int conn_start(lv_h1c_req_t *r)
     if (rc < 0) {
         free(g);
         conn_defer_fail(c, LV_H1C_ERESOLVE, rc);
-        return 0;
+        return;
     }
     c->gai = g;
-    return 0;
 }
 
 /* Send r on an idle connection to its origin, else on a new one (fresh_only: always a new one).
@@ -536,9 +537,7 @@ static int req_start(lv_h1c_req_t *r, bool fresh_only)
         c->reused = true;
         if (conn_send(c, r) == 0)
             return 0;
-        c->req = NULL;
-        r->conn = NULL;
-        conn_close(c);
+        conn_close(c); /* detaches r too */
     }
     conn_t *c = conn_new(h, o);
     if (!c)
@@ -548,7 +547,8 @@ static int req_start(lv_h1c_req_t *r, bool fresh_only)
     c->state = C_CONNECTING;
     r->connect_deadline = uv_now(h->loop) + (uint64_t)r->connect_timeout_ms;
     uv_timer_start(&c->timer, conn_on_timer, (uint64_t)r->connect_timeout_ms, 0);
-    return conn_start(r);
+    conn_start(r);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- requests ending */
@@ -568,12 +568,8 @@ static void req_free(lv_h1c_req_t *r)
  * the in-flight list first, so an on_done that destroys the client does not free it as well. */
 static void req_end(lv_h1c_req_t *r, const lv_h1c_result_t *res)
 {
-    if (r->conn) { /* not expected: the caller let go of the connection */
-        conn_t *c = r->conn;
-        c->req = NULL;
-        r->conn = NULL;
-        conn_close(c);
-    }
+    if (r->conn) /* not expected: the caller let go of the connection */
+        conn_close(r->conn);
     lv_queue_remove(&r->link);
     r->h->n_reqs--;
     if (r->cb.on_done)
@@ -583,11 +579,10 @@ static void req_end(lv_h1c_req_t *r, const lv_h1c_result_t *res)
 
 static void req_fail(lv_h1c_req_t *r, lv_h1c_end_t end, int uv_err, const char *why)
 {
-    lv_h1c_result_t res = {.end = end, .sys_errno = uv_err < 0 ? -uv_err : 0};
+    /* the errno behind it only where the header promises one */
+    bool has_errno = end == LV_H1C_ECONNECT || end == LV_H1C_ESEND || end == LV_H1C_ERECV;
+    lv_h1c_result_t res = {.end = end, .sys_errno = has_errno && uv_err < 0 ? -uv_err : 0};
     res.connect_failure = end == LV_H1C_ERESOLVE || end == LV_H1C_ECONNECT || end == LV_H1C_ECONNECT_TIMEOUT;
-    if (end == LV_H1C_ERESOLVE || end == LV_H1C_ECONNECT_TIMEOUT || end == LV_H1C_EEMPTY ||
-        end == LV_H1C_EPARSE || end == LV_H1C_EABORTED || end == LV_H1C_ENOMEM)
-        res.sys_errno = 0;
     snprintf(res.why, sizeof res.why, "%s", why);
     req_end(r, &res);
 }
@@ -599,9 +594,7 @@ static bool req_retry(lv_h1c_req_t *r, conn_t *c)
     if (!c->reused || r->got_bytes || r->retried || r->aborted)
         return false;
     r->retried = true;
-    c->req = NULL;
-    r->conn = NULL;
-    conn_close(c);
+    conn_close(c); /* detaches r too */
     lv_h1resp_free(&r->resp);
     lv_h1resp_init(&r->resp);
     if (req_start(r, true) < 0)
@@ -616,9 +609,7 @@ static void conn_failed(conn_t *c, int uv_err)
     if (req_retry(r, c))
         return;
     bool empty = !r->got_bytes, written = r->written;
-    c->req = NULL;
-    r->conn = NULL;
-    conn_close(c);
+    conn_close(c); /* detaches r too */
     char buf[128];
     if (uv_err == UV_EOF) {
         if (empty && !c->reused) {
@@ -753,9 +744,7 @@ static void conn_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             return;
     }
     if (rc != 0) {
-        c->req = NULL;
-        r->conn = NULL;
-        conn_close(c);
+        conn_close(c); /* detaches r too */
         if (rc == H1C_ABORT || r->aborted)
             req_fail(r, LV_H1C_EABORTED, 0, "aborted");
         else if (rc == H1C_STALE)

@@ -95,6 +95,11 @@ typedef struct {
                                  * tried in order (the next on any connect failure) within it */
 } lv_h1c_post_t;
 
+/** Short text for a failed connect, from its libuv error (negative errno; 0: unknown): "connection
+ * refused", "connect timed out", "no route to host", else "cannot connect: <uv_strerror>" written
+ * into buf. Shared with lv_http_describe, so both clients say the same. */
+const char *lv_connect_why(int uv_err, char *buf, size_t size);
+
 /** A client on loop; LV_ENOMEM. */
 int lv_h1c_create(uv_loop_t *loop, lv_h1c_t **out);
 

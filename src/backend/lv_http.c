@@ -27,6 +27,7 @@
 
 #include "lv_common.h"
 #include "lv_hmap.h"
+#include "lv_h1c.h"
 #include "lv_log.h"
 
 struct lv_http {
@@ -433,16 +434,11 @@ const char *lv_http_describe(CURL *easy, CURLcode rc, const char *errbuf, char *
         /* curl 7.88's text does not say why ("Couldn't connect to server"): ask for the errno */
         if (easy)
             curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &os_errno);
-        if (os_errno == ECONNREFUSED)
-            snprintf(out, out_size, "connection refused");
-        else if (os_errno == ETIMEDOUT)
-            snprintf(out, out_size, "connect timed out");
-        else if (os_errno == EHOSTUNREACH || os_errno == ENETUNREACH)
-            snprintf(out, out_size, "no route to host");
-        else if (os_errno) /* uv_strerror, not strerror: this runs on two loops' threads */
-            snprintf(out, out_size, "cannot connect: %s", uv_strerror(-(int)os_errno));
-        else
-            snprintf(out, out_size, "cannot connect");
+        {
+            const char *why = lv_connect_why(os_errno ? -(int)os_errno : 0, out, out_size);
+            if (why != out)
+                snprintf(out, out_size, "%s", why);
+        }
         break;
     case CURLE_OPERATION_TIMEDOUT:
         snprintf(out, out_size, "timed out");
