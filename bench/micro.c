@@ -466,6 +466,13 @@ static double loadavg_1min(void)
     return l;
 }
 
+/* The median of a row's nrep repetitions; sorts them (min first, max last) in place. */
+static double row_median(row_t *r, int nrep)
+{
+    qsort(r->ns, (size_t)nrep, sizeof r->ns[0], cmp_double);
+    return r->ns[nrep / 2];
+}
+
 /* The table of rows rs[0..n), each with nrep repetitions, and their RESULT lines. */
 static void print_table(row_t *rs, size_t n, int nrep, const char *first_column)
 {
@@ -473,8 +480,7 @@ static void print_table(row_t *rs, size_t n, int nrep, const char *first_column)
     printf("|---|---:|---:|---:|---:|---:|---|\n");
     for (size_t i = 0; i < n; i++) {
         row_t *r = &rs[i];
-        qsort(r->ns, (size_t)nrep, sizeof r->ns[0], cmp_double);
-        double med = r->ns[nrep / 2];
+        double med = row_median(r, nrep);
         char mb[32] = "—";
         if (r->bytes)
             snprintf(mb, sizeof mb, "%.0f", (double)r->bytes / med * 1000.0); /* bytes/ns * 1000 = MB/s */
@@ -795,7 +801,7 @@ static int kernel_floor(void)
      * of ~150-byte SSE chunks; ~2 epoll_wait returns */
     double med[N];
     for (int k = 0; k < N; k++)
-        med[k] = kr[k].ns[KF_REPS / 2];
+        med[k] = row_median(&kr[k], KF_REPS);
     double floor_ns = 2.4 * med[R32K] + 3.7 * med[PAIR150] + med[WV43K_PAIR] + 5 * med[R150] + 2 * med[EPOLL];
     printf("\nFloor per frame (an estimate of the system-call work one frame needs on this machine, with no "
            "user-space work at all): 2.4 × read() 32 KB + 3.7 × (write() 150 B + peer read()) + 1 × (writev() 43 KB "
