@@ -452,9 +452,6 @@ int lv_h1resp_feed(lv_h1resp_t *p, const char *data, size_t n, size_t *used, lv_
             took = n - off;
             rc = on_body ? on_body(ud, data + off, took) : 0;
             break;
-        case S_DONE:
-            p->done = true; /* not reached: done is set with S_DONE */
-            break;
         default:
             rc = feed_chunk_lines(p, data + off, n - off, &took);
             break;
