@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lv_common.h"
+#include "lv_httputil.h"
 
 /* The parser's states. The head is copied line by line (one memchr per line); the chunk-size and
  * trailer lines are walked byte by byte (they are short and capped); body bytes are passed on as
@@ -29,32 +30,9 @@ enum {
 /* RFC 9112 section 7.1 has no limit; 2^62 keeps every sum with it far from overflowing. */
 #define CHUNK_SIZE_MAX ((uint64_t)1 << 62)
 
-/* RFC 9110 section 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
- * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static bool is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
-
 /* field-vchar / SP / HTAB (RFC 9110 section 5.5), obs-text included: every CTL but HTAB is out,
  * which rejects NUL and a CR that is not part of a line end. */
 static bool is_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
-
-static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c; }
-
-static bool ieq(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return false;
-    for (size_t i = 0; i < alen; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
-            return false;
-    return true;
-}
 
 /* The next element of a comma-separated list (RFC 9110 section 5.6.1), OWS trimmed; empty
  * elements are returned as such (len 0). *s walks the list and becomes NULL after the last
@@ -67,9 +45,9 @@ static bool list_next(const char **s, const char *end, const char **elem, size_t
     const char *comma = memchr(q, ',', (size_t)(end - q));
     const char *e = comma ? comma : end;
     *s = comma ? comma + 1 : NULL;
-    while (q < e && is_ows((unsigned char)*q))
+    while (q < e && lv_http_ows((unsigned char)*q))
         q++;
-    while (e > q && is_ows((unsigned char)e[-1]))
+    while (e > q && lv_http_ows((unsigned char)e[-1]))
         e--;
     *elem = q;
     *len = (size_t)(e - q);
@@ -112,7 +90,7 @@ static int parse_field(lv_h1resp_t *p, size_t start, size_t end)
     const char *s = p->head.data;
     size_t i = start;
     while (i < end && s[i] != ':') {
-        if (!is_tchar((unsigned char)s[i]))
+        if (!lv_http_tchar((unsigned char)s[i]))
             return LV_EPARSE;
         i++;
     }
@@ -122,9 +100,9 @@ static int parse_field(lv_h1resp_t *p, size_t start, size_t end)
     for (size_t k = vs; k < ve; k++)
         if (!is_value_char((unsigned char)s[k]))
             return LV_EPARSE;
-    while (vs < ve && is_ows((unsigned char)s[vs]))
+    while (vs < ve && lv_http_ows((unsigned char)s[vs]))
         vs++;
-    while (ve > vs && is_ows((unsigned char)s[ve - 1]))
+    while (ve > vs && lv_http_ows((unsigned char)s[ve - 1]))
         ve--;
     if (p->n_fields >= LV_H1RESP_FIELDS_MAX)
         return LV_ELIMIT;
@@ -186,25 +164,25 @@ static int head_end(lv_h1resp_t *p)
         const char *name = h + f->name_off, *v = h + f->value_off;
         const char *s = v, *end = v + f->value_len, *e;
         size_t len;
-        if (ieq(name, f->name_len, "content-length", 14)) {
+        if (lv_http_ieq(name, f->name_len, "content-length")) {
             if (!cl_err)
                 cl_err = parse_content_length(v, f->value_len, &have_cl, &cl);
-        } else if (ieq(name, f->name_len, "transfer-encoding", 17)) {
+        } else if (lv_http_ieq(name, f->name_len, "transfer-encoding")) {
             have_te = true;
             /* the last coding of the last field decides (the fields combine into one list) */
             while (list_next(&s, end, &e, &len)) {
                 if (len == 0)
                     continue;
                 size_t tok = 0;
-                while (tok < len && e[tok] != ';' && !is_ows((unsigned char)e[tok]))
+                while (tok < len && e[tok] != ';' && !lv_http_ows((unsigned char)e[tok]))
                     tok++;
-                te_chunked = ieq(e, tok, "chunked", 7);
+                te_chunked = lv_http_ieq(e, tok, "chunked");
             }
-        } else if (ieq(name, f->name_len, "connection", 10)) {
+        } else if (lv_http_ieq(name, f->name_len, "connection")) {
             while (list_next(&s, end, &e, &len)) {
-                if (ieq(e, len, "close", 5))
+                if (lv_http_ieq(e, len, "close"))
                     close = true;
-                else if (ieq(e, len, "keep-alive", 10))
+                else if (lv_http_ieq(e, len, "keep-alive"))
                     keep_alive = true;
             }
         }
@@ -269,7 +247,7 @@ static int head_line(lv_h1resp_t *p, size_t start, size_t end)
     }
     if (n == 0)
         return head_end(p);
-    if (is_ows((unsigned char)s[0]))
+    if (lv_http_ows((unsigned char)s[0]))
         return LV_EPARSE; /* obs-fold, RFC 9112 section 5.2 */
     return parse_field(p, start, end);
 }
@@ -357,7 +335,7 @@ static int feed_chunk_lines(lv_h1resp_t *p, const char *d, size_t n, size_t *too
                 rc = LV_EPARSE;
                 break;
             }
-            if (is_ows(c))
+            if (lv_http_ows(c))
                 p->state = S_CSIZE_WS;
             else if (c == ';')
                 p->state = S_CEXT;
@@ -376,7 +354,7 @@ static int feed_chunk_lines(lv_h1resp_t *p, const char *d, size_t n, size_t *too
                 p->state = S_CSIZE_LF;
             else if (c == '\n')
                 eol = true;
-            else if (!is_ows(c))
+            else if (!lv_http_ows(c))
                 rc = LV_EPARSE;
             break;
         case S_CEXT:
@@ -483,12 +461,12 @@ int lv_h1resp_eof(lv_h1resp_t *p)
 const char *lv_h1resp_header(const lv_h1resp_t *p, const char *name, size_t *len, int *count)
 {
     const char *first = NULL;
-    size_t first_len = 0, nlen = strlen(name);
+    size_t first_len = 0;
     int k = 0;
     if (p->head_done) {
         for (size_t i = 0; i < p->n_fields; i++) {
             const lv_h1resp_field_t *f = &p->fields[i];
-            if (!ieq(p->head.data + f->name_off, f->name_len, name, nlen))
+            if (!lv_http_ieq(p->head.data + f->name_off, f->name_len, name))
                 continue;
             if (k++ == 0) {
                 first = p->head.data + f->value_off;

@@ -4,40 +4,13 @@
 
 #include <string.h>
 
+#include "lv_httputil.h"
+
 #define MAX_EMPTY_LINES 8                /* leading empty lines skipped before the request line */
 #define CHUNK_LINE_MAX 4096              /* a chunk-size line with its extensions, or a trailer line */
 #define TRAILER_MAX (4 * CHUNK_LINE_MAX) /* all trailer lines of one body together */
 
-/* RFC 9110 section 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
- * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. Methods and field names are tokens. */
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static unsigned char lower(unsigned char c)
-{
-    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
-}
-
-/* Case-insensitive equality of a view and a NUL-terminated ASCII literal. */
-static bool view_ieq(const char *p, size_t len, const char *lit)
-{
-    size_t n = strlen(lit);
-    if (n != len)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (lower((unsigned char)p[i]) != lower((unsigned char)lit[i]))
-            return false;
-    return true;
-}
-
-static bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
+/* Methods and field names are tokens (lv_http_tchar); OWS is SP or HTAB (lv_http_ows). */
 
 /* The next element of a comma-separated list (RFC 9110 section 5.6.1), blanks trimmed; empty
  * elements are skipped, as "a recipient MUST parse and ignore a reasonable number of empty list
@@ -46,7 +19,7 @@ static bool list_next(const char **pp, const char *end, lv_view_t *elem)
 {
     const char *p = *pp;
     for (;;) {
-        while (p < end && (is_ows(*p) || *p == ','))
+        while (p < end && (lv_http_ows((unsigned char)*p) || *p == ','))
             p++;
         if (p == end) {
             *pp = p;
@@ -56,7 +29,7 @@ static bool list_next(const char **pp, const char *end, lv_view_t *elem)
         while (p < end && *p != ',')
             p++;
         const char *e = p;
-        while (e > s && is_ows(e[-1]))
+        while (e > s && lv_http_ows((unsigned char)e[-1]))
             e--;
         if (e > s) {
             elem->ptr = s;
@@ -72,7 +45,7 @@ static bool list_has(lv_view_t v, const char *token)
     const char *p = v.ptr, *end = v.ptr + v.len;
     lv_view_t e;
     while (list_next(&p, end, &e))
-        if (view_ieq(e.ptr, e.len, token))
+        if (lv_http_ieq(e.ptr, e.len, token))
             return true;
     return false;
 }
@@ -104,18 +77,18 @@ static int interpret_headers(lv_http1_req_t *req, int *status)
 
     for (size_t i = 0; i < req->n_headers; i++) {
         const lv_http1_header_t *h = &req->headers[i];
-        if (view_ieq(h->name.ptr, h->name.len, "content-length")) {
+        if (lv_http_ieq(h->name.ptr, h->name.len, "content-length")) {
             /* RFC 9112 section 6.3: an invalid Content-Length is an unrecoverable framing
              * error; duplicates, even equal ones, are refused rather than merged. */
             if (cl_seen || parse_content_length(h->value, &req->content_length))
                 goto bad;
             cl_seen = true;
-        } else if (view_ieq(h->name.ptr, h->name.len, "transfer-encoding")) {
+        } else if (lv_http_ieq(h->name.ptr, h->name.len, "transfer-encoding")) {
             const char *p = h->value.ptr, *end = p + h->value.len;
             lv_view_t e;
             te_seen = true;
             while (list_next(&p, end, &e)) {
-                if (view_ieq(e.ptr, e.len, "chunked")) {
+                if (lv_http_ieq(e.ptr, e.len, "chunked")) {
                     chunked_count++;
                     te_chunked_last = true;
                 } else {
@@ -123,11 +96,11 @@ static int interpret_headers(lv_http1_req_t *req, int *status)
                     te_chunked_last = false;
                 }
             }
-        } else if (view_ieq(h->name.ptr, h->name.len, "connection")) {
+        } else if (lv_http_ieq(h->name.ptr, h->name.len, "connection")) {
             conn_close |= list_has(h->value, "close");
             conn_keep_alive |= list_has(h->value, "keep-alive");
             conn_upgrade |= list_has(h->value, "upgrade");
-        } else if (view_ieq(h->name.ptr, h->name.len, "upgrade")) {
+        } else if (lv_http_ieq(h->name.ptr, h->name.len, "upgrade")) {
             upgrade_ws |= list_has(h->value, "websocket");
         }
     }
@@ -155,7 +128,7 @@ static int interpret_headers(lv_http1_req_t *req, int *status)
     req->keep_alive = req->minor_version == 1 ? !conn_close : (conn_keep_alive && !conn_close);
     /* RFC 6455 section 4.1: the opening handshake is a GET of at least HTTP/1.1. */
     req->upgrade_websocket =
-        upgrade_ws && conn_upgrade && req->minor_version == 1 && view_ieq(req->method.ptr, req->method.len, "GET");
+        upgrade_ws && conn_upgrade && req->minor_version == 1 && lv_http_ieq(req->method.ptr, req->method.len, "GET");
     return 0;
 bad:
     if (status)
@@ -217,7 +190,7 @@ int lv_http1_parse_request(const char *buf, size_t len, size_t max_head_bytes, l
 
     /* request-line = method SP request-target SP HTTP-version (RFC 9112 section 3) */
     const char *m = p;
-    while (p < end && is_tchar((unsigned char)*p))
+    while (p < end && lv_http_tchar((unsigned char)*p))
         p++;
     if (p == end)
         goto need_more;
@@ -295,7 +268,7 @@ int lv_http1_parse_request(const char *buf, size_t len, size_t max_head_bytes, l
          * the first field: section 5.2 lets a server reject the former with 400, section 2.2
          * says it MUST reject or ignore the latter. Both are refused. */
         const char *name = p;
-        while (p < end && is_tchar((unsigned char)*p))
+        while (p < end && lv_http_tchar((unsigned char)*p))
             p++;
         if (p == end)
             goto need_more;
@@ -312,7 +285,7 @@ int lv_http1_parse_request(const char *buf, size_t len, size_t max_head_bytes, l
         lv_http1_header_t *h = &req->headers[req->n_headers];
         h->name = (lv_view_t){name, (size_t)(p - name)};
         p++;
-        while (p < end && is_ows(*p))
+        while (p < end && lv_http_ows((unsigned char)*p))
             p++;
         const char *v = p;
         /* field-value bytes: VCHAR, obs-text, SP, HTAB. NUL, CR alone and other controls are
@@ -330,7 +303,7 @@ int lv_http1_parse_request(const char *buf, size_t len, size_t max_head_bytes, l
             goto need_more;
         if (eol < 0)
             goto fail;
-        while (ve > v && is_ows(ve[-1]))
+        while (ve > v && lv_http_ows((unsigned char)ve[-1]))
             ve--;
         h->value = (lv_view_t){v, (size_t)(ve - v)};
         req->n_headers++;
@@ -356,7 +329,7 @@ const lv_view_t *lv_http1_header(const lv_http1_req_t *req, const char *name)
         return NULL;
     for (size_t i = 0; i < req->n_headers && i < LV_HTTP1_MAX_HEADERS; i++) {
         const lv_http1_header_t *h = &req->headers[i];
-        if (view_ieq(h->name.ptr, h->name.len, name))
+        if (lv_http_ieq(h->name.ptr, h->name.len, name))
             return &h->value;
     }
     return NULL;
@@ -442,7 +415,7 @@ int lv_http1_chunked_feed(lv_http1_chunked_t *c, char *in, size_t *len, size_t *
                 c->state = CH_SIZE_LF;
             else if (ch == ';')
                 c->state = CH_EXT;
-            else if (is_ows((char)ch))
+            else if (lv_http_ows(ch))
                 c->state = CH_SIZE_WS;
             else
                 goto parse_error;
@@ -451,7 +424,7 @@ int lv_http1_chunked_feed(lv_http1_chunked_t *c, char *in, size_t *len, size_t *
         case CH_SIZE_WS:
             if (ch == ';')
                 c->state = CH_EXT;
-            else if (!is_ows((char)ch))
+            else if (!lv_http_ows(ch))
                 goto parse_error;
             break;
         case CH_EXT:
@@ -500,7 +473,7 @@ int lv_http1_chunked_feed(lv_http1_chunked_t *c, char *in, size_t *len, size_t *
                 break;
             }
             /* A trailer line starting with a blank would be obs-fold (RFC 9112 section 5.2). */
-            if (is_ows((char)ch) || !line_byte_ok(ch))
+            if (lv_http_ows(ch) || !line_byte_ok(ch))
                 goto parse_error;
             c->state = CH_TRAILER;
             break;

@@ -273,13 +273,6 @@ int lv_bearer_get(const char *authorization_header, char *out, size_t out_size)
     return copy_out(tok, (size_t)(tok_end - tok), out, out_size);
 }
 
-/* RFC 9110 section 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
- * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
-static int is_tchar(char c)
-{
-    return is_alnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 /* qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ) (RFC 9110 section 12.4.2),
  * spanning exactly [p, end): thousandths, or -1 when malformed. */
 static int parse_qvalue(const char *p, const char *end)
@@ -326,7 +319,7 @@ int lv_accept_encoding_q(const char *value, size_t len, const char *coding)
         const char *next = e < end ? e + 1 : end;
         trim(&p, &e);
         const char *name = p;
-        while (p < e && is_tchar(*p))
+        while (p < e && lv_http_tchar((unsigned char)*p))
             p++;
         size_t name_len = (size_t)(p - name);
         int q = 1000;

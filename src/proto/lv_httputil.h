@@ -5,9 +5,40 @@
 #ifndef LV_HTTPUTIL_H
 #define LV_HTTPUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "lv_common.h"
+
+/* The RFC 9110 token rules both HTTP parsers use (lv_http1.c for requests, lv_h1resp.c for
+ * responses) and the header helpers here. */
+
+/** tchar (RFC 9110 section 5.6.2): "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+ * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
+static inline bool lv_http_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return true;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/** OWS (RFC 9110 section 5.6.3): SP or HTAB. */
+static inline bool lv_http_ows(unsigned char c) { return c == ' ' || c == '\t'; }
+
+/** Case-insensitive (ASCII) equality of p[0..len) and the NUL-terminated lit. */
+static inline bool lv_http_ieq(const char *p, size_t len, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (n != len)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char a = (unsigned char)p[i], b = (unsigned char)lit[i];
+        if ((a >= 'A' && a <= 'Z' ? a + 32 : a) != (b >= 'A' && b <= 'Z' ? b + 32 : b))
+            return false;
+    }
+    return true;
+}
 
 /** Find cookie `name` in a Cookie request header ("a=1; b=2", RFC 6265 section 5.4, parsed
  * leniently: pairs split on ';', blanks around names and values ignored, pairs without '='
