@@ -1,5 +1,6 @@
 /* lv_chatresp.c - OpenAI chat.completion(.chunk) parsing: a one-pass scanner of its own for the
- * common token chunk (the hot path: ~20 per answer), jansson for everything else. The scanner's
+ * common chunks (every token chunk, and the finish-reason and usage chunks that end each answer),
+ * jansson for everything else. The scanner's
  * escape decoder is deliberately its own: it writes into the chunk's inline buffer without an
  * allocation, and whatever it does not take goes to jansson, which is the reference. */
 #include "lv_chatresp.h"
@@ -33,14 +34,20 @@ void lv_chatresp_clear(lv_chatresp_t *r)
  * Nearly every chunk of a streamed answer looks like
  *   {"id":"..","object":"chat.completion.chunk",...,"choices":[{"index":0,"delta":{"content":"word"},
  *    "finish_reason":null}]}
- * and parsing it into a jansson tree costs several allocations per token. This scanner walks the
- * text once as a strict JSON grammar, follows the path to choices[0].delta.content, notes where
- * that string and the top-level "id" and "model" strings lie, and decodes just those three into
- * the struct. It says "not mine" (-1) for anything else, which then takes the full parser: errors,
- * tool calls, a finish reason, real usage, more than one choice, a tracked key twice or spelt with
- * escapes, fields of unexpected types, numbers jansson might refuse (too long), deep nesting,
- * \u0000, and all text that is not JSON. So whatever it accepts, jansson accepts with the same
- * result; lv_chatresp_parse_chunk_full() is the reference the unit test and fuzzer compare with. */
+ * and each answer ends with
+ *   {"id":"..",...,"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}
+ *   {"id":"..",...,"choices":[],"usage":{"prompt_tokens":N,"completion_tokens":M,"total_tokens":K,...}}
+ * Parsing those into a jansson tree costs several allocations each. This scanner walks the text
+ * once as a strict JSON grammar, follows the paths to choices[0].delta.content,
+ * choices[0].finish_reason and the usage counts, notes where the strings it wants (those two and
+ * the top-level "id" and "model") lie, and decodes just those into the struct. It says "not mine"
+ * (-1) for anything else, which then takes the full parser: errors, tool calls, more than one
+ * choice, a tracked key twice or spelt with escapes, fields of unexpected types, a finish reason
+ * that holds an escape, a token count that is not a plain non-negative integer up to INT_MAX
+ * (negative, -0, fractional, exponent, too big: the full parser's own verdict on those is subtle
+ * enough to leave to it), numbers jansson might refuse (too long), deep nesting, \u0000, and all
+ * text that is not JSON. So whatever it accepts, jansson accepts with the same result;
+ * lv_chatresp_parse_chunk_full() is the reference the unit test and fuzzer compare with. */
 
 #define FAST_MAX_DEPTH 32 /* chunks nest 4 deep; jansson's own cap is 2048 */
 
@@ -50,10 +57,11 @@ typedef struct {
     int escaped;   /* holds a backslash: decode it, else copy it */
 } fast_span_t;
 
-enum { ROLE_OTHER, ROLE_ROOT, ROLE_CHOICES, ROLE_CHOICE, ROLE_DELTA };
+enum { ROLE_OTHER, ROLE_ROOT, ROLE_CHOICES, ROLE_CHOICE, ROLE_DELTA, ROLE_USAGE };
 
 /* Tracked keys, as bits of fast_scan_t.seen: one seen twice is "not mine" (jansson keeps the last
- * of duplicates; not worth copying). Only one choice and one delta are walked, so one set will do. */
+ * of duplicates; not worth copying). Only one choice, one delta and one usage are walked, so one
+ * set will do. */
 enum {
     SEEN_ID = 1 << 0,
     SEEN_MODEL = 1 << 1,
@@ -63,12 +71,16 @@ enum {
     SEEN_FINISH = 1 << 5,
     SEEN_DELTA = 1 << 6,
     SEEN_CONTENT = 1 << 7,
+    SEEN_PROMPT = 1 << 8,
+    SEEN_COMPLETION = 1 << 9,
 };
 
 typedef struct {
     const char *p, *end;
-    fast_span_t content, id, model;
+    fast_span_t content, id, model, finish;
     unsigned seen;
+    int has_usage; /* "usage" was an object */
+    int prompt_tokens, completion_tokens;
 } fast_scan_t;
 
 static int hexval(char c)
@@ -303,6 +315,32 @@ static int fast_literal(fast_scan_t *s, const char *lit, size_t len)
 
 static int fast_null(fast_scan_t *s) { return fast_literal(s, "null", 4) == 0; }
 
+/* A usage token count as the full parser's opt_count() reads it, but only where that is plain:
+ * null (0), or 1 to 10 digits without a leading zero, no fraction or exponent, at most INT_MAX.
+ * Anything else (negative, -0, 1.0, 1e2, past INT_MAX, a string) is "not mine": jansson's integer
+ * and real rules decide whether it is LV_EPARSE. A '.' or exponent after the digits would also
+ * fail the object grammar that follows; refusing it here keeps this a whole number token. */
+static int fast_count(fast_scan_t *s, int *out)
+{
+    const char *p = s->p, *end = s->end;
+    uint64_t v = 0;
+    *out = 0;
+    if (fast_null(s))
+        return 0;
+    if (!is_digit(p, end) || (*p == '0' && is_digit(p + 1, end)))
+        return -1;
+    for (int i = 0; is_digit(p, end); i++, p++) {
+        if (i == 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (v > INT_MAX || (p < end && (*p == '.' || *p == 'e' || *p == 'E')))
+        return -1;
+    *out = (int)v;
+    s->p = p;
+    return 0;
+}
+
 static int fast_object(fast_scan_t *s, int depth, int role);
 static int fast_array(fast_scan_t *s, int depth, int role);
 
@@ -363,6 +401,11 @@ static int fast_member(fast_scan_t *s, int depth, int role, const fast_span_t *k
             bit = SEEN_DELTA;
     } else if (role == ROLE_DELTA && KEY_IS(key, "content")) {
         bit = SEEN_CONTENT;
+    } else if (role == ROLE_USAGE) {
+        if (KEY_IS(key, "prompt_tokens"))
+            bit = SEEN_PROMPT;
+        else if (KEY_IS(key, "completion_tokens"))
+            bit = SEEN_COMPLETION;
     }
     if (!bit)
         return fast_value(s, depth, ROLE_OTHER);
@@ -388,8 +431,21 @@ static int fast_member(fast_scan_t *s, int depth, int role, const fast_span_t *k
         if (s->p < s->end && *s->p == '{')
             return fast_object(s, depth + 1, ROLE_DELTA);
         return fast_null(s) ? 0 : -1;
-    default: /* usage (real usage is read by the full parser) and finish_reason: only null */
+    case SEEN_FINISH:
+        /* "stop", "length", ...: plain ASCII in every backend; one with an escape, or of another
+         * type (a type error for the full parser), is left to jansson */
+        if (fast_want_string(s, depth, &s->finish, 1) != 0)
+            return -1;
+        return s->finish.p && s->finish.escaped ? -1 : 0;
+    case SEEN_USAGE:
+        if (s->p < s->end && *s->p == '{') {
+            s->has_usage = 1;
+            return fast_object(s, depth + 1, ROLE_USAGE);
+        }
         return fast_null(s) ? 0 : -1;
+    case SEEN_PROMPT: return fast_count(s, &s->prompt_tokens);
+    case SEEN_COMPLETION: return fast_count(s, &s->completion_tokens);
+    default: return -1;
     }
 }
 
@@ -472,7 +528,7 @@ static int fast_chunk(lv_chatresp_t *r, const char *p, size_t n)
     if (s.p != s.end)
         return -1;
     /* decoded strings are never longer than their JSON form */
-    size_t need = s.content.len + s.id.len + s.model.len + 3;
+    size_t need = s.content.len + s.id.len + s.model.len + s.finish.len + 4;
     char *buf = need <= sizeof r->priv_inline ? r->priv_inline : malloc(need);
     if (!buf)
         return -1;
@@ -488,8 +544,15 @@ static int fast_chunk(lv_chatresp_t *r, const char *p, size_t n)
     }
     if (s.model.p) {
         r->model = buf;
-        fast_decode(&s.model, buf);
+        buf += fast_decode(&s.model, buf) + 1;
     }
+    if (s.finish.p) {
+        r->finish_reason = buf;
+        fast_decode(&s.finish, buf);
+    }
+    r->has_usage = s.has_usage;
+    r->prompt_tokens = s.prompt_tokens;
+    r->completion_tokens = s.completion_tokens;
     return 0;
 }
 

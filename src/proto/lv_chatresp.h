@@ -47,8 +47,8 @@ void lv_chatresp_clear(lv_chatresp_t *r);
  * set. On any other failure r is left cleared. */
 int lv_chatresp_parse_chunk(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes);
 
-/** The same as lv_chatresp_parse_chunk() without its fast scanner for the common token chunk:
- * every payload through the JSON parser. The reference the unit test and the fuzzer hold the
+/** The same as lv_chatresp_parse_chunk() without its fast scanner for the common chunks (token,
+ * finish reason, usage): every payload through the JSON parser. The reference the unit test and the fuzzer hold the
  * fast scanner to (same return, same fields); nothing else needs it. */
 int lv_chatresp_parse_chunk_full(lv_chatresp_t *r, const char *p, size_t n, size_t max_bytes);
 

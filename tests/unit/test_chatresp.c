@@ -98,7 +98,7 @@ static void test_openai_stream(void **state)
     assert_non_null(r.priv_fast);
     assert_int_equal(chunk(&r, "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},"
                                "\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}"), 0);
-    assert_null(r.priv_fast); /* real usage: the full parser reads it */
+    assert_non_null(r.priv_fast); /* plain usage counts stay on the fast scanner too */
     assert_true(r.has_usage);
     assert_string_equal(r.content, "x");
     /* null content (tool-call or role-only deltas) is an empty delta */
@@ -270,10 +270,13 @@ static int same_both_ways(const char *p, size_t n, cmp_stats_t *st)
                a.prompt_tokens == b.prompt_tokens && a.completion_tokens == b.completion_tokens &&
                same_str(a.error_message, b.error_message) && same_str(a.id, b.id) && same_str(a.model, b.model);
     if (!same)
-        fail_msg("fast %d vs full: rc %d/%d content %zu/%zu \"%.*s\"/\"%.*s\" id %s/%s model %s/%s for %zu bytes: %.*s",
+        fail_msg("fast %d vs full: rc %d/%d content %zu/%zu \"%.*s\"/\"%.*s\" id %s/%s model %s/%s finish %s/%s "
+                 "usage %d/%d %d/%d %d/%d for %zu bytes: %.*s",
                  fast, rca, rcb, a.content_len, b.content_len, (int)a.content_len, a.content, (int)b.content_len,
                  b.content, a.id ? a.id : "(null)", b.id ? b.id : "(null)", a.model ? a.model : "(null)",
-                 b.model ? b.model : "(null)", n, (int)n, p);
+                 b.model ? b.model : "(null)", a.finish_reason ? a.finish_reason : "(null)",
+                 b.finish_reason ? b.finish_reason : "(null)", a.has_usage, b.has_usage, a.prompt_tokens,
+                 b.prompt_tokens, a.completion_tokens, b.completion_tokens, n, (int)n, p);
     if (fast && (rca != 0 || b.priv_doc == NULL))
         fail_msg("the fast scanner took what the full parser did not: %.*s", (int)n, p);
     lv_chatresp_clear(&a);
@@ -390,10 +393,14 @@ static void test_fast_equals_full_templates(void **state)
             "\"choices\":[{\"delta\":{\"content\":%s}}]}"},
         {1, "{\"id\":5,\"model\":null,\"object\":7,\"choices\":[{\"delta\":{\"content\":%s}}]}"},
         {1, "{\"id\":\"\\u0061\\ud83d\\ude00\",\"choices\":[{\"delta\":{\"content\":%s}}],\"error_x\":1}"},
+        /* a last token with its finish reason and usage in the same chunk */
+        {1, "{\"choices\":[{\"delta\":{\"content\":%s},\"finish_reason\":\"stop\"}]}"},
+        {1, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}"},
         /* what the full parser must read (or refuse) */
-        {0, "{\"choices\":[{\"delta\":{\"content\":%s},\"finish_reason\":\"stop\"}]}"},
         {0, "{\"choices\":[{\"delta\":{\"content\":%s},\"finish_reason\":1}]}"},
-        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s},\"finish_reason\":\"st\\u006fp\"}]}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"usage\":{\"prompt_tokens\":3,\"prompt_tokens\":4}}"},
+        {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"usage\":{\"completion_tokens\":1.0}}"},
         {0, "{\"choices\":[{\"delta\":{\"content\":%s}}],\"usage\":5}"},
         {0, "{\"choices\":[{\"delta\":{\"content\":%s}},{\"delta\":{\"content\":\"two\"}}]}"},
         {0, "{\"choices\":[{\"delta\":{\"content\":%s}},{\"index\":1}]}"},
@@ -514,6 +521,202 @@ static void test_fast_equals_full_mutated(void **state)
     assert_true(st.fast > 100);
 }
 
+/* ---- the chunks that end an answer ----
+ * Every answer ends with a chunk that carries the finish reason and one that carries usage (or one
+ * that carries both). They take the fast scanner in each backend's shape; what they read is held
+ * to literal values and to the full parser, spaced out and damaged too. */
+
+typedef struct {
+    const char *json;
+    int rc;
+    const char *finish;
+    int has_usage, prompt, completion;
+} end_case_t;
+
+/* One payload: the same both ways, on the path expected (want_fast), and reading what the case says. */
+static void check_end_case(const end_case_t *c, int want_fast, cmp_stats_t *st)
+{
+    size_t n = strlen(c->json);
+    int fast = same_both_ways(c->json, n, st);
+    if (fast != want_fast)
+        fail_msg("%s the fast scanner: %s", want_fast ? "refused by" : "wrongly taken by", c->json);
+    lv_chatresp_t r;
+    lv_chatresp_init(&r);
+    int rc = lv_chatresp_parse_chunk(&r, c->json, n, CAP);
+    if (rc != c->rc)
+        fail_msg("rc %d, want %d: %s", rc, c->rc, c->json);
+    if (rc == 0 && (!same_str(r.finish_reason, c->finish) || r.has_usage != c->has_usage ||
+                    r.prompt_tokens != c->prompt || r.completion_tokens != c->completion))
+        fail_msg("read finish %s usage %d %d/%d, want %s %d %d/%d: %s", r.finish_reason ? r.finish_reason : "(null)",
+                 r.has_usage, r.prompt_tokens, r.completion_tokens, c->finish ? c->finish : "(null)", c->has_usage,
+                 c->prompt, c->completion, c->json);
+    lv_chatresp_clear(&r);
+}
+
+static void test_fast_end_chunks(void **state)
+{
+    (void)state;
+    static const end_case_t common[] = {
+        /* fakevlm (tools/fakevlm emit_end): the finish chunk, then usage when include_usage */
+        {"{\"id\":\"chatcmpl-fakevlm-7\",\"object\":\"chat.completion.chunk\",\"created\":1749547231,\"model\":"
+         "\"fake/vlm\",\"system_fingerprint\":\"fakevlm-0.1.0\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":"
+         "null,\"finish_reason\":\"stop\"}],\"usage\":null}",
+         0, "stop", 0, 0, 0},
+        {"{\"id\":\"chatcmpl-fakevlm-7\",\"object\":\"chat.completion.chunk\",\"created\":1749547231,\"model\":"
+         "\"fake/vlm\",\"system_fingerprint\":\"fakevlm-0.1.0\",\"choices\":[],\"usage\":{\"prompt_tokens\":812,"
+         "\"completion_tokens\":15,\"total_tokens\":827}}",
+         0, NULL, 1, 812, 15},
+        {"{\"id\":\"chatcmpl-fakevlm-8\",\"object\":\"chat.completion.chunk\",\"created\":1749547231,\"model\":"
+         "\"fake/vlm\",\"system_fingerprint\":\"fakevlm-0.1.0\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":"
+         "null,\"finish_reason\":\"length\"}]}",
+         0, "length", 0, 0, 0},
+        /* vLLM: stop_reason next to finish_reason (null, or the stop token's id), total before completion */
+        {"{\"id\":\"chatcmpl-6c0e\",\"object\":\"chat.completion.chunk\",\"created\":1749547231,\"model\":"
+         "\"Qwen/Qwen2.5-VL-7B-Instruct\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"logprobs\":null,"
+         "\"finish_reason\":\"stop\",\"stop_reason\":null}]}",
+         0, "stop", 0, 0, 0},
+        {"{\"id\":\"chatcmpl-6c0e\",\"object\":\"chat.completion.chunk\",\"created\":1749547231,\"model\":"
+         "\"Qwen/Qwen2.5-VL-7B-Instruct\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" kitchen\"},\"logprobs\":"
+         "null,\"finish_reason\":\"length\",\"stop_reason\":151645}]}",
+         0, "length", 0, 0, 0},
+        {"{\"id\":\"chatcmpl-6c0e\",\"object\":\"chat.completion.chunk\",\"created\":1749547231,\"model\":"
+         "\"Qwen/Qwen2.5-VL-7B-Instruct\",\"choices\":[],\"usage\":{\"prompt_tokens\":1347,\"total_tokens\":1363,"
+         "\"completion_tokens\":16}}",
+         0, NULL, 1, 1347, 16},
+        /* vLLM with --enable-prompt-tokens-details; the same with a null details member */
+        {"{\"id\":\"chatcmpl-6c0e\",\"object\":\"chat.completion.chunk\",\"created\":1749547231,\"model\":"
+         "\"Qwen/Qwen2.5-VL-7B-Instruct\",\"choices\":[],\"usage\":{\"prompt_tokens\":1347,\"total_tokens\":1363,"
+         "\"completion_tokens\":16,\"prompt_tokens_details\":{\"cached_tokens\":1024}}}",
+         0, NULL, 1, 1347, 16},
+        {"{\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"total_tokens\":12,\"completion_tokens\":3,"
+         "\"prompt_tokens_details\":null,\"reasoning_tokens\":0}}",
+         0, NULL, 1, 9, 3},
+        /* OpenAI with stream_options.include_usage: finish with "usage":null, then usage with details */
+        {"{\"id\":\"chatcmpl-CNm3\",\"object\":\"chat.completion.chunk\",\"created\":1759744931,\"model\":"
+         "\"gpt-4o-mini-2024-07-18\",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_560af6e559\",\"choices\":"
+         "[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":null,\"obfuscation\":"
+         "\"Ye2b\"}",
+         0, "stop", 0, 0, 0},
+        {"{\"id\":\"chatcmpl-CNm3\",\"object\":\"chat.completion.chunk\",\"created\":1759744931,\"model\":"
+         "\"gpt-4o-mini-2024-07-18\",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_560af6e559\",\"choices\":"
+         "[],\"usage\":{\"prompt_tokens\":8512,\"completion_tokens\":13,\"total_tokens\":8525,"
+         "\"prompt_tokens_details\":{\"cached_tokens\":0,\"audio_tokens\":0},\"completion_tokens_details\":"
+         "{\"reasoning_tokens\":0,\"audio_tokens\":0,\"accepted_prediction_tokens\":0,"
+         "\"rejected_prediction_tokens\":0}},\"obfuscation\":\"Vx\"}",
+         0, NULL, 1, 8512, 13},
+        {"{\"id\":\"chatcmpl-CNm3\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":"
+         "20,\"completion_tokens\":5,\"total_tokens\":25,\"completion_tokens_details\":null,\"prompt_tokens_details\":"
+         "null}}",
+         0, NULL, 1, 20, 5},
+        /* llama.cpp: finish and usage in one chunk, with its "timings" (reals) beside them; the newer
+         * usage-only chunk after an empty choices */
+        {"{\"choices\":[{\"finish_reason\":\"stop\",\"index\":0,\"delta\":{}}],\"created\":1749547401,\"id\":"
+         "\"chatcmpl-Wq2o\",\"model\":\"qwen2.5-vl-7b\",\"system_fingerprint\":\"b5350-c6a2c9e7\",\"object\":"
+         "\"chat.completion.chunk\",\"usage\":{\"completion_tokens\":15,\"prompt_tokens\":812,\"total_tokens\":827},"
+         "\"timings\":{\"prompt_n\":812,\"prompt_ms\":388.123,\"prompt_per_token_ms\":0.477984,\"prompt_per_second\":"
+         "2092.12,\"predicted_n\":15,\"predicted_ms\":152.874,\"predicted_per_token_ms\":10.1916,"
+         "\"predicted_per_second\":98.12}}",
+         0, "stop", 1, 812, 15},
+        {"{\"choices\":[],\"created\":1760000001,\"id\":\"chatcmpl-9zT4\",\"model\":\"qwen2.5-vl-7b\",\"object\":"
+         "\"chat.completion.chunk\",\"usage\":{\"completion_tokens\":8,\"prompt_tokens\":812,\"total_tokens\":820},"
+         "\"timings\":{\"cache_n\":0,\"prompt_n\":812,\"prompt_ms\":391.005,\"predicted_per_second\":99.859}}",
+         0, NULL, 1, 812, 8},
+        /* Ollama: an empty content beside the finish reason; usage after an empty choices */
+        {"{\"id\":\"chatcmpl-611\",\"object\":\"chat.completion.chunk\",\"created\":1749546848,\"model\":\"gemma3:4b\","
+         "\"system_fingerprint\":\"fp_ollama\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":"
+         "\"\"},\"finish_reason\":\"stop\"}]}",
+         0, "stop", 0, 0, 0},
+        {"{\"id\":\"chatcmpl-611\",\"object\":\"chat.completion.chunk\",\"created\":1749546848,\"model\":\"gemma3:4b\","
+         "\"system_fingerprint\":\"fp_ollama\",\"choices\":[],\"usage\":{\"prompt_tokens\":283,"
+         "\"completion_tokens\":17,\"total_tokens\":300}}",
+         0, NULL, 1, 283, 17},
+        /* counts at their edges: 0, INT_MAX, 10 digits, null or absent (0); an empty usage; a choice
+         * without delta; any other finish reason */
+        {"{\"choices\":[],\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":2147483647}}", 0, NULL, 1, 0, INT32_MAX},
+        {"{\"choices\":[],\"usage\":{\"prompt_tokens\":1000000000,\"completion_tokens\":null}}", 0, NULL, 1,
+         1000000000, 0},
+        {"{\"usage\":{\"total_tokens\":5}}", 0, NULL, 1, 0, 0},
+        {"{\"usage\":{}}", 0, NULL, 1, 0, 0},
+        {"{\"choices\":[{\"index\":0,\"finish_reason\":\"content_filter\"}]}", 0, "content_filter", 0, 0, 0},
+        {"{\"choices\":[{\"finish_reason\":\"\"}]}", 0, "", 0, 0, 0},
+        {"{\"choices\":[{\"finish_reason\":\"tool_calls\",\"delta\":{\"content\":\"x\"}}],\"usage\":"
+         "{\"completion_tokens\":1,\"prompt_tokens\":2}}",
+         0, "tool_calls", 1, 2, 1},
+        /* extra usage members of every JSON type, nested */
+        {"{\"choices\":[],\"usage\":{\"a\":[1,-2.5e-3,true,false,null,\"s\\\"}\",{\"b\":[[]]}],\"prompt_tokens\":4,"
+         "\"c\":{\"prompt_tokens\":-1,\"completion_tokens\":\"x\"},\"completion_tokens\":6,\"d\":-0.5}}",
+         0, NULL, 1, 4, 6},
+    };
+    /* What the fast scanner leaves to jansson: the full parser's verdict, written out here. */
+    static const end_case_t odd[] = {
+        /* finish_reason: escaped, of another type, twice (jansson keeps the last) */
+        {"{\"choices\":[{\"delta\":{},\"finish_reason\":\"st\\u006fp\"}]}", 0, "stop", 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{},\"finish_reason\":\"\\u00e9\\n\"}]}", 0, "\xC3\xA9\n", 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{},\"finish_reason\":\"a\\u0000b\"}]}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{},\"finish_reason\":1}]}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{},\"finish_reason\":true}]}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{},\"finish_reason\":{}}]}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{},\"finish_reason\":[\"stop\"]}]}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"choices\":[{\"finish_reason\":\"stop\",\"finish_reason\":null}]}", 0, NULL, 0, 0, 0},
+        {"{\"choices\":[{\"finish_reason\":null,\"finish_reason\":\"length\"}]}", 0, "length", 0, 0, 0},
+        {"{\"choices\":[{\"finish_re\\u0061son\":\"stop\"}]}", 0, "stop", 0, 0, 0},
+        {"{\"choices\":[{\"finish_reason\":\"stop\"},{\"finish_reason\":\"length\"}]}", 0, "stop", 0, 0, 0},
+        /* usage not an object, twice, with an escaped key */
+        {"{\"choices\":[],\"usage\":5}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"choices\":[],\"usage\":\"x\"}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"choices\":[],\"usage\":[]}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"choices\":[],\"usage\":true}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":1},\"usage\":null}", 0, NULL, 0, 0, 0},
+        {"{\"usage\":null,\"usage\":{\"prompt_tokens\":1}}", 0, NULL, 1, 1, 0},
+        {"{\"usage\":{\"prompt_tokens\":1,\"prompt_tokens\":2}}", 0, NULL, 1, 2, 0},
+        {"{\"usage\":{\"completion_tokens\":1,\"completion_tokens\":null}}", 0, NULL, 1, 0, 0},
+        {"{\"usage\":{\"prompt_tok\\u0065ns\":5}}", 0, NULL, 1, 5, 0},
+        /* counts: negative, -0 (an integer 0 to jansson), reals, leading zero, past INT_MAX, past
+         * 2^53, past UINT64, a string, true */
+        {"{\"usage\":{\"prompt_tokens\":-1}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":-0}}", 0, NULL, 1, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":1.5}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":1.0}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":0.0}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":1e2}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":5E+0}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":01}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":2147483648}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"completion_tokens\":10000000000}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"completion_tokens\":9007199254740993}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"completion_tokens\":18446744073709551616}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"completion_tokens\":-9223372036854775809}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"completion_tokens\":\"3\"}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"completion_tokens\":true}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"usage\":{\"completion_tokens\":[]}}", LV_EPARSE, NULL, 0, 0, 0},
+        /* an "error" or "tool_calls" key anywhere, nesting past the scanner's depth */
+        {"{\"usage\":{\"prompt_tokens\":1,\"x\":{\"error\":null}}}", 0, NULL, 1, 1, 0},
+        {"{\"choices\":[{\"finish_reason\":\"tool_calls\",\"delta\":{\"tool_calls\":[{\"index\":0}]}}]}", 0,
+         "tool_calls", 0, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":1,\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+         "1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}",
+         0, NULL, 1, 1, 0},
+        /* usage beside a choice the full parser refuses */
+        {"{\"choices\":[1],\"usage\":{\"prompt_tokens\":1}}", LV_EPARSE, NULL, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":5,\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1}}", LV_EPARSE, NULL, 0,
+         0, 0},
+    };
+    cmp_stats_t st = {0};
+    char sp[4096];
+    for (size_t i = 0; i < LV_ARRAY_LEN(common); i++) {
+        check_end_case(&common[i], 1, &st);
+        size_t sn = spaced(common[i].json, strlen(common[i].json), sp, sizeof sp);
+        if (!same_both_ways(sp, sn, &st))
+            fail_msg("the fast scanner refused the spaced-out form of: %s", common[i].json);
+    }
+    for (size_t i = 0; i < LV_ARRAY_LEN(odd); i++)
+        check_end_case(&odd[i], 0, &st);
+    /* damaged: the scanner may refuse any of them, but what it takes must read as jansson reads it */
+    for (size_t i = 0; i < LV_ARRAY_LEN(common); i += 3)
+        same_mutated(common[i].json, strlen(common[i].json), &st);
+    print_message("fast vs full, end chunks: %d payloads, %d on the fast scanner\n", st.total, st.fast);
+}
+
 /* Every "data:" payload of the recorded backend formats, whole and damaged. */
 static void test_fast_equals_full_wire(void **state)
 {
@@ -524,7 +727,7 @@ static void test_fast_equals_full_wire(void **state)
     assert_non_null(d);
     struct dirent *e;
     cmp_stats_t st = {0};
-    int files = 0, tokens = 0;
+    int files = 0, tokens = 0, ends = 0;
     while ((e = readdir(d)) != NULL) {
         size_t nl = strlen(e->d_name);
         if (nl < 5 || strcmp(e->d_name + nl - 4, ".txt") != 0)
@@ -550,15 +753,23 @@ static void test_fast_equals_full_wire(void **state)
                 if (!fast)
                     fail_msg("%s: the fast scanner refused a token chunk: %s", e->d_name, p);
             }
+            /* a finish-reason or usage chunk, the two that end every answer */
+            if ((strstr(p, "\"finish_reason\":\"") || strstr(p, "\"usage\":{")) && !strstr(p, "\"error\"") &&
+                !strstr(p, "tool_calls")) {
+                ends++;
+                if (!fast)
+                    fail_msg("%s: the fast scanner refused an end chunk: %s", e->d_name, p);
+            }
             if (n < 1000)
                 same_mutated(p, n, &st);
         }
         fclose(f);
     }
     closedir(d);
-    print_message("fast vs full, wire formats: %d files, %d token chunks, %d payloads, %d on the fast scanner\n",
-                  files, tokens, st.total, st.fast);
-    assert_true(files >= 10 && tokens >= 50);
+    print_message("fast vs full, wire formats: %d files, %d token chunks, %d end chunks, %d payloads, %d on the fast "
+                  "scanner\n",
+                  files, tokens, ends, st.total, st.fast);
+    assert_true(files >= 10 && tokens >= 50 && ends >= 10);
 }
 
 int main(void)
@@ -574,6 +785,7 @@ int main(void)
         cmocka_unit_test(test_completion),
         cmocka_unit_test(test_fast_equals_full_templates),
         cmocka_unit_test(test_fast_equals_full_mutated),
+        cmocka_unit_test(test_fast_end_chunks),
         cmocka_unit_test(test_fast_equals_full_wire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
