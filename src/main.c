@@ -32,6 +32,7 @@
 #include "lv_poolcfg.h"
 #include "lv_server.h"
 #include "lv_session.h"
+#include "lv_sslmem.h"
 #include "lv_stat.h"
 #include "lv_state.h"
 #include "lv_store.h"
@@ -246,6 +247,7 @@ static int serve(int argc, char **argv, const char *prog)
     }
     lv_log_set_level(level);
     lv_log_set_json(app->cfg.log_json); /* --log-format json: one JSON object per line */
+    LV_DEBUG("%s", lv_sslmem_describe());
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
 
@@ -405,6 +407,10 @@ static int fakevlm_cmd(char **argv, const char *self)
 
 int main(int argc, char **argv)
 {
+    /* First, before anything can allocate through OpenSSL (libcurl, libpq and the TLS front door
+     * all do, and OpenSSL takes a new allocator only before its first allocation; no constructor
+     * of ours runs before main). If it fails, OpenSSL simply uses malloc; serve logs which. */
+    (void)lv_sslmem_install();
     const char *prog = "livevlm";
     /* libuv's thread pool (4 threads by default) runs the JPEG encodes and frame shaping of every
      * user, and WebRTC's GStreamer start, negotiations (up to three 5 s promise waits each) and
