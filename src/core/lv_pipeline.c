@@ -43,6 +43,8 @@ int lv_pipeline_init(lv_pipeline_t *p, lv_registry_t *reg, lv_drr_t *drr, lv_dis
     p->credits_outstanding = 0;
     p->max_frame_age_ms = 0;
     p->detached_cancel_ms = 0;
+    p->delta_rate = 0;
+    p->delta_ms = LV_PIPELINE_DELTA_COALESCE_MS;
     lv_queue_init(&p->credit_due);
     lv_queue_init(&p->credit_soon);
     p->credit_wheel_ms = 0;
@@ -378,8 +380,21 @@ static bool session_served(lv_pipeline_t *p, lv_session_t *s, uint64_t now)
     return false;
 }
 
+/* The coalescing interval that keeps the server's delta messages near delta_rate a second: each of
+ * the n_jobs answers that may be streaming sends one per interval. */
+static unsigned delta_interval_ms(const lv_pipeline_t *p)
+{
+    if (p->delta_rate <= 0)
+        return LV_PIPELINE_DELTA_COALESCE_MS;
+    uint64_t ms = (uint64_t)p->n_jobs * 1000u / (uint64_t)p->delta_rate;
+    return ms < LV_PIPELINE_DELTA_COALESCE_MS ? LV_PIPELINE_DELTA_COALESCE_MS
+           : ms > LV_PIPELINE_DELTA_MAX_MS    ? LV_PIPELINE_DELTA_MAX_MS
+                                              : (unsigned)ms;
+}
+
 size_t lv_pipeline_tick(lv_pipeline_t *p, uint64_t now)
 {
+    p->delta_ms = delta_interval_ms(p);
     flush_due_deltas(p, now);
     lv_coalesce_expire(p, lv_pipeline_now_us(p) / 1000u);
     if (now - p->last_review_ms >= LV_PIPELINE_REVIEW_MS) {
@@ -585,7 +600,7 @@ static void flush_delta(lv_pipeline_t *p, lv_job_t *view)
 
 void lv_pipeline_view_flush_due(lv_pipeline_t *p, lv_job_t *view, uint64_t now_ms)
 {
-    if (view->delta_since_ms && now_ms - view->delta_since_ms >= LV_PIPELINE_DELTA_COALESCE_MS)
+    if (view->delta_since_ms && now_ms - view->delta_since_ms >= p->delta_ms)
         flush_delta(p, view);
 }
 

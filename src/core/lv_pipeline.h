@@ -63,9 +63,13 @@
 #define LV_PIPELINE_NO_BACKEND_REPEAT_MS 10000
 /* Bounded work per lv_pipeline_run; a full batch asks for another run. */
 #define LV_PIPELINE_DISPATCH_PER_RUN 256
-/* Deltas after the first are coalesced for this long: one message per ~40 ms instead of one per
- * token, which people cannot tell apart while reading. */
+/* Deltas after the first are coalesced for at least this long: one message per ~40 ms instead of
+ * one per token, which people cannot tell apart while reading. With delta_rate set, the interval
+ * stretches with the answers streaming at once, up to LV_PIPELINE_DELTA_MAX_MS: every delta is a
+ * socket write (and a TLS record), so a thousand streams at 40 ms would be 25,000 writes a second
+ * spent on text people read no faster; 250 ms is still four updates a second. */
 #define LV_PIPELINE_DELTA_COALESCE_MS 40
+#define LV_PIPELINE_DELTA_MAX_MS 250
 /* A shared request's answer is kept this long after it ends: a watcher of the same camera asked
  * later for the same sample (a camera hands one sample to credits for up to 2 s) hears it at once
  * instead of sending the same request again. At most this many answers are kept (oldest go). */
@@ -138,6 +142,11 @@ typedef struct lv_pipeline {
                                   * dropped; 0: two intervals, at least 2 s (set after init) */
     int detached_cancel_ms;      /* a session with no viewer and no source this long gets no more
                                   * backend work (set after init; 0 = at once) */
+    int delta_rate;              /* > 0: delta messages a second the server aims at in all: each
+                                  * tick sets delta_ms to n_jobs * 1000 / delta_rate, kept within
+                                  * LV_PIPELINE_DELTA_COALESCE_MS..LV_PIPELINE_DELTA_MAX_MS; 0: the
+                                  * minimum always (set after init) */
+    unsigned delta_ms;           /* how long later deltas are coalesced now (lv_pipeline_tick) */
     /* the credit timetable: each started session with a source is in one of these
      * (lv_session_t.credit_link), so a tick looks only at the sessions due (lv_pipeline.c) */
     lv_queue_t credit_due;       /* due but held back (a waiting frame, capacity, share, budget, no
@@ -268,9 +277,9 @@ void lv_pipeline_job_recycle(lv_pipeline_t *p, lv_job_t *job);
 /** The view's answer starts: its session's viewers hear answer_start. */
 void lv_pipeline_view_start(lv_job_t *view);
 /** More text for the view: the first piece goes to the viewers at once, later ones wait
- * LV_PIPELINE_DELTA_COALESCE_MS (lv_pipeline_view_flush_due). true for the first piece. */
+ * p->delta_ms (lv_pipeline_view_flush_due). true for the first piece. */
 bool lv_pipeline_view_delta(lv_pipeline_t *p, lv_job_t *view, const char *text, size_t len);
-/** The view's waiting text goes to the viewers when it has waited LV_PIPELINE_DELTA_COALESCE_MS. */
+/** The view's waiting text goes to the viewers when it has waited p->delta_ms. */
 void lv_pipeline_view_flush_due(lv_pipeline_t *p, lv_job_t *view, uint64_t now_ms);
 /** The view's end: its unsent text, then on success its metrics, history entry (saved), the answer
  * and the `answered` hook (s->job cleared first: the answer says it is no longer processing); on

@@ -34,6 +34,7 @@ void lv_config_defaults(lv_config_t *c)
     c->detached_cancel_ms = 2000;
     c->default_backend_max = 16;
     c->stats_period_ms = 1000;
+    c->delta_rate = 2500;
     snprintf(c->log_level, sizeof(c->log_level), "info");
     snprintf(c->auth_proxy_header, sizeof(c->auth_proxy_header), "X-Forwarded-User");
     snprintf(c->oidc_scopes, sizeof(c->oidc_scopes), "openid email profile");
@@ -202,6 +203,10 @@ void lv_config_print_help(const char *prog)
         "\n"
         "Other:\n"
         "  --stats-period-ms N      system stats sampling period (default 1000)\n"
+        "  --delta-rate N           delta messages a second the server aims at, all answers together\n"
+        "                           (default 2500): each answer's text is sent at most every 40 ms,\n"
+        "                           stretched to up to 250 ms while more answers stream at once than\n"
+        "                           N / 25; the first piece always goes at once. 0: always 40 ms\n"
         "  --metrics-public         serve /metrics without a credential (for a Prometheus scraper on a\n"
         "                           trusted network; default: the token is needed)\n"
         "  --web-root DIR           serve the UI from DIR instead of the embedded copy (development)\n"
@@ -467,6 +472,7 @@ static int parse_flags(lv_config_t *c, int argc, char **argv, char *err, size_t 
         INT_OPT("--stream-idle-timeout-ms", stream_idle_timeout_ms, 0, 3600000)
         INT_OPT("--detached-cancel-ms", detached_cancel_ms, 0, 3600000)
         INT_OPT("--stats-period-ms", stats_period_ms, 250, 60000)
+        INT_OPT("--delta-rate", delta_rate, 0, 10000000)
         INT_OPT("--max-frame-age-ms", max_frame_age_ms, 0, 3600000)
         INT_OPT("--user-fpm", user_fpm, 0, 1000000)
         INT_OPT("--header-timeout-s", header_timeout_s, 1, 3600)

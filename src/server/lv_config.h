@@ -93,6 +93,7 @@ typedef struct {
     int detached_cancel_ms;      /* cancel a session's backend work this long after its last socket left */
     int default_backend_max;
     int stats_period_ms;
+    int delta_rate;              /* delta messages a second aimed at in all (lv_pipeline_t.delta_rate) */
     int max_frame_age_ms;        /* 0 = two session intervals, at least 2 s */
     int user_fpm;                /* frames per minute per user; 0 = unlimited */
     lv_user_weight_t user_weights[LV_MAX_USER_WEIGHTS];

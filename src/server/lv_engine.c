@@ -1134,6 +1134,7 @@ int lv_engine_start(lv_app_t *app)
         return LV_ENOMEM;
     app->pipe.max_frame_age_ms = app->cfg.max_frame_age_ms;
     app->pipe.detached_cancel_ms = app->cfg.detached_cancel_ms;
+    app->pipe.delta_rate = app->cfg.delta_rate;
     lv_registry_set_evict_cb(app->reg, before_evict, app);
     if (app->cfg.n_cameras > 0) {
         char err[300] = "";

@@ -203,6 +203,24 @@ static void backend_client(void **state)
     assert_non_null(strstr(err, "--backend-client: expected auto or curl, got 'libcurl'"));
 }
 
+/* --delta-rate: 2500 by default, 0 turns the stretching off, a negative rate is refused */
+static void delta_rate(void **state)
+{
+    (void)state;
+    lv_config_defaults(&cfg);
+    assert_int_equal(cfg.delta_rate, 2500);
+    const char *off[] = {"--delta-rate", "0"};
+    assert_int_equal(load(2, off), 0);
+    assert_int_equal(cfg.delta_rate, 0);
+    const char *more[] = {"--delta-rate", "10000"};
+    assert_int_equal(load(2, more), 0);
+    assert_int_equal(cfg.delta_rate, 10000);
+    const char *bad[] = {"--delta-rate", "-1"};
+    assert_int_equal(load(2, bad), LV_EINVAL);
+    assert_non_null(strstr(err, "--delta-rate"));
+    lv_config_defaults(&cfg);
+}
+
 /* --camera: repeatable, the file's "camera" (a string or a list), a flag replacing the file's
  * definition of the same ID; refusals never quote the URL (it may hold a password) */
 static void cameras(void **state)
@@ -417,6 +435,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cluster_options, setup, teardown),
         cmocka_unit_test_setup_teardown(trusted_proxies, setup, teardown),
         cmocka_unit_test_setup_teardown(backend_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(delta_rate, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -917,6 +917,44 @@ static void answer_path(void **state)
     s->n_viewers = 0;
 }
 
+/* With delta_rate set the coalescing interval follows the answers in flight: n_jobs * 1000 /
+ * delta_rate ms, never under 40 (the first piece still goes at once) nor over 250. */
+static void delta_interval_follows_load(void **state)
+{
+    fx_t *fx = *state;
+    fake_viewer_t v;
+    lv_session_t *s = watched_session(fx, "alice", &v);
+    fx->pipe.delta_rate = 10; /* one job in flight: 100 ms */
+    fx->host.now_us = 1000000;
+    put_frame(fx, s, 1000000);
+    assert_int_equal(lv_pipeline_run(&fx->pipe), 1);
+    lv_job_t *job = fx->disp.jobs[0];
+    lv_pipeline_tick(&fx->pipe, 1000);
+    assert_int_equal(fx->pipe.delta_ms, 100);
+    fake_delta_in(&fx->disp, job, "A cat");
+    assert_int_equal(v.deltas, 1); /* the first piece at once, whatever the interval */
+    fake_delta_in(&fx->disp, job, " sits");
+    lv_pipeline_tick(&fx->pipe, 1060); /* 40 ms would have sent it by now */
+    assert_int_equal(v.deltas, 1);
+    lv_pipeline_tick(&fx->pipe, 1099);
+    assert_int_equal(v.deltas, 1);
+    lv_pipeline_tick(&fx->pipe, 1100);
+    assert_int_equal(v.deltas, 2);
+    assert_string_equal(v.text, "A cat sits");
+    fx->pipe.delta_rate = 1; /* 1000 ms, held to the 250 ms ceiling */
+    lv_pipeline_tick(&fx->pipe, 1120);
+    assert_int_equal(fx->pipe.delta_ms, LV_PIPELINE_DELTA_MAX_MS);
+    fx->pipe.delta_rate = 1000; /* 1 ms, held to the 40 ms floor */
+    lv_pipeline_tick(&fx->pipe, 1140);
+    assert_int_equal(fx->pipe.delta_ms, LV_PIPELINE_DELTA_COALESCE_MS);
+    fx->pipe.delta_rate = 0; /* off: the floor */
+    lv_pipeline_tick(&fx->pipe, 1160);
+    assert_int_equal(fx->pipe.delta_ms, LV_PIPELINE_DELTA_COALESCE_MS);
+    fake_done(&fx->disp, job, 0, false, "A cat sits");
+    lv_pipeline_tick(&fx->pipe, 1180);
+    s->n_viewers = 0;
+}
+
 /* Every backend full: the frame keeps its place (the viewer hears its position) and goes when a
  * slot frees; a job whose frame is still being shaped says answer_start only when it is sent. */
 static void busy_backend_waits(void **state)
@@ -2043,6 +2081,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(stop_and_start, setup, teardown),
         cmocka_unit_test_setup_teardown(close_detaches, setup, teardown),
         cmocka_unit_test_setup_teardown(answer_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(delta_interval_follows_load, setup, teardown),
         cmocka_unit_test_setup_teardown(waiting_job_takes_newer_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(busy_backend_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(requeue_and_errors, setup, teardown),
