@@ -170,7 +170,7 @@ static void sock_accept(lv_net_t *net, int fd, const struct sockaddr_storage *ss
     net->n_socks++;
     net->handles_open++;
     if (net->ssl_ctx) {
-        s->ssl = lv_tlsio_new(net->ssl_ctx, fd);
+        s->ssl = lv_tlsio_new(net->ssl_ctx, fd, &s->tls_drained);
         if (!s->ssl) {
             lv_sock_close(s);
             return;

@@ -140,6 +140,7 @@ struct lv_sock {
     void *ssl;                    /* SSL *, or NULL */
     bool handshaking;
     bool tls_read_wants_write, tls_write_wants_read;
+    bool tls_drained;             /* OpenSSL's last read of the socket left it empty (lv_tlsio_new) */
     bool tls_shutdown_sent;
     size_t tls_wlen;              /* an SSL_write to repeat after WANT_*: its length, 0 = none */
     size_t tls_wmsgs;             /* ... and how many whole messages it covered */

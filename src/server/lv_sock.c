@@ -286,6 +286,12 @@ static void sock_read(lv_sock_t *s)
         }
         if (!discard)
             deliver(s, net->rbuf, (size_t)n);
+        /* the socket was left empty (a short read): the next read would find EAGAIN, one system
+         * call per frame for nothing. Poll is level-triggered, so what comes later wakes us. */
+        if (s->ssl ? s->tls_drained && !lv_tlsio_pending(s->ssl) : (size_t)n < room) {
+            drained = true;
+            break;
+        }
     }
     /* input inside OpenSSL (decrypted, or read ahead) gets no poll wake-up of its own; after a
      * read that wanted more, what it holds is part of a record and the socket's poll covers it */

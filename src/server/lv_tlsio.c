@@ -8,6 +8,10 @@
 
 #include "lv_common.h"
 
+/* lv_sslmem caches OpenSSL's read buffers of (48, 64] KiB: the read-ahead buffer is one of them */
+_Static_assert(LV_TLSIO_READ_AHEAD > 48 * 1024 && LV_TLSIO_READ_AHEAD <= 64 * 1024,
+               "LV_TLSIO_READ_AHEAD left lv_sslmem's 64 KiB class");
+
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
 /* ALPN (RFC 7301): we speak http/1.1 only. A client that offers only other protocols (h2) gets no
@@ -79,7 +83,20 @@ fail:
 
 void lv_tlsio_ctx_free(void *ctx) { SSL_CTX_free(ctx); }
 
-void *lv_tlsio_new(void *ctx, int fd)
+/* After each read of the socket BIO: a short read means the kernel held no more at that moment,
+ * so the next read would only find EAGAIN (one system call per frame saved: lv_sock.c). Every
+ * other operation passes through: ret is 1 before an operation (go ahead) and its result after. */
+static long note_drained(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret,
+                         size_t *processed)
+{
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        bool *drained = (bool *)BIO_get_callback_arg(b);
+        *drained = ret <= 0 || !processed || *processed < len;
+    }
+    return ret;
+}
+
+void *lv_tlsio_new(void *ctx, int fd, bool *drained)
 {
     SSL *ssl = SSL_new(ctx);
     if (!ssl)
@@ -87,6 +104,11 @@ void *lv_tlsio_new(void *ctx, int fd)
     if (SSL_set_fd(ssl, fd) != 1) {
         SSL_free(ssl);
         return NULL;
+    }
+    if (drained) {
+        BIO *rbio = SSL_get_rbio(ssl); /* the socket BIO SSL_set_fd made, read and write */
+        BIO_set_callback_arg(rbio, (char *)drained);
+        BIO_set_callback_ex(rbio, note_drained);
     }
     SSL_set_accept_state(ssl);
     return ssl;

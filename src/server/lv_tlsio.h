@@ -20,8 +20,10 @@ typedef enum { LV_TLS_WANT_NONE = 0, LV_TLS_WANT_READ, LV_TLS_WANT_WRITE } lv_tl
 int lv_tlsio_ctx_create(const char *cert_path, const char *key_path, void **out, char *err, size_t err_size);
 void lv_tlsio_ctx_free(void *ctx);
 
-/** A server-side SSL * for a connected non-blocking descriptor; NULL when out of memory. */
-void *lv_tlsio_new(void *ctx, int fd);
+/** A server-side SSL * for a connected non-blocking descriptor; NULL when out of memory. When
+ * drained is not NULL, every read from the socket sets *drained to whether it left the socket
+ * empty (it returned fewer bytes than asked for, or none): *drained must outlive the SSL. */
+void *lv_tlsio_new(void *ctx, int fd, bool *drained);
 void lv_tlsio_free(void *ssl);
 
 /** Drive the handshake: 0 done, LV_EAGAIN (*want says for what), LV_EIO (failed: close). */
