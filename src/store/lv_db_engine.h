@@ -35,7 +35,7 @@ typedef struct {
 struct lv_db {
     lv_db_kind_t kind;
     const lv_db_engine_t *eng;
-    void *conn; /* sqlite3 * or PGconn * */
+    void *conn; /* the engine's: PGconn *, or lv_db_sqlite.c's connection and statement cache */
     bool in_tx; /* the PostgreSQL engine does not reconnect inside a transaction */
     char url_clean[LV_DB_URL_MAX];
     char err[LV_DB_ERR_MAX];
@@ -58,6 +58,15 @@ struct lv_db {
 /** Engine openers: fill db->conn and db->eng; a sentence in err on failure. */
 int lv_db_sqlite_open(lv_db_t *db, const char *path, char *err, size_t err_size);
 int lv_db_pg_open(lv_db_t *db, const char *url, char *err, size_t err_size);
+
+/* The SQLite engine's prepared-statement cache, for tests: prepare calls (failed ones too), hits,
+ * statements held now and at most. All zero for PostgreSQL. Read it on the thread that runs the
+ * statements (or with no loop, where lv_db_open ran). */
+typedef struct {
+    uint64_t prepares, hits;
+    size_t cached, capacity;
+} lv_db_stmt_stats_t;
+void lv_db_sqlite_stmt_stats(const lv_db_t *db, lv_db_stmt_stats_t *out);
 
 /* Building a result row by row (cells copied into one arena). begin zeroes rows; on any error the
  * caller calls lv_db_rows_free. */

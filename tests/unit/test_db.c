@@ -1,7 +1,7 @@
 /* test_db.c - lv_db on a real SQLite file (always) and a real PostgreSQL (scripts/pg-test.sh):
  * statements and rows, $N parameters, unique violations, migrations applied once and refused when
  * newer, bad URLs, and the thread: FIFO order of work and done, done on the loop thread, the queue
- * cap, close draining. */
+ * cap, close draining; on SQLite the prepared-statement cache. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -212,6 +212,247 @@ static void test_bad_urls(void **state)
     /* A path SQLite cannot open: a sentence with the path. */
     assert_int_equal(lv_db_open(NULL, "sqlite:/proc/nonexistent/dir/x.db", NULL, &db, err, sizeof(err)), LV_EIO);
     assert_non_null(strstr(err, "/proc/nonexistent"));
+}
+
+/* ---------- SQLite's statement cache ---------- */
+
+static lv_db_stmt_stats_t stmt_stats(lv_db_t *db)
+{
+    lv_db_stmt_stats_t s;
+    lv_db_sqlite_stmt_stats(db, &s);
+    return s;
+}
+
+/* The usage INSERT's pattern: one statement, thousands of times in a transaction, prepared once.
+ * The key is the text: the same SQL in another buffer hits, other SQL in the same buffer does not. */
+static void test_sqlite_stmt_cache_prepares_once(void **state)
+{
+    dbfx_t *fx = *state;
+    lv_db_t *db = dbfx_open(fx, NULL);
+    assert_non_null(db);
+    assert_int_equal(stmt_stats(db).capacity, 32);
+    assert_int_equal(lv_db_exec(db, "CREATE TABLE t (k TEXT PRIMARY KEY, n BIGINT)", 0, NULL, NULL), 0);
+    static const char ins[] = "INSERT INTO t (k, n) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING";
+    char copy[sizeof(ins)];
+    memcpy(copy, ins, sizeof(ins));
+    assert_int_equal(lv_db_begin(db), 0);
+    lv_db_stmt_stats_t s0 = stmt_stats(db);
+    enum { N = 10000 };
+    for (int i = 0; i < N; i++) {
+        char k[16], n[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        snprintf(n, sizeof(n), "%d", i);
+        const char *p[] = {k, n};
+        assert_int_equal(lv_db_exec(db, i % 2 ? copy : ins, 2, p, NULL), 0);
+    }
+    lv_db_stmt_stats_t s1 = stmt_stats(db);
+    assert_int_equal(s1.prepares - s0.prepares, 1);
+    assert_int_equal(s1.hits - s0.hits, N - 1);
+    assert_int_equal(lv_db_commit(db), 0);
+    assert_int_equal(count_of(db, "SELECT COUNT(*) FROM t"), N);
+    assert_int_equal(count_of(db, "SELECT SUM(n) FROM t"), (int64_t)N * (N - 1) / 2);
+    /* A conflicting row is skipped by the cached statement as it was by a fresh one. */
+    const char *dup[] = {"k5", "-1"};
+    assert_int_equal(lv_db_exec(db, ins, 2, dup, NULL), 0);
+    assert_int_equal(count_of(db, "SELECT n FROM t WHERE k = 'k5'"), 5);
+    /* Parameters do not stick to a cached statement: a NULL binds NULL the next time. */
+    const char *withnull[] = {"z", NULL};
+    assert_int_equal(lv_db_exec(db, ins, 2, withnull, NULL), 0);
+    assert_int_equal(count_of(db, "SELECT COUNT(*) FROM t WHERE k = 'z' AND n IS NULL"), 1);
+    /* Other SQL written into the same stack buffer is another statement. */
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT MIN(n) FROM t");
+    assert_int_equal(count_of(db, sql), 0);
+    snprintf(sql, sizeof(sql), "SELECT MAX(n) FROM t");
+    assert_int_equal(count_of(db, sql), N - 1);
+    lv_db_close(db);
+}
+
+/* More distinct statements than the cache holds all run; the least recently used one goes. */
+static void test_sqlite_stmt_cache_eviction(void **state)
+{
+    dbfx_t *fx = *state;
+    lv_db_t *db = dbfx_open(fx, NULL);
+    assert_non_null(db);
+    size_t cap = stmt_stats(db).capacity;
+    assert_true(cap >= 2);
+    char sql[64];
+    const char *p[] = {"1000"};
+    /* Three rounds over 3 x cap statements, each built in the same stack buffer. */
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < 3 * cap; i++) {
+            snprintf(sql, sizeof(sql), "SELECT $1 + %zu", i);
+            lv_db_rows_t r;
+            assert_int_equal(lv_db_exec(db, sql, 1, p, &r), 0);
+            assert_int_equal(lv_db_int(&r, 0, 0, -1), 1000 + (int64_t)i);
+            lv_db_rows_free(&r);
+        }
+        assert_int_equal(stmt_stats(db).cached, cap);
+    }
+    /* Fill the cache with S0..S(cap-1), touch S0, add one more: S1 is evicted, S0 stays. */
+    for (size_t i = 0; i < cap; i++) {
+        snprintf(sql, sizeof(sql), "SELECT %zu AS lru", i);
+        assert_int_equal(count_of(db, sql), (int64_t)i);
+    }
+    assert_int_equal(count_of(db, "SELECT 0 AS lru"), 0);
+    snprintf(sql, sizeof(sql), "SELECT %zu AS lru", cap);
+    assert_int_equal(count_of(db, sql), (int64_t)cap);
+    lv_db_stmt_stats_t s0 = stmt_stats(db);
+    assert_int_equal(count_of(db, "SELECT 0 AS lru"), 0);
+    lv_db_stmt_stats_t s1 = stmt_stats(db);
+    assert_int_equal(s1.prepares, s0.prepares);
+    assert_int_equal(s1.hits, s0.hits + 1);
+    assert_int_equal(count_of(db, "SELECT 1 AS lru"), 1);
+    lv_db_stmt_stats_t s2 = stmt_stats(db);
+    assert_int_equal(s2.prepares, s1.prepares + 1);
+    assert_int_equal(s2.hits, s1.hits);
+    lv_db_close(db);
+}
+
+/* A statement that does not prepare fails with SQLite's sentence each time and takes no slot; a
+ * string of several statements runs its first, as before, uncached. */
+static void test_sqlite_stmt_cache_errors_not_cached(void **state)
+{
+    dbfx_t *fx = *state;
+    lv_db_t *db = dbfx_open(fx, NULL);
+    assert_non_null(db);
+    lv_db_stmt_stats_t s0 = stmt_stats(db);
+    for (int i = 0; i < 3; i++) {
+        lv_db_rows_t r;
+        assert_int_equal(lv_db_exec(db, "SELEKT 1", 0, NULL, &r), LV_EIO);
+        assert_string_equal(lv_db_error(db), "SQLite prepare: near \"SELEKT\": syntax error");
+        assert_null(r.cells);
+    }
+    lv_db_stmt_stats_t s1 = stmt_stats(db);
+    assert_int_equal(s1.cached, s0.cached);
+    assert_int_equal(s1.prepares, s0.prepares + 3);
+    assert_int_equal(s1.hits, s0.hits);
+    assert_int_equal(lv_db_exec(db, "CREATE TABLE m (x INTEGER)", 0, NULL, NULL), 0);
+    s0 = stmt_stats(db);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(lv_db_exec(db, "INSERT INTO m VALUES (1); INSERT INTO m VALUES (2)", 0, NULL, NULL), 0);
+    s1 = stmt_stats(db);
+    assert_int_equal(s1.cached, s0.cached);
+    assert_int_equal(s1.prepares, s0.prepares + 2);
+    assert_int_equal(count_of(db, "SELECT COUNT(*) FROM m"), 2);
+    assert_int_equal(count_of(db, "SELECT SUM(x) FROM m"), 2);
+    /* Trailing whitespace is no second statement: cached. */
+    assert_int_equal(count_of(db, "SELECT COUNT(*) FROM m;\n  "), 2);
+    s0 = stmt_stats(db);
+    assert_int_equal(count_of(db, "SELECT COUNT(*) FROM m;\n  "), 2);
+    assert_int_equal(stmt_stats(db).hits, s0.hits + 1);
+    lv_db_close(db);
+}
+
+/* Cached statements hold no read transaction between calls: another connection to the file can
+ * write and checkpoint the whole WAL away (busy = 0), after a SELECT that read all its rows and
+ * after one stopped early by the row cap. */
+static void checkpoint_not_busy(lv_db_t *other, const char *k)
+{
+    const char *p[] = {k};
+    assert_int_equal(lv_db_exec(other, "INSERT INTO w (k) VALUES ($1)", 1, p, NULL), 0);
+    lv_db_rows_t r;
+    assert_int_equal(lv_db_exec(other, "PRAGMA wal_checkpoint(TRUNCATE)", 0, NULL, &r), 0);
+    assert_int_equal(r.rows, 1);
+    assert_int_equal(lv_db_int(&r, 0, 0, -1), 0); /* busy */
+    lv_db_rows_free(&r);
+}
+
+static void test_sqlite_stmt_cache_no_open_read(void **state)
+{
+    dbfx_t *fx = *state;
+    lv_db_t *db = dbfx_open(fx, NULL);
+    lv_db_t *other = dbfx_open(fx, NULL);
+    assert_non_null(db);
+    assert_non_null(other);
+    /* Without this a held reader would show as a 5 s wait and then busy = 1. */
+    assert_int_equal(lv_db_exec(other, "PRAGMA busy_timeout = 200", 0, NULL, NULL), 0);
+    assert_int_equal(lv_db_exec(db, "CREATE TABLE w (k TEXT)", 0, NULL, NULL), 0);
+    assert_int_equal(lv_db_exec(db, "INSERT INTO w (k) VALUES ('a'), ('b'), ('c')", 0, NULL, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        lv_db_stmt_stats_t s0 = stmt_stats(db);
+        lv_db_rows_t r;
+        assert_int_equal(lv_db_exec(db, "SELECT k FROM w ORDER BY k", 0, NULL, &r), 0);
+        assert_int_equal(r.rows, (size_t)3 + (size_t)i);
+        lv_db_rows_free(&r);
+        if (i == 1)
+            assert_int_equal(stmt_stats(db).hits, s0.hits + 1);
+        checkpoint_not_busy(other, i ? "e" : "d");
+    }
+    /* Stopped mid-step by the row cap: the cached statement still let go of its snapshot. */
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < %d) "
+             "SELECT x FROM c, (SELECT k FROM w LIMIT 1)",
+             LV_DB_MAX_ROWS + 1);
+    for (int i = 0; i < 2; i++) {
+        lv_db_rows_t r;
+        assert_int_equal(lv_db_exec(db, sql, 0, NULL, &r), LV_ELIMIT);
+        assert_null(r.cells);
+        checkpoint_not_busy(other, i ? "g" : "f");
+    }
+    assert_int_equal(count_of(db, "SELECT COUNT(*) FROM w"), 7);
+    lv_db_close(other);
+    lv_db_close(db);
+}
+
+/* Schema changes under cached statements, by a statement and by a migration-style script: SELECT *
+ * shows the new column; a table dropped and made again under a cached INSERT. */
+static void test_sqlite_stmt_cache_schema_changes(void **state)
+{
+    dbfx_t *fx = *state;
+    lv_db_t *db = dbfx_open(fx, NULL);
+    assert_non_null(db);
+    assert_int_equal(lv_db_exec(db, "CREATE TABLE s (a TEXT, b TEXT)", 0, NULL, NULL), 0);
+    const char *ins = "INSERT INTO s (a, b) VALUES ($1, $2)";
+    const char *p[] = {"x", "y"};
+    assert_int_equal(lv_db_exec(db, ins, 2, p, NULL), 0);
+    lv_db_rows_t r;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(lv_db_exec(db, "SELECT * FROM s", 0, NULL, &r), 0);
+        assert_int_equal(r.cols, 2);
+        lv_db_rows_free(&r);
+    }
+    lv_db_stmt_stats_t s0 = stmt_stats(db);
+    assert_int_equal(lv_db_exec(db, "ALTER TABLE s ADD COLUMN c TEXT DEFAULT 'zz'", 0, NULL, NULL), 0);
+    assert_int_equal(lv_db_exec(db, "SELECT * FROM s", 0, NULL, &r), 0);
+    assert_int_equal(stmt_stats(db).hits, s0.hits + 1); /* the cached one, prepared again by SQLite */
+    assert_int_equal(r.cols, 3);
+    assert_int_equal(r.rows, 1);
+    assert_string_equal(lv_db_cell(&r, 0, 2), "zz");
+    lv_db_rows_free(&r);
+    /* The same statement with no rows still reports its new columns. */
+    assert_int_equal(lv_db_exec(db, "SELECT * FROM s WHERE a = 'none'", 0, NULL, &r), 0);
+    lv_db_rows_free(&r);
+    assert_int_equal(lv_db_exec(db, "ALTER TABLE s ADD COLUMN d TEXT", 0, NULL, NULL), 0);
+    assert_int_equal(lv_db_exec(db, "SELECT * FROM s WHERE a = 'none'", 0, NULL, &r), 0);
+    assert_int_equal(r.rows, 0);
+    assert_int_equal(r.cols, 4);
+    lv_db_rows_free(&r);
+
+    /* A migration (the engine's script, as lv_db.c runs them) in a transaction whose BEGIN and
+     * COMMIT come from the cache: drop the table under the cached INSERT and SELECT *, make it
+     * again with other columns. A cached statement left active would make DROP fail (locked). */
+    assert_int_equal(lv_db_begin(db), 0);
+    assert_int_equal(db->eng->script(db, "DROP TABLE s;\n"
+                                         "CREATE TABLE s (a TEXT, b TEXT, e TEXT DEFAULT 'ee');\n"
+                                         "CREATE INDEX s_a ON s (a);"),
+                     0);
+    assert_int_equal(lv_db_commit(db), 0);
+    assert_int_equal(lv_db_exec(db, ins, 2, p, NULL), 0);
+    assert_int_equal(lv_db_exec(db, "SELECT * FROM s", 0, NULL, &r), 0);
+    assert_int_equal(r.cols, 3);
+    assert_int_equal(r.rows, 1);
+    assert_string_equal(lv_db_cell(&r, 0, 2), "ee");
+    lv_db_rows_free(&r);
+    /* Dropped for good: the cached INSERT fails with SQLite's sentence, and works once it is back. */
+    assert_int_equal(db->eng->script(db, "DROP TABLE s;"), 0);
+    assert_int_equal(lv_db_exec(db, ins, 2, p, NULL), LV_EIO);
+    assert_non_null(strstr(lv_db_error(db), "no such table"));
+    assert_int_equal(db->eng->script(db, "CREATE TABLE s (a TEXT, b TEXT);"), 0);
+    assert_int_equal(lv_db_exec(db, ins, 2, p, NULL), 0);
+    assert_int_equal(count_of(db, "SELECT COUNT(*) FROM s"), 1);
+    lv_db_close(db); /* with statements cached: the ASan build checks nothing leaks */
 }
 
 /* ---------- the thread ---------- */
@@ -442,6 +683,11 @@ int main(void)
         cmocka_unit_test(test_bad_urls),
         DBFX_TEST(test_fifo_on_loop),
         DBFX_TEST(test_queue_cap_and_close_drains),
+        DBFX_TEST(test_sqlite_stmt_cache_prepares_once),
+        DBFX_TEST(test_sqlite_stmt_cache_eviction),
+        DBFX_TEST(test_sqlite_stmt_cache_errors_not_cached),
+        DBFX_TEST(test_sqlite_stmt_cache_no_open_read),
+        DBFX_TEST(test_sqlite_stmt_cache_schema_changes),
     };
     const struct CMUnitTest pg[] = {
         DBFX_TEST_PG(test_exec_rows_params),
