@@ -137,8 +137,10 @@ int lv_registry_create(lv_store_t *store, const lv_registry_caps_t *caps, lv_reg
 static void session_free(lv_session_t *s)
 {
     lv_frame_unref(s->pending);
-    for (size_t i = 0; i < LV_HISTORY_MAX; i++)
+    for (size_t i = 0; i < LV_HISTORY_MAX; i++) {
         free(s->history[i].text);
+        free(s->history[i].json);
+    }
     lv_statefile_line_unref(s->persist_line);
     free(s);
 }
@@ -497,12 +499,17 @@ void lv_session_history_add(lv_session_t *s, uint64_t answer_id, const char *tex
     }
     lv_history_entry_t *e = &s->history[slot];
     free(e->text);
+    free(e->json); /* the slot's previous entry's form */
+    e->json = NULL;
+    e->json_len = 0;
     if (len > LV_HISTORY_TEXT_MAX)
         len = LV_HISTORY_TEXT_MAX;
     e->text = malloc(len + 1);
+    e->text_len = 0;
     if (e->text) {
         memcpy(e->text, text, len);
         e->text[len] = '\0';
+        e->text_len = strlen(e->text); /* what readers of the C string (and the file) see */
     }
     e->answer_id = answer_id;
     e->wall_ms = wall_ms;
@@ -593,6 +600,29 @@ lv_session_t *lv_registry_dirty_pop(lv_registry_t *reg)
     return LV_CONTAINER_OF(q, lv_session_t, dirty_link);
 }
 
+/* A cached form is at most twice its text plus this (lv_history_entry_t's memory bound); a longer
+ * one (control characters) is formatted on each encode instead. */
+#define HISTORY_JSON_SLACK 128
+
+/* Keep e's saved form (a's fields) with it. Best effort: one not kept is formatted by the encoder,
+ * which also reports what made it fail. */
+static void history_cache(lv_history_entry_t *e, const lv_statefile_answer_t *a)
+{
+    lv_buf_t b;
+    size_t max = 2 * a->text_len + HISTORY_JSON_SLACK;
+    lv_buf_init(&b, LV_MIN(max, (size_t)LV_STATEFILE_ANSWER_JSON_MAX));
+    /* room for plain text and a few escapes: most entries take one allocation, then give back the
+     * slack (the buffer rounds up to a power of two) */
+    if (lv_buf_reserve(&b, LV_MIN(b.max, HISTORY_JSON_SLACK + a->text_len + a->text_len / 8)) != 0 ||
+        lv_statefile_encode_answer(a, &b) != 0) {
+        lv_buf_free(&b);
+        return;
+    }
+    char *p = realloc(b.data, b.len + 1);
+    e->json = p ? p : b.data;
+    e->json_len = b.len;
+}
+
 /* Replace the session's saved line with its current state. On failure the previous line stays
  * (a session that cannot be encoded is not retried every period: it waits for its next change). */
 int lv_session_encode(lv_session_t *s)
@@ -607,13 +637,20 @@ int lv_session_encode(lv_session_t *s)
     v->last_seen_ms = s->detached_wall_ms;
     v->answer_seq = s->answer_seq;
     v->n_answers = s->history_len;
+    v->size_hint = s->persist_line ? s->persist_line->len : 0; /* a new entry or a changed counter:
+                                                                 * about the same length */
     for (size_t i = 0; i < s->history_len; i++) {
-        const lv_history_entry_t *e = lv_session_history_at(s, i);
-        v->answers[i] = (lv_statefile_answer_t){e->answer_id, e->wall_ms, e->latency_ms, e->text,
-                                                e->text ? strlen(e->text) : 0};
+        lv_history_entry_t *e = &s->history[(s->history_head + i) % LV_HISTORY_MAX];
+        lv_statefile_answer_t *a = &v->answers[i];
+        *a = (lv_statefile_answer_t){.answer_id = e->answer_id, .wall_ms = e->wall_ms, .latency_ms = e->latency_ms,
+                                     .text = e->text, .text_len = e->text_len};
+        if (!e->json)
+            history_cache(e, a);
+        a->json = e->json;
+        a->json_len = e->json_len;
     }
     int rc = lv_statefile_encode_session(v, &line);
-    free(v); /* the texts were borrowed */
+    free(v); /* the texts and forms were borrowed */
     s->persist_dirty = false;
     lv_queue_remove(&s->dirty_link);
     if (rc)

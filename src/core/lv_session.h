@@ -39,11 +39,26 @@ void lv_frame_unref(lv_frame_t *f);
 #define LV_HISTORY_MAX 20
 #define LV_HISTORY_TEXT_MAX 4096
 
+/* The saved form of an entry is cached with it: a busy session is re-encoded about once a second
+ * (lv_session_encode) while only its newest entry is new, so each entry is formatted (escaping,
+ * %.17g) once and then copied. Memory: json holds the escaped text plus at most 111 bytes of the
+ * other fields; plain and UTF-8 text escapes byte for byte (a quote, backslash or newline takes 2),
+ * so the cache is about as big as the text again (plus malloc's overhead). An entry whose form
+ * would be longer than twice its text plus 128 bytes (control characters take 6 bytes each) is not
+ * cached but formatted on each encode, so the cache costs at most 2 * LV_HISTORY_TEXT_MAX + 128 =
+ * 8320 bytes per entry (about 163 KiB for a full history of 20 long answers), and nothing for a
+ * session never encoded (no state file, no cluster). */
 typedef struct {
     uint64_t answer_id;
     uint64_t wall_ms;
     double latency_ms;
     char *text;              /* owned, NUL-terminated, at most LV_HISTORY_TEXT_MAX bytes */
+    size_t text_len;         /* strlen(text) (an inner NUL ends it, as it did before), 0 when NULL */
+    char *json;              /* owned: the entry as lv_statefile_encode_answer writes it, made by
+                              * the first lv_session_encode that sees it; NULL until then or when
+                              * not kept (see above). Freed when the ring slot is reused and with
+                              * the session. */
+    size_t json_len;
 } lv_history_entry_t;
 
 typedef struct lv_session {
@@ -220,8 +235,8 @@ void lv_session_queue_write(lv_session_t *s);
  * O(changed sessions), not O(all). */
 lv_session_t *lv_registry_dirty_pop(lv_registry_t *reg);
 /** Re-encode s's saved form into s->persist_line now (clears persist_dirty, takes s off the dirty
- * list). 0, or the encoder's error: the previous line (maybe NULL) stays and s waits for its next
- * change. */
+ * list), copying the history entries' cached forms and caching those of new entries. 0, or the
+ * encoder's error: the previous line (maybe NULL) stays and s waits for its next change. */
 int lv_session_encode(lv_session_t *s);
 
 /** Number of sessions (live and detached) created by principal. */

@@ -71,64 +71,68 @@ void lv_statefile_session_clear(lv_statefile_session_t *s)
  * (\u001b where jansson wrote \u001B), so files written before and after read the same; the unit
  * test compares the two encoders byte for byte on text without control characters. */
 
-/* ,"key": (the separator first: an object's first member then gets its '{' written over it) */
-static int put_key(lv_buf_t *b, const char *key)
-{
-    char k[48];
-    size_t n = strlen(key);
-    if (n + 4 > sizeof(k))
-        return LV_EINVAL;
-    k[0] = ',';
-    k[1] = '"';
-    memcpy(k + 2, key, n);
-    k[n + 2] = '"';
-    k[n + 3] = ':';
-    return lv_buf_append(b, k, n + 4);
-}
+/* ,"key": as one literal and its length, two arguments of the put_* below (the separator first:
+ * an object's first member then gets its '{' written over it) */
+#define KEY(name) ",\"" name "\":", sizeof(",\"" name "\":") - 1
 
 /* A string value; LV_EINVAL when it is not UTF-8 (json_string refused those too). */
-static int put_str(lv_buf_t *b, const char *key, const char *v)
+static int put_str(lv_buf_t *b, const char *key, size_t key_len, const char *v)
 {
-    int rc = put_key(b, key);
+    int rc = lv_buf_append(b, key, key_len);
     return rc ? rc : lv_json_str_append(b, v, strlen(v));
 }
 
-static int put_u64(lv_buf_t *b, const char *key, uint64_t v)
+static int put_u64(lv_buf_t *b, const char *key, size_t key_len, uint64_t v)
 {
     if (v > INT64_MAX) /* JSON readers (jansson's included) stop at int64 */
         return LV_EINVAL;
-    int rc = put_key(b, key);
+    int rc = lv_buf_append(b, key, key_len);
     return rc ? rc : lv_buf_append_u64(b, v);
 }
 
-static int put_int(lv_buf_t *b, const char *key, int v)
+static int put_int(lv_buf_t *b, const char *key, size_t key_len, int v)
 {
-    return v < 0 ? lv_buf_printf(b, ",\"%s\":%d", key, v) : put_u64(b, key, (uint64_t)v);
+    if (v >= 0)
+        return put_u64(b, key, key_len, (uint64_t)v);
+    int rc = lv_buf_append(b, key, key_len);
+    if (!rc)
+        rc = lv_buf_append(b, "-", 1);
+    return rc ? rc : lv_buf_append_u64(b, (uint64_t)(-(int64_t)v));
 }
 
-static int put_bool(lv_buf_t *b, const char *key, bool v)
+static int put_bool(lv_buf_t *b, const char *key, size_t key_len, bool v)
 {
-    int rc = put_key(b, key);
-    return rc ? rc : lv_buf_append_str(b, v ? "true" : "false");
+    int rc = lv_buf_append(b, key, key_len);
+    return rc ? rc : (v ? lv_buf_append(b, "true", 4) : lv_buf_append(b, "false", 5));
 }
 
 /* A real as jansson writes it (jsonp_dtostr): %.17g, ".0" added when it would read back as an
  * integer, the exponent without '+' or leading zeros. LV_EINVAL for NaN and infinities, which JSON
  * has no word for (json_real refused them). */
-static int put_real(lv_buf_t *b, const char *key, double v)
+static int put_real(lv_buf_t *b, const char *key, size_t key_len, double v)
 {
     char num[40], out[48];
+    size_t o;
     if (!isfinite(v))
         return LV_EINVAL;
+    int rc = lv_buf_append(b, key, key_len);
+    if (rc)
+        return rc;
+    /* a whole number below 1e17 (17 digits at most) is what %.17g prints in plain decimal, so its
+     * digits are written without printf; -0 (signbit) keeps printf's "-0" */
+    if (v >= 0 && v < 1e17 && !signbit(v) && v == (double)(uint64_t)v) {
+        if ((rc = lv_buf_append_u64(b, (uint64_t)v)) == 0)
+            rc = lv_buf_append(b, ".0", 2);
+        return rc;
+    }
     int n = snprintf(num, sizeof(num), "%.17g", v);
     if (n <= 0 || (size_t)n >= sizeof(num))
         return LV_EINVAL;
-    size_t o;
-    const char *e = strchr(num, 'e');
+    const char *e = memchr(num, 'e', (size_t)n);
     if (!e) {
         memcpy(out, num, (size_t)n);
         o = (size_t)n;
-        if (!strchr(num, '.')) {
+        if (!memchr(num, '.', (size_t)n)) {
             memcpy(out + o, ".0", 2);
             o += 2;
         }
@@ -145,21 +149,20 @@ static int put_real(lv_buf_t *b, const char *key, double v)
         while (*d)
             out[o++] = *d++;
     }
-    int rc = put_key(b, key);
-    return rc ? rc : lv_buf_append(b, out, o);
+    return lv_buf_append(b, out, o);
 }
 
 /* A duration: one that is not a finite, non-negative number is saved as 0. */
-static int put_ms(lv_buf_t *b, const char *key, double v)
+static int put_ms(lv_buf_t *b, const char *key, size_t key_len, double v)
 {
-    return put_real(b, key, isfinite(v) && v >= 0 ? v : 0.0);
+    return put_real(b, key, key_len, isfinite(v) && v >= 0 ? v : 0.0);
 }
 
 /* A history text cut at a byte cap may end inside a UTF-8 sequence, which JSON cannot carry: drop
  * the (at most 3) bytes of the cut sequence rather than the whole answer. */
 static int put_text(lv_buf_t *b, const char *text, size_t len)
 {
-    int rc = put_key(b, "text");
+    int rc = lv_buf_append(b, KEY("text"));
     if (rc || !text)
         return rc ? rc : lv_buf_append(b, "\"\"", 2);
     if (len > LV_STATEFILE_TEXT_MAX)
@@ -173,37 +176,60 @@ static int put_text(lv_buf_t *b, const char *text, size_t len)
 static int put_settings(lv_buf_t *b, const lv_settings_t *st)
 {
     /* the fields and order of lv_settings_to_json (the page's and the job message's form) */
-    int rc = put_str(b, "prompt", st->prompt);
+    int rc = put_str(b, KEY("prompt"), st->prompt);
     if (!rc)
-        rc = put_int(b, "max_tokens", st->max_tokens);
+        rc = put_int(b, KEY("max_tokens"), st->max_tokens);
     if (!rc)
-        rc = put_real(b, "temperature", st->temperature);
+        rc = put_real(b, KEY("temperature"), st->temperature);
     if (!rc)
-        rc = put_int(b, "interval_ms", st->interval_ms);
+        rc = put_int(b, KEY("interval_ms"), st->interval_ms);
     if (!rc)
-        rc = put_str(b, "backend", st->backend);
+        rc = put_str(b, KEY("backend"), st->backend);
     if (!rc)
-        rc = put_str(b, "model", st->model);
+        rc = put_str(b, KEY("model"), st->model);
     if (!rc)
-        rc = put_int(b, "frame_max_side", st->frame_max_side);
+        rc = put_int(b, KEY("frame_max_side"), st->frame_max_side);
     if (!rc)
-        rc = put_int(b, "jpeg_quality", st->jpeg_quality);
+        rc = put_int(b, KEY("jpeg_quality"), st->jpeg_quality);
     if (!rc)
-        rc = put_int(b, "stats_interval_ms", st->stats_interval_ms);
+        rc = put_int(b, KEY("stats_interval_ms"), st->stats_interval_ms);
     if (!rc)
-        rc = put_bool(b, "debug", st->debug);
+        rc = put_bool(b, KEY("debug"), st->debug);
     if (!rc)
-        rc = put_str(b, "source", st->source);
+        rc = put_str(b, KEY("source"), st->source);
     return rc;
 }
 
-/* Room for the line: the fixed fields, plus 6 bytes per byte of text (the longest escape). */
+int lv_statefile_encode_answer(const lv_statefile_answer_t *a, lv_buf_t *out)
+{
+    size_t open_at = out->len;
+    /* the first put_* writes a ',' that the '{' is written over */
+    int rc = put_u64(out, KEY("answer_id"), a->answer_id);
+    if (!rc) {
+        out->data[open_at] = '{';
+        rc = put_u64(out, KEY("wall_ms"), a->wall_ms);
+    }
+    if (!rc)
+        rc = put_ms(out, KEY("latency_ms"), a->latency_ms);
+    if (!rc)
+        rc = put_text(out, a->text, a->text_len);
+    if (!rc)
+        rc = lv_buf_append(out, "}", 1);
+    if (rc)
+        lv_buf_truncate(out, open_at);
+    return rc;
+}
+
+/* Room for the line: the fixed fields, plus 6 bytes per byte of text (the longest escape), or the
+ * exact size of an entry already encoded; at least the caller's hint (the previous line). */
 static size_t line_estimate(const lv_statefile_session_t *s)
 {
     size_t n = 1024 + 6 * (sizeof(s->rec.settings.prompt) / 4);
-    for (size_t i = 0; i < s->n_answers && i < LV_STATEFILE_ANSWERS_MAX; i++)
-        n += 128 + LV_MIN(s->answers[i].text_len, (size_t)LV_STATEFILE_TEXT_MAX) * 5 / 4;
-    return LV_MIN(n, (size_t)LV_STATEFILE_LINE_MAX);
+    for (size_t i = 0; i < s->n_answers && i < LV_STATEFILE_ANSWERS_MAX; i++) {
+        const lv_statefile_answer_t *a = &s->answers[i];
+        n += a->json ? a->json_len + 1 : 128 + LV_MIN(a->text_len, (size_t)LV_STATEFILE_TEXT_MAX) * 5 / 4;
+    }
+    return LV_MIN(LV_MAX(n, s->size_hint), (size_t)LV_STATEFILE_LINE_MAX - 1); /* "\n" is spare */
 }
 
 int lv_statefile_encode_session(const lv_statefile_session_t *s, lv_statefile_line_t **out)
@@ -221,30 +247,30 @@ int lv_statefile_encode_session(const lv_statefile_session_t *s, lv_statefile_li
         goto out;
     /* the first put_* writes a ',' that the '{' is written over */
     size_t open_at = b.len;
-    rc = put_str(&b, "id", s->rec.id);
+    rc = put_str(&b, KEY("id"), s->rec.id);
     if (!rc)
         b.data[open_at] = '{';
     if (!rc)
-        rc = put_str(&b, "secret_sha256", s->rec.secret_hash);
+        rc = put_str(&b, KEY("secret_sha256"), s->rec.secret_hash);
     if (!rc)
-        rc = put_str(&b, "owner", s->rec.principal);
+        rc = put_str(&b, KEY("owner"), s->rec.principal);
     if (!rc)
-        rc = put_str(&b, "tenant", s->rec.tenant[0] ? s->rec.tenant : "default");
+        rc = put_str(&b, KEY("tenant"), s->rec.tenant[0] ? s->rec.tenant : "default");
     if (!rc)
-        rc = put_u64(&b, "created_ms", s->rec.created_ms);
+        rc = put_u64(&b, KEY("created_ms"), s->rec.created_ms);
     if (!rc)
-        rc = put_u64(&b, "last_seen_ms", s->last_seen_ms);
+        rc = put_u64(&b, KEY("last_seen_ms"), s->last_seen_ms);
     if (!rc)
-        rc = put_bool(&b, "attached", s->attached);
+        rc = put_bool(&b, KEY("attached"), s->attached);
     if (!rc)
-        rc = put_bool(&b, "started", s->rec.started);
+        rc = put_bool(&b, KEY("started"), s->rec.started);
     if (!rc)
-        rc = put_u64(&b, "answer_seq", s->answer_seq);
+        rc = put_u64(&b, KEY("answer_seq"), s->answer_seq);
     if (!rc)
-        rc = put_u64(&b, "total_inferences", s->rec.total_inferences);
+        rc = put_u64(&b, KEY("total_inferences"), s->rec.total_inferences);
     if (!rc)
-        rc = put_ms(&b, "avg_latency_ms", s->rec.avg_latency_ms);
-    if (!rc && (rc = lv_buf_append_str(&b, ",\"settings\":")) == 0) {
+        rc = put_ms(&b, KEY("avg_latency_ms"), s->rec.avg_latency_ms);
+    if (!rc && (rc = lv_buf_append(&b, KEY("settings"))) == 0) {
         open_at = b.len;
         if ((rc = put_settings(&b, &s->rec.settings)) == 0) {
             b.data[open_at] = '{';
@@ -252,18 +278,13 @@ int lv_statefile_encode_session(const lv_statefile_session_t *s, lv_statefile_li
         }
     }
     if (!rc)
-        rc = lv_buf_append_str(&b, ",\"history\":[");
+        rc = lv_buf_append(&b, ",\"history\":[", sizeof(",\"history\":[") - 1);
     for (size_t i = 0; !rc && i < s->n_answers; i++) {
         const lv_statefile_answer_t *a = &s->answers[i];
         if (i && (rc = lv_buf_append(&b, ",", 1)) != 0)
             break;
-        open_at = b.len;
-        if ((rc = put_u64(&b, "answer_id", a->answer_id)) != 0)
-            break;
-        b.data[open_at] = '{';
-        if ((rc = put_u64(&b, "wall_ms", a->wall_ms)) == 0 && (rc = put_ms(&b, "latency_ms", a->latency_ms)) == 0 &&
-            (rc = put_text(&b, a->text, a->text_len)) == 0)
-            rc = lv_buf_append(&b, "}", 1);
+        /* an entry the caller keeps encoded is copied: the same bytes, without the formatting */
+        rc = a->json ? lv_buf_append(&b, a->json, a->json_len) : lv_statefile_encode_answer(a, &b);
     }
     if (!rc)
         rc = lv_buf_append(&b, "]}", 2);

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lv_buf.h"
 #include "lv_session_rec.h"
 
 #define LV_STATEFILE_VERSION 1
@@ -24,6 +25,10 @@
 #define LV_STATEFILE_LINE_MAX (1u << 20)   /* one session; its caps below keep it under ~0.9 MiB */
 #define LV_STATEFILE_ANSWERS_MAX 32        /* history entries per session */
 #define LV_STATEFILE_TEXT_MAX 4096         /* bytes of one answer's text */
+/* the longest history entry lv_statefile_encode_answer writes: 47 bytes of keys and braces, two
+ * int64s (19 digits each), a real (at most 24 characters) and the text, every byte of it escaped
+ * as \u00xx at worst (6 bytes), in quotes: 111 + 6 * LV_STATEFILE_TEXT_MAX, rounded up */
+#define LV_STATEFILE_ANSWER_JSON_MAX (128 + 6 * LV_STATEFILE_TEXT_MAX)
 
 /* One answer of a session's history. */
 typedef struct {
@@ -32,6 +37,12 @@ typedef struct {
     double latency_ms;
     char *text;      /* encode: borrowed, NULL = ""; parse: owned, NUL-terminated */
     size_t text_len; /* bytes; text longer than LV_STATEFILE_TEXT_MAX is cut when encoded */
+    /* encode only (the parser leaves it NULL): this entry as lv_statefile_encode_answer wrote it
+     * for the fields above, borrowed; the encoder copies these json_len bytes instead of formatting
+     * the entry, so a caller that keeps them pays for each entry once, not on every encode. NULL:
+     * the entry is formatted from its fields. */
+    const char *json;
+    size_t json_len;
 } lv_statefile_answer_t;
 
 /* Everything saved about one session. */
@@ -42,6 +53,9 @@ typedef struct {
     uint64_t answer_seq;   /* the last answer id handed out */
     size_t n_answers;
     lv_statefile_answer_t answers[LV_STATEFILE_ANSWERS_MAX]; /* oldest first */
+    size_t size_hint; /* encode: bytes the line will likely take (its previous encoding's length),
+                       * reserved up front so the buffer does not grow in steps; 0 = an estimate
+                       * only. The parser sets 0. */
     /* set by the parser */
     uint64_t age_ms;     /* how long before `now` it was last seen */
     bool settings_reset; /* its settings no longer validate: they are the defaults now */
@@ -62,6 +76,11 @@ typedef struct lv_statefile_line {
  * lose the cut bytes. LV_ELIMIT past LV_STATEFILE_LINE_MAX or a cap above, LV_EINVAL for a field
  * JSON cannot carry, LV_ENOMEM. */
 int lv_statefile_encode_session(const lv_statefile_session_t *s, lv_statefile_line_t **out);
+/** Append one history entry, {"answer_id":..,"wall_ms":..,"latency_ms":..,"text":".."}, to out:
+ * exactly the bytes lv_statefile_encode_session writes for it (a->json is not read), at most
+ * LV_STATEFILE_ANSWER_JSON_MAX. All or nothing: on failure out keeps its previous length.
+ * LV_EINVAL for a field JSON cannot carry, LV_ELIMIT (out's cap), LV_ENOMEM. */
+int lv_statefile_encode_answer(const lv_statefile_answer_t *a, lv_buf_t *out);
 lv_statefile_line_t *lv_statefile_line_ref(lv_statefile_line_t *line);
 /** Drop one reference; frees on the last. NULL is ignored. */
 void lv_statefile_line_unref(lv_statefile_line_t *line);

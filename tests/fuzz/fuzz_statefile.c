@@ -4,7 +4,8 @@
  * framing), sealed with a correct checksum line, so the fuzzer reaches the header and session line
  * parsers, and as one session line. Every session handed out must be within the caps, and must
  * encode and parse back; a line the line parser accepts re-encodes to a line that parses to the
- * same encoding.
+ * same encoding, and to the same bytes when its history entries are handed to the encoder already
+ * encoded (lv_statefile_encode_answer, as the session's cache does).
  * fuzz-sources: src/proto/lv_statefile.c src/proto/lv_settings.c src/common/lv_common.c
  * fuzz-sources: src/common/lv_utf8.c src/proto/lv_rtspurl.c src/common/lv_buf.c src/common/lv_json_str.c
  */
@@ -70,6 +71,31 @@ static int check_cb(void *ud, const lv_statefile_session_t *s)
     return 0;
 }
 
+/* s encoded with each history entry pre-encoded (json) and a size hint: the same bytes as want. */
+static void check_pieced(lv_statefile_session_t *s, const lv_statefile_line_t *want)
+{
+    lv_buf_t pieces[LV_STATEFILE_ANSWERS_MAX];
+    lv_statefile_line_t *line = NULL;
+    for (size_t i = 0; i < s->n_answers; i++) {
+        lv_buf_init(&pieces[i], LV_STATEFILE_ANSWER_JSON_MAX);
+        if (lv_statefile_encode_answer(&s->answers[i], &pieces[i]) != 0)
+            abort();
+        s->answers[i].json = pieces[i].data;
+        s->answers[i].json_len = pieces[i].len;
+    }
+    s->size_hint = want->len;
+    if (lv_statefile_encode_session(s, &line) != 0 || line->len != want->len ||
+        memcmp(line->data, want->data, want->len) != 0)
+        abort();
+    lv_statefile_line_unref(line);
+    for (size_t i = 0; i < s->n_answers; i++) {
+        s->answers[i].json = NULL;
+        s->answers[i].json_len = 0;
+        lv_buf_free(&pieces[i]);
+    }
+    s->size_hint = 0;
+}
+
 /* The input as one session line (a Redis record). Accepted: within the caps (check_cb), and its
  * encoding is a fixed point: encode(parse(encode(s))) == encode(s). A refusal leaves nothing owned. */
 static void fuzz_line(const uint8_t *data, size_t size)
@@ -91,6 +117,7 @@ static void fuzz_line(const uint8_t *data, size_t size)
         lv_statefile_parse_line(a->data, a->len, NOW_MS, again, NULL) != 0 ||
         lv_statefile_encode_session(again, &b) != 0 || a->len != b->len || memcmp(a->data, b->data, a->len) != 0)
         abort();
+    check_pieced(s, a);
     lv_statefile_session_clear(again);
     lv_statefile_line_unref(a);
     lv_statefile_line_unref(b);

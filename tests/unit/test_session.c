@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "lv_buf.h"
 #include "lv_common.h"
 #include "lv_session.h"
 #include "lv_store_mem.h"
@@ -152,6 +153,51 @@ static void history_bounded(void **state)
     memset(big, 'z', sizeof(big));
     lv_session_history_add(s, 99, big, sizeof(big), 1.0, 1);
     assert_int_equal(strlen(lv_session_history_at(s, LV_HISTORY_MAX - 1)->text), LV_HISTORY_TEXT_MAX);
+}
+
+/* The state file's form of each entry is kept with it: made by the first encode that sees it, gone
+ * when its ring slot takes a new answer, the same bytes as the entry encoded afresh. */
+static void history_cache_follows_ring(void **state)
+{
+    fx_t *fx = *state;
+    char secret[65], text[48];
+    lv_session_t *s;
+    assert_int_equal(lv_session_create(fx->reg, "x", NULL, NULL, secret, &s), 0);
+    for (int i = 1; i <= 3; i++) {
+        int n = snprintf(text, sizeof(text), "answer \"%d\"\n", i);
+        lv_session_history_add(s, (uint64_t)i, text, (size_t)n, 0.1 * i, 1000 + (uint64_t)i);
+        assert_null(lv_session_history_at(s, (size_t)i - 1)->json); /* nothing made before an encode */
+    }
+    /* an inner NUL ends the text, as for every reader of the C string */
+    lv_session_history_add(s, 4, "four\0hidden", 11, 4.0, 1004);
+    assert_int_equal(lv_session_history_at(s, 3)->text_len, 4);
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(lv_session_encode(s), 0);
+        for (size_t i = 0; i < s->history_len; i++) {
+            const lv_history_entry_t *e = lv_session_history_at(s, i);
+            lv_statefile_answer_t a = {.answer_id = e->answer_id, .wall_ms = e->wall_ms,
+                                       .latency_ms = e->latency_ms, .text = e->text, .text_len = strlen(e->text)};
+            lv_buf_t b;
+            lv_buf_init(&b, LV_STATEFILE_ANSWER_JSON_MAX);
+            assert_int_equal(lv_statefile_encode_answer(&a, &b), 0);
+            assert_non_null(e->json);
+            assert_int_equal(e->json_len, b.len);
+            assert_memory_equal(e->json, b.data, b.len);
+            /* and the line holds it, between its neighbours */
+            assert_non_null(memmem(s->persist_line->data, s->persist_line->len, e->json, e->json_len));
+            lv_buf_free(&b);
+        }
+        /* new answers take the oldest slots: their forms go, the others stay */
+        size_t added = round == 0 ? LV_HISTORY_MAX - 4 : 7;
+        for (size_t k = 0; k < added; k++) {
+            uint64_t id = s->answer_seq = 100 * (uint64_t)(round + 1) + k;
+            lv_session_history_add(s, id, "new", 3, 1.5, 2000 + id);
+        }
+        for (size_t i = 0; i < s->history_len; i++)
+            assert_true((lv_session_history_at(s, i)->json == NULL) == (i >= s->history_len - added));
+    }
+    assert_int_equal(s->history_len, LV_HISTORY_MAX);
+    /* the forms go with the session (a leak here shows under ASan) */
 }
 
 static int freed_count;
@@ -562,6 +608,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(mailbox_latest_wins, setup, teardown),
         cmocka_unit_test(frame_refcount),
         cmocka_unit_test_setup_teardown(history_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(history_cache_follows_ring, setup, teardown),
         cmocka_unit_test_setup_teardown(expiry_only_detached, setup, teardown),
         cmocka_unit_test_setup_teardown(started_list, setup, teardown),
         cmocka_unit_test_setup_teardown(owner_cap_counts_live_and_evicts_detached, setup, teardown),

@@ -58,7 +58,7 @@ static void make_session(lv_statefile_session_t *s, int i, size_t n_answers)
         char t[64];
         int len = snprintf(t, sizeof(t), "answer %zu of %d\n\ttab ü", k, i);
         s->answers[k] = (lv_statefile_answer_t){40 + k + 1, NOW_MS - 100 * (n_answers - k), 10.5 + (double)k, strdup(t),
-                                                (size_t)len};
+                                                (size_t)len, NULL, 0};
     }
 }
 
@@ -482,8 +482,8 @@ static void encode_cuts_broken_utf8(void **state)
     collect_t c = {0};
     make_session(&s, 1, 0);
     char text[] = "caf\xc3\xa9 \xe2\x82"; /* "café " + the first two bytes of a 3-byte sequence */
-    s.answers[0] = (lv_statefile_answer_t){1, 1, 1, text, sizeof(text) - 1};
-    s.answers[1] = (lv_statefile_answer_t){2, 1, 1, NULL, 0};
+    s.answers[0] = (lv_statefile_answer_t){1, 1, 1, text, sizeof(text) - 1, NULL, 0};
+    s.answers[1] = (lv_statefile_answer_t){2, 1, 1, NULL, 0, NULL, 0};
     s.n_answers = 2;
     assert_int_equal(lv_statefile_encode_session(&s, &line), 0);
     assert_int_equal(line->data[line->len - 1], '\n');
@@ -573,7 +573,7 @@ static void encode_matches_jansson(void **state)
     char *big = malloc(LV_STATEFILE_TEXT_MAX + 16);
     for (size_t i = 0; i + 2 <= LV_STATEFILE_TEXT_MAX + 16; i += 2)
         memcpy(big + i, i % 6 == 0 ? "\xc3\xa9" : (i % 6 == 2 ? "\"\\" : "/\n"), 2);
-    s.answers[0] = (lv_statefile_answer_t){1, 2, 3, big, LV_STATEFILE_TEXT_MAX};
+    s.answers[0] = (lv_statefile_answer_t){1, 2, 3, big, LV_STATEFILE_TEXT_MAX, NULL, 0};
     assert_line_is_jansson(&s);
     lv_statefile_session_clear(&s);
     /* what JSON cannot carry is refused as before: not UTF-8 in a string, numbers past int64 */
@@ -588,6 +588,78 @@ static void encode_matches_jansson(void **state)
     s.rec.settings.temperature = NAN;
     assert_int_equal(lv_statefile_encode_session(&s, &line), LV_EINVAL);
     assert_null(line);
+}
+
+/* lv_statefile_encode_answer writes each entry's bytes as the session encoder does, and the session
+ * encoder copies an entry handed to it encoded (json) instead of formatting it. */
+static void encode_answer_pieces(void **state)
+{
+    lv_statefile_session_t *s = malloc(sizeof(*s));
+    lv_statefile_line_t *plain = NULL, *pieced = NULL;
+    lv_buf_t pieces[LV_STATEFILE_ANSWERS_MAX], b;
+    assert_non_null(s);
+    make_session(s, 5, LV_STATEFILE_ANSWERS_MAX);
+    static const double lat[] = {0.1, 1e-7, 12345.678, 42.0, 0.0, -3.0, 1e17, 99999999999999984.0, 2.5e-300};
+    for (size_t k = 0; k < LV_STATEFILE_ANSWERS_MAX; k++)
+        s->answers[k].latency_ms = lat[k % LV_ARRAY_LEN(lat)];
+    assert_int_equal(lv_statefile_encode_session(s, &plain), 0);
+    for (size_t k = 0; k < LV_STATEFILE_ANSWERS_MAX; k++) {
+        lv_buf_init(&pieces[k], LV_STATEFILE_ANSWER_JSON_MAX);
+        assert_int_equal(lv_buf_append(&pieces[k], "..", 2), 0); /* appends after what is there */
+        assert_int_equal(lv_statefile_encode_answer(&s->answers[k], &pieces[k]), 0);
+        assert_memory_equal(pieces[k].data, "..{\"answer_id\":", 15);
+        /* the piece is the very bytes the line holds for the entry */
+        assert_non_null(memmem(plain->data, plain->len, pieces[k].data + 2, pieces[k].len - 2));
+        s->answers[k].json = pieces[k].data + 2;
+        s->answers[k].json_len = pieces[k].len - 2;
+    }
+    /* whatever the size hint (none, too small, the line's, past the line cap) */
+    static const size_t hints[] = {0, 1, 0, SIZE_MAX};
+    for (size_t h = 0; h < LV_ARRAY_LEN(hints); h++) {
+        s->size_hint = h == 2 ? plain->len : hints[h];
+        assert_int_equal(lv_statefile_encode_session(s, &pieced), 0);
+        assert_int_equal(pieced->len, plain->len);
+        assert_memory_equal(pieced->data, plain->data, plain->len);
+        lv_statefile_line_unref(pieced);
+    }
+    /* the pieces are copied, not checked: a caller's form is what the line gets */
+    s->answers[1].json = "{\"answer_id\":7}";
+    s->answers[1].json_len = strlen(s->answers[1].json);
+    assert_int_equal(lv_statefile_encode_session(s, &pieced), 0);
+    assert_non_null(memmem(pieced->data, pieced->len, "},{\"answer_id\":7},{", 19));
+    lv_statefile_line_unref(pieced);
+    for (size_t k = 0; k < LV_STATEFILE_ANSWERS_MAX; k++)
+        lv_buf_free(&pieces[k]);
+    lv_statefile_line_unref(plain);
+    lv_statefile_session_clear(s);
+
+    /* the longest entry fits LV_STATEFILE_ANSWER_JSON_MAX */
+    char *ctl = malloc(LV_STATEFILE_TEXT_MAX);
+    assert_non_null(ctl);
+    memset(ctl, 1, LV_STATEFILE_TEXT_MAX);
+    lv_statefile_answer_t big = {.answer_id = INT64_MAX, .wall_ms = INT64_MAX, .latency_ms = 1.2345678901234567e-300,
+                                 .text = ctl, .text_len = LV_STATEFILE_TEXT_MAX};
+    lv_buf_init(&b, LV_STATEFILE_ANSWER_JSON_MAX);
+    assert_int_equal(lv_statefile_encode_answer(&big, &b), 0);
+    assert_int_equal(b.len, 47 + 19 + 19 + 23 + 2 + 6 * LV_STATEFILE_TEXT_MAX);
+    lv_buf_free(&b);
+    /* all or nothing: a number past int64, a full buffer leave it as it was */
+    lv_buf_init(&b, 64);
+    assert_int_equal(lv_buf_append(&b, "xyz", 3), 0);
+    big.answer_id = (uint64_t)INT64_MAX + 1;
+    assert_int_equal(lv_statefile_encode_answer(&big, &b), LV_EINVAL);
+    assert_int_equal(b.len, 3);
+    big.answer_id = 1;
+    big.wall_ms = (uint64_t)INT64_MAX + 1;
+    assert_int_equal(lv_statefile_encode_answer(&big, &b), LV_EINVAL);
+    assert_int_equal(b.len, 3);
+    big.wall_ms = 1;
+    assert_int_equal(lv_statefile_encode_answer(&big, &b), LV_ELIMIT); /* the text is over 64 bytes */
+    assert_int_equal(b.len, 3);
+    assert_string_equal(b.data, "xyz");
+    lv_buf_free(&b);
+    free(ctl);
+    free(s);
 }
 
 /* ---------- one line alone (lv_statefile_parse_line: the cluster's records) ---------- */
@@ -932,6 +1004,237 @@ static void dirty_list(void **state)
     fx_free(&fx); /* sessions still queued are freed with it */
 }
 
+/* ---------- cached history entries (lv_history_entry_t.json) ---------- */
+
+typedef struct {
+    const char *p;
+    size_t n;
+} text_t;
+#define TEXT(lit) {lit, sizeof(lit) - 1}
+
+/* What the encoder treats apart: quotes and backslashes, control characters (escaped; a text made
+ * of them has a form too long to cache), UTF-8 of 2 to 4 bytes, a cut UTF-8 sequence at the end
+ * (dropped), empty, an inner NUL (the C string ends there, as it always did) */
+static const text_t ODD_TEXTS[] = {
+    TEXT("A cat sits on a mat."),
+    TEXT("say \"hi\" \\ back\\slash \\\""),
+    TEXT("tab\tnew\nline\rcr\b\f \x01\x1f\x7f end"),
+    TEXT("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x88 \xe4\xb8\xad\xe6\x96\x87"),
+    TEXT("cut \xe2\x82"),
+    TEXT(""),
+    TEXT("\x01\x02\x03\x04\x05\x06\x07\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"
+         "\x01\x02\x03\x04\x05\x06\x07\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"),
+    TEXT("inner\0nul"),
+};
+/* fractions, tiny and huge exponents, integers (with and without printf), what is saved as 0 */
+static const double ODD_LATENCIES[] = {0.1, 1e-7, 12345.678, 42.0, 0.0, 3.0000000000000004, 1e17,
+                                       99999999999999984.0, 2.5e-300, -1.0, 7.0, 1e22};
+
+/* s's line as the encoder writes it with no cached entry: the fields as lv_session_encode read them
+ * before the cache (strlen of the texts), nothing pre-encoded, no size hint */
+static lv_statefile_line_t *uncached_line(const lv_session_t *s)
+{
+    lv_statefile_session_t *v = calloc(1, sizeof(*v));
+    lv_statefile_line_t *line = NULL;
+    assert_non_null(v);
+    v->rec = s->rec;
+    v->attached = lv_session_attached(s);
+    v->last_seen_ms = s->detached_wall_ms;
+    v->answer_seq = s->answer_seq;
+    v->n_answers = s->history_len;
+    for (size_t i = 0; i < s->history_len; i++) {
+        const lv_history_entry_t *e = lv_session_history_at(s, i);
+        v->answers[i] = (lv_statefile_answer_t){.answer_id = e->answer_id, .wall_ms = e->wall_ms,
+                                                .latency_ms = e->latency_ms, .text = e->text,
+                                                .text_len = e->text ? strlen(e->text) : 0};
+    }
+    assert_int_equal(lv_statefile_encode_session(v, &line), 0);
+    free(v);
+    return line;
+}
+
+static void assert_line_equal(const lv_statefile_line_t *a, const lv_statefile_line_t *b)
+{
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(a->len, b->len);
+    assert_memory_equal(a->data, b->data, a->len);
+}
+
+/* Every cached form is the entry's encoding; an entry is left uncached only for being too long. */
+static size_t check_cached(const lv_session_t *s)
+{
+    size_t cached = 0;
+    for (size_t i = 0; i < s->history_len; i++) {
+        const lv_history_entry_t *e = lv_session_history_at(s, i);
+        lv_statefile_answer_t a = {.answer_id = e->answer_id, .wall_ms = e->wall_ms, .latency_ms = e->latency_ms,
+                                   .text = e->text, .text_len = strlen(e->text)};
+        lv_buf_t b;
+        lv_buf_init(&b, LV_STATEFILE_ANSWER_JSON_MAX);
+        assert_int_equal(lv_statefile_encode_answer(&a, &b), 0);
+        assert_int_equal(e->text_len, a.text_len);
+        if (e->json) {
+            assert_int_equal(e->json_len, b.len);
+            assert_memory_equal(e->json, b.data, b.len);
+            assert_true(e->json_len <= 2 * e->text_len + 128);
+            cached++;
+        } else {
+            assert_true(b.len > 2 * e->text_len + 128);
+        }
+        lv_buf_free(&b);
+    }
+    return cached;
+}
+
+/* A session whose history ring wrapped, re-encoded as answers come in, writes the bytes the encoder
+ * writes without the cache; the cache is what the line is copied from. */
+static void cached_history_same_bytes(void **state)
+{
+    fx_t fx;
+    char secret[65];
+    lv_session_t *s;
+    lv_settings_t set;
+    lv_statefile_line_t *want = NULL;
+    fx_init(&fx, 10);
+    lv_settings_defaults(&set);
+    snprintf(set.prompt, sizeof(set.prompt), "Describe \"it\" \\ briefly\n\xc3\xa9");
+    set.temperature = 0.7;
+    assert_int_equal(lv_session_create(fx.reg, "10.1.2.3", "acme", &set, secret, &s), 0);
+    s->rec.total_inferences = 5;
+    s->rec.avg_latency_ms = 321.25;
+    size_t n_total = 2 * LV_HISTORY_MAX + 3, cached = 0;
+    for (size_t i = 0; i < n_total; i++) {
+        const text_t *t = &ODD_TEXTS[i % LV_ARRAY_LEN(ODD_TEXTS)];
+        lv_session_history_add(s, i + 1, t->p, t->n, ODD_LATENCIES[i % LV_ARRAY_LEN(ODD_LATENCIES)],
+                               NOW_MS + 1000 * i);
+        s->answer_seq = i + 1;
+        if (i % 3 != 0 && i + 1 != n_total)
+            continue; /* several answers between writes: some new entries at each encode */
+        assert_int_equal(lv_session_encode(s), 0);
+        want = uncached_line(s);
+        assert_line_equal(s->persist_line, want);
+        lv_statefile_line_unref(want);
+        cached = check_cached(s);
+    }
+    assert_int_equal(s->history_len, LV_HISTORY_MAX);
+    assert_int_not_equal(s->history_head, 0); /* wrapped */
+    size_t too_long = 0; /* the entries of control characters only */
+    for (size_t i = n_total - LV_HISTORY_MAX; i < n_total; i++)
+        too_long += i % LV_ARRAY_LEN(ODD_TEXTS) == 6;
+    assert_true(too_long > 0);
+    assert_int_equal(cached, LV_HISTORY_MAX - too_long);
+    /* encoding again without a change (an attach, a counter) copies every entry, same bytes */
+    s->rec.total_inferences++;
+    lv_session_mark_dirty(s);
+    assert_int_equal(lv_session_encode(s), 0);
+    want = uncached_line(s);
+    assert_line_equal(s->persist_line, want);
+
+    /* the line is copied from the cache: a different cached form shows in it */
+    lv_history_entry_t *e = &s->history[(s->history_head + 2) % LV_HISTORY_MAX];
+    assert_non_null(e->json);
+    char *real_form = e->json;
+    e->json = strdup("{\"answer_id\":999999}");
+    e->json_len = strlen(e->json);
+    lv_session_mark_dirty(s);
+    assert_int_equal(lv_session_encode(s), 0);
+    assert_int_not_equal(s->persist_line->len, want->len);
+    assert_non_null(memmem(s->persist_line->data, s->persist_line->len, "},{\"answer_id\":999999},{", 24));
+    free(e->json);
+    e->json = real_form;
+    e->json_len = strlen(real_form);
+    /* with every cached form cleared, it encodes (and caches) the same */
+    for (size_t i = 0; i < LV_HISTORY_MAX; i++) {
+        free(s->history[i].json);
+        s->history[i].json = NULL;
+        s->history[i].json_len = 0;
+    }
+    lv_session_mark_dirty(s);
+    assert_int_equal(lv_session_encode(s), 0);
+    assert_line_equal(s->persist_line, want);
+    assert_int_equal(check_cached(s), cached);
+    lv_statefile_line_unref(want);
+
+    /* and it reads back as the history it holds */
+    lv_statefile_session_t *back = malloc(sizeof(*back));
+    assert_non_null(back);
+    assert_int_equal(lv_statefile_parse_line(s->persist_line->data, s->persist_line->len, NOW_MS, back, NULL), 0);
+    assert_int_equal(back->n_answers, LV_HISTORY_MAX);
+    for (size_t i = 0; i < LV_HISTORY_MAX; i++) {
+        const lv_history_entry_t *h = lv_session_history_at(s, i);
+        const lv_statefile_answer_t *a = &back->answers[i];
+        double lat = isfinite(h->latency_ms) && h->latency_ms >= 0 ? h->latency_ms : 0.0;
+        assert_int_equal(a->answer_id, h->answer_id);
+        assert_int_equal(a->wall_ms, h->wall_ms);
+        assert_true(a->latency_ms == lat);
+        /* the text, less a cut UTF-8 sequence at its end */
+        assert_true(a->text_len <= h->text_len && h->text_len - a->text_len <= 3);
+        assert_memory_equal(a->text, h->text, a->text_len);
+    }
+    lv_statefile_session_clear(back);
+    free(back);
+    fx_free(&fx);
+}
+
+/* A session restored from a line encodes to that line, and restore -> encode -> restore keeps
+ * everything (settings, counters, the whole history ring). */
+static void restored_session_encodes_its_line(void **state)
+{
+    fx_t fx[2];
+    lv_statefile_session_t *in = malloc(sizeof(*in)), *parsed = malloc(sizeof(*parsed));
+    lv_statefile_line_t *line = NULL;
+    assert_non_null(in);
+    assert_non_null(parsed);
+    make_session(in, 6, LV_HISTORY_MAX);
+    in->rec.settings.temperature = 1.25;
+    snprintf(in->rec.tenant, sizeof(in->rec.tenant), "acme");
+    for (size_t k = 0; k < LV_HISTORY_MAX; k++) {
+        /* every odd text but the inner NUL, which no line carries (jansson refuses \u0000) */
+        const text_t *t = &ODD_TEXTS[k % (LV_ARRAY_LEN(ODD_TEXTS) - 1)];
+        free(in->answers[k].text);
+        in->answers[k].text = malloc(t->n + 1);
+        assert_non_null(in->answers[k].text);
+        memcpy(in->answers[k].text, t->p, t->n + 1);
+        in->answers[k].text_len = t->n;
+        in->answers[k].latency_ms = ODD_LATENCIES[k % LV_ARRAY_LEN(ODD_LATENCIES)];
+    }
+    assert_int_equal(lv_statefile_encode_session(in, &line), 0);
+    const lv_statefile_line_t *from = line;
+    for (int round = 0; round < 2; round++) {
+        fx_init(&fx[round], 10);
+        assert_int_equal(lv_statefile_parse_line(from->data, from->len, lv_wall_ms(), parsed, NULL), 0);
+        assert_int_equal(lv_registry_restore(fx[round].reg, parsed, 5000000), 0);
+        lv_session_t *r = lv_session_find(fx[round].reg, in->rec.id);
+        assert_non_null(r);
+        assert_non_null(r->persist_line); /* encoded (and its entries cached) when restored */
+        assert_int_equal(check_cached(r), LV_HISTORY_MAX - 2); /* all but the control characters' (k 6, 13) */
+        /* "last seen" comes back from the age, against the wall clock: put it back as saved */
+        r->detached_wall_ms = in->last_seen_ms;
+        lv_session_mark_dirty(r);
+        assert_int_equal(lv_session_encode(r), 0);
+        assert_line_equal(r->persist_line, line);
+        lv_statefile_line_t *plain = uncached_line(r);
+        assert_line_equal(plain, line);
+        lv_statefile_line_unref(plain);
+        /* everything is back: the line it writes parses to the session it came from */
+        lv_statefile_session_t *again = malloc(sizeof(*again));
+        assert_non_null(again);
+        assert_int_equal(lv_statefile_parse_line(r->persist_line->data, r->persist_line->len, NOW_MS, again, NULL), 0);
+        assert_same_session(parsed, again);
+        assert_string_equal(again->rec.tenant, "acme");
+        lv_statefile_session_clear(again);
+        free(again);
+        lv_statefile_session_clear(parsed);
+        from = r->persist_line; /* the next round restores from the restored session's line */
+    }
+    fx_free(&fx[0]);
+    fx_free(&fx[1]);
+    lv_statefile_line_unref(line);
+    lv_statefile_session_clear(in);
+    free(in);
+    free(parsed);
+}
+
 static void snapshot_only_when_changed(void **state)
 {
     fx_t a;
@@ -1126,11 +1429,14 @@ int main(void)
         cmocka_unit_test(refused_settings_reset),
         cmocka_unit_test(encode_cuts_broken_utf8),
         cmocka_unit_test(encode_matches_jansson),
+        cmocka_unit_test(encode_answer_pieces),
         cmocka_unit_test(parse_line_round_trip),
         cmocka_unit_test(parse_line_rejects),
         cmocka_unit_test(registry_restart),
         cmocka_unit_test(snapshot_only_when_changed),
         cmocka_unit_test(dirty_list),
+        cmocka_unit_test(cached_history_same_bytes),
+        cmocka_unit_test(restored_session_encodes_its_line),
         cmocka_unit_test(persist_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
