@@ -5,6 +5,7 @@
  * outcome, under the lane's lock; docs/internals/threads.md has the hand-over rules. */
 #include "lv_chat.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include "lv_common.h"
 #include "lv_httpdate.h"
 #include "lv_lane.h"
+#include "lv_session.h"
 #include "lv_sse.h"
 #include "lv_utf8.h"
 
@@ -47,6 +49,10 @@ struct lv_chat {
     lv_buf_t req_debug;         /* built at start, read at the end */
     int inflight_at_start;      /* b->inflight right after this chat was counted (window samples) */
     int probe;                  /* holds the backend's half-open probe (lv_backend_take_probe) */
+    lv_frame_t *frame;          /* the caller's frame, whose bytes the I/O side reads in place: a
+                                 * reference, dropped here only (frame_let_go), since the refcount
+                                 * is not atomic; NULL once dropped, or when the JPEG was copied */
+    uv_thread_t main_thread;    /* the pool's loop's: chat_free drops a frame still held only there */
     unsigned awaiting_first : 1;/* counted in b->awaiting_first */
     unsigned main_done : 1;     /* finished or cancelled: the main side has let go */
     unsigned text_short : 1;    /* text taken from the I/O side could not be kept (out of memory) */
@@ -58,6 +64,8 @@ struct lv_chat {
     uint64_t pend_first_us;     /* a streamed first token's time, until taken; 0 = none */
     unsigned io_done : 1;       /* the outcome (the I/O side's fields below) is final */
     unsigned cancel_req : 1;    /* the main side asks the I/O side to drop the transfer */
+    unsigned jpeg_reading : 1;  /* the I/O side is reading the frame's bytes (building the body):
+                                 * the main side must not drop the frame yet */
 
     /* ---- I/O side: set up by the main side before the first post; after io_done the main side
      * reads the outcome fields, and the I/O side only releases curl's handles and buffers ---- */
@@ -73,7 +81,9 @@ struct lv_chat {
     lv_buf_t body;              /* the request body; curl reads it in place (POSTFIELDS) */
     lv_chatreq_t req;           /* what the body is built from, on the I/O side (the base64 of a
                                  * frame is the biggest single piece of work per request): the
-                                 * prompt and the JPEG are copies, freed once the body exists */
+                                 * prompt is a copy, the JPEG a copy or a view into the frame
+                                 * (jpeg_in_frame); both are let go of once the body exists */
+    bool jpeg_in_frame;         /* req.jpeg points into frame->data (set before the first post) */
     char *redact_key;           /* the backend's key, to keep it out of error texts (a copy: the
                                  * I/O side never reads the backend, which the main side owns) */
     uv_timer_t timer;           /* deadlines; its close callback drops the I/O side's reference */
@@ -174,7 +184,8 @@ static void copy_str(char *dst, size_t size, const char *src)
 static void req_copies_free(lv_chat_t *c)
 {
     free((void *)c->req.prompt);
-    free((void *)c->req.jpeg);
+    if (!c->jpeg_in_frame)
+        free((void *)c->req.jpeg);
     c->req.prompt = NULL;
     c->req.jpeg = NULL;
 }
@@ -680,6 +691,9 @@ static void io_turn(lv_lane_item_t *it)
     lv_chat_t *c = LV_CONTAINER_OF(it, lv_chat_t, item);
     lv_lane_lock(c->lane);
     int cancel = c->cancel_req;
+    bool build = !cancel && !c->io_released && !c->io_started;
+    if (build && c->jpeg_in_frame)
+        c->jpeg_reading = 1; /* with the cancel check, so a cancel either sees it or stops us */
     lv_lane_unlock(c->lane);
     if (c->io_released)
         return;
@@ -693,6 +707,16 @@ static void io_turn(lv_lane_item_t *it)
     lv_buf_init(&c->body, lv_b64_encoded_len(c->req.jpeg_len) + 6 * (strlen(c->model) + strlen(c->req.prompt)) + 1024);
     int rc = lv_chatreq_build(&c->body, &c->req);
     req_copies_free(c);
+    if (c->jpeg_in_frame) {
+        /* the last read of the frame's bytes: retries and rewinds resend the body. A cancel that
+         * came meanwhile left the frame to the main side's next turn */
+        lv_lane_lock(c->lane);
+        c->jpeg_reading = 0;
+        bool tell_main = c->cancel_req;
+        lv_lane_unlock(c->lane);
+        if (tell_main)
+            lv_lane_post_main(c->lane, &c->item);
+    }
     if (rc) {
         set_error(c, LV_BACKEND_END_LOCAL, rc, "could not build the request (%s)", lv_strerror(rc));
         io_finish(c);
@@ -751,6 +775,15 @@ static void first_token_seen(lv_chat_t *c, bool came, uint64_t ttft_us)
 static void chat_free(lv_lane_item_t *it)
 {
     lv_chat_t *c = LV_CONTAINER_OF(it, lv_chat_t, item);
+    if (c->frame) {
+        /* still held only when the start failed, or when the lane was destroyed before the main
+         * side's turn after a cancel ran (lv_lane_destroy drops that post on the pool's loop,
+         * after the I/O thread has ended): either way on the pool's loop, as the refcount needs */
+        uv_thread_t self = uv_thread_self();
+        assert(uv_thread_equal(&self, &c->main_thread));
+        lv_frame_unref(c->frame);
+        c->frame = NULL;
+    }
     if (c->easy) /* made, and the I/O side did not get to release it (start failed after) */
         curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
@@ -820,11 +853,20 @@ out:
     return s;
 }
 
+/* Main side: drop the frame's reference. Only once the I/O side is not reading its bytes (it has
+ * built the body, or will never start): the caller may already have dropped its own. */
+static void frame_let_go(lv_chat_t *c)
+{
+    lv_frame_unref(c->frame);
+    c->frame = NULL;
+}
+
 /* The outcome came: the pool learns it, then the user; the main side lets go. */
 static void main_finish(lv_chat_t *c)
 {
     char *resp_debug = NULL;
     c->main_done = 1;
+    frame_let_go(c); /* io_done: the body was built (or never will be) before the outcome */
     first_token_seen(c, false, 0);
     if (c->b->inflight > 0)
         c->b->inflight--;
@@ -885,8 +927,16 @@ static void main_finish(lv_chat_t *c)
 static void main_turn(lv_lane_item_t *it)
 {
     lv_chat_t *c = LV_CONTAINER_OF(it, lv_chat_t, item);
-    if (c->main_done)
-        return; /* cancelled: nothing more reaches the user */
+    if (c->main_done) { /* cancelled: nothing more reaches the user */
+        if (c->frame) { /* the cancel came while the I/O side read it; it posted us when done */
+            lv_lane_lock(c->lane);
+            bool reading = c->jpeg_reading;
+            lv_lane_unlock(c->lane);
+            if (!reading)
+                frame_let_go(c);
+        }
+        return;
+    }
     lv_lane_lock(c->lane);
     lv_buf_t got = c->pend;
     c->pend = c->taken;
@@ -932,7 +982,10 @@ void lv_chat_cancel(lv_chat_t *c)
     lv_backend_report(c->b, &rep); /* gives back a half-open probe */
     lv_lane_lock(c->lane);
     c->cancel_req = 1;
+    bool reading = c->jpeg_reading;
     lv_lane_unlock(c->lane);
+    if (!reading) /* not started (it will see cancel_req and not read) or done with the bytes */
+        frame_let_go(c);
     lv_lane_post_io(c->lane, &c->item); /* the transfer is dropped on the I/O side's next turn */
     lv_lane_unref(c->lane, &c->item);   /* the main side's reference */
 }
@@ -993,7 +1046,8 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
 {
     int rc = LV_EINVAL;
     lv_chat_t *c = NULL;
-    if (!pool || !b || !req || !cb || !cb->on_done || !req->model || !req->prompt)
+    if (!pool || !b || !req || !cb || !cb->on_done || !req->model || !req->prompt ||
+        (req->frame && (req->jpeg || req->jpeg_len)))
         goto out;
     size_t model_len = strlen(req->model);
     if (model_len == 0 || model_len > LV_BACKEND_MODEL_MAX_LEN)
@@ -1010,6 +1064,7 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
     c->b = b;
     c->cb = *cb;
     c->ud = ud;
+    c->main_thread = uv_thread_self();
     c->want_debug = req->want_debug != 0;
     memcpy(c->model, req->model, model_len + 1);
     lv_queue_init(&c->link.node);
@@ -1036,16 +1091,24 @@ int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, co
         !isfinite(req->temperature) || req->temperature < 0 || req->temperature > 100)
         goto out;
     rc = LV_ENOMEM;
-    size_t jpeg_len = req->jpeg ? req->jpeg_len : 0;
+    /* a frame is read in place by the I/O side (lv_chat.h says how long it is held); plain bytes
+     * are copied, since the caller may free them on return */
+    const void *jpeg = req->frame ? req->frame->data : req->jpeg;
+    size_t jpeg_len = req->frame ? req->frame->len : req->jpeg ? req->jpeg_len : 0;
+    if (req->frame && jpeg_len) {
+        c->frame = lv_frame_ref(req->frame);
+        c->jpeg_in_frame = true;
+    }
     lv_chatreq_t cr = {.model = c->model, .prompt = strdup(req->prompt), .max_tokens = req->max_tokens,
-                       .temperature = req->temperature, .jpeg = jpeg_len ? malloc(jpeg_len) : NULL,
+                       .temperature = req->temperature,
+                       .jpeg = c->jpeg_in_frame ? jpeg : jpeg_len ? malloc(jpeg_len) : NULL,
                        .jpeg_len = jpeg_len, .stream = 1, .include_usage = 1};
     c->req = cr;
     if (!cr.prompt || (jpeg_len && !cr.jpeg))
         goto out;
-    if (jpeg_len)
-        memcpy((void *)cr.jpeg, req->jpeg, jpeg_len);
-    cr.jpeg = req->jpeg; /* the debug view reads the caller's, now */
+    if (jpeg_len && !c->jpeg_in_frame)
+        memcpy((void *)cr.jpeg, jpeg, jpeg_len);
+    cr.jpeg = jpeg; /* the debug view reads the caller's, now */
     if (c->want_debug) {
         lv_buf_init(&c->req_debug, REQ_DEBUG_MAX);
         if ((rc = lv_chatreq_build_debug(&c->req_debug, &cr)) != 0)

@@ -25,16 +25,31 @@
 #define LV_CHAT_DEFAULT_STREAM_IDLE_MS 5000
 
 typedef struct lv_chat lv_chat_t;
+struct lv_frame; /* lv_session.h: a refcounted, immutable camera frame */
 
-/** One request. Everything is copied or encoded by lv_chat_start(): the caller may free it all
- * (the JPEG included) as soon as lv_chat_start() returns. */
+/** One request. Everything but frame is copied or encoded by lv_chat_start(): the caller may free
+ * it all (jpeg included) as soon as lv_chat_start() returns. */
 typedef struct {
     const char *model;           /* the backend's model id, 1..256 bytes */
     const char *prompt;          /* UTF-8 */
     int max_tokens;              /* <= 0: not sent */
     double temperature;          /* 0..100 (the protocol allows 0..2) */
-    const void *jpeg;            /* NULL / 0: text-only request */
+    const void *jpeg;            /* plain bytes, copied at start; NULL / 0 (and no frame):
+                                  * text-only request. Not together with frame (LV_EINVAL) */
     size_t jpeg_len;
+    struct lv_frame *frame;      /* NULL, or the image as a frame, sent without a copy: the chat
+                                  * takes a reference (lv_frame_ref) in lv_chat_start and the
+                                  * backend I/O thread reads frame->data[0..len) in place while
+                                  * it builds the body. The frame's refcount is not atomic, so the
+                                  * reference is taken and dropped on the pool's loop only: at
+                                  * on_done (before it runs), at lv_chat_cancel when the I/O side
+                                  * is not reading the bytes then, else on the pool's loop's turn
+                                  * right after the I/O side has built the body (or when the lane
+                                  * is destroyed). The I/O side never touches the refcount, and
+                                  * the bytes must stay unchanged (frames are immutable once made).
+                                  * The caller may drop its own reference as soon as lv_chat_start
+                                  * returns. A retry or a resend (lv_h1c's second connection,
+                                  * curl's rewind) sends the built body, not the frame again */
     int connect_timeout_ms;      /* TCP+TLS connect; <= 0: LV_CHAT_DEFAULT_CONNECT_MS */
     int first_token_timeout_ms;  /* start -> first non-empty content; <= 0: default (30 s) */
     int total_timeout_ms;        /* start -> complete answer; <= 0: default (120 s) */
@@ -114,7 +129,8 @@ typedef struct {
  * (lv_backend_mark_down). No retries here.
  * *out (may be NULL) receives the handle for lv_chat_cancel(); it is valid until on_done returns
  * or lv_chat_cancel() is called.
- * Returns 0; LV_EINVAL (bad arguments: no on_done, empty or > 256-byte model, invalid UTF-8);
+ * Returns 0; LV_EINVAL (bad arguments: no on_done, empty or > 256-byte model, invalid UTF-8, jpeg
+ * and frame both given);
  * LV_ENOMEM. On failure nothing was started and nothing fires. A transfer curl refuses to add
  * (on the lane's side) ends in on_done with LV_EIO "could not start the request". */
 int lv_chat_start(lv_pool_t *pool, lv_backend_t *b, const lv_chat_req_t *req, const lv_chat_cb_t *cb,

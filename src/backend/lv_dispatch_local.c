@@ -28,7 +28,7 @@ typedef struct {
     lv_job_t *job;       /* NULL once cancelled */
     lv_backend_t *backend;
     lv_chat_t *chat;
-    lv_frame_t *frame;   /* own reference: a retry sends it again */
+    lv_frame_t *frame;   /* own reference: a retry sends it again (each chat takes one more) */
     lv_buf_t shaped;     /* the frame scaled down for this backend; empty = send it as is */
     lv_shape_req_t shape;
     bool shaping;        /* on the thread pool; the backend slot is held meanwhile */
@@ -69,8 +69,11 @@ static int req_send(req_t *rq)
         .prompt = st->prompt,
         .max_tokens = st->max_tokens,
         .temperature = st->temperature,
-        .jpeg = rq->shaped.len ? (const unsigned char *)rq->shaped.data : rq->frame->data,
-        .jpeg_len = rq->shaped.len ? rq->shaped.len : rq->frame->len,
+        /* the frame goes by reference (the chat reads it in place on the backend I/O thread);
+         * a shaped copy is this request's own buffer, freed at cancel, so the chat copies it */
+        .jpeg = rq->shaped.len ? (const unsigned char *)rq->shaped.data : NULL,
+        .jpeg_len = rq->shaped.len,
+        .frame = rq->shaped.len ? NULL : rq->frame,
         .connect_timeout_ms = d->cfg.connect_timeout_ms,
         .first_token_timeout_ms = d->cfg.first_token_timeout_ms,
         .total_timeout_ms = d->cfg.total_timeout_ms,
