@@ -34,6 +34,15 @@ uint64_t lv_now_ms(void) { return clock_ns(CLOCK_MONOTONIC) / 1000000u; }
 uint64_t lv_now_us(void) { return clock_ns(CLOCK_MONOTONIC) / 1000u; }
 uint64_t lv_wall_ms(void) { return clock_ns(CLOCK_REALTIME) / 1000000u; }
 
+uint32_t lv_fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+
 int lv_hex_digit(unsigned char c)
 {
     if (c >= '0' && c <= '9')

@@ -37,6 +37,9 @@ uint64_t lv_now_us(void);
 /** Wall clock in milliseconds since the epoch; only for timestamps shown to people. */
 uint64_t lv_wall_ms(void);
 
+/** FNV-1a, 32 bits, of p[0..n): a checksum or an in-process cache key, never a key peers choose
+ * (those go through lv_hmap's SipHash). */
+uint32_t lv_fnv1a(const void *p, size_t n);
 /** The value of a hexadecimal digit ('0'-'9', 'a'-'f', 'A'-'F'), or -1 for any other byte. */
 int lv_hex_digit(unsigned char c);
 

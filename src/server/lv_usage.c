@@ -28,16 +28,6 @@
 #define PAYLOAD_AT 14
 #define N_FIELDS 12
 
-static uint32_t fnv1a(const char *p, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 /* Copy s into the payload at *at as one field: at most max bytes, tabs and line ends as spaces. */
 static void put_field(char *rec, size_t *at, const char *s, size_t max)
 {
@@ -75,7 +65,7 @@ void lv_usage_encode(const lv_usage_t *u, char rec[LV_USAGE_RECORD_BYTES])
     put_field(rec, &at, u->outcome, sizeof(u->outcome) - 1);
     rec[REC - 1] = '\n';
     char head[16];
-    snprintf(head, sizeof(head), "LVU1 %08x ", (unsigned)fnv1a(rec + PAYLOAD_AT, REC - 1 - PAYLOAD_AT));
+    snprintf(head, sizeof(head), "LVU1 %08x ", (unsigned)lv_fnv1a(rec + PAYLOAD_AT, REC - 1 - PAYLOAD_AT));
     memcpy(rec, head, PAYLOAD_AT);
 }
 
@@ -106,7 +96,7 @@ int lv_usage_decode(const char rec[LV_USAGE_RECORD_BYTES], lv_usage_t *out)
 {
     char want[16];
     memset(out, 0, sizeof(*out));
-    snprintf(want, sizeof(want), "LVU1 %08x ", (unsigned)fnv1a(rec + PAYLOAD_AT, REC - 1 - PAYLOAD_AT));
+    snprintf(want, sizeof(want), "LVU1 %08x ", (unsigned)lv_fnv1a(rec + PAYLOAD_AT, REC - 1 - PAYLOAD_AT));
     if (memcmp(rec, want, PAYLOAD_AT) != 0 || rec[REC - 1] != '\n')
         return LV_EPARSE;
     const char *f[N_FIELDS];

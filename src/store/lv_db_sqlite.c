@@ -83,17 +83,6 @@ static int map_error(lv_db_t *db, int src, const char *what)
     return lv_db_fail(db, code, "%s: %s", what, sqlite3_errmsg(c));
 }
 
-/* FNV-1a; also measures the string so the caller needs no strlen. */
-static uint32_t sql_hash(const char *sql, size_t *len)
-{
-    uint32_t h = 2166136261u;
-    const unsigned char *p = (const unsigned char *)sql;
-    for (; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    *len = (size_t)(p - (const unsigned char *)sql);
-    return h;
-}
-
 static stmt_slot_t *cache_find(sqlite_conn_t *sc, const char *sql, uint32_t hash, size_t len)
 {
     for (size_t i = 0; i < STMT_CACHE_SLOTS; i++) {
@@ -137,14 +126,12 @@ static bool tail_empty(const char *tail)
 static int stmt_get(lv_db_t *db, const char *sql, sqlite3_stmt **st, bool *owned)
 {
     sqlite_conn_t *sc = db->conn;
-    size_t len;
-    uint32_t hash = sql_hash(sql, &len);
+    size_t len = strlen(sql);
+    uint32_t hash = lv_fnv1a(sql, len);
     *st = NULL;
     *owned = true;
     stmt_slot_t *e = len <= STMT_CACHE_SQL_MAX ? cache_find(sc, sql, hash, len) : NULL;
-    if (e) {
-        sqlite3_reset(e->st);
-        sqlite3_clear_bindings(e->st);
+    if (e) { /* reset with no bindings by the call that last used it (sqlite_exec's out) */
         e->used = ++sc->clock;
         sc->hits++;
         *st = e->st;
