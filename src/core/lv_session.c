@@ -517,11 +517,15 @@ void lv_session_history_add(lv_session_t *s, uint64_t answer_id, const char *tex
     lv_session_mark_dirty(s);
 }
 
+/* Where the i-th entry, oldest first, sits in the ring (i < history_len). */
+static size_t history_slot(const lv_session_t *s, size_t i)
+{
+    return (s->history_head + i) % LV_HISTORY_MAX;
+}
+
 const lv_history_entry_t *lv_session_history_at(const lv_session_t *s, size_t i)
 {
-    if (i >= s->history_len)
-        return NULL;
-    return &s->history[(s->history_head + i) % LV_HISTORY_MAX];
+    return i < s->history_len ? &s->history[history_slot(s, i)] : NULL;
 }
 
 void lv_session_attach_changed(lv_session_t *s, uint64_t now_ms)
@@ -640,7 +644,7 @@ int lv_session_encode(lv_session_t *s)
     v->size_hint = s->persist_line ? s->persist_line->len : 0; /* a new entry or a changed counter:
                                                                  * about the same length */
     for (size_t i = 0; i < s->history_len; i++) {
-        lv_history_entry_t *e = &s->history[(s->history_head + i) % LV_HISTORY_MAX];
+        lv_history_entry_t *e = &s->history[history_slot(s, i)]; /* its cached form is filled in */
         lv_statefile_answer_t *a = &v->answers[i];
         *a = (lv_statefile_answer_t){.answer_id = e->answer_id, .wall_ms = e->wall_ms, .latency_ms = e->latency_ms,
                                      .text = e->text, .text_len = e->text_len};
