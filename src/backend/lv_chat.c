@@ -772,6 +772,14 @@ static void first_token_seen(lv_chat_t *c, bool came, uint64_t ttft_us)
         c->b->awaiting_first--;
 }
 
+/* Main side: drop the frame's reference. Only once the I/O side is not reading its bytes (it has
+ * built the body, or will never start): the caller may already have dropped its own. */
+static void frame_let_go(lv_chat_t *c)
+{
+    lv_frame_unref(c->frame);
+    c->frame = NULL;
+}
+
 static void chat_free(lv_lane_item_t *it)
 {
     lv_chat_t *c = LV_CONTAINER_OF(it, lv_chat_t, item);
@@ -781,8 +789,7 @@ static void chat_free(lv_lane_item_t *it)
          * after the I/O thread has ended): either way on the pool's loop, as the refcount needs */
         uv_thread_t self = uv_thread_self();
         assert(uv_thread_equal(&self, &c->main_thread));
-        lv_frame_unref(c->frame);
-        c->frame = NULL;
+        frame_let_go(c);
     }
     if (c->easy) /* made, and the I/O side did not get to release it (start failed after) */
         curl_easy_cleanup(c->easy);
@@ -851,14 +858,6 @@ static char *debug_from_stream(const lv_chat_t *c)
 out:
     json_decref(root);
     return s;
-}
-
-/* Main side: drop the frame's reference. Only once the I/O side is not reading its bytes (it has
- * built the body, or will never start): the caller may already have dropped its own. */
-static void frame_let_go(lv_chat_t *c)
-{
-    lv_frame_unref(c->frame);
-    c->frame = NULL;
 }
 
 /* The outcome came: the pool learns it, then the user; the main side lets go. */
